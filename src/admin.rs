@@ -1,0 +1,108 @@
+//! The admin HTTP endpoint: `GET /metrics` (Prometheus text format) and
+//! `GET /healthz`. Deliberately tiny: one request per connection, GET only.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Shared health state reported by `/healthz`.
+#[derive(Debug, Default)]
+pub struct Health {
+    draining: AtomicBool,
+}
+
+impl Health {
+    /// Marks the proxy as shutting down: `/healthz` answers 503.
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    fn status(&self) -> (u16, &'static str) {
+        if self.draining.load(Ordering::Relaxed) {
+            (503, "draining\n")
+        } else {
+            (200, "ok\n")
+        }
+    }
+}
+
+/// Serves the admin endpoint on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, metrics: PrometheusHandle, health: Arc<Health>) {
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else {
+            continue;
+        };
+        let metrics = metrics.clone();
+        let health = health.clone();
+        tokio::spawn(async move {
+            let handled =
+                tokio::time::timeout(Duration::from_secs(10), respond(stream, &metrics, &health))
+                    .await;
+            if !matches!(handled, Ok(Ok(()))) {
+                tracing::debug!(%peer, "admin request failed");
+            }
+        });
+    }
+}
+
+async fn respond(
+    mut stream: TcpStream,
+    metrics: &PrometheusHandle,
+    health: &Health,
+) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 4096];
+    let mut n = 0;
+    while !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+        if n == buf.len() {
+            return reply(&mut stream, 431, "text/plain", "request too large\n").await;
+        }
+        let read = stream.read(&mut buf[n..]).await?;
+        if read == 0 {
+            return Ok(());
+        }
+        n += read;
+    }
+    let head = String::from_utf8_lossy(&buf[..n]);
+    let mut parts = head.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let path = path.split('?').next().unwrap_or("");
+    match (method, path) {
+        ("GET", "/metrics") => {
+            let body = metrics.render();
+            reply(&mut stream, 200, "text/plain; version=0.0.4", &body).await
+        }
+        ("GET", "/healthz") => {
+            let (code, body) = health.status();
+            reply(&mut stream, code, "text/plain", body).await
+        }
+        ("GET", _) => reply(&mut stream, 404, "text/plain", "not found\n").await,
+        _ => reply(&mut stream, 405, "text/plain", "method not allowed\n").await,
+    }
+}
+
+async fn reply(stream: &mut TcpStream, code: u16, ctype: &str, body: &str) -> std::io::Result<()> {
+    let reason = match code {
+        200 => "OK",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        431 => "Request Header Fields Too Large",
+        _ => "Service Unavailable",
+    };
+    let head = format!(
+        "HTTP/1.1 {code} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+/// Binds the admin listener.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}

@@ -1,0 +1,69 @@
+//! Command-line entry points, one file per subcommand. This is the only
+//! place `anyhow` is used.
+
+mod demo;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{ConfigArgs, ConfigError};
+
+/// copyguard: a PostgreSQL proxy that keeps production data out of
+/// non-production hands.
+#[derive(Debug, Parser)]
+#[command(name = "copyguard", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the proxy in front of a PostgreSQL server.
+    Serve(Box<ConfigArgs>),
+    /// Start a throwaway PostgreSQL with sample data and copyguard in front
+    /// of it, and print what to try.
+    Demo(demo::DemoArgs),
+}
+
+impl Cli {
+    /// Runs the chosen subcommand; configuration errors exit with 2, other
+    /// failures with 1.
+    pub fn run(self) -> ExitCode {
+        let result = match self.command {
+            Command::Serve(args) => serve::run(&args),
+            Command::Demo(args) => demo::run(&args),
+        };
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("copyguard: {e:#}");
+                if e.downcast_ref::<ConfigError>().is_some() {
+                    ExitCode::from(2)
+                } else {
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+/// Resolves when the process receives SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler installs");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("copyguard")
+        .build()?)
+}

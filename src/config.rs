@@ -1,0 +1,780 @@
+//! `copyguard serve` configuration: a TOML file, flags and `COPYGUARD_*`
+//! environment variables, merged (flag or env > file > default) and
+//! validated before anything listens.
+//!
+//! Every setting has one dotted key (`tls.mode`), one flag (`--tls-mode`)
+//! and one variable (`COPYGUARD_TLS_MODE`); see [`SETTINGS`].
+
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// Every setting: dotted key in the file, flag, environment variable, help.
+pub const SETTINGS: &[(&str, &str, &str, &str)] = &[
+    (
+        "listen",
+        "--listen",
+        "COPYGUARD_LISTEN",
+        "address clients connect to [127.0.0.1:6432]",
+    ),
+    (
+        "upstream",
+        "--upstream",
+        "COPYGUARD_UPSTREAM",
+        "PostgreSQL server HOST:PORT (required)",
+    ),
+    (
+        "admin",
+        "--admin",
+        "COPYGUARD_ADMIN",
+        "HTTP address for /metrics and /healthz [off]",
+    ),
+    (
+        "tls.mode",
+        "--tls-mode",
+        "COPYGUARD_TLS_MODE",
+        "client TLS: disable | allow | require [allow with a certificate, else disable]",
+    ),
+    (
+        "tls.cert",
+        "--tls-cert",
+        "COPYGUARD_TLS_CERT",
+        "PEM certificate chain presented to clients",
+    ),
+    (
+        "tls.key",
+        "--tls-key",
+        "COPYGUARD_TLS_KEY",
+        "PEM private key of that certificate",
+    ),
+    (
+        "upstream_tls.mode",
+        "--upstream-tls-mode",
+        "COPYGUARD_UPSTREAM_TLS_MODE",
+        "upstream TLS: disable | require | verify-full [disable]",
+    ),
+    (
+        "upstream_tls.ca",
+        "--upstream-tls-ca",
+        "COPYGUARD_UPSTREAM_TLS_CA",
+        "PEM CA certificates for verify-full",
+    ),
+    (
+        "upstream_tls.server_name",
+        "--upstream-tls-server-name",
+        "COPYGUARD_UPSTREAM_TLS_SERVER_NAME",
+        "name checked in the server certificate [upstream host]",
+    ),
+    (
+        "limits.max_connections",
+        "--max-connections",
+        "COPYGUARD_MAX_CONNECTIONS",
+        "concurrent client connections [1000]",
+    ),
+    (
+        "limits.startup_timeout",
+        "--startup-timeout",
+        "COPYGUARD_STARTUP_TIMEOUT",
+        "time from connect to ready-for-query [30s]",
+    ),
+    (
+        "limits.connect_timeout",
+        "--connect-timeout",
+        "COPYGUARD_CONNECT_TIMEOUT",
+        "time to reach the upstream [10s]",
+    ),
+    (
+        "limits.max_message_size",
+        "--max-message-size",
+        "COPYGUARD_MAX_MESSAGE_SIZE",
+        "largest client message [128MiB]",
+    ),
+    (
+        "limits.shutdown_timeout",
+        "--shutdown-timeout",
+        "COPYGUARD_SHUTDOWN_TIMEOUT",
+        "grace period for sessions on SIGTERM/SIGINT [30s]",
+    ),
+    (
+        "log.format",
+        "--log-format",
+        "COPYGUARD_LOG_FORMAT",
+        "text | json [text]",
+    ),
+    (
+        "log.level",
+        "--log-level",
+        "COPYGUARD_LOG_LEVEL",
+        "tracing filter, e.g. info or copyguard=debug [info]",
+    ),
+];
+
+/// Flags and environment variables of `copyguard serve`.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct ConfigArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "COPYGUARD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address clients connect to [127.0.0.1:6432].
+    #[arg(long, env = "COPYGUARD_LISTEN")]
+    pub listen: Option<String>,
+    /// PostgreSQL server HOST:PORT.
+    #[arg(long, env = "COPYGUARD_UPSTREAM")]
+    pub upstream: Option<String>,
+    /// HTTP address serving /metrics and /healthz.
+    #[arg(long, env = "COPYGUARD_ADMIN")]
+    pub admin: Option<String>,
+    /// Client TLS: disable | allow | require.
+    #[arg(long, env = "COPYGUARD_TLS_MODE")]
+    pub tls_mode: Option<String>,
+    /// PEM certificate chain presented to clients.
+    #[arg(long, env = "COPYGUARD_TLS_CERT")]
+    pub tls_cert: Option<String>,
+    /// PEM private key of the client-facing certificate.
+    #[arg(long, env = "COPYGUARD_TLS_KEY")]
+    pub tls_key: Option<String>,
+    /// Upstream TLS: disable | require | verify-full.
+    #[arg(long, env = "COPYGUARD_UPSTREAM_TLS_MODE")]
+    pub upstream_tls_mode: Option<String>,
+    /// PEM CA certificates trusted for verify-full.
+    #[arg(long, env = "COPYGUARD_UPSTREAM_TLS_CA")]
+    pub upstream_tls_ca: Option<String>,
+    /// Name checked in the upstream certificate.
+    #[arg(long, env = "COPYGUARD_UPSTREAM_TLS_SERVER_NAME")]
+    pub upstream_tls_server_name: Option<String>,
+    /// Concurrent client connections.
+    #[arg(long, env = "COPYGUARD_MAX_CONNECTIONS")]
+    pub max_connections: Option<String>,
+    /// Time from connect to ready-for-query, e.g. 30s.
+    #[arg(long, env = "COPYGUARD_STARTUP_TIMEOUT")]
+    pub startup_timeout: Option<String>,
+    /// Time allowed to reach the upstream, e.g. 10s.
+    #[arg(long, env = "COPYGUARD_CONNECT_TIMEOUT")]
+    pub connect_timeout: Option<String>,
+    /// Largest message a client may send, e.g. 128MiB.
+    #[arg(long, env = "COPYGUARD_MAX_MESSAGE_SIZE")]
+    pub max_message_size: Option<String>,
+    /// Grace period for sessions on SIGTERM/SIGINT, e.g. 30s.
+    #[arg(long, env = "COPYGUARD_SHUTDOWN_TIMEOUT")]
+    pub shutdown_timeout: Option<String>,
+    /// Log format: text | json.
+    #[arg(long, env = "COPYGUARD_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// Log filter, e.g. info or copyguard=debug.
+    #[arg(long, env = "COPYGUARD_LOG_LEVEL")]
+    pub log_level: Option<String>,
+}
+
+impl ConfigArgs {
+    fn get(&self, key: &str) -> Option<&String> {
+        match key {
+            "listen" => self.listen.as_ref(),
+            "upstream" => self.upstream.as_ref(),
+            "admin" => self.admin.as_ref(),
+            "tls.mode" => self.tls_mode.as_ref(),
+            "tls.cert" => self.tls_cert.as_ref(),
+            "tls.key" => self.tls_key.as_ref(),
+            "upstream_tls.mode" => self.upstream_tls_mode.as_ref(),
+            "upstream_tls.ca" => self.upstream_tls_ca.as_ref(),
+            "upstream_tls.server_name" => self.upstream_tls_server_name.as_ref(),
+            "limits.max_connections" => self.max_connections.as_ref(),
+            "limits.startup_timeout" => self.startup_timeout.as_ref(),
+            "limits.connect_timeout" => self.connect_timeout.as_ref(),
+            "limits.max_message_size" => self.max_message_size.as_ref(),
+            "limits.shutdown_timeout" => self.shutdown_timeout.as_ref(),
+            "log.format" => self.log_format.as_ref(),
+            "log.level" => self.log_level.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+/// A scalar in the configuration file: written as a string or a number.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+enum Raw {
+    Str(String),
+    Int(i64),
+}
+
+impl Raw {
+    fn text(&self) -> String {
+        match self {
+            Raw::Str(s) => s.clone(),
+            Raw::Int(i) => i.to_string(),
+        }
+    }
+}
+
+type Field = Option<Spanned<Raw>>;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Field,
+    upstream: Field,
+    admin: Field,
+    #[serde(default)]
+    tls: TlsSection,
+    #[serde(default)]
+    upstream_tls: UpstreamTlsSection,
+    #[serde(default)]
+    limits: LimitsSection,
+    #[serde(default)]
+    log: LogSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsSection {
+    mode: Field,
+    cert: Field,
+    key: Field,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpstreamTlsSection {
+    mode: Field,
+    ca: Field,
+    server_name: Field,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsSection {
+    max_connections: Field,
+    startup_timeout: Field,
+    connect_timeout: Field,
+    max_message_size: Field,
+    shutdown_timeout: Field,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogSection {
+    format: Field,
+    level: Field,
+}
+
+impl FileConfig {
+    fn get(&self, key: &str) -> Option<&Spanned<Raw>> {
+        match key {
+            "listen" => self.listen.as_ref(),
+            "upstream" => self.upstream.as_ref(),
+            "admin" => self.admin.as_ref(),
+            "tls.mode" => self.tls.mode.as_ref(),
+            "tls.cert" => self.tls.cert.as_ref(),
+            "tls.key" => self.tls.key.as_ref(),
+            "upstream_tls.mode" => self.upstream_tls.mode.as_ref(),
+            "upstream_tls.ca" => self.upstream_tls.ca.as_ref(),
+            "upstream_tls.server_name" => self.upstream_tls.server_name.as_ref(),
+            "limits.max_connections" => self.limits.max_connections.as_ref(),
+            "limits.startup_timeout" => self.limits.startup_timeout.as_ref(),
+            "limits.connect_timeout" => self.limits.connect_timeout.as_ref(),
+            "limits.max_message_size" => self.limits.max_message_size.as_ref(),
+            "limits.shutdown_timeout" => self.limits.shutdown_timeout.as_ref(),
+            "log.format" => self.log.format.as_ref(),
+            "log.level" => self.log.level.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+/// A configuration error, naming the setting and where its value came from.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown keys.
+    #[error("{path}: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (with line and column).
+        message: String,
+    },
+    /// A setting has an invalid value or is missing.
+    #[error("invalid setting `{key}` ({origin}): {message}")]
+    Invalid {
+        /// Dotted key, e.g. `tls.mode`.
+        key: &'static str,
+        /// Where the value came from.
+        origin: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Client-facing TLS mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientTlsMode {
+    /// SSLRequest is answered `N`.
+    Disable,
+    /// TLS when the client asks for it.
+    Allow,
+    /// Plaintext clients are refused.
+    Require,
+}
+
+/// Upstream TLS mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpstreamTlsMode {
+    /// Plain TCP.
+    Disable,
+    /// Encrypted, certificate not checked.
+    Require,
+    /// Encrypted, chain and host name checked against a CA file.
+    VerifyFull,
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Client-facing TLS settings.
+#[derive(Clone, Debug)]
+pub struct ClientTls {
+    /// Mode.
+    pub mode: ClientTlsMode,
+    /// Certificate chain and key (PEM), set unless the mode is `disable`.
+    pub cert_key: Option<(PathBuf, PathBuf)>,
+}
+
+/// Upstream TLS settings.
+#[derive(Clone, Debug)]
+pub struct UpstreamTls {
+    /// Mode.
+    pub mode: UpstreamTlsMode,
+    /// CA certificates (PEM) for verify-full.
+    pub ca: Option<PathBuf>,
+    /// Name checked in the server certificate.
+    pub server_name: String,
+}
+
+/// Resource limits and timeouts.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Concurrent client connections.
+    pub max_connections: usize,
+    /// From accept to the first ReadyForQuery.
+    pub startup_timeout: Duration,
+    /// To open the upstream TCP connection.
+    pub connect_timeout: Duration,
+    /// Largest frame a client may send.
+    pub max_message_size: usize,
+    /// Grace period on shutdown.
+    pub shutdown_timeout: Duration,
+}
+
+/// A validated `serve` configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Client listen address.
+    pub listen: SocketAddr,
+    /// Upstream host.
+    pub upstream_host: String,
+    /// Upstream port.
+    pub upstream_port: u16,
+    /// Admin HTTP address.
+    pub admin: Option<SocketAddr>,
+    /// Client-facing TLS.
+    pub tls: ClientTls,
+    /// Upstream TLS.
+    pub upstream_tls: UpstreamTls,
+    /// Limits.
+    pub limits: Limits,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Log filter.
+    pub log_level: String,
+}
+
+#[derive(Clone, Debug)]
+enum Origin {
+    Arg(&'static str, &'static str),
+    File(PathBuf, usize),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Arg(flag, env) => write!(f, "from {flag} or {env}"),
+            Origin::File(path, line) => write!(f, "{}, line {line}", path.display()),
+        }
+    }
+}
+
+struct Sources<'a> {
+    args: &'a ConfigArgs,
+    file: FileConfig,
+    path: Option<PathBuf>,
+    text: String,
+}
+
+impl Sources<'_> {
+    fn lookup(&self, key: &'static str) -> Option<(String, Origin)> {
+        let (_, flag, env, _) = SETTINGS
+            .iter()
+            .find(|(k, ..)| *k == key)
+            .expect("every key is listed in SETTINGS");
+        if let Some(v) = self.args.get(key) {
+            return Some((v.clone(), Origin::Arg(flag, env)));
+        }
+        let field = self.file.get(key)?;
+        let line = self.text[..field.span().start.min(self.text.len())]
+            .matches('\n')
+            .count()
+            + 1;
+        let path = self.path.clone().unwrap_or_default();
+        Some((field.get_ref().text(), Origin::File(path, line)))
+    }
+
+    fn parse<T>(
+        &self,
+        key: &'static str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, ConfigError> {
+        match self.lookup(key) {
+            None => Ok(None),
+            Some((text, origin)) => {
+                parse(text.trim())
+                    .map(Some)
+                    .map_err(|message| ConfigError::Invalid {
+                        key,
+                        origin: origin.to_string(),
+                        message,
+                    })
+            }
+        }
+    }
+
+    fn missing(&self, key: &'static str, message: &str) -> ConfigError {
+        let (_, flag, env, _) = SETTINGS
+            .iter()
+            .find(|(k, ..)| *k == key)
+            .expect("every key is listed in SETTINGS");
+        ConfigError::Invalid {
+            key,
+            origin: Origin::Arg(flag, env).to_string(),
+            message: message.to_owned(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads the file named by `args.config` (if any), applies flags and
+    /// environment variables, and validates the result.
+    pub fn load(args: &ConfigArgs) -> Result<Config, ConfigError> {
+        let (file, text) = match &args.config {
+            None => (FileConfig::default(), String::new()),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                let file =
+                    toml::from_str(&text).map_err(|e: toml::de::Error| ConfigError::Syntax {
+                        path: path.clone(),
+                        message: e.to_string(),
+                    })?;
+                (file, text)
+            }
+        };
+        let src = Sources {
+            args,
+            file,
+            path: args.config.clone(),
+            text,
+        };
+        Config::resolve(&src)
+    }
+
+    fn resolve(src: &Sources<'_>) -> Result<Config, ConfigError> {
+        let listen = src
+            .parse("listen", parse_addr)?
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 6432)));
+        let (upstream_host, upstream_port) = src
+            .parse("upstream", parse_host_port)?
+            .ok_or_else(|| src.missing("upstream", "required: the PostgreSQL server, HOST:PORT"))?;
+        let admin = src.parse("admin", parse_addr)?;
+
+        let cert = src.parse("tls.cert", parse_file)?;
+        let key = src.parse("tls.key", parse_file)?;
+        let default_mode = if cert.is_some() {
+            ClientTlsMode::Allow
+        } else {
+            ClientTlsMode::Disable
+        };
+        let tls_mode = src
+            .parse("tls.mode", |s| match s {
+                "disable" => Ok(ClientTlsMode::Disable),
+                "allow" => Ok(ClientTlsMode::Allow),
+                "require" => Ok(ClientTlsMode::Require),
+                _ => Err(format!("expected disable, allow or require, got {s:?}")),
+            })?
+            .unwrap_or(default_mode);
+        let cert_key = match (tls_mode, cert, key) {
+            (ClientTlsMode::Disable, _, _) => None,
+            (_, Some(c), Some(k)) => Some((c, k)),
+            (_, None, _) => {
+                return Err(src.missing("tls.cert", "required when tls.mode is not disable"))
+            }
+            (_, _, None) => {
+                return Err(src.missing("tls.key", "required when tls.mode is not disable"))
+            }
+        };
+
+        let upstream_mode = src
+            .parse("upstream_tls.mode", |s| match s {
+                "disable" => Ok(UpstreamTlsMode::Disable),
+                "require" => Ok(UpstreamTlsMode::Require),
+                "verify-full" => Ok(UpstreamTlsMode::VerifyFull),
+                _ => Err(format!(
+                    "expected disable, require or verify-full, got {s:?}"
+                )),
+            })?
+            .unwrap_or(UpstreamTlsMode::Disable);
+        let ca = src.parse("upstream_tls.ca", parse_file)?;
+        if upstream_mode == UpstreamTlsMode::VerifyFull && ca.is_none() {
+            return Err(src.missing(
+                "upstream_tls.ca",
+                "required when upstream_tls.mode is verify-full",
+            ));
+        }
+        let server_name = src
+            .parse("upstream_tls.server_name", |s| {
+                rustls_pki_types::ServerName::try_from(s.to_owned())
+                    .map(|_| s.to_owned())
+                    .map_err(|e| e.to_string())
+            })?
+            .unwrap_or_else(|| upstream_host.clone());
+
+        let limits = Limits {
+            max_connections: src
+                .parse("limits.max_connections", |s| {
+                    s.parse::<usize>()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| format!("expected a positive number, got {s:?}"))
+                })?
+                .unwrap_or(1000),
+            startup_timeout: src
+                .parse("limits.startup_timeout", parse_duration)?
+                .unwrap_or(Duration::from_secs(30)),
+            connect_timeout: src
+                .parse("limits.connect_timeout", parse_duration)?
+                .unwrap_or(Duration::from_secs(10)),
+            max_message_size: src
+                .parse("limits.max_message_size", parse_size)?
+                .unwrap_or(128 << 20),
+            shutdown_timeout: src
+                .parse("limits.shutdown_timeout", parse_duration)?
+                .unwrap_or(Duration::from_secs(30)),
+        };
+        let log_format = src
+            .parse("log.format", |s| match s {
+                "text" => Ok(LogFormat::Text),
+                "json" => Ok(LogFormat::Json),
+                _ => Err(format!("expected text or json, got {s:?}")),
+            })?
+            .unwrap_or(LogFormat::Text);
+        let log_level = src
+            .parse("log.level", |s| {
+                tracing_subscriber::EnvFilter::try_new(s)
+                    .map(|_| s.to_owned())
+                    .map_err(|e| e.to_string())
+            })?
+            .unwrap_or_else(|| "info".to_owned());
+
+        Ok(Config {
+            listen,
+            upstream_host,
+            upstream_port,
+            admin,
+            tls: ClientTls {
+                mode: tls_mode,
+                cert_key,
+            },
+            upstream_tls: UpstreamTls {
+                mode: upstream_mode,
+                ca,
+                server_name,
+            },
+            limits,
+            log_format,
+            log_level,
+        })
+    }
+
+    /// The upstream as `host:port`.
+    pub fn upstream_addr(&self) -> String {
+        format!("{}:{}", self.upstream_host, self.upstream_port)
+    }
+}
+
+fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+    s.to_socket_addrs()
+        .map_err(|e| format!("{s:?} is not a HOST:PORT address: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{s:?} resolves to no address"))
+}
+
+fn parse_host_port(s: &str) -> Result<(String, u16), String> {
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("expected HOST:PORT, got {s:?}"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = port
+        .parse::<u16>()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| format!("invalid port in {s:?}"))?;
+    if host.is_empty() {
+        return Err(format!("missing host in {s:?}"));
+    }
+    Ok((host.to_owned(), port))
+}
+
+fn parse_file(s: &str) -> Result<PathBuf, String> {
+    let path = Path::new(s);
+    std::fs::File::open(path)
+        .map(|_| path.to_owned())
+        .map_err(|e| format!("cannot read {s:?}: {e}"))
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration like 30s or 500ms: {e}"))
+}
+
+fn parse_size(s: &str) -> Result<usize, String> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: usize = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size like 64MiB"))?;
+    let mult: usize = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "kB" | "K" => 1 << 10,
+        "MiB" | "MB" | "M" => 1 << 20,
+        "GiB" | "GB" | "G" => 1 << 30,
+        other => return Err(format!("unknown size unit {other:?} in {s:?}")),
+    };
+    let size = n
+        .checked_mul(mult)
+        .filter(|v| (1024..=(1 << 30)).contains(v))
+        .ok_or_else(|| format!("{s:?} must be between 1KiB and 1GiB"))?;
+    Ok(size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_toml(text: &str, args: ConfigArgs) -> Result<Config, ConfigError> {
+        let dir = std::env::temp_dir().join(format!("cg-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("c{}.toml", rand::random::<u32>()));
+        std::fs::write(&path, text).unwrap();
+        let args = ConfigArgs {
+            config: Some(path.clone()),
+            ..args
+        };
+        let result = Config::load(&args);
+        std::fs::remove_file(&path).unwrap();
+        result
+    }
+
+    #[test]
+    fn defaults_and_file_values() {
+        let c = load_toml(
+            "upstream = \"db.internal:5433\"\n[limits]\nstartup_timeout = \"5s\"\nmax_message_size = \"1MiB\"\n",
+            ConfigArgs::default(),
+        )
+        .unwrap();
+        assert_eq!(c.listen, "127.0.0.1:6432".parse().unwrap());
+        assert_eq!(
+            (c.upstream_host.as_str(), c.upstream_port),
+            ("db.internal", 5433)
+        );
+        assert_eq!(c.limits.startup_timeout, Duration::from_secs(5));
+        assert_eq!(c.limits.max_message_size, 1 << 20);
+        assert_eq!(c.tls.mode, ClientTlsMode::Disable);
+        assert_eq!(c.upstream_tls.server_name, "db.internal");
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let args = ConfigArgs {
+            upstream: Some("127.0.0.1:1".into()),
+            ..Default::default()
+        };
+        let c = load_toml("upstream = \"db:5432\"\n", args).unwrap();
+        assert_eq!(c.upstream_port, 1);
+    }
+
+    #[test]
+    fn errors_name_key_and_line() {
+        let err = load_toml(
+            "upstream = \"db:5432\"\n\n[tls]\nmode = \"maybe\"\n",
+            ConfigArgs::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("`tls.mode`"), "{err}");
+        assert!(err.contains("line 4"), "{err}");
+
+        let err = load_toml(
+            "upstream = \"db:5432\"\nlisten_addr = 1\n",
+            ConfigArgs::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("listen_addr"), "{err}");
+
+        let err = Config::load(&ConfigArgs::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`upstream`") && err.contains("COPYGUARD_UPSTREAM"),
+            "{err}"
+        );
+
+        let args = ConfigArgs {
+            upstream: Some("db:5432".into()),
+            tls_mode: Some("require".into()),
+            ..Default::default()
+        };
+        let err = Config::load(&args).unwrap_err().to_string();
+        assert!(err.contains("`tls.cert`"), "{err}");
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("2GiB").is_err());
+        assert!(parse_size("12 parsecs").is_err());
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+    }
+}

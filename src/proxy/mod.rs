@@ -1,0 +1,247 @@
+//! Sessions: the accept loop, connection limits, shutdown, and the phases
+//! of one connection (see [`session`]). This is the only module that wires
+//! the other parts together.
+
+mod auth;
+mod cancel;
+mod error;
+mod info;
+pub mod relay;
+mod session;
+mod upstream;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use rustls_pki_types::ServerName;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+pub use cancel::CancelRegistry;
+pub use error::{SessionError, Side};
+pub use info::SessionInfo;
+
+use crate::admin::{self, Health};
+use crate::config::{Config, UpstreamTlsMode};
+use crate::telemetry;
+use crate::wire::messages::{ErrorFields, Severity};
+use crate::wire::tls::{self, TlsError, UpstreamVerify};
+
+/// A failure to start serving, naming the setting involved.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr} (`{key}`): {source}")]
+    Bind {
+        /// Setting key.
+        key: &'static str,
+        /// Address.
+        addr: SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// TLS material could not be loaded.
+    #[error("invalid TLS material (`{key}`): {source}")]
+    Tls {
+        /// Setting key.
+        key: &'static str,
+        /// Cause.
+        source: TlsError,
+    },
+}
+
+/// State shared by all sessions of one server.
+pub(crate) struct Shared {
+    pub config: Config,
+    pub acceptor: Option<TlsAcceptor>,
+    pub connector: Option<TlsConnector>,
+    pub server_name: ServerName<'static>,
+    pub cancels: Arc<CancelRegistry>,
+    /// Cancelled when sessions must end now (shutdown grace period over).
+    pub force: CancellationToken,
+    next_id: AtomicU64,
+}
+
+impl Shared {
+    fn next_session_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+}
+
+/// A bound proxy, ready to [`Server::run`].
+pub struct Server {
+    listener: TcpListener,
+    admin: Option<TcpListener>,
+    shared: Arc<Shared>,
+    health: Arc<Health>,
+    metrics: PrometheusHandle,
+}
+
+impl Server {
+    /// Loads TLS material and binds the client and admin listeners.
+    pub async fn bind(config: Config) -> Result<Server, ServeError> {
+        let acceptor = match &config.tls.cert_key {
+            Some((cert, key)) => Some(TlsAcceptor::from(tls::server_config(cert, key).map_err(
+                |source| ServeError::Tls {
+                    key: "tls.cert",
+                    source,
+                },
+            )?)),
+            None => None,
+        };
+        let verify = match config.upstream_tls.mode {
+            UpstreamTlsMode::Disable => None,
+            UpstreamTlsMode::Require => Some(UpstreamVerify::None),
+            UpstreamTlsMode::VerifyFull => Some(UpstreamVerify::Full {
+                ca: config.upstream_tls.ca.clone().unwrap_or_default(),
+            }),
+        };
+        let connector = match verify {
+            Some(v) => Some(TlsConnector::from(tls::client_config(&v).map_err(
+                |source| ServeError::Tls {
+                    key: "upstream_tls.ca",
+                    source,
+                },
+            )?)),
+            None => None,
+        };
+        let server_name =
+            ServerName::try_from(config.upstream_tls.server_name.clone()).map_err(|e| {
+                ServeError::Tls {
+                    key: "upstream_tls.server_name",
+                    source: TlsError::Rustls(rustls::Error::General(e.to_string())),
+                }
+            })?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| ServeError::Bind {
+                    key: "listen",
+                    addr: config.listen,
+                    source,
+                })?;
+        let admin = match config.admin {
+            Some(addr) => Some(admin::bind(addr).await.map_err(|source| ServeError::Bind {
+                key: "admin",
+                addr,
+                source,
+            })?),
+            None => None,
+        };
+        let shared = Arc::new(Shared {
+            config,
+            acceptor,
+            connector,
+            server_name,
+            cancels: Arc::new(CancelRegistry::default()),
+            force: CancellationToken::new(),
+            next_id: AtomicU64::new(0),
+        });
+        Ok(Server {
+            listener,
+            admin,
+            shared,
+            health: Arc::new(Health::default()),
+            metrics: telemetry::metrics_handle(),
+        })
+    }
+
+    /// The address clients connect to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// The admin HTTP address, if enabled.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets
+    /// sessions finish for `limits.shutdown_timeout`, and closes the rest.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let Server {
+            listener,
+            admin,
+            shared,
+            health,
+            metrics,
+        } = self;
+        let admin_task = admin.map(|l| tokio::spawn(admin::serve(l, metrics, health.clone())));
+        let limit = Arc::new(Semaphore::new(shared.config.limits.max_connections));
+        let sessions = TaskTracker::new();
+        info!(
+            listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            upstream = %shared.config.upstream_addr(),
+            "copyguard serving"
+        );
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((tcp, peer)) => {
+                        metrics::counter!(telemetry::CONNECTIONS).increment(1);
+                        match limit.clone().try_acquire_owned() {
+                            Ok(permit) => {
+                                let shared = shared.clone();
+                                sessions.spawn(async move {
+                                    session::run(shared, tcp, peer).await;
+                                    drop(permit);
+                                });
+                            }
+                            Err(_) => {
+                                sessions.spawn(refuse_too_many(tcp));
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+            }
+        }
+        health.set_draining();
+        drop(listener);
+        sessions.close();
+        let grace = shared.config.limits.shutdown_timeout;
+        info!(
+            sessions = sessions.len(),
+            grace_seconds = grace.as_secs_f64(),
+            "shutting down"
+        );
+        if tokio::time::timeout(grace, sessions.wait()).await.is_err() {
+            warn!(
+                sessions = sessions.len(),
+                "grace period over, closing sessions"
+            );
+            shared.force.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(5), sessions.wait()).await;
+        }
+        if let Some(task) = admin_task {
+            task.abort();
+        }
+        info!("copyguard stopped");
+    }
+}
+
+async fn refuse_too_many(mut tcp: TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    metrics::counter!(telemetry::CONNECTIONS_REFUSED, "reason" => "too_many").increment(1);
+    let msg = ErrorFields::new(Severity::Fatal, "53300", "sorry, too many clients already")
+        .with_hint("The limit is the limits.max_connections setting of copyguard.")
+        .encode();
+    let _ = tcp.write_all(&msg).await;
+    let _ = tcp.shutdown().await;
+}

@@ -1,0 +1,258 @@
+//! The production relay: bytes in both directions, unchanged.
+//!
+//! Each direction reads into a buffer, lets a [`FrameScanner`] follow the
+//! frame boundaries (to count messages and enforce the client message size
+//! limit) and writes the same bytes out. No frame is decoded, copied into a
+//! message or re-encoded, so what the client receives is exactly what the
+//! server sent.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::BytesMut;
+use metrics::Counter;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+
+use super::SessionError;
+use crate::telemetry;
+use crate::wire::{FrameScanner, Stream, WireError};
+
+const BUFFER_SIZE: usize = 32 * 1024;
+
+/// Byte and message counts of one relay, per direction.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RelayStats {
+    /// Bytes from client to server.
+    pub bytes_up: u64,
+    /// Bytes from server to client.
+    pub bytes_down: u64,
+    /// Messages from client to server.
+    pub messages_up: u64,
+    /// Messages from server to client.
+    pub messages_down: u64,
+}
+
+/// How a relay ended without error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RelayEnd {
+    /// The client closed its connection.
+    ClientClosed,
+    /// The server closed its connection.
+    ServerClosed,
+}
+
+enum PumpError {
+    Read(io::Error),
+    Write(io::Error),
+    Frame(WireError),
+}
+
+/// One direction of the relay.
+struct Pump {
+    buf: Box<[u8]>,
+    pos: usize,
+    end: usize,
+    eof: bool,
+    need_flush: bool,
+    scanner: FrameScanner,
+    bytes: u64,
+    messages: u64,
+    bytes_metric: Counter,
+    messages_metric: Counter,
+}
+
+impl Pump {
+    fn new(leftover: BytesMut, max_message_size: usize, direction: &'static str) -> Pump {
+        let mut buf = vec![0u8; BUFFER_SIZE.max(leftover.len())].into_boxed_slice();
+        buf[..leftover.len()].copy_from_slice(&leftover);
+        Pump {
+            buf,
+            pos: 0,
+            end: leftover.len(),
+            eof: false,
+            need_flush: false,
+            scanner: FrameScanner::new(max_message_size),
+            bytes: 0,
+            messages: 0,
+            bytes_metric: metrics::counter!(telemetry::BYTES, "direction" => direction),
+            messages_metric: metrics::counter!(telemetry::MESSAGES, "direction" => direction),
+        }
+    }
+
+    /// Accounts for `buf[pos..end]`, which is about to be written.
+    fn scan(&mut self) -> Result<(), PumpError> {
+        let chunk = &self.buf[self.pos..self.end];
+        let frames = self
+            .scanner
+            .feed(chunk, |_, _| {})
+            .map_err(PumpError::Frame)?;
+        self.bytes += chunk.len() as u64;
+        self.messages += frames;
+        self.bytes_metric.increment(chunk.len() as u64);
+        self.messages_metric.increment(frames);
+        Ok(())
+    }
+
+    /// Whether everything read so far has been written and ends on a frame
+    /// boundary.
+    fn idle_at_boundary(&self) -> bool {
+        self.pos == self.end && self.scanner.at_boundary()
+    }
+
+    fn poll_copy<R, W>(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut reader: Pin<&mut R>,
+        mut writer: Pin<&mut W>,
+    ) -> Poll<Result<(), PumpError>>
+    where
+        R: AsyncRead + ?Sized,
+        W: AsyncWrite + ?Sized,
+    {
+        loop {
+            while self.pos < self.end {
+                let n = ready!(writer
+                    .as_mut()
+                    .poll_write(cx, &self.buf[self.pos..self.end]))
+                .map_err(PumpError::Write)?;
+                if n == 0 {
+                    return Poll::Ready(Err(PumpError::Write(io::ErrorKind::WriteZero.into())));
+                }
+                self.pos += n;
+                self.need_flush = true;
+            }
+            if self.eof {
+                ready!(writer.as_mut().poll_flush(cx)).map_err(PumpError::Write)?;
+                ready!(writer.as_mut().poll_shutdown(cx)).map_err(PumpError::Write)?;
+                return Poll::Ready(Ok(()));
+            }
+            let mut read_buf = ReadBuf::new(&mut self.buf);
+            match reader.as_mut().poll_read(cx, &mut read_buf) {
+                Poll::Ready(Ok(())) => {
+                    let n = read_buf.filled().len();
+                    self.pos = 0;
+                    self.end = n;
+                    if n == 0 {
+                        self.eof = true;
+                    } else {
+                        self.scan()?;
+                    }
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(PumpError::Read(e))),
+                Poll::Pending => {
+                    if self.need_flush {
+                        ready!(writer.as_mut().poll_flush(cx)).map_err(PumpError::Write)?;
+                        self.need_flush = false;
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+}
+
+/// Both directions of a production session.
+pub struct Relay {
+    client: Stream,
+    server: Stream,
+    up: Pump,
+    down: Pump,
+    primed: bool,
+}
+
+impl Relay {
+    /// A relay between `client` and `server`; `*_leftover` are bytes each
+    /// side already sent that were read ahead during startup.
+    pub fn new(
+        client: Stream,
+        client_leftover: BytesMut,
+        server: Stream,
+        server_leftover: BytesMut,
+        max_message_size: usize,
+    ) -> Relay {
+        Relay {
+            client,
+            server,
+            up: Pump::new(
+                client_leftover,
+                max_message_size,
+                telemetry::CLIENT_TO_SERVER,
+            ),
+            down: Pump::new(server_leftover, usize::MAX, telemetry::SERVER_TO_CLIENT),
+            primed: false,
+        }
+    }
+
+    /// Counts so far.
+    pub fn stats(&self) -> RelayStats {
+        RelayStats {
+            bytes_up: self.up.bytes,
+            bytes_down: self.down.bytes,
+            messages_up: self.up.messages,
+            messages_down: self.down.messages,
+        }
+    }
+
+    /// Sends the client a final message if the server-to-client stream is at
+    /// a frame boundary (so the message cannot corrupt a frame in flight),
+    /// then closes both connections.
+    pub async fn close_with(mut self, message: &[u8]) {
+        if self.down.idle_at_boundary() {
+            let _ = self.client.write_all(message).await;
+            let _ = self.client.flush().await;
+        }
+        let _ = self.client.shutdown().await;
+        let _ = self.server.shutdown().await;
+    }
+}
+
+impl Future for Relay {
+    type Output = Result<RelayEnd, SessionError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if !this.primed {
+            this.primed = true;
+            if let Err(e) = this.up.scan() {
+                return Poll::Ready(Err(up_error(e)));
+            }
+            if let Err(e) = this.down.scan() {
+                return Poll::Ready(Err(down_error(e)));
+            }
+        }
+        match this
+            .up
+            .poll_copy(cx, Pin::new(&mut this.client), Pin::new(&mut this.server))
+        {
+            Poll::Ready(Ok(())) => return Poll::Ready(Ok(RelayEnd::ClientClosed)),
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(up_error(e))),
+            Poll::Pending => {}
+        }
+        match this
+            .down
+            .poll_copy(cx, Pin::new(&mut this.server), Pin::new(&mut this.client))
+        {
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(RelayEnd::ServerClosed)),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(down_error(e))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+fn up_error(e: PumpError) -> SessionError {
+    match e {
+        PumpError::Read(e) => SessionError::Client(e.into()),
+        PumpError::Write(e) => SessionError::Upstream(e.into()),
+        PumpError::Frame(e) => SessionError::Client(e),
+    }
+}
+
+fn down_error(e: PumpError) -> SessionError {
+    match e {
+        PumpError::Read(e) => SessionError::Upstream(e.into()),
+        PumpError::Write(e) => SessionError::Client(e.into()),
+        PumpError::Frame(e) => SessionError::Upstream(e),
+    }
+}

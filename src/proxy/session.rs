@@ -1,0 +1,252 @@
+//! One client connection, as a sequence of phases:
+//!
+//! 1. **negotiate**: SSLRequest / GSSENCRequest answered, TLS accepted, up
+//!    to a StartupMessage or a CancelRequest;
+//! 2. **establish**: the session recorded ([`SessionInfo`]), the upstream
+//!    connected, negotiation and authentication relayed;
+//! 3. **relay**: the production relay until either side closes.
+//!
+//! Startup phases run under `limits.startup_timeout`; an error in them is
+//! reported to the client as a FATAL ErrorResponse with its SQLSTATE.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::net::TcpStream;
+use tracing::{info, warn, Instrument};
+
+use super::auth::{self, ProtocolPlan, Started};
+use super::relay::{Relay, RelayEnd};
+use super::{upstream, SessionError, SessionInfo, Shared};
+use crate::config::ClientTlsMode;
+use crate::telemetry;
+use crate::wire::{Conn, InitialPacket, StartupMessage, Stream, WireError, MAX_STARTUP_PACKET_LEN};
+
+/// What the client opened the connection for.
+enum Opening {
+    Startup(StartupMessage),
+    Cancel { pid: i32, secret: bytes::Bytes },
+}
+
+/// Runs a client connection to its end.
+pub(crate) async fn run(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
+    let _ = tcp.set_nodelay(true);
+    let id = shared.next_session_id();
+    let span = tracing::info_span!("session", id, %peer);
+    async move {
+        let deadline = tokio::time::Instant::now() + shared.config.limits.startup_timeout;
+        let negotiated = tokio::time::timeout_at(deadline, negotiate(&shared, tcp)).await;
+        let (mut client, opening) = match negotiated {
+            Ok(Some(pair)) => pair,
+            Ok(None) => return,
+            Err(_) => {
+                warn!("startup packet not received in time");
+                return;
+            }
+        };
+        let startup = match opening {
+            Opening::Cancel { pid, secret } => return cancel(&shared, pid, secret).await,
+            Opening::Startup(startup) => startup,
+        };
+        let established =
+            tokio::time::timeout_at(deadline, establish(&shared, &mut client, peer, id, startup))
+                .await
+                .unwrap_or(Err(SessionError::StartupTimeout));
+        match established {
+            Ok((info, upstream, started)) => relay(&shared, client, upstream, info, started).await,
+            Err(err) => fail(&mut client, err).await,
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Phase 1: SSL/GSS negotiation up to a StartupMessage or CancelRequest.
+/// Reports its own errors; `None` means the connection is over.
+async fn negotiate(shared: &Shared, tcp: TcpStream) -> Option<(Conn<Stream>, Opening)> {
+    let max = shared.config.limits.max_message_size;
+    let mut conn = Conn::new(Stream::Plain(tcp), max);
+    let mut ssl_answered = false;
+    let mut gss_answered = false;
+    loop {
+        let packet = match conn.read_untagged(MAX_STARTUP_PACKET_LEN).await {
+            Ok(Some(p)) => p,
+            Ok(None) => return None,
+            Err(e) => {
+                fail(&mut conn, startup_error(e)).await;
+                return None;
+            }
+        };
+        let packet = match InitialPacket::parse(packet) {
+            Ok(p) => p,
+            Err(e) => {
+                fail(&mut conn, SessionError::Client(e)).await;
+                return None;
+            }
+        };
+        match packet {
+            InitialPacket::SslRequest if !ssl_answered && !conn.get_ref().is_tls() => {
+                ssl_answered = true;
+                let Some(acceptor) = &shared.acceptor else {
+                    conn.send(b"N").await.ok()?;
+                    continue;
+                };
+                if conn.buffered() > 0 {
+                    let err = SessionError::ClientProtocol(
+                        "received unencrypted data after SSL request".into(),
+                    );
+                    fail(&mut conn, err).await;
+                    return None;
+                }
+                conn.send(b"S").await.ok()?;
+                let (stream, _) = conn.into_parts();
+                let tcp = stream.into_plain()?;
+                match acceptor.accept(tcp).await {
+                    Ok(tls) => conn = Conn::new(Stream::ServerTls(Box::new(tls)), max),
+                    Err(e) => {
+                        warn!(error = %SessionError::ClientTls(e), "session failed");
+                        return None;
+                    }
+                }
+            }
+            InitialPacket::GssEncRequest if !gss_answered && !conn.get_ref().is_tls() => {
+                gss_answered = true;
+                conn.send(b"N").await.ok()?;
+            }
+            InitialPacket::SslRequest | InitialPacket::GssEncRequest => {
+                let err = SessionError::ClientProtocol("repeated encryption request".into());
+                fail(&mut conn, err).await;
+                return None;
+            }
+            InitialPacket::Cancel { pid, secret } => {
+                return Some((conn, Opening::Cancel { pid, secret }))
+            }
+            InitialPacket::Startup(s) => return Some((conn, Opening::Startup(s))),
+        }
+    }
+}
+
+/// Errors while reading a startup-phase packet: an oversized one is a
+/// protocol violation like in PostgreSQL, not a configured-limit error.
+fn startup_error(e: WireError) -> SessionError {
+    match e {
+        WireError::TooLarge { len, .. } => {
+            SessionError::ClientProtocol(format!("invalid length of startup packet: {len}"))
+        }
+        WireError::InvalidLength(len) => {
+            SessionError::ClientProtocol(format!("invalid length of startup packet: {len}"))
+        }
+        other => SessionError::Client(other),
+    }
+}
+
+/// Phase 2: record the session, connect upstream, relay authentication.
+async fn establish(
+    shared: &Shared,
+    client: &mut Conn<Stream>,
+    peer: SocketAddr,
+    id: u64,
+    startup: StartupMessage,
+) -> Result<(SessionInfo, Conn<Stream>, Started), SessionError> {
+    let tls = client.get_ref().is_tls();
+    if shared.config.tls.mode == ClientTlsMode::Require && !tls {
+        return Err(SessionError::TlsRequired);
+    }
+    let mut info =
+        SessionInfo::from_startup(id, peer, tls, &startup).ok_or(SessionError::NoUser)?;
+    let plan = ProtocolPlan::new(&startup);
+    let stream = upstream::connect(shared).await?;
+    let mut upstream = Conn::new(stream, usize::MAX);
+    upstream
+        .send(&plan.startup)
+        .await
+        .map_err(SessionError::Upstream)?;
+    let started = auth::relay_startup(shared, client, &mut upstream, &plan, &mut info).await?;
+    Ok((info, upstream, started))
+}
+
+/// Phase 3: relay until either side closes or shutdown forces an end.
+async fn relay(
+    shared: &Shared,
+    client: Conn<Stream>,
+    upstream: Conn<Stream>,
+    info: SessionInfo,
+    started: Started,
+) {
+    info!(
+        user = %info.user,
+        database = %info.database,
+        application_name = info.application_name.as_deref().unwrap_or(""),
+        tls = info.tls,
+        replication = info.replication.as_deref().unwrap_or(""),
+        protocol = %format_args!("3.{}", info.protocol_minor),
+        "session started"
+    );
+    let since = Instant::now();
+    metrics::gauge!(telemetry::SESSIONS_ACTIVE).increment(1.0);
+    let max = shared.config.limits.max_message_size;
+    let (client, client_buf) = client.into_parts();
+    let (server, server_buf) = upstream.into_parts();
+    let mut relay = Relay::new(client, client_buf, server, server_buf, max);
+    let outcome = tokio::select! {
+        r = &mut relay => r,
+        _ = shared.force.cancelled() => Err(SessionError::Shutdown),
+    };
+    let stats = relay.stats();
+    let secs = since.elapsed().as_secs_f64();
+    metrics::gauge!(telemetry::SESSIONS_ACTIVE).decrement(1.0);
+    metrics::histogram!(telemetry::SESSION_DURATION).record(secs);
+    drop(started.cancel);
+    let end = match &outcome {
+        Ok(RelayEnd::ClientClosed) => "client closed".to_owned(),
+        Ok(RelayEnd::ServerClosed) => "server closed".to_owned(),
+        Err(e) => e.to_string(),
+    };
+    info!(
+        seconds = secs,
+        bytes_up = stats.bytes_up,
+        bytes_down = stats.bytes_down,
+        messages_up = stats.messages_up,
+        messages_down = stats.messages_down,
+        end = %end,
+        "session ended"
+    );
+    if let Err(err) = outcome {
+        metrics::counter!(telemetry::SESSION_ERRORS, "side" => err.side().as_str()).increment(1);
+        match err.to_client() {
+            Some(fields) => relay.close_with(&fields.encode()).await,
+            None => relay.close_with(&[]).await,
+        }
+    }
+}
+
+/// Forwards a cancel request whose key is live; drops it silently otherwise.
+async fn cancel(shared: &Shared, pid: i32, secret: bytes::Bytes) {
+    let Some(key) = shared.cancels.lookup(pid, &secret) else {
+        metrics::counter!(telemetry::CANCEL_REQUESTS, "outcome" => "unknown_key").increment(1);
+        return;
+    };
+    match upstream::send_cancel(shared, &key).await {
+        Ok(()) => {
+            metrics::counter!(telemetry::CANCEL_REQUESTS, "outcome" => "forwarded").increment(1)
+        }
+        Err(e) => {
+            metrics::counter!(telemetry::CANCEL_REQUESTS, "outcome" => "failed").increment(1);
+            warn!(error = %e, "cancel request not delivered");
+        }
+    }
+}
+
+/// Logs a failed startup and tells the client why, when it can be told.
+async fn fail(client: &mut Conn<Stream>, err: SessionError) {
+    metrics::counter!(telemetry::SESSION_ERRORS, "side" => err.side().as_str()).increment(1);
+    if let SessionError::Refused { code, message } = &err {
+        info!(code = %code, message = %message, "upstream refused the session");
+    } else {
+        warn!(side = err.side().as_str(), error = %err, "session failed");
+    }
+    if let Some(fields) = err.to_client() {
+        let _ = client.send(&fields.encode()).await;
+    }
+}

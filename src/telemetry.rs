@@ -1,0 +1,77 @@
+//! Logging and metrics set-up. Every metric name copyguard exports is
+//! declared here.
+
+use std::sync::OnceLock;
+
+use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::config::LogFormat;
+
+/// Client connections accepted.
+pub const CONNECTIONS: &str = "copyguard_connections_total";
+/// Client connections refused (label `reason`).
+pub const CONNECTIONS_REFUSED: &str = "copyguard_connections_refused_total";
+/// Sessions currently open.
+pub const SESSIONS_ACTIVE: &str = "copyguard_sessions_active";
+/// Session length in seconds.
+pub const SESSION_DURATION: &str = "copyguard_session_duration_seconds";
+/// Bytes relayed (label `direction`: `client_to_server` or `server_to_client`).
+pub const BYTES: &str = "copyguard_bytes_total";
+/// Protocol messages relayed (label `direction`).
+pub const MESSAGES: &str = "copyguard_messages_total";
+/// Authentications the upstream refused.
+pub const AUTH_FAILURES: &str = "copyguard_auth_failures_total";
+/// Cancel requests received (label `outcome`: `forwarded`, `unknown_key`, `failed`).
+pub const CANCEL_REQUESTS: &str = "copyguard_cancel_requests_total";
+/// Sessions that ended with an error (label `side`: `client`, `upstream`, `proxy`).
+pub const SESSION_ERRORS: &str = "copyguard_session_errors_total";
+
+/// Direction label value: client to server.
+pub const CLIENT_TO_SERVER: &str = "client_to_server";
+/// Direction label value: server to client.
+pub const SERVER_TO_CLIENT: &str = "server_to_client";
+
+/// Installs the global tracing subscriber (idempotent: a second call is a
+/// no-op, which tests rely on).
+pub fn init_logging(format: LogFormat, filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+/// Installs the Prometheus recorder once per process and returns its handle.
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let handle = match PrometheusBuilder::new().install_recorder() {
+                Ok(handle) => handle,
+                Err(_) => PrometheusBuilder::new().build_recorder().handle(),
+            };
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    describe_counter!(CONNECTIONS, "Client connections accepted");
+    describe_counter!(
+        CONNECTIONS_REFUSED,
+        "Client connections refused before relaying"
+    );
+    describe_gauge!(SESSIONS_ACTIVE, "Sessions currently relaying");
+    describe_histogram!(SESSION_DURATION, Unit::Seconds, "Session length");
+    describe_counter!(BYTES, Unit::Bytes, "Bytes relayed after authentication");
+    describe_counter!(MESSAGES, "Protocol messages relayed after authentication");
+    describe_counter!(AUTH_FAILURES, "Authentications refused by the upstream");
+    describe_counter!(CANCEL_REQUESTS, "Cancel requests received");
+    describe_counter!(SESSION_ERRORS, "Sessions ended by an error");
+}

@@ -1,0 +1,234 @@
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::{WireError, HEADER_LEN};
+
+/// One tagged protocol frame, kept exactly as it was received: type byte,
+/// length and body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame {
+    bytes: Bytes,
+}
+
+impl Frame {
+    /// Wraps complete frame bytes (header included). The caller guarantees
+    /// the header is consistent with the length of `bytes`.
+    pub fn from_bytes(bytes: Bytes) -> Frame {
+        debug_assert!(bytes.len() >= HEADER_LEN);
+        Frame { bytes }
+    }
+
+    /// The message type byte.
+    pub fn tag(&self) -> u8 {
+        self.bytes[0]
+    }
+
+    /// The message body, after the length field.
+    pub fn body(&self) -> &[u8] {
+        &self.bytes[HEADER_LEN..]
+    }
+
+    /// The whole frame as received.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The whole frame as a `BytesMut`, for `pgwire` decoders.
+    pub fn to_bytes_mut(&self) -> BytesMut {
+        BytesMut::from(&self.bytes[..])
+    }
+}
+
+/// A byte stream with PostgreSQL framing on top, owning its read buffer.
+///
+/// Reads never consume more than they return except into the internal
+/// buffer; [`Conn::into_parts`] hands back that buffer so no byte is lost
+/// when the stream changes hands (TLS upgrade, relay).
+#[derive(Debug)]
+pub struct Conn<S> {
+    stream: S,
+    buf: BytesMut,
+    max_message_size: usize,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
+    /// Frames `stream`, refusing frames longer than `max_message_size`.
+    pub fn new(stream: S, max_message_size: usize) -> Conn<S> {
+        Conn::with_buffer(stream, BytesMut::with_capacity(8 * 1024), max_message_size)
+    }
+
+    /// Frames `stream` whose first bytes were already read into `buf`.
+    pub fn with_buffer(stream: S, buf: BytesMut, max_message_size: usize) -> Conn<S> {
+        Conn {
+            stream,
+            buf,
+            max_message_size,
+        }
+    }
+
+    /// Reads one untagged startup-phase packet (StartupMessage, SSLRequest,
+    /// GSSENCRequest, CancelRequest): the whole packet, length included.
+    /// `Ok(None)` when the peer closed before sending anything.
+    pub async fn read_untagged(&mut self, max_len: usize) -> Result<Option<Bytes>, WireError> {
+        if !self.fill(4).await? {
+            return Ok(None);
+        }
+        let len = i32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]);
+        if len < 8 {
+            return Err(WireError::InvalidLength(len.into()));
+        }
+        let len = len as usize;
+        if len > max_len {
+            return Err(WireError::TooLarge { len, max: max_len });
+        }
+        if !self.fill(len).await? {
+            return Err(WireError::UnexpectedEof);
+        }
+        Ok(Some(self.buf.split_to(len).freeze()))
+    }
+
+    /// Reads one tagged frame. `Ok(None)` on a clean close between frames.
+    pub async fn read_frame(&mut self) -> Result<Option<Frame>, WireError> {
+        if !self.fill(HEADER_LEN).await? {
+            return Ok(None);
+        }
+        let len = frame_len(&self.buf, self.max_message_size)?;
+        if !self.fill(len).await? {
+            return Err(WireError::UnexpectedEof);
+        }
+        Ok(Some(Frame::from_bytes(self.buf.split_to(len).freeze())))
+    }
+
+    /// Like [`Conn::read_frame`], but a close is an error.
+    pub async fn expect_frame(&mut self) -> Result<Frame, WireError> {
+        self.read_frame().await?.ok_or(WireError::UnexpectedEof)
+    }
+
+    /// Reads exactly one byte (used for the SSL/GSS negotiation answer,
+    /// which must not be read ahead of).
+    pub async fn read_byte(&mut self) -> Result<u8, WireError> {
+        if !self.buf.is_empty() {
+            return Ok(self.buf.get_u8());
+        }
+        match self.stream.read_u8().await {
+            Ok(b) => Ok(b),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                Err(WireError::UnexpectedEof)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Writes `bytes` and flushes them.
+    pub async fn send(&mut self, bytes: &[u8]) -> Result<(), WireError> {
+        self.stream.write_all(bytes).await?;
+        self.stream.flush().await?;
+        Ok(())
+    }
+
+    /// Writes `bytes` without flushing.
+    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), WireError> {
+        self.stream.write_all(bytes).await?;
+        Ok(())
+    }
+
+    /// Flushes buffered writes.
+    pub async fn flush(&mut self) -> Result<(), WireError> {
+        self.stream.flush().await?;
+        Ok(())
+    }
+
+    /// Number of bytes read from the stream but not yet returned.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The underlying stream.
+    pub fn get_ref(&self) -> &S {
+        &self.stream
+    }
+
+    /// The stream and the bytes read ahead of the last returned frame.
+    pub fn into_parts(self) -> (S, BytesMut) {
+        (self.stream, self.buf)
+    }
+
+    /// Ensures `n` bytes are buffered. `Ok(false)` on EOF with nothing
+    /// buffered; EOF with a partial frame is an error.
+    async fn fill(&mut self, n: usize) -> Result<bool, WireError> {
+        while self.buf.len() < n {
+            self.buf.reserve(n - self.buf.len());
+            if self.stream.read_buf(&mut self.buf).await? == 0 {
+                return if self.buf.is_empty() {
+                    Ok(false)
+                } else {
+                    Err(WireError::UnexpectedEof)
+                };
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// Total length (type byte included) of the frame whose header starts `buf`.
+fn frame_len(buf: &[u8], max: usize) -> Result<usize, WireError> {
+    let declared = i32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]);
+    if declared < 4 {
+        return Err(WireError::InvalidLength(declared.into()));
+    }
+    let len = declared as usize + 1;
+    if len > max {
+        return Err(WireError::TooLarge { len, max });
+    }
+    Ok(len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reads_frames_across_partial_reads() {
+        let (mut a, b) = tokio::io::duplex(3);
+        tokio::spawn(async move {
+            a.write_all(b"Q\0\0\0\x09abcd\0X\0\0\0\x04").await.unwrap();
+        });
+        let mut conn = Conn::new(b, 1024);
+        let f = conn.read_frame().await.unwrap().unwrap();
+        assert_eq!(f.tag(), b'Q');
+        assert_eq!(f.body(), b"abcd\0");
+        let f = conn.read_frame().await.unwrap().unwrap();
+        assert_eq!(f.tag(), b'X');
+        assert!(conn.read_frame().await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn refuses_oversized_and_invalid_lengths() {
+        let (mut a, b) = tokio::io::duplex(64);
+        a.write_all(b"Q\x10\0\0\0").await.unwrap();
+        let mut conn = Conn::new(b, 1024);
+        assert!(matches!(
+            conn.read_frame().await,
+            Err(WireError::TooLarge { .. })
+        ));
+        let (mut a, b) = tokio::io::duplex(64);
+        a.write_all(b"Q\0\0\0\x02").await.unwrap();
+        let mut conn = Conn::new(b, 1024);
+        assert!(matches!(
+            conn.read_frame().await,
+            Err(WireError::InvalidLength(2))
+        ));
+    }
+
+    #[tokio::test]
+    async fn eof_inside_frame_is_an_error() {
+        let (mut a, b) = tokio::io::duplex(64);
+        a.write_all(b"Q\0\0\0\x09ab").await.unwrap();
+        drop(a);
+        let mut conn = Conn::new(b, 1024);
+        assert!(matches!(
+            conn.read_frame().await,
+            Err(WireError::UnexpectedEof)
+        ));
+    }
+}

@@ -1,0 +1,350 @@
+//! Building and reading the few messages copyguard itself must produce or
+//! understand. Encoding goes through `pgwire`'s codecs; reading is defensive
+//! (bounds-checked) because a malformed frame must never panic the proxy.
+
+use bytes::{Bytes, BytesMut};
+use pgwire::messages::response::{ErrorResponse, NoticeResponse, ReadyForQuery, TransactionStatus};
+use pgwire::messages::startup::{
+    Authentication, BackendKeyData, NegotiateProtocolVersion, SecretKey,
+};
+use pgwire::messages::Message;
+
+use super::{tag, Frame, WireError};
+
+/// Severity of an error or notice copyguard sends itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Severity {
+    /// The statement failed; the session goes on.
+    Error,
+    /// The session ends.
+    Fatal,
+    /// Informational notice.
+    Notice,
+}
+
+impl Severity {
+    fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "ERROR",
+            Severity::Fatal => "FATAL",
+            Severity::Notice => "NOTICE",
+        }
+    }
+}
+
+/// The fields of an ErrorResponse or NoticeResponse produced by copyguard.
+#[derive(Clone, Debug)]
+pub struct ErrorFields {
+    /// Severity.
+    pub severity: Severity,
+    /// Five-character SQLSTATE.
+    pub code: &'static str,
+    /// Primary message.
+    pub message: String,
+    /// Optional detail.
+    pub detail: Option<String>,
+    /// Optional hint.
+    pub hint: Option<String>,
+}
+
+impl ErrorFields {
+    /// An error with `severity`, `code` and `message`.
+    pub fn new(severity: Severity, code: &'static str, message: impl Into<String>) -> Self {
+        ErrorFields {
+            severity,
+            code,
+            message: message.into(),
+            detail: None,
+            hint: None,
+        }
+    }
+
+    /// Adds a hint.
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// Adds a detail.
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    fn fields(&self) -> Vec<(u8, String)> {
+        let mut fields = vec![
+            (b'S', self.severity.as_str().to_owned()),
+            (b'V', self.severity.as_str().to_owned()),
+            (b'C', self.code.to_owned()),
+            (b'M', self.message.clone()),
+        ];
+        if let Some(d) = &self.detail {
+            fields.push((b'D', d.clone()));
+        }
+        if let Some(h) = &self.hint {
+            fields.push((b'H', h.clone()));
+        }
+        fields
+    }
+
+    /// Encodes an ErrorResponse (or a NoticeResponse for [`Severity::Notice`]).
+    pub fn encode(&self) -> Bytes {
+        let mut buf = BytesMut::new();
+        let result = if self.severity == Severity::Notice {
+            NoticeResponse::new(self.fields()).encode(&mut buf)
+        } else {
+            ErrorResponse::new(self.fields()).encode(&mut buf)
+        };
+        result.expect("error fields encode");
+        buf.freeze()
+    }
+}
+
+fn encode(msg: &impl Message) -> Bytes {
+    let mut buf = BytesMut::new();
+    msg.encode(&mut buf).expect("fixed-size message encodes");
+    buf.freeze()
+}
+
+/// BackendKeyData with copyguard's own process id and secret key.
+pub fn backend_key_data(pid: i32, secret: &[u8]) -> Bytes {
+    encode(&BackendKeyData::new(
+        pid,
+        SecretKey::Bytes(Bytes::copy_from_slice(secret)),
+    ))
+}
+
+/// NegotiateProtocolVersion for protocol 3.`minor` and the options not
+/// understood. The version is sent in full (major << 16 | minor), as
+/// PostgreSQL servers do.
+pub fn negotiate_protocol_version(minor: u16, unsupported: &[String]) -> Bytes {
+    encode(&NegotiateProtocolVersion::new(
+        (3 << 16) | i32::from(minor),
+        unsupported.to_vec(),
+    ))
+}
+
+/// AuthenticationCleartextPassword.
+pub fn auth_cleartext_password() -> Bytes {
+    encode(&Authentication::CleartextPassword)
+}
+
+/// AuthenticationSASL listing `mechanisms`.
+pub fn auth_sasl(mechanisms: &[String]) -> Bytes {
+    encode(&Authentication::SASL(mechanisms.to_vec()))
+}
+
+/// ReadyForQuery with an idle transaction status.
+pub fn ready_for_query_idle() -> Bytes {
+    encode(&ReadyForQuery::new(TransactionStatus::Idle))
+}
+
+/// A tagged frame carrying `body` (used for SASL messages to the upstream).
+pub fn frame(tag: u8, body: &[u8]) -> Bytes {
+    let mut buf = BytesMut::with_capacity(body.len() + 5);
+    buf.extend_from_slice(&[tag]);
+    buf.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+    buf.extend_from_slice(body);
+    buf.freeze()
+}
+
+/// What an Authentication request from the server asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AuthRequest {
+    /// AuthenticationOk.
+    Ok,
+    /// AuthenticationSASL with these mechanisms.
+    Sasl(Vec<String>),
+    /// AuthenticationSASLContinue.
+    SaslContinue(Bytes),
+    /// AuthenticationSASLFinal.
+    SaslFinal(Bytes),
+    /// Any other request that expects a PasswordMessage-family answer
+    /// (cleartext, md5, GSS, SSPI), identified by its code.
+    Other(i32),
+}
+
+/// Reads an Authentication ('R') frame.
+pub fn parse_auth_request(frame: &Frame) -> Result<AuthRequest, WireError> {
+    let body = frame.body();
+    let code = read_i32(body, 0, "Authentication")?;
+    let rest = &body[4..];
+    Ok(match code {
+        0 => AuthRequest::Ok,
+        10 => AuthRequest::Sasl(cstrings(rest, "AuthenticationSASL")?),
+        11 => AuthRequest::SaslContinue(Bytes::copy_from_slice(rest)),
+        12 => AuthRequest::SaslFinal(Bytes::copy_from_slice(rest)),
+        other => AuthRequest::Other(other),
+    })
+}
+
+/// Reads BackendKeyData: process id and secret key.
+pub fn parse_backend_key_data(frame: &Frame) -> Result<(i32, Bytes), WireError> {
+    let body = frame.body();
+    let pid = read_i32(body, 0, "BackendKeyData")?;
+    let secret = &body[4..];
+    if !(4..=256).contains(&secret.len()) {
+        return Err(malformed(
+            "BackendKeyData",
+            format!("secret key of {} bytes", secret.len()),
+        ));
+    }
+    Ok((pid, Bytes::copy_from_slice(secret)))
+}
+
+/// Reads NegotiateProtocolVersion: the newest minor version and the
+/// options the server did not recognize.
+pub fn parse_negotiate_protocol_version(frame: &Frame) -> Result<(u16, Vec<String>), WireError> {
+    let body = frame.body();
+    let version = read_i32(body, 0, "NegotiateProtocolVersion")?;
+    let count = read_i32(body, 4, "NegotiateProtocolVersion")?;
+    let options = cstrings_n(&body[8..], "NegotiateProtocolVersion")?;
+    if usize::try_from(count).ok() != Some(options.len()) {
+        return Err(malformed(
+            "NegotiateProtocolVersion",
+            "option count mismatch",
+        ));
+    }
+    let minor = if version >= 1 << 16 {
+        (version & 0xffff) as u16
+    } else {
+        version as u16
+    };
+    Ok((minor, options))
+}
+
+/// Reads ParameterStatus: name and value.
+pub fn parse_parameter_status(frame: &Frame) -> Result<(String, String), WireError> {
+    let mut parts = cstrings_n(frame.body(), "ParameterStatus")?.into_iter();
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(k), Some(v), None) => Ok((k, v)),
+        _ => Err(malformed("ParameterStatus", "expected a name and a value")),
+    }
+}
+
+/// The SQLSTATE and message of an ErrorResponse or NoticeResponse.
+pub fn parse_error_code(frame: &Frame) -> Option<(String, String)> {
+    let mut code = None;
+    let mut message = String::new();
+    let mut body = frame.body();
+    while let Some((&field, rest)) = body.split_first() {
+        if field == 0 {
+            break;
+        }
+        let end = rest.iter().position(|&b| b == 0)?;
+        let value = String::from_utf8_lossy(&rest[..end]).into_owned();
+        match field {
+            b'C' => code = Some(value),
+            b'M' => message = value,
+            _ => {}
+        }
+        body = &rest[end + 1..];
+    }
+    code.map(|c| (c, message))
+}
+
+/// Reads a PasswordMessage ('p') holding a cleartext password.
+pub fn parse_password(frame: &Frame) -> Result<String, WireError> {
+    if frame.tag() != tag::PASSWORD {
+        return Err(malformed("PasswordMessage", "wrong message type"));
+    }
+    let body = frame.body();
+    match body.split_last() {
+        Some((0, pw)) if !pw.contains(&0) => String::from_utf8(pw.to_vec())
+            .map_err(|_| malformed("PasswordMessage", "password is not UTF-8")),
+        _ => Err(malformed("PasswordMessage", "not a single string")),
+    }
+}
+
+fn read_i32(body: &[u8], at: usize, what: &'static str) -> Result<i32, WireError> {
+    body.get(at..at + 4)
+        .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        .ok_or_else(|| malformed(what, "message too short"))
+}
+
+/// A list of C strings ended by an empty string.
+fn cstrings(mut body: &[u8], what: &'static str) -> Result<Vec<String>, WireError> {
+    let mut out = Vec::new();
+    loop {
+        let end = body
+            .iter()
+            .position(|&b| b == 0)
+            .ok_or_else(|| malformed(what, "unterminated string"))?;
+        if end == 0 {
+            return Ok(out);
+        }
+        out.push(String::from_utf8_lossy(&body[..end]).into_owned());
+        body = &body[end + 1..];
+    }
+}
+
+/// C strings filling `body` exactly.
+fn cstrings_n(mut body: &[u8], what: &'static str) -> Result<Vec<String>, WireError> {
+    let mut out = Vec::new();
+    while !body.is_empty() {
+        let end = body
+            .iter()
+            .position(|&b| b == 0)
+            .ok_or_else(|| malformed(what, "unterminated string"))?;
+        out.push(String::from_utf8_lossy(&body[..end]).into_owned());
+        body = &body[end + 1..];
+    }
+    Ok(out)
+}
+
+fn malformed(what: &'static str, detail: impl Into<String>) -> WireError {
+    WireError::Malformed {
+        what,
+        detail: detail.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn as_frame(bytes: Bytes) -> Frame {
+        Frame::from_bytes(bytes)
+    }
+
+    #[test]
+    fn sasl_round_trip() {
+        let mechs = vec!["SCRAM-SHA-256-PLUS".to_owned(), "SCRAM-SHA-256".to_owned()];
+        let f = as_frame(auth_sasl(&mechs));
+        assert_eq!(parse_auth_request(&f).unwrap(), AuthRequest::Sasl(mechs));
+    }
+
+    #[test]
+    fn error_fields_round_trip() {
+        let e = ErrorFields::new(Severity::Fatal, "28000", "no").with_hint("try");
+        let f = as_frame(e.encode());
+        assert_eq!(f.tag(), b'E');
+        assert_eq!(
+            parse_error_code(&f),
+            Some(("28000".to_owned(), "no".to_owned()))
+        );
+    }
+
+    #[test]
+    fn negotiate_version_both_forms() {
+        let f = as_frame(negotiate_protocol_version(0, &["_pq_.x".to_owned()]));
+        assert_eq!(
+            parse_negotiate_protocol_version(&f).unwrap(),
+            (0, vec!["_pq_.x".to_owned()])
+        );
+        let f = as_frame(frame(b'v', &[0, 0, 0, 2, 0, 0, 0, 0]));
+        assert_eq!(parse_negotiate_protocol_version(&f).unwrap(), (2, vec![]));
+    }
+
+    #[test]
+    fn short_frames_are_errors_not_panics() {
+        let f = as_frame(frame(b'R', &[0, 0]));
+        assert!(parse_auth_request(&f).is_err());
+        let f = as_frame(frame(b'K', &[0, 0, 0, 1, 9]));
+        assert!(parse_backend_key_data(&f).is_err());
+        let f = as_frame(frame(b'E', b"Cabc"));
+        assert_eq!(parse_error_code(&f), None);
+        let f = as_frame(frame(b'p', b"pw"));
+        assert!(parse_password(&f).is_err());
+    }
+}

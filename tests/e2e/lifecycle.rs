@@ -1,0 +1,304 @@
+//! The proxy as an operator sees it: graceful shutdown, connection limits,
+//! the admin endpoint, the `serve` binary's configuration errors and
+//! signals, and `copyguard demo`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::raw::Raw;
+use crate::support::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_copyguard");
+
+fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(addr).expect("admin connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+fn signal(pid: u32, sig: libc::c_int) {
+    let rc = unsafe { libc::kill(pid as libc::pid_t, sig) };
+    assert_eq!(rc, 0, "kill {pid}");
+}
+
+fn wait_exit(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("process did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_lets_sessions_finish() {
+    let mut args = proxy_args();
+    args.shutdown_timeout = Some("20s".into());
+    let mut proxy = TestProxy::start(args);
+    let port = proxy.port();
+    let client = connect(port, "scram_user", "testdb").await;
+    proxy.begin_shutdown();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err(),
+        "no new connections while draining"
+    );
+    let row = client
+        .query_one("SELECT count(*) FROM customers", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 500);
+    drop(client);
+    let started = Instant::now();
+    tokio::task::spawn_blocking(move || proxy.shutdown())
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "stops once sessions end"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_past_the_grace_period_are_told_and_closed() {
+    let mut args = proxy_args();
+    args.shutdown_timeout = Some("1s".into());
+    let mut proxy = TestProxy::start(args);
+    let mut raw = Raw::login(proxy.port()).await;
+    proxy.begin_shutdown();
+    let msgs = raw.drain().await;
+    let err = msgs
+        .iter()
+        .find(|m| m.tag == b'E')
+        .expect("a FATAL before close");
+    assert_eq!(err.sqlstate().as_deref(), Some("57P01"));
+    tokio::task::spawn_blocking(move || proxy.shutdown())
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_limit_refuses_with_53300() {
+    let mut args = proxy_args();
+    args.max_connections = Some("1".into());
+    let proxy = TestProxy::start(args);
+    let held = Raw::login(proxy.port()).await;
+    let mut refused = Raw::connect(proxy.port()).await;
+    let msgs = refused.drain().await;
+    assert_eq!(
+        msgs.first().and_then(|m| m.sqlstate()).as_deref(),
+        Some("53300")
+    );
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut raw = Raw::connect(proxy.port()).await;
+        raw.send(&crate::raw::startup_packet(
+            0,
+            &[("user", "trust_user"), ("database", "testdb")],
+        ))
+        .await;
+        let msgs = raw.until_ready().await;
+        if msgs.last().map(|m| m.tag) == Some(b'Z') {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "slot freed after the session ended"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[test]
+fn admin_endpoint_serves_metrics_and_health() {
+    let mut args = proxy_args();
+    args.admin = Some("127.0.0.1:0".into());
+    let proxy = TestProxy::start(args);
+    let out = psql(
+        &conninfo(proxy.port(), "scram_user", "testdb", ""),
+        "SELECT 1;",
+    );
+    assert!(out.status.success(), "{:?}", text(&out));
+    let admin = proxy.admin.expect("admin address");
+    let health = http_get(admin, "/healthz");
+    assert!(
+        health.starts_with("HTTP/1.1 200") && health.ends_with("ok\n"),
+        "{health}"
+    );
+    let metrics = http_get(admin, "/metrics");
+    for name in [
+        "copyguard_connections_total",
+        "copyguard_bytes_total{direction=\"client_to_server\"}",
+        "copyguard_messages_total{direction=\"server_to_client\"}",
+        "copyguard_session_duration_seconds",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from\n{metrics}");
+    }
+    assert!(http_get(admin, "/nope").starts_with("HTTP/1.1 404"));
+}
+
+#[test]
+fn serve_reports_configuration_errors_with_the_key() {
+    let out = Command::new(BIN)
+        .args([
+            "serve",
+            "--upstream",
+            "127.0.0.1:5432",
+            "--tls-mode",
+            "require",
+        ])
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("`tls.cert`"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("copyguard.toml");
+    std::fs::write(
+        &file,
+        "upstream = \"127.0.0.1:5432\"\n\n[limits]\nstartup_timeout = \"soon\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&file)
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("limits.startup_timeout") && err.contains("line 4"),
+        "{err}"
+    );
+
+    let out = Command::new(BIN)
+        .args(["serve"])
+        .env_clear()
+        .env("COPYGUARD_UPSTREAM", "nohost")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("COPYGUARD_UPSTREAM"));
+}
+
+#[test]
+fn serve_binary_relays_and_stops_on_sigterm() {
+    let db = &cluster().db;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("copyguard.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\n[limits]\nshutdown_timeout = \"5s\"\n[log]\nformat = \"json\"\n"
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&file)
+        .env_clear()
+        .env("COPYGUARD_UPSTREAM", format!("{}:{}", db.host(), db.port()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "copyguard serve did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = psql(
+        &conninfo(port, "md5_user", "testdb", ""),
+        "SELECT current_user;",
+    );
+    assert_eq!(text(&out).0.trim(), "md5_user", "{:?}", text(&out));
+    signal(child.id(), libc::SIGTERM);
+    let status = wait_exit(&mut child, Duration::from_secs(20));
+    assert!(status.success(), "{status:?}");
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    let started = log
+        .lines()
+        .find(|l| l.contains("session started"))
+        .unwrap_or_else(|| panic!("no session record in\n{log}"));
+    for field in [
+        "\"user\":\"md5_user\"",
+        "\"database\":\"testdb\"",
+        "\"tls\":false",
+        "\"peer\"",
+    ] {
+        assert!(started.contains(field), "{field} missing: {started}");
+    }
+}
+
+#[test]
+fn demo_starts_serves_and_cleans_up() {
+    let mut child = Command::new(BIN)
+        .args(["demo", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            all.push_str(&line);
+            all.push('\n');
+            if line.starts_with("copyguard demo ready:") {
+                let _ = tx.send((line, all.clone()));
+            }
+        }
+    });
+    let (ready, printed) = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("demo ready");
+    let listen = ready
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("listen="))
+        .expect("listen address");
+    let port: u16 = listen.rsplit(':').next().unwrap().parse().unwrap();
+    assert!(printed.contains("user=app_prod") && printed.contains("user=dev_alice"));
+    for (user, password) in [("app_prod", "prod-secret"), ("dev_alice", "dev-secret")] {
+        let out = client("psql")
+            .env("PGPASSWORD", password)
+            .args(["-X", "-At", "-d", &conninfo(port, user, "shop", ""), "-c"])
+            .arg("SELECT count(*) FROM users")
+            .output()
+            .unwrap();
+        assert_eq!(text(&out).0.trim(), "1000", "{user}: {:?}", text(&out));
+    }
+    signal(child.id(), libc::SIGINT);
+    let status = wait_exit(&mut child, Duration::from_secs(60));
+    assert!(status.success(), "{status:?}");
+    assert!(
+        std::net::TcpStream::connect(listen).is_err(),
+        "demo stopped listening"
+    );
+}

@@ -1,0 +1,11 @@
+//! End-to-end tests: a real PostgreSQL cluster started by the tests, real
+//! clients (`psql`, `pg_dump`, `pgbench`, `tokio-postgres`), and copyguard
+//! in between. One test binary, one shared cluster (see `support`).
+
+mod raw;
+mod support;
+
+mod auth_tls;
+mod bad_input;
+mod clients;
+mod lifecycle;
