@@ -1,0 +1,22 @@
+# Build stage: compile copyguard in release mode.
+FROM rust:1-slim-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+COPY benches ./benches
+COPY tests ./tests
+RUN cargo build --release --locked --bin copyguard
+
+# Runtime stage: the binary alone, as an unprivileged user.
+FROM debian:bookworm-slim
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin copyguard
+COPY --from=build /src/target/release/copyguard /usr/local/bin/copyguard
+COPY policies /etc/copyguard/policies
+USER copyguard
+ENV COPYGUARD_LISTEN=0.0.0.0:6432 \
+    COPYGUARD_ADMIN=0.0.0.0:9187
+EXPOSE 6432 9187
+ENTRYPOINT ["copyguard", "serve"]
