@@ -51,7 +51,7 @@ pub struct Conn<S> {
     max_message_size: usize,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
+impl<S> Conn<S> {
     /// Frames `stream`, refusing frames longer than `max_message_size`.
     pub fn new(stream: S, max_message_size: usize) -> Conn<S> {
         Conn::with_buffer(stream, BytesMut::with_capacity(8 * 1024), max_message_size)
@@ -66,6 +66,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
+    /// Number of bytes read from the stream but not yet returned.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The underlying stream.
+    pub fn get_ref(&self) -> &S {
+        &self.stream
+    }
+
+    /// The stream and the bytes read ahead of the last returned frame.
+    pub fn into_parts(self) -> (S, BytesMut) {
+        (self.stream, self.buf)
+    }
+}
+
+impl<S: AsyncRead + Unpin> Conn<S> {
     /// Reads one untagged startup-phase packet (StartupMessage, SSLRequest,
     /// GSSENCRequest, CancelRequest): the whole packet, length included.
     /// `Ok(None)` when the peer closed before sending anything.
@@ -119,6 +136,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
+    /// Ensures `n` bytes are buffered. `Ok(false)` on EOF with nothing
+    /// buffered; EOF with a partial frame is an error.
+    async fn fill(&mut self, n: usize) -> Result<bool, WireError> {
+        while self.buf.len() < n {
+            self.buf.reserve(n - self.buf.len());
+            if self.stream.read_buf(&mut self.buf).await? == 0 {
+                return if self.buf.is_empty() {
+                    Ok(false)
+                } else {
+                    Err(WireError::UnexpectedEof)
+                };
+            }
+        }
+        Ok(true)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> Conn<S> {
     /// Writes `bytes` and flushes them.
     pub async fn send(&mut self, bytes: &[u8]) -> Result<(), WireError> {
         self.stream.write_all(bytes).await?;
@@ -138,36 +173,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         Ok(())
     }
 
-    /// Number of bytes read from the stream but not yet returned.
-    pub fn buffered(&self) -> usize {
-        self.buf.len()
-    }
-
-    /// The underlying stream.
-    pub fn get_ref(&self) -> &S {
-        &self.stream
-    }
-
-    /// The stream and the bytes read ahead of the last returned frame.
-    pub fn into_parts(self) -> (S, BytesMut) {
-        (self.stream, self.buf)
-    }
-
-    /// Ensures `n` bytes are buffered. `Ok(false)` on EOF with nothing
-    /// buffered; EOF with a partial frame is an error.
-    async fn fill(&mut self, n: usize) -> Result<bool, WireError> {
-        while self.buf.len() < n {
-            self.buf.reserve(n - self.buf.len());
-            if self.stream.read_buf(&mut self.buf).await? == 0 {
-                return if self.buf.is_empty() {
-                    Ok(false)
-                } else {
-                    Err(WireError::UnexpectedEof)
-                };
-            }
-        }
-        Ok(true)
-    }
 }
 
 /// Total length (type byte included) of the frame whose header starts `buf`.
