@@ -34,6 +34,12 @@ pub const SETTINGS: &[(&str, &str, &str, &str)] = &[
         "HTTP address for /metrics and /healthz [off]",
     ),
     (
+        "policy",
+        "--policy",
+        "COPYGUARD_POLICY",
+        "directory of policy files (required)",
+    ),
+    (
         "tls.mode",
         "--tls-mode",
         "COPYGUARD_TLS_MODE",
@@ -100,6 +106,12 @@ pub const SETTINGS: &[(&str, &str, &str, &str)] = &[
         "grace period for sessions on SIGTERM/SIGINT [30s]",
     ),
     (
+        "limits.catalog_refresh",
+        "--catalog-refresh",
+        "COPYGUARD_CATALOG_REFRESH",
+        "reload a database's catalog after this long [5m]",
+    ),
+    (
         "log.format",
         "--log-format",
         "COPYGUARD_LOG_FORMAT",
@@ -128,6 +140,9 @@ pub struct ConfigArgs {
     /// HTTP address serving /metrics and /healthz.
     #[arg(long, env = "COPYGUARD_ADMIN")]
     pub admin: Option<String>,
+    /// Directory of policy files.
+    #[arg(long, env = "COPYGUARD_POLICY")]
+    pub policy: Option<String>,
     /// Client TLS: disable | allow | require.
     #[arg(long, env = "COPYGUARD_TLS_MODE")]
     pub tls_mode: Option<String>,
@@ -161,6 +176,9 @@ pub struct ConfigArgs {
     /// Grace period for sessions on SIGTERM/SIGINT, e.g. 30s.
     #[arg(long, env = "COPYGUARD_SHUTDOWN_TIMEOUT")]
     pub shutdown_timeout: Option<String>,
+    /// Reload a database's catalog after this long, e.g. 5m.
+    #[arg(long, env = "COPYGUARD_CATALOG_REFRESH")]
+    pub catalog_refresh: Option<String>,
     /// Log format: text | json.
     #[arg(long, env = "COPYGUARD_LOG_FORMAT")]
     pub log_format: Option<String>,
@@ -175,6 +193,7 @@ impl ConfigArgs {
             "listen" => self.listen.as_ref(),
             "upstream" => self.upstream.as_ref(),
             "admin" => self.admin.as_ref(),
+            "policy" => self.policy.as_ref(),
             "tls.mode" => self.tls_mode.as_ref(),
             "tls.cert" => self.tls_cert.as_ref(),
             "tls.key" => self.tls_key.as_ref(),
@@ -186,6 +205,7 @@ impl ConfigArgs {
             "limits.connect_timeout" => self.connect_timeout.as_ref(),
             "limits.max_message_size" => self.max_message_size.as_ref(),
             "limits.shutdown_timeout" => self.shutdown_timeout.as_ref(),
+            "limits.catalog_refresh" => self.catalog_refresh.as_ref(),
             "log.format" => self.log_format.as_ref(),
             "log.level" => self.log_level.as_ref(),
             _ => None,
@@ -218,6 +238,7 @@ struct FileConfig {
     listen: Field,
     upstream: Field,
     admin: Field,
+    policy: Field,
     #[serde(default)]
     tls: TlsSection,
     #[serde(default)]
@@ -252,6 +273,7 @@ struct LimitsSection {
     connect_timeout: Field,
     max_message_size: Field,
     shutdown_timeout: Field,
+    catalog_refresh: Field,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -267,6 +289,7 @@ impl FileConfig {
             "listen" => self.listen.as_ref(),
             "upstream" => self.upstream.as_ref(),
             "admin" => self.admin.as_ref(),
+            "policy" => self.policy.as_ref(),
             "tls.mode" => self.tls.mode.as_ref(),
             "tls.cert" => self.tls.cert.as_ref(),
             "tls.key" => self.tls.key.as_ref(),
@@ -278,6 +301,7 @@ impl FileConfig {
             "limits.connect_timeout" => self.limits.connect_timeout.as_ref(),
             "limits.max_message_size" => self.limits.max_message_size.as_ref(),
             "limits.shutdown_timeout" => self.limits.shutdown_timeout.as_ref(),
+            "limits.catalog_refresh" => self.limits.catalog_refresh.as_ref(),
             "log.format" => self.log.format.as_ref(),
             "log.level" => self.log.level.as_ref(),
             _ => None,
@@ -380,6 +404,8 @@ pub struct Limits {
     pub max_message_size: usize,
     /// Grace period on shutdown.
     pub shutdown_timeout: Duration,
+    /// Age after which a database's catalog is reloaded.
+    pub catalog_refresh: Duration,
 }
 
 /// A validated `serve` configuration.
@@ -393,6 +419,8 @@ pub struct Config {
     pub upstream_port: u16,
     /// Admin HTTP address.
     pub admin: Option<SocketAddr>,
+    /// Directory of policy files.
+    pub policy: PathBuf,
     /// Client-facing TLS.
     pub tls: ClientTls,
     /// Upstream TLS.
@@ -429,10 +457,7 @@ struct Sources<'a> {
 
 impl Sources<'_> {
     fn lookup(&self, key: &'static str) -> Option<(String, Origin)> {
-        let (_, flag, env, _) = SETTINGS
-            .iter()
-            .find(|(k, ..)| *k == key)
-            .expect("every key is listed in SETTINGS");
+        let (flag, env) = flag_and_env(key);
         if let Some(v) = self.args.get(key) {
             return Some((v.clone(), Origin::Arg(flag, env)));
         }
@@ -465,10 +490,7 @@ impl Sources<'_> {
     }
 
     fn missing(&self, key: &'static str, message: &str) -> ConfigError {
-        let (_, flag, env, _) = SETTINGS
-            .iter()
-            .find(|(k, ..)| *k == key)
-            .expect("every key is listed in SETTINGS");
+        let (flag, env) = flag_and_env(key);
         ConfigError::Invalid {
             key,
             origin: Origin::Arg(flag, env).to_string(),
@@ -513,6 +535,9 @@ impl Config {
             .parse("upstream", parse_host_port)?
             .ok_or_else(|| src.missing("upstream", "required: the PostgreSQL server, HOST:PORT"))?;
         let admin = src.parse("admin", parse_addr)?;
+        let policy = src
+            .parse("policy", parse_dir)?
+            .ok_or_else(|| src.missing("policy", "required: the directory of policy files"))?;
 
         let cert = src.parse("tls.cert", parse_file)?;
         let key = src.parse("tls.key", parse_file)?;
@@ -586,6 +611,9 @@ impl Config {
             shutdown_timeout: src
                 .parse("limits.shutdown_timeout", parse_duration)?
                 .unwrap_or(Duration::from_secs(30)),
+            catalog_refresh: src
+                .parse("limits.catalog_refresh", parse_duration)?
+                .unwrap_or(Duration::from_secs(300)),
         };
         let log_format = src
             .parse("log.format", |s| match s {
@@ -607,6 +635,7 @@ impl Config {
             upstream_host,
             upstream_port,
             admin,
+            policy,
             tls: ClientTls {
                 mode: tls_mode,
                 cert_key,
@@ -626,6 +655,15 @@ impl Config {
     pub fn upstream_addr(&self) -> String {
         format!("{}:{}", self.upstream_host, self.upstream_port)
     }
+}
+
+/// The flag and environment variable of a setting.
+fn flag_and_env(key: &str) -> (&'static str, &'static str) {
+    SETTINGS
+        .iter()
+        .find(|(k, ..)| *k == key)
+        .map(|(_, flag, env, _)| (*flag, *env))
+        .unwrap_or(("a flag", "an environment variable"))
 }
 
 fn parse_addr(s: &str) -> Result<SocketAddr, String> {
@@ -656,6 +694,15 @@ fn parse_file(s: &str) -> Result<PathBuf, String> {
     std::fs::File::open(path)
         .map(|_| path.to_owned())
         .map_err(|e| format!("cannot read {s:?}: {e}"))
+}
+
+fn parse_dir(s: &str) -> Result<PathBuf, String> {
+    let path = Path::new(s);
+    if path.is_dir() {
+        Ok(path.to_owned())
+    } else {
+        Err(format!("{s:?} is not a directory"))
+    }
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -697,6 +744,7 @@ mod tests {
         std::fs::write(&path, text).unwrap();
         let args = ConfigArgs {
             config: Some(path.clone()),
+            policy: args.policy.or_else(|| Some(dir.display().to_string())),
             ..args
         };
         let result = Config::load(&args);
@@ -762,10 +810,35 @@ mod tests {
         let args = ConfigArgs {
             upstream: Some("db:5432".into()),
             tls_mode: Some("require".into()),
+            policy: Some(std::env::temp_dir().display().to_string()),
             ..Default::default()
         };
         let err = Config::load(&args).unwrap_err().to_string();
         assert!(err.contains("`tls.cert`"), "{err}");
+    }
+
+    #[test]
+    fn every_listed_setting_has_a_flag_and_a_file_key() {
+        let mut sections: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+        for (key, flag, env, _) in SETTINGS {
+            let args = ConfigArgs::default();
+            assert!(args.get(key).is_none());
+            assert!(flag.starts_with("--"), "{key}");
+            assert!(env.starts_with("COPYGUARD_"), "{key}");
+            let (section, name) = key.split_once('.').unwrap_or(("", key));
+            sections
+                .entry(section)
+                .or_default()
+                .push(format!("{name} = \"x\""));
+        }
+        let mut text = sections.remove("").unwrap_or_default().join("\n");
+        for (section, lines) in sections {
+            text.push_str(&format!("\n[{section}]\n{}", lines.join("\n")));
+        }
+        let file: FileConfig = toml::from_str(&text).expect("every listed key is a file key");
+        for (key, ..) in SETTINGS {
+            assert!(file.get(key).is_some(), "{key} not read from the file");
+        }
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! out of non-production hands.
 //!
 //! Clients connect to copyguard instead of the database. Sessions of
-//! production roles are relayed byte for byte.
+//! production roles are relayed byte for byte; sessions of every other
+//! role are guarded: each statement is analyzed and decided by the policy
+//! before it reaches the server, and results are checked on the way back.
 //!
 //! # Layout
 //!
@@ -12,9 +14,17 @@
 //!   startup packets, SSL/GSS negotiation, the messages copyguard builds.
 //!   Knows nothing of policy.
 //! - [`proxy`]: the accept loop, limits and shutdown; the phases of one
-//!   session (negotiate, establish, relay); authentication relay, cancel
-//!   routing, the raw production relay. The only module that wires the
-//!   others together.
+//!   session (negotiate, establish, classify, relay); authentication relay,
+//!   cancel routing, the raw production relay and the guarded relay. The
+//!   only module that wires the others together.
+//! - [`catalog`]: what the upstream database holds (relations, columns,
+//!   views, partitions, OIDs) and the per-database cache.
+//! - [`analysis`]: SQL text + catalog -> facts (statement kind, relations,
+//!   lineage of every output column, functions). Pure.
+//! - [`policy`]: policy files -> model; role classes; facts -> verdict;
+//!   hot reload. Pure.
+//! - [`enforce`]: a verdict applied to results: the RowDescription check,
+//!   limits and budgets, scrubbing side messages. No sockets.
 //! - [`admin`]: `/metrics` and `/healthz` over HTTP.
 //! - [`telemetry`]: logging set-up and every metric name.
 //! - [`devdb`]: throwaway local PostgreSQL clusters for `demo`, tests and
@@ -22,9 +32,13 @@
 //! - [`cli`]: one file per subcommand; `main.rs` only dispatches.
 
 pub mod admin;
+pub mod analysis;
+pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod devdb;
+pub mod enforce;
+pub mod policy;
 pub mod proxy;
 pub mod telemetry;
 pub mod wire;

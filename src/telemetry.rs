@@ -27,6 +27,11 @@ pub const CANCEL_REQUESTS: &str = "copyguard_cancel_requests_total";
 /// Sessions that ended with an error (label `side`: `client`, `upstream`, `proxy`).
 pub const SESSION_ERRORS: &str = "copyguard_session_errors_total";
 
+/// Verdicts on guarded statements (labels `verdict`, `rule`).
+pub const VERDICTS: &str = "copyguard_verdicts_total";
+/// Policy reloads (label `outcome`: `ok` or `refused`).
+pub const POLICY_RELOADS: &str = "copyguard_policy_reloads_total";
+
 /// Direction label value: client to server.
 pub const CLIENT_TO_SERVER: &str = "client_to_server";
 /// Direction label value: server to client.
@@ -74,4 +79,6 @@ fn describe() {
     describe_counter!(AUTH_FAILURES, "Authentications refused by the upstream");
     describe_counter!(CANCEL_REQUESTS, "Cancel requests received");
     describe_counter!(SESSION_ERRORS, "Sessions ended by an error");
+    describe_counter!(VERDICTS, "Verdicts on guarded statements");
+    describe_counter!(POLICY_RELOADS, "Policy reloads");
 }

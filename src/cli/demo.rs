@@ -2,6 +2,7 @@
 //! front of it, and what to type.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
@@ -16,6 +17,16 @@ pub const SAMPLE_SQL: &str = include_str!("demo.sql");
 
 /// The demo's database name.
 pub const DEMO_DATABASE: &str = "shop";
+
+/// The demo policy (the files of `policies/`), built into the binary so the
+/// demo runs from anywhere.
+const DEMO_POLICY: &[(&str, &str)] = &[
+    ("roles.toml", include_str!("../../policies/roles.toml")),
+    (
+        "classification.toml",
+        include_str!("../../policies/classification.toml"),
+    ),
+];
 
 /// Options of `copyguard demo`.
 #[derive(Debug, clap::Args)]
@@ -36,25 +47,45 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     db.psql("postgres", &format!("CREATE DATABASE {DEMO_DATABASE}"))?;
     db.psql(DEMO_DATABASE, SAMPLE_SQL)
         .context("cannot load the sample data")?;
-    let result = super::runtime()?.block_on(serve(args, &db));
+    let policy = write_policy(&db)?;
+    let result = super::runtime()?.block_on(serve(args, &db, &policy));
     db.stop();
     result
 }
 
-async fn serve(args: &DemoArgs, db: &DevDb) -> anyhow::Result<()> {
-    let server = bind(args.listen, args.admin, db).await?;
-    print_instructions(&server, db);
+/// Writes the demo policy next to the throwaway cluster (removed with it).
+fn write_policy(db: &DevDb) -> anyhow::Result<PathBuf> {
+    let data = db.data_dir();
+    let dir = data.parent().unwrap_or(&data).join("policies");
+    std::fs::create_dir_all(&dir)?;
+    for (name, text) in DEMO_POLICY {
+        std::fs::write(dir.join(name), text)?;
+    }
+    Ok(dir)
+}
+
+async fn serve(args: &DemoArgs, db: &DevDb, policy: &Path) -> anyhow::Result<()> {
+    let server = bind(args.listen, args.admin, db, policy).await?;
+    let reloader = tokio::spawn(super::serve::reload_on_sighup(server.policy_store()));
+    print_instructions(&server, db, policy);
     server.run(super::shutdown_signal()).await;
+    reloader.abort();
     println!("Stopped; the throwaway database is being removed.");
     Ok(())
 }
 
-async fn bind(listen: SocketAddr, admin: SocketAddr, db: &DevDb) -> anyhow::Result<Server> {
+async fn bind(
+    listen: SocketAddr,
+    admin: SocketAddr,
+    db: &DevDb,
+    policy: &Path,
+) -> anyhow::Result<Server> {
     let config = |listen: SocketAddr, admin: SocketAddr| {
         Config::load(&ConfigArgs {
             listen: Some(listen.to_string()),
             admin: Some(admin.to_string()),
             upstream: Some(format!("{}:{}", db.host(), db.port())),
+            policy: Some(policy.display().to_string()),
             ..ConfigArgs::default()
         })
     };
@@ -68,7 +99,7 @@ async fn bind(listen: SocketAddr, admin: SocketAddr, db: &DevDb) -> anyhow::Resu
     }
 }
 
-fn print_instructions(server: &Server, db: &DevDb) {
+fn print_instructions(server: &Server, db: &DevDb, policy: &Path) {
     let addr = server.local_addr();
     let (host, port) = (addr.ip(), addr.port());
     let admin = server
@@ -83,32 +114,37 @@ copyguard demo is running.
   admin HTTP    http://{admin}/metrics  and  /healthz
   database      {DEMO_DATABASE}: users (emails, names, birth dates, phones),
                 orders, identity_documents
+  policy        {policy}   (edit, then `kill -HUP {pid}` to reload)
 
-Connect through copyguard as the production role (relayed untouched):
+As the production role, everything is relayed untouched:
   PGPASSWORD=prod-secret psql "host={host} port={port} user=app_prod dbname={DEMO_DATABASE}"
+    SELECT email, full_name FROM users ORDER BY id LIMIT 5;
+    \copy users TO STDOUT
 
-...or as the developer role:
+As the developer role, the session is guarded:
   PGPASSWORD=dev-secret psql "host={host} port={port} user=dev_alice dbname={DEMO_DATABASE}"
+    SELECT country, count(*) FROM users GROUP BY country;    -- fine: no personal data
+    SELECT o.id, o.amount_cents FROM orders o JOIN users u ON u.id = o.user_id LIMIT 5;
+    SELECT email FROM users ORDER BY id LIMIT 5;             -- a few rows: allowed
+    SELECT email FROM users;                                 -- stopped after 20 rows
+    \copy users TO STDOUT                                    -- blocked: bulk export
+    SELECT * FROM identity_documents;                        -- blocked: forbidden table
+    SET ROLE app_prod;                                       -- blocked: identity change
 
-Then try, for example:
-  SELECT count(*) FROM users;
-  SELECT id, email, full_name FROM users ORDER BY id LIMIT 5;
-  \copy (SELECT * FROM identity_documents) TO STDOUT
-  SELECT pg_sleep(30);   -- then press Ctrl-C: the cancel goes through copyguard
-
-Or dump it through the proxy:
-  PGPASSWORD=dev-secret pg_dump -h {host} -p {port} -U dev_alice {DEMO_DATABASE} | head -40
+See why, without running anything:
+  copyguard explain --policy {policy} --role dev_alice \
+    --dsn "host={db_host} port={db_port} user=postgres dbname={DEMO_DATABASE}" \
+    "SELECT lower(email) FROM users"
 
 Watch the proxy:
   curl -s http://{admin}/metrics | grep copyguard_
-
-Right now every role is relayed unchanged; guarding developer roles comes
-with the policy work (see README).
 
 Press Ctrl-C to stop; the throwaway database is removed.
 "#,
         db_host = db.host(),
         db_port = db.port(),
+        policy = policy.display(),
+        pid = std::process::id(),
     );
     println!(
         "copyguard demo ready: listen={addr} admin={admin} upstream={}:{}",

@@ -2,7 +2,10 @@
 //! place `anyhow` is used.
 
 mod demo;
+mod explain;
+mod policy;
 mod serve;
+mod upstream;
 
 use std::process::ExitCode;
 
@@ -26,6 +29,11 @@ enum Command {
     /// Start a throwaway PostgreSQL with sample data and copyguard in front
     /// of it, and print what to try.
     Demo(demo::DemoArgs),
+    /// Show what copyguard understands of a statement and the verdict a role
+    /// would get, without running it.
+    Explain(explain::ExplainArgs),
+    /// Policy tools: `policy check DIR [--dsn DSN]`.
+    Policy(policy::PolicyArgs),
 }
 
 impl Cli {
@@ -35,6 +43,8 @@ impl Cli {
         let result = match self.command {
             Command::Serve(args) => serve::run(&args),
             Command::Demo(args) => demo::run(&args),
+            Command::Explain(args) => explain::run(&args),
+            Command::Policy(args) => policy::run(&args),
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,

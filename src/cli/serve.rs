@@ -1,18 +1,55 @@
 //! `copyguard serve`.
 
+use std::sync::Arc;
+
 use anyhow::Context;
+use tracing::{info, warn};
 
 use crate::config::{Config, ConfigArgs};
+use crate::policy::PolicyStore;
 use crate::proxy::Server;
 use crate::telemetry;
 
-/// Loads and validates the configuration, then serves until SIGTERM/SIGINT.
+/// Loads and validates the configuration, then serves until SIGTERM/SIGINT;
+/// SIGHUP reloads the policy.
 pub fn run(args: &ConfigArgs) -> anyhow::Result<()> {
     let config = Config::load(args)?;
     telemetry::init_logging(config.log_format, &config.log_level);
     super::runtime()?.block_on(async {
         let server = Server::bind(config).await.context("cannot start")?;
+        let reloader = tokio::spawn(reload_on_sighup(server.policy_store()));
         server.run(super::shutdown_signal()).await;
+        reloader.abort();
         Ok(())
     })
+}
+
+/// Reloads the policy on every SIGHUP. An invalid policy is refused and
+/// logged; the one in force stays.
+pub async fn reload_on_sighup(store: Arc<PolicyStore>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        warn!("cannot listen for SIGHUP; policy hot reload disabled");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        reload(&store);
+    }
+}
+
+/// Reloads the policy once, logging the outcome.
+pub fn reload(store: &PolicyStore) {
+    match store.reload() {
+        Ok(warnings) => {
+            metrics::counter!(telemetry::POLICY_RELOADS, "outcome" => "ok").increment(1);
+            for w in &warnings {
+                warn!(warning = %w, "policy warning");
+            }
+            info!(dir = %store.dir().display(), "policy reloaded");
+        }
+        Err(e) => {
+            metrics::counter!(telemetry::POLICY_RELOADS, "outcome" => "refused").increment(1);
+            warn!(dir = %store.dir().display(), error = %e, "new policy refused; the previous one stays in force");
+        }
+    }
 }

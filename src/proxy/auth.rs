@@ -74,6 +74,8 @@ impl ProtocolPlan {
 pub(crate) struct Started {
     /// The client's cancel key (absent if the server issued none).
     pub cancel: Option<Registration>,
+    /// The upstream backend's own key, for cancels copyguard sends itself.
+    pub upstream_key: Option<UpstreamKey>,
 }
 
 /// Relays negotiation and authentication until the server's first
@@ -87,6 +89,7 @@ pub(crate) async fn relay_startup(
 ) -> Result<Started, SessionError> {
     let mut first = true;
     let mut cancel = None;
+    let mut upstream_key = None;
     loop {
         let frame = upstream
             .expect_frame()
@@ -115,7 +118,9 @@ pub(crate) async fn relay_startup(
                 let (pid, secret) =
                     messages::parse_backend_key_data(&frame).map_err(SessionError::Upstream)?;
                 let len = if info.protocol_minor >= 2 { 32 } else { 4 };
-                let reg = shared.cancels.register(UpstreamKey { pid, secret }, len);
+                let key = UpstreamKey { pid, secret };
+                upstream_key = Some(key.clone());
+                let reg = shared.cancels.register(key, len);
                 to_client(client, &messages::backend_key_data(reg.pid(), reg.secret())).await?;
                 cancel = Some(reg);
             }
@@ -130,7 +135,10 @@ pub(crate) async fn relay_startup(
             tag::READY_FOR_QUERY => {
                 to_client(client, frame.as_bytes()).await?;
                 client.flush().await.map_err(SessionError::Client)?;
-                return Ok(Started { cancel });
+                return Ok(Started {
+                    cancel,
+                    upstream_key,
+                });
             }
             other => {
                 return Err(SessionError::UpstreamProtocol(format!(

@@ -71,6 +71,19 @@ pub enum SessionError {
         /// Message.
         message: String,
     },
+    /// The policy refuses the session itself (identity-changing startup
+    /// options, replication for a guarded role).
+    #[error("refused by policy rule {rule}: {reason}")]
+    Policy {
+        /// Rule id.
+        rule: &'static str,
+        /// Reason.
+        reason: String,
+    },
+    /// A guarded session was closed because it stepped outside its guard
+    /// (its identity or privileges changed).
+    #[error("guard violation: {0}")]
+    Guard(String),
     /// Startup (negotiation and authentication) took too long.
     #[error("startup timed out")]
     StartupTimeout,
@@ -88,13 +101,14 @@ impl SessionError {
             | SessionError::TlsRequired
             | SessionError::NoUser
             | SessionError::ClientProtocol(_)
+            | SessionError::Policy { .. }
             | SessionError::StartupTimeout => Side::Client,
             SessionError::Upstream(_)
             | SessionError::Connect { .. }
             | SessionError::UpstreamTls(_)
             | SessionError::UpstreamProtocol(_)
             | SessionError::Refused { .. } => Side::Upstream,
-            SessionError::Shutdown => Side::Proxy,
+            SessionError::Shutdown | SessionError::Guard(_) => Side::Proxy,
         }
     }
 
@@ -116,8 +130,12 @@ impl SessionError {
             }
             SessionError::Client(e) => fatal("08P01", format!("invalid frontend message: {e}")),
             SessionError::ClientProtocol(m) => fatal("08P01", m.clone()),
+            SessionError::UpstreamProtocol(_) => fatal(
+                "08P01",
+                "copyguard received an unexpected message from the database server".to_owned(),
+            )
+            .map(|e| e.with_hint("The proxy log has the cause.")),
             SessionError::Upstream(_)
-            | SessionError::UpstreamProtocol(_)
             | SessionError::Connect { .. }
             | SessionError::UpstreamTls(_) => fatal(
                 "08006",
@@ -133,6 +151,12 @@ impl SessionError {
                 "28000",
                 "no PostgreSQL user name specified in startup packet".to_owned(),
             ),
+            SessionError::Policy { rule, reason } => fatal(
+                "42501",
+                format!("copyguard: refused by rule {rule}: {reason}"),
+            )
+            .map(|e| e.with_hint(crate::enforce::BLOCK_HINT)),
+            SessionError::Guard(reason) => fatal("42501", format!("copyguard: {reason}")),
             SessionError::StartupTimeout => fatal(
                 "57014",
                 "canceling authentication due to timeout".to_owned(),

@@ -5,6 +5,7 @@
 mod auth;
 mod cancel;
 mod error;
+mod guarded;
 mod info;
 pub mod relay;
 mod session;
@@ -30,7 +31,10 @@ pub use error::{SessionError, Side};
 pub use info::SessionInfo;
 
 use crate::admin::{self, Health};
+use crate::catalog::CatalogCache;
 use crate::config::{Config, UpstreamTlsMode};
+use crate::enforce::RoleBudgets;
+use crate::policy::{PolicyError, PolicyStore};
 use crate::telemetry;
 use crate::wire::messages::{ErrorFields, Severity};
 use crate::wire::tls::{self, TlsError, UpstreamVerify};
@@ -48,6 +52,9 @@ pub enum ServeError {
         /// Cause.
         source: std::io::Error,
     },
+    /// The policy could not be loaded.
+    #[error("invalid policy (`policy`):\n{0}")]
+    Policy(#[from] PolicyError),
     /// TLS material could not be loaded.
     #[error("invalid TLS material (`{key}`): {source}")]
     Tls {
@@ -65,6 +72,9 @@ pub(crate) struct Shared {
     pub connector: Option<TlsConnector>,
     pub server_name: ServerName<'static>,
     pub cancels: Arc<CancelRegistry>,
+    pub policy: Arc<PolicyStore>,
+    pub catalogs: CatalogCache,
+    pub budgets: RoleBudgets,
     /// Cancelled when sessions must end now (shutdown grace period over).
     pub force: CancellationToken,
     next_id: AtomicU64,
@@ -88,6 +98,7 @@ pub struct Server {
 impl Server {
     /// Loads TLS material and binds the client and admin listeners.
     pub async fn bind(config: Config) -> Result<Server, ServeError> {
+        let policy = Arc::new(PolicyStore::load(&config.policy)?);
         let acceptor = match &config.tls.cert_key {
             Some((cert, key)) => Some(TlsAcceptor::from(tls::server_config(cert, key).map_err(
                 |source| ServeError::Tls {
@@ -136,12 +147,16 @@ impl Server {
             })?),
             None => None,
         };
+        let catalogs = CatalogCache::new(config.limits.catalog_refresh);
         let shared = Arc::new(Shared {
             config,
             acceptor,
             connector,
             server_name,
             cancels: Arc::new(CancelRegistry::default()),
+            catalogs,
+            policy,
+            budgets: RoleBudgets::default(),
             force: CancellationToken::new(),
             next_id: AtomicU64::new(0),
         });
@@ -159,6 +174,11 @@ impl Server {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// The policy in force, for hot reload (`PolicyStore::reload`).
+    pub fn policy_store(&self) -> Arc<PolicyStore> {
+        self.shared.policy.clone()
     }
 
     /// The admin HTTP address, if enabled.

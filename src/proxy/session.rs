@@ -17,9 +17,11 @@ use tokio::net::TcpStream;
 use tracing::{info, warn, Instrument};
 
 use super::auth::{self, ProtocolPlan, Started};
-use super::relay::{Relay, RelayEnd};
-use super::{upstream, SessionError, SessionInfo, Shared};
+use super::relay::{Relay, RelayEnd, RelayStats};
+use super::{guarded, upstream, SessionError, SessionInfo, Shared};
 use crate::config::ClientTlsMode;
+use crate::enforce;
+use crate::policy::{ClassMode, RoleClass};
 use crate::telemetry;
 use crate::wire::{Conn, InitialPacket, StartupMessage, Stream, WireError, MAX_STARTUP_PACKET_LEN};
 
@@ -54,7 +56,7 @@ pub(crate) async fn run(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
                 .await
                 .unwrap_or(Err(SessionError::StartupTimeout));
         match established {
-            Ok((info, upstream, started)) => relay(&shared, client, upstream, info, started).await,
+            Ok(session) => relay(&shared, client, session).await,
             Err(err) => fail(&mut client, err).await,
         }
     }
@@ -141,20 +143,38 @@ fn startup_error(e: WireError) -> SessionError {
     }
 }
 
-/// Phase 2: record the session, connect upstream, relay authentication.
+/// A session ready to relay.
+struct Established {
+    info: SessionInfo,
+    class: Arc<RoleClass>,
+    upstream: Conn<Stream>,
+    started: Started,
+}
+
+/// Phase 2: record the session, classify its role, connect upstream,
+/// relay authentication.
 async fn establish(
     shared: &Shared,
     client: &mut Conn<Stream>,
     peer: SocketAddr,
     id: u64,
     startup: StartupMessage,
-) -> Result<(SessionInfo, Conn<Stream>, Started), SessionError> {
+) -> Result<Established, SessionError> {
     let tls = client.get_ref().is_tls();
     if shared.config.tls.mode == ClientTlsMode::Require && !tls {
         return Err(SessionError::TlsRequired);
     }
     let mut info =
         SessionInfo::from_startup(id, peer, tls, &startup).ok_or(SessionError::NoUser)?;
+    let class = shared.policy.current().classify_role(&info.user);
+    if class.mode == ClassMode::Guarded {
+        enforce::check_startup(&info.startup_params, info.replication.is_some()).map_err(|b| {
+            SessionError::Policy {
+                rule: b.rule,
+                reason: b.reason,
+            }
+        })?;
+    }
     let plan = ProtocolPlan::new(&startup);
     let stream = upstream::connect(shared).await?;
     let mut upstream = Conn::new(stream, usize::MAX);
@@ -163,18 +183,28 @@ async fn establish(
         .await
         .map_err(SessionError::Upstream)?;
     let started = auth::relay_startup(shared, client, &mut upstream, &plan, &mut info).await?;
-    Ok((info, upstream, started))
+    Ok(Established {
+        info,
+        class,
+        upstream,
+        started,
+    })
 }
 
-/// Phase 3: relay until either side closes or shutdown forces an end.
-async fn relay(
-    shared: &Shared,
-    client: Conn<Stream>,
-    upstream: Conn<Stream>,
-    info: SessionInfo,
-    started: Started,
-) {
+/// Phase 3: relay until either side closes or shutdown forces an end:
+/// production roles through the raw relay, every other role through the
+/// guarded relay.
+async fn relay(shared: &Arc<Shared>, client: Conn<Stream>, session: Established) {
+    let Established {
+        info,
+        class,
+        upstream,
+        started,
+    } = session;
+    let guarded = class.mode == ClassMode::Guarded;
     info!(
+        class = %class.name,
+        guarded,
         user = %info.user,
         database = %info.database,
         application_name = info.application_name.as_deref().unwrap_or(""),
@@ -185,15 +215,29 @@ async fn relay(
     );
     let since = Instant::now();
     metrics::gauge!(telemetry::SESSIONS_ACTIVE).increment(1.0);
-    let max = shared.config.limits.max_message_size;
-    let (client, client_buf) = client.into_parts();
-    let (server, server_buf) = upstream.into_parts();
-    let mut relay = Relay::new(client, client_buf, server, server_buf, max);
-    let outcome = tokio::select! {
-        r = &mut relay => r,
-        _ = shared.force.cancelled() => Err(SessionError::Shutdown),
+    let (outcome, stats, relay) = if guarded {
+        let outcome = guarded::run(
+            shared.clone(),
+            client,
+            upstream,
+            &info,
+            class.clone(),
+            started.upstream_key.clone(),
+        )
+        .await;
+        (outcome, RelayStats::default(), None)
+    } else {
+        let max = shared.config.limits.max_message_size;
+        let (client, client_buf) = client.into_parts();
+        let (server, server_buf) = upstream.into_parts();
+        let mut relay = Relay::new(client, client_buf, server, server_buf, max);
+        let outcome = tokio::select! {
+            r = &mut relay => r,
+            _ = shared.force.cancelled() => Err(SessionError::Shutdown),
+        };
+        let stats = relay.stats();
+        (outcome, stats, Some(relay))
     };
-    let stats = relay.stats();
     let secs = since.elapsed().as_secs_f64();
     metrics::gauge!(telemetry::SESSIONS_ACTIVE).decrement(1.0);
     metrics::histogram!(telemetry::SESSION_DURATION).record(secs);
@@ -214,9 +258,11 @@ async fn relay(
     );
     if let Err(err) = outcome {
         metrics::counter!(telemetry::SESSION_ERRORS, "side" => err.side().as_str()).increment(1);
-        match err.to_client() {
-            Some(fields) => relay.close_with(&fields.encode()).await,
-            None => relay.close_with(&[]).await,
+        if let Some(relay) = relay {
+            match err.to_client() {
+                Some(fields) => relay.close_with(&fields.encode()).await,
+                None => relay.close_with(&[]).await,
+            }
         }
     }
 }

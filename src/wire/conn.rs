@@ -172,7 +172,6 @@ impl<S: AsyncWrite + Unpin> Conn<S> {
         self.stream.flush().await?;
         Ok(())
     }
-
 }
 
 /// Total length (type byte included) of the frame whose header starts `buf`.

@@ -256,6 +256,223 @@ pub fn parse_password(frame: &Frame) -> Result<String, WireError> {
     }
 }
 
+/// One field of a RowDescription.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldDescription {
+    /// Column name.
+    pub name: String,
+    /// OID of the table the column comes from, 0 if it is computed.
+    pub table_oid: u32,
+    /// Column number in that table, 0 if computed.
+    pub attnum: i16,
+    /// Type OID.
+    pub type_oid: u32,
+    /// Type modifier.
+    pub typmod: i32,
+    /// Format code (0 text, 1 binary).
+    pub format: i16,
+}
+
+/// Reads a RowDescription ('T').
+pub fn parse_row_description(frame: &Frame) -> Result<Vec<FieldDescription>, WireError> {
+    let body = frame.body();
+    let count = read_i16(body, 0, "RowDescription")?;
+    let mut at = 2;
+    let mut fields = Vec::with_capacity(count.max(0) as usize);
+    for _ in 0..count {
+        let rest = body
+            .get(at..)
+            .ok_or_else(|| malformed("RowDescription", "truncated"))?;
+        let end = rest
+            .iter()
+            .position(|&b| b == 0)
+            .ok_or_else(|| malformed("RowDescription", "unterminated name"))?;
+        let name = String::from_utf8_lossy(&rest[..end]).into_owned();
+        at += end + 1;
+        fields.push(FieldDescription {
+            name,
+            table_oid: read_i32(body, at, "RowDescription")? as u32,
+            attnum: read_i16(body, at + 4, "RowDescription")?,
+            type_oid: read_i32(body, at + 6, "RowDescription")? as u32,
+            typmod: read_i32(body, at + 12, "RowDescription")?,
+            format: read_i16(body, at + 16, "RowDescription")?,
+        });
+        at += 18;
+    }
+    Ok(fields)
+}
+
+/// The fields of an ErrorResponse or NoticeResponse, in order.
+pub fn parse_fields(frame: &Frame) -> Vec<(u8, String)> {
+    let mut fields = Vec::new();
+    let mut body = frame.body();
+    while let Some((&code, rest)) = body.split_first() {
+        if code == 0 {
+            break;
+        }
+        let Some(end) = rest.iter().position(|&b| b == 0) else {
+            break;
+        };
+        fields.push((code, String::from_utf8_lossy(&rest[..end]).into_owned()));
+        body = &rest[end + 1..];
+    }
+    fields
+}
+
+/// Encodes an ErrorResponse ('E') or NoticeResponse ('N') from raw fields.
+pub fn encode_fields(tag: u8, fields: Vec<(u8, String)>) -> Bytes {
+    let mut buf = BytesMut::new();
+    let result = if tag == super::tag::NOTICE_RESPONSE {
+        NoticeResponse::new(fields).encode(&mut buf)
+    } else {
+        ErrorResponse::new(fields).encode(&mut buf)
+    };
+    result.expect("error fields encode");
+    buf.freeze()
+}
+
+/// Reads a NotificationResponse ('A'): process id, channel, payload.
+pub fn parse_notification(frame: &Frame) -> Result<(i32, String, String), WireError> {
+    let body = frame.body();
+    let pid = read_i32(body, 0, "NotificationResponse")?;
+    let mut parts = cstrings_n(&body[4..], "NotificationResponse")?.into_iter();
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(channel), Some(payload), None) => Ok((pid, channel, payload)),
+        _ => Err(malformed(
+            "NotificationResponse",
+            "expected channel and payload",
+        )),
+    }
+}
+
+/// Encodes a NotificationResponse.
+pub fn notification(pid: i32, channel: &str, payload: &str) -> Bytes {
+    let mut body = pid.to_be_bytes().to_vec();
+    body.extend_from_slice(channel.as_bytes());
+    body.push(0);
+    body.extend_from_slice(payload.as_bytes());
+    body.push(0);
+    frame(b'A', &body)
+}
+
+/// A simple Query ('Q') message.
+pub fn query(sql: &str) -> Bytes {
+    let mut body = sql.as_bytes().to_vec();
+    body.push(0);
+    frame(b'Q', &body)
+}
+
+/// Reads the SQL text of a Query ('Q') message.
+pub fn parse_query(frame: &Frame) -> Result<String, WireError> {
+    match frame.body().split_last() {
+        Some((0, text)) => Ok(String::from_utf8_lossy(text).into_owned()),
+        _ => Err(malformed("Query", "not a terminated string")),
+    }
+}
+
+/// A Parse message: statement name, SQL text and parameter type OIDs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseMessage {
+    /// Prepared statement name ("" for the unnamed statement).
+    pub name: String,
+    /// SQL text.
+    pub sql: String,
+}
+
+/// Reads a Parse ('P') message.
+pub fn parse_parse(frame: &Frame) -> Result<ParseMessage, WireError> {
+    let body = frame.body();
+    let (name, rest) = split_cstr(body, "Parse")?;
+    let (sql, _) = split_cstr(rest, "Parse")?;
+    Ok(ParseMessage { name, sql })
+}
+
+/// Encodes a Parse message with no parameter types.
+pub fn parse_message(name: &str, sql: &str) -> Bytes {
+    let mut body = Vec::new();
+    body.extend_from_slice(name.as_bytes());
+    body.push(0);
+    body.extend_from_slice(sql.as_bytes());
+    body.push(0);
+    body.extend_from_slice(&0i16.to_be_bytes());
+    frame(b'P', &body)
+}
+
+/// Reads the portal and statement names of a Bind ('B') message.
+pub fn parse_bind_names(frame: &Frame) -> Result<(String, String), WireError> {
+    let (portal, rest) = split_cstr(frame.body(), "Bind")?;
+    let (statement, _) = split_cstr(rest, "Bind")?;
+    Ok((portal, statement))
+}
+
+/// Reads a Describe ('D') or Close ('C') message: kind byte ('S' or 'P') and name.
+pub fn parse_target(frame: &Frame) -> Result<(u8, String), WireError> {
+    let (&kind, rest) = frame
+        .body()
+        .split_first()
+        .ok_or_else(|| malformed("Describe/Close", "empty"))?;
+    let (name, _) = split_cstr(rest, "Describe/Close")?;
+    Ok((kind, name))
+}
+
+/// Reads the portal name of an Execute ('E') message.
+pub fn parse_execute_portal(frame: &Frame) -> Result<String, WireError> {
+    Ok(split_cstr(frame.body(), "Execute")?.0)
+}
+
+/// A Describe message for a portal or statement.
+pub fn describe(kind: u8, name: &str) -> Bytes {
+    let mut body = vec![kind];
+    body.extend_from_slice(name.as_bytes());
+    body.push(0);
+    frame(b'D', &body)
+}
+
+/// Reads a DataRow ('D') as text values (NULL is `None`).
+pub fn parse_data_row(frame: &Frame) -> Result<Vec<Option<String>>, WireError> {
+    let body = frame.body();
+    let count = read_i16(body, 0, "DataRow")?;
+    let mut at = 2;
+    let mut values = Vec::with_capacity(count.max(0) as usize);
+    for _ in 0..count {
+        let len = read_i32(body, at, "DataRow")?;
+        at += 4;
+        if len < 0 {
+            values.push(None);
+            continue;
+        }
+        let end = at + len as usize;
+        let value = body
+            .get(at..end)
+            .ok_or_else(|| malformed("DataRow", "truncated value"))?;
+        values.push(Some(String::from_utf8_lossy(value).into_owned()));
+        at = end;
+    }
+    Ok(values)
+}
+
+/// Reads the transaction status byte of a ReadyForQuery ('Z').
+pub fn parse_ready_status(frame: &Frame) -> u8 {
+    frame.body().first().copied().unwrap_or(b'I')
+}
+
+fn split_cstr<'a>(body: &'a [u8], what: &'static str) -> Result<(String, &'a [u8]), WireError> {
+    let end = body
+        .iter()
+        .position(|&b| b == 0)
+        .ok_or_else(|| malformed(what, "unterminated string"))?;
+    Ok((
+        String::from_utf8_lossy(&body[..end]).into_owned(),
+        &body[end + 1..],
+    ))
+}
+
+fn read_i16(body: &[u8], at: usize, what: &'static str) -> Result<i16, WireError> {
+    body.get(at..at + 2)
+        .map(|b| i16::from_be_bytes([b[0], b[1]]))
+        .ok_or_else(|| malformed(what, "message too short"))
+}
+
 fn read_i32(body: &[u8], at: usize, what: &'static str) -> Result<i32, WireError> {
     body.get(at..at + 4)
         .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))

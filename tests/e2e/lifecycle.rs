@@ -151,6 +151,7 @@ fn admin_endpoint_serves_metrics_and_health() {
 
 #[test]
 fn serve_reports_configuration_errors_with_the_key() {
+    let policy = policy_dir(PRODUCTION_POLICY);
     let out = Command::new(BIN)
         .args([
             "serve",
@@ -158,7 +159,9 @@ fn serve_reports_configuration_errors_with_the_key() {
             "127.0.0.1:5432",
             "--tls-mode",
             "require",
+            "--policy",
         ])
+        .arg(&policy)
         .env_clear()
         .output()
         .unwrap();
@@ -170,7 +173,10 @@ fn serve_reports_configuration_errors_with_the_key() {
     let file = dir.path().join("copyguard.toml");
     std::fs::write(
         &file,
-        "upstream = \"127.0.0.1:5432\"\n\n[limits]\nstartup_timeout = \"soon\"\n",
+        format!(
+            "upstream = \"127.0.0.1:5432\"\npolicy = {:?}\n[limits]\nstartup_timeout = \"soon\"\n",
+            policy.display().to_string()
+        ),
     )
     .unwrap();
     let out = Command::new(BIN)
@@ -194,6 +200,32 @@ fn serve_reports_configuration_errors_with_the_key() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("COPYGUARD_UPSTREAM"));
+
+    let out = Command::new(BIN)
+        .args(["serve", "--upstream", "127.0.0.1:5432"])
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`policy`"));
+
+    std::fs::write(
+        policy.join("broken.toml"),
+        "[classes.x]\nmode = \"sometimes\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--upstream", "127.0.0.1:5432", "--policy"])
+        .arg(&policy)
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("broken.toml"),
+        "policy errors name the file: {err}"
+    );
 }
 
 #[test]
@@ -209,7 +241,8 @@ fn serve_binary_relays_and_stops_on_sigterm() {
     std::fs::write(
         &file,
         format!(
-            "listen = \"127.0.0.1:{port}\"\n[limits]\nshutdown_timeout = \"5s\"\n[log]\nformat = \"json\"\n"
+            "listen = \"127.0.0.1:{port}\"\npolicy = {:?}\n[limits]\nshutdown_timeout = \"5s\"\n[log]\nformat = \"json\"\n",
+            policy_dir(PRODUCTION_POLICY).display().to_string()
         ),
     )
     .unwrap();

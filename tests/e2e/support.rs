@@ -129,14 +129,41 @@ pub fn fresh_database(prefix: &str) -> String {
     name
 }
 
+/// The policy the transparent-proxy tests run under: every test role is a
+/// production role.
+pub const PRODUCTION_POLICY: &str = r#"
+[classes.production]
+mode = "production"
+roles = ["scram_user", "md5_user", "clear_user", "trust_user"]
+"#;
+
+/// A fresh directory holding `policy` as its only policy file. It lives in
+/// the shared cluster's temporary directory, so it is removed with it.
+pub fn policy_dir(policy: &str) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let base = cluster().db.data_dir();
+    let dir = base
+        .parent()
+        .unwrap_or(&base)
+        .join(format!("copyguard-policy-{n}"));
+    std::fs::create_dir_all(&dir).expect("policy dir");
+    std::fs::write(dir.join("policy.toml"), policy).expect("write policy");
+    dir
+}
+
 /// Arguments for a proxy in front of the shared cluster, listening on a
-/// free port, with a short shutdown grace period.
+/// free port, with a short shutdown grace period, under
+/// [`PRODUCTION_POLICY`].
 pub fn proxy_args() -> ConfigArgs {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    let policy = DIR.get_or_init(|| policy_dir(PRODUCTION_POLICY));
     let db = &cluster().db;
     ConfigArgs {
         listen: Some("127.0.0.1:0".into()),
         upstream: Some(format!("{}:{}", db.host(), db.port())),
         shutdown_timeout: Some("2s".into()),
+        policy: Some(policy.display().to_string()),
         ..ConfigArgs::default()
     }
 }

@@ -1,0 +1,213 @@
+//! The analyzer's state while it walks one SQL string: the facts gathered
+//! for the current statement, the scopes and CTEs in effect, the recursion
+//! budget and the views already expanded.
+
+use std::collections::{BTreeSet, HashMap};
+
+use crate::catalog::{Catalog, ColumnId, Oid};
+
+use super::scope::{Col, Level, Lin};
+use super::{AnalysisError, Context, FunctionRef};
+
+/// How deep analysis may recurse (expressions, subqueries, views) before
+/// the statement is refused.
+const MAX_DEPTH: usize = 160;
+
+/// Facts gathered for the statement being analyzed.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Acc {
+    /// Relations read.
+    pub reads: BTreeSet<Oid>,
+    /// Relations written.
+    pub writes: BTreeSet<Oid>,
+    /// Base columns referenced outside the outputs.
+    pub predicates: BTreeSet<ColumnId>,
+    /// Base columns flowing into stored data.
+    pub stored: BTreeSet<ColumnId>,
+    /// Functions called.
+    pub functions: BTreeSet<FunctionRef>,
+    /// Whether a top-level `SELECT ... INTO` was seen.
+    pub select_into: bool,
+}
+
+impl Acc {
+    /// Adds everything `other` gathered.
+    pub fn merge(&mut self, other: &Acc) {
+        self.reads.extend(other.reads.iter().copied());
+        self.writes.extend(other.writes.iter().copied());
+        self.predicates.extend(other.predicates.iter().copied());
+        self.stored.extend(other.stored.iter().copied());
+        self.functions.extend(other.functions.iter().cloned());
+    }
+}
+
+/// A CTE in scope.
+#[derive(Clone, Debug)]
+pub(crate) struct CteDef {
+    /// Name.
+    pub name: String,
+    /// Columns; meaningless while `pending`.
+    pub columns: Vec<Col>,
+    /// A recursive CTE whose non-recursive term is being analyzed: it may
+    /// not reference itself yet.
+    pub pending: bool,
+}
+
+/// A view's columns and everything its definition reads and calls.
+#[derive(Clone, Debug)]
+pub(crate) struct Expansion {
+    /// Columns, named as the catalog names them.
+    pub columns: Vec<Col>,
+    /// What analyzing the definition gathered.
+    pub acc: Acc,
+}
+
+/// The walker's state.
+pub(crate) struct Analyzer<'a> {
+    /// The catalog.
+    pub catalog: &'a Catalog,
+    /// The effective search path (`pg_catalog` first when the session's
+    /// path does not name it, as PostgreSQL does).
+    pub search_path: Vec<String>,
+    /// Facts of the statement being analyzed.
+    pub acc: Acc,
+    /// Query levels, outermost first.
+    pub levels: Vec<Level>,
+    /// CTE lists, outermost first.
+    pub ctes: Vec<Vec<CteDef>>,
+    /// Whether the next SELECT may have an INTO clause.
+    pub into_allowed: bool,
+    /// Views being expanded, to cut loops.
+    pub view_stack: Vec<Oid>,
+    /// Views and materialized view definitions already expanded.
+    pub expansions: HashMap<Oid, Expansion>,
+    depth: usize,
+    children: Option<HashMap<Oid, Vec<Oid>>>,
+}
+
+impl<'a> Analyzer<'a> {
+    /// A fresh analyzer.
+    pub fn new(ctx: &Context<'a>) -> Analyzer<'a> {
+        let mut search_path = ctx.search_path.to_vec();
+        if !search_path.iter().any(|s| s == "pg_catalog") {
+            search_path.insert(0, "pg_catalog".to_owned());
+        }
+        Analyzer {
+            catalog: ctx.catalog,
+            search_path,
+            acc: Acc::default(),
+            levels: Vec::new(),
+            ctes: Vec::new(),
+            into_allowed: false,
+            view_stack: Vec::new(),
+            expansions: HashMap::new(),
+            depth: 0,
+            children: None,
+        }
+    }
+
+    /// Resets the per-statement state.
+    pub fn reset(&mut self) {
+        self.acc = Acc::default();
+        self.levels.clear();
+        self.ctes.clear();
+        self.into_allowed = false;
+        self.depth = 0;
+    }
+
+    /// Runs `f` one level deeper, refusing input nested too deeply.
+    pub fn nested<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, AnalysisError>,
+    ) -> Result<T, AnalysisError> {
+        if self.depth >= MAX_DEPTH {
+            return Err(AnalysisError::Unsupported(
+                "statement nested too deeply".into(),
+            ));
+        }
+        self.depth += 1;
+        let result = f(self);
+        self.depth -= 1;
+        result
+    }
+
+    /// Records base columns used outside the outputs.
+    pub fn predicate(&mut self, lin: Lin) {
+        self.acc.predicates.extend(lin.cols);
+    }
+
+    /// Records a call of function `schema.name` (folded parts).
+    pub fn call(&mut self, schema: Option<&str>, name: &str) {
+        let user_defined = match schema {
+            Some(s) => self.catalog.has_user_function(s, name),
+            None => self.catalog.has_user_function_named(name),
+        };
+        self.acc.functions.insert(FunctionRef {
+            schema: schema.map(str::to_owned),
+            name: name.to_owned(),
+            user_defined,
+        });
+    }
+
+    /// Records a read of `oid` and, unless `only`, of every descendant
+    /// (partitions, inheritance children).
+    pub fn read(&mut self, oid: Oid, only: bool) {
+        self.acc.reads.insert(oid);
+        if !only {
+            let descendants = self.descendants(oid);
+            self.acc.reads.extend(descendants);
+        }
+    }
+
+    /// Records a write to `oid` and, unless `only`, to every descendant.
+    pub fn write(&mut self, oid: Oid, only: bool) {
+        self.acc.writes.insert(oid);
+        if !only {
+            let descendants = self.descendants(oid);
+            self.acc.writes.extend(descendants);
+        }
+    }
+
+    /// Every partition and inheritance child of `oid`, recursively.
+    pub fn descendants(&mut self, oid: Oid) -> Vec<Oid> {
+        let catalog = self.catalog;
+        let children = self.children.get_or_insert_with(|| {
+            let mut map: HashMap<Oid, Vec<Oid>> = HashMap::new();
+            for rel in catalog.relations() {
+                for parent in &rel.parents {
+                    map.entry(*parent).or_default().push(rel.oid);
+                }
+            }
+            map
+        });
+        let mut out: Vec<Oid> = Vec::new();
+        let mut todo = vec![oid];
+        while let Some(next) = todo.pop() {
+            for child in children.get(&next).into_iter().flatten() {
+                if *child != oid && !out.contains(child) {
+                    out.push(*child);
+                    todo.push(*child);
+                }
+            }
+        }
+        out
+    }
+
+    /// The innermost level (pushing one if there is none).
+    pub fn level(&mut self) -> &mut Level {
+        if self.levels.is_empty() {
+            self.levels.push(Level::default());
+        }
+        let last = self.levels.len() - 1;
+        &mut self.levels[last]
+    }
+
+    /// The CTE called `name`, innermost first.
+    pub fn cte(&self, name: &str) -> Option<&CteDef> {
+        self.ctes
+            .iter()
+            .rev()
+            .flat_map(|list| list.iter().rev())
+            .find(|c| c.name == name)
+    }
+}

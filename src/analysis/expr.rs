@@ -1,0 +1,677 @@
+//! The lineage of expressions.
+//!
+//! A value's lineage is the union of the lineage of everything it is
+//! computed from: operands, function arguments, CASE conditions and
+//! results, array and row elements, scalar subquery outputs. Subqueries
+//! that only filter (EXISTS, IN, ANY/ALL) add their outputs to the
+//! predicates instead, as do FILTER clauses, aggregate ORDER BY and window
+//! PARTITION BY/ORDER BY. Only a plain column reference (possibly in
+//! parentheses) keeps `direct`.
+//!
+//! Functions: every call written with call syntax is recorded under its
+//! folded name, aggregates and window functions included, and so are the
+//! keyword forms `COALESCE`, `NULLIF`, `GREATEST`, `LEAST`, `ROW`, `ARRAY`
+//! and the SQL value functions (`current_user`, `current_date`...), which
+//! sqlparser parses as calls. The special syntaxes that PostgreSQL turns
+//! into function calls are recorded under the name of the function
+//! PostgreSQL calls: `EXTRACT` as `extract`, `SUBSTRING` as `substring`,
+//! `POSITION` as `position`, `OVERLAY` as `overlay`, `TRIM` as `btrim`,
+//! `ltrim` or `rtrim`, `CEIL`/`FLOOR` as `ceil`/`floor`. Operators, casts,
+//! `AT TIME ZONE`, `COLLATE`, `LIKE`, `IN`, `BETWEEN`, `IS ...` and literals
+//! record nothing. Operators outside PostgreSQL's built-in set (custom
+//! operators could run any function) are refused, except
+//! `OPERATOR(pg_catalog.op)`.
+
+use sqlparser::ast::{
+    AccessExpr, BinaryOperator, CastKind, Expr, Function, FunctionArg, FunctionArgExpr,
+    FunctionArgOperator, FunctionArgumentClause, FunctionArguments, Ident, InTarget, ObjectName,
+    Query, Subscript, TrimWhereField, WindowFrameBound, WindowSpec, WindowType,
+};
+
+use super::analyzer::Analyzer;
+use super::names;
+use super::scope::{self, Col, Lin};
+use super::AnalysisError;
+
+/// SQL value functions: keywords PostgreSQL evaluates as functions, never
+/// as column names.
+const SQL_VALUE_FUNCTIONS: &[&str] = &[
+    "current_catalog",
+    "current_date",
+    "current_role",
+    "current_schema",
+    "current_time",
+    "current_timestamp",
+    "current_user",
+    "localtime",
+    "localtimestamp",
+    "session_user",
+    "system_user",
+    "user",
+];
+
+fn unsupported(what: impl Into<String>) -> AnalysisError {
+    AnalysisError::Unsupported(what.into())
+}
+
+impl Analyzer<'_> {
+    /// The lineage of `e` in the current scopes.
+    pub fn expr(&mut self, e: &Expr) -> Result<Lin, AnalysisError> {
+        self.nested(|a| a.expr_inner(e))
+    }
+
+    /// The lineage of `e`, added to the predicates.
+    pub fn predicate_expr(&mut self, e: &Expr) -> Result<(), AnalysisError> {
+        let lin = self.expr(e)?;
+        self.predicate(lin);
+        Ok(())
+    }
+
+    /// The union of the lineage of `exprs`, computed.
+    pub fn exprs<'e>(
+        &mut self,
+        exprs: impl IntoIterator<Item = &'e Expr>,
+    ) -> Result<Lin, AnalysisError> {
+        let mut lin = Lin::default();
+        for e in exprs {
+            lin.add(self.expr(e)?);
+        }
+        Ok(lin.into_computed())
+    }
+
+    /// The output columns of a subquery evaluated in the current scopes.
+    pub fn subquery(&mut self, q: &Query) -> Result<Vec<Col>, AnalysisError> {
+        let into_allowed = std::mem::replace(&mut self.into_allowed, false);
+        let result = self.query(q);
+        self.into_allowed = into_allowed;
+        result
+    }
+
+    /// A subquery whose outputs only filter: they become predicates.
+    fn filtering_subquery(&mut self, q: &Query) -> Result<(), AnalysisError> {
+        for c in self.subquery(q)? {
+            self.predicate(c.lin);
+        }
+        Ok(())
+    }
+
+    /// Dispatch only: each case is its own function, so that the frames
+    /// on the recursion path stay small.
+    fn expr_inner(&mut self, e: &Expr) -> Result<Lin, AnalysisError> {
+        match e {
+            Expr::Identifier(id) => self.identifier(id),
+            Expr::CompoundIdentifier(ids) => self.compound_identifier(ids),
+            Expr::CompoundFieldAccess { root, access_chain } => {
+                self.field_access(root, access_chain)
+            }
+            Expr::Nested(x) => self.expr(x),
+            Expr::Value(_) | Expr::TypedString(_) => Ok(Lin::default()),
+            Expr::Function(f) => self.function(f),
+            Expr::BinaryOp { .. } => self.binary_chain(e),
+            Expr::In {
+                expr,
+                target,
+                global,
+                ..
+            } => self.in_expr(expr, target, *global),
+            Expr::AnyOp {
+                left,
+                compare_op,
+                right,
+                ..
+            }
+            | Expr::AllOp {
+                left,
+                compare_op,
+                right,
+            } => self.quantified(left, compare_op, right),
+            Expr::Exists { subquery, .. } => self.exists(subquery),
+            Expr::Subquery(q) => self.scalar_subquery(q),
+            Expr::QualifiedWildcard(name, _) => self.qualified_whole_row(name),
+            _ => self.composite(e),
+        }
+    }
+
+    fn compound_identifier(&mut self, ids: &[Ident]) -> Result<Lin, AnalysisError> {
+        scope::resolve(&self.levels, &names::idents(ids))
+    }
+
+    fn qualified_whole_row(&mut self, name: &ObjectName) -> Result<Lin, AnalysisError> {
+        scope::whole_row(&self.levels, &names::parts(name)?)
+    }
+
+    /// `x IN (list)`, `x IN (subquery)`: the subquery only filters.
+    fn in_expr(
+        &mut self,
+        expr: &Expr,
+        target: &InTarget,
+        global: bool,
+    ) -> Result<Lin, AnalysisError> {
+        if global {
+            return Err(unsupported("GLOBAL IN"));
+        }
+        let mut lin = self.expr(expr)?;
+        match target {
+            InTarget::List(list) => lin.add(self.exprs(list)?),
+            InTarget::Subquery(q) => self.filtering_subquery(q)?,
+            InTarget::Unnest(x) => lin.add(self.expr(x)?),
+            InTarget::Table { .. } => return Err(unsupported("IN table")),
+        }
+        Ok(lin.into_computed())
+    }
+
+    /// `x op ANY/ALL (array or subquery)`: a subquery only filters.
+    fn quantified(
+        &mut self,
+        left: &Expr,
+        op: &BinaryOperator,
+        right: &Expr,
+    ) -> Result<Lin, AnalysisError> {
+        check_operator(op)?;
+        let mut lin = self.expr(left)?;
+        match right {
+            Expr::Subquery(q) => self.filtering_subquery(q)?,
+            other => lin.add(self.expr(other)?),
+        }
+        Ok(lin.into_computed())
+    }
+
+    fn exists(&mut self, q: &Query) -> Result<Lin, AnalysisError> {
+        self.filtering_subquery(q)?;
+        Ok(Lin::default())
+    }
+
+    fn scalar_subquery(&mut self, q: &Query) -> Result<Lin, AnalysisError> {
+        let mut lin = Lin::default();
+        for c in self.subquery(q)? {
+            lin.add(c.lin);
+        }
+        Ok(lin.into_computed())
+    }
+
+    /// A value computed from its operands (recording the function a
+    /// special syntax calls).
+    fn composite(&mut self, e: &Expr) -> Result<Lin, AnalysisError> {
+        let (function, operands) = operands(e)?;
+        if let Some(name) = function {
+            self.call(None, name);
+        }
+        self.exprs(operands)
+    }
+
+    fn identifier(&mut self, id: &Ident) -> Result<Lin, AnalysisError> {
+        if id.quote_style.is_none() {
+            let lower = id.value.to_ascii_lowercase();
+            if SQL_VALUE_FUNCTIONS.contains(&lower.as_str()) {
+                self.call(None, &lower);
+                return Ok(Lin::default());
+            }
+            if lower == "default" {
+                return Ok(Lin::default());
+            }
+        }
+        scope::resolve(&self.levels, &[names::fold(id)])
+    }
+
+    /// `root.a.b[i]...`: leading field names that extend a column reference
+    /// resolve as one name; what follows selects from the value.
+    fn field_access(&mut self, root: &Expr, chain: &[AccessExpr]) -> Result<Lin, AnalysisError> {
+        let mut rest = chain;
+        let mut lin = match root_parts(root) {
+            Some(mut parts) => {
+                while let Some((AccessExpr::Dot(Expr::Identifier(id)), tail)) = rest.split_first() {
+                    parts.push(names::fold(id));
+                    rest = tail;
+                }
+                scope::resolve(&self.levels, &parts)?
+            }
+            None => self.parenthesized_field(root, &mut rest)?,
+        };
+        for access in rest {
+            match access {
+                AccessExpr::Dot(Expr::Identifier(_)) => {}
+                AccessExpr::Dot(other) => lin.add(self.expr(other)?),
+                AccessExpr::Subscript(Subscript::Index { index }) => lin.add(self.expr(index)?),
+                AccessExpr::Subscript(Subscript::Slice {
+                    lower_bound,
+                    upper_bound,
+                    stride,
+                }) => {
+                    for bound in [lower_bound, upper_bound, stride].into_iter().flatten() {
+                        lin.add(self.expr(bound)?);
+                    }
+                }
+            }
+        }
+        if !chain.is_empty() {
+            lin = lin.into_computed();
+        }
+        Ok(lin)
+    }
+
+    /// `(rel).col` selects one column of a whole-row value: its lineage is
+    /// that column's. Anything else is the root's whole lineage.
+    fn parenthesized_field(
+        &mut self,
+        root: &Expr,
+        rest: &mut &[AccessExpr],
+    ) -> Result<Lin, AnalysisError> {
+        if let (Expr::Nested(inner), Some((AccessExpr::Dot(Expr::Identifier(field)), tail))) =
+            (root, rest.split_first())
+        {
+            if let Expr::Identifier(id) = &**inner {
+                let name = names::fold(id);
+                if scope::unqualified(&self.levels, &name)?.is_none() {
+                    if let Some(source) = scope::find_source(&self.levels, None, &name)? {
+                        let field = names::fold(field);
+                        let lin = source
+                            .columns
+                            .iter()
+                            .find(|c| c.name == field)
+                            .map(|c| c.lin.clone())
+                            .or_else(|| source.open.clone())
+                            .ok_or_else(|| {
+                                AnalysisError::UnknownColumn(format!("{name}.{field}"))
+                            })?;
+                        *rest = tail;
+                        return Ok(lin.into_computed());
+                    }
+                }
+            }
+        }
+        self.expr(root)
+    }
+
+    fn binary_chain(&mut self, e: &Expr) -> Result<Lin, AnalysisError> {
+        let mut operands = Vec::new();
+        let mut current = e;
+        while let Expr::BinaryOp { left, op, right } = current {
+            check_operator(op)?;
+            operands.push(&**right);
+            current = left;
+        }
+        operands.push(current);
+        let mut lin = Lin::default();
+        for operand in operands.into_iter().rev() {
+            lin.add(self.expr(operand)?);
+        }
+        Ok(lin.into_computed())
+    }
+
+    /// A function call: recorded, its value computed from its arguments
+    /// (and WITHIN GROUP columns); ordering, FILTER and window clauses are
+    /// predicates.
+    pub fn function(&mut self, f: &Function) -> Result<Lin, AnalysisError> {
+        if f.uses_odbc_syntax || !matches!(f.parameters, FunctionArguments::None) {
+            return Err(unsupported(format!("function syntax {}", f.name)));
+        }
+        self.record_call(&names::parts(&f.name)?)?;
+        let mut lin = Lin::default();
+        match &f.args {
+            FunctionArguments::None => {}
+            FunctionArguments::Subquery(q) => {
+                for c in self.subquery(q)? {
+                    lin.add(c.lin);
+                }
+            }
+            FunctionArguments::List(list) => {
+                for arg in &list.args {
+                    lin.add(self.function_arg(arg)?);
+                }
+                for clause in &list.clauses {
+                    match clause {
+                        FunctionArgumentClause::OrderBy(order) => {
+                            for o in order {
+                                self.predicate_expr(&o.expr)?;
+                            }
+                        }
+                        FunctionArgumentClause::Limit(e) => self.predicate_expr(e)?,
+                        FunctionArgumentClause::IgnoreOrRespectNulls(_) => {}
+                        _ => return Err(unsupported(format!("argument clause in {}", f.name))),
+                    }
+                }
+            }
+        }
+        for o in &f.within_group {
+            lin.add(self.expr(&o.expr)?);
+        }
+        if let Some(filter) = &f.filter {
+            self.predicate_expr(filter)?;
+        }
+        match &f.over {
+            Some(WindowType::WindowSpec(spec)) => self.window_spec(spec)?,
+            Some(WindowType::NamedWindow(_)) | None => {}
+        }
+        Ok(lin.into_computed())
+    }
+
+    /// Records a call of a function named by folded parts.
+    pub fn record_call(&mut self, parts: &[String]) -> Result<(), AnalysisError> {
+        match parts {
+            [name] => self.call(None, name),
+            [schema, name] => self.call(Some(schema), name),
+            _ => {
+                return Err(unsupported(format!(
+                    "function name {}",
+                    names::display(parts)
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    /// The lineage of one function argument (`t.*` is the whole row, `*`
+    /// nothing).
+    pub fn function_arg(&mut self, arg: &FunctionArg) -> Result<Lin, AnalysisError> {
+        let mut lin = Lin::default();
+        let arg = match arg {
+            FunctionArg::Named { arg, .. } | FunctionArg::Unnamed(arg) => arg,
+            FunctionArg::ExprNamed {
+                name,
+                arg,
+                operator,
+            } => {
+                // `key : value` and `KEY k VALUE v` (JSON_OBJECT) compute
+                // keys from data; `name => value` names a parameter.
+                if matches!(
+                    operator,
+                    FunctionArgOperator::Colon | FunctionArgOperator::Value
+                ) {
+                    lin.add(self.expr(name)?);
+                }
+                arg
+            }
+        };
+        let value = match arg {
+            FunctionArgExpr::Expr(e) => self.expr(e),
+            FunctionArgExpr::QualifiedWildcard(name) => {
+                scope::whole_row(&self.levels, &names::parts(name)?)
+            }
+            FunctionArgExpr::Wildcard => Ok(Lin::default()),
+            FunctionArgExpr::WildcardWithOptions(_) => Err(unsupported("* with options")),
+        }?;
+        if lin.cols.is_empty() {
+            return Ok(value);
+        }
+        lin.add(value);
+        Ok(lin)
+    }
+
+    /// Window PARTITION BY, ORDER BY and frame bounds: predicates.
+    pub fn window_spec(&mut self, spec: &WindowSpec) -> Result<(), AnalysisError> {
+        for e in &spec.partition_by {
+            self.predicate_expr(e)?;
+        }
+        for o in &spec.order_by {
+            self.predicate_expr(&o.expr)?;
+        }
+        if let Some(frame) = &spec.window_frame {
+            for bound in [Some(&frame.start_bound), frame.end_bound.as_ref()]
+                .into_iter()
+                .flatten()
+            {
+                if let WindowFrameBound::Preceding(Some(e)) | WindowFrameBound::Following(Some(e)) =
+                    bound
+                {
+                    self.predicate_expr(e)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The operands of an expression computed from them, and the function
+/// its syntax calls, if any.
+fn operands(e: &Expr) -> Result<(Option<&'static str>, Vec<&Expr>), AnalysisError> {
+    let mut out: Vec<&Expr> = Vec::new();
+    let function = match e {
+        Expr::IsFalse(x)
+        | Expr::IsNotFalse(x)
+        | Expr::IsTrue(x)
+        | Expr::IsNotTrue(x)
+        | Expr::IsNull(x)
+        | Expr::IsNotNull(x)
+        | Expr::IsUnknown(x)
+        | Expr::IsNotUnknown(x)
+        | Expr::IsJson { expr: x, .. }
+        | Expr::IsNormalized { expr: x, .. }
+        | Expr::Collate { expr: x, .. }
+        | Expr::UnaryOp { expr: x, .. } => {
+            out.push(x);
+            None
+        }
+        Expr::IsDistinctFrom(a, b) | Expr::IsNotDistinctFrom(a, b) => {
+            out.extend([&**a, &**b]);
+            None
+        }
+        Expr::AtTimeZone {
+            timestamp,
+            time_zone,
+        } => {
+            out.extend([&**timestamp, &**time_zone]);
+            None
+        }
+        Expr::Between {
+            expr, low, high, ..
+        } => {
+            out.extend([&**expr, &**low, &**high]);
+            None
+        }
+        Expr::Like {
+            expr,
+            pattern,
+            escape_char,
+            ..
+        }
+        | Expr::ILike {
+            expr,
+            pattern,
+            escape_char,
+            ..
+        }
+        | Expr::SimilarTo {
+            expr,
+            pattern,
+            escape_char,
+            ..
+        } => {
+            out.extend([&**expr, &**pattern]);
+            out.extend(escape_char.as_deref());
+            None
+        }
+        Expr::Cast {
+            kind, expr, format, ..
+        } => {
+            if format.is_some() || !matches!(kind, CastKind::Cast | CastKind::DoubleColon) {
+                return Err(unsupported(format!("cast {}", variant(kind))));
+            }
+            out.push(expr);
+            None
+        }
+        Expr::Extract { expr, .. } => {
+            out.push(expr);
+            Some("extract")
+        }
+        Expr::Ceil { expr, .. } => {
+            out.push(expr);
+            Some("ceil")
+        }
+        Expr::Floor { expr, .. } => {
+            out.push(expr);
+            Some("floor")
+        }
+        Expr::Position { expr, r#in } => {
+            out.extend([&**expr, &**r#in]);
+            Some("position")
+        }
+        Expr::Substring {
+            expr,
+            substring_from,
+            substring_for,
+            ..
+        } => {
+            out.push(expr);
+            out.extend(substring_from.as_deref());
+            out.extend(substring_for.as_deref());
+            Some("substring")
+        }
+        Expr::Trim {
+            trim_where,
+            trim_what,
+            expr,
+            trim_characters,
+        } => {
+            out.push(expr);
+            out.extend(trim_what.as_deref());
+            out.extend(trim_characters.iter().flatten());
+            Some(match trim_where {
+                Some(TrimWhereField::Leading) => "ltrim",
+                Some(TrimWhereField::Trailing) => "rtrim",
+                _ => "btrim",
+            })
+        }
+        Expr::Overlay {
+            expr,
+            overlay_what,
+            overlay_from,
+            overlay_for,
+        } => {
+            out.extend([&**expr, &**overlay_what, &**overlay_from]);
+            out.extend(overlay_for.as_deref());
+            Some("overlay")
+        }
+        Expr::Case {
+            operand,
+            conditions,
+            else_result,
+            ..
+        } => {
+            out.extend(operand.as_deref());
+            for w in conditions {
+                out.extend([&w.condition, &w.result]);
+            }
+            out.extend(else_result.as_deref());
+            None
+        }
+        Expr::GroupingSets(sets) | Expr::Cube(sets) | Expr::Rollup(sets) => {
+            out.extend(sets.iter().flatten());
+            None
+        }
+        Expr::Tuple(items) => {
+            out.extend(items);
+            None
+        }
+        Expr::Array(array) => {
+            out.extend(&array.elem);
+            None
+        }
+        Expr::Interval(interval) => {
+            out.push(&interval.value);
+            None
+        }
+        other => return Err(unsupported(format!("expression {}", variant(other)))),
+    };
+    Ok((function, out))
+}
+
+/// The folded name parts of an identifier expression.
+fn root_parts(e: &Expr) -> Option<Vec<String>> {
+    match e {
+        Expr::Identifier(id) => Some(vec![names::fold(id)]),
+        Expr::CompoundIdentifier(ids) => Some(names::idents(ids)),
+        _ => None,
+    }
+}
+
+/// Refuses operators that are not PostgreSQL built-ins.
+pub(crate) fn check_operator(op: &BinaryOperator) -> Result<(), AnalysisError> {
+    use BinaryOperator as B;
+    match op {
+        B::PGCustomBinaryOperator(parts)
+            if parts.len() == 2 && parts.first().is_some_and(|s| s == "pg_catalog") =>
+        {
+            Ok(())
+        }
+        B::Plus
+        | B::Minus
+        | B::Multiply
+        | B::Divide
+        | B::Modulo
+        | B::StringConcat
+        | B::Gt
+        | B::Lt
+        | B::GtEq
+        | B::LtEq
+        | B::Eq
+        | B::NotEq
+        | B::And
+        | B::Or
+        | B::BitwiseOr
+        | B::BitwiseAnd
+        | B::PGBitwiseXor
+        | B::PGBitwiseShiftLeft
+        | B::PGBitwiseShiftRight
+        | B::PGExp
+        | B::PGOverlap
+        | B::PGRegexMatch
+        | B::PGRegexIMatch
+        | B::PGRegexNotMatch
+        | B::PGRegexNotIMatch
+        | B::PGLikeMatch
+        | B::PGILikeMatch
+        | B::PGNotLikeMatch
+        | B::PGNotILikeMatch
+        | B::PGStartsWith
+        | B::Arrow
+        | B::LongArrow
+        | B::HashArrow
+        | B::HashLongArrow
+        | B::AtAt
+        | B::AtArrow
+        | B::ArrowAt
+        | B::HashMinus
+        | B::AtQuestion
+        | B::Question
+        | B::QuestionAnd
+        | B::QuestionPipe
+        | B::Overlaps
+        | B::DoubleHash
+        | B::LtDashGt
+        | B::AndLt
+        | B::AndGt
+        | B::LtLtPipe
+        | B::PipeGtGt
+        | B::AndLtPipe
+        | B::PipeAndGt
+        | B::LtCaret
+        | B::GtCaret
+        | B::QuestionHash
+        | B::QuestionDash
+        | B::QuestionDashPipe
+        | B::QuestionDoublePipe
+        | B::TildeEq => Ok(()),
+        other => Err(unsupported(format!("operator {other}"))),
+    }
+}
+
+/// The name of an enum variant from its Debug form, without formatting
+/// more than the name (the rest of a deep tree is never visited).
+pub(crate) fn variant(value: &impl std::fmt::Debug) -> String {
+    struct Prefix(String);
+    impl std::fmt::Write for Prefix {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            for ch in s.chars() {
+                if ch.is_alphanumeric() || ch == '_' {
+                    self.0.push(ch);
+                } else if !self.0.is_empty() {
+                    return Err(std::fmt::Error);
+                }
+            }
+            Ok(())
+        }
+    }
+    let mut out = Prefix(String::new());
+    let _ = std::fmt::Write::write_fmt(&mut out, format_args!("{value:?}"));
+    out.0
+}

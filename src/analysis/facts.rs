@@ -1,0 +1,232 @@
+//! The facts analysis produces about SQL text: what each statement is,
+//! what it reads and writes, and where every value it returns or stores
+//! comes from. Policy decides on these facts alone.
+
+use std::collections::BTreeSet;
+
+use crate::catalog::{ColumnId, Oid};
+
+/// Facts about every statement of one SQL string, in order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Facts {
+    /// One entry per statement.
+    pub statements: Vec<StatementFacts>,
+}
+
+/// Facts about one statement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatementFacts {
+    /// What kind of statement it is.
+    pub kind: StatementKind,
+    /// Every relation read, views and the relations under them included.
+    pub reads: BTreeSet<Oid>,
+    /// Every relation written (INSERT, UPDATE, DELETE, MERGE, COPY FROM,
+    /// TRUNCATE targets, tables created by CREATE TABLE AS / SELECT INTO).
+    pub writes: BTreeSet<Oid>,
+    /// The columns the statement returns to the client (select list,
+    /// RETURNING, COPY TO columns), in order; empty when it returns no rows.
+    pub outputs: Vec<OutputColumn>,
+    /// Base columns referenced anywhere outside the outputs: WHERE, JOIN
+    /// conditions, GROUP BY, HAVING, ORDER BY, window PARTITION/ORDER,
+    /// LIMIT expressions.
+    pub predicates: BTreeSet<ColumnId>,
+    /// Base columns whose values flow into stored data: INSERT ... SELECT,
+    /// UPDATE ... SET, MERGE, CREATE TABLE AS, SELECT INTO, materialized
+    /// views.
+    pub stored: BTreeSet<ColumnId>,
+    /// Every function called, including aggregates and window functions.
+    pub functions: BTreeSet<FunctionRef>,
+}
+
+impl StatementFacts {
+    /// Facts for a statement that touches no data.
+    pub fn new(kind: StatementKind) -> StatementFacts {
+        StatementFacts {
+            kind,
+            reads: BTreeSet::new(),
+            writes: BTreeSet::new(),
+            outputs: Vec::new(),
+            predicates: BTreeSet::new(),
+            stored: BTreeSet::new(),
+            functions: BTreeSet::new(),
+        }
+    }
+
+    /// Every base column the outputs are computed from.
+    pub fn output_lineage(&self) -> BTreeSet<ColumnId> {
+        self.outputs
+            .iter()
+            .flat_map(|o| o.lineage.iter().copied())
+            .collect()
+    }
+}
+
+/// One output column.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutputColumn {
+    /// Column name as the client will see it.
+    pub name: String,
+    /// Every base column (of a table, partition, materialized view or
+    /// foreign table, never of a view) the value is computed from.
+    pub lineage: BTreeSet<ColumnId>,
+    /// `Some(col)` when the output is that base column's value unchanged
+    /// (a plain column reference, possibly through views, CTEs, subqueries
+    /// and aliases); `None` when computed.
+    pub direct: Option<ColumnId>,
+}
+
+/// A function call.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FunctionRef {
+    /// Schema as written (folded like an identifier), `None` if unqualified.
+    pub schema: Option<String>,
+    /// Function name (folded like an identifier).
+    pub name: String,
+    /// Whether a user-defined function of that name exists where this call
+    /// could resolve (in the schema written, or in any schema when
+    /// unqualified), so the call may not be the built-in one.
+    pub user_defined: bool,
+}
+
+/// COPY data format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CopyFormat {
+    /// Text.
+    Text,
+    /// CSV.
+    Csv,
+    /// Binary.
+    Binary,
+}
+
+/// Where COPY reads or writes on the server side.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CopyEndpoint {
+    /// STDIN / STDOUT: the client connection.
+    Client,
+    /// A server-side file.
+    File(String),
+    /// A server-side program.
+    Program(String),
+}
+
+/// DDL kinds, grouped by how dangerous they are for a guarded role.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DdlKind {
+    /// CREATE/ALTER/DROP of tables, indexes, sequences, views, types,
+    /// schemas, comments: structure only.
+    Structure(String),
+    /// Objects that run code or move data on their own: functions,
+    /// procedures, triggers, rules, event triggers, extensions, foreign
+    /// servers and tables, publications, subscriptions, languages.
+    Code(String),
+    /// Roles, privileges, ownership, database-level settings.
+    Security(String),
+}
+
+/// What kind of statement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StatementKind {
+    /// SELECT / VALUES / TABLE (also WITH ... SELECT).
+    Select,
+    /// INSERT (possibly ... SELECT, possibly RETURNING).
+    Insert,
+    /// UPDATE.
+    Update,
+    /// DELETE.
+    Delete,
+    /// MERGE.
+    Merge,
+    /// TRUNCATE.
+    Truncate,
+    /// COPY ... TO.
+    CopyTo {
+        /// Destination.
+        to: CopyEndpoint,
+        /// Format.
+        format: CopyFormat,
+    },
+    /// COPY ... FROM.
+    CopyFrom {
+        /// Source.
+        from: CopyEndpoint,
+        /// Format.
+        format: CopyFormat,
+    },
+    /// CREATE TABLE ... AS, SELECT ... INTO.
+    CreateTableAs,
+    /// CREATE MATERIALIZED VIEW ... AS / REFRESH MATERIALIZED VIEW.
+    MaterializedView,
+    /// Other DDL.
+    Ddl(DdlKind),
+    /// BEGIN, START TRANSACTION, COMMIT, END, ROLLBACK, ABORT, SAVEPOINT,
+    /// RELEASE, ROLLBACK TO, SET TRANSACTION.
+    Transaction,
+    /// SET / SET LOCAL / RESET of a setting (not role or authorization).
+    Set {
+        /// Setting name, lower case (`search_path`, `all` for RESET ALL).
+        name: String,
+    },
+    /// SET ROLE / RESET ROLE.
+    SetRole,
+    /// SET SESSION AUTHORIZATION / RESET SESSION AUTHORIZATION.
+    SetSessionAuthorization,
+    /// SHOW.
+    Show,
+    /// PREPARE name AS stmt: the facts are the inner statement's.
+    Prepare {
+        /// Statement name (folded).
+        name: String,
+        /// Kind of the prepared statement.
+        inner: Box<StatementKind>,
+    },
+    /// EXECUTE name: the prepared statement's facts decide.
+    Execute {
+        /// Statement name (folded).
+        name: String,
+    },
+    /// DEALLOCATE [ALL | name].
+    Deallocate {
+        /// Statement name, `None` for ALL.
+        name: Option<String>,
+    },
+    /// DECLARE name CURSOR FOR query: the facts are the query's.
+    Declare {
+        /// Cursor name (folded).
+        name: String,
+    },
+    /// FETCH / MOVE: the cursor's query decides what comes back.
+    Fetch {
+        /// Cursor name (folded).
+        name: String,
+        /// MOVE (returns no rows) rather than FETCH.
+        is_move: bool,
+    },
+    /// CLOSE [ALL | name].
+    CloseCursor {
+        /// Cursor name, `None` for ALL.
+        name: Option<String>,
+    },
+    /// EXPLAIN [ANALYZE] stmt: the facts (reads, functions) are the inner
+    /// statement's, but no rows of it are returned.
+    Explain {
+        /// Whether the statement is executed (ANALYZE).
+        analyze: bool,
+    },
+    /// LISTEN / UNLISTEN.
+    Listen,
+    /// NOTIFY.
+    Notify,
+    /// DISCARD.
+    Discard,
+    /// DO block: runs code the proxy cannot see.
+    Do,
+    /// CALL procedure.
+    Call,
+    /// VACUUM / ANALYZE / CLUSTER / REINDEX / CHECKPOINT.
+    Maintenance,
+    /// LOCK.
+    Lock,
+    /// An empty statement (only comments or whitespace).
+    Empty,
+}

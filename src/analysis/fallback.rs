@@ -1,0 +1,171 @@
+//! Statements sqlparser cannot parse, recognized by their leading keywords.
+//!
+//! Only statements that return no rows and carry no expressions the proxy
+//! would need to see are recognized here (`DO`, `CHECKPOINT`, `MOVE`,
+//! DDL of code and security objects...); their facts are the kind alone.
+//! `TABLE name` is rewritten to `SELECT * FROM name` and parsed again.
+//! Anything else stays a parse error.
+
+use sqlparser::tokenizer::{Token, TokenWithSpan, Word};
+
+use super::input::significant;
+use super::names;
+use super::{DdlKind, StatementKind};
+
+/// What the keywords say.
+pub(crate) enum Fallback {
+    /// The statement's kind.
+    Kind(StatementKind),
+    /// Tokens to parse instead.
+    Retry(Vec<TokenWithSpan>),
+}
+
+/// Classifies one statement's tokens, `None` when not recognized.
+pub(crate) fn classify(tokens: &[TokenWithSpan]) -> Option<Fallback> {
+    let sig: Vec<&TokenWithSpan> = tokens.iter().filter(|t| significant(&t.token)).collect();
+    let words: Vec<String> = sig
+        .iter()
+        .map(|t| match &t.token {
+            Token::Word(w) if w.quote_style.is_none() => w.value.to_ascii_uppercase(),
+            _ => String::new(),
+        })
+        .collect();
+    let first = words.first()?.as_str();
+    let kind = match first {
+        "DO" => StatementKind::Do,
+        "CHECKPOINT" | "CLUSTER" | "REINDEX" | "VACUUM" | "ANALYZE" | "ANALYSE" => {
+            StatementKind::Maintenance
+        }
+        "FETCH" | "MOVE" => {
+            let name = match &sig.last()?.token {
+                Token::Word(w) if sig.len() >= 2 => word_name(w),
+                _ => return None,
+            };
+            StatementKind::Fetch {
+                name,
+                is_move: first == "MOVE",
+            }
+        }
+        "TABLE" => return Some(Fallback::Retry(table_as_select(tokens))),
+        "IMPORT" => StatementKind::Ddl(DdlKind::Code("IMPORT FOREIGN SCHEMA".into())),
+        "LOAD" => StatementKind::Ddl(DdlKind::Code("LOAD".into())),
+        "REASSIGN" => StatementKind::Ddl(DdlKind::Security("REASSIGN OWNED".into())),
+        "SECURITY" => StatementKind::Ddl(DdlKind::Security("SECURITY LABEL".into())),
+        "GRANT" | "REVOKE" => StatementKind::Ddl(DdlKind::Security(first.into())),
+        "COMMENT" => StatementKind::Ddl(DdlKind::Structure("COMMENT".into())),
+        "CREATE" | "ALTER" | "DROP" => StatementKind::Ddl(object_ddl(&words)?),
+        _ => return None,
+    };
+    Some(Fallback::Kind(kind))
+}
+
+fn word_name(w: &Word) -> String {
+    names::fold_str(&w.value, w.quote_style.is_some())
+}
+
+/// `TABLE name ...` as `SELECT * FROM name ...`.
+fn table_as_select(tokens: &[TokenWithSpan]) -> Vec<TokenWithSpan> {
+    let mut out = Vec::with_capacity(tokens.len() + 4);
+    let mut replaced = false;
+    for t in tokens {
+        if !replaced && significant(&t.token) {
+            replaced = true;
+            for token in [
+                Token::make_keyword("SELECT"),
+                Token::Whitespace(sqlparser::tokenizer::Whitespace::Space),
+                Token::Mul,
+                Token::Whitespace(sqlparser::tokenizer::Whitespace::Space),
+                Token::make_keyword("FROM"),
+            ] {
+                out.push(TokenWithSpan {
+                    token,
+                    span: t.span,
+                });
+            }
+        } else {
+            out.push(t.clone());
+        }
+    }
+    out
+}
+
+/// Words that may stand between CREATE/ALTER/DROP and the object type.
+const MODIFIERS: &[&str] = &[
+    "OR",
+    "REPLACE",
+    "TEMP",
+    "TEMPORARY",
+    "UNLOGGED",
+    "GLOBAL",
+    "LOCAL",
+    "TRUSTED",
+    "PROCEDURAL",
+    "CONSTRAINT",
+    "UNIQUE",
+    "RECURSIVE",
+    "DEFAULT",
+];
+
+/// Object types whose name takes a second word.
+const TWO_WORD_OBJECTS: &[&str] = &[
+    "EVENT",
+    "FOREIGN",
+    "MATERIALIZED",
+    "ACCESS",
+    "TEXT",
+    "LARGE",
+    "USER",
+    "OWNED",
+];
+
+fn object_ddl(words: &[String]) -> Option<DdlKind> {
+    let verb = words.first()?;
+    let mut i = 1;
+    while i < words.len() && MODIFIERS.contains(&words[i].as_str()) {
+        // `ALTER DEFAULT PRIVILEGES` names an object, not a modifier.
+        if words[i] == "DEFAULT" && words.get(i + 1).is_some_and(|w| w == "PRIVILEGES") {
+            break;
+        }
+        i += 1;
+    }
+    let object = words.get(i)?.as_str();
+    let mut what = format!("{verb} {object}");
+    let second = words.get(i + 1).map(String::as_str).unwrap_or("");
+    if TWO_WORD_OBJECTS.contains(&object)
+        && !second.is_empty()
+        && (object != "USER" || second == "MAPPING")
+    {
+        what = format!("{what} {second}");
+    }
+    let rest = &words[i..];
+    let mentions = |seq: &[&str]| rest.windows(seq.len()).any(|w| w.iter().eq(seq.iter()));
+    Some(match object {
+        "FUNCTION" | "PROCEDURE" | "ROUTINE" | "TRIGGER" | "EVENT" | "RULE" | "EXTENSION"
+        | "SERVER" | "FOREIGN" | "LANGUAGE" | "PUBLICATION" | "SUBSCRIPTION" | "CAST"
+        | "OPERATOR" | "AGGREGATE" | "TRANSFORM" | "CONVERSION" | "ACCESS" | "POLICY" | "TEXT" => {
+            if mentions(&["OWNER", "TO"]) {
+                DdlKind::Security(format!("{what} OWNER"))
+            } else {
+                DdlKind::Code(what)
+            }
+        }
+        "USER" if second == "MAPPING" => DdlKind::Code(what),
+        "ROLE" | "USER" | "GROUP" | "DATABASE" | "SYSTEM" | "DEFAULT" | "OWNED" | "TABLESPACE"
+        | "LARGE" => DdlKind::Security(what),
+        "TABLE" | "INDEX" | "SEQUENCE" | "VIEW" | "MATERIALIZED" | "TYPE" | "SCHEMA" | "DOMAIN"
+        | "COLLATION" | "STATISTICS" => {
+            if mentions(&["OWNER", "TO"]) {
+                DdlKind::Security(format!("{what} OWNER"))
+            } else if mentions(&["ROW", "LEVEL", "SECURITY"])
+                || mentions(&["TRIGGER"])
+                || mentions(&["RULE"])
+                || mentions(&["POLICY"])
+            {
+                DdlKind::Code(what)
+            } else {
+                DdlKind::Structure(what)
+            }
+        }
+        _ => return None,
+    })
+}

@@ -1,0 +1,201 @@
+//! SQL text -> parsed statements: tokenizing, the nesting guard, splitting
+//! at semicolons and the fallback for statements sqlparser cannot parse.
+//!
+//! The whole text is parsed at once first; only when that fails is it split
+//! into statements at top-level semicolons, each parsed alone or, failing
+//! that, classified by its leading keywords ([`super::fallback`]).
+
+use sqlparser::ast::Statement;
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::keywords::Keyword;
+use sqlparser::parser::Parser;
+use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
+
+use super::fallback::{self, Fallback};
+use super::{AnalysisError, StatementKind};
+
+/// The longest run of operators allowed between two commas or
+/// parentheses. Operator chains parse into left-deep trees whose depth
+/// nothing else bounds; deep trees overflow the stack when dropped.
+const MAX_OPERATOR_RUN: usize = 4000;
+
+/// One statement of the input.
+#[derive(Debug)]
+pub(crate) enum Parsed {
+    /// A statement sqlparser understood.
+    Statement(Box<Statement>),
+    /// A statement recognized by its keywords only; it carries no data facts.
+    Known(StatementKind),
+}
+
+/// Parses every statement of `sql`. Text without any statement yields one
+/// [`StatementKind::Empty`].
+pub(crate) fn parse(sql: &str) -> Result<Vec<Parsed>, AnalysisError> {
+    let tokens = tokenize(sql)?;
+    match parse_tokens(tokens.clone()) {
+        Ok(statements) => Ok(non_empty(
+            statements
+                .into_iter()
+                .map(|s| Parsed::Statement(Box::new(s)))
+                .collect(),
+        )),
+        Err(_) => {
+            let statements = split(tokens)
+                .into_iter()
+                .map(parse_chunk)
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(non_empty(statements))
+        }
+    }
+}
+
+/// Parses a catalog-provided SELECT (a view definition).
+pub(crate) fn parse_definition(sql: &str) -> Result<Vec<Statement>, AnalysisError> {
+    parse_tokens(tokenize(sql)?).map_err(AnalysisError::Parse)
+}
+
+fn non_empty(mut statements: Vec<Parsed>) -> Vec<Parsed> {
+    if statements.is_empty() {
+        statements.push(Parsed::Known(StatementKind::Empty));
+    }
+    statements
+}
+
+fn tokenize(sql: &str) -> Result<Vec<TokenWithSpan>, AnalysisError> {
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql)
+        .tokenize_with_location()
+        .map_err(|e| AnalysisError::Parse(e.to_string()))?;
+    guard_operator_runs(&tokens)?;
+    Ok(tokens)
+}
+
+fn parse_tokens(tokens: Vec<TokenWithSpan>) -> Result<Vec<Statement>, String> {
+    Parser::new(&PostgreSqlDialect {})
+        .with_tokens_with_locations(tokens)
+        .parse_statements()
+        .map_err(|e| e.to_string())
+}
+
+/// One statement's tokens, parsed alone or classified by keywords.
+fn parse_chunk(chunk: Vec<TokenWithSpan>) -> Result<Parsed, AnalysisError> {
+    let error = match parse_tokens(chunk.clone()) {
+        Ok(mut statements) if statements.len() == 1 => {
+            if let Some(s) = statements.pop() {
+                return Ok(Parsed::Statement(Box::new(s)));
+            }
+            "no statement".to_owned()
+        }
+        Ok(statements) => format!("{} statements where one was expected", statements.len()),
+        Err(e) => e,
+    };
+    match fallback::classify(&chunk) {
+        Some(Fallback::Kind(kind)) => Ok(Parsed::Known(kind)),
+        Some(Fallback::Retry(tokens)) => match parse_tokens(tokens) {
+            Ok(mut statements) if statements.len() == 1 => match statements.pop() {
+                Some(s) => Ok(Parsed::Statement(Box::new(s))),
+                None => Err(AnalysisError::Parse(error)),
+            },
+            _ => Err(AnalysisError::Parse(error)),
+        },
+        None => Err(AnalysisError::Parse(error)),
+    }
+}
+
+/// Splits tokens at semicolons, dropping chunks without a significant token.
+fn split(tokens: Vec<TokenWithSpan>) -> Vec<Vec<TokenWithSpan>> {
+    let mut chunks = Vec::new();
+    let mut current = Vec::new();
+    for t in tokens {
+        if t.token == Token::SemiColon {
+            chunks.push(std::mem::take(&mut current));
+        } else {
+            current.push(t);
+        }
+    }
+    chunks.push(current);
+    chunks
+        .into_iter()
+        .filter(|c| c.iter().any(|t| significant(&t.token)))
+        .collect()
+}
+
+/// Whether a token is more than whitespace or a comment.
+pub(crate) fn significant(token: &Token) -> bool {
+    !matches!(token, Token::Whitespace(_) | Token::EOF)
+}
+
+/// Refuses operator runs long enough to build dangerously deep trees.
+fn guard_operator_runs(tokens: &[TokenWithSpan]) -> Result<(), AnalysisError> {
+    let mut runs: Vec<usize> = vec![0];
+    for t in tokens {
+        match &t.token {
+            Token::LParen => runs.push(0),
+            Token::RParen if runs.len() > 1 => {
+                runs.pop();
+            }
+            Token::Comma => {
+                if let Some(top) = runs.last_mut() {
+                    *top = 0;
+                }
+            }
+            Token::SemiColon => runs = vec![0],
+            token if adds_depth(token) => {
+                if let Some(top) = runs.last_mut() {
+                    *top += 1;
+                    if *top > MAX_OPERATOR_RUN {
+                        return Err(AnalysisError::Unsupported(format!(
+                            "more than {MAX_OPERATOR_RUN} operators in one expression"
+                        )));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Whether a token can add a level to an operator chain.
+fn adds_depth(token: &Token) -> bool {
+    match token {
+        Token::Word(w) => {
+            w.quote_style.is_none()
+                && matches!(
+                    w.keyword,
+                    Keyword::AND
+                        | Keyword::OR
+                        | Keyword::NOT
+                        | Keyword::IS
+                        | Keyword::LIKE
+                        | Keyword::ILIKE
+                        | Keyword::SIMILAR
+                        | Keyword::BETWEEN
+                        | Keyword::IN
+                        | Keyword::COLLATE
+                        | Keyword::AT
+                        | Keyword::UNION
+                        | Keyword::INTERSECT
+                        | Keyword::EXCEPT
+                        | Keyword::OPERATOR
+                        | Keyword::OVERLAPS
+                        | Keyword::ESCAPE
+                )
+        }
+        Token::EOF
+        | Token::Number(..)
+        | Token::Char(_)
+        | Token::SingleQuotedString(_)
+        | Token::DoubleQuotedString(_)
+        | Token::DollarQuotedString(_)
+        | Token::NationalStringLiteral(_)
+        | Token::EscapedStringLiteral(_)
+        | Token::UnicodeStringLiteral(_)
+        | Token::HexStringLiteral(_)
+        | Token::SingleQuotedByteStringLiteral(_)
+        | Token::Whitespace(_)
+        | Token::Period
+        | Token::RBracket
+        | Token::Placeholder(_) => false,
+        _ => true,
+    }
+}

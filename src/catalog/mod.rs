@@ -1,0 +1,240 @@
+//! What the upstream database holds: relations with their columns and
+//! types, view definitions and the base columns views depend on,
+//! partitions and inheritance children, user-defined functions, OIDs.
+//!
+//! A [`Catalog`] is built from the rows of [`LOAD_SQL`] (run by the proxy
+//! on a session's own upstream connection, or by the CLI through a DSN)
+//! and shared read-only by every guarded session of that database.
+
+mod cache;
+mod load;
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::time::Instant;
+
+pub use cache::{parse_name_array, CatalogCache};
+pub use load::{CatalogRows, LoadError, Row, LOAD_SQL};
+
+/// A PostgreSQL object identifier.
+pub type Oid = u32;
+
+/// One column of one relation: the relation's OID and the column number
+/// (`attnum`, from 1), as RowDescription reports them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ColumnId {
+    /// Relation OID.
+    pub rel: Oid,
+    /// Column number.
+    pub attnum: i16,
+}
+
+/// The kind of a relation (`pg_class.relkind`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RelKind {
+    /// Ordinary table (`r`).
+    Table,
+    /// Partitioned table (`p`).
+    PartitionedTable,
+    /// View (`v`).
+    View,
+    /// Materialized view (`m`).
+    MaterializedView,
+    /// Foreign table (`f`).
+    ForeignTable,
+}
+
+impl RelKind {
+    /// From `pg_class.relkind`.
+    pub fn from_code(code: &str) -> Option<RelKind> {
+        Some(match code {
+            "r" => RelKind::Table,
+            "p" => RelKind::PartitionedTable,
+            "v" => RelKind::View,
+            "m" => RelKind::MaterializedView,
+            "f" => RelKind::ForeignTable,
+            _ => return None,
+        })
+    }
+}
+
+/// A column of a relation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Column {
+    /// Column number (from 1).
+    pub attnum: i16,
+    /// Column name, exactly as stored.
+    pub name: String,
+    /// Type OID.
+    pub type_oid: Oid,
+    /// Type as `format_type` prints it, e.g. `character varying(80)`.
+    pub type_name: String,
+}
+
+/// A relation: table, partitioned table, view, materialized view or
+/// foreign table.
+#[derive(Clone, Debug)]
+pub struct Relation {
+    /// OID.
+    pub oid: Oid,
+    /// Schema name, exactly as stored.
+    pub schema: String,
+    /// Relation name, exactly as stored.
+    pub name: String,
+    /// Kind.
+    pub kind: RelKind,
+    /// Columns in attnum order.
+    pub columns: Vec<Column>,
+    /// Parents (partitioned parent or inheritance parents).
+    pub parents: Vec<Oid>,
+    /// For views and materialized views: the definition
+    /// (`pg_get_viewdef`), a SELECT statement.
+    pub definition: Option<String>,
+    /// For views and materialized views: every base column the definition
+    /// depends on (from `pg_depend`), a conservative fallback lineage.
+    pub depends_on: BTreeSet<ColumnId>,
+}
+
+impl Relation {
+    /// The column called `name` (exact match).
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+
+    /// The column with number `attnum`.
+    pub fn column_by_num(&self, attnum: i16) -> Option<&Column> {
+        self.columns.iter().find(|c| c.attnum == attnum)
+    }
+
+    /// `schema.name`.
+    pub fn qualified_name(&self) -> String {
+        format!("{}.{}", self.schema, self.name)
+    }
+}
+
+/// The catalog of one database.
+#[derive(Clone, Debug)]
+pub struct Catalog {
+    relations: HashMap<Oid, Relation>,
+    by_name: HashMap<(String, String), Oid>,
+    user_functions: HashSet<(String, String)>,
+    /// When the rows were read.
+    pub loaded_at: Instant,
+}
+
+impl Catalog {
+    /// Builds a catalog from relations and user-defined function names
+    /// (`(schema, name)`, functions outside `pg_catalog` and
+    /// `information_schema`).
+    pub fn new(
+        relations: impl IntoIterator<Item = Relation>,
+        user_functions: impl IntoIterator<Item = (String, String)>,
+    ) -> Catalog {
+        let relations: HashMap<Oid, Relation> = relations.into_iter().map(|r| (r.oid, r)).collect();
+        let by_name = relations
+            .values()
+            .map(|r| ((r.schema.clone(), r.name.clone()), r.oid))
+            .collect();
+        Catalog {
+            relations,
+            by_name,
+            user_functions: user_functions.into_iter().collect(),
+            loaded_at: Instant::now(),
+        }
+    }
+
+    /// The relation with `oid`.
+    pub fn relation(&self, oid: Oid) -> Option<&Relation> {
+        self.relations.get(&oid)
+    }
+
+    /// All relations.
+    pub fn relations(&self) -> impl Iterator<Item = &Relation> {
+        self.relations.values()
+    }
+
+    /// The relation `schema.name` (exact, case-sensitive names).
+    pub fn lookup(&self, schema: &str, name: &str) -> Option<&Relation> {
+        self.by_name
+            .get(&(schema.to_owned(), name.to_owned()))
+            .and_then(|oid| self.relations.get(oid))
+    }
+
+    /// Resolves a possibly unqualified relation name the way PostgreSQL
+    /// does: a qualified name directly, an unqualified one through
+    /// `search_path` (the effective path, as `current_schemas(true)`
+    /// returns it: temporary and system schemas included).
+    pub fn resolve(
+        &self,
+        schema: Option<&str>,
+        name: &str,
+        search_path: &[String],
+    ) -> Option<&Relation> {
+        match schema {
+            Some(s) => self.lookup(s, name),
+            None => search_path.iter().find_map(|s| self.lookup(s, name)),
+        }
+    }
+
+    /// `oid` and all its ancestors (partition parents, inheritance
+    /// parents, recursively), `oid` first.
+    pub fn lineage_of_relation(&self, oid: Oid) -> Vec<Oid> {
+        let mut out = vec![oid];
+        let mut i = 0;
+        while i < out.len() {
+            if let Some(rel) = self.relations.get(&out[i]) {
+                for p in &rel.parents {
+                    if !out.contains(p) {
+                        out.push(*p);
+                    }
+                }
+            }
+            i += 1;
+        }
+        out
+    }
+
+    /// The column of an ancestor that `col` inherits from (same name),
+    /// for every ancestor of its relation, `col` itself first.
+    pub fn inherited_columns(&self, col: ColumnId) -> Vec<ColumnId> {
+        let Some(name) = self
+            .relations
+            .get(&col.rel)
+            .and_then(|r| r.column_by_num(col.attnum))
+            .map(|c| c.name.clone())
+        else {
+            return vec![col];
+        };
+        self.lineage_of_relation(col.rel)
+            .into_iter()
+            .filter_map(|rel| {
+                let r = self.relations.get(&rel)?;
+                r.column(&name).map(|c| ColumnId {
+                    rel,
+                    attnum: c.attnum,
+                })
+            })
+            .collect()
+    }
+
+    /// Whether a user-defined function `name` exists in `schema`.
+    pub fn has_user_function(&self, schema: &str, name: &str) -> bool {
+        self.user_functions
+            .contains(&(schema.to_owned(), name.to_owned()))
+    }
+
+    /// Whether a user-defined function called `name` exists in any schema.
+    pub fn has_user_function_named(&self, name: &str) -> bool {
+        self.user_functions.iter().any(|(_, n)| n == name)
+    }
+
+    /// `schema.relation.column` for a column id, for messages.
+    pub fn column_name(&self, col: ColumnId) -> String {
+        match self.relations.get(&col.rel) {
+            Some(r) => match r.column_by_num(col.attnum) {
+                Some(c) => format!("{}.{}.{}", r.schema, r.name, c.name),
+                None => format!("{}.{}.#{}", r.schema, r.name, col.attnum),
+            },
+            None => format!("oid {}.#{}", col.rel, col.attnum),
+        }
+    }
+}

@@ -1,0 +1,74 @@
+use crate::analysis::StatementFacts;
+use crate::catalog::{Catalog, ColumnId};
+use crate::policy::{Allowance, Block, Policy};
+use crate::wire::messages::FieldDescription;
+
+use super::block;
+
+/// The second, parser-independent check: every result column that
+/// PostgreSQL reports as a plain column of a table is looked up in the
+/// policy. A classified or forbidden column the analysis did not account
+/// for, an unknown table, or a result whose shape differs from the analysis
+/// refuses the statement.
+pub fn check_row_description(
+    policy: &Policy,
+    catalog: &Catalog,
+    facts: &StatementFacts,
+    allowance: &Allowance,
+    fields: &[FieldDescription],
+) -> Result<(), Block> {
+    if !facts.outputs.is_empty() && facts.outputs.len() != fields.len() {
+        return Err(block(
+            "result.shape_mismatch",
+            format!(
+                "the result has {} columns where analysis expected {}",
+                fields.len(),
+                facts.outputs.len()
+            ),
+        ));
+    }
+    for (i, field) in fields.iter().enumerate() {
+        if field.table_oid == 0 {
+            continue;
+        }
+        let Some(rel) = catalog.relation(field.table_oid) else {
+            return Err(block(
+                "result.unknown_relation",
+                format!(
+                    "result column {:?} comes from a relation copyguard does not know yet; retry once its catalog is refreshed",
+                    field.name
+                ),
+            ));
+        };
+        if let Some(reason) = policy.forbidden_reason(catalog, rel.oid) {
+            return Err(block(
+                "table.forbidden",
+                format!("{}: {reason}", rel.qualified_name()),
+            ));
+        }
+        let col = ColumnId {
+            rel: field.table_oid,
+            attnum: field.attnum,
+        };
+        if policy.category_of(catalog, col).is_none() {
+            continue;
+        }
+        let accounted = allowance.limits.is_some()
+            && (allowance.classified_outputs.contains(&col)
+                || facts
+                    .outputs
+                    .get(i)
+                    .is_some_and(|o| o.lineage.contains(&col)));
+        if !accounted {
+            return Err(block(
+                "result.classified_unexpected",
+                format!(
+                    "result column {:?} is classified ({}) but analysis did not account for it",
+                    field.name,
+                    catalog.column_name(col)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}

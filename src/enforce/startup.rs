@@ -1,0 +1,119 @@
+use crate::policy::Block;
+
+use super::block;
+
+/// Settings that change who the session acts as.
+const IDENTITY_SETTINGS: &[&str] = &["role", "session_authorization"];
+
+/// Checks the startup packet of a guarded session: no replication, and no
+/// identity-changing setting, whether as a startup parameter or inside
+/// `options` (`-c role=x`, `--role=x`, `-crole=x`).
+pub fn check_startup(params: &[(String, String)], replication: bool) -> Result<(), Block> {
+    if replication {
+        return Err(block(
+            "protocol.replication",
+            "replication connections are not available to guarded roles",
+        ));
+    }
+    for (name, value) in params {
+        if is_identity(name) {
+            return Err(identity_block(name));
+        }
+        if name == "options" {
+            for setting in option_settings(value) {
+                if is_identity(&setting) {
+                    return Err(identity_block(&setting));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn identity_block(name: &str) -> Block {
+    block(
+        "identity.change",
+        format!(
+            "guarded sessions cannot set {name:?} at startup: the guard follows the login role"
+        ),
+    )
+}
+
+fn is_identity(name: &str) -> bool {
+    let norm = name.trim().to_ascii_lowercase().replace('-', "_");
+    IDENTITY_SETTINGS.contains(&norm.as_str())
+}
+
+/// Names of the settings in a backend `options` string, split the way
+/// PostgreSQL splits it (whitespace, backslash escapes).
+fn option_settings(options: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut chars = options.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                if let Some(next) = chars.next() {
+                    word.push(next);
+                }
+            }
+            c if c.is_whitespace() => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            c => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    let mut names = Vec::new();
+    let mut iter = words.into_iter();
+    while let Some(w) = iter.next() {
+        let setting = if w == "-c" {
+            iter.next()
+        } else if let Some(rest) = w.strip_prefix("--") {
+            Some(rest.to_owned())
+        } else {
+            w.strip_prefix("-c").map(str::to_owned)
+        };
+        if let Some(s) = setting {
+            names.push(s.split('=').next().unwrap_or_default().to_owned());
+        }
+    }
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(k: &str, v: &str) -> (String, String) {
+        (k.to_owned(), v.to_owned())
+    }
+
+    #[test]
+    fn identity_changes_at_startup_are_refused() {
+        assert!(check_startup(&[p("user", "dev")], false).is_ok());
+        assert!(check_startup(&[p("user", "dev")], true).is_err());
+        assert!(check_startup(&[p("ROLE", "app")], false).is_err());
+        for opts in [
+            "-c role=app",
+            "--role=app",
+            "-crole=app",
+            "-c search_path=x -c Session_Authorization=app",
+            "--session-authorization=app",
+        ] {
+            assert!(
+                check_startup(&[p("options", opts)], false).is_err(),
+                "{opts}"
+            );
+        }
+        assert!(check_startup(
+            &[p("options", "-c search_path=a\\ b -c statement_timeout=5")],
+            false
+        )
+        .is_ok());
+    }
+}

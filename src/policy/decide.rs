@@ -1,0 +1,491 @@
+//! Facts -> verdict for a guarded role class: the rules, in order, each
+//! refusal with a stable rule id and a reason that names what to change
+//! but never a data value.
+
+use std::collections::BTreeSet;
+
+use super::functions::FunctionCheck;
+use super::{
+    Allowance, Block, ClassLimits, ClassMode, CopyToAction, Policy, RoleClass, StatementLimits,
+    Verdict,
+};
+use crate::analysis::{CopyEndpoint, DdlKind, StatementFacts, StatementKind};
+use crate::catalog::{Catalog, ColumnId};
+
+/// `SET ROLE`, `SET SESSION AUTHORIZATION` or their settings.
+pub const IDENTITY_CHANGE: &str = "identity.change";
+/// A `DO` block.
+pub const CODE_DO_BLOCK: &str = "code.do_block";
+/// `CALL` of a procedure.
+pub const CODE_CALL: &str = "code.call";
+/// DDL of objects that run code (functions, triggers, extensions...).
+pub const DDL_CODE: &str = "ddl.code";
+/// DDL of roles, privileges, ownership.
+pub const DDL_SECURITY: &str = "ddl.security";
+/// Structural DDL for a class without `allow_ddl`.
+pub const DDL_NOT_ALLOWED: &str = "ddl.not_allowed";
+/// A function outside the allowlist.
+pub const FUNCTION_NOT_ALLOWED: &str = "function.not_allowed";
+/// A forbidden table (configured or built in).
+pub const TABLE_FORBIDDEN: &str = "table.forbidden";
+/// `COPY` to or from a server file or program.
+pub const COPY_SERVER_SIDE: &str = "copy.server_side";
+/// A write for a class without `allow_writes`.
+pub const WRITE_NOT_ALLOWED: &str = "write.not_allowed";
+/// Classified values stored into the database.
+pub const COPY_IN_DB_CLASSIFIED: &str = "copy_in_db.classified";
+/// An output of a category the class blocks.
+pub const CATEGORY_BLOCKED: &str = "category.blocked";
+/// `COPY ... TO STDOUT` of classified columns.
+pub const COPY_CLASSIFIED: &str = "copy.classified";
+/// A classified column in WHERE, JOIN, ORDER BY... without
+/// `classified_predicates`.
+pub const PREDICATE_CLASSIFIED: &str = "predicate.classified";
+/// A classified output for a class with `max_rows_per_statement = 0`.
+pub const CLASSIFIED_NOT_ALLOWED: &str = "classified.not_allowed";
+
+/// A classified output in a statement that collects many values into one
+/// row (`string_agg`, `array_agg`, `json_agg`, `ARRAY(subquery)`...): the
+/// per-statement row limit would not see them.
+pub const CLASSIFIED_AGGREGATED: &str = "classified.aggregated";
+
+/// Aggregates and constructors that gather any number of values into one
+/// row.
+const COLLECTING: &[&str] = &[
+    "array",
+    "array_agg",
+    "string_agg",
+    "json_agg",
+    "jsonb_agg",
+    "json_agg_strict",
+    "jsonb_agg_strict",
+    "json_object_agg",
+    "jsonb_object_agg",
+    "json_object_agg_strict",
+    "jsonb_object_agg_strict",
+    "json_object_agg_unique",
+    "jsonb_object_agg_unique",
+    "json_object_agg_unique_strict",
+    "jsonb_object_agg_unique_strict",
+    "json_arrayagg",
+    "json_objectagg",
+    "xmlagg",
+    "range_agg",
+];
+
+/// Every rule id decide() uses, in the order the rules apply, with what
+/// it refuses.
+pub const RULES: &[(&str, &str)] = &[
+    (IDENTITY_CHANGE, "SET ROLE, SET SESSION AUTHORIZATION"),
+    (CODE_DO_BLOCK, "DO blocks"),
+    (CODE_CALL, "CALL of procedures"),
+    (
+        DDL_CODE,
+        "DDL of functions, procedures, triggers, rules, extensions, foreign servers...",
+    ),
+    (DDL_SECURITY, "DDL of roles, privileges, ownership"),
+    (DDL_NOT_ALLOWED, "other DDL, unless allow_ddl"),
+    (FUNCTION_NOT_ALLOWED, "functions outside the allowlist"),
+    (TABLE_FORBIDDEN, "forbidden tables, configured or built in"),
+    (
+        COPY_SERVER_SIDE,
+        "COPY to or from server files and programs",
+    ),
+    (WRITE_NOT_ALLOWED, "writes, unless allow_writes"),
+    (
+        COPY_IN_DB_CLASSIFIED,
+        "storing classified values in the database",
+    ),
+    (CATEGORY_BLOCKED, "outputs of the class's block_categories"),
+    (COPY_CLASSIFIED, "COPY TO STDOUT of classified columns"),
+    (
+        PREDICATE_CLASSIFIED,
+        "classified columns in WHERE, JOIN, ORDER BY..., unless classified_predicates",
+    ),
+    (
+        CLASSIFIED_NOT_ALLOWED,
+        "classified outputs when max_rows_per_statement is 0",
+    ),
+    (
+        CLASSIFIED_AGGREGATED,
+        "classified outputs gathered into one row by string_agg, array_agg, json_agg, ARRAY(...)",
+    ),
+];
+
+/// Decides one statement for a role class.
+pub(crate) fn decide(
+    policy: &Policy,
+    class: &RoleClass,
+    catalog: &Catalog,
+    facts: &StatementFacts,
+) -> Verdict {
+    if class.mode == ClassMode::Production {
+        return Verdict::Allow(Allowance {
+            classified_outputs: BTreeSet::new(),
+            limits: None,
+            touches_classified: false,
+        });
+    }
+    let check = Check {
+        policy,
+        class,
+        limits: &class.limits,
+        catalog,
+        facts,
+    };
+    match check.run() {
+        Ok(allowance) => Verdict::Allow(allowance),
+        Err(block) => Verdict::Block(block),
+    }
+}
+
+struct Check<'a> {
+    policy: &'a Policy,
+    class: &'a RoleClass,
+    limits: &'a ClassLimits,
+    catalog: &'a Catalog,
+    facts: &'a StatementFacts,
+}
+
+fn block(rule: &'static str, reason: String) -> Block {
+    Block { rule, reason }
+}
+
+impl Check<'_> {
+    fn run(&self) -> Result<Allowance, Block> {
+        let kind = match &self.facts.kind {
+            StatementKind::Prepare { inner, .. } => inner.as_ref(),
+            other => other,
+        };
+        self.identity(kind)?;
+        self.code_and_ddl(kind)?;
+        let sequence_write = self.functions()?;
+        self.forbidden()?;
+        self.server_side_copy(kind)?;
+        let explain = matches!(kind, StatementKind::Explain { .. });
+        let executes = !matches!(kind, StatementKind::Explain { analyze: false });
+        if executes {
+            self.writes(kind, sequence_write)?;
+            self.stored()?;
+        }
+        let outputs = self.classified_outputs();
+        if !explain {
+            self.blocked_categories()?;
+            self.copy_to(kind, &outputs)?;
+        }
+        self.predicates()?;
+        if !explain {
+            self.classified_allowed(&outputs)?;
+            self.aggregated(&outputs)?;
+        }
+        let rows_flow_later = matches!(
+            self.facts.kind,
+            StatementKind::Prepare { .. } | StatementKind::Declare { .. }
+        );
+        let limits =
+            (!explain && !rows_flow_later && !outputs.is_empty()).then_some(StatementLimits {
+                max_rows: self.limits.max_rows_per_statement,
+                max_bytes: self.limits.max_bytes_per_statement,
+            });
+        Ok(Allowance {
+            touches_classified: !outputs.is_empty() || self.touches_classified(),
+            classified_outputs: if explain { BTreeSet::new() } else { outputs },
+            limits,
+        })
+    }
+
+    /// Rule 1.
+    fn identity(&self, kind: &StatementKind) -> Result<(), Block> {
+        let changes = match kind {
+            StatementKind::SetRole | StatementKind::SetSessionAuthorization => true,
+            StatementKind::Set { name } => name == "role" || name == "session_authorization",
+            _ => false,
+        };
+        if changes {
+            return Err(block(
+                IDENTITY_CHANGE,
+                "changing the role or session authorization is not allowed: a guarded session keeps the role it logged in with".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Rule 2.
+    fn code_and_ddl(&self, kind: &StatementKind) -> Result<(), Block> {
+        match kind {
+            StatementKind::Do => Err(block(
+                CODE_DO_BLOCK,
+                "DO blocks run code copyguard cannot check; run the statements one by one".to_owned(),
+            )),
+            StatementKind::Call => Err(block(
+                CODE_CALL,
+                "CALL runs procedure code copyguard cannot check".to_owned(),
+            )),
+            StatementKind::Ddl(DdlKind::Code(what)) => Err(block(
+                DDL_CODE,
+                format!("{what} creates or changes code that runs on its own, which copyguard cannot check"),
+            )),
+            StatementKind::Ddl(DdlKind::Security(what)) => Err(block(
+                DDL_SECURITY,
+                format!("{what} changes roles, privileges or ownership, which guarded roles may not do"),
+            )),
+            StatementKind::Ddl(DdlKind::Structure(what)) if !self.limits.allow_ddl => Err(block(
+                DDL_NOT_ALLOWED,
+                format!("{what} changes the schema, which role class {} may not do; schema changes go through migrations", self.class.name),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Rule 3; whether a sequence is advanced or set (a write).
+    fn functions(&self) -> Result<bool, Block> {
+        let mut sequence_write = false;
+        for f in &self.facts.functions {
+            match self.policy.functions.check(f, self.limits.allow_writes) {
+                FunctionCheck::Allowed => {}
+                FunctionCheck::SequenceWrite => sequence_write = true,
+                FunctionCheck::Refused(reason) => return Err(block(FUNCTION_NOT_ALLOWED, reason)),
+            }
+        }
+        Ok(sequence_write)
+    }
+
+    /// Rule 4: relations read or written, and the relations of every
+    /// column the statement uses.
+    fn forbidden(&self) -> Result<(), Block> {
+        let f = self.facts;
+        let columns = f
+            .output_lineage()
+            .into_iter()
+            .chain(f.predicates.iter().copied())
+            .chain(f.stored.iter().copied())
+            .map(|c| c.rel);
+        let rels: BTreeSet<_> = f
+            .reads
+            .iter()
+            .chain(&f.writes)
+            .copied()
+            .chain(columns)
+            .collect();
+        for rel in rels {
+            if let Some(reason) = self.policy.forbidden_reason(self.catalog, rel) {
+                let name = self
+                    .catalog
+                    .relation(rel)
+                    .map_or_else(|| format!("relation {rel}"), |r| r.qualified_name());
+                return Err(block(
+                    TABLE_FORBIDDEN,
+                    format!("{name} is off limits to guarded roles: {reason}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Rule 5.
+    fn server_side_copy(&self, kind: &StatementKind) -> Result<(), Block> {
+        let endpoint = match kind {
+            StatementKind::CopyTo { to, .. } => to,
+            StatementKind::CopyFrom { from, .. } => from,
+            _ => return Ok(()),
+        };
+        if matches!(endpoint, CopyEndpoint::File(_) | CopyEndpoint::Program(_)) {
+            return Err(block(
+                COPY_SERVER_SIDE,
+                "COPY to or from a server-side file or program is not allowed; use COPY ... TO STDOUT / FROM STDIN (psql's \\copy)".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Rule 6.
+    fn writes(&self, kind: &StatementKind, sequence_write: bool) -> Result<(), Block> {
+        let write_kind = matches!(
+            kind,
+            StatementKind::Insert
+                | StatementKind::Update
+                | StatementKind::Delete
+                | StatementKind::Merge
+                | StatementKind::Truncate
+                | StatementKind::CopyFrom { .. }
+                | StatementKind::CreateTableAs
+                | StatementKind::MaterializedView
+        );
+        if (write_kind || !self.facts.writes.is_empty() || sequence_write)
+            && !self.limits.allow_writes
+        {
+            return Err(block(
+                WRITE_NOT_ALLOWED,
+                format!(
+                    "role class {} may not write to this database (including nextval/setval); it is read-only",
+                    self.class.name
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Rule 7.
+    fn stored(&self) -> Result<(), Block> {
+        if let Some((col, category)) = self.first_classified(self.facts.stored.iter().copied()) {
+            return Err(block(
+                COPY_IN_DB_CLASSIFIED,
+                format!(
+                    "the statement would store values derived from classified column {} ({category}) in the database, where guarded roles could read them later",
+                    self.catalog.column_name(col)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Rule 8.
+    fn blocked_categories(&self) -> Result<(), Block> {
+        if self.limits.block_categories.is_empty() {
+            return Ok(());
+        }
+        for output in &self.facts.outputs {
+            for col in &output.lineage {
+                let Some(category) = self.policy.category_of(self.catalog, *col) else {
+                    continue;
+                };
+                if self.limits.block_categories.contains(category) {
+                    return Err(block(
+                        CATEGORY_BLOCKED,
+                        format!(
+                            "output column {:?} derives from {} ({category}), a category role class {} may never read; leave it out of the select list",
+                            output.name,
+                            self.catalog.column_name(*col),
+                            self.class.name
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Rule 9.
+    fn copy_to(&self, kind: &StatementKind, outputs: &BTreeSet<ColumnId>) -> Result<(), Block> {
+        let StatementKind::CopyTo { .. } = kind else {
+            return Ok(());
+        };
+        let Some(col) = outputs.iter().next() else {
+            return Ok(());
+        };
+        match self.limits.copy_to {
+            CopyToAction::Block => Err(block(
+                COPY_CLASSIFIED,
+                format!(
+                    "COPY would export classified column {} ({}); COPY only the columns that are not classified",
+                    self.catalog.column_name(*col),
+                    self.policy.category_of(self.catalog, *col).unwrap_or("classified")
+                ),
+            )),
+        }
+    }
+
+    /// Rule 10.
+    fn predicates(&self) -> Result<(), Block> {
+        if self.limits.classified_predicates {
+            return Ok(());
+        }
+        if let Some((col, category)) = self.first_classified(self.facts.predicates.iter().copied())
+        {
+            return Err(block(
+                PREDICATE_CLASSIFIED,
+                format!(
+                    "the statement filters, joins, groups or sorts on classified column {} ({category}), which role class {} may not do; use a column that is not classified, such as an id",
+                    self.catalog.column_name(col),
+                    self.class.name
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Rule 11.
+    fn classified_allowed(&self, outputs: &BTreeSet<ColumnId>) -> Result<(), Block> {
+        if self.limits.max_rows_per_statement > 0 || outputs.is_empty() {
+            return Ok(());
+        }
+        let found = self.facts.outputs.iter().find_map(|o| {
+            o.lineage
+                .iter()
+                .find(|c| outputs.contains(c))
+                .map(|c| (o.name.as_str(), *c))
+        });
+        let Some((name, col)) = found else {
+            return Ok(());
+        };
+        Err(block(
+            CLASSIFIED_NOT_ALLOWED,
+            format!(
+                "output column {name:?} derives from classified column {} ({}), which role class {} may not read; select only columns that are not classified",
+                self.catalog.column_name(col),
+                self.policy.category_of(self.catalog, col).unwrap_or("classified"),
+                self.class.name
+            ),
+        ))
+    }
+
+    /// Rule 12.
+    fn aggregated(&self, outputs: &BTreeSet<ColumnId>) -> Result<(), Block> {
+        if outputs.is_empty() {
+            return Ok(());
+        }
+        let Some(f) = self.facts.functions.iter().find(|f| {
+            f.schema.as_deref().is_none_or(|s| s == "pg_catalog")
+                && COLLECTING.contains(&f.name.as_str())
+        }) else {
+            return Ok(());
+        };
+        Err(block(
+            CLASSIFIED_AGGREGATED,
+            format!(
+                "{}() gathers many values into one row, which the row limit cannot count; it cannot be used in a statement that returns classified data",
+                f.name
+            ),
+        ))
+    }
+
+    /// Classified base columns in the output lineage.
+    fn classified_outputs(&self) -> BTreeSet<ColumnId> {
+        self.facts
+            .output_lineage()
+            .into_iter()
+            .filter(|c| self.policy.category_of(self.catalog, *c).is_some())
+            .collect()
+    }
+
+    /// Whether predicates, stored values or written tables involve
+    /// classified columns (errors could then quote classified values).
+    fn touches_classified(&self) -> bool {
+        let f = self.facts;
+        if self
+            .first_classified(f.predicates.iter().chain(&f.stored).copied())
+            .is_some()
+        {
+            return true;
+        }
+        f.writes.iter().any(|rel| {
+            self.catalog.relation(*rel).is_some_and(|r| {
+                r.columns.iter().any(|c| {
+                    let col = ColumnId {
+                        rel: *rel,
+                        attnum: c.attnum,
+                    };
+                    self.policy.category_of(self.catalog, col).is_some()
+                })
+            })
+        })
+    }
+
+    fn first_classified(&self, cols: impl Iterator<Item = ColumnId>) -> Option<(ColumnId, String)> {
+        cols.into_iter().find_map(|c| {
+            self.policy
+                .category_of(self.catalog, c)
+                .map(|cat| (c, cat.to_owned()))
+        })
+    }
+}

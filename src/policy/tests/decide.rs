@@ -1,0 +1,329 @@
+//! decide(): one test per rule, in rule order, then the kinds that carry
+//! no data or return rows later.
+
+use super::*;
+
+#[test]
+fn rule_identity_change() {
+    for kind in [
+        StatementKind::SetRole,
+        StatementKind::SetSessionAuthorization,
+        StatementKind::Set {
+            name: "role".into(),
+        },
+        StatementKind::Set {
+            name: "session_authorization".into(),
+        },
+    ] {
+        assert_blocked("dev_alice", &StatementFacts::new(kind), IDENTITY_CHANGE);
+    }
+    assert_allowed(
+        "dev_alice",
+        &StatementFacts::new(StatementKind::Set {
+            name: "search_path".into(),
+        }),
+    );
+}
+
+#[test]
+fn rule_code_and_ddl() {
+    let f = StatementFacts::new;
+    assert_blocked("dev_alice", &f(StatementKind::Do), CODE_DO_BLOCK);
+    assert_blocked("dev_alice", &f(StatementKind::Call), CODE_CALL);
+    assert_blocked(
+        "dev_alice",
+        &f(StatementKind::Ddl(DdlKind::Code("CREATE FUNCTION".into()))),
+        DDL_CODE,
+    );
+    assert_blocked(
+        "dev_alice",
+        &f(StatementKind::Ddl(DdlKind::Security("GRANT".into()))),
+        DDL_SECURITY,
+    );
+    let create = f(StatementKind::Ddl(DdlKind::Structure(
+        "CREATE TABLE".into(),
+    )));
+    assert_blocked("ro_x", &create, DDL_NOT_ALLOWED);
+    assert_allowed("dev_alice", &create);
+}
+
+#[test]
+fn rule_function_not_allowed() {
+    let mut f = select(&[("n", &[AMOUNT])]);
+    f.functions.insert(call(None, "lower", false));
+    f.functions.insert(call(Some("public"), "my_pure_fn", true));
+    assert_allowed("dev_alice", &f);
+    for bad in [
+        call(None, "query_to_xml", false),
+        call(None, "dblink", false),
+        call(None, "leak_email", true),
+        call(None, "md5", false),
+        call(Some("public"), "lower", false),
+    ] {
+        let mut g = f.clone();
+        g.functions.insert(bad.clone());
+        let reason = assert_blocked("dev_alice", &g, FUNCTION_NOT_ALLOWED);
+        assert!(reason.contains(&bad.name), "{reason}");
+    }
+}
+
+#[test]
+fn rule_table_forbidden() {
+    let mut f = StatementFacts::new(StatementKind::Select);
+    f.reads.insert(ID_DOCS);
+    let reason = assert_blocked("dev_alice", &f, TABLE_FORBIDDEN);
+    assert!(reason.contains("public.identity_documents"), "{reason}");
+    assert!(
+        reason.contains("identity documents never leave production"),
+        "{reason}"
+    );
+    for oid in [DOCS_P1, ARCHIVE, PG_STATS] {
+        let mut f = StatementFacts::new(StatementKind::Select);
+        f.reads.insert(oid);
+        assert_blocked("dev_alice", &f, TABLE_FORBIDDEN);
+    }
+    let mut f = StatementFacts::new(StatementKind::Delete);
+    f.writes.insert(ID_DOCS);
+    assert_blocked("dev_alice", &f, TABLE_FORBIDDEN);
+}
+
+#[test]
+fn rule_copy_server_side() {
+    let to_file = StatementKind::CopyTo {
+        to: CopyEndpoint::File("/tmp/x".into()),
+        format: CopyFormat::Csv,
+    };
+    let from_program = StatementKind::CopyFrom {
+        from: CopyEndpoint::Program("curl".into()),
+        format: CopyFormat::Text,
+    };
+    assert_blocked("dev_alice", &StatementFacts::new(to_file), COPY_SERVER_SIDE);
+    assert_blocked(
+        "dev_alice",
+        &StatementFacts::new(from_program),
+        COPY_SERVER_SIDE,
+    );
+}
+
+#[test]
+fn rule_write_not_allowed() {
+    let copy_in = StatementKind::CopyFrom {
+        from: CopyEndpoint::Client,
+        format: CopyFormat::Text,
+    };
+    for kind in [
+        StatementKind::Insert,
+        StatementKind::Update,
+        StatementKind::Delete,
+        StatementKind::Merge,
+        StatementKind::Truncate,
+        copy_in,
+        StatementKind::CreateTableAs,
+        StatementKind::MaterializedView,
+        StatementKind::Prepare {
+            name: "p".into(),
+            inner: Box::new(StatementKind::Insert),
+        },
+    ] {
+        let mut f = StatementFacts::new(kind);
+        f.writes.insert(ORDERS);
+        assert_blocked("ro_x", &f, WRITE_NOT_ALLOWED);
+        assert_allowed("dev_alice", &f);
+    }
+    let mut seq = StatementFacts::new(StatementKind::Select);
+    seq.functions.insert(call(None, "nextval", false));
+    assert_blocked("ro_x", &seq, WRITE_NOT_ALLOWED);
+    assert_allowed("dev_alice", &seq);
+    let mut execute = StatementFacts::new(StatementKind::Execute { name: "p".into() });
+    execute.writes.insert(ORDERS);
+    assert_blocked("ro_x", &execute, WRITE_NOT_ALLOWED);
+    let mut explain = StatementFacts::new(StatementKind::Explain { analyze: false });
+    explain.writes.insert(ORDERS);
+    assert_allowed("ro_x", &explain);
+    explain.kind = StatementKind::Explain { analyze: true };
+    assert_blocked("ro_x", &explain, WRITE_NOT_ALLOWED);
+}
+
+#[test]
+fn rule_copy_in_db_classified() {
+    for kind in [
+        StatementKind::Insert,
+        StatementKind::Update,
+        StatementKind::CreateTableAs,
+    ] {
+        let mut f = StatementFacts::new(kind);
+        f.writes.insert(ORDERS);
+        f.stored.insert(EMAIL);
+        let reason = assert_blocked("dev_alice", &f, COPY_IN_DB_CLASSIFIED);
+        assert!(reason.contains("public.users.email"), "{reason}");
+    }
+    let mut f = StatementFacts::new(StatementKind::Insert);
+    f.stored.insert(AMOUNT);
+    assert_allowed("dev_alice", &f);
+}
+
+#[test]
+fn rule_category_blocked() {
+    let f = select(&[("id", &[col(USERS, 1)]), ("n", &[NATIONAL_NO, COUNTRY])]);
+    let reason = assert_blocked("dev_alice", &f, CATEGORY_BLOCKED);
+    assert!(
+        reason.contains("national_id") && reason.contains("\"n\""),
+        "{reason}"
+    );
+    assert!(assert_allowed("ro_x", &f).limits.is_some());
+}
+
+#[test]
+fn rule_copy_classified() {
+    let copy_out = StatementKind::CopyTo {
+        to: CopyEndpoint::Client,
+        format: CopyFormat::Csv,
+    };
+    let mut f = select(&[("email", &[EMAIL])]);
+    f.kind = copy_out.clone();
+    assert_blocked("dev_alice", &f, COPY_CLASSIFIED);
+    let mut g = select(&[("amount_cents", &[AMOUNT])]);
+    g.kind = copy_out;
+    let a = assert_allowed("dev_alice", &g);
+    assert_eq!(a.limits, None);
+}
+
+#[test]
+fn rule_predicate_classified() {
+    let mut f = select(&[("id", &[col(USERS, 1)])]);
+    f.predicates.insert(EMAIL);
+    let reason = assert_blocked("ro_x", &f, PREDICATE_CLASSIFIED);
+    assert!(reason.contains("public.users.email"), "{reason}");
+    let a = assert_allowed("dev_alice", &f);
+    assert!(a.touches_classified && a.limits.is_none());
+    let mut explain = StatementFacts::new(StatementKind::Explain { analyze: false });
+    explain.predicates.insert(EMAIL);
+    assert_blocked("ro_x", &explain, PREDICATE_CLASSIFIED);
+}
+
+#[test]
+fn rule_classified_not_allowed() {
+    let f = select(&[("id", &[col(USERS, 1)]), ("contact", &[EMAIL])]);
+    let reason = assert_blocked("intern", &f, CLASSIFIED_NOT_ALLOWED);
+    assert!(
+        reason.contains("\"contact\"") && reason.contains("public.users.email"),
+        "{reason}"
+    );
+    assert_allowed("intern", &select(&[("country", &[COUNTRY])]));
+}
+
+#[test]
+fn rule_classified_aggregated() {
+    let mut f = select(&[("emails", &[EMAIL])]);
+    f.functions.insert(FunctionRef {
+        schema: None,
+        name: "string_agg".into(),
+        user_defined: false,
+    });
+    let reason = assert_blocked("dev_alice", &f, CLASSIFIED_AGGREGATED);
+    assert!(reason.contains("string_agg"), "{reason}");
+    let mut counts = select(&[("n", &[COUNTRY])]);
+    counts.functions.insert(FunctionRef {
+        schema: None,
+        name: "array_agg".into(),
+        user_defined: false,
+    });
+    assert_allowed("dev_alice", &counts);
+}
+
+#[test]
+fn rule_allow_with_limits() {
+    let a = assert_allowed(
+        "dev_alice",
+        &select(&[("email", &[EMAIL]), ("amount", &[AMOUNT])]),
+    );
+    assert_eq!(a.classified_outputs, [EMAIL].into_iter().collect());
+    assert_eq!(
+        a.limits,
+        Some(StatementLimits {
+            max_rows: 20,
+            max_bytes: 65536,
+        })
+    );
+    assert!(a.touches_classified);
+    let plain = assert_allowed("dev_alice", &select(&[("amount", &[AMOUNT])]));
+    assert_eq!(plain.limits, None);
+    assert!(!plain.touches_classified && plain.classified_outputs.is_empty());
+    let mut update = StatementFacts::new(StatementKind::Update);
+    update.writes.insert(USERS);
+    assert!(assert_allowed("dev_alice", &update).touches_classified);
+}
+
+#[test]
+fn rows_flow_at_execute_and_fetch() {
+    for kind in [
+        StatementKind::Prepare {
+            name: "p".into(),
+            inner: Box::new(StatementKind::Select),
+        },
+        StatementKind::Declare { name: "c".into() },
+    ] {
+        let mut f = select(&[("email", &[EMAIL])]);
+        f.kind = kind;
+        let a = assert_allowed("dev_alice", &f);
+        assert_eq!((a.limits, a.classified_outputs.len()), (None, 1));
+        assert_blocked("intern", &f, CLASSIFIED_NOT_ALLOWED);
+    }
+    for kind in [
+        StatementKind::Execute { name: "p".into() },
+        StatementKind::Fetch {
+            name: "c".into(),
+            is_move: false,
+        },
+    ] {
+        let mut f = select(&[("email", &[EMAIL])]);
+        f.kind = kind;
+        assert!(assert_allowed("dev_alice", &f).limits.is_some());
+        assert_blocked("intern", &f, CLASSIFIED_NOT_ALLOWED);
+    }
+    let mut explain = select(&[("email", &[EMAIL])]);
+    explain.kind = StatementKind::Explain { analyze: true };
+    let a = assert_allowed("intern", &explain);
+    assert!(a.limits.is_none() && a.classified_outputs.is_empty() && a.touches_classified);
+}
+
+#[test]
+fn statements_without_data_pass() {
+    for kind in [
+        StatementKind::Transaction,
+        StatementKind::Show,
+        StatementKind::Listen,
+        StatementKind::Notify,
+        StatementKind::Discard,
+        StatementKind::Empty,
+        StatementKind::Maintenance,
+        StatementKind::Lock,
+        StatementKind::Deallocate { name: None },
+        StatementKind::CloseCursor { name: None },
+        StatementKind::Set { name: "all".into() },
+    ] {
+        let a = assert_allowed("intern", &StatementFacts::new(kind));
+        assert_eq!(a.limits, None);
+    }
+}
+
+#[test]
+fn production_is_always_allowed() {
+    let mut f = StatementFacts::new(StatementKind::Do);
+    f.reads.insert(ID_DOCS);
+    let a = assert_allowed("app_prod", &f);
+    assert!(!a.touches_classified && a.limits.is_none());
+}
+
+#[test]
+fn rule_ids_are_unique_and_documented() {
+    let readme = include_str!("../../../policies/README.md");
+    let mut seen = BTreeSet::new();
+    for (id, _) in RULES {
+        assert!(seen.insert(*id), "{id} twice");
+        assert!(
+            readme.contains(&format!("`{id}`")),
+            "{id} not in policies/README.md"
+        );
+    }
+}

@@ -1,0 +1,495 @@
+//! Server to client: every response is matched to the request it answers
+//! (the [`Expect`] queue), checked, counted and scrubbed.
+//!
+//! - RowDescription: the second check (table OID and column number of
+//!   every plain column against the policy).
+//! - DataRow and CopyData: row and byte limits per statement, budgets per
+//!   session and per role. At the first row over a limit, relaying stops,
+//!   the upstream query is cancelled, the client gets the refusal, and
+//!   everything up to the next ReadyForQuery is discarded.
+//! - ErrorResponse / NoticeResponse of statements that touched classified
+//!   data are scrubbed; NotificationResponse payloads are blanked unless
+//!   the channel is allowed; errors of deliberately failed messages are
+//!   replaced by the refusal.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
+use tracing::warn;
+
+use super::exec::{Exec, Expect};
+use super::frontend::refusal;
+use super::Guard;
+use crate::enforce::{self, blank_notification, check_row_description, scrub_error};
+use crate::policy::Block;
+use crate::proxy::{upstream, SessionError};
+use crate::wire::messages;
+use crate::wire::{Conn, Frame};
+
+/// The client-bound writer, with a flag telling whether a frame is half
+/// written (so a final FATAL is only sent between frames).
+pub(super) struct ClientOut<W> {
+    pub writer: BufWriter<W>,
+    pub in_frame: bool,
+}
+
+impl<W: AsyncWrite + Unpin> ClientOut<W> {
+    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), SessionError> {
+        self.in_frame = true;
+        self.writer
+            .write_all(bytes)
+            .await
+            .map_err(|e| SessionError::Client(e.into()))?;
+        self.in_frame = false;
+        Ok(())
+    }
+
+    pub async fn flush(&mut self) -> Result<(), SessionError> {
+        self.writer
+            .flush()
+            .await
+            .map_err(|e| SessionError::Client(e.into()))
+    }
+}
+
+pub(super) struct Backend<'a, R, W> {
+    guard: &'a Guard<'a>,
+    server: &'a mut Conn<R>,
+    client: &'a mut ClientOut<W>,
+    /// After a violation: drop everything up to the next ReadyForQuery.
+    discarding: bool,
+}
+
+impl<'a, R, W> Backend<'a, R, W>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    pub fn new(
+        guard: &'a Guard<'a>,
+        server: &'a mut Conn<R>,
+        client: &'a mut ClientOut<W>,
+    ) -> Self {
+        Backend {
+            guard,
+            server,
+            client,
+            discarding: false,
+        }
+    }
+
+    /// Relays server messages until the server closes.
+    pub async fn run(mut self) -> Result<(), SessionError> {
+        loop {
+            let Some(frame) = self
+                .server
+                .read_frame()
+                .await
+                .map_err(SessionError::Upstream)?
+            else {
+                self.client.flush().await?;
+                return Ok(());
+            };
+            self.handle(frame).await?;
+            if self.server.buffered() == 0 {
+                self.client.flush().await?;
+            }
+        }
+    }
+
+    fn head_exec(&self) -> Option<Arc<Exec>> {
+        match self.guard.state.lock().front() {
+            Some(Expect::Statement(e)) | Some(Expect::Execute(e)) => Some(e.clone()),
+            _ => None,
+        }
+    }
+
+    fn head_is_internal(&self) -> bool {
+        matches!(
+            self.guard.state.lock().front(),
+            Some(Expect::Internal { .. })
+        )
+    }
+
+    async fn handle(&mut self, frame: Frame) -> Result<(), SessionError> {
+        match frame.tag() {
+            b'A' => return self.notification(&frame).await,
+            b'S' => return self.parameter_status(&frame).await,
+            b'Z' => return self.ready(&frame).await,
+            _ => {}
+        }
+        if self.head_is_internal() {
+            return self.internal(&frame);
+        }
+        if self.discarding {
+            return Ok(());
+        }
+        match frame.tag() {
+            b'E' => self.error(&frame).await,
+            b'N' => {
+                let scrub = self.head_exec().is_some_and(|e| e.scrub);
+                self.forward_scrubbed(&frame, scrub).await
+            }
+            b'1' => {
+                self.pop_expected(&frame, |e| matches!(e, Expect::Parse))
+                    .await
+            }
+            b'2' => {
+                self.pop_expected(&frame, |e| matches!(e, Expect::Bind))
+                    .await
+            }
+            b'3' => {
+                self.pop_expected(&frame, |e| matches!(e, Expect::Close))
+                    .await
+            }
+            b't' => self.parameter_description(&frame).await,
+            b'T' => self.row_description(&frame).await,
+            b'n' => self.no_data(&frame).await,
+            b'D' => self.data_row(&frame).await,
+            b'd' => self.copy_data(&frame).await,
+            b'C' | b'I' | b's' => self.completion(&frame).await,
+            b'G' | b'H' | b'c' => self.client.write(frame.as_bytes()).await,
+            _ => Err(anomaly(&frame)),
+        }
+    }
+
+    async fn parameter_description(&mut self, frame: &Frame) -> Result<(), SessionError> {
+        let hidden = match self.guard.state.lock().front() {
+            Some(Expect::Describe { hidden, .. }) => *hidden,
+            _ => return Err(anomaly(frame)),
+        };
+        if hidden {
+            Ok(())
+        } else {
+            self.client.write(frame.as_bytes()).await
+        }
+    }
+
+    async fn pop_expected(
+        &mut self,
+        frame: &Frame,
+        expected: impl Fn(&Expect) -> bool,
+    ) -> Result<(), SessionError> {
+        {
+            let mut queue = self.guard.state.lock();
+            match queue.front() {
+                Some(e) if expected(e) => {
+                    queue.pop_front();
+                }
+                _ => return Err(anomaly(frame)),
+            }
+        }
+        self.client.write(frame.as_bytes()).await
+    }
+
+    async fn forward_scrubbed(&mut self, frame: &Frame, scrub: bool) -> Result<(), SessionError> {
+        if scrub {
+            self.client.write(&scrub_error(frame)).await
+        } else {
+            self.client.write(frame.as_bytes()).await
+        }
+    }
+
+    async fn notification(&mut self, frame: &Frame) -> Result<(), SessionError> {
+        let policy = self.guard.shared.policy.current();
+        let passes = messages::parse_notification(frame)
+            .map(|(_, channel, _)| policy.notification_passes(&channel))
+            .unwrap_or(false);
+        if passes {
+            self.client.write(frame.as_bytes()).await
+        } else {
+            match blank_notification(frame) {
+                Some(blanked) => self.client.write(&blanked).await,
+                None => Ok(()),
+            }
+        }
+    }
+
+    async fn parameter_status(&mut self, frame: &Frame) -> Result<(), SessionError> {
+        let (name, value) =
+            messages::parse_parameter_status(frame).map_err(SessionError::Upstream)?;
+        if name == "session_authorization" && value != self.guard.info.user {
+            return Err(SessionError::Guard(
+                "the session's identity changed; guarded sessions keep their login role".into(),
+            ));
+        }
+        if name == "is_superuser" && value == "on" {
+            let was = self
+                .guard
+                .info
+                .server_params
+                .iter()
+                .any(|(k, v)| k == "is_superuser" && v == "on");
+            if !was {
+                return Err(SessionError::Guard(
+                    "the session gained superuser rights; guarded sessions keep their login role"
+                        .into(),
+                ));
+            }
+        }
+        self.client.write(frame.as_bytes()).await
+    }
+
+    async fn ready(&mut self, frame: &Frame) -> Result<(), SessionError> {
+        self.guard
+            .state
+            .status
+            .store(messages::parse_ready_status(frame), Ordering::Relaxed);
+        let internal = {
+            let mut queue = self.guard.state.lock();
+            let mut finished = None;
+            while let Some(e) = queue.pop_front() {
+                if e.ends_cycle() {
+                    finished = Some(e);
+                    break;
+                }
+            }
+            match finished {
+                Some(Expect::Internal { reply, sets, error }) => Some((reply, sets, error)),
+                Some(_) => None,
+                None => return Err(anomaly(frame)),
+            }
+        };
+        if let Some((reply, sets, error)) = internal {
+            let _ = reply.send(match error {
+                Some(e) => Err(e),
+                None => Ok(sets),
+            });
+            return Ok(());
+        }
+        self.discarding = false;
+        self.client.write(frame.as_bytes()).await
+    }
+
+    /// Collects the results of an internal query.
+    fn internal(&mut self, frame: &Frame) -> Result<(), SessionError> {
+        let mut queue = self.guard.state.lock();
+        let Some(Expect::Internal { sets, error, .. }) = queue.front_mut() else {
+            return Err(anomaly(frame));
+        };
+        match frame.tag() {
+            b'T' => sets.push(Vec::new()),
+            b'D' => {
+                let row = messages::parse_data_row(frame).map_err(SessionError::Upstream)?;
+                match sets.last_mut() {
+                    Some(set) => set.push(row),
+                    None => return Err(anomaly(frame)),
+                }
+            }
+            b'C' => {
+                if sets.is_empty() {
+                    sets.push(Vec::new());
+                }
+            }
+            b'E' => {
+                *error = Some(
+                    messages::parse_error_code(frame)
+                        .map(|(code, msg)| format!("{code}: {msg}"))
+                        .unwrap_or_default(),
+                )
+            }
+            b'N' | b'I' => {}
+            _ => return Err(anomaly(frame)),
+        }
+        Ok(())
+    }
+
+    async fn error(&mut self, frame: &Frame) -> Result<(), SessionError> {
+        let (replacement, scrub) = {
+            let mut queue = self.guard.state.lock();
+            let replacement = match queue.front() {
+                Some(Expect::Refused(err)) => Some(err.clone()),
+                _ => None,
+            };
+            let scrub = matches!(
+                queue.front(),
+                Some(Expect::Statement(e)) | Some(Expect::Execute(e)) if e.scrub
+            );
+            while queue.front().is_some_and(|e| !e.ends_cycle()) {
+                queue.pop_front();
+            }
+            (replacement, scrub)
+        };
+        match replacement {
+            Some(err) => self.client.write(&err.encode()).await,
+            None => self.forward_scrubbed(frame, scrub).await,
+        }
+    }
+
+    async fn row_description(&mut self, frame: &Frame) -> Result<(), SessionError> {
+        let (target, hidden, pop) = match self.guard.state.lock().front() {
+            Some(Expect::Statement(e)) => (Some(e.clone()), false, false),
+            Some(Expect::Describe { target, hidden }) => (target.clone(), *hidden, true),
+            _ => return Err(anomaly(frame)),
+        };
+        if pop {
+            self.guard.state.lock().pop_front();
+        }
+        if let Some(exec) = &target {
+            let fields = messages::parse_row_description(frame).map_err(SessionError::Upstream)?;
+            let checked = check_row_description(
+                &exec.policy,
+                &exec.catalog,
+                &exec.facts,
+                &exec.allowance,
+                &fields,
+            );
+            match checked {
+                Ok(()) => exec.mark_checked(),
+                Err(b) => {
+                    exec.poison();
+                    return self.violation(&b, pop).await;
+                }
+            }
+        }
+        if hidden {
+            Ok(())
+        } else {
+            self.client.write(frame.as_bytes()).await
+        }
+    }
+
+    async fn no_data(&mut self, frame: &Frame) -> Result<(), SessionError> {
+        let (target, hidden) = match self.guard.state.lock().pop_front() {
+            Some(Expect::Describe { target, hidden }) => (target, hidden),
+            _ => return Err(anomaly(frame)),
+        };
+        if let Some(exec) = target {
+            exec.mark_checked();
+        }
+        if hidden {
+            Ok(())
+        } else {
+            self.client.write(frame.as_bytes()).await
+        }
+    }
+
+    async fn data_row(&mut self, frame: &Frame) -> Result<(), SessionError> {
+        let Some(exec) = self.head_exec() else {
+            return Err(anomaly(frame));
+        };
+        if !exec.rows_allowed() {
+            let b = enforce::block(
+                "result.unchecked",
+                "rows arrived whose description copyguard could not check",
+            );
+            return self.violation(&b, false).await;
+        }
+        if let Some(b) = self.count(&exec, frame.as_bytes().len()) {
+            return self.violation(&b, false).await;
+        }
+        self.client.write(frame.as_bytes()).await
+    }
+
+    async fn copy_data(&mut self, frame: &Frame) -> Result<(), SessionError> {
+        if let Some(exec) = self.head_exec() {
+            if let Some(b) = self.count(&exec, frame.as_bytes().len()) {
+                return self.violation(&b, false).await;
+            }
+        }
+        self.client.write(frame.as_bytes()).await
+    }
+
+    /// Counts a row of classified data; the refusal when a limit is passed.
+    fn count(&self, exec: &Exec, bytes: usize) -> Option<Block> {
+        let limits = exec.allowance.limits.as_ref()?;
+        let class = &self.guard.class.limits;
+        let (rows, total) = exec.count_row(bytes);
+        if rows > limits.max_rows {
+            return Some(enforce::block(
+                "limit.rows",
+                format!(
+                    "the result holds more than {} rows of classified data",
+                    limits.max_rows
+                ),
+            ));
+        }
+        if total > limits.max_bytes {
+            return Some(enforce::block(
+                "limit.bytes",
+                format!(
+                    "the result holds more than {} bytes of classified data",
+                    limits.max_bytes
+                ),
+            ));
+        }
+        let session = self
+            .guard
+            .state
+            .session_rows
+            .fetch_add(1, Ordering::Relaxed)
+            + 1;
+        if session > class.max_rows_per_session {
+            return Some(enforce::block(
+                "budget.session",
+                format!(
+                    "this session already received {} rows of classified data",
+                    class.max_rows_per_session
+                ),
+            ));
+        }
+        if !self.guard.shared.budgets.try_take(
+            &self.guard.info.user,
+            1,
+            class.max_rows_per_window,
+            class.window,
+        ) {
+            return Some(enforce::block(
+                "budget.role",
+                format!(
+                    "role {} already received {} rows of classified data in the last {}",
+                    self.guard.info.user,
+                    class.max_rows_per_window,
+                    humantime::format_duration(class.window)
+                ),
+            ));
+        }
+        None
+    }
+
+    async fn completion(&mut self, frame: &Frame) -> Result<(), SessionError> {
+        match self.guard.state.lock().pop_front() {
+            Some(Expect::Statement(_)) | Some(Expect::Execute(_)) => {}
+            _ => return Err(anomaly(frame)),
+        }
+        self.client.write(frame.as_bytes()).await
+    }
+
+    /// Stops the current result: the refusal goes to the client, the
+    /// running query is cancelled (unless `idle`: nothing runs yet), and
+    /// everything up to the next ReadyForQuery is discarded.
+    async fn violation(&mut self, b: &Block, idle: bool) -> Result<(), SessionError> {
+        warn!(
+            user = %self.guard.info.user,
+            database = %self.guard.info.database,
+            rule = b.rule,
+            reason = %b.reason,
+            "result stopped"
+        );
+        metrics::counter!(crate::telemetry::VERDICTS, "verdict" => "block", "rule" => b.rule)
+            .increment(1);
+        self.client.write(&refusal(b).encode()).await?;
+        self.discarding = true;
+        if !idle {
+            if let Some(key) = self.guard.upstream_key.clone() {
+                let shared = self.guard.shared_arc.clone();
+                self.guard
+                    .state
+                    .set_pending_cancel(tokio::spawn(async move {
+                        if let Err(e) = upstream::send_cancel(&shared, &key).await {
+                            warn!(error = %e, "cancel after a limit was not delivered");
+                        }
+                    }));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn anomaly(frame: &Frame) -> SessionError {
+    SessionError::UpstreamProtocol(format!(
+        "unexpected message {:?} from the server in a guarded session",
+        frame.tag() as char
+    ))
+}

@@ -1,0 +1,196 @@
+//! What the two halves of a guarded relay share: the execution context of
+//! each statement, portal and cursor ([`Exec`]), and the queue of responses
+//! the server owes ([`Expect`]), in the order the requests were sent.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::analysis::StatementFacts;
+use crate::catalog::{Catalog, Row};
+use crate::policy::{Allowance, Policy};
+use crate::wire::messages::ErrorFields;
+
+/// A statement, portal or cursor as analyzed and decided, with the
+/// counters its results are checked against.
+#[derive(Debug)]
+pub(super) struct Exec {
+    pub facts: StatementFacts,
+    pub allowance: Allowance,
+    /// Errors and notices of this statement must be scrubbed.
+    pub scrub: bool,
+    /// The policy and catalog the decision was made with; the result
+    /// checks use the same.
+    pub policy: Arc<Policy>,
+    pub catalog: Arc<Catalog>,
+    /// Where a row description may already have been checked (a portal's
+    /// statement).
+    pub described_by: Option<Arc<Exec>>,
+    /// Where rows are counted when not here (a FETCH's cursor).
+    pub counted_by: Option<Arc<Exec>>,
+    /// The client asked for a description (Describe) of this exec.
+    pub describe_requested: AtomicBool,
+    checked: AtomicBool,
+    poisoned: AtomicBool,
+    rows: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Exec {
+    pub fn new(
+        facts: StatementFacts,
+        allowance: Allowance,
+        scrub: bool,
+        policy: Arc<Policy>,
+        catalog: Arc<Catalog>,
+    ) -> Exec {
+        Exec {
+            facts,
+            allowance,
+            scrub,
+            policy,
+            catalog,
+            described_by: None,
+            counted_by: None,
+            describe_requested: AtomicBool::new(false),
+            checked: AtomicBool::new(false),
+            poisoned: AtomicBool::new(false),
+            rows: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+        }
+    }
+
+    /// Records that a row description of this exec passed the check.
+    pub fn mark_checked(&self) {
+        if !self.poisoned.load(Ordering::Relaxed) {
+            self.checked.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Records a failed check: rows of this exec are never relayed.
+    pub fn poison(&self) {
+        self.poisoned.store(true, Ordering::Relaxed);
+        self.checked.store(false, Ordering::Relaxed);
+    }
+
+    /// Whether rows of this exec may be relayed: its description (or its
+    /// statement's) passed the check.
+    pub fn rows_allowed(&self) -> bool {
+        if self.poisoned.load(Ordering::Relaxed) {
+            return false;
+        }
+        self.checked.load(Ordering::Relaxed)
+            || self.described_by.as_ref().is_some_and(|s| s.rows_allowed())
+    }
+
+    /// Whether the client or copyguard asked for a description.
+    pub fn described(&self) -> bool {
+        self.describe_requested.load(Ordering::Relaxed)
+            || self
+                .described_by
+                .as_ref()
+                .is_some_and(|s| s.describe_requested.load(Ordering::Relaxed))
+    }
+
+    /// Counts one row of `bytes`; returns the totals so far.
+    pub fn count_row(&self, bytes: usize) -> (u64, u64) {
+        let owner = self.counted_by.as_deref().unwrap_or(self);
+        let rows = owner.rows.fetch_add(1, Ordering::Relaxed) + 1;
+        let total = owner.bytes.fetch_add(bytes as u64, Ordering::Relaxed) + bytes as u64;
+        (rows, total)
+    }
+}
+
+/// Result sets of an internal query, or the server's error message.
+pub(super) type InternalResult = Result<Vec<Vec<Row>>, String>;
+
+/// A response the server owes, in request order.
+#[derive(Debug)]
+pub(super) enum Expect {
+    /// One statement of a simple Query.
+    Statement(Arc<Exec>),
+    /// The ReadyForQuery that ends a simple Query or FunctionCall.
+    QueryEnd,
+    /// A message copyguard replaced by a deliberately failing one: the
+    /// ErrorResponse it causes is replaced by this refusal.
+    Refused(ErrorFields),
+    /// ParseComplete.
+    Parse,
+    /// BindComplete.
+    Bind,
+    /// CloseComplete.
+    Close,
+    /// A description (ParameterDescription and RowDescription / NoData).
+    /// `hidden` when copyguard asked for it itself.
+    Describe {
+        target: Option<Arc<Exec>>,
+        hidden: bool,
+    },
+    /// The rows and completion of an Execute.
+    Execute(Arc<Exec>),
+    /// The ReadyForQuery that answers a Sync.
+    Sync,
+    /// A query copyguard runs for itself; its results go to the sender.
+    Internal {
+        reply: oneshot::Sender<InternalResult>,
+        sets: Vec<Vec<Row>>,
+        error: Option<String>,
+    },
+}
+
+impl Expect {
+    /// Whether a ReadyForQuery answers this entry.
+    pub fn ends_cycle(&self) -> bool {
+        matches!(
+            self,
+            Expect::QueryEnd | Expect::Sync | Expect::Internal { .. }
+        )
+    }
+}
+
+/// State both halves of a guarded relay touch. Locks are held briefly and
+/// never across an await.
+#[derive(Debug, Default)]
+pub(super) struct SessionState {
+    queue: Mutex<VecDeque<Expect>>,
+    /// Transaction status of the last ReadyForQuery.
+    pub status: AtomicU8,
+    /// A cancel sent after a limit was hit; the next client message waits
+    /// for it so it cannot hit a later statement.
+    pub pending_cancel: Mutex<Option<JoinHandle<()>>>,
+    /// Classified rows relayed in this session.
+    pub session_rows: AtomicU64,
+}
+
+impl SessionState {
+    pub fn new() -> SessionState {
+        let s = SessionState::default();
+        s.status.store(b'I', Ordering::Relaxed);
+        s
+    }
+
+    pub fn push(&self, e: Expect) {
+        self.lock().push_back(e);
+    }
+
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Expect>> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn take_pending_cancel(&self) -> Option<JoinHandle<()>> {
+        self.pending_cancel
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+
+    pub fn set_pending_cancel(&self, handle: JoinHandle<()>) {
+        *self
+            .pending_cancel
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(handle);
+    }
+}

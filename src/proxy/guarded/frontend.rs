@@ -1,0 +1,539 @@
+//! Client to server: every message is understood before it goes on.
+//!
+//! Statements are analyzed and decided whichever way they arrive (simple
+//! Query, Parse, SQL PREPARE/EXECUTE, DECLARE/FETCH). A refused message is
+//! replaced by one that fails on the server (`copyguard_blocked`), so the
+//! server's own error handling keeps transaction state and ReadyForQuery
+//! right; the backend half swaps that error for the refusal.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncWrite, BufWriter};
+use tracing::{info, warn};
+
+use super::exec::{Exec, Expect, InternalResult};
+use super::Guard;
+use crate::analysis::{self, AnalysisError, Context, StatementFacts, StatementKind};
+use crate::catalog::{parse_name_array, Catalog, CatalogRows, LOAD_SQL};
+use crate::enforce::{self, block_error};
+use crate::policy::{Block, Policy, Verdict};
+use crate::proxy::SessionError;
+use crate::wire::messages::{self, ErrorFields};
+use crate::wire::{Conn, Frame};
+
+/// SQL that fails at parse time on the server, used in place of refused
+/// statements.
+const BLOCKED_SQL: &str = "copyguard_blocked";
+/// A statement name no client uses, for Bind/Execute that must fail.
+const BLOCKED_NAME: &str = "copyguard_blocked";
+
+/// Session state only the frontend half needs.
+pub(super) struct Frontend<'a, R, W> {
+    guard: &'a Guard<'a>,
+    client: &'a mut Conn<R>,
+    server: &'a mut BufWriter<W>,
+    catalog: Arc<Catalog>,
+    search_path: Vec<String>,
+    search_path_dirty: bool,
+    catalog_dirty: bool,
+    in_batch: bool,
+    statements: HashMap<String, Arc<Exec>>,
+    portals: HashMap<String, Arc<Exec>>,
+    cursors: HashMap<String, Arc<Exec>>,
+}
+
+impl<'a, R, W> Frontend<'a, R, W>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    pub fn new(
+        guard: &'a Guard<'a>,
+        client: &'a mut Conn<R>,
+        server: &'a mut BufWriter<W>,
+        catalog: Arc<Catalog>,
+    ) -> Self {
+        let catalog_dirty = catalog.relations().next().is_none();
+        Frontend {
+            guard,
+            client,
+            server,
+            catalog,
+            search_path: vec!["pg_catalog".to_owned(), "public".to_owned()],
+            search_path_dirty: true,
+            catalog_dirty,
+            in_batch: false,
+            statements: HashMap::new(),
+            portals: HashMap::new(),
+            cursors: HashMap::new(),
+        }
+    }
+
+    /// Relays client messages until the client leaves.
+    pub async fn run(mut self) -> Result<(), SessionError> {
+        loop {
+            let Some(frame) = self
+                .client
+                .read_frame()
+                .await
+                .map_err(SessionError::Client)?
+            else {
+                return Ok(());
+            };
+            if let Some(cancel) = self.guard.state.take_pending_cancel() {
+                self.flush().await?;
+                let _ = cancel.await;
+            }
+            match frame.tag() {
+                b'Q' => self.simple_query(&frame).await?,
+                b'P' => self.parse(&frame).await?,
+                b'B' => self.bind(&frame).await?,
+                b'D' => self.describe(&frame).await?,
+                b'E' => self.execute(&frame).await?,
+                b'C' => self.close(&frame).await?,
+                b'S' => {
+                    self.guard.state.push(Expect::Sync);
+                    self.in_batch = false;
+                    self.send(frame.as_bytes()).await?;
+                }
+                b'H' => {
+                    self.send(frame.as_bytes()).await?;
+                    self.flush().await?;
+                }
+                b'd' | b'c' | b'f' => self.send(frame.as_bytes()).await?,
+                b'F' => {
+                    let b = enforce::block(
+                        "protocol.function_call",
+                        "the FunctionCall protocol message is not available to guarded roles",
+                    );
+                    self.refuse_cycle(&b).await?;
+                }
+                b'X' => {
+                    self.send(frame.as_bytes()).await?;
+                    self.flush().await?;
+                    return Ok(());
+                }
+                other => {
+                    return Err(SessionError::ClientProtocol(format!(
+                        "unexpected message type {:?} in a guarded session",
+                        other as char
+                    )))
+                }
+            }
+            if self.client.buffered() == 0 {
+                self.flush().await?;
+            }
+        }
+    }
+
+    async fn send(&mut self, bytes: &[u8]) -> Result<(), SessionError> {
+        use tokio::io::AsyncWriteExt;
+        self.server
+            .write_all(bytes)
+            .await
+            .map_err(|e| SessionError::Upstream(e.into()))
+    }
+
+    async fn flush(&mut self) -> Result<(), SessionError> {
+        use tokio::io::AsyncWriteExt;
+        self.server
+            .flush()
+            .await
+            .map_err(|e| SessionError::Upstream(e.into()))
+    }
+
+    /// Runs a query for copyguard itself, after everything sent so far.
+    async fn internal(&mut self, sql: &str) -> Result<InternalResult, SessionError> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.guard.state.push(Expect::Internal {
+            reply,
+            sets: Vec::new(),
+            error: None,
+        });
+        self.send(&messages::query(sql)).await?;
+        self.flush().await?;
+        rx.await
+            .map_err(|_| SessionError::UpstreamProtocol("internal query abandoned".into()))
+    }
+
+    /// Refreshes the catalog and the search path when they may have
+    /// changed, at the start of a request cycle (never inside an extended
+    /// protocol batch, never in a failed transaction).
+    async fn refresh(&mut self) -> Result<(), SessionError> {
+        if self.guard.state.status.load(Ordering::Relaxed) == b'E' {
+            return Ok(());
+        }
+        let cache = &self.guard.shared.catalogs;
+        if let Some(newer) = cache.get(&self.guard.info.database) {
+            if newer.loaded_at > self.catalog.loaded_at {
+                self.catalog = newer;
+            }
+        }
+        if self.catalog_dirty || cache.is_stale(&self.catalog) {
+            match self.internal(LOAD_SQL).await? {
+                Ok(sets) => match CatalogRows::from_sets(sets).and_then(|r| r.into_catalog()) {
+                    Ok(catalog) => {
+                        let catalog = Arc::new(catalog);
+                        cache.put(&self.guard.info.database, catalog.clone());
+                        self.catalog = catalog;
+                        self.catalog_dirty = false;
+                    }
+                    Err(e) => warn!(error = %e, "catalog reload failed"),
+                },
+                Err(e) => warn!(error = %e, "catalog reload failed"),
+            }
+        }
+        if self.search_path_dirty {
+            if let Ok(sets) = self
+                .internal("SELECT pg_catalog.current_schemas(true)::text")
+                .await?
+            {
+                let path = sets
+                    .first()
+                    .and_then(|rows| rows.first())
+                    .and_then(|row| row.first().cloned().flatten())
+                    .and_then(|text| parse_name_array(&text));
+                if let Some(path) = path {
+                    self.search_path = path;
+                    self.search_path_dirty = false;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn analyze(&self, sql: &str) -> Result<Vec<StatementFacts>, Block> {
+        let ctx = Context {
+            catalog: &self.catalog,
+            search_path: &self.search_path,
+        };
+        analysis::analyze(sql, &ctx)
+            .map(|f| f.statements)
+            .map_err(|e| analysis_block(&e))
+    }
+
+    /// Decides one statement, substituting what EXECUTE and FETCH refer to.
+    fn decide(&self, facts: StatementFacts, policy: &Arc<Policy>) -> Result<Arc<Exec>, Block> {
+        let mut counted_by = None;
+        let facts = match &facts.kind {
+            StatementKind::Execute { name } => {
+                let prepared = self.statements.get(name).ok_or_else(|| {
+                    enforce::block(
+                        "statement.unknown",
+                        format!("no prepared statement {name:?} known to copyguard"),
+                    )
+                })?;
+                let mut inner = prepared.facts.clone();
+                inner.kind = facts.kind.clone();
+                inner.functions.extend(facts.functions.iter().cloned());
+                inner.predicates.extend(facts.predicates.iter().copied());
+                inner
+            }
+            StatementKind::Fetch { name, is_move } => {
+                let cursor = self.cursors.get(name).ok_or_else(|| {
+                    enforce::block(
+                        "cursor.unknown",
+                        format!("no cursor {name:?} known to copyguard"),
+                    )
+                })?;
+                let mut inner = cursor.facts.clone();
+                inner.kind = facts.kind.clone();
+                if *is_move {
+                    inner.outputs.clear();
+                }
+                counted_by = Some(cursor.clone());
+                inner
+            }
+            _ => facts,
+        };
+        match policy.decide(&self.guard.class, &self.catalog, &facts) {
+            Verdict::Block(b) => Err(b),
+            Verdict::Allow(allowance) => {
+                let scrub = allowance.touches_classified || self.writes_classified(policy, &facts);
+                let mut exec = Exec::new(
+                    facts,
+                    allowance,
+                    scrub,
+                    policy.clone(),
+                    self.catalog.clone(),
+                );
+                exec.counted_by = counted_by;
+                Ok(Arc::new(exec))
+            }
+        }
+    }
+
+    fn writes_classified(&self, policy: &Policy, facts: &StatementFacts) -> bool {
+        facts.writes.iter().any(|rel| {
+            self.catalog.relation(*rel).is_some_and(|r| {
+                r.columns.iter().any(|c| {
+                    let col = crate::catalog::ColumnId {
+                        rel: r.oid,
+                        attnum: c.attnum,
+                    };
+                    policy.category_of(&self.catalog, col).is_some()
+                })
+            })
+        })
+    }
+
+    /// Applies what an allowed statement changes in the session.
+    fn apply(&mut self, exec: &Arc<Exec>) {
+        match &exec.facts.kind {
+            StatementKind::Prepare { name, .. } => {
+                self.statements.insert(name.clone(), exec.clone());
+            }
+            StatementKind::Deallocate { name: Some(name) } => {
+                self.statements.remove(name);
+            }
+            StatementKind::Deallocate { name: None } => self.statements.clear(),
+            StatementKind::Declare { name } => {
+                self.cursors.insert(name.clone(), exec.clone());
+            }
+            StatementKind::CloseCursor { name: Some(name) } => {
+                self.cursors.remove(name);
+            }
+            StatementKind::CloseCursor { name: None } => self.cursors.clear(),
+            StatementKind::Set { name } if name == "search_path" || name == "all" => {
+                self.search_path_dirty = true
+            }
+            StatementKind::Transaction | StatementKind::Discard => self.search_path_dirty = true,
+            StatementKind::Ddl(_)
+            | StatementKind::CreateTableAs
+            | StatementKind::MaterializedView => self.catalog_dirty = true,
+            _ => {}
+        }
+    }
+
+    fn log_refusal(&self, b: &Block) {
+        info!(
+            user = %self.guard.info.user,
+            database = %self.guard.info.database,
+            rule = b.rule,
+            reason = %b.reason,
+            "statement refused"
+        );
+        metrics::counter!(crate::telemetry::VERDICTS, "verdict" => "block", "rule" => b.rule)
+            .increment(1);
+    }
+
+    /// Replaces a whole simple-query cycle with a failing statement.
+    async fn refuse_cycle(&mut self, b: &Block) -> Result<(), SessionError> {
+        self.log_refusal(b);
+        self.guard.state.push(Expect::Refused(block_error(b)));
+        self.guard.state.push(Expect::QueryEnd);
+        self.send(&messages::query(BLOCKED_SQL)).await
+    }
+
+    async fn simple_query(&mut self, frame: &Frame) -> Result<(), SessionError> {
+        self.refresh().await?;
+        let sql = messages::parse_query(frame).map_err(SessionError::Client)?;
+        let policy = self.guard.shared.policy.current();
+        let decided: Result<Vec<Arc<Exec>>, Block> = self.analyze(&sql).and_then(|statements| {
+            let mut execs = Vec::with_capacity(statements.len());
+            for facts in statements {
+                let exec = self.decide(facts, &policy)?;
+                execs.push(exec);
+            }
+            Ok(execs)
+        });
+        let execs = match decided {
+            Ok(execs) => execs,
+            Err(b) => return self.refuse_cycle(&b).await,
+        };
+        if execs.is_empty() {
+            let empty = StatementFacts::new(StatementKind::Empty);
+            let exec = self.decide(empty, &policy).map_err(|b| {
+                SessionError::ClientProtocol(format!("empty statement refused: {}", b.reason))
+            })?;
+            self.guard.state.push(Expect::Statement(exec));
+        }
+        for exec in &execs {
+            self.apply(exec);
+            self.guard.state.push(Expect::Statement(exec.clone()));
+        }
+        self.guard.state.push(Expect::QueryEnd);
+        allowed_metric(execs.len());
+        self.send(frame.as_bytes()).await
+    }
+
+    async fn begin_batch(&mut self) -> Result<(), SessionError> {
+        if !self.in_batch {
+            self.refresh().await?;
+            self.in_batch = true;
+        }
+        Ok(())
+    }
+
+    async fn parse(&mut self, frame: &Frame) -> Result<(), SessionError> {
+        self.begin_batch().await?;
+        let msg = messages::parse_parse(frame).map_err(SessionError::Client)?;
+        let policy = self.guard.shared.policy.current();
+        let decided = self
+            .analyze(&msg.sql)
+            .and_then(|mut statements| match statements.len() {
+                0 => self
+                    .decide(StatementFacts::new(StatementKind::Empty), &policy)
+                    .map(Some),
+                1 => self.decide(statements.remove(0), &policy).map(Some),
+                _ => Ok(None),
+            });
+        match decided {
+            Err(b) => {
+                self.log_refusal(&b);
+                self.statements.remove(&msg.name);
+                self.guard.state.push(Expect::Refused(block_error(&b)));
+                self.send(&messages::parse_message(&msg.name, BLOCKED_SQL))
+                    .await
+            }
+            Ok(exec) => {
+                match exec {
+                    Some(exec) => {
+                        self.apply(&exec);
+                        self.statements.insert(msg.name.clone(), exec);
+                    }
+                    None => {
+                        self.statements.remove(&msg.name);
+                    }
+                }
+                self.guard.state.push(Expect::Parse);
+                self.send(frame.as_bytes()).await
+            }
+        }
+    }
+
+    async fn bind(&mut self, frame: &Frame) -> Result<(), SessionError> {
+        self.begin_batch().await?;
+        let (portal, statement) =
+            messages::parse_bind_names(frame).map_err(SessionError::Client)?;
+        let policy = self.guard.shared.policy.current();
+        let decided = match self.statements.get(&statement).cloned() {
+            None => Err(enforce::block(
+                "statement.unknown",
+                format!("no prepared statement {statement:?} known to copyguard"),
+            )),
+            Some(stmt) => self.decide(stmt.facts.clone(), &policy).map(|exec| {
+                let mut portal_exec = Arc::try_unwrap(exec).unwrap_or_else(|shared| {
+                    Exec::new(
+                        shared.facts.clone(),
+                        shared.allowance.clone(),
+                        shared.scrub,
+                        shared.policy.clone(),
+                        shared.catalog.clone(),
+                    )
+                });
+                portal_exec.described_by = Some(stmt);
+                Arc::new(portal_exec)
+            }),
+        };
+        match decided {
+            Err(b) => {
+                self.log_refusal(&b);
+                self.portals.remove(&portal);
+                self.guard.state.push(Expect::Refused(block_error(&b)));
+                self.send(&failing_bind(&portal)).await
+            }
+            Ok(exec) => {
+                self.portals.insert(portal, exec);
+                self.guard.state.push(Expect::Bind);
+                self.send(frame.as_bytes()).await
+            }
+        }
+    }
+
+    async fn describe(&mut self, frame: &Frame) -> Result<(), SessionError> {
+        self.begin_batch().await?;
+        let (kind, name) = messages::parse_target(frame).map_err(SessionError::Client)?;
+        let target = if kind == b'S' {
+            self.statements.get(&name).cloned()
+        } else {
+            self.portals.get(&name).cloned()
+        };
+        if let Some(t) = &target {
+            t.describe_requested.store(true, Ordering::Relaxed);
+        }
+        self.guard.state.push(Expect::Describe {
+            target,
+            hidden: false,
+        });
+        self.send(frame.as_bytes()).await
+    }
+
+    async fn execute(&mut self, frame: &Frame) -> Result<(), SessionError> {
+        self.begin_batch().await?;
+        let portal = messages::parse_execute_portal(frame).map_err(SessionError::Client)?;
+        let Some(exec) = self.portals.get(&portal).cloned() else {
+            let b = enforce::block(
+                "portal.unknown",
+                format!("no portal {portal:?} known to copyguard"),
+            );
+            self.log_refusal(&b);
+            self.guard.state.push(Expect::Refused(block_error(&b)));
+            return self.send(&failing_execute()).await;
+        };
+        if !exec.described() {
+            exec.describe_requested.store(true, Ordering::Relaxed);
+            self.guard.state.push(Expect::Describe {
+                target: Some(exec.clone()),
+                hidden: true,
+            });
+            self.send(&messages::describe(b'P', &portal)).await?;
+        }
+        self.guard.state.push(Expect::Execute(exec));
+        self.send(frame.as_bytes()).await
+    }
+
+    async fn close(&mut self, frame: &Frame) -> Result<(), SessionError> {
+        self.begin_batch().await?;
+        let (kind, name) = messages::parse_target(frame).map_err(SessionError::Client)?;
+        if kind == b'S' {
+            self.statements.remove(&name);
+        } else {
+            self.portals.remove(&name);
+        }
+        self.guard.state.push(Expect::Close);
+        self.send(frame.as_bytes()).await
+    }
+}
+
+fn allowed_metric(statements: usize) {
+    metrics::counter!(crate::telemetry::VERDICTS, "verdict" => "allow", "rule" => "")
+        .increment(statements.max(1) as u64);
+}
+
+/// A Bind of a statement that does not exist: fails on the server.
+fn failing_bind(portal: &str) -> bytes::Bytes {
+    let mut body = Vec::new();
+    body.extend_from_slice(portal.as_bytes());
+    body.push(0);
+    body.extend_from_slice(BLOCKED_NAME.as_bytes());
+    body.push(0);
+    body.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    messages::frame(b'B', &body)
+}
+
+/// An Execute of a portal that does not exist: fails on the server.
+fn failing_execute() -> bytes::Bytes {
+    let mut body = BLOCKED_NAME.as_bytes().to_vec();
+    body.push(0);
+    body.extend_from_slice(&0i32.to_be_bytes());
+    messages::frame(b'E', &body)
+}
+
+/// The refusal for a statement analysis could not understand.
+fn analysis_block(e: &AnalysisError) -> Block {
+    let rule = match e {
+        AnalysisError::Parse(_) => "analysis.parse",
+        AnalysisError::UnknownRelation(_) => "analysis.unknown_relation",
+        AnalysisError::UnknownColumn(_) => "analysis.unknown_column",
+        AnalysisError::Unsupported(_) => "analysis.unsupported",
+    };
+    enforce::block(rule, format!("copyguard could not analyze the statement ({e}); guarded sessions run only statements it understands"))
+}
+
+/// The ErrorResponse for a refusal (re-exported for the backend).
+pub(super) fn refusal(b: &Block) -> ErrorFields {
+    block_error(b)
+}
