@@ -40,6 +40,31 @@ const RUN_SLACK: Duration = Duration::from_secs(60);
 const INIT_TIMEOUT: Duration = Duration::from_secs(900);
 const PGBOUNCER_READY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The role whose sessions copyguard guards in the `guarded` target.
+const GUARDED_USER: &str = "bench_dev";
+const GUARDED_PASSWORD: &str = "bench-dev";
+
+/// The bench policy: the superuser is production, `bench_dev` is guarded;
+/// pgbench's tables hold no classified column except the filler text, which
+/// `pgbench -S` does not read.
+const POLICY: &str = r#"
+[classes.production]
+mode = "production"
+roles = ["postgres"]
+
+[classes.developers]
+mode = "guarded"
+roles = ["bench_dev"]
+max_rows_per_statement = 100
+max_bytes_per_statement = "1MiB"
+max_rows_per_session = 1000000000
+max_rows_per_window = 1000000000
+window = "1h"
+
+[columns]
+"public.pgbench_accounts.filler" = "free_text"
+"#;
+
 fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
@@ -83,7 +108,18 @@ fn run() -> Result<()> {
         INIT_TIMEOUT,
     )?;
 
-    let proxy = Proxy::start(db.host(), db.port())?;
+    db.psql(
+        DATABASE,
+        &format!(
+            "CREATE ROLE {GUARDED_USER} LOGIN PASSWORD '{GUARDED_PASSWORD}';
+             GRANT SELECT ON ALL TABLES IN SCHEMA public TO {GUARDED_USER};"
+        ),
+    )
+    .context("creating the guarded role")?;
+    let policy = work.path().join("policy");
+    std::fs::create_dir_all(&policy)?;
+    std::fs::write(policy.join("bench.toml"), POLICY)?;
+    let proxy = Proxy::start(db.host(), db.port(), &policy)?;
     let bouncer = match PgBouncer::start(work.path(), db.port()) {
         Ok(bouncer) => {
             println!("{} on 127.0.0.1:{}", bouncer.version, bouncer.port);
@@ -95,20 +131,29 @@ fn run() -> Result<()> {
         }
     };
 
+    let superuser = db.superuser();
     let mut targets = vec![
         Target {
             name: "direct",
             port: db.port(),
+            user: superuser,
         },
         Target {
             name: "copyguard",
             port: proxy.port(),
+            user: superuser,
+        },
+        Target {
+            name: "guarded",
+            port: proxy.port(),
+            user: GUARDED_USER,
         },
     ];
     if let Some(bouncer) = &bouncer {
         targets.push(Target {
             name: "pgbouncer",
             port: bouncer.port,
+            user: superuser,
         });
     }
 
@@ -116,7 +161,7 @@ fn run() -> Result<()> {
     println!("warm-up: {warm_up} s through each target");
     let mut usable = Vec::new();
     for target in targets {
-        match bench.select_only(target.port, "simple", warm_up) {
+        match bench.select_only(&target, "simple", warm_up) {
             Ok(_) => usable.push(target),
             Err(e) if target.name == "pgbouncer" => {
                 println!("pgbouncer skipped: warm-up failed: {e:#}");
@@ -139,7 +184,7 @@ fn run() -> Result<()> {
             for i in 0..targets.len() {
                 let target = &targets[(i + round as usize - 1) % targets.len()];
                 let key = (protocol, target.name);
-                match bench.select_only(target.port, protocol, seconds) {
+                match bench.select_only(target, protocol, seconds) {
                     Ok(m) => {
                         println!(
                             "round {round}/{rounds}  {protocol:<9} {:<10} tps {:>10.1}  latency {:.3} ms",
@@ -175,11 +220,12 @@ fn env_count(name: &str, default: u32) -> Result<u32> {
     }
 }
 
-/// Somewhere pgbench connects to. Further set-ups (such as a guarding
-/// copyguard) are further entries of the target list.
-struct Target {
+/// Somewhere pgbench connects to, as which role: `guarded` is the same
+/// copyguard as `copyguard`, with a role whose sessions are guarded.
+struct Target<'a> {
     name: &'static str,
     port: u16,
+    user: &'a str,
 }
 
 /// What one pgbench run reported.
@@ -205,12 +251,13 @@ impl Pgbench {
     }
 
     /// A `pgbench -S` run of `seconds` with the given query protocol.
-    fn select_only(&self, port: u16, protocol: &str, seconds: u32) -> Result<Measurement> {
+    fn select_only(&self, target: &Target, protocol: &str, seconds: u32) -> Result<Measurement> {
         let clients = CLIENTS.to_string();
         let threads = THREADS.to_string();
         let duration = seconds.to_string();
-        let out = self.run(
-            port,
+        let out = self.run_as(
+            target.port,
+            target.user,
             &[
                 "-S", "-n", "-c", &clients, "-j", &threads, "-T", &duration, "-M", protocol,
             ],
@@ -220,10 +267,15 @@ impl Pgbench {
     }
 
     fn run(&self, port: u16, args: &[&str], timeout: Duration) -> Result<String> {
+        self.run_as(port, &self.user, args, timeout)
+    }
+
+    fn run_as(&self, port: u16, user: &str, args: &[&str], timeout: Duration) -> Result<String> {
         let mut cmd = Command::new(&self.bin);
         cmd.args(args)
-            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", &self.user])
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", user])
             .arg(DATABASE)
+            .env("PGPASSWORD", GUARDED_PASSWORD)
             .env("PGSSLMODE", "disable")
             .env("PGCONNECT_TIMEOUT", "10")
             .env_remove("PGSERVICE")
@@ -311,10 +363,11 @@ struct Proxy {
 }
 
 impl Proxy {
-    fn start(host: &str, port: u16) -> Result<Proxy> {
+    fn start(host: &str, port: u16, policy: &Path) -> Result<Proxy> {
         let config = Config::load(&ConfigArgs {
             listen: Some("127.0.0.1:0".into()),
             upstream: Some(format!("{host}:{port}")),
+            policy: Some(policy.display().to_string()),
             shutdown_timeout: Some("5s".into()),
             ..ConfigArgs::default()
         })?;
@@ -543,13 +596,14 @@ fn print_table(
         None => "-".to_owned(),
     };
     println!(
-        "{:<9} {:<10} {:>12} {:>11} {:>16} {:>19} {:>5}",
+        "{:<9} {:<10} {:>12} {:>11} {:>16} {:>19} {:>19} {:>5}",
         "protocol",
         "target",
         "tps(median)",
         "latency_ms",
         "ratio_vs_direct",
         "ratio_vs_pgbouncer",
+        "ratio_vs_copyguard",
         "runs"
     );
     for protocol in PROTOCOLS {
@@ -560,6 +614,7 @@ fn print_table(
         };
         let direct = tps_of("direct");
         let pgbouncer = tps_of("pgbouncer");
+        let production = tps_of("copyguard");
         for target in targets {
             let runs = results.get(&(protocol, target.name));
             let tps = tps_of(target.name);
@@ -573,13 +628,14 @@ fn print_table(
                 count.to_string()
             };
             println!(
-                "{:<9} {:<10} {:>12} {:>11} {:>16} {:>19} {:>5}",
+                "{:<9} {:<10} {:>12} {:>11} {:>16} {:>19} {:>19} {:>5}",
                 protocol,
                 target.name,
                 fmt(tps, 1),
                 fmt(latency, 3),
                 fmt(ratio(direct), 2),
                 fmt(ratio(pgbouncer), 2),
+                fmt(ratio(production), 2),
                 runs
             );
         }

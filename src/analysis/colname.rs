@@ -11,19 +11,40 @@ pub(crate) fn of(e: &Expr) -> String {
     figure(e).unwrap_or_else(|| "?column?".to_owned())
 }
 
+/// Looks through casts, parentheses, COLLATE and subscripts (in a loop:
+/// chains of them can be long) to the expression that names the column;
+/// failing a name there, the outermost cast's type names it.
 fn figure(e: &Expr) -> Option<String> {
+    let mut current = e;
+    let mut cast: Option<&DataType> = None;
+    loop {
+        match current {
+            Expr::Cast {
+                expr, data_type, ..
+            } => {
+                cast = cast.or(Some(data_type));
+                current = expr;
+            }
+            Expr::Nested(inner) | Expr::Collate { expr: inner, .. } => current = inner,
+            Expr::CompoundFieldAccess { root, access_chain } => {
+                match access_chain.iter().rev().find_map(|a| match a {
+                    AccessExpr::Dot(Expr::Identifier(id)) => Some(names::fold(id)),
+                    _ => None,
+                }) {
+                    Some(name) => return Some(name),
+                    None => current = root,
+                }
+            }
+            _ => break,
+        }
+    }
+    named(current).or_else(|| cast.map(type_name))
+}
+
+fn named(e: &Expr) -> Option<String> {
     match e {
         Expr::Identifier(id) => Some(names::fold(id)),
         Expr::CompoundIdentifier(ids) => ids.last().map(names::fold),
-        Expr::CompoundFieldAccess { root, access_chain } => {
-            match access_chain.iter().rev().find_map(|a| match a {
-                AccessExpr::Dot(Expr::Identifier(id)) => Some(names::fold(id)),
-                _ => None,
-            }) {
-                Some(name) => Some(name),
-                None => figure(root),
-            }
-        }
         Expr::Function(f) => {
             let name = f.name.0.last()?.as_ident().map(names::fold)?;
             let lower = name.as_str();
@@ -32,10 +53,6 @@ fn figure(e: &Expr) -> Option<String> {
                 _ => Some(name),
             }
         }
-        Expr::Cast {
-            expr, data_type, ..
-        } => figure(expr).or_else(|| Some(type_name(data_type))),
-        Expr::Nested(inner) | Expr::Collate { expr: inner, .. } => figure(inner),
         Expr::Case { .. } => Some("case".into()),
         Expr::Exists { .. } => Some("exists".into()),
         Expr::Subquery(q) => match &*q.body {

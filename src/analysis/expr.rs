@@ -10,9 +10,10 @@
 //!
 //! Functions: every call written with call syntax is recorded under its
 //! folded name, aggregates and window functions included, and so are the
-//! keyword forms `COALESCE`, `NULLIF`, `GREATEST`, `LEAST`, `ROW`, `ARRAY`
+//! keyword forms `COALESCE`, `NULLIF`, `GREATEST`, `LEAST`, `ARRAY(query)`
 //! and the SQL value functions (`current_user`, `current_date`...), which
-//! sqlparser parses as calls. The special syntaxes that PostgreSQL turns
+//! sqlparser parses as calls; `ROW(...)` only constructs a row and is not
+//! recorded. The special syntaxes that PostgreSQL turns
 //! into function calls are recorded under the name of the function
 //! PostgreSQL calls: `EXTRACT` as `extract`, `SUBSTRING` as `substring`,
 //! `POSITION` as `position`, `OVERLAY` as `overlay`, `TRIM` as `btrim`,
@@ -25,7 +26,8 @@
 use sqlparser::ast::{
     AccessExpr, BinaryOperator, CastKind, Expr, Function, FunctionArg, FunctionArgExpr,
     FunctionArgOperator, FunctionArgumentClause, FunctionArguments, Ident, InTarget, ObjectName,
-    Query, Subscript, TrimWhereField, WindowFrameBound, WindowSpec, WindowType,
+    OrderByExpr, OrderBySort, Query, Subscript, TrimWhereField, WindowFrameBound, WindowSpec,
+    WindowType,
 };
 
 use super::analyzer::Analyzer;
@@ -305,7 +307,11 @@ impl Analyzer<'_> {
         if f.uses_odbc_syntax || !matches!(f.parameters, FunctionArguments::None) {
             return Err(unsupported(format!("function syntax {}", f.name)));
         }
-        self.record_call(&names::parts(&f.name)?)?;
+        let parts = names::parts(&f.name)?;
+        // `ROW(...)` constructs a row; no function runs.
+        if !matches!(parts.as_slice(), [name] if name == "row") {
+            self.record_call(&parts)?;
+        }
         let mut lin = Lin::default();
         match &f.args {
             FunctionArguments::None => {}
@@ -322,6 +328,7 @@ impl Analyzer<'_> {
                     match clause {
                         FunctionArgumentClause::OrderBy(order) => {
                             for o in order {
+                                check_sort(o)?;
                                 self.predicate_expr(&o.expr)?;
                             }
                         }
@@ -333,6 +340,7 @@ impl Analyzer<'_> {
             }
         }
         for o in &f.within_group {
+            check_sort(o)?;
             lin.add(self.expr(&o.expr)?);
         }
         if let Some(filter) = &f.filter {
@@ -403,6 +411,7 @@ impl Analyzer<'_> {
             self.predicate_expr(e)?;
         }
         for o in &spec.order_by {
+            check_sort(o)?;
             self.predicate_expr(&o.expr)?;
         }
         if let Some(frame) = &spec.window_frame {
@@ -582,6 +591,33 @@ fn root_parts(e: &Expr) -> Option<Vec<String>> {
         Expr::CompoundIdentifier(ids) => Some(names::idents(ids)),
         _ => None,
     }
+}
+
+/// Refuses `ORDER BY ... USING op` with an operator that may not be a
+/// built-in comparison (it would run its function over the data), and
+/// non-PostgreSQL ordering options.
+pub(crate) fn check_sort(o: &OrderByExpr) -> Result<(), AnalysisError> {
+    if o.with_fill.is_some() {
+        return Err(unsupported("WITH FILL"));
+    }
+    if let Some(OrderBySort::Using(op)) = &o.options.sort {
+        let parts: Vec<String> = op.0.iter().map(|p| p.to_string()).collect();
+        let comparison = |op: &str| {
+            matches!(
+                op,
+                "<" | ">" | "<=" | ">=" | "~<~" | "~>~" | "~<=~" | "~>=~"
+            )
+        };
+        let builtin = match parts.as_slice() {
+            [op] => comparison(op),
+            [schema, op] => schema == "pg_catalog" && comparison(op),
+            _ => false,
+        };
+        if !builtin {
+            return Err(unsupported(format!("ORDER BY USING {op}")));
+        }
+    }
+    Ok(())
 }
 
 /// Refuses operators that are not PostgreSQL built-ins.

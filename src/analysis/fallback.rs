@@ -52,11 +52,30 @@ pub(crate) fn classify(tokens: &[TokenWithSpan]) -> Option<Fallback> {
         "REASSIGN" => StatementKind::Ddl(DdlKind::Security("REASSIGN OWNED".into())),
         "SECURITY" => StatementKind::Ddl(DdlKind::Security("SECURITY LABEL".into())),
         "GRANT" | "REVOKE" => StatementKind::Ddl(DdlKind::Security(first.into())),
-        "COMMENT" => StatementKind::Ddl(DdlKind::Structure("COMMENT".into())),
-        "CREATE" | "ALTER" | "DROP" => StatementKind::Ddl(object_ddl(&words)?),
+        "COMMENT" if plain(&sig, &words) => {
+            StatementKind::Ddl(DdlKind::Structure("COMMENT".into()))
+        }
+        "CREATE" | "ALTER" | "DROP" => match object_ddl(&words)? {
+            DdlKind::Structure(_) if !plain(&sig, &words) => return None,
+            kind => StatementKind::Ddl(kind),
+        },
         _ => return None,
     };
     Some(Fallback::Kind(kind))
+}
+
+/// Whether a statement has no parentheses and none of the keywords that
+/// introduce a query or an expression run over data (`CREATE TABLE ... AS
+/// EXECUTE`, `ALTER ... USING`, defaults): only such structure DDL may be
+/// recognized without being parsed.
+fn plain(sig: &[&TokenWithSpan], words: &[String]) -> bool {
+    !sig.iter().any(|t| t.token == Token::LParen)
+        && !words.iter().any(|w| {
+            matches!(
+                w.as_str(),
+                "AS" | "SELECT" | "VALUES" | "EXECUTE" | "USING" | "DEFAULT"
+            )
+        })
 }
 
 fn word_name(w: &Word) -> String {

@@ -9,8 +9,8 @@
 //! sides of that join (and outer query levels).
 
 use sqlparser::ast::{
-    Expr, FunctionArg, Join, JoinConstraint, JoinOperator, ObjectName, TableAlias, TableFactor,
-    TableInheritance, TableSampleKind, TableWithJoins, XmlTableColumnOption,
+    Expr, FunctionArg, Join, JoinConstraint, JoinOperator, ObjectName, Query, TableAlias,
+    TableFactor, TableInheritance, TableSampleKind, TableWithJoins, XmlTableColumnOption,
 };
 
 use super::analyzer::Analyzer;
@@ -147,58 +147,10 @@ impl Analyzer<'_> {
         self.nested(|a| a.factor_inner(factor))
     }
 
+    /// Dispatch only, to keep the frames on the recursion path small.
     fn factor_inner(&mut self, factor: &TableFactor) -> Result<FromItem, AnalysisError> {
         match factor {
-            TableFactor::Table {
-                name,
-                alias,
-                args,
-                with_hints,
-                version,
-                with_ordinality,
-                partitions,
-                json_path,
-                sample,
-                index_directives,
-                inheritance,
-            } => {
-                if !with_hints.is_empty()
-                    || version.is_some()
-                    || !partitions.is_empty()
-                    || json_path.is_some()
-                    || !index_directives.is_empty()
-                {
-                    return Err(unsupported("non-PostgreSQL table options"));
-                }
-                let item = match args {
-                    Some(args) => {
-                        if args.settings.is_some() || inheritance.is_some() {
-                            return Err(unsupported("table function options"));
-                        }
-                        self.lateral(|a| {
-                            a.table_function(name, &args.args, alias.as_ref(), *with_ordinality)
-                        })?
-                    }
-                    None => {
-                        if *with_ordinality {
-                            return Err(unsupported("WITH ORDINALITY on a table"));
-                        }
-                        let only = matches!(inheritance, Some(TableInheritance::Only { .. }));
-                        self.relation_item(&names::parts(name)?, alias.as_ref(), only)?
-                    }
-                };
-                if let Some(sample) = sample {
-                    let (TableSampleKind::BeforeTableAlias(sample)
-                    | TableSampleKind::AfterTableAlias(sample)) = sample;
-                    if sample.bucket.is_some() || sample.offset.is_some() {
-                        return Err(unsupported("TABLESAMPLE form"));
-                    }
-                    if let Some(quantity) = &sample.quantity {
-                        self.predicate_expr(&quantity.value)?;
-                    }
-                }
-                Ok(item)
-            }
+            TableFactor::Table { .. } => self.table_factor(factor),
             TableFactor::Function {
                 name,
                 args,
@@ -227,66 +179,145 @@ impl Analyzer<'_> {
                 if sample.is_some() {
                     return Err(unsupported("TABLESAMPLE on a subquery"));
                 }
-                let columns = if *lateral {
-                    self.lateral(|a| a.subquery(subquery))?
-                } else {
-                    self.hidden(|a| a.subquery(subquery))?
-                };
-                match alias {
-                    Some(alias) => aliased(String::new(), None, columns, Some(alias)),
-                    None => Ok(FromItem {
-                        columns,
-                        sources: Vec::new(),
-                        open: None,
-                    }),
-                }
+                self.derived(*lateral, subquery, alias.as_ref())
             }
             TableFactor::NestedJoin {
                 table_with_joins,
                 alias,
-            } => {
-                let item = self.table_with_joins(table_with_joins)?;
-                match alias {
-                    None => Ok(item),
-                    Some(alias) => {
-                        if item.open.is_some() {
-                            return Err(unsupported(
-                                "aliased join with a function of unknown columns",
-                            ));
-                        }
-                        aliased(String::new(), None, item.columns, Some(alias))
-                    }
-                }
-            }
-            TableFactor::XmlTable {
-                namespaces,
-                row_expression,
-                passing,
-                columns,
-                alias,
-            } => {
-                if !namespaces.is_empty() {
-                    return Err(unsupported("XMLNAMESPACES"));
-                }
-                self.lateral(|a| {
-                    a.call(None, "xmltable");
-                    let mut lin = a.expr(row_expression)?;
-                    for arg in &passing.arguments {
-                        lin.add(a.expr(&arg.expr)?);
-                    }
-                    for c in columns {
-                        if let XmlTableColumnOption::NamedInfo { path, default, .. } = &c.option {
-                            for e in [path, default].into_iter().flatten() {
-                                lin.add(a.expr(e)?);
-                            }
-                        }
-                    }
-                    let names: Vec<String> = columns.iter().map(|c| names::fold(&c.name)).collect();
-                    function_item("xmltable", Shape::Named(names), lin, alias.as_ref(), false)
-                })
-            }
+            } => self.nested_join(table_with_joins, alias.as_ref()),
+            TableFactor::XmlTable { .. } => self.lateral(|a| a.xml_table(factor)),
             other => Err(unsupported(format!("FROM item {}", variant(other)))),
         }
+    }
+
+    /// A table, view, CTE reference, or function written as a table.
+    fn table_factor(&mut self, factor: &TableFactor) -> Result<FromItem, AnalysisError> {
+        let TableFactor::Table {
+            name,
+            alias,
+            args,
+            with_hints,
+            version,
+            with_ordinality,
+            partitions,
+            json_path,
+            sample,
+            index_directives,
+            inheritance,
+        } = factor
+        else {
+            return Err(unsupported("FROM item"));
+        };
+        if !with_hints.is_empty()
+            || version.is_some()
+            || !partitions.is_empty()
+            || json_path.is_some()
+            || !index_directives.is_empty()
+        {
+            return Err(unsupported("non-PostgreSQL table options"));
+        }
+        let item = match args {
+            Some(args) => {
+                if args.settings.is_some() || inheritance.is_some() {
+                    return Err(unsupported("table function options"));
+                }
+                self.lateral(|a| {
+                    a.table_function(name, &args.args, alias.as_ref(), *with_ordinality)
+                })?
+            }
+            None => {
+                if *with_ordinality {
+                    return Err(unsupported("WITH ORDINALITY on a table"));
+                }
+                let only = matches!(inheritance, Some(TableInheritance::Only { .. }));
+                self.relation_item(&names::parts(name)?, alias.as_ref(), only)?
+            }
+        };
+        if let Some(sample) = sample {
+            let (TableSampleKind::BeforeTableAlias(sample)
+            | TableSampleKind::AfterTableAlias(sample)) = sample;
+            if sample.bucket.is_some() || sample.offset.is_some() {
+                return Err(unsupported("TABLESAMPLE form"));
+            }
+            if let Some(quantity) = &sample.quantity {
+                self.predicate_expr(&quantity.value)?;
+            }
+        }
+        Ok(item)
+    }
+
+    /// A subquery in FROM.
+    fn derived(
+        &mut self,
+        lateral: bool,
+        subquery: &Query,
+        alias: Option<&TableAlias>,
+    ) -> Result<FromItem, AnalysisError> {
+        let columns = if lateral {
+            self.lateral(|a| a.subquery(subquery))?
+        } else {
+            self.hidden(|a| a.subquery(subquery))?
+        };
+        match alias {
+            Some(alias) => aliased(String::new(), None, columns, Some(alias)),
+            None => Ok(FromItem {
+                columns,
+                sources: Vec::new(),
+                open: None,
+            }),
+        }
+    }
+
+    /// A parenthesized join; an alias hides the names inside.
+    fn nested_join(
+        &mut self,
+        twj: &TableWithJoins,
+        alias: Option<&TableAlias>,
+    ) -> Result<FromItem, AnalysisError> {
+        let item = self.table_with_joins(twj)?;
+        match alias {
+            None => Ok(item),
+            Some(alias) => {
+                if item.open.is_some() {
+                    return Err(unsupported(
+                        "aliased join with a function of unknown columns",
+                    ));
+                }
+                aliased(String::new(), None, item.columns, Some(alias))
+            }
+        }
+    }
+
+    /// XMLTABLE: its columns are computed from the document, the row
+    /// expression and the column paths and defaults.
+    fn xml_table(&mut self, factor: &TableFactor) -> Result<FromItem, AnalysisError> {
+        let TableFactor::XmlTable {
+            namespaces,
+            row_expression,
+            passing,
+            columns,
+            alias,
+        } = factor
+        else {
+            return Err(unsupported("FROM item"));
+        };
+        if !namespaces.is_empty() {
+            return Err(unsupported("XMLNAMESPACES"));
+        }
+        self.call(None, "xmltable");
+        let mut lin = self.expr(row_expression)?;
+        for arg in &passing.arguments {
+            lin.add(self.expr(&arg.expr)?);
+        }
+        for c in columns {
+            if let XmlTableColumnOption::NamedInfo { path, default, .. } = &c.option {
+                for e in [path, default].into_iter().flatten() {
+                    lin.add(self.expr(e)?);
+                }
+            }
+        }
+        let names: Vec<String> = columns.iter().map(|c| names::fold(&c.name)).collect();
+        function_item("xmltable", Shape::Named(names), lin, alias.as_ref(), false)
     }
 
     /// A function in FROM.

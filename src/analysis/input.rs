@@ -69,11 +69,36 @@ fn tokenize(sql: &str) -> Result<Vec<TokenWithSpan>, AnalysisError> {
     Ok(tokens)
 }
 
+/// Stack for the parser thread of unoptimized builds.
+const DEBUG_PARSER_STACK: usize = 64 * 1024 * 1024;
+
+/// Parses tokens. sqlparser's recursion limit (50 levels) keeps optimized
+/// builds within a small stack, but its unoptimized frames are so large
+/// (up to ~170 KiB a level) that 50 levels overflow a 2 MiB thread: debug
+/// builds therefore parse on a helper thread with a large stack. A panic
+/// inside sqlparser is a parse error, not a crash.
 fn parse_tokens(tokens: Vec<TokenWithSpan>) -> Result<Vec<Statement>, String> {
-    Parser::new(&PostgreSqlDialect {})
-        .with_tokens_with_locations(tokens)
-        .parse_statements()
-        .map_err(|e| e.to_string())
+    if cfg!(debug_assertions) {
+        std::thread::Builder::new()
+            .name("copyguard-sql-parser".into())
+            .stack_size(DEBUG_PARSER_STACK)
+            .spawn(move || parse_guarded(tokens))
+            .map_err(|e| format!("cannot start the parser thread: {e}"))?
+            .join()
+            .unwrap_or_else(|_| Err("the SQL parser failed".to_owned()))
+    } else {
+        parse_guarded(tokens)
+    }
+}
+
+fn parse_guarded(tokens: Vec<TokenWithSpan>) -> Result<Vec<Statement>, String> {
+    std::panic::catch_unwind(move || {
+        Parser::new(&PostgreSqlDialect {})
+            .with_tokens_with_locations(tokens)
+            .parse_statements()
+            .map_err(|e| e.to_string())
+    })
+    .unwrap_or_else(|_| Err("the SQL parser failed".to_owned()))
 }
 
 /// One statement's tokens, parsed alone or classified by keywords.

@@ -3,11 +3,11 @@
 //! I/O, no policy.
 //!
 //! [`analyze`] parses the text with sqlparser's PostgreSQL dialect
-//! ([`input`], [`fallback`]), then walks each statement ([`statement`],
-//! [`dml`], [`ddl`]) through its queries ([`query`], [`from`]), relations
-//! and views ([`relations`]) and expressions ([`expr`]), resolving names
-//! the way PostgreSQL does ([`scope`], [`names`]). Whatever it does not
-//! understand is an error, and guarded sessions refuse the statement.
+//! (`input`, `fallback`), then walks each statement (`statement`, `dml`,
+//! `ddl`) through its queries (`query`, `from`), relations and views
+//! (`relations`) and expressions (`expr`), resolving names the way
+//! PostgreSQL does (`scope`, `names`). Whatever it does not understand is
+//! an error, and guarded sessions refuse the statement.
 
 mod analyzer;
 mod colname;

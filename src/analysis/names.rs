@@ -37,8 +37,8 @@ pub(crate) fn parts(name: &ObjectName) -> Result<Vec<String>, AnalysisError> {
         .iter()
         .map(|part| match part {
             ObjectNamePart::Identifier(ident) => Ok(fold(ident)),
-            ObjectNamePart::Function(_) => Err(AnalysisError::Unsupported(format!(
-                "function call in name {name}"
+            ObjectNamePart::Function(_) => Err(AnalysisError::Unsupported(String::from(
+                "function call in a name",
             ))),
         })
         .collect()

@@ -13,6 +13,7 @@ use sqlparser::ast::{
 
 use super::analyzer::{Analyzer, CteDef};
 use super::colname;
+use super::expr::check_sort;
 use super::names;
 use super::scope::{self, Col, FromItem, Level, Lin, Source};
 use super::AnalysisError;
@@ -552,8 +553,11 @@ fn order_by_exprs(order_by: &OrderBy) -> Result<&[OrderByExpr], AnalysisError> {
         return Err(unsupported("INTERPOLATE"));
     }
     match &order_by.kind {
-        OrderByKind::Expressions(exprs) if exprs.iter().all(|e| e.with_fill.is_none()) => Ok(exprs),
-        _ => Err(unsupported("ORDER BY form")),
+        OrderByKind::Expressions(exprs) => {
+            exprs.iter().try_for_each(check_sort)?;
+            Ok(exprs)
+        }
+        OrderByKind::All(_) => Err(unsupported("ORDER BY ALL")),
     }
 }
 

@@ -6,7 +6,8 @@
 //! definition is analyzed with the same search path but none of the
 //! referencing query's scopes or CTEs, and what it reads and calls counts
 //! for the statement. A definition that is missing, does not parse or does
-//! not resolve (and a view met again while being expanded) falls back to
+//! not resolve (and a view met again while being expanded, or nested more
+//! than [`MAX_VIEW_NESTING`] deep) falls back to
 //! the view's `depends_on`, views in it replaced by their own dependencies:
 //! every column of the view gets that whole set as lineage.
 //!
@@ -28,6 +29,10 @@ use super::names;
 use super::query::aliased;
 use super::scope::{Col, FromItem, Lin};
 use super::AnalysisError;
+
+/// Views nested deeper than this inside one another are not expanded but
+/// fall back to their dependencies (each level costs stack).
+const MAX_VIEW_NESTING: usize = 16;
 
 impl<'a> Analyzer<'a> {
     /// The relation named by folded parts (`name`, `schema.name`).
@@ -81,7 +86,9 @@ impl<'a> Analyzer<'a> {
         let expansion = match self.expansions.get(&rel.oid) {
             Some(cached) => cached.clone(),
             None => {
-                let expansion = if self.view_stack.contains(&rel.oid) {
+                let expansion = if self.view_stack.contains(&rel.oid)
+                    || self.view_stack.len() >= MAX_VIEW_NESTING
+                {
                     self.fallback(rel)
                 } else {
                     self.expand(rel).unwrap_or_else(|_| self.fallback(rel))
@@ -98,22 +105,21 @@ impl<'a> Analyzer<'a> {
         let definition = rel.definition.as_deref().ok_or_else(|| {
             AnalysisError::Unsupported(format!("no definition of {}", rel.qualified_name()))
         })?;
-        let mut statements = input::parse_definition(definition)?;
-        let query = match (statements.pop(), statements.is_empty()) {
-            (Some(Statement::Query(q)), true) => q,
-            _ => {
-                return Err(AnalysisError::Unsupported(format!(
-                    "definition of {} is not one query",
-                    rel.qualified_name()
-                )))
-            }
+        let statements = input::parse_definition(definition)?;
+        // Matched by reference: a `Statement` is large, and this frame is
+        // on the recursion path of nested views.
+        let [Statement::Query(query)] = statements.as_slice() else {
+            return Err(AnalysisError::Unsupported(format!(
+                "definition of {} is not one query",
+                rel.qualified_name()
+            )));
         };
         let levels = std::mem::take(&mut self.levels);
         let ctes = std::mem::take(&mut self.ctes);
         let acc = std::mem::take(&mut self.acc);
         let into_allowed = std::mem::replace(&mut self.into_allowed, false);
         self.view_stack.push(rel.oid);
-        let result = self.query(&query);
+        let result = self.query(query);
         self.view_stack.pop();
         self.levels = levels;
         self.ctes = ctes;

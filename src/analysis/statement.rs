@@ -6,7 +6,7 @@
 //! Session, transaction and utility statements carry their kind alone.
 
 use sqlparser::ast::{
-    CloseCursor, DeclareType, DescribeAlias, Expr, Reset, ResetStatement, Set, Statement,
+    CloseCursor, DeclareType, DescribeAlias, Expr, Reset, ResetStatement, Set, SetExpr, Statement,
     UtilityOption, Value,
 };
 
@@ -82,7 +82,14 @@ impl Analyzer<'_> {
                     self.store(&cols);
                     (K::CreateTableAs, none())
                 } else {
-                    (K::Select, cols)
+                    let kind = match &*q.body {
+                        SetExpr::Insert(_) => K::Insert,
+                        SetExpr::Update(_) => K::Update,
+                        SetExpr::Delete(_) => K::Delete,
+                        SetExpr::Merge(_) => K::Merge,
+                        _ => K::Select,
+                    };
+                    (kind, cols)
                 }
             }
             Statement::Insert(i) => (K::Insert, self.insert(i)?),
@@ -137,6 +144,9 @@ impl Analyzer<'_> {
             Statement::Prepare {
                 name, statement, ..
             } => {
+                if !preparable(statement) {
+                    return Err(unsupported(format!("PREPARE of {}", variant(&**statement))));
+                }
                 let (inner, cols) = self.statement(statement)?;
                 (
                     K::Prepare {
@@ -216,8 +226,8 @@ impl Analyzer<'_> {
                 options,
                 ..
             } => {
-                if matches!(**statement, Statement::Execute { .. }) {
-                    return Err(unsupported("EXPLAIN EXECUTE"));
+                if !explainable(statement) {
+                    return Err(unsupported(format!("EXPLAIN of {}", variant(&**statement))));
                 }
                 let analyze = *analyze || options.as_deref().is_some_and(explain_analyze);
                 self.statement(statement)?;
@@ -274,6 +284,27 @@ impl Analyzer<'_> {
             other => (K::Ddl(self.ddl(other)?), none()),
         })
     }
+}
+
+/// What PREPARE accepts (PostgreSQL's preparable statements).
+fn preparable(stmt: &Statement) -> bool {
+    matches!(
+        stmt,
+        Statement::Query(_)
+            | Statement::Insert(_)
+            | Statement::Update(_)
+            | Statement::Delete(_)
+            | Statement::Merge(_)
+    )
+}
+
+/// What EXPLAIN accepts, EXECUTE excepted: the facts of the prepared
+/// statement are not known here.
+fn explainable(stmt: &Statement) -> bool {
+    preparable(stmt)
+        || matches!(stmt, Statement::Declare { .. })
+        || matches!(stmt, Statement::CreateTable(t) if t.query.is_some())
+        || matches!(stmt, Statement::CreateView(v) if v.materialized)
 }
 
 /// Whether EXPLAIN options turn ANALYZE on (a value that is not clearly

@@ -22,7 +22,7 @@ SELECT DISTINCT r.ev_class::int8, d.refobjid::int8, d.refobjsubid::int4 \
  FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_depend d \
  ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.objid = r.oid \
  WHERE d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass \
- AND d.refobjsubid > 0 AND d.refobjid <> r.ev_class; \
+ AND d.refobjsubid >= 0 AND d.refobjid <> r.ev_class; \
 SELECT DISTINCT n.nspname, p.proname FROM pg_catalog.pg_proc p \
  JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
  WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')";
@@ -39,7 +39,8 @@ pub struct CatalogRows {
     pub columns: Vec<Row>,
     /// child oid, parent oid.
     pub inherits: Vec<Row>,
-    /// view oid, base relation oid, base attnum.
+    /// view oid, base relation oid, base attnum (0: the whole row, every
+    /// column).
     pub view_deps: Vec<Row>,
     /// schema, function name.
     pub functions: Vec<Row>,

@@ -11,7 +11,7 @@ mod startup;
 pub use budget::RoleBudgets;
 pub use rowcheck::check_row_description;
 pub use scrub::{blank_notification, scrub_error};
-pub use startup::check_startup;
+pub use startup::{check_reported_setting, check_startup, is_lexer_setting};
 
 use crate::policy::Block;
 use crate::wire::messages::{ErrorFields, Severity};

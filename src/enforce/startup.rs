@@ -5,6 +5,47 @@ use super::block;
 /// Settings that change who the session acts as.
 const IDENTITY_SETTINGS: &[&str] = &["role", "session_authorization"];
 
+/// Client encodings in which a multi-byte character can end in a byte
+/// that looks like `\` or `'`: the server would split such text
+/// differently from the analysis (PostgreSQL refuses them as server
+/// encodings for the same reason).
+const UNSAFE_CLIENT_ENCODINGS: &[&str] = &[
+    "SJIS",
+    "SHIFT_JIS_2004",
+    "BIG5",
+    "GBK",
+    "GB18030",
+    "UHC",
+    "JOHAB",
+];
+
+/// Checks a setting the server reports (ParameterStatus) for a guarded
+/// session: the server must lex SQL the way the analysis does.
+pub fn check_reported_setting(name: &str, value: &str) -> Result<(), Block> {
+    let unsafe_setting = match name {
+        "standard_conforming_strings" => value != "on",
+        "client_encoding" => UNSAFE_CLIENT_ENCODINGS
+            .iter()
+            .any(|e| e.eq_ignore_ascii_case(value)),
+        _ => false,
+    };
+    if unsafe_setting {
+        return Err(block(
+            "setting.lexer",
+            format!("guarded sessions require the server to read SQL as copyguard does; {name} = {value} is not supported"),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a SET of `name` could change how the server splits SQL text.
+pub fn is_lexer_setting(name: &str) -> bool {
+    matches!(
+        name,
+        "standard_conforming_strings" | "backslash_quote" | "client_encoding"
+    )
+}
+
 /// Checks the startup packet of a guarded session: no replication, and no
 /// identity-changing setting, whether as a startup parameter or inside
 /// `options` (`-c role=x`, `--role=x`, `-crole=x`).
@@ -115,5 +156,14 @@ mod tests {
             false
         )
         .is_ok());
+    }
+    #[test]
+    fn lexer_settings() {
+        assert!(check_reported_setting("standard_conforming_strings", "on").is_ok());
+        assert!(check_reported_setting("standard_conforming_strings", "off").is_err());
+        assert!(check_reported_setting("client_encoding", "UTF8").is_ok());
+        assert!(check_reported_setting("client_encoding", "sjis").is_err());
+        assert!(is_lexer_setting("standard_conforming_strings"));
+        assert!(!is_lexer_setting("search_path"));
     }
 }

@@ -84,6 +84,16 @@ fn views_expand_to_base_columns() {
 }
 
 #[test]
+fn functions_inside_view_definitions_are_recorded() {
+    let f = one("SELECT l FROM v_leak");
+    assert_eq!(f.outputs[0].lineage, set(&[EMAIL]));
+    assert!(f
+        .functions
+        .iter()
+        .any(|x| x.name == "leak" && x.user_defined));
+}
+
+#[test]
 fn nested_views_expand_through_both() {
     let f = one("SELECT * FROM v_nested");
     assert_eq!(f.outputs[0].direct, Some(EMAIL));
@@ -168,6 +178,19 @@ fn lateral_subquery_sees_earlier_items() {
          LATERAL (SELECT sum(o.amount_cents) AS total FROM orders o WHERE o.user_id = u.id) l");
     assert_eq!(f.outputs[1].lineage, set(&[O_AMOUNT]));
     assert_eq!(f.predicates, set(&[O_USER, ID]));
+}
+
+#[test]
+fn lateral_on_the_right_of_a_join_sees_the_left_side() {
+    let f = one(
+        "SELECT e.x, s.n FROM users u JOIN LATERAL unnest(ARRAY[u.email]) AS e(x) ON true \
+         LEFT JOIN LATERAL (SELECT count(*) AS n FROM orders o WHERE o.user_id = u.id) s ON true",
+    );
+    assert_eq!(f.outputs[0].lineage, set(&[EMAIL]));
+    assert!(f.outputs[1].lineage.is_empty());
+    assert!(f.predicates.contains(&O_USER) && f.predicates.contains(&ID));
+    let f = one("SELECT t.y FROM users u LEFT JOIN (orders o CROSS JOIN LATERAL (SELECT u.phone AS y) t) ON true");
+    assert_eq!(f.outputs[0].lineage, set(&[PHONE]));
 }
 
 #[test]
@@ -327,6 +350,13 @@ fn whole_row_references_are_every_column() {
         assert_eq!(f.outputs[0].lineage, expected, "{sql}");
         assert_eq!(f.outputs[0].direct, None, "{sql}");
     }
+}
+
+#[test]
+fn row_constructor_is_not_a_function() {
+    let f = one("SELECT ROW(u.email, 1), ARRAY[u.phone] FROM users u");
+    assert!(f.functions.is_empty());
+    assert_eq!(out_names(&f), ["row", "array"]);
 }
 
 #[test]
@@ -608,4 +638,9 @@ fn custom_operators_are_refused() {
         AnalysisError::Unsupported(_)
     ));
     assert!(run("SELECT 1 FROM pg_class WHERE relname OPERATOR(pg_catalog.~) '^x$'").is_ok());
+    assert!(run("SELECT id FROM users ORDER BY email USING <").is_ok());
+    assert!(matches!(
+        err("SELECT id FROM users ORDER BY email USING OPERATOR(public.<)"),
+        AnalysisError::Unsupported(_)
+    ));
 }

@@ -20,6 +20,7 @@ pub(super) const V_NESTED: Oid = 420;
 pub(super) const V_LOOP: Oid = 430;
 pub(super) const V_UNQUALIFIED: Oid = 440;
 pub(super) const V_WHOLE_ROW: Oid = 450;
+pub(super) const V_LEAK: Oid = 460;
 pub(super) const EVENTS: Oid = 500;
 pub(super) const EVENTS_2024: Oid = 510;
 pub(super) const APP_USERS: Oid = 600;
@@ -126,6 +127,13 @@ pub(super) fn test_catalog() -> Catalog {
         "SELECT row_to_json(u.*) AS j FROM users u WHERE",
         &[c(USERS, 0)],
     );
+    let v_leak = view(
+        V_LEAK,
+        "v_leak",
+        &["l"],
+        " SELECT leak(u.email) AS l\n   FROM users u;",
+        &[c(USERS, 2)],
+    );
     let events = relation(
         EVENTS,
         "public",
@@ -179,6 +187,7 @@ pub(super) fn test_catalog() -> Catalog {
             v_loop,
             v_unqualified,
             v_whole_row,
+            v_leak,
             events,
             events_2024,
             app_users,

@@ -1,7 +1,9 @@
 //! Queries real clients send, against the catalog of a PostgreSQL 15
 //! database (pg_catalog, information_schema, and the test tables in
 //! `public` and `app`), as [`crate::catalog::LOAD_SQL`] reads it.
-//! `pg15_catalog.txt` holds the five result sets in COPY text format.
+//! `pg15_catalog.txt` holds the five result sets in COPY text format;
+//! `psql15_describe.sql` and `pgdump15_statements.sql` what psql's `\d`
+//! family and pg_dump sent to that server (from its statement log).
 
 use super::*;
 use crate::analysis::StatementKind;
@@ -9,6 +11,7 @@ use crate::catalog::{CatalogRows, Row};
 
 const FIXTURE: &str = include_str!("pg15_catalog.txt");
 const PSQL_DESCRIBE: &str = include_str!("psql15_describe.sql");
+const PG_DUMP: &str = include_str!("pgdump15_statements.sql");
 
 /// A COPY text field.
 fn field(raw: &str) -> Option<String> {
@@ -180,6 +183,9 @@ fn orm_queries_analyze() {
         "SELECT pg_catalog.set_config('search_path', '', false)",
         "SET application_name = 'rails'",
         "SHOW TRANSACTION ISOLATION LEVEL",
+        "SELECT \"public\".\"users\".\"id\", \"public\".\"users\".\"email\" FROM \"public\".\"users\" WHERE (\"public\".\"users\".\"id\" = $1 AND 1=1) LIMIT $2 OFFSET $3",
+        "SELECT \"User\".\"id\" AS \"User_id\", \"User\".\"email\" AS \"User_email\" FROM \"users\" \"User\" WHERE \"User\".\"email\" = $1",
+        "SELECT u1_0.id, u1_0.email FROM users u1_0 WHERE u1_0.id = $1",
     ] {
         let facts = run15(sql).unwrap_or_else(|e| panic!("{e}\n{sql}"));
         assert_eq!(facts.statements.len(), 1, "{sql}");
@@ -187,4 +193,28 @@ fn orm_queries_analyze() {
     let facts =
         run15("SELECT \"users\".\"email\" FROM \"users\" WHERE \"users\".\"id\" = $1").unwrap();
     assert_eq!(facts.statements[0].outputs[0].direct, Some(email));
+}
+
+#[test]
+fn pg_dump_statements_analyze() {
+    let catalog = pg15();
+    let path = ["pg_catalog".to_owned()];
+    let ctx = Context {
+        catalog: &catalog,
+        search_path: &path,
+    };
+    let email = col15(&catalog, "public", "users", "email");
+    let mut copies = 0;
+    for sql in PG_DUMP.split("\n-- next\n") {
+        let facts = analyze(sql, &ctx).unwrap_or_else(|e| panic!("{e}\n{sql}"));
+        for s in &facts.statements {
+            if let StatementKind::CopyTo { .. } = s.kind {
+                copies += 1;
+                if sql.contains("public.users ") {
+                    assert_eq!(s.outputs[1].direct, Some(email), "{sql}");
+                }
+            }
+        }
+    }
+    assert!(copies >= 5);
 }

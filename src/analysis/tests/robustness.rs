@@ -251,6 +251,33 @@ fn deep_nesting_is_refused_not_overflowed() {
                 vec!["email LIKE 'a'"; 3000].join(" AND ")
             ),
             format!("SELECT email{} FROM users", " COLLATE \"C\"".repeat(3000)),
+            format!("{}SELECT 1", "EXPLAIN ".repeat(3000)),
+            format!("{}SELECT 1", "PREPARE p AS ".repeat(3000)),
+            format!("{}SELECT 1", "PREPARE p AS EXPLAIN ".repeat(60)),
+            format!(
+                "SELECT 1 FROM {}users{}",
+                "(users JOIN ".repeat(60),
+                " USING (id))".repeat(60)
+            ),
+            format!(
+                "SELECT 1 FROM {}users{}",
+                "(".repeat(60),
+                " JOIN orders ON true)".repeat(60)
+            ),
+            format!(
+                "SELECT 1 FROM {}users{}",
+                "(SELECT * FROM (".repeat(30),
+                " JOIN orders ON true) x)".repeat(30)
+            ),
+            format!(
+                "{}SELECT 1",
+                "CREATE RULE r AS ON INSERT TO users DO ".repeat(60)
+            ),
+            format!(
+                "{}SELECT 1{}",
+                "IF true THEN ".repeat(60),
+                " END IF".repeat(60)
+            ),
         ];
         for sql in &cases {
             let _ = run(sql);
@@ -301,10 +328,12 @@ fn tmp_stack_probe() {
         ),
         format!(
             "SELECT * FROM {}users{}",
-            "(SELECT * FROM ".repeat(45),
-            ") t".repeat(45)
+            "(SELECT * FROM ".repeat(20),
+            ") t".repeat(20)
         ),
-        format!("SELECT {}1{}", "(SELECT ".repeat(45), ")".repeat(45)),
+        format!("SELECT {}1{}", "(SELECT ".repeat(20), ")".repeat(20)),
+        "SELECT x FROM v199".to_owned(),
+        "SELECT x FROM v60".to_owned(),
     ];
     let kb: usize = std::env::var("PROBE_KB")
         .ok()
@@ -314,19 +343,146 @@ fn tmp_stack_probe() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(99);
+    for (i, sql) in cases
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| only == 99 || *i == only)
     {
-        for (i, sql) in cases
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| only == 99 || *i == only)
-        {
-            let sql = sql.clone();
-            let ok = std::thread::Builder::new()
-                .stack_size(kb * 1024)
-                .spawn(move || run(&sql).map(|_| ()).map_err(|e| e.to_string()))
-                .unwrap()
-                .join();
-            eprintln!("{kb}K case {i}: {:?}", ok.map(|r| r.err()));
-        }
+        let sql = sql.clone();
+        let ok = std::thread::Builder::new()
+            .stack_size(kb * 1024)
+            .spawn(move || {
+                if i >= 5 {
+                    return view_chain(&sql);
+                }
+                run(&sql).map(|_| ()).map_err(|e| e.to_string())
+            })
+            .unwrap()
+            .join();
+        eprintln!("{kb}K case {i}: {:?}", ok.map(|r| r.err()));
     }
+}
+
+fn view_chain(sql: &str) -> Result<(), String> {
+    use crate::catalog::{Column, RelKind, Relation};
+    let mut rels = Vec::new();
+    rels.push(Relation {
+        oid: 1,
+        schema: "public".into(),
+        name: "t".into(),
+        kind: RelKind::Table,
+        columns: vec![Column {
+            attnum: 1,
+            name: "x".into(),
+            type_oid: 25,
+            type_name: "text".into(),
+        }],
+        parents: vec![],
+        definition: None,
+        depends_on: Default::default(),
+    });
+    for i in 0..200u32 {
+        let from = if i == 0 {
+            "t".to_owned()
+        } else {
+            format!("v{}", i - 1)
+        };
+        rels.push(Relation {
+            oid: 100 + i,
+            schema: "public".into(),
+            name: format!("v{i}"),
+            kind: RelKind::View,
+            columns: vec![Column {
+                attnum: 1,
+                name: "x".into(),
+                type_oid: 25,
+                type_name: "text".into(),
+            }],
+            parents: vec![],
+            definition: Some(format!(
+                " SELECT lower({from}.x) AS x FROM {from} WHERE {from}.x <> ''::text;"
+            )),
+            depends_on: [ColumnId {
+                rel: if i == 0 { 1 } else { 99 + i },
+                attnum: 1,
+            }]
+            .into(),
+        });
+    }
+    let catalog = Catalog::new(rels, Vec::<(String, String)>::new());
+    let path = vec!["public".to_owned()];
+    let f = analyze(
+        sql,
+        &Context {
+            catalog: &catalog,
+            search_path: &path,
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    Err(format!("{:?}", f.statements[0].outputs[0].lineage))
+}
+
+/// A catalog with `t(x)` and views `v0` .. `v199`, each over the previous.
+fn view_chain_catalog() -> Catalog {
+    let column = || Column {
+        attnum: 1,
+        name: "x".to_owned(),
+        type_oid: 25,
+        type_name: "text".to_owned(),
+    };
+    let mut rels = vec![Relation {
+        oid: 1,
+        schema: "public".to_owned(),
+        name: "t".to_owned(),
+        kind: RelKind::Table,
+        columns: vec![column()],
+        parents: Vec::new(),
+        definition: None,
+        depends_on: BTreeSet::new(),
+    }];
+    for i in 0..200u32 {
+        let from = if i == 0 {
+            "t".to_owned()
+        } else {
+            format!("v{}", i - 1)
+        };
+        rels.push(Relation {
+            oid: 100 + i,
+            schema: "public".to_owned(),
+            name: format!("v{i}"),
+            kind: RelKind::View,
+            columns: vec![column()],
+            parents: Vec::new(),
+            definition: Some(format!(
+                " SELECT lower({from}.x) AS x\n   FROM {from}\n  WHERE {from}.x <> ''::text;"
+            )),
+            depends_on: [ColumnId {
+                rel: if i == 0 { 1 } else { 99 + i },
+                attnum: 1,
+            }]
+            .into(),
+        });
+    }
+    Catalog::new(rels, Vec::<(String, String)>::new())
+}
+
+#[test]
+fn long_view_chains_expand_then_fall_back() {
+    on_small_stack(|| {
+        let catalog = view_chain_catalog();
+        let path = vec!["public".to_owned()];
+        let ctx = Context {
+            catalog: &catalog,
+            search_path: &path,
+        };
+        for sql in ["SELECT x FROM v10", "SELECT x FROM v199"] {
+            let f = analyze(sql, &ctx).unwrap_or_else(|e| panic!("{sql}: {e}"));
+            let s = &f.statements[0];
+            assert_eq!(
+                s.outputs[0].lineage,
+                [ColumnId { rel: 1, attnum: 1 }].into()
+            );
+            assert!(s.reads.contains(&1), "{sql}");
+        }
+    });
 }

@@ -512,6 +512,18 @@ fn ddl_groups() {
 }
 
 #[test]
+fn unparsed_structure_ddl_that_could_move_data_is_refused() {
+    for sql in [
+        "CREATE TABLE x AS EXECUTE q",
+        "CREATE TABLE x (LIKE users) PARTITION BY nonsense (",
+        "ALTER SEQUENCE s AS bigint",
+        "CREATE STATISTICS s (dependencies) ON email, phone FROM users",
+    ] {
+        assert!(matches!(err(sql), AnalysisError::Parse(_)), "{sql}");
+    }
+}
+
+#[test]
 fn create_view_records_reads_but_stores_nothing() {
     let f = one("CREATE VIEW v AS SELECT leak(email) FROM users");
     assert_eq!(f.kind, K::Ddl(DdlKind::Structure("CREATE VIEW".into())));
@@ -541,6 +553,19 @@ fn data_modifying_cte_writes() {
     assert_eq!(f.kind, K::Select);
     assert_eq!(f.writes, [USERS].into());
     assert_eq!(f.outputs[0].direct, Some(EMAIL));
+}
+
+#[test]
+fn with_before_dml_keeps_the_dml_kind() {
+    let f =
+        one("WITH x AS (SELECT email FROM users) INSERT INTO orders (status) SELECT email FROM x");
+    assert_eq!(f.kind, K::Insert);
+    assert_eq!(f.stored, set(&[EMAIL]));
+    assert_eq!(f.writes, [ORDERS].into());
+    let f = one(
+        "WITH x AS (SELECT id FROM users) DELETE FROM orders WHERE user_id IN (SELECT id FROM x)",
+    );
+    assert_eq!(f.kind, K::Delete);
 }
 
 #[test]

@@ -209,6 +209,9 @@ where
     async fn parameter_status(&mut self, frame: &Frame) -> Result<(), SessionError> {
         let (name, value) =
             messages::parse_parameter_status(frame).map_err(SessionError::Upstream)?;
+        if let Err(b) = enforce::check_reported_setting(&name, &value) {
+            return Err(SessionError::Guard(b.reason));
+        }
         if name == "session_authorization" && value != self.guard.info.user {
             return Err(SessionError::Guard(
                 "the session's identity changed; guarded sessions keep their login role".into(),

@@ -18,7 +18,7 @@ use crate::wire::messages::ErrorFields;
 /// counters its results are checked against.
 #[derive(Debug)]
 pub(super) struct Exec {
-    pub facts: StatementFacts,
+    pub facts: Arc<StatementFacts>,
     pub allowance: Allowance,
     /// Errors and notices of this statement must be scrubbed.
     pub scrub: bool,
@@ -41,7 +41,7 @@ pub(super) struct Exec {
 
 impl Exec {
     pub fn new(
-        facts: StatementFacts,
+        facts: Arc<StatementFacts>,
         allowance: Allowance,
         scrub: bool,
         policy: Arc<Policy>,
@@ -93,6 +93,22 @@ impl Exec {
                 .described_by
                 .as_ref()
                 .is_some_and(|s| s.describe_requested.load(Ordering::Relaxed))
+    }
+
+    /// A fresh exec for another use of the same decision (a portal of a
+    /// prepared statement): shares facts and allowance, counts on its own,
+    /// and may rely on `self`'s checked description.
+    pub fn portal_of(statement: &Arc<Exec>) -> Exec {
+        let mut exec = Exec::new(
+            statement.facts.clone(),
+            statement.allowance.clone(),
+            statement.scrub,
+            statement.policy.clone(),
+            statement.catalog.clone(),
+        );
+        exec.counted_by = statement.counted_by.clone();
+        exec.described_by = Some(statement.clone());
+        exec
     }
 
     /// Counts one row of `bytes`; returns the totals so far.

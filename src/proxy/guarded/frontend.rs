@@ -225,7 +225,7 @@ where
                         format!("no prepared statement {name:?} known to copyguard"),
                     )
                 })?;
-                let mut inner = prepared.facts.clone();
+                let mut inner = (*prepared.facts).clone();
                 inner.kind = facts.kind.clone();
                 inner.functions.extend(facts.functions.iter().cloned());
                 inner.predicates.extend(facts.predicates.iter().copied());
@@ -238,13 +238,19 @@ where
                         format!("no cursor {name:?} known to copyguard"),
                     )
                 })?;
-                let mut inner = cursor.facts.clone();
+                let mut inner = (*cursor.facts).clone();
                 inner.kind = facts.kind.clone();
                 if *is_move {
                     inner.outputs.clear();
                 }
                 counted_by = Some(cursor.clone());
                 inner
+            }
+            StatementKind::Set { name } if enforce::is_lexer_setting(name) => {
+                return Err(enforce::block(
+                    "setting.lexer",
+                    format!("guarded sessions cannot change {name}: it changes how the server reads SQL text"),
+                ));
             }
             _ => facts,
         };
@@ -253,7 +259,7 @@ where
             Verdict::Allow(allowance) => {
                 let scrub = allowance.touches_classified || self.writes_classified(policy, &facts);
                 let mut exec = Exec::new(
-                    facts,
+                    Arc::new(facts),
                     allowance,
                     scrub,
                     policy.clone(),
@@ -355,7 +361,7 @@ where
             self.guard.state.push(Expect::Statement(exec.clone()));
         }
         self.guard.state.push(Expect::QueryEnd);
-        allowed_metric(execs.len());
+        self.guard.allowed.increment(execs.len().max(1) as u64);
         self.send(frame.as_bytes()).await
     }
 
@@ -414,18 +420,16 @@ where
                 "statement.unknown",
                 format!("no prepared statement {statement:?} known to copyguard"),
             )),
-            Some(stmt) => self.decide(stmt.facts.clone(), &policy).map(|exec| {
-                let mut portal_exec = Arc::try_unwrap(exec).unwrap_or_else(|shared| {
-                    Exec::new(
-                        shared.facts.clone(),
-                        shared.allowance.clone(),
-                        shared.scrub,
-                        shared.policy.clone(),
-                        shared.catalog.clone(),
-                    )
-                });
-                portal_exec.described_by = Some(stmt);
-                Arc::new(portal_exec)
+            Some(stmt)
+                if Arc::ptr_eq(&stmt.policy, &policy)
+                    && Arc::ptr_eq(&stmt.catalog, &self.catalog) =>
+            {
+                Ok(Arc::new(Exec::portal_of(&stmt)))
+            }
+            Some(stmt) => self.decide((*stmt.facts).clone(), &policy).map(|exec| {
+                let mut portal = Exec::portal_of(&exec);
+                portal.described_by = Some(stmt);
+                Arc::new(portal)
             }),
         };
         match decided {
@@ -496,11 +500,6 @@ where
         self.guard.state.push(Expect::Close);
         self.send(frame.as_bytes()).await
     }
-}
-
-fn allowed_metric(statements: usize) {
-    metrics::counter!(crate::telemetry::VERDICTS, "verdict" => "allow", "rule" => "")
-        .increment(statements.max(1) as u64);
 }
 
 /// A Bind of a statement that does not exist: fails on the server.

@@ -11,7 +11,7 @@ mod frontend;
 
 use std::sync::Arc;
 
-use tokio::io::BufWriter;
+use tokio::io::{AsyncRead, AsyncWrite, BufWriter};
 
 use super::cancel::UpstreamKey;
 use super::relay::RelayEnd;
@@ -31,7 +31,28 @@ pub(crate) struct Guard<'a> {
     pub info: &'a SessionInfo,
     pub class: Arc<RoleClass>,
     pub upstream_key: Option<UpstreamKey>,
+    /// Allowed-statement counter (a handle, not a registry lookup per
+    /// statement).
+    pub allowed: metrics::Counter,
     state: SessionState,
+}
+
+type Reader = Box<dyn AsyncRead + Send + Unpin>;
+type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// Splits a stream into independently usable halves: owned halves for
+/// plain TCP (no lock), `tokio::io::split` under TLS.
+fn split(stream: Stream) -> (Reader, Writer) {
+    match stream {
+        Stream::Plain(tcp) => {
+            let (r, w) = tcp.into_split();
+            (Box::new(r), Box::new(w))
+        }
+        tls => {
+            let (r, w) = tokio::io::split(tls);
+            (Box::new(r), Box::new(w))
+        }
+    }
 }
 
 /// Runs a guarded session until either side closes or shutdown forces an
@@ -44,11 +65,19 @@ pub(crate) async fn run(
     class: Arc<RoleClass>,
     upstream_key: Option<UpstreamKey>,
 ) -> Result<RelayEnd, SessionError> {
+    for (name, value) in &info.server_params {
+        if let Err(b) = crate::enforce::check_reported_setting(name, value) {
+            return Err(SessionError::Policy {
+                rule: b.rule,
+                reason: b.reason,
+            });
+        }
+    }
     let max = shared.config.limits.max_message_size;
     let (client_stream, client_buf) = client.into_parts();
     let (server_stream, server_buf) = upstream.into_parts();
-    let (client_r, client_w) = tokio::io::split(client_stream);
-    let (server_r, server_w) = tokio::io::split(server_stream);
+    let (client_r, client_w) = split(client_stream);
+    let (server_r, server_w) = split(server_stream);
     let mut client_in = Conn::with_buffer(client_r, client_buf, max);
     let mut server_in = Conn::with_buffer(server_r, server_buf, usize::MAX);
     let mut server_out = BufWriter::new(server_w);
@@ -66,6 +95,7 @@ pub(crate) async fn run(
         info,
         class,
         upstream_key,
+        allowed: metrics::counter!(crate::telemetry::VERDICTS, "verdict" => "allow", "rule" => ""),
         state: SessionState::new(),
     };
     let outcome = {

@@ -1,0 +1,176 @@
+//! Criterion bench of a guarded statement's decision: parse + lineage
+//! (`analysis::analyze`) + verdict (`Policy::decide`), per statement, over
+//! a corpus of realistic queries (pgbench, ORM-style, joins, CTEs,
+//! aggregates, catalog lookups, refused exports).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use copyguard::analysis::{analyze, Context};
+use copyguard::catalog::{Catalog, Column, RelKind, Relation};
+use copyguard::policy::Policy;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+
+const CORPUS: &[(&str, &str)] = &[
+    ("pgbench_select", "SELECT abalance FROM pgbench_accounts WHERE aid = 48213;"),
+    (
+        "pgbench_update",
+        "UPDATE pgbench_accounts SET abalance = abalance + -1234 WHERE aid = 48213;",
+    ),
+    (
+        "orm_by_id",
+        "SELECT \"orders\".\"id\", \"orders\".\"user_id\", \"orders\".\"amount_cents\", \"orders\".\"status\" FROM \"orders\" WHERE \"orders\".\"id\" = $1 LIMIT $2",
+    ),
+    (
+        "join_unclassified",
+        "SELECT o.id, o.amount_cents, u.country FROM orders o JOIN users u ON u.id = o.user_id WHERE o.status = 'paid' ORDER BY o.id DESC LIMIT 50",
+    ),
+    (
+        "group_by",
+        "SELECT country, count(*), avg(o.amount_cents) FROM users u LEFT JOIN orders o ON o.user_id = u.id GROUP BY country HAVING count(*) > 10 ORDER BY 2 DESC",
+    ),
+    (
+        "cte_window",
+        "WITH recent AS (SELECT user_id, amount_cents, row_number() OVER (PARTITION BY user_id ORDER BY created_at DESC) AS rn FROM orders) SELECT user_id, sum(amount_cents) FROM recent WHERE rn <= 3 GROUP BY user_id",
+    ),
+    (
+        "classified_limited",
+        "SELECT id, email, full_name FROM users WHERE id = 42",
+    ),
+    (
+        "view",
+        "SELECT * FROM v_contacts WHERE country = 'FR' LIMIT 10",
+    ),
+    (
+        "refused_copy",
+        "COPY (SELECT u.email, lower(u.full_name) FROM users u) TO STDOUT WITH (FORMAT csv)",
+    ),
+    (
+        "refused_whole_row",
+        "SELECT row_to_json(u) FROM users u JOIN orders o ON o.user_id = u.id",
+    ),
+];
+
+fn relation(
+    oid: u32,
+    name: &str,
+    kind: RelKind,
+    cols: &[(&str, u32, &str)],
+    def: Option<&str>,
+) -> Relation {
+    Relation {
+        oid,
+        schema: "public".into(),
+        name: name.into(),
+        kind,
+        columns: cols
+            .iter()
+            .enumerate()
+            .map(|(i, (n, t, tn))| Column {
+                attnum: i as i16 + 1,
+                name: (*n).into(),
+                type_oid: *t,
+                type_name: (*tn).into(),
+            })
+            .collect(),
+        parents: Vec::new(),
+        definition: def.map(str::to_owned),
+        depends_on: BTreeSet::new(),
+    }
+}
+
+fn catalog() -> Catalog {
+    const INT8: (u32, &str) = (20, "bigint");
+    const INT4: (u32, &str) = (23, "integer");
+    const TEXT: (u32, &str) = (25, "text");
+    let c = |n, (t, tn): (u32, &'static str)| (n, t, tn);
+    Catalog::new(
+        vec![
+            relation(
+                16384,
+                "users",
+                RelKind::Table,
+                &[
+                    c("id", INT8),
+                    c("email", TEXT),
+                    c("full_name", TEXT),
+                    c("birth_date", (1082, "date")),
+                    c("phone", TEXT),
+                    c("country", TEXT),
+                    c("created_at", (1184, "timestamptz")),
+                ],
+                None,
+            ),
+            relation(
+                16391,
+                "orders",
+                RelKind::Table,
+                &[
+                    c("id", INT8),
+                    c("user_id", INT8),
+                    c("amount_cents", INT4),
+                    c("status", TEXT),
+                    c("created_at", (1184, "timestamptz")),
+                ],
+                None,
+            ),
+            relation(
+                16401,
+                "v_contacts",
+                RelKind::View,
+                &[c("id", INT8), c("contact", TEXT), c("country", TEXT)],
+                Some(" SELECT u.id, u.email AS contact, u.country FROM users u;"),
+            ),
+            relation(
+                16410,
+                "pgbench_accounts",
+                RelKind::Table,
+                &[
+                    c("aid", INT4),
+                    c("bid", INT4),
+                    c("abalance", INT4),
+                    c("filler", TEXT),
+                ],
+                None,
+            ),
+        ],
+        Vec::new(),
+    )
+}
+
+fn bench(c: &mut Criterion) {
+    let policy = Policy::from_toml_str(&format!(
+        "{}\n{}",
+        include_str!("../policies/roles.toml"),
+        include_str!("../policies/classification.toml")
+    ))
+    .expect("demo policy");
+    let class = policy.classify_role("dev_alice");
+    let catalog = catalog();
+    let search_path = vec!["pg_catalog".to_owned(), "public".to_owned()];
+    let ctx = Context {
+        catalog: &catalog,
+        search_path: &search_path,
+    };
+    let mut group = c.benchmark_group("guarded_statement");
+    group.measurement_time(Duration::from_secs(3));
+    group.warm_up_time(Duration::from_secs(1));
+    group.throughput(Throughput::Elements(1));
+    for (name, sql) in CORPUS {
+        assert!(analyze(sql, &ctx).is_ok(), "{name} analyzes");
+        group.bench_with_input(BenchmarkId::from_parameter(name), sql, |b, sql| {
+            b.iter(|| {
+                let facts = analyze(sql, &ctx).expect("analyzes");
+                facts
+                    .statements
+                    .iter()
+                    .map(|s| policy.decide(&class, &catalog, s))
+                    .count()
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
