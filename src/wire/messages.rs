@@ -139,6 +139,11 @@ pub fn ready_for_query_idle() -> Bytes {
     encode(&ReadyForQuery::new(TransactionStatus::Idle))
 }
 
+/// ReadyForQuery with transaction status `status` (`I`, `T` or `E`).
+pub fn ready_for_query(status: u8) -> Bytes {
+    frame(b'Z', &[status])
+}
+
 /// A tagged frame carrying `body` (used for SASL messages to the upstream).
 pub fn frame(tag: u8, body: &[u8]) -> Bytes {
     let mut buf = BytesMut::with_capacity(body.len() + 5);

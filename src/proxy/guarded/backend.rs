@@ -261,7 +261,14 @@ where
             });
             return Ok(());
         }
-        self.discarding = false;
+        if std::mem::take(&mut self.discarding) && messages::parse_ready_status(frame) == b'T' {
+            self.guard
+                .state
+                .abort_pending
+                .store(true, Ordering::Relaxed);
+            self.guard.state.status.store(b'E', Ordering::Relaxed);
+            return self.client.write(&messages::ready_for_query(b'E')).await;
+        }
         self.client.write(frame.as_bytes()).await
     }
 

@@ -179,6 +179,10 @@ pub(super) struct SessionState {
     pub pending_cancel: Mutex<Option<JoinHandle<()>>>,
     /// Classified rows relayed in this session.
     pub session_rows: AtomicU64,
+    /// A result was stopped inside a transaction the server still considers
+    /// healthy: the client was told it failed, so the server transaction
+    /// must be failed too before the next client message.
+    pub abort_pending: AtomicBool,
 }
 
 impl SessionState {

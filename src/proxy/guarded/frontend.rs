@@ -86,6 +86,14 @@ where
                 self.flush().await?;
                 let _ = cancel.await;
             }
+            if self
+                .guard
+                .state
+                .abort_pending
+                .swap(false, Ordering::Relaxed)
+            {
+                self.fail_transaction().await?;
+            }
             match frame.tag() {
                 b'Q' => self.simple_query(&frame).await?,
                 b'P' => self.parse(&frame).await?,
@@ -156,6 +164,19 @@ where
         self.flush().await?;
         rx.await
             .map_err(|_| SessionError::UpstreamProtocol("internal query abandoned".into()))
+    }
+
+    /// Puts the server's transaction into the failed state (after a result
+    /// was stopped inside it), silently: the failing statement's error and
+    /// ReadyForQuery go nowhere.
+    async fn fail_transaction(&mut self) -> Result<(), SessionError> {
+        let (reply, _ignored) = tokio::sync::oneshot::channel();
+        self.guard.state.push(Expect::Internal {
+            reply,
+            sets: Vec::new(),
+            error: None,
+        });
+        self.send(&messages::query(BLOCKED_SQL)).await
     }
 
     /// Refreshes the catalog and the search path when they may have
