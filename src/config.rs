@@ -738,9 +738,13 @@ mod tests {
     use super::*;
 
     fn load_toml(text: &str, args: ConfigArgs) -> Result<Config, ConfigError> {
-        let dir = std::env::temp_dir().join(format!("cg-config-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!(
+            "cg-config-{}-{}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
         std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(format!("c{}.toml", rand::random::<u32>()));
+        let path = dir.join("copyguard.toml");
         std::fs::write(&path, text).unwrap();
         let args = ConfigArgs {
             config: Some(path.clone()),
@@ -748,7 +752,7 @@ mod tests {
             ..args
         };
         let result = Config::load(&args);
-        std::fs::remove_file(&path).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
         result
     }
 
