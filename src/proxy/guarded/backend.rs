@@ -470,15 +470,7 @@ where
     /// running query is cancelled (unless `idle`: nothing runs yet), and
     /// everything up to the next ReadyForQuery is discarded.
     async fn violation(&mut self, b: &Block, idle: bool) -> Result<(), SessionError> {
-        warn!(
-            user = %self.guard.info.user,
-            database = %self.guard.info.database,
-            rule = b.rule,
-            reason = %b.reason,
-            "result stopped"
-        );
-        metrics::counter!(crate::telemetry::VERDICTS, "verdict" => "block", "rule" => b.rule)
-            .increment(1);
+        self.guard.record_refusal(b, "result stopped");
         self.client.write(&refusal(b).encode()).await?;
         self.discarding = true;
         if !idle {

@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite, BufWriter};
-use tracing::{info, warn};
+use tracing::warn;
 
 use super::exec::{Exec, Expect, InternalResult};
 use super::Guard;
@@ -335,15 +335,7 @@ where
     }
 
     fn log_refusal(&self, b: &Block) {
-        info!(
-            user = %self.guard.info.user,
-            database = %self.guard.info.database,
-            rule = b.rule,
-            reason = %b.reason,
-            "statement refused"
-        );
-        metrics::counter!(crate::telemetry::VERDICTS, "verdict" => "block", "rule" => b.rule)
-            .increment(1);
+        self.guard.record_refusal(b, "statement refused");
     }
 
     /// Replaces a whole simple-query cycle with a failing statement.

@@ -17,7 +17,7 @@ use super::cancel::UpstreamKey;
 use super::relay::RelayEnd;
 use super::{SessionError, SessionInfo, Shared};
 use crate::catalog::Catalog;
-use crate::policy::RoleClass;
+use crate::policy::{Block, RoleClass};
 use crate::wire::{Conn, Stream};
 
 use backend::{Backend, ClientOut};
@@ -35,6 +35,22 @@ pub(crate) struct Guard<'a> {
     /// statement).
     pub allowed: metrics::Counter,
     state: SessionState,
+}
+
+impl Guard<'_> {
+    /// Records a refusal: statement refused before it ran, or result
+    /// stopped while it streamed (`what`). Reasons never hold data values.
+    pub fn record_refusal(&self, b: &Block, what: &'static str) {
+        tracing::warn!(
+            user = %self.info.user,
+            database = %self.info.database,
+            rule = b.rule,
+            reason = %b.reason,
+            "{what}"
+        );
+        metrics::counter!(crate::telemetry::VERDICTS, "verdict" => "block", "rule" => b.rule)
+            .increment(1);
+    }
 }
 
 type Reader = Box<dyn AsyncRead + Send + Unpin>;
