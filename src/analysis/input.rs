@@ -31,8 +31,7 @@ pub(crate) enum Parsed {
 /// Parses every statement of `sql`. Text without any statement yields one
 /// [`StatementKind::Empty`].
 pub(crate) fn parse(sql: &str) -> Result<Vec<Parsed>, AnalysisError> {
-    let tokens = tokenize(sql)?;
-    match parse_tokens(tokens.clone()) {
+    match parse_tokens(tokenize(sql)?) {
         Ok(statements) => Ok(non_empty(
             statements
                 .into_iter()
@@ -40,7 +39,7 @@ pub(crate) fn parse(sql: &str) -> Result<Vec<Parsed>, AnalysisError> {
                 .collect(),
         )),
         Err(_) => {
-            let statements = split(tokens)
+            let statements = split(tokenize(sql)?)
                 .into_iter()
                 .map(parse_chunk)
                 .collect::<Result<Vec<_>, _>>()?;
