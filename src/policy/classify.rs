@@ -32,26 +32,41 @@ const BUILTIN_FORBIDDEN: &[(Option<&str>, &str, &str)] = &[
         "pg_largeobject",
         "large objects hold data outside the tables copyguard classifies",
     ),
-    (Some("pg_catalog"), "pg_authid", "it holds password hashes"),
-    (Some("pg_catalog"), "pg_shadow", "it holds password hashes"),
+];
+
+const STATS: &str = "planner statistics hold samples of column values";
+
+/// Built-in secret columns of system catalogs: a statement whose outputs,
+/// predicates or stored values derive from one of them is refused. They
+/// are columns, not whole tables, because views such as `pg_roles` (which
+/// psql's `\d` reads) read their tables without exposing the secret.
+const BUILTIN_SECRET_COLUMNS: &[(&str, &str, &str, &str)] = &[
+    ("pg_catalog", "pg_authid", "rolpassword", "it holds password hashes"),
     (
-        Some("pg_catalog"),
+        "pg_catalog",
         "pg_user_mapping",
+        "umoptions",
         "it holds credentials for foreign servers",
     ),
     (
-        Some("pg_catalog"),
-        "pg_user_mappings",
-        "it holds credentials for foreign servers",
-    ),
-    (
-        Some("pg_catalog"),
+        "pg_catalog",
         "pg_subscription",
+        "subconninfo",
         "its connection strings can hold credentials",
     ),
 ];
 
-const STATS: &str = "planner statistics hold samples of column values";
+/// Why `col` is a built-in secret column, if it is one.
+pub fn builtin_secret(catalog: &Catalog, col: ColumnId) -> Option<&'static str> {
+    let rel = catalog.relation(col.rel)?;
+    let column = rel.column_by_num(col.attnum)?;
+    BUILTIN_SECRET_COLUMNS
+        .iter()
+        .find(|(schema, table, name, _)| {
+            rel.schema == *schema && rel.name == *table && column.name == *name
+        })
+        .map(|(.., why)| *why)
+}
 
 /// The built-in forbidden relations as `(schema or None for any, name, why)`.
 pub fn builtin_forbidden() -> &'static [(Option<&'static str>, &'static str, &'static str)] {

@@ -254,12 +254,24 @@ impl Check<'_> {
     /// column the statement uses.
     fn forbidden(&self) -> Result<(), Block> {
         let f = self.facts;
-        let columns = f
+        let used: BTreeSet<ColumnId> = f
             .output_lineage()
             .into_iter()
             .chain(f.predicates.iter().copied())
             .chain(f.stored.iter().copied())
-            .map(|c| c.rel);
+            .collect();
+        for col in &used {
+            if let Some(why) = super::classify::builtin_secret(self.catalog, *col) {
+                return Err(block(
+                    TABLE_FORBIDDEN,
+                    format!(
+                        "{} is off limits to guarded roles: {why}",
+                        self.catalog.column_name(*col)
+                    ),
+                ));
+            }
+        }
+        let columns = used.iter().map(|c| c.rel);
         let rels: BTreeSet<_> = f
             .reads
             .iter()

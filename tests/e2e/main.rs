@@ -2,10 +2,13 @@
 //! clients (`psql`, `pg_dump`, `pgbench`, `tokio-postgres`), and copyguard
 //! in between. One test binary, one shared cluster (see `support`).
 
+mod guard_fixture;
 mod raw;
 mod support;
+mod tap;
 
 mod auth_tls;
 mod bad_input;
 mod clients;
+mod guarded_core;
 mod lifecycle;
