@@ -41,7 +41,12 @@ const STATS: &str = "planner statistics hold samples of column values";
 /// are columns, not whole tables, because views such as `pg_roles` (which
 /// psql's `\d` reads) read their tables without exposing the secret.
 const BUILTIN_SECRET_COLUMNS: &[(&str, &str, &str, &str)] = &[
-    ("pg_catalog", "pg_authid", "rolpassword", "it holds password hashes"),
+    (
+        "pg_catalog",
+        "pg_authid",
+        "rolpassword",
+        "it holds password hashes",
+    ),
     (
         "pg_catalog",
         "pg_user_mapping",

@@ -371,3 +371,145 @@ async fn production_role_gets_what_a_direct_connection_gets() {
     }
     assert!(compared > 40, "{compared}");
 }
+
+const BIN: &str = env!("CARGO_BIN_EXE_copyguard");
+
+fn policy_text(dir: &std::path::Path) -> String {
+    std::fs::read_to_string(dir.join("policy.toml")).expect("policy file")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_policy_for_open_sessions_and_refuses_invalid_ones() {
+    use std::process::{Command, Stdio};
+    fixture();
+    let locked = policy_text(&locked_policy());
+    let limited = policy_text(&limited_policy(5, 100, 1000));
+    let dir = policy_dir(&locked);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let db = &cluster().db;
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--policy",
+        ])
+        .arg(&dir)
+        .args(["--upstream", &format!("{}:{}", db.host(), db.port())])
+        .env_clear()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "serve did not listen");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let hup = |pid: u32| assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGHUP) }, 0);
+    let dev = connect_to(port, DEV).await;
+    let one = "SELECT email FROM users WHERE id = 1";
+    assert_eq!(run(&dev, one).await.err().as_deref(), Some("42501"));
+
+    std::fs::write(dir.join("policy.toml"), &limited).unwrap();
+    hup(child.id());
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(
+        run(&dev, one).await.map(|r| r.len()),
+        Ok(1),
+        "the open session uses the new policy"
+    );
+
+    std::fs::write(
+        dir.join("policy.toml"),
+        "[classes.x]\nmode = \"sometimes\"\n",
+    )
+    .unwrap();
+    hup(child.id());
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(
+        run(&dev, one).await.map(|r| r.len()),
+        Ok(1),
+        "an invalid policy is not applied"
+    );
+
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    drop(dev);
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    let mut log = String::new();
+    use std::io::Read;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert!(log.contains("policy reloaded"), "{log}");
+    assert!(
+        log.contains("new policy refused") && log.contains("policy.toml"),
+        "{log}"
+    );
+}
+
+#[test]
+fn explain_and_policy_check_tell_people_why() {
+    fixture();
+    let dir = limited_policy(5, 100, 1000);
+    let db = &cluster().db;
+    let dsn = format!(
+        "host={} port={} user=postgres dbname={DB}",
+        db.host(),
+        db.port()
+    );
+    let explain = |role: &str, sql: &str| {
+        std::process::Command::new(BIN)
+            .args(["explain", "--policy"])
+            .arg(&dir)
+            .args(["--role", role, "--dsn", &dsn, sql])
+            .output()
+            .unwrap()
+    };
+    let out = explain(DEV, "SELECT lower(email) FROM users");
+    let (stdout, _) = text(&out);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("public.users.email [email]") && stdout.contains("ALLOW under limits"),
+        "{stdout}"
+    );
+    let out = explain(DEV, "COPY (SELECT id, email FROM users) TO STDOUT");
+    assert!(!out.status.success());
+    assert!(
+        text(&out).0.contains("BLOCK by rule copy.classified"),
+        "{:?}",
+        text(&out)
+    );
+    let out = explain(PROD, "COPY users TO STDOUT");
+    assert!(out.status.success() && text(&out).0.contains("production"));
+
+    let check = |dir: &std::path::Path, dsn: Option<&str>| {
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.args(["policy", "check"]).arg(dir);
+        if let Some(dsn) = dsn {
+            cmd.args(["--dsn", dsn]);
+        }
+        cmd.output().unwrap()
+    };
+    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let out = check(&demo, None);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let broken = policy_dir("[classes.x]\nmode = \"guarded\"\nmax_rows = 3\n");
+    let out = check(&broken, None);
+    assert_eq!(out.status.code(), Some(1));
+    let (o, e) = text(&out);
+    assert!(format!("{o}{e}").contains("policy.toml:3"), "{o}{e}");
+    let missing = policy_dir("[columns]\n\"public.users.no_such_column\" = \"email\"\n");
+    let out = check(&missing, Some(&dsn));
+    let (o, e) = text(&out);
+    assert!(out.status.success(), "{o}{e}");
+    assert!(format!("{o}{e}").contains("no_such_column"), "{o}{e}");
+}

@@ -404,7 +404,7 @@ where
     /// Counts a row of classified data; the refusal when a limit is passed.
     fn count(&self, exec: &Exec, bytes: usize) -> Option<Block> {
         let limits = exec.allowance.limits.as_ref()?;
-        let class = &self.guard.class.limits;
+        let class = &exec.class.limits;
         let (rows, total) = exec.count_row(bytes);
         if rows > limits.max_rows {
             return Some(enforce::block(

@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 
 use crate::analysis::StatementFacts;
 use crate::catalog::{Catalog, Row};
-use crate::policy::{Allowance, Policy};
+use crate::policy::{Allowance, Policy, RoleClass};
 use crate::wire::messages::ErrorFields;
 
 /// A statement, portal or cursor as analyzed and decided, with the
@@ -26,6 +26,8 @@ pub(super) struct Exec {
     /// checks use the same.
     pub policy: Arc<Policy>,
     pub catalog: Arc<Catalog>,
+    /// The role class the decision was made for (its budgets apply).
+    pub class: Arc<RoleClass>,
     /// Where a row description may already have been checked (a portal's
     /// statement).
     pub described_by: Option<Arc<Exec>>,
@@ -46,6 +48,7 @@ impl Exec {
         scrub: bool,
         policy: Arc<Policy>,
         catalog: Arc<Catalog>,
+        class: Arc<RoleClass>,
     ) -> Exec {
         Exec {
             facts,
@@ -53,6 +56,7 @@ impl Exec {
             scrub,
             policy,
             catalog,
+            class,
             described_by: None,
             counted_by: None,
             describe_requested: AtomicBool::new(false),
@@ -105,6 +109,7 @@ impl Exec {
             statement.scrub,
             statement.policy.clone(),
             statement.catalog.clone(),
+            statement.class.clone(),
         );
         exec.counted_by = statement.counted_by.clone();
         exec.described_by = Some(statement.clone());

@@ -18,7 +18,7 @@ use super::Guard;
 use crate::analysis::{self, AnalysisError, Context, StatementFacts, StatementKind};
 use crate::catalog::{parse_name_array, Catalog, CatalogRows, LOAD_SQL};
 use crate::enforce::{self, block_error};
-use crate::policy::{Block, Policy, Verdict};
+use crate::policy::{Block, ClassMode, Policy, RoleClass, Verdict};
 use crate::proxy::SessionError;
 use crate::wire::messages::{self, ErrorFields};
 use crate::wire::{Conn, Frame};
@@ -275,7 +275,8 @@ where
             }
             _ => facts,
         };
-        match policy.decide(&self.guard.class, &self.catalog, &facts) {
+        let class = self.class(policy);
+        match policy.decide(&class, &self.catalog, &facts) {
             Verdict::Block(b) => Err(b),
             Verdict::Allow(allowance) => {
                 let scrub = allowance.touches_classified || self.writes_classified(policy, &facts);
@@ -285,10 +286,24 @@ where
                     scrub,
                     policy.clone(),
                     self.catalog.clone(),
+                    class,
                 );
                 exec.counted_by = counted_by;
                 Ok(Arc::new(exec))
             }
+        }
+    }
+
+    /// The session's role class under `policy`: membership is re-read so a
+    /// reloaded policy's limits apply at the next statement, but a guarded
+    /// session never becomes unguarded (a role that is production in the new
+    /// policy keeps its login class).
+    fn class(&self, policy: &Policy) -> Arc<RoleClass> {
+        let class = policy.classify_role(&self.guard.info.user);
+        if class.mode == ClassMode::Guarded {
+            class
+        } else {
+            self.guard.class.clone()
         }
     }
 
