@@ -11,4 +11,6 @@ mod auth_tls;
 mod bad_input;
 mod clients;
 mod guarded_core;
+mod guarded_leaks;
+mod guarded_usage;
 mod lifecycle;
