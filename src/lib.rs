@@ -25,6 +25,10 @@
 //!   hot reload. Pure.
 //! - [`enforce`]: a verdict applied to results: the RowDescription check,
 //!   limits and budgets, scrubbing side messages. No sockets.
+//! - [`pseudonym`]: keyed deterministic stand-ins per category and type,
+//!   text and binary encodings. Pure.
+//! - [`audit`]: the block log: records, hash chain, signed anchors,
+//!   sinks, verify and review.
 //! - [`admin`]: `/metrics` and `/healthz` over HTTP.
 //! - [`telemetry`]: logging set-up and every metric name.
 //! - [`devdb`]: throwaway local PostgreSQL clusters for `demo`, tests and
@@ -33,6 +37,7 @@
 
 pub mod admin;
 pub mod analysis;
+pub mod audit;
 pub mod catalog;
 pub mod cli;
 pub mod config;
@@ -40,5 +45,6 @@ pub mod devdb;
 pub mod enforce;
 pub mod policy;
 pub mod proxy;
+pub mod pseudonym;
 pub mod telemetry;
 pub mod wire;

@@ -1,0 +1,2 @@
+//! The block log: records, hash chain, signed anchors, sinks, verify and
+//! review.

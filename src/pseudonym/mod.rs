@@ -1,0 +1,2 @@
+//! Keyed, deterministic, type-valid stand-ins for classified values. Pure:
+//! no sockets, no files.
