@@ -161,7 +161,12 @@ pub enum StatementKind {
     Ddl(DdlKind),
     /// BEGIN, START TRANSACTION, COMMIT, END, ROLLBACK, ABORT, SAVEPOINT,
     /// RELEASE, ROLLBACK TO, SET TRANSACTION.
-    Transaction,
+    Transaction {
+        /// COMMIT, END, ROLLBACK, ABORT, ROLLBACK TO: ends a transaction
+        /// or subtransaction, so `SET LOCAL`, uncommitted DDL and `ON COMMIT DROP` tables may
+        /// change how names resolve afterwards.
+        ends: bool,
+    },
     /// SET / SET LOCAL / RESET of a setting (not role or authorization).
     Set {
         /// Setting name, lower case (`search_path`, `all` for RESET ALL).

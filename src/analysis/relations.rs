@@ -40,7 +40,7 @@ impl<'a> Analyzer<'a> {
         let catalog = self.catalog;
         let found = match parts {
             [name] => catalog.resolve(None, name, &self.search_path),
-            [schema, name] => catalog.lookup(schema, name),
+            [schema, name] => catalog.resolve(Some(schema), name, &self.search_path),
             _ => {
                 return Err(AnalysisError::Unsupported(format!(
                     "relation name {}",

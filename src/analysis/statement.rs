@@ -251,12 +251,14 @@ impl Analyzer<'_> {
                 if !statements.is_empty() || exception.is_some() {
                     return Err(unsupported("BEGIN ... END block"));
                 }
-                (K::Transaction, none())
+                (K::Transaction { ends: false }, none())
             }
-            Statement::Commit { .. }
-            | Statement::Rollback { .. }
-            | Statement::Savepoint { .. }
-            | Statement::ReleaseSavepoint { .. } => (K::Transaction, none()),
+            Statement::Commit { .. } | Statement::Rollback { .. } => {
+                (K::Transaction { ends: true }, none())
+            }
+            Statement::Savepoint { .. } | Statement::ReleaseSavepoint { .. } => {
+                (K::Transaction { ends: false }, none())
+            }
             Statement::LISTEN { .. } | Statement::UNLISTEN { .. } => (K::Listen, none()),
             Statement::NOTIFY { .. } => (K::Notify, none()),
             Statement::Discard { .. } => (K::Discard, none()),
@@ -365,7 +367,7 @@ fn set_kind(set: &Set) -> Result<StatementKind, AnalysisError> {
         Set::SetSessionAuthorization(_) => StatementKind::SetSessionAuthorization,
         Set::SetTimeZone { .. } => setting_kind("timezone"),
         Set::SetNames { .. } => setting_kind("client_encoding"),
-        Set::SetTransaction { .. } => StatementKind::Transaction,
+        Set::SetTransaction { .. } => StatementKind::Transaction { ends: false },
         other => return Err(unsupported(format!("SET form {}", variant(other)))),
     })
 }

@@ -162,7 +162,8 @@ impl Catalog {
     /// Resolves a possibly unqualified relation name the way PostgreSQL
     /// does: a qualified name directly, an unqualified one through
     /// `search_path` (the effective path, as `current_schemas(true)`
-    /// returns it: temporary and system schemas included).
+    /// returns it: temporary and system schemas included). `pg_temp` names
+    /// the session's own temporary schema, as in PostgreSQL.
     pub fn resolve(
         &self,
         schema: Option<&str>,
@@ -170,6 +171,10 @@ impl Catalog {
         search_path: &[String],
     ) -> Option<&Relation> {
         match schema {
+            Some("pg_temp") => search_path
+                .iter()
+                .find(|s| s.starts_with("pg_temp_"))
+                .and_then(|s| self.lookup(s, name)),
             Some(s) => self.lookup(s, name),
             None => search_path.iter().find_map(|s| self.lookup(s, name)),
         }
@@ -236,5 +241,49 @@ impl Catalog {
             },
             None => format!("oid {}.#{}", col.rel, col.attnum),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(oid: Oid, schema: &str, name: &str) -> Relation {
+        Relation {
+            oid,
+            schema: schema.to_owned(),
+            name: name.to_owned(),
+            kind: RelKind::Table,
+            columns: Vec::new(),
+            parents: Vec::new(),
+            definition: None,
+            depends_on: BTreeSet::new(),
+        }
+    }
+
+    #[test]
+    fn names_resolve_as_postgres_resolves_them() {
+        let catalog = Catalog::new(
+            [
+                table(1, "public", "users"),
+                table(2, "pg_temp_3", "users"),
+                table(3, "pg_temp_4", "other_session"),
+            ],
+            [],
+        );
+        let path: Vec<String> = ["pg_temp_3", "pg_catalog", "public"]
+            .map(str::to_owned)
+            .to_vec();
+        let oid = |schema: Option<&str>, name: &str, path: &[String]| {
+            catalog.resolve(schema, name, path).map(|r| r.oid)
+        };
+        assert_eq!(oid(None, "users", &path), Some(2), "temporary first");
+        assert_eq!(oid(Some("pg_temp"), "users", &path), Some(2));
+        assert_eq!(oid(Some("public"), "users", &path), Some(1));
+        assert_eq!(oid(Some("pg_temp"), "other_session", &path), None);
+        let no_temp = &path[1..];
+        assert_eq!(oid(None, "users", no_temp), Some(1));
+        assert_eq!(oid(Some("pg_temp"), "users", no_temp), None);
+        assert_eq!(oid(None, "Users", no_temp), None, "case-sensitive");
     }
 }

@@ -166,7 +166,7 @@ impl Check<'_> {
         let executes = !matches!(kind, StatementKind::Explain { analyze: false });
         if executes {
             self.writes(kind, sequence_write)?;
-            self.stored()?;
+            self.stored(sequence_write)?;
         }
         let outputs = self.classified_outputs();
         if !explain {
@@ -338,8 +338,22 @@ impl Check<'_> {
     }
 
     /// Rule 7.
-    fn stored(&self) -> Result<(), Block> {
-        if let Some((col, category)) = self.first_classified(self.facts.stored.iter().copied()) {
+    /// A sequence set in a statement that uses classified columns anywhere
+    /// may hold a value derived from them (`setval(..., f(email))`), read
+    /// back later with `currval`: treated as stored.
+    fn stored(&self, sequence_write: bool) -> Result<(), Block> {
+        let f = self.facts;
+        let stored: Vec<ColumnId> = if sequence_write {
+            f.stored
+                .iter()
+                .chain(&f.predicates)
+                .copied()
+                .chain(f.output_lineage())
+                .collect()
+        } else {
+            f.stored.iter().copied().collect()
+        };
+        if let Some((col, category)) = self.first_classified(stored.into_iter()) {
             return Err(block(
                 COPY_IN_DB_CLASSIFIED,
                 format!(
@@ -470,8 +484,9 @@ impl Check<'_> {
             .collect()
     }
 
-    /// Whether predicates, stored values or written tables involve
-    /// classified columns (errors could then quote classified values).
+    /// Whether any relation read or written has classified columns: an
+    /// error or notice could then quote a classified value, even one
+    /// computed in a subquery output nobody selects.
     fn touches_classified(&self) -> bool {
         let f = self.facts;
         if self
@@ -480,7 +495,7 @@ impl Check<'_> {
         {
             return true;
         }
-        f.writes.iter().any(|rel| {
+        f.reads.iter().chain(&f.writes).any(|rel| {
             self.catalog.relation(*rel).is_some_and(|r| {
                 r.columns.iter().any(|c| {
                     let col = ColumnId {

@@ -8,7 +8,7 @@
 //! classified fixture value in several encodings. The production role, in
 //! front of the same proxy, must get exactly what a direct connection gets.
 //!
-//! Tests marked `#[ignore = "copyguard bug: ..."]` reproduce leaks and
+//! Tests marked `` reproduce leaks and
 //! broken sessions found here; they assert the correct behaviour.
 
 use std::collections::HashSet;
@@ -1201,7 +1201,7 @@ async fn expect(hunt: &mut Hunt, client: &Client, sql: &str, want: Want) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "copyguard bug: errors about classified columns computed in unreferenced subquery/CTE/LATERAL outputs are not scrubbed"]
+
 async fn errors_from_classified_values_in_unreferenced_subquery_columns_are_scrubbed() {
     let proxy = guarded_proxy(locked_policy());
     let mut hunt = Hunt::new(Tap::start(proxy.port()));
@@ -1232,7 +1232,7 @@ async fn errors_from_classified_values_in_unreferenced_subquery_columns_are_scru
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "copyguard bug: a search_path change earlier in the same request (simple Query, pipelined batch, prepared SET) is not followed"]
+
 async fn search_path_changes_within_a_request_are_followed() {
     let proxy = guarded_proxy(locked_policy());
     let mut hunt = Hunt::new(Tap::start(proxy.port()));
@@ -1300,7 +1300,7 @@ async fn search_path_changes_within_a_request_are_followed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "copyguard bug: EXECUTE/Bind reuse the decision made at PREPARE/Parse, but PostgreSQL re-plans under the current search_path and tables"]
+
 async fn prepared_statements_are_decided_on_what_postgres_runs() {
     let proxy = guarded_proxy(locked_policy());
     let mut hunt = Hunt::new(Tap::start(proxy.port()));
@@ -1355,7 +1355,7 @@ async fn prepared_statements_are_decided_on_what_postgres_runs() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "copyguard bug: the catalog is not reloaded when temporary tables disappear (DISCARD TEMP, ROLLBACK, ON COMMIT DROP)"]
+
 async fn catalog_follows_temporary_tables_that_disappear() {
     let proxy = guarded_proxy(locked_policy());
     let mut hunt = Hunt::new(Tap::start(proxy.port()));
@@ -1408,7 +1408,7 @@ async fn catalog_follows_temporary_tables_that_disappear() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "copyguard bug: setval() in a predicate stores values derived from classified columns (read back with currval)"]
+
 async fn sequences_cannot_store_classified_values() {
     let proxy = guarded_proxy(locked_policy());
     let mut hunt = Hunt::new(Tap::start(proxy.port()));
@@ -1448,7 +1448,7 @@ async fn sequences_cannot_store_classified_values() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "copyguard bug: COPY FROM STDIN over the extended protocol breaks the guarded session (the Sync PostgreSQL ignores during COPY is awaited)"]
+
 async fn copy_from_stdin_over_the_extended_protocol_keeps_the_session() {
     let proxy = guarded_proxy(locked_policy());
     let dev = connect_to(proxy.port(), DEV).await;

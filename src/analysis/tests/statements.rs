@@ -375,7 +375,7 @@ fn set_and_reset_settings() {
     assert_eq!(kind("SHOW search_path"), K::Show);
     assert_eq!(
         kind("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE"),
-        K::Transaction
+        K::Transaction { ends: false }
     );
 }
 
@@ -384,15 +384,19 @@ fn transactions_and_session_statements() {
     for sql in [
         "BEGIN",
         "START TRANSACTION READ ONLY",
+        "SAVEPOINT a",
+        "RELEASE SAVEPOINT a",
+    ] {
+        assert_eq!(kind(sql), K::Transaction { ends: false }, "{sql}");
+    }
+    for sql in [
         "COMMIT",
         "END",
         "ROLLBACK",
         "ABORT",
-        "SAVEPOINT a",
-        "RELEASE SAVEPOINT a",
         "ROLLBACK TO SAVEPOINT a",
     ] {
-        assert_eq!(kind(sql), K::Transaction, "{sql}");
+        assert_eq!(kind(sql), K::Transaction { ends: true }, "{sql}");
     }
     assert_eq!(kind("LISTEN ch"), K::Listen);
     assert_eq!(kind("UNLISTEN *"), K::Listen);
@@ -590,7 +594,12 @@ fn multi_statement_strings_give_facts_in_order() {
     let kinds: Vec<&K> = f.statements.iter().map(|s| &s.kind).collect();
     assert_eq!(
         kinds,
-        [&K::Transaction, &K::Select, &K::Update, &K::Transaction]
+        [
+            &K::Transaction { ends: false },
+            &K::Select,
+            &K::Update,
+            &K::Transaction { ends: true }
+        ]
     );
     assert_eq!(f.statements[1].outputs[0].direct, Some(EMAIL));
     assert!(f.statements[2].reads.contains(&ORDERS));

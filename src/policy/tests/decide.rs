@@ -163,6 +163,20 @@ fn rule_copy_in_db_classified() {
 }
 
 #[test]
+fn setting_a_sequence_next_to_classified_columns_counts_as_storing_them() {
+    let mut f = StatementFacts::new(StatementKind::Select);
+    f.functions.insert(call(None, "setval", false));
+    f.predicates.insert(EMAIL);
+    assert_blocked("dev_alice", &f, COPY_IN_DB_CLASSIFIED);
+    let mut f = select(&[("s", &[EMAIL])]);
+    f.functions.insert(call(None, "setval", false));
+    assert_blocked("dev_alice", &f, COPY_IN_DB_CLASSIFIED);
+    let mut f = select(&[("s", &[AMOUNT])]);
+    f.functions.insert(call(None, "setval", false));
+    assert_allowed("dev_alice", &f);
+}
+
+#[test]
 fn rule_category_blocked() {
     let f = select(&[("id", &[col(USERS, 1)]), ("n", &[NATIONAL_NO, COUNTRY])]);
     let reason = assert_blocked("dev_alice", &f, CATEGORY_BLOCKED);
@@ -290,7 +304,7 @@ fn rows_flow_at_execute_and_fetch() {
 #[test]
 fn statements_without_data_pass() {
     for kind in [
-        StatementKind::Transaction,
+        StatementKind::Transaction { ends: true },
         StatementKind::Show,
         StatementKind::Listen,
         StatementKind::Notify,

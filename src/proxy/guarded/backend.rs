@@ -59,6 +59,9 @@ pub(super) struct Backend<'a, R, W> {
     client: &'a mut ClientOut<W>,
     /// After a violation: drop everything up to the next ReadyForQuery.
     discarding: bool,
+    /// The server entered COPY IN for an Execute: the Syncs the client sent
+    /// until it ended the copy get no answer.
+    copy_in: bool,
 }
 
 impl<'a, R, W> Backend<'a, R, W>
@@ -76,6 +79,7 @@ where
             server,
             client,
             discarding: false,
+            copy_in: false,
         }
     }
 
@@ -149,7 +153,11 @@ where
             b'D' => self.data_row(&frame).await,
             b'd' => self.copy_data(&frame).await,
             b'C' | b'I' | b's' => self.completion(&frame).await,
-            b'G' | b'H' | b'c' => self.client.write(frame.as_bytes()).await,
+            b'G' => {
+                self.copy_in |= matches!(self.guard.state.lock().front(), Some(Expect::Execute(_)));
+                self.client.write(frame.as_bytes()).await
+            }
+            b'H' | b'c' => self.client.write(frame.as_bytes()).await,
             _ => Err(anomaly(&frame)),
         }
     }
@@ -243,9 +251,14 @@ where
             let mut queue = self.guard.state.lock();
             let mut finished = None;
             while let Some(e) = queue.pop_front() {
-                if e.ends_cycle() {
-                    finished = Some(e);
-                    break;
+                match e {
+                    Expect::CopyEnd => self.copy_in = false,
+                    Expect::SyncInCopy if self.copy_in => {}
+                    e if e.ends_cycle() => {
+                        finished = Some(e);
+                        break;
+                    }
+                    _ => {}
                 }
             }
             match finished {
@@ -316,8 +329,16 @@ where
                 queue.front(),
                 Some(Expect::Statement(e)) | Some(Expect::Execute(e)) if e.scrub
             );
+            if matches!(
+                queue.front(),
+                Some(Expect::Statement(e)) | Some(Expect::Execute(e)) if e.allowance.limits.is_some()
+            ) {
+                self.guard.state.release(false);
+            }
             while queue.front().is_some_and(|e| !e.ends_cycle()) {
-                queue.pop_front();
+                if let Some(Expect::CopyEnd) = queue.pop_front() {
+                    self.copy_in = false;
+                }
             }
             (replacement, scrub)
         };
@@ -460,7 +481,11 @@ where
 
     async fn completion(&mut self, frame: &Frame) -> Result<(), SessionError> {
         match self.guard.state.lock().pop_front() {
-            Some(Expect::Statement(_)) | Some(Expect::Execute(_)) => {}
+            Some(Expect::Statement(e)) | Some(Expect::Execute(e)) => {
+                if e.allowance.limits.is_some() {
+                    self.guard.state.release(false);
+                }
+            }
             _ => return Err(anomaly(frame)),
         }
         self.client.write(frame.as_bytes()).await
@@ -473,17 +498,21 @@ where
         self.guard.record_refusal(b, "result stopped");
         self.client.write(&refusal(b).encode()).await?;
         self.discarding = true;
-        if !idle {
-            if let Some(key) = self.guard.upstream_key.clone() {
+        let key = self.guard.upstream_key.clone().filter(|_| !idle);
+        match key {
+            Some(key) => {
                 let shared = self.guard.shared_arc.clone();
+                let state = self.guard.state.clone();
                 self.guard
                     .state
                     .set_pending_cancel(tokio::spawn(async move {
                         if let Err(e) = upstream::send_cancel(&shared, &key).await {
                             warn!(error = %e, "cancel after a limit was not delivered");
                         }
+                        state.release(true);
                     }));
             }
+            None => self.guard.state.release(true),
         }
         Ok(())
     }

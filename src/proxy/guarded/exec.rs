@@ -33,6 +33,14 @@ pub(super) struct Exec {
     pub described_by: Option<Arc<Exec>>,
     /// Where rows are counted when not here (a FETCH's cursor).
     pub counted_by: Option<Arc<Exec>>,
+    /// The statement's text when it can be analyzed again on its own (a
+    /// Parse, or a PREPARE sent alone): PostgreSQL re-plans prepared
+    /// statements when the search path or the tables change, so must
+    /// copyguard.
+    pub sql: Option<Arc<str>>,
+    /// The session's name-resolution context (search path and catalog)
+    /// the decision was made in; see `Frontend::context`.
+    pub context: u64,
     /// The client asked for a description (Describe) of this exec.
     pub describe_requested: AtomicBool,
     checked: AtomicBool,
@@ -59,6 +67,8 @@ impl Exec {
             class,
             described_by: None,
             counted_by: None,
+            sql: None,
+            context: 0,
             describe_requested: AtomicBool::new(false),
             checked: AtomicBool::new(false),
             poisoned: AtomicBool::new(false),
@@ -113,6 +123,8 @@ impl Exec {
         );
         exec.counted_by = statement.counted_by.clone();
         exec.described_by = Some(statement.clone());
+        exec.sql = statement.sql.clone();
+        exec.context = statement.context;
         exec
     }
 
@@ -154,6 +166,13 @@ pub(super) enum Expect {
     Execute(Arc<Exec>),
     /// The ReadyForQuery that answers a Sync.
     Sync,
+    /// A Sync sent after an Execute of COPY FROM STDIN and before its
+    /// CopyDone/CopyFail: the server ignores it if it entered COPY IN
+    /// mode, and answers it if the COPY failed first.
+    SyncInCopy,
+    /// The client ended a COPY IN of the extended protocol (CopyDone or
+    /// CopyFail): no response; closes the span of [`Expect::SyncInCopy`].
+    CopyEnd,
     /// A query copyguard runs for itself; its results go to the sender.
     Internal {
         reply: oneshot::Sender<InternalResult>,
@@ -167,7 +186,7 @@ impl Expect {
     pub fn ends_cycle(&self) -> bool {
         matches!(
             self,
-            Expect::QueryEnd | Expect::Sync | Expect::Internal { .. }
+            Expect::QueryEnd | Expect::Sync | Expect::SyncInCopy | Expect::Internal { .. }
         )
     }
 }
@@ -188,6 +207,12 @@ pub(super) struct SessionState {
     /// healthy: the client was told it failed, so the server transaction
     /// must be failed too before the next client message.
     pub abort_pending: AtomicBool,
+    /// Set by the frontend after it sent a statement whose rows are counted
+    /// against limits: it forwards nothing more until the backend answers
+    /// here (`true`: the result was stopped and the cancel delivered), so a
+    /// cancel can never hit a later statement and nothing after a stop
+    /// takes effect.
+    hold: Mutex<Option<oneshot::Sender<bool>>>,
 }
 
 impl SessionState {
@@ -210,6 +235,20 @@ impl SessionState {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take()
+    }
+
+    /// Registers the frontend's wait for the limited statement just sent.
+    pub fn hold(&self) -> oneshot::Receiver<bool> {
+        let (tx, rx) = oneshot::channel();
+        *self.hold.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+        rx
+    }
+
+    /// Ends the frontend's wait, if any.
+    pub fn release(&self, stopped: bool) {
+        if let Some(tx) = self.hold.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = tx.send(stopped);
+        }
     }
 
     pub fn set_pending_cancel(&self, handle: JoinHandle<()>) {

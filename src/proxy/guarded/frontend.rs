@@ -15,7 +15,7 @@ use tracing::warn;
 
 use super::exec::{Exec, Expect, InternalResult};
 use super::Guard;
-use crate::analysis::{self, AnalysisError, Context, StatementFacts, StatementKind};
+use crate::analysis::{self, AnalysisError, Context, CopyEndpoint, StatementFacts, StatementKind};
 use crate::catalog::{parse_name_array, Catalog, CatalogRows, LOAD_SQL};
 use crate::enforce::{self, block_error};
 use crate::policy::{Block, ClassMode, Policy, RoleClass, Verdict};
@@ -38,7 +38,19 @@ pub(super) struct Frontend<'a, R, W> {
     search_path: Vec<String>,
     search_path_dirty: bool,
     catalog_dirty: bool,
+    /// Bumped whenever the search path or the catalog changes: decisions
+    /// made in an older context are analyzed again before they run.
+    context: u64,
+    /// The session ran DDL: ending a transaction or DISCARD may then drop
+    /// or revert relations, so the catalog is reloaded.
+    ddl_seen: bool,
     in_batch: bool,
+    /// A statement executed in this extended-protocol batch changed how
+    /// names resolve; nothing more is analyzed until the next Sync.
+    batch_changed: bool,
+    /// An Execute of COPY FROM STDIN was sent and the client has not ended
+    /// the copy yet.
+    copy_in: bool,
     statements: HashMap<String, Arc<Exec>>,
     portals: HashMap<String, Arc<Exec>>,
     cursors: HashMap<String, Arc<Exec>>,
@@ -64,7 +76,11 @@ where
             search_path: vec!["pg_catalog".to_owned(), "public".to_owned()],
             search_path_dirty: true,
             catalog_dirty,
+            context: 0,
+            ddl_seen: false,
             in_batch: false,
+            batch_changed: false,
+            copy_in: false,
             statements: HashMap::new(),
             portals: HashMap::new(),
             cursors: HashMap::new(),
@@ -101,14 +117,24 @@ where
                 b'D' => self.describe(&frame).await?,
                 b'E' => self.execute(&frame).await?,
                 b'C' => self.close(&frame).await?,
+                b'S' if self.copy_in => {
+                    self.guard.state.push(Expect::SyncInCopy);
+                    self.send(frame.as_bytes()).await?;
+                }
                 b'S' => {
                     self.guard.state.push(Expect::Sync);
                     self.in_batch = false;
+                    self.batch_changed = false;
                     self.send(frame.as_bytes()).await?;
                 }
                 b'H' => {
                     self.send(frame.as_bytes()).await?;
                     self.flush().await?;
+                }
+                b'c' | b'f' if self.copy_in => {
+                    self.copy_in = false;
+                    self.guard.state.push(Expect::CopyEnd);
+                    self.send(frame.as_bytes()).await?;
                 }
                 b'd' | b'c' | b'f' => self.send(frame.as_bytes()).await?,
                 b'F' => {
@@ -181,15 +207,21 @@ where
 
     /// Refreshes the catalog and the search path when they may have
     /// changed, at the start of a request cycle (never inside an extended
-    /// protocol batch, never in a failed transaction).
+    /// protocol batch, never in a failed transaction). Inside a
+    /// transaction block the session keeps its own view: it neither adopts
+    /// nor publishes a shared catalog, since uncommitted DDL is visible to
+    /// one side only.
     async fn refresh(&mut self) -> Result<(), SessionError> {
-        if self.guard.state.status.load(Ordering::Relaxed) == b'E' {
+        let status = self.guard.state.status.load(Ordering::Relaxed);
+        if status == b'E' {
             return Ok(());
         }
+        let idle = status == b'I';
         let cache = &self.guard.shared.catalogs;
-        if let Some(newer) = cache.get(&self.guard.info.database) {
+        if let Some(newer) = cache.get(&self.guard.info.database).filter(|_| idle) {
             if newer.loaded_at > self.catalog.loaded_at {
                 self.catalog = newer;
+                self.context += 1;
             }
         }
         if self.catalog_dirty || cache.is_stale(&self.catalog) {
@@ -197,9 +229,12 @@ where
                 Ok(sets) => match CatalogRows::from_sets(sets).and_then(|r| r.into_catalog()) {
                     Ok(catalog) => {
                         let catalog = Arc::new(catalog);
-                        cache.put(&self.guard.info.database, catalog.clone());
+                        if idle {
+                            cache.put(&self.guard.info.database, catalog.clone());
+                        }
                         self.catalog = catalog;
                         self.catalog_dirty = false;
+                        self.context += 1;
                     }
                     Err(e) => warn!(error = %e, "catalog reload failed"),
                 },
@@ -217,6 +252,9 @@ where
                     .and_then(|row| row.first().cloned().flatten())
                     .and_then(|text| parse_name_array(&text));
                 if let Some(path) = path {
+                    if path != self.search_path {
+                        self.context += 1;
+                    }
                     self.search_path = path;
                     self.search_path_dirty = false;
                 }
@@ -235,8 +273,34 @@ where
             .map_err(|e| analysis_block(&e))
     }
 
+    /// `stmt`'s decision as it stands now: analyzed again from its text when
+    /// the search path or catalog changed since (PostgreSQL re-plans it
+    /// too), decided again when the policy changed.
+    fn redecide(&self, stmt: &Arc<Exec>, policy: &Arc<Policy>) -> Result<Arc<Exec>, Block> {
+        if stmt.context != self.context {
+            let Some(sql) = &stmt.sql else {
+                return Err(context_change_block());
+            };
+            let mut statements = self.analyze(sql)?;
+            if statements.len() != 1 {
+                return Err(context_change_block());
+            }
+            return self.decide(statements.remove(0), policy, Some(sql.clone()));
+        }
+        if Arc::ptr_eq(&stmt.policy, policy) {
+            return Ok(stmt.clone());
+        }
+        self.decide((*stmt.facts).clone(), policy, stmt.sql.clone())
+    }
+
     /// Decides one statement, substituting what EXECUTE and FETCH refer to.
-    fn decide(&self, facts: StatementFacts, policy: &Arc<Policy>) -> Result<Arc<Exec>, Block> {
+    /// `sql` is the statement's own text when it came alone.
+    fn decide(
+        &self,
+        facts: StatementFacts,
+        policy: &Arc<Policy>,
+        sql: Option<Arc<str>>,
+    ) -> Result<Arc<Exec>, Block> {
         let mut counted_by = None;
         let facts = match &facts.kind {
             StatementKind::Execute { name } => {
@@ -246,6 +310,7 @@ where
                         format!("no prepared statement {name:?} known to copyguard"),
                     )
                 })?;
+                let prepared = self.redecide(prepared, policy)?;
                 let mut inner = (*prepared.facts).clone();
                 inner.kind = facts.kind.clone();
                 inner.functions.extend(facts.functions.iter().cloned());
@@ -279,7 +344,7 @@ where
         match policy.decide(&class, &self.catalog, &facts) {
             Verdict::Block(b) => Err(b),
             Verdict::Allow(allowance) => {
-                let scrub = allowance.touches_classified || self.writes_classified(policy, &facts);
+                let scrub = allowance.touches_classified;
                 let mut exec = Exec::new(
                     Arc::new(facts),
                     allowance,
@@ -289,6 +354,8 @@ where
                     class,
                 );
                 exec.counted_by = counted_by;
+                exec.sql = sql;
+                exec.context = self.context;
                 Ok(Arc::new(exec))
             }
         }
@@ -305,20 +372,6 @@ where
         } else {
             self.guard.class.clone()
         }
-    }
-
-    fn writes_classified(&self, policy: &Policy, facts: &StatementFacts) -> bool {
-        facts.writes.iter().any(|rel| {
-            self.catalog.relation(*rel).is_some_and(|r| {
-                r.columns.iter().any(|c| {
-                    let col = crate::catalog::ColumnId {
-                        rel: r.oid,
-                        attnum: c.attnum,
-                    };
-                    policy.category_of(&self.catalog, col).is_some()
-                })
-            })
-        })
     }
 
     /// Applies what an allowed statement changes in the session.
@@ -341,10 +394,17 @@ where
             StatementKind::Set { name } if name == "search_path" || name == "all" => {
                 self.search_path_dirty = true
             }
-            StatementKind::Transaction | StatementKind::Discard => self.search_path_dirty = true,
+            StatementKind::Transaction { ends: true } | StatementKind::Discard => {
+                self.search_path_dirty = true;
+                self.catalog_dirty |= self.ddl_seen;
+            }
             StatementKind::Ddl(_)
             | StatementKind::CreateTableAs
-            | StatementKind::MaterializedView => self.catalog_dirty = true,
+            | StatementKind::MaterializedView => {
+                self.catalog_dirty = true;
+                self.search_path_dirty = true;
+                self.ddl_seen = true;
+            }
             _ => {}
         }
     }
@@ -365,32 +425,95 @@ where
         self.refresh().await?;
         let sql = messages::parse_query(frame).map_err(SessionError::Client)?;
         let policy = self.guard.shared.policy.current();
-        let decided: Result<Vec<Arc<Exec>>, Block> = self.analyze(&sql).and_then(|statements| {
-            let mut execs = Vec::with_capacity(statements.len());
-            for facts in statements {
-                let exec = self.decide(facts, &policy)?;
-                execs.push(exec);
-            }
-            Ok(execs)
-        });
-        let execs = match decided {
+        let execs = match self.decide_query(&sql, &policy) {
             Ok(execs) => execs,
             Err(b) => return self.refuse_cycle(&b).await,
         };
         if execs.is_empty() {
             let empty = StatementFacts::new(StatementKind::Empty);
-            let exec = self.decide(empty, &policy).map_err(|b| {
+            let exec = self.decide(empty, &policy, None).map_err(|b| {
                 SessionError::ClientProtocol(format!("empty statement refused: {}", b.reason))
             })?;
             self.guard.state.push(Expect::Statement(exec));
         }
         for exec in &execs {
-            self.apply(exec);
             self.guard.state.push(Expect::Statement(exec.clone()));
         }
         self.guard.state.push(Expect::QueryEnd);
         self.guard.allowed.increment(execs.len().max(1) as u64);
-        self.send(frame.as_bytes()).await
+        let held = execs
+            .iter()
+            .any(|e| e.allowance.limits.is_some())
+            .then(|| self.guard.state.hold());
+        self.send(frame.as_bytes()).await?;
+        match held {
+            Some(rx) => self.wait_held(rx).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Waits until the limited statement just sent has finished or been
+    /// stopped (its cancel delivered); in a batch a Flush makes the server
+    /// send the result without the client's Sync. After a stop inside an extended
+    /// protocol batch, a failing Parse makes the server skip the rest of
+    /// the batch and roll its implicit transaction back, as if the stopped
+    /// Execute had failed there.
+    async fn wait_held(
+        &mut self,
+        rx: tokio::sync::oneshot::Receiver<bool>,
+    ) -> Result<(), SessionError> {
+        if self.in_batch {
+            self.send(&messages::frame(b'H', &[])).await?;
+        }
+        self.flush().await?;
+        let stopped = rx.await.unwrap_or(false);
+        if stopped && self.in_batch {
+            self.guard.state.push(Expect::Parse);
+            self.send(&messages::parse_message(BLOCKED_NAME, BLOCKED_SQL))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Analyzes and decides the statements of a simple Query in order,
+    /// applying each one's effect on the session before deciding the next
+    /// (a DECLARE then its FETCH). After a statement that changes how names
+    /// resolve, the rest of the string could resolve differently on the
+    /// server than here, so only statements that name no relation may
+    /// follow. On a refusal the session's statements and cursors are as
+    /// before.
+    fn decide_query(&mut self, sql: &str, policy: &Arc<Policy>) -> Result<Vec<Arc<Exec>>, Block> {
+        let statements = self.analyze(sql)?;
+        let alone = (statements.len() == 1).then(|| Arc::<str>::from(sql));
+        let saved = (self.statements.clone(), self.cursors.clone());
+        let mut changed = false;
+        let mut execs = Vec::with_capacity(statements.len());
+        for facts in statements {
+            let decided = if changed && !names_no_relation(&facts.kind) {
+                Err(context_change_block())
+            } else {
+                self.decide(facts, policy, alone.clone())
+            };
+            match decided {
+                Ok(exec) => {
+                    changed |= changes_context(&exec.facts.kind);
+                    self.apply(&exec);
+                    execs.push(exec);
+                }
+                Err(b) => {
+                    (self.statements, self.cursors) = saved;
+                    return Err(b);
+                }
+            }
+        }
+        if execs.len() > 1 && execs.iter().any(|e| e.allowance.limits.is_some()) {
+            (self.statements, self.cursors) = saved;
+            return Err(enforce::block(
+                "statement.limited_not_alone",
+                "a statement returning classified rows must be sent as a query of its own: copyguard stops it at its limits, and statements after it in the same query string would still run",
+            ));
+        }
+        Ok(execs)
     }
 
     async fn begin_batch(&mut self) -> Result<(), SessionError> {
@@ -405,15 +528,21 @@ where
         self.begin_batch().await?;
         let msg = messages::parse_parse(frame).map_err(SessionError::Client)?;
         let policy = self.guard.shared.policy.current();
-        let decided = self
-            .analyze(&msg.sql)
-            .and_then(|mut statements| match statements.len() {
-                0 => self
-                    .decide(StatementFacts::new(StatementKind::Empty), &policy)
-                    .map(Some),
-                1 => self.decide(statements.remove(0), &policy).map(Some),
-                _ => Ok(None),
-            });
+        let sql: Arc<str> = Arc::from(msg.sql.as_str());
+        let decided = if self.batch_changed {
+            Err(context_change_block())
+        } else {
+            self.analyze(&sql)
+                .and_then(|mut statements| match statements.len() {
+                    0 => self
+                        .decide(StatementFacts::new(StatementKind::Empty), &policy, None)
+                        .map(Some),
+                    1 => self
+                        .decide(statements.remove(0), &policy, Some(sql.clone()))
+                        .map(Some),
+                    _ => Ok(None),
+                })
+        };
         match decided {
             Err(b) => {
                 self.log_refusal(&b);
@@ -425,7 +554,6 @@ where
             Ok(exec) => {
                 match exec {
                     Some(exec) => {
-                        self.apply(&exec);
                         self.statements.insert(msg.name.clone(), exec);
                     }
                     None => {
@@ -444,21 +572,14 @@ where
             messages::parse_bind_names(frame).map_err(SessionError::Client)?;
         let policy = self.guard.shared.policy.current();
         let decided = match self.statements.get(&statement).cloned() {
+            _ if self.batch_changed => Err(context_change_block()),
             None => Err(enforce::block(
                 "statement.unknown",
                 format!("no prepared statement {statement:?} known to copyguard"),
             )),
-            Some(stmt)
-                if Arc::ptr_eq(&stmt.policy, &policy)
-                    && Arc::ptr_eq(&stmt.catalog, &self.catalog) =>
-            {
-                Ok(Arc::new(Exec::portal_of(&stmt)))
-            }
-            Some(stmt) => self.decide((*stmt.facts).clone(), &policy).map(|exec| {
-                let mut portal = Exec::portal_of(&exec);
-                portal.described_by = Some(stmt);
-                Arc::new(portal)
-            }),
+            Some(stmt) => self
+                .redecide(&stmt, &policy)
+                .map(|exec| Arc::new(Exec::portal_of(&exec))),
         };
         match decided {
             Err(b) => {
@@ -505,6 +626,15 @@ where
             self.guard.state.push(Expect::Refused(block_error(&b)));
             return self.send(&failing_execute()).await;
         };
+        self.apply(&exec);
+        self.batch_changed |= changes_context(&exec.facts.kind);
+        self.copy_in |= matches!(
+            exec.facts.kind,
+            StatementKind::CopyFrom {
+                from: CopyEndpoint::Client,
+                ..
+            }
+        );
         if !exec.described() {
             exec.describe_requested.store(true, Ordering::Relaxed);
             self.guard.state.push(Expect::Describe {
@@ -513,8 +643,17 @@ where
             });
             self.send(&messages::describe(b'P', &portal)).await?;
         }
+        let held = exec
+            .allowance
+            .limits
+            .is_some()
+            .then(|| self.guard.state.hold());
         self.guard.state.push(Expect::Execute(exec));
-        self.send(frame.as_bytes()).await
+        self.send(frame.as_bytes()).await?;
+        match held {
+            Some(rx) => self.wait_held(rx).await,
+            None => Ok(()),
+        }
     }
 
     async fn close(&mut self, frame: &Frame) -> Result<(), SessionError> {
@@ -549,6 +688,46 @@ fn failing_execute() -> bytes::Bytes {
     messages::frame(b'E', &body)
 }
 
+/// Whether running a statement of `kind` may change how later names
+/// resolve: the search path, the relations that exist (DDL, and the end of
+/// a transaction or DISCARD undoing or dropping some).
+fn changes_context(kind: &StatementKind) -> bool {
+    match kind {
+        StatementKind::Set { name } => name == "search_path" || name == "all",
+        StatementKind::Transaction { ends } => *ends,
+        StatementKind::Discard
+        | StatementKind::Ddl(_)
+        | StatementKind::CreateTableAs
+        | StatementKind::MaterializedView => true,
+        _ => false,
+    }
+}
+
+/// Statements that name no relation and may follow a context change in
+/// the same query string.
+fn names_no_relation(kind: &StatementKind) -> bool {
+    matches!(
+        kind,
+        StatementKind::Transaction { .. }
+            | StatementKind::Set { .. }
+            | StatementKind::Show
+            | StatementKind::Listen
+            | StatementKind::Discard
+            | StatementKind::Deallocate { .. }
+            | StatementKind::CloseCursor { .. }
+            | StatementKind::Empty
+    )
+}
+
+/// The refusal for a statement that would run in a context copyguard has
+/// not seen yet.
+fn context_change_block() -> Block {
+    enforce::block(
+        "analysis.context_change",
+        "this statement follows a change of search_path, DDL or the end of a transaction in the same request, so copyguard cannot know how its names will resolve; send it as a separate query (or after a Sync)",
+    )
+}
+
 /// The refusal for a statement analysis could not understand.
 fn analysis_block(e: &AnalysisError) -> Block {
     let rule = match e {
@@ -557,7 +736,16 @@ fn analysis_block(e: &AnalysisError) -> Block {
         AnalysisError::UnknownColumn(_) => "analysis.unknown_column",
         AnalysisError::Unsupported(_) => "analysis.unsupported",
     };
-    enforce::block(rule, format!("copyguard could not analyze the statement ({e}); guarded sessions run only statements it understands"))
+    let hint = match e {
+        AnalysisError::UnknownRelation(_) => {
+            " (a relation created earlier in the same request is not known yet: send the statements that use it separately)"
+        }
+        _ => "",
+    };
+    enforce::block(
+        rule,
+        format!("copyguard could not analyze the statement ({e}){hint}; guarded sessions run only statements it understands"),
+    )
 }
 
 /// The ErrorResponse for a refusal (re-exported for the backend).

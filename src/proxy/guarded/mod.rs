@@ -34,7 +34,7 @@ pub(crate) struct Guard<'a> {
     /// Allowed-statement counter (a handle, not a registry lookup per
     /// statement).
     pub allowed: metrics::Counter,
-    state: SessionState,
+    state: Arc<SessionState>,
 }
 
 impl Guard<'_> {
@@ -112,7 +112,7 @@ pub(crate) async fn run(
         class,
         upstream_key,
         allowed: metrics::counter!(crate::telemetry::VERDICTS, "verdict" => "allow", "rule" => ""),
-        state: SessionState::new(),
+        state: Arc::new(SessionState::new()),
     };
     let outcome = {
         let front = Frontend::new(&guard, &mut client_in, &mut server_out, catalog).run();
