@@ -7,10 +7,10 @@
 //! the target carry the target column and everything written into it.
 
 use sqlparser::ast::{
-    Assignment, AssignmentTarget, ConflictTarget, CopyLegacyOption, CopyOption, CopySource,
-    CopyTarget, Delete, FromTable, Insert, Merge, MergeAction, MergeInsertKind, MergeUpdateKind,
-    OnConflictAction, OnInsert, OutputClause, SelectItem, Statement, TableFactor, TableInheritance,
-    TableObject, Update, UpdateTableFromKind,
+    Assignment, AssignmentTarget, ConflictTarget, CopyLegacyCsvOption, CopyLegacyOption,
+    CopyOption, CopySource, CopyTarget, Delete, FromTable, Insert, Merge, MergeAction,
+    MergeInsertKind, MergeUpdateKind, OnConflictAction, OnInsert, OutputClause, SelectItem,
+    Statement, TableFactor, TableInheritance, TableObject, Update, UpdateTableFromKind,
 };
 
 use crate::catalog::{RelKind, Relation};
@@ -20,7 +20,7 @@ use super::expr::variant;
 use super::names;
 use super::relations::base_columns;
 use super::scope::{Col, FromItem, Level, Lin, Source};
-use super::{AnalysisError, CopyEndpoint, CopyFormat, StatementKind};
+use super::{AnalysisError, CopyEndpoint, CopyFormat, CopyOptions, StatementKind};
 
 fn unsupported(what: impl Into<String>) -> AnalysisError {
     AnalysisError::Unsupported(what.into())
@@ -429,7 +429,7 @@ impl<'a> Analyzer<'a> {
             (CopyTarget::Program { command }, _) => CopyEndpoint::Program(command.clone()),
             _ => return Err(unsupported("COPY direction and endpoint disagree")),
         };
-        let format = copy_format(options, legacy_options)?;
+        let (format, copy_options) = copy_format(options, legacy_options)?;
         match source {
             CopySource::Query(q) => {
                 if !to {
@@ -440,6 +440,7 @@ impl<'a> Analyzer<'a> {
                     StatementKind::CopyTo {
                         to: endpoint,
                         format,
+                        options: copy_options,
                     },
                     columns,
                 ))
@@ -473,6 +474,7 @@ impl<'a> Analyzer<'a> {
                         StatementKind::CopyTo {
                             to: endpoint,
                             format,
+                            options: copy_options,
                         },
                         chosen,
                     ))
@@ -491,33 +493,57 @@ impl<'a> Analyzer<'a> {
     }
 }
 
-/// The data format COPY options name.
+/// The data format COPY options name, and the options that shape rows.
 fn copy_format(
     options: &[CopyOption],
     legacy: &[CopyLegacyOption],
-) -> Result<CopyFormat, AnalysisError> {
+) -> Result<(CopyFormat, CopyOptions), AnalysisError> {
     let mut format = CopyFormat::Text;
+    let mut shape = CopyOptions::default();
     for o in options {
-        if let CopyOption::Format(name) = o {
-            format = match name.value.to_ascii_lowercase().as_str() {
-                "text" => CopyFormat::Text,
-                "csv" => CopyFormat::Csv,
-                "binary" => CopyFormat::Binary,
-                other => return Err(unsupported(format!("COPY format {other}"))),
-            };
+        match o {
+            CopyOption::Format(name) => {
+                format = match name.value.to_ascii_lowercase().as_str() {
+                    "text" => CopyFormat::Text,
+                    "csv" => CopyFormat::Csv,
+                    "binary" => CopyFormat::Binary,
+                    other => return Err(unsupported(format!("COPY format {other}"))),
+                };
+            }
+            CopyOption::Delimiter(c) => shape.delimiter = Some(*c),
+            CopyOption::Null(s) => shape.null = Some(s.clone()),
+            CopyOption::Header(h) => shape.header = *h,
+            CopyOption::Quote(c) => shape.quote = Some(*c),
+            CopyOption::Escape(c) => shape.escape = Some(*c),
+            CopyOption::Encoding(e) => shape.encoding = Some(e.clone()),
+            CopyOption::Freeze(_)
+            | CopyOption::ForceQuote(_)
+            | CopyOption::ForceNotNull(_)
+            | CopyOption::ForceNull(_) => {}
         }
     }
     for o in legacy {
         match o {
             CopyLegacyOption::Binary => format = CopyFormat::Binary,
-            CopyLegacyOption::Csv(_) => format = CopyFormat::Csv,
-            CopyLegacyOption::Delimiter(_)
-            | CopyLegacyOption::Null(_)
-            | CopyLegacyOption::Header => {}
+            CopyLegacyOption::Csv(csv) => {
+                format = CopyFormat::Csv;
+                for c in csv {
+                    match c {
+                        CopyLegacyCsvOption::Header => shape.header = true,
+                        CopyLegacyCsvOption::Quote(q) => shape.quote = Some(*q),
+                        CopyLegacyCsvOption::Escape(e) => shape.escape = Some(*e),
+                        CopyLegacyCsvOption::ForceQuote(_)
+                        | CopyLegacyCsvOption::ForceNotNull(_) => {}
+                    }
+                }
+            }
+            CopyLegacyOption::Delimiter(c) => shape.delimiter = Some(*c),
+            CopyLegacyOption::Null(s) => shape.null = Some(s.clone()),
+            CopyLegacyOption::Header => shape.header = true,
             other => return Err(unsupported(format!("COPY option {}", variant(other)))),
         }
     }
-    Ok(format)
+    Ok((format, shape))
 }
 
 /// Target column positions (indexes into `rel.columns`) of an insert

@@ -99,6 +99,24 @@ pub enum CopyFormat {
     Binary,
 }
 
+/// COPY options that shape text and CSV rows (`None`: PostgreSQL's
+/// default for the format).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CopyOptions {
+    /// DELIMITER.
+    pub delimiter: Option<char>,
+    /// NULL string.
+    pub null: Option<String>,
+    /// HEADER.
+    pub header: bool,
+    /// QUOTE (CSV).
+    pub quote: Option<char>,
+    /// ESCAPE (CSV).
+    pub escape: Option<char>,
+    /// ENCODING, when not the client's.
+    pub encoding: Option<String>,
+}
+
 /// Where COPY reads or writes on the server side.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CopyEndpoint {
@@ -145,6 +163,8 @@ pub enum StatementKind {
         to: CopyEndpoint,
         /// Format.
         format: CopyFormat,
+        /// The options that shape text and CSV rows.
+        options: CopyOptions,
     },
     /// COPY ... FROM.
     CopyFrom {

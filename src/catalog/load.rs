@@ -13,7 +13,7 @@ SELECT c.oid::int8, n.nspname, c.relname, c.relkind::text, \
  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
  WHERE c.relkind IN ('r','p','v','m','f'); \
 SELECT a.attrelid::int8, a.attnum::int4, a.attname, a.atttypid::int8, \
- pg_catalog.format_type(a.atttypid, a.atttypmod) \
+ pg_catalog.format_type(a.atttypid, a.atttypmod), a.atttypmod::int4 \
  FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
  WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r','p','v','m','f') \
  ORDER BY 1, 2; \
@@ -35,7 +35,7 @@ pub type Row = Vec<Option<String>>;
 pub struct CatalogRows {
     /// oid, schema, name, relkind, definition.
     pub relations: Vec<Row>,
-    /// relation oid, attnum, name, type oid, type name.
+    /// relation oid, attnum, name, type oid, type name, type modifier.
     pub columns: Vec<Row>,
     /// child oid, parent oid.
     pub inherits: Vec<Row>,
@@ -130,6 +130,10 @@ impl CatalogRows {
                 name: field(row, 2, "columns")?.to_owned(),
                 type_oid: num::<i64>(row, 3, "columns")? as Oid,
                 type_name: field(row, 4, "columns")?.to_owned(),
+                typmod: match row.get(5) {
+                    Some(_) => num(row, 5, "columns")?,
+                    None => -1,
+                },
             };
             if let Some(r) = relations.get_mut(&rel) {
                 r.columns.push(column);

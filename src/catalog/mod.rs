@@ -68,6 +68,8 @@ pub struct Column {
     pub type_oid: Oid,
     /// Type as `format_type` prints it, e.g. `character varying(80)`.
     pub type_name: String,
+    /// Type modifier (`atttypmod`: -1 when none; varchar(n) is n + 4).
+    pub typmod: i32,
 }
 
 /// A relation: table, partitioned table, view, materialized view or

@@ -42,6 +42,7 @@ fn relation(oid: Oid, schema: &str, name: &str, kind: RelKind, columns: &[&str])
                 name: (*c).to_owned(),
                 type_oid: 25,
                 type_name: "text".to_owned(),
+                typmod: -1,
             })
             .collect(),
         parents: Vec::new(),

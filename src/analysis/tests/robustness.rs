@@ -376,6 +376,7 @@ fn view_chain(sql: &str) -> Result<(), String> {
             name: "x".into(),
             type_oid: 25,
             type_name: "text".into(),
+            typmod: -1,
         }],
         parents: vec![],
         definition: None,
@@ -397,6 +398,7 @@ fn view_chain(sql: &str) -> Result<(), String> {
                 name: "x".into(),
                 type_oid: 25,
                 type_name: "text".into(),
+                typmod: -1,
             }],
             parents: vec![],
             definition: Some(format!(
@@ -429,6 +431,7 @@ fn view_chain_catalog() -> Catalog {
         name: "x".to_owned(),
         type_oid: 25,
         type_name: "text".to_owned(),
+        typmod: -1,
     };
     let mut rels = vec![Relation {
         oid: 1,

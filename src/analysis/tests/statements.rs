@@ -1,7 +1,9 @@
 //! Statement kinds and the facts each statement carries.
 
 use super::*;
-use crate::analysis::{AnalysisError, CopyEndpoint, CopyFormat, DdlKind, StatementKind as K};
+use crate::analysis::{
+    AnalysisError, CopyEndpoint, CopyFormat, CopyOptions, DdlKind, StatementKind as K,
+};
 
 const ID: ColumnId = ColumnId {
     rel: USERS,
@@ -147,7 +149,11 @@ fn copy_table_to_client() {
         f.kind,
         K::CopyTo {
             to: CopyEndpoint::Client,
-            format: CopyFormat::Csv
+            format: CopyFormat::Csv,
+            options: CopyOptions {
+                header: true,
+                ..CopyOptions::default()
+            }
         }
     );
     assert_eq!(out_names(&f), ["email", "id"]);
@@ -173,13 +179,56 @@ fn copy_table_to_client() {
 }
 
 #[test]
+fn copy_options_that_shape_rows_are_kept() {
+    let shape = |sql| match one(sql).kind {
+        K::CopyTo {
+            format, options, ..
+        } => (format, options),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        shape("COPY users TO STDOUT WITH (FORMAT csv, DELIMITER ';', NULL 'n/a', QUOTE '''', ESCAPE '\\', HEADER false)"),
+        (
+            CopyFormat::Csv,
+            CopyOptions {
+                delimiter: Some(';'),
+                null: Some("n/a".into()),
+                quote: Some('\''),
+                escape: Some('\\'),
+                ..CopyOptions::default()
+            }
+        )
+    );
+    assert_eq!(
+        shape("COPY users TO STDOUT DELIMITER '|' NULL '' CSV HEADER QUOTE '\"'"),
+        (
+            CopyFormat::Csv,
+            CopyOptions {
+                delimiter: Some('|'),
+                null: Some(String::new()),
+                header: true,
+                quote: Some('"'),
+                ..CopyOptions::default()
+            }
+        )
+    );
+    assert_eq!(
+        shape("COPY users TO STDOUT WITH (ENCODING 'LATIN1')")
+            .1
+            .encoding,
+        Some("LATIN1".into())
+    );
+}
+
+#[test]
 fn copy_query_to_file_and_program() {
     let f = one("COPY (SELECT upper(email) FROM users) TO '/tmp/x.csv' CSV");
     assert_eq!(
         f.kind,
         K::CopyTo {
             to: CopyEndpoint::File("/tmp/x.csv".into()),
-            format: CopyFormat::Csv
+            format: CopyFormat::Csv,
+            options: CopyOptions::default()
         }
     );
     assert_eq!(f.outputs[0].lineage, set(&[EMAIL]));
@@ -188,7 +237,8 @@ fn copy_query_to_file_and_program() {
         f.kind,
         K::CopyTo {
             to: CopyEndpoint::Program("curl -d @- http://x".into()),
-            format: CopyFormat::Binary
+            format: CopyFormat::Binary,
+            options: CopyOptions::default()
         }
     );
 }

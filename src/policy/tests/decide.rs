@@ -92,6 +92,7 @@ fn rule_copy_server_side() {
     let to_file = StatementKind::CopyTo {
         to: CopyEndpoint::File("/tmp/x".into()),
         format: CopyFormat::Csv,
+        options: Default::default(),
     };
     let from_program = StatementKind::CopyFrom {
         from: CopyEndpoint::Program("curl".into()),
@@ -192,6 +193,7 @@ fn rule_copy_classified() {
     let copy_out = StatementKind::CopyTo {
         to: CopyEndpoint::Client,
         format: CopyFormat::Csv,
+        options: Default::default(),
     };
     let mut f = select(&[("email", &[EMAIL])]);
     f.kind = copy_out.clone();

@@ -96,6 +96,7 @@ pub(super) fn rel(
                 name: (*c).to_owned(),
                 type_oid: 25,
                 type_name: "text".to_owned(),
+                typmod: -1,
             })
             .collect(),
         parents: parents.to_vec(),
