@@ -1,6 +1,6 @@
 use crate::analysis::StatementFacts;
 use crate::catalog::{Catalog, ColumnId};
-use crate::policy::{Allowance, Block, Policy};
+use crate::policy::{Allowance, Block, ClassLimits, Policy};
 use crate::wire::messages::FieldDescription;
 
 use super::block;
@@ -9,12 +9,14 @@ use super::block;
 /// PostgreSQL reports as a plain column of a table is looked up in the
 /// policy. A classified or forbidden column the analysis did not account
 /// for, an unknown table, or a result whose shape differs from the analysis
-/// refuses the statement.
+/// refuses the statement. A column of a category the class gets
+/// pseudonymized must be planned for pseudonymization at its position.
 pub fn check_row_description(
     policy: &Policy,
     catalog: &Catalog,
     facts: &StatementFacts,
     allowance: &Allowance,
+    class: &ClassLimits,
     fields: &[FieldDescription],
 ) -> Result<(), Block> {
     if !facts.outputs.is_empty() && facts.outputs.len() != fields.len() {
@@ -50,8 +52,19 @@ pub fn check_row_description(
             rel: field.table_oid,
             attnum: field.attnum,
         };
-        if policy.category_of(catalog, col).is_none() {
+        let Some(category) = policy.category_of(catalog, col) else {
             continue;
+        };
+        let planned = allowance.pseudonymize.get(i).is_some_and(Option::is_some);
+        if class.pseudonymizes(category) && !planned {
+            return Err(block(
+                "result.classified_unexpected",
+                format!(
+                    "result column {:?} is classified ({}) and must be pseudonymized, but analysis did not plan it",
+                    field.name,
+                    catalog.column_name(col)
+                ),
+            ));
         }
         let accounted = allowance.limits.is_some()
             && (allowance.classified_outputs.contains(&col)

@@ -13,7 +13,7 @@ use super::error::{Diagnostics, Loc, PolicyWarning};
 use super::file::{RawClass, SourceFile, Str};
 use super::names::{self, dotted};
 use super::units::{parse_duration, parse_size};
-use super::{ClassLimits, ClassMode, CopyToAction, RoleClass};
+use super::{ClassLimits, ClassMode, CopyToAction, DerivedAction, RoleClass};
 
 /// The name of the class for roles no other class matches.
 pub const DEFAULT_CLASS: &str = "default";
@@ -368,6 +368,8 @@ fn reject_limits_for_production(r: &mut Reader<'_, '_>, raw: &RawClass) {
             "block_categories",
             raw.block_categories.as_ref().map(|v| v.span()),
         ),
+        ("pseudonymize", raw.pseudonymize.as_ref().map(|v| v.span())),
+        ("derived", raw.derived.as_ref().map(|v| v.span())),
     ];
     for (field, span) in spans {
         if let Some(span) = span {
@@ -398,9 +400,21 @@ fn read_limits(r: &mut Reader<'_, '_>, raw: &RawClass, class_loc: &Loc) -> Class
     }
     if let Some(action) = r.parsed(&raw.copy_to, "copy_to", |s: &String| match s.as_str() {
         "block" => Ok(CopyToAction::Block),
-        other => Err(format!("expected \"block\", got {other:?}")),
+        "pseudonymize" => Ok(CopyToAction::Pseudonymize),
+        other => Err(format!(
+            "expected \"block\" or \"pseudonymize\", got {other:?}"
+        )),
     }) {
         limits.copy_to = action;
+    }
+    if let Some(action) = r.parsed(&raw.derived, "derived", |s: &String| match s.as_str() {
+        "block" => Ok(DerivedAction::Block),
+        "pseudonymize" => Ok(DerivedAction::Pseudonymize),
+        other => Err(format!(
+            "expected \"block\" or \"pseudonymize\", got {other:?}"
+        )),
+    }) {
+        limits.derived = action;
     }
     let flag = |v: &Option<Spanned<bool>>| v.as_ref().is_some_and(|v| *v.get_ref());
     limits.allow_writes = flag(&raw.allow_writes);
@@ -413,6 +427,33 @@ fn read_limits(r: &mut Reader<'_, '_>, raw: &RawClass, class_loc: &Loc) -> Class
             Err(message) => r.error(item.span(), "block_categories", message),
         }
         limits.block_categories.insert(item.get_ref().clone());
+    }
+    for item in raw.pseudonymize.iter().flat_map(|l| l.get_ref()) {
+        let name = item.get_ref();
+        if name != "*" {
+            match check_category(name) {
+                Ok(CategoryName::Known) => {}
+                Ok(CategoryName::Unknown(message)) => r.warn(item.span(), "pseudonymize", message),
+                Err(message) => r.error(item.span(), "pseudonymize", message),
+            }
+            if limits.block_categories.contains(name) {
+                r.error(
+                    item.span(),
+                    "pseudonymize",
+                    format!("{name:?} is also in block_categories; a category is either blocked or pseudonymized"),
+                );
+            }
+        }
+        limits.pseudonymize.insert(name.clone());
+    }
+    if limits.copy_to == CopyToAction::Pseudonymize && limits.pseudonymize.is_empty() {
+        if let Some(v) = raw.copy_to.as_ref() {
+            r.error(
+                v.span(),
+                "copy_to",
+                "\"pseudonymize\" needs the categories to pseudonymize in `pseudonymize`",
+            );
+        }
     }
     if limits.max_rows_per_statement > 0 {
         let needed = [

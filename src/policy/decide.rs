@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 
 use super::functions::FunctionCheck;
 use super::{
-    Allowance, Block, ClassLimits, ClassMode, CopyToAction, Policy, RoleClass, StatementLimits,
-    Verdict,
+    Allowance, Block, ClassLimits, ClassMode, CopyToAction, DerivedAction, OutputPseudonym, Policy,
+    RoleClass, StatementLimits, Verdict,
 };
 use crate::analysis::{CopyEndpoint, DdlKind, StatementFacts, StatementKind};
 use crate::catalog::{Catalog, ColumnId};
@@ -48,6 +48,11 @@ pub const CLASSIFIED_NOT_ALLOWED: &str = "classified.not_allowed";
 /// row (`string_agg`, `array_agg`, `json_agg`, `ARRAY(subquery)`...): the
 /// per-statement row limit would not see them.
 pub const CLASSIFIED_AGGREGATED: &str = "classified.aggregated";
+
+/// A value computed from a pseudonymized column, for a class whose
+/// `derived` is `block` (or in a COPY, whose column types copyguard must
+/// know).
+pub const PSEUDONYM_DERIVED: &str = "pseudonym.derived";
 
 /// Aggregates and constructors that gather any number of values into one
 /// row.
@@ -110,6 +115,10 @@ pub const RULES: &[(&str, &str)] = &[
         CLASSIFIED_AGGREGATED,
         "classified outputs gathered into one row by string_agg, array_agg, json_agg, ARRAY(...)",
     ),
+    (
+        PSEUDONYM_DERIVED,
+        "values computed from pseudonymized columns when derived = \"block\", or in a COPY",
+    ),
 ];
 
 /// Decides one statement for a role class.
@@ -124,6 +133,7 @@ pub(crate) fn decide(
             classified_outputs: BTreeSet::new(),
             limits: None,
             touches_classified: false,
+            pseudonymize: Vec::new(),
         });
     }
     let check = Check {
@@ -169,14 +179,16 @@ impl Check<'_> {
             self.stored(sequence_write)?;
         }
         let outputs = self.classified_outputs();
+        let mut plan = Vec::new();
         if !explain {
             self.blocked_categories()?;
-            self.copy_to(kind, &outputs)?;
+            plan = self.pseudonym_plan(kind)?;
+            self.copy_to(kind, &outputs, &plan)?;
         }
         self.predicates()?;
         if !explain {
             self.classified_allowed(&outputs)?;
-            self.aggregated(&outputs)?;
+            self.aggregated(&outputs, &plan)?;
         }
         let rows_flow_later = matches!(
             self.facts.kind,
@@ -191,6 +203,7 @@ impl Check<'_> {
             touches_classified: !outputs.is_empty() || self.touches_classified(),
             classified_outputs: if explain { BTreeSet::new() } else { outputs },
             limits,
+            pseudonymize: plan,
         })
     }
 
@@ -391,15 +404,97 @@ impl Check<'_> {
         Ok(())
     }
 
+    /// Rule 8b: which outputs are pseudonymized. An output whose lineage
+    /// holds a pseudonymized category is replaced as a whole: by the
+    /// column's transform when it is that column itself, else (a computed
+    /// value) by its category's transform when `derived = "pseudonymize"`,
+    /// or refused. A computed value mixing categories takes the first.
+    fn pseudonym_plan(&self, kind: &StatementKind) -> Result<Vec<Option<OutputPseudonym>>, Block> {
+        if self.limits.pseudonymize.is_empty() {
+            return Ok(Vec::new());
+        }
+        let copy = matches!(kind, StatementKind::CopyTo { .. });
+        let mut plan = Vec::with_capacity(self.facts.outputs.len());
+        for output in &self.facts.outputs {
+            let pseudonymized = output.lineage.iter().find_map(|col| {
+                let category = self.policy.category_of(self.catalog, *col)?;
+                self.limits
+                    .pseudonymizes(category)
+                    .then(|| (*col, category.to_owned()))
+            });
+            let Some((col, category)) = pseudonymized else {
+                plan.push(None);
+                continue;
+            };
+            let plain = output.direct == Some(col) && output.lineage.len() == 1;
+            if plain {
+                plan.push(Some(OutputPseudonym {
+                    category,
+                    column: Some(col),
+                }));
+                continue;
+            }
+            if self.limits.derived == DerivedAction::Block || copy {
+                let why = if copy {
+                    "COPY can only pseudonymize columns copied as they are"
+                } else {
+                    "role class gets such values pseudonymized only as the column itself (derived = \"block\")"
+                };
+                return Err(block(
+                    PSEUDONYM_DERIVED,
+                    format!(
+                        "output column {:?} is computed from classified column {} ({category}); {why}: select the column itself",
+                        output.name,
+                        self.catalog.column_name(col),
+                    ),
+                ));
+            }
+            plan.push(Some(OutputPseudonym {
+                category,
+                column: None,
+            }));
+        }
+        if plan.iter().all(Option::is_none) {
+            plan.clear();
+        }
+        Ok(plan)
+    }
+
     /// Rule 9.
-    fn copy_to(&self, kind: &StatementKind, outputs: &BTreeSet<ColumnId>) -> Result<(), Block> {
+    fn copy_to(
+        &self,
+        kind: &StatementKind,
+        outputs: &BTreeSet<ColumnId>,
+        plan: &[Option<OutputPseudonym>],
+    ) -> Result<(), Block> {
         let StatementKind::CopyTo { .. } = kind else {
             return Ok(());
         };
-        let Some(col) = outputs.iter().next() else {
+        let raw = self
+            .facts
+            .outputs
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| plan.get(*i).is_none_or(Option::is_none))
+            .find_map(|(_, o)| o.lineage.iter().find(|c| outputs.contains(c)));
+        let Some(col) = outputs
+            .iter()
+            .next()
+            .filter(|_| self.limits.copy_to == CopyToAction::Block)
+            .or(raw)
+        else {
             return Ok(());
         };
         match self.limits.copy_to {
+            CopyToAction::Pseudonymize => Err(block(
+                COPY_CLASSIFIED,
+                format!(
+                    "COPY would export classified column {} ({}), which role class {} does not get pseudonymized; COPY only pseudonymized or unclassified columns",
+                    self.catalog.column_name(*col),
+                    self.policy.category_of(self.catalog, *col).unwrap_or("classified"),
+                    self.class.name
+                ),
+            )),
             CopyToAction::Block => Err(block(
                 COPY_CLASSIFIED,
                 format!(
@@ -456,8 +551,19 @@ impl Check<'_> {
     }
 
     /// Rule 12.
-    fn aggregated(&self, outputs: &BTreeSet<ColumnId>) -> Result<(), Block> {
-        if outputs.is_empty() {
+    fn aggregated(
+        &self,
+        outputs: &BTreeSet<ColumnId>,
+        plan: &[Option<OutputPseudonym>],
+    ) -> Result<(), Block> {
+        let raw = self
+            .facts
+            .outputs
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| plan.get(*i).is_none_or(Option::is_none))
+            .any(|(_, o)| o.lineage.iter().any(|c| outputs.contains(c)));
+        if !raw {
             return Ok(());
         }
         let Some(f) = self.facts.functions.iter().find(|f| {

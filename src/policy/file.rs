@@ -53,6 +53,8 @@ pub(crate) struct RawClass {
     pub allow_ddl: Option<Spanned<bool>>,
     pub classified_predicates: Option<Spanned<bool>>,
     pub block_categories: Option<StrList>,
+    pub pseudonymize: Option<StrList>,
+    pub derived: Option<Str>,
 }
 
 /// `[functions]`.

@@ -53,6 +53,20 @@ pub enum ClassMode {
 pub enum CopyToAction {
     /// Refused.
     Block,
+    /// Allowed when every classified column copied is pseudonymized for
+    /// the class.
+    Pseudonymize,
+}
+
+/// What happens to a value computed from a pseudonymized column by an
+/// expression (`lower(email)`, `email || 'x'`, an aggregate, a whole row).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DerivedAction {
+    /// The statement is refused.
+    Block,
+    /// The computed value is pseudonymized as a whole, by the category of
+    /// the column it comes from.
+    Pseudonymize,
 }
 
 /// Limits and permissions of a guarded class.
@@ -80,6 +94,19 @@ pub struct ClassLimits {
     pub classified_predicates: bool,
     /// Categories whose values are never returned.
     pub block_categories: BTreeSet<String>,
+    /// Categories whose values are replaced by stand-ins in flight (`*`:
+    /// every category not blocked).
+    pub pseudonymize: BTreeSet<String>,
+    /// Values computed from pseudonymized columns.
+    pub derived: DerivedAction,
+}
+
+impl ClassLimits {
+    /// Whether values of `category` are pseudonymized for the class.
+    pub fn pseudonymizes(&self, category: &str) -> bool {
+        !self.block_categories.contains(category)
+            && (self.pseudonymize.contains(category) || self.pseudonymize.contains("*"))
+    }
 }
 
 impl ClassLimits {
@@ -96,6 +123,8 @@ impl ClassLimits {
             allow_ddl: false,
             classified_predicates: false,
             block_categories: BTreeSet::new(),
+            pseudonymize: BTreeSet::new(),
+            derived: DerivedAction::Block,
         }
     }
 }
@@ -142,6 +171,26 @@ pub struct Allowance {
     /// Whether any classified column is in the outputs, predicates, stored
     /// values or written tables: side messages must be scrubbed.
     pub touches_classified: bool,
+    /// Per output column (in order; empty when none is): the stand-in that
+    /// replaces its values.
+    pub pseudonymize: Vec<Option<OutputPseudonym>>,
+}
+
+/// How one output column is pseudonymized.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutputPseudonym {
+    /// The category whose transform applies.
+    pub category: String,
+    /// The classified base column, when the output is that column itself
+    /// (not a value computed from it).
+    pub column: Option<ColumnId>,
+}
+
+impl Allowance {
+    /// Whether any output is pseudonymized.
+    pub fn pseudonymizes(&self) -> bool {
+        self.pseudonymize.iter().any(Option::is_some)
+    }
 }
 
 /// Per-statement limits on classified rows.

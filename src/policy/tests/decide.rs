@@ -343,3 +343,144 @@ fn rule_ids_are_unique_and_documented() {
         );
     }
 }
+
+const PSEUDONYMIZING: &str = r#"
+[classes.qa]
+mode = "guarded"
+roles = ["qa"]
+max_rows_per_statement = 100
+max_bytes_per_statement = "1MiB"
+max_rows_per_session = 1000
+max_rows_per_window = 1000
+classified_predicates = true
+pseudonymize = ["email", "person_name"]
+copy_to = "pseudonymize"
+
+[classes.qa_derived]
+mode = "guarded"
+roles = ["qa_derived"]
+max_rows_per_statement = 100
+max_bytes_per_statement = "1MiB"
+max_rows_per_session = 1000
+max_rows_per_window = 1000
+pseudonymize = ["*"]
+block_categories = ["national_id"]
+derived = "pseudonymize"
+
+[columns]
+"public.users.email" = "email"
+"public.users.full_name" = "person_name"
+"public.users.national_no" = "national_id"
+"public.users.country" = "address"
+"#;
+
+fn decide_pseudonymizing(role: &str, facts: &StatementFacts) -> Verdict {
+    let p = Policy::from_toml_str(PSEUDONYMIZING).unwrap_or_else(|e| panic!("{e}"));
+    let class = p.classify_role(role);
+    p.decide(&class, &catalog(), facts)
+}
+
+#[test]
+fn pseudonymized_columns_are_planned_by_position_and_still_limited() {
+    let f = select(&[
+        ("id", &[col(USERS, 1)]),
+        ("email", &[EMAIL]),
+        ("c", &[COUNTRY]),
+    ]);
+    let Verdict::Allow(a) = decide_pseudonymizing("qa", &f) else {
+        panic!("refused")
+    };
+    assert_eq!(
+        a.pseudonymize,
+        [
+            None,
+            Some(OutputPseudonym {
+                category: "email".into(),
+                column: Some(EMAIL)
+            }),
+            None
+        ]
+    );
+    assert!(a.limits.is_some(), "bulk limits still apply");
+    let plain = select(&[("id", &[col(USERS, 1)])]);
+    let Verdict::Allow(a) = decide_pseudonymizing("qa", &plain) else {
+        panic!("refused")
+    };
+    assert!(a.pseudonymize.is_empty() && !a.pseudonymizes());
+}
+
+#[test]
+fn derived_values_are_refused_or_pseudonymized_as_a_whole() {
+    let mut lower = select(&[("l", &[EMAIL])]);
+    lower.outputs[0].direct = None;
+    match decide_pseudonymizing("qa", &lower) {
+        Verdict::Block(b) => assert_eq!(b.rule, PSEUDONYM_DERIVED),
+        other => panic!("{other:?}"),
+    }
+    let Verdict::Allow(a) = decide_pseudonymizing("qa_derived", &lower) else {
+        panic!("refused")
+    };
+    assert_eq!(
+        a.pseudonymize,
+        [Some(OutputPseudonym {
+            category: "email".into(),
+            column: None
+        })]
+    );
+    let mut copy = lower.clone();
+    copy.kind = StatementKind::CopyTo {
+        to: CopyEndpoint::Client,
+        format: CopyFormat::Text,
+        options: Default::default(),
+    };
+    match decide_pseudonymizing("qa_derived", &copy) {
+        Verdict::Block(b) => assert_eq!(b.rule, PSEUDONYM_DERIVED),
+        other => panic!("{other:?}"),
+    }
+    let mut agg = select(&[("all", &[EMAIL])]);
+    agg.outputs[0].direct = None;
+    agg.functions.insert(call(None, "string_agg", false));
+    assert!(matches!(
+        decide_pseudonymizing("qa_derived", &agg),
+        Verdict::Allow(_)
+    ));
+    let blocked = select(&[("n", &[NATIONAL_NO])]);
+    match decide_pseudonymizing("qa_derived", &blocked) {
+        Verdict::Block(b) => assert_eq!(b.rule, CATEGORY_BLOCKED),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn copy_is_allowed_only_when_every_classified_column_is_pseudonymized() {
+    let copy = |outputs: &[(&str, &[ColumnId])]| {
+        let mut f = select(outputs);
+        f.kind = StatementKind::CopyTo {
+            to: CopyEndpoint::Client,
+            format: CopyFormat::Csv,
+            options: Default::default(),
+        };
+        f
+    };
+    assert!(matches!(
+        decide_pseudonymizing(
+            "qa",
+            &copy(&[("id", &[col(USERS, 1)]), ("email", &[EMAIL])])
+        ),
+        Verdict::Allow(_)
+    ));
+    match decide_pseudonymizing("qa", &copy(&[("email", &[EMAIL]), ("c", &[COUNTRY])])) {
+        Verdict::Block(b) => assert_eq!(b.rule, COPY_CLASSIFIED),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_category_cannot_be_both_blocked_and_pseudonymized() {
+    let text = PSEUDONYMIZING.replace(
+        "pseudonymize = [\"email\", \"person_name\"]",
+        "pseudonymize = [\"email\"]\nblock_categories = [\"email\"]",
+    );
+    let err = Policy::from_toml_str(&text).unwrap_err().to_string();
+    assert!(err.contains("pseudonymize"), "{err}");
+}

@@ -177,7 +177,7 @@ fn class_errors() {
         "class names",
     );
     assert_issue(
-        "[classes.dev]\nmode = \"guarded\"\ncopy_to = \"pseudonymize\"\n",
+        "[classes.dev]\nmode = \"guarded\"\ncopy_to = \"everything\"\n",
         3,
         "classes.dev.copy_to",
         "block",

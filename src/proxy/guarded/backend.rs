@@ -364,6 +364,7 @@ where
                 &exec.catalog,
                 &exec.facts,
                 &exec.allowance,
+                &exec.class.limits,
                 &fields,
             );
             match checked {
