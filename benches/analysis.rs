@@ -71,6 +71,7 @@ fn relation(
                 name: (*n).into(),
                 type_oid: *t,
                 type_name: (*tn).into(),
+                typmod: -1,
             })
             .collect(),
         parents: Vec::new(),
