@@ -171,6 +171,19 @@ fn bench(c: &mut Criterion) {
         });
     }
     group.finish();
+    let mut group = c.benchmark_group("parse_only");
+    group.measurement_time(Duration::from_secs(3));
+    group.warm_up_time(Duration::from_secs(1));
+    group.throughput(Throughput::Elements(1));
+    for (name, sql) in CORPUS.iter().take(3) {
+        group.bench_with_input(BenchmarkId::from_parameter(name), sql, |b, sql| {
+            b.iter(|| {
+                sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::PostgreSqlDialect {}, sql)
+                    .map(|s| s.len())
+            })
+        });
+    }
+    group.finish();
 }
 
 criterion_group!(benches, bench);

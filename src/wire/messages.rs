@@ -410,6 +410,28 @@ pub fn parse_bind_names(frame: &Frame) -> Result<(String, String), WireError> {
     Ok((portal, statement))
 }
 
+/// The result format codes a Bind ('B') message asks for: none (all
+/// text), one (for every column) or one per column.
+pub fn parse_bind_result_formats(frame: &Frame) -> Result<Vec<i16>, WireError> {
+    let body = frame.body();
+    let (_, rest) = split_cstr(body, "Bind")?;
+    let (_, rest) = split_cstr(rest, "Bind")?;
+    let mut at = body.len() - rest.len();
+    let n = read_i16(body, at, "Bind")?;
+    at += 2 + 2 * usize::try_from(n).map_err(|_| malformed("Bind", "negative count"))?;
+    let params = read_i16(body, at, "Bind")?;
+    at += 2;
+    for _ in 0..params {
+        let len = read_i32(body, at, "Bind")?;
+        at += 4 + usize::try_from(len).unwrap_or(0);
+    }
+    let n = read_i16(body, at, "Bind")?;
+    at += 2;
+    (0..usize::try_from(n).map_err(|_| malformed("Bind", "negative count"))?)
+        .map(|i| read_i16(body, at + 2 * i, "Bind"))
+        .collect()
+}
+
 /// Reads a Describe ('D') or Close ('C') message: kind byte ('S' or 'P') and name.
 pub fn parse_target(frame: &Frame) -> Result<(u8, String), WireError> {
     let (&kind, rest) = frame
@@ -527,6 +549,25 @@ mod tests {
 
     fn as_frame(bytes: Bytes) -> Frame {
         Frame::from_bytes(bytes)
+    }
+
+    #[test]
+    fn bind_result_formats() {
+        let mut body = b"portal\0stmt\0".to_vec();
+        body.extend_from_slice(&1i16.to_be_bytes());
+        body.extend_from_slice(&1i16.to_be_bytes());
+        body.extend_from_slice(&2i16.to_be_bytes());
+        body.extend_from_slice(&3i32.to_be_bytes());
+        body.extend_from_slice(b"abc");
+        body.extend_from_slice(&(-1i32).to_be_bytes());
+        body.extend_from_slice(&2i16.to_be_bytes());
+        body.extend_from_slice(&0i16.to_be_bytes());
+        body.extend_from_slice(&1i16.to_be_bytes());
+        let f = as_frame(frame(b'B', &body));
+        assert_eq!(parse_bind_result_formats(&f).unwrap(), [0, 1]);
+        body.truncate(body.len() - 2);
+        let f = as_frame(frame(b'B', &body));
+        assert!(parse_bind_result_formats(&f).is_err());
     }
 
     #[test]
