@@ -13,6 +13,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::audit::{AuditConfig, FlushPolicy};
+
 /// Every setting: dotted key in the file, flag, environment variable, help.
 pub const SETTINGS: &[(&str, &str, &str, &str)] = &[
     (
@@ -123,6 +125,60 @@ pub const SETTINGS: &[(&str, &str, &str, &str)] = &[
         "COPYGUARD_LOG_LEVEL",
         "tracing filter, e.g. info or copyguard=debug [info]",
     ),
+    (
+        "audit.path",
+        "--audit-path",
+        "COPYGUARD_AUDIT_PATH",
+        "block log file; rotated files sit beside it [copyguard-audit.log]",
+    ),
+    (
+        "audit.anchors",
+        "--audit-anchors",
+        "COPYGUARD_AUDIT_ANCHORS",
+        "signed anchor file [NAME.anchors beside the log]",
+    ),
+    (
+        "audit.chain_key_file",
+        "--audit-chain-key-file",
+        "COPYGUARD_AUDIT_CHAIN_KEY_FILE",
+        "HMAC chain key (`audit keygen`) [NAME.keys/chain.key, created if both keys are unset]",
+    ),
+    (
+        "audit.signing_key_file",
+        "--audit-signing-key-file",
+        "COPYGUARD_AUDIT_SIGNING_KEY_FILE",
+        "Ed25519 anchor signing key (`audit keygen`) [NAME.keys/signing.key]",
+    ),
+    (
+        "audit.anchor_interval",
+        "--audit-anchor-interval",
+        "COPYGUARD_AUDIT_ANCHOR_INTERVAL",
+        "time between signed anchors [60s]",
+    ),
+    (
+        "audit.flush",
+        "--audit-flush",
+        "COPYGUARD_AUDIT_FLUSH",
+        "every (fdatasync per record batch) | a sync interval like 5ms [every]",
+    ),
+    (
+        "audit.rotate_size",
+        "--audit-rotate-size",
+        "COPYGUARD_AUDIT_ROTATE_SIZE",
+        "rotate the log at this size, or off [100MiB]",
+    ),
+    (
+        "audit.rotate_interval",
+        "--audit-rotate-interval",
+        "COPYGUARD_AUDIT_ROTATE_INTERVAL",
+        "rotate the log when its first record is this old, or off [1d]",
+    ),
+    (
+        "audit.production_statements",
+        "--audit-production-statements",
+        "COPYGUARD_AUDIT_PRODUCTION_STATEMENTS",
+        "also record fingerprints of production statements: true | false [false]",
+    ),
 ];
 
 /// Flags and environment variables of `copyguard serve`.
@@ -185,6 +241,33 @@ pub struct ConfigArgs {
     /// Log filter, e.g. info or copyguard=debug.
     #[arg(long, env = "COPYGUARD_LOG_LEVEL")]
     pub log_level: Option<String>,
+    /// Block log file [copyguard-audit.log].
+    #[arg(long, env = "COPYGUARD_AUDIT_PATH")]
+    pub audit_path: Option<String>,
+    /// Signed anchor file [NAME.anchors beside the log].
+    #[arg(long, env = "COPYGUARD_AUDIT_ANCHORS")]
+    pub audit_anchors: Option<String>,
+    /// HMAC chain key file (see `copyguard audit keygen`).
+    #[arg(long, env = "COPYGUARD_AUDIT_CHAIN_KEY_FILE")]
+    pub audit_chain_key_file: Option<String>,
+    /// Ed25519 anchor signing key file (see `copyguard audit keygen`).
+    #[arg(long, env = "COPYGUARD_AUDIT_SIGNING_KEY_FILE")]
+    pub audit_signing_key_file: Option<String>,
+    /// Time between signed anchors, e.g. 60s.
+    #[arg(long, env = "COPYGUARD_AUDIT_ANCHOR_INTERVAL")]
+    pub audit_anchor_interval: Option<String>,
+    /// `every`, or a sync interval like 5ms.
+    #[arg(long, env = "COPYGUARD_AUDIT_FLUSH")]
+    pub audit_flush: Option<String>,
+    /// Rotate the log at this size (e.g. 100MiB), or off.
+    #[arg(long, env = "COPYGUARD_AUDIT_ROTATE_SIZE")]
+    pub audit_rotate_size: Option<String>,
+    /// Rotate the log when its first record is this old (e.g. 1d), or off.
+    #[arg(long, env = "COPYGUARD_AUDIT_ROTATE_INTERVAL")]
+    pub audit_rotate_interval: Option<String>,
+    /// Also record fingerprints of production statements: true | false.
+    #[arg(long, env = "COPYGUARD_AUDIT_PRODUCTION_STATEMENTS")]
+    pub audit_production_statements: Option<String>,
 }
 
 impl ConfigArgs {
@@ -208,17 +291,28 @@ impl ConfigArgs {
             "limits.catalog_refresh" => self.catalog_refresh.as_ref(),
             "log.format" => self.log_format.as_ref(),
             "log.level" => self.log_level.as_ref(),
+            "audit.path" => self.audit_path.as_ref(),
+            "audit.anchors" => self.audit_anchors.as_ref(),
+            "audit.chain_key_file" => self.audit_chain_key_file.as_ref(),
+            "audit.signing_key_file" => self.audit_signing_key_file.as_ref(),
+            "audit.anchor_interval" => self.audit_anchor_interval.as_ref(),
+            "audit.flush" => self.audit_flush.as_ref(),
+            "audit.rotate_size" => self.audit_rotate_size.as_ref(),
+            "audit.rotate_interval" => self.audit_rotate_interval.as_ref(),
+            "audit.production_statements" => self.audit_production_statements.as_ref(),
             _ => None,
         }
     }
 }
 
-/// A scalar in the configuration file: written as a string or a number.
+/// A scalar in the configuration file: written as a string, a number or a
+/// boolean.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(untagged)]
 enum Raw {
     Str(String),
     Int(i64),
+    Bool(bool),
 }
 
 impl Raw {
@@ -226,6 +320,7 @@ impl Raw {
         match self {
             Raw::Str(s) => s.clone(),
             Raw::Int(i) => i.to_string(),
+            Raw::Bool(b) => b.to_string(),
         }
     }
 }
@@ -247,6 +342,8 @@ struct FileConfig {
     limits: LimitsSection,
     #[serde(default)]
     log: LogSection,
+    #[serde(default)]
+    audit: AuditSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -283,6 +380,20 @@ struct LogSection {
     level: Field,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditSection {
+    path: Field,
+    anchors: Field,
+    chain_key_file: Field,
+    signing_key_file: Field,
+    anchor_interval: Field,
+    flush: Field,
+    rotate_size: Field,
+    rotate_interval: Field,
+    production_statements: Field,
+}
+
 impl FileConfig {
     fn get(&self, key: &str) -> Option<&Spanned<Raw>> {
         match key {
@@ -304,6 +415,15 @@ impl FileConfig {
             "limits.catalog_refresh" => self.limits.catalog_refresh.as_ref(),
             "log.format" => self.log.format.as_ref(),
             "log.level" => self.log.level.as_ref(),
+            "audit.path" => self.audit.path.as_ref(),
+            "audit.anchors" => self.audit.anchors.as_ref(),
+            "audit.chain_key_file" => self.audit.chain_key_file.as_ref(),
+            "audit.signing_key_file" => self.audit.signing_key_file.as_ref(),
+            "audit.anchor_interval" => self.audit.anchor_interval.as_ref(),
+            "audit.flush" => self.audit.flush.as_ref(),
+            "audit.rotate_size" => self.audit.rotate_size.as_ref(),
+            "audit.rotate_interval" => self.audit.rotate_interval.as_ref(),
+            "audit.production_statements" => self.audit.production_statements.as_ref(),
             _ => None,
         }
     }
@@ -431,6 +551,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Log filter.
     pub log_level: String,
+    /// The block log.
+    pub audit: AuditConfig,
 }
 
 #[derive(Clone, Debug)]
@@ -629,6 +751,7 @@ impl Config {
                     .map_err(|e| e.to_string())
             })?
             .unwrap_or_else(|| "info".to_owned());
+        let audit = resolve_audit(src)?;
 
         Ok(Config {
             listen,
@@ -648,6 +771,7 @@ impl Config {
             limits,
             log_format,
             log_level,
+            audit,
         })
     }
 
@@ -655,6 +779,109 @@ impl Config {
     pub fn upstream_addr(&self) -> String {
         format!("{}:{}", self.upstream_host, self.upstream_port)
     }
+}
+
+/// The `audit.*` settings. Key files given explicitly must exist; when
+/// neither is given, both default to `NAME.keys/` beside the log and are
+/// created on first start.
+fn resolve_audit(src: &Sources<'_>) -> Result<AuditConfig, ConfigError> {
+    let path = src
+        .parse("audit.path", |s| {
+            if s.is_empty() || s.ends_with('/') {
+                Err(format!("{s:?} is not a file name"))
+            } else {
+                Ok(PathBuf::from(s))
+            }
+        })?
+        .unwrap_or_else(|| PathBuf::from(crate::audit::options::DEFAULT_PATH));
+    let mut audit = AuditConfig::for_path(&path);
+    if let Some(anchors) = src.parse("audit.anchors", |s| {
+        if s.is_empty() {
+            Err("empty file name".to_owned())
+        } else {
+            Ok(PathBuf::from(s))
+        }
+    })? {
+        audit.anchors = anchors;
+    }
+    let chain = src.parse("audit.chain_key_file", parse_file)?;
+    let signing = src.parse("audit.signing_key_file", parse_file)?;
+    match (chain, signing) {
+        (None, None) => {}
+        (Some(chain), Some(signing)) => {
+            audit.chain_key_file = chain;
+            audit.signing_key_file = signing;
+            audit.generate_keys = false;
+        }
+        (Some(_), None) => {
+            return Err(src.missing(
+                "audit.signing_key_file",
+                "required when audit.chain_key_file is set (see `copyguard audit keygen`)",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(src.missing(
+                "audit.chain_key_file",
+                "required when audit.signing_key_file is set (see `copyguard audit keygen`)",
+            ))
+        }
+    }
+    if audit.anchors == audit.path {
+        return Err(src.missing("audit.anchors", "must differ from audit.path"));
+    }
+    if let Some(every) = src.parse("audit.anchor_interval", |s| {
+        parse_duration(s).and_then(|d| {
+            if d.is_zero() {
+                Err("must be more than 0".to_owned())
+            } else {
+                Ok(d)
+            }
+        })
+    })? {
+        audit.anchor_interval = every;
+    }
+    if let Some(flush) = src.parse("audit.flush", |s| match s {
+        "every" => Ok(FlushPolicy::Every),
+        _ => parse_duration(s)
+            .ok()
+            .filter(|d| !d.is_zero() && *d <= Duration::from_secs(10))
+            .map(FlushPolicy::Interval)
+            .ok_or_else(|| format!("expected every or a duration from 1ms to 10s, got {s:?}")),
+    })? {
+        audit.flush = flush;
+    }
+    if let Some(size) = src.parse("audit.rotate_size", |s| {
+        if s == "off" {
+            return Ok(None);
+        }
+        let n = parse_bytes(s)?;
+        if n < 4096 {
+            return Err(format!("{s:?} is below 4KiB; use off to disable"));
+        }
+        Ok(Some(n))
+    })? {
+        audit.rotate_size = size;
+    }
+    if let Some(every) = src.parse("audit.rotate_interval", |s| {
+        if s == "off" {
+            return Ok(None);
+        }
+        let d = parse_duration(s)?;
+        if d < Duration::from_secs(1) {
+            return Err(format!("{s:?} is below 1s; use off to disable"));
+        }
+        Ok(Some(d))
+    })? {
+        audit.rotate_interval = every;
+    }
+    if let Some(on) = src.parse("audit.production_statements", |s| match s {
+        "true" | "on" | "yes" | "1" => Ok(true),
+        "false" | "off" | "no" | "0" => Ok(false),
+        _ => Err(format!("expected true or false, got {s:?}")),
+    })? {
+        audit.production_statements = on;
+    }
+    Ok(audit)
 }
 
 /// The flag and environment variable of a setting.
@@ -714,23 +941,30 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 fn parse_size(s: &str) -> Result<usize, String> {
+    let size = parse_bytes(s)?;
+    if !(1024..=(1 << 30)).contains(&size) {
+        return Err(format!("{s:?} must be between 1KiB and 1GiB"));
+    }
+    Ok(size as usize)
+}
+
+/// A byte count with an optional unit (B, KiB, MiB, GiB, TiB).
+fn parse_bytes(s: &str) -> Result<u64, String> {
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: usize = num
+    let n: u64 = num
         .parse()
         .map_err(|_| format!("{s:?} is not a size like 64MiB"))?;
-    let mult: usize = match unit.trim() {
+    let mult: u64 = match unit.trim() {
         "" | "B" => 1,
         "KiB" | "kB" | "K" => 1 << 10,
         "MiB" | "MB" | "M" => 1 << 20,
         "GiB" | "GB" | "G" => 1 << 30,
+        "TiB" | "TB" | "T" => 1 << 40,
         other => return Err(format!("unknown size unit {other:?} in {s:?}")),
     };
-    let size = n
-        .checked_mul(mult)
-        .filter(|v| (1024..=(1 << 30)).contains(v))
-        .ok_or_else(|| format!("{s:?} must be between 1KiB and 1GiB"))?;
-    Ok(size)
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))
 }
 
 #[cfg(test)]
@@ -843,6 +1077,81 @@ mod tests {
         for (key, ..) in SETTINGS {
             assert!(file.get(key).is_some(), "{key} not read from the file");
         }
+    }
+
+    #[test]
+    fn audit_defaults_and_settings() {
+        let c = load_toml("upstream = \"db:5432\"\n", ConfigArgs::default()).unwrap();
+        assert_eq!(c.audit, AuditConfig::default());
+        assert!(c.audit.generate_keys);
+
+        let c = load_toml(
+            "upstream = \"db:5432\"\n[audit]\npath = \"/var/log/cg/audit.log\"\nflush = \"5ms\"\nrotate_size = \"off\"\nrotate_interval = \"1h\"\nanchor_interval = 10\nproduction_statements = true\n",
+            ConfigArgs::default(),
+        )
+        .unwrap();
+        assert_eq!(c.audit.path, Path::new("/var/log/cg/audit.log"));
+        assert_eq!(c.audit.anchors, Path::new("/var/log/cg/audit.anchors"));
+        assert_eq!(
+            c.audit.chain_key_file,
+            Path::new("/var/log/cg/audit.keys/chain.key")
+        );
+        assert_eq!(
+            c.audit.flush,
+            FlushPolicy::Interval(Duration::from_millis(5))
+        );
+        assert_eq!(c.audit.rotate_size, None);
+        assert_eq!(c.audit.rotate_interval, Some(Duration::from_secs(3600)));
+        assert_eq!(c.audit.anchor_interval, Duration::from_secs(10));
+        assert!(c.audit.production_statements);
+
+        let args = ConfigArgs {
+            audit_rotate_size: Some("1GiB".into()),
+            audit_flush: Some("every".into()),
+            ..Default::default()
+        };
+        let c = load_toml("upstream = \"db:5432\"\n", args).unwrap();
+        assert_eq!(c.audit.rotate_size, Some(1 << 30));
+        assert_eq!(c.audit.flush, FlushPolicy::Every);
+    }
+
+    #[test]
+    fn audit_errors_name_the_key() {
+        let err = |text: &str, args: ConfigArgs| load_toml(text, args).unwrap_err().to_string();
+        let e = err(
+            "upstream = \"db:5432\"\n[audit]\nflush = \"sometimes\"\n",
+            ConfigArgs::default(),
+        );
+        assert!(e.contains("`audit.flush`") && e.contains("line 3"), "{e}");
+        let e = err(
+            "upstream = \"db:5432\"\n[audit]\nchain_key_file = \"/nonexistent/chain.key\"\n",
+            ConfigArgs::default(),
+        );
+        assert!(e.contains("`audit.chain_key_file`"), "{e}");
+        let key = std::env::temp_dir().join(format!("cg-key-{}", std::process::id()));
+        std::fs::write(&key, "00").unwrap();
+        let args = ConfigArgs {
+            audit_chain_key_file: Some(key.display().to_string()),
+            ..Default::default()
+        };
+        let e = err("upstream = \"db:5432\"\n", args);
+        std::fs::remove_file(&key).unwrap();
+        assert!(
+            e.contains("`audit.signing_key_file`")
+                && e.contains("COPYGUARD_AUDIT_SIGNING_KEY_FILE"),
+            "{e}"
+        );
+        let args = ConfigArgs {
+            audit_production_statements: Some("maybe".into()),
+            ..Default::default()
+        };
+        let e = err("upstream = \"db:5432\"\n", args);
+        assert!(e.contains("`audit.production_statements`"), "{e}");
+        let e = err(
+            "upstream = \"db:5432\"\n[audit]\nrotate_size = \"12\"\n",
+            ConfigArgs::default(),
+        );
+        assert!(e.contains("`audit.rotate_size`"), "{e}");
     }
 
     #[test]

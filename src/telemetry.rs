@@ -32,10 +32,45 @@ pub const VERDICTS: &str = "copyguard_verdicts_total";
 /// Policy reloads (label `outcome`: `ok` or `refused`).
 pub const POLICY_RELOADS: &str = "copyguard_policy_reloads_total";
 
+/// Audit records written (label `event`).
+pub const AUDIT_RECORDS: &str = "copyguard_audit_records_total";
+/// Verdicts written to the audit log (labels `verdict`, `rule`, `role_class`).
+pub const AUDIT_VERDICTS: &str = "copyguard_audit_verdicts_total";
+/// Audit failures (label `stage`: `write`, `sync`, `rotate`, `anchor`, `dropped`).
+pub const AUDIT_FAILURES: &str = "copyguard_audit_failures_total";
+/// 1 while the audit log and anchor file are writable, else 0.
+pub const AUDIT_HEALTHY: &str = "copyguard_audit_healthy";
+
 /// Direction label value: client to server.
 pub const CLIENT_TO_SERVER: &str = "client_to_server";
 /// Direction label value: server to client.
 pub const SERVER_TO_CLIENT: &str = "server_to_client";
+
+/// Counts a record written to the audit log.
+pub fn audit_record(event: &'static str) {
+    metrics::counter!(AUDIT_RECORDS, "event" => event).increment(1);
+}
+
+/// Counts a verdict written to the audit log.
+pub fn audit_verdict(verdict: &'static str, rule: &str, role_class: &str) {
+    metrics::counter!(
+        AUDIT_VERDICTS,
+        "verdict" => verdict,
+        "rule" => rule.to_owned(),
+        "role_class" => role_class.to_owned()
+    )
+    .increment(1);
+}
+
+/// Counts an audit failure at `stage`.
+pub fn audit_failure(stage: &'static str) {
+    metrics::counter!(AUDIT_FAILURES, "stage" => stage).increment(1);
+}
+
+/// Sets the audit health gauge.
+pub fn audit_healthy(healthy: bool) {
+    metrics::gauge!(AUDIT_HEALTHY).set(if healthy { 1.0 } else { 0.0 });
+}
 
 /// Installs the global tracing subscriber (idempotent: a second call is a
 /// no-op, which tests rely on).
@@ -81,4 +116,14 @@ fn describe() {
     describe_counter!(SESSION_ERRORS, "Sessions ended by an error");
     describe_counter!(VERDICTS, "Verdicts on guarded statements");
     describe_counter!(POLICY_RELOADS, "Policy reloads");
+    describe_counter!(AUDIT_RECORDS, "Records written to the audit log");
+    describe_counter!(
+        AUDIT_VERDICTS,
+        "Verdicts written to the audit log, by rule and role class"
+    );
+    describe_counter!(
+        AUDIT_FAILURES,
+        "Audit log write, sync, rotation and anchor failures"
+    );
+    describe_gauge!(AUDIT_HEALTHY, "1 while the audit log is writable");
 }

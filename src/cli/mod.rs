@@ -1,6 +1,7 @@
 //! Command-line entry points, one file per subcommand. This is the only
 //! place `anyhow` is used.
 
+mod audit;
 mod demo;
 mod explain;
 mod policy;
@@ -34,6 +35,8 @@ enum Command {
     Explain(explain::ExplainArgs),
     /// Policy tools: `policy check DIR [--dsn DSN]`.
     Policy(policy::PolicyArgs),
+    /// Block log tools: `audit verify|review|tail|keygen`.
+    Audit(audit::AuditArgs),
 }
 
 impl Cli {
@@ -45,6 +48,7 @@ impl Cli {
             Command::Demo(args) => demo::run(&args),
             Command::Explain(args) => explain::run(&args),
             Command::Policy(args) => policy::run(&args),
+            Command::Audit(args) => audit::run(&args),
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,

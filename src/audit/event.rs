@@ -1,0 +1,241 @@
+//! What the proxy reports to the log: sessions, verdicts, results, policy
+//! reloads and grant use. These types hold no raw statement text: a
+//! statement enters only through [`normalize`].
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::normalize::{normalize, Normalized};
+
+/// The fixed facts of one session, shared by all its records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionFields {
+    /// Process-unique session id.
+    pub id: u64,
+    /// Client address.
+    pub client_addr: SocketAddr,
+    /// Whether the client connection is encrypted.
+    pub tls: bool,
+    /// Login role.
+    pub role: String,
+    /// Database.
+    pub database: String,
+    /// `application_name` given at startup.
+    pub application_name: Option<String>,
+    /// The role class the session was put in at login.
+    pub role_class: String,
+}
+
+/// The outcome of a guarded statement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Runs; touches no classified output.
+    Allowed,
+    /// Runs within per-statement row and byte limits.
+    AllowedLimited,
+    /// Runs with classified outputs replaced by pseudonyms.
+    Pseudonymized,
+    /// Refused before it reached the server.
+    Blocked,
+    /// Stopped while its results streamed: a limit or budget ran out.
+    BudgetExceeded,
+}
+
+impl Verdict {
+    /// Every verdict.
+    pub const ALL: [Verdict; 5] = [
+        Verdict::Allowed,
+        Verdict::AllowedLimited,
+        Verdict::Pseudonymized,
+        Verdict::Blocked,
+        Verdict::BudgetExceeded,
+    ];
+
+    /// The name used in records and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Allowed => "allowed",
+            Verdict::AllowedLimited => "allowed_limited",
+            Verdict::Pseudonymized => "pseudonymized",
+            Verdict::Blocked => "blocked",
+            Verdict::BudgetExceeded => "budget_exceeded",
+        }
+    }
+
+    /// Parses [`Verdict::as_str`].
+    pub fn parse(s: &str) -> Option<Verdict> {
+        Verdict::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    /// Whether a reviewer counts it as a refusal.
+    pub fn is_refusal(self) -> bool {
+        matches!(self, Verdict::Blocked | Verdict::BudgetExceeded)
+    }
+}
+
+/// A statement's verdict (before it runs) or result (after its rows were
+/// sent).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatementEvent {
+    /// The normalized statement.
+    pub statement: Normalized,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// Stable rule id for refusals and limits, e.g. `table.forbidden`.
+    pub rule: Option<String>,
+    /// Why, for a reviewer. Must never contain a value from the data or
+    /// from the statement.
+    pub reason: Option<String>,
+    /// Relations read or written, `schema.table`.
+    pub relations: Vec<String>,
+    /// Classified columns touched, `schema.table.column`.
+    pub columns: Vec<String>,
+    /// Rows sent to the client (results and budget stops).
+    pub rows: Option<u64>,
+    /// Bytes sent to the client (results and budget stops).
+    pub bytes: Option<u64>,
+    /// Pseudonymized values per category (results).
+    pub pseudonymized: BTreeMap<String, u64>,
+    /// Grant id of a sanctioned dump.
+    pub grant: Option<String>,
+    /// Version of the policy that decided.
+    pub policy_version: Option<String>,
+    /// For a result: the `seq` of the verdict it follows.
+    pub verdict_seq: Option<u64>,
+}
+
+impl StatementEvent {
+    /// A statement event with the statement normalized and every other
+    /// field empty.
+    pub fn new(sql: &str, verdict: Verdict) -> StatementEvent {
+        StatementEvent {
+            statement: normalize(sql),
+            verdict,
+            rule: None,
+            reason: None,
+            relations: Vec::new(),
+            columns: Vec::new(),
+            rows: None,
+            bytes: None,
+            pseudonymized: BTreeMap::new(),
+            grant: None,
+            policy_version: None,
+            verdict_seq: None,
+        }
+    }
+}
+
+/// Totals of a session, for its end record.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SessionTotals {
+    /// How long the session lasted.
+    pub duration: Duration,
+    /// Statements decided.
+    pub statements: u64,
+    /// Rows sent to the client.
+    pub rows: u64,
+    /// Bytes sent to the client.
+    pub bytes: u64,
+}
+
+/// What happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// A session was classified and starts relaying.
+    SessionStart,
+    /// A session ended.
+    SessionEnd(SessionTotals),
+    /// A verdict, written before the client sees it.
+    Verdict(Box<StatementEvent>),
+    /// What a statement sent once its results were streamed.
+    Result(Box<StatementEvent>),
+    /// A production session's statement fingerprint (best effort).
+    Statement(Normalized),
+    /// The policy was reloaded (`ok`) or a new one was refused.
+    PolicyReload {
+        /// Whether the new policy is in force.
+        ok: bool,
+        /// Version of the policy in force afterwards.
+        version: Option<String>,
+        /// Outcome for a reviewer (file and key of an error).
+        detail: Option<String>,
+    },
+    /// A signed dump grant was used.
+    GrantUse {
+        /// The grant id.
+        grant: String,
+        /// What it was used for.
+        detail: Option<String>,
+    },
+}
+
+/// One event for the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// The session it belongs to, if any.
+    pub session: Option<Arc<SessionFields>>,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+impl Event {
+    /// A session starts.
+    pub fn session_start(session: &Arc<SessionFields>) -> Event {
+        Event::of(session, EventKind::SessionStart)
+    }
+
+    /// A session ends.
+    pub fn session_end(session: &Arc<SessionFields>, totals: SessionTotals) -> Event {
+        Event::of(session, EventKind::SessionEnd(totals))
+    }
+
+    /// A verdict on a statement.
+    pub fn verdict(session: &Arc<SessionFields>, statement: StatementEvent) -> Event {
+        Event::of(session, EventKind::Verdict(Box::new(statement)))
+    }
+
+    /// The result of a statement that ran.
+    pub fn result(session: &Arc<SessionFields>, statement: StatementEvent) -> Event {
+        Event::of(session, EventKind::Result(Box::new(statement)))
+    }
+
+    /// A production statement's fingerprint.
+    pub fn production_statement(session: &Arc<SessionFields>, sql: &str) -> Event {
+        Event::of(session, EventKind::Statement(normalize(sql)))
+    }
+
+    /// A policy reload.
+    pub fn policy_reload(ok: bool, version: Option<String>, detail: Option<String>) -> Event {
+        Event {
+            session: None,
+            kind: EventKind::PolicyReload {
+                ok,
+                version,
+                detail,
+            },
+        }
+    }
+
+    /// A dump grant used by a session.
+    pub fn grant_use(session: &Arc<SessionFields>, grant: &str, detail: Option<String>) -> Event {
+        Event::of(
+            session,
+            EventKind::GrantUse {
+                grant: grant.to_owned(),
+                detail,
+            },
+        )
+    }
+
+    fn of(session: &Arc<SessionFields>, kind: EventKind) -> Event {
+        Event {
+            session: Some(session.clone()),
+            kind,
+        }
+    }
+}
