@@ -10,23 +10,40 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::audit::AuditLog;
+
 /// Shared health state reported by `/healthz`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Health {
     draining: AtomicBool,
+    audit: AuditLog,
 }
 
 impl Health {
+    /// Health that also reports whether the block log can be written.
+    pub fn new(audit: AuditLog) -> Health {
+        Health {
+            draining: AtomicBool::new(false),
+            audit,
+        }
+    }
+
     /// Marks the proxy as shutting down: `/healthz` answers 503.
     pub fn set_draining(&self) {
         self.draining.store(true, Ordering::Relaxed);
     }
 
-    fn status(&self) -> (u16, &'static str) {
+    fn status(&self) -> (u16, String) {
         if self.draining.load(Ordering::Relaxed) {
-            (503, "draining\n")
+            (503, "draining\n".to_owned())
+        } else if !self.audit.healthy() {
+            let why = self.audit.last_error().unwrap_or_default();
+            (
+                503,
+                format!("block log unavailable, guarded statements refused: {why}\n"),
+            )
         } else {
-            (200, "ok\n")
+            (200, "ok\n".to_owned())
         }
     }
 }
@@ -78,7 +95,7 @@ async fn respond(
         }
         ("GET", "/healthz") => {
             let (code, body) = health.status();
-            reply(&mut stream, code, "text/plain", body).await
+            reply(&mut stream, code, "text/plain", &body).await
         }
         ("GET", _) => reply(&mut stream, 404, "text/plain", "not found\n").await,
         _ => reply(&mut stream, 405, "text/plain", "method not allowed\n").await,

@@ -66,7 +66,10 @@ fn write_policy(db: &DevDb) -> anyhow::Result<PathBuf> {
 
 async fn serve(args: &DemoArgs, db: &DevDb, policy: &Path) -> anyhow::Result<()> {
     let server = bind(args.listen, args.admin, db, policy).await?;
-    let reloader = tokio::spawn(super::serve::reload_on_sighup(server.policy_store()));
+    let reloader = tokio::spawn(super::serve::reload_on_sighup(
+        server.policy_store(),
+        server.audit(),
+    ));
     print_instructions(&server, db, policy);
     server.run(super::shutdown_signal()).await;
     reloader.abort();
@@ -86,6 +89,7 @@ async fn bind(
             admin: Some(admin.to_string()),
             upstream: Some(format!("{}:{}", db.host(), db.port())),
             policy: Some(policy.display().to_string()),
+            audit_path: Some(audit_log(policy).display().to_string()),
             ..ConfigArgs::default()
         })
     };
@@ -97,6 +101,15 @@ async fn bind(
             Ok(Server::bind(config(any(listen), any(admin))?).await?)
         }
     }
+}
+
+/// The demo's block log, beside its policy (removed with the cluster).
+fn audit_log(policy: &Path) -> PathBuf {
+    policy
+        .parent()
+        .unwrap_or(policy)
+        .join("audit")
+        .join("copyguard-audit.log")
 }
 
 fn print_instructions(server: &Server, db: &DevDb, policy: &Path) {
@@ -136,6 +149,11 @@ See why, without running anything:
     --dsn "host={db_host} port={db_port} user=postgres dbname={DEMO_DATABASE}" \
     "SELECT lower(email) FROM users"
 
+Review what security sees, and check the block log's integrity:
+  copyguard audit review {audit}
+  copyguard audit verify {audit} --live
+  copyguard audit tail {audit} --format cef
+
 Watch the proxy:
   curl -s http://{admin}/metrics | grep copyguard_
 
@@ -144,6 +162,7 @@ Press Ctrl-C to stop; the throwaway database is removed.
         db_host = db.host(),
         db_port = db.port(),
         policy = policy.display(),
+        audit = audit_log(policy).display(),
         pid = std::process::id(),
     );
     println!(

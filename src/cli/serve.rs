@@ -5,6 +5,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use tracing::{info, warn};
 
+use crate::audit::{AuditLog, Event};
 use crate::config::{Config, ConfigArgs};
 use crate::policy::PolicyStore;
 use crate::proxy::Server;
@@ -17,7 +18,7 @@ pub fn run(args: &ConfigArgs) -> anyhow::Result<()> {
     telemetry::init_logging(config.log_format, &config.log_level);
     super::runtime()?.block_on(async {
         let server = Server::bind(config).await.context("cannot start")?;
-        let reloader = tokio::spawn(reload_on_sighup(server.policy_store()));
+        let reloader = tokio::spawn(reload_on_sighup(server.policy_store(), server.audit()));
         server.run(super::shutdown_signal()).await;
         reloader.abort();
         Ok(())
@@ -26,20 +27,29 @@ pub fn run(args: &ConfigArgs) -> anyhow::Result<()> {
 
 /// Reloads the policy on every SIGHUP. An invalid policy is refused and
 /// logged; the one in force stays.
-pub async fn reload_on_sighup(store: Arc<PolicyStore>) {
+pub async fn reload_on_sighup(store: Arc<PolicyStore>, audit: AuditLog) {
     use tokio::signal::unix::{signal, SignalKind};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
         warn!("cannot listen for SIGHUP; policy hot reload disabled");
         return;
     };
     while hup.recv().await.is_some() {
-        reload(&store);
+        reload(&store, &audit).await;
     }
 }
 
-/// Reloads the policy once, logging the outcome.
-pub fn reload(store: &PolicyStore) {
-    match store.reload() {
+/// Reloads the policy once, logging the outcome and recording it in the
+/// block log.
+pub async fn reload(store: &PolicyStore, audit: &AuditLog) {
+    let outcome = store.reload();
+    let detail = outcome.as_ref().err().map(|e| e.to_string());
+    if let Err(e) = audit
+        .record(Event::policy_reload(outcome.is_ok(), None, detail))
+        .await
+    {
+        warn!(error = %e, "policy reload not recorded in the block log");
+    }
+    match outcome {
         Ok(warnings) => {
             metrics::counter!(telemetry::POLICY_RELOADS, "outcome" => "ok").increment(1);
             for w in &warnings {

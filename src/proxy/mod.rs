@@ -2,6 +2,7 @@
 //! of one connection (see [`session`]). This is the only module that wires
 //! the other parts together.
 
+mod audit;
 mod auth;
 mod cancel;
 mod error;
@@ -31,6 +32,7 @@ pub use error::{SessionError, Side};
 pub use info::SessionInfo;
 
 use crate::admin::{self, Health};
+use crate::audit::{AuditError, AuditLog};
 use crate::catalog::CatalogCache;
 use crate::config::{Config, UpstreamTlsMode};
 use crate::enforce::RoleBudgets;
@@ -55,6 +57,9 @@ pub enum ServeError {
     /// The policy could not be loaded.
     #[error("invalid policy (`policy`):\n{0}")]
     Policy(#[from] PolicyError),
+    /// The block log cannot be opened or resumed.
+    #[error("block log (`audit.path`): {0}")]
+    Audit(#[from] AuditError),
     /// TLS material could not be loaded.
     #[error("invalid TLS material (`{key}`): {source}")]
     Tls {
@@ -75,6 +80,8 @@ pub(crate) struct Shared {
     pub policy: Arc<PolicyStore>,
     pub catalogs: CatalogCache,
     pub budgets: RoleBudgets,
+    /// The block log.
+    pub audit: AuditLog,
     /// Cancelled when sessions must end now (shutdown grace period over).
     pub force: CancellationToken,
     next_id: AtomicU64,
@@ -99,6 +106,14 @@ impl Server {
     /// Loads TLS material and binds the client and admin listeners.
     pub async fn bind(config: Config) -> Result<Server, ServeError> {
         let policy = Arc::new(PolicyStore::load(&config.policy)?);
+        let audit = {
+            let cfg = config.audit.clone();
+            tokio::task::spawn_blocking(move || AuditLog::open(&cfg))
+                .await
+                .map_err(|e| AuditError::Unavailable {
+                    reason: e.to_string(),
+                })??
+        };
         let acceptor = match &config.tls.cert_key {
             Some((cert, key)) => Some(TlsAcceptor::from(tls::server_config(cert, key).map_err(
                 |source| ServeError::Tls {
@@ -157,6 +172,7 @@ impl Server {
             catalogs,
             policy,
             budgets: RoleBudgets::default(),
+            audit: audit.clone(),
             force: CancellationToken::new(),
             next_id: AtomicU64::new(0),
         });
@@ -164,7 +180,7 @@ impl Server {
             listener,
             admin,
             shared,
-            health: Arc::new(Health::default()),
+            health: Arc::new(Health::new(audit)),
             metrics: telemetry::metrics_handle(),
         })
     }
@@ -179,6 +195,11 @@ impl Server {
     /// The policy in force, for hot reload (`PolicyStore::reload`).
     pub fn policy_store(&self) -> Arc<PolicyStore> {
         self.shared.policy.clone()
+    }
+
+    /// The block log, for records made outside sessions (policy reloads).
+    pub fn audit(&self) -> AuditLog {
+        self.shared.audit.clone()
     }
 
     /// The admin HTTP address, if enabled.
@@ -249,6 +270,7 @@ impl Server {
             shared.force.cancel();
             let _ = tokio::time::timeout(Duration::from_secs(5), sessions.wait()).await;
         }
+        shared.audit.shutdown().await;
         if let Some(task) = admin_task {
             task.abort();
         }

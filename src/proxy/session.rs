@@ -18,7 +18,8 @@ use tracing::{info, warn, Instrument};
 
 use super::auth::{self, ProtocolPlan, Started};
 use super::relay::{Relay, RelayEnd, RelayStats};
-use super::{guarded, upstream, SessionError, SessionInfo, Shared};
+use super::{audit, guarded, upstream, SessionError, SessionInfo, Shared};
+use crate::audit::{Event, SessionTotals};
 use crate::config::ClientTlsMode;
 use crate::enforce;
 use crate::policy::{ClassMode, RoleClass};
@@ -168,12 +169,17 @@ async fn establish(
         SessionInfo::from_startup(id, peer, tls, &startup).ok_or(SessionError::NoUser)?;
     let class = shared.policy.current().classify_role(&info.user);
     if class.mode == ClassMode::Guarded {
-        enforce::check_startup(&info.startup_params, info.replication.is_some()).map_err(|b| {
-            SessionError::Policy {
+        if let Err(b) = enforce::check_startup(&info.startup_params, info.replication.is_some()) {
+            let fields = audit::session_fields(&info, &class);
+            let ev = audit::statement_event("", audit::refusal_verdict(&b), Some(&b), None);
+            if let Err(e) = shared.audit.record(Event::verdict(&fields, ev)).await {
+                warn!(error = %e, "refused session not recorded in the block log");
+            }
+            return Err(SessionError::Policy {
                 rule: b.rule,
                 reason: b.reason,
-            }
-        })?;
+            });
+        }
     }
     let plan = ProtocolPlan::new(&startup);
     let stream = upstream::connect(shared).await?;
@@ -214,18 +220,32 @@ async fn relay(shared: &Arc<Shared>, client: Conn<Stream>, session: Established)
         "session started"
     );
     let since = Instant::now();
+    let fields = audit::session_fields(&info, &class);
+    let mut client = client;
+    if guarded {
+        if let Err(e) = shared.audit.record(Event::session_start(&fields)).await {
+            warn!(error = %e, "guarded session refused: the block log cannot be written");
+            let mut err = audit::unavailable(&e);
+            err.severity = crate::wire::messages::Severity::Fatal;
+            let _ = client.send(&err.encode()).await;
+            return;
+        }
+    } else {
+        shared.audit.submit(Event::session_start(&fields));
+    }
     metrics::gauge!(telemetry::SESSIONS_ACTIVE).increment(1.0);
-    let (outcome, stats, relay) = if guarded {
-        let outcome = guarded::run(
+    let (outcome, stats, relay, totals) = if guarded {
+        let (outcome, totals) = guarded::run(
             shared.clone(),
             client,
             upstream,
             &info,
             class.clone(),
             started.upstream_key.clone(),
+            fields.clone(),
         )
         .await;
-        (outcome, RelayStats::default(), None)
+        (outcome, RelayStats::default(), None, totals)
     } else {
         let max = shared.config.limits.max_message_size;
         let (client, client_buf) = client.into_parts();
@@ -236,8 +256,27 @@ async fn relay(shared: &Arc<Shared>, client: Conn<Stream>, session: Established)
             _ = shared.force.cancelled() => Err(SessionError::Shutdown),
         };
         let stats = relay.stats();
-        (outcome, stats, Some(relay))
+        let totals = SessionTotals {
+            bytes: stats.bytes_down,
+            ..SessionTotals::default()
+        };
+        (outcome, stats, Some(relay), totals)
     };
+    let totals = SessionTotals {
+        duration: since.elapsed(),
+        ..totals
+    };
+    if guarded {
+        if let Err(e) = shared
+            .audit
+            .record(Event::session_end(&fields, totals))
+            .await
+        {
+            warn!(error = %e, "session end not recorded in the block log");
+        }
+    } else {
+        shared.audit.submit(Event::session_end(&fields, totals));
+    }
     let secs = since.elapsed().as_secs_f64();
     metrics::gauge!(telemetry::SESSIONS_ACTIVE).decrement(1.0);
     metrics::histogram!(telemetry::SESSION_DURATION).record(secs);

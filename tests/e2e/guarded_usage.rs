@@ -972,6 +972,7 @@ impl Serve {
             .args(["--upstream", &format!("{}:{}", db.host(), db.port())])
             .args(["--log-format", "json", "--shutdown-timeout", "2s"])
             .env_clear()
+            .env("COPYGUARD_AUDIT_PATH", audit_path())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

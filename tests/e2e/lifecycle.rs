@@ -163,6 +163,7 @@ fn serve_reports_configuration_errors_with_the_key() {
         ])
         .arg(&policy)
         .env_clear()
+        .env("COPYGUARD_AUDIT_PATH", audit_path())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -183,6 +184,7 @@ fn serve_reports_configuration_errors_with_the_key() {
         .args(["serve", "--config"])
         .arg(&file)
         .env_clear()
+        .env("COPYGUARD_AUDIT_PATH", audit_path())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -195,6 +197,7 @@ fn serve_reports_configuration_errors_with_the_key() {
     let out = Command::new(BIN)
         .args(["serve"])
         .env_clear()
+        .env("COPYGUARD_AUDIT_PATH", audit_path())
         .env("COPYGUARD_UPSTREAM", "nohost")
         .output()
         .unwrap();
@@ -204,6 +207,7 @@ fn serve_reports_configuration_errors_with_the_key() {
     let out = Command::new(BIN)
         .args(["serve", "--upstream", "127.0.0.1:5432"])
         .env_clear()
+        .env("COPYGUARD_AUDIT_PATH", audit_path())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -218,6 +222,7 @@ fn serve_reports_configuration_errors_with_the_key() {
         .args(["serve", "--upstream", "127.0.0.1:5432", "--policy"])
         .arg(&policy)
         .env_clear()
+        .env("COPYGUARD_AUDIT_PATH", audit_path())
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -250,6 +255,7 @@ fn serve_binary_relays_and_stops_on_sigterm() {
         .args(["serve", "--config"])
         .arg(&file)
         .env_clear()
+        .env("COPYGUARD_AUDIT_PATH", audit_path())
         .env("COPYGUARD_UPSTREAM", format!("{}:{}", db.host(), db.port()))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

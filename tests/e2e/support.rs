@@ -152,9 +152,21 @@ pub fn policy_dir(policy: &str) -> PathBuf {
     dir
 }
 
+/// A block log path of its own (one writer per log), in the shared
+/// cluster's temporary directory.
+pub fn audit_path() -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let base = cluster().db.data_dir();
+    base.parent()
+        .unwrap_or(&base)
+        .join(format!("copyguard-audit-{n}"))
+        .join("audit.log")
+}
+
 /// Arguments for a proxy in front of the shared cluster, listening on a
 /// free port, with a short shutdown grace period, under
-/// [`PRODUCTION_POLICY`].
+/// [`PRODUCTION_POLICY`], with a block log of its own.
 pub fn proxy_args() -> ConfigArgs {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     let policy = DIR.get_or_init(|| policy_dir(PRODUCTION_POLICY));
@@ -164,6 +176,7 @@ pub fn proxy_args() -> ConfigArgs {
         upstream: Some(format!("{}:{}", db.host(), db.port())),
         shutdown_timeout: Some("2s".into()),
         policy: Some(policy.display().to_string()),
+        audit_path: Some(audit_path().display().to_string()),
         ..ConfigArgs::default()
     }
 }

@@ -19,7 +19,6 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
 use tracing::warn;
 
 use super::exec::{Exec, Expect};
-use super::frontend::refusal;
 use super::Guard;
 use crate::enforce::{self, blank_notification, check_row_description, scrub_error};
 use crate::policy::Block;
@@ -428,6 +427,10 @@ where
         let limits = exec.allowance.limits.as_ref()?;
         let class = &exec.class.limits;
         let (rows, total) = exec.count_row(bytes);
+        self.guard
+            .state
+            .session_bytes
+            .fetch_add(bytes as u64, Ordering::Relaxed);
         if rows > limits.max_rows {
             return Some(enforce::block(
                 "limit.rows",
@@ -496,8 +499,14 @@ where
     /// running query is cancelled (unless `idle`: nothing runs yet), and
     /// everything up to the next ReadyForQuery is discarded.
     async fn violation(&mut self, b: &Block, idle: bool) -> Result<(), SessionError> {
-        self.guard.record_refusal(b, "result stopped");
-        self.client.write(&refusal(b).encode()).await?;
+        let head = self.head_exec();
+        let sql = head.as_ref().and_then(|e| e.sql.clone());
+        let counted = head.as_ref().map(|e| e.counted());
+        let err = self
+            .guard
+            .refusal(b, "result stopped", sql.as_deref().unwrap_or(""), counted)
+            .await;
+        self.client.write(&err.encode()).await?;
         self.discarding = true;
         let key = self.guard.upstream_key.clone().filter(|_| !idle);
         match key {

@@ -128,6 +128,15 @@ impl Exec {
         exec
     }
 
+    /// Rows and bytes counted so far (on the exec that counts them).
+    pub fn counted(&self) -> (u64, u64) {
+        let owner = self.counted_by.as_deref().unwrap_or(self);
+        (
+            owner.rows.load(Ordering::Relaxed),
+            owner.bytes.load(Ordering::Relaxed),
+        )
+    }
+
     /// Counts one row of `bytes`; returns the totals so far.
     pub fn count_row(&self, bytes: usize) -> (u64, u64) {
         let owner = self.counted_by.as_deref().unwrap_or(self);
@@ -203,6 +212,10 @@ pub(super) struct SessionState {
     pub pending_cancel: Mutex<Option<JoinHandle<()>>>,
     /// Classified rows relayed in this session.
     pub session_rows: AtomicU64,
+    /// Bytes of classified rows relayed in this session.
+    pub session_bytes: AtomicU64,
+    /// Statements decided in this session.
+    pub statements: AtomicU64,
     /// A result was stopped inside a transaction the server still considers
     /// healthy: the client was told it failed, so the server transaction
     /// must be failed too before the next client message.

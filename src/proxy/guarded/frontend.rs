@@ -17,7 +17,7 @@ use super::exec::{Exec, Expect, InternalResult};
 use super::Guard;
 use crate::analysis::{self, AnalysisError, Context, CopyEndpoint, StatementFacts, StatementKind};
 use crate::catalog::{parse_name_array, Catalog, CatalogRows, LOAD_SQL};
-use crate::enforce::{self, block_error};
+use crate::enforce;
 use crate::policy::{Block, ClassMode, Policy, RoleClass, Verdict};
 use crate::proxy::SessionError;
 use crate::wire::messages::{self, ErrorFields};
@@ -142,7 +142,7 @@ where
                         "protocol.function_call",
                         "the FunctionCall protocol message is not available to guarded roles",
                     );
-                    self.refuse_cycle(&b).await?;
+                    self.refuse_cycle(&b, "").await?;
                 }
                 b'X' => {
                     self.send(frame.as_bytes()).await?;
@@ -409,14 +409,21 @@ where
         }
     }
 
-    fn log_refusal(&self, b: &Block) {
-        self.guard.record_refusal(b, "statement refused");
+    /// Records a refusal of `sql`; the error the client gets.
+    async fn refused(&mut self, b: &Block, sql: &str) -> ErrorFields {
+        self.guard.refusal(b, "statement refused", sql, None).await
     }
 
     /// Replaces a whole simple-query cycle with a failing statement.
-    async fn refuse_cycle(&mut self, b: &Block) -> Result<(), SessionError> {
-        self.log_refusal(b);
-        self.guard.state.push(Expect::Refused(block_error(b)));
+    async fn refuse_cycle(&mut self, b: &Block, sql: &str) -> Result<(), SessionError> {
+        let err = self.refused(b, sql).await;
+        self.refuse_cycle_with(err).await
+    }
+
+    /// Replaces a whole simple-query cycle with a failing statement whose
+    /// error becomes `err`.
+    async fn refuse_cycle_with(&mut self, err: ErrorFields) -> Result<(), SessionError> {
+        self.guard.state.push(Expect::Refused(err));
         self.guard.state.push(Expect::QueryEnd);
         self.send(&messages::query(BLOCKED_SQL)).await
     }
@@ -427,8 +434,17 @@ where
         let policy = self.guard.shared.policy.current();
         let execs = match self.decide_query(&sql, &policy) {
             Ok(execs) => execs,
-            Err(b) => return self.refuse_cycle(&b).await,
+            Err(b) => return self.refuse_cycle(&b, &sql).await,
         };
+        for exec in &execs {
+            let recorded = self
+                .guard
+                .allowed_verdict(&sql, &exec.facts, &exec.allowance, &exec.catalog)
+                .await;
+            if let Err(err) = recorded {
+                return self.refuse_cycle_with(err).await;
+            }
+        }
         if execs.is_empty() {
             let empty = StatementFacts::new(StatementKind::Empty);
             let exec = self.decide(empty, &policy, None).map_err(|b| {
@@ -543,11 +559,19 @@ where
                     _ => Ok(None),
                 })
         };
+        let decided = match decided {
+            Err(b) => Err(self.refused(&b, &sql).await),
+            Ok(Some(exec)) => self
+                .guard
+                .allowed_verdict(&sql, &exec.facts, &exec.allowance, &exec.catalog)
+                .await
+                .map(|()| Some(exec)),
+            Ok(None) => Ok(None),
+        };
         match decided {
-            Err(b) => {
-                self.log_refusal(&b);
+            Err(err) => {
                 self.statements.remove(&msg.name);
-                self.guard.state.push(Expect::Refused(block_error(&b)));
+                self.guard.state.push(Expect::Refused(err));
                 self.send(&messages::parse_message(&msg.name, BLOCKED_SQL))
                     .await
             }
@@ -571,7 +595,10 @@ where
         let (portal, statement) =
             messages::parse_bind_names(frame).map_err(SessionError::Client)?;
         let policy = self.guard.shared.policy.current();
-        let decided = match self.statements.get(&statement).cloned() {
+        let stored = self.statements.get(&statement).cloned();
+        let sql = stored.as_ref().and_then(|s| s.sql.clone());
+        let sql = sql.as_deref().unwrap_or("");
+        let decided = match stored {
             _ if self.batch_changed => Err(context_change_block()),
             None => Err(enforce::block(
                 "statement.unknown",
@@ -579,13 +606,21 @@ where
             )),
             Some(stmt) => self
                 .redecide(&stmt, &policy)
-                .map(|exec| Arc::new(Exec::portal_of(&exec))),
+                .map(|exec| (exec.clone(), !Arc::ptr_eq(&exec, &stmt))),
+        };
+        let decided = match decided {
+            Err(b) => Err(self.refused(&b, sql).await),
+            Ok((exec, true)) => self
+                .guard
+                .allowed_verdict(sql, &exec.facts, &exec.allowance, &exec.catalog)
+                .await
+                .map(|()| Arc::new(Exec::portal_of(&exec))),
+            Ok((exec, false)) => Ok(Arc::new(Exec::portal_of(&exec))),
         };
         match decided {
-            Err(b) => {
-                self.log_refusal(&b);
+            Err(err) => {
                 self.portals.remove(&portal);
-                self.guard.state.push(Expect::Refused(block_error(&b)));
+                self.guard.state.push(Expect::Refused(err));
                 self.send(&failing_bind(&portal)).await
             }
             Ok(exec) => {
@@ -622,8 +657,8 @@ where
                 "portal.unknown",
                 format!("no portal {portal:?} known to copyguard"),
             );
-            self.log_refusal(&b);
-            self.guard.state.push(Expect::Refused(block_error(&b)));
+            let err = self.refused(&b, "").await;
+            self.guard.state.push(Expect::Refused(err));
             return self.send(&failing_execute()).await;
         };
         self.apply(&exec);
@@ -746,9 +781,4 @@ fn analysis_block(e: &AnalysisError) -> Block {
         rule,
         format!("copyguard could not analyze the statement ({e}){hint}; guarded sessions run only statements it understands"),
     )
-}
-
-/// The ErrorResponse for a refusal (re-exported for the backend).
-pub(super) fn refusal(b: &Block) -> ErrorFields {
-    block_error(b)
 }

@@ -15,9 +15,13 @@ use tokio::io::{AsyncRead, AsyncWrite, BufWriter};
 
 use super::cancel::UpstreamKey;
 use super::relay::RelayEnd;
-use super::{SessionError, SessionInfo, Shared};
+use super::{audit, SessionError, SessionInfo, Shared};
+use crate::analysis::StatementFacts;
+use crate::audit::{Event, SessionFields, SessionTotals, Verdict};
 use crate::catalog::Catalog;
-use crate::policy::{Block, RoleClass};
+use crate::enforce::block_error;
+use crate::policy::{Allowance, Block, RoleClass};
+use crate::wire::messages::ErrorFields;
 use crate::wire::{Conn, Stream};
 
 use backend::{Backend, ClientOut};
@@ -34,13 +38,24 @@ pub(crate) struct Guard<'a> {
     /// Allowed-statement counter (a handle, not a registry lookup per
     /// statement).
     pub allowed: metrics::Counter,
+    /// The session's fixed fields in the block log.
+    pub session: Arc<SessionFields>,
     state: Arc<SessionState>,
 }
 
 impl Guard<'_> {
-    /// Records a refusal: statement refused before it ran, or result
-    /// stopped while it streamed (`what`). Reasons never hold data values.
-    pub fn record_refusal(&self, b: &Block, what: &'static str) {
+    /// Records a refusal (statement refused before it ran, or result
+    /// stopped while it streamed: `what`) in the log, the metrics and the
+    /// block log, and returns the error the client gets: the refusal, or,
+    /// when the block log cannot take the record, that error. Reasons
+    /// never hold data values.
+    pub async fn refusal(
+        &self,
+        b: &Block,
+        what: &'static str,
+        sql: &str,
+        rows: Option<(u64, u64)>,
+    ) -> ErrorFields {
         tracing::warn!(
             user = %self.info.user,
             database = %self.info.database,
@@ -50,6 +65,48 @@ impl Guard<'_> {
         );
         metrics::counter!(crate::telemetry::VERDICTS, "verdict" => "block", "rule" => b.rule)
             .increment(1);
+        let mut ev = audit::statement_event(sql, audit::refusal_verdict(b), Some(b), None);
+        if let Some((rows, bytes)) = rows {
+            ev.rows = Some(rows);
+            ev.bytes = Some(bytes);
+        }
+        match self
+            .shared
+            .audit
+            .record(Event::verdict(&self.session, ev))
+            .await
+        {
+            Ok(_) => block_error(b),
+            Err(e) => audit::unavailable(&e),
+        }
+    }
+
+    /// Records an allowed statement's verdict when it needs a record (it
+    /// returns classified data), or when the block log is failing (so the
+    /// statement fails closed and the log's recovery is noticed). The
+    /// error is what the client gets instead of running the statement.
+    pub async fn allowed_verdict(
+        &self,
+        sql: &str,
+        facts: &StatementFacts,
+        allowance: &Allowance,
+        catalog: &Catalog,
+    ) -> Result<(), ErrorFields> {
+        self.state
+            .statements
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let verdict = match audit::allowed_verdict(allowance) {
+            Some(v) => v,
+            None if self.shared.audit.healthy() => return Ok(()),
+            None => Verdict::Allowed,
+        };
+        let ev = audit::statement_event(sql, verdict, None, Some((facts, allowance, catalog)));
+        self.shared
+            .audit
+            .record(Event::verdict(&self.session, ev))
+            .await
+            .map(drop)
+            .map_err(|e| audit::unavailable(&e))
     }
 }
 
@@ -80,13 +137,15 @@ pub(crate) async fn run(
     info: &SessionInfo,
     class: Arc<RoleClass>,
     upstream_key: Option<UpstreamKey>,
-) -> Result<RelayEnd, SessionError> {
+    session: Arc<SessionFields>,
+) -> (Result<RelayEnd, SessionError>, SessionTotals) {
     for (name, value) in &info.server_params {
         if let Err(b) = crate::enforce::check_reported_setting(name, value) {
-            return Err(SessionError::Policy {
+            let err = SessionError::Policy {
                 rule: b.rule,
                 reason: b.reason,
-            });
+            };
+            return (Err(err), SessionTotals::default());
         }
     }
     let max = shared.config.limits.max_message_size;
@@ -112,6 +171,7 @@ pub(crate) async fn run(
         class,
         upstream_key,
         allowed: metrics::counter!(crate::telemetry::VERDICTS, "verdict" => "allow", "rule" => ""),
+        session,
         state: Arc::new(SessionState::new()),
     };
     let outcome = {
@@ -131,5 +191,12 @@ pub(crate) async fn run(
         }
     }
     let _ = client_out.flush().await;
-    outcome
+    let relaxed = std::sync::atomic::Ordering::Relaxed;
+    let totals = SessionTotals {
+        statements: guard.state.statements.load(relaxed),
+        rows: guard.state.session_rows.load(relaxed),
+        bytes: guard.state.session_bytes.load(relaxed),
+        ..SessionTotals::default()
+    };
+    (outcome, totals)
 }

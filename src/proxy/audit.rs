@@ -1,0 +1,98 @@
+//! What sessions tell the block log: the session's fixed fields, a
+//! statement's verdict with the relations and classified columns it
+//! touches, and the error a guarded client gets when the log cannot be
+//! written. Statement text reaches the log only normalized (every literal
+//! replaced) by [`crate::audit`].
+
+use std::sync::Arc;
+
+use crate::analysis::StatementFacts;
+use crate::audit::{AuditError, SessionFields, StatementEvent, Verdict};
+use crate::catalog::Catalog;
+use crate::policy::{Allowance, Block, RoleClass};
+use crate::wire::messages::{ErrorFields, Severity};
+
+use super::SessionInfo;
+
+/// The rule of a statement refused because its verdict could not be
+/// recorded.
+pub(crate) const AUDIT_UNAVAILABLE: &str = "audit.unavailable";
+
+/// The fixed fields of a session's records.
+pub(crate) fn session_fields(info: &SessionInfo, class: &RoleClass) -> Arc<SessionFields> {
+    Arc::new(SessionFields {
+        id: info.id,
+        client_addr: info.client_addr,
+        tls: info.tls,
+        role: info.user.clone(),
+        database: info.database.clone(),
+        application_name: info.application_name.clone(),
+        role_class: class.name.clone(),
+    })
+}
+
+/// The verdict an allowed statement is recorded with, if it needs a record
+/// (it returns classified data, limited or pseudonymized).
+pub(crate) fn allowed_verdict(allowance: &Allowance) -> Option<Verdict> {
+    if allowance.pseudonymizes() {
+        Some(Verdict::Pseudonymized)
+    } else if allowance.limits.is_some() {
+        Some(Verdict::AllowedLimited)
+    } else {
+        None
+    }
+}
+
+/// The verdict a refusal is recorded with: a stop while rows streamed is
+/// a limit or budget running out, anything else a block.
+pub(crate) fn refusal_verdict(b: &Block) -> Verdict {
+    if b.rule.starts_with("limit.") || b.rule.starts_with("budget.") {
+        Verdict::BudgetExceeded
+    } else {
+        Verdict::Blocked
+    }
+}
+
+/// A statement event: `sql` (normalized by the event), the verdict, the
+/// refusal's rule and reason, and what the facts say the statement reads,
+/// writes and returns of classified data.
+pub(crate) fn statement_event(
+    sql: &str,
+    verdict: Verdict,
+    block: Option<&Block>,
+    facts: Option<(&StatementFacts, &Allowance, &Catalog)>,
+) -> StatementEvent {
+    let mut ev = StatementEvent::new(sql, verdict);
+    if let Some(b) = block {
+        ev.rule = Some(b.rule.to_owned());
+        ev.reason = Some(b.reason.clone());
+    }
+    if let Some((facts, allowance, catalog)) = facts {
+        ev.relations = facts
+            .reads
+            .iter()
+            .chain(&facts.writes)
+            .filter_map(|oid| catalog.relation(*oid))
+            .map(|r| r.qualified_name())
+            .collect();
+        ev.relations.sort();
+        ev.relations.dedup();
+        ev.columns = allowance
+            .classified_outputs
+            .iter()
+            .map(|c| catalog.column_name(*c))
+            .collect();
+    }
+    ev
+}
+
+/// The error a guarded client gets for a statement whose verdict could not
+/// be recorded.
+pub(crate) fn unavailable(e: &AuditError) -> ErrorFields {
+    ErrorFields::new(
+        Severity::Error,
+        "58030",
+        format!("copyguard: the block log cannot be written ({e}); guarded statements are refused until it can (rule {AUDIT_UNAVAILABLE})"),
+    )
+    .with_hint("The proxy's /healthz reports the block log; statements work again once it can be written.")
+}
