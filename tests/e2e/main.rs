@@ -7,6 +7,7 @@ mod raw;
 mod support;
 mod tap;
 
+mod audit_log;
 mod auth_tls;
 mod bad_input;
 mod clients;
