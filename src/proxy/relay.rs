@@ -61,7 +61,13 @@ struct Pump {
     messages: u64,
     bytes_metric: Counter,
     messages_metric: Counter,
+    /// Called with the SQL of each Query and Parse that arrives whole in
+    /// one read starting at a frame boundary (best effort; off unless set).
+    statements: Option<StatementSink>,
 }
+
+/// Receives the SQL text of statements a production client sends.
+pub type StatementSink = Box<dyn FnMut(&str) + Send>;
 
 impl Pump {
     fn new(leftover: BytesMut, max_message_size: usize, direction: &'static str) -> Pump {
@@ -78,12 +84,18 @@ impl Pump {
             messages: 0,
             bytes_metric: metrics::counter!(telemetry::BYTES, "direction" => direction),
             messages_metric: metrics::counter!(telemetry::MESSAGES, "direction" => direction),
+            statements: None,
         }
     }
 
     /// Accounts for `buf[pos..end]`, which is about to be written.
     fn scan(&mut self) -> Result<(), PumpError> {
         let chunk = &self.buf[self.pos..self.end];
+        if let Some(sink) = self.statements.as_mut() {
+            if self.scanner.at_boundary() {
+                whole_statements(chunk, sink);
+            }
+        }
         let frames = self
             .scanner
             .feed(chunk, |_, _| {})
@@ -185,6 +197,15 @@ impl Relay {
         }
     }
 
+    /// Hands the SQL of the client's Query and Parse messages to `sink`,
+    /// as far as they arrive whole in one read (for the block log's
+    /// production statement fingerprints). Off by default: the relay then
+    /// does no work per statement.
+    pub fn with_statements(mut self, sink: StatementSink) -> Relay {
+        self.up.statements = Some(sink);
+        self
+    }
+
     /// Counts so far.
     pub fn stats(&self) -> RelayStats {
         RelayStats {
@@ -241,6 +262,35 @@ impl Future for Relay {
     }
 }
 
+/// Calls `sink` with the SQL of every whole Query or Parse frame at the
+/// start of `chunk`, which begins at a frame boundary; stops at the first
+/// frame that does not end inside it.
+fn whole_statements(chunk: &[u8], sink: &mut StatementSink) {
+    let mut at = 0;
+    while let Some(header) = chunk.get(at..at + 5) {
+        let len = i32::from_be_bytes([header[1], header[2], header[3], header[4]]);
+        let Some(end) = usize::try_from(len)
+            .ok()
+            .filter(|l| *l >= 4)
+            .map(|l| at + 1 + l)
+            .filter(|e| *e <= chunk.len())
+        else {
+            return;
+        };
+        let body = &chunk[at + 5..end];
+        let cstr = |b: &[u8]| b.iter().position(|c| *c == 0).map(|n| n + 1);
+        let sql = match header[0] {
+            b'Q' => Some(body),
+            b'P' => cstr(body).map(|n| &body[n..]),
+            _ => None,
+        };
+        if let Some(sql) = sql.and_then(|b| cstr(b).map(|n| &b[..n - 1])) {
+            sink(&String::from_utf8_lossy(sql));
+        }
+        at = end;
+    }
+}
+
 fn up_error(e: PumpError) -> SessionError {
     match e {
         PumpError::Read(e) => SessionError::Client(e.into()),
@@ -254,5 +304,28 @@ fn down_error(e: PumpError) -> SessionError {
         PumpError::Read(e) => SessionError::Upstream(e.into()),
         PumpError::Write(e) => SessionError::Client(e.into()),
         PumpError::Frame(e) => SessionError::Upstream(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::messages;
+
+    #[test]
+    fn whole_statements_are_found_at_frame_boundaries() {
+        let mut chunk = messages::query("SELECT 1").to_vec();
+        chunk.extend_from_slice(&messages::parse_message("s1", "SELECT $1::int"));
+        chunk.extend_from_slice(&messages::describe(b'S', "s1"));
+        let cut = messages::query("SELECT 'cut in two'");
+        chunk.extend_from_slice(&cut[..cut.len() - 3]);
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let into = seen.clone();
+        let mut sink: StatementSink = Box::new(move |sql| into.lock().unwrap().push(sql.to_owned()));
+        whole_statements(&chunk, &mut sink);
+        assert_eq!(*seen.lock().unwrap(), ["SELECT 1", "SELECT $1::int"]);
+        whole_statements(&[b'Q', 0xff, 0xff, 0xff, 0xff, 0], &mut sink);
+        whole_statements(&[b'Q', 0, 0, 0, 1], &mut sink);
+        assert_eq!(seen.lock().unwrap().len(), 2, "bad lengths are skipped");
     }
 }

@@ -251,6 +251,12 @@ async fn relay(shared: &Arc<Shared>, client: Conn<Stream>, session: Established)
         let (client, client_buf) = client.into_parts();
         let (server, server_buf) = upstream.into_parts();
         let mut relay = Relay::new(client, client_buf, server, server_buf, max);
+        if shared.audit.records_production_statements() {
+            let (audit, fields) = (shared.audit.clone(), fields.clone());
+            relay = relay.with_statements(Box::new(move |sql| {
+                audit.production_statement(&fields, sql);
+            }));
+        }
         let outcome = tokio::select! {
             r = &mut relay => r,
             _ = shared.force.cancelled() => Err(SessionError::Shutdown),

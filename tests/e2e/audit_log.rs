@@ -299,3 +299,60 @@ async fn a_sigkill_loses_no_verdict_a_client_saw() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn production_sessions_get_session_records_and_optional_fingerprints() {
+    fixture();
+    let log = audit_path();
+    let mut args = proxy_args();
+    args.policy = Some(locked_policy().display().to_string());
+    args.audit_path = Some(log.display().to_string());
+    args.audit_production_statements = Some("true".into());
+    let proxy = TestProxy::start(args);
+    let (prod, conn) = tokio_postgres::connect(
+        &conninfo(proxy.port(), PROD, DB, &format!("password={PASSWORD}")),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .expect("production session");
+    tokio::spawn(conn);
+    let rows = prod
+        .simple_query("SELECT email FROM users WHERE email = 'zq0001.leak@victim.example'")
+        .await
+        .expect("production reads everything");
+    assert!(rows.len() > 1);
+    prod.query("SELECT full_name FROM users WHERE id = $1", &[&1i32])
+        .await
+        .expect("extended protocol");
+    drop(prod);
+    proxy.shutdown();
+    let all = records(&log);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        find_leak(text.as_bytes(), secrets()).is_none(),
+        "no value in the log"
+    );
+    let statements: Vec<&str> = all
+        .iter()
+        .filter(|r| r["event"] == "statement")
+        .filter_map(|r| r["statement"].as_str())
+        .collect();
+    assert!(
+        statements.contains(&"SELECT email FROM users WHERE email = $1"),
+        "{statements:?}"
+    );
+    assert!(
+        statements
+            .iter()
+            .any(|s| s.starts_with("SELECT full_name FROM users WHERE id = $1")),
+        "{statements:?}"
+    );
+    let sessions = all
+        .iter()
+        .filter(|r| r["event"] == "session_start" && r["role"] == PROD)
+        .count();
+    assert_eq!(sessions, 1);
+    assert!(all
+        .iter()
+        .any(|r| r["event"] == "session_end" && r["role_class"] == "production"));
+}
