@@ -14,6 +14,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::audit::{AuditConfig, FlushPolicy};
+use crate::pseudonym::{Key, Settings};
 
 /// Every setting: dotted key in the file, flag, environment variable, help.
 pub const SETTINGS: &[(&str, &str, &str, &str)] = &[
@@ -179,6 +180,30 @@ pub const SETTINGS: &[(&str, &str, &str, &str)] = &[
         "COPYGUARD_AUDIT_PRODUCTION_STATEMENTS",
         "also record fingerprints of production statements: true | false [false]",
     ),
+    (
+        "pseudonym.key_file",
+        "--pseudonym-key-file",
+        "COPYGUARD_PSEUDONYM_KEY_FILE",
+        "secret of the pseudonymization key, hex or base64, at least 32 bytes [none: nothing is pseudonymized]",
+    ),
+    (
+        "pseudonym.key_id",
+        "--pseudonym-key-id",
+        "COPYGUARD_PSEUDONYM_KEY_ID",
+        "id of that key, recorded in the block log [k1]",
+    ),
+    (
+        "pseudonym.email_domain",
+        "--pseudonym-email-domain",
+        "COPYGUARD_PSEUDONYM_EMAIL_DOMAIN",
+        "domain of stand-in email addresses [example.invalid]",
+    ),
+    (
+        "pseudonym.date_shift_days",
+        "--pseudonym-date-shift-days",
+        "COPYGUARD_PSEUDONYM_DATE_SHIFT_DAYS",
+        "largest shift of date_shift, in days either way [180]",
+    ),
 ];
 
 /// Flags and environment variables of `copyguard serve`.
@@ -268,6 +293,18 @@ pub struct ConfigArgs {
     /// Also record fingerprints of production statements: true | false.
     #[arg(long, env = "COPYGUARD_AUDIT_PRODUCTION_STATEMENTS")]
     pub audit_production_statements: Option<String>,
+    /// File holding the pseudonymization key's secret (hex or base64).
+    #[arg(long, env = "COPYGUARD_PSEUDONYM_KEY_FILE")]
+    pub pseudonym_key_file: Option<String>,
+    /// Id of the pseudonymization key [k1].
+    #[arg(long, env = "COPYGUARD_PSEUDONYM_KEY_ID")]
+    pub pseudonym_key_id: Option<String>,
+    /// Domain of stand-in email addresses [example.invalid].
+    #[arg(long, env = "COPYGUARD_PSEUDONYM_EMAIL_DOMAIN")]
+    pub pseudonym_email_domain: Option<String>,
+    /// Largest shift of date_shift, in days either way [180].
+    #[arg(long, env = "COPYGUARD_PSEUDONYM_DATE_SHIFT_DAYS")]
+    pub pseudonym_date_shift_days: Option<String>,
 }
 
 impl ConfigArgs {
@@ -300,6 +337,10 @@ impl ConfigArgs {
             "audit.rotate_size" => self.audit_rotate_size.as_ref(),
             "audit.rotate_interval" => self.audit_rotate_interval.as_ref(),
             "audit.production_statements" => self.audit_production_statements.as_ref(),
+            "pseudonym.key_file" => self.pseudonym_key_file.as_ref(),
+            "pseudonym.key_id" => self.pseudonym_key_id.as_ref(),
+            "pseudonym.email_domain" => self.pseudonym_email_domain.as_ref(),
+            "pseudonym.date_shift_days" => self.pseudonym_date_shift_days.as_ref(),
             _ => None,
         }
     }
@@ -344,6 +385,17 @@ struct FileConfig {
     log: LogSection,
     #[serde(default)]
     audit: AuditSection,
+    #[serde(default)]
+    pseudonym: PseudonymSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PseudonymSection {
+    key_file: Field,
+    key_id: Field,
+    email_domain: Field,
+    date_shift_days: Field,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -424,6 +476,10 @@ impl FileConfig {
             "audit.rotate_size" => self.audit.rotate_size.as_ref(),
             "audit.rotate_interval" => self.audit.rotate_interval.as_ref(),
             "audit.production_statements" => self.audit.production_statements.as_ref(),
+            "pseudonym.key_file" => self.pseudonym.key_file.as_ref(),
+            "pseudonym.key_id" => self.pseudonym.key_id.as_ref(),
+            "pseudonym.email_domain" => self.pseudonym.email_domain.as_ref(),
+            "pseudonym.date_shift_days" => self.pseudonym.date_shift_days.as_ref(),
             _ => None,
         }
     }
@@ -553,6 +609,18 @@ pub struct Config {
     pub log_level: String,
     /// The block log.
     pub audit: AuditConfig,
+    /// The pseudonymization key and settings (`None`: no key configured;
+    /// statements the policy would pseudonymize are refused).
+    pub pseudonym: Option<PseudonymConfig>,
+}
+
+/// The pseudonymization key and the transform settings.
+#[derive(Clone, Debug)]
+pub struct PseudonymConfig {
+    /// The key (its secret never shows in Debug output).
+    pub key: Key,
+    /// Email domain and date-shift window.
+    pub settings: Settings,
 }
 
 #[derive(Clone, Debug)]
@@ -752,6 +820,7 @@ impl Config {
             })?
             .unwrap_or_else(|| "info".to_owned());
         let audit = resolve_audit(src)?;
+        let pseudonym = resolve_pseudonym(src)?;
 
         Ok(Config {
             listen,
@@ -772,6 +841,7 @@ impl Config {
             log_format,
             log_level,
             audit,
+            pseudonym,
         })
     }
 
@@ -779,6 +849,38 @@ impl Config {
     pub fn upstream_addr(&self) -> String {
         format!("{}:{}", self.upstream_host, self.upstream_port)
     }
+}
+
+/// The `pseudonym.*` settings: the key from its file (never echoed), and
+/// the transform settings, validated.
+fn resolve_pseudonym(src: &Sources<'_>) -> Result<Option<PseudonymConfig>, ConfigError> {
+    let mut settings = Settings::default();
+    let checked = |s: Settings| s.validate().map(|()| s).map_err(|e| e.to_string());
+    if let Some(with) = src.parse("pseudonym.email_domain", |s| {
+        checked(Settings {
+            email_domain: s.to_owned(),
+            ..Settings::default()
+        })
+    })? {
+        settings.email_domain = with.email_domain;
+    }
+    if let Some(with) = src.parse("pseudonym.date_shift_days", |s| {
+        let days = s.parse::<u32>().map_err(|e| format!("{s:?}: {e}"))?;
+        checked(Settings {
+            date_shift_days: days,
+            ..Settings::default()
+        })
+    })? {
+        settings.date_shift_days = with.date_shift_days;
+    }
+    let id = src
+        .parse("pseudonym.key_id", |s| Ok(s.to_owned()))?
+        .unwrap_or_else(|| "k1".to_owned());
+    let key = src.parse("pseudonym.key_file", |s| {
+        let text = std::fs::read_to_string(s).map_err(|e| format!("cannot read {s:?}: {e}"))?;
+        Key::from_text(&id, &text).map_err(|e| format!("{s:?}: {e}"))
+    })?;
+    Ok(key.map(|key| PseudonymConfig { key, settings }))
 }
 
 /// The `audit.*` settings. Key files given explicitly must exist; when

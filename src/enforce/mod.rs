@@ -4,11 +4,14 @@
 //! these on the frames it handles.
 
 mod budget;
+pub mod copy;
+pub mod rewrite;
 mod rowcheck;
 mod scrub;
 mod startup;
 
 pub use budget::RoleBudgets;
+pub use rewrite::{rewrite_data_row, ColumnPlan, PlannedColumn, RewriteError};
 pub use rowcheck::check_row_description;
 pub use scrub::{blank_notification, scrub_error};
 pub use startup::{check_reported_setting, check_startup, is_lexer_setting};

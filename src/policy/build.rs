@@ -53,6 +53,9 @@ pub(crate) fn build(sources: Vec<SourceFile>) -> Result<(Policy, Vec<PolicyWarni
         for (key, value) in &p.raw.forbidden {
             data.add_forbidden(key, value, src, &mut diag);
         }
+        for (key, value) in &p.raw.transforms {
+            data.add_transform(key, value, src, &mut diag);
+        }
         let mut once = |key: &'static str, list: &StrList, diag: &mut Diagnostics| {
             let loc = src.loc(list.span());
             match lists.get(key) {

@@ -2,13 +2,14 @@
 //! tables (configured and built in), and how they carry over to
 //! partitions and inheritance children.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::categories::{check_category, CategoryName};
 use super::error::{Diagnostics, Loc, PolicyWarning};
 use super::file::{SourceFile, Str};
 use super::names::{self, dotted};
 use crate::catalog::{Catalog, ColumnId, Oid, RelKind, Relation};
+use crate::pseudonym::Transform;
 
 /// Relations guarded roles may never read, whatever the policy says.
 const BUILTIN_FORBIDDEN: &[(Option<&str>, &str, &str)] = &[
@@ -102,6 +103,7 @@ type BySchema<T> = BTreeMap<String, BTreeMap<String, T>>;
 pub(crate) struct Classification {
     classified: BySchema<TableRules>,
     forbidden: BySchema<Entry>,
+    transforms: HashMap<(String, String, String), Transform>,
 }
 
 impl Classification {
@@ -148,6 +150,52 @@ impl Classification {
             Some(first) => diag.error(&loc, dkey, format!("already set at {}", first.loc)),
             None => rules.whole = Some(entry(value, dkey, loc)),
         }
+    }
+
+    /// Adds `[transforms] "schema.table.column" = "transform"`: the
+    /// stand-in a pseudonymized column gets instead of its category's.
+    pub fn add_transform(
+        &mut self,
+        key: &Str,
+        value: &Str,
+        src: &SourceFile,
+        diag: &mut Diagnostics,
+    ) {
+        let Some((loc, dkey, parts)) =
+            parse_key(key, 3, "schema.table.column", "transforms", src, diag)
+        else {
+            return;
+        };
+        match value.get_ref().parse::<Transform>() {
+            Ok(t) => {
+                let at = (parts[0].clone(), parts[1].clone(), parts[2].clone());
+                if self.transforms.insert(at, t).is_some() {
+                    diag.error(&loc, dkey, "set twice");
+                }
+            }
+            Err(e) => diag.error(&src.loc(value.span()), dkey, e.to_string()),
+        }
+    }
+
+    /// The transform the policy names for `col` (or for the same column of
+    /// a partition or inheritance ancestor).
+    pub fn transform_of(&self, catalog: &Catalog, col: ColumnId) -> Option<&Transform> {
+        if self.transforms.is_empty() {
+            return None;
+        }
+        let name = catalog
+            .relation(col.rel)?
+            .column_by_num(col.attnum)?
+            .name
+            .clone();
+        catalog
+            .lineage_of_relation(col.rel)
+            .into_iter()
+            .find_map(|oid| {
+                let rel = catalog.relation(oid)?;
+                self.transforms
+                    .get(&(rel.schema.clone(), rel.name.clone(), name.clone()))
+            })
     }
 
     /// Adds `[forbidden] "schema.table" = "reason"`.

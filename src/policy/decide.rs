@@ -429,6 +429,7 @@ impl Check<'_> {
             let plain = output.direct == Some(col) && output.lineage.len() == 1;
             if plain {
                 plan.push(Some(OutputPseudonym {
+                    transform: self.policy.transform_for(self.catalog, col, &category),
                     category,
                     column: Some(col),
                 }));
@@ -450,6 +451,7 @@ impl Check<'_> {
                 ));
             }
             plan.push(Some(OutputPseudonym {
+                transform: crate::pseudonym::default_transform(&category),
                 category,
                 column: None,
             }));

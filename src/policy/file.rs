@@ -31,6 +31,8 @@ pub(crate) struct RawFile {
     #[serde(default)]
     pub forbidden: BTreeMap<Str, Str>,
     #[serde(default)]
+    pub transforms: BTreeMap<Str, Str>,
+    #[serde(default)]
     pub functions: RawFunctions,
     #[serde(default)]
     pub notifications: RawNotifications,

@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use crate::analysis::StatementFacts;
 use crate::catalog::{Catalog, ColumnId, Oid};
+use crate::pseudonym::{default_transform, Transform};
 
 pub use allowlist::{builtin_allowlist, NOT_ALLOWED};
 pub use categories::KNOWN_CATEGORIES;
@@ -184,6 +185,8 @@ pub struct OutputPseudonym {
     /// The classified base column, when the output is that column itself
     /// (not a value computed from it).
     pub column: Option<ColumnId>,
+    /// The stand-in written in its place.
+    pub transform: Transform,
 }
 
 impl Allowance {
@@ -257,6 +260,15 @@ impl Policy {
     /// reading the relation returns).
     pub fn category_of(&self, catalog: &Catalog, col: ColumnId) -> Option<&str> {
         self.data.category_of(catalog, col)
+    }
+
+    /// The stand-in `col`'s values get when pseudonymized: the policy's
+    /// `[transforms]` entry for it, else its category's default.
+    pub fn transform_for(&self, catalog: &Catalog, col: ColumnId, category: &str) -> Transform {
+        self.data
+            .transform_of(catalog, col)
+            .cloned()
+            .unwrap_or_else(|| default_transform(category))
     }
 
     /// Why guarded roles may not read `rel`, if they may not.

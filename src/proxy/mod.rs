@@ -37,6 +37,7 @@ use crate::catalog::CatalogCache;
 use crate::config::{Config, UpstreamTlsMode};
 use crate::enforce::RoleBudgets;
 use crate::policy::{PolicyError, PolicyStore};
+use crate::pseudonym::Pseudonymizer;
 use crate::telemetry;
 use crate::wire::messages::{ErrorFields, Severity};
 use crate::wire::tls::{self, TlsError, UpstreamVerify};
@@ -57,6 +58,9 @@ pub enum ServeError {
     /// The policy could not be loaded.
     #[error("invalid policy (`policy`):\n{0}")]
     Policy(#[from] PolicyError),
+    /// The pseudonymization settings are unusable.
+    #[error("pseudonymization (`pseudonym.*`): {0}")]
+    Pseudonym(String),
     /// The block log cannot be opened or resumed.
     #[error("block log (`audit.path`): {0}")]
     Audit(#[from] AuditError),
@@ -82,6 +86,9 @@ pub(crate) struct Shared {
     pub budgets: RoleBudgets,
     /// The block log.
     pub audit: AuditLog,
+    /// Keyed stand-ins for pseudonymized outputs (`None`: no key
+    /// configured).
+    pub pseudonymizer: Option<Arc<Pseudonymizer>>,
     /// Cancelled when sessions must end now (shutdown grace period over).
     pub force: CancellationToken,
     next_id: AtomicU64,
@@ -163,6 +170,23 @@ impl Server {
             None => None,
         };
         let catalogs = CatalogCache::new(config.limits.catalog_refresh);
+        let pseudonymizer = match &config.pseudonym {
+            Some(c) => {
+                let p = Arc::new(
+                    Pseudonymizer::new(&c.key, c.settings.clone())
+                        .map_err(|e| ServeError::Pseudonym(e.to_string()))?,
+                );
+                let warm = p.clone();
+                tokio::task::spawn_blocking(move || warm.warm_up());
+                info!(
+                    key_id = p.key_id(),
+                    key = p.key_fingerprint(),
+                    "pseudonymization key loaded"
+                );
+                Some(p)
+            }
+            None => None,
+        };
         let shared = Arc::new(Shared {
             config,
             acceptor,
@@ -173,6 +197,7 @@ impl Server {
             policy,
             budgets: RoleBudgets::default(),
             audit: audit.clone(),
+            pseudonymizer,
             force: CancellationToken::new(),
             next_id: AtomicU64::new(0),
         });

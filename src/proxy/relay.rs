@@ -321,7 +321,8 @@ mod tests {
         chunk.extend_from_slice(&cut[..cut.len() - 3]);
         let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let into = seen.clone();
-        let mut sink: StatementSink = Box::new(move |sql| into.lock().unwrap().push(sql.to_owned()));
+        let mut sink: StatementSink =
+            Box::new(move |sql| into.lock().unwrap().push(sql.to_owned()));
         whole_statements(&chunk, &mut sink);
         assert_eq!(*seen.lock().unwrap(), ["SELECT 1", "SELECT $1::int"]);
         whole_statements(&[b'Q', 0xff, 0xff, 0xff, 0xff, 0], &mut sink);

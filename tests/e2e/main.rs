@@ -15,3 +15,4 @@ mod guarded_core;
 mod guarded_leaks;
 mod guarded_usage;
 mod lifecycle;
+mod pseudonymize;

@@ -372,6 +372,9 @@ derived = "pseudonymize"
 "public.users.full_name" = "person_name"
 "public.users.national_no" = "national_id"
 "public.users.country" = "address"
+
+[transforms]
+"public.users.full_name" = "token"
 "#;
 
 fn decide_pseudonymizing(role: &str, facts: &StatementFacts) -> Verdict {
@@ -396,7 +399,8 @@ fn pseudonymized_columns_are_planned_by_position_and_still_limited() {
             None,
             Some(OutputPseudonym {
                 category: "email".into(),
-                column: Some(EMAIL)
+                column: Some(EMAIL),
+                transform: crate::pseudonym::Transform::Email,
             }),
             None
         ]
@@ -424,7 +428,8 @@ fn derived_values_are_refused_or_pseudonymized_as_a_whole() {
         a.pseudonymize,
         [Some(OutputPseudonym {
             category: "email".into(),
-            column: None
+            column: None,
+            transform: crate::pseudonym::Transform::Email,
         })]
     );
     let mut copy = lower.clone();
@@ -473,6 +478,24 @@ fn copy_is_allowed_only_when_every_classified_column_is_pseudonymized() {
         Verdict::Block(b) => assert_eq!(b.rule, COPY_CLASSIFIED),
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn a_column_can_name_its_own_transform() {
+    let f = select(&[("n", &[col(USERS, 3)])]);
+    let Verdict::Allow(a) = decide_pseudonymizing("qa", &f) else {
+        panic!("refused")
+    };
+    assert_eq!(
+        a.pseudonymize[0].as_ref().map(|p| &p.transform),
+        Some(&crate::pseudonym::Transform::Token)
+    );
+    let bad = PSEUDONYMIZING.replace("= \"token\"", "= \"rot13\"");
+    let err = Policy::from_toml_str(&bad).unwrap_err().to_string();
+    assert!(
+        err.contains("transforms.") && err.contains("rot13"),
+        "{err}"
+    );
 }
 
 #[test]

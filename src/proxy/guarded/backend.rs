@@ -20,9 +20,15 @@ use tracing::warn;
 
 use super::exec::{Exec, Expect};
 use super::Guard;
-use crate::enforce::{self, blank_notification, check_row_description, scrub_error};
+use crate::analysis::{CopyFormat, StatementKind};
+use crate::enforce::copy::{self, CopyRewriter};
+use crate::enforce::{
+    self, blank_notification, check_row_description, rewrite_data_row, scrub_error, ColumnPlan,
+    PlannedColumn, RewriteError,
+};
 use crate::policy::Block;
 use crate::proxy::{upstream, SessionError};
+use crate::pseudonym::{ColumnType, Format, Pseudonymizer};
 use crate::wire::messages;
 use crate::wire::{Conn, Frame};
 
@@ -61,6 +67,10 @@ pub(super) struct Backend<'a, R, W> {
     /// The server entered COPY IN for an Execute: the Syncs the client sent
     /// until it ended the copy get no answer.
     copy_in: bool,
+    /// The rewriter of a COPY TO whose columns are pseudonymized.
+    copy_out: Option<CopyRewriter>,
+    /// Reused buffer for rewritten rows and COPY data.
+    rewritten: Vec<u8>,
 }
 
 impl<'a, R, W> Backend<'a, R, W>
@@ -79,6 +89,8 @@ where
             client,
             discarding: false,
             copy_in: false,
+            copy_out: None,
+            rewritten: Vec::new(),
         }
     }
 
@@ -156,7 +168,8 @@ where
                 self.copy_in |= matches!(self.guard.state.lock().front(), Some(Expect::Execute(_)));
                 self.client.write(frame.as_bytes()).await
             }
-            b'H' | b'c' => self.client.write(frame.as_bytes()).await,
+            b'H' => self.copy_out_response(&frame).await,
+            b'c' => self.copy_done(&frame).await,
             _ => Err(anomaly(&frame)),
         }
     }
@@ -318,6 +331,7 @@ where
     }
 
     async fn error(&mut self, frame: &Frame) -> Result<(), SessionError> {
+        self.copy_out = None;
         let (replacement, scrub) = {
             let mut queue = self.guard.state.lock();
             let replacement = match queue.front() {
@@ -367,7 +381,10 @@ where
                 &fields,
             );
             match checked {
-                Ok(()) => exec.mark_checked(),
+                Ok(()) => {
+                    exec.mark_checked();
+                    exec.keep_fields(fields);
+                }
                 Err(b) => {
                     exec.poison();
                     return self.violation(&b, pop).await;
@@ -410,13 +427,77 @@ where
         if let Some(b) = self.count(&exec, frame.as_bytes().len()) {
             return self.violation(&b, false).await;
         }
-        self.client.write(frame.as_bytes()).await
+        if !exec.allowance.pseudonymizes() {
+            return self.client.write(frame.as_bytes()).await;
+        }
+        let rewritten = match (exec.row_plan(), self.guard.shared.pseudonymizer.as_deref()) {
+            (Ok(plan), Some(p)) => {
+                let mut out = std::mem::take(&mut self.rewritten);
+                out.clear();
+                rewrite_data_row(&plan, p, frame.as_bytes(), &mut out)
+                    .map(|()| out)
+                    .map_err(|e| pseudonym_block(&e))
+            }
+            (Err(b), _) => Err(b),
+            (_, None) => Err(no_key()),
+        };
+        match rewritten {
+            Ok(out) => {
+                let r = self.client.write(&out).await;
+                self.rewritten = out;
+                r
+            }
+            Err(b) => self.violation(&b, false).await,
+        }
     }
 
     async fn copy_data(&mut self, frame: &Frame) -> Result<(), SessionError> {
         if let Some(exec) = self.head_exec() {
             if let Some(b) = self.count(&exec, frame.as_bytes().len()) {
                 return self.violation(&b, false).await;
+            }
+        }
+        let Some(rewriter) = self.copy_out.as_mut() else {
+            return self.client.write(frame.as_bytes()).await;
+        };
+        let mut out = std::mem::take(&mut self.rewritten);
+        out.clear();
+        if let Err(e) = rewriter.feed(frame.body(), &mut out) {
+            self.copy_out = None;
+            return self.violation(&pseudonym_block(&e), false).await;
+        }
+        let r = if out.is_empty() {
+            Ok(())
+        } else {
+            self.client.write(&messages::frame(b'd', &out)).await
+        };
+        self.rewritten = out;
+        r
+    }
+
+    /// CopyOutResponse: a COPY TO whose columns are pseudonymized gets its
+    /// rewriter, shaped by the statement's format and options.
+    async fn copy_out_response(&mut self, frame: &Frame) -> Result<(), SessionError> {
+        self.copy_out = None;
+        if let Some(exec) = self.head_exec().filter(|e| e.allowance.pseudonymizes()) {
+            let binary = frame.body().first() == Some(&1);
+            let rewriter = match self.guard.shared.pseudonymizer.clone() {
+                Some(p) => copy_rewriter(&exec, binary, p),
+                None => Err(no_key()),
+            };
+            match rewriter {
+                Ok(r) => self.copy_out = Some(r),
+                Err(b) => return self.violation(&b, false).await,
+            }
+        }
+        self.client.write(frame.as_bytes()).await
+    }
+
+    /// CopyDone: the rewriter must have ended on a row boundary.
+    async fn copy_done(&mut self, frame: &Frame) -> Result<(), SessionError> {
+        if let Some(mut rewriter) = self.copy_out.take() {
+            if let Err(e) = rewriter.finish() {
+                return self.violation(&pseudonym_block(&e), false).await;
             }
         }
         self.client.write(frame.as_bytes()).await
@@ -484,6 +565,7 @@ where
     }
 
     async fn completion(&mut self, frame: &Frame) -> Result<(), SessionError> {
+        self.copy_out = None;
         match self.guard.state.lock().pop_front() {
             Some(Expect::Statement(e)) | Some(Expect::Execute(e)) => {
                 if e.allowance.limits.is_some() {
@@ -526,6 +608,97 @@ where
         }
         Ok(())
     }
+}
+
+/// The rewriter for a COPY TO of `exec`: its planned columns by position,
+/// typed from the catalog (COPY sends no description), in the statement's
+/// format. COPY options copyguard cannot follow refuse the statement.
+fn copy_rewriter(exec: &Exec, binary: bool, p: Arc<Pseudonymizer>) -> Result<CopyRewriter, Block> {
+    let StatementKind::CopyTo {
+        format, options, ..
+    } = &exec.facts.kind
+    else {
+        return Err(enforce::block(
+            "pseudonym.copy",
+            "only COPY ... TO STDOUT can be pseudonymized",
+        ));
+    };
+    if options.encoding.is_some() {
+        return Err(enforce::block(
+            "pseudonym.copy",
+            "COPY with ENCODING cannot be pseudonymized; leave the option out",
+        ));
+    }
+    let byte = |c: Option<char>, default: u8| match c {
+        None => Ok(default),
+        Some(c) if c.is_ascii() => Ok(c as u8),
+        Some(_) => Err(enforce::block(
+            "pseudonym.copy",
+            "COPY delimiters, quotes and escapes must be ASCII to be pseudonymized",
+        )),
+    };
+    let shape = match (format, binary) {
+        (_, true) | (CopyFormat::Binary, _) => copy::CopyFormat::Binary,
+        (CopyFormat::Text, false) => copy::CopyFormat::Text {
+            delimiter: byte(options.delimiter, b'\t')?,
+            null: options
+                .null
+                .clone()
+                .unwrap_or_else(|| "\\N".into())
+                .into_bytes(),
+            header: options.header,
+        },
+        (CopyFormat::Csv, false) => {
+            let quote = byte(options.quote, b'"')?;
+            copy::CopyFormat::Csv {
+                delimiter: byte(options.delimiter, b',')?,
+                quote,
+                escape: byte(options.escape, quote)?,
+                null: options.null.clone().unwrap_or_default().into_bytes(),
+                header: options.header,
+                force_quote: copy::ForceQuote::Off,
+            }
+        }
+    };
+    let format = if binary { Format::Binary } else { Format::Text };
+    let mut columns = Vec::with_capacity(exec.facts.outputs.len());
+    for i in 0..exec.facts.outputs.len() {
+        let Some(planned) = exec.allowance.pseudonymize.get(i).cloned().flatten() else {
+            columns.push(None);
+            continue;
+        };
+        let column = planned
+            .column
+            .and_then(|c| exec.catalog.relation(c.rel)?.column_by_num(c.attnum))
+            .ok_or_else(|| {
+                enforce::block(
+                    "pseudonym.copy",
+                    "COPY can only pseudonymize columns copied as they are",
+                )
+            })?;
+        columns.push(Some(PlannedColumn {
+            transform: planned.transform,
+            ty: ColumnType {
+                oid: column.type_oid,
+                typmod: column.typmod,
+            },
+            format,
+        }));
+    }
+    Ok(CopyRewriter::new(ColumnPlan::new(columns), shape, p))
+}
+
+/// The refusal when a value cannot be pseudonymized.
+fn pseudonym_block(e: &RewriteError) -> Block {
+    enforce::block("pseudonym.unsupported", e.to_string())
+}
+
+/// The refusal when no key is configured.
+fn no_key() -> Block {
+    enforce::block(
+        "pseudonym.no_key",
+        "copyguard has no pseudonymization key (pseudonym.key_file)",
+    )
 }
 
 fn anomaly(frame: &Frame) -> SessionError {

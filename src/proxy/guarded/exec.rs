@@ -4,15 +4,18 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::analysis::StatementFacts;
 use crate::catalog::{Catalog, Row};
-use crate::policy::{Allowance, Policy, RoleClass};
+use crate::enforce::{self, ColumnPlan, PlannedColumn};
+use crate::policy::{Allowance, Block, Policy, RoleClass};
+use crate::pseudonym::{ColumnType, Format};
 use crate::wire::messages::ErrorFields;
+use crate::wire::messages::FieldDescription;
 
 /// A statement, portal or cursor as analyzed and decided, with the
 /// counters its results are checked against.
@@ -41,6 +44,12 @@ pub(super) struct Exec {
     /// The session's name-resolution context (search path and catalog)
     /// the decision was made in; see `Frontend::context`.
     pub context: u64,
+    /// Result format codes the client asked for at Bind (portals).
+    pub result_formats: Vec<i16>,
+    /// The result's fields, kept when outputs are pseudonymized.
+    fields: Mutex<Option<Arc<Vec<FieldDescription>>>>,
+    /// The DataRow rewrite plan, built at the first row.
+    plan: OnceLock<Result<Arc<ColumnPlan>, Block>>,
     /// The client asked for a description (Describe) of this exec.
     pub describe_requested: AtomicBool,
     checked: AtomicBool,
@@ -69,6 +78,9 @@ impl Exec {
             counted_by: None,
             sql: None,
             context: 0,
+            result_formats: Vec::new(),
+            fields: Mutex::new(None),
+            plan: OnceLock::new(),
             describe_requested: AtomicBool::new(false),
             checked: AtomicBool::new(false),
             poisoned: AtomicBool::new(false),
@@ -126,6 +138,60 @@ impl Exec {
         exec.sql = statement.sql.clone();
         exec.context = statement.context;
         exec
+    }
+
+    /// Keeps the result's fields for the rewrite plan (outputs that are
+    /// pseudonymized only).
+    pub fn keep_fields(&self, fields: Vec<FieldDescription>) {
+        if self.allowance.pseudonymizes() {
+            *self.fields.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(fields));
+        }
+    }
+
+    fn kept_fields(&self) -> Option<Arc<Vec<FieldDescription>>> {
+        self.fields
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .or_else(|| self.described_by.as_ref().and_then(|s| s.kept_fields()))
+    }
+
+    /// How DataRows of this exec are rewritten: each pseudonymized output
+    /// with its transform, the type RowDescription reported and the format
+    /// the client asked for at Bind (or RowDescription's).
+    pub fn row_plan(&self) -> Result<Arc<ColumnPlan>, Block> {
+        self.plan
+            .get_or_init(|| {
+                let fields = self.kept_fields().ok_or_else(|| {
+                    enforce::block(
+                        "pseudonym.undescribed",
+                        "rows arrived before a description copyguard could plan their pseudonymization from",
+                    )
+                })?;
+                let formats = &self.result_formats;
+                let columns = fields
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| {
+                        let planned = self.allowance.pseudonymize.get(i).cloned().flatten()?;
+                        let code = match formats.len() {
+                            0 => f.format,
+                            1 => formats[0],
+                            _ => formats.get(i).copied().unwrap_or(0),
+                        };
+                        Some(PlannedColumn {
+                            transform: planned.transform,
+                            ty: ColumnType {
+                                oid: f.type_oid,
+                                typmod: f.typmod,
+                            },
+                            format: Format::from_code(code).unwrap_or(Format::Text),
+                        })
+                    })
+                    .collect();
+                Ok(Arc::new(ColumnPlan::new(columns)))
+            })
+            .clone()
     }
 
     /// Rows and bytes counted so far (on the exec that counts them).

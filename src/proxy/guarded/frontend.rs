@@ -20,7 +20,7 @@ use crate::catalog::{parse_name_array, Catalog, CatalogRows, LOAD_SQL};
 use crate::enforce;
 use crate::policy::{Block, ClassMode, Policy, RoleClass, Verdict};
 use crate::proxy::SessionError;
-use crate::wire::messages::{self, ErrorFields};
+use crate::wire::messages::{self, ErrorFields, Severity};
 use crate::wire::{Conn, Frame};
 
 /// SQL that fails at parse time on the server, used in place of refused
@@ -343,6 +343,12 @@ where
         let class = self.class(policy);
         match policy.decide(&class, &self.catalog, &facts) {
             Verdict::Block(b) => Err(b),
+            Verdict::Allow(a) if a.pseudonymizes() && self.guard.shared.pseudonymizer.is_none() => {
+                Err(enforce::block(
+                    "pseudonym.no_key",
+                    "role class gets these columns pseudonymized, but copyguard has no pseudonymization key (pseudonym.key_file)",
+                ))
+            }
             Verdict::Allow(allowance) => {
                 let scrub = allowance.touches_classified;
                 let mut exec = Exec::new(
@@ -614,9 +620,17 @@ where
                 .guard
                 .allowed_verdict(sql, &exec.facts, &exec.allowance, &exec.catalog)
                 .await
-                .map(|()| Arc::new(Exec::portal_of(&exec))),
-            Ok((exec, false)) => Ok(Arc::new(Exec::portal_of(&exec))),
+                .map(|()| exec),
+            Ok((exec, false)) => Ok(exec),
         };
+        let decided = decided.and_then(|exec| {
+            let mut portal = Exec::portal_of(&exec);
+            if exec.allowance.pseudonymizes() {
+                portal.result_formats = messages::parse_bind_result_formats(frame)
+                    .map_err(|e| ErrorFields::new(Severity::Error, "08P01", e.to_string()))?;
+            }
+            Ok(Arc::new(portal))
+        });
         match decided {
             Err(err) => {
                 self.portals.remove(&portal);

@@ -1,0 +1,1057 @@
+//! `COPY ... TO STDOUT` stream rewriting. CopyData payloads arrive with
+//! any boundaries (a row may span messages, a message may hold many rows);
+//! the rewriter parses rows in the stream's format, rewrites the planned
+//! columns, and emits the rewritten byte stream for the proxy to re-frame.
+//!
+//! Text format follows PostgreSQL's `CopyAttributeOutText` and
+//! `CopyReadAttributesText`; CSV its `CopyAttributeOutCSV` quoting rules;
+//! binary the `PGCOPY` file format.
+
+use std::sync::Arc;
+
+use crate::pseudonym::{Format, Outcome, Pseudonymizer};
+
+use super::rewrite::{ColumnPlan, RewriteError};
+
+/// The 11-byte signature that starts a binary COPY stream.
+pub const BINARY_SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
+
+/// A COPY stream's format and options, as the statement gave them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CopyFormat {
+    /// `FORMAT text`.
+    Text {
+        /// `DELIMITER`, tab by default.
+        delimiter: u8,
+        /// `NULL`, `\N` by default.
+        null: Vec<u8>,
+        /// `HEADER`: the first line is passed through.
+        header: bool,
+    },
+    /// `FORMAT csv`.
+    Csv {
+        /// `DELIMITER`, comma by default.
+        delimiter: u8,
+        /// `QUOTE`, `"` by default.
+        quote: u8,
+        /// `ESCAPE`, the quote character by default.
+        escape: u8,
+        /// `NULL`, the empty string by default (unquoted).
+        null: Vec<u8>,
+        /// `HEADER`: the first line is passed through.
+        header: bool,
+        /// `FORCE_QUOTE`.
+        force_quote: ForceQuote,
+    },
+    /// `FORMAT binary`.
+    Binary,
+}
+
+/// CSV `FORCE_QUOTE`: which non-NULL values are always quoted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ForceQuote {
+    /// Only values that need it.
+    #[default]
+    Off,
+    /// `FORCE_QUOTE *`.
+    All,
+    /// These columns, by position from 0.
+    Columns(Vec<usize>),
+}
+
+impl CopyFormat {
+    /// Text format with PostgreSQL's defaults.
+    pub fn text() -> CopyFormat {
+        CopyFormat::Text {
+            delimiter: b'\t',
+            null: b"\\N".to_vec(),
+            header: false,
+        }
+    }
+
+    /// CSV format with PostgreSQL's defaults.
+    pub fn csv() -> CopyFormat {
+        CopyFormat::Csv {
+            delimiter: b',',
+            quote: b'"',
+            escape: b'"',
+            null: Vec::new(),
+            header: false,
+            force_quote: ForceQuote::Off,
+        }
+    }
+}
+
+/// Where a stream is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    /// Text/CSV: the header line is next. Binary: the file header is.
+    Header,
+    Rows,
+    /// Binary: after the trailer.
+    Done,
+}
+
+/// Rewrites one COPY TO STDOUT stream.
+pub struct CopyRewriter {
+    format: CopyFormat,
+    work: Work,
+    stage: Stage,
+    /// Bytes of an incomplete row (or binary unit).
+    pending: Vec<u8>,
+    /// CSV: inside quotes / just after an escape, scanning `pending`.
+    in_quote: bool,
+    escaped: bool,
+    rows: u64,
+}
+
+/// The plan and the buffers reused for every value.
+struct Work {
+    plan: ColumnPlan,
+    /// No column is rewritten.
+    passthrough: bool,
+    p: Arc<Pseudonymizer>,
+    /// A decoded input value.
+    value: Vec<u8>,
+    /// Its stand-in.
+    stand_in: Vec<u8>,
+}
+
+impl CopyRewriter {
+    /// A rewriter for a stream of `plan.len()` columns in `format`.
+    pub fn new(plan: ColumnPlan, format: CopyFormat, p: Arc<Pseudonymizer>) -> CopyRewriter {
+        let header = match &format {
+            CopyFormat::Text { header, .. } | CopyFormat::Csv { header, .. } => *header,
+            CopyFormat::Binary => true,
+        };
+        CopyRewriter {
+            format,
+            work: Work {
+                passthrough: plan.is_passthrough(),
+                plan,
+                p,
+                value: Vec::new(),
+                stand_in: Vec::new(),
+            },
+            stage: if header { Stage::Header } else { Stage::Rows },
+            pending: Vec::new(),
+            in_quote: false,
+            escaped: false,
+            rows: 0,
+        }
+    }
+
+    /// Data rows rewritten so far (header lines not counted).
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Feeds one CopyData payload; appends whatever rows it completes,
+    /// rewritten, to `out`. After an error the stream must be abandoned
+    /// (nothing of the failing row has been appended).
+    pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), RewriteError> {
+        if matches!(self.format, CopyFormat::Binary) {
+            self.feed_binary(chunk, out)
+        } else {
+            self.feed_lines(chunk, out)
+        }
+    }
+
+    /// Ends the stream: an error if a row is incomplete (or a binary
+    /// stream has no trailer).
+    pub fn finish(&mut self) -> Result<(), RewriteError> {
+        let complete = match self.format {
+            CopyFormat::Binary => self.stage == Stage::Done,
+            _ => true,
+        };
+        if !self.pending.is_empty() || !complete {
+            return Err(RewriteError::Truncated);
+        }
+        Ok(())
+    }
+
+    fn feed_lines(&mut self, mut chunk: &[u8], out: &mut Vec<u8>) -> Result<(), RewriteError> {
+        if !self.pending.is_empty() {
+            let Some(end) = self.row_end(chunk) else {
+                self.pending.extend_from_slice(chunk);
+                return Ok(());
+            };
+            let mut row = std::mem::take(&mut self.pending);
+            row.extend_from_slice(&chunk[..=end]);
+            let r = self.line(&row, out);
+            row.clear();
+            self.pending = row;
+            r?;
+            chunk = &chunk[end + 1..];
+        }
+        while !chunk.is_empty() {
+            match self.row_end(chunk) {
+                Some(end) => {
+                    self.line(&chunk[..=end], out)?;
+                    chunk = &chunk[end + 1..];
+                }
+                None => {
+                    self.pending.extend_from_slice(chunk);
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The index of the newline ending the current row in `chunk`, given
+    /// the quote state left by `pending`; updates that state.
+    fn row_end(&mut self, chunk: &[u8]) -> Option<usize> {
+        let (quote, escape) = match self.format {
+            CopyFormat::Csv { quote, escape, .. } => (quote, escape),
+            _ => return find2(chunk, b'\n', b'\n'),
+        };
+        for (i, &b) in chunk.iter().enumerate() {
+            if self.escaped {
+                self.escaped = false;
+            } else if self.in_quote {
+                if b == escape && escape != quote {
+                    self.escaped = true;
+                } else if b == quote {
+                    self.in_quote = false;
+                }
+            } else if b == quote {
+                self.in_quote = true;
+            } else if b == b'\n' {
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    /// One complete line, ending in `\n`.
+    fn line(&mut self, line: &[u8], out: &mut Vec<u8>) -> Result<(), RewriteError> {
+        self.in_quote = false;
+        self.escaped = false;
+        if self.stage == Stage::Header {
+            self.stage = Stage::Rows;
+            out.extend_from_slice(line);
+            return Ok(());
+        }
+        self.rows += 1;
+        if self.work.passthrough {
+            out.extend_from_slice(line);
+            return Ok(());
+        }
+        let start = out.len();
+        let r = match &self.format {
+            CopyFormat::Text {
+                delimiter, null, ..
+            } => self.work.text_row(line, *delimiter, null, out),
+            CopyFormat::Csv {
+                delimiter,
+                quote,
+                escape,
+                null,
+                force_quote,
+                ..
+            } => {
+                let opts = Csv {
+                    delimiter: *delimiter,
+                    quote: *quote,
+                    escape: *escape,
+                    null,
+                    force_quote,
+                };
+                self.work.csv_row(line, &opts, out)
+            }
+            CopyFormat::Binary => Err(RewriteError::MalformedCopy("not a line format")),
+        };
+        if r.is_err() {
+            out.truncate(start);
+        }
+        r
+    }
+
+    fn feed_binary(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), RewriteError> {
+        if self.pending.is_empty() {
+            let used = self.binary_units(chunk, out)?;
+            self.pending.extend_from_slice(&chunk[used..]);
+            return Ok(());
+        }
+        let mut buf = std::mem::take(&mut self.pending);
+        buf.extend_from_slice(chunk);
+        let r = self.binary_units(&buf, out);
+        if let Ok(used) = r {
+            buf.drain(..used);
+        }
+        self.pending = buf;
+        r.map(|_| ())
+    }
+
+    /// Rewrites every complete unit (file header, tuple, trailer) at the
+    /// start of `buf`; returns the bytes used.
+    fn binary_units(&mut self, buf: &[u8], out: &mut Vec<u8>) -> Result<usize, RewriteError> {
+        let mut at = 0;
+        loop {
+            let rest = &buf[at..];
+            match self.stage {
+                Stage::Done if rest.is_empty() => return Ok(at),
+                Stage::Done => {
+                    return Err(RewriteError::MalformedCopy("data after the binary trailer"))
+                }
+                Stage::Header => {
+                    let Some(len) = binary_header_len(rest)? else {
+                        return Ok(at);
+                    };
+                    out.extend_from_slice(&rest[..len]);
+                    self.stage = Stage::Rows;
+                    at += len;
+                }
+                Stage::Rows => {
+                    let Some(count) = rest.get(..2) else {
+                        return Ok(at);
+                    };
+                    let count = i16::from_be_bytes([count[0], count[1]]);
+                    if count == -1 {
+                        out.extend_from_slice(&rest[..2]);
+                        self.stage = Stage::Done;
+                        at += 2;
+                        continue;
+                    }
+                    let count = usize::try_from(count)
+                        .map_err(|_| RewriteError::MalformedCopy("negative field count"))?;
+                    if count != self.work.plan.len() {
+                        return Err(RewriteError::ColumnCount {
+                            got: count,
+                            expected: self.work.plan.len(),
+                        });
+                    }
+                    let Some(len) = binary_tuple_len(rest, count)? else {
+                        return Ok(at);
+                    };
+                    self.rows += 1;
+                    let start = out.len();
+                    let r = self.binary_tuple(&rest[..len], out);
+                    if r.is_err() {
+                        out.truncate(start);
+                    }
+                    r?;
+                    at += len;
+                }
+            }
+        }
+    }
+
+    fn binary_tuple(&mut self, tuple: &[u8], out: &mut Vec<u8>) -> Result<(), RewriteError> {
+        let w = &mut self.work;
+        if w.passthrough {
+            out.extend_from_slice(tuple);
+            return Ok(());
+        }
+        out.extend_from_slice(&tuple[..2]);
+        let mut at = 2;
+        for column in &w.plan.columns {
+            let len = i32::from_be_bytes([tuple[at], tuple[at + 1], tuple[at + 2], tuple[at + 3]]);
+            let end = at + 4 + usize::try_from(len).unwrap_or(0);
+            match column {
+                None => out.extend_from_slice(&tuple[at..end]),
+                Some(c) => {
+                    let value = (len >= 0).then(|| &tuple[at + 4..end]);
+                    let len_at = out.len();
+                    out.extend_from_slice(&[0; 4]);
+                    let n = match w.p.apply(&c.transform, c.ty, Format::Binary, value, out)? {
+                        Outcome::Null => -1,
+                        Outcome::Value => i32::try_from(out.len() - len_at - 4)
+                            .map_err(|_| RewriteError::TooLarge)?,
+                    };
+                    out[len_at..len_at + 4].copy_from_slice(&n.to_be_bytes());
+                }
+            }
+            at = end;
+        }
+        Ok(())
+    }
+}
+
+impl Work {
+    fn text_row(
+        &mut self,
+        line: &[u8],
+        delim: u8,
+        null: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), RewriteError> {
+        let body = &line[..line.len() - 1];
+        let mut fields = 0;
+        let mut at = 0;
+        loop {
+            let end = text_field_end(body, at, delim);
+            let raw = &body[at..end];
+            let column = self
+                .plan
+                .columns
+                .get(fields)
+                .ok_or(RewriteError::ColumnCount {
+                    got: fields + 1,
+                    expected: self.plan.len(),
+                })?;
+            match column {
+                None => out.extend_from_slice(raw),
+                Some(c) => {
+                    let value = if raw == null {
+                        None
+                    } else if find2(raw, b'\\', b'\\').is_none() {
+                        Some(raw)
+                    } else {
+                        text_unescape(raw, &mut self.value);
+                        Some(&self.value[..])
+                    };
+                    let start = out.len();
+                    match self.p.apply(&c.transform, c.ty, Format::Text, value, out)? {
+                        Outcome::Null => out.extend_from_slice(null),
+                        Outcome::Value if needs_text_escape(&out[start..], delim) => {
+                            self.stand_in.clear();
+                            self.stand_in.extend_from_slice(&out[start..]);
+                            out.truncate(start);
+                            text_escape(&self.stand_in, delim, out);
+                        }
+                        Outcome::Value => {}
+                    }
+                }
+            }
+            fields += 1;
+            if end == body.len() {
+                break;
+            }
+            out.push(delim);
+            at = end + 1;
+        }
+        if fields != self.plan.len() {
+            return Err(RewriteError::ColumnCount {
+                got: fields,
+                expected: self.plan.len(),
+            });
+        }
+        out.push(b'\n');
+        Ok(())
+    }
+
+    fn csv_row(
+        &mut self,
+        line: &[u8],
+        opts: &Csv<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), RewriteError> {
+        let body = &line[..line.len() - 1];
+        let single = self.plan.len() == 1;
+        let mut fields = 0;
+        let mut at = 0;
+        loop {
+            let (end, quoted) = opts.field_end(body, at)?;
+            let raw = &body[at..end];
+            let column = self
+                .plan
+                .columns
+                .get(fields)
+                .ok_or(RewriteError::ColumnCount {
+                    got: fields + 1,
+                    expected: self.plan.len(),
+                })?;
+            match column {
+                None => out.extend_from_slice(raw),
+                Some(c) => {
+                    let value = if !quoted && raw == opts.null {
+                        None
+                    } else {
+                        opts.unquote(raw, quoted, &mut self.value);
+                        Some(&self.value[..])
+                    };
+                    self.stand_in.clear();
+                    match self.p.apply(
+                        &c.transform,
+                        c.ty,
+                        Format::Text,
+                        value,
+                        &mut self.stand_in,
+                    )? {
+                        Outcome::Null => out.extend_from_slice(opts.null),
+                        Outcome::Value => {
+                            let force = match opts.force_quote {
+                                ForceQuote::Off => false,
+                                ForceQuote::All => true,
+                                ForceQuote::Columns(cols) => cols.contains(&fields),
+                            };
+                            opts.write(&self.stand_in, force, single, out);
+                        }
+                    }
+                }
+            }
+            fields += 1;
+            if end == body.len() {
+                break;
+            }
+            if body[end] != opts.delimiter {
+                return Err(RewriteError::MalformedCopy("text after a closing quote"));
+            }
+            out.push(opts.delimiter);
+            at = end + 1;
+        }
+        if fields != self.plan.len() {
+            return Err(RewriteError::ColumnCount {
+                got: fields,
+                expected: self.plan.len(),
+            });
+        }
+        out.push(b'\n');
+        Ok(())
+    }
+}
+
+/// The first index of `a` or `b` in `hay`, eight bytes at a time.
+fn find2(hay: &[u8], a: u8, b: u8) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let zero = |v: u64| v.wrapping_sub(LO) & !v & HI;
+    let (ra, rb) = (LO * u64::from(a), LO * u64::from(b));
+    let words = hay.chunks_exact(8);
+    let tail = words.remainder();
+    for (k, w) in words.enumerate() {
+        let w = <[u8; 8]>::try_from(w).map_or(0, u64::from_le_bytes);
+        let hit = zero(w ^ ra) | zero(w ^ rb);
+        if hit != 0 {
+            return Some(k * 8 + (hit.trailing_zeros() / 8) as usize);
+        }
+    }
+    let base = hay.len() - tail.len();
+    tail.iter()
+        .position(|&c| c == a || c == b)
+        .map(|i| base + i)
+}
+
+/// The end of the text-format field starting at `at`: the next unescaped
+/// delimiter, or the end of the line.
+fn text_field_end(body: &[u8], mut at: usize, delim: u8) -> usize {
+    while let Some(i) = body.get(at..).and_then(|rest| find2(rest, delim, b'\\')) {
+        if body[at + i] == delim {
+            return at + i;
+        }
+        at += i + 2;
+    }
+    body.len()
+}
+
+/// Decodes a text-format field's backslash escapes into `out`.
+fn text_unescape(raw: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    let mut i = 0;
+    while let Some(n) = find2(&raw[i..], b'\\', b'\\') {
+        out.extend_from_slice(&raw[i..i + n]);
+        i += n + 1;
+        let Some(&e) = raw.get(i) else {
+            out.push(b'\\');
+            return;
+        };
+        i += 1;
+        match e {
+            b'0'..=b'7' => {
+                let mut v = u32::from(e - b'0');
+                for _ in 0..2 {
+                    match raw.get(i) {
+                        Some(&d @ b'0'..=b'7') => {
+                            v = v * 8 + u32::from(d - b'0');
+                            i += 1;
+                        }
+                        _ => break,
+                    }
+                }
+                out.push(v as u8);
+            }
+            b'x' if raw.get(i).is_some_and(u8::is_ascii_hexdigit) => {
+                let mut v = 0u8;
+                for _ in 0..2 {
+                    match raw.get(i).and_then(|d| (*d as char).to_digit(16)) {
+                        Some(d) => {
+                            v = v * 16 + d as u8;
+                            i += 1;
+                        }
+                        None => break,
+                    }
+                }
+                out.push(v);
+            }
+            b'b' => out.push(8),
+            b'f' => out.push(12),
+            b'n' => out.push(b'\n'),
+            b'r' => out.push(b'\r'),
+            b't' => out.push(b'\t'),
+            b'v' => out.push(11),
+            other => out.push(other),
+        }
+    }
+    out.extend_from_slice(&raw[i..]);
+}
+
+/// Whether `v` has a byte text format escapes.
+fn needs_text_escape(v: &[u8], delim: u8) -> bool {
+    v.iter().any(|&c| c < 0x20 || c == b'\\' || c == delim)
+}
+
+/// Appends a value escaped as `CopyAttributeOutText` does.
+fn text_escape(v: &[u8], delim: u8, out: &mut Vec<u8>) {
+    let mut run = 0;
+    for (i, &c) in v.iter().enumerate() {
+        if c >= 0x20 && c != b'\\' && c != delim {
+            continue;
+        }
+        let e = match c {
+            8 => b'b',
+            12 => b'f',
+            b'\n' => b'n',
+            b'\r' => b'r',
+            b'\t' => b't',
+            11 => b'v',
+            b'\\' => b'\\',
+            _ if c == delim => c,
+            _ => continue,
+        };
+        out.extend_from_slice(&v[run..i]);
+        out.extend_from_slice(&[b'\\', e]);
+        run = i + 1;
+    }
+    out.extend_from_slice(&v[run..]);
+}
+
+/// CSV options.
+struct Csv<'a> {
+    delimiter: u8,
+    quote: u8,
+    escape: u8,
+    null: &'a [u8],
+    force_quote: &'a ForceQuote,
+}
+
+impl Csv<'_> {
+    /// The end of the field starting at `at` and whether it is quoted.
+    fn field_end(&self, body: &[u8], at: usize) -> Result<(usize, bool), RewriteError> {
+        if body.get(at) != Some(&self.quote) {
+            let end = body[at..]
+                .iter()
+                .position(|&b| b == self.delimiter)
+                .map_or(body.len(), |i| at + i);
+            if body[at..end].contains(&self.quote) {
+                return Err(RewriteError::MalformedCopy(
+                    "quote inside an unquoted CSV field",
+                ));
+            }
+            return Ok((end, false));
+        }
+        let mut i = at + 1;
+        while i < body.len() {
+            let b = body[i];
+            if b == self.escape && self.escape != self.quote && i + 1 < body.len() {
+                i += 2;
+            } else if b == self.quote {
+                if self.escape == self.quote && body.get(i + 1) == Some(&self.quote) {
+                    i += 2;
+                } else {
+                    return Ok((i + 1, true));
+                }
+            } else {
+                i += 1;
+            }
+        }
+        Err(RewriteError::MalformedCopy("unterminated CSV quote"))
+    }
+
+    /// Decodes a field's content into `out`.
+    fn unquote(&self, raw: &[u8], quoted: bool, out: &mut Vec<u8>) {
+        out.clear();
+        if !quoted {
+            out.extend_from_slice(raw);
+            return;
+        }
+        let inner = &raw[1..raw.len() - 1];
+        let mut i = 0;
+        while i < inner.len() {
+            let b = inner[i];
+            if b == self.escape
+                && inner
+                    .get(i + 1)
+                    .is_some_and(|&n| n == self.quote || n == self.escape)
+            {
+                out.push(inner[i + 1]);
+                i += 2;
+            } else {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+
+    /// Appends a value quoted as `CopyAttributeOutCSV` does.
+    fn write(&self, v: &[u8], force: bool, single: bool, out: &mut Vec<u8>) {
+        let quote = force
+            || v == self.null
+            || (single && v == b"\\.")
+            || v.iter()
+                .any(|&c| c == self.delimiter || c == self.quote || c == b'\n' || c == b'\r');
+        if !quote {
+            out.extend_from_slice(v);
+            return;
+        }
+        out.push(self.quote);
+        let mut run = 0;
+        for (i, &c) in v.iter().enumerate() {
+            if c == self.quote || c == self.escape {
+                out.extend_from_slice(&v[run..i]);
+                out.push(self.escape);
+                run = i;
+            }
+        }
+        out.extend_from_slice(&v[run..]);
+        out.push(self.quote);
+    }
+}
+
+/// The length of the binary file header at the start of `b`, `None` if
+/// incomplete.
+fn binary_header_len(b: &[u8]) -> Result<Option<usize>, RewriteError> {
+    let n = b.len().min(BINARY_SIGNATURE.len());
+    if b[..n] != BINARY_SIGNATURE[..n] {
+        return Err(RewriteError::MalformedCopy("missing the PGCOPY signature"));
+    }
+    let Some(fixed) = b.get(11..19) else {
+        return Ok(None);
+    };
+    let flags = u32::from_be_bytes([fixed[0], fixed[1], fixed[2], fixed[3]]);
+    if flags & 0xffff_0000 != 0 {
+        return Err(RewriteError::MalformedCopy(
+            "binary COPY with OIDs or unknown critical flags",
+        ));
+    }
+    let ext = u32::from_be_bytes([fixed[4], fixed[5], fixed[6], fixed[7]]) as usize;
+    let len = 19 + ext;
+    Ok((b.len() >= len).then_some(len))
+}
+
+/// The length of the tuple of `count` fields at the start of `b`, `None`
+/// if incomplete.
+fn binary_tuple_len(b: &[u8], count: usize) -> Result<Option<usize>, RewriteError> {
+    let mut at = 2;
+    for _ in 0..count {
+        let Some(len) = b.get(at..at + 4) else {
+            return Ok(None);
+        };
+        let len = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);
+        at += 4;
+        if len == -1 {
+            continue;
+        }
+        at += usize::try_from(len)
+            .map_err(|_| RewriteError::MalformedCopy("negative field length"))?;
+        if at > b.len() {
+            return Ok(None);
+        }
+    }
+    Ok(Some(at))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::enforce::rewrite::PlannedColumn;
+    use crate::pseudonym::{oid, ColumnType, Key, Settings, Transform};
+    use proptest::prelude::*;
+    use std::sync::LazyLock;
+
+    static P: LazyLock<Arc<Pseudonymizer>> = LazyLock::new(|| {
+        let key = Key::from_text("t", &"22".repeat(32)).unwrap();
+        Arc::new(Pseudonymizer::new(&key, Settings::default()).unwrap())
+    });
+
+    fn col(t: Transform, oid: u32) -> Option<PlannedColumn> {
+        Some(PlannedColumn {
+            transform: t,
+            ty: ColumnType::plain(oid),
+            format: Format::Text,
+        })
+    }
+
+    fn constant(v: &str) -> Transform {
+        Transform::Constant { value: v.into() }
+    }
+
+    /// id (bijection), kept text, a constant needing escapes, an email.
+    fn plan() -> ColumnPlan {
+        ColumnPlan::new(vec![
+            col(Transform::Bijection, oid::INT8),
+            None,
+            col(constant("a\tb\\c\n\"q\",d"), oid::TEXT),
+            col(Transform::Email, oid::TEXT),
+        ])
+    }
+
+    fn run(
+        format: &CopyFormat,
+        plan: &ColumnPlan,
+        chunks: &[&[u8]],
+    ) -> Result<Vec<u8>, RewriteError> {
+        let mut r = CopyRewriter::new(plan.clone(), format.clone(), Arc::clone(&P));
+        let mut out = Vec::new();
+        for c in chunks {
+            r.feed(c, &mut out)?;
+        }
+        r.finish()?;
+        Ok(out)
+    }
+
+    /// The same output whether the stream comes whole, byte by byte, or
+    /// split in two at every position.
+    fn assert_split_invariant(format: &CopyFormat, plan: &ColumnPlan, input: &[u8]) -> Vec<u8> {
+        let whole = run(format, plan, &[input]).unwrap();
+        let bytes: Vec<&[u8]> = input.chunks(1).collect();
+        assert_eq!(run(format, plan, &bytes).unwrap(), whole);
+        for i in 0..=input.len() {
+            assert_eq!(
+                run(format, plan, &[&input[..i], &input[i..]]).unwrap(),
+                whole,
+                "split at {i}"
+            );
+        }
+        whole
+    }
+
+    fn text_fields(line: &str) -> Vec<&str> {
+        line.split('\t').collect()
+    }
+
+    #[test]
+    fn text_rows() {
+        let input = b"id\tnote\tx\temail\n42\tkeep\\tthis\tsecret\tada@x.org\n\\N\t\\N\t\\N\t\\N\n7\t\xc3\xa9\tz\tbob\\\\@x.org\n";
+        let format = CopyFormat::Text {
+            delimiter: b'\t',
+            null: b"\\N".to_vec(),
+            header: true,
+        };
+        let out = assert_split_invariant(&format, &plan(), input);
+        let out = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "id\tnote\tx\temail");
+        let row = text_fields(lines[1]);
+        assert_ne!(row[0], "42");
+        assert!(row[0].parse::<i64>().unwrap() > 0);
+        assert_eq!(row[1], "keep\\tthis");
+        assert_eq!(row[2], "a\\tb\\\\c\\n\"q\",d");
+        assert!(row[3].ends_with("@example.invalid"));
+        assert_eq!(lines[2], "\\N\t\\N\t\\N\t\\N");
+        assert_eq!(text_fields(lines[3])[1], "é");
+        assert_eq!(lines.len(), 4);
+    }
+
+    #[test]
+    fn text_custom_delimiter_and_null() {
+        let format = CopyFormat::Text {
+            delimiter: b'|',
+            null: b"NULL".to_vec(),
+            header: false,
+        };
+        let plan = ColumnPlan::new(vec![None, col(constant("x|y"), oid::TEXT)]);
+        let out = run(&format, &plan, &[b"a\\|b|c\nNULL|NULL\n"]).unwrap();
+        assert_eq!(out, b"a\\|b|x\\|y\nNULL|NULL\n");
+    }
+
+    #[test]
+    fn csv_rows() {
+        let input = b"id,note,x,email\n42,\"multi\nline, \"\"quoted\"\"\",s,ada@x.org\n,,,\n7,\"\",\"\",\"\"\n";
+        let mut format = CopyFormat::csv();
+        if let CopyFormat::Csv { header, .. } = &mut format {
+            *header = true;
+        }
+        let out = assert_split_invariant(&format, &plan(), input);
+        let out = String::from_utf8(out).unwrap();
+        assert!(out.starts_with("id,note,x,email\n"));
+        assert!(
+            out.contains(",\"multi\nline, \"\"quoted\"\"\",\"a\tb\\c\n\"\"q\"\",d\","),
+            "{out}"
+        );
+        assert!(out.contains("\n,,,\n"), "{out}");
+        let (_, last) = out.rsplit_once("\n,,,\n").unwrap();
+        assert!(last.contains(",\"\",\"a\tb\\c\n\"\"q\"\",d\","), "{last}");
+        assert!(last.ends_with("@example.invalid\n"), "{last}");
+    }
+
+    #[test]
+    fn csv_options() {
+        let format = CopyFormat::Csv {
+            delimiter: b';',
+            quote: b'\'',
+            escape: b'\\',
+            null: b"NULL".to_vec(),
+            header: false,
+            force_quote: ForceQuote::Columns(vec![1]),
+        };
+        let plan = ColumnPlan::new(vec![
+            None,
+            col(constant("it's"), oid::TEXT),
+            col(constant("NULL"), oid::TEXT),
+        ]);
+        let out = run(&format, &plan, &[b"'a\\'b;c';x;y\nNULL;NULL;NULL\n"]).unwrap();
+        assert_eq!(out, b"'a\\'b;c';'it\\'s';'NULL'\nNULL;NULL;NULL\n");
+        let split: Vec<&[u8]> = b"'a\\'b\nc';x;y\n".chunks(1).collect();
+        assert_eq!(
+            run(&format, &plan, &split).unwrap(),
+            b"'a\\'b\nc';'it\\'s';'NULL'\n"
+        );
+    }
+
+    fn binary_stream(rows: &[Vec<Option<Vec<u8>>>]) -> Vec<u8> {
+        let mut s = BINARY_SIGNATURE.to_vec();
+        s.extend_from_slice(&0u32.to_be_bytes());
+        s.extend_from_slice(&3u32.to_be_bytes());
+        s.extend_from_slice(b"ext");
+        for row in rows {
+            s.extend_from_slice(&(row.len() as i16).to_be_bytes());
+            for v in row {
+                match v {
+                    None => s.extend_from_slice(&(-1i32).to_be_bytes()),
+                    Some(b) => {
+                        s.extend_from_slice(&(b.len() as i32).to_be_bytes());
+                        s.extend_from_slice(b);
+                    }
+                }
+            }
+        }
+        s.extend_from_slice(&(-1i16).to_be_bytes());
+        s
+    }
+
+    #[test]
+    fn binary_rows() {
+        let plan = ColumnPlan::new(vec![
+            col(Transform::Bijection, oid::INT8),
+            None,
+            col(Transform::Redact, oid::TEXT),
+        ]);
+        let input = binary_stream(&[
+            vec![
+                Some(42i64.to_be_bytes().to_vec()),
+                Some(b"keep".to_vec()),
+                Some(b"secret".to_vec()),
+            ],
+            vec![None, None, None],
+        ]);
+        let out = assert_split_invariant(&CopyFormat::Binary, &plan, &input);
+        let expected_id = {
+            let mut v = Vec::new();
+            P.apply(
+                &Transform::Bijection,
+                ColumnType::plain(oid::INT8),
+                Format::Binary,
+                Some(&42i64.to_be_bytes()),
+                &mut v,
+            )
+            .unwrap();
+            v
+        };
+        let expected = binary_stream(&[
+            vec![Some(expected_id), Some(b"keep".to_vec()), None],
+            vec![None, None, None],
+        ]);
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn errors() {
+        let text = CopyFormat::text();
+        assert_eq!(
+            run(&text, &plan(), &[b"1\t2\t3\t4\n5\t6"]),
+            Err(RewriteError::Truncated)
+        );
+        assert!(matches!(
+            run(&text, &plan(), &[b"1\t2\n"]),
+            Err(RewriteError::ColumnCount {
+                got: 2,
+                expected: 4
+            })
+        ));
+        assert!(matches!(
+            run(&text, &plan(), &[b"1\t2\t3\t4\t5\n"]),
+            Err(RewriteError::ColumnCount {
+                got: 5,
+                expected: 4
+            })
+        ));
+        assert!(run(&CopyFormat::csv(), &plan(), &[b"1,\"open,3,4\n"]).is_err());
+        assert!(run(&CopyFormat::Binary, &plan(), &[b"PGCOPZ"]).is_err());
+        let no_trailer = binary_stream(&[]);
+        assert_eq!(
+            run(
+                &CopyFormat::Binary,
+                &plan(),
+                &[&no_trailer[..no_trailer.len() - 2]]
+            ),
+            Err(RewriteError::Truncated)
+        );
+        let mut after = binary_stream(&[]);
+        after.push(0);
+        assert!(run(&CopyFormat::Binary, &plan(), &[&after]).is_err());
+        let unknown = ColumnPlan::new(vec![Some(PlannedColumn {
+            transform: Transform::Email,
+            ty: ColumnType::plain(600),
+            format: Format::Binary,
+        })]);
+        let one = binary_stream(&[vec![Some(b"x".to_vec())]]);
+        assert!(matches!(
+            run(&CopyFormat::Binary, &unknown, &[&one]),
+            Err(RewriteError::Pseudonym(_))
+        ));
+    }
+
+    #[test]
+    fn passthrough_copies_bytes() {
+        let plan = ColumnPlan::new(vec![None, None]);
+        let input = b"a\tb\nc\td\n";
+        assert_eq!(run(&CopyFormat::text(), &plan, &[input]).unwrap(), input);
+    }
+
+    proptest! {
+        #[test]
+        fn find2_finds_the_first(hay in proptest::collection::vec(any::<u8>(), 0..40), a in any::<u8>(), b in any::<u8>()) {
+            prop_assert_eq!(find2(&hay, a, b), hay.iter().position(|&c| c == a || c == b));
+        }
+
+        #[test]
+        fn text_escapes_round_trip(v in proptest::collection::vec(any::<u8>(), 0..40), delim in prop_oneof![Just(b'\t'), Just(b','), Just(b'|')]) {
+            let mut escaped = Vec::new();
+            text_escape(&v, delim, &mut escaped);
+            prop_assert!(!escaped.contains(&b'\n'));
+            prop_assert_eq!(text_field_end(&escaped, 0, delim), escaped.len());
+            let mut back = Vec::new();
+            text_unescape(&escaped, &mut back);
+            prop_assert_eq!(back, v);
+        }
+
+        #[test]
+        fn csv_quoting_round_trips(v in proptest::collection::vec(any::<u8>(), 0..40), escape in prop_oneof![Just(b'"'), Just(b'\\')]) {
+            let force = ForceQuote::Off;
+            let opts = Csv { delimiter: b',', quote: b'"', escape, null: b"", force_quote: &force };
+            let mut out = Vec::new();
+            opts.write(&v, false, false, &mut out);
+            let (end, quoted) = opts.field_end(&out, 0).unwrap();
+            prop_assert_eq!(end, out.len());
+            prop_assert!(quoted || (!v.is_empty() && out == v));
+            let mut back = Vec::new();
+            opts.unquote(&out, quoted, &mut back);
+            prop_assert_eq!(back, v);
+        }
+
+        #[test]
+        fn random_streams_never_panic(chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..30), 0..5), which in 0..3usize) {
+            let format = [CopyFormat::text(), CopyFormat::csv(), CopyFormat::Binary][which].clone();
+            let mut r = CopyRewriter::new(plan(), format, Arc::clone(&P));
+            let mut out = Vec::new();
+            for c in &chunks {
+                if r.feed(c, &mut out).is_err() {
+                    break;
+                }
+            }
+            let _ = r.finish();
+        }
+    }
+}

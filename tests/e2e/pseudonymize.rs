@@ -1,0 +1,332 @@
+//! Pseudonymization in flight, end to end: a guarded role whose class
+//! pseudonymizes the fixture's personal data reads it through simple and
+//! extended protocols (text and binary) and through COPY in text, CSV and
+//! binary; no raw fixture value reaches it; the stand-ins are valid for
+//! their types, deterministic (two sessions, two tables, a restart) and
+//! keep keys joinable, so the copied data loads into a fresh database with
+//! every primary key, unique constraint and foreign key holding.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use tokio_postgres::{Client, SimpleQueryMessage};
+
+use crate::guard_fixture::*;
+use crate::support::*;
+use crate::tap::{find_leak, Tap};
+
+/// The pseudonymizing policy: the fixture's classification, plus ids as
+/// identifiers so keys are permuted and joins must survive.
+fn pseudonymizing_policy() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        policy_dir(&format!(
+            r#"
+[classes.production]
+mode = "production"
+roles = ["{PROD}"]
+
+[classes.testers]
+mode = "guarded"
+roles = ["{DEV}"]
+max_rows_per_statement = 10000
+max_bytes_per_statement = "64MiB"
+max_rows_per_session = 1000000
+max_rows_per_window = 1000000
+window = "1h"
+copy_to = "pseudonymize"
+classified_predicates = true
+pseudonymize = ["email", "person_name", "date_of_birth", "phone", "identifier", "national_id"]
+
+[columns]
+"public.users.id" = "identifier"
+"public.users.email" = "email"
+"public.users.full_name" = "person_name"
+"public.users.birth_date" = "date_of_birth"
+"public.users.phone" = "phone"
+"public.users.ssn" = "national_id"
+"public.orders.user_id" = "identifier"
+"public.identity_documents.user_id" = "identifier"
+
+[forbidden]
+"public.identity_documents" = "identity documents never leave production"
+"#
+        ))
+    })
+    .clone()
+}
+
+/// A key file of its own for the test process.
+fn key_file() -> PathBuf {
+    static KEY: OnceLock<PathBuf> = OnceLock::new();
+    KEY.get_or_init(|| {
+        let base = cluster().db.data_dir();
+        let path = base.parent().unwrap_or(&base).join("pseudonym.key");
+        std::fs::write(&path, format!("{}\n", "ab".repeat(32))).expect("key file");
+        path
+    })
+    .clone()
+}
+
+fn pseudonymizing_proxy() -> TestProxy {
+    fixture();
+    let mut args = proxy_args();
+    args.policy = Some(pseudonymizing_policy().display().to_string());
+    args.pseudonym_key_file = Some(key_file().display().to_string());
+    TestProxy::start(args)
+}
+
+async fn connect_to(port: u16, user: &str) -> Client {
+    let (client, connection) = tokio_postgres::connect(
+        &conninfo(port, user, DB, &format!("password={PASSWORD}")),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .expect("connect");
+    tokio::spawn(connection);
+    client
+}
+
+async fn text_rows(c: &Client, sql: &str) -> Vec<Vec<Option<String>>> {
+    c.simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .into_iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => {
+                Some((0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+async fn copy_out(c: &Client, sql: &str) -> Vec<u8> {
+    let stream = c
+        .copy_out(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let mut stream = std::pin::pin!(stream);
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        out.extend_from_slice(&chunk.unwrap_or_else(|e| panic!("{sql}: {e}")));
+    }
+    out
+}
+
+const USERS_SQL: &str = "SELECT id, email, full_name, birth_date, phone, ssn, country FROM users ORDER BY country, score, email";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_are_pseudonymized_deterministically_in_text_and_binary() {
+    let proxy = pseudonymizing_proxy();
+    let tap = Tap::start(proxy.port());
+    let dev = connect_to(tap.port, DEV).await;
+    let direct = connect_to(cluster().db.port(), PROD).await;
+
+    let raw = text_rows(&direct, USERS_SQL).await;
+    let got = text_rows(&dev, USERS_SQL).await;
+    assert_eq!(got.len(), USERS);
+    let mut ids = std::collections::BTreeSet::new();
+    let mut emails = std::collections::BTreeSet::new();
+    for (g, r) in got.iter().zip(&raw) {
+        for i in 0..6 {
+            assert_ne!(g[i], r[i], "column {i} left as it was: {g:?}");
+        }
+        assert_eq!(g[6], r[6], "unclassified columns pass as they are");
+        let id: i32 = g[0].as_deref().unwrap().parse().expect("an int4");
+        assert!(id > 0, "positive ids stay positive");
+        ids.insert(id);
+        let email = g[1].as_deref().unwrap();
+        assert!(email.ends_with("@example.invalid"), "{email}");
+        emails.insert(email.to_owned());
+        let born = g[3].as_deref().unwrap();
+        assert!(
+            born.len() == 10 && born.as_bytes()[4] == b'-',
+            "a date: {born}"
+        );
+        let phone = g[4].as_deref().unwrap();
+        let shape = |p: &str| {
+            p.chars()
+                .map(|c| if c.is_ascii_digit() { '9' } else { c })
+                .collect::<String>()
+        };
+        assert!(phone.starts_with("+99-"), "country code kept: {phone}");
+        assert_eq!(shape(phone), shape(r[4].as_deref().unwrap()), "same shape");
+    }
+    assert_eq!(ids.len(), USERS, "ids stay unique");
+    assert_eq!(emails.len(), USERS, "emails stay unique");
+
+    // The extended protocol with binary results: tokio-postgres decodes
+    // every value by its type.
+    let rows = dev
+        .query(
+            "SELECT id, email, full_name, birth_date FROM users ORDER BY country, score, email",
+            &[],
+        )
+        .await
+        .expect("binary results");
+    for (row, g) in rows.iter().zip(&got) {
+        let id: i32 = row.get(0);
+        let email: String = row.get(1);
+        let _name: String = row.get(2);
+        let _born: std::time::SystemTime = row
+            .try_get::<_, chrono_free::Date>(3)
+            .map(|d| d.0)
+            .expect("a valid binary date");
+        assert_eq!(Some(id.to_string()), g[0], "text and binary agree");
+        assert_eq!(Some(email), g[1].clone());
+    }
+
+    // Same value, same stand-in: another session, and another table
+    // (orders.user_id joins users.id).
+    let again = connect_to(proxy.port(), DEV).await;
+    assert_eq!(text_rows(&again, USERS_SQL).await, got, "another session");
+    let order_users = text_rows(&again, "SELECT DISTINCT user_id FROM orders").await;
+    assert_eq!(order_users.len(), USERS);
+    for u in &order_users {
+        let id: i32 = u[0].as_deref().unwrap().parse().unwrap();
+        assert!(ids.contains(&id), "orders.user_id {id} has no users.id");
+    }
+    let joined = text_rows(
+        &again,
+        "SELECT count(*) FROM orders o JOIN users u ON u.id = o.user_id",
+    )
+    .await;
+    assert_eq!(
+        joined[0][0].as_deref(),
+        Some("120"),
+        "joins run on real keys"
+    );
+
+    // Derived values are refused (derived = "block"), never raw.
+    let e = dev
+        .simple_query("SELECT lower(email) FROM users")
+        .await
+        .expect_err("derived from a pseudonymized column");
+    let message = e.as_db_error().map(|d| d.message().to_owned());
+    assert!(
+        message.as_deref().is_some_and(|m| m.contains("pseudonym.derived")),
+        "{message:?}"
+    );
+
+    drop(dev);
+    drop(again);
+    let received = tap.received();
+    if let Some(leak) = find_leak(&received, secrets()) {
+        panic!("LEAK: {leak}");
+    }
+    drop(proxy);
+
+    // A restart with the same key gives the same stand-ins.
+    let restarted = pseudonymizing_proxy();
+    let dev = connect_to(restarted.port(), DEV).await;
+    assert_eq!(text_rows(&dev, USERS_SQL).await, got, "after a restart");
+}
+
+/// A date decoded from the binary format without a date crate: days since
+/// 2000-01-01 as a time.
+mod chrono_free {
+    use tokio_postgres::types::{FromSql, Type};
+
+    pub struct Date(pub std::time::SystemTime);
+
+    impl<'a> FromSql<'a> for Date {
+        fn from_sql(
+            _: &Type,
+            raw: &'a [u8],
+        ) -> Result<Date, Box<dyn std::error::Error + Sync + Send>> {
+            let days = i32::from_be_bytes(raw.try_into()?);
+            let epoch = std::time::UNIX_EPOCH + std::time::Duration::from_secs(946_684_800);
+            let secs = i64::from(days) * 86_400;
+            Ok(Date(if secs >= 0 {
+                epoch + std::time::Duration::from_secs(secs as u64)
+            } else {
+                epoch - std::time::Duration::from_secs((-secs) as u64)
+            }))
+        }
+
+        fn accepts(ty: &Type) -> bool {
+            *ty == Type::DATE
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_in_every_format_load_into_a_fresh_database_with_constraints() {
+    let proxy = pseudonymizing_proxy();
+    let tap = Tap::start(proxy.port());
+    let dev = connect_to(tap.port, DEV).await;
+    let schema =
+        "CREATE TABLE users (id int PRIMARY KEY, email text UNIQUE NOT NULL, full_name text,
+                      birth_date date, phone text, ssn text, country text, score int);
+                  CREATE TABLE orders (id int PRIMARY KEY, user_id int REFERENCES users,
+                      amount_cents int, status text);";
+    for (format, options) in [
+        ("text", "(FORMAT text)"),
+        ("csv", "(FORMAT csv, HEADER, DELIMITER ';', NULL 'n/a')"),
+        ("binary", "(FORMAT binary)"),
+    ] {
+        let users = copy_out(&dev, &format!("COPY users TO STDOUT {options}")).await;
+        let orders = copy_out(
+            &dev,
+            &format!(
+                "COPY (SELECT id, user_id, amount_cents, status FROM orders) TO STDOUT {options}"
+            ),
+        )
+        .await;
+        let db = fresh_database(&format!("pseudo_{format}"));
+        let target = connect(cluster().db.port(), "scram_user", &db).await;
+        target.batch_execute(schema).await.expect("schema");
+        for (table, data) in [("users", users), ("orders", orders)] {
+            let sink = target
+                .copy_in::<_, Bytes>(&format!("COPY {table} FROM STDIN {options}"))
+                .await
+                .unwrap_or_else(|e| panic!("{format} {table}: {e}"));
+            let mut sink = std::pin::pin!(sink);
+            sink.send(Bytes::from(data))
+                .await
+                .unwrap_or_else(|e| panic!("{format} {table}: {e}"));
+            let n = sink
+                .as_mut()
+                .finish()
+                .await
+                .unwrap_or_else(|e| panic!("{format} {table}: constraints must hold: {e}"));
+            assert!(n > 0, "{format} {table}: rows loaded");
+        }
+        let rows = target
+            .query_one(
+                "SELECT count(*), count(DISTINCT u.id) FROM orders o JOIN users u ON u.id = o.user_id",
+                &[],
+            )
+            .await
+            .expect("join");
+        assert_eq!(
+            (rows.get::<_, i64>(0), rows.get::<_, i64>(1)),
+            (120, USERS as i64),
+            "{format}"
+        );
+        let emails = target
+            .query_one(
+                "SELECT count(*) FROM users WHERE email LIKE '%@example.invalid'",
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(emails.get::<_, i64>(0), USERS as i64, "{format}");
+    }
+    let refused = dev
+        .simple_query("COPY (SELECT upper(full_name) FROM users) TO STDOUT")
+        .await
+        .expect_err("COPY of a derived value");
+    let message = refused.as_db_error().map(|d| d.message().to_owned());
+    assert!(
+        message.as_deref().is_some_and(|m| m.contains("pseudonym.derived")),
+        "{message:?}"
+    );
+    drop(dev);
+    if let Some(leak) = find_leak(&tap.received(), secrets()) {
+        panic!("LEAK: {leak}");
+    }
+}
