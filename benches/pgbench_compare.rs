@@ -368,6 +368,9 @@ impl Proxy {
             listen: Some("127.0.0.1:0".into()),
             upstream: Some(format!("{host}:{port}")),
             policy: Some(policy.display().to_string()),
+            audit_path: policy
+                .parent()
+                .map(|work| work.join("audit").join("audit.log").display().to_string()),
             shutdown_timeout: Some("5s".into()),
             ..ConfigArgs::default()
         })?;

@@ -206,22 +206,31 @@ impl CopyRewriter {
             CopyFormat::Csv { quote, escape, .. } => (quote, escape),
             _ => return find2(chunk, b'\n', b'\n'),
         };
-        for (i, &b) in chunk.iter().enumerate() {
+        let mut i = 0;
+        loop {
             if self.escaped {
+                if i >= chunk.len() {
+                    return None;
+                }
                 self.escaped = false;
+                i += 1;
             } else if self.in_quote {
-                if b == escape && escape != quote {
+                let k = find2(chunk.get(i..)?, quote, escape)?;
+                i += k + 1;
+                if chunk[i - 1] == escape && escape != quote {
                     self.escaped = true;
-                } else if b == quote {
+                } else {
                     self.in_quote = false;
                 }
-            } else if b == quote {
+            } else {
+                let k = find2(chunk.get(i..)?, quote, b'\n')?;
+                if chunk[i + k] == b'\n' {
+                    return Some(i + k);
+                }
                 self.in_quote = true;
-            } else if b == b'\n' {
-                return Some(i);
+                i += k + 1;
             }
         }
-        None
     }
 
     /// One complete line, ending in `\n`.
@@ -458,18 +467,14 @@ impl Work {
                 Some(c) => {
                     let value = if !quoted && raw == opts.null {
                         None
+                    } else if !quoted {
+                        Some(raw)
                     } else {
-                        opts.unquote(raw, quoted, &mut self.value);
+                        opts.unquote(raw, &mut self.value);
                         Some(&self.value[..])
                     };
-                    self.stand_in.clear();
-                    match self.p.apply(
-                        &c.transform,
-                        c.ty,
-                        Format::Text,
-                        value,
-                        &mut self.stand_in,
-                    )? {
+                    let start = out.len();
+                    match self.p.apply(&c.transform, c.ty, Format::Text, value, out)? {
                         Outcome::Null => out.extend_from_slice(opts.null),
                         Outcome::Value => {
                             let force = match opts.force_quote {
@@ -477,7 +482,12 @@ impl Work {
                                 ForceQuote::All => true,
                                 ForceQuote::Columns(cols) => cols.contains(&fields),
                             };
-                            opts.write(&self.stand_in, force, single, out);
+                            if opts.needs_quotes(&out[start..], force, single) {
+                                self.stand_in.clear();
+                                self.stand_in.extend_from_slice(&out[start..]);
+                                out.truncate(start);
+                                opts.write_quoted(&self.stand_in, out);
+                            }
                         }
                     }
                 }
@@ -630,71 +640,67 @@ impl Csv<'_> {
     /// The end of the field starting at `at` and whether it is quoted.
     fn field_end(&self, body: &[u8], at: usize) -> Result<(usize, bool), RewriteError> {
         if body.get(at) != Some(&self.quote) {
-            let end = body[at..]
-                .iter()
-                .position(|&b| b == self.delimiter)
-                .map_or(body.len(), |i| at + i);
-            if body[at..end].contains(&self.quote) {
-                return Err(RewriteError::MalformedCopy(
+            let rest = &body[at..];
+            return match find2(rest, self.delimiter, self.quote) {
+                Some(i) if rest[i] == self.quote => Err(RewriteError::MalformedCopy(
                     "quote inside an unquoted CSV field",
-                ));
-            }
-            return Ok((end, false));
+                )),
+                Some(i) => Ok((at + i, false)),
+                None => Ok((body.len(), false)),
+            };
         }
         let mut i = at + 1;
-        while i < body.len() {
-            let b = body[i];
-            if b == self.escape && self.escape != self.quote && i + 1 < body.len() {
-                i += 2;
-            } else if b == self.quote {
-                if self.escape == self.quote && body.get(i + 1) == Some(&self.quote) {
-                    i += 2;
-                } else {
-                    return Ok((i + 1, true));
-                }
+        while let Some(k) = find2(&body[i..], self.quote, self.escape) {
+            i += k;
+            let escaped_pair = if self.escape == self.quote {
+                body.get(i + 1) == Some(&self.quote)
             } else {
-                i += 1;
+                body[i] == self.escape
+            };
+            if !escaped_pair {
+                return Ok((i + 1, true));
+            }
+            i += 2;
+            if i > body.len() {
+                break;
             }
         }
         Err(RewriteError::MalformedCopy("unterminated CSV quote"))
     }
 
-    /// Decodes a field's content into `out`.
-    fn unquote(&self, raw: &[u8], quoted: bool, out: &mut Vec<u8>) {
+    /// Decodes a quoted field's content into `out`.
+    fn unquote(&self, raw: &[u8], out: &mut Vec<u8>) {
         out.clear();
-        if !quoted {
-            out.extend_from_slice(raw);
-            return;
-        }
         let inner = &raw[1..raw.len() - 1];
         let mut i = 0;
-        while i < inner.len() {
-            let b = inner[i];
-            if b == self.escape
-                && inner
-                    .get(i + 1)
-                    .is_some_and(|&n| n == self.quote || n == self.escape)
-            {
-                out.push(inner[i + 1]);
-                i += 2;
-            } else {
-                out.push(b);
-                i += 1;
+        while let Some(k) = find2(&inner[i..], self.escape, self.escape) {
+            let at = i + k;
+            match inner.get(at + 1) {
+                Some(&n) if n == self.quote || n == self.escape => {
+                    out.extend_from_slice(&inner[i..at]);
+                    out.push(n);
+                    i = at + 2;
+                }
+                _ => {
+                    out.extend_from_slice(&inner[i..=at]);
+                    i = at + 1;
+                }
             }
         }
+        out.extend_from_slice(&inner[i..]);
     }
 
-    /// Appends a value quoted as `CopyAttributeOutCSV` does.
-    fn write(&self, v: &[u8], force: bool, single: bool, out: &mut Vec<u8>) {
-        let quote = force
+    /// Whether `CopyAttributeOutCSV` would quote `v`.
+    fn needs_quotes(&self, v: &[u8], force: bool, single: bool) -> bool {
+        force
             || v == self.null
             || (single && v == b"\\.")
             || v.iter()
-                .any(|&c| c == self.delimiter || c == self.quote || c == b'\n' || c == b'\r');
-        if !quote {
-            out.extend_from_slice(v);
-            return;
-        }
+                .any(|&c| c == self.delimiter || c == self.quote || c == b'\n' || c == b'\r')
+    }
+
+    /// Appends `v` quoted, escaping quote and escape characters.
+    fn write_quoted(&self, v: &[u8], out: &mut Vec<u8>) {
         out.push(self.quote);
         let mut run = 0;
         for (i, &c) in v.iter().enumerate() {
@@ -1032,13 +1038,93 @@ mod tests {
             let force = ForceQuote::Off;
             let opts = Csv { delimiter: b',', quote: b'"', escape, null: b"", force_quote: &force };
             let mut out = Vec::new();
-            opts.write(&v, false, false, &mut out);
+            if opts.needs_quotes(&v, false, false) {
+                opts.write_quoted(&v, &mut out);
+            } else {
+                out.extend_from_slice(&v);
+            }
             let (end, quoted) = opts.field_end(&out, 0).unwrap();
             prop_assert_eq!(end, out.len());
             prop_assert!(quoted || (!v.is_empty() && out == v));
             let mut back = Vec::new();
-            opts.unquote(&out, quoted, &mut back);
+            if quoted {
+                opts.unquote(&out, &mut back);
+            } else {
+                back.extend_from_slice(&out);
+            }
             prop_assert_eq!(back, v);
+        }
+
+        #[test]
+        fn csv_rows_split_anywhere(
+            rows in proptest::collection::vec((proptest::collection::vec(any::<u8>(), 0..12), proptest::collection::vec(any::<u8>(), 0..12)), 1..6),
+            escape in prop_oneof![Just(b'"'), Just(b'\\')],
+            cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..4),
+        ) {
+            let format = CopyFormat::Csv {
+                delimiter: b',',
+                quote: b'"',
+                escape,
+                null: Vec::new(),
+                header: false,
+                force_quote: ForceQuote::Off,
+            };
+            let force = ForceQuote::Off;
+            let opts = Csv { delimiter: b',', quote: b'"', escape, null: b"", force_quote: &force };
+            let field = |v: &[u8], out: &mut Vec<u8>| {
+                if opts.needs_quotes(v, false, false) {
+                    opts.write_quoted(v, out);
+                } else {
+                    out.extend_from_slice(v);
+                }
+            };
+            let (mut input, mut expected) = (Vec::new(), Vec::new());
+            for (a, b) in &rows {
+                field(a, &mut input);
+                input.push(b',');
+                field(b, &mut input);
+                input.push(b'\n');
+                field(a, &mut expected);
+                expected.extend_from_slice(b",k\n");
+            }
+            let mut at: Vec<usize> = cuts.iter().map(|c| c.index(input.len() + 1)).collect();
+            at.sort_unstable();
+            let mut chunks = Vec::new();
+            let mut prev = 0;
+            for c in at {
+                chunks.push(&input[prev..c]);
+                prev = c;
+            }
+            chunks.push(&input[prev..]);
+            let plan = ColumnPlan::new(vec![None, col(constant("k"), oid::TEXT)]);
+            prop_assert_eq!(run(&format, &plan, &chunks).unwrap(), expected);
+        }
+
+        #[test]
+        fn text_rows_split_anywhere(
+            rows in proptest::collection::vec((proptest::collection::vec(any::<u8>(), 0..12), proptest::collection::vec(any::<u8>(), 0..12)), 1..6),
+            cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..4),
+        ) {
+            let (mut input, mut expected) = (Vec::new(), Vec::new());
+            for (a, b) in &rows {
+                text_escape(a, b'\t', &mut input);
+                input.push(b'\t');
+                text_escape(b, b'\t', &mut input);
+                input.push(b'\n');
+                text_escape(a, b'\t', &mut expected);
+                expected.extend_from_slice(b"\tk\n");
+            }
+            let mut at: Vec<usize> = cuts.iter().map(|c| c.index(input.len() + 1)).collect();
+            at.sort_unstable();
+            let mut chunks = Vec::new();
+            let mut prev = 0;
+            for c in at {
+                chunks.push(&input[prev..c]);
+                prev = c;
+            }
+            chunks.push(&input[prev..]);
+            let plan = ColumnPlan::new(vec![None, col(constant("k"), oid::TEXT)]);
+            prop_assert_eq!(run(&CopyFormat::text(), &plan, &chunks).unwrap(), expected);
         }
 
         #[test]

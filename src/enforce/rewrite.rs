@@ -3,6 +3,7 @@
 //! it came, and the message length is recomputed.
 
 use crate::pseudonym::{ColumnType, Format, Outcome, PseudonymError, Pseudonymizer, Transform};
+use crate::wire::messages::FieldDescription;
 
 /// How one result column is pseudonymized.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -14,6 +15,22 @@ pub struct PlannedColumn {
     /// The column's wire format, from RowDescription (COPY streams use
     /// their own format instead).
     pub format: Format,
+}
+
+impl PlannedColumn {
+    /// The plan of one RowDescription field: its type, typmod and format
+    /// (a format code other than 0 or 1 counts as binary, so a value that
+    /// cannot be read is redacted or refused, never passed).
+    pub fn for_field(transform: Transform, field: &FieldDescription) -> PlannedColumn {
+        PlannedColumn {
+            transform,
+            ty: ColumnType {
+                oid: field.type_oid,
+                typmod: field.typmod,
+            },
+            format: Format::from_code(field.format).unwrap_or(Format::Binary),
+        }
+    }
 }
 
 /// One entry per result column (RowDescription field, or COPY column by
@@ -310,6 +327,26 @@ mod tests {
             }))
         ));
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn plans_from_row_description_fields() {
+        let field = FieldDescription {
+            name: "email".into(),
+            table_oid: 16384,
+            attnum: 2,
+            type_oid: oid::VARCHAR,
+            typmod: 104,
+            format: 0,
+        };
+        let c = PlannedColumn::for_field(Transform::Email, &field);
+        assert_eq!(c.ty, ColumnType::varchar(100));
+        assert_eq!(c.format, Format::Text);
+        let odd = FieldDescription { format: 7, ..field };
+        assert_eq!(
+            PlannedColumn::for_field(Transform::Email, &odd).format,
+            Format::Binary
+        );
     }
 
     proptest! {

@@ -5,15 +5,14 @@
 //! Positive values are split into nested buckets `[1, 2^15-1]`,
 //! `[2^15, 2^20-1]`, `[2^20, 2^31-1]`, `[2^31, 2^63-1]` (negative ones
 //! likewise, down to `-2^15`, `-2^20`, `-2^31`, `-2^63`), and each bucket is
-//! permuted on its own. So an
-//! `int2`, `int4` or `int8` column holding the same id gives the same
-//! stand-in, and a primary key still joins its foreign keys whatever their
-//! integer width. A `numeric(p, s)` cap (at most `p - s` digits) cuts the
+//! permuted on its own. So an `int2`, `int4` or `int8` column holding the
+//! same id gives the same stand-in, and a primary key still joins its
+//! foreign keys whatever their integer width. A `numeric(p, s)` cap (at most `p - s` digits) cuts the
 //! bucket it falls in; values in the buckets below it still agree with the
 //! integer types.
 //!
 //! The two lowest buckets (ids below about a million, the most common) are
-//! permuted through rank tables built on first use (128 KiB and 8 MiB per
+//! permuted through rank tables built on first use (256 KiB and 8 MiB per
 //! sign); the others with FF1.
 
 use std::sync::OnceLock;

@@ -3,8 +3,8 @@
 //! - `m >= RANK_LIMIT`: NIST SP 800-38G FF1 (the `fpe` crate) with AES-128
 //!   over the smallest binary domain of at least 20 bits (the standard's
 //!   minimum of a million values) holding `m`, with cycle-walking: encrypt
-//!   again until the result falls inside `[0, m)`. Fewer than two rounds on
-//!   average once `m >= 2^20`. The 8-byte tweak fits in FF1's per-round
+//!   again until the result falls inside `[0, m)`. Fewer than two encryptions
+//!   on average once `m >= 2^20`. The 8-byte tweak fits in FF1's per-round
 //!   block, so it costs nothing; callers derive it so that it also
 //!   determines `m`.
 //! - `m < RANK_LIMIT`: the rank permutation. Every `i < m` gets the AES

@@ -524,6 +524,28 @@ fn integer_samples_have_no_collisions() {
 }
 
 #[test]
+fn shareable_across_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Pseudonymizer>();
+    send_sync::<crate::enforce::copy::CopyRewriter>();
+    let handles: Vec<_> = (0..2)
+        .map(|_| {
+            std::thread::spawn(|| {
+                run(
+                    &A,
+                    &Transform::Bijection,
+                    ColumnType::plain(oid::INT8),
+                    Format::Binary,
+                    &(1i64 << 40).to_be_bytes(),
+                )
+            })
+        })
+        .collect();
+    let outs: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(outs[0], outs[1]);
+}
+
+#[test]
 fn key_id_and_fingerprint_are_exposed_not_the_secret() {
     assert_eq!(A.key_id(), "test");
     assert_eq!(A.key_fingerprint(), A2.key_fingerprint());

@@ -10,6 +10,10 @@ pub struct Frame {
     bytes: Bytes,
 }
 
+/// Room made in the buffer before each read: many small frames then cost
+/// one read, not one each.
+const READ_CHUNK: usize = 32 * 1024;
+
 impl Frame {
     /// Wraps complete frame bytes (header included). The caller guarantees
     /// the header is consistent with the length of `bytes`.
@@ -140,7 +144,7 @@ impl<S: AsyncRead + Unpin> Conn<S> {
     /// buffered; EOF with a partial frame is an error.
     async fn fill(&mut self, n: usize) -> Result<bool, WireError> {
         while self.buf.len() < n {
-            self.buf.reserve(n - self.buf.len());
+            self.buf.reserve((n - self.buf.len()).max(READ_CHUNK));
             if self.stream.read_buf(&mut self.buf).await? == 0 {
                 return if self.buf.is_empty() {
                     Ok(false)

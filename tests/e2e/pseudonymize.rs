@@ -207,7 +207,9 @@ async fn rows_are_pseudonymized_deterministically_in_text_and_binary() {
         .expect_err("derived from a pseudonymized column");
     let message = e.as_db_error().map(|d| d.message().to_owned());
     assert!(
-        message.as_deref().is_some_and(|m| m.contains("pseudonym.derived")),
+        message
+            .as_deref()
+            .is_some_and(|m| m.contains("pseudonym.derived")),
         "{message:?}"
     );
 
@@ -322,7 +324,9 @@ async fn copies_in_every_format_load_into_a_fresh_database_with_constraints() {
         .expect_err("COPY of a derived value");
     let message = refused.as_db_error().map(|d| d.message().to_owned());
     assert!(
-        message.as_deref().is_some_and(|m| m.contains("pseudonym.derived")),
+        message
+            .as_deref()
+            .is_some_and(|m| m.contains("pseudonym.derived")),
         "{message:?}"
     );
     drop(dev);

@@ -71,7 +71,14 @@ pub(super) struct Backend<'a, R, W> {
     copy_out: Option<CopyRewriter>,
     /// Reused buffer for rewritten rows and COPY data.
     rewritten: Vec<u8>,
+    /// Rows already taken from the role's budget for the current result:
+    /// a stream takes them in chunks, not one lock per row, and gives back
+    /// what it did not use when the result ends.
+    role_reserve: u64,
 }
+
+/// Rows a stream takes from its role's budget at a time.
+const ROLE_CHUNK: u64 = 256;
 
 impl<'a, R, W> Backend<'a, R, W>
 where
@@ -91,6 +98,7 @@ where
             copy_in: false,
             copy_out: None,
             rewritten: Vec::new(),
+            role_reserve: 0,
         }
     }
 
@@ -255,6 +263,7 @@ where
     }
 
     async fn ready(&mut self, frame: &Frame) -> Result<(), SessionError> {
+        self.end_result();
         self.guard
             .state
             .status
@@ -331,7 +340,7 @@ where
     }
 
     async fn error(&mut self, frame: &Frame) -> Result<(), SessionError> {
-        self.copy_out = None;
+        self.end_result();
         let (replacement, scrub) = {
             let mut queue = self.guard.state.lock();
             let replacement = match queue.front() {
@@ -462,14 +471,21 @@ where
         };
         let mut out = std::mem::take(&mut self.rewritten);
         out.clear();
+        out.extend_from_slice(&[b'd', 0, 0, 0, 0]);
         if let Err(e) = rewriter.feed(frame.body(), &mut out) {
             self.copy_out = None;
             return self.violation(&pseudonym_block(&e), false).await;
         }
-        let r = if out.is_empty() {
-            Ok(())
-        } else {
-            self.client.write(&messages::frame(b'd', &out)).await
+        let r = match u32::try_from(out.len() - 1) {
+            Ok(4) => Ok(()),
+            Ok(len) => {
+                out[1..5].copy_from_slice(&len.to_be_bytes());
+                self.client.write(&out).await
+            }
+            Err(_) => {
+                let b = pseudonym_block(&RewriteError::TooLarge);
+                return self.violation(&b, false).await;
+            }
         };
         self.rewritten = out;
         r
@@ -504,7 +520,7 @@ where
     }
 
     /// Counts a row of classified data; the refusal when a limit is passed.
-    fn count(&self, exec: &Exec, bytes: usize) -> Option<Block> {
+    fn count(&mut self, exec: &Exec, bytes: usize) -> Option<Block> {
         let limits = exec.allowance.limits.as_ref()?;
         let class = &exec.class.limits;
         let (rows, total) = exec.count_row(bytes);
@@ -545,12 +561,19 @@ where
                 ),
             ));
         }
-        if !self.guard.shared.budgets.try_take(
-            &self.guard.info.user,
-            1,
-            class.max_rows_per_window,
-            class.window,
-        ) {
+        if self.role_reserve == 0 {
+            let budgets = &self.guard.shared.budgets;
+            let user = &self.guard.info.user;
+            let (limit, window) = (class.max_rows_per_window, class.window);
+            if budgets.try_take(user, ROLE_CHUNK, limit, window) {
+                self.role_reserve = ROLE_CHUNK;
+            } else if budgets.try_take(user, 1, limit, window) {
+                self.role_reserve = 1;
+            }
+        }
+        if let Some(left) = self.role_reserve.checked_sub(1) {
+            self.role_reserve = left;
+        } else {
             return Some(enforce::block(
                 "budget.role",
                 format!(
@@ -564,8 +587,20 @@ where
         None
     }
 
-    async fn completion(&mut self, frame: &Frame) -> Result<(), SessionError> {
+    /// Gives back the role budget a finished result did not use.
+    fn end_result(&mut self) {
         self.copy_out = None;
+        let unused = std::mem::take(&mut self.role_reserve);
+        if unused > 0 {
+            self.guard
+                .shared
+                .budgets
+                .give_back(&self.guard.info.user, unused);
+        }
+    }
+
+    async fn completion(&mut self, frame: &Frame) -> Result<(), SessionError> {
+        self.end_result();
         match self.guard.state.lock().pop_front() {
             Some(Expect::Statement(e)) | Some(Expect::Execute(e)) => {
                 if e.allowance.limits.is_some() {
@@ -590,6 +625,7 @@ where
             .await;
         self.client.write(&err.encode()).await?;
         self.discarding = true;
+        self.end_result();
         let key = self.guard.upstream_key.clone().filter(|_| !idle);
         match key {
             Some(key) => {

@@ -157,7 +157,7 @@ pub(crate) async fn run(
     let mut server_in = Conn::with_buffer(server_r, server_buf, usize::MAX);
     let mut server_out = BufWriter::new(server_w);
     let mut client_out = ClientOut {
-        writer: BufWriter::new(client_w),
+        writer: BufWriter::with_capacity(32 * 1024, client_w),
         in_frame: false,
     };
     let catalog = shared
