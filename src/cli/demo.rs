@@ -83,6 +83,8 @@ async fn bind(
     db: &DevDb,
     policy: &Path,
 ) -> anyhow::Result<Server> {
+    let key_file = policy.parent().unwrap_or(policy).join("pseudonym.key");
+    std::fs::write(&key_file, hex::encode(rand::random::<[u8; 32]>()))?;
     let config = |listen: SocketAddr, admin: SocketAddr| {
         Config::load(&ConfigArgs {
             listen: Some(listen.to_string()),
@@ -90,6 +92,7 @@ async fn bind(
             upstream: Some(format!("{}:{}", db.host(), db.port())),
             policy: Some(policy.display().to_string()),
             audit_path: Some(audit_log(policy).display().to_string()),
+            pseudonym_key_file: Some(key_file.display().to_string()),
             ..ConfigArgs::default()
         })
     };
@@ -143,6 +146,12 @@ As the developer role, the session is guarded:
     \copy users TO STDOUT                                    -- blocked: bulk export
     SELECT * FROM identity_documents;                        -- blocked: forbidden table
     SET ROLE app_prod;                                       -- blocked: identity change
+
+As the tester role, personal data is pseudonymized in flight:
+  PGPASSWORD=qa-secret psql "host={host} port={port} user=qa_bob dbname={DEMO_DATABASE}"
+    SELECT id, email, full_name, birth_date, phone FROM users ORDER BY id LIMIT 5;
+    SELECT lower(email) FROM users LIMIT 3;                  -- computed: pseudonymized whole
+    \copy users TO STDOUT WITH (FORMAT csv, HEADER)          -- a realistic, harmless copy
 
 See why, without running anything:
   copyguard explain --policy {policy} --role dev_alice \

@@ -60,5 +60,7 @@ ANALYZE;
 
 CREATE ROLE app_prod LOGIN PASSWORD 'prod-secret';
 CREATE ROLE dev_alice LOGIN PASSWORD 'dev-secret';
+CREATE ROLE qa_bob LOGIN PASSWORD 'qa-secret';
+GRANT SELECT ON ALL TABLES IN SCHEMA public TO qa_bob;
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO app_prod, dev_alice;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO app_prod, dev_alice;

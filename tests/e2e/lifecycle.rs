@@ -333,6 +333,25 @@ fn demo_starts_serves_and_cleans_up() {
             .unwrap();
         assert_eq!(text(&out).0.trim(), "1000", "{user}: {:?}", text(&out));
     }
+    assert!(printed.contains("user=qa_bob"));
+    let out = client("psql")
+        .env("PGPASSWORD", "qa-secret")
+        .args([
+            "-X",
+            "-At",
+            "-d",
+            &conninfo(port, "qa_bob", "shop", ""),
+            "-c",
+        ])
+        .arg("SELECT email FROM users ORDER BY id LIMIT 3")
+        .output()
+        .unwrap();
+    let emails = text(&out).0;
+    assert_eq!(emails.lines().count(), 3, "{:?}", text(&out));
+    assert!(
+        emails.lines().all(|e| e.ends_with("@example.invalid")),
+        "the tester gets stand-ins: {emails}"
+    );
     signal(child.id(), libc::SIGINT);
     let status = wait_exit(&mut child, Duration::from_secs(60));
     assert!(status.success(), "{status:?}");

@@ -16,10 +16,13 @@ fn demo_policy_loads_and_classifies_the_demo_schema() {
     assert_eq!(dev.limits.max_rows_per_statement, 20);
     assert_eq!(dev.limits.max_bytes_per_statement, 64 * 1024);
     assert_eq!(dev.limits.window, Duration::from_secs(3600));
+    let qa = p.classify_role("qa_bob");
+    assert_eq!(qa.name, "testers");
+    assert!(qa.limits.pseudonymizes("email") && !qa.limits.pseudonymizes("national_id"));
     assert_eq!(
         p.summary(),
         PolicySummary {
-            classes: 3,
+            classes: 4,
             classified_columns: 4,
             classified_tables: 0,
             forbidden_tables: 1,
