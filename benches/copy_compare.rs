@@ -10,17 +10,17 @@
 //! medians across rounds. Everything started here is stopped on the way
 //! out: copyguard is shut down and the throwaway cluster removed.
 
-use std::net::SocketAddr;
-use std::path::Path;
 use std::process::ExitCode;
-use std::thread::{self, JoinHandle};
 use std::time::Instant;
 
 use anyhow::{anyhow, Context, Result};
 use copyguard::config::{Config, ConfigArgs};
 use copyguard::devdb::{DevDb, DevDbOptions};
-use copyguard::proxy::Server;
 use futures_util::StreamExt;
+
+#[path = "support/proxy.rs"]
+mod proxy;
+use proxy::Proxy;
 
 const DATABASE: &str = "copybench";
 const GUARDED_USER: &str = "bench_tester";
@@ -102,7 +102,21 @@ fn run() -> Result<()> {
     std::fs::write(policy.join("bench.toml"), POLICY)?;
     let key = work.path().join("pseudonym.key");
     std::fs::write(&key, "5f".repeat(32))?;
-    let proxy = Proxy::start(db.host(), db.port(), &policy, &key, work.path())?;
+    let proxy = Proxy::start(Config::load(&ConfigArgs {
+        listen: Some("127.0.0.1:0".into()),
+        upstream: Some(format!("{}:{}", db.host(), db.port())),
+        policy: Some(policy.display().to_string()),
+        pseudonym_key_file: Some(key.display().to_string()),
+        audit_path: Some(
+            work.path()
+                .join("audit")
+                .join("audit.log")
+                .display()
+                .to_string(),
+        ),
+        shutdown_timeout: Some("5s".into()),
+        ..ConfigArgs::default()
+    })?)?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -181,82 +195,4 @@ async fn copy(conninfo: &str, format: &str) -> Result<(u64, f64)> {
         bytes += chunk.context("COPY data")?.len() as u64;
     }
     Ok((bytes, started.elapsed().as_secs_f64()))
-}
-
-/// copyguard in-process, on its own runtime thread.
-struct Proxy {
-    addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Proxy {
-    fn start(host: &str, port: u16, policy: &Path, key: &Path, work: &Path) -> Result<Proxy> {
-        let config = Config::load(&ConfigArgs {
-            listen: Some("127.0.0.1:0".into()),
-            upstream: Some(format!("{host}:{port}")),
-            policy: Some(policy.display().to_string()),
-            pseudonym_key_file: Some(key.display().to_string()),
-            audit_path: Some(work.join("audit").join("audit.log").display().to_string()),
-            shutdown_timeout: Some("5s".into()),
-            ..ConfigArgs::default()
-        })?;
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let thread = thread::Builder::new()
-            .name("copyguard".into())
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_multi_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(anyhow!("building a runtime: {e}")));
-                        return;
-                    }
-                };
-                rt.block_on(async move {
-                    let server = match Server::bind(config).await {
-                        Ok(server) => server,
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e.into()));
-                            return;
-                        }
-                    };
-                    let _ = ready_tx.send(Ok(server.local_addr()));
-                    server
-                        .run(async {
-                            let _ = stop_rx.await;
-                        })
-                        .await;
-                });
-            })
-            .context("spawning the copyguard thread")?;
-        let addr = ready_rx
-            .recv()
-            .map_err(|_| anyhow!("copyguard thread ended before serving"))?
-            .context("starting copyguard")?;
-        println!("copyguard (in-process) on {addr}");
-        Ok(Proxy {
-            addr,
-            stop: Some(stop_tx),
-            thread: Some(thread),
-        })
-    }
-
-    fn port(&self) -> u16 {
-        self.addr.port()
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
 }

@@ -26,7 +26,10 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use copyguard::config::{Config, ConfigArgs};
 use copyguard::devdb::{DevDb, DevDbOptions};
-use copyguard::proxy::Server;
+
+#[path = "support/proxy.rs"]
+mod proxy;
+use proxy::Proxy;
 
 const DATABASE: &str = "bench";
 const SCALE: u32 = 10;
@@ -119,7 +122,20 @@ fn run() -> Result<()> {
     let policy = work.path().join("policy");
     std::fs::create_dir_all(&policy)?;
     std::fs::write(policy.join("bench.toml"), POLICY)?;
-    let proxy = Proxy::start(db.host(), db.port(), &policy)?;
+    let proxy = Proxy::start(Config::load(&ConfigArgs {
+        listen: Some("127.0.0.1:0".into()),
+        upstream: Some(format!("{}:{}", db.host(), db.port())),
+        policy: Some(policy.display().to_string()),
+        audit_path: Some(
+            work.path()
+                .join("audit")
+                .join("audit.log")
+                .display()
+                .to_string(),
+        ),
+        shutdown_timeout: Some("5s".into()),
+        ..ConfigArgs::default()
+    })?)?;
     let bouncer = match PgBouncer::start(work.path(), db.port()) {
         Ok(bouncer) => {
             println!("{} on 127.0.0.1:{}", bouncer.version, bouncer.port);
@@ -353,86 +369,6 @@ fn describe(cmd: &Command) -> String {
         .map(|a| a.to_string_lossy())
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// copyguard serving in-process on a runtime thread of its own.
-struct Proxy {
-    addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Proxy {
-    fn start(host: &str, port: u16, policy: &Path) -> Result<Proxy> {
-        let config = Config::load(&ConfigArgs {
-            listen: Some("127.0.0.1:0".into()),
-            upstream: Some(format!("{host}:{port}")),
-            policy: Some(policy.display().to_string()),
-            audit_path: policy
-                .parent()
-                .map(|work| work.join("audit").join("audit.log").display().to_string()),
-            shutdown_timeout: Some("5s".into()),
-            ..ConfigArgs::default()
-        })?;
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let thread = thread::Builder::new()
-            .name("copyguard".into())
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_multi_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(anyhow!("building a runtime: {e}")));
-                        return;
-                    }
-                };
-                rt.block_on(async move {
-                    let server = match Server::bind(config).await {
-                        Ok(server) => server,
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e.into()));
-                            return;
-                        }
-                    };
-                    let _ = ready_tx.send(Ok(server.local_addr()));
-                    server
-                        .run(async {
-                            let _ = stop_rx.await;
-                        })
-                        .await;
-                });
-            })
-            .context("spawning the copyguard thread")?;
-        let mut proxy = Proxy {
-            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-            stop: Some(stop_tx),
-            thread: Some(thread),
-        };
-        proxy.addr = ready_rx
-            .recv()
-            .map_err(|_| anyhow!("copyguard thread ended before serving"))?
-            .context("starting copyguard")?;
-        println!("copyguard (in-process) on {}", proxy.addr);
-        Ok(proxy)
-    }
-
-    fn port(&self) -> u16 {
-        self.addr.port()
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
 }
 
 /// pgbouncer in session mode in front of the cluster, run as a child

@@ -472,13 +472,7 @@ impl Check<'_> {
         let StatementKind::CopyTo { .. } = kind else {
             return Ok(());
         };
-        let raw = self
-            .facts
-            .outputs
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| plan.get(*i).is_none_or(Option::is_none))
-            .find_map(|(_, o)| o.lineage.iter().find(|c| outputs.contains(c)));
+        let raw = self.first_raw_classified(outputs, plan);
         let Some(col) = outputs
             .iter()
             .next()
@@ -558,14 +552,7 @@ impl Check<'_> {
         outputs: &BTreeSet<ColumnId>,
         plan: &[Option<OutputPseudonym>],
     ) -> Result<(), Block> {
-        let raw = self
-            .facts
-            .outputs
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| plan.get(*i).is_none_or(Option::is_none))
-            .any(|(_, o)| o.lineage.iter().any(|c| outputs.contains(c)));
-        if !raw {
+        if self.first_raw_classified(outputs, plan).is_none() {
             return Ok(());
         }
         let Some(f) = self.facts.functions.iter().find(|f| {
@@ -581,6 +568,21 @@ impl Check<'_> {
                 f.name
             ),
         ))
+    }
+
+    /// The first classified column an output returns as it is (not
+    /// pseudonymized).
+    fn first_raw_classified<'c>(
+        &self,
+        outputs: &'c BTreeSet<ColumnId>,
+        plan: &[Option<OutputPseudonym>],
+    ) -> Option<&'c ColumnId> {
+        self.facts
+            .outputs
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| plan.get(*i).is_none_or(Option::is_none))
+            .find_map(|(_, o)| outputs.iter().find(|c| o.lineage.contains(c)))
     }
 
     /// Classified base columns in the output lineage.

@@ -116,6 +116,15 @@ async fn copy_out(c: &Client, sql: &str) -> Vec<u8> {
     out
 }
 
+#[track_caller]
+fn assert_refused_by(e: &tokio_postgres::Error, rule: &str) {
+    let message = e.as_db_error().map(|d| d.message().to_owned());
+    assert!(
+        message.as_deref().is_some_and(|m| m.contains(rule)),
+        "expected rule {rule}: {message:?}"
+    );
+}
+
 const USERS_SQL: &str = "SELECT id, email, full_name, birth_date, phone, ssn, country FROM users ORDER BY country, score, email";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -205,13 +214,7 @@ async fn rows_are_pseudonymized_deterministically_in_text_and_binary() {
         .simple_query("SELECT lower(email) FROM users")
         .await
         .expect_err("derived from a pseudonymized column");
-    let message = e.as_db_error().map(|d| d.message().to_owned());
-    assert!(
-        message
-            .as_deref()
-            .is_some_and(|m| m.contains("pseudonym.derived")),
-        "{message:?}"
-    );
+    assert_refused_by(&e, "pseudonym.derived");
 
     drop(dev);
     drop(again);
@@ -322,13 +325,7 @@ async fn copies_in_every_format_load_into_a_fresh_database_with_constraints() {
         .simple_query("COPY (SELECT upper(full_name) FROM users) TO STDOUT")
         .await
         .expect_err("COPY of a derived value");
-    let message = refused.as_db_error().map(|d| d.message().to_owned());
-    assert!(
-        message
-            .as_deref()
-            .is_some_and(|m| m.contains("pseudonym.derived")),
-        "{message:?}"
-    );
+    assert_refused_by(&refused, "pseudonym.derived");
     drop(dev);
     if let Some(leak) = find_leak(&tap.received(), secrets()) {
         panic!("LEAK: {leak}");
