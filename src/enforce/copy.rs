@@ -392,14 +392,7 @@ impl Work {
         loop {
             let end = text_field_end(body, at, delim);
             let raw = &body[at..end];
-            let column = self
-                .plan
-                .columns
-                .get(fields)
-                .ok_or(RewriteError::ColumnCount {
-                    got: fields + 1,
-                    expected: self.plan.len(),
-                })?;
+            let column = self.plan.column(fields)?;
             match column {
                 None => out.extend_from_slice(raw),
                 Some(c) => {
@@ -454,14 +447,7 @@ impl Work {
         loop {
             let (end, quoted) = opts.field_end(body, at)?;
             let raw = &body[at..end];
-            let column = self
-                .plan
-                .columns
-                .get(fields)
-                .ok_or(RewriteError::ColumnCount {
-                    got: fields + 1,
-                    expected: self.plan.len(),
-                })?;
+            let column = self.plan.column(fields)?;
             match column {
                 None => out.extend_from_slice(raw),
                 Some(c) => {

@@ -57,6 +57,18 @@ impl ColumnPlan {
         self.columns.len()
     }
 
+    /// Column `i` of a row being read; an error when the row has more
+    /// columns than the plan.
+    pub fn column(&self, i: usize) -> Result<Option<&PlannedColumn>, RewriteError> {
+        self.columns
+            .get(i)
+            .map(Option::as_ref)
+            .ok_or(RewriteError::ColumnCount {
+                got: i + 1,
+                expected: self.columns.len(),
+            })
+    }
+
     /// Whether the plan has no columns.
     pub fn is_empty(&self) -> bool {
         self.columns.is_empty()
