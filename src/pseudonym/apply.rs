@@ -65,19 +65,19 @@ pub(crate) fn inverse(
 /// Whether `t` is a permutation on values of type `ty`.
 pub(crate) fn is_bijective(t: &Transform, ty: ColumnType) -> bool {
     match ty.kind() {
-        Kind::Int(_) | Kind::Numeric => {
-            matches!(
-                t,
-                Transform::Bijection | Transform::Token | Transform::Phone
-            )
-        }
+        Kind::Int(_) | Kind::Numeric | Kind::Text => permutes(t),
         Kind::Uuid => matches!(t, Transform::Bijection | Transform::Token),
-        Kind::Text => matches!(
-            t,
-            Transform::Bijection | Transform::Token | Transform::Phone
-        ),
         _ => false,
     }
+}
+
+/// The transforms that replace integers, numerics and text by a keyed
+/// permutation of them.
+fn permutes(t: &Transform) -> bool {
+    matches!(
+        t,
+        Transform::Bijection | Transform::Token | Transform::Phone
+    )
 }
 
 fn int(
@@ -89,10 +89,7 @@ fn int(
     dir: Dir,
     out: &mut Vec<u8>,
 ) -> Option<()> {
-    if !matches!(
-        t,
-        Transform::Bijection | Transform::Token | Transform::Phone
-    ) {
+    if !permutes(t) {
         return None;
     }
     let x = match fmt {
@@ -122,10 +119,7 @@ fn numeric(
     dir: Dir,
     out: &mut Vec<u8>,
 ) -> Option<()> {
-    if !matches!(
-        t,
-        Transform::Bijection | Transform::Token | Transform::Phone
-    ) {
+    if !permutes(t) {
         return None;
     }
     let n = match fmt {
