@@ -248,34 +248,16 @@ async fn an_unwritable_block_log_refuses_guarded_statements_until_it_recovers() 
 async fn a_sigkill_loses_no_verdict_a_client_saw() {
     fixture();
     let log = audit_path();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let db = &cluster().db;
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--policy",
-        ])
-        .arg(locked_policy())
-        .args(["--upstream", &format!("{}:{}", db.host(), db.port())])
+    let (mut serve, port) = serve_command(&locked_policy());
+    let mut child = serve
         .args(["--audit-flush", "50ms"])
         .arg("--audit-path")
         .arg(&log)
-        .env_clear()
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("start copyguard serve");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "serve did not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_listening(port);
     let client = dev(port).await;
     let mut seen = 0;
     for i in 0..40 {

@@ -380,37 +380,18 @@ fn policy_text(dir: &std::path::Path) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_the_policy_for_open_sessions_and_refuses_invalid_ones() {
-    use std::process::{Command, Stdio};
+    use std::process::Stdio;
     fixture();
     let locked = policy_text(&locked_policy());
     let limited = policy_text(&limited_policy(5, 100, 1000));
     let dir = policy_dir(&locked);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let db = &cluster().db;
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--policy",
-        ])
-        .arg(&dir)
-        .args(["--upstream", &format!("{}:{}", db.host(), db.port())])
-        .env_clear()
-        .env("COPYGUARD_AUDIT_PATH", audit_path())
+    let (mut serve, port) = serve_command(&dir);
+    let mut child = serve
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(std::time::Instant::now() < deadline, "serve did not listen");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_listening(port);
     let hup = |pid: u32| assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGHUP) }, 0);
     let dev = connect_to(port, DEV).await;
     let one = "SELECT email FROM users WHERE id = 1";

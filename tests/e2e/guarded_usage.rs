@@ -955,24 +955,9 @@ struct Serve {
 
 impl Serve {
     fn start(dir: &std::path::Path) -> Serve {
-        let db = &cluster().db;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut child = Command::new(BIN)
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--policy",
-            ])
-            .arg(dir)
-            .args(["--upstream", &format!("{}:{}", db.host(), db.port())])
+        let (mut serve, port) = serve_command(dir);
+        let mut child = serve
             .args(["--log-format", "json", "--shutdown-timeout", "2s"])
-            .env_clear()
-            .env("COPYGUARD_AUDIT_PATH", audit_path())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -991,11 +976,7 @@ impl Serve {
                     .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "serve did not listen");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_listening(port);
         Serve { child, port, log }
     }
 
