@@ -1002,6 +1002,20 @@ mod tests {
         assert_eq!(run(&CopyFormat::text(), &plan, &[input]).unwrap(), input);
     }
 
+    /// `input` cut at the positions `cuts` pick.
+    fn split_at<'a>(input: &'a [u8], cuts: &[prop::sample::Index]) -> Vec<&'a [u8]> {
+        let mut at: Vec<usize> = cuts.iter().map(|c| c.index(input.len() + 1)).collect();
+        at.sort_unstable();
+        let mut chunks = Vec::new();
+        let mut prev = 0;
+        for c in at {
+            chunks.push(&input[prev..c]);
+            prev = c;
+        }
+        chunks.push(&input[prev..]);
+        chunks
+    }
+
     proptest! {
         #[test]
         fn find2_finds_the_first(hay in proptest::collection::vec(any::<u8>(), 0..40), a in any::<u8>(), b in any::<u8>()) {
@@ -1073,15 +1087,7 @@ mod tests {
                 field(a, &mut expected);
                 expected.extend_from_slice(b",k\n");
             }
-            let mut at: Vec<usize> = cuts.iter().map(|c| c.index(input.len() + 1)).collect();
-            at.sort_unstable();
-            let mut chunks = Vec::new();
-            let mut prev = 0;
-            for c in at {
-                chunks.push(&input[prev..c]);
-                prev = c;
-            }
-            chunks.push(&input[prev..]);
+            let chunks = split_at(&input, &cuts);
             let plan = ColumnPlan::new(vec![None, col(constant("k"), oid::TEXT)]);
             prop_assert_eq!(run(&format, &plan, &chunks).unwrap(), expected);
         }
@@ -1100,15 +1106,7 @@ mod tests {
                 text_escape(a, b'\t', &mut expected);
                 expected.extend_from_slice(b"\tk\n");
             }
-            let mut at: Vec<usize> = cuts.iter().map(|c| c.index(input.len() + 1)).collect();
-            at.sort_unstable();
-            let mut chunks = Vec::new();
-            let mut prev = 0;
-            for c in at {
-                chunks.push(&input[prev..c]);
-                prev = c;
-            }
-            chunks.push(&input[prev..]);
+            let chunks = split_at(&input, &cuts);
             let plan = ColumnPlan::new(vec![None, col(constant("k"), oid::TEXT)]);
             prop_assert_eq!(run(&CopyFormat::text(), &plan, &chunks).unwrap(), expected);
         }
