@@ -9,24 +9,12 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokio_postgres::Client;
 
 use crate::guard_fixture::*;
 use crate::support::*;
 use crate::tap::find_leak;
 
 const BIN: &str = env!("CARGO_BIN_EXE_copyguard");
-
-async fn dev(port: u16) -> Client {
-    let (client, connection) = tokio_postgres::connect(
-        &conninfo(port, DEV, DB, &format!("password={PASSWORD}")),
-        tokio_postgres::NoTls,
-    )
-    .await
-    .expect("connect as the guarded role");
-    tokio::spawn(connection);
-    client
-}
 
 /// A guarded proxy under `policy` writing its block log to `log`.
 fn proxy_logging_to(policy: PathBuf, log: &Path) -> TestProxy {
@@ -79,7 +67,7 @@ fn verify(log: &Path, extra: &[&str]) -> std::process::Output {
 async fn verdicts_are_recorded_without_literals_and_the_log_verifies() {
     let log = audit_path();
     let proxy = proxy_logging_to(limited_policy(5, 100, 1000), &log);
-    let client = dev(proxy.port()).await;
+    let client = connect_to(proxy.port(), DEV).await;
     let literals = [
         "zq0007.leak@victim.example",
         "Quenby Zorblatt0003",
@@ -178,7 +166,7 @@ async fn an_unwritable_block_log_refuses_guarded_statements_until_it_recovers() 
     let dir = log.parent().unwrap().to_owned();
     let proxy = proxy_logging_to(locked_policy(), &log);
     let admin = proxy.admin.expect("admin address");
-    let client = dev(proxy.port()).await;
+    let client = connect_to(proxy.port(), DEV).await;
     client
         .simple_query("SELECT count(*) FROM orders")
         .await
@@ -258,7 +246,7 @@ async fn a_sigkill_loses_no_verdict_a_client_saw() {
         .spawn()
         .expect("start copyguard serve");
     wait_listening(port);
-    let client = dev(port).await;
+    let client = connect_to(port, DEV).await;
     let mut seen = 0;
     for i in 0..40 {
         let sql = format!("SELECT doc_number FROM identity_documents WHERE id = {i}");

@@ -194,3 +194,8 @@ pub fn guarded_proxy(policy: PathBuf) -> TestProxy {
     args.policy = Some(policy.display().to_string());
     TestProxy::start(args)
 }
+
+/// A session of `user` on the fixture database through `port`.
+pub async fn connect_to(port: u16, user: &str) -> tokio_postgres::Client {
+    connect(port, user, DB).await
+}

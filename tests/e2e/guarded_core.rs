@@ -117,14 +117,6 @@ fn dsn(port: u16, user: &str) -> String {
     conninfo(port, user, DB, &format!("password={PASSWORD}"))
 }
 
-async fn connect_to(port: u16, user: &str) -> Client {
-    let (client, connection) = tokio_postgres::connect(&dsn(port, user), tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(connection);
-    client
-}
-
 /// Rows of a simple-query run as text, or the SQLSTATE of its error.
 async fn run(client: &Client, sql: &str) -> Result<Vec<Vec<Option<String>>>, String> {
     match client.simple_query(sql).await {

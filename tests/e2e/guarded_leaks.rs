@@ -372,14 +372,6 @@ fn dsn(port: u16, user: &str) -> String {
     conninfo(port, user, DB, &format!("password={PASSWORD}"))
 }
 
-async fn connect_to(port: u16, user: &str) -> Client {
-    let (client, connection) = tokio_postgres::connect(&dsn(port, user), tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(connection);
-    client
-}
-
 const WITHHELD: &str = "statement failed with SQLSTATE";
 
 /// A guarded session's attempts, judged as they go.

@@ -30,18 +30,6 @@ const BIN: &str = env!("CARGO_BIN_EXE_copyguard");
 // ---------------------------------------------------------------------------
 // Clients and results
 
-fn dsn(port: u16, user: &str) -> String {
-    conninfo(port, user, DB, &format!("password={PASSWORD}"))
-}
-
-async fn connect_to(port: u16, user: &str) -> Client {
-    let (client, connection) = tokio_postgres::connect(&dsn(port, user), tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(connection);
-    client
-}
-
 /// A production session straight to the cluster: the reference.
 async fn direct() -> Client {
     connect_to(cluster().db.port(), PROD).await

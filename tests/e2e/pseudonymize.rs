@@ -78,17 +78,6 @@ fn pseudonymizing_proxy() -> TestProxy {
     TestProxy::start(args)
 }
 
-async fn connect_to(port: u16, user: &str) -> Client {
-    let (client, connection) = tokio_postgres::connect(
-        &conninfo(port, user, DB, &format!("password={PASSWORD}")),
-        tokio_postgres::NoTls,
-    )
-    .await
-    .expect("connect");
-    tokio::spawn(connection);
-    client
-}
-
 async fn text_rows(c: &Client, sql: &str) -> Vec<Vec<Option<String>>> {
     c.simple_query(sql)
         .await
