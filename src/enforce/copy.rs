@@ -325,12 +325,7 @@ impl CopyRewriter {
                     }
                     let count = usize::try_from(count)
                         .map_err(|_| RewriteError::MalformedCopy("negative field count"))?;
-                    if count != self.work.plan.len() {
-                        return Err(RewriteError::ColumnCount {
-                            got: count,
-                            expected: self.work.plan.len(),
-                        });
-                    }
+                    self.work.plan.check_count(count)?;
                     let Some(len) = binary_tuple_len(rest, count)? else {
                         return Ok(at);
                     };
@@ -424,12 +419,7 @@ impl Work {
             out.push(delim);
             at = end + 1;
         }
-        if fields != self.plan.len() {
-            return Err(RewriteError::ColumnCount {
-                got: fields,
-                expected: self.plan.len(),
-            });
-        }
+        self.plan.check_count(fields)?;
         out.push(b'\n');
         Ok(())
     }
@@ -488,12 +478,7 @@ impl Work {
             out.push(opts.delimiter);
             at = end + 1;
         }
-        if fields != self.plan.len() {
-            return Err(RewriteError::ColumnCount {
-                got: fields,
-                expected: self.plan.len(),
-            });
-        }
+        self.plan.check_count(fields)?;
         out.push(b'\n');
         Ok(())
     }

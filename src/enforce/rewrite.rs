@@ -69,6 +69,18 @@ impl ColumnPlan {
             })
     }
 
+    /// Checks that a row had as many columns as the plan.
+    pub fn check_count(&self, got: usize) -> Result<(), RewriteError> {
+        if got == self.columns.len() {
+            Ok(())
+        } else {
+            Err(RewriteError::ColumnCount {
+                got,
+                expected: self.columns.len(),
+            })
+        }
+    }
+
     /// Whether the plan has no columns.
     pub fn is_empty(&self) -> bool {
         self.columns.is_empty()
@@ -146,12 +158,7 @@ fn rewrite(
     let count = i16::from_be_bytes([frame[5], frame[6]]);
     let count =
         usize::try_from(count).map_err(|_| RewriteError::MalformedRow("negative column count"))?;
-    if count != plan.len() {
-        return Err(RewriteError::ColumnCount {
-            got: count,
-            expected: plan.len(),
-        });
-    }
+    plan.check_count(count)?;
     if plan.is_passthrough() {
         let mut at = 7;
         for _ in 0..count {
