@@ -200,7 +200,7 @@ async fn establish(
 /// Phase 3: relay until either side closes or shutdown forces an end:
 /// production roles through the raw relay, every other role through the
 /// guarded relay.
-async fn relay(shared: &Arc<Shared>, client: Conn<Stream>, session: Established) {
+async fn relay(shared: &Arc<Shared>, mut client: Conn<Stream>, session: Established) {
     let Established {
         info,
         class,
@@ -221,7 +221,6 @@ async fn relay(shared: &Arc<Shared>, client: Conn<Stream>, session: Established)
     );
     let since = Instant::now();
     let fields = audit::session_fields(&info, &class);
-    let mut client = client;
     if guarded {
         if let Err(e) = shared.audit.record(Event::session_start(&fields)).await {
             warn!(error = %e, "guarded session refused: the block log cannot be written");

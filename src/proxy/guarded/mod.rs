@@ -17,7 +17,7 @@ use super::cancel::UpstreamKey;
 use super::relay::RelayEnd;
 use super::{audit, SessionError, SessionInfo, Shared};
 use crate::analysis::StatementFacts;
-use crate::audit::{Event, SessionFields, SessionTotals, Verdict};
+use crate::audit::{Event, SessionFields, SessionTotals, StatementEvent, Verdict};
 use crate::catalog::Catalog;
 use crate::enforce::block_error;
 use crate::policy::{Allowance, Block, RoleClass};
@@ -70,14 +70,9 @@ impl Guard<'_> {
             ev.rows = Some(rows);
             ev.bytes = Some(bytes);
         }
-        match self
-            .shared
-            .audit
-            .record(Event::verdict(&self.session, ev))
-            .await
-        {
-            Ok(_) => block_error(b),
-            Err(e) => audit::unavailable(&e),
+        match self.record(ev).await {
+            Ok(()) => block_error(b),
+            Err(e) => e,
         }
     }
 
@@ -101,6 +96,12 @@ impl Guard<'_> {
             None => Verdict::Allowed,
         };
         let ev = audit::statement_event(sql, verdict, None, Some((facts, allowance, catalog)));
+        self.record(ev).await
+    }
+
+    /// Writes a verdict to the block log; the error the client gets when
+    /// it cannot be written.
+    async fn record(&self, ev: StatementEvent) -> Result<(), ErrorFields> {
         self.shared
             .audit
             .record(Event::verdict(&self.session, ev))
