@@ -1,7 +1,7 @@
 //! Email stand-ins: `given.token@domain`, where the token is 12 base32
-//! characters (60 bits) of HMAC-SHA-256 of the whole address, so distinct
-//! addresses keep distinct stand-ins (a collision needs about a billion
-//! addresses). The domain is a reserved one; nothing of the real address
+//! characters (60 bits) of the keyed PRF (AES-CMAC) of the whole address,
+//! so distinct addresses keep distinct stand-ins (a collision needs about
+//! a billion addresses). The domain is a reserved one; nothing of the real address
 //! survives.
 
 use super::keyed::Prf;
@@ -24,7 +24,7 @@ pub(crate) fn write(
     out: &mut Vec<u8>,
 ) -> Option<()> {
     let tag = prf.tag(b'e', value);
-    let given = words::given_name(&tag, 30);
+    let given = words::given_name(&tag, 8);
     let full = given.len() + 1 + TOKEN + 1 + domain.len();
     let (name, token) = if limit.fits_ascii(full) {
         (true, TOKEN)

@@ -1,40 +1,110 @@
-//! Keyed primitives with their key schedules prepared once: HMAC-SHA-256
-//! with the inner and outer states precomputed, and the set of per-purpose
-//! subkeys a [`Pseudonymizer`](super::Pseudonymizer) works with.
+//! Keyed primitives with their key schedules prepared once: AES-CMAC
+//! (NIST SP 800-38B) as the PRF behind tokens, words and tweaks, and the
+//! set of per-purpose subkeys a [`Pseudonymizer`](super::Pseudonymizer)
+//! works with.
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use aes::cipher::KeyInit;
 use aes::{Aes128, Aes128Enc};
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use cmac::{Cmac, Mac};
 
 use super::key::{subkey, Key};
 use super::permute::Permuter;
 
-/// HMAC-SHA-256 under one subkey. Cloning the prepared state per message
-/// skips the key setup: a short message costs two SHA-256 compressions.
-#[derive(Clone)]
-pub(crate) struct Prf(Hmac<Sha256>);
+/// A PRF output: one AES block.
+pub(crate) type Tag = [u8; 16];
+
+/// Prepared CMAC states a thread keeps, by PRF id.
+const THREAD_CACHE: usize = 8;
+
+/// A thread's prepared state of one PRF, and the last input it tagged
+/// through [`Prf::tag_repeated`].
+struct Prepared {
+    id: u64,
+    mac: Cmac<Aes128Enc>,
+    last: Option<(u8, Vec<u8>, Tag)>,
+}
+
+thread_local! {
+    static MACS: RefCell<Vec<Prepared>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Ids telling PRFs apart in the thread caches.
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+/// AES-128-CMAC under one subkey. Each thread keeps its own prepared state
+/// (key schedule and CMAC subkeys) per PRF and resets it per message, so a
+/// tag costs one AES block per 16 bytes of input and no copy of the state:
+/// with AES-NI several times cheaper than HMAC-SHA-256 on the short values
+/// pseudonymized row by row.
+pub(crate) struct Prf {
+    id: u64,
+    mac: Cmac<Aes128Enc>,
+}
 
 impl Prf {
+    /// Keyed with the first 16 bytes of a 32-byte subkey.
     pub(crate) fn new(key: &[u8; 32]) -> Prf {
-        Prf(<Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC accepts 32-byte keys"))
+        Prf {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            mac: <Cmac<Aes128Enc> as KeyInit>::new(&first16(key).into()),
+        }
     }
 
     /// The tag of `domain` (a one-byte label separating uses of this key)
     /// followed by `data`.
-    pub(crate) fn tag(&self, domain: u8, data: &[u8]) -> [u8; 32] {
-        let mut mac = self.0.clone();
-        mac.update(&[domain]);
-        mac.update(data);
-        mac.finalize().into_bytes().into()
+    pub(crate) fn tag(&self, domain: u8, data: &[u8]) -> Tag {
+        self.with(|p| compute(&mut p.mac, domain, data))
     }
 
-    /// A fresh HMAC state for messages fed in pieces.
-    pub(crate) fn start(&self, domain: u8) -> Hmac<Sha256> {
-        let mut mac = self.0.clone();
-        mac.update(&[domain]);
-        mac
+    /// [`tag`](Self::tag) for inputs that mostly repeat (the layout of a
+    /// column's values): the thread remembers the last one.
+    pub(crate) fn tag_repeated(&self, domain: u8, data: &[u8]) -> Tag {
+        self.with(|p| match &mut p.last {
+            Some((d, last, tag)) if *d == domain && last == data => *tag,
+            last => {
+                let tag = compute(&mut p.mac, domain, data);
+                let (d, buf, t) = last.get_or_insert_with(|| (domain, Vec::new(), tag));
+                *d = domain;
+                buf.clear();
+                buf.extend_from_slice(data);
+                *t = tag;
+                tag
+            }
+        })
     }
+
+    /// Runs `f` on this thread's prepared state of this PRF.
+    fn with<R>(&self, f: impl FnOnce(&mut Prepared) -> R) -> R {
+        MACS.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            let at = match cache.iter().position(|p| p.id == self.id) {
+                Some(at) => at,
+                None => {
+                    if cache.len() == THREAD_CACHE {
+                        cache.remove(0);
+                    }
+                    cache.push(Prepared {
+                        id: self.id,
+                        mac: self.mac.clone(),
+                        last: None,
+                    });
+                    cache.len() - 1
+                }
+            };
+            f(&mut cache[at])
+        })
+    }
+}
+
+/// CMAC of `domain || data` with a prepared state, left ready for reuse.
+fn compute(mac: &mut Cmac<Aes128Enc>, domain: u8, data: &[u8]) -> Tag {
+    Mac::reset(mac);
+    Mac::update(mac, &[domain]);
+    Mac::update(mac, data);
+    mac.finalize_reset().into_bytes().into()
 }
 
 /// Every subkey, derived once per key.
@@ -74,4 +144,37 @@ fn first16(k: &[u8; 32]) -> [u8; 16] {
     let mut out = [0; 16];
     out.copy_from_slice(&k[..16]);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 4493 example 2: the domain byte is the message's first byte.
+    #[test]
+    fn is_aes_cmac() {
+        let mut key = [0u8; 32];
+        key[..16].copy_from_slice(&hex::decode("2b7e151628aed2a6abf7158809cf4f3c").unwrap());
+        let msg = hex::decode("6bc1bee22e409f96e93d7e117393172a").unwrap();
+        let tag = Prf::new(&key).tag(msg[0], &msg[1..]);
+        assert_eq!(hex::encode(tag), "070a16b46b4d4144f79bdd9dd04a287c");
+    }
+
+    #[test]
+    fn remembered_tags_are_the_tags() {
+        let (a, b) = (Prf::new(&[1; 32]), Prf::new(&[2; 32]));
+        let inputs: [(u8, &[u8]); 5] = [
+            (b's', b"x"),
+            (b's', b"x"),
+            (b't', b"x"),
+            (b's', b""),
+            (b's', b"x"),
+        ];
+        for (domain, data) in inputs {
+            assert_eq!(a.tag_repeated(domain, data), a.tag(domain, data));
+            assert_eq!(b.tag_repeated(domain, data), b.tag(domain, data));
+            assert_ne!(a.tag(domain, data), b.tag(domain, data));
+        }
+        assert_ne!(a.tag(b's', b"x"), a.tag(b't', b"x"));
+    }
 }

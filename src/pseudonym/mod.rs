@@ -12,7 +12,7 @@
 //!
 //! - `key`: [`Key`] (id + secret, parsed from hex or base64; never shown)
 //!   and subkey derivation (HMAC-SHA-256).
-//! - `keyed`: the prepared per-purpose primitives (HMAC states, AES keys).
+//! - `keyed`: the prepared per-purpose primitives (AES-CMAC PRFs, AES keys).
 //! - `permute`: keyed permutations of `[0, m)`: FF1 (`fpe` crate) with
 //!   cycle-walking, or a rank permutation for small domains.
 //! - `integer`, `shape`, `phone`, `email`, `words`, `dates`, `mask`,

@@ -24,7 +24,7 @@ pub(crate) enum Classes {
 }
 
 const CHUNK: usize = 12;
-/// HMAC domain of skeleton tweaks.
+/// PRF domain of skeleton tweaks.
 const DOMAIN: u8 = b's';
 
 /// Appends the permuted (or, with `forward = false`, un-permuted) form of
@@ -41,29 +41,20 @@ pub(crate) fn permute(
     let start = out.len();
     out.extend_from_slice(s);
     let keep = keep.min(s.len());
-    let mut mac = prf.start(DOMAIN);
-    let mut skel = [0u8; 64];
-    let mut fill = 0;
+    let mut skel = Vec::with_capacity(2 * s.len());
     let mut positions = Vec::with_capacity(s.len());
     for (i, &b) in s.iter().enumerate() {
         let class = if i < keep { None } else { class_of(b, classes) };
-        let bytes: &[u8] = match class {
+        match class {
             Some(c) => {
                 positions.push(start + i);
-                &[0, c.marker()]
+                skel.extend_from_slice(&[0, c.marker()]);
             }
-            None if b == 0 => &[0, 0],
-            None => std::slice::from_ref(&s[i]),
-        };
-        if fill + bytes.len() > skel.len() {
-            hmac::Mac::update(&mut mac, &skel[..fill]);
-            fill = 0;
+            None if b == 0 => skel.extend_from_slice(&[0, 0]),
+            None => skel.push(b),
         }
-        skel[fill..fill + bytes.len()].copy_from_slice(bytes);
-        fill += bytes.len();
     }
-    hmac::Mac::update(&mut mac, &skel[..fill]);
-    let tag = hmac::Mac::finalize(mac).into_bytes();
+    let tag = prf.tag_repeated(DOMAIN, &skel);
     let base = u64::from_be_bytes(tag[..8].try_into().ok()?);
     let n = positions.len();
     let chunks = if n <= CHUNK { 1 } else { n.div_ceil(CHUNK) };

@@ -1,7 +1,7 @@
 //! Plausible words picked by a keyed hash of the real value: person
 //! names, street addresses and filler text. Deterministic, not unique.
 
-use super::keyed::Prf;
+use super::keyed::{Prf, Tag};
 use super::transform::NamePart;
 
 /// Given names (ASCII, several languages).
@@ -132,7 +132,7 @@ const FILLER: &[&str] = &[
 pub(crate) const MAX_FILLER: usize = 2000;
 
 /// Picks `list[n mod len]` from two tag bytes.
-fn pick<'a>(list: &[&'a str], tag: &[u8; 32], at: usize) -> &'a str {
+fn pick<'a>(list: &[&'a str], tag: &Tag, at: usize) -> &'a str {
     let n = usize::from(u16::from_be_bytes([tag[at], tag[at + 1]]));
     list[n % list.len()]
 }
@@ -159,7 +159,7 @@ pub(crate) fn person_name(prf: &Prf, value: &[u8], part: NamePart, out: &mut Vec
 }
 
 /// A lower-case given name, for email local parts.
-pub(crate) fn given_name(tag: &[u8; 32], at: usize) -> &'static str {
+pub(crate) fn given_name(tag: &Tag, at: usize) -> &'static str {
     pick(GIVEN, tag, at)
 }
 
