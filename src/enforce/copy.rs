@@ -102,7 +102,6 @@ pub struct CopyRewriter {
     /// CSV: inside quotes / just after an escape, scanning `pending`.
     in_quote: bool,
     escaped: bool,
-    rows: u64,
 }
 
 /// The plan and the buffers reused for every value.
@@ -137,13 +136,34 @@ impl CopyRewriter {
             pending: Vec::new(),
             in_quote: false,
             escaped: false,
-            rows: 0,
         }
     }
 
-    /// Data rows rewritten so far (header lines not counted).
-    pub fn rows(&self) -> u64 {
-        self.rows
+    /// Whether the stream stands between two rows, past any header and
+    /// before any trailer: where a [`fork`](Self::fork) starts.
+    pub fn at_row_boundary(&self) -> bool {
+        self.stage == Stage::Rows && self.pending.is_empty() && !self.in_quote && !self.escaped
+    }
+
+    /// A rewriter of the same stream standing at a row boundary. Fed the
+    /// bytes that follow a boundary, it gives exactly what this rewriter
+    /// gives once it stands there: later parts of one stream can be
+    /// rewritten on other threads and their outputs joined in order.
+    pub fn fork(&self) -> CopyRewriter {
+        CopyRewriter {
+            format: self.format.clone(),
+            work: Work {
+                plan: self.work.plan.clone(),
+                passthrough: self.work.passthrough,
+                p: Arc::clone(&self.work.p),
+                value: Vec::new(),
+                stand_in: Vec::new(),
+            },
+            stage: Stage::Rows,
+            pending: Vec::new(),
+            in_quote: false,
+            escaped: false,
+        }
     }
 
     /// Feeds one CopyData payload; appends whatever rows it completes,
@@ -242,7 +262,6 @@ impl CopyRewriter {
             out.extend_from_slice(line);
             return Ok(());
         }
-        self.rows += 1;
         if self.work.passthrough {
             out.extend_from_slice(line);
             return Ok(());
@@ -329,7 +348,6 @@ impl CopyRewriter {
                     let Some(len) = binary_tuple_len(rest, count)? else {
                         return Ok(at);
                     };
-                    self.rows += 1;
                     let start = out.len();
                     let r = self.binary_tuple(&rest[..len], out);
                     if r.is_err() {

@@ -115,6 +115,10 @@ pub enum RewriteError {
     /// trailer).
     #[error("COPY data ended in the middle of a row")]
     Truncated,
+    /// The rewriting of part of a COPY stream did not complete (its thread
+    /// failed).
+    #[error("rewriting COPY data failed")]
+    Aborted,
     /// A rewritten row longer than a message can be.
     #[error("a rewritten row exceeds the protocol's message size")]
     TooLarge,

@@ -320,3 +320,50 @@ async fn copies_in_every_format_load_into_a_fresh_database_with_constraints() {
         panic!("LEAK: {leak}");
     }
 }
+
+/// A COPY large enough to be rewritten in parallel batches: every row
+/// arrives, in order, with the stand-ins a plain SELECT gives. Over the
+/// statement's row limit it stops with the refusal, and no raw value got
+/// through before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_copies_are_rewritten_in_parallel_batches_in_order() {
+    let proxy = pseudonymizing_proxy();
+    let tap = Tap::start(proxy.port());
+    let dev = connect_to(tap.port, DEV).await;
+    let plain = text_rows(&dev, "SELECT id, email, phone FROM users ORDER BY id").await;
+    let repeat = 9_000 / USERS;
+    let sql = format!(
+        "COPY (SELECT g, u.id, u.email, u.phone FROM users u, generate_series(1, {repeat}) g
+               ORDER BY g, u.id) TO STDOUT"
+    );
+    let out = String::from_utf8(copy_out(&dev, &sql).await).expect("text COPY");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), repeat * USERS);
+    for (i, line) in lines.iter().enumerate() {
+        let fields: Vec<&str> = line.split('\t').collect();
+        let user = &plain[i % USERS];
+        assert_eq!(fields[0], (i / USERS + 1).to_string(), "row {i} in order");
+        let want: Vec<&str> = user.iter().map(|v| v.as_deref().unwrap_or("\\N")).collect();
+        assert_eq!(fields[1..], want[..], "row {i}: the stand-ins of a SELECT");
+    }
+
+    let over = "COPY (SELECT u.email, g FROM users u, generate_series(1, 400) g) TO STDOUT";
+    let stream = dev.copy_out(over).await.expect("COPY starts");
+    let mut stream = std::pin::pin!(stream);
+    let mut rows = 0;
+    let err = loop {
+        match stream.next().await {
+            Some(Ok(chunk)) => rows += chunk.iter().filter(|&&b| b == b'\n').count(),
+            Some(Err(e)) => break e,
+            None => panic!("a COPY over the row limit must be stopped"),
+        }
+    };
+    assert_refused_by(&err, "limit.rows");
+    assert_eq!(rows, 10_000, "the rows before the limit, and not one more");
+    assert_eq!(
+        text_rows(&dev, "SELECT 1").await.len(),
+        1,
+        "the session goes on"
+    );
+    assert_eq!(find_leak(&tap.received(), secrets()), None);
+}

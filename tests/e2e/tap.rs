@@ -130,18 +130,19 @@ pub fn forms(value: &str) -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
-/// The first secret found in `received`, in any of its [`forms`].
+/// A secret found in `received`, in any of its [`forms`] (the leftmost).
 pub fn find_leak(received: &[u8], secrets: &[String]) -> Option<String> {
-    for secret in secrets {
-        for (form, needle) in forms(secret) {
-            if !needle.is_empty()
-                && received
-                    .windows(needle.len())
-                    .any(|w| w == needle.as_slice())
-            {
-                return Some(format!("{secret:?} ({form})"));
-            }
-        }
-    }
-    None
+    let (names, needles): (Vec<String>, Vec<Vec<u8>>) = secrets
+        .iter()
+        .flat_map(|secret| {
+            forms(secret)
+                .into_iter()
+                .filter(|(_, needle)| !needle.is_empty())
+                .map(move |(form, needle)| (format!("{secret:?} ({form})"), needle))
+        })
+        .unzip();
+    let found = aho_corasick::AhoCorasick::new(&needles)
+        .expect("secrets make a searcher")
+        .find(received)?;
+    Some(names[found.pattern().as_usize()].clone())
 }

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
 use tracing::warn;
 
+use super::copy_pipe::CopyPipe;
 use super::exec::{Exec, Expect};
 use super::Guard;
 use crate::analysis::{CopyFormat, StatementKind};
@@ -67,8 +68,8 @@ pub(super) struct Backend<'a, R, W> {
     /// The server entered COPY IN for an Execute: the Syncs the client sent
     /// until it ended the copy get no answer.
     copy_in: bool,
-    /// The rewriter of a COPY TO whose columns are pseudonymized.
-    copy_out: Option<CopyRewriter>,
+    /// The rewriting of a COPY TO whose columns are pseudonymized.
+    copy_out: Option<CopyPipe>,
     /// Reused buffer for rewritten rows and COPY data.
     rewritten: Vec<u8>,
     /// Rows already taken from the role's budget for the current result:
@@ -105,17 +106,29 @@ where
     /// Relays server messages until the server closes.
     pub async fn run(mut self) -> Result<(), SessionError> {
         loop {
-            let Some(frame) = self
-                .server
-                .read_frame()
-                .await
-                .map_err(SessionError::Upstream)?
-            else {
+            let frame = match self.copy_out.as_mut().filter(|p| p.in_flight()) {
+                Some(pipe) => tokio::select! {
+                    biased;
+                    Some(out) = pipe.next() => {
+                        self.copy_written(out).await?;
+                        if self.server.buffered() == 0 {
+                            self.client.flush().await?;
+                        }
+                        continue;
+                    }
+                    frame = self.server.read_frame() => frame,
+                },
+                None => self.server.read_frame().await,
+            };
+            let Some(frame) = frame.map_err(SessionError::Upstream)? else {
                 self.client.flush().await?;
                 return Ok(());
             };
             self.handle(frame).await?;
             if self.server.buffered() == 0 {
+                if let Some(pipe) = self.copy_out.as_mut() {
+                    pipe.send();
+                }
                 self.client.flush().await?;
             }
         }
@@ -136,6 +149,9 @@ where
     }
 
     async fn handle(&mut self, frame: Frame) -> Result<(), SessionError> {
+        if frame.tag() != b'd' {
+            self.drain_copy().await?;
+        }
         match frame.tag() {
             b'A' => return self.notification(&frame).await,
             b'S' => return self.parameter_status(&frame).await,
@@ -463,32 +479,47 @@ where
     async fn copy_data(&mut self, frame: &Frame) -> Result<(), SessionError> {
         if let Some(exec) = self.head_exec() {
             if let Some(b) = self.count(&exec, frame.as_bytes().len()) {
+                self.drain_copy().await?;
+                if self.discarding {
+                    return Ok(());
+                }
                 return self.violation(&b, false).await;
             }
         }
-        let Some(rewriter) = self.copy_out.as_mut() else {
+        let Some(pipe) = self.copy_out.as_mut() else {
             return self.client.write(frame.as_bytes()).await;
         };
-        let mut out = std::mem::take(&mut self.rewritten);
-        out.clear();
-        out.extend_from_slice(&[b'd', 0, 0, 0, 0]);
-        if let Err(e) = rewriter.feed(frame.body(), &mut out) {
-            self.copy_out = None;
-            return self.violation(&pseudonym_block(&e), false).await;
+        pipe.push(frame.body());
+        while let Some(pipe) = self.copy_out.as_mut().filter(|p| p.is_full()) {
+            let Some(out) = pipe.next().await else { break };
+            self.copy_written(out).await?;
         }
-        let r = match u32::try_from(out.len() - 1) {
-            Ok(4) => Ok(()),
-            Ok(len) => {
-                out[1..5].copy_from_slice(&len.to_be_bytes());
-                self.client.write(&out).await
+        Ok(())
+    }
+
+    /// Writes a rewritten COPY batch, or stops the statement when it could
+    /// not be rewritten.
+    async fn copy_written(
+        &mut self,
+        out: Result<Vec<u8>, RewriteError>,
+    ) -> Result<(), SessionError> {
+        match out {
+            Ok(out) => self.client.write(&out).await,
+            Err(e) => {
+                self.copy_out = None;
+                self.violation(&pseudonym_block(&e), false).await
             }
-            Err(_) => {
-                let b = pseudonym_block(&RewriteError::TooLarge);
-                return self.violation(&b, false).await;
-            }
-        };
-        self.rewritten = out;
-        r
+        }
+    }
+
+    /// Writes everything of the COPY stream gathered or in flight.
+    async fn drain_copy(&mut self) -> Result<(), SessionError> {
+        while let Some(pipe) = self.copy_out.as_mut().filter(|p| p.is_busy()) {
+            pipe.send();
+            let Some(out) = pipe.next().await else { break };
+            self.copy_written(out).await?;
+        }
+        Ok(())
     }
 
     /// CopyOutResponse: a COPY TO whose columns are pseudonymized gets its
@@ -502,7 +533,7 @@ where
                 None => Err(no_key()),
             };
             match rewriter {
-                Ok(r) => self.copy_out = Some(r),
+                Ok(r) => self.copy_out = Some(CopyPipe::new(r)),
                 Err(b) => return self.violation(&b, false).await,
             }
         }
@@ -511,8 +542,8 @@ where
 
     /// CopyDone: the rewriter must have ended on a row boundary.
     async fn copy_done(&mut self, frame: &Frame) -> Result<(), SessionError> {
-        if let Some(mut rewriter) = self.copy_out.take() {
-            if let Err(e) = rewriter.finish() {
+        if let Some(pipe) = self.copy_out.take() {
+            if let Err(e) = pipe.finish() {
                 return self.violation(&pseudonym_block(&e), false).await;
             }
         }

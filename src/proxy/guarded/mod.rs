@@ -4,8 +4,11 @@
 //! scrub). They share the queue of responses the server owes
 //! ([`exec::Expect`]), so each response is judged by the request it
 //! answers, and so copyguard can run its own catalog queries in between.
+//! A pseudonymized COPY TO is rewritten in batches on the blocking pool
+//! ([`copy_pipe`]), its outputs relayed in order.
 
 mod backend;
+mod copy_pipe;
 mod exec;
 mod frontend;
 
