@@ -70,7 +70,7 @@ pub(super) struct Backend<'a, R, W> {
     copy_in: bool,
     /// The rewriting of a COPY TO whose columns are pseudonymized.
     copy_out: Option<CopyPipe>,
-    /// Reused buffer for rewritten rows and COPY data.
+    /// Reused buffer for rewritten DataRows.
     rewritten: Vec<u8>,
     /// Rows already taken from the role's budget for the current result:
     /// a stream takes them in chunks, not one lock per row, and gives back
