@@ -54,13 +54,21 @@ fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     out
 }
 
-fn verify(log: &Path, extra: &[&str]) -> std::process::Output {
-    Command::new(BIN)
+/// Runs `audit verify` on `log` and asserts that it passes.
+#[track_caller]
+fn assert_verifies(log: &Path, extra: &[&str]) {
+    let out = Command::new(BIN)
         .args(["audit", "verify"])
         .arg(log)
         .args(extra)
         .output()
-        .expect("run audit verify")
+        .expect("run audit verify");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -151,13 +159,7 @@ async fn verdicts_are_recorded_without_literals_and_the_log_verifies() {
         seqs.windows(2).all(|w| w[1] == w[0] + 1),
         "gap-free: {seqs:?}"
     );
-    let out = verify(&log, &[]);
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_verifies(&log, &[]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -261,13 +263,7 @@ async fn a_sigkill_loses_no_verdict_a_client_saw() {
         .filter(|r| r["rule"] == "table.forbidden")
         .count();
     assert_eq!(recorded, seen, "every refusal the client saw is in the log");
-    let out = verify(&log, &["--live"]);
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_verifies(&log, &["--live"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
