@@ -290,29 +290,11 @@ mod tests {
     }
 
     fn formats() -> [CopyFormat; 3] {
-        let CopyFormat::Csv {
-            delimiter,
-            quote,
-            escape,
-            null,
-            force_quote,
-            ..
-        } = CopyFormat::csv()
-        else {
-            unreachable!()
-        };
-        [
-            CopyFormat::text(),
-            CopyFormat::Csv {
-                delimiter,
-                quote,
-                escape,
-                null,
-                header: true,
-                force_quote,
-            },
-            CopyFormat::Binary,
-        ]
+        let mut csv = CopyFormat::csv();
+        if let CopyFormat::Csv { header, .. } = &mut csv {
+            *header = true;
+        }
+        [CopyFormat::text(), csv, CopyFormat::Binary]
     }
 
     /// One sequential rewriter, framing each payload's output as the pipe
