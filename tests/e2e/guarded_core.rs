@@ -5,7 +5,7 @@
 //! session, and production roles get exactly what a direct connection
 //! gets.
 
-use tokio_postgres::{AsyncMessage, Client, SimpleQueryMessage};
+use tokio_postgres::{AsyncMessage, Client};
 
 use crate::guard_fixture::*;
 use crate::support::*;
@@ -120,17 +120,7 @@ fn dsn(port: u16, user: &str) -> String {
 /// Rows of a simple-query run as text, or the SQLSTATE of its error.
 async fn run(client: &Client, sql: &str) -> Result<Vec<Vec<Option<String>>>, String> {
     match client.simple_query(sql).await {
-        Ok(messages) => Ok(messages
-            .into_iter()
-            .filter_map(|m| match m {
-                SimpleQueryMessage::Row(row) => Some(
-                    (0..row.len())
-                        .map(|i| row.get(i).map(str::to_owned))
-                        .collect(),
-                ),
-                _ => None,
-            })
-            .collect()),
+        Ok(messages) => Ok(text_rows_of(messages)),
         Err(e) => Err(e
             .code()
             .map(|c| c.code().to_owned())

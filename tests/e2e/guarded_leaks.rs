@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt, TryStreamExt};
 use tokio_postgres::types::Type;
-use tokio_postgres::{AsyncMessage, Client, SimpleQueryMessage};
+use tokio_postgres::{AsyncMessage, Client};
 
 use crate::guard_fixture::*;
 use crate::raw::{frame, startup_packet, Msg, Raw};
@@ -343,17 +343,7 @@ fn failure(e: &tokio_postgres::Error) -> (String, String) {
 
 async fn simple(client: &Client, sql: &str) -> Outcome {
     match client.simple_query(sql).await {
-        Ok(messages) => Ok(messages
-            .into_iter()
-            .filter_map(|m| match m {
-                SimpleQueryMessage::Row(row) => Some(
-                    (0..row.len())
-                        .map(|i| row.get(i).map(str::to_owned))
-                        .collect(),
-                ),
-                _ => None,
-            })
-            .collect()),
+        Ok(messages) => Ok(text_rows_of(messages)),
         Err(e) => Err(failure(&e)),
     }
 }
