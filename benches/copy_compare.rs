@@ -13,13 +13,16 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{Context, Result};
 use copyguard::config::{Config, ConfigArgs};
 use copyguard::devdb::{DevDb, DevDbOptions};
 use futures_util::StreamExt;
 
+#[path = "support/env.rs"]
+mod env;
 #[path = "support/proxy.rs"]
 mod proxy;
+use env::env_count;
 use proxy::Proxy;
 
 const DATABASE: &str = "copybench";
@@ -57,17 +60,6 @@ fn main() -> ExitCode {
             eprintln!("copy_compare: {e:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-fn env_count(name: &str, default: u64) -> Result<u64> {
-    match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| anyhow!("{name}={v:?} is not a positive number")),
-        Err(_) => Ok(default),
     }
 }
 

@@ -27,8 +27,11 @@ use anyhow::{anyhow, bail, Context, Result};
 use copyguard::config::{Config, ConfigArgs};
 use copyguard::devdb::{DevDb, DevDbOptions};
 
+#[path = "support/env.rs"]
+mod env;
 #[path = "support/proxy.rs"]
 mod proxy;
+use env::env_count;
 use proxy::Proxy;
 
 const DATABASE: &str = "bench";
@@ -37,7 +40,7 @@ const CLIENTS: u32 = 8;
 const THREADS: u32 = 2;
 const PROTOCOLS: [&str; 2] = ["simple", "prepared"];
 /// Length of the untimed run through each target before the rounds.
-const WARM_UP_SECONDS: u32 = 3;
+const WARM_UP_SECONDS: u64 = 3;
 /// Extra time a pgbench run gets beyond its `-T` before it is killed.
 const RUN_SLACK: Duration = Duration::from_secs(60);
 const INIT_TIMEOUT: Duration = Duration::from_secs(900);
@@ -225,17 +228,6 @@ fn run() -> Result<()> {
     Ok(())
 }
 
-/// A positive count from the environment, or `default` when unset.
-fn env_count(name: &str, default: u32) -> Result<u32> {
-    match std::env::var(name) {
-        Err(_) => Ok(default),
-        Ok(v) => match v.trim().parse::<u32>() {
-            Ok(n) if n > 0 => Ok(n),
-            _ => bail!("{name} must be a positive integer, got {v:?}"),
-        },
-    }
-}
-
 /// Somewhere pgbench connects to, as which role: `guarded` is the same
 /// copyguard as `copyguard`, with a role whose sessions are guarded.
 struct Target<'a> {
@@ -267,7 +259,7 @@ impl Pgbench {
     }
 
     /// A `pgbench -S` run of `seconds` with the given query protocol.
-    fn select_only(&self, target: &Target, protocol: &str, seconds: u32) -> Result<Measurement> {
+    fn select_only(&self, target: &Target, protocol: &str, seconds: u64) -> Result<Measurement> {
         let clients = CLIENTS.to_string();
         let threads = THREADS.to_string();
         let duration = seconds.to_string();
@@ -277,7 +269,7 @@ impl Pgbench {
             &[
                 "-S", "-n", "-c", &clients, "-j", &threads, "-T", &duration, "-M", protocol,
             ],
-            Duration::from_secs(seconds.into()) + RUN_SLACK,
+            Duration::from_secs(seconds) + RUN_SLACK,
         )?;
         parse_pgbench(&out).ok_or_else(|| anyhow!("no tps/latency in pgbench output:\n{out}"))
     }
