@@ -24,6 +24,7 @@ impl Proxy {
             .name("copyguard".into())
             .spawn(move || {
                 let rt = match tokio::runtime::Builder::new_multi_thread()
+                    .thread_name("copyguard")
                     .enable_all()
                     .build()
                 {

@@ -120,6 +120,32 @@ impl<S: AsyncRead + Unpin> Conn<S> {
         Ok(Some(Frame::from_bytes(self.buf.split_to(len).freeze())))
     }
 
+    /// Hands `take` each complete, well-formed frame tagged `tag` already
+    /// in the buffer, in order, without reading from the stream. Stops at
+    /// the first frame that is not one of them (left for
+    /// [`Conn::read_frame`]) or once `take` returns `false` (that frame
+    /// is consumed). A stream of small frames is then handled in one go.
+    pub fn take_buffered(&mut self, tag: u8, mut take: impl FnMut(&[u8]) -> bool) {
+        let mut at = 0;
+        loop {
+            let rest = &self.buf[at..];
+            if rest.len() < HEADER_LEN || rest[0] != tag {
+                break;
+            }
+            let Ok(len) = frame_len(rest, self.max_message_size) else {
+                break;
+            };
+            if rest.len() < len {
+                break;
+            }
+            at += len;
+            if !take(&rest[..len]) {
+                break;
+            }
+        }
+        self.buf.advance(at);
+    }
+
     /// Like [`Conn::read_frame`], but a close is an error.
     pub async fn expect_frame(&mut self) -> Result<Frame, WireError> {
         self.read_frame().await?.ok_or(WireError::UnexpectedEof)
@@ -225,6 +251,37 @@ mod tests {
         assert!(matches!(
             conn.read_frame().await,
             Err(WireError::InvalidLength(2))
+        ));
+    }
+
+    #[tokio::test]
+    async fn takes_buffered_frames_of_one_tag_only() {
+        let bytes: &[u8] = b"d\0\0\0\x05ad\0\0\0\x05bd\0\0\0\x05cc\0\0\0\x04d\0\0\0\x05e";
+        let conn_with = |max| Conn::with_buffer(tokio::io::empty(), BytesMut::from(bytes), max);
+        let mut conn = conn_with(1024);
+        let mut seen = Vec::new();
+        conn.take_buffered(b'd', |f| {
+            seen.push(f.to_vec());
+            true
+        });
+        assert_eq!(seen, [b"d\0\0\0\x05a", b"d\0\0\0\x05b", b"d\0\0\0\x05c"]);
+        assert_eq!(conn.read_frame().await.unwrap().unwrap().tag(), b'c');
+        let mut conn = conn_with(1024);
+        let mut n = 0;
+        conn.take_buffered(b'd', |_| {
+            n += 1;
+            n < 2
+        });
+        assert_eq!(n, 2);
+        assert_eq!(conn.read_frame().await.unwrap().unwrap().body(), b"c");
+        let mut conn = Conn::with_buffer(tokio::io::empty(), BytesMut::from(&bytes[..8]), 1024);
+        conn.take_buffered(b'd', |_| true);
+        assert_eq!(conn.buffered(), 2);
+        let mut conn = conn_with(5);
+        conn.take_buffered(b'd', |_| unreachable!("too long for the limit"));
+        assert!(matches!(
+            conn.read_frame().await,
+            Err(WireError::TooLarge { .. })
         ));
     }
 

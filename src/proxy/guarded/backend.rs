@@ -31,7 +31,7 @@ use crate::policy::Block;
 use crate::proxy::{upstream, SessionError};
 use crate::pseudonym::{ColumnType, Format, Pseudonymizer};
 use crate::wire::messages;
-use crate::wire::{Conn, Frame};
+use crate::wire::{Conn, Frame, HEADER_LEN};
 
 /// The client-bound writer, with a flag telling whether a frame is half
 /// written (so a final FATAL is only sent between frames).
@@ -477,24 +477,53 @@ where
     }
 
     async fn copy_data(&mut self, frame: &Frame) -> Result<(), SessionError> {
-        if let Some(exec) = self.head_exec() {
-            if let Some(b) = self.count(&exec, frame.as_bytes().len()) {
-                self.drain_copy().await?;
-                if self.discarding {
-                    return Ok(());
-                }
-                return self.violation(&b, false).await;
+        let exec = self.head_exec();
+        if let Some(exec) = &exec {
+            if let Some(b) = self.count(exec, frame.as_bytes().len()) {
+                return self.copy_stop(&b).await;
             }
         }
         let Some(pipe) = self.copy_out.as_mut() else {
             return self.client.write(frame.as_bytes()).await;
         };
         pipe.push(frame.body());
+        if let Some(b) = exec.and_then(|exec| self.take_buffered_copy_data(&exec)) {
+            return self.copy_stop(&b).await;
+        }
         while let Some(pipe) = self.copy_out.as_mut().filter(|p| p.is_full()) {
             let Some(out) = pipe.next().await else { break };
             self.copy_written(out).await?;
         }
         Ok(())
+    }
+
+    /// Takes the CopyData messages of a pseudonymized COPY that are already
+    /// read, one after the other, into the pipe: the checks `handle` made
+    /// for the first hold for all of them, as nothing but the server's
+    /// next message can change them. Stops when the pipe is full; the
+    /// refusal when a message passes a limit.
+    fn take_buffered_copy_data(&mut self, exec: &Exec) -> Option<Block> {
+        let pipe = self.copy_out.as_mut()?;
+        let mut stop = None;
+        self.server.take_buffered(b'd', |frame| {
+            stop = count(self.guard, &mut self.role_reserve, exec, frame.len());
+            if stop.is_some() {
+                return false;
+            }
+            pipe.push(&frame[HEADER_LEN..]);
+            !pipe.is_full()
+        });
+        stop
+    }
+
+    /// Stops a COPY at a limit: the rows before it are written, then the
+    /// refusal.
+    async fn copy_stop(&mut self, b: &Block) -> Result<(), SessionError> {
+        self.drain_copy().await?;
+        if self.discarding {
+            return Ok(());
+        }
+        self.violation(b, false).await
     }
 
     /// Writes a rewritten COPY batch, or stops the statement when it could
@@ -552,70 +581,7 @@ where
 
     /// Counts a row of classified data; the refusal when a limit is passed.
     fn count(&mut self, exec: &Exec, bytes: usize) -> Option<Block> {
-        let limits = exec.allowance.limits.as_ref()?;
-        let class = &exec.class.limits;
-        let (rows, total) = exec.count_row(bytes);
-        self.guard
-            .state
-            .session_bytes
-            .fetch_add(bytes as u64, Ordering::Relaxed);
-        if rows > limits.max_rows {
-            return Some(enforce::block(
-                "limit.rows",
-                format!(
-                    "the result holds more than {} rows of classified data",
-                    limits.max_rows
-                ),
-            ));
-        }
-        if total > limits.max_bytes {
-            return Some(enforce::block(
-                "limit.bytes",
-                format!(
-                    "the result holds more than {} bytes of classified data",
-                    limits.max_bytes
-                ),
-            ));
-        }
-        let session = self
-            .guard
-            .state
-            .session_rows
-            .fetch_add(1, Ordering::Relaxed)
-            + 1;
-        if session > class.max_rows_per_session {
-            return Some(enforce::block(
-                "budget.session",
-                format!(
-                    "this session already received {} rows of classified data",
-                    class.max_rows_per_session
-                ),
-            ));
-        }
-        if self.role_reserve == 0 {
-            let budgets = &self.guard.shared.budgets;
-            let user = &self.guard.info.user;
-            let (limit, window) = (class.max_rows_per_window, class.window);
-            if budgets.try_take(user, ROLE_CHUNK, limit, window) {
-                self.role_reserve = ROLE_CHUNK;
-            } else if budgets.try_take(user, 1, limit, window) {
-                self.role_reserve = 1;
-            }
-        }
-        if let Some(left) = self.role_reserve.checked_sub(1) {
-            self.role_reserve = left;
-        } else {
-            return Some(enforce::block(
-                "budget.role",
-                format!(
-                    "role {} already received {} rows of classified data in the last {}",
-                    self.guard.info.user,
-                    class.max_rows_per_window,
-                    humantime::format_duration(class.window)
-                ),
-            ));
-        }
-        None
+        count(self.guard, &mut self.role_reserve, exec, bytes)
     }
 
     /// Gives back the role budget a finished result did not use.
@@ -675,6 +641,69 @@ where
         }
         Ok(())
     }
+}
+
+/// Counts a row of classified data; the refusal when a limit is passed.
+fn count(guard: &Guard, role_reserve: &mut u64, exec: &Exec, bytes: usize) -> Option<Block> {
+    let limits = exec.allowance.limits.as_ref()?;
+    let class = &exec.class.limits;
+    let (rows, total) = exec.count_row(bytes);
+    guard
+        .state
+        .session_bytes
+        .fetch_add(bytes as u64, Ordering::Relaxed);
+    if rows > limits.max_rows {
+        return Some(enforce::block(
+            "limit.rows",
+            format!(
+                "the result holds more than {} rows of classified data",
+                limits.max_rows
+            ),
+        ));
+    }
+    if total > limits.max_bytes {
+        return Some(enforce::block(
+            "limit.bytes",
+            format!(
+                "the result holds more than {} bytes of classified data",
+                limits.max_bytes
+            ),
+        ));
+    }
+    let session = guard.state.session_rows.fetch_add(1, Ordering::Relaxed) + 1;
+    if session > class.max_rows_per_session {
+        return Some(enforce::block(
+            "budget.session",
+            format!(
+                "this session already received {} rows of classified data",
+                class.max_rows_per_session
+            ),
+        ));
+    }
+    if *role_reserve == 0 {
+        let budgets = &guard.shared.budgets;
+        let user = &guard.info.user;
+        let (limit, window) = (class.max_rows_per_window, class.window);
+        if budgets.try_take(user, ROLE_CHUNK, limit, window) {
+            *role_reserve = ROLE_CHUNK;
+        } else if budgets.try_take(user, 1, limit, window) {
+            *role_reserve = 1;
+        }
+    }
+    if let Some(left) = role_reserve.checked_sub(1) {
+        *role_reserve = left;
+    } else {
+        return Some(enforce::block(
+            "budget.role",
+            format!(
+                "role {} already received {} rows of classified data in the last {}",
+                guard.info.user,
+                class.max_rows_per_window,
+                humantime::format_duration(class.window)
+            ),
+        ));
+    }
+    None
 }
 
 /// The rewriter for a COPY TO of `exec`: its planned columns by position,

@@ -27,6 +27,11 @@ const BATCH_BYTES: usize = 64 * 1024;
 /// A batch this small, with nothing else in flight, is rewritten on the
 /// session's own task: a thread hop costs more than it saves.
 const INLINE_BYTES: usize = 4 * 1024;
+/// Batches in flight per core: with some waiting, every core stays busy
+/// while the server and the client take their turns on them.
+const IN_FLIGHT_PER_CORE: usize = 4;
+/// Batches in flight at most, whatever the cores (bounds a stream's memory).
+const MAX_IN_FLIGHT: usize = 32;
 
 /// CopyData payloads, concatenated, with where each ends.
 #[derive(Default)]
@@ -140,9 +145,9 @@ impl CopyPipe {
         self.in_flight.push_back(InFlight { forked, task });
     }
 
-    /// Whether as many batches are in flight as there are cores.
+    /// Whether as many batches are in flight as may be.
     pub(super) fn is_full(&self) -> bool {
-        self.in_flight.len() >= parallelism()
+        self.in_flight.len() >= (IN_FLIGHT_PER_CORE * parallelism()).min(MAX_IN_FLIGHT)
     }
 
     /// Whether anything is gathered or in flight.
