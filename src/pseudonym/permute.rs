@@ -4,9 +4,10 @@
 //!   over the smallest binary domain of at least 20 bits (the standard's
 //!   minimum of a million values) holding `m`, with cycle-walking: encrypt
 //!   again until the result falls inside `[0, m)`. Fewer than two encryptions
-//!   on average once `m >= 2^20`. The 8-byte tweak fits in FF1's per-round
-//!   block, so it costs nothing; callers derive it so that it also
-//!   determines `m`.
+//!   on average once `m >= 2^20`. A power of ten whose walk would be long
+//!   (ten digits: 1.72 encryptions) is taken as decimal numerals instead.
+//!   The 8-byte tweak fits in FF1's per-round block, so it costs nothing;
+//!   callers derive it so that it also determines `m`.
 //! - `m < RANK_LIMIT`: the rank permutation. Every `i < m` gets the AES
 //!   tag of `(tweak, m, i)` (AES-CBC-MAC over two fixed-length blocks) and
 //!   `x` maps to the rank of its tag among them (ties, which need a 64-bit
@@ -71,11 +72,14 @@ impl KeyInit for SharedAes {
     }
 }
 
-/// FF1 instances a thread keeps, by permuter id.
-const THREAD_CACHE: usize = 4;
+/// FF1 instances a thread keeps, by permuter id and radix.
+const THREAD_CACHE: usize = 8;
+
+/// A thread's FF1 instance of one permuter key and radix.
+type CachedFf1 = ((u64, u32), Rc<FF1<SharedAes>>);
 
 thread_local! {
-    static FF1S: RefCell<Vec<(u64, Rc<FF1<SharedAes>>)>> = const { RefCell::new(Vec::new()) };
+    static FF1S: RefCell<Vec<CachedFf1>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Ids telling permuters apart in the thread caches.
@@ -99,18 +103,20 @@ impl Permuter {
         }
     }
 
-    /// This thread's FF1 instance for this permuter's key.
-    fn ff1(&self) -> Rc<FF1<SharedAes>> {
+    /// This thread's FF1 instance for this permuter's key and `radix`.
+    fn ff1(&self, radix: u32) -> Rc<FF1<SharedAes>> {
         FF1S.with(|cache| {
             let mut cache = cache.borrow_mut();
-            if let Some((_, f)) = cache.iter().find(|(id, _)| *id == self.id) {
+            let key = (self.id, radix);
+            if let Some((_, f)) = cache.iter().find(|(k, _)| *k == key) {
                 return Rc::clone(f);
             }
-            let f = Rc::new(FF1::new(&self.ff1_key, 2).expect("radix 2 is valid for FF1"));
+            let f =
+                Rc::new(FF1::new(&self.ff1_key, radix).expect("radix 2 and 10 are valid for FF1"));
             if cache.len() == THREAD_CACHE {
                 cache.remove(0);
             }
-            cache.push((self.id, Rc::clone(&f)));
+            cache.push((key, Rc::clone(&f)));
             f
         })
     }
@@ -141,11 +147,11 @@ impl Permuter {
                 table.inverse(x)
             };
         }
-        let bits = (64 - (m - 1).leading_zeros()).max(MIN_BITS);
-        let ff1 = self.ff1();
+        let (radix, len) = ff1_domain(m);
+        let ff1 = self.ff1(radix);
         let mut v = x;
         loop {
-            let n = Numerals::new(u128::from(v), bits, 2)?;
+            let n = Numerals::new(u128::from(v), len, radix)?;
             let r = if forward {
                 ff1.encrypt(&tweak, &n)
             } else {
@@ -219,6 +225,24 @@ impl Permuter {
     }
 }
 
+/// How FF1 numbers a domain of `m >= RANK_LIMIT` values: `(radix,
+/// numerals)`. Binary, the smallest width of at least [`MIN_BITS`] bits
+/// holding `m`, unless `m` is a power of ten of at least a million (the
+/// digits of a phone number, a code) whose binary walk would take 1.3 or
+/// more encryptions on average: then decimal, exactly `m` values, no walk
+/// (a decimal encryption costs about 1.3 binary ones: its numerals need
+/// divisions).
+fn ff1_domain(m: u64) -> (u32, u32) {
+    let bits = (64 - (m - 1).leading_zeros()).max(MIN_BITS);
+    let decimal = (m.trailing_zeros() >= 6)
+        .then(|| POW10[6..20].iter().position(|&p| p == u128::from(m)))
+        .flatten();
+    match decimal {
+        Some(k) if (1u128 << bits) * 10 >= u128::from(m) * 13 => (10, k as u32 + 6),
+        _ => (2, bits),
+    }
+}
+
 /// The rank permutation of one domain, computed once.
 pub(crate) struct RankTable {
     fwd: Vec<u32>,
@@ -266,12 +290,56 @@ fn pow(radix: u32, n: u32) -> Option<u128> {
         let bits = radix.trailing_zeros().checked_mul(n)?;
         return 1u128.checked_shl(bits).filter(|_| bits < 128);
     }
+    if radix == 10 {
+        if let Some(&p) = POW10.get(n as usize) {
+            return Some(p);
+        }
+    }
     (0..n).try_fold(1u128, |acc, _| acc.checked_mul(u128::from(radix)))
 }
 
 /// `radix^n` for numeral strings already checked by [`Numerals::new`].
+#[inline]
 fn modulus(radix: u32, n: usize) -> u128 {
     pow(radix, n as u32).unwrap_or(u128::MAX)
+}
+
+/// `10^n` for every `n` a [`Numerals`] may hold.
+static POW10: [u128; 37] = {
+    let mut t = [1u128; 37];
+    let mut i = 1;
+    while i < t.len() {
+        t[i] = t[i - 1] * 10;
+        i += 1;
+    }
+    t
+};
+
+/// `a mod md`, without a division when `a` is already reduced and with a
+/// 64-bit one when both fit.
+#[inline]
+fn rem(a: u128, md: u128) -> u128 {
+    if a < md {
+        a
+    } else if md.is_power_of_two() {
+        a & (md - 1)
+    } else if let (Ok(a), Ok(m)) = (u64::try_from(a), u64::try_from(md)) {
+        u128::from(a % m)
+    } else {
+        a % md
+    }
+}
+
+/// `a / d`, with a shift or a 64-bit division when possible.
+#[inline]
+fn quot(a: u128, d: u128) -> u128 {
+    if d.is_power_of_two() {
+        a >> d.trailing_zeros()
+    } else if let (Ok(a), Ok(d)) = (u64::try_from(a), u64::try_from(d)) {
+        u128::from(a / d)
+    } else {
+        a / d
+    }
 }
 
 /// Up to 16 big-endian bytes.
@@ -304,7 +372,7 @@ impl Operations for Numerals {
         let md = modulus(radix, m);
         let y = reduce(other, md, radix);
         Numerals {
-            value: add_mod(self.value % md, y, md),
+            value: add_mod(rem(self.value, md), y, md),
             len: m as u32,
             radix,
         }
@@ -314,7 +382,7 @@ impl Operations for Numerals {
         let md = modulus(radix, m);
         let y = reduce(other, md, radix);
         Numerals {
-            value: add_mod(self.value % md, md - y, md),
+            value: add_mod(rem(self.value, md), md - y, md),
             len: m as u32,
             radix,
         }
@@ -332,6 +400,7 @@ fn add_mod(a: u128, b: u128, md: u128) -> u128 {
 }
 
 /// NUM(bytes) mod `md`, big-endian.
+#[inline(always)]
 fn reduce(bytes: impl Iterator<Item = u8>, md: u128, radix: u32) -> u128 {
     if radix.is_power_of_two() {
         if let Ok(mask) = u64::try_from(md - 1) {
@@ -340,7 +409,11 @@ fn reduce(bytes: impl Iterator<Item = u8>, md: u128, radix: u32) -> u128 {
         let mask = md - 1;
         bytes.fold(0u128, |acc, b| ((acc << 8) | u128::from(b)) & mask)
     } else {
-        bytes.fold(0u128, |acc, b| ((acc << 8) | u128::from(b)) % md)
+        let acc = bytes.fold(0u128, |acc, b| {
+            let acc = if acc >> 120 == 0 { acc } else { rem(acc, md) };
+            (acc << 8) | u128::from(b)
+        });
+        rem(acc, md)
     }
 }
 
@@ -361,12 +434,12 @@ impl NumeralString for Numerals {
         let low = modulus(self.radix, v as usize);
         (
             Numerals {
-                value: self.value / low,
+                value: quot(self.value, low),
                 len: u,
                 radix: self.radix,
             },
             Numerals {
-                value: self.value % low,
+                value: rem(self.value, low),
                 len: v,
                 radix: self.radix,
             },
@@ -435,6 +508,16 @@ mod tests {
         }
 
         #[test]
+        fn decimal_ranges_round_trip(k in 6u32..20, x in any::<u64>(), tweak in any::<[u8; 8]>()) {
+            let p = permuter();
+            let m = 10u64.pow(k);
+            let x = x % m;
+            let y = p.forward(tweak, m, x).unwrap();
+            prop_assert!(y < m);
+            prop_assert_eq!(p.inverse(tweak, m, y), Some(x));
+        }
+
+        #[test]
         fn ranges_round_trip(m in 2u64..u64::MAX, x in any::<u64>(), tweak in any::<[u8; 8]>()) {
             let p = permuter();
             let x = x % m;
@@ -442,6 +525,17 @@ mod tests {
             prop_assert!(y < m);
             prop_assert_eq!(p.inverse(tweak, m, y), Some(x));
         }
+    }
+
+    #[test]
+    fn decimal_domains_when_the_binary_walk_is_long() {
+        assert_eq!(ff1_domain(10_000_000_000), (10, 10));
+        assert_eq!(ff1_domain(10_000_000), (10, 7));
+        assert_eq!(ff1_domain(1_000_000_000), (2, 30));
+        assert_eq!(ff1_domain(1_000_000_000_000), (2, 40));
+        assert_eq!(ff1_domain(100_000), (2, 20));
+        assert_eq!(ff1_domain(20_000_000_000), (2, 35));
+        assert_eq!(ff1_domain(1 << 40), (2, 40));
     }
 
     #[test]
