@@ -1,12 +1,13 @@
 //! End-to-end COPY throughput: `COPY ... TO STDOUT` of a table of 8
-//! columns, 4 of them classified, read straight from PostgreSQL and through
+//! columns, 4 of them classified, read straight from PostgreSQL, through
+//! copyguard as a production role (relayed untouched), and through
 //! copyguard as a guarded role whose class pseudonymizes those 4 columns,
-//! interleaved in one run; prints MB/s of each and the ratio.
+//! interleaved in one run; prints MB/s of each and the ratios.
 //!
 //! Run with `cargo bench --bench copy_compare`. `COPYGUARD_BENCH_ROWS`
 //! (default 1000000) sets the table size, `COPYGUARD_BENCH_ROUNDS` (default
 //! 3) the rounds; every round copies the table in text, CSV and binary
-//! through both targets, alternating which goes first. The table reports
+//! through the three targets, rotating which goes first. The table reports
 //! medians across rounds. Everything started here is stopped on the way
 //! out: copyguard is shut down and the throwaway cluster removed.
 
@@ -124,8 +125,14 @@ fn run() -> Result<()> {
         "host=127.0.0.1 port={} user={GUARDED_USER} password={GUARDED_PASSWORD} dbname={DATABASE}",
         proxy.port()
     );
+    let relayed = format!(
+        "host=127.0.0.1 port={} user={} dbname={DATABASE}",
+        proxy.port(),
+        db.superuser()
+    );
     let targets = [
         ("direct", direct.as_str()),
+        ("relayed", relayed.as_str()),
         ("pseudonymized", guarded.as_str()),
     ];
     rt.block_on(async {
@@ -149,7 +156,7 @@ fn run() -> Result<()> {
             }
         }
         println!();
-        println!("format   direct MB/s   pseudonymized MB/s   ratio");
+        println!("format   direct MB/s   relayed MB/s   pseudonymized MB/s   relayed/direct   pseudonymized/direct");
         for format in FORMATS {
             let median = |target: &str| {
                 let mut v: Vec<f64> = results
@@ -160,8 +167,12 @@ fn run() -> Result<()> {
                 v.sort_by(f64::total_cmp);
                 v[v.len() / 2]
             };
-            let (d, p) = (median("direct"), median("pseudonymized"));
-            println!("{format:<8} {d:>11.1}   {p:>18.1}   {:>5.2}", p / d);
+            let (d, r, p) = (median("direct"), median("relayed"), median("pseudonymized"));
+            println!(
+                "{format:<8} {d:>11.1}   {r:>12.1}   {p:>18.1}   {:>14.2}   {:>20.2}",
+                r / d,
+                p / d
+            );
         }
         Ok::<(), anyhow::Error>(())
     })?;
