@@ -149,7 +149,7 @@ impl CopyPipe {
 
     /// Whether as many batches are in flight as may be.
     pub(super) fn is_full(&self) -> bool {
-        self.in_flight.len() >= (IN_FLIGHT_PER_CORE * parallelism()).min(MAX_IN_FLIGHT)
+        self.in_flight.len() >= max_in_flight()
     }
 
     /// Whether anything is gathered or in flight.
@@ -205,14 +205,16 @@ impl CopyPipe {
     }
 }
 
-/// Batches one stream keeps in flight: the machine's cores.
-fn parallelism() -> usize {
-    static CORES: OnceLock<usize> = OnceLock::new();
-    *CORES.get_or_init(|| {
-        std::thread::available_parallelism()
+/// Batches one stream may have in flight: [`IN_FLIGHT_PER_CORE`] per core
+/// (counting at least two), at most [`MAX_IN_FLIGHT`].
+fn max_in_flight() -> usize {
+    static MAX: OnceLock<usize> = OnceLock::new();
+    *MAX.get_or_init(|| {
+        let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2)
-            .max(2)
+            .max(2);
+        (IN_FLIGHT_PER_CORE * cores).min(MAX_IN_FLIGHT)
     })
 }
 
