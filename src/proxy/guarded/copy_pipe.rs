@@ -1,8 +1,8 @@
 //! A pseudonymized `COPY ... TO STDOUT` spread over threads. The stream's
 //! CopyData payloads are gathered into batches (up to 256 KiB, or what the
-//! server sent before its stream paused); every batch is rewritten on the blocking pool and the
-//! outputs go to the client in stream order, so one large COPY uses the
-//! cores copyguard has instead of one.
+//! server sent before its stream paused); every batch is rewritten on the
+//! blocking pool and the outputs go to the client in stream order, so one
+//! large COPY uses the cores copyguard has instead of one.
 //!
 //! The first batch in flight takes the stream's own [`CopyRewriter`]. A
 //! batch sent while others are still in flight starts from a
