@@ -122,6 +122,7 @@ async fn rows_are_pseudonymized_deterministically_in_text_and_binary() {
     assert_eq!(got.len(), USERS);
     let mut ids = std::collections::BTreeSet::new();
     let mut emails = std::collections::BTreeSet::new();
+    let mut phones = std::collections::BTreeSet::new();
     for (g, r) in got.iter().zip(&raw) {
         for i in 0..6 {
             assert_ne!(g[i], r[i], "column {i} left as it was: {g:?}");
@@ -146,9 +147,11 @@ async fn rows_are_pseudonymized_deterministically_in_text_and_binary() {
         };
         assert!(phone.starts_with("+99-"), "country code kept: {phone}");
         assert_eq!(shape(phone), shape(r[4].as_deref().unwrap()), "same shape");
+        phones.insert(phone.to_owned());
     }
     assert_eq!(ids.len(), USERS, "ids stay unique");
     assert_eq!(emails.len(), USERS, "emails stay unique");
+    assert_eq!(phones.len(), USERS, "phones stay unique");
 
     // The extended protocol with binary results: tokio-postgres decodes
     // every value by its type.
