@@ -503,7 +503,7 @@ where
     /// next message can change them. Stops when the pipe is full; the
     /// refusal when a message passes a limit.
     fn take_buffered_copy_data(&mut self, exec: &Exec) -> Option<Block> {
-        let pipe = self.copy_out.as_mut()?;
+        let pipe = self.copy_out.as_mut().filter(|p| !p.is_full())?;
         let mut stop = None;
         self.server.take_buffered(b'd', |frame| {
             stop = count(self.guard, &mut self.role_reserve, exec, frame.len());
