@@ -99,10 +99,7 @@ fn int(
     if !w.contains(x) {
         return None;
     }
-    let y = match dir {
-        Dir::Forward => p.ints.forward(&p.keys.permuter, x, None)?,
-        Dir::Inverse => p.ints.inverse(&p.keys.permuter, x, None)?,
-    };
+    let y = map_int(p, x, None, dir)?;
     match fmt {
         Format::Text => text::write_int(y, out),
         Format::Binary => binary::write_int(w, y, out)?,
@@ -130,10 +127,7 @@ fn numeric(
         Numeric::Finite(d) => Numeric::Finite(match d.as_i64() {
             Some(i) => {
                 let cap = numeric_cap(ty)?;
-                d.with_i64(match dir {
-                    Dir::Forward => p.ints.forward(&p.keys.permuter, i, cap)?,
-                    Dir::Inverse => p.ints.inverse(&p.keys.permuter, i, cap)?,
-                })
+                d.with_i64(map_int(p, i, cap, dir)?)
             }
             None if *t == Transform::Token && dir == Dir::Forward => keyed_digits(p, &d),
             None => return None,
@@ -145,6 +139,14 @@ fn numeric(
         Format::Binary => numeric::write_binary(&n, out)?,
     }
     Some(())
+}
+
+/// The integer bijection of `x` (magnitude bounded by `cap`) in `dir`.
+fn map_int(p: &Pseudonymizer, x: i64, cap: Option<u64>, dir: Dir) -> Option<i64> {
+    match dir {
+        Dir::Forward => p.ints.forward(&p.keys.permuter, x, cap),
+        Dir::Inverse => p.ints.inverse(&p.keys.permuter, x, cap),
+    }
 }
 
 /// The largest magnitude an integral `numeric(p, s)` may hold: `Some(None)`
