@@ -15,7 +15,6 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use copyguard::config::{Config, ConfigArgs};
 use copyguard::devdb::{DevDb, DevDbOptions};
 use futures_util::StreamExt;
 
@@ -90,26 +89,9 @@ fn run() -> Result<()> {
         ),
     )
     .context("loading the table")?;
-    let policy = work.path().join("policy");
-    std::fs::create_dir_all(&policy)?;
-    std::fs::write(policy.join("bench.toml"), POLICY)?;
     let key = work.path().join("pseudonym.key");
     std::fs::write(&key, "5f".repeat(32))?;
-    let proxy = Proxy::start(Config::load(&ConfigArgs {
-        listen: Some("127.0.0.1:0".into()),
-        upstream: Some(format!("{}:{}", db.host(), db.port())),
-        policy: Some(policy.display().to_string()),
-        pseudonym_key_file: Some(key.display().to_string()),
-        audit_path: Some(
-            work.path()
-                .join("audit")
-                .join("audit.log")
-                .display()
-                .to_string(),
-        ),
-        shutdown_timeout: Some("5s".into()),
-        ..ConfigArgs::default()
-    })?)?;
+    let proxy = Proxy::in_front_of(&db, work.path(), POLICY, Some(&key))?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

@@ -24,7 +24,6 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use copyguard::config::{Config, ConfigArgs};
 use copyguard::devdb::{DevDb, DevDbOptions};
 
 #[path = "support/env.rs"]
@@ -122,23 +121,7 @@ fn run() -> Result<()> {
         ),
     )
     .context("creating the guarded role")?;
-    let policy = work.path().join("policy");
-    std::fs::create_dir_all(&policy)?;
-    std::fs::write(policy.join("bench.toml"), POLICY)?;
-    let proxy = Proxy::start(Config::load(&ConfigArgs {
-        listen: Some("127.0.0.1:0".into()),
-        upstream: Some(format!("{}:{}", db.host(), db.port())),
-        policy: Some(policy.display().to_string()),
-        audit_path: Some(
-            work.path()
-                .join("audit")
-                .join("audit.log")
-                .display()
-                .to_string(),
-        ),
-        shutdown_timeout: Some("5s".into()),
-        ..ConfigArgs::default()
-    })?)?;
+    let proxy = Proxy::in_front_of(&db, work.path(), POLICY, None)?;
     let bouncer = match PgBouncer::start(work.path(), db.port()) {
         Ok(bouncer) => {
             println!("{} on 127.0.0.1:{}", bouncer.version, bouncer.port);

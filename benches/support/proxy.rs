@@ -2,10 +2,12 @@
 //! own thread, shut down when dropped.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::thread::{self, JoinHandle};
 
 use anyhow::{anyhow, Context, Result};
-use copyguard::config::Config;
+use copyguard::config::{Config, ConfigArgs};
+use copyguard::devdb::DevDb;
 use copyguard::proxy::Server;
 
 /// A running in-process copyguard.
@@ -61,6 +63,29 @@ impl Proxy {
             stop: Some(stop_tx),
             thread: Some(thread),
         })
+    }
+
+    /// copyguard in front of `db` with `policy` as its one policy file and
+    /// its audit log, both under `work`, and the pseudonymization key file
+    /// if given.
+    pub fn in_front_of(
+        db: &DevDb,
+        work: &Path,
+        policy: &str,
+        pseudonym_key: Option<&Path>,
+    ) -> Result<Proxy> {
+        let dir = work.join("policy");
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join("bench.toml"), policy)?;
+        Proxy::start(Config::load(&ConfigArgs {
+            listen: Some("127.0.0.1:0".into()),
+            upstream: Some(format!("{}:{}", db.host(), db.port())),
+            policy: Some(dir.display().to_string()),
+            pseudonym_key_file: pseudonym_key.map(|k| k.display().to_string()),
+            audit_path: Some(work.join("audit").join("audit.log").display().to_string()),
+            shutdown_timeout: Some("5s".into()),
+            ..ConfigArgs::default()
+        })?)
     }
 
     /// The port clients connect to.
