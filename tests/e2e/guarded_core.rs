@@ -5,7 +5,7 @@
 //! session, and production roles get exactly what a direct connection
 //! gets.
 
-use tokio_postgres::{AsyncMessage, Client};
+use tokio_postgres::Client;
 
 use crate::guard_fixture::*;
 use crate::support::*;
@@ -171,19 +171,7 @@ async fn guarded_role_receives_no_classified_value() {
 async fn notification_payloads_are_blanked_for_guarded_listeners() {
     let proxy = guarded_proxy(locked_policy());
     let tap = Tap::start(proxy.port());
-    let (dev, mut connection) = tokio_postgres::connect(&dsn(tap.port, DEV), tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-        use futures_util::StreamExt;
-        while let Some(Ok(message)) = messages.next().await {
-            if let AsyncMessage::Notification(n) = message {
-                let _ = tx.send((n.channel().to_owned(), n.payload().to_owned()));
-            }
-        }
-    });
+    let (dev, mut rx) = listener(&dsn(tap.port, DEV)).await;
     dev.batch_execute("LISTEN chan; LISTEN cache_invalidate")
         .await
         .unwrap();

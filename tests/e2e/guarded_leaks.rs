@@ -15,9 +15,9 @@ use std::collections::HashSet;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt, TryStreamExt};
+use futures_util::{SinkExt, TryStreamExt};
 use tokio_postgres::types::Type;
-use tokio_postgres::{AsyncMessage, Client};
+use tokio_postgres::Client;
 
 use crate::guard_fixture::*;
 use crate::raw::{frame, startup_packet, Msg, Raw};
@@ -674,21 +674,8 @@ fn run_psql(hunt: &mut Hunt) {
 /// A guarded listener gets notifications of every channel with the
 /// payload blanked, except allowed channels.
 async fn run_notifications(hunt: &mut Hunt, proxy_port: u16) {
-    let (listener, mut connection) =
-        tokio_postgres::connect(&dsn(hunt.tap.port, DEV), tokio_postgres::NoTls)
-            .await
-            .expect("connect the listener");
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(Ok(message)) = messages.next().await {
-            if let AsyncMessage::Notification(n) = message {
-                let _ = tx.send((n.channel().to_owned(), n.payload().to_owned()));
-            }
-        }
-    });
-    listener
-        .batch_execute("LISTEN leak_hunt; LISTEN cache_invalidate")
+    let (dev, mut rx) = listener(&dsn(hunt.tap.port, DEV)).await;
+    dev.batch_execute("LISTEN leak_hunt; LISTEN cache_invalidate")
         .await
         .expect("listen");
     let direct = connect_to(cluster().db.port(), PROD).await;
@@ -702,8 +689,7 @@ async fn run_notifications(hunt: &mut Hunt, proxy_port: u16) {
         .batch_execute("SELECT pg_notify('leak_hunt', email) FROM users WHERE id = 1")
         .await
         .expect("pg_notify through the proxy");
-    listener
-        .batch_execute("NOTIFY leak_hunt, 'harmless'")
+    dev.batch_execute("NOTIFY leak_hunt, 'harmless'")
         .await
         .expect("own notify");
     direct

@@ -338,6 +338,30 @@ pub async fn connect(port: u16, user: &str, dbname: &str) -> tokio_postgres::Cli
     client
 }
 
+/// Connects with tokio-postgres (no TLS) as a listener: the client, and
+/// the channel and payload of every notification it receives.
+pub async fn listener(
+    conninfo: &str,
+) -> (
+    tokio_postgres::Client,
+    tokio::sync::mpsc::UnboundedReceiver<(String, String)>,
+) {
+    use futures_util::StreamExt;
+    let (client, mut connection) = tokio_postgres::connect(conninfo, tokio_postgres::NoTls)
+        .await
+        .expect("connect the listener");
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(Ok(message)) = messages.next().await {
+            if let tokio_postgres::AsyncMessage::Notification(n) = message {
+                let _ = tx.send((n.channel().to_owned(), n.payload().to_owned()));
+            }
+        }
+    });
+    (client, rx)
+}
+
 /// Path of the test CA certificate.
 pub fn ca_path() -> &'static Path {
     &cluster().certs.ca
