@@ -171,13 +171,7 @@ fn rotation_by_size_keeps_one_chain() {
         rotate_size: Some(4096),
         ..config(dir.path())
     };
-    let log = AuditLog::open(&cfg).unwrap();
-    let s = session(1, "dev_alice");
-    for i in 0..60 {
-        log.record_blocking(blocked(&s, &format!("SELECT {i}")))
-            .unwrap();
-    }
-    log.shutdown_blocking();
+    write_verdicts(&cfg, 60);
     let mut files = log_files(&cfg);
     assert!(files.len() >= 4, "{files:?}");
     for f in &files {

@@ -41,6 +41,18 @@ fn blocked(session: &Arc<SessionFields>, sql: &str) -> Event {
     Event::verdict(session, s)
 }
 
+/// Writes `n` blocked verdicts of one session (`SELECT 0`, `SELECT 1`, ...)
+/// to a new log of `cfg` and closes it cleanly.
+fn write_verdicts(cfg: &AuditConfig, n: usize) {
+    let log = super::AuditLog::open(cfg).unwrap();
+    let s = session(1, "dev_alice");
+    for i in 0..n {
+        log.record_blocking(blocked(&s, &format!("SELECT {i}")))
+            .unwrap();
+    }
+    log.shutdown_blocking();
+}
+
 /// Every log file of the set at `cfg.path`, newest last.
 fn log_files(cfg: &AuditConfig) -> Vec<PathBuf> {
     super::review::with_rotated(&cfg.path).unwrap()

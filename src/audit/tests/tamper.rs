@@ -9,13 +9,7 @@ use crate::audit::{AuditLog, Record, Sealed};
 /// A cleanly closed log of 20 records: log_start, 18 verdicts, log_stop.
 fn sample(dir: &Path) -> AuditConfig {
     let cfg = config(dir);
-    let log = AuditLog::open(&cfg).unwrap();
-    let s = session(1, "dev_alice");
-    for i in 0..18 {
-        log.record_blocking(blocked(&s, &format!("SELECT {i}")))
-            .unwrap();
-    }
-    log.shutdown_blocking();
+    write_verdicts(&cfg, 18);
     verify_all(&cfg).unwrap();
     cfg
 }
@@ -116,13 +110,7 @@ fn a_rotated_file_replaced() {
         rotate_size: Some(4096),
         ..config(dir.path())
     };
-    let log = AuditLog::open(&cfg).unwrap();
-    let s = session(1, "dev_alice");
-    for i in 0..40 {
-        log.record_blocking(blocked(&s, &format!("SELECT {i}")))
-            .unwrap();
-    }
-    log.shutdown_blocking();
+    write_verdicts(&cfg, 40);
     let files = log_files(&cfg);
     assert!(files.len() >= 3);
 
@@ -151,6 +139,7 @@ fn a_rotated_file_replaced() {
         ..config(other.path())
     };
     let other_log = AuditLog::open(&other_cfg).unwrap();
+    let s = session(1, "dev_alice");
     for _ in 0..3 {
         other_log.record_blocking(Event::session_start(&s)).unwrap();
     }
