@@ -65,7 +65,9 @@ fn email_shape(e: &str) -> bool {
         && domain == DEFAULT_EMAIL_DOMAIN
 }
 
-fn shape(s: &str) -> String {
+/// `s` with every ASCII digit as `9`, lower-case letter as `a` and
+/// upper-case letter as `A`.
+pub(super) fn shape(s: &str) -> String {
     s.chars()
         .map(|c| match c {
             '0'..='9' => '9',
