@@ -803,14 +803,19 @@ async fn session_budget_stops_slow_exfiltration() {
     assert_eq!(emails_between(&fresh, 11, 15).await, (5, Ok(())));
 }
 
+/// Opens a transaction and in it cursor `c` over every email.
+async fn begin_with_cursor(dev: &Client) {
+    simple(dev, "BEGIN").await.unwrap();
+    simple(dev, &format!("DECLARE c CURSOR FOR {ALL_EMAILS}"))
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fetch_loops_count_against_the_cursor() {
     let proxy = guarded_proxy(limited_policy(5, 100, 1000));
     let dev = connect_to(proxy.port(), DEV).await;
-    simple(&dev, "BEGIN").await.unwrap();
-    simple(&dev, &format!("DECLARE c CURSOR FOR {ALL_EMAILS}"))
-        .await
-        .unwrap();
+    begin_with_cursor(&dev).await;
     assert_eq!(simple_rows(&dev, "FETCH 3 FROM c").await, (3, Ok(())));
     assert_stopped(
         &simple_rows(&dev, "FETCH 3 FROM c").await,
@@ -826,10 +831,7 @@ async fn fetch_loops_count_against_the_cursor() {
 
     // Simple and extended FETCHes of one cursor share its count; MOVE
     // returns no rows and counts none.
-    simple(&dev, "BEGIN").await.unwrap();
-    simple(&dev, &format!("DECLARE c CURSOR FOR {ALL_EMAILS}"))
-        .await
-        .unwrap();
+    begin_with_cursor(&dev).await;
     assert_eq!(simple_rows(&dev, "FETCH 2 FROM c").await, (2, Ok(())));
     assert_eq!(
         simple(&dev, "MOVE 10 IN c").await.map(|o| o.rows.len()),
@@ -845,10 +847,7 @@ async fn fetch_loops_count_against_the_cursor() {
     simple(&dev, "ROLLBACK").await.unwrap();
 
     // A new cursor counts afresh.
-    simple(&dev, "BEGIN").await.unwrap();
-    simple(&dev, &format!("DECLARE c CURSOR FOR {ALL_EMAILS}"))
-        .await
-        .unwrap();
+    begin_with_cursor(&dev).await;
     assert_eq!(simple_rows(&dev, "FETCH 5 FROM c").await, (5, Ok(())));
     simple(&dev, "COMMIT").await.unwrap();
     assert_usable(&dev, "cursors").await;
