@@ -67,6 +67,19 @@ pub enum Outcome {
     Null,
 }
 
+/// Runs `write` on `out`: [`Outcome::Value`] when it wrote a stand-in,
+/// else [`Outcome::Null`] with whatever it appended taken back off.
+fn written(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>) -> Option<()>) -> Outcome {
+    let start = out.len();
+    match write(out) {
+        Some(()) => Outcome::Value,
+        None => {
+            out.truncate(start);
+            Outcome::Null
+        }
+    }
+}
+
 /// A value copyguard must not send.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PseudonymError {
@@ -161,14 +174,7 @@ impl Pseudonymizer {
                 Format::Text => Ok(Outcome::Null),
             };
         }
-        let start = out.len();
-        match apply::value(self, t, ty, fmt, v, out) {
-            Some(()) => Ok(Outcome::Value),
-            None => {
-                out.truncate(start);
-                Ok(Outcome::Null)
-            }
-        }
+        Ok(written(out, |out| apply::value(self, t, ty, fmt, v, out)))
     }
 
     /// The exact inverse of [`apply`](Self::apply) for transforms that are
@@ -192,14 +198,7 @@ impl Pseudonymizer {
         let Some(v) = stand_in else {
             return Ok(Outcome::Null);
         };
-        let start = out.len();
-        match apply::inverse(self, t, ty, fmt, v, out) {
-            Some(()) => Ok(Outcome::Value),
-            None => {
-                out.truncate(start);
-                Ok(Outcome::Null)
-            }
-        }
+        Ok(written(out, |out| apply::inverse(self, t, ty, fmt, v, out)))
     }
 }
 
