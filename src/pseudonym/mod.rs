@@ -13,8 +13,10 @@
 //! - `key`: [`Key`] (id + secret, parsed from hex or base64; never shown)
 //!   and subkey derivation (HMAC-SHA-256).
 //! - `keyed`: the prepared per-purpose primitives (AES-CMAC PRFs, AES keys).
-//! - `permute`: keyed permutations of `[0, m)`: FF1 (`fpe` crate) with
-//!   cycle-walking, or a rank permutation for small domains.
+//! - `ff1`: FF1 (NIST SP 800-38G) over AES-128 for numeral strings held
+//!   as integers.
+//! - `permute`: keyed permutations of `[0, m)`: FF1 with cycle-walking, or
+//!   a rank permutation for small domains.
 //! - `integer`, `shape`, `phone`, `email`, `words`, `dates`, `mask`,
 //!   `json`: one transform family each.
 //! - `transform`: the [`Transform`] enum, its policy spelling, and
@@ -28,6 +30,7 @@ mod binary;
 mod calendar;
 mod dates;
 mod email;
+mod ff1;
 mod integer;
 mod json;
 mod key;

@@ -1,6 +1,6 @@
 //! Keyed permutations of `[0, m)`, the engine behind every bijection.
 //!
-//! - `m >= RANK_LIMIT`: NIST SP 800-38G FF1 (the `fpe` crate) with AES-128
+//! - `m >= RANK_LIMIT`: NIST SP 800-38G FF1 ([`super::ff1`]) with AES-128
 //!   over the smallest binary domain of at least 20 bits (the standard's
 //!   minimum of a million values) holding `m`, with cycle-walking: encrypt
 //!   again until the result falls inside `[0, m)`. Fewer than two encryptions
@@ -17,23 +17,15 @@
 //!   short codes reuses one table); the integer bijection keeps its own
 //!   tables of up to 2^20 values.
 //!
-//! The numerals FF1 works on are held in a `u128` ([`Numerals`]): `fpe`
-//! runs the algorithm, this file only supplies the numeral arithmetic the
-//! crate's `NumeralString` trait asks for, without big integers. `fpe`
-//! clones its cipher for every round; [`SharedAes`] makes that clone a
-//! reference-count increment, and each thread keeps its own FF1 instance
-//! per key so no count is shared between threads.
-
-use std::cell::RefCell;
+//!   A permuter prepares every FF1 domain its ranges can use once, at
+//!   construction.
 use std::collections::HashMap;
-use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use aes::cipher::consts::U16;
-use aes::cipher::{BlockCipher, BlockClosure, BlockEncrypt, BlockSizeUser, KeyInit, KeySizeUser};
+use aes::cipher::{BlockEncrypt, KeyInit};
 use aes::Aes128Enc;
-use fpe::ff1::{NumeralString, Operations, FF1};
+
+use super::ff1::{pow, Domain, Ff1};
 
 /// Below this domain size the rank permutation is used.
 pub(crate) const RANK_LIMIT: u64 = 1 << 16;
@@ -41,84 +33,51 @@ pub(crate) const RANK_LIMIT: u64 = 1 << 16;
 const CACHED_TABLES: usize = 16;
 /// FF1's smallest binary domain: 2^20 >= 1,000,000 (SP 800-38G Rev. 1).
 const MIN_BITS: u32 = 20;
+/// The decimal domains: 10^6 to 10^19 values.
+const MIN_DIGITS: u32 = 6;
+const MAX_DIGITS: u32 = 19;
 
 /// A tweak: separates the permutations of different domains under one key.
 pub(crate) type Tweak = [u8; 8];
 
-/// AES-128 (encryption only) behind a thread-local reference count: the
-/// cipher `fpe` clones each round. Only the `aes` crate encrypts.
-#[derive(Clone)]
-pub(crate) struct SharedAes(Rc<Aes128Enc>);
-
-impl BlockSizeUser for SharedAes {
-    type BlockSize = U16;
-}
-
-impl BlockCipher for SharedAes {}
-
-impl BlockEncrypt for SharedAes {
-    fn encrypt_with_backend(&self, f: impl BlockClosure<BlockSize = U16>) {
-        self.0.encrypt_with_backend(f)
-    }
-}
-
-impl KeySizeUser for SharedAes {
-    type KeySize = U16;
-}
-
-impl KeyInit for SharedAes {
-    fn new(key: &aes::cipher::Key<Self>) -> SharedAes {
-        SharedAes(Rc::new(Aes128Enc::new(key)))
-    }
-}
-
-/// FF1 instances a thread keeps, by permuter id and radix.
-const THREAD_CACHE: usize = 8;
-
-/// A thread's FF1 instance of one permuter key and radix.
-type CachedFf1 = ((u64, u32), Rc<FF1<SharedAes>>);
-
-thread_local! {
-    static FF1S: RefCell<Vec<CachedFf1>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Ids telling permuters apart in the thread caches.
-static NEXT_ID: AtomicU64 = AtomicU64::new(0);
-
 /// Keyed permutations of integer ranges.
 pub(crate) struct Permuter {
-    id: u64,
-    ff1_key: [u8; 16],
+    ff1: Ff1,
+    /// FF1 domains of 8-byte tweaks: binary from 20 to 64 bits, then decimal
+    /// from 6 to 19 digits.
+    domains: Vec<Domain>,
     rank: Aes128Enc,
     tables: Mutex<HashMap<(Tweak, u64), Arc<RankTable>>>,
 }
 
 impl Permuter {
     pub(crate) fn new(ff1_key: &[u8; 16], rank_key: &[u8; 16]) -> Permuter {
+        let ff1 = Ff1::new(ff1_key);
+        let shapes = (MIN_BITS..=64)
+            .map(|n| (2, n))
+            .chain((MIN_DIGITS..=MAX_DIGITS).map(|n| (10, n)));
+        let domains = shapes
+            .map(|(radix, n)| {
+                ff1.domain(radix, n, std::mem::size_of::<Tweak>())
+                    .expect("binary and decimal domains of u64 values suit FF1")
+            })
+            .collect();
         Permuter {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            ff1_key: *ff1_key,
+            ff1,
+            domains,
             rank: Aes128Enc::new(rank_key.into()),
             tables: Mutex::new(HashMap::new()),
         }
     }
 
-    /// This thread's FF1 instance for this permuter's key and `radix`.
-    fn ff1(&self, radix: u32) -> Rc<FF1<SharedAes>> {
-        FF1S.with(|cache| {
-            let mut cache = cache.borrow_mut();
-            let key = (self.id, radix);
-            if let Some((_, f)) = cache.iter().find(|(k, _)| *k == key) {
-                return Rc::clone(f);
-            }
-            let f =
-                Rc::new(FF1::new(&self.ff1_key, radix).expect("radix 2 and 10 are valid for FF1"));
-            if cache.len() == THREAD_CACHE {
-                cache.remove(0);
-            }
-            cache.push((key, Rc::clone(&f)));
-            f
-        })
+    /// The prepared FF1 domain for `(radix, n)` from [`ff1_domain`].
+    fn domain(&self, (radix, n): (u32, u32)) -> &Domain {
+        let at = if radix == 2 {
+            n - MIN_BITS
+        } else {
+            65 - MIN_BITS + n - MIN_DIGITS
+        };
+        &self.domains[at as usize]
     }
 
     /// The image of `x` under the permutation of `[0, m)` named by `tweak`;
@@ -147,19 +106,16 @@ impl Permuter {
                 table.inverse(x)
             };
         }
-        let (radix, len) = ff1_domain(m);
-        let ff1 = self.ff1(radix);
-        let mut v = x;
+        let dom = self.domain(ff1_domain(m));
+        let mut v = u128::from(x);
         loop {
-            let n = Numerals::new(u128::from(v), len, radix)?;
-            let r = if forward {
-                ff1.encrypt(&tweak, &n)
+            v = if forward {
+                self.ff1.encrypt(dom, &tweak, v)?
             } else {
-                ff1.decrypt(&tweak, &n)
+                self.ff1.decrypt(dom, &tweak, v)?
             };
-            v = u64::try_from(r.ok()?.value).ok()?;
-            if v < m {
-                return Some(v);
+            if v < u128::from(m) {
+                return u64::try_from(v).ok();
             }
         }
     }
@@ -229,16 +185,13 @@ impl Permuter {
 /// numerals)`. Binary, the smallest width of at least [`MIN_BITS`] bits
 /// holding `m`, unless `m` is a power of ten of at least a million (the
 /// digits of a phone number, a code) whose binary walk would take 1.3 or
-/// more encryptions on average: then decimal, exactly `m` values, no walk
-/// (a decimal encryption costs about 1.3 binary ones: its numerals need
-/// divisions).
+/// more encryptions on average: then decimal, exactly `m` values, no walk.
+/// The choice fixes the stand-ins a key gives, so it stays as it is.
 fn ff1_domain(m: u64) -> (u32, u32) {
     let bits = (64 - (m - 1).leading_zeros()).max(MIN_BITS);
-    let decimal = (m.trailing_zeros() >= 6)
-        .then(|| POW10[6..20].iter().position(|&p| p == u128::from(m)))
-        .flatten();
+    let decimal = (MIN_DIGITS..=MAX_DIGITS).find(|&k| pow(10, k) == Some(u128::from(m)));
     match decimal {
-        Some(k) if (1u128 << bits) * 10 >= u128::from(m) * 13 => (10, k as u32 + 6),
+        Some(k) if (1u128 << bits) * 10 >= u128::from(m) * 13 => (10, k),
         _ => (2, bits),
     }
 }
@@ -263,248 +216,50 @@ impl RankTable {
     }
 }
 
-/// A numeral string of `len` numerals in base `radix`, most significant
-/// first, held as its value. `radix^len` must stay below 2^120.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Numerals {
-    pub(crate) value: u128,
-    len: u32,
-    radix: u32,
-}
-
-impl Numerals {
-    /// `None` when `value` has more than `len` numerals or the domain is
-    /// too large for `u128` arithmetic.
-    pub(crate) fn new(value: u128, len: u32, radix: u32) -> Option<Numerals> {
-        let limit = pow(radix, len)?;
-        if limit > 1 << 120 || value >= limit {
-            return None;
-        }
-        Some(Numerals { value, len, radix })
-    }
-}
-
-/// `radix^n`, `None` on overflow.
-fn pow(radix: u32, n: u32) -> Option<u128> {
-    if radix.is_power_of_two() {
-        let bits = radix.trailing_zeros().checked_mul(n)?;
-        return 1u128.checked_shl(bits).filter(|_| bits < 128);
-    }
-    if radix == 10 {
-        if let Some(&p) = POW10.get(n as usize) {
-            return Some(p);
-        }
-    }
-    (0..n).try_fold(1u128, |acc, _| acc.checked_mul(u128::from(radix)))
-}
-
-/// `radix^n` for numeral strings already checked by [`Numerals::new`].
-#[inline]
-fn modulus(radix: u32, n: usize) -> u128 {
-    pow(radix, n as u32).unwrap_or(u128::MAX)
-}
-
-/// `10^n` for every `n` a [`Numerals`] may hold.
-static POW10: [u128; 37] = {
-    let mut t = [1u128; 37];
-    let mut i = 1;
-    while i < t.len() {
-        t[i] = t[i - 1] * 10;
-        i += 1;
-    }
-    t
-};
-
-/// `a mod md`, without a division when `a` is already reduced and with a
-/// 64-bit one when both fit.
-#[inline]
-fn rem(a: u128, md: u128) -> u128 {
-    if a < md {
-        a
-    } else if md.is_power_of_two() {
-        a & (md - 1)
-    } else if let (Ok(a), Ok(m)) = (u64::try_from(a), u64::try_from(md)) {
-        u128::from(a % m)
-    } else {
-        a % md
-    }
-}
-
-/// `a / d`, with a shift or a 64-bit division when possible.
-#[inline]
-fn quot(a: u128, d: u128) -> u128 {
-    if d.is_power_of_two() {
-        a >> d.trailing_zeros()
-    } else if let (Ok(a), Ok(d)) = (u64::try_from(a), u64::try_from(d)) {
-        u128::from(a / d)
-    } else {
-        a / d
-    }
-}
-
-/// Up to 16 big-endian bytes.
-pub(crate) struct BeBytes {
-    buf: [u8; 16],
-    start: usize,
-}
-
-impl AsRef<[u8]> for BeBytes {
-    fn as_ref(&self) -> &[u8] {
-        &self.buf[self.start..]
-    }
-}
-
-impl Operations for Numerals {
-    type Bytes = BeBytes;
-
-    fn numeral_count(&self) -> usize {
-        self.len as usize
-    }
-
-    fn to_be_bytes(&self, _radix: u32, b: usize) -> BeBytes {
-        BeBytes {
-            buf: self.value.to_be_bytes(),
-            start: 16 - b.min(16),
-        }
-    }
-
-    fn add_mod_exp(self, other: impl Iterator<Item = u8>, radix: u32, m: usize) -> Self {
-        let md = modulus(radix, m);
-        let y = reduce(other, md, radix);
-        Numerals {
-            value: add_mod(rem(self.value, md), y, md),
-            len: m as u32,
-            radix,
-        }
-    }
-
-    fn sub_mod_exp(self, other: impl Iterator<Item = u8>, radix: u32, m: usize) -> Self {
-        let md = modulus(radix, m);
-        let y = reduce(other, md, radix);
-        Numerals {
-            value: add_mod(rem(self.value, md), md - y, md),
-            len: m as u32,
-            radix,
-        }
-    }
-}
-
-/// `(a + b) mod md` for `a, b <= md`.
-fn add_mod(a: u128, b: u128, md: u128) -> u128 {
-    let s = a + b;
-    if s >= md {
-        s - md
-    } else {
-        s
-    }
-}
-
-/// NUM(bytes) mod `md`, big-endian.
-#[inline(always)]
-fn reduce(bytes: impl Iterator<Item = u8>, md: u128, radix: u32) -> u128 {
-    if radix.is_power_of_two() {
-        if let Ok(mask) = u64::try_from(md - 1) {
-            return u128::from(bytes.fold(0u64, |acc, b| (acc << 8) | u64::from(b)) & mask);
-        }
-        let mask = md - 1;
-        bytes.fold(0u128, |acc, b| ((acc << 8) | u128::from(b)) & mask)
-    } else {
-        let acc = bytes.fold(0u128, |acc, b| {
-            let acc = if acc >> 120 == 0 { acc } else { rem(acc, md) };
-            (acc << 8) | u128::from(b)
-        });
-        rem(acc, md)
-    }
-}
-
-impl NumeralString for Numerals {
-    type Ops = Numerals;
-
-    fn is_valid(&self, radix: u32) -> bool {
-        radix == self.radix && pow(radix, self.len).is_some_and(|l| self.value < l)
-    }
-
-    fn numeral_count(&self) -> usize {
-        self.len as usize
-    }
-
-    fn split(&self) -> (Numerals, Numerals) {
-        let u = self.len / 2;
-        let v = self.len - u;
-        let low = modulus(self.radix, v as usize);
-        (
-            Numerals {
-                value: quot(self.value, low),
-                len: u,
-                radix: self.radix,
-            },
-            Numerals {
-                value: rem(self.value, low),
-                len: v,
-                radix: self.radix,
-            },
-        )
-    }
-
-    fn concat(a: Numerals, b: Numerals) -> Numerals {
-        Numerals {
-            value: a.value * modulus(a.radix, b.len as usize) + b.value,
-            len: a.len + b.len,
-            radix: a.radix,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fpe::ff1::{BinaryNumeralString, FlexibleNumeralString};
+    use fpe::ff1::{FlexibleNumeralString, FF1};
     use proptest::prelude::*;
 
     fn permuter() -> Permuter {
         Permuter::new(&[7; 16], &[9; 16])
     }
 
-    fn digits(v: &[u16]) -> u128 {
-        v.iter().fold(0u128, |a, &d| a * 10 + u128::from(d))
-    }
-
-    /// NIST SP 800-38G FF1 samples 1 and 2 (AES-128, radix 10).
-    #[test]
-    fn nist_vectors() {
-        let key = hex::decode("2B7E151628AED2A6ABF7158809CF4F3C").unwrap();
-        let ff1 = FF1::<Aes128Enc>::new(&key, 10).unwrap();
-        let pt = Numerals::new(123456789, 10, 10).unwrap();
-        assert_eq!(ff1.encrypt(&[], &pt).unwrap().value, 2433477484);
-        let tweak = hex::decode("39383736353433323130").unwrap();
-        let ct = ff1.encrypt(&tweak, &pt).unwrap();
-        assert_eq!(ct.value, 6124200773);
-        assert_eq!(ff1.decrypt(&tweak, &ct).unwrap(), pt);
+    /// The walk as it was first written, on the `fpe` crate's FF1 and its
+    /// own numeral strings: the stand-ins every key has given since.
+    fn walk_with_fpe(key: &[u8; 16], tweak: Tweak, m: u64, x: u64) -> u64 {
+        let (radix, n) = ff1_domain(m);
+        let ff1 = FF1::<Aes128Enc>::new(key, radix).unwrap();
+        let mut v = u128::from(x);
+        loop {
+            let numerals: Vec<u16> = (0..n)
+                .rev()
+                .map(|k| ((v / pow(radix, k).unwrap()) % u128::from(radix)) as u16)
+                .collect();
+            let ct: Vec<u16> = ff1
+                .encrypt(&tweak, &FlexibleNumeralString::from(numerals))
+                .unwrap()
+                .into();
+            v = ct
+                .iter()
+                .fold(0, |a, &d| a * u128::from(radix) + u128::from(d));
+            if v < u128::from(m) {
+                return v as u64;
+            }
+        }
     }
 
     proptest! {
-        /// Our numerals give exactly what fpe's own big-integer numeral
-        /// strings give: fpe runs FF1, we only hold the numbers.
+        /// Same stand-ins as the `fpe` walk, binary and decimal domains.
         #[test]
-        fn matches_fpe_radix10(ds in proptest::collection::vec(0u16..10, 6..30), tweak in any::<[u8; 5]>()) {
-            let key = [3u8; 16];
-            let ff1 = FF1::<Aes128Enc>::new(&key, 10).unwrap();
-            let theirs: Vec<u16> = ff1.encrypt(&tweak, &FlexibleNumeralString::from(ds.clone())).unwrap().into();
-            let ours = ff1.encrypt(&tweak, &Numerals::new(digits(&ds), ds.len() as u32, 10).unwrap()).unwrap();
-            prop_assert_eq!(ours.value, digits(&theirs));
-        }
-
-        #[test]
-        fn matches_fpe_radix2(bytes in any::<[u8; 8]>(), tweak in any::<[u8; 16]>()) {
-            let ff1 = FF1::<Aes128Enc>::new(&[5u8; 16], 2).unwrap();
-            let theirs = ff1.encrypt(&tweak, &BinaryNumeralString::from_bytes_le(&bytes)).unwrap().to_bytes_le();
-            // BinaryNumeralString orders numerals by little-endian bit order per byte.
-            let bits = |bs: &[u8]| bs.iter().flat_map(|b| (0..8).map(move |i| (b >> i) & 1)).fold(0u128, |a, bit| (a << 1) | u128::from(bit));
-            let ours = ff1.encrypt(&tweak, &Numerals::new(bits(&bytes), 64, 2).unwrap()).unwrap();
-            prop_assert_eq!(ours.value, bits(&theirs));
-            let shared = FF1::<SharedAes>::new(&[5u8; 16], 2).unwrap();
-            let again = shared.encrypt(&tweak, &Numerals::new(bits(&bytes), 64, 2).unwrap()).unwrap();
-            prop_assert_eq!(again, ours);
+        fn walks_as_fpe(
+            m in prop_oneof![RANK_LIMIT..u64::MAX, (6u32..20).prop_map(|k| 10u64.pow(k))],
+            x in any::<u64>(),
+            tweak in any::<[u8; 8]>(),
+        ) {
+            let x = x % m;
+            prop_assert_eq!(permuter().forward(tweak, m, x), Some(walk_with_fpe(&[7; 16], tweak, m, x)));
         }
 
         #[test]

@@ -1,0 +1,344 @@
+//! FF1 (NIST SP 800-38G Rev. 1, algorithms 7 and 8) with AES-128, for
+//! numeral strings of at most 2^120 values: the format-preserving cipher
+//! behind every large bijection.
+//!
+//! The rounds are the standard's, step for step, and the block cipher is
+//! the `aes` crate's; nothing here is a cipher of its own. What differs
+//! from a general implementation is only how things are held:
+//! - a numeral string is its value (`u128`), so splitting it, NUM and STR
+//!   are a division, a remainder and nothing;
+//! - everything that depends on the domain alone (radix, length, tweak
+//!   length) is a [`Domain`], prepared once per key, including the CBC-MAC
+//!   state after the block `P`;
+//! - a round's `Q` ends in one block holding `[i] || NUM(B)` (`b` is at most
+//!   10 bytes here), so each round is one AES block, and `S` is the first
+//!   `d <= 16` bytes of that block's output, so it needs no more.
+//!
+//! No allocation, no big integers. The tests hold it to NIST's AES-128
+//! samples and to the `fpe` crate's output on random keys, tweaks, radices
+//! and lengths.
+
+use aes::cipher::{BlockEncrypt, KeyInit};
+use aes::Aes128Enc;
+
+/// Feistel rounds (FF1 has ten).
+const ROUNDS: u8 = 10;
+/// The standard's smallest domain: radix^n >= 1,000,000.
+const MIN_DOMAIN: u128 = 1_000_000;
+/// The largest domain held here.
+const MAX_DOMAIN: u128 = 1 << 120;
+
+/// FF1 under one AES-128 key.
+pub(crate) struct Ff1 {
+    aes: Aes128Enc,
+}
+
+/// A domain of numeral strings (radix, length) for tweaks of one length,
+/// with what FF1 derives from them under one key.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Domain {
+    /// radix^n: every value is below it.
+    size: u128,
+    /// radix^u and radix^v, the moduli of the two halves (u = n/2, v = n-u).
+    mod_u: u128,
+    mod_v: u128,
+    /// Bytes of NUM(B) in Q.
+    b: u32,
+    /// Bytes of S.
+    d: u32,
+    /// Tweak length in bytes.
+    t: usize,
+    /// Length of Q in bytes (a multiple of 16).
+    q_len: usize,
+    /// CIPH_K(P): the CBC-MAC state after P.
+    after_p: u128,
+}
+
+impl Ff1 {
+    pub(crate) fn new(key: &[u8; 16]) -> Ff1 {
+        Ff1 {
+            aes: Aes128Enc::new(key.into()),
+        }
+    }
+
+    /// The domain of `n` numerals in base `radix` for tweaks of `t` bytes;
+    /// `None` where the standard or this implementation does not reach
+    /// (radix outside 2..=2^16, fewer than a million values, more than
+    /// 2^120).
+    pub(crate) fn domain(&self, radix: u32, n: u32, t: usize) -> Option<Domain> {
+        if !(2..=1 << 16).contains(&radix) || n < 2 {
+            return None;
+        }
+        let size = pow(radix, n).filter(|&s| (MIN_DOMAIN..=MAX_DOMAIN).contains(&s))?;
+        let u = n / 2;
+        let v = n - u;
+        let (mod_u, mod_v) = (pow(radix, u)?, pow(radix, v)?);
+        // b = ceil(ceil(v * log2(radix)) / 8), and ceil(log2(N)) is the
+        // bit length of N - 1.
+        let b = (128 - (mod_v - 1).leading_zeros()).div_ceil(8);
+        let d = 4 * b.div_ceil(4) + 4;
+        let tlen = u32::try_from(t).ok()?;
+        // Q = T || [0]^((-t-b-1) mod 16) || [i] || [NUM(B)]^b.
+        let q_len = (t + 1 + b as usize).div_ceil(16) * 16;
+        let mut p = [1, 2, 1, 0, 0, 0, 10, u as u8, 0, 0, 0, 0, 0, 0, 0, 0];
+        p[3..6].copy_from_slice(&radix.to_be_bytes()[1..]);
+        p[8..12].copy_from_slice(&n.to_be_bytes());
+        p[12..16].copy_from_slice(&tlen.to_be_bytes());
+        let after_p = self.ciph(u128::from_be_bytes(p));
+        Some(Domain {
+            size,
+            mod_u,
+            mod_v,
+            b,
+            d,
+            t,
+            q_len,
+            after_p,
+        })
+        .filter(|dom| dom.d <= 16)
+    }
+
+    /// FF1.Encrypt of the numeral string whose value is `x`; `None` if `x`
+    /// or the tweak does not fit the domain.
+    pub(crate) fn encrypt(&self, dom: &Domain, tweak: &[u8], x: u128) -> Option<u128> {
+        let (state, last) = self.start(dom, tweak, x)?;
+        let (mut a, mut b) = split(dom, x);
+        for i in 0..ROUNDS {
+            let y = self.round(dom, state, last, i, b);
+            let m = modulus(dom, i);
+            let c = add_mod(a, rem(y, m), m);
+            a = b;
+            b = c;
+        }
+        Some(a * dom.mod_v + b)
+    }
+
+    /// FF1.Decrypt: the exact inverse of [`encrypt`](Self::encrypt).
+    pub(crate) fn decrypt(&self, dom: &Domain, tweak: &[u8], x: u128) -> Option<u128> {
+        let (state, last) = self.start(dom, tweak, x)?;
+        let (mut a, mut b) = split(dom, x);
+        for i in (0..ROUNDS).rev() {
+            let y = self.round(dom, state, last, i, a);
+            let m = modulus(dom, i);
+            let c = add_mod(b, m - rem(y, m), m);
+            b = a;
+            a = c;
+        }
+        Some(a * dom.mod_v + b)
+    }
+
+    /// The CBC-MAC state before Q's last block and that block's bytes
+    /// taken from T and the padding: the same in all ten rounds.
+    fn start(&self, dom: &Domain, tweak: &[u8], x: u128) -> Option<(u128, u128)> {
+        if tweak.len() != dom.t || x >= dom.size {
+            return None;
+        }
+        let q = |k: usize| tweak.get(k).copied().unwrap_or(0);
+        let block =
+            |from: usize| (from..from + 16).fold(0u128, |acc, k| (acc << 8) | u128::from(q(k)));
+        let mut state = dom.after_p;
+        for from in (0..dom.q_len - 16).step_by(16) {
+            state = self.ciph(state ^ block(from));
+        }
+        // The last block's low 1 + b bytes, zero here, take [i] || NUM(B)
+        // in each round; the bytes above them come from T or are padding.
+        Some((state, block(dom.q_len - 16)))
+    }
+
+    /// NUM(S) of round `i` whose Q ends in NUM(`num`).
+    #[inline]
+    fn round(&self, dom: &Domain, state: u128, last: u128, i: u8, num: u128) -> u128 {
+        let block = last | u128::from(i) << (8 * dom.b) | num;
+        self.ciph(state ^ block) >> (8 * (16 - dom.d))
+    }
+
+    /// CIPH_K of one block, as a big-endian number.
+    #[inline]
+    fn ciph(&self, block: u128) -> u128 {
+        let mut b = block.to_be_bytes().into();
+        self.aes.encrypt_block(&mut b);
+        u128::from_be_bytes(b.into())
+    }
+}
+
+/// `(NUM(A), NUM(B))` of the numeral string whose value is `x`.
+#[inline]
+fn split(dom: &Domain, x: u128) -> (u128, u128) {
+    (quot(x, dom.mod_v), rem(x, dom.mod_v))
+}
+
+/// radix^m of round `i`: m = u in even rounds, v in odd ones.
+#[inline]
+fn modulus(dom: &Domain, i: u8) -> u128 {
+    if i % 2 == 0 {
+        dom.mod_u
+    } else {
+        dom.mod_v
+    }
+}
+
+/// `radix^n`, `None` on overflow.
+pub(crate) fn pow(radix: u32, n: u32) -> Option<u128> {
+    (0..n).try_fold(1u128, |acc, _| acc.checked_mul(u128::from(radix)))
+}
+
+/// `(a + b) mod md` for `a, b <= md`.
+#[inline]
+fn add_mod(a: u128, b: u128, md: u128) -> u128 {
+    let s = a + b;
+    if s >= md {
+        s - md
+    } else {
+        s
+    }
+}
+
+/// `a mod md`, without a division when `a` is already reduced or `md` is a
+/// power of two, and with a 64-bit one when both fit.
+#[inline]
+fn rem(a: u128, md: u128) -> u128 {
+    if a < md {
+        a
+    } else if md.is_power_of_two() {
+        a & (md - 1)
+    } else if let (Ok(a), Ok(m)) = (u64::try_from(a), u64::try_from(md)) {
+        u128::from(a % m)
+    } else {
+        a % md
+    }
+}
+
+/// `a / d`, with a shift or a 64-bit division when possible.
+#[inline]
+fn quot(a: u128, d: u128) -> u128 {
+    if d.is_power_of_two() {
+        a >> d.trailing_zeros()
+    } else if let (Ok(a), Ok(d)) = (u64::try_from(a), u64::try_from(d)) {
+        u128::from(a / d)
+    } else {
+        a / d
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fpe::ff1::{BinaryNumeralString, FlexibleNumeralString, FF1};
+    use proptest::prelude::*;
+
+    const NIST_KEY: &str = "2B7E151628AED2A6ABF7158809CF4F3C";
+
+    fn value(numerals: &[u16], radix: u32) -> u128 {
+        numerals
+            .iter()
+            .fold(0u128, |a, &d| a * u128::from(radix) + u128::from(d))
+    }
+
+    /// NIST SP 800-38G FF1 samples 1 to 3 (AES-128): radix 10 without and
+    /// with a tweak, and radix 36 with an 11-byte tweak (Q of two blocks).
+    #[test]
+    fn nist_samples() {
+        let key: [u8; 16] = hex::decode(NIST_KEY).unwrap().try_into().unwrap();
+        let ff1 = Ff1::new(&key);
+        let cases: [(u32, &str, &str, &str); 3] = [
+            (10, "", "0123456789", "2433477484"),
+            (10, "39383736353433323130", "0123456789", "6124200773"),
+            (
+                36,
+                "3737373770717273373737",
+                "0123456789abcdefghi",
+                "a9tv40mll9kdu509eum",
+            ),
+        ];
+        for (radix, tweak, pt, ct) in cases {
+            let tweak = hex::decode(tweak).unwrap();
+            let num = |s: &str| {
+                s.chars().fold(0u128, |a, c| {
+                    a * u128::from(radix) + u128::from(c.to_digit(36).unwrap())
+                })
+            };
+            let dom = ff1.domain(radix, pt.len() as u32, tweak.len()).unwrap();
+            assert_eq!(
+                ff1.encrypt(&dom, &tweak, num(pt)),
+                Some(num(ct)),
+                "radix {radix}"
+            );
+            assert_eq!(ff1.decrypt(&dom, &tweak, num(ct)), Some(num(pt)));
+        }
+    }
+
+    #[test]
+    fn out_of_reach() {
+        let ff1 = Ff1::new(&[1; 16]);
+        assert!(ff1.domain(10, 5, 8).is_none(), "under a million values");
+        assert!(ff1.domain(2, 19, 8).is_none());
+        assert!(ff1.domain(2, 20, 8).is_some());
+        assert!(ff1.domain(2, 121, 8).is_none(), "over 2^120");
+        assert!(ff1.domain(1, 40, 8).is_none());
+        assert!(ff1.domain(1 << 17, 4, 8).is_none());
+        let dom = ff1.domain(10, 6, 8).unwrap();
+        assert_eq!(ff1.encrypt(&dom, &[0; 8], 1_000_000), None);
+        assert_eq!(ff1.encrypt(&dom, &[0; 7], 5), None, "wrong tweak length");
+    }
+
+    /// A radix and a length whose domain FF1 and this module both take.
+    fn radix_and_len() -> impl Strategy<Value = (u32, u32)> {
+        prop_oneof![
+            Just(2u32),
+            Just(10),
+            Just(26),
+            Just(36),
+            Just(62),
+            Just(256),
+            Just(1000),
+            Just(65536)
+        ]
+        .prop_flat_map(|radix| {
+            let min = (2..)
+                .find(|&n| pow(radix, n).unwrap() >= MIN_DOMAIN)
+                .unwrap();
+            let max = (min..)
+                .take_while(|&n| pow(radix, n).is_some_and(|s| s <= MAX_DOMAIN))
+                .last()
+                .unwrap();
+            (Just(radix), min..=max)
+        })
+    }
+
+    proptest! {
+        /// The same ciphertext as `fpe` for any radix, length and tweak.
+        #[test]
+        fn matches_fpe(
+            key in any::<[u8; 16]>(),
+            (radix, n) in radix_and_len(),
+            seed in any::<u128>(),
+            tweak in proptest::collection::vec(any::<u8>(), 0..40),
+        ) {
+            let ours = Ff1::new(&key);
+            let dom = ours.domain(radix, n, tweak.len()).unwrap();
+            let x = seed % pow(radix, n).unwrap();
+            let numerals: Vec<u16> = (0..n)
+                .rev()
+                .map(|k| ((x / pow(radix, k).unwrap()) % u128::from(radix)) as u16)
+                .collect();
+            let theirs = FF1::<Aes128Enc>::new(&key, radix).unwrap();
+            let ct: Vec<u16> = theirs.encrypt(&tweak, &FlexibleNumeralString::from(numerals)).unwrap().into();
+            let y = ours.encrypt(&dom, &tweak, x).unwrap();
+            prop_assert_eq!(y, value(&ct, radix));
+            prop_assert_eq!(ours.decrypt(&dom, &tweak, y), Some(x));
+        }
+
+        /// The same as `fpe`'s binary numeral strings, over the widths the
+        /// bijections use (an 8-byte tweak).
+        #[test]
+        fn matches_fpe_binary(key in any::<[u8; 16]>(), bytes in any::<[u8; 8]>(), tweak in any::<[u8; 8]>()) {
+            let theirs = FF1::<Aes128Enc>::new(&key, 2).unwrap();
+            let ct = theirs.encrypt(&tweak, &BinaryNumeralString::from_bytes_le(&bytes)).unwrap().to_bytes_le();
+            // BinaryNumeralString orders a byte's numerals from its low bit.
+            let bits = |bs: &[u8]| bs.iter().flat_map(|b| (0..8).map(move |i| (b >> i) & 1)).fold(0u128, |a, bit| (a << 1) | u128::from(bit));
+            let ours = Ff1::new(&key);
+            let dom = ours.domain(2, 64, 8).unwrap();
+            prop_assert_eq!(ours.encrypt(&dom, &tweak, bits(&bytes)), Some(bits(&ct)));
+        }
+    }
+}
