@@ -2,12 +2,14 @@
 //!
 //! - `transform/*`: 64 values through `Pseudonymizer::apply`, per
 //!   transform, type and format (elements/s; divide to get ns per value).
+//! - `many/*`: the same 64 values through one `Pseudonymizer::apply_many`
+//!   (shape permutations of text run their FF1 encryptions side by side).
 //! - `datarow/*`: `rewrite_data_row` over realistic 8-column rows with 4
 //!   classified columns (id int8, email, name, birth date), text and
 //!   binary formats, and the same rows with an empty plan (bytes/s).
 //! - `copy/*`: `CopyRewriter` over the same rows as a COPY TO STDOUT
-//!   stream in text, CSV and binary, one CopyData payload per row as
-//!   PostgreSQL sends them (bytes/s).
+//!   stream in text, CSV and binary, fed in one piece as the proxy feeds a
+//!   batch of CopyData payloads (bytes/s).
 //!
 //! - `setup/*`: deriving the subkeys, and building the integer tables.
 //!
@@ -224,6 +226,22 @@ fn transforms(c: &mut Criterion) {
         });
     }
     group.finish();
+    let mut group = c.benchmark_group("many");
+    for (name, t, ty, fmt, values) in cases() {
+        group.throughput(Throughput::Elements(values.len() as u64));
+        let values: Vec<Option<&[u8]>> = values.iter().map(|v| Some(&v[..])).collect();
+        let (mut out, mut stand_ins) = (Vec::with_capacity(4096), Vec::new());
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                out.clear();
+                stand_ins.clear();
+                p.apply_many(&t, ty, fmt, black_box(&values), &mut out, &mut stand_ins)
+                    .expect("supported");
+                black_box(out.len())
+            })
+        });
+    }
+    group.finish();
 }
 
 /// Rows in the DataRow and COPY benches.
@@ -397,8 +415,8 @@ fn copies(c: &mut Criterion) {
         ("binary_4_of_8", CopyFormat::Binary, true),
         ("text_passthrough", CopyFormat::text(), false),
     ] {
-        let chunks = copy_stream(&format);
-        let bytes: usize = chunks.iter().map(Vec::len).sum();
+        let stream = copy_stream(&format).concat();
+        let bytes = stream.len();
         let plan = plan(
             if format == CopyFormat::Binary {
                 Format::Binary
@@ -413,9 +431,7 @@ fn copies(c: &mut Criterion) {
             b.iter(|| {
                 out.clear();
                 let mut r = CopyRewriter::new(plan.clone(), format.clone(), Arc::clone(&p));
-                for chunk in &chunks {
-                    r.feed(chunk, &mut out).expect("valid stream");
-                }
+                r.feed(&stream, &mut out).expect("valid stream");
                 r.finish().expect("complete stream");
                 black_box(out.len())
             })

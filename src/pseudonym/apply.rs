@@ -227,12 +227,7 @@ fn text_value(
     dir: Dir,
     out: &mut Vec<u8>,
 ) -> Option<()> {
-    let v = if ty.oid == oid::BPCHAR {
-        let end = v.iter().rposition(|&b| b != b' ').map_or(0, |i| i + 1);
-        &v[..end]
-    } else {
-        v
-    };
+    let v = unpadded(ty, v);
     let limit = ty.text_limit();
     let start = out.len();
     let k = &p.keys;
@@ -258,6 +253,69 @@ fn text_value(
         Transform::Constant { .. } | Transform::Redact => return None,
     }
     limit.fit_tail(out, start).then_some(())
+}
+
+/// A text value without the padding its type adds (`character(n)`).
+fn unpadded(ty: ColumnType, v: &[u8]) -> &[u8] {
+    if ty.oid == oid::BPCHAR {
+        let end = v.iter().rposition(|&b| b != b' ').map_or(0, |i| i + 1);
+        &v[..end]
+    } else {
+        v
+    }
+}
+
+/// Whether [`text_shapes`] takes values of `ty` through `t` (text types
+/// are the same bytes in either format).
+pub(crate) fn shapes_text(t: &Transform, ty: ColumnType) -> bool {
+    ty.kind() == Kind::Text && permutes(t)
+}
+
+/// [`text_value`] forward of many values through a shape permutation
+/// (`phone`, or `bijection` and `token` on text): every value laid out
+/// first, then all their chunks permuted together. Appends each stand-in
+/// to `out` and pushes its range, `None` for NULL.
+pub(crate) fn text_shapes(
+    p: &Pseudonymizer,
+    t: &Transform,
+    ty: ColumnType,
+    values: &[Option<&[u8]>],
+    out: &mut Vec<u8>,
+    stand_ins: &mut Vec<Option<std::ops::Range<usize>>>,
+) {
+    let k = &p.keys;
+    let mut laid = Vec::with_capacity(values.len());
+    let mut layouts = shape::Layouts::default();
+    let mut scratch = Vec::new();
+    for v in values {
+        laid.push(v.map(|v| {
+            let v = unpadded(ty, v);
+            let (keep, classes) = match t {
+                Transform::Phone => (phone::kept_prefix(v), Classes::Digits),
+                _ => (0, Classes::Alnum),
+            };
+            let (start, first) = (scratch.len(), layouts.chunks());
+            layouts.add(&k.token, v, keep, classes, &mut scratch);
+            (start..scratch.len(), first..layouts.chunks())
+        }));
+    }
+    let mut images = Vec::new();
+    k.permuter.forward_many(layouts.jobs(), &mut images);
+    let limit = ty.text_limit();
+    for l in laid {
+        let stand_in = l.and_then(|(bytes, chunks)| {
+            layouts.fill(chunks, &mut scratch, |c| images[c])?;
+            let start = out.len();
+            out.extend_from_slice(&scratch[bytes]);
+            if limit.fit_tail(out, start) {
+                Some(start..out.len())
+            } else {
+                out.truncate(start);
+                None
+            }
+        });
+        stand_ins.push(stand_in);
+    }
 }
 
 fn date_op(p: &Pseudonymizer, t: &Transform) -> Option<DateOp> {

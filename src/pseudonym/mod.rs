@@ -50,6 +50,7 @@ mod words;
 mod tests;
 
 use std::fmt;
+use std::ops::Range;
 
 pub use key::{Key, KeyError, MIN_SECRET_LEN};
 pub use settings::{
@@ -178,6 +179,37 @@ impl Pseudonymizer {
             };
         }
         Ok(written(out, |out| apply::value(self, t, ty, fmt, v, out)))
+    }
+
+    /// [`apply`](Self::apply) to many values of one column: the same
+    /// stand-ins and errors, in order. Each stand-in is appended to `out`
+    /// and its range pushed to `stand_ins` (`None` for NULL); on the first
+    /// error the values after it are left alone. Shape permutations of text
+    /// (`phone`, `bijection` and `token`) lay out every value first and
+    /// run their FF1 encryptions side by side, several times faster per
+    /// value than one [`apply`](Self::apply) each.
+    pub fn apply_many(
+        &self,
+        t: &Transform,
+        ty: ColumnType,
+        fmt: Format,
+        values: &[Option<&[u8]>],
+        out: &mut Vec<u8>,
+        stand_ins: &mut Vec<Option<Range<usize>>>,
+    ) -> Result<(), PseudonymError> {
+        if ty.is_supported() && apply::shapes_text(t, ty) {
+            apply::text_shapes(self, t, ty, values, out, stand_ins);
+            return Ok(());
+        }
+        for &v in values {
+            let start = out.len();
+            let stand_in = match self.apply(t, ty, fmt, v, out)? {
+                Outcome::Value => Some(start..out.len()),
+                Outcome::Null => None,
+            };
+            stand_ins.push(stand_in);
+        }
+        Ok(())
     }
 
     /// The exact inverse of [`apply`](Self::apply) for transforms that are

@@ -19,7 +19,7 @@ pub(crate) fn permute(
 }
 
 /// How many leading bytes name the country or trunk.
-fn kept_prefix(s: &[u8]) -> usize {
+pub(crate) fn kept_prefix(s: &[u8]) -> usize {
     let lead = s.iter().take_while(|b| b.is_ascii_whitespace()).count();
     let rest = &s[lead..];
     let (intl, after) = if let Some(r) = rest.strip_prefix(b"+") {

@@ -12,7 +12,7 @@
 //! of 6 to 12, each permuted with its own tweak.
 
 use super::keyed::Prf;
-use super::permute::Permuter;
+use super::permute::{Permuter, Tweak};
 
 /// Which characters are permuted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,48 +38,120 @@ pub(crate) fn permute(
     forward: bool,
     out: &mut Vec<u8>,
 ) -> Option<()> {
-    let start = out.len();
-    out.extend_from_slice(s);
-    let keep = keep.min(s.len());
-    let mut skel = Vec::with_capacity(2 * s.len());
-    let mut positions = Vec::with_capacity(s.len());
-    for (i, &b) in s.iter().enumerate() {
-        let class = if i < keep { None } else { class_of(b, classes) };
-        match class {
-            Some(c) => {
-                positions.push(start + i);
-                skel.extend_from_slice(&[0, c.marker()]);
-            }
-            None if b == 0 => skel.extend_from_slice(&[0, 0]),
-            None => skel.push(b),
-        }
-    }
-    let tag = prf.tag_repeated(DOMAIN, &skel);
-    let base = u64::from_be_bytes(tag[..8].try_into().ok()?);
-    let n = positions.len();
-    let chunks = if n <= CHUNK { 1 } else { n.div_ceil(CHUNK) };
-    for j in 0..chunks {
-        let part = &positions[j * n / chunks..(j + 1) * n / chunks];
-        let mut m: u64 = 1;
-        let mut x: u64 = 0;
-        for &at in part {
-            let c = class_of(out[at], classes)?;
-            m *= c.radix();
-            x = x * c.radix() + c.value(out[at]);
-        }
-        let tweak = base.wrapping_add(j as u64).to_be_bytes();
-        let mut y = if forward {
-            perm.forward(tweak, m, x)?
+    let mut layouts = Layouts {
+        positions: Vec::with_capacity(s.len()),
+        ends: Vec::with_capacity(2),
+        jobs: Vec::with_capacity(2),
+        skel: Vec::with_capacity(2 * s.len()),
+    };
+    layouts.add(prf, s, keep, classes, out);
+    let jobs = layouts.jobs();
+    layouts.fill(0..jobs.len(), out, |k| {
+        let (tweak, m, x) = jobs[k];
+        if forward {
+            perm.forward(tweak, m, x)
         } else {
-            perm.inverse(tweak, m, x)?
-        };
-        for &at in part.iter().rev() {
-            let c = class_of(out[at], classes)?;
-            out[at] = c.symbol(y % c.radix());
-            y /= c.radix();
+            perm.inverse(tweak, m, x)
+        }
+    })
+}
+
+/// Strings laid out for their permutation, one after the other: where
+/// their permuted characters are, and the `(tweak, m, x)` each chunk of
+/// them goes through. Laying out many strings first lets their
+/// permutations run together ([`Permuter::forward_many`]).
+#[derive(Default)]
+pub(crate) struct Layouts {
+    /// Positions in the output of the permuted characters, chunk by chunk.
+    positions: Vec<usize>,
+    /// Per chunk: the end of its positions, and its permutation input.
+    ends: Vec<usize>,
+    jobs: Vec<(Tweak, u64, u64)>,
+    /// The skeleton of the string being laid out.
+    skel: Vec<u8>,
+}
+
+impl Layouts {
+    /// Chunks laid out so far.
+    pub(crate) fn chunks(&self) -> usize {
+        self.jobs.len()
+    }
+
+    /// Every chunk's `(tweak, m, x)`, in order.
+    pub(crate) fn jobs(&self) -> &[(Tweak, u64, u64)] {
+        &self.jobs
+    }
+
+    /// Appends `s` to `out` and lays out its chunks (the first `keep` bytes
+    /// kept as they are).
+    pub(crate) fn add(
+        &mut self,
+        prf: &Prf,
+        s: &[u8],
+        keep: usize,
+        classes: Classes,
+        out: &mut Vec<u8>,
+    ) {
+        let start = out.len();
+        out.extend_from_slice(s);
+        let keep = keep.min(s.len());
+        let first = self.positions.len();
+        self.skel.clear();
+        for (i, &b) in s.iter().enumerate() {
+            let class = if i < keep { None } else { class_of(b, classes) };
+            match class {
+                Some(c) => {
+                    self.positions.push(start + i);
+                    self.skel.extend_from_slice(&[0, c.marker()]);
+                }
+                None if b == 0 => self.skel.extend_from_slice(&[0, 0]),
+                None => self.skel.push(b),
+            }
+        }
+        let tag = prf.tag_repeated(DOMAIN, &self.skel);
+        let mut base = [0; 8];
+        base.copy_from_slice(&tag[..8]);
+        let base = u64::from_be_bytes(base);
+        let n = self.positions.len() - first;
+        let chunks = if n <= CHUNK { 1 } else { n.div_ceil(CHUNK) };
+        for j in 0..chunks {
+            let (from, to) = (first + j * n / chunks, first + (j + 1) * n / chunks);
+            let mut m: u64 = 1;
+            let mut x: u64 = 0;
+            for &at in &self.positions[from..to] {
+                let c = class(out[at]);
+                m *= c.radix();
+                x = x * c.radix() + c.value(out[at]);
+            }
+            self.ends.push(to);
+            self.jobs
+                .push((base.wrapping_add(j as u64).to_be_bytes(), m, x));
         }
     }
-    Some(())
+
+    /// Writes into `out` the images `image(k)` of chunks `chunks`, the
+    /// chunks of one string; `None` if one has none.
+    pub(crate) fn fill(
+        &self,
+        chunks: std::ops::Range<usize>,
+        out: &mut [u8],
+        image: impl Fn(usize) -> Option<u64>,
+    ) -> Option<()> {
+        for k in chunks {
+            let from = if k == 0 { 0 } else { self.ends[k - 1] };
+            let mut y = image(k)?;
+            for &at in self.positions[from..self.ends[k]].iter().rev() {
+                // Constant divisors: the compiler multiplies instead.
+                let (c, digit, rest) = match class(out[at]) {
+                    Class::Digit => (Class::Digit, y % 10, y / 10),
+                    c => (c, y % 26, y / 26),
+                };
+                out[at] = c.symbol(digit);
+                y = rest;
+            }
+        }
+        Some(())
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -87,6 +159,15 @@ enum Class {
     Digit,
     Lower,
     Upper,
+}
+
+/// The class of a byte laid out as permuted (a digit or a letter).
+fn class(b: u8) -> Class {
+    match b {
+        b'0'..=b'9' => Class::Digit,
+        b'a'..=b'z' => Class::Lower,
+        _ => Class::Upper,
+    }
 }
 
 fn class_of(b: u8, classes: Classes) -> Option<Class> {

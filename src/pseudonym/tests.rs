@@ -756,3 +756,57 @@ proptest! {
         }
     }
 }
+
+/// Stand-ins of `values` through [`Pseudonymizer::apply_many`], `None` for
+/// NULL; `Err` if it failed.
+fn run_many(
+    t: &Transform,
+    ty: ColumnType,
+    fmt: Format,
+    values: &[Option<Vec<u8>>],
+) -> Result<Vec<Option<Vec<u8>>>, PseudonymError> {
+    let values: Vec<Option<&[u8]>> = values.iter().map(Option::as_deref).collect();
+    let (mut out, mut ranges) = (b"prefix".to_vec(), Vec::new());
+    A.apply_many(t, ty, fmt, &values, &mut out, &mut ranges)?;
+    assert_eq!(ranges.len(), values.len());
+    Ok(ranges
+        .into_iter()
+        .map(|r| r.map(|r| out[r].to_vec()))
+        .collect())
+}
+
+proptest! {
+    /// Many values at once give what one `apply` each gives, whether laid
+    /// out and permuted together (shapes of text) or not.
+    #[test]
+    fn many_values_as_one_each(
+        values in proptest::collection::vec(
+            proptest::option::weighted(0.9, "(\\+[1-9][0-9]? )?[0-9 ()a-zA-Z-]{0,30}|é[0-9]{3}"),
+            0..40,
+        ),
+        which in 0..5usize,
+        ty in prop_oneof![Just(TEXT), Just(ColumnType::varchar(12)), Just(ColumnType::bpchar(20))],
+        fmt in prop_oneof![Just(Format::Text), Just(Format::Binary)],
+    ) {
+        let t = [Transform::Phone, Transform::Bijection, Transform::Token, Transform::Email, Transform::Redact][which].clone();
+        let values: Vec<Option<Vec<u8>>> = values.into_iter().map(|v| v.map(String::into_bytes)).collect();
+        let one_each: Vec<Option<Vec<u8>>> = values
+            .iter()
+            .map(|v| v.as_deref().and_then(|v| run(&A, &t, ty, fmt, v)))
+            .collect();
+        prop_assert_eq!(run_many(&t, ty, fmt, &values).unwrap(), one_each);
+    }
+}
+
+#[test]
+fn many_values_fail_as_one_does() {
+    let ty = ColumnType::plain(869);
+    let values = [Some(b"\0\0".to_vec())];
+    assert_eq!(
+        run_many(&Transform::Phone, ty, Format::Binary, &values),
+        Err(PseudonymError::BinaryUnsupported {
+            oid: 869,
+            transform: "phone"
+        })
+    );
+}
