@@ -9,8 +9,9 @@
 
 use std::sync::Arc;
 
-use crate::pseudonym::{Format, Outcome, Pseudonymizer};
+use crate::pseudonym::{Format, Pseudonymizer};
 
+use super::group::{Group, Value, GROUP_ROWS};
 use super::rewrite::{ColumnPlan, RewriteError};
 
 /// The 11-byte signature that starts a binary COPY stream.
@@ -104,16 +105,13 @@ pub struct CopyRewriter {
     escaped: bool,
 }
 
-/// The plan and the buffers reused for every value.
+/// The plan and the group of rows being rewritten.
 struct Work {
     plan: ColumnPlan,
     /// No column is rewritten.
     passthrough: bool,
     p: Arc<Pseudonymizer>,
-    /// A decoded input value.
-    value: Vec<u8>,
-    /// Its stand-in.
-    stand_in: Vec<u8>,
+    group: Group,
 }
 
 impl CopyRewriter {
@@ -129,8 +127,7 @@ impl CopyRewriter {
                 passthrough: plan.is_passthrough(),
                 plan,
                 p,
-                value: Vec::new(),
-                stand_in: Vec::new(),
+                group: Group::default(),
             },
             stage: if header { Stage::Header } else { Stage::Rows },
             pending: Vec::new(),
@@ -156,8 +153,7 @@ impl CopyRewriter {
                 plan: self.work.plan.clone(),
                 passthrough: self.work.passthrough,
                 p: Arc::clone(&self.work.p),
-                value: Vec::new(),
-                stand_in: Vec::new(),
+                group: Group::default(),
             },
             stage: Stage::Rows,
             pending: Vec::new(),
@@ -198,17 +194,22 @@ impl CopyRewriter {
             };
             let mut row = std::mem::take(&mut self.pending);
             row.extend_from_slice(&chunk[..=end]);
-            let r = self.line(&row, out);
+            let r = self.lines(&[&row], out);
             row.clear();
             self.pending = row;
             r?;
             chunk = &chunk[end + 1..];
         }
+        let mut lines = Vec::with_capacity(GROUP_ROWS);
         while !chunk.is_empty() {
             match self.row_end(chunk) {
                 Some(end) => {
-                    self.line(&chunk[..=end], out)?;
+                    lines.push(&chunk[..=end]);
                     chunk = &chunk[end + 1..];
+                    if lines.len() == GROUP_ROWS {
+                        self.lines(&lines, out)?;
+                        lines.clear();
+                    }
                 }
                 None => {
                     self.pending.extend_from_slice(chunk);
@@ -216,7 +217,7 @@ impl CopyRewriter {
                 }
             }
         }
-        Ok(())
+        self.lines(&lines, out)
     }
 
     /// The index of the newline ending the current row in `chunk`, given
@@ -253,24 +254,24 @@ impl CopyRewriter {
         }
     }
 
-    /// One complete line, ending in `\n`.
-    fn line(&mut self, line: &[u8], out: &mut Vec<u8>) -> Result<(), RewriteError> {
-        self.in_quote = false;
-        self.escaped = false;
+    /// Complete lines, each ending in `\n`, rewritten together.
+    fn lines(&mut self, mut lines: &[&[u8]], out: &mut Vec<u8>) -> Result<(), RewriteError> {
         if self.stage == Stage::Header {
+            let Some((header, rest)) = lines.split_first() else {
+                return Ok(());
+            };
             self.stage = Stage::Rows;
-            out.extend_from_slice(line);
-            return Ok(());
+            out.extend_from_slice(header);
+            lines = rest;
         }
         if self.work.passthrough {
-            out.extend_from_slice(line);
+            lines.iter().for_each(|line| out.extend_from_slice(line));
             return Ok(());
         }
-        let start = out.len();
-        let r = match &self.format {
+        match &self.format {
             CopyFormat::Text {
                 delimiter, null, ..
-            } => self.work.text_row(line, *delimiter, null, out),
+            } => self.work.text_rows(lines, *delimiter, null, out),
             CopyFormat::Csv {
                 delimiter,
                 quote,
@@ -286,14 +287,10 @@ impl CopyRewriter {
                     null,
                     force_quote,
                 };
-                self.work.csv_row(line, &opts, out)
+                self.work.csv_rows(lines, &opts, out)
             }
             CopyFormat::Binary => Err(RewriteError::MalformedCopy("not a line format")),
-        };
-        if r.is_err() {
-            out.truncate(start);
         }
-        r
     }
 
     fn feed_binary(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), RewriteError> {
@@ -313,8 +310,23 @@ impl CopyRewriter {
     }
 
     /// Rewrites every complete unit (file header, tuple, trailer) at the
-    /// start of `buf`; returns the bytes used.
+    /// start of `buf`; returns the bytes used. Tuples are rewritten in
+    /// groups; those before a failing unit are written before its error.
     fn binary_units(&mut self, buf: &[u8], out: &mut Vec<u8>) -> Result<usize, RewriteError> {
+        let mut tuples = Vec::with_capacity(GROUP_ROWS);
+        let r = self.binary_scan(buf, &mut tuples, out);
+        self.binary_tuples(&tuples, out)?;
+        r
+    }
+
+    /// [`binary_units`](Self::binary_units) but for the last tuples, left
+    /// in `tuples`.
+    fn binary_scan<'a>(
+        &mut self,
+        buf: &'a [u8],
+        tuples: &mut Vec<&'a [u8]>,
+        out: &mut Vec<u8>,
+    ) -> Result<usize, RewriteError> {
         let mut at = 0;
         loop {
             let rest = &buf[at..];
@@ -337,6 +349,8 @@ impl CopyRewriter {
                     };
                     let count = i16::from_be_bytes([count[0], count[1]]);
                     if count == -1 {
+                        self.binary_tuples(tuples, out)?;
+                        tuples.clear();
                         out.extend_from_slice(&rest[..2]);
                         self.stage = Stage::Done;
                         at += 2;
@@ -348,157 +362,225 @@ impl CopyRewriter {
                     let Some(len) = binary_tuple_len(rest, count)? else {
                         return Ok(at);
                     };
-                    let start = out.len();
-                    let r = self.binary_tuple(&rest[..len], out);
-                    if r.is_err() {
-                        out.truncate(start);
+                    tuples.push(&rest[..len]);
+                    if tuples.len() == GROUP_ROWS {
+                        self.binary_tuples(tuples, out)?;
+                        tuples.clear();
                     }
-                    r?;
                     at += len;
                 }
             }
         }
     }
 
-    fn binary_tuple(&mut self, tuple: &[u8], out: &mut Vec<u8>) -> Result<(), RewriteError> {
-        let w = &mut self.work;
-        if w.passthrough {
-            out.extend_from_slice(tuple);
+    /// Complete tuples, rewritten together.
+    fn binary_tuples(&mut self, tuples: &[&[u8]], out: &mut Vec<u8>) -> Result<(), RewriteError> {
+        if self.work.passthrough {
+            tuples.iter().for_each(|t| out.extend_from_slice(t));
             return Ok(());
         }
-        out.extend_from_slice(&tuple[..2]);
-        let mut at = 2;
-        for column in &w.plan.columns {
-            let len = i32::from_be_bytes([tuple[at], tuple[at + 1], tuple[at + 2], tuple[at + 3]]);
-            let end = at + 4 + usize::try_from(len).unwrap_or(0);
-            match column {
-                None => out.extend_from_slice(&tuple[at..end]),
-                Some(c) => {
-                    let value = (len >= 0).then(|| &tuple[at + 4..end]);
-                    let len_at = out.len();
-                    out.extend_from_slice(&[0; 4]);
-                    let n = match w.p.apply(&c.transform, c.ty, Format::Binary, value, out)? {
-                        Outcome::Null => -1,
-                        Outcome::Value => i32::try_from(out.len() - len_at - 4)
-                            .map_err(|_| RewriteError::TooLarge)?,
-                    };
-                    out[len_at..len_at + 4].copy_from_slice(&n.to_be_bytes());
+        let read = |g: &mut Group, plan: &ColumnPlan, tuple: &[u8]| {
+            let mut at = 2;
+            for column in &plan.columns {
+                let len =
+                    i32::from_be_bytes([tuple[at], tuple[at + 1], tuple[at + 2], tuple[at + 3]]);
+                let end = at + 4 + usize::try_from(len).unwrap_or(0);
+                let value = match column {
+                    Some(_) if len >= 0 => Value::InRow(at + 4..end),
+                    _ => Value::Null,
+                };
+                g.field(at..end, value);
+                at = end;
+            }
+            Ok(())
+        };
+        let write = |row: Row<'_>, out: &mut Vec<u8>| {
+            out.extend_from_slice(&row.bytes[..2]);
+            for (i, column) in row.plan.columns.iter().enumerate() {
+                if column.is_none() {
+                    out.extend_from_slice(row.raw(i));
+                    continue;
+                }
+                match row.stand_in(i) {
+                    None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+                    Some(v) => {
+                        let n = i32::try_from(v.len()).map_err(|_| RewriteError::TooLarge)?;
+                        out.extend_from_slice(&n.to_be_bytes());
+                        out.extend_from_slice(v);
+                    }
                 }
             }
-            at = end;
-        }
-        Ok(())
+            Ok(())
+        };
+        self.work.rows(tuples, Format::Binary, read, write, out)
+    }
+}
+
+/// One row of a rewritten group, as its writer sees it.
+struct Row<'a> {
+    plan: &'a ColumnPlan,
+    group: &'a Group,
+    /// The row's index in the group, and its bytes.
+    index: usize,
+    bytes: &'a [u8],
+}
+
+impl Row<'_> {
+    /// Field `i` as it came.
+    fn raw(&self, i: usize) -> &[u8] {
+        &self.bytes[self.group.raw(self.plan.len(), self.index, i)]
+    }
+
+    /// The stand-in of planned field `i`, `None` for NULL.
+    fn stand_in(&self, i: usize) -> Option<&[u8]> {
+        self.group.stand_in(self.plan.len(), self.index, i)
     }
 }
 
 impl Work {
-    fn text_row(
+    /// Rewrites `rows` together: `read` notes each row's fields in the
+    /// group, the planned columns' values are pseudonymized column by
+    /// column, and `write` writes each row. The rows before a failing one
+    /// are written, nothing of it, and its error is returned.
+    fn rows(
         &mut self,
-        line: &[u8],
+        rows: &[&[u8]],
+        fmt: Format,
+        mut read: impl FnMut(&mut Group, &ColumnPlan, &[u8]) -> Result<(), RewriteError>,
+        write: impl Fn(Row<'_>, &mut Vec<u8>) -> Result<(), RewriteError>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), RewriteError> {
+        let g = &mut self.group;
+        g.clear();
+        let mut unread = None;
+        for row in rows {
+            let r = read(g, &self.plan, row).and_then(|()| g.end_row(&self.plan));
+            if let Err(e) = r {
+                g.drop_row(&self.plan);
+                unread = Some(e);
+                break;
+            }
+        }
+        let (n, failed) = g.rewrite(&self.plan, &self.p, fmt, &rows[..g.rows()]);
+        for (index, bytes) in rows[..n].iter().enumerate() {
+            let start = out.len();
+            let row = Row {
+                plan: &self.plan,
+                group: g,
+                index,
+                bytes,
+            };
+            if let Err(e) = write(row, out) {
+                out.truncate(start);
+                return Err(e);
+            }
+        }
+        failed.or(unread).map_or(Ok(()), Err)
+    }
+
+    fn text_rows(
+        &mut self,
+        lines: &[&[u8]],
         delim: u8,
         null: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), RewriteError> {
-        let body = &line[..line.len() - 1];
-        let mut fields = 0;
-        let mut at = 0;
-        loop {
-            let end = text_field_end(body, at, delim);
-            let raw = &body[at..end];
-            let column = self.plan.column(fields)?;
-            match column {
-                None => out.extend_from_slice(raw),
-                Some(c) => {
-                    let value = if raw == null {
-                        None
-                    } else if find2(raw, b'\\', b'\\').is_none() {
-                        Some(raw)
-                    } else {
-                        text_unescape(raw, &mut self.value);
-                        Some(&self.value[..])
-                    };
-                    let start = out.len();
-                    match self.p.apply(&c.transform, c.ty, Format::Text, value, out)? {
-                        Outcome::Null => out.extend_from_slice(null),
-                        Outcome::Value if needs_text_escape(&out[start..], delim) => {
-                            self.stand_in.clear();
-                            self.stand_in.extend_from_slice(&out[start..]);
-                            out.truncate(start);
-                            text_escape(&self.stand_in, delim, out);
-                        }
-                        Outcome::Value => {}
-                    }
+        let read = |g: &mut Group, plan: &ColumnPlan, line: &[u8]| {
+            let body = &line[..line.len() - 1];
+            let mut fields = 0;
+            let mut at = 0;
+            loop {
+                let end = text_field_end(body, at, delim);
+                let raw = &body[at..end];
+                let value = match plan.column(fields)? {
+                    None => Value::Null,
+                    Some(_) if raw == null => Value::Null,
+                    Some(_) if find2(raw, b'\\', b'\\').is_none() => Value::InRow(at..end),
+                    Some(_) => g.decoded(text_unescape, raw),
+                };
+                g.field(at..end, value);
+                fields += 1;
+                if end == body.len() {
+                    return Ok(());
+                }
+                at = end + 1;
+            }
+        };
+        let write = |row: Row<'_>, out: &mut Vec<u8>| {
+            for (i, column) in row.plan.columns.iter().enumerate() {
+                if i > 0 {
+                    out.push(delim);
+                }
+                match (column, row.stand_in(i)) {
+                    (None, _) => out.extend_from_slice(row.raw(i)),
+                    (Some(_), None) => out.extend_from_slice(null),
+                    (Some(_), Some(v)) if needs_text_escape(v, delim) => text_escape(v, delim, out),
+                    (Some(_), Some(v)) => out.extend_from_slice(v),
                 }
             }
-            fields += 1;
-            if end == body.len() {
-                break;
-            }
-            out.push(delim);
-            at = end + 1;
-        }
-        self.plan.check_count(fields)?;
-        out.push(b'\n');
-        Ok(())
+            out.push(b'\n');
+            Ok(())
+        };
+        self.rows(lines, Format::Text, read, write, out)
     }
 
-    fn csv_row(
+    fn csv_rows(
         &mut self,
-        line: &[u8],
+        lines: &[&[u8]],
         opts: &Csv<'_>,
         out: &mut Vec<u8>,
     ) -> Result<(), RewriteError> {
-        let body = &line[..line.len() - 1];
+        let read = |g: &mut Group, plan: &ColumnPlan, line: &[u8]| {
+            let body = &line[..line.len() - 1];
+            let mut fields = 0;
+            let mut at = 0;
+            loop {
+                let (end, quoted) = opts.field_end(body, at)?;
+                let raw = &body[at..end];
+                let value = match plan.column(fields)? {
+                    None => Value::Null,
+                    Some(_) if !quoted && raw == opts.null => Value::Null,
+                    Some(_) if !quoted => Value::InRow(at..end),
+                    Some(_) => g.decoded(|raw, out| opts.unquote(raw, out), raw),
+                };
+                g.field(at..end, value);
+                fields += 1;
+                if end == body.len() {
+                    return Ok(());
+                }
+                if body[end] != opts.delimiter {
+                    return Err(RewriteError::MalformedCopy("text after a closing quote"));
+                }
+                at = end + 1;
+            }
+        };
         let single = self.plan.len() == 1;
-        let mut fields = 0;
-        let mut at = 0;
-        loop {
-            let (end, quoted) = opts.field_end(body, at)?;
-            let raw = &body[at..end];
-            let column = self.plan.column(fields)?;
-            match column {
-                None => out.extend_from_slice(raw),
-                Some(c) => {
-                    let value = if !quoted && raw == opts.null {
-                        None
-                    } else if !quoted {
-                        Some(raw)
-                    } else {
-                        opts.unquote(raw, &mut self.value);
-                        Some(&self.value[..])
-                    };
-                    let start = out.len();
-                    match self.p.apply(&c.transform, c.ty, Format::Text, value, out)? {
-                        Outcome::Null => out.extend_from_slice(opts.null),
-                        Outcome::Value => {
-                            let force = match opts.force_quote {
-                                ForceQuote::Off => false,
-                                ForceQuote::All => true,
-                                ForceQuote::Columns(cols) => cols.contains(&fields),
-                            };
-                            if opts.needs_quotes(&out[start..], force, single) {
-                                self.stand_in.clear();
-                                self.stand_in.extend_from_slice(&out[start..]);
-                                out.truncate(start);
-                                opts.write_quoted(&self.stand_in, out);
-                            }
+        let write = |row: Row<'_>, out: &mut Vec<u8>| {
+            for (i, column) in row.plan.columns.iter().enumerate() {
+                if i > 0 {
+                    out.push(opts.delimiter);
+                }
+                match (column, row.stand_in(i)) {
+                    (None, _) => out.extend_from_slice(row.raw(i)),
+                    (Some(_), None) => out.extend_from_slice(opts.null),
+                    (Some(_), Some(v)) => {
+                        let force = match opts.force_quote {
+                            ForceQuote::Off => false,
+                            ForceQuote::All => true,
+                            ForceQuote::Columns(cols) => cols.contains(&i),
+                        };
+                        if opts.needs_quotes(v, force, single) {
+                            opts.write_quoted(v, out);
+                        } else {
+                            out.extend_from_slice(v);
                         }
                     }
                 }
             }
-            fields += 1;
-            if end == body.len() {
-                break;
-            }
-            if body[end] != opts.delimiter {
-                return Err(RewriteError::MalformedCopy("text after a closing quote"));
-            }
-            out.push(opts.delimiter);
-            at = end + 1;
-        }
-        self.plan.check_count(fields)?;
-        out.push(b'\n');
-        Ok(())
+            out.push(b'\n');
+            Ok(())
+        };
+        self.rows(lines, Format::Text, read, write, out)
     }
 }
 
@@ -535,9 +617,8 @@ fn text_field_end(body: &[u8], mut at: usize, delim: u8) -> usize {
     body.len()
 }
 
-/// Decodes a text-format field's backslash escapes into `out`.
+/// Appends a text-format field with its backslash escapes decoded.
 fn text_unescape(raw: &[u8], out: &mut Vec<u8>) {
-    out.clear();
     let mut i = 0;
     while let Some(n) = find2(&raw[i..], b'\\', b'\\') {
         out.extend_from_slice(&raw[i..i + n]);
@@ -657,9 +738,8 @@ impl Csv<'_> {
         Err(RewriteError::MalformedCopy("unterminated CSV quote"))
     }
 
-    /// Decodes a quoted field's content into `out`.
+    /// Appends a quoted field's content, decoded.
     fn unquote(&self, raw: &[u8], out: &mut Vec<u8>) {
-        out.clear();
         let inner = &raw[1..raw.len() - 1];
         let mut i = 0;
         while let Some(k) = find2(&inner[i..], self.escape, self.escape) {
@@ -751,7 +831,7 @@ fn binary_tuple_len(b: &[u8], count: usize) -> Result<Option<usize>, RewriteErro
 mod tests {
     use super::*;
     use crate::enforce::rewrite::PlannedColumn;
-    use crate::pseudonym::{oid, ColumnType, Key, Settings, Transform};
+    use crate::pseudonym::{oid, ColumnType, Key, Outcome, Settings, Transform};
     use proptest::prelude::*;
     use std::sync::LazyLock;
 
@@ -949,6 +1029,76 @@ mod tests {
             vec![None, None, None],
         ]);
         assert_eq!(out, expected);
+    }
+
+    /// The stand-in `apply` gives one value (text format), `None` for NULL.
+    fn one(t: &Transform, v: &str) -> Option<String> {
+        let mut out = Vec::new();
+        let ty = ColumnType::plain(oid::TEXT);
+        match P
+            .apply(t, ty, Format::Text, Some(v.as_bytes()), &mut out)
+            .unwrap()
+        {
+            Outcome::Value => Some(String::from_utf8(out).unwrap()),
+            Outcome::Null => None,
+        }
+    }
+
+    /// Streams of more rows than a group: every row gets what `apply`
+    /// gives its values one by one, in text, CSV and binary; a bad row
+    /// stops the stream after exactly the rows before it.
+    #[test]
+    fn groups_give_what_each_value_gets() {
+        let plan = ColumnPlan::new(vec![
+            col(Transform::Phone, oid::TEXT),
+            None,
+            col(Transform::Email, oid::TEXT),
+        ]);
+        let rows: Vec<[String; 3]> = (0..150)
+            .map(|i| {
+                [
+                    format!("+44 20 7946 {:04}", i * 7),
+                    format!("kept {i}"),
+                    format!("user{i}@mail.example.com"),
+                ]
+            })
+            .collect();
+        let expected: Vec<[String; 3]> = rows
+            .iter()
+            .map(|[phone, kept, email]| {
+                [
+                    one(&Transform::Phone, phone).unwrap(),
+                    kept.clone(),
+                    one(&Transform::Email, email).unwrap(),
+                ]
+            })
+            .collect();
+        let text: String = rows.iter().map(|r| r.join("\t") + "\n").collect();
+        let csv: String = rows.iter().map(|r| r.join(",") + "\n").collect();
+        let want_text: String = expected.iter().map(|r| r.join("\t") + "\n").collect();
+        let want_csv: String = expected.iter().map(|r| r.join(",") + "\n").collect();
+        for (format, input, want, delim) in [
+            (CopyFormat::text(), &text, &want_text, "\t"),
+            (CopyFormat::csv(), &csv, &want_csv, ","),
+        ] {
+            let out = run(&format, &plan, &[input.as_bytes()]).unwrap();
+            assert_eq!(String::from_utf8(out).unwrap(), *want);
+            let mut r = CopyRewriter::new(plan.clone(), format, Arc::clone(&P));
+            let mut out = Vec::new();
+            let bad = input.replacen("kept 100", &format!("kept{delim}100"), 1);
+            assert!(r.feed(bad.as_bytes(), &mut out).is_err());
+            let kept: usize = want.lines().take(100).map(|l| l.len() + 1).sum();
+            assert_eq!(out, want.as_bytes()[..kept]);
+        }
+        let binary = |rows: &[[String; 3]]| {
+            let rows: Vec<Vec<Option<Vec<u8>>>> = rows
+                .iter()
+                .map(|r| r.iter().map(|v| Some(v.clone().into_bytes())).collect())
+                .collect();
+            binary_stream(&rows)
+        };
+        let out = run(&CopyFormat::Binary, &plan, &[&binary(&rows)]).unwrap();
+        assert_eq!(out, binary(&expected));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 mod budget;
 pub mod copy;
+mod group;
 pub mod rewrite;
 mod rowcheck;
 mod scrub;

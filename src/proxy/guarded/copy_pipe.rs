@@ -1,8 +1,10 @@
 //! A pseudonymized `COPY ... TO STDOUT` spread over threads. The stream's
 //! CopyData payloads are gathered into batches (up to 256 KiB, or what the
 //! server sent before its stream paused); every batch is rewritten on the
-//! blocking pool and the outputs go to the client in stream order, so one
-//! large COPY uses the cores copyguard has instead of one.
+//! blocking pool, as one stretch of the stream so that its rows are
+//! rewritten in groups, and the outputs go to the client in stream order,
+//! one CopyData message per batch, so one large COPY uses the cores
+//! copyguard has instead of one.
 //!
 //! The first batch in flight takes the stream's own [`CopyRewriter`]. A
 //! batch sent while others are still in flight starts from a
@@ -35,33 +37,29 @@ const IN_FLIGHT_PER_CORE: usize = 4;
 /// Batches in flight at most, whatever the cores (bounds a stream's memory).
 const MAX_IN_FLIGHT: usize = 16;
 
-/// CopyData payloads, concatenated, with where each ends.
+/// CopyData payloads, concatenated.
 #[derive(Default)]
 struct Batch {
     bytes: Vec<u8>,
-    ends: Vec<usize>,
+    payloads: usize,
 }
 
 impl Batch {
     fn is_empty(&self) -> bool {
-        self.ends.is_empty()
+        self.payloads == 0
     }
 
-    /// Rewrites every payload with `rw` into framed CopyData messages,
-    /// leaving out payloads that complete no row.
+    /// Rewrites the batch's payloads with `rw`, fed as one stretch of the
+    /// stream so that rows of many payloads are rewritten together, into
+    /// one framed CopyData message (none if it completes no row).
     fn rewrite(&self, rw: &mut CopyRewriter) -> Result<Vec<u8>, RewriteError> {
         let mut out = Vec::with_capacity(self.bytes.len() + self.bytes.len() / 4 + 64);
-        let mut start = 0;
-        for &end in &self.ends {
-            let at = out.len();
-            out.extend_from_slice(&[b'd', 0, 0, 0, 0]);
-            rw.feed(&self.bytes[start..end], &mut out)?;
-            start = end;
-            match u32::try_from(out.len() - at - 1) {
-                Ok(4) => out.truncate(at),
-                Ok(len) => out[at + 1..at + 5].copy_from_slice(&len.to_be_bytes()),
-                Err(_) => return Err(RewriteError::TooLarge),
-            }
+        out.extend_from_slice(&[b'd', 0, 0, 0, 0]);
+        rw.feed(&self.bytes, &mut out)?;
+        match u32::try_from(out.len() - 1) {
+            Ok(4) => out.clear(),
+            Ok(len) => out[1..5].copy_from_slice(&len.to_be_bytes()),
+            Err(_) => return Err(RewriteError::TooLarge),
         }
         Ok(out)
     }
@@ -120,7 +118,7 @@ impl CopyPipe {
     /// Adds one CopyData payload; sends the batch off when it is large.
     pub(super) fn push(&mut self, payload: &[u8]) {
         self.gathering.bytes.extend_from_slice(payload);
-        self.gathering.ends.push(self.gathering.bytes.len());
+        self.gathering.payloads += 1;
         if self.gathering.bytes.len() >= BATCH_BYTES {
             self.send();
         }
@@ -306,27 +304,33 @@ mod tests {
         [CopyFormat::text(), csv, CopyFormat::Binary]
     }
 
-    /// One sequential rewriter, framing each payload's output as the pipe
-    /// does.
+    /// What one sequential rewriter fed payload by payload gives.
     fn sequential(format: &CopyFormat, payloads: &[&[u8]]) -> Vec<u8> {
         let mut rw = rewriter(format);
-        let batch = Batch {
-            bytes: payloads.concat(),
-            ends: payloads
-                .iter()
-                .scan(0, |end, p| {
-                    *end += p.len();
-                    Some(*end)
-                })
-                .collect(),
-        };
-        let out = batch.rewrite(&mut rw).unwrap();
+        let mut out = Vec::new();
+        for p in payloads {
+            rw.feed(p, &mut out).unwrap();
+        }
         rw.finish().unwrap();
         out
     }
 
+    /// The payloads of well-framed, non-empty CopyData messages, joined.
+    fn unframed(mut framed: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        while !framed.is_empty() {
+            assert_eq!(framed[0], b'd');
+            let len = u32::from_be_bytes(framed[1..5].try_into().unwrap()) as usize;
+            assert!(len > 4, "an empty CopyData");
+            out.extend_from_slice(&framed[5..1 + len]);
+            framed = &framed[1 + len..];
+        }
+        out
+    }
+
     /// Through the pipe, sending a batch after every payload `send_after`
-    /// marks, taking outputs out only when the pipe is full or at the end.
+    /// marks, taking outputs out only when the pipe is full or at the end;
+    /// the payloads of the messages it gives.
     async fn piped(format: &CopyFormat, payloads: &[&[u8]], send_after: &[bool]) -> Vec<u8> {
         let mut pipe = CopyPipe::new(rewriter(format));
         let mut out = Vec::new();
@@ -344,7 +348,7 @@ mod tests {
             out.extend(pipe.next().await.unwrap().unwrap());
         }
         pipe.finish().unwrap();
-        out
+        unframed(&out)
     }
 
     fn cut<'a>(input: &'a [u8], cuts: &[prop::sample::Index]) -> Vec<&'a [u8]> {
