@@ -122,7 +122,8 @@ fn run() -> Result<()> {
             let (bytes, secs) = copy(conninfo, "text").await?;
             println!("warm-up {name:<14} {:.1} MB in {secs:.2} s", bytes as f64 / 1e6);
         }
-        let mut results: Vec<(&str, &str, f64)> = Vec::new();
+        // (format, target, MB/s, rows/s)
+        let mut results: Vec<(&str, &str, f64, f64)> = Vec::new();
         for round in 1..=rounds {
             for format in FORMATS {
                 for i in 0..targets.len() {
@@ -133,27 +134,32 @@ fn run() -> Result<()> {
                         "round {round}/{rounds}  {format:<6} {name:<14} {:>8.1} MB  {secs:>6.2} s  {mbs:>7.1} MB/s",
                         bytes as f64 / 1e6
                     );
-                    results.push((format, name, mbs));
+                    results.push((format, name, mbs, rows as f64 / secs));
                 }
             }
         }
         println!();
+        println!("medians; the ratios are of rows per second (stand-ins are not exactly as long as the values they replace)");
         println!("format   direct MB/s   relayed MB/s   pseudonymized MB/s   relayed/direct   pseudonymized/direct");
         for format in FORMATS {
-            let median = |target: &str| {
+            let median = |target: &str, pick: fn(&(&str, &str, f64, f64)) -> f64| {
                 let mut v: Vec<f64> = results
                     .iter()
-                    .filter(|(f, n, _)| *f == format && *n == target)
-                    .map(|(_, _, m)| *m)
+                    .filter(|r| r.0 == format && r.1 == target)
+                    .map(pick)
                     .collect();
                 v.sort_by(f64::total_cmp);
                 v[v.len() / 2]
             };
-            let (d, r, p) = (median("direct"), median("relayed"), median("pseudonymized"));
+            let mbs = |target| median(target, |r| r.2);
+            let rows = |target| median(target, |r| r.3);
             println!(
-                "{format:<8} {d:>11.1}   {r:>12.1}   {p:>18.1}   {:>14.2}   {:>20.2}",
-                r / d,
-                p / d
+                "{format:<8} {:>11.1}   {:>12.1}   {:>18.1}   {:>14.2}   {:>20.2}",
+                mbs("direct"),
+                mbs("relayed"),
+                mbs("pseudonymized"),
+                rows("relayed") / rows("direct"),
+                rows("pseudonymized") / rows("direct")
             );
         }
         Ok::<(), anyhow::Error>(())

@@ -174,9 +174,15 @@ impl Ff1 {
         if tweak.len() != dom.t || x >= dom.size {
             return None;
         }
-        let q = |k: usize| tweak.get(k).copied().unwrap_or(0);
-        let block =
-            |from: usize| (from..from + 16).fold(0u128, |acc, k| (acc << 8) | u128::from(q(k)));
+        // Q's 16 bytes from `from` on: T, then zeros.
+        let block = |from: usize| {
+            let mut b = [0; 16];
+            if let Some(t) = tweak.get(from..) {
+                let n = t.len().min(16);
+                b[..n].copy_from_slice(&t[..n]);
+            }
+            u128::from_be_bytes(b)
+        };
         let mut state = dom.after_p;
         for from in (0..dom.q_len - 16).step_by(16) {
             state = self.ciph(state ^ block(from));

@@ -98,7 +98,7 @@ impl Permuter {
                 out.push(self.forward(tweak, m, x));
             } else {
                 out.push(None);
-                walking.push((i, u128::from(x)));
+                walking.push((i, self.domain(ff1_domain(m)), u128::from(x)));
             }
         }
         let mut next = Vec::new();
@@ -106,14 +106,14 @@ impl Permuter {
         while !walking.is_empty() {
             for group in walking.chunks(LANES) {
                 let mut lanes = [(&self.domains[0], &[][..], 0); LANES];
-                for (lane, &(i, v)) in lanes.iter_mut().zip(group) {
-                    *lane = (self.domain(ff1_domain(jobs[i].1)), &jobs[i].0[..], v);
+                for (lane, &(i, dom, v)) in lanes.iter_mut().zip(group) {
+                    *lane = (dom, &jobs[i].0[..], v);
                 }
                 self.ff1.encrypt_lanes(&lanes[..group.len()], &mut ys);
-                for (&(i, _), y) in group.iter().zip(ys) {
+                for (&(i, dom, _), y) in group.iter().zip(ys) {
                     match y {
                         Some(v) if v < u128::from(jobs[i].1) => out[i] = u64::try_from(v).ok(),
-                        Some(v) => next.push((i, v)),
+                        Some(v) => next.push((i, dom, v)),
                         None => {}
                     }
                 }
