@@ -6,10 +6,11 @@
 use aes::cipher::{BlockDecrypt, BlockEncrypt};
 
 use super::dates::{self, DateOp, Range};
+use super::keyed::{Prf, Tag};
 use super::numeric::{self, Decimal, Numeric};
 use super::shape::{self, Classes};
 use super::transform::Transform;
-use super::types::{oid, ColumnType, Format, IntWidth, Kind};
+use super::types::{oid, ColumnType, Format, IntWidth, Kind, TextLimit};
 use super::{binary, calendar, email, json, mask, phone, text, words, Pseudonymizer};
 
 /// Direction of a bijection.
@@ -238,8 +239,10 @@ fn text_value(
         }
         Transform::Phone => phone::permute(&k.permuter, &k.token, v, forward, out)?,
         _ if !forward => return None,
-        Transform::Email => email::write(&k.email, &p.settings.email_domain, v, limit, out)?,
-        Transform::PersonName { part } => words::person_name(&k.words, v, *part, out),
+        Transform::Email | Transform::PersonName { .. } => {
+            let (prf, domain) = tagging(p, t)?;
+            tagged(p, t, &prf.tag(domain, v), v, limit, out)?
+        }
         Transform::Address => words::address(&k.words, v, out),
         Transform::Replace => {
             let chars = std::str::from_utf8(v).map_or(v.len(), |s| s.chars().count());
@@ -305,16 +308,91 @@ pub(crate) fn text_shapes(
     for l in laid {
         let stand_in = l.and_then(|(bytes, chunks)| {
             layouts.fill(chunks, &mut scratch, |c| images[c])?;
-            let start = out.len();
-            out.extend_from_slice(&scratch[bytes]);
-            if limit.fit_tail(out, start) {
-                Some(start..out.len())
-            } else {
-                out.truncate(start);
-                None
-            }
+            fitted(limit, out, |out| {
+                out.extend_from_slice(&scratch[bytes]);
+                Some(())
+            })
         });
         stand_ins.push(stand_in);
+    }
+}
+
+/// The PRF and domain byte of the tag of the whole value a text transform
+/// starts from, if it does.
+fn tagging<'a>(p: &'a Pseudonymizer, t: &Transform) -> Option<(&'a Prf, u8)> {
+    match t {
+        Transform::Email => Some((&p.keys.email, email::PRF_DOMAIN)),
+        Transform::PersonName { .. } => Some((&p.keys.words, words::NAME_DOMAIN)),
+        _ => None,
+    }
+}
+
+/// The stand-in of a value of a [`tagging`] transform, from its tag.
+fn tagged(
+    p: &Pseudonymizer,
+    t: &Transform,
+    tag: &Tag,
+    v: &[u8],
+    limit: TextLimit,
+    out: &mut Vec<u8>,
+) -> Option<()> {
+    match t {
+        Transform::Email => email::write_tagged(tag, &p.settings.email_domain, limit, out),
+        Transform::PersonName { part } => {
+            words::person_name_tagged(tag, v, *part, out);
+            Some(())
+        }
+        _ => None,
+    }
+}
+
+/// Whether [`text_tagged`] takes values of `ty` through `t`.
+pub(crate) fn tags_text(p: &Pseudonymizer, t: &Transform, ty: ColumnType) -> bool {
+    ty.kind() == Kind::Text && tagging(p, t).is_some()
+}
+
+/// [`text_value`] of many values through a [`tagging`] transform (email,
+/// person_name): the tags of every value first, computed side by side
+/// ([`Prf::tags`]), then each stand-in. Appends each to `out` and pushes
+/// its range, `None` for NULL.
+pub(crate) fn text_tagged(
+    p: &Pseudonymizer,
+    t: &Transform,
+    ty: ColumnType,
+    values: &[Option<&[u8]>],
+    out: &mut Vec<u8>,
+    stand_ins: &mut Vec<Option<std::ops::Range<usize>>>,
+) {
+    let Some((prf, domain)) = tagging(p, t) else {
+        return;
+    };
+    let unpadded: Vec<&[u8]> = values.iter().flatten().map(|v| unpadded(ty, v)).collect();
+    let mut tags = Vec::with_capacity(unpadded.len());
+    prf.tags(domain, &unpadded, &mut tags);
+    let limit = ty.text_limit();
+    let mut tagged_values = tags.iter().zip(unpadded);
+    for v in values {
+        let stand_in = v.and_then(|_| {
+            let (tag, v) = tagged_values.next()?;
+            fitted(limit, out, |out| tagged(p, t, tag, v, limit, out))
+        });
+        stand_ins.push(stand_in);
+    }
+}
+
+/// Runs `write` at the end of `out` and fits what it wrote to `limit`: its
+/// range, or `None` (nothing left appended) if it wrote no stand-in.
+fn fitted(
+    limit: TextLimit,
+    out: &mut Vec<u8>,
+    write: impl FnOnce(&mut Vec<u8>) -> Option<()>,
+) -> Option<std::ops::Range<usize>> {
+    let start = out.len();
+    if write(out).is_some() && limit.fit_tail(out, start) {
+        Some(start..out.len())
+    } else {
+        out.truncate(start);
+        None
     }
 }
 

@@ -4,27 +4,28 @@
 //! a billion addresses). The domain is a reserved one; nothing of the real address
 //! survives.
 
-use super::keyed::Prf;
+use super::keyed::Tag;
 use super::types::TextLimit;
 use super::words;
 
+/// The PRF domain of email tags.
+pub(crate) const PRF_DOMAIN: u8 = b'e';
 /// Token characters by default, and the fewest kept when the column is
 /// too narrow for the whole address.
 const TOKEN: usize = 12;
 const MIN_TOKEN: usize = 8;
 const BASE32: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 
-/// Appends the stand-in address fitted to `limit`; `None` when even the
-/// shortest form does not fit.
-pub(crate) fn write(
-    prf: &Prf,
+/// Appends the stand-in address, fitted to `limit`, of the value whose tag
+/// (domain [`PRF_DOMAIN`]) is `tag`; `None` when even the shortest form
+/// does not fit.
+pub(crate) fn write_tagged(
+    tag: &Tag,
     domain: &str,
-    value: &[u8],
     limit: TextLimit,
     out: &mut Vec<u8>,
 ) -> Option<()> {
-    let tag = prf.tag(b'e', value);
-    let given = words::given_name(&tag, 8);
+    let given = words::given_name(tag, 8);
     let full = given.len() + 1 + TOKEN + 1 + domain.len();
     let (name, token) = if limit.fits_ascii(full) {
         (true, TOKEN)
@@ -52,17 +53,13 @@ pub(crate) fn write(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pseudonym::keyed::Prf;
     use crate::pseudonym::types::ColumnType;
 
     fn email(value: &str, limit: TextLimit) -> Option<String> {
         let mut out = Vec::new();
-        write(
-            &Prf::new(&[3; 32]),
-            "example.invalid",
-            value.as_bytes(),
-            limit,
-            &mut out,
-        )?;
+        let tag = Prf::new(&[3; 32]).tag(PRF_DOMAIN, value.as_bytes());
+        write_tagged(&tag, "example.invalid", limit, &mut out)?;
         Some(String::from_utf8(out).unwrap())
     }
 

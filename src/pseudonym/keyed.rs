@@ -6,10 +6,11 @@
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use aes::cipher::KeyInit;
-use aes::{Aes128, Aes128Enc};
+use aes::cipher::{BlockEncrypt, KeyInit};
+use aes::{Aes128, Aes128Enc, Block};
 use cmac::{Cmac, Mac};
 
+use super::ff1::LANES;
 use super::key::{subkey, Key};
 use super::permute::Permuter;
 
@@ -42,14 +43,62 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 pub(crate) struct Prf {
     id: u64,
     mac: Cmac<Aes128Enc>,
+    /// The same key for [`tags`](Self::tags), with CMAC's subkeys K1, K2.
+    aes: Aes128Enc,
+    k1: u128,
+    k2: u128,
 }
 
 impl Prf {
     /// Keyed with the first 16 bytes of a 32-byte subkey.
     pub(crate) fn new(key: &[u8; 32]) -> Prf {
+        let aes = Aes128Enc::new(&first16(key).into());
+        let mut l = [0u8; 16].into();
+        aes.encrypt_block(&mut l);
+        // RFC 4493 2.3: K1 = dbl(AES_K(0)), K2 = dbl(K1).
+        let dbl = |x: u128| (x << 1) ^ if x >> 127 == 1 { 0x87 } else { 0 };
+        let k1 = dbl(u128::from_be_bytes(l.into()));
         Prf {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             mac: <Cmac<Aes128Enc> as KeyInit>::new(&first16(key).into()),
+            aes,
+            k1,
+            k2: dbl(k1),
+        }
+    }
+
+    /// [`tag`](Self::tag) of `domain` and each of `values`, in order, into
+    /// `out`: the same tags, with the AES blocks of [`LANES`] messages
+    /// encrypted side by side (AES-CMAC as RFC 4493 computes it; the tests
+    /// hold it to the `cmac` crate).
+    pub(crate) fn tags(&self, domain: u8, values: &[&[u8]], out: &mut Vec<Tag>) {
+        for group in values.chunks(LANES) {
+            // CMAC's message is `domain || value`: n blocks, the last one
+            // padded (10*) and XORed with K2 unless it is full (K1).
+            let blocks = |v: &[u8]| (v.len() + 1).div_ceil(16);
+            let steps = group.iter().map(|v| blocks(v)).max().unwrap_or(0);
+            let mut state = [0u128; LANES];
+            let mut buf = [Block::default(); LANES];
+            for step in 0..steps {
+                for ((b, x), v) in buf.iter_mut().zip(&state).zip(group) {
+                    let n = blocks(v);
+                    let m = message_block(domain, v, step.min(n - 1));
+                    let m = match step + 1 {
+                        s if s < n => m,
+                        s if s > n => 0,
+                        _ if (v.len() + 1) % 16 == 0 => m ^ self.k1,
+                        _ => m ^ 0x80 << (8 * (15 - (v.len() + 1) % 16)) ^ self.k2,
+                    };
+                    *b = (x ^ m).to_be_bytes().into();
+                }
+                self.aes.encrypt_blocks(&mut buf[..group.len()]);
+                for ((x, b), v) in state.iter_mut().zip(&buf).zip(group) {
+                    if step < blocks(v) {
+                        *x = u128::from_be_bytes((*b).into());
+                    }
+                }
+            }
+            out.extend(state.iter().take(group.len()).map(|x| x.to_be_bytes()));
         }
     }
 
@@ -97,6 +146,21 @@ impl Prf {
             f(&mut cache[at])
         })
     }
+}
+
+/// Block `i` of the message `domain || v`, zero-filled past its end.
+fn message_block(domain: u8, v: &[u8], i: usize) -> u128 {
+    let mut b = [0u8; 16];
+    let from = 16 * i;
+    if i == 0 {
+        b[0] = domain;
+        let n = v.len().min(15);
+        b[1..=n].copy_from_slice(&v[..n]);
+    } else if let Some(rest) = v.get(from - 1..) {
+        let n = rest.len().min(16);
+        b[..n].copy_from_slice(&rest[..n]);
+    }
+    u128::from_be_bytes(b)
 }
 
 /// CMAC of `domain || data` with a prepared state, left ready for reuse.
@@ -158,6 +222,44 @@ mod tests {
         let msg = hex::decode("6bc1bee22e409f96e93d7e117393172a").unwrap();
         let tag = Prf::new(&key).tag(msg[0], &msg[1..]);
         assert_eq!(hex::encode(tag), "070a16b46b4d4144f79bdd9dd04a287c");
+    }
+
+    proptest::proptest! {
+        /// Many tags at once are the `cmac` crate's, whatever the lengths.
+        #[test]
+        fn many_tags_are_the_tags(
+            key in proptest::prelude::any::<[u8; 32]>(),
+            domain in proptest::prelude::any::<u8>(),
+            values in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..70), 0..20),
+        ) {
+            let prf = Prf::new(&key);
+            let values: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+            let mut tags = Vec::new();
+            prf.tags(domain, &values, &mut tags);
+            let one_each: Vec<Tag> = values.iter().map(|v| prf.tag(domain, v)).collect();
+            proptest::prop_assert_eq!(tags, one_each);
+        }
+    }
+
+    /// RFC 4493 examples 1 to 4, the domain byte as the message's first.
+    #[test]
+    fn many_tags_are_aes_cmac() {
+        let mut key = [0u8; 32];
+        key[..16].copy_from_slice(&hex::decode("2b7e151628aed2a6abf7158809cf4f3c").unwrap());
+        let msg = hex::decode(concat!(
+            "6bc1bee22e409f96e93d7e117393172aae2d8a571e03ac9c9eb76fac45af8e51",
+            "30c81c46a35ce411e5fbc1191a0a52eff69f2445df4f9b17ad2b417be66c3710"
+        ))
+        .unwrap();
+        let prf = Prf::new(&key);
+        let mut tags = Vec::new();
+        prf.tags(msg[0], &[&msg[1..16], &msg[1..40], &msg[1..]], &mut tags);
+        let want = [
+            "070a16b46b4d4144f79bdd9dd04a287c",
+            "dfa66747de9ae63030ca32611497c827",
+            "51f0bebf7e3b9d92fc49741779363cfe",
+        ];
+        assert_eq!(tags.iter().map(hex::encode).collect::<Vec<_>>(), want);
     }
 
     #[test]

@@ -185,9 +185,10 @@ impl Pseudonymizer {
     /// stand-ins and errors, in order. Each stand-in is appended to `out`
     /// and its range pushed to `stand_ins` (`None` for NULL); on the first
     /// error the values after it are left alone. Shape permutations of text
-    /// (`phone`, `bijection` and `token`) lay out every value first and
-    /// run their FF1 encryptions side by side, several times faster per
-    /// value than one [`apply`](Self::apply) each.
+    /// (`phone`, `bijection` and `token`) lay out every value first and run
+    /// their FF1 encryptions side by side; `email` and `person_name` compute
+    /// their values' CMAC tags side by side. Both are much faster per value
+    /// than one [`apply`](Self::apply) each.
     pub fn apply_many(
         &self,
         t: &Transform,
@@ -199,6 +200,10 @@ impl Pseudonymizer {
     ) -> Result<(), PseudonymError> {
         if ty.is_supported() && apply::shapes_text(t, ty) {
             apply::text_shapes(self, t, ty, values, out, stand_ins);
+            return Ok(());
+        }
+        if ty.is_supported() && apply::tags_text(self, t, ty) {
+            apply::text_tagged(self, t, ty, values, out, stand_ins);
             return Ok(());
         }
         for &v in values {

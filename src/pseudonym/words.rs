@@ -137,11 +137,14 @@ fn pick<'a>(list: &[&'a str], tag: &Tag, at: usize) -> &'a str {
     list[n % list.len()]
 }
 
-/// Appends a person name for `value`.
-pub(crate) fn person_name(prf: &Prf, value: &[u8], part: NamePart, out: &mut Vec<u8>) {
-    let tag = prf.tag(b'n', value);
-    let given = pick(GIVEN, &tag, 0);
-    let family = pick(FAMILY, &tag, 2);
+/// The PRF domain of person name tags.
+pub(crate) const NAME_DOMAIN: u8 = b'n';
+
+/// Appends a person name for `value`, whose tag (domain [`NAME_DOMAIN`])
+/// is `tag`.
+pub(crate) fn person_name_tagged(tag: &Tag, value: &[u8], part: NamePart, out: &mut Vec<u8>) {
+    let given = pick(GIVEN, tag, 0);
+    let family = pick(FAMILY, tag, 2);
     let words = value
         .split(|b| b.is_ascii_whitespace())
         .filter(|w| !w.is_empty())
@@ -220,6 +223,10 @@ mod tests {
 
     fn prf() -> Prf {
         Prf::new(&[8; 32])
+    }
+
+    fn person_name(prf: &Prf, value: &[u8], part: NamePart, out: &mut Vec<u8>) {
+        person_name_tagged(&prf.tag(NAME_DOMAIN, value), value, part, out);
     }
 
     fn s(f: impl FnOnce(&mut Vec<u8>)) -> String {
