@@ -24,9 +24,11 @@
 //! - [`policy`]: policy files -> model; role classes; facts -> verdict;
 //!   hot reload. Pure.
 //! - [`enforce`]: a verdict applied to results: the RowDescription check,
+//!   DataRow and COPY rewriting (COPY rows in groups, column by column),
 //!   limits and budgets, scrubbing side messages. No sockets.
 //! - [`pseudonym`]: keyed deterministic stand-ins per category and type,
-//!   text and binary encodings. Pure.
+//!   text and binary encodings, one value or many at once (FF1 and CMAC
+//!   over several values side by side). Pure.
 //! - [`audit`]: the block log: records, hash chain, signed anchors,
 //!   sinks, verify and review.
 //! - [`admin`]: `/metrics` and `/healthz` over HTTP.

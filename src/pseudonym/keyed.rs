@@ -1,7 +1,9 @@
 //! Keyed primitives with their key schedules prepared once: AES-CMAC
 //! (NIST SP 800-38B) as the PRF behind tokens, words and tweaks, and the
 //! set of per-purpose subkeys a [`Pseudonymizer`](super::Pseudonymizer)
-//! works with.
+//! works with. One tag comes from the `cmac` crate; many at once
+//! ([`Prf::tags`]) run the same algorithm over several messages side by
+//! side on the `aes` crate, held to the crate and to RFC 4493 by the tests.
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -12,7 +12,8 @@
 //!
 //! - `key`: [`Key`] (id + secret, parsed from hex or base64; never shown)
 //!   and subkey derivation (HMAC-SHA-256).
-//! - `keyed`: the prepared per-purpose primitives (AES-CMAC PRFs, AES keys).
+//! - `keyed`: the prepared per-purpose primitives (AES-CMAC PRFs, one tag
+//!   or many side by side; AES keys).
 //! - `ff1`: FF1 (NIST SP 800-38G) over AES-128 for numeral strings held
 //!   as integers.
 //! - `permute`: keyed permutations of `[0, m)`: FF1 with cycle-walking, or
@@ -23,7 +24,8 @@
 //!   [`default_transform`] per category; `settings`: [`Settings`].
 //! - `types`: [`ColumnType`], [`Format`] and typmod rules; `text`,
 //!   `binary`, `numeric`, `calendar`: the wire codecs.
-//! - `apply`: one value through one transform, by type and format.
+//! - `apply`: one value through one transform, by type and format, and
+//!   the many-value paths of [`Pseudonymizer::apply_many`].
 
 mod apply;
 mod binary;
