@@ -6,7 +6,9 @@
 //!   (shape permutations of text run their FF1 encryptions side by side).
 //! - `datarow/*`: `rewrite_data_row` over realistic 8-column rows with 4
 //!   classified columns (id int8, email, name, birth date), text and
-//!   binary formats, and the same rows with an empty plan (bytes/s).
+//!   binary formats, and the same rows with an empty plan (bytes/s);
+//!   `*_grouped`: `DataRows` over groups of 64 rows, as the proxy rewrites
+//!   the rows it has already read.
 //! - `copy/*`: `CopyRewriter` over the same rows as a COPY TO STDOUT
 //!   stream in text, CSV and binary, fed in one piece as the proxy feeds a
 //!   batch of CopyData payloads (bytes/s).
@@ -21,7 +23,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use copyguard::enforce::copy::{CopyFormat, CopyRewriter};
-use copyguard::enforce::rewrite::{rewrite_data_row, ColumnPlan, PlannedColumn};
+use copyguard::enforce::rewrite::{rewrite_data_row, ColumnPlan, DataRows, PlannedColumn};
+use copyguard::enforce::GROUP_ROWS;
 use copyguard::pseudonym::{
     oid, ColumnType, Format, Key, NamePart, Pseudonymizer, Settings, Transform,
 };
@@ -355,6 +358,19 @@ fn datarows(c: &mut Criterion) {
                 out.clear();
                 for r in rows {
                     rewrite_data_row(&plan, &p, r, &mut out).expect("valid row");
+                }
+                black_box(out.len())
+            })
+        });
+        let frames: Vec<&[u8]> = rows.iter().map(Vec::as_slice).collect();
+        let mut data_rows = DataRows::default();
+        group.bench_function(format!("{name}_grouped"), |b| {
+            b.iter(|| {
+                out.clear();
+                for group in frames.chunks(GROUP_ROWS) {
+                    data_rows
+                        .rewrite(&plan, &p, group, &mut out)
+                        .expect("valid rows");
                 }
                 black_box(out.len())
             })

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::pseudonym::{Format, Pseudonymizer};
 
-use super::group::{Group, Value, GROUP_ROWS};
+use super::group::{self, Group, Row, Value, GROUP_ROWS};
 use super::rewrite::{ColumnPlan, RewriteError};
 
 /// The 11-byte signature that starts a binary COPY stream.
@@ -380,102 +380,28 @@ impl CopyRewriter {
             return Ok(());
         }
         let read = |g: &mut Group, plan: &ColumnPlan, tuple: &[u8]| {
-            let mut at = 2;
-            for column in &plan.columns {
-                let len =
-                    i32::from_be_bytes([tuple[at], tuple[at + 1], tuple[at + 2], tuple[at + 3]]);
-                let end = at + 4 + usize::try_from(len).unwrap_or(0);
-                let value = match column {
-                    Some(_) if len >= 0 => Value::InRow(at + 4..end),
-                    _ => Value::Null,
-                };
-                g.field(at..end, value);
-                at = end;
-            }
-            Ok(())
+            group::read_prefixed(g, plan, tuple, 2).map(|_| ())
         };
         let write = |row: Row<'_>, out: &mut Vec<u8>| {
-            out.extend_from_slice(&row.bytes[..2]);
-            for (i, column) in row.plan.columns.iter().enumerate() {
-                if column.is_none() {
-                    out.extend_from_slice(row.raw(i));
-                    continue;
-                }
-                match row.stand_in(i) {
-                    None => out.extend_from_slice(&(-1i32).to_be_bytes()),
-                    Some(v) => {
-                        let n = i32::try_from(v.len()).map_err(|_| RewriteError::TooLarge)?;
-                        out.extend_from_slice(&n.to_be_bytes());
-                        out.extend_from_slice(v);
-                    }
-                }
-            }
-            Ok(())
+            out.extend_from_slice(&row.bytes()[..2]);
+            row.write_prefixed(out)
         };
         self.work.rows(tuples, Format::Binary, read, write, out)
     }
 }
 
-/// One row of a rewritten group, as its writer sees it.
-struct Row<'a> {
-    plan: &'a ColumnPlan,
-    group: &'a Group,
-    /// The row's index in the group, and its bytes.
-    index: usize,
-    bytes: &'a [u8],
-}
-
-impl Row<'_> {
-    /// Field `i` as it came.
-    fn raw(&self, i: usize) -> &[u8] {
-        &self.bytes[self.group.raw(self.plan.len(), self.index, i)]
-    }
-
-    /// The stand-in of planned field `i`, `None` for NULL.
-    fn stand_in(&self, i: usize) -> Option<&[u8]> {
-        self.group.stand_in(self.plan.len(), self.index, i)
-    }
-}
-
 impl Work {
-    /// Rewrites `rows` together: `read` notes each row's fields in the
-    /// group, the planned columns' values are pseudonymized column by
-    /// column, and `write` writes each row. The rows before a failing one
-    /// are written, nothing of it, and its error is returned.
+    /// [`Group::rows`] with this stream's plan and pseudonymizer.
     fn rows(
         &mut self,
         rows: &[&[u8]],
         fmt: Format,
-        mut read: impl FnMut(&mut Group, &ColumnPlan, &[u8]) -> Result<(), RewriteError>,
+        read: impl FnMut(&mut Group, &ColumnPlan, &[u8]) -> Result<(), RewriteError>,
         write: impl Fn(Row<'_>, &mut Vec<u8>) -> Result<(), RewriteError>,
         out: &mut Vec<u8>,
     ) -> Result<(), RewriteError> {
-        let g = &mut self.group;
-        g.clear();
-        let mut unread = None;
-        for row in rows {
-            let r = read(g, &self.plan, row).and_then(|()| g.end_row(&self.plan));
-            if let Err(e) = r {
-                g.drop_row(&self.plan);
-                unread = Some(e);
-                break;
-            }
-        }
-        let (n, failed) = g.rewrite(&self.plan, &self.p, fmt, &rows[..g.rows()]);
-        for (index, bytes) in rows[..n].iter().enumerate() {
-            let start = out.len();
-            let row = Row {
-                plan: &self.plan,
-                group: g,
-                index,
-                bytes,
-            };
-            if let Err(e) = write(row, out) {
-                out.truncate(start);
-                return Err(e);
-            }
-        }
-        failed.or(unread).map_or(Ok(()), Err)
+        let (plan, p) = (&self.plan, &*self.p);
+        self.group.rows(plan, p, Some(fmt), rows, read, write, out)
     }
 
     fn text_rows(
@@ -507,7 +433,7 @@ impl Work {
             }
         };
         let write = |row: Row<'_>, out: &mut Vec<u8>| {
-            for (i, column) in row.plan.columns.iter().enumerate() {
+            for (i, column) in row.plan().columns.iter().enumerate() {
                 if i > 0 {
                     out.push(delim);
                 }
@@ -556,7 +482,7 @@ impl Work {
         };
         let single = self.plan.len() == 1;
         let write = |row: Row<'_>, out: &mut Vec<u8>| {
-            for (i, column) in row.plan.columns.iter().enumerate() {
+            for (i, column) in row.plan().columns.iter().enumerate() {
                 if i > 0 {
                     out.push(opts.delimiter);
                 }

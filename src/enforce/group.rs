@@ -10,10 +10,10 @@ use std::ops::Range;
 
 use crate::pseudonym::{Format, Pseudonymizer};
 
-use super::rewrite::{ColumnPlan, RewriteError};
+use super::rewrite::{read_value, ColumnPlan, RewriteError};
 
 /// Rows a group holds at most.
-pub(crate) const GROUP_ROWS: usize = 64;
+pub const GROUP_ROWS: usize = 64;
 
 /// Where a planned column's value is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,18 +43,13 @@ pub(crate) struct Group {
 
 impl Group {
     /// Empties the group for the next rows.
-    pub(crate) fn clear(&mut self) {
+    fn clear(&mut self) {
         self.raw.clear();
         self.values.clear();
         self.decoded.clear();
         self.rows = 0;
         self.stand_ins.clear();
         self.ranges.clear();
-    }
-
-    /// Complete rows held.
-    pub(crate) fn rows(&self) -> usize {
-        self.rows
     }
 
     /// Adds a field of the row being read.
@@ -76,7 +71,7 @@ impl Group {
 
     /// Ends the row being read, which must have `columns` fields; on error
     /// the row is taken back.
-    pub(crate) fn end_row(&mut self, plan: &ColumnPlan) -> Result<(), RewriteError> {
+    fn end_row(&mut self, plan: &ColumnPlan) -> Result<(), RewriteError> {
         let start = self.rows * plan.len();
         if let Err(e) = plan.check_count(self.raw.len() - start) {
             self.raw.truncate(start);
@@ -88,22 +83,64 @@ impl Group {
     }
 
     /// Takes back the row being read.
-    pub(crate) fn drop_row(&mut self, plan: &ColumnPlan) {
+    fn drop_row(&mut self, plan: &ColumnPlan) {
         let start = self.rows * plan.len();
         self.raw.truncate(start);
         self.values.truncate(start);
     }
 
-    /// The stand-ins of every planned column of the group's rows
-    /// (`rows[r]` holds row `r`'s bytes), in `fmt`. Returns how many rows
-    /// can be written, all of them unless a value failed: then the rows
-    /// before the first failing one (in row order, then column order) and
-    /// its error.
-    pub(crate) fn rewrite(
+    /// Rewrites `rows` together: `read` notes each row's fields, the
+    /// planned columns' values are pseudonymized column by column (in
+    /// `fmt`, or each column's own format), and `write` appends each row to
+    /// `out`. The rows before a failing one are written, nothing of it, and
+    /// its error is returned.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn rows(
         &mut self,
         plan: &ColumnPlan,
         p: &Pseudonymizer,
-        fmt: Format,
+        fmt: Option<Format>,
+        rows: &[&[u8]],
+        mut read: impl FnMut(&mut Group, &ColumnPlan, &[u8]) -> Result<(), RewriteError>,
+        write: impl Fn(Row<'_>, &mut Vec<u8>) -> Result<(), RewriteError>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), RewriteError> {
+        self.clear();
+        let mut unread = None;
+        for row in rows {
+            let r = read(self, plan, row).and_then(|()| self.end_row(plan));
+            if let Err(e) = r {
+                self.drop_row(plan);
+                unread = Some(e);
+                break;
+            }
+        }
+        let (n, failed) = self.rewrite(plan, p, fmt, &rows[..self.rows]);
+        for (index, bytes) in rows[..n].iter().enumerate() {
+            let start = out.len();
+            let row = Row {
+                plan,
+                group: self,
+                index,
+                bytes,
+            };
+            if let Err(e) = write(row, out) {
+                out.truncate(start);
+                return Err(e);
+            }
+        }
+        failed.or(unread).map_or(Ok(()), Err)
+    }
+
+    /// The stand-ins of every planned column of the group's rows
+    /// (`rows[r]` holds row `r`'s bytes). Returns how many rows can be
+    /// written, all of them unless a value failed: then the rows before the
+    /// first failing one (in row order, then column order) and its error.
+    fn rewrite(
+        &mut self,
+        plan: &ColumnPlan,
+        p: &Pseudonymizer,
+        fmt: Option<Format>,
         rows: &[&[u8]],
     ) -> (usize, Option<RewriteError>) {
         let width = plan.len();
@@ -123,7 +160,7 @@ impl Group {
             let r = p.apply_many(
                 &c.transform,
                 c.ty,
-                fmt,
+                fmt.unwrap_or(c.format),
                 &values,
                 &mut self.stand_ins,
                 &mut self.column,
@@ -138,16 +175,77 @@ impl Group {
         }
         (n, failed)
     }
+}
 
-    /// The raw bytes of row `r`'s field `i` in its row.
-    pub(crate) fn raw(&self, width: usize, r: usize, i: usize) -> Range<usize> {
-        self.raw[r * width + i].clone()
+/// One row of a rewritten group, as its writer sees it.
+pub(crate) struct Row<'a> {
+    plan: &'a ColumnPlan,
+    group: &'a Group,
+    /// The row's index in the group, and its bytes.
+    index: usize,
+    bytes: &'a [u8],
+}
+
+impl<'a> Row<'a> {
+    /// The plan.
+    pub(crate) fn plan(&self) -> &'a ColumnPlan {
+        self.plan
     }
 
-    /// The stand-in of row `r`'s planned field `i`, `None` for NULL.
-    pub(crate) fn stand_in(&self, width: usize, r: usize, i: usize) -> Option<&[u8]> {
-        self.ranges[r * width + i]
+    /// The row as it came.
+    pub(crate) fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// Field `i` as it came.
+    pub(crate) fn raw(&self, i: usize) -> &'a [u8] {
+        &self.bytes[self.group.raw[self.index * self.plan.len() + i].clone()]
+    }
+
+    /// The stand-in of planned field `i`, `None` for NULL.
+    pub(crate) fn stand_in(&self, i: usize) -> Option<&'a [u8]> {
+        self.group.ranges[self.index * self.plan.len() + i]
             .clone()
-            .map(|at| &self.stand_ins[at])
+            .map(|at| &self.group.stand_ins[at])
     }
+
+    /// Appends every field as a length-prefixed value (DataRow and binary
+    /// COPY layout): as it came, or its stand-in (-1 for NULL).
+    pub(crate) fn write_prefixed(&self, out: &mut Vec<u8>) -> Result<(), RewriteError> {
+        for (i, column) in self.plan.columns.iter().enumerate() {
+            if column.is_none() {
+                out.extend_from_slice(self.raw(i));
+                continue;
+            }
+            match self.stand_in(i) {
+                None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+                Some(v) => {
+                    let n = i32::try_from(v.len()).map_err(|_| RewriteError::TooLarge)?;
+                    out.extend_from_slice(&n.to_be_bytes());
+                    out.extend_from_slice(v);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Notes the row's `plan.len()` length-prefixed values (DataRow and
+/// binary COPY layout) from `at` on; returns where they end.
+pub(crate) fn read_prefixed(
+    g: &mut Group,
+    plan: &ColumnPlan,
+    row: &[u8],
+    mut at: usize,
+) -> Result<usize, RewriteError> {
+    for column in &plan.columns {
+        let (value, next) = read_value(row, at)?;
+        let value = match (column, value) {
+            (Some(_), Some(_)) => Value::InRow(at + 4..next),
+            _ => Value::Null,
+        };
+        g.field(at..next, value);
+        at = next;
+    }
+    Ok(at)
 }

@@ -12,7 +12,8 @@ mod scrub;
 mod startup;
 
 pub use budget::RoleBudgets;
-pub use rewrite::{rewrite_data_row, ColumnPlan, PlannedColumn, RewriteError};
+pub use group::GROUP_ROWS;
+pub use rewrite::{rewrite_data_row, ColumnPlan, DataRows, PlannedColumn, RewriteError};
 pub use rowcheck::check_row_description;
 pub use scrub::{blank_notification, scrub_error};
 pub use startup::{check_reported_setting, check_startup, is_lexer_setting};

@@ -1,9 +1,12 @@
 //! DataRow rewriting by a column plan: the planned columns of each row are
 //! decoded and replaced by their stand-ins, every other byte is copied as
-//! it came, and the message length is recomputed.
+//! it came, and the message length is recomputed. Rows already read go
+//! together, column by column ([`DataRows`]).
 
-use crate::pseudonym::{ColumnType, Format, Outcome, PseudonymError, Pseudonymizer, Transform};
+use crate::pseudonym::{ColumnType, Format, PseudonymError, Pseudonymizer, Transform};
 use crate::wire::messages::FieldDescription;
+
+use super::group::{self, Group, Row};
 
 /// How one result column is pseudonymized.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -136,20 +139,62 @@ pub fn rewrite_data_row(
     frame: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<(), RewriteError> {
-    let start = out.len();
-    let r = rewrite(plan, p, frame, out);
-    if r.is_err() {
-        out.truncate(start);
-    }
-    r
+    DataRows::default().rewrite(plan, p, &[frame], out)
 }
 
-fn rewrite(
-    plan: &ColumnPlan,
-    p: &Pseudonymizer,
-    frame: &[u8],
-    out: &mut Vec<u8>,
-) -> Result<(), RewriteError> {
+/// Rewrites the DataRows of a result in groups, column by column (see
+/// `group`), keeping its buffers from one call to the next.
+#[derive(Default)]
+pub struct DataRows {
+    group: Group,
+}
+
+impl DataRows {
+    /// Appends the rewritten `frames` (whole DataRows, in order) to `out`.
+    /// On error the rows before the failing one have been appended, and
+    /// nothing of it.
+    pub fn rewrite(
+        &mut self,
+        plan: &ColumnPlan,
+        p: &Pseudonymizer,
+        frames: &[&[u8]],
+        out: &mut Vec<u8>,
+    ) -> Result<(), RewriteError> {
+        if plan.is_passthrough() {
+            for frame in frames {
+                check_header(plan, frame)?;
+                let mut at = 7;
+                for _ in &plan.columns {
+                    at = read_value(frame, at)?.1;
+                }
+                if at != frame.len() {
+                    return Err(RewriteError::MalformedRow("bytes after the last column"));
+                }
+                out.extend_from_slice(frame);
+            }
+            return Ok(());
+        }
+        let read = |g: &mut Group, plan: &ColumnPlan, frame: &[u8]| {
+            check_header(plan, frame)?;
+            if group::read_prefixed(g, plan, frame, 7)? != frame.len() {
+                return Err(RewriteError::MalformedRow("bytes after the last column"));
+            }
+            Ok(())
+        };
+        let write = |row: Row<'_>, out: &mut Vec<u8>| {
+            let start = out.len();
+            out.extend_from_slice(&row.bytes()[..7]);
+            row.write_prefixed(out)?;
+            let len = i32::try_from(out.len() - start - 1).map_err(|_| RewriteError::TooLarge)?;
+            out[start + 1..start + 5].copy_from_slice(&len.to_be_bytes());
+            Ok(())
+        };
+        self.group.rows(plan, p, None, frames, read, write, out)
+    }
+}
+
+/// Checks a DataRow's tag, length and column count (against the plan).
+fn check_header(plan: &ColumnPlan, frame: &[u8]) -> Result<(), RewriteError> {
     if frame.len() < 7 || frame[0] != b'D' {
         return Err(RewriteError::MalformedRow("not a DataRow"));
     }
@@ -162,50 +207,11 @@ fn rewrite(
     let count = i16::from_be_bytes([frame[5], frame[6]]);
     let count =
         usize::try_from(count).map_err(|_| RewriteError::MalformedRow("negative column count"))?;
-    plan.check_count(count)?;
-    if plan.is_passthrough() {
-        let mut at = 7;
-        for _ in 0..count {
-            at = skip_value(frame, at)?;
-        }
-        if at != frame.len() {
-            return Err(RewriteError::MalformedRow("bytes after the last column"));
-        }
-        out.extend_from_slice(frame);
-        return Ok(());
-    }
-    let start = out.len();
-    out.reserve(frame.len() + 64);
-    out.extend_from_slice(&frame[..7]);
-    let mut at = 7;
-    for column in &plan.columns {
-        let (value, next) = read_value(frame, at)?;
-        match column {
-            None => out.extend_from_slice(&frame[at..next]),
-            Some(c) => {
-                let len_at = out.len();
-                out.extend_from_slice(&[0; 4]);
-                let len = match p.apply(&c.transform, c.ty, c.format, value, out)? {
-                    Outcome::Null => -1,
-                    Outcome::Value => {
-                        i32::try_from(out.len() - len_at - 4).map_err(|_| RewriteError::TooLarge)?
-                    }
-                };
-                out[len_at..len_at + 4].copy_from_slice(&len.to_be_bytes());
-            }
-        }
-        at = next;
-    }
-    if at != frame.len() {
-        return Err(RewriteError::MalformedRow("bytes after the last column"));
-    }
-    let len = i32::try_from(out.len() - start - 1).map_err(|_| RewriteError::TooLarge)?;
-    out[start + 1..start + 5].copy_from_slice(&len.to_be_bytes());
-    Ok(())
+    plan.check_count(count)
 }
 
 /// The value at `at` (`None` for NULL) and where the next one starts.
-fn read_value(frame: &[u8], at: usize) -> Result<(Option<&[u8]>, usize), RewriteError> {
+pub(crate) fn read_value(frame: &[u8], at: usize) -> Result<(Option<&[u8]>, usize), RewriteError> {
     let len = frame
         .get(at..at + 4)
         .ok_or(RewriteError::MalformedRow("truncated column length"))?;
@@ -220,10 +226,6 @@ fn read_value(frame: &[u8], at: usize) -> Result<(Option<&[u8]>, usize), Rewrite
         .get(at + 4..end)
         .ok_or(RewriteError::MalformedRow("column value past the end"))?;
     Ok((Some(value), end))
-}
-
-fn skip_value(frame: &[u8], at: usize) -> Result<usize, RewriteError> {
-    read_value(frame, at).map(|(_, next)| next)
 }
 
 #[cfg(test)]
@@ -314,6 +316,49 @@ mod tests {
         let mut out = Vec::new();
         rewrite_data_row(&plan(), &P, &nulls, &mut out).unwrap();
         assert_eq!(out, nulls);
+    }
+
+    /// Rows rewritten together are the rows rewritten one by one; a bad
+    /// row stops the group after exactly the rows before it.
+    #[test]
+    fn groups_are_rows_one_by_one() {
+        let rows: Vec<Vec<u8>> = (0..150i64)
+            .map(|i| {
+                let email = format!("user{i}@mail.example.com");
+                frame(&[
+                    Some(&(i * 7919).to_be_bytes()),
+                    Some(b"kept"),
+                    Some(email.as_bytes()),
+                    (i % 3 == 0).then_some(&b"x"[..]),
+                ])
+            })
+            .collect();
+        let mut one_by_one = Vec::new();
+        for r in &rows {
+            rewrite_data_row(&plan(), &P, r, &mut one_by_one).unwrap();
+        }
+        let frames: Vec<&[u8]> = rows.iter().map(Vec::as_slice).collect();
+        let (mut grouped, mut data_rows) = (Vec::new(), DataRows::default());
+        for group in frames.chunks(64) {
+            data_rows.rewrite(&plan(), &P, group, &mut grouped).unwrap();
+        }
+        assert_eq!(grouped, one_by_one);
+
+        let bad = frame(&[None, None]);
+        let mut with_bad = frames[..10].to_vec();
+        with_bad.insert(5, &bad);
+        let mut out = Vec::new();
+        let err = data_rows.rewrite(&plan(), &P, &with_bad, &mut out);
+        assert!(matches!(err, Err(RewriteError::ColumnCount { got: 2, .. })));
+        let five: usize = frames[..5]
+            .iter()
+            .map(|f| {
+                let mut o = Vec::new();
+                rewrite_data_row(&plan(), &P, f, &mut o).unwrap();
+                o.len()
+            })
+            .sum();
+        assert_eq!(out, one_by_one[..five]);
     }
 
     #[test]

@@ -364,3 +364,63 @@ async fn large_copies_are_rewritten_in_parallel_batches_in_order() {
     );
     assert_eq!(find_leak(&tap.received(), secrets()), None);
 }
+
+/// A large pseudonymized SELECT, whose DataRows are rewritten in groups:
+/// in text (simple protocol) and binary (extended), every row has the
+/// stand-ins a small SELECT gives, in order; a result over the row limit
+/// stops after exactly the rows the limit allows; the session goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_selects_are_rewritten_in_groups_in_order() {
+    let proxy = pseudonymizing_proxy();
+    let tap = Tap::start(proxy.port());
+    let dev = connect_to(tap.port, DEV).await;
+    let plain = text_rows(&dev, "SELECT id, email, phone FROM users ORDER BY id").await;
+    let repeat = 9_000 / USERS;
+    let sql = format!(
+        "SELECT g, u.id, u.email, u.phone FROM users u, generate_series(1, {repeat}) g
+         ORDER BY g, u.id"
+    );
+    let rows = text_rows(&dev, &sql).await;
+    assert_eq!(rows.len(), repeat * USERS);
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(
+            row[0],
+            Some((i / USERS + 1).to_string()),
+            "row {i} in order"
+        );
+        assert_eq!(
+            row[1..],
+            plain[i % USERS][..],
+            "row {i}: the stand-ins of a small SELECT"
+        );
+    }
+    let binary = dev.query(sql.as_str(), &[]).await.expect("binary rows");
+    assert_eq!(binary.len(), repeat * USERS);
+    for (i, row) in binary.iter().enumerate() {
+        let email: Option<String> = row.get(2);
+        assert_eq!(email, plain[i % USERS][1], "binary row {i}");
+    }
+
+    let over = "SELECT u.email, g FROM users u, generate_series(1, 400) g";
+    let stream = dev
+        .query_raw(over, std::iter::empty::<i32>())
+        .await
+        .expect("the query starts");
+    let mut stream = std::pin::pin!(stream);
+    let mut got = 0;
+    let err = loop {
+        match stream.next().await {
+            Some(Ok(_)) => got += 1,
+            Some(Err(e)) => break e,
+            None => panic!("a result over the row limit must be stopped"),
+        }
+    };
+    assert_refused_by(&err, "limit.rows");
+    assert_eq!(got, 10_000, "the rows before the limit, and not one more");
+    assert_eq!(
+        text_rows(&dev, "SELECT 1").await.len(),
+        1,
+        "the session goes on"
+    );
+    assert_eq!(find_leak(&tap.received(), secrets()), None);
+}

@@ -24,7 +24,7 @@ use super::Guard;
 use crate::analysis::{CopyFormat, StatementKind};
 use crate::enforce::copy::{self, CopyRewriter};
 use crate::enforce::{
-    self, blank_notification, check_row_description, rewrite_data_row, scrub_error, ColumnPlan,
+    self, blank_notification, check_row_description, scrub_error, ColumnPlan, DataRows,
     PlannedColumn, RewriteError,
 };
 use crate::policy::Block;
@@ -70,7 +70,11 @@ pub(super) struct Backend<'a, R, W> {
     copy_in: bool,
     /// The rewriting of a COPY TO whose columns are pseudonymized.
     copy_out: Option<CopyPipe>,
-    /// Reused buffer for rewritten DataRows.
+    /// DataRows of a pseudonymized result taken together, one after the
+    /// other, with where each ends; their rewriter; the rewritten rows.
+    rows: Vec<u8>,
+    row_ends: Vec<usize>,
+    data_rows: DataRows,
     rewritten: Vec<u8>,
     /// Rows already taken from the role's budget for the current result:
     /// a stream takes them in chunks, not one lock per row, and gives back
@@ -98,6 +102,9 @@ where
             discarding: false,
             copy_in: false,
             copy_out: None,
+            rows: Vec::new(),
+            row_ends: Vec::new(),
+            data_rows: DataRows::default(),
             rewritten: Vec::new(),
             role_reserve: 0,
         }
@@ -455,25 +462,56 @@ where
         if !exec.allowance.pseudonymizes() {
             return self.client.write(frame.as_bytes()).await;
         }
-        let rewritten = match (exec.row_plan(), self.guard.shared.pseudonymizer.as_deref()) {
-            (Ok(plan), Some(p)) => {
-                let mut out = std::mem::take(&mut self.rewritten);
-                out.clear();
-                rewrite_data_row(&plan, p, frame.as_bytes(), &mut out)
-                    .map(|()| out)
-                    .map_err(|e| pseudonym_block(&e))
-            }
-            (Err(b), _) => Err(b),
-            (_, None) => Err(no_key()),
+        let (plan, p) = match (exec.row_plan(), self.guard.shared.pseudonymizer.clone()) {
+            (Ok(plan), Some(p)) => (plan, p),
+            (Err(b), _) => return self.violation(&b, false).await,
+            (_, None) => return self.violation(&no_key(), false).await,
         };
-        match rewritten {
-            Ok(out) => {
-                let r = self.client.write(&out).await;
-                self.rewritten = out;
-                r
-            }
-            Err(b) => self.violation(&b, false).await,
+        let stop = self.take_buffered_data_rows(frame, &exec);
+        let frames: Vec<&[u8]> = self
+            .row_ends
+            .iter()
+            .scan(0, |start, &end| {
+                let f = &self.rows[*start..end];
+                *start = end;
+                Some(f)
+            })
+            .collect();
+        let mut out = std::mem::take(&mut self.rewritten);
+        out.clear();
+        let rewritten = self.data_rows.rewrite(&plan, &p, &frames, &mut out);
+        let r = self.client.write(&out).await;
+        self.rewritten = out;
+        r?;
+        match (rewritten, stop) {
+            (Err(e), _) => self.violation(&pseudonym_block(&e), false).await,
+            (Ok(()), Some(b)) => self.violation(&b, false).await,
+            (Ok(()), None) => Ok(()),
         }
+    }
+
+    /// Gathers `frame` and the DataRows of its result already read after
+    /// it, up to a group of them, each counted against the limits as
+    /// `handle` counted the first: nothing but the server's next message
+    /// can change the checks made for it. The refusal when one passes a
+    /// limit (it is not gathered).
+    fn take_buffered_data_rows(&mut self, frame: &Frame, exec: &Exec) -> Option<Block> {
+        self.rows.clear();
+        self.row_ends.clear();
+        self.rows.extend_from_slice(frame.as_bytes());
+        self.row_ends.push(self.rows.len());
+        let mut stop = None;
+        let (rows, ends) = (&mut self.rows, &mut self.row_ends);
+        self.server.take_buffered(b'D', |frame| {
+            stop = count(self.guard, &mut self.role_reserve, exec, frame.len());
+            if stop.is_some() {
+                return false;
+            }
+            rows.extend_from_slice(frame);
+            ends.push(rows.len());
+            ends.len() < enforce::GROUP_ROWS
+        });
+        stop
     }
 
     async fn copy_data(&mut self, frame: &Frame) -> Result<(), SessionError> {
