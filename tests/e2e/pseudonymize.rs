@@ -324,18 +324,11 @@ async fn copies_in_every_format_load_into_a_fresh_database_with_constraints() {
 /// through before it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_copies_are_rewritten_in_parallel_batches_in_order() {
-    let proxy = pseudonymizing_proxy();
-    let tap = Tap::start(proxy.port());
-    let dev = connect_to(tap.port, DEV).await;
-    let plain = text_rows(&dev, "SELECT id, email, phone FROM users ORDER BY id").await;
-    let repeat = 9_000 / USERS;
-    let sql = format!(
-        "COPY (SELECT g, u.id, u.email, u.phone FROM users u, generate_series(1, {repeat}) g
-               ORDER BY g, u.id) TO STDOUT"
-    );
-    let out = String::from_utf8(copy_out(&dev, &sql).await).expect("text COPY");
+    let (_proxy, tap, dev, plain, large) = large_result().await;
+    let out = String::from_utf8(copy_out(&dev, &format!("COPY ({large}) TO STDOUT")).await)
+        .expect("text COPY");
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines.len(), repeat * USERS);
+    assert_eq!(lines.len(), LARGE);
     for (i, line) in lines.iter().enumerate() {
         let fields: Vec<&str> = line.split('\t').collect();
         let user = &plain[i % USERS];
@@ -348,6 +341,24 @@ async fn large_copies_are_rewritten_in_parallel_batches_in_order() {
     let stream = dev.copy_out(over).await.expect("COPY starts");
     let lines = |chunk: &Bytes| chunk.iter().filter(|&&b| b == b'\n').count();
     assert_stopped_at_the_row_limit(stream, lines, &dev, &tap).await;
+}
+
+/// Rows of [`large_result`]'s SELECT.
+const LARGE: usize = 9_000 / USERS * USERS;
+
+/// A tapped guarded session through a pseudonymizing proxy (kept running
+/// by the first value), the stand-ins a small SELECT of the users gives,
+/// and a SELECT of [`LARGE`] rows: `g`, then those columns, in order.
+async fn large_result() -> (TestProxy, Tap, Client, Vec<Vec<Option<String>>>, String) {
+    let proxy = pseudonymizing_proxy();
+    let tap = Tap::start(proxy.port());
+    let dev = connect_to(tap.port, DEV).await;
+    let plain = text_rows(&dev, "SELECT id, email, phone FROM users ORDER BY id").await;
+    let large = format!(
+        "SELECT g, u.id, u.email, u.phone FROM users u, generate_series(1, {}) g ORDER BY g, u.id",
+        LARGE / USERS
+    );
+    (proxy, tap, dev, plain, large)
 }
 
 /// Reads `stream` (`rows_in` counts the rows of an item) to the refusal
@@ -385,17 +396,9 @@ async fn assert_stopped_at_the_row_limit<T>(
 /// stops after exactly the rows the limit allows; the session goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_selects_are_rewritten_in_groups_in_order() {
-    let proxy = pseudonymizing_proxy();
-    let tap = Tap::start(proxy.port());
-    let dev = connect_to(tap.port, DEV).await;
-    let plain = text_rows(&dev, "SELECT id, email, phone FROM users ORDER BY id").await;
-    let repeat = 9_000 / USERS;
-    let sql = format!(
-        "SELECT g, u.id, u.email, u.phone FROM users u, generate_series(1, {repeat}) g
-         ORDER BY g, u.id"
-    );
-    let rows = text_rows(&dev, &sql).await;
-    assert_eq!(rows.len(), repeat * USERS);
+    let (_proxy, tap, dev, plain, large) = large_result().await;
+    let rows = text_rows(&dev, &large).await;
+    assert_eq!(rows.len(), LARGE);
     for (i, row) in rows.iter().enumerate() {
         assert_eq!(
             row[0],
@@ -408,8 +411,8 @@ async fn large_selects_are_rewritten_in_groups_in_order() {
             "row {i}: the stand-ins of a small SELECT"
         );
     }
-    let binary = dev.query(sql.as_str(), &[]).await.expect("binary rows");
-    assert_eq!(binary.len(), repeat * USERS);
+    let binary = dev.query(large.as_str(), &[]).await.expect("binary rows");
+    assert_eq!(binary.len(), LARGE);
     for (i, row) in binary.iter().enumerate() {
         let email: Option<String> = row.get(2);
         assert_eq!(email, plain[i % USERS][1], "binary row {i}");
