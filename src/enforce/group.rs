@@ -1,10 +1,11 @@
-//! Rows rewritten together, column by column. The caller finds the fields
-//! of a group of rows in its own format and notes each planned column's
-//! value; [`Group::rewrite`] then passes every planned column's values
-//! through [`Pseudonymizer::apply_many`] in one call; the caller writes
-//! the rows from the raw fields and the stand-ins. Transforms that run
-//! many values together (FF1 in lanes) gain from it; the others cost what
-//! one call per value costs.
+//! Rows rewritten together, column by column ([`Group::rows`]): the
+//! caller's reader finds the fields of each row of a group in its format
+//! (COPY text, CSV or binary, DataRow) and notes each planned column's
+//! value; every planned column's values then go through
+//! [`Pseudonymizer::apply_many`] in one call; the caller's writer writes
+//! each row from its raw fields and the stand-ins. Transforms that run
+//! many values side by side (FF1, CMAC tags) gain from it; the others
+//! cost what one call per value costs.
 
 use std::ops::Range;
 

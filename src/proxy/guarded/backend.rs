@@ -480,9 +480,11 @@ where
         let mut out = std::mem::take(&mut self.rewritten);
         out.clear();
         let rewritten = self.data_rows.rewrite(&plan, &p, &frames, &mut out);
-        let r = self.client.write(&out).await;
-        self.rewritten = out;
-        r?;
+        if !out.is_empty() {
+            let r = self.client.write(&out).await;
+            self.rewritten = out;
+            r?;
+        }
         match (rewritten, stop) {
             (Err(e), _) => self.violation(&pseudonym_block(&e), false).await,
             (Ok(()), Some(b)) => self.violation(&b, false).await,
