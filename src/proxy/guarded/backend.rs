@@ -480,11 +480,13 @@ where
         let mut out = std::mem::take(&mut self.rewritten);
         out.clear();
         let rewritten = self.data_rows.rewrite(&plan, &p, &frames, &mut out);
-        if !out.is_empty() {
-            let r = self.client.write(&out).await;
-            self.rewritten = out;
-            r?;
-        }
+        let r = if out.is_empty() {
+            Ok(())
+        } else {
+            self.client.write(&out).await
+        };
+        self.rewritten = out;
+        r?;
         match (rewritten, stop) {
             (Err(e), _) => self.violation(&pseudonym_block(&e), false).await,
             (Ok(()), Some(b)) => self.violation(&b, false).await,
