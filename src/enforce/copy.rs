@@ -105,13 +105,51 @@ pub struct CopyRewriter {
     escaped: bool,
 }
 
-/// The plan and the group of rows being rewritten.
+/// The plan, the group of rows being rewritten, and how the output is cut.
 struct Work {
     plan: ColumnPlan,
     /// No column is rewritten.
     passthrough: bool,
     p: Arc<Pseudonymizer>,
     group: Group,
+    framing: Framing,
+}
+
+/// How a rewriter's output is cut: bare bytes, or (once
+/// [`CopyRewriter::framed`]) CopyData messages as PostgreSQL sends them.
+#[derive(Clone, Copy, Default)]
+struct Framing {
+    framed: bool,
+    /// Where the message being written starts: the binary file header
+    /// waits in it for the first row.
+    open: Option<usize>,
+}
+
+impl Framing {
+    /// Starts a message unless one is open.
+    fn open(&mut self, out: &mut Vec<u8>) {
+        if self.framed && self.open.is_none() {
+            self.open = Some(out.len());
+            out.extend_from_slice(&[b'd', 0, 0, 0, 0]);
+        }
+    }
+
+    /// Ends the open message, if any.
+    fn close(&mut self, out: &mut [u8]) -> Result<(), RewriteError> {
+        if let Some(at) = self.open.take() {
+            let len = u32::try_from(out.len() - at - 1).map_err(|_| RewriteError::TooLarge)?;
+            out[at + 1..at + 5].copy_from_slice(&len.to_be_bytes());
+        }
+        Ok(())
+    }
+
+    /// Appends `unit` (a row, a header line, a trailer) as the end of a
+    /// message.
+    fn unit(&mut self, out: &mut Vec<u8>, unit: &[u8]) -> Result<(), RewriteError> {
+        self.open(out);
+        out.extend_from_slice(unit);
+        self.close(out)
+    }
 }
 
 impl CopyRewriter {
@@ -128,6 +166,7 @@ impl CopyRewriter {
                 plan,
                 p,
                 group: Group::default(),
+                framing: Framing::default(),
             },
             stage: if header { Stage::Header } else { Stage::Rows },
             pending: Vec::new(),
@@ -154,6 +193,10 @@ impl CopyRewriter {
                 passthrough: self.work.passthrough,
                 p: Arc::clone(&self.work.p),
                 group: Group::default(),
+                framing: Framing {
+                    framed: self.work.framing.framed,
+                    open: None,
+                },
             },
             stage: Stage::Rows,
             pending: Vec::new(),
@@ -162,15 +205,25 @@ impl CopyRewriter {
         }
     }
 
-    /// Feeds one CopyData payload; appends whatever rows it completes,
-    /// rewritten, to `out`. After an error the stream must be abandoned
-    /// (nothing of the failing row has been appended).
+    /// This rewriter, writing each row, the header line and the binary
+    /// trailer as a CopyData message of its own (`'d'`, length, bytes), as
+    /// PostgreSQL sends them: clients read a message as one row. The binary
+    /// file header goes in the message of the first row.
+    pub fn framed(mut self) -> CopyRewriter {
+        self.work.framing.framed = true;
+        self
+    }
+
+    /// Feeds one CopyData payload (or several, joined); appends whatever
+    /// rows it completes, rewritten, to `out`. After an error the stream
+    /// must be abandoned (nothing of the failing row has been appended).
     pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), RewriteError> {
         if matches!(self.format, CopyFormat::Binary) {
-            self.feed_binary(chunk, out)
+            self.feed_binary(chunk, out)?;
         } else {
-            self.feed_lines(chunk, out)
+            self.feed_lines(chunk, out)?;
         }
+        self.work.framing.close(out)
     }
 
     /// Ends the stream: an error if a row is incomplete (or a binary
@@ -261,12 +314,13 @@ impl CopyRewriter {
                 return Ok(());
             };
             self.stage = Stage::Rows;
-            out.extend_from_slice(header);
+            self.work.framing.unit(out, header)?;
             lines = rest;
         }
         if self.work.passthrough {
-            lines.iter().for_each(|line| out.extend_from_slice(line));
-            return Ok(());
+            return lines
+                .iter()
+                .try_for_each(|line| self.work.framing.unit(out, line));
         }
         match &self.format {
             CopyFormat::Text {
@@ -339,6 +393,7 @@ impl CopyRewriter {
                     let Some(len) = binary_header_len(rest)? else {
                         return Ok(at);
                     };
+                    self.work.framing.open(out);
                     out.extend_from_slice(&rest[..len]);
                     self.stage = Stage::Rows;
                     at += len;
@@ -349,9 +404,10 @@ impl CopyRewriter {
                     };
                     let count = i16::from_be_bytes([count[0], count[1]]);
                     if count == -1 {
-                        self.binary_tuples(tuples, out)?;
+                        let flushed = self.binary_tuples(tuples, out);
                         tuples.clear();
-                        out.extend_from_slice(&rest[..2]);
+                        flushed?;
+                        self.work.framing.unit(out, &rest[..2])?;
                         self.stage = Stage::Done;
                         at += 2;
                         continue;
@@ -364,8 +420,9 @@ impl CopyRewriter {
                     };
                     tuples.push(&rest[..len]);
                     if tuples.len() == GROUP_ROWS {
-                        self.binary_tuples(tuples, out)?;
+                        let flushed = self.binary_tuples(tuples, out);
                         tuples.clear();
+                        flushed?;
                     }
                     at += len;
                 }
@@ -376,8 +433,9 @@ impl CopyRewriter {
     /// Complete tuples, rewritten together.
     fn binary_tuples(&mut self, tuples: &[&[u8]], out: &mut Vec<u8>) -> Result<(), RewriteError> {
         if self.work.passthrough {
-            tuples.iter().for_each(|t| out.extend_from_slice(t));
-            return Ok(());
+            return tuples
+                .iter()
+                .try_for_each(|t| self.work.framing.unit(out, t));
         }
         let read = |g: &mut Group, plan: &ColumnPlan, tuple: &[u8]| {
             group::read_prefixed(g, plan, tuple, 2).map(|_| ())
@@ -391,7 +449,8 @@ impl CopyRewriter {
 }
 
 impl Work {
-    /// [`Group::rows`] with this stream's plan and pseudonymizer.
+    /// [`Group::rows`] with this stream's plan and pseudonymizer, each row
+    /// framed as the stream's output is.
     fn rows(
         &mut self,
         rows: &[&[u8]],
@@ -400,8 +459,16 @@ impl Work {
         write: impl Fn(Row<'_>, &mut Vec<u8>) -> Result<(), RewriteError>,
         out: &mut Vec<u8>,
     ) -> Result<(), RewriteError> {
-        let (plan, p) = (&self.plan, &*self.p);
-        self.group.rows(plan, p, Some(fmt), rows, read, write, out)
+        let (plan, p, framing) = (&self.plan, &*self.p, &mut self.framing);
+        let framed = |row: Row<'_>, out: &mut Vec<u8>| {
+            framing.open(out);
+            let r = write(row, out);
+            if r.is_err() {
+                framing.open = None;
+            }
+            r.and_then(|()| framing.close(out))
+        };
+        self.group.rows(plan, p, Some(fmt), rows, read, framed, out)
     }
 
     fn text_rows(
@@ -1025,6 +1092,89 @@ mod tests {
         };
         let out = run(&CopyFormat::Binary, &plan, &[&binary(&rows)]).unwrap();
         assert_eq!(out, binary(&expected));
+    }
+
+    /// The messages of framed output, each checked for its tag and length.
+    fn messages(mut framed: &[u8]) -> Vec<&[u8]> {
+        let mut out = Vec::new();
+        while !framed.is_empty() {
+            assert_eq!(framed[0], b'd');
+            let len = u32::from_be_bytes(framed[1..5].try_into().unwrap()) as usize;
+            out.push(&framed[5..1 + len]);
+            framed = &framed[1 + len..];
+        }
+        out
+    }
+
+    /// Framed, the output is one CopyData message per row as PostgreSQL
+    /// sends them: the header line alone, the binary file header with the
+    /// first row, the trailer alone (with the header when there is no row).
+    #[test]
+    fn framed_output_is_one_message_per_row() {
+        let plan = ColumnPlan::new(vec![col(Transform::Phone, oid::TEXT), None]);
+        let mut csv = CopyFormat::csv();
+        if let CopyFormat::Csv { header, .. } = &mut csv {
+            *header = true;
+        }
+        let input = "phone,note\n+44 20 7946 0001,a\n+44 20 7946 0002,b\n";
+        let framed = CopyRewriter::new(plan.clone(), csv.clone(), Arc::clone(&P)).framed();
+        let mut out = Vec::new();
+        let mut rw = framed;
+        rw.feed(input.as_bytes(), &mut out).unwrap();
+        let bare = run(&csv, &plan, &[input.as_bytes()]).unwrap();
+        let lines: Vec<&[u8]> = bare.split_inclusive(|&b| b == b'\n').collect();
+        assert_eq!(messages(&out), lines);
+
+        let rows = |n: usize| -> Vec<Vec<Option<Vec<u8>>>> {
+            (0..n)
+                .map(|i| vec![Some(format!("+44 20 7946 {i:04}").into_bytes()), None])
+                .collect()
+        };
+        for n in [0, 3] {
+            let stream = binary_stream(&rows(n));
+            let mut rw =
+                CopyRewriter::new(plan.clone(), CopyFormat::Binary, Arc::clone(&P)).framed();
+            let mut out = Vec::new();
+            rw.feed(&stream, &mut out).unwrap();
+            let bare = run(&CopyFormat::Binary, &plan, &[&stream]).unwrap();
+            let got = messages(&out);
+            assert_eq!(got.concat(), bare);
+            assert_eq!(got.len(), n.max(1) + usize::from(n > 0), "{n} rows");
+            assert!(got[0].starts_with(BINARY_SIGNATURE));
+            let trailer = &(-1i16).to_be_bytes()[..];
+            assert!(
+                got.last().unwrap().ends_with(trailer),
+                "the trailer ends it"
+            );
+            assert_eq!(got.last().unwrap().len() == 2, n > 0, "alone after rows");
+        }
+    }
+
+    /// A failing binary value stops the stream after exactly the rows
+    /// before it, written once, whether its group was full or ended by the
+    /// trailer.
+    #[test]
+    fn binary_rows_before_a_failure_are_written_once() {
+        let plan = ColumnPlan::new(vec![Some(PlannedColumn {
+            transform: Transform::Phone,
+            ty: ColumnType::plain(600),
+            format: Format::Binary,
+        })]);
+        for (rows, bad) in [(64, 5), (6, 3)] {
+            let values: Vec<Vec<Option<Vec<u8>>>> = (0..rows)
+                .map(|i| vec![(i >= bad).then(|| vec![1u8; 16])])
+                .collect();
+            let mut rw = CopyRewriter::new(plan.clone(), CopyFormat::Binary, Arc::clone(&P));
+            let mut out = Vec::new();
+            assert!(rw.feed(&binary_stream(&values), &mut out).is_err());
+            let header = 19 + 3;
+            let null_row = 2 + 4;
+            assert_eq!(
+                out.len(),
+                header + bad * null_row,
+                "{rows} rows, failing at {bad}"
+            );
+        }
     }
 
     #[test]

@@ -70,15 +70,10 @@ impl Group {
         Value::Decoded(start..self.decoded.len())
     }
 
-    /// Ends the row being read, which must have `columns` fields; on error
-    /// the row is taken back.
+    /// Ends the row being read, which must have as many fields as the plan
+    /// has columns.
     fn end_row(&mut self, plan: &ColumnPlan) -> Result<(), RewriteError> {
-        let start = self.rows * plan.len();
-        if let Err(e) = plan.check_count(self.raw.len() - start) {
-            self.raw.truncate(start);
-            self.values.truncate(start);
-            return Err(e);
-        }
+        plan.check_count(self.raw.len() - self.rows * plan.len())?;
         self.rows += 1;
         Ok(())
     }
@@ -103,7 +98,7 @@ impl Group {
         fmt: Option<Format>,
         rows: &[&[u8]],
         mut read: impl FnMut(&mut Group, &ColumnPlan, &[u8]) -> Result<(), RewriteError>,
-        write: impl Fn(Row<'_>, &mut Vec<u8>) -> Result<(), RewriteError>,
+        mut write: impl FnMut(Row<'_>, &mut Vec<u8>) -> Result<(), RewriteError>,
         out: &mut Vec<u8>,
     ) -> Result<(), RewriteError> {
         self.clear();

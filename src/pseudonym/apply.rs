@@ -364,6 +364,7 @@ pub(crate) fn text_tagged(
     stand_ins: &mut Vec<Option<std::ops::Range<usize>>>,
 ) {
     let Some((prf, domain)) = tagging(p, t) else {
+        stand_ins.extend(values.iter().map(|_| None));
         return;
     };
     let unpadded: Vec<&[u8]> = values.iter().flatten().map(|v| unpadded(ty, v)).collect();

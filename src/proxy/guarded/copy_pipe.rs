@@ -3,8 +3,8 @@
 //! server sent before its stream paused); every batch is rewritten on the
 //! blocking pool, as one stretch of the stream so that its rows are
 //! rewritten in groups, and the outputs go to the client in stream order,
-//! one CopyData message per batch, so one large COPY uses the cores
-//! copyguard has instead of one.
+//! one CopyData message per row as PostgreSQL sends them, so one large
+//! COPY uses the cores copyguard has instead of one.
 //!
 //! The first batch in flight takes the stream's own [`CopyRewriter`]. A
 //! batch sent while others are still in flight starts from a
@@ -49,18 +49,12 @@ impl Batch {
         self.payloads == 0
     }
 
-    /// Rewrites the batch's payloads with `rw`, fed as one stretch of the
-    /// stream so that rows of many payloads are rewritten together, into
-    /// one framed CopyData message (none if it completes no row).
+    /// Rewrites the batch's payloads with `rw` (a framed rewriter: one
+    /// CopyData message per row), fed as one stretch of the stream so that
+    /// rows of many payloads are rewritten together.
     fn rewrite(&self, rw: &mut CopyRewriter) -> Result<Vec<u8>, RewriteError> {
         let mut out = Vec::with_capacity(self.bytes.len() + self.bytes.len() / 4 + 64);
-        out.extend_from_slice(&[b'd', 0, 0, 0, 0]);
         rw.feed(&self.bytes, &mut out)?;
-        match u32::try_from(out.len() - 1) {
-            Ok(4) => out.clear(),
-            Ok(len) => out[1..5].copy_from_slice(&len.to_be_bytes()),
-            Err(_) => return Err(RewriteError::TooLarge),
-        }
         Ok(out)
     }
 }
@@ -107,6 +101,7 @@ pub(super) struct CopyPipe {
 
 impl CopyPipe {
     pub(super) fn new(rewriter: CopyRewriter) -> CopyPipe {
+        let rewriter = rewriter.framed();
         CopyPipe {
             template: rewriter.fork(),
             state: Some(rewriter),
@@ -304,9 +299,10 @@ mod tests {
         [CopyFormat::text(), csv, CopyFormat::Binary]
     }
 
-    /// What one sequential rewriter fed payload by payload gives.
-    fn sequential(format: &CopyFormat, payloads: &[&[u8]]) -> Vec<u8> {
-        let mut rw = rewriter(format);
+    /// What one sequential rewriter (framed or not) fed payload by payload
+    /// gives.
+    fn sequential(rw: CopyRewriter, payloads: &[&[u8]]) -> Vec<u8> {
+        let mut rw = rw;
         let mut out = Vec::new();
         for p in payloads {
             rw.feed(p, &mut out).unwrap();
@@ -330,7 +326,7 @@ mod tests {
 
     /// Through the pipe, sending a batch after every payload `send_after`
     /// marks, taking outputs out only when the pipe is full or at the end;
-    /// the payloads of the messages it gives.
+    /// the messages it gives.
     async fn piped(format: &CopyFormat, payloads: &[&[u8]], send_after: &[bool]) -> Vec<u8> {
         let mut pipe = CopyPipe::new(rewriter(format));
         let mut out = Vec::new();
@@ -348,7 +344,7 @@ mod tests {
             out.extend(pipe.next().await.unwrap().unwrap());
         }
         pipe.finish().unwrap();
-        unframed(&out)
+        out
     }
 
     fn cut<'a>(input: &'a [u8], cuts: &[prop::sample::Index]) -> Vec<&'a [u8]> {
@@ -382,8 +378,18 @@ mod tests {
                 _ => input.split_inclusive(|&b| b == b'\n').collect(),
             };
             let sends: Vec<bool> = (0..payloads.len()).map(|i| i % 50 == 49).collect();
-            let want = sequential(&format, &payloads);
-            assert_eq!(rt.block_on(piped(&format, &payloads, &sends)), want);
+            let want = sequential(rewriter(&format).framed(), &payloads);
+            let got = rt.block_on(piped(&format, &payloads, &sends));
+            assert_eq!(got, want, "one message per row, as rewritten one by one");
+            if format == CopyFormat::text() {
+                let mut rest = &got[..];
+                while !rest.is_empty() {
+                    let len = u32::from_be_bytes(rest[1..5].try_into().unwrap()) as usize;
+                    let lines = rest[5..1 + len].iter().filter(|&&b| b == b'\n').count();
+                    assert_eq!(lines, 1, "a message holds one row");
+                    rest = &rest[1 + len..];
+                }
+            }
         }
     }
 
@@ -417,8 +423,8 @@ mod tests {
             let format = formats()[which].clone();
             let input = stream(&format, rows);
             let payloads = cut(&input, &cuts);
-            let want = sequential(&format, &payloads);
-            prop_assert_eq!(runtime().block_on(piped(&format, &payloads, &sends)), want);
+            let want = sequential(rewriter(&format), &payloads);
+            prop_assert_eq!(unframed(&runtime().block_on(piped(&format, &payloads, &sends))), want);
         }
     }
 }
