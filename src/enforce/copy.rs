@@ -662,7 +662,28 @@ fn text_unescape(raw: &[u8], out: &mut Vec<u8>) {
 
 /// Whether `v` has a byte text format escapes.
 fn needs_text_escape(v: &[u8], delim: u8) -> bool {
-    v.iter().any(|&c| c < 0x20 || c == b'\\' || c == delim)
+    has_byte(v, 0x20, [b'\\', delim, b'\\', delim])
+}
+
+/// Whether `v` has a byte below `below` (at most 128) or in `set`, eight
+/// bytes at a time.
+fn has_byte(v: &[u8], below: u8, set: [u8; 4]) -> bool {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let zero = |w: u64| w.wrapping_sub(LO) & !w & HI;
+    let words = v.chunks_exact(8);
+    let tail = words.remainder();
+    for w in words {
+        let w = <[u8; 8]>::try_from(w).map_or(0, u64::from_le_bytes);
+        let mut hit = w.wrapping_sub(LO * u64::from(below)) & !w & HI;
+        for b in set {
+            hit |= zero(w ^ (LO * u64::from(b)));
+        }
+        if hit != 0 {
+            return true;
+        }
+    }
+    tail.iter().any(|&c| c < below || set.contains(&c))
 }
 
 /// Appends a value escaped as `CopyAttributeOutText` does.
@@ -757,8 +778,7 @@ impl Csv<'_> {
         force
             || v == self.null
             || (single && v == b"\\.")
-            || v.iter()
-                .any(|&c| c == self.delimiter || c == self.quote || c == b'\n' || c == b'\r')
+            || has_byte(v, 0, [self.delimiter, self.quote, b'\n', b'\r'])
     }
 
     /// Appends `v` quoted, escaping quote and escape characters.
@@ -1249,6 +1269,15 @@ mod tests {
         #[test]
         fn find2_finds_the_first(hay in proptest::collection::vec(any::<u8>(), 0..40), a in any::<u8>(), b in any::<u8>()) {
             prop_assert_eq!(find2(&hay, a, b), hay.iter().position(|&c| c == a || c == b));
+        }
+
+        #[test]
+        fn has_byte_is_any(
+            v in prop_oneof![proptest::collection::vec(any::<u8>(), 0..40), proptest::collection::vec(b'0'..=b'z', 0..40)],
+            below in prop_oneof![Just(0u8), Just(0x20), 0u8..=128],
+            set in prop_oneof![any::<[u8; 4]>(), Just([b',', b'"', b'\n', b'\r'])],
+        ) {
+            prop_assert_eq!(has_byte(&v, below, set), v.iter().any(|&c| c < below || set.contains(&c)));
         }
 
         #[test]
