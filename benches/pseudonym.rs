@@ -11,7 +11,9 @@
 //!   the rows it has already read.
 //! - `copy/*`: `CopyRewriter` over the same rows as a COPY TO STDOUT
 //!   stream in text, CSV and binary, fed in one piece as the proxy feeds a
-//!   batch of CopyData payloads (bytes/s).
+//!   batch of CopyData payloads (bytes/s); `copy/text_people_framed`: the
+//!   rows of `copy_compare` (email, name, birth date and phone
+//!   pseudonymized), framed one message per row as the proxy writes them.
 //!
 //! - `setup/*`: deriving the subkeys, and building the integer tables.
 //!
@@ -453,6 +455,59 @@ fn copies(c: &mut Criterion) {
             })
         });
     }
+    // The rows of `copy_compare`: email, name, birth date and phone
+    // pseudonymized, framed one CopyData message per row as the proxy
+    // writes them.
+    let people: Vec<u8> = (1..=ROWS)
+        .flat_map(|g| {
+            let name = ["Ada", "Grace", "Alan", "Edsger", "Barbara"][g % 5];
+            format!(
+                "{g}\tuser{g}@mail.example.com\t{name} Lovelace{}\t19{:02}-{:02}-{:02}\t+33-6-{:08}\tFR\t{}\torder note {}\n",
+                g % 997,
+                50 + g % 50,
+                1 + g % 12,
+                1 + g % 28,
+                g * 7919 % 100_000_000,
+                g * 7 % 1000,
+                g % 313
+            )
+            .into_bytes()
+        })
+        .collect();
+    let text = |t| {
+        Some(PlannedColumn {
+            transform: t,
+            ty: ColumnType::plain(oid::TEXT),
+            format: Format::Text,
+        })
+    };
+    let people_plan = ColumnPlan::new(vec![
+        None,
+        text(Transform::Email),
+        text(Transform::PersonName {
+            part: NamePart::Auto,
+        }),
+        Some(PlannedColumn {
+            transform: Transform::DateShift { days: None },
+            ty: ColumnType::plain(oid::DATE),
+            format: Format::Text,
+        }),
+        text(Transform::Phone),
+        None,
+        None,
+        None,
+    ]);
+    group.throughput(Throughput::Bytes(people.len() as u64));
+    let mut out = Vec::with_capacity(people.len() * 2);
+    group.bench_function("text_people_framed", |b| {
+        b.iter(|| {
+            out.clear();
+            let mut r =
+                CopyRewriter::new(people_plan.clone(), CopyFormat::text(), Arc::clone(&p)).framed();
+            r.feed(&people, &mut out).expect("valid stream");
+            black_box(out.len())
+        })
+    });
     group.finish();
 }
 

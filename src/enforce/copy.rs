@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::pseudonym::{Format, Pseudonymizer};
 
-use super::group::{self, Group, Row, Value, GROUP_ROWS};
+use super::group::{self, Group, Part, Row, Value, GROUP_ROWS};
 use super::rewrite::{ColumnPlan, RewriteError};
 
 /// The 11-byte signature that starts a binary COPY stream.
@@ -500,15 +500,17 @@ impl Work {
             }
         };
         let write = |row: Row<'_>, out: &mut Vec<u8>| {
-            for (i, column) in row.plan().columns.iter().enumerate() {
-                if i > 0 {
+            for (k, part) in row.parts().enumerate() {
+                if k > 0 {
                     out.push(delim);
                 }
-                match (column, row.stand_in(i)) {
-                    (None, _) => out.extend_from_slice(row.raw(i)),
-                    (Some(_), None) => out.extend_from_slice(null),
-                    (Some(_), Some(v)) if needs_text_escape(v, delim) => text_escape(v, delim, out),
-                    (Some(_), Some(v)) => out.extend_from_slice(v),
+                match part {
+                    Part::Raw(run) => out.extend_from_slice(run),
+                    Part::StandIn(_, None) => out.extend_from_slice(null),
+                    Part::StandIn(_, Some(v)) if needs_text_escape(v, delim) => {
+                        text_escape(v, delim, out)
+                    }
+                    Part::StandIn(_, Some(v)) => out.extend_from_slice(v),
                 }
             }
             out.push(b'\n');
@@ -549,14 +551,14 @@ impl Work {
         };
         let single = self.plan.len() == 1;
         let write = |row: Row<'_>, out: &mut Vec<u8>| {
-            for (i, column) in row.plan().columns.iter().enumerate() {
-                if i > 0 {
+            for (k, part) in row.parts().enumerate() {
+                if k > 0 {
                     out.push(opts.delimiter);
                 }
-                match (column, row.stand_in(i)) {
-                    (None, _) => out.extend_from_slice(row.raw(i)),
-                    (Some(_), None) => out.extend_from_slice(opts.null),
-                    (Some(_), Some(v)) => {
+                match part {
+                    Part::Raw(run) => out.extend_from_slice(run),
+                    Part::StandIn(_, None) => out.extend_from_slice(opts.null),
+                    Part::StandIn(i, Some(v)) => {
                         let force = match opts.force_quote {
                             ForceQuote::Off => false,
                             ForceQuote::All => true,
@@ -666,24 +668,23 @@ fn needs_text_escape(v: &[u8], delim: u8) -> bool {
 }
 
 /// Whether `v` has a byte below `below` (at most 128) or in `set`, eight
-/// bytes at a time.
+/// bytes at a time (the last eight overlapping the words before them).
+#[inline]
 fn has_byte(v: &[u8], below: u8, set: [u8; 4]) -> bool {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
-    let zero = |w: u64| w.wrapping_sub(LO) & !w & HI;
-    let words = v.chunks_exact(8);
-    let tail = words.remainder();
-    for w in words {
-        let w = <[u8; 8]>::try_from(w).map_or(0, u64::from_le_bytes);
-        let mut hit = w.wrapping_sub(LO * u64::from(below)) & !w & HI;
-        for b in set {
-            hit |= zero(w ^ (LO * u64::from(b)));
-        }
-        if hit != 0 {
-            return true;
-        }
+    if v.len() < 8 {
+        return v.iter().any(|&c| c < below || set.contains(&c));
     }
-    tail.iter().any(|&c| c < below || set.contains(&c))
+    let splats = set.map(|b| LO * u64::from(b));
+    let under = LO * u64::from(below);
+    let hit = |at: usize| {
+        let w = <[u8; 8]>::try_from(&v[at..at + 8]).map_or(0, u64::from_le_bytes);
+        let zero = |x: u64| x.wrapping_sub(LO) & !x & HI;
+        let found = splats.iter().fold(0, |h, &s| h | zero(w ^ s));
+        (w.wrapping_sub(under) & !w & HI) | found != 0
+    };
+    (0..v.len() / 8).any(|k| hit(8 * k)) || hit(v.len() - 8)
 }
 
 /// Appends a value escaped as `CopyAttributeOutText` does.

@@ -183,39 +183,44 @@ pub(crate) struct Row<'a> {
 }
 
 impl<'a> Row<'a> {
-    /// The plan.
-    pub(crate) fn plan(&self) -> &'a ColumnPlan {
-        self.plan
-    }
-
     /// The row as it came.
     pub(crate) fn bytes(&self) -> &'a [u8] {
         self.bytes
     }
 
-    /// Field `i` as it came.
-    pub(crate) fn raw(&self, i: usize) -> &'a [u8] {
-        &self.bytes[self.group.raw[self.index * self.plan.len() + i].clone()]
-    }
-
-    /// The stand-in of planned field `i`, `None` for NULL.
-    pub(crate) fn stand_in(&self, i: usize) -> Option<&'a [u8]> {
-        self.group.ranges[self.index * self.plan.len() + i]
-            .clone()
-            .map(|at| &self.group.stand_ins[at])
+    /// The row's fields in order: each run of unplanned columns as one
+    /// stretch of the row as it came (with the separators inside it), each
+    /// planned column as its stand-in. Writers put a separator between
+    /// two parts.
+    pub(crate) fn parts(&self) -> impl Iterator<Item = Part<'a>> + 'a {
+        let (columns, width) = (&self.plan.columns, self.plan.len());
+        let base = self.index * width;
+        let (group, bytes) = (self.group, self.bytes);
+        let mut i = 0;
+        std::iter::from_fn(move || {
+            let column = columns.get(i)?;
+            let part = if column.is_some() {
+                let stand_in = group.ranges[base + i].clone();
+                i += 1;
+                Part::StandIn(i - 1, stand_in.map(|at| &group.stand_ins[at]))
+            } else {
+                let end = (i..width).find(|&k| columns[k].is_some()).unwrap_or(width);
+                let run = group.raw[base + i].start..group.raw[base + end - 1].end;
+                i = end;
+                Part::Raw(&bytes[run])
+            };
+            Some(part)
+        })
     }
 
     /// Appends every field as a length-prefixed value (DataRow and binary
     /// COPY layout): as it came, or its stand-in (-1 for NULL).
     pub(crate) fn write_prefixed(&self, out: &mut Vec<u8>) -> Result<(), RewriteError> {
-        for (i, column) in self.plan.columns.iter().enumerate() {
-            if column.is_none() {
-                out.extend_from_slice(self.raw(i));
-                continue;
-            }
-            match self.stand_in(i) {
-                None => out.extend_from_slice(&(-1i32).to_be_bytes()),
-                Some(v) => {
+        for part in self.parts() {
+            match part {
+                Part::Raw(run) => out.extend_from_slice(run),
+                Part::StandIn(_, None) => out.extend_from_slice(&(-1i32).to_be_bytes()),
+                Part::StandIn(_, Some(v)) => {
                     let n = i32::try_from(v.len()).map_err(|_| RewriteError::TooLarge)?;
                     out.extend_from_slice(&n.to_be_bytes());
                     out.extend_from_slice(v);
@@ -224,6 +229,14 @@ impl<'a> Row<'a> {
         }
         Ok(())
     }
+}
+
+/// A part of a row as [`Row::parts`] gives it.
+pub(crate) enum Part<'a> {
+    /// Unplanned columns as they came.
+    Raw(&'a [u8]),
+    /// Planned column `i`'s stand-in, `None` for NULL.
+    StandIn(usize, Option<&'a [u8]>),
 }
 
 /// Notes the row's `plan.len()` length-prefixed values (DataRow and
