@@ -53,6 +53,8 @@ pub(crate) struct Domain {
     t: usize,
     /// Length of Q in bytes (a multiple of 16).
     q_len: usize,
+    /// The radix is a power of two, and so is every modulus.
+    pow2: bool,
     /// CIPH_K(P): the CBC-MAC state after P.
     after_p: u128,
 }
@@ -96,6 +98,7 @@ impl Ff1 {
             d,
             t,
             q_len,
+            pow2: radix.is_power_of_two(),
             after_p,
         })
         .filter(|dom| dom.d <= 16)
@@ -109,7 +112,7 @@ impl Ff1 {
         for i in 0..ROUNDS {
             let y = num_s(dom, self.ciph(q(dom, state, last, i, b)));
             let m = modulus(dom, i);
-            let c = add_mod(a, rem(y, m), m);
+            let c = add_mod(a, dom.reduce(y, m), m);
             a = b;
             b = c;
         }
@@ -142,7 +145,7 @@ impl Ff1 {
             for ((block, lane), job) in blocks.iter().zip(&mut lanes).zip(jobs) {
                 let m = modulus(job.0, i);
                 let y = num_s(job.0, u128::from_be_bytes((*block).into()));
-                let c = add_mod(lane.a, rem(y, m), m);
+                let c = add_mod(lane.a, job.0.reduce(y, m), m);
                 lane.a = lane.b;
                 lane.b = c;
             }
@@ -161,7 +164,7 @@ impl Ff1 {
         for i in (0..ROUNDS).rev() {
             let y = num_s(dom, self.ciph(q(dom, state, last, i, a)));
             let m = modulus(dom, i);
-            let c = add_mod(b, m - rem(y, m), m);
+            let c = add_mod(b, m - dom.reduce(y, m), m);
             b = a;
             a = c;
         }
@@ -198,6 +201,18 @@ impl Ff1 {
         let mut b = block.to_be_bytes().into();
         self.aes.encrypt_block(&mut b);
         u128::from_be_bytes(b.into())
+    }
+}
+
+impl Domain {
+    /// `y mod m` for `m` a power of the radix: a mask for binary domains.
+    #[inline]
+    fn reduce(&self, y: u128, m: u128) -> u128 {
+        if self.pow2 {
+            y & (m - 1)
+        } else {
+            rem(y, m)
+        }
     }
 }
 
