@@ -110,9 +110,7 @@ impl Ff1 {
         let (state, last) = self.start(dom, tweak, x)?;
         let (mut a, mut b) = split(dom, x);
         for i in 0..ROUNDS {
-            let y = num_s(dom, self.ciph(q(dom, state, last, i, b)));
-            let m = modulus(dom, i);
-            let c = add_mod(a, dom.reduce(y, m), m);
+            let c = dom.add_round(i, a, self.ciph(q(dom, state, last, i, b)));
             a = b;
             b = c;
         }
@@ -143,9 +141,9 @@ impl Ff1 {
             }
             self.aes.encrypt_blocks(&mut blocks[..n]);
             for ((block, lane), job) in blocks.iter().zip(&mut lanes).zip(jobs) {
-                let m = modulus(job.0, i);
-                let y = num_s(job.0, u128::from_be_bytes((*block).into()));
-                let c = add_mod(lane.a, job.0.reduce(y, m), m);
+                let c = job
+                    .0
+                    .add_round(i, lane.a, u128::from_be_bytes((*block).into()));
                 lane.a = lane.b;
                 lane.b = c;
             }
@@ -205,6 +203,14 @@ impl Ff1 {
 }
 
 impl Domain {
+    /// Round `i` of FF1.Encrypt: C = (NUM(A) + NUM(S)) mod radix^m, with S
+    /// taken from the round's AES output `r`.
+    #[inline]
+    fn add_round(&self, i: u8, a: u128, r: u128) -> u128 {
+        let m = modulus(self, i);
+        add_mod(a, self.reduce(num_s(self, r), m), m)
+    }
+
     /// `y mod m` for `m` a power of the radix: a mask for binary domains.
     #[inline]
     fn reduce(&self, y: u128, m: u128) -> u128 {
