@@ -367,11 +367,11 @@ pub(crate) fn text_tagged(
         stand_ins.extend(values.iter().map(|_| None));
         return;
     };
-    let unpadded: Vec<&[u8]> = values.iter().flatten().map(|v| unpadded(ty, v)).collect();
-    let mut tags = Vec::with_capacity(unpadded.len());
-    prf.tags(domain, &unpadded, &mut tags);
+    let plain: Vec<&[u8]> = values.iter().flatten().map(|v| unpadded(ty, v)).collect();
+    let mut tags = Vec::with_capacity(plain.len());
+    prf.tags(domain, &plain, &mut tags);
     let limit = ty.text_limit();
-    let mut tagged_values = tags.iter().zip(unpadded);
+    let mut tagged_values = tags.iter().zip(plain);
     for v in values {
         let stand_in = v.and_then(|_| {
             let (tag, v) = tagged_values.next()?;
