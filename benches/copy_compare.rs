@@ -2,13 +2,19 @@
 //! columns, 4 of them classified, read straight from PostgreSQL, through
 //! copyguard as a production role (relayed untouched), and through
 //! copyguard as a guarded role whose class pseudonymizes those 4 columns,
-//! interleaved in one run; prints MB/s of each and the ratios.
+//! interleaved in one run; prints MB/s of each and the ratios, and the
+//! CPU time each copy took on the server (every PostgreSQL process) and in
+//! this process (the client, plus copyguard when it is in the path): on a
+//! machine with few cores, copyguard's CPU per row is what costs
+//! throughput, and CPU time is far less noisy than wall time.
 //!
 //! Run with `cargo bench --bench copy_compare`. `COPYGUARD_BENCH_ROWS`
 //! (default 1000000) sets the table size, `COPYGUARD_BENCH_ROUNDS` (default
 //! 3) the rounds; every round copies the table in text, CSV and binary
 //! through the three targets, rotating which goes first. The table reports
-//! medians across rounds. Everything started here is stopped on the way
+//! medians across rounds. For profiling, `COPYGUARD_BENCH_FORMATS` and
+//! `COPYGUARD_BENCH_TARGETS` (comma lists) keep only some formats and
+//! targets; the ratios are printed only when all three targets run. Everything started here is stopped on the way
 //! out: copyguard is shut down and the throwaway cluster removed.
 
 use std::process::ExitCode;
@@ -92,6 +98,7 @@ fn run() -> Result<()> {
     let key = work.path().join("pseudonym.key");
     std::fs::write(&key, "5f".repeat(32))?;
     let proxy = Proxy::in_front_of(&db, work.path(), POLICY, Some(&key))?;
+    let cpu = ServerCpu::of(&db)?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -112,47 +119,52 @@ fn run() -> Result<()> {
         proxy.port(),
         db.superuser()
     );
-    let targets = [
+    let targets: Vec<(&str, &str)> = [
         ("direct", direct.as_str()),
         ("relayed", relayed.as_str()),
         ("pseudonymized", guarded.as_str()),
-    ];
+    ]
+    .into_iter()
+    .filter(|(name, _)| kept("COPYGUARD_BENCH_TARGETS", name))
+    .collect();
+    let formats: Vec<&str> = FORMATS
+        .into_iter()
+        .filter(|f| kept("COPYGUARD_BENCH_FORMATS", f))
+        .collect();
     rt.block_on(async {
-        for (name, conninfo) in targets {
+        for &(name, conninfo) in &targets {
             let (bytes, secs) = copy(conninfo, "text").await?;
             println!("warm-up {name:<14} {:.1} MB in {secs:.2} s", bytes as f64 / 1e6);
         }
-        // (format, target, MB/s, rows/s)
-        let mut results: Vec<(&str, &str, f64, f64)> = Vec::new();
+        let mut runs: Vec<Run> = Vec::new();
         for round in 1..=rounds {
-            for format in FORMATS {
+            for &format in &formats {
                 for i in 0..targets.len() {
-                    let (name, conninfo) = targets[(i + round as usize) % targets.len()];
+                    let (target, conninfo) = targets[(i + round as usize) % targets.len()];
+                    let before = (cpu.server(), own_cpu());
                     let (bytes, secs) = copy(conninfo, format).await?;
+                    let (server, own) = (cpu.server().since(&before.0), own_cpu() - before.1);
                     let mbs = bytes as f64 / 1e6 / secs;
                     println!(
-                        "round {round}/{rounds}  {format:<6} {name:<14} {:>8.1} MB  {secs:>6.2} s  {mbs:>7.1} MB/s",
-                        bytes as f64 / 1e6
+                        "round {round}/{rounds}  {format:<6} {target:<14} {:>8.1} MB  {secs:>6.2} s  {mbs:>7.1} MB/s  CPU: server {server:>5.2} s, client{} {own:>5.2} s",
+                        bytes as f64 / 1e6,
+                        if target == "direct" { "          " } else { " + copyguard" },
                     );
-                    results.push((format, name, mbs, rows as f64 / secs));
+                    runs.push(Run { format, target, mbs, rows_per_s: rows as f64 / secs, server, own });
                 }
             }
         }
+        if targets.len() < 3 {
+            return Ok(());
+        }
+        let per_m = 1e6 / rows as f64;
         println!();
         println!("medians; the ratios are of rows per second (stand-ins are not exactly as long as the values they replace)");
         println!("format   direct MB/s   relayed MB/s   pseudonymized MB/s   relayed/direct   pseudonymized/direct");
-        for format in FORMATS {
-            let median = |target: &str, pick: fn(&(&str, &str, f64, f64)) -> f64| {
-                let mut v: Vec<f64> = results
-                    .iter()
-                    .filter(|r| r.0 == format && r.1 == target)
-                    .map(pick)
-                    .collect();
-                v.sort_by(f64::total_cmp);
-                v[v.len() / 2]
-            };
-            let mbs = |target| median(target, |r| r.2);
-            let rows = |target| median(target, |r| r.3);
+        for &format in &formats {
+            let median = |target, pick: fn(&Run) -> f64| median(&runs, format, target, pick);
+            let mbs = |target| median(target, |r| r.mbs);
+            let rows = |target| median(target, |r| r.rows_per_s);
             println!(
                 "{format:<8} {:>11.1}   {:>12.1}   {:>18.1}   {:>14.2}   {:>20.2}",
                 mbs("direct"),
@@ -160,6 +172,21 @@ fn run() -> Result<()> {
                 mbs("pseudonymized"),
                 rows("relayed") / rows("direct"),
                 rows("pseudonymized") / rows("direct")
+            );
+        }
+        println!();
+        println!("medians of CPU seconds per 1M rows; copyguard's is this process's CPU less the direct copy's (the client's)");
+        println!("format   server: direct   pseudonymized   copyguard: relayed   pseudonymized");
+        for &format in &formats {
+            let median = |target, pick: fn(&Run) -> f64| median(&runs, format, target, pick) * per_m;
+            let server = |target| median(target, |r| r.server);
+            let own = |target| median(target, |r| r.own);
+            println!(
+                "{format:<8} {:>14.2}   {:>13.2}   {:>18.2}   {:>13.2}",
+                server("direct"),
+                server("pseudonymized"),
+                own("relayed") - own("direct"),
+                own("pseudonymized") - own("direct"),
             );
         }
         Ok::<(), anyhow::Error>(())
@@ -186,4 +213,103 @@ async fn copy(conninfo: &str, format: &str) -> Result<(u64, f64)> {
         bytes += chunk.context("COPY data")?.len() as u64;
     }
     Ok((bytes, started.elapsed().as_secs_f64()))
+}
+
+/// One copy's figures.
+struct Run<'a> {
+    format: &'a str,
+    target: &'a str,
+    mbs: f64,
+    rows_per_s: f64,
+    /// CPU seconds of the server, and of this process.
+    server: f64,
+    own: f64,
+}
+
+/// The median of `pick` over the runs of `format` through `target`.
+fn median(runs: &[Run], format: &str, target: &str, pick: fn(&Run) -> f64) -> f64 {
+    let mut v: Vec<f64> = runs
+        .iter()
+        .filter(|r| r.format == format && r.target == target)
+        .map(pick)
+        .collect();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// Whether `name` is in the comma list of `var` (everything is when unset).
+fn kept(var: &str, name: &str) -> bool {
+    std::env::var(var).map_or(true, |list| list.split(',').any(|n| n.trim() == name))
+}
+
+/// CPU time (user and system) of the processes of one PostgreSQL server.
+struct ServerCpu {
+    postmaster: String,
+}
+
+/// Clock ticks of CPU per process of a server, at one moment.
+struct Ticks(std::collections::HashMap<String, u64>);
+
+impl Ticks {
+    /// CPU seconds since `before`, over the processes alive now (one that
+    /// started since counts whole; one that ended counts not at all, so a
+    /// backend ending does not subtract).
+    fn since(&self, before: &Ticks) -> f64 {
+        self.0
+            .iter()
+            .map(|(pid, &t)| t.saturating_sub(before.0.get(pid).copied().unwrap_or(0)))
+            .sum::<u64>() as f64
+            / clock_ticks()
+    }
+}
+
+impl ServerCpu {
+    fn of(db: &DevDb) -> Result<ServerCpu> {
+        let pid = std::fs::read_to_string(db.data_dir().join("postmaster.pid"))
+            .context("reading postmaster.pid")?;
+        let postmaster = pid.lines().next().unwrap_or_default().trim().to_string();
+        Ok(ServerCpu { postmaster })
+    }
+
+    /// The CPU time so far of the postmaster and each of its children.
+    fn server(&self) -> Ticks {
+        let Ok(procs) = std::fs::read_dir("/proc") else {
+            return Ticks(Default::default());
+        };
+        let ticks = procs
+            .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("stat")).ok())
+            .filter_map(|stat| {
+                // After the command name in parentheses: state, ppid, ... ;
+                // utime and stime are fields 14 and 15 of the whole line.
+                let (pid, rest) = stat.split_once(" (")?;
+                let fields: Vec<&str> = rest.rsplit_once(") ")?.1.split(' ').collect();
+                let mine = pid == self.postmaster || fields.get(1)? == &self.postmaster;
+                let ticks =
+                    fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+                mine.then(|| (pid.to_string(), ticks))
+            })
+            .collect();
+        Ticks(ticks)
+    }
+}
+
+/// This process's CPU seconds (user and system) so far.
+fn own_cpu() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return 0.0;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf reads a constant.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
 }

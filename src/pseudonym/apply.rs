@@ -3,11 +3,14 @@
 //! here returns `None` for "cannot handle", which the caller turns into
 //! SQL NULL: a value is never passed through as it came.
 
+use std::cell::RefCell;
+
 use aes::cipher::{BlockDecrypt, BlockEncrypt};
 
 use super::dates::{self, DateOp, Range};
 use super::keyed::{Prf, Tag};
 use super::numeric::{self, Decimal, Numeric};
+use super::permute::Walk;
 use super::shape::{self, Classes};
 use super::transform::Transform;
 use super::types::{oid, ColumnType, Format, IntWidth, Kind, TextLimit};
@@ -286,35 +289,72 @@ pub(crate) fn text_shapes(
     out: &mut Vec<u8>,
     stand_ins: &mut Vec<Option<std::ops::Range<usize>>>,
 ) {
-    let k = &p.keys;
-    let mut laid = Vec::with_capacity(values.len());
-    let mut layouts = shape::Layouts::default();
-    let mut scratch = Vec::new();
-    for v in values {
-        laid.push(v.map(|v| {
-            let v = unpadded(ty, v);
-            let (keep, classes) = match t {
-                Transform::Phone => (phone::kept_prefix(v), Classes::Digits),
-                _ => (0, Classes::Alnum),
-            };
-            let (start, first) = (scratch.len(), layouts.chunks());
-            layouts.add(&k.token, v, keep, classes, &mut scratch);
-            (start..scratch.len(), first..layouts.chunks())
-        }));
-    }
-    let mut images = Vec::new();
-    k.permuter.forward_many(layouts.jobs(), &mut images);
-    let limit = ty.text_limit();
-    for l in laid {
-        let stand_in = l.and_then(|(bytes, chunks)| {
-            layouts.fill(chunks, &mut scratch, |c| images[c])?;
-            fitted(limit, out, |out| {
-                out.extend_from_slice(&scratch[bytes]);
-                Some(())
-            })
-        });
-        stand_ins.push(stand_in);
-    }
+    with_scratch(|sc| {
+        let Scratch {
+            layouts,
+            bytes,
+            laid,
+            images,
+            walk,
+            ..
+        } = sc;
+        let k = &p.keys;
+        layouts.clear();
+        bytes.clear();
+        laid.clear();
+        for v in values {
+            laid.push(v.map(|v| {
+                let v = unpadded(ty, v);
+                let (keep, classes) = match t {
+                    Transform::Phone => (phone::kept_prefix(v), Classes::Digits),
+                    _ => (0, Classes::Alnum),
+                };
+                let (start, first) = (bytes.len(), layouts.chunks());
+                layouts.add(&k.token, v, keep, classes, bytes);
+                (start..bytes.len(), first..layouts.chunks())
+            }));
+        }
+        k.permuter.forward_many(layouts.jobs(), images, walk);
+        let limit = ty.text_limit();
+        for l in laid.drain(..) {
+            let stand_in = l.and_then(|(at, chunks)| {
+                layouts.fill(chunks, bytes, |c| images[c])?;
+                fitted(limit, out, |out| {
+                    out.extend_from_slice(&bytes[at]);
+                    Some(())
+                })
+            });
+            stand_ins.push(stand_in);
+        }
+    })
+}
+
+/// Buffers the many-value paths reuse, one set per thread: rewriting group
+/// after group then allocates nothing once warm. Each call starts by
+/// clearing what it uses.
+#[derive(Default)]
+struct Scratch {
+    layouts: shape::Layouts,
+    /// Laid-out strings, permuted in place.
+    bytes: Vec<u8>,
+    /// Per value: its bytes in `bytes` and its chunks, `None` for NULL.
+    laid: Vec<Option<(std::ops::Range<usize>, std::ops::Range<usize>)>>,
+    images: Vec<Option<u64>>,
+    walk: Walk,
+    tags: Vec<Tag>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::default();
+}
+
+/// Runs `f` on this thread's scratch buffers (fresh ones if they are in
+/// use further up the stack).
+fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+    SCRATCH.with(|s| match s.try_borrow_mut() {
+        Ok(mut s) => f(&mut s),
+        Err(_) => f(&mut Scratch::default()),
+    })
 }
 
 /// The PRF and domain byte of the tag of the whole value a text transform
@@ -367,18 +407,22 @@ pub(crate) fn text_tagged(
         stand_ins.extend(values.iter().map(|_| None));
         return;
     };
-    let plain: Vec<&[u8]> = values.iter().flatten().map(|v| unpadded(ty, v)).collect();
-    let mut tags = Vec::with_capacity(plain.len());
-    prf.tags(domain, &plain, &mut tags);
-    let limit = ty.text_limit();
-    let mut tagged_values = tags.iter().zip(plain);
-    for v in values {
-        let stand_in = v.and_then(|_| {
-            let (tag, v) = tagged_values.next()?;
-            fitted(limit, out, |out| tagged(p, t, tag, v, limit, out))
-        });
-        stand_ins.push(stand_in);
-    }
+    let mut plain = Vec::with_capacity(values.len());
+    plain.extend(values.iter().flatten().map(|v| unpadded(ty, v)));
+    with_scratch(|sc| {
+        let tags = &mut sc.tags;
+        tags.clear();
+        prf.tags(domain, &plain, tags);
+        let limit = ty.text_limit();
+        let mut tagged_values = tags.iter().zip(plain);
+        for v in values {
+            let stand_in = v.and_then(|_| {
+                let (tag, v) = tagged_values.next()?;
+                fitted(limit, out, |out| tagged(p, t, tag, v, limit, out))
+            });
+            stand_ins.push(stand_in);
+        }
+    })
 }
 
 /// Runs `write` at the end of `out` and fits what it wrote to `limit`: its

@@ -40,6 +40,14 @@ const MAX_DIGITS: u32 = 19;
 /// A tweak: separates the permutations of different domains under one key.
 pub(crate) type Tweak = [u8; 8];
 
+/// Scratch space of [`Permuter::forward_many`]: the values still walking
+/// (index in the jobs, domain, current value), this pass and the next.
+#[derive(Default)]
+pub(crate) struct Walk {
+    walking: Vec<(usize, usize, u128)>,
+    next: Vec<(usize, usize, u128)>,
+}
+
 /// Keyed permutations of integer ranges.
 pub(crate) struct Permuter {
     ff1: Ff1,
@@ -71,13 +79,8 @@ impl Permuter {
     }
 
     /// The prepared FF1 domain for `(radix, n)` from [`ff1_domain`].
-    fn domain(&self, (radix, n): (u32, u32)) -> &Domain {
-        let at = if radix == 2 {
-            n - MIN_BITS
-        } else {
-            65 - MIN_BITS + n - MIN_DIGITS
-        };
-        &self.domains[at as usize]
+    fn domain(&self, shape: (u32, u32)) -> &Domain {
+        &self.domains[domain_index(shape)]
     }
 
     /// The image of `x` under the permutation of `[0, m)` named by `tweak`;
@@ -89,25 +92,31 @@ impl Permuter {
     /// [`forward`](Self::forward) of every `(tweak, m, x)` of `jobs`, in
     /// order, into `out`: the same images, with the FF1 encryptions of
     /// [`LANES`] values run together (a value whose walk goes on takes
-    /// another lane in the next pass).
-    pub(crate) fn forward_many(&self, jobs: &[(Tweak, u64, u64)], out: &mut Vec<Option<u64>>) {
+    /// another lane in the next pass). `walk` is scratch space.
+    pub(crate) fn forward_many(
+        &self,
+        jobs: &[(Tweak, u64, u64)],
+        out: &mut Vec<Option<u64>>,
+        walk: &mut Walk,
+    ) {
         out.clear();
-        let mut walking = Vec::with_capacity(jobs.len());
+        let Walk { walking, next } = walk;
+        walking.clear();
         for (i, &(tweak, m, x)) in jobs.iter().enumerate() {
             if m < RANK_LIMIT || x >= m {
                 out.push(self.forward(tweak, m, x));
             } else {
                 out.push(None);
-                walking.push((i, self.domain(ff1_domain(m)), u128::from(x)));
+                walking.push((i, domain_index(ff1_domain(m)), u128::from(x)));
             }
         }
-        let mut next = Vec::new();
         let mut ys = [None; LANES];
         while !walking.is_empty() {
+            next.clear();
             for group in walking.chunks(LANES) {
                 let mut lanes = [(&self.domains[0], &[][..], 0); LANES];
                 for (lane, &(i, dom, v)) in lanes.iter_mut().zip(group) {
-                    *lane = (dom, &jobs[i].0[..], v);
+                    *lane = (&self.domains[dom], &jobs[i].0[..], v);
                 }
                 self.ff1.encrypt_lanes(&lanes[..group.len()], &mut ys);
                 for (&(i, dom, _), y) in group.iter().zip(ys) {
@@ -118,8 +127,7 @@ impl Permuter {
                     }
                 }
             }
-            walking.clear();
-            std::mem::swap(&mut walking, &mut next);
+            std::mem::swap(walking, next);
         }
     }
 
@@ -233,6 +241,17 @@ fn ff1_domain(m: u64) -> (u32, u32) {
         Some(k) if (1u128 << bits) * 10 >= u128::from(m) * 13 => (10, k),
         _ => (2, bits),
     }
+}
+
+/// Where the domain `(radix, n)` of [`ff1_domain`] is among a permuter's
+/// prepared domains.
+fn domain_index((radix, n): (u32, u32)) -> usize {
+    let at = if radix == 2 {
+        n - MIN_BITS
+    } else {
+        65 - MIN_BITS + n - MIN_DIGITS
+    };
+    at as usize
 }
 
 /// The rank permutation of one domain, computed once.

@@ -38,12 +38,7 @@ pub(crate) fn permute(
     forward: bool,
     out: &mut Vec<u8>,
 ) -> Option<()> {
-    let mut layouts = Layouts {
-        positions: Vec::with_capacity(s.len()),
-        ends: Vec::with_capacity(2),
-        jobs: Vec::with_capacity(2),
-        skel: Vec::with_capacity(2 * s.len()),
-    };
+    let mut layouts = Layouts::default();
     layouts.add(prf, s, keep, classes, out);
     let jobs = layouts.jobs();
     layouts.fill(0..jobs.len(), out, |k| {
@@ -59,7 +54,8 @@ pub(crate) fn permute(
 /// Strings laid out for their permutation, one after the other: where
 /// their permuted characters are, and the `(tweak, m, x)` each chunk of
 /// them goes through. Laying out many strings first lets their
-/// permutations run together ([`Permuter::forward_many`]).
+/// permutations run together ([`Permuter::forward_many`]). Until
+/// [`clear`](Self::clear)ed, every string is laid out under one PRF.
 #[derive(Default)]
 pub(crate) struct Layouts {
     /// Positions in the output of the permuted characters, chunk by chunk.
@@ -69,9 +65,20 @@ pub(crate) struct Layouts {
     jobs: Vec<(Tweak, u64, u64)>,
     /// The skeleton of the string being laid out.
     skel: Vec<u8>,
+    /// The last skeleton's bytes and the tweak base its tag gave: the
+    /// strings of a column mostly share one.
+    last: Option<(Vec<u8>, u64)>,
 }
 
 impl Layouts {
+    /// Empties the layouts, to lay out strings anew (under any PRF).
+    pub(crate) fn clear(&mut self) {
+        self.positions.clear();
+        self.ends.clear();
+        self.jobs.clear();
+        self.last = None;
+    }
+
     /// Chunks laid out so far.
     pub(crate) fn chunks(&self) -> usize {
         self.jobs.len()
@@ -96,24 +103,46 @@ impl Layouts {
         out.extend_from_slice(s);
         let keep = keep.min(s.len());
         let first = self.positions.len();
+        self.positions.reserve(s.len());
         self.skel.clear();
-        for (i, &b) in s.iter().enumerate() {
-            let class = if i < keep { None } else { class_of(b, classes) };
-            match class {
+        self.skel.reserve(2 * s.len());
+        for &b in &s[..keep] {
+            self.skel_byte(b);
+        }
+        // One chunk (the common case) is read off in the same pass; the
+        // wrapping sums are dropped when there are more.
+        let (mut m, mut x) = (1u64, 0u64);
+        for (i, &b) in s.iter().enumerate().skip(keep) {
+            match class_of(b, classes) {
                 Some(c) => {
                     self.positions.push(start + i);
                     self.skel.extend_from_slice(&[0, c.marker()]);
+                    m = m.wrapping_mul(c.radix());
+                    x = x.wrapping_mul(c.radix()).wrapping_add(c.value(b));
                 }
-                None if b == 0 => self.skel.extend_from_slice(&[0, 0]),
-                None => self.skel.push(b),
+                None => self.skel_byte(b),
             }
         }
-        let tag = prf.tag_repeated(DOMAIN, &self.skel);
-        let mut base = [0; 8];
-        base.copy_from_slice(&tag[..8]);
-        let base = u64::from_be_bytes(base);
+        let base = match &mut self.last {
+            Some((skel, base)) if *skel == self.skel => *base,
+            last => {
+                let tag = prf.tag_repeated(DOMAIN, &self.skel);
+                let mut base = [0; 8];
+                base.copy_from_slice(&tag[..8]);
+                let base = u64::from_be_bytes(base);
+                let (skel, b) = last.get_or_insert_with(Default::default);
+                skel.clone_from(&self.skel);
+                *b = base;
+                base
+            }
+        };
         let n = self.positions.len() - first;
-        let chunks = if n <= CHUNK { 1 } else { n.div_ceil(CHUNK) };
+        if n <= CHUNK {
+            self.ends.push(first + n);
+            self.jobs.push((base.to_be_bytes(), m, x));
+            return;
+        }
+        let chunks = n.div_ceil(CHUNK);
         for j in 0..chunks {
             let (from, to) = (first + j * n / chunks, first + (j + 1) * n / chunks);
             let mut m: u64 = 1;
@@ -126,6 +155,16 @@ impl Layouts {
             self.ends.push(to);
             self.jobs
                 .push((base.wrapping_add(j as u64).to_be_bytes(), m, x));
+        }
+    }
+
+    /// Adds a byte that is not permuted to the skeleton (NUL as two zeros,
+    /// since a permuted character is a zero and its class's marker).
+    fn skel_byte(&mut self, b: u8) {
+        if b == 0 {
+            self.skel.extend_from_slice(&[0, 0]);
+        } else {
+            self.skel.push(b);
         }
     }
 
