@@ -481,19 +481,8 @@ impl Work {
         let mut delims = Vec::with_capacity(self.plan.len());
         let read = |g: &mut Group, plan: &ColumnPlan, line: &[u8]| {
             let body = &line[..line.len() - 1];
-            if plain_delimiters(body, delim, &mut delims) {
-                let mut at = 0;
-                let ends = delims.iter().copied().chain([body.len()]);
-                for (fields, end) in ends.enumerate() {
-                    let raw = &body[at..end];
-                    let value = match plan.column(fields)? {
-                        Some(_) if raw != null => Value::InRow(at..end),
-                        _ => Value::Null,
-                    };
-                    g.field(at..end, value);
-                    at = end + 1;
-                }
-                return Ok(());
+            if plain_delimiters(body, delim, b'\\', &mut delims) {
+                return plain_fields(g, plan, body, &delims, null);
             }
             let mut fields = 0;
             let mut at = 0;
@@ -540,8 +529,13 @@ impl Work {
         opts: &Csv<'_>,
         out: &mut Vec<u8>,
     ) -> Result<(), RewriteError> {
+        let mut delims = Vec::with_capacity(self.plan.len());
         let read = |g: &mut Group, plan: &ColumnPlan, line: &[u8]| {
             let body = &line[..line.len() - 1];
+            if plain_delimiters(body, opts.delimiter, opts.quote, &mut delims) {
+                plain_fields(g, plan, body, &delims, opts.null)?;
+                return Ok(());
+            }
             let mut fields = 0;
             let mut at = 0;
             loop {
@@ -615,10 +609,11 @@ fn find2(hay: &[u8], a: u8, b: u8) -> Option<usize> {
         .map(|i| base + i)
 }
 
-/// The delimiters of a text-format row, in order, into `out`, if the row
-/// has no backslash (then every field is its bytes as they are, and the
-/// row is split in one pass, eight bytes at a time); `false` otherwise.
-fn plain_delimiters(body: &[u8], delim: u8, out: &mut Vec<usize>) -> bool {
+/// The delimiters of a row, in order, into `out`, if the row has no
+/// `special` byte (a text-format backslash, a CSV quote): then every field
+/// is its bytes as they are, and the row is split in one pass, eight bytes
+/// at a time. `false` otherwise.
+fn plain_delimiters(body: &[u8], delim: u8, special: u8, out: &mut Vec<usize>) -> bool {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
     // 0x80 in each byte of `w` equal to the byte `splat` repeats, exactly
@@ -627,13 +622,13 @@ fn plain_delimiters(body: &[u8], delim: u8, out: &mut Vec<usize>) -> bool {
         let x = w ^ splat;
         !(((x & !HI) + !HI) | x) & HI
     };
-    let (d, bs) = (LO * u64::from(delim), LO * u64::from(b'\\'));
+    let (d, sp) = (LO * u64::from(delim), LO * u64::from(special));
     out.clear();
     let words = body.chunks_exact(8);
     let tail = words.remainder();
     for (k, w) in words.enumerate() {
         let w = <[u8; 8]>::try_from(w).map_or(0, u64::from_le_bytes);
-        if equal(w, bs) != 0 {
+        if equal(w, sp) != 0 {
             return false;
         }
         let mut hits = equal(w, d);
@@ -644,7 +639,7 @@ fn plain_delimiters(body: &[u8], delim: u8, out: &mut Vec<usize>) -> bool {
     }
     let base = body.len() - tail.len();
     for (i, &c) in tail.iter().enumerate() {
-        if c == b'\\' {
+        if c == special {
             return false;
         }
         if c == delim {
@@ -652,6 +647,28 @@ fn plain_delimiters(body: &[u8], delim: u8, out: &mut Vec<usize>) -> bool {
         }
     }
     true
+}
+
+/// Notes the fields of a row split by [`plain_delimiters`]: each is its
+/// bytes, or NULL when they are the `null` string.
+fn plain_fields(
+    g: &mut Group,
+    plan: &ColumnPlan,
+    body: &[u8],
+    delims: &[usize],
+    null: &[u8],
+) -> Result<(), RewriteError> {
+    let mut at = 0;
+    let ends = delims.iter().copied().chain([body.len()]);
+    for (fields, end) in ends.enumerate() {
+        let value = match plan.column(fields)? {
+            Some(_) if body[at..end] != *null => Value::InRow(at..end),
+            _ => Value::Null,
+        };
+        g.field(at..end, value);
+        at = end + 1;
+    }
+    Ok(())
 }
 
 /// The end of the text-format field starting at `at`: the next unescaped
@@ -1327,7 +1344,7 @@ mod tests {
             delim in prop_oneof![Just(b'\t'), any::<u8>()],
         ) {
             let mut got = vec![99];
-            let plain = plain_delimiters(&v, delim, &mut got);
+            let plain = plain_delimiters(&v, delim, b'\\', &mut got);
             prop_assert_eq!(plain, !v.contains(&b'\\'));
             if plain {
                 let want: Vec<usize> = (0..v.len()).filter(|&i| v[i] == delim).collect();

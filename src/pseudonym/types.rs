@@ -211,6 +211,9 @@ impl TextLimit {
     /// that tail is not UTF-8.
     pub(crate) fn fit_tail(&self, out: &mut Vec<u8>, start: usize) -> bool {
         let tail = &out[start..];
+        if *self == TextLimit::default() {
+            return tail.is_ascii() || std::str::from_utf8(tail).is_ok();
+        }
         if tail.is_ascii() {
             let len = tail.len();
             let keep = self
