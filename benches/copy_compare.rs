@@ -11,11 +11,12 @@
 //! Run with `cargo bench --bench copy_compare`. `COPYGUARD_BENCH_ROWS`
 //! (default 1000000) sets the table size, `COPYGUARD_BENCH_ROUNDS` (default
 //! 3) the rounds; every round copies the table in text, CSV and binary
-//! through the three targets, rotating which goes first. The table reports
+//! through the three targets, rotating which goes first. The tables report
 //! medians across rounds. For profiling, `COPYGUARD_BENCH_FORMATS` and
 //! `COPYGUARD_BENCH_TARGETS` (comma lists) keep only some formats and
-//! targets; the ratios are printed only when all three targets run. Everything started here is stopped on the way
-//! out: copyguard is shut down and the throwaway cluster removed.
+//! targets; the tables are printed only when all three targets run.
+//! Everything started here is stopped on the way out: copyguard is shut
+//! down and the throwaway cluster removed.
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -133,7 +134,7 @@ fn run() -> Result<()> {
         .collect();
     rt.block_on(async {
         for &(name, conninfo) in &targets {
-            let (bytes, secs) = copy(conninfo, "text").await?;
+            let Copied { bytes, secs, .. } = copy(conninfo, "text", &cpu).await?;
             println!("warm-up {name:<14} {:.1} MB in {secs:.2} s", bytes as f64 / 1e6);
         }
         let mut runs: Vec<Run> = Vec::new();
@@ -141,9 +142,7 @@ fn run() -> Result<()> {
             for &format in &formats {
                 for i in 0..targets.len() {
                     let (target, conninfo) = targets[(i + round as usize) % targets.len()];
-                    let before = (cpu.server(), own_cpu());
-                    let (bytes, secs) = copy(conninfo, format).await?;
-                    let (server, own) = (cpu.server().since(&before.0), own_cpu() - before.1);
+                    let Copied { bytes, secs, server, own } = copy(conninfo, format, &cpu).await?;
                     let mbs = bytes as f64 / 1e6 / secs;
                     println!(
                         "round {round}/{rounds}  {format:<6} {target:<14} {:>8.1} MB  {secs:>6.2} s  {mbs:>7.1} MB/s  CPU: server {server:>5.2} s, client{} {own:>5.2} s",
@@ -196,12 +195,23 @@ fn run() -> Result<()> {
     Ok(())
 }
 
-/// Copies the table out in `format`; bytes received and seconds taken.
-async fn copy(conninfo: &str, format: &str) -> Result<(u64, f64)> {
+/// What one copy took: bytes received, seconds, and CPU seconds of the
+/// server and of this process (from just after connecting to the end of
+/// the COPY, while the connection and its backend are still there).
+struct Copied {
+    bytes: u64,
+    secs: f64,
+    server: f64,
+    own: f64,
+}
+
+/// Copies the table out in `format`.
+async fn copy(conninfo: &str, format: &str, cpu: &ServerCpu) -> Result<Copied> {
     let (client, connection) = tokio_postgres::connect(conninfo, tokio_postgres::NoTls)
         .await
         .with_context(|| format!("connecting with {conninfo}"))?;
     tokio::spawn(connection);
+    let before = (cpu.server(), own_cpu());
     let started = Instant::now();
     let stream = client
         .copy_out(&format!("COPY people TO STDOUT (FORMAT {format})"))
@@ -212,7 +222,13 @@ async fn copy(conninfo: &str, format: &str) -> Result<(u64, f64)> {
     while let Some(chunk) = stream.next().await {
         bytes += chunk.context("COPY data")?.len() as u64;
     }
-    Ok((bytes, started.elapsed().as_secs_f64()))
+    let secs = started.elapsed().as_secs_f64();
+    Ok(Copied {
+        bytes,
+        secs,
+        server: cpu.server().since(&before.0),
+        own: own_cpu() - before.1,
+    })
 }
 
 /// One copy's figures.
