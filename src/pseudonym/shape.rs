@@ -54,8 +54,7 @@ pub(crate) fn permute(
 /// Strings laid out for their permutation, one after the other: where
 /// their permuted characters are, and the `(tweak, m, x)` each chunk of
 /// them goes through. Laying out many strings first lets their
-/// permutations run together ([`Permuter::forward_many`]). Until
-/// [`clear`](Self::clear)ed, every string is laid out under one PRF.
+/// permutations run together ([`Permuter::forward_many`]).
 #[derive(Default)]
 pub(crate) struct Layouts {
     /// Positions in the output of the permuted characters, chunk by chunk.
@@ -65,18 +64,14 @@ pub(crate) struct Layouts {
     jobs: Vec<(Tweak, u64, u64)>,
     /// The skeleton of the string being laid out.
     skel: Vec<u8>,
-    /// The last skeleton's bytes and the tweak base its tag gave: the
-    /// strings of a column mostly share one.
-    last: Option<(Vec<u8>, u64)>,
 }
 
 impl Layouts {
-    /// Empties the layouts, to lay out strings anew (under any PRF).
+    /// Empties the layouts, to lay out strings anew.
     pub(crate) fn clear(&mut self) {
         self.positions.clear();
         self.ends.clear();
         self.jobs.clear();
-        self.last = None;
     }
 
     /// Chunks laid out so far.
@@ -123,19 +118,10 @@ impl Layouts {
                 None => self.skel_byte(b),
             }
         }
-        let base = match &mut self.last {
-            Some((skel, base)) if *skel == self.skel => *base,
-            last => {
-                let tag = prf.tag_repeated(DOMAIN, &self.skel);
-                let mut base = [0; 8];
-                base.copy_from_slice(&tag[..8]);
-                let base = u64::from_be_bytes(base);
-                let (skel, b) = last.get_or_insert_with(Default::default);
-                skel.clone_from(&self.skel);
-                *b = base;
-                base
-            }
-        };
+        let tag = prf.tag_repeated(DOMAIN, &self.skel);
+        let mut base = [0; 8];
+        base.copy_from_slice(&tag[..8]);
+        let base = u64::from_be_bytes(base);
         let n = self.positions.len() - first;
         if n <= CHUNK {
             self.ends.push(first + n);
