@@ -227,8 +227,11 @@ async fn shutdown_cancels_queries_still_running() {
         ("clear_user", "shutdown_sleep_dev"),
     ] {
         let mut raw = login(port, user, "testdb").await;
-        raw.send(&query_frame(&format!("SELECT pg_sleep(60) /* {marker} */")))
-            .await;
+        // Minutes of work (pg_sleep is not for guarded roles).
+        raw.send(&query_frame(&format!(
+            "SELECT count(*) FROM generate_series(1, 100000) a, generate_series(1, 100000) b /* {marker} */"
+        )))
+        .await;
         sessions.push((raw, marker));
     }
     eventually(Duration::from_secs(10), "both queries running", || {
@@ -335,7 +338,22 @@ async fn refusals_for_the_connection_limit_are_logged() {
         &log,
         &["--max-connections", "1", "--log-format", "json"],
     );
-    let held = Raw::login(port).await;
+    // The probe that saw the port open holds the slot until it is seen
+    // closed; wait for the slot.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let held = loop {
+        let mut raw = Raw::connect(port).await;
+        raw.send(&startup_packet(
+            0,
+            &[("user", "trust_user"), ("database", "testdb")],
+        ))
+        .await;
+        if raw.until_ready().await.last().map(|m| m.tag) == Some(b'Z') {
+            break raw;
+        }
+        assert!(Instant::now() < deadline, "no slot for the first session");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let mut refused = Raw::connect(port).await;
     let local = refused.stream.local_addr().unwrap();
     let msgs = refused.drain().await;
