@@ -12,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(policy) = Policy::from_toml_str(text) {
         let _ = policy.summary();
         for class in policy.classes() {
-            let _ = class.pseudonymizes();
+            let _ = class.limits.pseudonymizes("email");
         }
         let _ = policy.classify_role("dev_alice");
     }
