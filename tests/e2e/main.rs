@@ -12,6 +12,7 @@ mod auth_tls;
 mod bad_input;
 mod clients;
 mod guarded_core;
+mod guarded_errors;
 mod guarded_leaks;
 mod guarded_usage;
 mod lifecycle;

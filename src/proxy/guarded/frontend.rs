@@ -122,7 +122,7 @@ where
                     self.send(frame.as_bytes()).await?;
                 }
                 b'S' => {
-                    self.guard.state.push(Expect::Sync);
+                    self.guard.state.push_sync(Expect::Sync);
                     self.in_batch = false;
                     self.batch_changed = false;
                     self.send(frame.as_bytes()).await?;
@@ -461,12 +461,9 @@ where
         for exec in &execs {
             self.guard.state.push(Expect::Statement(exec.clone()));
         }
-        self.guard.state.push(Expect::QueryEnd);
+        let limited = execs.iter().any(|e| e.allowance.limits.is_some());
+        let held = self.guard.state.push_held(Expect::QueryEnd, limited);
         self.guard.allowed.increment(execs.len().max(1) as u64);
-        let held = execs
-            .iter()
-            .any(|e| e.allowance.limits.is_some())
-            .then(|| self.guard.state.hold());
         self.send(frame.as_bytes()).await?;
         match held {
             Some(rx) => self.wait_held(rx).await,
@@ -692,12 +689,8 @@ where
             });
             self.send(&messages::describe(b'P', &portal)).await?;
         }
-        let held = exec
-            .allowance
-            .limits
-            .is_some()
-            .then(|| self.guard.state.hold());
-        self.guard.state.push(Expect::Execute(exec));
+        let limited = exec.allowance.limits.is_some();
+        let held = self.guard.state.push_held(Expect::Execute(exec), limited);
         self.send(frame.as_bytes()).await?;
         match held {
             Some(rx) => self.wait_held(rx).await,
