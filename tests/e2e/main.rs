@@ -10,6 +10,7 @@ mod tap;
 mod audit_log;
 mod auth_tls;
 mod bad_input;
+mod catalog_sharing;
 mod clients;
 mod guarded_core;
 mod guarded_errors;

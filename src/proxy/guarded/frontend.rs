@@ -16,7 +16,7 @@ use tracing::warn;
 use super::exec::{Exec, Expect, InternalResult};
 use super::Guard;
 use crate::analysis::{self, AnalysisError, Context, CopyEndpoint, StatementFacts, StatementKind};
-use crate::catalog::{parse_name_array, Catalog, CatalogRows, LOAD_SQL};
+use crate::catalog::{parse_name_array, Catalog, CatalogRows, Claim, LOAD_SQL};
 use crate::enforce;
 use crate::policy::{Block, ClassMode, Policy, RoleClass, Verdict};
 use crate::proxy::SessionError;
@@ -225,12 +225,36 @@ where
             }
         }
         if self.catalog_dirty || cache.is_stale(&self.catalog) {
+            let database = &self.guard.info.database;
+            let has_catalog = self.catalog.relations().next().is_some();
+            // After its own DDL the session loads its own view; otherwise
+            // one load per database is in flight at a time.
+            let own_change = self.catalog_dirty && has_catalog;
+            let claim = (idle && !own_change).then(|| cache.claim(database, has_catalog));
+            let ticket = match claim {
+                None => None,
+                Some(Claim::Load(ticket)) => Some(ticket),
+                Some(Claim::Keep) => return self.refresh_search_path().await,
+                Some(Claim::Wait(wait)) => {
+                    let limit = self.guard.shared.config.limits.connect_timeout;
+                    let _ = tokio::time::timeout(limit, wait.done()).await;
+                    if let Some(loaded) = cache.get(database) {
+                        self.catalog = loaded;
+                        self.catalog_dirty = false;
+                        self.context += 1;
+                        return self.refresh_search_path().await;
+                    }
+                    None
+                }
+            };
+            metrics::counter!(crate::telemetry::CATALOG_LOADS, "database" => database.clone())
+                .increment(1);
             match self.internal(LOAD_SQL).await? {
                 Ok(sets) => match CatalogRows::from_sets(sets).and_then(|r| r.into_catalog()) {
                     Ok(catalog) => {
                         let catalog = Arc::new(catalog);
                         if idle {
-                            cache.put(&self.guard.info.database, catalog.clone());
+                            cache.put(database, catalog.clone());
                         }
                         self.catalog = catalog;
                         self.catalog_dirty = false;
@@ -240,7 +264,13 @@ where
                 },
                 Err(e) => warn!(error = %e, "catalog reload failed"),
             }
+            drop(ticket);
         }
+        self.refresh_search_path().await
+    }
+
+    /// Reads the session's search path again when it may have changed.
+    async fn refresh_search_path(&mut self) -> Result<(), SessionError> {
         if self.search_path_dirty {
             if let Ok(sets) = self
                 .internal("SELECT pg_catalog.current_schemas(true)::text")
