@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use crate::analysis::StatementFacts;
 use crate::catalog::{Catalog, Row};
 use crate::enforce::{self, ColumnPlan, PlannedColumn};
-use crate::policy::{Allowance, Block, Policy, RoleClass};
+use crate::policy::{Allowance, Block, Policy, RoleClass, Rule};
 use crate::pseudonym::{ColumnType, Format};
 use crate::wire::messages::ErrorFields;
 use crate::wire::messages::FieldDescription;
@@ -164,7 +164,7 @@ impl Exec {
             .get_or_init(|| {
                 let fields = self.kept_fields().ok_or_else(|| {
                     enforce::block(
-                        "pseudonym.undescribed",
+                        Rule::PseudonymUndescribed,
                         "rows arrived before a description copyguard could plan their pseudonymization from",
                     )
                 })?;

@@ -18,7 +18,7 @@ use super::Guard;
 use crate::analysis::{self, AnalysisError, Context, CopyEndpoint, StatementFacts, StatementKind};
 use crate::catalog::{parse_name_array, Catalog, CatalogRows, LOAD_SQL};
 use crate::enforce;
-use crate::policy::{Block, ClassMode, Policy, RoleClass, Verdict};
+use crate::policy::{Block, ClassMode, Policy, RoleClass, Rule, Verdict};
 use crate::proxy::SessionError;
 use crate::wire::messages::{self, ErrorFields, Severity};
 use crate::wire::{Conn, Frame};
@@ -139,7 +139,7 @@ where
                 b'd' | b'c' | b'f' => self.send(frame.as_bytes()).await?,
                 b'F' => {
                     let b = enforce::block(
-                        "protocol.function_call",
+                        Rule::ProtocolFunctionCall,
                         "the FunctionCall protocol message is not available to guarded roles",
                     );
                     self.refuse_cycle(&b, "").await?;
@@ -306,7 +306,7 @@ where
             StatementKind::Execute { name } => {
                 let prepared = self.statements.get(name).ok_or_else(|| {
                     enforce::block(
-                        "statement.unknown",
+                        Rule::StatementUnknown,
                         format!("no prepared statement {name:?} known to copyguard"),
                     )
                 })?;
@@ -320,7 +320,7 @@ where
             StatementKind::Fetch { name, is_move } => {
                 let cursor = self.cursors.get(name).ok_or_else(|| {
                     enforce::block(
-                        "cursor.unknown",
+                        Rule::CursorUnknown,
                         format!("no cursor {name:?} known to copyguard"),
                     )
                 })?;
@@ -334,7 +334,7 @@ where
             }
             StatementKind::Set { name } if enforce::is_lexer_setting(name) => {
                 return Err(enforce::block(
-                    "setting.lexer",
+                    Rule::SettingLexer,
                     format!("guarded sessions cannot change {name}: it changes how the server reads SQL text"),
                 ));
             }
@@ -345,7 +345,7 @@ where
             Verdict::Block(b) => Err(b),
             Verdict::Allow(a) if a.pseudonymizes() && self.guard.shared.pseudonymizer.is_none() => {
                 Err(enforce::block(
-                    "pseudonym.no_key",
+                    Rule::PseudonymNoKey,
                     "role class gets these columns pseudonymized, but copyguard has no pseudonymization key (pseudonym.key_file)",
                 ))
             }
@@ -531,7 +531,7 @@ where
         if execs.len() > 1 && execs.iter().any(|e| e.allowance.limits.is_some()) {
             (self.statements, self.cursors) = saved;
             return Err(enforce::block(
-                "statement.limited_not_alone",
+                Rule::StatementLimitedNotAlone,
                 "a statement returning classified rows must be sent as a query of its own: copyguard stops it at its limits, and statements after it in the same query string would still run",
             ));
         }
@@ -607,7 +607,7 @@ where
         let decided = match stored {
             _ if self.batch_changed => Err(context_change_block()),
             None => Err(enforce::block(
-                "statement.unknown",
+                Rule::StatementUnknown,
                 format!("no prepared statement {statement:?} known to copyguard"),
             )),
             Some(stmt) => self
@@ -668,7 +668,7 @@ where
         let portal = messages::parse_execute_portal(frame).map_err(SessionError::Client)?;
         let Some(exec) = self.portals.get(&portal).cloned() else {
             let b = enforce::block(
-                "portal.unknown",
+                Rule::PortalUnknown,
                 format!("no portal {portal:?} known to copyguard"),
             );
             let err = self.refused(&b, "").await;
@@ -772,7 +772,7 @@ fn names_no_relation(kind: &StatementKind) -> bool {
 /// not seen yet.
 fn context_change_block() -> Block {
     enforce::block(
-        "analysis.context_change",
+        Rule::AnalysisContextChange,
         "this statement follows a change of search_path, DDL or the end of a transaction in the same request, so copyguard cannot know how its names will resolve; send it as a separate query (or after a Sync)",
     )
 }
@@ -780,10 +780,10 @@ fn context_change_block() -> Block {
 /// The refusal for a statement analysis could not understand.
 fn analysis_block(e: &AnalysisError) -> Block {
     let rule = match e {
-        AnalysisError::Parse(_) => "analysis.parse",
-        AnalysisError::UnknownRelation(_) => "analysis.unknown_relation",
-        AnalysisError::UnknownColumn(_) => "analysis.unknown_column",
-        AnalysisError::Unsupported(_) => "analysis.unsupported",
+        AnalysisError::Parse(_) => Rule::AnalysisParse,
+        AnalysisError::UnknownRelation(_) => Rule::AnalysisUnknownRelation,
+        AnalysisError::UnknownColumn(_) => Rule::AnalysisUnknownColumn,
+        AnalysisError::Unsupported(_) => Rule::AnalysisUnsupported,
     };
     let hint = match e {
         AnalysisError::UnknownRelation(_) => {

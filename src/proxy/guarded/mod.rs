@@ -62,11 +62,11 @@ impl Guard<'_> {
         tracing::warn!(
             user = %self.info.user,
             database = %self.info.database,
-            rule = b.rule,
+            rule = b.rule.id(),
             reason = %b.reason,
             "{what}"
         );
-        metrics::counter!(crate::telemetry::VERDICTS, "verdict" => "block", "rule" => b.rule)
+        metrics::counter!(crate::telemetry::VERDICTS, "verdict" => "block", "rule" => b.rule.id())
             .increment(1);
         let mut ev = audit::statement_event(sql, audit::refusal_verdict(b), Some(b), None);
         if let Some((rows, bytes)) = rows {
