@@ -382,6 +382,25 @@ impl Core {
         Ok(exec)
     }
 
+    /// Stores the decision of a Parse under `name`, or forgets the name
+    /// (a refused Parse, or one of several statements, which the server
+    /// refuses).
+    pub fn prepared(&mut self, name: &str, exec: Option<Arc<Exec>>) {
+        match exec {
+            Some(exec) => self.statements.insert(name.to_owned(), exec),
+            None => self.statements.remove(name),
+        };
+    }
+
+    /// Stores the decision of a Bind under `portal`, or forgets the name
+    /// (a refused Bind).
+    pub fn bound(&mut self, portal: &str, exec: Option<Arc<Exec>>) {
+        match exec {
+            Some(exec) => self.portals.insert(portal.to_owned(), exec),
+            None => self.portals.remove(portal),
+        };
+    }
+
     /// A Sync ended the extended-protocol batch.
     pub fn end_batch(&mut self) {
         self.batch_changed = false;

@@ -346,20 +346,13 @@ where
         };
         match decided {
             Err(err) => {
-                self.core.statements.remove(&msg.name);
+                self.core.prepared(&msg.name, None);
                 self.guard.state.push(Expect::Refused(err));
                 self.send(&messages::parse_message(&msg.name, BLOCKED_SQL))
                     .await
             }
             Ok(exec) => {
-                match exec {
-                    Some(exec) => {
-                        self.core.statements.insert(msg.name.clone(), exec);
-                    }
-                    None => {
-                        self.core.statements.remove(&msg.name);
-                    }
-                }
+                self.core.prepared(&msg.name, exec);
                 self.guard.state.push(Expect::Parse);
                 self.send(frame.as_bytes()).await
             }
@@ -397,12 +390,12 @@ where
         });
         match decided {
             Err(err) => {
-                self.core.portals.remove(&portal);
+                self.core.bound(&portal, None);
                 self.guard.state.push(Expect::Refused(err));
                 self.send(&failing_bind(&portal)).await
             }
             Ok(exec) => {
-                self.core.portals.insert(portal, exec);
+                self.core.bound(&portal, Some(exec));
                 self.guard.state.push(Expect::Bind);
                 self.send(frame.as_bytes()).await
             }
