@@ -143,15 +143,6 @@ pub(crate) async fn run(
     upstream_key: Option<UpstreamKey>,
     session: Arc<SessionFields>,
 ) -> (Result<RelayEnd, SessionError>, SessionTotals) {
-    for (name, value) in &info.server_params {
-        if let Err(b) = crate::enforce::check_reported_setting(name, value) {
-            let err = SessionError::Policy {
-                rule: b.rule,
-                reason: b.reason,
-            };
-            return (Err(err), SessionTotals::default());
-        }
-    }
     let max = shared.config.limits.max_message_size;
     let (client_stream, client_buf) = client.into_parts();
     let (server_stream, server_buf) = upstream.into_parts();
