@@ -2,6 +2,7 @@
 //! clients (`psql`, `pg_dump`, `pgbench`, `tokio-postgres`), and copyguard
 //! in between. One test binary, one shared cluster (see `support`).
 
+mod guard_agreement;
 mod guard_fixture;
 mod raw;
 mod support;
