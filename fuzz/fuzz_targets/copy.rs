@@ -53,7 +53,9 @@ fn plan(n: usize, seed: u8) -> ColumnPlan {
         Transform::Year,
         Transform::Redact,
         Transform::Partial { keep: 1 },
-        Transform::Constant { value: "a\tb\\c\n\"q\",d".into() },
+        Transform::Constant {
+            value: "a\tb\\c\n\"q\",d".into(),
+        },
     ];
     let types = [
         oid::TEXT,

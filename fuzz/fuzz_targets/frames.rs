@@ -109,5 +109,8 @@ fuzz_target!(|data: &[u8]| {
         taken += 1;
         true
     });
-    assert_eq!(conn.buffered(), stream.len() - read[..taken].iter().map(|r| r.1).sum::<usize>());
+    assert_eq!(
+        conn.buffered(),
+        stream.len() - read[..taken].iter().map(|r| r.1).sum::<usize>()
+    );
 });

@@ -45,7 +45,11 @@ fn plan(n: usize, seed: u8) -> ColumnPlan {
                 (k % 3 != 0).then(|| PlannedColumn {
                     transform: transforms[k % transforms.len()].clone(),
                     ty: ColumnType::plain(types[(k / 3) % types.len()]),
-                    format: if seed & 0x80 == 0 { Format::Text } else { Format::Binary },
+                    format: if seed & 0x80 == 0 {
+                        Format::Text
+                    } else {
+                        Format::Binary
+                    },
                 })
             })
             .collect(),

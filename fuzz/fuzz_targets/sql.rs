@@ -65,9 +65,18 @@ static CATALOG: LazyLock<Catalog> = LazyLock::new(|| {
         &[("id", 20, "bigint"), ("contact", 25, "text")],
     );
     v.definition = Some(" SELECT users.id, users.email AS contact FROM users;".to_owned());
-    v.depends_on = [ColumnId { rel: 100, attnum: 1 }, ColumnId { rel: 100, attnum: 2 }]
-        .into_iter()
-        .collect();
+    v.depends_on = [
+        ColumnId {
+            rel: 100,
+            attnum: 1,
+        },
+        ColumnId {
+            rel: 100,
+            attnum: 2,
+        },
+    ]
+    .into_iter()
+    .collect();
     let events = relation(
         400,
         "events",
