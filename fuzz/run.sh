@@ -37,9 +37,14 @@ for t in "${targets[@]}"; do
         >"$log" 2>&1
     rc=$?
     set -e
-    runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
-    took=$(grep -o 'Done [0-9]* runs in [0-9]* second' "$log" | grep -o 'in [0-9]*' | grep -o '[0-9]*' | tail -1)
-    if [ "$rc" -eq 0 ]; then verdict=ok; else verdict="CRASH (see $log)"; status=1; fi
+    runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1 || true)
+    took=$(grep -o 'Done [0-9]* runs in [0-9]* second' "$log" | grep -o 'in [0-9]*' | grep -o '[0-9]*' | tail -1 || true)
+    if [ "$rc" -eq 0 ]; then
+        verdict=ok
+    else
+        verdict="CRASH (see $log; inputs in artifacts/$t/)"
+        status=1
+    fi
     summary+=("$t: ${runs:-?} executions in ${took:-$secs} s, corpus $(ls "corpus/$t" | wc -l) inputs, $verdict")
 done
 printf '%s\n' "${summary[@]}"

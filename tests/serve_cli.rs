@@ -52,8 +52,10 @@ impl Setup {
         cmd
     }
 
+    /// Runs `serve` with `args`; one that is still serving after 20 s
+    /// (it accepted what it should have refused) is killed.
     fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().expect("copyguard runs")
+        spawn_bounded(self.command(args))
     }
 
     /// Whether the block log or its keys were created.
@@ -62,6 +64,21 @@ impl Setup {
             .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
             .unwrap_or_default()
     }
+}
+
+/// The output of `cmd`, killed if it has not exited within 20 s.
+fn spawn_bounded(mut cmd: Command) -> Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("copyguard runs");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().expect("wait").is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    child.wait_with_output().expect("output")
 }
 
 /// Exit status 2, and `needle` said exactly once on stderr.
@@ -92,11 +109,9 @@ fn unwritable_audit_path_exits_2_with_one_message() {
     let s = Setup::new(POLICY);
     let blocker = s.dir.path().join("not-a-dir");
     std::fs::write(&blocker, "").unwrap();
-    let out = s
-        .command(&[])
-        .env("COPYGUARD_AUDIT_PATH", blocker.join("audit.log"))
-        .output()
-        .unwrap();
+    let mut cmd = s.command(&[]);
+    cmd.env("COPYGUARD_AUDIT_PATH", blocker.join("audit.log"));
+    let out = spawn_bounded(cmd);
     let err = refused_once(&out, "Not a directory");
     assert!(err.contains("audit.path"), "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
