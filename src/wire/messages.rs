@@ -483,6 +483,75 @@ pub fn parse_ready_status(frame: &Frame) -> u8 {
     frame.body().first().copied().unwrap_or(b'I')
 }
 
+/// Checks that a frontend message of the extended or simple query
+/// protocol is laid out exactly as the protocol says (no missing or
+/// trailing bytes, no negative counts), as PostgreSQL checks it on
+/// receipt. A guarded session refuses a malformed message itself: passed
+/// on, it would draw an error the server sends where no answer is due.
+/// Other message types are not checked here.
+pub fn check_frontend(frame: &Frame) -> Result<(), WireError> {
+    let body = frame.body();
+    let what = match frame.tag() {
+        b'Q' => "Query",
+        b'P' => "Parse",
+        b'B' => "Bind",
+        b'E' => "Execute",
+        b'D' => "Describe",
+        b'C' => "Close",
+        b'S' => "Sync",
+        b'H' => "Flush",
+        b'c' => "CopyDone",
+        b'f' => "CopyFail",
+        _ => return Ok(()),
+    };
+    let end = match frame.tag() {
+        b'Q' | b'f' => split_cstr(body, what)?.1.len(),
+        b'S' | b'H' | b'c' => body.len(),
+        b'E' => {
+            let rest = split_cstr(body, what)?.1;
+            read_i32(rest, 0, what)?;
+            rest.len() - 4
+        }
+        b'D' | b'C' => {
+            let (&kind, rest) = body.split_first().ok_or_else(|| malformed(what, "empty"))?;
+            if kind != b'S' && kind != b'P' {
+                return Err(malformed(what, format!("kind {:?}", kind as char)));
+            }
+            split_cstr(rest, what)?.1.len()
+        }
+        b'P' => {
+            let (_, rest) = split_cstr(body, what)?;
+            let (_, rest) = split_cstr(rest, what)?;
+            let n = count(rest, 0, what)?;
+            rest.len().checked_sub(2 + 4 * n).ok_or_else(|| malformed(what, "truncated"))?
+        }
+        _ => {
+            let (_, rest) = split_cstr(body, what)?;
+            let (_, rest) = split_cstr(rest, what)?;
+            let mut at = 2 + 2 * count(rest, 0, what)?;
+            for _ in 0..count(rest, at, what)? {
+                let len = read_i32(rest, at + 2, what)?;
+                at += 4 + usize::try_from(len.max(0)).unwrap_or(0);
+                if len < -1 {
+                    return Err(malformed(what, "negative parameter length"));
+                }
+            }
+            at += 2;
+            at += 2 + 2 * count(rest, at, what)?;
+            rest.len().checked_sub(at).ok_or_else(|| malformed(what, "truncated"))?
+        }
+    };
+    if end != 0 {
+        return Err(malformed(what, format!("{end} bytes after the end")));
+    }
+    Ok(())
+}
+
+/// A non-negative 16-bit count at `at`.
+fn count(body: &[u8], at: usize, what: &'static str) -> Result<usize, WireError> {
+    usize::try_from(read_i16(body, at, what)?).map_err(|_| malformed(what, "negative count"))
+}
+
 fn split_cstr<'a>(body: &'a [u8], what: &'static str) -> Result<(String, &'a [u8]), WireError> {
     let end = body
         .iter()
@@ -597,6 +666,50 @@ mod tests {
         );
         let f = as_frame(frame(b'v', &[0, 0, 0, 2, 0, 0, 0, 0]));
         assert_eq!(parse_negotiate_protocol_version(&f).unwrap(), (2, vec![]));
+    }
+
+    /// Issue 17 (protocol fuzzer): a Flush, Sync or Execute with bytes
+    /// after its end drew a server error no guarded-session bookkeeping
+    /// expected, and the session stalled. Such messages are refused.
+    #[test]
+    fn frontend_messages_are_checked_exactly() {
+        let ok: Vec<Bytes> = vec![
+            query("SELECT 1"),
+            parse_message("s", "SELECT $1"),
+            frame(b'P', b"s\0SELECT $1\0\0\x01\0\0\0\x17"),
+            frame(b'B', b"\0s\0\0\x01\0\x01\0\x02\0\0\0\x0242\xff\xff\xff\xff\0\x01\0\0"),
+            frame(b'E', b"\0\0\0\0\0"),
+            describe(b'P', ""),
+            frame(b'C', b"Sname\0"),
+            frame(b'S', b""),
+            frame(b'H', b""),
+            frame(b'c', b""),
+            frame(b'f', b"why\0"),
+            frame(b'd', b"anything"),
+        ];
+        for f in ok {
+            check_frontend(&as_frame(f.clone())).unwrap_or_else(|e| panic!("{f:?}: {e}"));
+        }
+        let bad: Vec<Bytes> = vec![
+            frame(b'H', b"\x01"),
+            frame(b'S', b"\0"),
+            frame(b'c', b"x"),
+            frame(b'E', b"\0\0\0\0\0\x01"),
+            frame(b'E', b"\0\0\0"),
+            frame(b'Q', b"SELECT 1\0x\0"),
+            frame(b'Q', b"SELECT 1"),
+            frame(b'D', b"X\0"),
+            frame(b'C', b"S\0\0"),
+            frame(b'f', b"a\0b"),
+            frame(b'P', b"s\0SELECT 1\0\0\x02\0\0\0\x17"),
+            frame(b'P', b"s\0SELECT 1\0\xff\xff"),
+            frame(b'B', b"\0s\0\0\0\0\x01\0\0\0\x05ab\0\0"),
+            frame(b'B', b"\0s\0\0\0\0\x01\xff\xff\xff\xfe\0\0"),
+            frame(b'B', b"\0s\0\0\0\0\0\0\0\x01"),
+        ];
+        for f in bad {
+            assert!(check_frontend(&as_frame(f.clone())).is_err(), "{f:?}");
+        }
     }
 
     #[test]

@@ -27,6 +27,8 @@ const CASE_DEADLINE: Duration = Duration::from_secs(5);
 const DEFAULT_CASES: usize = 200;
 /// Time bound of the normal test run (the environment variable lifts it).
 const DEFAULT_BUDGET: Duration = Duration::from_secs(90);
+/// The seed of the normal run and of the 10,000-case run.
+const DEFAULT_SEED: u64 = 0x00c0_ffee;
 /// `--max-message-size` of the proxy under test.
 const MAX_MESSAGE: usize = 1 << 20;
 
@@ -437,7 +439,7 @@ async fn protocol_fuzz_never_panics_or_stalls() {
     let seed = std::env::var("COPYGUARD_FUZZ_SEED")
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0x00c0_ffee);
+        .unwrap_or(DEFAULT_SEED);
     cluster();
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("serve.log");
@@ -505,4 +507,35 @@ async fn protocol_fuzz_never_panics_or_stalls() {
         outcomes.iter().flatten().all(|&n| n > 0),
         "both outcomes for both roles: {outcomes:?}"
     );
+}
+
+/// The cases of the 10,000-case run that stalled guarded sessions: a
+/// Flush, Sync, Execute or CopyFail with bytes after its end drew a server
+/// error no bookkeeping expected, and the next internal query (search path
+/// refresh) waited forever. Such messages are now refused (`08P01`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cases_that_stalled_guarded_sessions_stay_fixed() {
+    const STALLED: &[usize] = &[
+        1665, 1725, 2529, 2915, 3497, 3817, 6835, 6873, 7063, 7167, 7523, 7957, 9295, 9433,
+    ];
+    cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("serve.log");
+    let (mut child, port) = start_proxy(&log);
+    let mut failures = String::new();
+    for &n in STALLED {
+        let bytes = case_bytes(DEFAULT_SEED, n);
+        match run_case(port, "clear_user", &bytes, &format!("fuzz_end_{n}")).await {
+            Ok(Outcome::Answered | Outcome::Closed) => {}
+            other => {
+                let _ = writeln!(failures, "case {n}: {other:?}");
+            }
+        }
+        if let Err(e) = fresh_session_answers(port, "clear_user").await {
+            let _ = writeln!(failures, "after case {n}: {e}");
+        }
+    }
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let _ = child.wait();
+    assert!(failures.is_empty(), "{failures}");
 }

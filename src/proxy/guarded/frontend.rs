@@ -92,6 +92,7 @@ where
             {
                 self.fail_transaction().await?;
             }
+            messages::check_frontend(&frame).map_err(SessionError::Client)?;
             match frame.tag() {
                 b'Q' => self.simple_query(&frame).await?,
                 b'P' => self.parse(&frame).await?,
