@@ -100,6 +100,9 @@ pub struct CopyRewriter {
     stage: Stage,
     /// Bytes of an incomplete row (or binary unit).
     pending: Vec<u8>,
+    /// Binary: the file header, held until the first row or the trailer
+    /// so that it goes in that unit's message however the stream was cut.
+    header: Vec<u8>,
     /// CSV: inside quotes / just after an escape, scanning `pending`.
     in_quote: bool,
     escaped: bool,
@@ -170,6 +173,7 @@ impl CopyRewriter {
             },
             stage: if header { Stage::Header } else { Stage::Rows },
             pending: Vec::new(),
+            header: Vec::new(),
             in_quote: false,
             escaped: false,
         }
@@ -178,7 +182,11 @@ impl CopyRewriter {
     /// Whether the stream stands between two rows, past any header and
     /// before any trailer: where a [`fork`](Self::fork) starts.
     pub fn at_row_boundary(&self) -> bool {
-        self.stage == Stage::Rows && self.pending.is_empty() && !self.in_quote && !self.escaped
+        self.stage == Stage::Rows
+            && self.pending.is_empty()
+            && self.header.is_empty()
+            && !self.in_quote
+            && !self.escaped
     }
 
     /// A rewriter of the same stream standing at a row boundary. Fed the
@@ -200,6 +208,7 @@ impl CopyRewriter {
             },
             stage: Stage::Rows,
             pending: Vec::new(),
+            header: Vec::new(),
             in_quote: false,
             escaped: false,
         }
@@ -393,8 +402,7 @@ impl CopyRewriter {
                     let Some(len) = binary_header_len(rest)? else {
                         return Ok(at);
                     };
-                    self.work.framing.open(out);
-                    out.extend_from_slice(&rest[..len]);
+                    self.header = rest[..len].to_vec();
                     self.stage = Stage::Rows;
                     at += len;
                 }
@@ -407,6 +415,7 @@ impl CopyRewriter {
                         let flushed = self.binary_tuples(tuples, out);
                         tuples.clear();
                         flushed?;
+                        self.release_header(out);
                         self.work.framing.unit(out, &rest[..2])?;
                         self.stage = Stage::Done;
                         at += 2;
@@ -430,8 +439,21 @@ impl CopyRewriter {
         }
     }
 
+    /// Writes the held binary file header, opening the message of the unit
+    /// that follows it.
+    fn release_header(&mut self, out: &mut Vec<u8>) {
+        if !self.header.is_empty() {
+            self.work.framing.open(out);
+            out.append(&mut self.header);
+        }
+    }
+
     /// Complete tuples, rewritten together.
     fn binary_tuples(&mut self, tuples: &[&[u8]], out: &mut Vec<u8>) -> Result<(), RewriteError> {
+        if tuples.is_empty() {
+            return Ok(());
+        }
+        self.release_header(out);
         if self.work.passthrough {
             return tuples
                 .iter()
@@ -965,6 +987,42 @@ mod tests {
         }
         r.finish()?;
         Ok(out)
+    }
+
+    /// Issue 17 (fuzz target `copy`): a framed binary stream cut between
+    /// its file header and what follows sent the header in a message of
+    /// its own; whole, it went with the next unit. The header now always
+    /// goes in the message of the first row (or of the trailer, for no
+    /// rows), as PostgreSQL sends it, however the stream is cut.
+    #[test]
+    fn framed_binary_header_goes_with_the_next_unit_however_cut() {
+        let header = [&BINARY_SIGNATURE[..], &[0; 8]].concat();
+        let mut one_row = header.clone();
+        one_row.extend_from_slice(&1i16.to_be_bytes());
+        one_row.extend_from_slice(&8i32.to_be_bytes());
+        one_row.extend_from_slice(&42i64.to_be_bytes());
+        one_row.extend_from_slice(&(-1i16).to_be_bytes());
+        let mut no_rows = header.clone();
+        no_rows.extend_from_slice(&(-1i16).to_be_bytes());
+        let plan = ColumnPlan::new(vec![col(Transform::Bijection, oid::INT8)]);
+        for stream in [&no_rows, &one_row] {
+            let framed = |cut: usize| {
+                let mut r =
+                    CopyRewriter::new(plan.clone(), CopyFormat::Binary, Arc::clone(&P)).framed();
+                let mut out = Vec::new();
+                r.feed(&stream[..cut], &mut out).unwrap();
+                r.feed(&stream[cut..], &mut out).unwrap();
+                r.finish().unwrap();
+                out
+            };
+            let whole = framed(stream.len());
+            for cut in 0..stream.len() {
+                assert_eq!(framed(cut), whole, "cut at {cut}");
+            }
+            assert!(whole[5..].starts_with(BINARY_SIGNATURE));
+            let first = u32::from_be_bytes(whole[1..5].try_into().unwrap()) as usize;
+            assert!(first > header.len() + 4, "the header shares its message");
+        }
     }
 
     /// The same output whether the stream comes whole, byte by byte, or

@@ -523,7 +523,9 @@ pub fn check_frontend(frame: &Frame) -> Result<(), WireError> {
             let (_, rest) = split_cstr(body, what)?;
             let (_, rest) = split_cstr(rest, what)?;
             let n = count(rest, 0, what)?;
-            rest.len().checked_sub(2 + 4 * n).ok_or_else(|| malformed(what, "truncated"))?
+            rest.len()
+                .checked_sub(2 + 4 * n)
+                .ok_or_else(|| malformed(what, "truncated"))?
         }
         _ => {
             let (_, rest) = split_cstr(body, what)?;
@@ -538,7 +540,9 @@ pub fn check_frontend(frame: &Frame) -> Result<(), WireError> {
             }
             at += 2;
             at += 2 + 2 * count(rest, at, what)?;
-            rest.len().checked_sub(at).ok_or_else(|| malformed(what, "truncated"))?
+            rest.len()
+                .checked_sub(at)
+                .ok_or_else(|| malformed(what, "truncated"))?
         }
     };
     if end != 0 {
@@ -677,7 +681,10 @@ mod tests {
             query("SELECT 1"),
             parse_message("s", "SELECT $1"),
             frame(b'P', b"s\0SELECT $1\0\0\x01\0\0\0\x17"),
-            frame(b'B', b"\0s\0\0\x01\0\x01\0\x02\0\0\0\x0242\xff\xff\xff\xff\0\x01\0\0"),
+            frame(
+                b'B',
+                b"\0s\0\0\x01\0\x01\0\x02\0\0\0\x0242\xff\xff\xff\xff\0\x01\0\0",
+            ),
             frame(b'E', b"\0\0\0\0\0"),
             describe(b'P', ""),
             frame(b'C', b"Sname\0"),
