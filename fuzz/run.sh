@@ -45,7 +45,7 @@ for t in "${targets[@]}"; do
         verdict="CRASH (see $log; inputs in artifacts/$t/)"
         status=1
     fi
-    summary+=("$t: ${runs:-?} executions in ${took:-$secs} s, corpus $(ls "corpus/$t" | wc -l) inputs, $verdict")
+    summary+=("$t: ${runs:-?} executions in ${took:-less than $secs} s, corpus $(ls "corpus/$t" | wc -l) inputs, $verdict")
 done
 printf '%s\n' "${summary[@]}"
 exit $status
