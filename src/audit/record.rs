@@ -27,6 +27,8 @@ pub enum EventName {
     SessionStart,
     /// A session ended.
     SessionEnd,
+    /// A guarded login refused before the session started.
+    SessionRefused,
     /// A guarded verdict.
     Verdict,
     /// What a statement sent.
@@ -47,6 +49,7 @@ impl EventName {
             EventName::LogStop => "log_stop",
             EventName::SessionStart => "session_start",
             EventName::SessionEnd => "session_end",
+            EventName::SessionRefused => "session_refused",
             EventName::Verdict => "verdict",
             EventName::Result => "result",
             EventName::Statement => "statement",
@@ -132,6 +135,13 @@ pub struct Record {
     /// Statements decided in a session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub statements: Option<u64>,
+    /// Statements refused and results stopped in a session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refusals: Option<u64>,
+    /// Startup parameters of a refused login (other than user and
+    /// database).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub startup: BTreeMap<String, String>,
     /// Free text for reviewers (log start, reloads, grants).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
@@ -201,8 +211,19 @@ impl Record {
                 r.event = EventName::SessionEnd;
                 r.duration_ms = Some(u64::try_from(t.duration.as_millis()).unwrap_or(u64::MAX));
                 r.statements = Some(t.statements);
+                r.refusals = Some(t.refusals);
                 r.rows = Some(t.rows);
                 r.bytes = Some(t.bytes);
+            }
+            EventKind::SessionRefused {
+                rule,
+                reason,
+                startup,
+            } => {
+                r.event = EventName::SessionRefused;
+                r.rule = Some(rule.clone());
+                r.reason = Some(reason.clone());
+                r.startup = startup.clone();
             }
             EventKind::Verdict(s) => r.set_statement(EventName::Verdict, s),
             EventKind::Result(s) => r.set_statement(EventName::Result, s),
@@ -258,6 +279,8 @@ impl Record {
             verdict_seq: None,
             duration_ms: None,
             statements: None,
+            refusals: None,
+            startup: BTreeMap::new(),
             detail: None,
             prev: String::new(),
         }
@@ -360,6 +383,7 @@ mod tests {
         let totals = crate::audit::event::SessionTotals {
             duration: Duration::from_millis(1500),
             statements: 3,
+            refusals: 1,
             rows: 10,
             bytes: 200,
         };

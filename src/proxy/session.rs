@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 use tracing::{info, warn, Instrument};
 
 use super::auth::{self, ProtocolPlan, Started};
-use super::relay::{Relay, RelayEnd, RelayStats};
+use super::relay::{Relay, RelayEnd};
 use super::{audit, guarded, upstream, SessionError, SessionInfo, Shared};
 use crate::audit::{Event, SessionTotals};
 use crate::config::ClientTlsMode;
@@ -170,15 +170,7 @@ async fn establish(
     let class = shared.policy.current().classify_role(&info.user);
     if class.mode == ClassMode::Guarded {
         if let Err(b) = enforce::check_startup(&info.startup_params, info.replication.is_some()) {
-            let fields = audit::session_fields(&info, &class);
-            let ev = audit::statement_event("", audit::refusal_verdict(&b), Some(&b), None);
-            if let Err(e) = shared.audit.record(Event::verdict(&fields, ev)).await {
-                warn!(error = %e, "refused session not recorded in the block log");
-            }
-            return Err(SessionError::Policy {
-                rule: b.rule,
-                reason: b.reason,
-            });
+            return Err(refuse_login(shared, &info, &class, b).await);
         }
     }
     let plan = ProtocolPlan::new(&startup);
@@ -195,6 +187,27 @@ async fn establish(
         upstream,
         started,
     })
+}
+
+/// Records a refused guarded login in the block log (the refusal, the
+/// startup parameters, no statement); the error that ends the session.
+async fn refuse_login(
+    shared: &Shared,
+    info: &SessionInfo,
+    class: &RoleClass,
+    b: crate::policy::Block,
+) -> SessionError {
+    warn!(user = %info.user, rule = b.rule, reason = %b.reason, "guarded login refused");
+    metrics::counter!(telemetry::VERDICTS, "verdict" => "block", "rule" => b.rule).increment(1);
+    let fields = audit::session_fields(info, class);
+    let ev = Event::session_refused(&fields, b.rule, &b.reason, &info.startup_params);
+    if let Err(e) = shared.audit.record(ev).await {
+        warn!(error = %e, "refused session not recorded in the block log");
+    }
+    SessionError::Policy {
+        rule: b.rule,
+        reason: b.reason,
+    }
 }
 
 /// Phase 3: relay until either side closes or shutdown forces an end:
@@ -222,6 +235,15 @@ async fn relay(shared: &Arc<Shared>, mut client: Conn<Stream>, session: Establis
     let since = Instant::now();
     let fields = audit::session_fields(&info, &class);
     if guarded {
+        let lexer = info
+            .server_params
+            .iter()
+            .find_map(|(name, value)| enforce::check_reported_setting(name, value).err());
+        if let Some(b) = lexer {
+            let err = refuse_login(shared, &info, &class, b).await;
+            fail(&mut client, err).await;
+            return;
+        }
         if let Err(e) = shared.audit.record(Event::session_start(&fields)).await {
             warn!(error = %e, "guarded session refused: the block log cannot be written");
             let mut err = audit::unavailable(&e);
@@ -234,7 +256,7 @@ async fn relay(shared: &Arc<Shared>, mut client: Conn<Stream>, session: Establis
     }
     metrics::gauge!(telemetry::SESSIONS_ACTIVE).increment(1.0);
     let (outcome, stats, relay, totals) = if guarded {
-        let (outcome, totals) = guarded::run(
+        let (outcome, totals, stats) = guarded::run(
             shared.clone(),
             client,
             upstream,
@@ -244,7 +266,7 @@ async fn relay(shared: &Arc<Shared>, mut client: Conn<Stream>, session: Establis
             fields.clone(),
         )
         .await;
-        (outcome, RelayStats::default(), None, totals)
+        (outcome, stats, None, totals)
     } else {
         let max = shared.config.limits.max_message_size;
         let (client, client_buf) = client.into_parts();
@@ -262,6 +284,8 @@ async fn relay(shared: &Arc<Shared>, mut client: Conn<Stream>, session: Establis
         };
         let stats = relay.stats();
         let totals = SessionTotals {
+            statements: stats.statements_up,
+            rows: stats.rows_down,
             bytes: stats.bytes_down,
             ..SessionTotals::default()
         };

@@ -31,16 +31,39 @@ use crate::policy::Block;
 use crate::proxy::{upstream, SessionError};
 use crate::pseudonym::{ColumnType, Format, Pseudonymizer};
 use crate::wire::messages;
-use crate::wire::{Conn, Frame, HEADER_LEN};
+use crate::telemetry;
+use crate::wire::{Conn, Frame, FrameScanner, HEADER_LEN};
 
 /// The client-bound writer, with a flag telling whether a frame is half
-/// written (so a final FATAL is only sent between frames).
+/// written (so a final FATAL is only sent between frames), and the counts
+/// of what the client received.
 pub(super) struct ClientOut<W> {
     pub writer: BufWriter<W>,
     pub in_frame: bool,
+    /// Follows frame boundaries to count messages and rows (DataRow and
+    /// CopyData) by their tags.
+    scanner: FrameScanner,
+    pub bytes: u64,
+    pub messages: u64,
+    pub rows: u64,
+    bytes_metric: metrics::Counter,
+    messages_metric: metrics::Counter,
 }
 
 impl<W: AsyncWrite + Unpin> ClientOut<W> {
+    pub fn new(writer: BufWriter<W>) -> Self {
+        ClientOut {
+            writer,
+            in_frame: false,
+            scanner: FrameScanner::new(usize::MAX),
+            bytes: 0,
+            messages: 0,
+            rows: 0,
+            bytes_metric: metrics::counter!(telemetry::BYTES, "direction" => telemetry::SERVER_TO_CLIENT),
+            messages_metric: metrics::counter!(telemetry::MESSAGES, "direction" => telemetry::SERVER_TO_CLIENT),
+        }
+    }
+
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), SessionError> {
         self.in_frame = true;
         self.writer
@@ -48,7 +71,22 @@ impl<W: AsyncWrite + Unpin> ClientOut<W> {
             .await
             .map_err(|e| SessionError::Client(e.into()))?;
         self.in_frame = false;
+        self.count(bytes);
         Ok(())
+    }
+
+    /// Counts bytes written to the client.
+    fn count(&mut self, bytes: &[u8]) {
+        let mut rows = 0;
+        let messages = self
+            .scanner
+            .feed(bytes, |tag, _| rows += u64::from(matches!(tag, b'D' | b'd')))
+            .unwrap_or(0);
+        self.rows += rows;
+        self.bytes += bytes.len() as u64;
+        self.messages += messages;
+        self.bytes_metric.increment(bytes.len() as u64);
+        self.messages_metric.increment(messages);
     }
 
     pub async fn flush(&mut self) -> Result<(), SessionError> {
@@ -658,9 +696,18 @@ where
         let head = self.head_exec();
         let sql = head.as_ref().and_then(|e| e.sql.clone());
         let counted = head.as_ref().map(|e| e.counted());
+        let facts = head
+            .as_deref()
+            .map(|e| (&*e.facts, &*e.catalog, &*e.policy));
         let err = self
             .guard
-            .refusal(b, "result stopped", sql.as_deref().unwrap_or(""), counted)
+            .refusal(
+                b,
+                "result stopped",
+                sql.as_deref().unwrap_or(""),
+                facts,
+                counted,
+            )
             .await;
         self.client.write(&err.encode()).await?;
         self.discarding = true;

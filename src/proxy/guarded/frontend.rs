@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite, BufWriter};
 use tracing::warn;
 
 use super::exec::{Exec, Expect, InternalResult};
-use super::Guard;
+use super::{Guard, Refusal};
 use crate::analysis::{self, AnalysisError, Context, CopyEndpoint, StatementFacts, StatementKind};
 use crate::catalog::{parse_name_array, Catalog, CatalogRows, LOAD_SQL};
 use crate::enforce;
@@ -48,6 +48,12 @@ pub(super) struct Frontend<'a, R, W> {
     /// A statement executed in this extended-protocol batch changed how
     /// names resolve; nothing more is analyzed until the next Sync.
     batch_changed: bool,
+    /// This extended-protocol batch already failed on the server (a
+    /// refused message, a Parse the server rejects, a stopped result): the
+    /// server skips everything up to the next Sync, so what is refused
+    /// after it is refused silently (the client sees one error, the block
+    /// log holds one record).
+    batch_failed: bool,
     /// An Execute of COPY FROM STDIN was sent and the client has not ended
     /// the copy yet.
     copy_in: bool,
@@ -80,6 +86,7 @@ where
             ddl_seen: false,
             in_batch: false,
             batch_changed: false,
+            batch_failed: false,
             copy_in: false,
             statements: HashMap::new(),
             portals: HashMap::new(),
@@ -98,6 +105,7 @@ where
             else {
                 return Ok(());
             };
+            self.guard.count_up(frame.as_bytes().len());
             if let Some(cancel) = self.guard.state.take_pending_cancel() {
                 self.flush().await?;
                 let _ = cancel.await;
@@ -118,6 +126,7 @@ where
                 b'E' => self.execute(&frame).await?,
                 b'C' => self.close(&frame).await?,
                 b'S' if self.copy_in => {
+                    self.batch_failed = false;
                     self.guard.state.push(Expect::SyncInCopy);
                     self.send(frame.as_bytes()).await?;
                 }
@@ -125,6 +134,7 @@ where
                     self.guard.state.push(Expect::Sync);
                     self.in_batch = false;
                     self.batch_changed = false;
+                    self.batch_failed = false;
                     self.send(frame.as_bytes()).await?;
                 }
                 b'H' => {
@@ -142,7 +152,7 @@ where
                         "protocol.function_call",
                         "the FunctionCall protocol message is not available to guarded roles",
                     );
-                    self.refuse_cycle(&b, "").await?;
+                    self.refuse_cycle(&b.into(), "").await?;
                 }
                 b'X' => {
                     self.send(frame.as_bytes()).await?;
@@ -276,14 +286,14 @@ where
     /// `stmt`'s decision as it stands now: analyzed again from its text when
     /// the search path or catalog changed since (PostgreSQL re-plans it
     /// too), decided again when the policy changed.
-    fn redecide(&self, stmt: &Arc<Exec>, policy: &Arc<Policy>) -> Result<Arc<Exec>, Block> {
+    fn redecide(&self, stmt: &Arc<Exec>, policy: &Arc<Policy>) -> Result<Arc<Exec>, Refusal> {
         if stmt.context != self.context {
             let Some(sql) = &stmt.sql else {
-                return Err(context_change_block());
+                return Err(context_change_block().into());
             };
             let mut statements = self.analyze(sql)?;
             if statements.len() != 1 {
-                return Err(context_change_block());
+                return Err(context_change_block().into());
             }
             return self.decide(statements.remove(0), policy, Some(sql.clone()));
         }
@@ -300,7 +310,7 @@ where
         facts: StatementFacts,
         policy: &Arc<Policy>,
         sql: Option<Arc<str>>,
-    ) -> Result<Arc<Exec>, Block> {
+    ) -> Result<Arc<Exec>, Refusal> {
         let mut counted_by = None;
         let facts = match &facts.kind {
             StatementKind::Execute { name } => {
@@ -336,18 +346,25 @@ where
                 return Err(enforce::block(
                     "setting.lexer",
                     format!("guarded sessions cannot change {name}: it changes how the server reads SQL text"),
-                ));
+                )
+                .into());
             }
             _ => facts,
         };
         let class = self.class(policy);
         match policy.decide(&class, &self.catalog, &facts) {
-            Verdict::Block(b) => Err(b),
+            Verdict::Block(block) => Err(Refusal {
+                block,
+                facts: Some(Arc::new(facts)),
+            }),
             Verdict::Allow(a) if a.pseudonymizes() && self.guard.shared.pseudonymizer.is_none() => {
-                Err(enforce::block(
-                    "pseudonym.no_key",
-                    "role class gets these columns pseudonymized, but copyguard has no pseudonymization key (pseudonym.key_file)",
-                ))
+                Err(Refusal {
+                    block: enforce::block(
+                        "pseudonym.no_key",
+                        "role class gets these columns pseudonymized, but copyguard has no pseudonymization key (pseudonym.key_file)",
+                    ),
+                    facts: Some(Arc::new(facts)),
+                })
             }
             Verdict::Allow(allowance) => {
                 let scrub = allowance.touches_classified;
@@ -415,14 +432,29 @@ where
         }
     }
 
-    /// Records a refusal of `sql`; the error the client gets.
-    async fn refused(&mut self, b: &Block, sql: &str) -> ErrorFields {
-        self.guard.refusal(b, "statement refused", sql, None).await
+    /// Records a refusal of `sql` with the facts it was decided on; the
+    /// error the client gets.
+    async fn refused(&mut self, r: &Refusal, sql: &str) -> ErrorFields {
+        let policy = self.guard.shared.policy.current();
+        let facts = r.facts.as_deref().map(|f| (f, &*self.catalog, &*policy));
+        self.guard
+            .refusal(&r.block, "statement refused", sql, facts, None)
+            .await
+    }
+
+    /// A refusal of a message of an extended-protocol batch: recorded
+    /// unless the batch already failed, in which case the server skips the
+    /// message and its error never reaches the client.
+    async fn refused_in_batch(&mut self, r: &Refusal, sql: &str) -> ErrorFields {
+        if std::mem::replace(&mut self.batch_failed, true) {
+            return enforce::block_error(&r.block);
+        }
+        self.refused(r, sql).await
     }
 
     /// Replaces a whole simple-query cycle with a failing statement.
-    async fn refuse_cycle(&mut self, b: &Block, sql: &str) -> Result<(), SessionError> {
-        let err = self.refused(b, sql).await;
+    async fn refuse_cycle(&mut self, r: &Refusal, sql: &str) -> Result<(), SessionError> {
+        let err = self.refused(r, sql).await;
         self.refuse_cycle_with(err).await
     }
 
@@ -440,7 +472,7 @@ where
         let policy = self.guard.shared.policy.current();
         let execs = match self.decide_query(&sql, &policy) {
             Ok(execs) => execs,
-            Err(b) => return self.refuse_cycle(&b, &sql).await,
+            Err(r) => return self.refuse_cycle(&r, &sql).await,
         };
         for exec in &execs {
             let recorded = self
@@ -454,7 +486,7 @@ where
         if execs.is_empty() {
             let empty = StatementFacts::new(StatementKind::Empty);
             let exec = self.decide(empty, &policy, None).map_err(|b| {
-                SessionError::ClientProtocol(format!("empty statement refused: {}", b.reason))
+                SessionError::ClientProtocol(format!("empty statement refused: {}", b.block.reason))
             })?;
             self.guard.state.push(Expect::Statement(exec));
         }
@@ -490,6 +522,7 @@ where
         self.flush().await?;
         let stopped = rx.await.unwrap_or(false);
         if stopped && self.in_batch {
+            self.batch_failed = true;
             self.guard.state.push(Expect::Parse);
             self.send(&messages::parse_message(BLOCKED_NAME, BLOCKED_SQL))
                 .await?;
@@ -504,7 +537,11 @@ where
     /// server than here, so only statements that name no relation may
     /// follow. On a refusal the session's statements and cursors are as
     /// before.
-    fn decide_query(&mut self, sql: &str, policy: &Arc<Policy>) -> Result<Vec<Arc<Exec>>, Block> {
+    fn decide_query(
+        &mut self,
+        sql: &str,
+        policy: &Arc<Policy>,
+    ) -> Result<Vec<Arc<Exec>>, Refusal> {
         let statements = self.analyze(sql)?;
         let alone = (statements.len() == 1).then(|| Arc::<str>::from(sql));
         let saved = (self.statements.clone(), self.cursors.clone());
@@ -512,7 +549,7 @@ where
         let mut execs = Vec::with_capacity(statements.len());
         for facts in statements {
             let decided = if changed && !names_no_relation(&facts.kind) {
-                Err(context_change_block())
+                Err(context_change_block().into())
             } else {
                 self.decide(facts, policy, alone.clone())
             };
@@ -522,9 +559,9 @@ where
                     self.apply(&exec);
                     execs.push(exec);
                 }
-                Err(b) => {
+                Err(r) => {
                     (self.statements, self.cursors) = saved;
-                    return Err(b);
+                    return Err(r);
                 }
             }
         }
@@ -533,7 +570,8 @@ where
             return Err(enforce::block(
                 "statement.limited_not_alone",
                 "a statement returning classified rows must be sent as a query of its own: copyguard stops it at its limits, and statements after it in the same query string would still run",
-            ));
+            )
+            .into());
         }
         Ok(execs)
     }
@@ -552,9 +590,10 @@ where
         let policy = self.guard.shared.policy.current();
         let sql: Arc<str> = Arc::from(msg.sql.as_str());
         let decided = if self.batch_changed {
-            Err(context_change_block())
+            Err(context_change_block().into())
         } else {
             self.analyze(&sql)
+                .map_err(Refusal::from)
                 .and_then(|mut statements| match statements.len() {
                     0 => self
                         .decide(StatementFacts::new(StatementKind::Empty), &policy, None)
@@ -566,7 +605,7 @@ where
                 })
         };
         let decided = match decided {
-            Err(b) => Err(self.refused(&b, &sql).await),
+            Err(r) => Err(self.refused_in_batch(&r, &sql).await),
             Ok(Some(exec)) => self
                 .guard
                 .allowed_verdict(&sql, &exec.facts, &exec.allowance, &exec.catalog)
@@ -587,6 +626,8 @@ where
                         self.statements.insert(msg.name.clone(), exec);
                     }
                     None => {
+                        // Several statements: the server refuses the Parse.
+                        self.batch_failed = true;
                         self.statements.remove(&msg.name);
                     }
                 }
@@ -605,17 +646,18 @@ where
         let sql = stored.as_ref().and_then(|s| s.sql.clone());
         let sql = sql.as_deref().unwrap_or("");
         let decided = match stored {
-            _ if self.batch_changed => Err(context_change_block()),
+            _ if self.batch_changed => Err(context_change_block().into()),
             None => Err(enforce::block(
                 "statement.unknown",
                 format!("no prepared statement {statement:?} known to copyguard"),
-            )),
+            )
+            .into()),
             Some(stmt) => self
                 .redecide(&stmt, &policy)
                 .map(|exec| (exec.clone(), !Arc::ptr_eq(&exec, &stmt))),
         };
         let decided = match decided {
-            Err(b) => Err(self.refused(&b, sql).await),
+            Err(r) => Err(self.refused_in_batch(&r, sql).await),
             Ok((exec, true)) => self
                 .guard
                 .allowed_verdict(sql, &exec.facts, &exec.allowance, &exec.catalog)
@@ -671,7 +713,7 @@ where
                 "portal.unknown",
                 format!("no portal {portal:?} known to copyguard"),
             );
-            let err = self.refused(&b, "").await;
+            let err = self.refused_in_batch(&b.into(), "").await;
             self.guard.state.push(Expect::Refused(err));
             return self.send(&failing_execute()).await;
         };
