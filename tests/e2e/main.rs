@@ -8,6 +8,7 @@ mod support;
 mod tap;
 
 mod audit_log;
+mod block_log;
 mod auth_tls;
 mod bad_input;
 mod clients;
