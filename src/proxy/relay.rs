@@ -114,7 +114,9 @@ impl Pump {
         let (tags, mut tagged) = (self.counted_tags, 0);
         let frames = self
             .scanner
-            .feed(chunk, |tag, _| tagged += u64::from(tag == tags[0] || tag == tags[1]))
+            .feed(chunk, |tag, _| {
+                tagged += u64::from(tag == tags[0] || tag == tags[1])
+            })
             .map_err(PumpError::Frame)?;
         self.tagged += tagged;
         self.bytes += chunk.len() as u64;

@@ -180,7 +180,10 @@ async fn a_refused_extended_statement_is_recorded_once_with_its_facts() {
     pipeline.push(sync());
     raw.send(&pipeline.concat()).await;
     let msgs = raw.until_ready().await;
-    assert!(msgs.iter().any(|m| m.tag == b'D'), "the first statement ran");
+    assert!(
+        msgs.iter().any(|m| m.tag == b'D'),
+        "the first statement ran"
+    );
     let errors = msgs.iter().filter(|m| m.tag == b'E').count();
     assert_eq!(errors, 1, "pipeline: one error");
     seen += errors;
@@ -251,11 +254,19 @@ async fn clients_pipelines_leave_one_record_per_refusal_seen() {
     .unwrap();
     let out = client_cmd_pgbench(proxy.port(), &script);
     let (stdout, stderr) = text(&out);
-    let pgbench_errors = stderr.matches("42501").count() + stderr.matches("copyguard: blocked").count();
-    assert!(pgbench_errors >= 1, "pgbench saw the refusal: {stdout}{stderr}");
+    let pgbench_errors =
+        stderr.matches("42501").count() + stderr.matches("copyguard: blocked").count();
+    assert!(
+        pgbench_errors >= 1,
+        "pgbench saw the refusal: {stdout}{stderr}"
+    );
     seen += 1;
     let got = refusals(&log);
-    assert_eq!(got.len(), seen, "one record for the pipeline: {got:#?}\n{stderr}");
+    assert_eq!(
+        got.len(),
+        seen,
+        "one record for the pipeline: {got:#?}\n{stderr}"
+    );
     drop(proxy);
 
     let out = Command::new(BIN)
@@ -285,8 +296,9 @@ async fn clients_pipelines_leave_one_record_per_refusal_seen() {
     let cef = String::from_utf8_lossy(&out.stdout);
     assert_eq!(cef.lines().count(), seen, "{cef}");
     assert!(
-        cef.lines().all(|l| l.contains("flexString1=public.customers")
-            && l.contains("flexString2=public.customers.email")),
+        cef.lines()
+            .all(|l| l.contains("flexString1=public.customers")
+                && l.contains("flexString2=public.customers.email")),
         "{cef}"
     );
 }
@@ -295,7 +307,15 @@ fn client_cmd_pgbench(port: u16, script: &Path) -> std::process::Output {
     client("pgbench")
         .args(["-n", "-M", "extended", "-t", "1", "-f"])
         .arg(script)
-        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "trust_user", "testdb"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            "trust_user",
+            "testdb",
+        ])
         .output()
         .expect("run pgbench")
 }
@@ -344,7 +364,10 @@ async fn session_totals_match_what_clients_received() {
     while let Some(chunk) = stream.next().await {
         copied.extend_from_slice(&chunk.expect("copy data"));
     }
-    prod_rows += copied.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count();
+    prod_rows += copied
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .count();
     drop(prod);
     proxy.shutdown();
 
@@ -356,8 +379,14 @@ async fn session_totals_match_what_clients_received() {
     assert_eq!(dev_end["rows"], rows, "{dev_end}");
     assert!(dev_end["bytes"].as_u64().unwrap() > 0, "{dev_end}");
     assert_eq!(dev_end["refusals"], 1, "{dev_end}");
-    assert_eq!(dev_end["statements"], 4, "refused statements count: {dev_end}");
-    let prod_end = ends.iter().find(|r| r["role"] == PROD).expect("production end");
+    assert_eq!(
+        dev_end["statements"], 4,
+        "refused statements count: {dev_end}"
+    );
+    let prod_end = ends
+        .iter()
+        .find(|r| r["role"] == PROD)
+        .expect("production end");
     assert_eq!(prod_end["rows"], prod_rows, "{prod_end}");
     assert!(prod_end["bytes"].as_u64().unwrap() > 0, "{prod_end}");
 }
@@ -403,7 +432,10 @@ async fn refused_logins_are_session_refused_records() {
     for ((extra, rule), r) in cases.iter().zip(&refused) {
         assert_eq!(r["rule"], *rule, "{r}");
         assert!(r["reason"].as_str().is_some_and(|s| !s.is_empty()), "{r}");
-        assert!(r.get("statement").is_none() && r.get("fingerprint").is_none(), "{r}");
+        assert!(
+            r.get("statement").is_none() && r.get("fingerprint").is_none(),
+            "{r}"
+        );
         assert!(r.get("verdict").is_none(), "{r}");
         let (k, v) = extra[0];
         assert_eq!(r["startup"][k], v, "{r}");
@@ -434,19 +466,33 @@ async fn refused_logins_are_session_refused_records() {
     assert_eq!(json["summary"]["refused_logins"], 3, "{}", json["summary"]);
     assert_eq!(json["summary"]["refused_by_rule"]["setting.lexer"], 1);
     let out = Command::new(BIN)
-        .args(["audit", "review", "--event", "session_refused", "--format", "cef"])
+        .args([
+            "audit",
+            "review",
+            "--event",
+            "session_refused",
+            "--format",
+            "cef",
+        ])
         .arg(&log)
         .output()
         .expect("audit review");
     let cef = String::from_utf8_lossy(&out.stdout);
     assert_eq!(cef.lines().count(), 3, "{cef}");
-    assert!(cef.contains("cs3Label=startup cs3=options\\=-c role\\=scram_user"), "{cef}");
+    assert!(
+        cef.contains("cs3Label=startup cs3=options\\=-c role\\=scram_user"),
+        "{cef}"
+    );
 }
 
 fn http_get(addr: &str, path: &str) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).expect("admin");
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
     out
@@ -482,12 +528,18 @@ async fn guarded_traffic_is_in_the_metrics_and_the_session_ended_line() {
         .expect("start copyguard serve");
     wait_listening(port);
     let dev = connect_to(port, DEV).await;
-    let rows = dev.query("SELECT id, status FROM orders", &[]).await.unwrap();
+    let rows = dev
+        .query("SELECT id, status FROM orders", &[])
+        .await
+        .unwrap();
     assert_eq!(rows.len(), 2 * USERS);
     drop(dev);
     let deadline = Instant::now() + Duration::from_secs(10);
     let end = loop {
-        if let Some(end) = records(&log).into_iter().find(|r| r["event"] == "session_end") {
+        if let Some(end) = records(&log)
+            .into_iter()
+            .find(|r| r["event"] == "session_end")
+        {
             break end;
         }
         assert!(Instant::now() < deadline, "no session_end");
@@ -514,6 +566,9 @@ async fn guarded_traffic_is_in_the_metrics_and_the_session_ended_line() {
         .find(|l| l["message"] == "session ended")
         .unwrap_or_else(|| panic!("no session ended line in {stderr}"));
     assert_eq!(ended["bytes_down"], bytes, "{ended}");
-    assert!(ended["messages_down"].as_u64().unwrap() > 2 * USERS as u64, "{ended}");
+    assert!(
+        ended["messages_down"].as_u64().unwrap() > 2 * USERS as u64,
+        "{ended}"
+    );
     assert!(ended["bytes_up"].as_u64().unwrap() > 0, "{ended}");
 }

@@ -8,9 +8,9 @@ mod support;
 mod tap;
 
 mod audit_log;
-mod block_log;
 mod auth_tls;
 mod bad_input;
+mod block_log;
 mod clients;
 mod guarded_core;
 mod guarded_leaks;

@@ -21,7 +21,7 @@ use tracing::warn;
 use super::copy_pipe::CopyPipe;
 use super::exec::{Exec, Expect};
 use super::Guard;
-use crate::analysis::{CopyFormat, StatementKind};
+use crate::analysis::{CopyForceQuote, CopyFormat, StatementKind};
 use crate::enforce::copy::{self, CopyRewriter};
 use crate::enforce::{
     self, blank_notification, check_row_description, scrub_error, ColumnPlan, DataRows,
@@ -30,8 +30,8 @@ use crate::enforce::{
 use crate::policy::Block;
 use crate::proxy::{upstream, SessionError};
 use crate::pseudonym::{ColumnType, Format, Pseudonymizer};
-use crate::wire::messages;
 use crate::telemetry;
+use crate::wire::messages;
 use crate::wire::{Conn, Frame, FrameScanner, HEADER_LEN};
 
 /// The client-bound writer, with a flag telling whether a frame is half
@@ -80,7 +80,9 @@ impl<W: AsyncWrite + Unpin> ClientOut<W> {
         let mut rows = 0;
         let messages = self
             .scanner
-            .feed(bytes, |tag, _| rows += u64::from(matches!(tag, b'D' | b'd')))
+            .feed(bytes, |tag, _| {
+                rows += u64::from(matches!(tag, b'D' | b'd'))
+            })
             .unwrap_or(0);
         self.rows += rows;
         self.bytes += bytes.len() as u64;
@@ -841,7 +843,7 @@ fn copy_rewriter(exec: &Exec, binary: bool, p: Arc<Pseudonymizer>) -> Result<Cop
                 escape: byte(options.escape, quote)?,
                 null: options.null.clone().unwrap_or_default().into_bytes(),
                 header: options.header,
-                force_quote: copy::ForceQuote::Off,
+                force_quote: force_quote(exec, options.force_quote.as_ref())?,
             }
         }
     };
@@ -871,6 +873,33 @@ fn copy_rewriter(exec: &Exec, binary: bool, p: Arc<Pseudonymizer>) -> Result<Cop
         }));
     }
     Ok(CopyRewriter::new(ColumnPlan::new(columns), shape, p))
+}
+
+/// CSV `FORCE_QUOTE` of a COPY TO: the named columns by their position in
+/// the statement's outputs. A name copyguard cannot place refuses the
+/// statement (the server would refuse it too).
+fn force_quote(exec: &Exec, option: Option<&CopyForceQuote>) -> Result<copy::ForceQuote, Block> {
+    let names = match option {
+        None => return Ok(copy::ForceQuote::Off),
+        Some(CopyForceQuote::All) => return Ok(copy::ForceQuote::All),
+        Some(CopyForceQuote::Columns(names)) => names,
+    };
+    names
+        .iter()
+        .map(|name| {
+            exec.facts
+                .outputs
+                .iter()
+                .position(|o| o.name == *name)
+                .ok_or_else(|| {
+                    enforce::block(
+                        "pseudonym.copy",
+                        format!("FORCE_QUOTE names {name:?}, which is not a column of the COPY"),
+                    )
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(copy::ForceQuote::Columns)
 }
 
 /// The refusal when a value cannot be pseudonymized.

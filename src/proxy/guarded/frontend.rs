@@ -537,11 +537,7 @@ where
     /// server than here, so only statements that name no relation may
     /// follow. On a refusal the session's statements and cursors are as
     /// before.
-    fn decide_query(
-        &mut self,
-        sql: &str,
-        policy: &Arc<Policy>,
-    ) -> Result<Vec<Arc<Exec>>, Refusal> {
+    fn decide_query(&mut self, sql: &str, policy: &Arc<Policy>) -> Result<Vec<Arc<Exec>>, Refusal> {
         let statements = self.analyze(sql)?;
         let alone = (statements.len() == 1).then(|| Arc::<str>::from(sql));
         let saved = (self.statements.clone(), self.cursors.clone());
