@@ -301,6 +301,30 @@ mod tests {
     }
 
     #[test]
+    fn refused_login_lines() {
+        let mut r = Record::bare(EventName::SessionRefused);
+        r.seq = 5;
+        r.time = "2026-11-01T10:00:00.000001Z".into();
+        r.role = Some("dev".into());
+        r.rule = Some("protocol.replication".into());
+        r.reason = Some("no replication".into());
+        r.startup.insert("replication".into(), "database".into());
+        let line = syslog(&r, "h");
+        assert!(line.starts_with("<108>1 "), "warning: {line}");
+        assert!(line.contains(r#"startup="replication=database""#), "{line}");
+        assert!(line.ends_with("] no replication"), "{line}");
+        let line = cef(&r);
+        assert!(
+            line.contains("|protocol.replication|session_refused|7|"),
+            "{line}"
+        );
+        assert!(
+            line.contains("cs3Label=startup cs3=replication\\=database"),
+            "{line}"
+        );
+    }
+
+    #[test]
     fn syslog_line() {
         let line = syslog(&blocked(), "host1");
         assert!(

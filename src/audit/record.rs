@@ -372,6 +372,37 @@ mod tests {
     }
 
     #[test]
+    fn refused_login_record_has_rule_reason_and_startup_but_no_statement() {
+        let startup = [
+            ("user".to_owned(), "dev_alice".to_owned()),
+            ("database".to_owned(), "shop".to_owned()),
+            ("options".to_owned(), "-c role=app".to_owned()),
+        ];
+        let ev = Event::session_refused(&session(), "identity.change", "no role", &startup);
+        let key = ChainKey([9; 32]);
+        let sealed = Record::from_event(&ev).seal(3, SystemTime::UNIX_EPOCH, &[0; 32], &key);
+        let r = &sealed.record;
+        assert_eq!(r.event, EventName::SessionRefused);
+        assert_eq!(r.rule.as_deref(), Some("identity.change"));
+        assert_eq!(r.reason.as_deref(), Some("no role"));
+        assert_eq!(
+            r.startup.iter().collect::<Vec<_>>(),
+            [(&"options".to_owned(), &"-c role=app".to_owned())]
+        );
+        assert_eq!(
+            (&r.statement, &r.fingerprint, r.verdict),
+            (&None, &None, None)
+        );
+        let line = sealed.line();
+        assert!(line.contains(r#""event":"session_refused""#), "{line}");
+        assert!(
+            line.contains(r#""startup":{"options":"-c role=app"}"#),
+            "{line}"
+        );
+        assert_eq!(Sealed::parse(&line).unwrap(), sealed);
+    }
+
+    #[test]
     fn lines_that_are_not_records() {
         assert_eq!(Sealed::parse("hello"), Err(LineError::NoChainEntry));
         let fake = chain::seal(r#"{"seq":1,"bogus":2}"#, "hash", &[0; 32]);

@@ -498,6 +498,31 @@ mod tests {
     }
 
     #[test]
+    fn refused_logins_count_as_refusals() {
+        let mut review = Review::new(Filter::default(), 0);
+        let mut r = Record::bare(EventName::SessionRefused);
+        r.role = Some("carol".into());
+        r.client_addr = Some("10.0.0.8:1".into());
+        r.rule = Some("identity.change".into());
+        let t = humantime::parse_rfc3339("2026-11-01T10:05:00Z").unwrap();
+        review.add(r.seal(1, t, &[0; 32], &ChainKey([1; 32])));
+        review.add(sealed(
+            2,
+            "2026-11-01T10:06:00Z",
+            "carol",
+            Verdict::Blocked,
+            "table.forbidden",
+        ));
+        let s = review.summary();
+        assert_eq!(s.refused_logins, 1);
+        assert_eq!(s.refused_by_role["carol"], 2);
+        assert_eq!(s.refused_by_rule["identity.change"], 1);
+        assert_eq!(s.refused_by_table["public.users"], 1);
+        assert!(s.by_verdict.get("blocked") == Some(&1));
+        assert!(review.render_text().contains("Refused logins: 1"));
+    }
+
+    #[test]
     fn filters() {
         let mut f = Filter {
             role: Some("bob".into()),
