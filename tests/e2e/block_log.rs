@@ -209,7 +209,7 @@ async fn a_refused_extended_statement_is_recorded_once_with_its_facts() {
         .collect();
     assert_eq!(ends.len(), 1);
     assert_eq!(ends[0]["refusals"], seen, "{}", ends[0]);
-    assert!(ends[0]["statements"].as_u64().unwrap() >= seen as u64 + 1);
+    assert!(ends[0]["statements"].as_u64().unwrap() > seen as u64);
     assert_eq!(ends[0]["rows"], 1, "one row received: {}", ends[0]);
 }
 
