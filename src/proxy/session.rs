@@ -22,7 +22,7 @@ use super::{audit, guarded, upstream, SessionError, SessionInfo, Shared};
 use crate::audit::{Event, SessionTotals};
 use crate::config::ClientTlsMode;
 use crate::enforce;
-use crate::policy::{ClassMode, RoleClass};
+use crate::policy::{Block, ClassMode, RoleClass};
 use crate::telemetry;
 use crate::wire::{Conn, InitialPacket, StartupMessage, Stream, WireError, MAX_STARTUP_PACKET_LEN};
 
@@ -168,7 +168,8 @@ async fn establish(
     let mut info =
         SessionInfo::from_startup(id, peer, tls, &startup).ok_or(SessionError::NoUser)?;
     let class = shared.policy.current().classify_role(&info.user);
-    if class.mode == ClassMode::Guarded {
+    let guarded = class.mode == ClassMode::Guarded;
+    if guarded {
         if let Err(b) = enforce::check_startup(&info.startup_params, info.replication.is_some()) {
             return Err(refuse_login(shared, &info, &class, b).await);
         }
@@ -180,7 +181,14 @@ async fn establish(
         .send(&plan.startup)
         .await
         .map_err(SessionError::Upstream)?;
-    let started = auth::relay_startup(shared, client, &mut upstream, &plan, &mut info).await?;
+    let started =
+        match auth::relay_startup(shared, client, &mut upstream, &plan, &mut info, guarded).await {
+            Err(SessionError::Policy { rule, reason }) => {
+                let b = Block::new(rule, reason);
+                return Err(refuse_login(shared, &info, &class, b).await);
+            }
+            started => started?,
+        };
     Ok(Established {
         info,
         class,
@@ -189,18 +197,21 @@ async fn establish(
     })
 }
 
-/// Records a refused guarded login in the block log (the refusal, the
-/// startup parameters, no statement); the error that ends the session.
+/// Records a guarded login refused by `b` in the block log (a
+/// `session_refused` record: the rule, the reason, the startup parameters,
+/// no statement); the error the client is told (a FATAL with the rule and
+/// the reason).
 async fn refuse_login(
     shared: &Shared,
     info: &SessionInfo,
     class: &RoleClass,
-    b: crate::policy::Block,
+    b: Block,
 ) -> SessionError {
-    warn!(user = %info.user, rule = b.rule, reason = %b.reason, "guarded login refused");
-    metrics::counter!(telemetry::VERDICTS, "verdict" => "block", "rule" => b.rule).increment(1);
+    let rule = b.rule.id();
+    warn!(user = %info.user, rule, reason = %b.reason, "guarded login refused");
+    metrics::counter!(telemetry::VERDICTS, "verdict" => "block", "rule" => rule).increment(1);
     let fields = audit::session_fields(info, class);
-    let ev = Event::session_refused(&fields, b.rule, &b.reason, &info.startup_params);
+    let ev = Event::session_refused(&fields, rule, &b.reason, &info.startup_params);
     if let Err(e) = shared.audit.record(ev).await {
         warn!(error = %e, "refused session not recorded in the block log");
     }
@@ -235,15 +246,6 @@ async fn relay(shared: &Arc<Shared>, mut client: Conn<Stream>, session: Establis
     let since = Instant::now();
     let fields = audit::session_fields(&info, &class);
     if guarded {
-        let lexer = info
-            .server_params
-            .iter()
-            .find_map(|(name, value)| enforce::check_reported_setting(name, value).err());
-        if let Some(b) = lexer {
-            let err = refuse_login(shared, &info, &class, b).await;
-            fail(&mut client, err).await;
-            return;
-        }
         if let Err(e) = shared.audit.record(Event::session_start(&fields)).await {
             warn!(error = %e, "guarded session refused: the block log cannot be written");
             let mut err = audit::unavailable(&e);

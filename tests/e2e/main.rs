@@ -2,6 +2,7 @@
 //! clients (`psql`, `pg_dump`, `pgbench`, `tokio-postgres`), and copyguard
 //! in between. One test binary, one shared cluster (see `support`).
 
+mod guard_agreement;
 mod guard_fixture;
 mod raw;
 mod support;
@@ -11,8 +12,10 @@ mod audit_log;
 mod auth_tls;
 mod bad_input;
 mod block_log;
+mod catalog_sharing;
 mod clients;
 mod guarded_core;
+mod guarded_errors;
 mod guarded_leaks;
 mod guarded_usage;
 mod lifecycle;

@@ -31,20 +31,6 @@ use backend::{Backend, ClientOut};
 use exec::SessionState;
 use frontend::Frontend;
 
-/// A refusal, with the facts it was decided on when it was decided on
-/// facts (the block log names their relations and classified columns).
-#[derive(Debug)]
-pub(super) struct Refusal {
-    pub block: Block,
-    pub facts: Option<Arc<StatementFacts>>,
-}
-
-impl From<Block> for Refusal {
-    fn from(block: Block) -> Refusal {
-        Refusal { block, facts: None }
-    }
-}
-
 /// What both halves of one guarded session read.
 pub(crate) struct Guard<'a> {
     pub shared: &'a Shared,
@@ -82,11 +68,11 @@ impl Guard<'_> {
         tracing::warn!(
             user = %self.info.user,
             database = %self.info.database,
-            rule = b.rule,
+            rule = b.rule.id(),
             reason = %b.reason,
             "{what}"
         );
-        metrics::counter!(crate::telemetry::VERDICTS, "verdict" => "block", "rule" => b.rule)
+        metrics::counter!(crate::telemetry::VERDICTS, "verdict" => "block", "rule" => b.rule.id())
             .increment(1);
         let relaxed = std::sync::atomic::Ordering::Relaxed;
         self.state.refusals.fetch_add(1, relaxed);
@@ -179,15 +165,6 @@ pub(crate) async fn run(
     upstream_key: Option<UpstreamKey>,
     session: Arc<SessionFields>,
 ) -> (Result<RelayEnd, SessionError>, SessionTotals, RelayStats) {
-    for (name, value) in &info.server_params {
-        if let Err(b) = crate::enforce::check_reported_setting(name, value) {
-            let err = SessionError::Policy {
-                rule: b.rule,
-                reason: b.reason,
-            };
-            return (Err(err), SessionTotals::default(), RelayStats::default());
-        }
-    }
     let max = shared.config.limits.max_message_size;
     let (client_stream, client_buf) = client.into_parts();
     let (server_stream, server_buf) = upstream.into_parts();
