@@ -238,7 +238,7 @@ pseudonymize = ["person_name"]
             &fx.class.limits,
             fields,
         )
-        .map_err(|b| b.rule)
+        .map_err(|b| b.rule.id())
     }
 
     #[test]
