@@ -144,6 +144,30 @@ fn startup_error(e: WireError) -> SessionError {
     }
 }
 
+/// Records a guarded login refused by `b` in the block log (a
+/// `session_refused` record: the rule, the reason, the startup parameters,
+/// no statement); the error the client is told (a FATAL with the rule and
+/// the reason).
+async fn refuse_login(
+    shared: &Shared,
+    info: &SessionInfo,
+    class: &RoleClass,
+    b: Block,
+) -> SessionError {
+    let rule = b.rule.id();
+    warn!(user = %info.user, rule, reason = %b.reason, "guarded login refused");
+    metrics::counter!(telemetry::VERDICTS, "verdict" => "block", "rule" => rule).increment(1);
+    let fields = audit::session_fields(info, class);
+    let ev = Event::session_refused(&fields, rule, &b.reason, &info.startup_params);
+    if let Err(e) = shared.audit.record(ev).await {
+        warn!(error = %e, "refused session not recorded in the block log");
+    }
+    SessionError::Policy {
+        rule: b.rule,
+        reason: b.reason,
+    }
+}
+
 /// A session ready to relay.
 struct Established {
     info: SessionInfo,
@@ -195,30 +219,6 @@ async fn establish(
         upstream,
         started,
     })
-}
-
-/// Records a guarded login refused by `b` in the block log (a
-/// `session_refused` record: the rule, the reason, the startup parameters,
-/// no statement); the error the client is told (a FATAL with the rule and
-/// the reason).
-async fn refuse_login(
-    shared: &Shared,
-    info: &SessionInfo,
-    class: &RoleClass,
-    b: Block,
-) -> SessionError {
-    let rule = b.rule.id();
-    warn!(user = %info.user, rule, reason = %b.reason, "guarded login refused");
-    metrics::counter!(telemetry::VERDICTS, "verdict" => "block", "rule" => rule).increment(1);
-    let fields = audit::session_fields(info, class);
-    let ev = Event::session_refused(&fields, rule, &b.reason, &info.startup_params);
-    if let Err(e) = shared.audit.record(ev).await {
-        warn!(error = %e, "refused session not recorded in the block log");
-    }
-    SessionError::Policy {
-        rule: b.rule,
-        reason: b.reason,
-    }
 }
 
 /// Phase 3: relay until either side closes or shutdown forces an end:
