@@ -199,7 +199,7 @@ fn body(rng: &mut Rng, tag: u8) -> Vec<u8> {
         }
         b'd' => {
             const ROWS: &[&[u8]] = &[b"1\tx\n", b"999999\t\\N\n", b"\\.\n", b"a,b\n"];
-            let row: &[u8] = *rng.pick::<&[u8]>(ROWS);
+            let row: &[u8] = rng.pick::<&[u8]>(ROWS);
             b.extend_from_slice(row);
             if rng.chance(30) {
                 b.extend(rng.some_bytes(16));
