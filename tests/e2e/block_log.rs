@@ -572,3 +572,41 @@ async fn guarded_traffic_is_in_the_metrics_and_the_session_ended_line() {
     );
     assert!(ended["bytes_up"].as_u64().unwrap() > 0, "{ended}");
 }
+
+/// A refusal the server never reaches (its batch already failed on the
+/// server: a division by zero before it) is not a refusal the client saw:
+/// no record; the same refusal in the next batch is recorded once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_after_a_server_error_in_its_batch_leaves_no_record() {
+    let log = audit_path();
+    let proxy = proxy_logging_to(trust_guarded_policy(), &log);
+    let mut raw = Raw::login(proxy.port()).await;
+    let errors = batch(
+        &mut raw,
+        &[
+            parse("", "SELECT 1 / $1::int"),
+            bind("", "", &["0"]),
+            execute(""),
+            parse("", REFUSED),
+            bind("", "", &["1"]),
+            execute(""),
+            sync(),
+        ],
+    )
+    .await;
+    assert_eq!(errors.len(), 1, "one error for the client");
+    assert_eq!(errors[0].sqlstate().as_deref(), Some("22012"));
+    assert_eq!(refusals(&log).len(), 0, "{:#?}", refusals(&log));
+    let errors = batch(
+        &mut raw,
+        &[
+            parse("", REFUSED),
+            bind("", "", &["1"]),
+            execute(""),
+            sync(),
+        ],
+    )
+    .await;
+    assert_eq!(errors[0].sqlstate().as_deref(), Some("42501"));
+    assert_eq!(refusals(&log).len(), 1, "{:#?}", refusals(&log));
+}

@@ -19,7 +19,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
 use tracing::warn;
 
 use super::copy_pipe::CopyPipe;
-use super::exec::{Exec, Expect};
+use super::exec::{Exec, Expect, Refused};
 use super::Guard;
 use crate::analysis::{CopyForceQuote, CopyFormat, StatementKind};
 use crate::enforce::copy::{self, CopyRewriter};
@@ -407,7 +407,10 @@ where
         let (replacement, scrub) = {
             let mut queue = self.guard.state.lock();
             let replacement = match queue.front() {
-                Some(Expect::Refused(err)) => Some(err.clone()),
+                Some(Expect::Refused(_)) => match queue.pop_front() {
+                    Some(Expect::Refused(r)) => Some(r),
+                    _ => None,
+                },
                 _ => None,
             };
             let scrub = matches!(
@@ -418,6 +421,11 @@ where
                 self.copy_in = false;
             }
             (replacement, scrub)
+        };
+        let replacement = match replacement {
+            Some(Refused::Error(err)) => Some(err),
+            Some(Refused::Record(p)) => Some(self.guard.commit_refusal(*p).await),
+            None => None,
         };
         match replacement {
             Some(err) => self.client.write(&err.encode()).await,

@@ -16,6 +16,15 @@ use crate::wire::messages::ErrorFields;
 /// Result sets of an internal query, or the server's error message.
 pub(super) type InternalResult = Result<Vec<Vec<Row>>, String>;
 
+/// What the client gets for a message copyguard refused, once the server
+/// reaches its failing stand-in: an error, or a refusal recorded then
+/// (a stand-in the server skips after an earlier error leaves no record).
+#[derive(Debug)]
+pub(super) enum Refused {
+    Error(ErrorFields),
+    Record(Box<super::PendingRefusal>),
+}
+
 /// A response the server owes, in request order.
 #[derive(Debug)]
 pub(super) enum Expect {
@@ -25,7 +34,7 @@ pub(super) enum Expect {
     QueryEnd,
     /// A message copyguard replaced by a deliberately failing one: the
     /// ErrorResponse it causes is replaced by this refusal.
-    Refused(ErrorFields),
+    Refused(Refused),
     /// ParseComplete.
     Parse,
     /// BindComplete.

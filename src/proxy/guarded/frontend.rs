@@ -12,8 +12,8 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite, BufWriter};
 use tracing::warn;
 
-use super::exec::{Exec, Expect, InternalResult};
-use super::Guard;
+use super::exec::{Exec, Expect, InternalResult, Refused};
+use super::{Guard, PendingRefusal};
 use crate::analysis::{CopyEndpoint, StatementFacts, StatementKind};
 use crate::catalog::{parse_name_array, Catalog, CatalogRows, Claim, LOAD_SQL};
 use crate::enforce;
@@ -278,34 +278,29 @@ where
         Ok(())
     }
 
-    /// Records a refusal of `sql`, with the relations and classified
-    /// columns of the `facts` it was decided on; the error the client gets.
-    async fn refused(
-        &mut self,
-        b: &Block,
-        sql: &str,
-        facts: Option<&StatementFacts>,
-    ) -> ErrorFields {
+    /// A refusal of `sql`, with the relations and classified columns of
+    /// the `facts` it was decided on, recorded when the server reaches the
+    /// failing stand-in.
+    fn refused(&self, b: &Block, sql: &str, facts: Option<&StatementFacts>) -> Refused {
         let policy = self.guard.shared.policy.current();
         let facts = facts.map(|f| (f, &*self.core.catalog, &*policy));
-        self.guard
-            .refusal(b, "statement refused", sql, facts, None)
-            .await
+        let pending = PendingRefusal::new(b, "statement refused", sql, facts);
+        Refused::Record(Box::new(pending))
     }
 
-    /// A refusal of a message of an extended-protocol batch: recorded
-    /// unless the batch already failed, in which case the server skips the
-    /// message and its error never reaches the client.
-    async fn refused_in_batch(
+    /// A refusal of a message of an extended-protocol batch: not even
+    /// prepared for the record when the batch already failed (the server
+    /// skips the message and its error never reaches the client).
+    fn refused_in_batch(
         &mut self,
         b: &Block,
         sql: &str,
         facts: Option<&StatementFacts>,
-    ) -> ErrorFields {
+    ) -> Refused {
         if std::mem::replace(&mut self.batch_failed, true) {
-            return enforce::block_error(b);
+            return Refused::Error(enforce::block_error(b));
         }
-        self.refused(b, sql, facts).await
+        self.refused(b, sql, facts)
     }
 
     /// The facts a refusal of `sql` was decided on: its statement `at` (the
@@ -345,13 +340,13 @@ where
         sql: &str,
         facts: Option<&StatementFacts>,
     ) -> Result<(), SessionError> {
-        let err = self.refused(b, sql, facts).await;
+        let err = self.refused(b, sql, facts);
         self.refuse_cycle_with(err).await
     }
 
     /// Replaces a whole simple-query cycle with a failing statement whose
     /// error becomes `err`.
-    async fn refuse_cycle_with(&mut self, err: ErrorFields) -> Result<(), SessionError> {
+    async fn refuse_cycle_with(&mut self, err: Refused) -> Result<(), SessionError> {
         self.guard.state.push(Expect::Refused(err));
         self.guard.state.push(Expect::QueryEnd);
         self.send(&messages::query(BLOCKED_SQL)).await
@@ -374,7 +369,7 @@ where
                 .allowed_verdict(&sql, &exec.facts, &exec.allowance, &exec.catalog)
                 .await;
             if let Err(err) = recorded {
-                return self.refuse_cycle_with(err).await;
+                return self.refuse_cycle_with(Refused::Error(err)).await;
             }
         }
         if execs.is_empty() {
@@ -438,13 +433,14 @@ where
         let decided = match decided {
             Err(b) => {
                 let facts = self.refused_facts(&sql, None);
-                Err(self.refused_in_batch(&b, &sql, facts.as_ref()).await)
+                Err(self.refused_in_batch(&b, &sql, facts.as_ref()))
             }
             Ok(Some(exec)) => self
                 .guard
                 .allowed_verdict(&sql, &exec.facts, &exec.allowance, &exec.catalog)
                 .await
-                .map(|()| Some(exec)),
+                .map(|()| Some(exec))
+                .map_err(Refused::Error),
             Ok(None) => {
                 // Several statements: the server refuses the Parse.
                 self.batch_failed = true;
@@ -478,20 +474,23 @@ where
         let decided = match decided {
             Err(b) => {
                 let facts = stored.as_ref().map(|s| &*s.facts);
-                Err(self.refused_in_batch(&b, sql, facts).await)
+                Err(self.refused_in_batch(&b, sql, facts))
             }
             Ok((exec, true)) => self
                 .guard
                 .allowed_verdict(sql, &exec.facts, &exec.allowance, &exec.catalog)
                 .await
-                .map(|()| exec),
+                .map(|()| exec)
+                .map_err(Refused::Error),
             Ok((exec, false)) => Ok(exec),
         };
         let decided = decided.and_then(|exec| {
             let mut portal = Exec::portal_of(&exec);
             if exec.allowance.pseudonymizes() {
-                portal.result_formats = messages::parse_bind_result_formats(frame)
-                    .map_err(|e| ErrorFields::new(Severity::Error, "08P01", e.to_string()))?;
+                portal.result_formats =
+                    messages::parse_bind_result_formats(frame).map_err(|e| {
+                        Refused::Error(ErrorFields::new(Severity::Error, "08P01", e.to_string()))
+                    })?;
             }
             Ok(Arc::new(portal))
         });
@@ -533,7 +532,7 @@ where
         let exec = match self.core.execute(&portal) {
             Ok(exec) => exec,
             Err(b) => {
-                let err = self.refused_in_batch(&b, "", None).await;
+                let err = self.refused_in_batch(&b, "", None);
                 self.guard.state.push(Expect::Refused(err));
                 return self.send(&failing_execute()).await;
             }

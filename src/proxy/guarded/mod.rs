@@ -31,6 +31,34 @@ use backend::{Backend, ClientOut};
 use exec::SessionState;
 use frontend::Frontend;
 
+/// A refusal decided and not yet recorded: the record is written when the
+/// server reaches the message copyguard replaced, just before the client
+/// gets the error, so a message the server skips after an earlier error of
+/// its batch leaves no record.
+#[derive(Debug)]
+pub(super) struct PendingRefusal {
+    block: Block,
+    what: &'static str,
+    event: StatementEvent,
+}
+
+impl PendingRefusal {
+    /// The refusal of `sql` by `b` (`what` for the log), with the
+    /// relations and classified columns of the `facts` it was decided on.
+    pub fn new(
+        b: &Block,
+        what: &'static str,
+        sql: &str,
+        facts: Option<audit::RefusedFacts<'_>>,
+    ) -> PendingRefusal {
+        PendingRefusal {
+            block: b.clone(),
+            what,
+            event: audit::refusal_event(sql, b, facts),
+        }
+    }
+}
+
 /// What both halves of one guarded session read.
 pub(crate) struct Guard<'a> {
     pub shared: &'a Shared,
@@ -65,28 +93,34 @@ impl Guard<'_> {
         facts: Option<audit::RefusedFacts<'_>>,
         rows: Option<(u64, u64)>,
     ) -> ErrorFields {
+        let mut pending = PendingRefusal::new(b, what, sql, facts);
+        if let Some((rows, bytes)) = rows {
+            pending.event.rows = Some(rows);
+            pending.event.bytes = Some(bytes);
+        }
+        self.commit_refusal(pending).await
+    }
+
+    /// Records a refusal decided earlier ([`Guard::refusal`]); the error
+    /// the client gets.
+    pub async fn commit_refusal(&self, p: PendingRefusal) -> ErrorFields {
+        let b = &p.block;
         tracing::warn!(
             user = %self.info.user,
             database = %self.info.database,
             rule = b.rule.id(),
             reason = %b.reason,
-            "{what}"
+            "{}",
+            p.what
         );
         metrics::counter!(crate::telemetry::VERDICTS, "verdict" => "block", "rule" => b.rule.id())
             .increment(1);
         let relaxed = std::sync::atomic::Ordering::Relaxed;
         self.state.refusals.fetch_add(1, relaxed);
-        let mut ev = audit::refusal_event(sql, b, facts);
-        match rows {
-            Some((rows, bytes)) => {
-                ev.rows = Some(rows);
-                ev.bytes = Some(bytes);
-            }
-            None => {
-                self.state.statements.fetch_add(1, relaxed);
-            }
+        if p.event.rows.is_none() {
+            self.state.statements.fetch_add(1, relaxed);
         }
-        match self.record(ev).await {
+        match self.record(p.event).await {
             Ok(()) => block_error(b),
             Err(e) => e,
         }
