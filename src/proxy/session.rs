@@ -201,8 +201,7 @@ async fn establish(
         .await
         .map_err(SessionError::Upstream)?;
     let started =
-        match auth::relay_startup(shared, client, &mut upstream, &plan, &mut info, guarded).await
-        {
+        match auth::relay_startup(shared, client, &mut upstream, &plan, &mut info, guarded).await {
             Err(SessionError::Policy { rule, reason }) => {
                 let b = Block::new(rule, reason);
                 return Err(refuse_login(shared, &info, &class, b).await);
