@@ -374,16 +374,8 @@ where
                 queue.front(),
                 Some(Expect::Statement(e)) | Some(Expect::Execute(e)) if e.scrub
             );
-            if matches!(
-                queue.front(),
-                Some(Expect::Statement(e)) | Some(Expect::Execute(e)) if e.allowance.limits.is_some()
-            ) {
-                self.guard.state.release(false);
-            }
-            while queue.front().is_some_and(|e| !e.ends_cycle()) {
-                if let Some(Expect::CopyEnd) = queue.pop_front() {
-                    self.copy_in = false;
-                }
+            if self.guard.state.skip_failed_cycle(&mut queue) {
+                self.copy_in = false;
             }
             (replacement, scrub)
         };

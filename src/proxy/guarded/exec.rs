@@ -93,6 +93,11 @@ pub(super) struct SessionState {
     /// cancel can never hit a later statement and nothing after a stop
     /// takes effect.
     hold: Mutex<Option<oneshot::Sender<bool>>>,
+    /// The server reported an error inside an extended-protocol batch
+    /// whose Sync has not been queued yet: it skips every message until
+    /// that Sync, so nothing sent meanwhile gets a response. Read and
+    /// written under the queue's lock.
+    skipping: AtomicBool,
 }
 
 impl SessionState {
@@ -117,11 +122,53 @@ impl SessionState {
             .take()
     }
 
-    /// Registers the frontend's wait for the limited statement just sent.
-    pub fn hold(&self) -> oneshot::Receiver<bool> {
-        let (tx, rx) = oneshot::channel();
-        *self.hold.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+    /// Queues `e`; when `limited`, also registers the frontend's wait for
+    /// it, unless the server is skipping to the next Sync (then the
+    /// statement never runs and there is nothing to wait for). Both happen
+    /// under the queue's lock, so the backend either sees the entry with
+    /// its wait or has already marked the batch as skipped.
+    pub fn push_held(&self, e: Expect, limited: bool) -> Option<oneshot::Receiver<bool>> {
+        let mut queue = self.lock();
+        let rx = (limited && !self.skipping.load(Ordering::Relaxed)).then(|| {
+            let (tx, rx) = oneshot::channel();
+            *self.hold.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+            rx
+        });
+        queue.push_back(e);
         rx
+    }
+
+    /// Queues the entry for a Sync: the server answers it even after an
+    /// error, so the batch is no longer skipped.
+    pub fn push_sync(&self, e: Expect) {
+        let mut queue = self.lock();
+        self.skipping.store(false, Ordering::Relaxed);
+        queue.push_back(e);
+    }
+
+    /// Drops the entries of the request cycle an ErrorResponse ended: the
+    /// server skips the rest of a simple Query, or every extended-protocol
+    /// message up to the next Sync. Ends the frontend's wait when the
+    /// statement it waits for is among them (it will never run), and marks
+    /// the batch skipped when its Sync is not queued yet. Returns whether a
+    /// COPY IN's end was among the entries dropped.
+    pub fn skip_failed_cycle(&self, queue: &mut VecDeque<Expect>) -> bool {
+        let mut copy_ended = false;
+        while queue.front().is_some_and(|e| !e.ends_cycle()) {
+            match queue.pop_front() {
+                Some(Expect::CopyEnd) => copy_ended = true,
+                Some(Expect::Statement(e)) | Some(Expect::Execute(e))
+                    if e.allowance.limits.is_some() =>
+                {
+                    self.release(false)
+                }
+                _ => {}
+            }
+        }
+        if queue.is_empty() {
+            self.skipping.store(true, Ordering::Relaxed);
+        }
+        copy_ended
     }
 
     /// Ends the frontend's wait, if any.

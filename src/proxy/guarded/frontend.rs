@@ -15,7 +15,7 @@ use tracing::warn;
 use super::exec::{Exec, Expect, InternalResult};
 use super::Guard;
 use crate::analysis::{CopyEndpoint, StatementFacts, StatementKind};
-use crate::catalog::{parse_name_array, Catalog, CatalogRows, LOAD_SQL};
+use crate::catalog::{parse_name_array, Catalog, CatalogRows, Claim, LOAD_SQL};
 use crate::guard::Core;
 use crate::policy::{Block, Rule};
 use crate::proxy::SessionError;
@@ -104,7 +104,7 @@ where
                     self.send(frame.as_bytes()).await?;
                 }
                 b'S' => {
-                    self.guard.state.push(Expect::Sync);
+                    self.guard.state.push_sync(Expect::Sync);
                     self.in_batch = false;
                     self.core.end_batch();
                     self.send(frame.as_bytes()).await?;
@@ -207,12 +207,34 @@ where
             }
         }
         if self.core.catalog_dirty || cache.is_stale(&self.core.catalog) {
+            let database = &self.guard.info.database;
+            let has_catalog = self.core.catalog.relations().next().is_some();
+            // After its own DDL the session loads its own view; otherwise
+            // one load per database is in flight at a time.
+            let own_change = self.core.catalog_dirty && has_catalog;
+            let claim = (idle && !own_change).then(|| cache.claim(database, has_catalog));
+            let ticket = match claim {
+                None => None,
+                Some(Claim::Load(ticket)) => Some(ticket),
+                Some(Claim::Keep) => return self.refresh_search_path().await,
+                Some(Claim::Wait(wait)) => {
+                    let limit = self.guard.shared.config.limits.connect_timeout;
+                    let _ = tokio::time::timeout(limit, wait.done()).await;
+                    if let Some(loaded) = cache.get(database) {
+                        self.core.set_catalog(loaded);
+                        return self.refresh_search_path().await;
+                    }
+                    None
+                }
+            };
+            metrics::counter!(crate::telemetry::CATALOG_LOADS, "database" => database.clone())
+                .increment(1);
             match self.internal(LOAD_SQL).await? {
                 Ok(sets) => match CatalogRows::from_sets(sets).and_then(|r| r.into_catalog()) {
                     Ok(catalog) => {
                         let catalog = Arc::new(catalog);
                         if idle {
-                            cache.put(&self.guard.info.database, catalog.clone());
+                            cache.put(database, catalog.clone());
                         }
                         self.core.set_catalog(catalog);
                     }
@@ -220,7 +242,13 @@ where
                 },
                 Err(e) => warn!(error = %e, "catalog reload failed"),
             }
+            drop(ticket);
         }
+        self.refresh_search_path().await
+    }
+
+    /// Reads the session's search path again when it may have changed.
+    async fn refresh_search_path(&mut self) -> Result<(), SessionError> {
         if self.core.search_path_dirty {
             if let Ok(sets) = self
                 .internal("SELECT pg_catalog.current_schemas(true)::text")
@@ -285,12 +313,9 @@ where
         for exec in &execs {
             self.guard.state.push(Expect::Statement(exec.clone()));
         }
-        self.guard.state.push(Expect::QueryEnd);
+        let limited = execs.iter().any(|e| e.allowance.limits.is_some());
+        let held = self.guard.state.push_held(Expect::QueryEnd, limited);
         self.guard.allowed.increment(execs.len().max(1) as u64);
-        let held = execs
-            .iter()
-            .any(|e| e.allowance.limits.is_some())
-            .then(|| self.guard.state.hold());
         self.send(frame.as_bytes()).await?;
         match held {
             Some(rx) => self.wait_held(rx).await,
@@ -446,12 +471,8 @@ where
             });
             self.send(&messages::describe(b'P', &portal)).await?;
         }
-        let held = exec
-            .allowance
-            .limits
-            .is_some()
-            .then(|| self.guard.state.hold());
-        self.guard.state.push(Expect::Execute(exec));
+        let limited = exec.allowance.limits.is_some();
+        let held = self.guard.state.push_held(Expect::Execute(exec), limited);
         self.send(frame.as_bytes()).await?;
         match held {
             Some(rx) => self.wait_held(rx).await,
