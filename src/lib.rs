@@ -9,10 +9,11 @@
 //! # Layout
 //!
 //! - [`config`]: `serve` settings from file, flags and `COPYGUARD_*`
-//!   variables, validated up front.
+//!   variables, each declared once in one table, validated up front.
 //! - [`wire`]: the PostgreSQL protocol: raw frames over TCP or TLS,
-//!   startup packets, SSL/GSS negotiation, the messages copyguard builds.
-//!   Knows nothing of policy.
+//!   startup packets, SSL/GSS negotiation, message kinds by direction
+//!   ([`wire::FrontendKind`], [`wire::BackendKind`]), the messages
+//!   copyguard builds. Knows nothing of policy.
 //! - [`proxy`]: the accept loop, limits and shutdown; the phases of one
 //!   session (negotiate, establish, classify, relay); authentication relay,
 //!   cancel routing, the raw production relay and the guarded relay (which
