@@ -23,7 +23,8 @@ mod settings;
 mod tests;
 
 use parse::{
-    parse_addr, parse_bytes, parse_dir, parse_duration, parse_file, parse_host_port, parse_size,
+    parse_addr, parse_bytes, parse_dir, parse_duration, parse_file, parse_host_port,
+    parse_positive_duration, parse_size,
 };
 use settings::FileConfig;
 pub use settings::{ConfigArgs, SETTINGS};
@@ -353,10 +354,10 @@ impl Config {
                 })?
                 .unwrap_or(1000),
             startup_timeout: src
-                .parse("limits.startup_timeout", parse_duration)?
+                .parse("limits.startup_timeout", parse_positive_duration)?
                 .unwrap_or(Duration::from_secs(30)),
             connect_timeout: src
-                .parse("limits.connect_timeout", parse_duration)?
+                .parse("limits.connect_timeout", parse_positive_duration)?
                 .unwrap_or(Duration::from_secs(10)),
             max_message_size: src
                 .parse("limits.max_message_size", parse_size)?
@@ -365,7 +366,7 @@ impl Config {
                 .parse("limits.shutdown_timeout", parse_duration)?
                 .unwrap_or(Duration::from_secs(30)),
             catalog_refresh: src
-                .parse("limits.catalog_refresh", parse_duration)?
+                .parse("limits.catalog_refresh", parse_positive_duration)?
                 .unwrap_or(Duration::from_secs(300)),
         };
         let log_format = src

@@ -43,6 +43,18 @@ pub(super) fn parse_dir(s: &str) -> Result<PathBuf, String> {
     }
 }
 
+/// A duration that must be more than zero: a zero timeout would fail
+/// every login, a zero refresh reload the catalog for every statement.
+pub(super) fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    parse_duration(s).and_then(|d| {
+        if d.is_zero() {
+            Err(format!("{s:?}: must be more than 0"))
+        } else {
+            Ok(d)
+        }
+    })
+}
+
 pub(super) fn parse_duration(s: &str) -> Result<Duration, String> {
     if let Ok(secs) = s.parse::<u64>() {
         return Ok(Duration::from_secs(secs));

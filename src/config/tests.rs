@@ -214,3 +214,33 @@ fn flags_follow_the_field_names_clap_derives_them_from() {
         assert_eq!(arg.get_env().and_then(|e| e.to_str()), Some(*env), "{key}");
     }
 }
+
+/// Issue 17: `--startup-timeout 0s` was accepted and every login then
+/// failed; zero is refused wherever it makes no sense.
+#[test]
+fn zero_durations_are_refused_where_meaningless() {
+    let err = |text: &str, args: ConfigArgs| load_toml(text, args).unwrap_err().to_string();
+    for key in ["startup_timeout", "connect_timeout", "catalog_refresh"] {
+        for zero in ["0s", "0", "0ms"] {
+            let e = err(
+                &format!("upstream = \"db:5432\"\n[limits]\n{key} = \"{zero}\"\n"),
+                ConfigArgs::default(),
+            );
+            assert!(e.contains(&format!("`limits.{key}`")), "{e}");
+            assert!(e.contains("must be more than 0"), "{e}");
+        }
+    }
+    let args = ConfigArgs {
+        upstream: Some("db:5432".into()),
+        startup_timeout: Some("0s".into()),
+        ..Default::default()
+    };
+    let e = err("", args);
+    assert!(e.contains("--startup-timeout"), "{e}");
+    let c = load_toml(
+        "upstream = \"db:5432\"\n[limits]\nshutdown_timeout = \"0s\"\n",
+        ConfigArgs::default(),
+    )
+    .unwrap();
+    assert_eq!(c.limits.shutdown_timeout, Duration::ZERO, "close at once");
+}

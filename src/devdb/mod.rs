@@ -241,6 +241,35 @@ impl DevDb {
         )
     }
 
+    /// Kills the server as a crash would (`pg_ctl stop -m immediate`:
+    /// every backend ends at once, no checkpoint); the files stay, and
+    /// [`DevDb::start_again`] brings it back on the same port. For fault
+    /// tests.
+    pub fn kill(&self) -> Result<()> {
+        let runner = Runner::detect()?;
+        let mut stop = runner.command(&self.bindir.join("pg_ctl"));
+        stop.arg("-D")
+            .arg(self.data_dir())
+            .args(["-m", "immediate", "-w", "stop"])
+            .current_dir(&self.dir);
+        run(&mut stop).map(drop)
+    }
+
+    /// Starts a server stopped by [`DevDb::kill`] again (crash recovery
+    /// included), on the same port, waiting until it accepts connections.
+    pub fn start_again(&self) -> Result<()> {
+        let runner = Runner::detect()?;
+        let mut start = runner.command(&self.bindir.join("pg_ctl"));
+        start
+            .arg("-D")
+            .arg(self.data_dir())
+            .arg("-l")
+            .arg(self.log_file())
+            .args(["-w", "-t", "60", "start"])
+            .current_dir(&self.dir);
+        run(&mut start).map(drop)
+    }
+
     /// Stops the server and removes its files (also done on Drop).
     pub fn stop(self) {
         drop(self);
