@@ -1,7 +1,8 @@
 //! `serve` and `explain` decide through the same core, so they agree: a
 //! corpus of statements (the leak and usage suites' statements, and the
-//! session rules) is run as the guarded role through a proxy and through
-//! `copyguard explain`, and the rule each refuses by is compared. Also:
+//! session rules) is run as the guarded role through a proxy (as a simple
+//! Query, and single statements as a Parse too) and through `copyguard
+//! explain`, and the rule each refuses by is compared. Also:
 //! a guarded login the server would lex differently is refused with a
 //! FATAL that names the rule, not a bare close.
 
@@ -49,22 +50,41 @@ fn stops_a_result(rule: &str) -> bool {
         )
 }
 
-/// The rule copyguard refused `sql` by, in a fresh guarded session
-/// (inside a transaction rolled back after); `None` when it let the
-/// statement run (whatever the server then said).
-async fn serve_verdict(port: u16, sql: &str) -> Option<String> {
+/// The rule of a copyguard refusal, unless it stopped a running result.
+fn refusal_rule(e: &tokio_postgres::Error) -> Option<String> {
+    let rest = e
+        .as_db_error()?
+        .message()
+        .strip_prefix("copyguard: blocked by rule ")?;
+    let rule = rest.split(':').next()?.to_owned();
+    (!stops_a_result(&rule)).then_some(rule)
+}
+
+/// The rules copyguard refused `sql` by in a fresh guarded session: as a
+/// simple Query (inside a transaction rolled back after), and, for a
+/// single statement, as a Parse (the extended protocol); `None` when it
+/// let the statement run (whatever the server then said).
+async fn serve_verdict(port: u16, sql: &str) -> (Option<String>, Option<Option<String>>) {
     let client: Client = connect_to(port, DEV).await;
-    client.batch_execute("BEGIN").await.expect("BEGIN");
-    let rule = match client.simple_query(sql).await {
-        Ok(_) => None,
-        Err(e) => e.as_db_error().and_then(|db| {
-            let rest = db.message().strip_prefix("copyguard: blocked by rule ")?;
-            let rule = rest.split(':').next()?.to_owned();
-            (!stops_a_result(&rule)).then_some(rule)
-        }),
+    let extended = if sql.contains(';') {
+        None
+    } else {
+        Some(
+            client
+                .prepare(sql)
+                .await
+                .err()
+                .and_then(|e| refusal_rule(&e)),
+        )
     };
+    client.batch_execute("BEGIN").await.expect("BEGIN");
+    let simple = client
+        .simple_query(sql)
+        .await
+        .err()
+        .and_then(|e| refusal_rule(&e));
     let _ = client.batch_execute("ROLLBACK").await;
-    rule
+    (simple, extended)
 }
 
 /// The rule `copyguard explain` prints for `sql`, if it refuses it.
@@ -142,11 +162,16 @@ async fn serve_and_explain_give_the_same_verdicts() {
             .buffer_unordered(4)
             .collect()
             .await;
-        for (sql, served, explained) in verdicts {
+        for (sql, (served, extended), explained) in verdicts {
             total += 1;
             refused += usize::from(served.is_some());
             if served != explained {
                 disagreements.push(format!("{sql:?}: serve {served:?}, explain {explained:?}"));
+            }
+            if let Some(extended) = extended.filter(|e| *e != explained) {
+                disagreements.push(format!(
+                    "{sql:?}: serve (Parse) {extended:?}, explain {explained:?}"
+                ));
             }
         }
     }
