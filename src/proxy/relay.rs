@@ -17,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::SessionError;
 use crate::telemetry;
-use crate::wire::{FrameScanner, FrontendKind, Stream, WireError};
+use crate::wire::{BackendKind, FrameScanner, FrontendKind, Stream, WireError};
 
 const BUFFER_SIZE: usize = 32 * 1024;
 
@@ -210,13 +210,13 @@ impl Relay {
                 client_leftover,
                 max_message_size,
                 telemetry::CLIENT_TO_SERVER,
-                [b'Q', b'E'],
+                [FrontendKind::Query.tag(), FrontendKind::Execute.tag()],
             ),
             down: Pump::new(
                 server_leftover,
                 usize::MAX,
                 telemetry::SERVER_TO_CLIENT,
-                [b'D', b'd'],
+                [BackendKind::DataRow.tag(), BackendKind::CopyData.tag()],
             ),
             primed: false,
         }
