@@ -17,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::SessionError;
 use crate::telemetry;
-use crate::wire::{FrameScanner, Stream, WireError};
+use crate::wire::{BackendKind, FrameScanner, FrontendKind, Stream, WireError};
 
 const BUFFER_SIZE: usize = 32 * 1024;
 
@@ -210,13 +210,13 @@ impl Relay {
                 client_leftover,
                 max_message_size,
                 telemetry::CLIENT_TO_SERVER,
-                [b'Q', b'E'],
+                [FrontendKind::Query.tag(), FrontendKind::Execute.tag()],
             ),
             down: Pump::new(
                 server_leftover,
                 usize::MAX,
                 telemetry::SERVER_TO_CLIENT,
-                [b'D', b'd'],
+                [BackendKind::DataRow.tag(), BackendKind::CopyData.tag()],
             ),
             primed: false,
         }
@@ -306,9 +306,9 @@ fn whole_statements(chunk: &[u8], sink: &mut StatementSink) {
         };
         let body = &chunk[at + 5..end];
         let cstr = |b: &[u8]| b.iter().position(|c| *c == 0).map(|n| n + 1);
-        let sql = match header[0] {
-            b'Q' => Some(body),
-            b'P' => cstr(body).map(|n| &body[n..]),
+        let sql = match FrontendKind::of(header[0]) {
+            FrontendKind::Query => Some(body),
+            FrontendKind::Parse => cstr(body).map(|n| &body[n..]),
             _ => None,
         };
         if let Some(sql) = sql.and_then(|b| cstr(b).map(|n| &b[..n - 1])) {

@@ -32,7 +32,7 @@ use crate::proxy::{upstream, SessionError};
 use crate::pseudonym::{ColumnType, Format, Pseudonymizer};
 use crate::telemetry;
 use crate::wire::messages;
-use crate::wire::{Conn, Frame, FrameScanner, HEADER_LEN};
+use crate::wire::{BackendKind, Conn, Frame, FrameScanner, HEADER_LEN};
 
 /// The client-bound writer, with a flag telling whether a frame is half
 /// written (so a final FATAL is only sent between frames), and the counts
@@ -81,7 +81,10 @@ impl<W: AsyncWrite + Unpin> ClientOut<W> {
         let messages = self
             .scanner
             .feed(bytes, |tag, _| {
-                rows += u64::from(matches!(tag, b'D' | b'd'))
+                rows += u64::from(matches!(
+                    BackendKind::of(tag),
+                    BackendKind::DataRow | BackendKind::CopyData
+                ))
             })
             .unwrap_or(0);
         self.rows += rows;
@@ -196,13 +199,13 @@ where
     }
 
     async fn handle(&mut self, frame: Frame) -> Result<(), SessionError> {
-        if frame.tag() != b'd' {
+        if frame.backend() != BackendKind::CopyData {
             self.drain_copy().await?;
         }
-        match frame.tag() {
-            b'A' => return self.notification(&frame).await,
-            b'S' => return self.parameter_status(&frame).await,
-            b'Z' => return self.ready(&frame).await,
+        match frame.backend() {
+            BackendKind::NotificationResponse => return self.notification(&frame).await,
+            BackendKind::ParameterStatus => return self.parameter_status(&frame).await,
+            BackendKind::ReadyForQuery => return self.ready(&frame).await,
             _ => {}
         }
         if self.head_is_internal() {
@@ -211,36 +214,38 @@ where
         if self.discarding {
             return Ok(());
         }
-        match frame.tag() {
-            b'E' => self.error(&frame).await,
-            b'N' => {
+        match frame.backend() {
+            BackendKind::ErrorResponse => self.error(&frame).await,
+            BackendKind::NoticeResponse => {
                 let scrub = self.head_exec().is_some_and(|e| e.scrub);
                 self.forward_scrubbed(&frame, scrub).await
             }
-            b'1' => {
+            BackendKind::ParseComplete => {
                 self.pop_expected(&frame, |e| matches!(e, Expect::Parse))
                     .await
             }
-            b'2' => {
+            BackendKind::BindComplete => {
                 self.pop_expected(&frame, |e| matches!(e, Expect::Bind))
                     .await
             }
-            b'3' => {
+            BackendKind::CloseComplete => {
                 self.pop_expected(&frame, |e| matches!(e, Expect::Close))
                     .await
             }
-            b't' => self.parameter_description(&frame).await,
-            b'T' => self.row_description(&frame).await,
-            b'n' => self.no_data(&frame).await,
-            b'D' => self.data_row(&frame).await,
-            b'd' => self.copy_data(&frame).await,
-            b'C' | b'I' | b's' => self.completion(&frame).await,
-            b'G' => {
+            BackendKind::ParameterDescription => self.parameter_description(&frame).await,
+            BackendKind::RowDescription => self.row_description(&frame).await,
+            BackendKind::NoData => self.no_data(&frame).await,
+            BackendKind::DataRow => self.data_row(&frame).await,
+            BackendKind::CopyData => self.copy_data(&frame).await,
+            BackendKind::CommandComplete
+            | BackendKind::EmptyQueryResponse
+            | BackendKind::PortalSuspended => self.completion(&frame).await,
+            BackendKind::CopyInResponse => {
                 self.copy_in |= matches!(self.guard.state.lock().front(), Some(Expect::Execute(_)));
                 self.client.write(frame.as_bytes()).await
             }
-            b'H' => self.copy_out_response(&frame).await,
-            b'c' => self.copy_done(&frame).await,
+            BackendKind::CopyOutResponse => self.copy_out_response(&frame).await,
+            BackendKind::CopyDone => self.copy_done(&frame).await,
             _ => Err(anomaly(&frame)),
         }
     }
@@ -375,28 +380,28 @@ where
         let Some(Expect::Internal { sets, error, .. }) = queue.front_mut() else {
             return Err(anomaly(frame));
         };
-        match frame.tag() {
-            b'T' => sets.push(Vec::new()),
-            b'D' => {
+        match frame.backend() {
+            BackendKind::RowDescription => sets.push(Vec::new()),
+            BackendKind::DataRow => {
                 let row = messages::parse_data_row(frame).map_err(SessionError::Upstream)?;
                 match sets.last_mut() {
                     Some(set) => set.push(row),
                     None => return Err(anomaly(frame)),
                 }
             }
-            b'C' => {
+            BackendKind::CommandComplete => {
                 if sets.is_empty() {
                     sets.push(Vec::new());
                 }
             }
-            b'E' => {
+            BackendKind::ErrorResponse => {
                 *error = Some(
                     messages::parse_error_code(frame)
                         .map(|(code, msg)| format!("{code}: {msg}"))
                         .unwrap_or_default(),
                 )
             }
-            b'N' | b'I' => {}
+            BackendKind::NoticeResponse | BackendKind::EmptyQueryResponse => {}
             _ => return Err(anomaly(frame)),
         }
         Ok(())
@@ -546,15 +551,16 @@ where
         self.row_ends.push(self.rows.len());
         let mut stop = None;
         let (rows, ends) = (&mut self.rows, &mut self.row_ends);
-        self.server.take_buffered(b'D', |frame| {
-            stop = count(self.guard, &mut self.role_reserve, exec, frame.len());
-            if stop.is_some() {
-                return false;
-            }
-            rows.extend_from_slice(frame);
-            ends.push(rows.len());
-            ends.len() < enforce::GROUP_ROWS
-        });
+        self.server
+            .take_buffered(BackendKind::DataRow.tag(), |frame| {
+                stop = count(self.guard, &mut self.role_reserve, exec, frame.len());
+                if stop.is_some() {
+                    return false;
+                }
+                rows.extend_from_slice(frame);
+                ends.push(rows.len());
+                ends.len() < enforce::GROUP_ROWS
+            });
         stop
     }
 
@@ -587,14 +593,15 @@ where
     fn take_buffered_copy_data(&mut self, exec: &Exec) -> Option<Block> {
         let pipe = self.copy_out.as_mut().filter(|p| !p.is_full())?;
         let mut stop = None;
-        self.server.take_buffered(b'd', |frame| {
-            stop = count(self.guard, &mut self.role_reserve, exec, frame.len());
-            if stop.is_some() {
-                return false;
-            }
-            pipe.push(&frame[HEADER_LEN..]);
-            !pipe.is_full()
-        });
+        self.server
+            .take_buffered(BackendKind::CopyData.tag(), |frame| {
+                stop = count(self.guard, &mut self.role_reserve, exec, frame.len());
+                if stop.is_some() {
+                    return false;
+                }
+                pipe.push(&frame[HEADER_LEN..]);
+                !pipe.is_full()
+            });
         stop
     }
 

@@ -21,7 +21,7 @@ use crate::guard::Core;
 use crate::policy::{Block, Rule};
 use crate::proxy::SessionError;
 use crate::wire::messages::{self, ErrorFields, Severity};
-use crate::wire::{Conn, Frame};
+use crate::wire::{Conn, Frame, FrontendKind};
 
 /// SQL that fails at parse time on the server, used in place of refused
 /// statements.
@@ -101,43 +101,45 @@ where
             {
                 self.fail_transaction().await?;
             }
-            match frame.tag() {
-                b'Q' => self.simple_query(&frame).await?,
-                b'P' => self.parse(&frame).await?,
-                b'B' => self.bind(&frame).await?,
-                b'D' => self.describe(&frame).await?,
-                b'E' => self.execute(&frame).await?,
-                b'C' => self.close(&frame).await?,
-                b'S' if self.copy_in => {
+            match frame.frontend() {
+                FrontendKind::Query => self.simple_query(&frame).await?,
+                FrontendKind::Parse => self.parse(&frame).await?,
+                FrontendKind::Bind => self.bind(&frame).await?,
+                FrontendKind::Describe => self.describe(&frame).await?,
+                FrontendKind::Execute => self.execute(&frame).await?,
+                FrontendKind::Close => self.close(&frame).await?,
+                FrontendKind::Sync if self.copy_in => {
                     self.batch_failed = false;
                     self.guard.state.push(Expect::SyncInCopy);
                     self.send(frame.as_bytes()).await?;
                 }
-                b'S' => {
+                FrontendKind::Sync => {
                     self.guard.state.push_sync(Expect::Sync);
                     self.in_batch = false;
                     self.batch_failed = false;
                     self.core.end_batch();
                     self.send(frame.as_bytes()).await?;
                 }
-                b'H' => {
+                FrontendKind::Flush => {
                     self.send(frame.as_bytes()).await?;
                     self.flush().await?;
                 }
-                b'c' | b'f' if self.copy_in => {
+                FrontendKind::CopyDone | FrontendKind::CopyFail if self.copy_in => {
                     self.copy_in = false;
                     self.guard.state.push(Expect::CopyEnd);
                     self.send(frame.as_bytes()).await?;
                 }
-                b'd' | b'c' | b'f' => self.send(frame.as_bytes()).await?,
-                b'F' => {
+                FrontendKind::CopyData | FrontendKind::CopyDone | FrontendKind::CopyFail => {
+                    self.send(frame.as_bytes()).await?
+                }
+                FrontendKind::FunctionCall => {
                     let b = Block::new(
                         Rule::ProtocolFunctionCall,
                         "the FunctionCall protocol message is not available to guarded roles",
                     );
                     self.refuse_cycle(&b, "", None).await?;
                 }
-                b'X' => {
+                FrontendKind::Terminate => {
                     self.send(frame.as_bytes()).await?;
                     self.flush().await?;
                     return Ok(());
@@ -145,7 +147,7 @@ where
                 other => {
                     return Err(SessionError::ClientProtocol(format!(
                         "unexpected message type {:?} in a guarded session",
-                        other as char
+                        other.tag() as char
                     )))
                 }
             }
@@ -403,7 +405,8 @@ where
         rx: tokio::sync::oneshot::Receiver<bool>,
     ) -> Result<(), SessionError> {
         if self.in_batch {
-            self.send(&messages::frame(b'H', &[])).await?;
+            self.send(&messages::frame(FrontendKind::Flush.tag(), &[]))
+                .await?;
         }
         self.flush().await?;
         let stopped = rx.await.unwrap_or(false);
@@ -582,7 +585,7 @@ fn failing_bind(portal: &str) -> bytes::Bytes {
     body.extend_from_slice(BLOCKED_NAME.as_bytes());
     body.push(0);
     body.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
-    messages::frame(b'B', &body)
+    messages::frame(FrontendKind::Bind.tag(), &body)
 }
 
 /// An Execute of a portal that does not exist: fails on the server.
@@ -590,5 +593,5 @@ fn failing_execute() -> bytes::Bytes {
     let mut body = BLOCKED_NAME.as_bytes().to_vec();
     body.push(0);
     body.extend_from_slice(&0i32.to_be_bytes());
-    messages::frame(b'E', &body)
+    messages::frame(FrontendKind::Execute.tag(), &body)
 }
