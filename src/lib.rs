@@ -9,20 +9,23 @@
 //! # Layout
 //!
 //! - [`config`]: `serve` settings from file, flags and `COPYGUARD_*`
-//!   variables, validated up front.
+//!   variables, each declared once in one table, validated up front.
 //! - [`wire`]: the PostgreSQL protocol: raw frames over TCP or TLS,
-//!   startup packets, SSL/GSS negotiation, the messages copyguard builds.
-//!   Knows nothing of policy.
+//!   startup packets, SSL/GSS negotiation, message kinds by direction
+//!   ([`wire::FrontendKind`], [`wire::BackendKind`]), the messages
+//!   copyguard builds. Knows nothing of policy.
 //! - [`proxy`]: the accept loop, limits and shutdown; the phases of one
 //!   session (negotiate, establish, classify, relay); authentication relay,
-//!   cancel routing, the raw production relay and the guarded relay. The
-//!   only module that wires the others together.
+//!   cancel routing, the raw production relay and the guarded relay (which
+//!   moves bytes and runs what [`guard`] decides). The only module that
+//!   wires the others together.
 //! - [`catalog`]: what the upstream database holds (relations, columns,
 //!   views, partitions, OIDs) and the per-database cache.
 //! - [`analysis`]: SQL text + catalog -> facts (statement kind, relations,
 //!   lineage of every output column, functions). Pure.
 //! - [`policy`]: policy files -> model; role classes; facts -> verdict;
-//!   hot reload. Pure.
+//!   every rule id as one enum ([`policy::Rule`]: id, SQLSTATE, meaning,
+//!   hint); hot reload. Pure.
 //! - [`guard`]: the guarded-session core: the session's name-resolution
 //!   context, prepared statements, portals and cursors, and the one
 //!   ordered decision every guarded statement gets (analysis errors,

@@ -17,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::SessionError;
 use crate::telemetry;
-use crate::wire::{FrameScanner, Stream, WireError};
+use crate::wire::{BackendKind, FrameScanner, FrontendKind, Stream, WireError};
 
 const BUFFER_SIZE: usize = 32 * 1024;
 
@@ -32,6 +32,10 @@ pub struct RelayStats {
     pub messages_up: u64,
     /// Messages from server to client.
     pub messages_down: u64,
+    /// Rows from server to client: DataRow and CopyData messages.
+    pub rows_down: u64,
+    /// Statements from client to server: Query and Execute messages.
+    pub statements_up: u64,
 }
 
 /// How a relay ended without error.
@@ -59,6 +63,10 @@ struct Pump {
     scanner: FrameScanner,
     bytes: u64,
     messages: u64,
+    /// Messages whose tag is one of `counted_tags`.
+    tagged: u64,
+    /// The tags counted in `tagged` (rows one way, statements the other).
+    counted_tags: [u8; 2],
     bytes_metric: Counter,
     messages_metric: Counter,
     /// Called with the SQL of each Query and Parse that arrives whole in
@@ -70,7 +78,12 @@ struct Pump {
 pub type StatementSink = Box<dyn FnMut(&str) + Send>;
 
 impl Pump {
-    fn new(leftover: BytesMut, max_message_size: usize, direction: &'static str) -> Pump {
+    fn new(
+        leftover: BytesMut,
+        max_message_size: usize,
+        direction: &'static str,
+        counted_tags: [u8; 2],
+    ) -> Pump {
         let mut buf = vec![0u8; BUFFER_SIZE.max(leftover.len())].into_boxed_slice();
         buf[..leftover.len()].copy_from_slice(&leftover);
         Pump {
@@ -82,6 +95,8 @@ impl Pump {
             scanner: FrameScanner::new(max_message_size),
             bytes: 0,
             messages: 0,
+            tagged: 0,
+            counted_tags,
             bytes_metric: metrics::counter!(telemetry::BYTES, "direction" => direction),
             messages_metric: metrics::counter!(telemetry::MESSAGES, "direction" => direction),
             statements: None,
@@ -96,10 +111,14 @@ impl Pump {
                 whole_statements(chunk, sink);
             }
         }
+        let (tags, mut tagged) = (self.counted_tags, 0);
         let frames = self
             .scanner
-            .feed(chunk, |_, _| {})
+            .feed(chunk, |tag, _| {
+                tagged += u64::from(tag == tags[0] || tag == tags[1])
+            })
             .map_err(PumpError::Frame)?;
+        self.tagged += tagged;
         self.bytes += chunk.len() as u64;
         self.messages += frames;
         self.bytes_metric.increment(chunk.len() as u64);
@@ -191,8 +210,14 @@ impl Relay {
                 client_leftover,
                 max_message_size,
                 telemetry::CLIENT_TO_SERVER,
+                [FrontendKind::Query.tag(), FrontendKind::Execute.tag()],
             ),
-            down: Pump::new(server_leftover, usize::MAX, telemetry::SERVER_TO_CLIENT),
+            down: Pump::new(
+                server_leftover,
+                usize::MAX,
+                telemetry::SERVER_TO_CLIENT,
+                [BackendKind::DataRow.tag(), BackendKind::CopyData.tag()],
+            ),
             primed: false,
         }
     }
@@ -213,6 +238,8 @@ impl Relay {
             bytes_down: self.down.bytes,
             messages_up: self.up.messages,
             messages_down: self.down.messages,
+            rows_down: self.down.tagged,
+            statements_up: self.up.tagged,
         }
     }
 
@@ -279,9 +306,9 @@ fn whole_statements(chunk: &[u8], sink: &mut StatementSink) {
         };
         let body = &chunk[at + 5..end];
         let cstr = |b: &[u8]| b.iter().position(|c| *c == 0).map(|n| n + 1);
-        let sql = match header[0] {
-            b'Q' => Some(body),
-            b'P' => cstr(body).map(|n| &body[n..]),
+        let sql = match FrontendKind::of(header[0]) {
+            FrontendKind::Query => Some(body),
+            FrontendKind::Parse => cstr(body).map(|n| &body[n..]),
             _ => None,
         };
         if let Some(sql) = sql.and_then(|b| cstr(b).map(|n| &b[..n - 1])) {

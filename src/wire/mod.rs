@@ -7,6 +7,7 @@
 
 mod conn;
 mod error;
+mod kind;
 pub mod messages;
 mod scan;
 mod startup;
@@ -15,6 +16,7 @@ pub mod tls;
 
 pub use conn::{Conn, Frame};
 pub use error::WireError;
+pub use kind::{BackendKind, FrontendKind};
 pub use scan::FrameScanner;
 pub use startup::{InitialPacket, StartupMessage, MAX_STARTUP_PACKET_LEN};
 pub use stream::Stream;

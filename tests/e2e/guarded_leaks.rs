@@ -1,5 +1,5 @@
 //! The leak hunt: every export path of the threat model
-//! (`/work/shared/THREAT-MODEL.md`, sections 1 to 8) tried as the guarded
+//! (`docs/threat-model.md`, export paths 1 to 8) tried as the guarded
 //! role under [`locked_policy`] (no classified output at all) through a
 //! recording [`Tap`], with tokio-postgres (simple and extended protocol,
 //! binary results, portals, COPY), psql (`\copy` too) and a byte-level

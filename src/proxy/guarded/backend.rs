@@ -19,9 +19,9 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
 use tracing::warn;
 
 use super::copy_pipe::CopyPipe;
-use super::exec::{Exec, Expect};
+use super::exec::{Exec, Expect, Refused};
 use super::Guard;
-use crate::analysis::{CopyFormat, StatementKind};
+use crate::analysis::{CopyForceQuote, CopyFormat, StatementKind};
 use crate::enforce::copy::{self, CopyRewriter};
 use crate::enforce::{
     self, blank_notification, check_row_description, scrub_error, ColumnPlan, DataRows,
@@ -30,17 +30,40 @@ use crate::enforce::{
 use crate::policy::{Block, Rule};
 use crate::proxy::{upstream, SessionError};
 use crate::pseudonym::{ColumnType, Format, Pseudonymizer};
+use crate::telemetry;
 use crate::wire::messages;
-use crate::wire::{Conn, Frame, HEADER_LEN};
+use crate::wire::{BackendKind, Conn, Frame, FrameScanner, HEADER_LEN};
 
 /// The client-bound writer, with a flag telling whether a frame is half
-/// written (so a final FATAL is only sent between frames).
+/// written (so a final FATAL is only sent between frames), and the counts
+/// of what the client received.
 pub(super) struct ClientOut<W> {
     pub writer: BufWriter<W>,
     pub in_frame: bool,
+    /// Follows frame boundaries to count messages and rows (DataRow and
+    /// CopyData) by their tags.
+    scanner: FrameScanner,
+    pub bytes: u64,
+    pub messages: u64,
+    pub rows: u64,
+    bytes_metric: metrics::Counter,
+    messages_metric: metrics::Counter,
 }
 
 impl<W: AsyncWrite + Unpin> ClientOut<W> {
+    pub fn new(writer: BufWriter<W>) -> Self {
+        ClientOut {
+            writer,
+            in_frame: false,
+            scanner: FrameScanner::new(usize::MAX),
+            bytes: 0,
+            messages: 0,
+            rows: 0,
+            bytes_metric: metrics::counter!(telemetry::BYTES, "direction" => telemetry::SERVER_TO_CLIENT),
+            messages_metric: metrics::counter!(telemetry::MESSAGES, "direction" => telemetry::SERVER_TO_CLIENT),
+        }
+    }
+
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), SessionError> {
         self.in_frame = true;
         self.writer
@@ -48,7 +71,27 @@ impl<W: AsyncWrite + Unpin> ClientOut<W> {
             .await
             .map_err(|e| SessionError::Client(e.into()))?;
         self.in_frame = false;
+        self.count(bytes);
         Ok(())
+    }
+
+    /// Counts bytes written to the client.
+    fn count(&mut self, bytes: &[u8]) {
+        let mut rows = 0;
+        let messages = self
+            .scanner
+            .feed(bytes, |tag, _| {
+                rows += u64::from(matches!(
+                    BackendKind::of(tag),
+                    BackendKind::DataRow | BackendKind::CopyData
+                ))
+            })
+            .unwrap_or(0);
+        self.rows += rows;
+        self.bytes += bytes.len() as u64;
+        self.messages += messages;
+        self.bytes_metric.increment(bytes.len() as u64);
+        self.messages_metric.increment(messages);
     }
 
     pub async fn flush(&mut self) -> Result<(), SessionError> {
@@ -156,13 +199,13 @@ where
     }
 
     async fn handle(&mut self, frame: Frame) -> Result<(), SessionError> {
-        if frame.tag() != b'd' {
+        if frame.backend() != BackendKind::CopyData {
             self.drain_copy().await?;
         }
-        match frame.tag() {
-            b'A' => return self.notification(&frame).await,
-            b'S' => return self.parameter_status(&frame).await,
-            b'Z' => return self.ready(&frame).await,
+        match frame.backend() {
+            BackendKind::NotificationResponse => return self.notification(&frame).await,
+            BackendKind::ParameterStatus => return self.parameter_status(&frame).await,
+            BackendKind::ReadyForQuery => return self.ready(&frame).await,
             _ => {}
         }
         if self.head_is_internal() {
@@ -171,36 +214,38 @@ where
         if self.discarding {
             return Ok(());
         }
-        match frame.tag() {
-            b'E' => self.error(&frame).await,
-            b'N' => {
+        match frame.backend() {
+            BackendKind::ErrorResponse => self.error(&frame).await,
+            BackendKind::NoticeResponse => {
                 let scrub = self.head_exec().is_some_and(|e| e.scrub);
                 self.forward_scrubbed(&frame, scrub).await
             }
-            b'1' => {
+            BackendKind::ParseComplete => {
                 self.pop_expected(&frame, |e| matches!(e, Expect::Parse))
                     .await
             }
-            b'2' => {
+            BackendKind::BindComplete => {
                 self.pop_expected(&frame, |e| matches!(e, Expect::Bind))
                     .await
             }
-            b'3' => {
+            BackendKind::CloseComplete => {
                 self.pop_expected(&frame, |e| matches!(e, Expect::Close))
                     .await
             }
-            b't' => self.parameter_description(&frame).await,
-            b'T' => self.row_description(&frame).await,
-            b'n' => self.no_data(&frame).await,
-            b'D' => self.data_row(&frame).await,
-            b'd' => self.copy_data(&frame).await,
-            b'C' | b'I' | b's' => self.completion(&frame).await,
-            b'G' => {
+            BackendKind::ParameterDescription => self.parameter_description(&frame).await,
+            BackendKind::RowDescription => self.row_description(&frame).await,
+            BackendKind::NoData => self.no_data(&frame).await,
+            BackendKind::DataRow => self.data_row(&frame).await,
+            BackendKind::CopyData => self.copy_data(&frame).await,
+            BackendKind::CommandComplete
+            | BackendKind::EmptyQueryResponse
+            | BackendKind::PortalSuspended => self.completion(&frame).await,
+            BackendKind::CopyInResponse => {
                 self.copy_in |= matches!(self.guard.state.lock().front(), Some(Expect::Execute(_)));
                 self.client.write(frame.as_bytes()).await
             }
-            b'H' => self.copy_out_response(&frame).await,
-            b'c' => self.copy_done(&frame).await,
+            BackendKind::CopyOutResponse => self.copy_out_response(&frame).await,
+            BackendKind::CopyDone => self.copy_done(&frame).await,
             _ => Err(anomaly(&frame)),
         }
     }
@@ -335,28 +380,28 @@ where
         let Some(Expect::Internal { sets, error, .. }) = queue.front_mut() else {
             return Err(anomaly(frame));
         };
-        match frame.tag() {
-            b'T' => sets.push(Vec::new()),
-            b'D' => {
+        match frame.backend() {
+            BackendKind::RowDescription => sets.push(Vec::new()),
+            BackendKind::DataRow => {
                 let row = messages::parse_data_row(frame).map_err(SessionError::Upstream)?;
                 match sets.last_mut() {
                     Some(set) => set.push(row),
                     None => return Err(anomaly(frame)),
                 }
             }
-            b'C' => {
+            BackendKind::CommandComplete => {
                 if sets.is_empty() {
                     sets.push(Vec::new());
                 }
             }
-            b'E' => {
+            BackendKind::ErrorResponse => {
                 *error = Some(
                     messages::parse_error_code(frame)
                         .map(|(code, msg)| format!("{code}: {msg}"))
                         .unwrap_or_default(),
                 )
             }
-            b'N' | b'I' => {}
+            BackendKind::NoticeResponse | BackendKind::EmptyQueryResponse => {}
             _ => return Err(anomaly(frame)),
         }
         Ok(())
@@ -367,7 +412,10 @@ where
         let (replacement, scrub) = {
             let mut queue = self.guard.state.lock();
             let replacement = match queue.front() {
-                Some(Expect::Refused(err)) => Some(err.clone()),
+                Some(Expect::Refused(_)) => match queue.pop_front() {
+                    Some(Expect::Refused(r)) => Some(r),
+                    _ => None,
+                },
                 _ => None,
             };
             let scrub = matches!(
@@ -378,6 +426,11 @@ where
                 self.copy_in = false;
             }
             (replacement, scrub)
+        };
+        let replacement = match replacement {
+            Some(Refused::Error(err)) => Some(err),
+            Some(Refused::Record(p)) => Some(self.guard.commit_refusal(*p).await),
+            None => None,
         };
         match replacement {
             Some(err) => self.client.write(&err.encode()).await,
@@ -498,15 +551,16 @@ where
         self.row_ends.push(self.rows.len());
         let mut stop = None;
         let (rows, ends) = (&mut self.rows, &mut self.row_ends);
-        self.server.take_buffered(b'D', |frame| {
-            stop = count(self.guard, &mut self.role_reserve, exec, frame.len());
-            if stop.is_some() {
-                return false;
-            }
-            rows.extend_from_slice(frame);
-            ends.push(rows.len());
-            ends.len() < enforce::GROUP_ROWS
-        });
+        self.server
+            .take_buffered(BackendKind::DataRow.tag(), |frame| {
+                stop = count(self.guard, &mut self.role_reserve, exec, frame.len());
+                if stop.is_some() {
+                    return false;
+                }
+                rows.extend_from_slice(frame);
+                ends.push(rows.len());
+                ends.len() < enforce::GROUP_ROWS
+            });
         stop
     }
 
@@ -539,14 +593,15 @@ where
     fn take_buffered_copy_data(&mut self, exec: &Exec) -> Option<Block> {
         let pipe = self.copy_out.as_mut().filter(|p| !p.is_full())?;
         let mut stop = None;
-        self.server.take_buffered(b'd', |frame| {
-            stop = count(self.guard, &mut self.role_reserve, exec, frame.len());
-            if stop.is_some() {
-                return false;
-            }
-            pipe.push(&frame[HEADER_LEN..]);
-            !pipe.is_full()
-        });
+        self.server
+            .take_buffered(BackendKind::CopyData.tag(), |frame| {
+                stop = count(self.guard, &mut self.role_reserve, exec, frame.len());
+                if stop.is_some() {
+                    return false;
+                }
+                pipe.push(&frame[HEADER_LEN..]);
+                !pipe.is_full()
+            });
         stop
     }
 
@@ -650,9 +705,18 @@ where
         let head = self.head_exec();
         let sql = head.as_ref().and_then(|e| e.sql.clone());
         let counted = head.as_ref().map(|e| e.counted());
+        let facts = head
+            .as_deref()
+            .map(|e| (&*e.facts, &*e.catalog, &*e.policy));
         let err = self
             .guard
-            .refusal(b, "result stopped", sql.as_deref().unwrap_or(""), counted)
+            .refusal(
+                b,
+                "result stopped",
+                sql.as_deref().unwrap_or(""),
+                facts,
+                counted,
+            )
             .await;
         self.client.write(&err.encode()).await?;
         self.discarding = true;
@@ -786,7 +850,7 @@ fn copy_rewriter(exec: &Exec, binary: bool, p: Arc<Pseudonymizer>) -> Result<Cop
                 escape: byte(options.escape, quote)?,
                 null: options.null.clone().unwrap_or_default().into_bytes(),
                 header: options.header,
-                force_quote: copy::ForceQuote::Off,
+                force_quote: force_quote(exec, options.force_quote.as_ref())?,
             }
         }
     };
@@ -816,6 +880,33 @@ fn copy_rewriter(exec: &Exec, binary: bool, p: Arc<Pseudonymizer>) -> Result<Cop
         }));
     }
     Ok(CopyRewriter::new(ColumnPlan::new(columns), shape, p))
+}
+
+/// CSV `FORCE_QUOTE` of a COPY TO: the named columns by their position in
+/// the statement's outputs. A name copyguard cannot place refuses the
+/// statement (the server would refuse it too).
+fn force_quote(exec: &Exec, option: Option<&CopyForceQuote>) -> Result<copy::ForceQuote, Block> {
+    let names = match option {
+        None => return Ok(copy::ForceQuote::Off),
+        Some(CopyForceQuote::All) => return Ok(copy::ForceQuote::All),
+        Some(CopyForceQuote::Columns(names)) => names,
+    };
+    names
+        .iter()
+        .map(|name| {
+            exec.facts
+                .outputs
+                .iter()
+                .position(|o| o.name == *name)
+                .ok_or_else(|| {
+                    enforce::block(
+                        Rule::PseudonymCopy,
+                        format!("FORCE_QUOTE names {name:?}, which is not a column of the COPY"),
+                    )
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(copy::ForceQuote::Columns)
 }
 
 /// The refusal when a value cannot be pseudonymized.

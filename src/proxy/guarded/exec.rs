@@ -16,6 +16,15 @@ use crate::wire::messages::ErrorFields;
 /// Result sets of an internal query, or the server's error message.
 pub(super) type InternalResult = Result<Vec<Vec<Row>>, String>;
 
+/// What the client gets for a message copyguard refused, once the server
+/// reaches its failing stand-in: an error, or a refusal recorded then
+/// (a stand-in the server skips after an earlier error leaves no record).
+#[derive(Debug)]
+pub(super) enum Refused {
+    Error(ErrorFields),
+    Record(Box<super::PendingRefusal>),
+}
+
 /// A response the server owes, in request order.
 #[derive(Debug)]
 pub(super) enum Expect {
@@ -25,7 +34,7 @@ pub(super) enum Expect {
     QueryEnd,
     /// A message copyguard replaced by a deliberately failing one: the
     /// ErrorResponse it causes is replaced by this refusal.
-    Refused(ErrorFields),
+    Refused(Refused),
     /// ParseComplete.
     Parse,
     /// BindComplete.
@@ -81,8 +90,13 @@ pub(super) struct SessionState {
     pub session_rows: AtomicU64,
     /// Bytes of classified rows relayed in this session.
     pub session_bytes: AtomicU64,
-    /// Statements decided in this session.
+    /// Statements decided in this session, refused ones included.
     pub statements: AtomicU64,
+    /// Statements refused and results stopped in this session.
+    pub refusals: AtomicU64,
+    /// Bytes and messages the client sent.
+    pub bytes_up: AtomicU64,
+    pub messages_up: AtomicU64,
     /// A result was stopped inside a transaction the server still considers
     /// healthy: the client was told it failed, so the server transaction
     /// must be failed too before the next client message.

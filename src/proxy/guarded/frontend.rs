@@ -12,15 +12,16 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite, BufWriter};
 use tracing::warn;
 
-use super::exec::{Exec, Expect, InternalResult};
-use super::Guard;
+use super::exec::{Exec, Expect, InternalResult, Refused};
+use super::{Guard, PendingRefusal};
 use crate::analysis::{CopyEndpoint, StatementFacts, StatementKind};
 use crate::catalog::{parse_name_array, Catalog, CatalogRows, Claim, LOAD_SQL};
+use crate::enforce;
 use crate::guard::Core;
 use crate::policy::{Block, Rule};
 use crate::proxy::SessionError;
 use crate::wire::messages::{self, ErrorFields, Severity};
-use crate::wire::{Conn, Frame};
+use crate::wire::{Conn, Frame, FrontendKind};
 
 /// SQL that fails at parse time on the server, used in place of refused
 /// statements.
@@ -37,6 +38,12 @@ pub(super) struct Frontend<'a, R, W> {
     /// What decides every statement (no I/O).
     core: Core,
     in_batch: bool,
+    /// This extended-protocol batch already failed on the server (a
+    /// refused message, a Parse the server rejects, a stopped result): the
+    /// server skips everything up to the next Sync, so what is refused
+    /// after it is refused silently (the client sees one error, the block
+    /// log holds one record).
+    batch_failed: bool,
     /// An Execute of COPY FROM STDIN was sent and the client has not ended
     /// the copy yet.
     copy_in: bool,
@@ -65,6 +72,7 @@ where
             server,
             core,
             in_batch: false,
+            batch_failed: false,
             copy_in: false,
         }
     }
@@ -80,6 +88,7 @@ where
             else {
                 return Ok(());
             };
+            self.guard.count_up(frame.as_bytes().len());
             if let Some(cancel) = self.guard.state.take_pending_cancel() {
                 self.flush().await?;
                 let _ = cancel.await;
@@ -93,41 +102,45 @@ where
                 self.fail_transaction().await?;
             }
             messages::check_frontend(&frame).map_err(SessionError::Client)?;
-            match frame.tag() {
-                b'Q' => self.simple_query(&frame).await?,
-                b'P' => self.parse(&frame).await?,
-                b'B' => self.bind(&frame).await?,
-                b'D' => self.describe(&frame).await?,
-                b'E' => self.execute(&frame).await?,
-                b'C' => self.close(&frame).await?,
-                b'S' if self.copy_in => {
+            match frame.frontend() {
+                FrontendKind::Query => self.simple_query(&frame).await?,
+                FrontendKind::Parse => self.parse(&frame).await?,
+                FrontendKind::Bind => self.bind(&frame).await?,
+                FrontendKind::Describe => self.describe(&frame).await?,
+                FrontendKind::Execute => self.execute(&frame).await?,
+                FrontendKind::Close => self.close(&frame).await?,
+                FrontendKind::Sync if self.copy_in => {
+                    self.batch_failed = false;
                     self.guard.state.push(Expect::SyncInCopy);
                     self.send(frame.as_bytes()).await?;
                 }
-                b'S' => {
+                FrontendKind::Sync => {
                     self.guard.state.push_sync(Expect::Sync);
                     self.in_batch = false;
+                    self.batch_failed = false;
                     self.core.end_batch();
                     self.send(frame.as_bytes()).await?;
                 }
-                b'H' => {
+                FrontendKind::Flush => {
                     self.send(frame.as_bytes()).await?;
                     self.flush().await?;
                 }
-                b'c' | b'f' if self.copy_in => {
+                FrontendKind::CopyDone | FrontendKind::CopyFail if self.copy_in => {
                     self.copy_in = false;
                     self.guard.state.push(Expect::CopyEnd);
                     self.send(frame.as_bytes()).await?;
                 }
-                b'd' | b'c' | b'f' => self.send(frame.as_bytes()).await?,
-                b'F' => {
+                FrontendKind::CopyData | FrontendKind::CopyDone | FrontendKind::CopyFail => {
+                    self.send(frame.as_bytes()).await?
+                }
+                FrontendKind::FunctionCall => {
                     let b = Block::new(
                         Rule::ProtocolFunctionCall,
                         "the FunctionCall protocol message is not available to guarded roles",
                     );
-                    self.refuse_cycle(&b, "").await?;
+                    self.refuse_cycle(&b, "", None).await?;
                 }
-                b'X' => {
+                FrontendKind::Terminate => {
                     self.send(frame.as_bytes()).await?;
                     self.flush().await?;
                     return Ok(());
@@ -135,7 +148,7 @@ where
                 other => {
                     return Err(SessionError::ClientProtocol(format!(
                         "unexpected message type {:?} in a guarded session",
-                        other as char
+                        other.tag() as char
                     )))
                 }
             }
@@ -268,20 +281,75 @@ where
         Ok(())
     }
 
-    /// Records a refusal of `sql`; the error the client gets.
-    async fn refused(&mut self, b: &Block, sql: &str) -> ErrorFields {
-        self.guard.refusal(b, "statement refused", sql, None).await
+    /// A refusal of `sql`, with the relations and classified columns of
+    /// the `facts` it was decided on, recorded when the server reaches the
+    /// failing stand-in.
+    fn refused(&self, b: &Block, sql: &str, facts: Option<&StatementFacts>) -> Refused {
+        let policy = self.guard.shared.policy.current();
+        let facts = facts.map(|f| (f, &*self.core.catalog, &*policy));
+        let pending = PendingRefusal::new(b, "statement refused", sql, facts);
+        Refused::Record(Box::new(pending))
+    }
+
+    /// A refusal of a message of an extended-protocol batch: not even
+    /// prepared for the record when the batch already failed (the server
+    /// skips the message and its error never reaches the client).
+    fn refused_in_batch(
+        &mut self,
+        b: &Block,
+        sql: &str,
+        facts: Option<&StatementFacts>,
+    ) -> Refused {
+        if std::mem::replace(&mut self.batch_failed, true) {
+            return Refused::Error(enforce::block_error(b));
+        }
+        self.refused(b, sql, facts)
+    }
+
+    /// The facts a refusal of `sql` was decided on: its statement `at` (the
+    /// only one when `None`), analyzed again (refusals are rare), with
+    /// what an EXECUTE or FETCH runs in its place; the statements taken
+    /// together for a refusal of the whole string.
+    fn refused_facts(&self, sql: &str, at: Option<usize>) -> Option<StatementFacts> {
+        let mut statements = self.core.analyze(sql).ok()?;
+        let facts = match at {
+            Some(at) if at < statements.len() => statements.swap_remove(at),
+            Some(_) => return None,
+            None => {
+                let mut all = statements.into_iter();
+                let mut first = all.next()?;
+                for f in all {
+                    first.reads.extend(f.reads);
+                    first.writes.extend(f.writes);
+                    first.outputs.extend(f.outputs);
+                    first.predicates.extend(f.predicates);
+                    first.stored.extend(f.stored);
+                }
+                first
+            }
+        };
+        let inner = match &facts.kind {
+            StatementKind::Execute { name } => self.core.statements.get(name),
+            StatementKind::Fetch { name, .. } => self.core.cursors.get(name),
+            _ => return Some(facts),
+        };
+        inner.map(|e| (*e.facts).clone())
     }
 
     /// Replaces a whole simple-query cycle with a failing statement.
-    async fn refuse_cycle(&mut self, b: &Block, sql: &str) -> Result<(), SessionError> {
-        let err = self.refused(b, sql).await;
+    async fn refuse_cycle(
+        &mut self,
+        b: &Block,
+        sql: &str,
+        facts: Option<&StatementFacts>,
+    ) -> Result<(), SessionError> {
+        let err = self.refused(b, sql, facts);
         self.refuse_cycle_with(err).await
     }
 
     /// Replaces a whole simple-query cycle with a failing statement whose
     /// error becomes `err`.
-    async fn refuse_cycle_with(&mut self, err: ErrorFields) -> Result<(), SessionError> {
+    async fn refuse_cycle_with(&mut self, err: Refused) -> Result<(), SessionError> {
         self.guard.state.push(Expect::Refused(err));
         self.guard.state.push(Expect::QueryEnd);
         self.send(&messages::query(BLOCKED_SQL)).await
@@ -291,9 +359,12 @@ where
         self.refresh().await?;
         let sql = messages::parse_query(frame).map_err(SessionError::Client)?;
         let policy = self.guard.shared.policy.current();
-        let execs = match self.core.decide_query(&sql, &policy) {
+        let execs = match self.core.decide_query_at(&sql, &policy) {
             Ok(execs) => execs,
-            Err(b) => return self.refuse_cycle(&b, &sql).await,
+            Err(r) => {
+                let facts = self.refused_facts(&sql, r.at);
+                return self.refuse_cycle(&r.block, &sql, facts.as_ref()).await;
+            }
         };
         for exec in &execs {
             let recorded = self
@@ -301,7 +372,7 @@ where
                 .allowed_verdict(&sql, &exec.facts, &exec.allowance, &exec.catalog)
                 .await;
             if let Err(err) = recorded {
-                return self.refuse_cycle_with(err).await;
+                return self.refuse_cycle_with(Refused::Error(err)).await;
             }
         }
         if execs.is_empty() {
@@ -335,11 +406,13 @@ where
         rx: tokio::sync::oneshot::Receiver<bool>,
     ) -> Result<(), SessionError> {
         if self.in_batch {
-            self.send(&messages::frame(b'H', &[])).await?;
+            self.send(&messages::frame(FrontendKind::Flush.tag(), &[]))
+                .await?;
         }
         self.flush().await?;
         let stopped = rx.await.unwrap_or(false);
         if stopped && self.in_batch {
+            self.batch_failed = true;
             self.guard.state.push(Expect::Parse);
             self.send(&messages::parse_message(BLOCKED_NAME, BLOCKED_SQL))
                 .await?;
@@ -362,13 +435,21 @@ where
         let sql: Arc<str> = Arc::from(msg.sql.as_str());
         let decided = self.core.decide_parse(&sql, &policy);
         let decided = match decided {
-            Err(b) => Err(self.refused(&b, &sql).await),
+            Err(b) => {
+                let facts = self.refused_facts(&sql, None);
+                Err(self.refused_in_batch(&b, &sql, facts.as_ref()))
+            }
             Ok(Some(exec)) => self
                 .guard
                 .allowed_verdict(&sql, &exec.facts, &exec.allowance, &exec.catalog)
                 .await
-                .map(|()| Some(exec)),
-            Ok(None) => Ok(None),
+                .map(|()| Some(exec))
+                .map_err(Refused::Error),
+            Ok(None) => {
+                // Several statements: the server refuses the Parse.
+                self.batch_failed = true;
+                Ok(None)
+            }
         };
         match decided {
             Err(err) => {
@@ -390,27 +471,30 @@ where
         let (portal, statement) =
             messages::parse_bind_names(frame).map_err(SessionError::Client)?;
         let policy = self.guard.shared.policy.current();
-        let sql = self
-            .core
-            .statements
-            .get(&statement)
-            .and_then(|s| s.sql.clone());
+        let stored = self.core.statements.get(&statement).cloned();
+        let sql = stored.as_ref().and_then(|s| s.sql.clone());
         let sql = sql.as_deref().unwrap_or("");
         let decided = self.core.decide_bind(&statement, &policy);
         let decided = match decided {
-            Err(b) => Err(self.refused(&b, sql).await),
+            Err(b) => {
+                let facts = stored.as_ref().map(|s| &*s.facts);
+                Err(self.refused_in_batch(&b, sql, facts))
+            }
             Ok((exec, true)) => self
                 .guard
                 .allowed_verdict(sql, &exec.facts, &exec.allowance, &exec.catalog)
                 .await
-                .map(|()| exec),
+                .map(|()| exec)
+                .map_err(Refused::Error),
             Ok((exec, false)) => Ok(exec),
         };
         let decided = decided.and_then(|exec| {
             let mut portal = Exec::portal_of(&exec);
             if exec.allowance.pseudonymizes() {
-                portal.result_formats = messages::parse_bind_result_formats(frame)
-                    .map_err(|e| ErrorFields::new(Severity::Error, "08P01", e.to_string()))?;
+                portal.result_formats =
+                    messages::parse_bind_result_formats(frame).map_err(|e| {
+                        Refused::Error(ErrorFields::new(Severity::Error, "08P01", e.to_string()))
+                    })?;
             }
             Ok(Arc::new(portal))
         });
@@ -452,7 +536,7 @@ where
         let exec = match self.core.execute(&portal) {
             Ok(exec) => exec,
             Err(b) => {
-                let err = self.refused(&b, "").await;
+                let err = self.refused_in_batch(&b, "", None);
                 self.guard.state.push(Expect::Refused(err));
                 return self.send(&failing_execute()).await;
             }
@@ -502,7 +586,7 @@ fn failing_bind(portal: &str) -> bytes::Bytes {
     body.extend_from_slice(BLOCKED_NAME.as_bytes());
     body.push(0);
     body.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
-    messages::frame(b'B', &body)
+    messages::frame(FrontendKind::Bind.tag(), &body)
 }
 
 /// An Execute of a portal that does not exist: fails on the server.
@@ -510,5 +594,5 @@ fn failing_execute() -> bytes::Bytes {
     let mut body = BLOCKED_NAME.as_bytes().to_vec();
     body.push(0);
     body.extend_from_slice(&0i32.to_be_bytes());
-    messages::frame(b'E', &body)
+    messages::frame(FrontendKind::Execute.tag(), &body)
 }
