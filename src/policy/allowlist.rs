@@ -162,7 +162,6 @@ pub const NOT_ALLOWED: &[(&str, &str)] = &[
     ("lo_*", "large objects hold data outside tables, and lo_import/lo_export read and write server files"),
     ("loread", "large objects hold data outside tables"),
     ("lowrite", "large objects hold data outside tables"),
-    ("set_config", "it changes settings, the role included"),
     ("pg_sleep*", "it holds a production connection idle"),
     ("pg_advisory*", "it takes locks production sessions wait for"),
     ("pg_try_advisory*", "it takes locks production sessions wait for"),

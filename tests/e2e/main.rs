@@ -13,6 +13,7 @@ mod bad_input;
 mod clients;
 mod guarded_core;
 mod guarded_leaks;
+mod guarded_settings;
 mod guarded_usage;
 mod lifecycle;
 mod pseudonymize;
