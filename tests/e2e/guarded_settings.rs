@@ -194,3 +194,44 @@ async fn pg_dump_settings_statements_pass() {
     )
     .await;
 }
+
+/// What connection pools send when a connection is returned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_reset_statements_pass() {
+    let proxy = guarded_proxy(limited_policy(20, 200, 1000));
+    let dev = connect_to(proxy.port(), DEV).await;
+    ok(&dev, "SELECT set_config('search_path', 'app', false)").await;
+    ok(
+        &dev,
+        "BEGIN; DECLARE c CURSOR WITH HOLD FOR SELECT id FROM public.orders; COMMIT",
+    )
+    .await;
+    ok(&dev, "LISTEN some_channel").await;
+    // asyncpg's reset query, as one simple query.
+    ok(
+        &dev,
+        "SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL;",
+    )
+    .await;
+    assert_eq!(ok(&dev, "SHOW search_path").await, one("\"$user\", public"));
+    assert_eq!(
+        ok(&dev, "SELECT count(*) FROM users").await,
+        one(&USERS.to_string())
+    );
+    for sql in [
+        "SELECT pg_advisory_unlock(1)",
+        "SELECT pg_advisory_unlock_shared(1, 2)",
+        "DISCARD ALL",
+        "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED",
+    ] {
+        ok(&dev, sql).await;
+    }
+    for sql in [
+        "SELECT pg_advisory_lock(1)",
+        "SELECT pg_advisory_xact_lock(1)",
+        "SELECT pg_try_advisory_lock(1)",
+        "SELECT pg_advisory_lock_shared(1)",
+    ] {
+        refused(&dev, sql, "function.not_allowed").await;
+    }
+}
