@@ -5,6 +5,7 @@
 use tokio_postgres::Client;
 
 use crate::guard_fixture::*;
+use crate::raw::{frame, Msg, Raw};
 use crate::support::*;
 
 /// SQLSTATE and message of a failed statement.
@@ -234,4 +235,71 @@ async fn pool_reset_statements_pass() {
     ] {
         refused(&dev, sql, "function.not_allowed").await;
     }
+}
+
+/// Parse (unnamed) and Bind of `sql` into portal `portal`.
+fn parse_bind(sql: &str, portal: &str) -> Vec<u8> {
+    let cstr = |s: &str| [s.as_bytes(), &[0]].concat();
+    let mut p = cstr("");
+    p.extend(cstr(sql));
+    p.extend(0u16.to_be_bytes());
+    let mut b = cstr(portal);
+    b.extend(cstr(""));
+    b.extend([0u8; 6]);
+    [frame(b'P', &p), frame(b'B', &b)].concat()
+}
+
+/// Execute of `portal` for at most `rows` rows, then Sync.
+fn execute_sync(portal: &str, rows: i32) -> Vec<u8> {
+    let mut e = [portal.as_bytes(), &[0]].concat();
+    e.extend(rows.to_be_bytes());
+    [frame(b'E', &e), frame(b'S', &[])].concat()
+}
+
+/// Message tags, with the SQLSTATE of errors: `D D E:42501 Z:E`.
+fn shape(msgs: &[Msg]) -> String {
+    msgs.iter()
+        .map(|m| match m.tag {
+            b'E' => format!("E:{}", m.sqlstate().unwrap_or_default()),
+            b'Z' => format!("Z:{}", m.body[0] as char),
+            t => (t as char).to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// SQL `MOVE`/`FETCH`/`CLOSE` naming a protocol portal (asyncpg's
+/// `Cursor.forward` sends `MOVE FORWARD n "__asyncpg_portal_1__"`) act on
+/// that portal and count against its limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_fetch_and_move_reach_protocol_portals() {
+    let proxy = guarded_proxy(limited_policy(5, 100, 1000));
+    let mut raw = Raw::login_scram(proxy.port(), DEV, DB, PASSWORD).await;
+    const P: &str = "__asyncpg_portal_1__";
+    assert_eq!(shape(&raw.query("BEGIN").await), "C Z:T");
+    let emails = "SELECT email FROM users ORDER BY id";
+    raw.send(&[parse_bind(emails, P), execute_sync(P, 2)].concat())
+        .await;
+    assert_eq!(shape(&raw.until_ready().await), "1 2 D D s Z:T");
+    // MOVE returns no rows and counts none; FETCH counts with the portal.
+    let moved = raw.query(&format!("MOVE FORWARD 10 \"{P}\"")).await;
+    assert_eq!(shape(&moved), "C Z:T");
+    let fetched = raw.query(&format!("FETCH 2 FROM \"{P}\"")).await;
+    assert_eq!(shape(&fetched), "T D D C Z:T");
+    raw.send(&execute_sync(P, 5)).await;
+    assert_eq!(shape(&raw.until_ready().await), "D E:42501 Z:E");
+    assert_eq!(shape(&raw.query("ROLLBACK").await), "C Z:I");
+
+    // CLOSE of a protocol portal; an unknown name is refused.
+    assert_eq!(shape(&raw.query("BEGIN").await), "C Z:T");
+    raw.send(&[parse_bind(emails, P), execute_sync(P, 1)].concat())
+        .await;
+    assert_eq!(shape(&raw.until_ready().await), "1 2 D s Z:T");
+    assert_eq!(shape(&raw.query(&format!("CLOSE \"{P}\"")).await), "C Z:T");
+    assert_eq!(
+        shape(&raw.query("FETCH 1 FROM nowhere").await),
+        "E:42501 Z:E"
+    );
+    assert_eq!(shape(&raw.query("ROLLBACK").await), "C Z:I");
+    assert_eq!(shape(&raw.query("SELECT 1").await), "T D C Z:I");
 }

@@ -319,7 +319,15 @@ where
                 inner
             }
             StatementKind::Fetch { name, is_move } => {
-                let cursor = self.cursors.get(name).ok_or_else(|| {
+                // A SQL cursor, or a protocol portal (asyncpg's `MOVE
+                // FORWARD n "__asyncpg_portal_1__"`), counted where its
+                // own rows are.
+                let portal = || {
+                    self.portals
+                        .get(name)
+                        .map(|p| p.counted_by.as_ref().unwrap_or(p))
+                };
+                let cursor = self.cursors.get(name).or_else(portal).ok_or_else(|| {
                     enforce::block(
                         "cursor.unknown",
                         format!("no cursor {name:?} known to copyguard"),
