@@ -303,3 +303,38 @@ async fn sql_fetch_and_move_reach_protocol_portals() {
     assert_eq!(shape(&raw.query("ROLLBACK").await), "C Z:I");
     assert_eq!(shape(&raw.query("SELECT 1").await), "T D C Z:I");
 }
+
+/// The statistics views GUI tools and developers read hold counters, not
+/// data: they pass; those holding values or query texts stay refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statistics_views_of_counters_pass() {
+    let proxy = guarded_proxy(limited_policy(20, 200, 1000));
+    let dev = connect_to(proxy.port(), DEV).await;
+    let prod = connect_to(cluster().db.port(), PROD).await;
+    for sql in [
+        "SELECT relname FROM pg_stat_user_tables WHERE relname = 'users'",
+        "SELECT relname, seq_scan IS NOT NULL, n_live_tup >= 0, last_analyze IS NULL OR true FROM pg_stat_user_tables ORDER BY relname",
+        "SELECT * FROM pg_stat_all_tables WHERE relname = 'orders'",
+        "SELECT relname, heap_blks_read >= 0 FROM pg_statio_user_tables ORDER BY relname",
+        "SELECT count(*) >= 0 FROM pg_statio_user_indexes",
+        "SELECT count(*) >= 0 FROM pg_statio_user_sequences",
+        "SELECT indexrelname, idx_scan >= 0 FROM pg_stat_user_indexes ORDER BY indexrelname",
+        "SELECT datname, xact_commit > 0 FROM pg_stat_database WHERE datname = current_database()",
+        "SELECT count(*) >= 0 FROM pg_stat_database_conflicts",
+        "SELECT count(*) >= 0 FROM pg_stat_user_functions",
+        "SELECT count(*) >= 0 FROM pg_stat_xact_user_tables",
+    ] {
+        let got = ok(&dev, sql).await;
+        let direct = text_rows_of(prod.simple_query(sql).await.unwrap());
+        assert_eq!(got.len(), direct.len(), "{sql}");
+    }
+    for sql in [
+        "SELECT most_common_vals FROM pg_stats WHERE tablename = 'users'",
+        "SELECT attname FROM pg_stats",
+        "SELECT query FROM pg_stat_activity",
+        "SELECT pid FROM pg_stat_activity",
+    ] {
+        let (code, message) = rows(&dev, sql).await.expect_err(sql);
+        assert_eq!(code, "42501", "{sql}: {message}");
+    }
+}
