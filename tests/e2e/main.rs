@@ -11,6 +11,8 @@ mod audit_log;
 mod auth_tls;
 mod bad_input;
 mod clients;
+mod demo_lines;
+mod driver_matrix;
 mod guarded_core;
 mod guarded_leaks;
 mod guarded_settings;
