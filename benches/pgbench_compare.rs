@@ -1,5 +1,6 @@
 //! End-to-end throughput: `pgbench -S` straight to PostgreSQL, through
-//! copyguard and through pgbouncer (session mode), interleaved in one run.
+//! copyguard (a production and a guarded role), through pgbouncer (session
+//! mode) and through a zero-work forwarder, interleaved in one run.
 //!
 //! Run with `cargo bench --bench pgbench_compare` (or `benches/run-pgbench.sh`,
 //! which installs pgbouncer first). `COPYGUARD_BENCH_ROUNDS` (default 3) and
@@ -28,9 +29,12 @@ use copyguard::devdb::{DevDb, DevDbOptions};
 
 #[path = "support/env.rs"]
 mod env;
+#[path = "support/forwarder.rs"]
+mod forwarder;
 #[path = "support/proxy.rs"]
 mod proxy;
 use env::env_count;
+use forwarder::Forwarder;
 use proxy::Proxy;
 
 const DATABASE: &str = "bench";
@@ -133,6 +137,10 @@ fn run() -> Result<()> {
         }
     };
 
+    let forwarder = Forwarder::start(SocketAddr::from((Ipv4Addr::LOCALHOST, db.port())))
+        .context("starting the zero-work forwarder")?;
+    println!("zero-work forwarder on 127.0.0.1:{}", forwarder.port);
+
     let superuser = db.superuser();
     let mut targets = vec![
         Target {
@@ -149,6 +157,11 @@ fn run() -> Result<()> {
             name: "guarded",
             port: proxy.port(),
             user: GUARDED_USER,
+        },
+        Target {
+            name: "forwarder",
+            port: forwarder.port,
+            user: superuser,
         },
     ];
     if let Some(bouncer) = &bouncer {
@@ -510,12 +523,13 @@ fn print_table(
         None => "-".to_owned(),
     };
     println!(
-        "{:<9} {:<10} {:>12} {:>11} {:>16} {:>19} {:>19} {:>5}",
+        "{:<9} {:<10} {:>12} {:>11} {:>16} {:>19} {:>19} {:>19} {:>5}",
         "protocol",
         "target",
         "tps(median)",
         "latency_ms",
         "ratio_vs_direct",
+        "ratio_vs_forwarder",
         "ratio_vs_pgbouncer",
         "ratio_vs_copyguard",
         "runs"
@@ -527,6 +541,7 @@ fn print_table(
                 .and_then(|runs| median(runs.iter().map(|m| m.tps)))
         };
         let direct = tps_of("direct");
+        let forwarder = tps_of("forwarder");
         let pgbouncer = tps_of("pgbouncer");
         let production = tps_of("copyguard");
         for target in targets {
@@ -542,12 +557,13 @@ fn print_table(
                 count.to_string()
             };
             println!(
-                "{:<9} {:<10} {:>12} {:>11} {:>16} {:>19} {:>19} {:>5}",
+                "{:<9} {:<10} {:>12} {:>11} {:>16} {:>19} {:>19} {:>19} {:>5}",
                 protocol,
                 target.name,
                 fmt(tps, 1),
                 fmt(latency, 3),
                 fmt(ratio(direct), 2),
+                fmt(ratio(forwarder), 2),
                 fmt(ratio(pgbouncer), 2),
                 fmt(ratio(production), 2),
                 runs

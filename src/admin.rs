@@ -1,10 +1,12 @@
-//! The admin HTTP endpoint: `GET /metrics` (Prometheus text format) and
-//! `GET /healthz`. Deliberately tiny: one request per connection, GET only.
+//! The admin HTTP endpoint: `GET /metrics` (Prometheus text format),
+//! `GET /healthz` (liveness: the process serves and can write its block
+//! log) and `GET /readyz` (readiness: also the upstream server answers).
+//! Deliberately tiny: one request per connection, GET only.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -12,11 +14,20 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::audit::AuditLog;
 
-/// Shared health state reported by `/healthz`.
+/// How long a readiness probe's answer is reused: a burst of `/readyz`
+/// requests costs one connection to the upstream.
+const PROBE_CACHE: Duration = Duration::from_secs(1);
+/// The longest a readiness probe waits for the upstream.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Shared health state reported by `/healthz` and `/readyz`.
 #[derive(Debug)]
 pub struct Health {
     draining: AtomicBool,
     audit: AuditLog,
+    upstream: Option<String>,
+    probe_timeout: Duration,
+    last_probe: tokio::sync::Mutex<Option<(Instant, Result<(), String>)>>,
 }
 
 impl Health {
@@ -25,7 +36,18 @@ impl Health {
         Health {
             draining: AtomicBool::new(false),
             audit,
+            upstream: None,
+            probe_timeout: PROBE_TIMEOUT,
+            last_probe: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// Readiness also requires the PostgreSQL server at `addr`
+    /// (`host:port`) to answer, probed within `timeout` (at most 2 s).
+    pub fn with_upstream(mut self, addr: String, timeout: Duration) -> Health {
+        self.upstream = Some(addr);
+        self.probe_timeout = timeout.min(PROBE_TIMEOUT);
+        self
     }
 
     /// Marks the proxy as shutting down: `/healthz` answers 503.
@@ -45,6 +67,50 @@ impl Health {
         } else {
             (200, "ok\n".to_owned())
         }
+    }
+
+    /// `/readyz`: live, and the upstream answers a probe (answers are
+    /// cached for a second).
+    async fn readiness(&self) -> (u16, String) {
+        let (code, body) = self.status();
+        if code != 200 {
+            return (code, body);
+        }
+        let Some(addr) = &self.upstream else {
+            return (200, "ready\n".to_owned());
+        };
+        let mut last = self.last_probe.lock().await;
+        let outcome = match &*last {
+            Some((at, outcome)) if at.elapsed() < PROBE_CACHE => outcome.clone(),
+            _ => {
+                let outcome = probe(addr, self.probe_timeout).await;
+                *last = Some((Instant::now(), outcome.clone()));
+                outcome
+            }
+        };
+        match outcome {
+            Ok(()) => (200, "ready\n".to_owned()),
+            Err(why) => (503, format!("upstream {addr} unreachable: {why}\n")),
+        }
+    }
+}
+
+/// Whether a PostgreSQL server answers at `addr`: a TCP connection and an
+/// SSLRequest answered `S` or `N`, then closed before any startup packet
+/// (the server logs nothing for it and starts no session).
+async fn probe(addr: &str, timeout: Duration) -> Result<(), String> {
+    const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 4, 210, 22, 47];
+    let exchange = async {
+        let mut tcp = TcpStream::connect(addr).await?;
+        tcp.write_all(&SSL_REQUEST).await?;
+        let answer = tcp.read_u8().await?;
+        Ok::<u8, std::io::Error>(answer)
+    };
+    match tokio::time::timeout(timeout, exchange).await {
+        Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Ok(b'S' | b'N')) => Ok(()),
+        Ok(Ok(other)) => Err(format!("not a PostgreSQL server (answered {other:#04x})")),
     }
 }
 
@@ -95,6 +161,10 @@ async fn respond(
         }
         ("GET", "/healthz") => {
             let (code, body) = health.status();
+            reply(&mut stream, code, "text/plain", &body).await
+        }
+        ("GET", "/readyz") => {
+            let (code, body) = health.readiness().await;
             reply(&mut stream, code, "text/plain", &body).await
         }
         ("GET", _) => reply(&mut stream, 404, "text/plain", "not found\n").await,

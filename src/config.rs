@@ -790,10 +790,10 @@ impl Config {
                 })?
                 .unwrap_or(1000),
             startup_timeout: src
-                .parse("limits.startup_timeout", parse_duration)?
+                .parse("limits.startup_timeout", parse_positive_duration)?
                 .unwrap_or(Duration::from_secs(30)),
             connect_timeout: src
-                .parse("limits.connect_timeout", parse_duration)?
+                .parse("limits.connect_timeout", parse_positive_duration)?
                 .unwrap_or(Duration::from_secs(10)),
             max_message_size: src
                 .parse("limits.max_message_size", parse_size)?
@@ -802,7 +802,7 @@ impl Config {
                 .parse("limits.shutdown_timeout", parse_duration)?
                 .unwrap_or(Duration::from_secs(30)),
             catalog_refresh: src
-                .parse("limits.catalog_refresh", parse_duration)?
+                .parse("limits.catalog_refresh", parse_positive_duration)?
                 .unwrap_or(Duration::from_secs(300)),
         };
         let log_format = src
@@ -1032,6 +1032,18 @@ fn parse_dir(s: &str) -> Result<PathBuf, String> {
     } else {
         Err(format!("{s:?} is not a directory"))
     }
+}
+
+/// A duration that must be more than zero: a zero timeout would fail
+/// every login, a zero refresh reload the catalog for every statement.
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    parse_duration(s).and_then(|d| {
+        if d.is_zero() {
+            Err(format!("{s:?}: must be more than 0"))
+        } else {
+            Ok(d)
+        }
+    })
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -1264,5 +1276,35 @@ mod tests {
         assert!(parse_size("12 parsecs").is_err());
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+    }
+
+    /// Issue 17: `--startup-timeout 0s` was accepted and every login then
+    /// failed; zero is refused wherever it makes no sense.
+    #[test]
+    fn zero_durations_are_refused_where_meaningless() {
+        let err = |text: &str, args: ConfigArgs| load_toml(text, args).unwrap_err().to_string();
+        for key in ["startup_timeout", "connect_timeout", "catalog_refresh"] {
+            for zero in ["0s", "0", "0ms"] {
+                let e = err(
+                    &format!("upstream = \"db:5432\"\n[limits]\n{key} = \"{zero}\"\n"),
+                    ConfigArgs::default(),
+                );
+                assert!(e.contains(&format!("`limits.{key}`")), "{e}");
+                assert!(e.contains("must be more than 0"), "{e}");
+            }
+        }
+        let args = ConfigArgs {
+            upstream: Some("db:5432".into()),
+            startup_timeout: Some("0s".into()),
+            ..Default::default()
+        };
+        let e = err("", args);
+        assert!(e.contains("--startup-timeout"), "{e}");
+        let c = load_toml(
+            "upstream = \"db:5432\"\n[limits]\nshutdown_timeout = \"0s\"\n",
+            ConfigArgs::default(),
+        )
+        .unwrap();
+        assert_eq!(c.limits.shutdown_timeout, Duration::ZERO, "close at once");
     }
 }

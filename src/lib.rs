@@ -23,6 +23,11 @@
 //!   lineage of every output column, functions). Pure.
 //! - [`policy`]: policy files -> model; role classes; facts -> verdict;
 //!   hot reload. Pure.
+//! - [`guard`]: the guarded-session core: the session's name-resolution
+//!   context, prepared statements, portals and cursors, and the one
+//!   ordered decision every guarded statement gets (analysis errors,
+//!   session rules, then the policy), shared by `serve` and `explain`.
+//!   No sockets.
 //! - [`enforce`]: a verdict applied to results: the RowDescription check,
 //!   DataRow and COPY rewriting (COPY rows in groups, column by column),
 //!   limits and budgets, scrubbing side messages. No sockets.
@@ -45,6 +50,7 @@ pub mod cli;
 pub mod config;
 pub mod devdb;
 pub mod enforce;
+pub mod guard;
 pub mod policy;
 pub mod proxy;
 pub mod pseudonym;

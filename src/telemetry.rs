@@ -27,6 +27,10 @@ pub const CANCEL_REQUESTS: &str = "copyguard_cancel_requests_total";
 /// Sessions that ended with an error (label `side`: `client`, `upstream`, `proxy`).
 pub const SESSION_ERRORS: &str = "copyguard_session_errors_total";
 
+/// Catalog loads run for guarded sessions, one per database at a time
+/// (label `database`).
+pub const CATALOG_LOADS: &str = "copyguard_catalog_loads_total";
+
 /// Verdicts on guarded statements (labels `verdict`, `rule`).
 pub const VERDICTS: &str = "copyguard_verdicts_total";
 /// Policy reloads (label `outcome`: `ok` or `refused`).
@@ -115,6 +119,10 @@ fn describe() {
     describe_counter!(CANCEL_REQUESTS, "Cancel requests received");
     describe_counter!(SESSION_ERRORS, "Sessions ended by an error");
     describe_counter!(VERDICTS, "Verdicts on guarded statements");
+    describe_counter!(
+        CATALOG_LOADS,
+        "Catalog loads for guarded sessions (label `database`)"
+    );
     describe_counter!(POLICY_RELOADS, "Policy reloads");
     describe_counter!(AUDIT_RECORDS, "Records written to the audit log");
     describe_counter!(

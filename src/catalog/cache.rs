@@ -2,16 +2,70 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::sync::watch;
+
 use super::Catalog;
 
 /// The newest catalog of each database, shared by the guarded sessions of
-/// a proxy. Sessions reload a catalog on their own upstream connection
-/// when it is older than `max_age` or after they ran DDL, and publish it
-/// here for the others.
+/// a proxy. A catalog is loaded on a session's own upstream connection
+/// (copyguard has no credentials of its own), but at most one load per
+/// database is in flight: the other sessions wait for it when they have no
+/// catalog yet, and keep using the one they have when it is only old.
+/// Sessions that ran DDL load their own view (see [`CatalogCache::claim`]).
 #[derive(Debug)]
 pub struct CatalogCache {
-    entries: Mutex<HashMap<String, Arc<Catalog>>>,
+    entries: Mutex<HashMap<String, Slot>>,
     max_age: Duration,
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    catalog: Option<Arc<Catalog>>,
+    /// The load in flight: its sender is dropped when it ends, published
+    /// or not.
+    loading: Option<watch::Receiver<()>>,
+}
+
+impl Slot {
+    fn load_in_flight(&self) -> Option<watch::Receiver<()>> {
+        self.loading
+            .as_ref()
+            .filter(|rx| rx.has_changed().is_ok())
+            .cloned()
+    }
+}
+
+/// What a session that needs a newer catalog does.
+#[derive(Debug)]
+pub enum Claim {
+    /// Load it: no other load is in flight. The load counts as in flight
+    /// until the ticket is dropped.
+    Load(LoadTicket),
+    /// Wait for the load in flight ([`LoadWait::done`]), then take the
+    /// cache's catalog.
+    Wait(LoadWait),
+    /// Keep the catalog it has: another session is loading a newer one.
+    Keep,
+}
+
+/// The right to load a database's catalog; dropping it ends the load.
+#[derive(Debug)]
+pub struct LoadTicket {
+    _done: watch::Sender<()>,
+}
+
+/// A wait for another session's load.
+#[derive(Debug)]
+pub struct LoadWait {
+    rx: watch::Receiver<()>,
+}
+
+impl LoadWait {
+    /// Returns when the load has ended, whether or not it published a
+    /// catalog.
+    pub async fn done(mut self) {
+        while self.rx.changed().await.is_ok() {}
+    }
 }
 
 impl CatalogCache {
@@ -25,7 +79,7 @@ impl CatalogCache {
 
     /// The newest catalog of `database`, if any.
     pub fn get(&self, database: &str) -> Option<Arc<Catalog>> {
-        self.lock().get(database).cloned()
+        self.lock().get(database).and_then(|s| s.catalog.clone())
     }
 
     /// Whether `catalog` is older than the cache's maximum age.
@@ -33,18 +87,40 @@ impl CatalogCache {
         catalog.loaded_at.elapsed() > self.max_age
     }
 
-    /// Publishes a freshly loaded catalog unless a newer one is there.
-    pub fn put(&self, database: &str, catalog: Arc<Catalog>) {
+    /// Decides who loads `database`'s catalog: the caller when no load is
+    /// in flight; otherwise it waits when it has no catalog yet
+    /// (`has_catalog` false), or keeps its own.
+    pub fn claim(&self, database: &str, has_catalog: bool) -> Claim {
         let mut entries = self.lock();
-        let newer = entries
-            .get(database)
-            .is_some_and(|c| c.loaded_at > catalog.loaded_at);
-        if !newer {
-            entries.insert(database.to_owned(), catalog);
+        let slot = entries.entry(database.to_owned()).or_default();
+        match slot.load_in_flight() {
+            Some(rx) if has_catalog => {
+                drop(rx);
+                Claim::Keep
+            }
+            Some(rx) => Claim::Wait(LoadWait { rx }),
+            None => {
+                let (tx, rx) = watch::channel(());
+                slot.loading = Some(rx);
+                Claim::Load(LoadTicket { _done: tx })
+            }
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Catalog>>> {
+    /// Publishes a freshly loaded catalog unless a newer one is there.
+    pub fn put(&self, database: &str, catalog: Arc<Catalog>) {
+        let mut entries = self.lock();
+        let slot = entries.entry(database.to_owned()).or_default();
+        let newer = slot
+            .catalog
+            .as_ref()
+            .is_some_and(|c| c.loaded_at > catalog.loaded_at);
+        if !newer {
+            slot.catalog = Some(catalog);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -101,5 +177,55 @@ mod tests {
         );
         assert_eq!(parse_name_array("{}").unwrap(), Vec::<String>::new());
         assert!(parse_name_array("pg_catalog").is_none());
+    }
+
+    fn catalog() -> Arc<Catalog> {
+        Arc::new(Catalog::new(Vec::new(), Vec::new()))
+    }
+
+    #[tokio::test]
+    async fn one_load_per_database_is_in_flight() {
+        let cache = CatalogCache::new(Duration::from_secs(300));
+        let Claim::Load(ticket) = cache.claim("db", false) else {
+            panic!("the first session loads");
+        };
+        assert!(matches!(cache.claim("db", true), Claim::Keep));
+        assert!(matches!(cache.claim("other", false), Claim::Load(_)));
+        let Claim::Wait(wait) = cache.claim("db", false) else {
+            panic!("a session without a catalog waits");
+        };
+        let waiter = tokio::spawn(wait.done());
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        cache.put("db", catalog());
+        drop(ticket);
+        waiter.await.unwrap();
+        assert!(cache.get("db").is_some());
+        assert!(matches!(cache.claim("db", true), Claim::Load(_)));
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_load_frees_the_claim() {
+        let cache = CatalogCache::new(Duration::from_secs(300));
+        let Claim::Load(ticket) = cache.claim("db", false) else {
+            panic!("the first session loads");
+        };
+        let Claim::Wait(wait) = cache.claim("db", false) else {
+            panic!("waits");
+        };
+        drop(ticket);
+        wait.done().await;
+        assert!(cache.get("db").is_none());
+        assert!(matches!(cache.claim("db", false), Claim::Load(_)));
+    }
+
+    #[test]
+    fn an_older_catalog_does_not_replace_a_newer_one() {
+        let cache = CatalogCache::new(Duration::from_secs(300));
+        let old = catalog();
+        let new = catalog();
+        cache.put("db", new.clone());
+        cache.put("db", old);
+        assert!(Arc::ptr_eq(&cache.get("db").unwrap(), &new));
     }
 }

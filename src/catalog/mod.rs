@@ -12,7 +12,7 @@ mod load;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Instant;
 
-pub use cache::{parse_name_array, CatalogCache};
+pub use cache::{parse_name_array, CatalogCache, Claim};
 pub use load::{CatalogRows, LoadError, Row, LOAD_SQL};
 
 /// A PostgreSQL object identifier.

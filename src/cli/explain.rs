@@ -1,12 +1,16 @@
 //! `copyguard explain`: the facts copyguard derives from a statement and
-//! the verdict a role would get, without running it.
+//! the verdict a role would get, without running it. The verdict comes
+//! from the same decision core `serve` uses ([`crate::guard::Core`]), as
+//! for a query string sent first thing in a fresh session.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use crate::analysis::{self, Context, StatementFacts};
+use crate::analysis::StatementFacts;
 use crate::catalog::{Catalog, ColumnId};
-use crate::policy::{ClassMode, Policy, Verdict};
+use crate::guard::{Core, Refusal};
+use crate::policy::{ClassMode, Policy};
 
 /// Options of `copyguard explain`.
 #[derive(Debug, clap::Args)]
@@ -21,6 +25,11 @@ pub struct ExplainArgs {
     /// cannot be resolved.
     #[arg(long, alias = "upstream")]
     dsn: Option<String>,
+    /// Decide as a copyguard without a pseudonymization key
+    /// (`pseudonym.key_file` unset): statements that would be
+    /// pseudonymized are refused.
+    #[arg(long)]
+    no_pseudonym_key: bool,
     /// The SQL text.
     sql: String,
 }
@@ -47,40 +56,56 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<()> {
             "production: relayed untouched"
         }
     );
-    let ctx = Context {
-        catalog: &catalog,
-        search_path: &search_path,
-    };
-    let facts = match analysis::analyze(&args.sql, &ctx) {
-        Ok(f) => f,
-        Err(e) => {
-            println!("analysis failed: {e}");
-            println!("verdict: BLOCK (guarded sessions run only statements copyguard understands)");
+    let policy = Arc::new(policy);
+    let mut core = Core::new(
+        args.role.clone(),
+        class.clone(),
+        !args.no_pseudonym_key,
+        Arc::new(catalog),
+    )
+    .with_search_path(search_path);
+    let statements = match core.analyze(&args.sql) {
+        Ok(statements) => statements,
+        Err(b) => {
+            println!("analysis failed: {}", b.reason);
+            println!("verdict: BLOCK by rule {}: {}", b.rule, b.reason);
             anyhow::bail!("statement refused");
         }
     };
-    let mut refused = false;
-    for (i, stmt) in facts.statements.iter().enumerate() {
-        print!("{}", describe(i + 1, stmt, &policy, &catalog));
-        if !guarded {
+    if !guarded {
+        for (i, stmt) in statements.iter().enumerate() {
+            print!("{}", describe(i + 1, stmt, &policy, &core.catalog));
             println!("  verdict: ALLOW (production role)");
-            continue;
         }
-        match policy.decide(&class, &catalog, stmt) {
-            Verdict::Allow(a) => match a.limits {
+        return Ok(());
+    }
+    let verdict = core.decide_query_at(&args.sql, &policy);
+    for (i, stmt) in statements.iter().enumerate() {
+        print!("{}", describe(i + 1, stmt, &policy, &core.catalog));
+        match &verdict {
+            Ok(execs) => match execs.get(i).and_then(|e| e.allowance.limits) {
                 Some(l) => println!(
                     "  verdict: ALLOW under limits ({} rows, {} bytes per statement; session and role budgets apply)",
                     l.max_rows, l.max_bytes
                 ),
+                None if execs.get(i).is_some_and(|e| e.allowance.pseudonymizes()) => {
+                    println!("  verdict: ALLOW, pseudonymized")
+                }
                 None => println!("  verdict: ALLOW"),
             },
-            Verdict::Block(b) => {
-                refused = true;
-                println!("  verdict: BLOCK by rule {}: {}", b.rule, b.reason);
+            Err(Refusal { block, at: Some(at) }) if *at == i => {
+                println!("  verdict: BLOCK by rule {}: {}", block.rule, block.reason)
             }
+            Err(Refusal { at: Some(at), .. }) => {
+                println!("  verdict: not run (statement {} is refused)", at + 1)
+            }
+            Err(Refusal { at: None, .. }) => println!("  verdict: not run (the query is refused)"),
         }
     }
-    if refused {
+    if let Err(Refusal { block, at: None }) = &verdict {
+        println!("verdict: BLOCK by rule {}: {}", block.rule, block.reason);
+    }
+    if verdict.is_err() {
         anyhow::bail!("statement refused");
     }
     Ok(())

@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::{ConfigArgs, ConfigError};
+use crate::proxy::ServeError;
 
 /// copyguard: a PostgreSQL proxy that keeps production data out of
 /// non-production hands.
@@ -40,8 +41,9 @@ enum Command {
 }
 
 impl Cli {
-    /// Runs the chosen subcommand; configuration errors exit with 2, other
-    /// failures with 1.
+    /// Runs the chosen subcommand; configuration errors (settings, policy,
+    /// block log, TLS material, addresses that cannot be bound) exit with
+    /// 2, other failures with 1. The message is printed once.
     pub fn run(self) -> ExitCode {
         let result = match self.command {
             Command::Serve(args) => serve::run(&args),
@@ -53,8 +55,11 @@ impl Cli {
         match result {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("copyguard: {e:#}");
-                if e.downcast_ref::<ConfigError>().is_some() {
+                eprintln!("copyguard: {}", error_message(&e));
+                let configuration = e
+                    .chain()
+                    .any(|c| c.is::<ConfigError>() || c.is::<ServeError>());
+                if configuration {
                     ExitCode::from(2)
                 } else {
                     ExitCode::FAILURE
@@ -62,6 +67,23 @@ impl Cli {
             }
         }
     }
+}
+
+/// An error and its causes on one line, each said once: a cause whose
+/// text its wrapper already quotes is not repeated.
+fn error_message(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 /// Resolves when the process receives SIGTERM or SIGINT.
@@ -80,4 +102,28 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .thread_name("copyguard")
         .build()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 17: causes their wrappers already quote were printed again
+    /// (an unwritable block log gave its message three times).
+    #[test]
+    fn error_message_says_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "Permission denied");
+        let audit = crate::audit::AuditError::Io {
+            context: "cannot create",
+            path: "/x/audit.log".into(),
+            source: io,
+        };
+        let e = anyhow::Error::new(ServeError::Audit(audit)).context("cannot start");
+        let text = error_message(&e);
+        assert_eq!(text.matches("Permission denied").count(), 1, "{text}");
+        assert!(
+            text.starts_with("cannot start: block log (`audit.path`): cannot create /x/audit.log"),
+            "{text}"
+        );
+    }
 }

@@ -18,30 +18,24 @@ pub use rowcheck::check_row_description;
 pub use scrub::{blank_notification, scrub_error};
 pub use startup::{check_reported_setting, check_startup, is_lexer_setting};
 
-use crate::policy::Block;
+use crate::policy::{Block, Rule};
 use crate::wire::messages::{ErrorFields, Severity};
 
-/// The hint every refusal carries: how to get data legitimately.
-pub const BLOCK_HINT: &str = "Guarded roles cannot read or export classified production data. \
-For realistic data, request a sanctioned anonymized dump from the security team.";
-
-/// The ErrorResponse a guarded client receives for a refused statement.
+/// The ErrorResponse a guarded client receives for a refused statement:
+/// the rule's SQLSTATE, its id and the reason, and the rule's hint.
 pub fn block_error(block: &Block) -> ErrorFields {
     ErrorFields::new(
         Severity::Error,
-        "42501",
+        block.rule.sqlstate(),
         format!(
             "copyguard: blocked by rule {}: {}",
             block.rule, block.reason
         ),
     )
-    .with_hint(BLOCK_HINT)
+    .with_hint(block.rule.hint())
 }
 
-/// A refusal with a rule id and a reason.
-pub fn block(rule: &'static str, reason: impl Into<String>) -> Block {
-    Block {
-        rule,
-        reason: reason.into(),
-    }
+/// A refusal by `rule` with a reason.
+pub fn block(rule: Rule, reason: impl Into<String>) -> Block {
+    Block::new(rule, reason)
 }

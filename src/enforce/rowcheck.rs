@@ -1,6 +1,6 @@
 use crate::analysis::StatementFacts;
 use crate::catalog::{Catalog, ColumnId};
-use crate::policy::{Allowance, Block, ClassLimits, Policy};
+use crate::policy::{Allowance, Block, ClassLimits, Policy, Rule};
 use crate::wire::messages::FieldDescription;
 
 use super::block;
@@ -21,7 +21,7 @@ pub fn check_row_description(
 ) -> Result<(), Block> {
     if !facts.outputs.is_empty() && facts.outputs.len() != fields.len() {
         return Err(block(
-            "result.shape_mismatch",
+            Rule::ResultShapeMismatch,
             format!(
                 "the result has {} columns where analysis expected {}",
                 fields.len(),
@@ -35,7 +35,7 @@ pub fn check_row_description(
         }
         let Some(rel) = catalog.relation(field.table_oid) else {
             return Err(block(
-                "result.unknown_relation",
+                Rule::ResultUnknownRelation,
                 format!(
                     "result column {:?} comes from a relation copyguard does not know yet; retry once its catalog is refreshed",
                     field.name
@@ -44,7 +44,7 @@ pub fn check_row_description(
         };
         if let Some(reason) = policy.forbidden_reason(catalog, rel.oid) {
             return Err(block(
-                "table.forbidden",
+                Rule::TableForbidden,
                 format!("{}: {reason}", rel.qualified_name()),
             ));
         }
@@ -58,7 +58,7 @@ pub fn check_row_description(
         let planned = allowance.pseudonymize.get(i).is_some_and(Option::is_some);
         if class.pseudonymizes(category) && !planned {
             return Err(block(
-                "result.classified_unexpected",
+                Rule::ResultClassifiedUnexpected,
                 format!(
                     "result column {:?} is classified ({}) and must be pseudonymized, but analysis did not plan it",
                     field.name,
@@ -74,7 +74,7 @@ pub fn check_row_description(
                     .is_some_and(|o| o.lineage.contains(&col)));
         if !accounted {
             return Err(block(
-                "result.classified_unexpected",
+                Rule::ResultClassifiedUnexpected,
                 format!(
                     "result column {:?} is classified ({}) but analysis did not account for it",
                     field.name,

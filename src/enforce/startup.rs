@@ -1,4 +1,4 @@
-use crate::policy::Block;
+use crate::policy::{Block, Rule};
 
 use super::block;
 
@@ -31,7 +31,7 @@ pub fn check_reported_setting(name: &str, value: &str) -> Result<(), Block> {
     };
     if unsafe_setting {
         return Err(block(
-            "setting.lexer",
+            Rule::SettingLexer,
             format!("guarded sessions require the server to read SQL as copyguard does; {name} = {value} is not supported"),
         ));
     }
@@ -52,7 +52,7 @@ pub fn is_lexer_setting(name: &str) -> bool {
 pub fn check_startup(params: &[(String, String)], replication: bool) -> Result<(), Block> {
     if replication {
         return Err(block(
-            "protocol.replication",
+            Rule::ProtocolReplication,
             "replication connections are not available to guarded roles",
         ));
     }
@@ -73,7 +73,7 @@ pub fn check_startup(params: &[(String, String)], replication: bool) -> Result<(
 
 fn identity_block(name: &str) -> Block {
     block(
-        "identity.change",
+        Rule::IdentityChange,
         format!(
             "guarded sessions cannot set {name:?} at startup: the guard follows the login role"
         ),

@@ -3,12 +3,13 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::categories::{check_category, CategoryName};
 use super::classes::{self, ClassDecl};
 use super::classify::Classification;
 use super::error::{Diagnostics, Loc, PolicyError, PolicyWarning};
 use super::file::{self, ParsedFile, SourceFile, StrList};
 use super::functions::FunctionRules;
-use super::names;
+use super::names::{self, dotted};
 use super::Policy;
 
 /// Builds a policy from files given in order (sorted by name).
@@ -98,6 +99,7 @@ pub(crate) fn build(sources: Vec<SourceFile>) -> Result<(Policy, Vec<PolicyWarni
         }
     }
     data.check_overlaps(&mut diag);
+    check_pseudonymized_categories(&decls, &data, &mut diag);
 
     diag.warnings.sort_by_key(|w| (w.file.clone(), w.line));
     if !diag.issues.is_empty() {
@@ -114,4 +116,30 @@ pub(crate) fn build(sources: Vec<SourceFile>) -> Result<(Policy, Vec<PolicyWarni
         warnings: diag.warnings.clone(),
     };
     Ok((policy, diag.warnings))
+}
+
+/// A `pseudonymize` entry naming a category that is neither known nor
+/// given to any column or table is an error: a typo there would leave the
+/// data it meant blocked or, worse, the class silently different from
+/// what its author believes.
+fn check_pseudonymized_categories(
+    decls: &[ClassDecl<'_>],
+    data: &Classification,
+    diag: &mut Diagnostics,
+) {
+    for decl in decls {
+        for item in decl.raw.pseudonymize.iter().flat_map(|l| l.get_ref()) {
+            let name = item.get_ref();
+            if name == "*" || data.declares(name) {
+                continue;
+            }
+            if let Ok(CategoryName::Unknown(message)) = check_category(name) {
+                diag.error(
+                    &decl.src.loc(item.span()),
+                    dotted(&["classes", decl.name.get_ref(), "pseudonymize"]),
+                    format!("{message}; no [columns] or [tables] entry declares it"),
+                );
+            }
+        }
+    }
 }

@@ -107,6 +107,20 @@ pub(crate) struct Classification {
 }
 
 impl Classification {
+    /// Whether a `[columns]` or `[tables]` entry classifies data as
+    /// `category`.
+    pub fn declares(&self, category: &str) -> bool {
+        self.classified
+            .values()
+            .flat_map(BTreeMap::values)
+            .any(|t| {
+                t.whole
+                    .iter()
+                    .chain(t.columns.values())
+                    .any(|e| e.value == category)
+            })
+    }
+
     /// Adds `[columns] "schema.table.column" = "category"`.
     pub fn add_column(&mut self, key: &Str, value: &Str, src: &SourceFile, diag: &mut Diagnostics) {
         let Some((loc, dkey, parts)) =

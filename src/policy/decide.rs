@@ -7,59 +7,59 @@ use std::collections::BTreeSet;
 use super::functions::FunctionCheck;
 use super::{
     Allowance, Block, ClassLimits, ClassMode, CopyToAction, DerivedAction, OutputPseudonym, Policy,
-    RoleClass, StatementLimits, Verdict,
+    RoleClass, Rule, StatementLimits, Verdict,
 };
 use crate::analysis::{CopyEndpoint, DdlKind, StatementFacts, StatementKind};
 use crate::catalog::{Catalog, ColumnId};
 
 /// `SET ROLE`, `SET SESSION AUTHORIZATION` or their settings (also by
 /// `set_config`).
-pub const IDENTITY_CHANGE: &str = "identity.change";
+pub const IDENTITY_CHANGE: Rule = Rule::IdentityChange;
 /// `set_config` of a setting that changes how the server reads SQL text.
-pub const SETTING_LEXER: &str = "setting.lexer";
+pub const SETTING_LEXER: Rule = Rule::SettingLexer;
 /// `set_config` whose setting name is not a constant string.
-pub const SETTING_DYNAMIC: &str = "setting.dynamic";
+pub const SETTING_DYNAMIC: Rule = Rule::SettingDynamic;
 /// `set_config` with a value computed from classified columns.
-pub const SETTING_CLASSIFIED: &str = "setting.classified";
+pub const SETTING_CLASSIFIED: Rule = Rule::SettingClassified;
 /// A `DO` block.
-pub const CODE_DO_BLOCK: &str = "code.do_block";
+pub const CODE_DO_BLOCK: Rule = Rule::CodeDoBlock;
 /// `CALL` of a procedure.
-pub const CODE_CALL: &str = "code.call";
+pub const CODE_CALL: Rule = Rule::CodeCall;
 /// DDL of objects that run code (functions, triggers, extensions...).
-pub const DDL_CODE: &str = "ddl.code";
+pub const DDL_CODE: Rule = Rule::DdlCode;
 /// DDL of roles, privileges, ownership.
-pub const DDL_SECURITY: &str = "ddl.security";
+pub const DDL_SECURITY: Rule = Rule::DdlSecurity;
 /// Structural DDL for a class without `allow_ddl`.
-pub const DDL_NOT_ALLOWED: &str = "ddl.not_allowed";
+pub const DDL_NOT_ALLOWED: Rule = Rule::DdlNotAllowed;
 /// A function outside the allowlist.
-pub const FUNCTION_NOT_ALLOWED: &str = "function.not_allowed";
+pub const FUNCTION_NOT_ALLOWED: Rule = Rule::FunctionNotAllowed;
 /// A forbidden table (configured or built in).
-pub const TABLE_FORBIDDEN: &str = "table.forbidden";
+pub const TABLE_FORBIDDEN: Rule = Rule::TableForbidden;
 /// `COPY` to or from a server file or program.
-pub const COPY_SERVER_SIDE: &str = "copy.server_side";
+pub const COPY_SERVER_SIDE: Rule = Rule::CopyServerSide;
 /// A write for a class without `allow_writes`.
-pub const WRITE_NOT_ALLOWED: &str = "write.not_allowed";
+pub const WRITE_NOT_ALLOWED: Rule = Rule::WriteNotAllowed;
 /// Classified values stored into the database.
-pub const COPY_IN_DB_CLASSIFIED: &str = "copy_in_db.classified";
+pub const COPY_IN_DB_CLASSIFIED: Rule = Rule::CopyInDbClassified;
 /// An output of a category the class blocks.
-pub const CATEGORY_BLOCKED: &str = "category.blocked";
+pub const CATEGORY_BLOCKED: Rule = Rule::CategoryBlocked;
 /// `COPY ... TO STDOUT` of classified columns.
-pub const COPY_CLASSIFIED: &str = "copy.classified";
+pub const COPY_CLASSIFIED: Rule = Rule::CopyClassified;
 /// A classified column in WHERE, JOIN, ORDER BY... without
 /// `classified_predicates`.
-pub const PREDICATE_CLASSIFIED: &str = "predicate.classified";
+pub const PREDICATE_CLASSIFIED: Rule = Rule::PredicateClassified;
 /// A classified output for a class with `max_rows_per_statement = 0`.
-pub const CLASSIFIED_NOT_ALLOWED: &str = "classified.not_allowed";
+pub const CLASSIFIED_NOT_ALLOWED: Rule = Rule::ClassifiedNotAllowed;
 
 /// A classified output in a statement that collects many values into one
 /// row (`string_agg`, `array_agg`, `json_agg`, `ARRAY(subquery)`...): the
 /// per-statement row limit would not see them.
-pub const CLASSIFIED_AGGREGATED: &str = "classified.aggregated";
+pub const CLASSIFIED_AGGREGATED: Rule = Rule::ClassifiedAggregated;
 
 /// A value computed from a pseudonymized column, for a class whose
 /// `derived` is `block` (or in a COPY, whose column types copyguard must
 /// know).
-pub const PSEUDONYM_DERIVED: &str = "pseudonym.derived";
+pub const PSEUDONYM_DERIVED: Rule = Rule::PseudonymDerived;
 
 /// Aggregates and constructors that gather any number of values into one
 /// row.
@@ -85,59 +85,28 @@ const COLLECTING: &[&str] = &[
     "range_agg",
 ];
 
-/// Every rule id decide() uses, in the order the rules apply, with what
-/// it refuses.
-pub const RULES: &[(&str, &str)] = &[
-    (IDENTITY_CHANGE, "SET ROLE, SET SESSION AUTHORIZATION"),
-    (
-        SETTING_LEXER,
-        "set_config of settings that change how SQL text is read",
-    ),
-    (
-        SETTING_DYNAMIC,
-        "set_config with a setting name that is not a constant",
-    ),
-    (
-        SETTING_CLASSIFIED,
-        "set_config with a value computed from classified columns",
-    ),
-    (CODE_DO_BLOCK, "DO blocks"),
-    (CODE_CALL, "CALL of procedures"),
-    (
-        DDL_CODE,
-        "DDL of functions, procedures, triggers, rules, extensions, foreign servers...",
-    ),
-    (DDL_SECURITY, "DDL of roles, privileges, ownership"),
-    (DDL_NOT_ALLOWED, "other DDL, unless allow_ddl"),
-    (FUNCTION_NOT_ALLOWED, "functions outside the allowlist"),
-    (TABLE_FORBIDDEN, "forbidden tables, configured or built in"),
-    (
-        COPY_SERVER_SIDE,
-        "COPY to or from server files and programs",
-    ),
-    (WRITE_NOT_ALLOWED, "writes, unless allow_writes"),
-    (
-        COPY_IN_DB_CLASSIFIED,
-        "storing classified values in the database",
-    ),
-    (CATEGORY_BLOCKED, "outputs of the class's block_categories"),
-    (COPY_CLASSIFIED, "COPY TO STDOUT of classified columns"),
-    (
-        PREDICATE_CLASSIFIED,
-        "classified columns in WHERE, JOIN, ORDER BY..., unless classified_predicates",
-    ),
-    (
-        CLASSIFIED_NOT_ALLOWED,
-        "classified outputs when max_rows_per_statement is 0",
-    ),
-    (
-        CLASSIFIED_AGGREGATED,
-        "classified outputs gathered into one row by string_agg, array_agg, json_agg, ARRAY(...)",
-    ),
-    (
-        PSEUDONYM_DERIVED,
-        "values computed from pseudonymized columns when derived = \"block\", or in a COPY",
-    ),
+/// Every rule decide() uses, in the order the rules apply.
+pub const RULES: &[Rule] = &[
+    IDENTITY_CHANGE,
+    SETTING_LEXER,
+    SETTING_DYNAMIC,
+    SETTING_CLASSIFIED,
+    CODE_DO_BLOCK,
+    CODE_CALL,
+    DDL_CODE,
+    DDL_SECURITY,
+    DDL_NOT_ALLOWED,
+    FUNCTION_NOT_ALLOWED,
+    TABLE_FORBIDDEN,
+    COPY_SERVER_SIDE,
+    WRITE_NOT_ALLOWED,
+    COPY_IN_DB_CLASSIFIED,
+    CATEGORY_BLOCKED,
+    COPY_CLASSIFIED,
+    PREDICATE_CLASSIFIED,
+    CLASSIFIED_NOT_ALLOWED,
+    CLASSIFIED_AGGREGATED,
+    PSEUDONYM_DERIVED,
 ];
 
 /// Decides one statement for a role class.
@@ -176,7 +145,7 @@ struct Check<'a> {
     facts: &'a StatementFacts,
 }
 
-fn block(rule: &'static str, reason: String) -> Block {
+fn block(rule: Rule, reason: String) -> Block {
     Block { rule, reason }
 }
 

@@ -17,6 +17,7 @@ mod error;
 mod file;
 mod functions;
 mod names;
+mod rule;
 mod store;
 mod units;
 
@@ -38,6 +39,7 @@ pub use classes::DEFAULT_CLASS;
 pub use classify::builtin_forbidden;
 pub use decide::*;
 pub use error::{PolicyError, PolicyIssue, PolicyWarning};
+pub use rule::{Rule, DATA_HINT};
 pub use store::PolicyStore;
 
 /// How sessions of a role class are handled.
@@ -208,10 +210,20 @@ pub struct StatementLimits {
 /// A refusal.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Block {
-    /// Stable rule id, e.g. `table.forbidden` (see [`RULES`]).
-    pub rule: &'static str,
+    /// The rule, e.g. [`Rule::TableForbidden`] (`table.forbidden`).
+    pub rule: Rule,
     /// What was refused and what to do instead; never a data value.
     pub reason: String,
+}
+
+impl Block {
+    /// A refusal by `rule` with a reason (never a data value).
+    pub fn new(rule: Rule, reason: impl Into<String>) -> Block {
+        Block {
+            rule,
+            reason: reason.into(),
+        }
+    }
 }
 
 /// Counts for `policy check`.

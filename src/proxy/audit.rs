@@ -9,14 +9,14 @@ use std::sync::Arc;
 use crate::analysis::StatementFacts;
 use crate::audit::{AuditError, SessionFields, StatementEvent, Verdict};
 use crate::catalog::Catalog;
-use crate::policy::{Allowance, Block, RoleClass};
+use crate::policy::{Allowance, Block, RoleClass, Rule};
 use crate::wire::messages::{ErrorFields, Severity};
 
 use super::SessionInfo;
 
 /// The rule of a statement refused because its verdict could not be
 /// recorded.
-pub(crate) const AUDIT_UNAVAILABLE: &str = "audit.unavailable";
+pub(crate) const AUDIT_UNAVAILABLE: Rule = Rule::AuditUnavailable;
 
 /// The fixed fields of a session's records.
 pub(crate) fn session_fields(info: &SessionInfo, class: &RoleClass) -> Arc<SessionFields> {
@@ -46,7 +46,7 @@ pub(crate) fn allowed_verdict(allowance: &Allowance) -> Option<Verdict> {
 /// The verdict a refusal is recorded with: a stop while rows streamed is
 /// a limit or budget running out, anything else a block.
 pub(crate) fn refusal_verdict(b: &Block) -> Verdict {
-    if b.rule.starts_with("limit.") || b.rule.starts_with("budget.") {
+    if b.rule.is_limit() {
         Verdict::BudgetExceeded
     } else {
         Verdict::Blocked
@@ -64,7 +64,7 @@ pub(crate) fn statement_event(
 ) -> StatementEvent {
     let mut ev = StatementEvent::new(sql, verdict);
     if let Some(b) = block {
-        ev.rule = Some(b.rule.to_owned());
+        ev.rule = Some(b.rule.id().to_owned());
         ev.reason = Some(b.reason.clone());
     }
     if let Some((facts, allowance, catalog)) = facts {
@@ -91,8 +91,8 @@ pub(crate) fn statement_event(
 pub(crate) fn unavailable(e: &AuditError) -> ErrorFields {
     ErrorFields::new(
         Severity::Error,
-        "58030",
+        AUDIT_UNAVAILABLE.sqlstate(),
         format!("copyguard: the block log cannot be written ({e}); guarded statements are refused until it can (rule {AUDIT_UNAVAILABLE})"),
     )
-    .with_hint("The proxy's /healthz reports the block log; statements work again once it can be written.")
+    .with_hint(AUDIT_UNAVAILABLE.hint())
 }

@@ -79,13 +79,17 @@ pub(crate) struct Started {
 }
 
 /// Relays negotiation and authentication until the server's first
-/// ReadyForQuery has been passed to the client.
+/// ReadyForQuery has been passed to the client. A `guarded` session whose
+/// server settings would make the server read SQL text differently from
+/// the analysis (`setting.lexer`) is refused before that ReadyForQuery:
+/// [`SessionError::Policy`], which the client is told.
 pub(crate) async fn relay_startup(
     shared: &Shared,
     client: &mut Conn<Stream>,
     upstream: &mut Conn<Stream>,
     plan: &ProtocolPlan,
     info: &mut SessionInfo,
+    guarded: bool,
 ) -> Result<Started, SessionError> {
     let mut first = true;
     let mut cancel = None;
@@ -133,6 +137,16 @@ pub(crate) async fn relay_startup(
             tag::NOTICE_RESPONSE => to_client(client, frame.as_bytes()).await?,
             tag::ERROR_RESPONSE => return Err(refused(client, &frame).await),
             tag::READY_FOR_QUERY => {
+                if guarded {
+                    for (name, value) in &info.server_params {
+                        if let Err(b) = crate::enforce::check_reported_setting(name, value) {
+                            return Err(SessionError::Policy {
+                                rule: b.rule,
+                                reason: b.reason,
+                            });
+                        }
+                    }
+                }
                 to_client(client, frame.as_bytes()).await?;
                 client.flush().await.map_err(SessionError::Client)?;
                 return Ok(Started {

@@ -78,6 +78,12 @@ impl CancelRegistry {
         self.lock().get(&(pid, secret.clone())).cloned()
     }
 
+    /// The upstream keys of every live session (for cancelling their
+    /// queries at shutdown).
+    pub fn upstream_keys(&self) -> Vec<UpstreamKey> {
+        self.lock().values().cloned().collect()
+    }
+
     /// Number of live keys.
     pub fn len(&self) -> usize {
         self.lock().len()
@@ -104,6 +110,7 @@ mod tests {
         assert_eq!(r.secret().len(), 32);
         let secret = Bytes::copy_from_slice(r.secret());
         assert_eq!(reg.lookup(r.pid(), &secret).unwrap().pid, 42);
+        assert_eq!(reg.upstream_keys().len(), 1);
         assert!(reg.lookup(r.pid(), &Bytes::from_static(&[0; 32])).is_none());
         drop(r);
         assert!(reg.is_empty());

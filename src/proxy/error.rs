@@ -75,8 +75,8 @@ pub enum SessionError {
     /// options, replication for a guarded role).
     #[error("refused by policy rule {rule}: {reason}")]
     Policy {
-        /// Rule id.
-        rule: &'static str,
+        /// The rule.
+        rule: crate::policy::Rule,
         /// Reason.
         reason: String,
     },
@@ -152,10 +152,10 @@ impl SessionError {
                 "no PostgreSQL user name specified in startup packet".to_owned(),
             ),
             SessionError::Policy { rule, reason } => fatal(
-                "42501",
+                rule.sqlstate(),
                 format!("copyguard: refused by rule {rule}: {reason}"),
             )
-            .map(|e| e.with_hint(crate::enforce::BLOCK_HINT)),
+            .map(|e| e.with_hint(rule.hint())),
             SessionError::Guard(reason) => fatal("42501", format!("copyguard: {reason}")),
             SessionError::StartupTimeout => fatal(
                 "57014",

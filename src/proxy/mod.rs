@@ -111,16 +111,15 @@ pub struct Server {
 
 impl Server {
     /// Loads TLS material and binds the client and admin listeners.
+    ///
+    /// The policy and TLS material are checked and the addresses bound
+    /// before the block log is opened, so a bad policy or a taken port
+    /// fails before any file (or audit key) is created.
     pub async fn bind(config: Config) -> Result<Server, ServeError> {
         let policy = Arc::new(PolicyStore::load(&config.policy)?);
-        let audit = {
-            let cfg = config.audit.clone();
-            tokio::task::spawn_blocking(move || AuditLog::open(&cfg))
-                .await
-                .map_err(|e| AuditError::Unavailable {
-                    reason: e.to_string(),
-                })??
-        };
+        for w in policy.current().warnings() {
+            warn!(warning = %w, "policy warning");
+        }
         let acceptor = match &config.tls.cert_key {
             Some((cert, key)) => Some(TlsAcceptor::from(tls::server_config(cert, key).map_err(
                 |source| ServeError::Tls {
@@ -169,6 +168,14 @@ impl Server {
             })?),
             None => None,
         };
+        let audit = {
+            let cfg = config.audit.clone();
+            tokio::task::spawn_blocking(move || AuditLog::open(&cfg))
+                .await
+                .map_err(|e| AuditError::Unavailable {
+                    reason: e.to_string(),
+                })??
+        };
         let catalogs = CatalogCache::new(config.limits.catalog_refresh);
         let pseudonymizer = match &config.pseudonym {
             Some(c) => {
@@ -201,11 +208,15 @@ impl Server {
             force: CancellationToken::new(),
             next_id: AtomicU64::new(0),
         });
+        let health = Health::new(audit).with_upstream(
+            shared.config.upstream_addr(),
+            shared.config.limits.connect_timeout,
+        );
         Ok(Server {
             listener,
             admin,
             shared,
-            health: Arc::new(Health::new(audit)),
+            health: Arc::new(health),
             metrics: telemetry::metrics_handle(),
         })
     }
@@ -267,6 +278,11 @@ impl Server {
                                 });
                             }
                             Err(_) => {
+                                warn!(
+                                    peer = %peer,
+                                    max_connections = shared.config.limits.max_connections,
+                                    "connection refused: too many clients (53300)"
+                                );
                                 sessions.spawn(refuse_too_many(tcp));
                             }
                         }
@@ -290,8 +306,9 @@ impl Server {
         if tokio::time::timeout(grace, sessions.wait()).await.is_err() {
             warn!(
                 sessions = sessions.len(),
-                "grace period over, closing sessions"
+                "grace period over, cancelling queries and closing sessions"
             );
+            cancel_in_flight(&shared).await;
             shared.force.cancel();
             let _ = tokio::time::timeout(Duration::from_secs(5), sessions.wait()).await;
         }
@@ -300,6 +317,44 @@ impl Server {
             task.abort();
         }
         info!("copyguard stopped");
+    }
+}
+
+/// Sends the upstream a CancelRequest for every live session, so queries
+/// still running when the grace period ends stop with their sessions
+/// (closing a connection alone leaves PostgreSQL running the query until
+/// it next writes). Waits for the server to take them, briefly.
+async fn cancel_in_flight(shared: &Arc<Shared>) {
+    let keys = shared.cancels.upstream_keys();
+    if keys.is_empty() {
+        return;
+    }
+    let mut sent = tokio::task::JoinSet::new();
+    for key in keys {
+        let shared = shared.clone();
+        sent.spawn(async move { upstream::send_cancel(&shared, &key).await });
+    }
+    let count = sent.len();
+    let waited = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut failed = 0usize;
+        while let Some(done) = sent.join_next().await {
+            if !matches!(done, Ok(Ok(()))) {
+                failed += 1;
+            }
+        }
+        failed
+    })
+    .await;
+    match waited {
+        Ok(0) => info!(sessions = count, "in-flight queries cancelled upstream"),
+        Ok(failed) => warn!(
+            sessions = count,
+            failed, "some cancel requests were not delivered upstream"
+        ),
+        Err(_) => warn!(
+            sessions = count,
+            "cancel requests still pending; closing anyway"
+        ),
     }
 }
 

@@ -22,7 +22,7 @@ use super::{audit, guarded, upstream, SessionError, SessionInfo, Shared};
 use crate::audit::{Event, SessionTotals};
 use crate::config::ClientTlsMode;
 use crate::enforce;
-use crate::policy::{ClassMode, RoleClass};
+use crate::policy::{Block, ClassMode, RoleClass};
 use crate::telemetry;
 use crate::wire::{Conn, InitialPacket, StartupMessage, Stream, WireError, MAX_STARTUP_PACKET_LEN};
 
@@ -144,6 +144,25 @@ fn startup_error(e: WireError) -> SessionError {
     }
 }
 
+/// Records a guarded login refused by `b` in the block log; the error the
+/// client is told (a FATAL with the rule and the reason).
+async fn refuse_login(
+    shared: &Shared,
+    info: &SessionInfo,
+    class: &RoleClass,
+    b: Block,
+) -> SessionError {
+    let fields = audit::session_fields(info, class);
+    let ev = audit::statement_event("", audit::refusal_verdict(&b), Some(&b), None);
+    if let Err(e) = shared.audit.record(Event::verdict(&fields, ev)).await {
+        warn!(error = %e, "refused session not recorded in the block log");
+    }
+    SessionError::Policy {
+        rule: b.rule,
+        reason: b.reason,
+    }
+}
+
 /// A session ready to relay.
 struct Established {
     info: SessionInfo,
@@ -168,17 +187,10 @@ async fn establish(
     let mut info =
         SessionInfo::from_startup(id, peer, tls, &startup).ok_or(SessionError::NoUser)?;
     let class = shared.policy.current().classify_role(&info.user);
-    if class.mode == ClassMode::Guarded {
+    let guarded = class.mode == ClassMode::Guarded;
+    if guarded {
         if let Err(b) = enforce::check_startup(&info.startup_params, info.replication.is_some()) {
-            let fields = audit::session_fields(&info, &class);
-            let ev = audit::statement_event("", audit::refusal_verdict(&b), Some(&b), None);
-            if let Err(e) = shared.audit.record(Event::verdict(&fields, ev)).await {
-                warn!(error = %e, "refused session not recorded in the block log");
-            }
-            return Err(SessionError::Policy {
-                rule: b.rule,
-                reason: b.reason,
-            });
+            return Err(refuse_login(shared, &info, &class, b).await);
         }
     }
     let plan = ProtocolPlan::new(&startup);
@@ -188,7 +200,14 @@ async fn establish(
         .send(&plan.startup)
         .await
         .map_err(SessionError::Upstream)?;
-    let started = auth::relay_startup(shared, client, &mut upstream, &plan, &mut info).await?;
+    let started =
+        match auth::relay_startup(shared, client, &mut upstream, &plan, &mut info, guarded).await {
+            Err(SessionError::Policy { rule, reason }) => {
+                let b = Block::new(rule, reason);
+                return Err(refuse_login(shared, &info, &class, b).await);
+            }
+            started => started?,
+        };
     Ok(Established {
         info,
         class,

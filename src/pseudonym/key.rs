@@ -7,8 +7,9 @@ use std::str::FromStr;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-/// The shortest secret accepted, in bytes (128 bits).
-pub const MIN_SECRET_LEN: usize = 16;
+/// The shortest secret accepted, in bytes (256 bits, as the README
+/// documents).
+pub const MIN_SECRET_LEN: usize = 32;
 /// The longest key id accepted, in characters.
 pub const MAX_ID_LEN: usize = 64;
 
@@ -26,7 +27,7 @@ pub enum KeyError {
     #[error("key secret is neither hex nor base64")]
     InvalidEncoding,
     /// The secret decodes to too few bytes.
-    #[error("key secret has {len} bytes; at least {MIN_SECRET_LEN} are required (32 recommended)")]
+    #[error("key secret has {len} bytes; at least {MIN_SECRET_LEN} are required (64 hex digits)")]
     TooShort {
         /// Decoded length.
         len: usize,
@@ -190,6 +191,12 @@ mod tests {
             Key::from_text("k", "00ff").unwrap_err(),
             KeyError::TooShort { len: 2 }
         );
+        assert_eq!(
+            Key::from_text("k", &"ab".repeat(16)).unwrap_err(),
+            KeyError::TooShort { len: 16 },
+            "issue 17: the README's minimum is 32 bytes"
+        );
+        assert!(Key::from_text("k", &"ab".repeat(32)).is_ok());
         assert_eq!(
             Key::from_text("k", "not base64 at all!").unwrap_err(),
             KeyError::InvalidEncoding

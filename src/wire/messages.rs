@@ -368,9 +368,9 @@ pub fn query(sql: &str) -> Bytes {
 }
 
 /// Reads the SQL text of a Query ('Q') message.
-pub fn parse_query(frame: &Frame) -> Result<String, WireError> {
+pub fn parse_query(frame: &Frame) -> Result<std::borrow::Cow<'_, str>, WireError> {
     match frame.body().split_last() {
-        Some((0, text)) => Ok(String::from_utf8_lossy(text).into_owned()),
+        Some((0, text)) => Ok(String::from_utf8_lossy(text)),
         _ => Err(malformed("Query", "not a terminated string")),
     }
 }

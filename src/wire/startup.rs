@@ -68,8 +68,15 @@ impl StartupMessage {
 
 impl InitialPacket {
     /// Classifies a complete untagged packet (length included).
+    /// Any input gives a packet or an error, never a panic.
     pub fn parse(packet: Bytes) -> Result<InitialPacket, WireError> {
-        let code = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
+        let Some(&[a, b, c, d]) = packet.get(4..8) else {
+            return Err(WireError::InvalidStartup(format!(
+                "packet of {} bytes",
+                packet.len()
+            )));
+        };
+        let code = u32::from_be_bytes([a, b, c, d]);
         match code {
             SSL_REQUEST_CODE if packet.len() == 8 => Ok(InitialPacket::SslRequest),
             GSSENC_REQUEST_CODE if packet.len() == 8 => Ok(InitialPacket::GssEncRequest),
@@ -106,12 +113,17 @@ fn parse_startup(packet: Bytes, version: u32) -> Result<InitialPacket, WireError
     if major != 3 {
         return Err(WireError::UnsupportedProtocol { major, minor });
     }
-    if packet.last() != Some(&0) {
-        return Err(WireError::InvalidStartup(
-            "startup packet does not end with a terminator".into(),
-        ));
-    }
-    let mut body = &packet[8..packet.len() - 1];
+    // The parameters follow the version and end with an empty name: a
+    // packet of only length and version lacks that terminator.
+    let body = match packet.get(8..) {
+        Some([body @ .., 0]) => body,
+        _ => {
+            return Err(WireError::InvalidStartup(
+                "startup packet does not end with a terminator".into(),
+            ))
+        }
+    };
+    let mut body = body;
     let mut params = Vec::new();
     while body.has_remaining() {
         let key = take_cstr(&mut body)?;
@@ -189,5 +201,25 @@ mod tests {
         assert!(InitialPacket::parse(v2).is_err());
         let unterminated = Bytes::from_static(&[0, 0, 0, 12, 0, 3, 0, 0, b'u', 0, b'x', b'y']);
         assert!(InitialPacket::parse(unterminated).is_err());
+    }
+
+    /// Issue 17: protocol 3.0 and no parameters, not even the terminator,
+    /// panicked slicing `packet[8..7]`.
+    #[test]
+    fn version_only_packet_is_an_error_not_a_panic() {
+        let bare = Bytes::from_static(&[0, 0, 0, 8, 0, 3, 0, 0]);
+        assert!(matches!(
+            InitialPacket::parse(bare),
+            Err(WireError::InvalidStartup(_))
+        ));
+        let terminator_only = Bytes::from_static(&[0, 0, 0, 9, 0, 3, 0, 0, 0]);
+        let Ok(InitialPacket::Startup(s)) = InitialPacket::parse(terminator_only) else {
+            panic!("a lone terminator is an empty parameter list");
+        };
+        assert!(s.params.is_empty());
+        for len in 0..8 {
+            let short = Bytes::copy_from_slice(&[0, 0, 0, 8, 0, 3, 0, 0][..len]);
+            assert!(InitialPacket::parse(short).is_err());
+        }
     }
 }

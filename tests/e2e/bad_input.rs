@@ -48,6 +48,20 @@ async fn oversized_and_tiny_startup_packets() {
     still_serving(proxy.port()).await;
 }
 
+/// Issue 17: protocol 3.0 with no parameters and no terminator panicked
+/// the session task; the client must get `08P01` instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_only_startup_packet_gets_an_error() {
+    let proxy = TestProxy::plain();
+    let mut raw = Raw::connect(proxy.port()).await;
+    raw.send(&[0, 0, 0, 8, 0, 3, 0, 0]).await;
+    let msgs = raw.drain().await;
+    let err = fatal(&msgs);
+    assert_eq!(err.sqlstate().as_deref(), Some("08P01"), "{msgs:?}");
+    assert!(err.field(b'M').unwrap().contains("startup packet"));
+    still_serving(proxy.port()).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_or_truncated_clients_time_out() {
     let mut args = proxy_args();

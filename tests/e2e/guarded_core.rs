@@ -13,7 +13,7 @@ use crate::tap::{find_leak, Tap};
 
 /// Export attempts of the threat model, run as the guarded role under the
 /// locked policy. Each must be refused with 42501.
-const ATTACKS: &[&str] = &[
+pub(crate) const ATTACKS: &[&str] = &[
     "SELECT email FROM users",
     "SELECT * FROM users",
     "SELECT u.* FROM users u",
@@ -83,14 +83,14 @@ const ATTACKS: &[&str] = &[
 /// Statements that fail on the server in ways whose error text would quote
 /// classified values; the client must get the SQLSTATE with the text
 /// scrubbed.
-const QUOTING_ERRORS: &[&str] = &[
+pub(crate) const QUOTING_ERRORS: &[&str] = &[
     "SELECT 1 FROM users WHERE email::int > 0",
     "SELECT 1 FROM users WHERE (full_name || '')::date IS NULL",
     "SELECT count(*) FROM users WHERE phone::numeric > 0",
 ];
 
 /// Ordinary developer work on unclassified data.
-const ORDINARY: &[&str] = &[
+pub(crate) const ORDINARY: &[&str] = &[
     "SELECT count(*) FROM users",
     "SELECT id, country, score FROM users ORDER BY id LIMIT 10",
     "SELECT country, count(*) FROM users GROUP BY country ORDER BY country",

@@ -26,7 +26,7 @@ use crate::tap::{find_leak, forms, Tap};
 
 /// How an attack must end, besides leaking nothing.
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Want {
+pub(crate) enum Want {
     /// Refused by copyguard (SQLSTATE 42501).
     Refused,
     /// Failed on the server with this SQLSTATE, the text withheld.
@@ -39,7 +39,7 @@ use Want::{Harmless, Refused, Scrubbed};
 /// Export attempts run as the guarded role, each inside `BEGIN` ...
 /// `ROLLBACK` so that nothing sticks; the single queries also run over the
 /// extended protocol (binary results). Sections follow the threat model.
-const ATTACKS: &[(&str, Want)] = &[
+pub(crate) const ATTACKS: &[(&str, Want)] = &[
     // §1, §3: result rows in every shape
     ("SELECT email FROM users", Refused),
     ("SELECT * FROM users", Refused),

@@ -2,6 +2,7 @@
 //! clients (`psql`, `pg_dump`, `pgbench`, `tokio-postgres`), and copyguard
 //! in between. One test binary, one shared cluster (see `support`).
 
+mod guard_agreement;
 mod guard_fixture;
 mod raw;
 mod support;
@@ -10,12 +11,16 @@ mod tap;
 mod audit_log;
 mod auth_tls;
 mod bad_input;
+mod catalog_sharing;
 mod clients;
 mod demo_lines;
 mod driver_matrix;
+mod faults;
 mod guarded_core;
+mod guarded_errors;
 mod guarded_leaks;
 mod guarded_settings;
 mod guarded_usage;
 mod lifecycle;
+mod protocol_fuzz;
 mod pseudonymize;

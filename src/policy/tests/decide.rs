@@ -383,8 +383,9 @@ fn production_is_always_allowed() {
 fn rule_ids_are_unique_and_documented() {
     let readme = include_str!("../../../policies/README.md");
     let mut seen = BTreeSet::new();
-    for (id, _) in RULES {
-        assert!(seen.insert(*id), "{id} twice");
+    for rule in RULES {
+        let id = rule.id();
+        assert!(seen.insert(id), "{id} twice");
         assert!(
             readme.contains(&format!("`{id}`")),
             "{id} not in policies/README.md"

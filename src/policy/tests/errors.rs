@@ -233,3 +233,22 @@ fn warnings_name_file_and_line() {
         "{w:?}"
     );
 }
+
+/// Issue 17: `pseudonymize = ["emial"]` loaded with a mere warning, so
+/// `serve` started with a class that pseudonymized nothing it meant to. A
+/// category neither known nor given to a column or table is an error; one
+/// the classification declares is accepted.
+#[test]
+fn pseudonymize_names_a_known_or_declared_category() {
+    let class = "[classes.dev]\nmode = \"guarded\"\npseudonymize = [\"emial\"]\n";
+    assert_issue(
+        class,
+        3,
+        "classes.dev.pseudonymize",
+        "no [columns] or [tables] entry declares it",
+    );
+    let declared = format!("{class}[columns]\n\"public.users.email\" = \"emial\"\n");
+    assert!(Policy::from_toml_str(&declared).is_ok());
+    let known = "[classes.dev]\nmode = \"guarded\"\npseudonymize = [\"email\", \"*\"]\n";
+    assert!(Policy::from_toml_str(known).is_ok());
+}

@@ -318,7 +318,7 @@ pub(super) fn decide_as(role: &str, facts: &StatementFacts) -> Verdict {
 }
 
 #[track_caller]
-pub(super) fn assert_blocked(role: &str, facts: &StatementFacts, rule: &str) -> String {
+pub(super) fn assert_blocked(role: &str, facts: &StatementFacts, rule: Rule) -> String {
     match decide_as(role, facts) {
         Verdict::Block(b) => {
             assert_eq!(b.rule, rule, "{}", b.reason);

@@ -27,7 +27,7 @@ use crate::enforce::{
     self, blank_notification, check_row_description, scrub_error, ColumnPlan, DataRows,
     PlannedColumn, RewriteError,
 };
-use crate::policy::Block;
+use crate::policy::{Block, Rule};
 use crate::proxy::{upstream, SessionError};
 use crate::pseudonym::{ColumnType, Format, Pseudonymizer};
 use crate::wire::messages;
@@ -374,16 +374,8 @@ where
                 queue.front(),
                 Some(Expect::Statement(e)) | Some(Expect::Execute(e)) if e.scrub
             );
-            if matches!(
-                queue.front(),
-                Some(Expect::Statement(e)) | Some(Expect::Execute(e)) if e.allowance.limits.is_some()
-            ) {
-                self.guard.state.release(false);
-            }
-            while queue.front().is_some_and(|e| !e.ends_cycle()) {
-                if let Some(Expect::CopyEnd) = queue.pop_front() {
-                    self.copy_in = false;
-                }
+            if self.guard.state.skip_failed_cycle(&mut queue) {
+                self.copy_in = false;
             }
             (replacement, scrub)
         };
@@ -451,7 +443,7 @@ where
         };
         if !exec.rows_allowed() {
             let b = enforce::block(
-                "result.unchecked",
+                Rule::ResultUnchecked,
                 "rows arrived whose description copyguard could not check",
             );
             return self.violation(&b, false).await;
@@ -696,7 +688,7 @@ fn count(guard: &Guard, role_reserve: &mut u64, exec: &Exec, bytes: usize) -> Op
         .fetch_add(bytes as u64, Ordering::Relaxed);
     if rows > limits.max_rows {
         return Some(enforce::block(
-            "limit.rows",
+            Rule::LimitRows,
             format!(
                 "the result holds more than {} rows of classified data",
                 limits.max_rows
@@ -705,7 +697,7 @@ fn count(guard: &Guard, role_reserve: &mut u64, exec: &Exec, bytes: usize) -> Op
     }
     if total > limits.max_bytes {
         return Some(enforce::block(
-            "limit.bytes",
+            Rule::LimitBytes,
             format!(
                 "the result holds more than {} bytes of classified data",
                 limits.max_bytes
@@ -715,7 +707,7 @@ fn count(guard: &Guard, role_reserve: &mut u64, exec: &Exec, bytes: usize) -> Op
     let session = guard.state.session_rows.fetch_add(1, Ordering::Relaxed) + 1;
     if session > class.max_rows_per_session {
         return Some(enforce::block(
-            "budget.session",
+            Rule::BudgetSession,
             format!(
                 "this session already received {} rows of classified data",
                 class.max_rows_per_session
@@ -736,7 +728,7 @@ fn count(guard: &Guard, role_reserve: &mut u64, exec: &Exec, bytes: usize) -> Op
         *role_reserve = left;
     } else {
         return Some(enforce::block(
-            "budget.role",
+            Rule::BudgetRole,
             format!(
                 "role {} already received {} rows of classified data in the last {}",
                 guard.info.user,
@@ -757,13 +749,13 @@ fn copy_rewriter(exec: &Exec, binary: bool, p: Arc<Pseudonymizer>) -> Result<Cop
     } = &exec.facts.kind
     else {
         return Err(enforce::block(
-            "pseudonym.copy",
+            Rule::PseudonymCopy,
             "only COPY ... TO STDOUT can be pseudonymized",
         ));
     };
     if options.encoding.is_some() {
         return Err(enforce::block(
-            "pseudonym.copy",
+            Rule::PseudonymCopy,
             "COPY with ENCODING cannot be pseudonymized; leave the option out",
         ));
     }
@@ -771,7 +763,7 @@ fn copy_rewriter(exec: &Exec, binary: bool, p: Arc<Pseudonymizer>) -> Result<Cop
         None => Ok(default),
         Some(c) if c.is_ascii() => Ok(c as u8),
         Some(_) => Err(enforce::block(
-            "pseudonym.copy",
+            Rule::PseudonymCopy,
             "COPY delimiters, quotes and escapes must be ASCII to be pseudonymized",
         )),
     };
@@ -810,7 +802,7 @@ fn copy_rewriter(exec: &Exec, binary: bool, p: Arc<Pseudonymizer>) -> Result<Cop
             .and_then(|c| exec.catalog.relation(c.rel)?.column_by_num(c.attnum))
             .ok_or_else(|| {
                 enforce::block(
-                    "pseudonym.copy",
+                    Rule::PseudonymCopy,
                     "COPY can only pseudonymize columns copied as they are",
                 )
             })?;
@@ -828,13 +820,13 @@ fn copy_rewriter(exec: &Exec, binary: bool, p: Arc<Pseudonymizer>) -> Result<Cop
 
 /// The refusal when a value cannot be pseudonymized.
 fn pseudonym_block(e: &RewriteError) -> Block {
-    enforce::block("pseudonym.unsupported", e.to_string())
+    enforce::block(Rule::PseudonymUnsupported, e.to_string())
 }
 
 /// The refusal when no key is configured.
 fn no_key() -> Block {
     enforce::block(
-        "pseudonym.no_key",
+        Rule::PseudonymNoKey,
         "copyguard has no pseudonymization key (pseudonym.key_file)",
     )
 }

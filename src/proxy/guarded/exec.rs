@@ -1,216 +1,17 @@
-//! What the two halves of a guarded relay share: the execution context of
-//! each statement, portal and cursor ([`Exec`]), and the queue of responses
-//! the server owes ([`Expect`]), in the order the requests were sent.
+//! What the two halves of a guarded relay share: the queue of responses
+//! the server owes ([`Expect`]), in the order the requests were sent, each
+//! judged by the decision it answers ([`Exec`], from the guarded core).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::analysis::StatementFacts;
-use crate::catalog::{Catalog, Row};
-use crate::enforce::{self, ColumnPlan, PlannedColumn};
-use crate::policy::{Allowance, Block, Policy, RoleClass};
-use crate::pseudonym::{ColumnType, Format};
+use crate::catalog::Row;
+pub(super) use crate::guard::Exec;
 use crate::wire::messages::ErrorFields;
-use crate::wire::messages::FieldDescription;
-
-/// A statement, portal or cursor as analyzed and decided, with the
-/// counters its results are checked against.
-#[derive(Debug)]
-pub(super) struct Exec {
-    pub facts: Arc<StatementFacts>,
-    pub allowance: Allowance,
-    /// Errors and notices of this statement must be scrubbed.
-    pub scrub: bool,
-    /// The policy and catalog the decision was made with; the result
-    /// checks use the same.
-    pub policy: Arc<Policy>,
-    pub catalog: Arc<Catalog>,
-    /// The role class the decision was made for (its budgets apply).
-    pub class: Arc<RoleClass>,
-    /// Where a row description may already have been checked (a portal's
-    /// statement).
-    pub described_by: Option<Arc<Exec>>,
-    /// Where rows are counted when not here (a FETCH's cursor).
-    pub counted_by: Option<Arc<Exec>>,
-    /// The statement's text when it can be analyzed again on its own (a
-    /// Parse, or a PREPARE sent alone): PostgreSQL re-plans prepared
-    /// statements when the search path or the tables change, so must
-    /// copyguard.
-    pub sql: Option<Arc<str>>,
-    /// The session's name-resolution context (search path and catalog)
-    /// the decision was made in; see `Frontend::context`.
-    pub context: u64,
-    /// Result format codes the client asked for at Bind (portals).
-    pub result_formats: Vec<i16>,
-    /// The result's fields, kept when outputs are pseudonymized.
-    fields: Mutex<Option<Arc<Vec<FieldDescription>>>>,
-    /// The DataRow rewrite plan, built at the first row.
-    plan: OnceLock<Result<Arc<ColumnPlan>, Block>>,
-    /// The client asked for a description (Describe) of this exec.
-    pub describe_requested: AtomicBool,
-    checked: AtomicBool,
-    poisoned: AtomicBool,
-    rows: AtomicU64,
-    bytes: AtomicU64,
-}
-
-impl Exec {
-    pub fn new(
-        facts: Arc<StatementFacts>,
-        allowance: Allowance,
-        scrub: bool,
-        policy: Arc<Policy>,
-        catalog: Arc<Catalog>,
-        class: Arc<RoleClass>,
-    ) -> Exec {
-        Exec {
-            facts,
-            allowance,
-            scrub,
-            policy,
-            catalog,
-            class,
-            described_by: None,
-            counted_by: None,
-            sql: None,
-            context: 0,
-            result_formats: Vec::new(),
-            fields: Mutex::new(None),
-            plan: OnceLock::new(),
-            describe_requested: AtomicBool::new(false),
-            checked: AtomicBool::new(false),
-            poisoned: AtomicBool::new(false),
-            rows: AtomicU64::new(0),
-            bytes: AtomicU64::new(0),
-        }
-    }
-
-    /// Records that a row description of this exec passed the check.
-    pub fn mark_checked(&self) {
-        if !self.poisoned.load(Ordering::Relaxed) {
-            self.checked.store(true, Ordering::Relaxed);
-        }
-    }
-
-    /// Records a failed check: rows of this exec are never relayed.
-    pub fn poison(&self) {
-        self.poisoned.store(true, Ordering::Relaxed);
-        self.checked.store(false, Ordering::Relaxed);
-    }
-
-    /// Whether rows of this exec may be relayed: its description (or its
-    /// statement's) passed the check.
-    pub fn rows_allowed(&self) -> bool {
-        if self.poisoned.load(Ordering::Relaxed) {
-            return false;
-        }
-        self.checked.load(Ordering::Relaxed)
-            || self.described_by.as_ref().is_some_and(|s| s.rows_allowed())
-    }
-
-    /// Whether the client or copyguard asked for a description.
-    pub fn described(&self) -> bool {
-        self.describe_requested.load(Ordering::Relaxed)
-            || self
-                .described_by
-                .as_ref()
-                .is_some_and(|s| s.describe_requested.load(Ordering::Relaxed))
-    }
-
-    /// A fresh exec for another use of the same decision (a portal of a
-    /// prepared statement): shares facts and allowance, counts on its own,
-    /// and may rely on `self`'s checked description.
-    pub fn portal_of(statement: &Arc<Exec>) -> Exec {
-        let mut exec = Exec::new(
-            statement.facts.clone(),
-            statement.allowance.clone(),
-            statement.scrub,
-            statement.policy.clone(),
-            statement.catalog.clone(),
-            statement.class.clone(),
-        );
-        exec.counted_by = statement.counted_by.clone();
-        exec.described_by = Some(statement.clone());
-        exec.sql = statement.sql.clone();
-        exec.context = statement.context;
-        exec
-    }
-
-    /// Keeps the result's fields for the rewrite plan (outputs that are
-    /// pseudonymized only).
-    pub fn keep_fields(&self, fields: Vec<FieldDescription>) {
-        if self.allowance.pseudonymizes() {
-            *self.fields.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(fields));
-        }
-    }
-
-    fn kept_fields(&self) -> Option<Arc<Vec<FieldDescription>>> {
-        self.fields
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .or_else(|| self.described_by.as_ref().and_then(|s| s.kept_fields()))
-    }
-
-    /// How DataRows of this exec are rewritten: each pseudonymized output
-    /// with its transform, the type RowDescription reported and the format
-    /// the client asked for at Bind (or RowDescription's).
-    pub fn row_plan(&self) -> Result<Arc<ColumnPlan>, Block> {
-        self.plan
-            .get_or_init(|| {
-                let fields = self.kept_fields().ok_or_else(|| {
-                    enforce::block(
-                        "pseudonym.undescribed",
-                        "rows arrived before a description copyguard could plan their pseudonymization from",
-                    )
-                })?;
-                let formats = &self.result_formats;
-                let columns = fields
-                    .iter()
-                    .enumerate()
-                    .map(|(i, f)| {
-                        let planned = self.allowance.pseudonymize.get(i).cloned().flatten()?;
-                        let code = match formats.len() {
-                            0 => f.format,
-                            1 => formats[0],
-                            _ => formats.get(i).copied().unwrap_or(0),
-                        };
-                        Some(PlannedColumn {
-                            transform: planned.transform,
-                            ty: ColumnType {
-                                oid: f.type_oid,
-                                typmod: f.typmod,
-                            },
-                            format: Format::from_code(code).unwrap_or(Format::Text),
-                        })
-                    })
-                    .collect();
-                Ok(Arc::new(ColumnPlan::new(columns)))
-            })
-            .clone()
-    }
-
-    /// Rows and bytes counted so far (on the exec that counts them).
-    pub fn counted(&self) -> (u64, u64) {
-        let owner = self.counted_by.as_deref().unwrap_or(self);
-        (
-            owner.rows.load(Ordering::Relaxed),
-            owner.bytes.load(Ordering::Relaxed),
-        )
-    }
-
-    /// Counts one row of `bytes`; returns the totals so far.
-    pub fn count_row(&self, bytes: usize) -> (u64, u64) {
-        let owner = self.counted_by.as_deref().unwrap_or(self);
-        let rows = owner.rows.fetch_add(1, Ordering::Relaxed) + 1;
-        let total = owner.bytes.fetch_add(bytes as u64, Ordering::Relaxed) + bytes as u64;
-        (rows, total)
-    }
-}
 
 /// Result sets of an internal query, or the server's error message.
 pub(super) type InternalResult = Result<Vec<Vec<Row>>, String>;
@@ -292,6 +93,11 @@ pub(super) struct SessionState {
     /// cancel can never hit a later statement and nothing after a stop
     /// takes effect.
     hold: Mutex<Option<oneshot::Sender<bool>>>,
+    /// The server reported an error inside an extended-protocol batch
+    /// whose Sync has not been queued yet: it skips every message until
+    /// that Sync, so nothing sent meanwhile gets a response. Read and
+    /// written under the queue's lock.
+    skipping: AtomicBool,
 }
 
 impl SessionState {
@@ -316,11 +122,53 @@ impl SessionState {
             .take()
     }
 
-    /// Registers the frontend's wait for the limited statement just sent.
-    pub fn hold(&self) -> oneshot::Receiver<bool> {
-        let (tx, rx) = oneshot::channel();
-        *self.hold.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+    /// Queues `e`; when `limited`, also registers the frontend's wait for
+    /// it, unless the server is skipping to the next Sync (then the
+    /// statement never runs and there is nothing to wait for). Both happen
+    /// under the queue's lock, so the backend either sees the entry with
+    /// its wait or has already marked the batch as skipped.
+    pub fn push_held(&self, e: Expect, limited: bool) -> Option<oneshot::Receiver<bool>> {
+        let mut queue = self.lock();
+        let rx = (limited && !self.skipping.load(Ordering::Relaxed)).then(|| {
+            let (tx, rx) = oneshot::channel();
+            *self.hold.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+            rx
+        });
+        queue.push_back(e);
         rx
+    }
+
+    /// Queues the entry for a Sync: the server answers it even after an
+    /// error, so the batch is no longer skipped.
+    pub fn push_sync(&self, e: Expect) {
+        let mut queue = self.lock();
+        self.skipping.store(false, Ordering::Relaxed);
+        queue.push_back(e);
+    }
+
+    /// Drops the entries of the request cycle an ErrorResponse ended: the
+    /// server skips the rest of a simple Query, or every extended-protocol
+    /// message up to the next Sync. Ends the frontend's wait when the
+    /// statement it waits for is among them (it will never run), and marks
+    /// the batch skipped when its Sync is not queued yet. Returns whether a
+    /// COPY IN's end was among the entries dropped.
+    pub fn skip_failed_cycle(&self, queue: &mut VecDeque<Expect>) -> bool {
+        let mut copy_ended = false;
+        while queue.front().is_some_and(|e| !e.ends_cycle()) {
+            match queue.pop_front() {
+                Some(Expect::CopyEnd) => copy_ended = true,
+                Some(Expect::Statement(e)) | Some(Expect::Execute(e))
+                    if e.allowance.limits.is_some() =>
+                {
+                    self.release(false)
+                }
+                _ => {}
+            }
+        }
+        if queue.is_empty() {
+            self.skipping.store(true, Ordering::Relaxed);
+        }
+        copy_ended
     }
 
     /// Ends the frontend's wait, if any.

@@ -6,7 +6,6 @@
 //! server's own error handling keeps transaction state and ReadyForQuery
 //! right; the backend half swaps that error for the refusal.
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -15,10 +14,10 @@ use tracing::warn;
 
 use super::exec::{Exec, Expect, InternalResult};
 use super::Guard;
-use crate::analysis::{self, AnalysisError, Context, CopyEndpoint, StatementFacts, StatementKind};
-use crate::catalog::{parse_name_array, Catalog, CatalogRows, LOAD_SQL};
-use crate::enforce;
-use crate::policy::{Block, ClassMode, Policy, RoleClass, Verdict};
+use crate::analysis::{CopyEndpoint, StatementFacts, StatementKind};
+use crate::catalog::{parse_name_array, Catalog, CatalogRows, Claim, LOAD_SQL};
+use crate::guard::Core;
+use crate::policy::{Block, Rule};
 use crate::proxy::SessionError;
 use crate::wire::messages::{self, ErrorFields, Severity};
 use crate::wire::{Conn, Frame};
@@ -29,31 +28,18 @@ const BLOCKED_SQL: &str = "copyguard_blocked";
 /// A statement name no client uses, for Bind/Execute that must fail.
 const BLOCKED_NAME: &str = "copyguard_blocked";
 
-/// Session state only the frontend half needs.
+/// Session state only the frontend half needs: the connections, the
+/// decision core, and where the protocol stands.
 pub(super) struct Frontend<'a, R, W> {
     guard: &'a Guard<'a>,
     client: &'a mut Conn<R>,
     server: &'a mut BufWriter<W>,
-    catalog: Arc<Catalog>,
-    search_path: Vec<String>,
-    search_path_dirty: bool,
-    catalog_dirty: bool,
-    /// Bumped whenever the search path or the catalog changes: decisions
-    /// made in an older context are analyzed again before they run.
-    context: u64,
-    /// The session ran DDL: ending a transaction or DISCARD may then drop
-    /// or revert relations, so the catalog is reloaded.
-    ddl_seen: bool,
+    /// What decides every statement (no I/O).
+    core: Core,
     in_batch: bool,
-    /// A statement executed in this extended-protocol batch changed how
-    /// names resolve; nothing more is analyzed until the next Sync.
-    batch_changed: bool,
     /// An Execute of COPY FROM STDIN was sent and the client has not ended
     /// the copy yet.
     copy_in: bool,
-    statements: HashMap<String, Arc<Exec>>,
-    portals: HashMap<String, Arc<Exec>>,
-    cursors: HashMap<String, Arc<Exec>>,
 }
 
 impl<'a, R, W> Frontend<'a, R, W>
@@ -67,23 +53,19 @@ where
         server: &'a mut BufWriter<W>,
         catalog: Arc<Catalog>,
     ) -> Self {
-        let catalog_dirty = catalog.relations().next().is_none();
+        let core = Core::new(
+            guard.info.user.clone(),
+            guard.class.clone(),
+            guard.shared.pseudonymizer.is_some(),
+            catalog,
+        );
         Frontend {
             guard,
             client,
             server,
-            catalog,
-            search_path: vec!["pg_catalog".to_owned(), "public".to_owned()],
-            search_path_dirty: true,
-            catalog_dirty,
-            context: 0,
-            ddl_seen: false,
+            core,
             in_batch: false,
-            batch_changed: false,
             copy_in: false,
-            statements: HashMap::new(),
-            portals: HashMap::new(),
-            cursors: HashMap::new(),
         }
     }
 
@@ -122,9 +104,9 @@ where
                     self.send(frame.as_bytes()).await?;
                 }
                 b'S' => {
-                    self.guard.state.push(Expect::Sync);
+                    self.guard.state.push_sync(Expect::Sync);
                     self.in_batch = false;
-                    self.batch_changed = false;
+                    self.core.end_batch();
                     self.send(frame.as_bytes()).await?;
                 }
                 b'H' => {
@@ -138,8 +120,8 @@ where
                 }
                 b'd' | b'c' | b'f' => self.send(frame.as_bytes()).await?,
                 b'F' => {
-                    let b = enforce::block(
-                        "protocol.function_call",
+                    let b = Block::new(
+                        Rule::ProtocolFunctionCall,
                         "the FunctionCall protocol message is not available to guarded roles",
                     );
                     self.refuse_cycle(&b, "").await?;
@@ -219,29 +201,55 @@ where
         let idle = status == b'I';
         let cache = &self.guard.shared.catalogs;
         if let Some(newer) = cache.get(&self.guard.info.database).filter(|_| idle) {
-            if newer.loaded_at > self.catalog.loaded_at {
-                self.catalog = newer;
-                self.context += 1;
+            if newer.loaded_at > self.core.catalog.loaded_at {
+                self.core.catalog = newer;
+                self.core.context += 1;
             }
         }
-        if self.catalog_dirty || cache.is_stale(&self.catalog) {
+        if self.core.catalog_dirty || cache.is_stale(&self.core.catalog) {
+            let database = &self.guard.info.database;
+            let has_catalog = self.core.catalog.relations().next().is_some();
+            // After its own DDL the session loads its own view; otherwise
+            // one load per database is in flight at a time.
+            let own_change = self.core.catalog_dirty && has_catalog;
+            let claim = (idle && !own_change).then(|| cache.claim(database, has_catalog));
+            let ticket = match claim {
+                None => None,
+                Some(Claim::Load(ticket)) => Some(ticket),
+                Some(Claim::Keep) => return self.refresh_search_path().await,
+                Some(Claim::Wait(wait)) => {
+                    let limit = self.guard.shared.config.limits.connect_timeout;
+                    let _ = tokio::time::timeout(limit, wait.done()).await;
+                    if let Some(loaded) = cache.get(database) {
+                        self.core.set_catalog(loaded);
+                        return self.refresh_search_path().await;
+                    }
+                    None
+                }
+            };
+            metrics::counter!(crate::telemetry::CATALOG_LOADS, "database" => database.clone())
+                .increment(1);
             match self.internal(LOAD_SQL).await? {
                 Ok(sets) => match CatalogRows::from_sets(sets).and_then(|r| r.into_catalog()) {
                     Ok(catalog) => {
                         let catalog = Arc::new(catalog);
                         if idle {
-                            cache.put(&self.guard.info.database, catalog.clone());
+                            cache.put(database, catalog.clone());
                         }
-                        self.catalog = catalog;
-                        self.catalog_dirty = false;
-                        self.context += 1;
+                        self.core.set_catalog(catalog);
                     }
                     Err(e) => warn!(error = %e, "catalog reload failed"),
                 },
                 Err(e) => warn!(error = %e, "catalog reload failed"),
             }
+            drop(ticket);
         }
-        if self.search_path_dirty {
+        self.refresh_search_path().await
+    }
+
+    /// Reads the session's search path again when it may have changed.
+    async fn refresh_search_path(&mut self) -> Result<(), SessionError> {
+        if self.core.search_path_dirty {
             if let Ok(sets) = self
                 .internal("SELECT pg_catalog.current_schemas(true)::text")
                 .await?
@@ -252,174 +260,11 @@ where
                     .and_then(|row| row.first().cloned().flatten())
                     .and_then(|text| parse_name_array(&text));
                 if let Some(path) = path {
-                    if path != self.search_path {
-                        self.context += 1;
-                    }
-                    self.search_path = path;
-                    self.search_path_dirty = false;
+                    self.core.set_search_path(path);
                 }
             }
         }
         Ok(())
-    }
-
-    fn analyze(&self, sql: &str) -> Result<Vec<StatementFacts>, Block> {
-        let ctx = Context {
-            catalog: &self.catalog,
-            search_path: &self.search_path,
-        };
-        analysis::analyze(sql, &ctx)
-            .map(|f| f.statements)
-            .map_err(|e| analysis_block(&e))
-    }
-
-    /// `stmt`'s decision as it stands now: analyzed again from its text when
-    /// the search path or catalog changed since (PostgreSQL re-plans it
-    /// too), decided again when the policy changed.
-    fn redecide(&self, stmt: &Arc<Exec>, policy: &Arc<Policy>) -> Result<Arc<Exec>, Block> {
-        if stmt.context != self.context {
-            let Some(sql) = &stmt.sql else {
-                return Err(context_change_block());
-            };
-            let mut statements = self.analyze(sql)?;
-            if statements.len() != 1 {
-                return Err(context_change_block());
-            }
-            return self.decide(statements.remove(0), policy, Some(sql.clone()));
-        }
-        if Arc::ptr_eq(&stmt.policy, policy) {
-            return Ok(stmt.clone());
-        }
-        self.decide((*stmt.facts).clone(), policy, stmt.sql.clone())
-    }
-
-    /// Decides one statement, substituting what EXECUTE and FETCH refer to.
-    /// `sql` is the statement's own text when it came alone.
-    fn decide(
-        &self,
-        facts: StatementFacts,
-        policy: &Arc<Policy>,
-        sql: Option<Arc<str>>,
-    ) -> Result<Arc<Exec>, Block> {
-        let mut counted_by = None;
-        let facts = match &facts.kind {
-            StatementKind::Execute { name } => {
-                let prepared = self.statements.get(name).ok_or_else(|| {
-                    enforce::block(
-                        "statement.unknown",
-                        format!("no prepared statement {name:?} known to copyguard"),
-                    )
-                })?;
-                let prepared = self.redecide(prepared, policy)?;
-                let mut inner = (*prepared.facts).clone();
-                inner.kind = facts.kind.clone();
-                inner.functions.extend(facts.functions.iter().cloned());
-                inner.settings.extend(facts.settings.iter().cloned());
-                inner.predicates.extend(facts.predicates.iter().copied());
-                inner
-            }
-            StatementKind::Fetch { name, is_move } => {
-                // A SQL cursor, or a protocol portal (asyncpg's `MOVE
-                // FORWARD n "__asyncpg_portal_1__"`), counted where its
-                // own rows are.
-                let portal = || {
-                    self.portals
-                        .get(name)
-                        .map(|p| p.counted_by.as_ref().unwrap_or(p))
-                };
-                let cursor = self.cursors.get(name).or_else(portal).ok_or_else(|| {
-                    enforce::block(
-                        "cursor.unknown",
-                        format!("no cursor {name:?} known to copyguard"),
-                    )
-                })?;
-                let mut inner = (*cursor.facts).clone();
-                inner.kind = facts.kind.clone();
-                if *is_move {
-                    inner.outputs.clear();
-                }
-                counted_by = Some(cursor.clone());
-                inner
-            }
-            StatementKind::Set { name } if enforce::is_lexer_setting(name) => {
-                return Err(enforce::block(
-                    "setting.lexer",
-                    format!("guarded sessions cannot change {name}: it changes how the server reads SQL text"),
-                ));
-            }
-            _ => facts,
-        };
-        let class = self.class(policy);
-        match policy.decide(&class, &self.catalog, &facts) {
-            Verdict::Block(b) => Err(b),
-            Verdict::Allow(a) if a.pseudonymizes() && self.guard.shared.pseudonymizer.is_none() => {
-                Err(enforce::block(
-                    "pseudonym.no_key",
-                    "role class gets these columns pseudonymized, but copyguard has no pseudonymization key (pseudonym.key_file)",
-                ))
-            }
-            Verdict::Allow(allowance) => {
-                let scrub = allowance.touches_classified;
-                let mut exec = Exec::new(
-                    Arc::new(facts),
-                    allowance,
-                    scrub,
-                    policy.clone(),
-                    self.catalog.clone(),
-                    class,
-                );
-                exec.counted_by = counted_by;
-                exec.sql = sql;
-                exec.context = self.context;
-                Ok(Arc::new(exec))
-            }
-        }
-    }
-
-    /// The session's role class under `policy`: membership is re-read so a
-    /// reloaded policy's limits apply at the next statement, but a guarded
-    /// session never becomes unguarded (a role that is production in the new
-    /// policy keeps its login class).
-    fn class(&self, policy: &Policy) -> Arc<RoleClass> {
-        let class = policy.classify_role(&self.guard.info.user);
-        if class.mode == ClassMode::Guarded {
-            class
-        } else {
-            self.guard.class.clone()
-        }
-    }
-
-    /// Applies what an allowed statement changes in the session.
-    fn apply(&mut self, exec: &Arc<Exec>) {
-        match &exec.facts.kind {
-            StatementKind::Prepare { name, .. } => {
-                self.statements.insert(name.clone(), exec.clone());
-            }
-            StatementKind::Deallocate { name: Some(name) } => {
-                self.statements.remove(name);
-            }
-            StatementKind::Deallocate { name: None } => self.statements.clear(),
-            StatementKind::Declare { name } => {
-                self.cursors.insert(name.clone(), exec.clone());
-            }
-            StatementKind::CloseCursor { name: Some(name) } => {
-                self.cursors.remove(name);
-            }
-            StatementKind::CloseCursor { name: None } => self.cursors.clear(),
-            _ if exec.facts.sets_search_path() => self.search_path_dirty = true,
-            StatementKind::Transaction { ends: true } | StatementKind::Discard => {
-                self.search_path_dirty = true;
-                self.catalog_dirty |= self.ddl_seen;
-            }
-            StatementKind::Ddl(_)
-            | StatementKind::CreateTableAs
-            | StatementKind::MaterializedView => {
-                self.catalog_dirty = true;
-                self.search_path_dirty = true;
-                self.ddl_seen = true;
-            }
-            _ => {}
-        }
     }
 
     /// Records a refusal of `sql`; the error the client gets.
@@ -445,7 +290,7 @@ where
         self.refresh().await?;
         let sql = messages::parse_query(frame).map_err(SessionError::Client)?;
         let policy = self.guard.shared.policy.current();
-        let execs = match self.decide_query(&sql, &policy) {
+        let execs = match self.core.decide_query(&sql, &policy) {
             Ok(execs) => execs,
             Err(b) => return self.refuse_cycle(&b, &sql).await,
         };
@@ -460,7 +305,7 @@ where
         }
         if execs.is_empty() {
             let empty = StatementFacts::new(StatementKind::Empty);
-            let exec = self.decide(empty, &policy, None).map_err(|b| {
+            let exec = self.core.decide(empty, &policy, None).map_err(|b| {
                 SessionError::ClientProtocol(format!("empty statement refused: {}", b.reason))
             })?;
             self.guard.state.push(Expect::Statement(exec));
@@ -468,12 +313,9 @@ where
         for exec in &execs {
             self.guard.state.push(Expect::Statement(exec.clone()));
         }
-        self.guard.state.push(Expect::QueryEnd);
+        let limited = execs.iter().any(|e| e.allowance.limits.is_some());
+        let held = self.guard.state.push_held(Expect::QueryEnd, limited);
         self.guard.allowed.increment(execs.len().max(1) as u64);
-        let held = execs
-            .iter()
-            .any(|e| e.allowance.limits.is_some())
-            .then(|| self.guard.state.hold());
         self.send(frame.as_bytes()).await?;
         match held {
             Some(rx) => self.wait_held(rx).await,
@@ -504,47 +346,6 @@ where
         Ok(())
     }
 
-    /// Analyzes and decides the statements of a simple Query in order,
-    /// applying each one's effect on the session before deciding the next
-    /// (a DECLARE then its FETCH). After a statement that changes how names
-    /// resolve, the rest of the string could resolve differently on the
-    /// server than here, so only statements that name no relation may
-    /// follow. On a refusal the session's statements and cursors are as
-    /// before.
-    fn decide_query(&mut self, sql: &str, policy: &Arc<Policy>) -> Result<Vec<Arc<Exec>>, Block> {
-        let statements = self.analyze(sql)?;
-        let alone = (statements.len() == 1).then(|| Arc::<str>::from(sql));
-        let saved = (self.statements.clone(), self.cursors.clone());
-        let mut changed = false;
-        let mut execs = Vec::with_capacity(statements.len());
-        for facts in statements {
-            let decided = if changed && !names_no_relation(&facts.kind) {
-                Err(context_change_block())
-            } else {
-                self.decide(facts, policy, alone.clone())
-            };
-            match decided {
-                Ok(exec) => {
-                    changed |= changes_context(&exec.facts);
-                    self.apply(&exec);
-                    execs.push(exec);
-                }
-                Err(b) => {
-                    (self.statements, self.cursors) = saved;
-                    return Err(b);
-                }
-            }
-        }
-        if execs.len() > 1 && execs.iter().any(|e| e.allowance.limits.is_some()) {
-            (self.statements, self.cursors) = saved;
-            return Err(enforce::block(
-                "statement.limited_not_alone",
-                "a statement returning classified rows must be sent as a query of its own: copyguard stops it at its limits, and statements after it in the same query string would still run",
-            ));
-        }
-        Ok(execs)
-    }
-
     async fn begin_batch(&mut self) -> Result<(), SessionError> {
         if !self.in_batch {
             self.refresh().await?;
@@ -558,20 +359,7 @@ where
         let msg = messages::parse_parse(frame).map_err(SessionError::Client)?;
         let policy = self.guard.shared.policy.current();
         let sql: Arc<str> = Arc::from(msg.sql.as_str());
-        let decided = if self.batch_changed {
-            Err(context_change_block())
-        } else {
-            self.analyze(&sql)
-                .and_then(|mut statements| match statements.len() {
-                    0 => self
-                        .decide(StatementFacts::new(StatementKind::Empty), &policy, None)
-                        .map(Some),
-                    1 => self
-                        .decide(statements.remove(0), &policy, Some(sql.clone()))
-                        .map(Some),
-                    _ => Ok(None),
-                })
-        };
+        let decided = self.core.decide_parse(&sql, &policy);
         let decided = match decided {
             Err(b) => Err(self.refused(&b, &sql).await),
             Ok(Some(exec)) => self
@@ -583,20 +371,13 @@ where
         };
         match decided {
             Err(err) => {
-                self.statements.remove(&msg.name);
+                self.core.prepared(&msg.name, None);
                 self.guard.state.push(Expect::Refused(err));
                 self.send(&messages::parse_message(&msg.name, BLOCKED_SQL))
                     .await
             }
             Ok(exec) => {
-                match exec {
-                    Some(exec) => {
-                        self.statements.insert(msg.name.clone(), exec);
-                    }
-                    None => {
-                        self.statements.remove(&msg.name);
-                    }
-                }
+                self.core.prepared(&msg.name, exec);
                 self.guard.state.push(Expect::Parse);
                 self.send(frame.as_bytes()).await
             }
@@ -608,19 +389,13 @@ where
         let (portal, statement) =
             messages::parse_bind_names(frame).map_err(SessionError::Client)?;
         let policy = self.guard.shared.policy.current();
-        let stored = self.statements.get(&statement).cloned();
-        let sql = stored.as_ref().and_then(|s| s.sql.clone());
+        let sql = self
+            .core
+            .statements
+            .get(&statement)
+            .and_then(|s| s.sql.clone());
         let sql = sql.as_deref().unwrap_or("");
-        let decided = match stored {
-            _ if self.batch_changed => Err(context_change_block()),
-            None => Err(enforce::block(
-                "statement.unknown",
-                format!("no prepared statement {statement:?} known to copyguard"),
-            )),
-            Some(stmt) => self
-                .redecide(&stmt, &policy)
-                .map(|exec| (exec.clone(), !Arc::ptr_eq(&exec, &stmt))),
-        };
+        let decided = self.core.decide_bind(&statement, &policy);
         let decided = match decided {
             Err(b) => Err(self.refused(&b, sql).await),
             Ok((exec, true)) => self
@@ -640,12 +415,12 @@ where
         });
         match decided {
             Err(err) => {
-                self.portals.remove(&portal);
+                self.core.bound(&portal, None);
                 self.guard.state.push(Expect::Refused(err));
                 self.send(&failing_bind(&portal)).await
             }
             Ok(exec) => {
-                self.portals.insert(portal, exec);
+                self.core.bound(&portal, Some(exec));
                 self.guard.state.push(Expect::Bind);
                 self.send(frame.as_bytes()).await
             }
@@ -656,9 +431,9 @@ where
         self.begin_batch().await?;
         let (kind, name) = messages::parse_target(frame).map_err(SessionError::Client)?;
         let target = if kind == b'S' {
-            self.statements.get(&name).cloned()
+            self.core.statements.get(&name).cloned()
         } else {
-            self.portals.get(&name).cloned()
+            self.core.portals.get(&name).cloned()
         };
         if let Some(t) = &target {
             t.describe_requested.store(true, Ordering::Relaxed);
@@ -673,17 +448,14 @@ where
     async fn execute(&mut self, frame: &Frame) -> Result<(), SessionError> {
         self.begin_batch().await?;
         let portal = messages::parse_execute_portal(frame).map_err(SessionError::Client)?;
-        let Some(exec) = self.portals.get(&portal).cloned() else {
-            let b = enforce::block(
-                "portal.unknown",
-                format!("no portal {portal:?} known to copyguard"),
-            );
-            let err = self.refused(&b, "").await;
-            self.guard.state.push(Expect::Refused(err));
-            return self.send(&failing_execute()).await;
+        let exec = match self.core.execute(&portal) {
+            Ok(exec) => exec,
+            Err(b) => {
+                let err = self.refused(&b, "").await;
+                self.guard.state.push(Expect::Refused(err));
+                return self.send(&failing_execute()).await;
+            }
         };
-        self.apply(&exec);
-        self.batch_changed |= changes_context(&exec.facts);
         self.copy_in |= matches!(
             exec.facts.kind,
             StatementKind::CopyFrom {
@@ -699,12 +471,8 @@ where
             });
             self.send(&messages::describe(b'P', &portal)).await?;
         }
-        let held = exec
-            .allowance
-            .limits
-            .is_some()
-            .then(|| self.guard.state.hold());
-        self.guard.state.push(Expect::Execute(exec));
+        let limited = exec.allowance.limits.is_some();
+        let held = self.guard.state.push_held(Expect::Execute(exec), limited);
         self.send(frame.as_bytes()).await?;
         match held {
             Some(rx) => self.wait_held(rx).await,
@@ -716,9 +484,9 @@ where
         self.begin_batch().await?;
         let (kind, name) = messages::parse_target(frame).map_err(SessionError::Client)?;
         if kind == b'S' {
-            self.statements.remove(&name);
+            self.core.statements.remove(&name);
         } else {
-            self.portals.remove(&name);
+            self.core.portals.remove(&name);
         }
         self.guard.state.push(Expect::Close);
         self.send(frame.as_bytes()).await
@@ -742,64 +510,4 @@ fn failing_execute() -> bytes::Bytes {
     body.push(0);
     body.extend_from_slice(&0i32.to_be_bytes());
     messages::frame(b'E', &body)
-}
-
-/// Whether running a statement of `kind` may change how later names
-/// resolve: the search path, the relations that exist (DDL, and the end of
-/// a transaction or DISCARD undoing or dropping some).
-fn changes_context(facts: &StatementFacts) -> bool {
-    match &facts.kind {
-        _ if facts.sets_search_path() => true,
-        StatementKind::Transaction { ends } => *ends,
-        StatementKind::Discard
-        | StatementKind::Ddl(_)
-        | StatementKind::CreateTableAs
-        | StatementKind::MaterializedView => true,
-        _ => false,
-    }
-}
-
-/// Statements that name no relation and may follow a context change in
-/// the same query string.
-fn names_no_relation(kind: &StatementKind) -> bool {
-    matches!(
-        kind,
-        StatementKind::Transaction { .. }
-            | StatementKind::Set { .. }
-            | StatementKind::Show
-            | StatementKind::Listen
-            | StatementKind::Discard
-            | StatementKind::Deallocate { .. }
-            | StatementKind::CloseCursor { .. }
-            | StatementKind::Empty
-    )
-}
-
-/// The refusal for a statement that would run in a context copyguard has
-/// not seen yet.
-fn context_change_block() -> Block {
-    enforce::block(
-        "analysis.context_change",
-        "this statement follows a change of search_path, DDL or the end of a transaction in the same request, so copyguard cannot know how its names will resolve; send it as a separate query (or after a Sync)",
-    )
-}
-
-/// The refusal for a statement analysis could not understand.
-fn analysis_block(e: &AnalysisError) -> Block {
-    let rule = match e {
-        AnalysisError::Parse(_) => "analysis.parse",
-        AnalysisError::UnknownRelation(_) => "analysis.unknown_relation",
-        AnalysisError::UnknownColumn(_) => "analysis.unknown_column",
-        AnalysisError::Unsupported(_) => "analysis.unsupported",
-    };
-    let hint = match e {
-        AnalysisError::UnknownRelation(_) => {
-            " (a relation created earlier in the same request is not known yet: send the statements that use it separately)"
-        }
-        _ => "",
-    };
-    enforce::block(
-        rule,
-        format!("copyguard could not analyze the statement ({e}){hint}; guarded sessions run only statements it understands"),
-    )
 }

@@ -62,11 +62,11 @@ impl Guard<'_> {
         tracing::warn!(
             user = %self.info.user,
             database = %self.info.database,
-            rule = b.rule,
+            rule = b.rule.id(),
             reason = %b.reason,
             "{what}"
         );
-        metrics::counter!(crate::telemetry::VERDICTS, "verdict" => "block", "rule" => b.rule)
+        metrics::counter!(crate::telemetry::VERDICTS, "verdict" => "block", "rule" => b.rule.id())
             .increment(1);
         let mut ev = audit::statement_event(sql, audit::refusal_verdict(b), Some(b), None);
         if let Some((rows, bytes)) = rows {
@@ -143,15 +143,6 @@ pub(crate) async fn run(
     upstream_key: Option<UpstreamKey>,
     session: Arc<SessionFields>,
 ) -> (Result<RelayEnd, SessionError>, SessionTotals) {
-    for (name, value) in &info.server_params {
-        if let Err(b) = crate::enforce::check_reported_setting(name, value) {
-            let err = SessionError::Policy {
-                rule: b.rule,
-                reason: b.reason,
-            };
-            return (Err(err), SessionTotals::default());
-        }
-    }
     let max = shared.config.limits.max_message_size;
     let (client_stream, client_buf) = client.into_parts();
     let (server_stream, server_buf) = upstream.into_parts();

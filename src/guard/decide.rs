@@ -1,0 +1,492 @@
+//! The whole guarded verdict, made once, by one ordered function: what
+//! `serve` runs for every statement of a guarded session and what
+//! `explain` prints. No sockets: the proxy feeds it statements and runs
+//! what it decides.
+//!
+//! For one statement, in order ([`Core::decide`]):
+//! 1. analysis errors become `analysis.*` refusals ([`Core::analyze`]);
+//! 2. a statement after a change of how names resolve, in the same
+//!    request, is refused (`analysis.context_change`);
+//! 3. `EXECUTE` and `FETCH` are decided on what they run (the prepared
+//!    statement decided again in the current context, the cursor's query):
+//!    `statement.unknown`, `cursor.unknown`;
+//! 4. a `SET` of a setting that changes how the server reads SQL text is
+//!    refused (`setting.lexer`);
+//! 5. the policy's rules ([`Policy::decide`]);
+//! 6. pseudonymized outputs need a key (`pseudonym.no_key`);
+//!
+//! and for a query string as a whole ([`Core::decide_query`]): a statement
+//! returning classified rows must come alone
+//! (`statement.limited_not_alone`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::Exec;
+use crate::analysis::{self, AnalysisError, Context, StatementFacts, StatementKind};
+use crate::catalog::Catalog;
+use crate::enforce;
+use crate::policy::{Block, ClassMode, Policy, RoleClass, Rule, Verdict};
+
+/// One guarded session's decision state: the name-resolution context and
+/// what the session has prepared, bound and declared, as copyguard saw it.
+#[derive(Debug)]
+pub struct Core {
+    /// The login role; its class is re-read under each policy.
+    user: String,
+    /// The class the session was given at login.
+    login_class: Arc<RoleClass>,
+    /// Whether copyguard has a pseudonymization key.
+    has_key: bool,
+    /// The catalog names are resolved against.
+    pub catalog: Arc<Catalog>,
+    /// The search path names are resolved with.
+    pub search_path: Vec<String>,
+    /// The search path may have changed on the server: read it again
+    /// before the next request.
+    pub search_path_dirty: bool,
+    /// The relations may have changed: reload the catalog before the next
+    /// request.
+    pub catalog_dirty: bool,
+    /// Bumped whenever the search path or the catalog changes: decisions
+    /// made in an older context are analyzed again before they run.
+    pub context: u64,
+    /// The session ran DDL: ending a transaction or DISCARD may then drop
+    /// or revert relations, so the catalog is reloaded.
+    ddl_seen: bool,
+    /// A statement executed in this extended-protocol batch changed how
+    /// names resolve; nothing more is analyzed until the next Sync.
+    pub batch_changed: bool,
+    /// Prepared statements (Parse and SQL PREPARE), by name.
+    pub statements: HashMap<String, Arc<Exec>>,
+    /// Bound portals, by name.
+    pub portals: HashMap<String, Arc<Exec>>,
+    /// Declared cursors, by name.
+    pub cursors: HashMap<String, Arc<Exec>>,
+}
+
+impl Core {
+    /// A fresh session of `user` (given `login_class` at login): search
+    /// path `pg_catalog, public` until the server's is read, the catalog
+    /// reloaded first when it is empty.
+    pub fn new(
+        user: impl Into<String>,
+        login_class: Arc<RoleClass>,
+        has_key: bool,
+        catalog: Arc<Catalog>,
+    ) -> Core {
+        let catalog_dirty = catalog.relations().next().is_none();
+        Core {
+            user: user.into(),
+            login_class,
+            has_key,
+            catalog,
+            search_path: vec!["pg_catalog".to_owned(), "public".to_owned()],
+            search_path_dirty: true,
+            catalog_dirty,
+            context: 0,
+            ddl_seen: false,
+            batch_changed: false,
+            statements: HashMap::new(),
+            portals: HashMap::new(),
+            cursors: HashMap::new(),
+        }
+    }
+
+    /// The same core with a search path known to be the server's.
+    pub fn with_search_path(mut self, search_path: Vec<String>) -> Core {
+        self.search_path = search_path;
+        self.search_path_dirty = false;
+        self
+    }
+
+    /// Adopts a newer catalog: decisions made before are made again.
+    pub fn set_catalog(&mut self, catalog: Arc<Catalog>) {
+        self.catalog = catalog;
+        self.catalog_dirty = false;
+        self.context += 1;
+    }
+
+    /// Adopts the server's search path as read.
+    pub fn set_search_path(&mut self, path: Vec<String>) {
+        if path != self.search_path {
+            self.context += 1;
+        }
+        self.search_path = path;
+        self.search_path_dirty = false;
+    }
+
+    /// Analyzes SQL text in the session's context; an analysis error is a
+    /// refusal.
+    pub fn analyze(&self, sql: &str) -> Result<Vec<StatementFacts>, Block> {
+        let ctx = Context {
+            catalog: &self.catalog,
+            search_path: &self.search_path,
+        };
+        analysis::analyze(sql, &ctx)
+            .map(|f| f.statements)
+            .map_err(|e| analysis_block(&e))
+    }
+
+    /// `stmt`'s decision as it stands now: analyzed again from its text when
+    /// the search path or catalog changed since (PostgreSQL re-plans it
+    /// too), decided again when the policy changed.
+    pub fn redecide(&self, stmt: &Arc<Exec>, policy: &Arc<Policy>) -> Result<Arc<Exec>, Block> {
+        if stmt.context != self.context {
+            let Some(sql) = &stmt.sql else {
+                return Err(context_change_block());
+            };
+            let mut statements = self.analyze(sql)?;
+            if statements.len() != 1 {
+                return Err(context_change_block());
+            }
+            return self.decide(statements.remove(0), policy, Some(sql.clone()));
+        }
+        if Arc::ptr_eq(&stmt.policy, policy) {
+            return Ok(stmt.clone());
+        }
+        self.decide((*stmt.facts).clone(), policy, stmt.sql.clone())
+    }
+
+    /// Decides one statement, substituting what EXECUTE and FETCH refer to.
+    /// `sql` is the statement's own text when it came alone.
+    pub fn decide(
+        &self,
+        facts: StatementFacts,
+        policy: &Arc<Policy>,
+        sql: Option<Arc<str>>,
+    ) -> Result<Arc<Exec>, Block> {
+        let mut counted_by = None;
+        let facts = match &facts.kind {
+            StatementKind::Execute { name } => {
+                let prepared = self.statements.get(name).ok_or_else(|| {
+                    enforce::block(
+                        Rule::StatementUnknown,
+                        format!("no prepared statement {name:?} known to copyguard"),
+                    )
+                })?;
+                let prepared = self.redecide(prepared, policy)?;
+                let mut inner = (*prepared.facts).clone();
+                inner.kind = facts.kind.clone();
+                inner.functions.extend(facts.functions.iter().cloned());
+                inner.settings.extend(facts.settings.iter().cloned());
+                inner.predicates.extend(facts.predicates.iter().copied());
+                inner
+            }
+            StatementKind::Fetch { name, is_move } => {
+                // A SQL cursor, or a protocol portal (asyncpg's `MOVE
+                // FORWARD n "__asyncpg_portal_1__"`), counted where its
+                // own rows are.
+                let portal = || {
+                    self.portals
+                        .get(name)
+                        .map(|p| p.counted_by.as_ref().unwrap_or(p))
+                };
+                let cursor = self.cursors.get(name).or_else(portal).ok_or_else(|| {
+                    enforce::block(
+                        Rule::CursorUnknown,
+                        format!("no cursor {name:?} known to copyguard"),
+                    )
+                })?;
+                let mut inner = (*cursor.facts).clone();
+                inner.kind = facts.kind.clone();
+                if *is_move {
+                    inner.outputs.clear();
+                }
+                counted_by = Some(cursor.clone());
+                inner
+            }
+            StatementKind::Set { name } if enforce::is_lexer_setting(name) => {
+                return Err(enforce::block(
+                    Rule::SettingLexer,
+                    format!("guarded sessions cannot change {name}: it changes how the server reads SQL text"),
+                ));
+            }
+            _ => facts,
+        };
+        let class = self.class(policy);
+        match policy.decide(&class, &self.catalog, &facts) {
+            Verdict::Block(b) => Err(b),
+            Verdict::Allow(a) if a.pseudonymizes() && !self.has_key => Err(enforce::block(
+                Rule::PseudonymNoKey,
+                "role class gets these columns pseudonymized, but copyguard has no pseudonymization key (pseudonym.key_file)",
+            )),
+            Verdict::Allow(allowance) => {
+                let scrub = allowance.touches_classified;
+                let mut exec = Exec::new(
+                    Arc::new(facts),
+                    allowance,
+                    scrub,
+                    policy.clone(),
+                    self.catalog.clone(),
+                    class,
+                );
+                exec.counted_by = counted_by;
+                exec.sql = sql;
+                exec.context = self.context;
+                Ok(Arc::new(exec))
+            }
+        }
+    }
+
+    /// The session's role class under `policy`: membership is re-read so a
+    /// reloaded policy's limits apply at the next statement, but a guarded
+    /// session never becomes unguarded (a role that is production in the new
+    /// policy keeps its login class).
+    pub fn class(&self, policy: &Policy) -> Arc<RoleClass> {
+        let class = policy.classify_role(&self.user);
+        if class.mode == ClassMode::Guarded {
+            class
+        } else {
+            self.login_class.clone()
+        }
+    }
+
+    /// Applies what an allowed statement changes in the session.
+    pub fn apply(&mut self, exec: &Arc<Exec>) {
+        match &exec.facts.kind {
+            StatementKind::Prepare { name, .. } => {
+                self.statements.insert(name.clone(), exec.clone());
+            }
+            StatementKind::Deallocate { name: Some(name) } => {
+                self.statements.remove(name);
+            }
+            StatementKind::Deallocate { name: None } => self.statements.clear(),
+            StatementKind::Declare { name } => {
+                self.cursors.insert(name.clone(), exec.clone());
+            }
+            StatementKind::CloseCursor { name: Some(name) } => {
+                self.cursors.remove(name);
+            }
+            StatementKind::CloseCursor { name: None } => self.cursors.clear(),
+            _ if exec.facts.sets_search_path() => self.search_path_dirty = true,
+            StatementKind::Transaction { ends: true } | StatementKind::Discard => {
+                self.search_path_dirty = true;
+                self.catalog_dirty |= self.ddl_seen;
+            }
+            StatementKind::Ddl(_)
+            | StatementKind::CreateTableAs
+            | StatementKind::MaterializedView => {
+                self.catalog_dirty = true;
+                self.search_path_dirty = true;
+                self.ddl_seen = true;
+            }
+            _ => {}
+        }
+    }
+
+    /// Analyzes and decides the statements of a simple Query in order,
+    /// applying each one's effect on the session before deciding the next
+    /// (a DECLARE then its FETCH). After a statement that changes how names
+    /// resolve, the rest of the string could resolve differently on the
+    /// server than here, so only statements that name no relation may
+    /// follow. On a refusal the session's statements and cursors are as
+    /// before.
+    pub fn decide_query(
+        &mut self,
+        sql: &str,
+        policy: &Arc<Policy>,
+    ) -> Result<Vec<Arc<Exec>>, Block> {
+        self.decide_query_at(sql, policy).map_err(|r| r.block)
+    }
+
+    /// [`Core::decide_query`], telling which statement was refused.
+    pub fn decide_query_at(
+        &mut self,
+        sql: &str,
+        policy: &Arc<Policy>,
+    ) -> Result<Vec<Arc<Exec>>, Refusal> {
+        let statements = self.analyze(sql).map_err(Refusal::whole)?;
+        let alone = (statements.len() == 1).then(|| Arc::<str>::from(sql));
+        let saved = (self.statements.clone(), self.cursors.clone());
+        let mut changed = false;
+        let mut execs = Vec::with_capacity(statements.len());
+        for (at, facts) in statements.into_iter().enumerate() {
+            let decided = if changed && !names_no_relation(&facts.kind) {
+                Err(context_change_block())
+            } else {
+                self.decide(facts, policy, alone.clone())
+            };
+            match decided {
+                Ok(exec) => {
+                    changed |= changes_context(&exec.facts);
+                    self.apply(&exec);
+                    execs.push(exec);
+                }
+                Err(block) => {
+                    (self.statements, self.cursors) = saved;
+                    return Err(Refusal {
+                        block,
+                        at: Some(at),
+                    });
+                }
+            }
+        }
+        if execs.len() > 1 && execs.iter().any(|e| e.allowance.limits.is_some()) {
+            (self.statements, self.cursors) = saved;
+            return Err(Refusal::whole(enforce::block(
+                Rule::StatementLimitedNotAlone,
+                "a statement returning classified rows must be sent as a query of its own: copyguard stops it at its limits, and statements after it in the same query string would still run",
+            )));
+        }
+        Ok(execs)
+    }
+
+    /// Decides the statement of a Parse: `None` for several statements
+    /// (the server refuses those in a Parse itself). The caller stores an
+    /// allowed decision under the statement's name once it is recorded.
+    pub fn decide_parse(
+        &self,
+        sql: &Arc<str>,
+        policy: &Arc<Policy>,
+    ) -> Result<Option<Arc<Exec>>, Block> {
+        if self.batch_changed {
+            return Err(context_change_block());
+        }
+        let mut statements = self.analyze(sql)?;
+        match statements.len() {
+            0 => self
+                .decide(StatementFacts::new(StatementKind::Empty), policy, None)
+                .map(Some),
+            1 => self
+                .decide(statements.remove(0), policy, Some(sql.clone()))
+                .map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// Decides a Bind of prepared statement `statement`: its decision as
+    /// it stands now, and whether that is a new decision (to be recorded).
+    pub fn decide_bind(
+        &self,
+        statement: &str,
+        policy: &Arc<Policy>,
+    ) -> Result<(Arc<Exec>, bool), Block> {
+        if self.batch_changed {
+            return Err(context_change_block());
+        }
+        let Some(stmt) = self.statements.get(statement) else {
+            return Err(enforce::block(
+                Rule::StatementUnknown,
+                format!("no prepared statement {statement:?} known to copyguard"),
+            ));
+        };
+        self.redecide(stmt, policy)
+            .map(|exec| (exec.clone(), !Arc::ptr_eq(&exec, stmt)))
+    }
+
+    /// An Execute of `portal`: the portal's decision, applied to the
+    /// session.
+    pub fn execute(&mut self, portal: &str) -> Result<Arc<Exec>, Block> {
+        let Some(exec) = self.portals.get(portal).cloned() else {
+            return Err(enforce::block(
+                Rule::PortalUnknown,
+                format!("no portal {portal:?} known to copyguard"),
+            ));
+        };
+        self.apply(&exec);
+        self.batch_changed |= changes_context(&exec.facts);
+        Ok(exec)
+    }
+
+    /// Stores the decision of a Parse under `name`, or forgets the name
+    /// (a refused Parse, or one of several statements, which the server
+    /// refuses).
+    pub fn prepared(&mut self, name: &str, exec: Option<Arc<Exec>>) {
+        match exec {
+            Some(exec) => self.statements.insert(name.to_owned(), exec),
+            None => self.statements.remove(name),
+        };
+    }
+
+    /// Stores the decision of a Bind under `portal`, or forgets the name
+    /// (a refused Bind).
+    pub fn bound(&mut self, portal: &str, exec: Option<Arc<Exec>>) {
+        match exec {
+            Some(exec) => self.portals.insert(portal.to_owned(), exec),
+            None => self.portals.remove(portal),
+        };
+    }
+
+    /// A Sync ended the extended-protocol batch.
+    pub fn end_batch(&mut self) {
+        self.batch_changed = false;
+    }
+}
+
+/// A refusal of a query string: the rule, and the statement it refused
+/// (`None`: the string as a whole).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// The refusal.
+    pub block: Block,
+    /// The refused statement's position in the string.
+    pub at: Option<usize>,
+}
+
+impl Refusal {
+    fn whole(block: Block) -> Refusal {
+        Refusal { block, at: None }
+    }
+}
+
+/// Whether running a statement may change how later names resolve: the
+/// search path (`SET`, `RESET`, `set_config`), the relations that exist
+/// (DDL, and the end of a transaction or DISCARD undoing or dropping
+/// some).
+pub fn changes_context(facts: &StatementFacts) -> bool {
+    match &facts.kind {
+        _ if facts.sets_search_path() => true,
+        StatementKind::Transaction { ends } => *ends,
+        StatementKind::Discard
+        | StatementKind::Ddl(_)
+        | StatementKind::CreateTableAs
+        | StatementKind::MaterializedView => true,
+        _ => false,
+    }
+}
+
+/// Statements that name no relation and may follow a context change in
+/// the same query string.
+fn names_no_relation(kind: &StatementKind) -> bool {
+    matches!(
+        kind,
+        StatementKind::Transaction { .. }
+            | StatementKind::Set { .. }
+            | StatementKind::Show
+            | StatementKind::Listen
+            | StatementKind::Discard
+            | StatementKind::Deallocate { .. }
+            | StatementKind::CloseCursor { .. }
+            | StatementKind::Empty
+    )
+}
+
+/// The refusal for a statement that would run in a context copyguard has
+/// not seen yet.
+fn context_change_block() -> Block {
+    enforce::block(
+        Rule::AnalysisContextChange,
+        "this statement follows a change of search_path, DDL or the end of a transaction in the same request, so copyguard cannot know how its names will resolve; send it as a separate query (or after a Sync)",
+    )
+}
+
+/// The refusal for a statement analysis could not understand.
+fn analysis_block(e: &AnalysisError) -> Block {
+    let rule = match e {
+        AnalysisError::Parse(_) => Rule::AnalysisParse,
+        AnalysisError::UnknownRelation(_) => Rule::AnalysisUnknownRelation,
+        AnalysisError::UnknownColumn(_) => Rule::AnalysisUnknownColumn,
+        AnalysisError::Unsupported(_) => Rule::AnalysisUnsupported,
+    };
+    let hint = match e {
+        AnalysisError::UnknownRelation(_) => {
+            " (a relation created earlier in the same request is not known yet: send the statements that use it separately)"
+        }
+        _ => "",
+    };
+    enforce::block(
+        rule,
+        format!("copyguard could not analyze the statement ({e}){hint}; guarded sessions run only statements it understands"),
+    )
+}
