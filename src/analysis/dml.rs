@@ -20,7 +20,7 @@ use super::expr::variant;
 use super::names;
 use super::relations::base_columns;
 use super::scope::{Col, FromItem, Level, Lin, Source};
-use super::{AnalysisError, CopyEndpoint, CopyFormat, CopyOptions, StatementKind};
+use super::{AnalysisError, CopyEndpoint, CopyForceQuote, CopyFormat, CopyOptions, StatementKind};
 
 fn unsupported(what: impl Into<String>) -> AnalysisError {
     AnalysisError::Unsupported(what.into())
@@ -516,10 +516,8 @@ fn copy_format(
             CopyOption::Quote(c) => shape.quote = Some(*c),
             CopyOption::Escape(c) => shape.escape = Some(*c),
             CopyOption::Encoding(e) => shape.encoding = Some(e.clone()),
-            CopyOption::Freeze(_)
-            | CopyOption::ForceQuote(_)
-            | CopyOption::ForceNotNull(_)
-            | CopyOption::ForceNull(_) => {}
+            CopyOption::ForceQuote(columns) => shape.force_quote = Some(force_quote(columns)),
+            CopyOption::Freeze(_) | CopyOption::ForceNotNull(_) | CopyOption::ForceNull(_) => {}
         }
     }
     for o in legacy {
@@ -532,8 +530,10 @@ fn copy_format(
                         CopyLegacyCsvOption::Header => shape.header = true,
                         CopyLegacyCsvOption::Quote(q) => shape.quote = Some(*q),
                         CopyLegacyCsvOption::Escape(e) => shape.escape = Some(*e),
-                        CopyLegacyCsvOption::ForceQuote(_)
-                        | CopyLegacyCsvOption::ForceNotNull(_) => {}
+                        CopyLegacyCsvOption::ForceQuote(columns) => {
+                            shape.force_quote = Some(force_quote(columns))
+                        }
+                        CopyLegacyCsvOption::ForceNotNull(_) => {}
                     }
                 }
             }
@@ -544,6 +544,26 @@ fn copy_format(
         }
     }
     Ok((format, shape))
+}
+
+/// The columns of `FORCE_QUOTE`: `*` (the tokenizer's `*` turned into an
+/// unquoted identifier no SQL text can spell, see
+/// [`super::input`]) or names, folded as PostgreSQL folds them.
+fn force_quote(columns: &[sqlparser::ast::Ident]) -> CopyForceQuote {
+    if let [c] = columns {
+        if c.quote_style.is_none() && c.value == "*" {
+            return CopyForceQuote::All;
+        }
+    }
+    CopyForceQuote::Columns(
+        columns
+            .iter()
+            .map(|c| match c.quote_style {
+                Some(_) => c.value.clone(),
+                None => c.value.to_lowercase(),
+            })
+            .collect(),
+    )
 }
 
 /// Target column positions (indexes into `rel.columns`) of an insert

@@ -144,6 +144,17 @@ pub struct CopyOptions {
     pub escape: Option<char>,
     /// ENCODING, when not the client's.
     pub encoding: Option<String>,
+    /// FORCE_QUOTE (CSV).
+    pub force_quote: Option<CopyForceQuote>,
+}
+
+/// CSV `FORCE_QUOTE`: which non-NULL values are always quoted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CopyForceQuote {
+    /// `FORCE_QUOTE *`.
+    All,
+    /// These columns, by name (case-folded unless quoted).
+    Columns(Vec<String>),
 }
 
 /// Where COPY reads or writes on the server side.

@@ -65,7 +65,59 @@ fn tokenize(sql: &str) -> Result<Vec<TokenWithSpan>, AnalysisError> {
         .tokenize_with_location()
         .map_err(|e| AnalysisError::Parse(e.to_string()))?;
     guard_operator_runs(&tokens)?;
-    Ok(tokens)
+    Ok(force_quote_all(tokens))
+}
+
+/// sqlparser reads `FORCE_QUOTE` (and the older `FORCE QUOTE`) of COPY
+/// with column names only; PostgreSQL also takes `*`. In a COPY, after its
+/// top-level `TO`, a `*` right after those words becomes an unquoted
+/// identifier `*` (parenthesized for `FORCE_QUOTE`), which no SQL text can
+/// spell (a quoted `"*"` keeps its quotes), so the analysis can tell it
+/// from a column named `*`.
+fn force_quote_all(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
+    let is_word = |t: &Token, k: Keyword| matches!(t, Token::Word(w) if w.keyword == k && w.quote_style.is_none());
+    let first = tokens.iter().find(|t| significant(&t.token));
+    if !first.is_some_and(|t| is_word(&t.token, Keyword::COPY)) {
+        return tokens;
+    }
+    let mut out = Vec::with_capacity(tokens.len() + 2);
+    let (mut depth, mut after_to) = (0usize, false);
+    let mut previous: [Option<Token>; 2] = [None, None];
+    for t in tokens {
+        match &t.token {
+            Token::LParen => depth += 1,
+            Token::RParen => depth = depth.saturating_sub(1),
+            token if depth == 0 && is_word(token, Keyword::TO) => after_to = true,
+            _ => {}
+        }
+        if after_to && t.token == Token::Mul {
+            let star = |token| TokenWithSpan {
+                token,
+                span: t.span,
+            };
+            let ident = Token::make_word("*", None);
+            match &previous {
+                [_, Some(p)] if is_word(p, Keyword::FORCE_QUOTE) => {
+                    out.push(star(Token::LParen));
+                    out.push(star(ident));
+                    out.push(star(Token::RParen));
+                    previous = [previous[1].take(), Some(Token::RParen)];
+                    continue;
+                }
+                [Some(f), Some(q)] if is_word(f, Keyword::FORCE) && is_word(q, Keyword::QUOTE) => {
+                    out.push(star(ident.clone()));
+                    previous = [previous[1].take(), Some(ident)];
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        if significant(&t.token) {
+            previous = [previous[1].take(), Some(t.token.clone())];
+        }
+        out.push(t);
+    }
+    out
 }
 
 /// Stack for the parser thread of unoptimized builds.

@@ -135,8 +135,11 @@ impl StatementEvent {
 pub struct SessionTotals {
     /// How long the session lasted.
     pub duration: Duration,
-    /// Statements decided.
+    /// Statements decided (guarded, refused ones included), or Query and
+    /// Execute messages relayed (production).
     pub statements: u64,
+    /// Statements refused and results stopped (guarded).
+    pub refusals: u64,
     /// Rows sent to the client.
     pub rows: u64,
     /// Bytes sent to the client.
@@ -150,6 +153,17 @@ pub enum EventKind {
     SessionStart,
     /// A session ended.
     SessionEnd(SessionTotals),
+    /// A guarded login was refused before the session started (replication,
+    /// an identity or lexer setting at startup).
+    SessionRefused {
+        /// Rule id.
+        rule: String,
+        /// Why, for a reviewer.
+        reason: String,
+        /// The startup parameters other than `user` and `database` (which
+        /// the session fields hold).
+        startup: BTreeMap<String, String>,
+    },
     /// A verdict, written before the client sees it.
     Verdict(Box<StatementEvent>),
     /// What a statement sent once its results were streamed.
@@ -192,6 +206,29 @@ impl Event {
     /// A session ends.
     pub fn session_end(session: &Arc<SessionFields>, totals: SessionTotals) -> Event {
         Event::of(session, EventKind::SessionEnd(totals))
+    }
+
+    /// A guarded login refused by `rule` for `reason`, with the startup
+    /// parameters the client sent.
+    pub fn session_refused(
+        session: &Arc<SessionFields>,
+        rule: &str,
+        reason: &str,
+        startup: &[(String, String)],
+    ) -> Event {
+        let startup = startup
+            .iter()
+            .filter(|(k, _)| k != "user" && k != "database")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Event::of(
+            session,
+            EventKind::SessionRefused {
+                rule: rule.to_owned(),
+                reason: reason.to_owned(),
+                startup,
+            },
+        )
     }
 
     /// A verdict on a statement.

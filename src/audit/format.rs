@@ -41,11 +41,12 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "-".to_owned())
 }
 
-/// Syslog severity: warning for refusals, notice for limited or
+/// Syslog severity: warning for refusals (refused logins included), notice for limited or
 /// pseudonymized results and log start/stop, informational otherwise.
 fn syslog_severity(r: &Record) -> u8 {
     match (r.event, r.verdict) {
         (_, Some(v)) if v.is_refusal() => 4,
+        (EventName::SessionRefused, _) => 4,
         (_, Some(Verdict::Pseudonymized | Verdict::AllowedLimited)) => 5,
         (EventName::LogStart | EventName::LogStop | EventName::PolicyReload, _) => 5,
         _ => 6,
@@ -73,9 +74,11 @@ pub fn syslog(r: &Record, host: &str) -> String {
 /// `requestClientApplication` application name, `msg` reason or detail,
 /// `cs1` rule, `cs2` fingerprint, `cs3` statement, `cs4` database,
 /// `cs5` role class, `cs6` grant, `cn1` session id, `cn2` rows, `cn3` bytes,
-/// `flexString1` relations, `flexString2` classified columns.
+/// `flexString1` relations, `flexString2` classified columns; a refused
+/// login has its startup parameters in `cs3` (labelled `startup`).
 pub fn cef(r: &Record) -> String {
     let severity = match r.verdict {
+        _ if r.event == EventName::SessionRefused => 7,
         Some(v) if v.is_refusal() => 7,
         Some(Verdict::Pseudonymized) => 4,
         Some(Verdict::AllowedLimited) => 3,
@@ -116,7 +119,10 @@ pub fn cef(r: &Record) -> String {
     for (i, (label, value)) in [
         ("rule", r.rule.clone()),
         ("fingerprint", r.fingerprint.clone()),
-        ("statement", r.statement.clone()),
+        match &r.statement {
+            None if !r.startup.is_empty() => ("startup", Some(startup_text(r))),
+            statement => ("statement", statement.clone()),
+        },
         ("database", r.database.clone()),
         ("roleClass", r.role_class.clone()),
         ("grant", r.grant.clone()),
@@ -222,15 +228,28 @@ fn fields(r: &Record) -> Vec<(&'static str, String)> {
     opt("verdict_seq", r.verdict_seq.map(|v| v.to_string()));
     opt("duration_ms", r.duration_ms.map(|v| v.to_string()));
     opt("statements", r.statements.map(|v| v.to_string()));
+    opt("refusals", r.refusals.map(|v| v.to_string()));
+    opt("startup", (!r.startup.is_empty()).then(|| startup_text(r)));
     opt("detail", r.detail.clone());
     out
 }
 
-/// The syslog MSG: the statement, else the detail, else the event.
+/// A refused login's startup parameters, `name=value` separated by spaces.
+fn startup_text(r: &Record) -> String {
+    r.startup
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The syslog MSG: the statement, else the detail, else the reason, else
+/// the event.
 fn summary(r: &Record) -> String {
     r.statement
         .clone()
         .or_else(|| r.detail.clone())
+        .or_else(|| r.reason.clone())
         .unwrap_or_else(|| r.event.as_str().to_owned())
 }
 
@@ -279,6 +298,30 @@ mod tests {
         r.statement = Some("SELECT * FROM identity_documents WHERE id = $1".into());
         r.relations = vec!["public.identity_documents".into()];
         r
+    }
+
+    #[test]
+    fn refused_login_lines() {
+        let mut r = Record::bare(EventName::SessionRefused);
+        r.seq = 5;
+        r.time = "2026-11-01T10:00:00.000001Z".into();
+        r.role = Some("dev".into());
+        r.rule = Some("protocol.replication".into());
+        r.reason = Some("no replication".into());
+        r.startup.insert("replication".into(), "database".into());
+        let line = syslog(&r, "h");
+        assert!(line.starts_with("<108>1 "), "warning: {line}");
+        assert!(line.contains(r#"startup="replication=database""#), "{line}");
+        assert!(line.ends_with("] no replication"), "{line}");
+        let line = cef(&r);
+        assert!(
+            line.contains("|protocol.replication|session_refused|7|"),
+            "{line}"
+        );
+        assert!(
+            line.contains("cs3Label=startup cs3=replication\\=database"),
+            "{line}"
+        );
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub enum EventName {
     SessionStart,
     /// A session ended.
     SessionEnd,
+    /// A guarded login refused before the session started.
+    SessionRefused,
     /// A guarded verdict.
     Verdict,
     /// What a statement sent.
@@ -47,6 +49,7 @@ impl EventName {
             EventName::LogStop => "log_stop",
             EventName::SessionStart => "session_start",
             EventName::SessionEnd => "session_end",
+            EventName::SessionRefused => "session_refused",
             EventName::Verdict => "verdict",
             EventName::Result => "result",
             EventName::Statement => "statement",
@@ -132,6 +135,13 @@ pub struct Record {
     /// Statements decided in a session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub statements: Option<u64>,
+    /// Statements refused and results stopped in a session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refusals: Option<u64>,
+    /// Startup parameters of a refused login (other than user and
+    /// database).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub startup: BTreeMap<String, String>,
     /// Free text for reviewers (log start, reloads, grants).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
@@ -201,8 +211,19 @@ impl Record {
                 r.event = EventName::SessionEnd;
                 r.duration_ms = Some(u64::try_from(t.duration.as_millis()).unwrap_or(u64::MAX));
                 r.statements = Some(t.statements);
+                r.refusals = Some(t.refusals);
                 r.rows = Some(t.rows);
                 r.bytes = Some(t.bytes);
+            }
+            EventKind::SessionRefused {
+                rule,
+                reason,
+                startup,
+            } => {
+                r.event = EventName::SessionRefused;
+                r.rule = Some(rule.clone());
+                r.reason = Some(reason.clone());
+                r.startup = startup.clone();
             }
             EventKind::Verdict(s) => r.set_statement(EventName::Verdict, s),
             EventKind::Result(s) => r.set_statement(EventName::Result, s),
@@ -258,6 +279,8 @@ impl Record {
             verdict_seq: None,
             duration_ms: None,
             statements: None,
+            refusals: None,
+            startup: BTreeMap::new(),
             detail: None,
             prev: String::new(),
         }
@@ -349,6 +372,37 @@ mod tests {
     }
 
     #[test]
+    fn refused_login_record_has_rule_reason_and_startup_but_no_statement() {
+        let startup = [
+            ("user".to_owned(), "dev_alice".to_owned()),
+            ("database".to_owned(), "shop".to_owned()),
+            ("options".to_owned(), "-c role=app".to_owned()),
+        ];
+        let ev = Event::session_refused(&session(), "identity.change", "no role", &startup);
+        let key = ChainKey([9; 32]);
+        let sealed = Record::from_event(&ev).seal(3, SystemTime::UNIX_EPOCH, &[0; 32], &key);
+        let r = &sealed.record;
+        assert_eq!(r.event, EventName::SessionRefused);
+        assert_eq!(r.rule.as_deref(), Some("identity.change"));
+        assert_eq!(r.reason.as_deref(), Some("no role"));
+        assert_eq!(
+            r.startup.iter().collect::<Vec<_>>(),
+            [(&"options".to_owned(), &"-c role=app".to_owned())]
+        );
+        assert_eq!(
+            (&r.statement, &r.fingerprint, r.verdict),
+            (&None, &None, None)
+        );
+        let line = sealed.line();
+        assert!(line.contains(r#""event":"session_refused""#), "{line}");
+        assert!(
+            line.contains(r#""startup":{"options":"-c role=app"}"#),
+            "{line}"
+        );
+        assert_eq!(Sealed::parse(&line).unwrap(), sealed);
+    }
+
+    #[test]
     fn lines_that_are_not_records() {
         assert_eq!(Sealed::parse("hello"), Err(LineError::NoChainEntry));
         let fake = chain::seal(r#"{"seq":1,"bogus":2}"#, "hash", &[0; 32]);
@@ -360,6 +414,7 @@ mod tests {
         let totals = crate::audit::event::SessionTotals {
             duration: Duration::from_millis(1500),
             statements: 3,
+            refusals: 1,
             rows: 10,
             bytes: 200,
         };

@@ -95,6 +95,9 @@ pub struct Summary {
     pub by_event: BTreeMap<String, u64>,
     /// Verdict records per verdict.
     pub by_verdict: BTreeMap<String, u64>,
+    /// Guarded logins refused (`session_refused`), also counted by role,
+    /// rule, time and offender with the refused statements.
+    pub refused_logins: u64,
     /// Refusals per role.
     pub refused_by_role: BTreeMap<String, u64>,
     /// Refusals per rule.
@@ -176,30 +179,36 @@ impl Review {
             uses.uses += 1;
             uses.roles.extend(r.role.clone());
         }
-        if r.event == EventName::Verdict {
-            if let Some(v) = r.verdict {
+        let refused = match (r.event, r.verdict) {
+            (EventName::Verdict, Some(v)) => {
                 *s.by_verdict.entry(v.as_str().to_owned()).or_default() += 1;
-                if v.is_refusal() {
-                    let role = r.role.clone().unwrap_or_else(|| "-".into());
-                    *s.refused_by_role.entry(role.clone()).or_default() += 1;
-                    let rule = r.rule.clone().unwrap_or_else(|| "-".into());
-                    *s.refused_by_rule.entry(rule).or_default() += 1;
-                    for table in &r.relations {
-                        *s.refused_by_table.entry(table.clone()).or_default() += 1;
-                    }
-                    if r.time.len() >= 13 {
-                        *s.refused_over_time
-                            .entry(r.time[..13].to_owned())
-                            .or_default() += 1;
-                    }
-                    let client = r
-                        .client_addr
-                        .as_deref()
-                        .map(|a| a.rsplit_once(':').map_or(a, |(ip, _)| ip).to_owned())
-                        .unwrap_or_else(|| "-".into());
-                    *self.offenders.entry((role, client)).or_default() += 1;
-                }
+                v.is_refusal()
             }
+            (EventName::SessionRefused, _) => {
+                s.refused_logins += 1;
+                true
+            }
+            _ => false,
+        };
+        if refused {
+            let role = r.role.clone().unwrap_or_else(|| "-".into());
+            *s.refused_by_role.entry(role.clone()).or_default() += 1;
+            let rule = r.rule.clone().unwrap_or_else(|| "-".into());
+            *s.refused_by_rule.entry(rule).or_default() += 1;
+            for table in &r.relations {
+                *s.refused_by_table.entry(table.clone()).or_default() += 1;
+            }
+            if r.time.len() >= 13 {
+                *s.refused_over_time
+                    .entry(r.time[..13].to_owned())
+                    .or_default() += 1;
+            }
+            let client = r
+                .client_addr
+                .as_deref()
+                .map(|a| a.rsplit_once(':').map_or(a, |(ip, _)| ip).to_owned())
+                .unwrap_or_else(|| "-".into());
+            *self.offenders.entry((role, client)).or_default() += 1;
         }
         if self.limit > 0 && self.records.len() == self.limit {
             self.records.pop_front();
@@ -265,6 +274,9 @@ impl Review {
         }
         section(&mut out, "Events", &s.by_event);
         section(&mut out, "Verdicts", &s.by_verdict);
+        if s.refused_logins > 0 {
+            let _ = writeln!(out, "\nRefused logins: {}", s.refused_logins);
+        }
         section(&mut out, "Refused by role", &s.refused_by_role);
         section(&mut out, "Refused by rule", &s.refused_by_rule);
         section(&mut out, "Refused by table", &s.refused_by_table);
@@ -483,6 +495,31 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(&review.render_json()).unwrap();
         assert_eq!(json["summary"]["matching"], 4);
         assert_eq!(json["records"][1]["seq"], 4);
+    }
+
+    #[test]
+    fn refused_logins_count_as_refusals() {
+        let mut review = Review::new(Filter::default(), 0);
+        let mut r = Record::bare(EventName::SessionRefused);
+        r.role = Some("carol".into());
+        r.client_addr = Some("10.0.0.8:1".into());
+        r.rule = Some("identity.change".into());
+        let t = humantime::parse_rfc3339("2026-11-01T10:05:00Z").unwrap();
+        review.add(r.seal(1, t, &[0; 32], &ChainKey([1; 32])));
+        review.add(sealed(
+            2,
+            "2026-11-01T10:06:00Z",
+            "carol",
+            Verdict::Blocked,
+            "table.forbidden",
+        ));
+        let s = review.summary();
+        assert_eq!(s.refused_logins, 1);
+        assert_eq!(s.refused_by_role["carol"], 2);
+        assert_eq!(s.refused_by_rule["identity.change"], 1);
+        assert_eq!(s.refused_by_table["public.users"], 1);
+        assert!(s.by_verdict.get("blocked") == Some(&1));
+        assert!(review.render_text().contains("Refused logins: 1"));
     }
 
     #[test]

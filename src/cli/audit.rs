@@ -84,8 +84,9 @@ struct ReviewArgs {
     /// budget_exceeded.
     #[arg(long)]
     verdict: Option<String>,
-    /// Only this event: session_start, session_end, verdict, result,
-    /// statement, policy_reload, grant_use, log_start, log_stop.
+    /// Only this event: session_start, session_end, session_refused,
+    /// verdict, result, statement, policy_reload, grant_use, log_start,
+    /// log_stop.
     #[arg(long)]
     event: Option<String>,
     /// Only this session id.

@@ -32,6 +32,10 @@ pub struct RelayStats {
     pub messages_up: u64,
     /// Messages from server to client.
     pub messages_down: u64,
+    /// Rows from server to client: DataRow and CopyData messages.
+    pub rows_down: u64,
+    /// Statements from client to server: Query and Execute messages.
+    pub statements_up: u64,
 }
 
 /// How a relay ended without error.
@@ -59,6 +63,10 @@ struct Pump {
     scanner: FrameScanner,
     bytes: u64,
     messages: u64,
+    /// Messages whose tag is one of `counted_tags`.
+    tagged: u64,
+    /// The tags counted in `tagged` (rows one way, statements the other).
+    counted_tags: [u8; 2],
     bytes_metric: Counter,
     messages_metric: Counter,
     /// Called with the SQL of each Query and Parse that arrives whole in
@@ -70,7 +78,12 @@ struct Pump {
 pub type StatementSink = Box<dyn FnMut(&str) + Send>;
 
 impl Pump {
-    fn new(leftover: BytesMut, max_message_size: usize, direction: &'static str) -> Pump {
+    fn new(
+        leftover: BytesMut,
+        max_message_size: usize,
+        direction: &'static str,
+        counted_tags: [u8; 2],
+    ) -> Pump {
         let mut buf = vec![0u8; BUFFER_SIZE.max(leftover.len())].into_boxed_slice();
         buf[..leftover.len()].copy_from_slice(&leftover);
         Pump {
@@ -82,6 +95,8 @@ impl Pump {
             scanner: FrameScanner::new(max_message_size),
             bytes: 0,
             messages: 0,
+            tagged: 0,
+            counted_tags,
             bytes_metric: metrics::counter!(telemetry::BYTES, "direction" => direction),
             messages_metric: metrics::counter!(telemetry::MESSAGES, "direction" => direction),
             statements: None,
@@ -96,10 +111,14 @@ impl Pump {
                 whole_statements(chunk, sink);
             }
         }
+        let (tags, mut tagged) = (self.counted_tags, 0);
         let frames = self
             .scanner
-            .feed(chunk, |_, _| {})
+            .feed(chunk, |tag, _| {
+                tagged += u64::from(tag == tags[0] || tag == tags[1])
+            })
             .map_err(PumpError::Frame)?;
+        self.tagged += tagged;
         self.bytes += chunk.len() as u64;
         self.messages += frames;
         self.bytes_metric.increment(chunk.len() as u64);
@@ -191,8 +210,14 @@ impl Relay {
                 client_leftover,
                 max_message_size,
                 telemetry::CLIENT_TO_SERVER,
+                [b'Q', b'E'],
             ),
-            down: Pump::new(server_leftover, usize::MAX, telemetry::SERVER_TO_CLIENT),
+            down: Pump::new(
+                server_leftover,
+                usize::MAX,
+                telemetry::SERVER_TO_CLIENT,
+                [b'D', b'd'],
+            ),
             primed: false,
         }
     }
@@ -213,6 +238,8 @@ impl Relay {
             bytes_down: self.down.bytes,
             messages_up: self.up.messages,
             messages_down: self.down.messages,
+            rows_down: self.down.tagged,
+            statements_up: self.up.tagged,
         }
     }
 

@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 use tracing::{info, warn, Instrument};
 
 use super::auth::{self, ProtocolPlan, Started};
-use super::relay::{Relay, RelayEnd, RelayStats};
+use super::relay::{Relay, RelayEnd};
 use super::{audit, guarded, upstream, SessionError, SessionInfo, Shared};
 use crate::audit::{Event, SessionTotals};
 use crate::config::ClientTlsMode;
@@ -144,25 +144,6 @@ fn startup_error(e: WireError) -> SessionError {
     }
 }
 
-/// Records a guarded login refused by `b` in the block log; the error the
-/// client is told (a FATAL with the rule and the reason).
-async fn refuse_login(
-    shared: &Shared,
-    info: &SessionInfo,
-    class: &RoleClass,
-    b: Block,
-) -> SessionError {
-    let fields = audit::session_fields(info, class);
-    let ev = audit::statement_event("", audit::refusal_verdict(&b), Some(&b), None);
-    if let Err(e) = shared.audit.record(Event::verdict(&fields, ev)).await {
-        warn!(error = %e, "refused session not recorded in the block log");
-    }
-    SessionError::Policy {
-        rule: b.rule,
-        reason: b.reason,
-    }
-}
-
 /// A session ready to relay.
 struct Established {
     info: SessionInfo,
@@ -216,6 +197,30 @@ async fn establish(
     })
 }
 
+/// Records a guarded login refused by `b` in the block log (a
+/// `session_refused` record: the rule, the reason, the startup parameters,
+/// no statement); the error the client is told (a FATAL with the rule and
+/// the reason).
+async fn refuse_login(
+    shared: &Shared,
+    info: &SessionInfo,
+    class: &RoleClass,
+    b: Block,
+) -> SessionError {
+    let rule = b.rule.id();
+    warn!(user = %info.user, rule, reason = %b.reason, "guarded login refused");
+    metrics::counter!(telemetry::VERDICTS, "verdict" => "block", "rule" => rule).increment(1);
+    let fields = audit::session_fields(info, class);
+    let ev = Event::session_refused(&fields, rule, &b.reason, &info.startup_params);
+    if let Err(e) = shared.audit.record(ev).await {
+        warn!(error = %e, "refused session not recorded in the block log");
+    }
+    SessionError::Policy {
+        rule: b.rule,
+        reason: b.reason,
+    }
+}
+
 /// Phase 3: relay until either side closes or shutdown forces an end:
 /// production roles through the raw relay, every other role through the
 /// guarded relay.
@@ -253,7 +258,7 @@ async fn relay(shared: &Arc<Shared>, mut client: Conn<Stream>, session: Establis
     }
     metrics::gauge!(telemetry::SESSIONS_ACTIVE).increment(1.0);
     let (outcome, stats, relay, totals) = if guarded {
-        let (outcome, totals) = guarded::run(
+        let (outcome, totals, stats) = guarded::run(
             shared.clone(),
             client,
             upstream,
@@ -263,7 +268,7 @@ async fn relay(shared: &Arc<Shared>, mut client: Conn<Stream>, session: Establis
             fields.clone(),
         )
         .await;
-        (outcome, RelayStats::default(), None, totals)
+        (outcome, stats, None, totals)
     } else {
         let max = shared.config.limits.max_message_size;
         let (client, client_buf) = client.into_parts();
@@ -281,6 +286,8 @@ async fn relay(shared: &Arc<Shared>, mut client: Conn<Stream>, session: Establis
         };
         let stats = relay.stats();
         let totals = SessionTotals {
+            statements: stats.statements_up,
+            rows: stats.rows_down,
             bytes: stats.bytes_down,
             ..SessionTotals::default()
         };

@@ -11,6 +11,7 @@ mod tap;
 mod audit_log;
 mod auth_tls;
 mod bad_input;
+mod block_log;
 mod catalog_sharing;
 mod clients;
 mod demo_lines;

@@ -425,3 +425,37 @@ async fn large_selects_are_rewritten_in_groups_in_order() {
         .expect("the query starts");
     assert_stopped_at_the_row_limit(stream, |_| 1, &dev, &tap).await;
 }
+
+/// Which fields of each CSV line are quoted (the values hold no comma).
+fn quoting(csv: &[u8]) -> Vec<Vec<bool>> {
+    String::from_utf8_lossy(csv)
+        .lines()
+        .map(|l| l.split(',').map(|f| f.starts_with('"')).collect())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn force_quote_quotes_pseudonymized_columns_like_production() {
+    let proxy = pseudonymizing_proxy();
+    let dev = connect_to(proxy.port(), DEV).await;
+    let direct = connect_to(cluster().db.port(), PROD).await;
+    for force in ["*", "(email, country)", "(id)"] {
+        let sql = format!(
+            "COPY (SELECT id, email, country, score FROM users ORDER BY id) TO STDOUT (FORMAT csv, FORCE_QUOTE {force})"
+        );
+        let guarded = copy_out(&dev, &sql).await;
+        let production = copy_out(&direct, &sql).await;
+        assert_ne!(guarded, production, "{sql}: pseudonymized");
+        let (g, p) = (quoting(&guarded), quoting(&production));
+        assert_eq!(g.len(), USERS, "{sql}");
+        assert_eq!(g, p, "{sql}: same quoting as production");
+        assert!(g.iter().flatten().any(|q| *q), "{sql}: something is quoted");
+    }
+    let legacy = "COPY users (id, email) TO STDOUT WITH CSV FORCE QUOTE *";
+    let guarded = copy_out(&dev, legacy).await;
+    assert!(
+        quoting(&guarded).iter().flatten().all(|q| *q),
+        "{}",
+        String::from_utf8_lossy(&guarded)
+    );
+}

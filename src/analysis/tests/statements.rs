@@ -681,3 +681,39 @@ fn unsupported_statements_name_themselves() {
         "{e:?}"
     );
 }
+
+#[test]
+fn copy_force_quote_is_kept_with_star_and_column_lists() {
+    use crate::analysis::CopyForceQuote;
+    let force = |sql| match one(sql).kind {
+        K::CopyTo { options, .. } => options.force_quote,
+        other => panic!("{other:?}"),
+    };
+    let all = Some(CopyForceQuote::All);
+    assert_eq!(
+        force("COPY users TO STDOUT (FORMAT csv, FORCE_QUOTE *)"),
+        all
+    );
+    assert_eq!(
+        force(
+            "COPY (SELECT email, id FROM users) TO STDOUT WITH (FORMAT csv, FORCE_QUOTE *, HEADER)"
+        ),
+        all
+    );
+    assert_eq!(force("COPY users TO STDOUT WITH CSV FORCE QUOTE *"), all);
+    assert_eq!(
+        force("COPY users TO STDOUT (FORMAT csv, FORCE_QUOTE (Email, \"Id\"))"),
+        Some(CopyForceQuote::Columns(vec!["email".into(), "Id".into()]))
+    );
+    assert_eq!(
+        force("COPY users TO STDOUT CSV FORCE QUOTE email, id"),
+        Some(CopyForceQuote::Columns(vec!["email".into(), "id".into()]))
+    );
+    assert_eq!(
+        force("COPY users TO STDOUT (FORMAT csv, FORCE_QUOTE (\"*\"))"),
+        Some(CopyForceQuote::Columns(vec!["*".into()])),
+        "a quoted \"*\" is a column name"
+    );
+    assert_eq!(force("COPY users TO STDOUT (FORMAT csv)"), None);
+    assert_eq!(one("SELECT 2 * 3").outputs.len(), 1, "no COPY, no change");
+}

@@ -21,7 +21,7 @@ use tracing::warn;
 use super::copy_pipe::CopyPipe;
 use super::exec::{Exec, Expect};
 use super::Guard;
-use crate::analysis::{CopyFormat, StatementKind};
+use crate::analysis::{CopyForceQuote, CopyFormat, StatementKind};
 use crate::enforce::copy::{self, CopyRewriter};
 use crate::enforce::{
     self, blank_notification, check_row_description, scrub_error, ColumnPlan, DataRows,
@@ -30,17 +30,40 @@ use crate::enforce::{
 use crate::policy::{Block, Rule};
 use crate::proxy::{upstream, SessionError};
 use crate::pseudonym::{ColumnType, Format, Pseudonymizer};
+use crate::telemetry;
 use crate::wire::messages;
-use crate::wire::{Conn, Frame, HEADER_LEN};
+use crate::wire::{Conn, Frame, FrameScanner, HEADER_LEN};
 
 /// The client-bound writer, with a flag telling whether a frame is half
-/// written (so a final FATAL is only sent between frames).
+/// written (so a final FATAL is only sent between frames), and the counts
+/// of what the client received.
 pub(super) struct ClientOut<W> {
     pub writer: BufWriter<W>,
     pub in_frame: bool,
+    /// Follows frame boundaries to count messages and rows (DataRow and
+    /// CopyData) by their tags.
+    scanner: FrameScanner,
+    pub bytes: u64,
+    pub messages: u64,
+    pub rows: u64,
+    bytes_metric: metrics::Counter,
+    messages_metric: metrics::Counter,
 }
 
 impl<W: AsyncWrite + Unpin> ClientOut<W> {
+    pub fn new(writer: BufWriter<W>) -> Self {
+        ClientOut {
+            writer,
+            in_frame: false,
+            scanner: FrameScanner::new(usize::MAX),
+            bytes: 0,
+            messages: 0,
+            rows: 0,
+            bytes_metric: metrics::counter!(telemetry::BYTES, "direction" => telemetry::SERVER_TO_CLIENT),
+            messages_metric: metrics::counter!(telemetry::MESSAGES, "direction" => telemetry::SERVER_TO_CLIENT),
+        }
+    }
+
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), SessionError> {
         self.in_frame = true;
         self.writer
@@ -48,7 +71,24 @@ impl<W: AsyncWrite + Unpin> ClientOut<W> {
             .await
             .map_err(|e| SessionError::Client(e.into()))?;
         self.in_frame = false;
+        self.count(bytes);
         Ok(())
+    }
+
+    /// Counts bytes written to the client.
+    fn count(&mut self, bytes: &[u8]) {
+        let mut rows = 0;
+        let messages = self
+            .scanner
+            .feed(bytes, |tag, _| {
+                rows += u64::from(matches!(tag, b'D' | b'd'))
+            })
+            .unwrap_or(0);
+        self.rows += rows;
+        self.bytes += bytes.len() as u64;
+        self.messages += messages;
+        self.bytes_metric.increment(bytes.len() as u64);
+        self.messages_metric.increment(messages);
     }
 
     pub async fn flush(&mut self) -> Result<(), SessionError> {
@@ -650,9 +690,18 @@ where
         let head = self.head_exec();
         let sql = head.as_ref().and_then(|e| e.sql.clone());
         let counted = head.as_ref().map(|e| e.counted());
+        let facts = head
+            .as_deref()
+            .map(|e| (&*e.facts, &*e.catalog, &*e.policy));
         let err = self
             .guard
-            .refusal(b, "result stopped", sql.as_deref().unwrap_or(""), counted)
+            .refusal(
+                b,
+                "result stopped",
+                sql.as_deref().unwrap_or(""),
+                facts,
+                counted,
+            )
             .await;
         self.client.write(&err.encode()).await?;
         self.discarding = true;
@@ -786,7 +835,7 @@ fn copy_rewriter(exec: &Exec, binary: bool, p: Arc<Pseudonymizer>) -> Result<Cop
                 escape: byte(options.escape, quote)?,
                 null: options.null.clone().unwrap_or_default().into_bytes(),
                 header: options.header,
-                force_quote: copy::ForceQuote::Off,
+                force_quote: force_quote(exec, options.force_quote.as_ref())?,
             }
         }
     };
@@ -816,6 +865,33 @@ fn copy_rewriter(exec: &Exec, binary: bool, p: Arc<Pseudonymizer>) -> Result<Cop
         }));
     }
     Ok(CopyRewriter::new(ColumnPlan::new(columns), shape, p))
+}
+
+/// CSV `FORCE_QUOTE` of a COPY TO: the named columns by their position in
+/// the statement's outputs. A name copyguard cannot place refuses the
+/// statement (the server would refuse it too).
+fn force_quote(exec: &Exec, option: Option<&CopyForceQuote>) -> Result<copy::ForceQuote, Block> {
+    let names = match option {
+        None => return Ok(copy::ForceQuote::Off),
+        Some(CopyForceQuote::All) => return Ok(copy::ForceQuote::All),
+        Some(CopyForceQuote::Columns(names)) => names,
+    };
+    names
+        .iter()
+        .map(|name| {
+            exec.facts
+                .outputs
+                .iter()
+                .position(|o| o.name == *name)
+                .ok_or_else(|| {
+                    enforce::block(
+                        Rule::PseudonymCopy,
+                        format!("FORCE_QUOTE names {name:?}, which is not a column of the COPY"),
+                    )
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(copy::ForceQuote::Columns)
 }
 
 /// The refusal when a value cannot be pseudonymized.

@@ -81,8 +81,13 @@ pub(super) struct SessionState {
     pub session_rows: AtomicU64,
     /// Bytes of classified rows relayed in this session.
     pub session_bytes: AtomicU64,
-    /// Statements decided in this session.
+    /// Statements decided in this session, refused ones included.
     pub statements: AtomicU64,
+    /// Statements refused and results stopped in this session.
+    pub refusals: AtomicU64,
+    /// Bytes and messages the client sent.
+    pub bytes_up: AtomicU64,
+    pub messages_up: AtomicU64,
     /// A result was stopped inside a transaction the server still considers
     /// healthy: the client was told it failed, so the server transaction
     /// must be failed too before the next client message.

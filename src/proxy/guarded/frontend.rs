@@ -16,6 +16,7 @@ use super::exec::{Exec, Expect, InternalResult};
 use super::Guard;
 use crate::analysis::{CopyEndpoint, StatementFacts, StatementKind};
 use crate::catalog::{parse_name_array, Catalog, CatalogRows, Claim, LOAD_SQL};
+use crate::enforce;
 use crate::guard::Core;
 use crate::policy::{Block, Rule};
 use crate::proxy::SessionError;
@@ -37,6 +38,12 @@ pub(super) struct Frontend<'a, R, W> {
     /// What decides every statement (no I/O).
     core: Core,
     in_batch: bool,
+    /// This extended-protocol batch already failed on the server (a
+    /// refused message, a Parse the server rejects, a stopped result): the
+    /// server skips everything up to the next Sync, so what is refused
+    /// after it is refused silently (the client sees one error, the block
+    /// log holds one record).
+    batch_failed: bool,
     /// An Execute of COPY FROM STDIN was sent and the client has not ended
     /// the copy yet.
     copy_in: bool,
@@ -65,6 +72,7 @@ where
             server,
             core,
             in_batch: false,
+            batch_failed: false,
             copy_in: false,
         }
     }
@@ -80,6 +88,7 @@ where
             else {
                 return Ok(());
             };
+            self.guard.count_up(frame.as_bytes().len());
             if let Some(cancel) = self.guard.state.take_pending_cancel() {
                 self.flush().await?;
                 let _ = cancel.await;
@@ -100,12 +109,14 @@ where
                 b'E' => self.execute(&frame).await?,
                 b'C' => self.close(&frame).await?,
                 b'S' if self.copy_in => {
+                    self.batch_failed = false;
                     self.guard.state.push(Expect::SyncInCopy);
                     self.send(frame.as_bytes()).await?;
                 }
                 b'S' => {
                     self.guard.state.push_sync(Expect::Sync);
                     self.in_batch = false;
+                    self.batch_failed = false;
                     self.core.end_batch();
                     self.send(frame.as_bytes()).await?;
                 }
@@ -124,7 +135,7 @@ where
                         Rule::ProtocolFunctionCall,
                         "the FunctionCall protocol message is not available to guarded roles",
                     );
-                    self.refuse_cycle(&b, "").await?;
+                    self.refuse_cycle(&b, "", None).await?;
                 }
                 b'X' => {
                     self.send(frame.as_bytes()).await?;
@@ -267,14 +278,74 @@ where
         Ok(())
     }
 
-    /// Records a refusal of `sql`; the error the client gets.
-    async fn refused(&mut self, b: &Block, sql: &str) -> ErrorFields {
-        self.guard.refusal(b, "statement refused", sql, None).await
+    /// Records a refusal of `sql`, with the relations and classified
+    /// columns of the `facts` it was decided on; the error the client gets.
+    async fn refused(
+        &mut self,
+        b: &Block,
+        sql: &str,
+        facts: Option<&StatementFacts>,
+    ) -> ErrorFields {
+        let policy = self.guard.shared.policy.current();
+        let facts = facts.map(|f| (f, &*self.core.catalog, &*policy));
+        self.guard
+            .refusal(b, "statement refused", sql, facts, None)
+            .await
+    }
+
+    /// A refusal of a message of an extended-protocol batch: recorded
+    /// unless the batch already failed, in which case the server skips the
+    /// message and its error never reaches the client.
+    async fn refused_in_batch(
+        &mut self,
+        b: &Block,
+        sql: &str,
+        facts: Option<&StatementFacts>,
+    ) -> ErrorFields {
+        if std::mem::replace(&mut self.batch_failed, true) {
+            return enforce::block_error(b);
+        }
+        self.refused(b, sql, facts).await
+    }
+
+    /// The facts a refusal of `sql` was decided on: its statement `at` (the
+    /// only one when `None`), analyzed again (refusals are rare), with
+    /// what an EXECUTE or FETCH runs in its place; the statements taken
+    /// together for a refusal of the whole string.
+    fn refused_facts(&self, sql: &str, at: Option<usize>) -> Option<StatementFacts> {
+        let mut statements = self.core.analyze(sql).ok()?;
+        let facts = match at {
+            Some(at) if at < statements.len() => statements.swap_remove(at),
+            Some(_) => return None,
+            None => {
+                let mut all = statements.into_iter();
+                let mut first = all.next()?;
+                for f in all {
+                    first.reads.extend(f.reads);
+                    first.writes.extend(f.writes);
+                    first.outputs.extend(f.outputs);
+                    first.predicates.extend(f.predicates);
+                    first.stored.extend(f.stored);
+                }
+                first
+            }
+        };
+        let inner = match &facts.kind {
+            StatementKind::Execute { name } => self.core.statements.get(name),
+            StatementKind::Fetch { name, .. } => self.core.cursors.get(name),
+            _ => return Some(facts),
+        };
+        inner.map(|e| (*e.facts).clone())
     }
 
     /// Replaces a whole simple-query cycle with a failing statement.
-    async fn refuse_cycle(&mut self, b: &Block, sql: &str) -> Result<(), SessionError> {
-        let err = self.refused(b, sql).await;
+    async fn refuse_cycle(
+        &mut self,
+        b: &Block,
+        sql: &str,
+        facts: Option<&StatementFacts>,
+    ) -> Result<(), SessionError> {
+        let err = self.refused(b, sql, facts).await;
         self.refuse_cycle_with(err).await
     }
 
@@ -290,9 +361,12 @@ where
         self.refresh().await?;
         let sql = messages::parse_query(frame).map_err(SessionError::Client)?;
         let policy = self.guard.shared.policy.current();
-        let execs = match self.core.decide_query(&sql, &policy) {
+        let execs = match self.core.decide_query_at(&sql, &policy) {
             Ok(execs) => execs,
-            Err(b) => return self.refuse_cycle(&b, &sql).await,
+            Err(r) => {
+                let facts = self.refused_facts(&sql, r.at);
+                return self.refuse_cycle(&r.block, &sql, facts.as_ref()).await;
+            }
         };
         for exec in &execs {
             let recorded = self
@@ -339,6 +413,7 @@ where
         self.flush().await?;
         let stopped = rx.await.unwrap_or(false);
         if stopped && self.in_batch {
+            self.batch_failed = true;
             self.guard.state.push(Expect::Parse);
             self.send(&messages::parse_message(BLOCKED_NAME, BLOCKED_SQL))
                 .await?;
@@ -361,13 +436,20 @@ where
         let sql: Arc<str> = Arc::from(msg.sql.as_str());
         let decided = self.core.decide_parse(&sql, &policy);
         let decided = match decided {
-            Err(b) => Err(self.refused(&b, &sql).await),
+            Err(b) => {
+                let facts = self.refused_facts(&sql, None);
+                Err(self.refused_in_batch(&b, &sql, facts.as_ref()).await)
+            }
             Ok(Some(exec)) => self
                 .guard
                 .allowed_verdict(&sql, &exec.facts, &exec.allowance, &exec.catalog)
                 .await
                 .map(|()| Some(exec)),
-            Ok(None) => Ok(None),
+            Ok(None) => {
+                // Several statements: the server refuses the Parse.
+                self.batch_failed = true;
+                Ok(None)
+            }
         };
         match decided {
             Err(err) => {
@@ -389,15 +471,15 @@ where
         let (portal, statement) =
             messages::parse_bind_names(frame).map_err(SessionError::Client)?;
         let policy = self.guard.shared.policy.current();
-        let sql = self
-            .core
-            .statements
-            .get(&statement)
-            .and_then(|s| s.sql.clone());
+        let stored = self.core.statements.get(&statement).cloned();
+        let sql = stored.as_ref().and_then(|s| s.sql.clone());
         let sql = sql.as_deref().unwrap_or("");
         let decided = self.core.decide_bind(&statement, &policy);
         let decided = match decided {
-            Err(b) => Err(self.refused(&b, sql).await),
+            Err(b) => {
+                let facts = stored.as_ref().map(|s| &*s.facts);
+                Err(self.refused_in_batch(&b, sql, facts).await)
+            }
             Ok((exec, true)) => self
                 .guard
                 .allowed_verdict(sql, &exec.facts, &exec.allowance, &exec.catalog)
@@ -451,7 +533,7 @@ where
         let exec = match self.core.execute(&portal) {
             Ok(exec) => exec,
             Err(b) => {
-                let err = self.refused(&b, "").await;
+                let err = self.refused_in_batch(&b, "", None).await;
                 self.guard.state.push(Expect::Refused(err));
                 return self.send(&failing_execute()).await;
             }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite, BufWriter};
 
 use super::cancel::UpstreamKey;
-use super::relay::RelayEnd;
+use super::relay::{RelayEnd, RelayStats};
 use super::{audit, SessionError, SessionInfo, Shared};
 use crate::analysis::StatementFacts;
 use crate::audit::{Event, SessionFields, SessionTotals, StatementEvent, Verdict};
@@ -43,20 +43,26 @@ pub(crate) struct Guard<'a> {
     pub allowed: metrics::Counter,
     /// The session's fixed fields in the block log.
     pub session: Arc<SessionFields>,
+    /// Client-to-server byte and message counters.
+    up_bytes: metrics::Counter,
+    up_messages: metrics::Counter,
     state: Arc<SessionState>,
 }
 
 impl Guard<'_> {
     /// Records a refusal (statement refused before it ran, or result
-    /// stopped while it streamed: `what`) in the log, the metrics and the
-    /// block log, and returns the error the client gets: the refusal, or,
-    /// when the block log cannot take the record, that error. Reasons
-    /// never hold data values.
+    /// stopped while it streamed: `what`, with the rows and bytes sent
+    /// before the stop) in the log, the metrics and the block log, with
+    /// the relations and classified columns of the `facts` it was decided
+    /// on, and returns the error the client gets: the refusal, or, when
+    /// the block log cannot take the record, that error. Reasons never
+    /// hold data values.
     pub async fn refusal(
         &self,
         b: &Block,
         what: &'static str,
         sql: &str,
+        facts: Option<audit::RefusedFacts<'_>>,
         rows: Option<(u64, u64)>,
     ) -> ErrorFields {
         tracing::warn!(
@@ -68,10 +74,17 @@ impl Guard<'_> {
         );
         metrics::counter!(crate::telemetry::VERDICTS, "verdict" => "block", "rule" => b.rule.id())
             .increment(1);
-        let mut ev = audit::statement_event(sql, audit::refusal_verdict(b), Some(b), None);
-        if let Some((rows, bytes)) = rows {
-            ev.rows = Some(rows);
-            ev.bytes = Some(bytes);
+        let relaxed = std::sync::atomic::Ordering::Relaxed;
+        self.state.refusals.fetch_add(1, relaxed);
+        let mut ev = audit::refusal_event(sql, b, facts);
+        match rows {
+            Some((rows, bytes)) => {
+                ev.rows = Some(rows);
+                ev.bytes = Some(bytes);
+            }
+            None => {
+                self.state.statements.fetch_add(1, relaxed);
+            }
         }
         match self.record(ev).await {
             Ok(()) => block_error(b),
@@ -100,6 +113,15 @@ impl Guard<'_> {
         };
         let ev = audit::statement_event(sql, verdict, None, Some((facts, allowance, catalog)));
         self.record(ev).await
+    }
+
+    /// Counts a message the client sent.
+    pub fn count_up(&self, bytes: usize) {
+        let relaxed = std::sync::atomic::Ordering::Relaxed;
+        self.state.bytes_up.fetch_add(bytes as u64, relaxed);
+        self.state.messages_up.fetch_add(1, relaxed);
+        self.up_bytes.increment(bytes as u64);
+        self.up_messages.increment(1);
     }
 
     /// Writes a verdict to the block log; the error the client gets when
@@ -142,7 +164,7 @@ pub(crate) async fn run(
     class: Arc<RoleClass>,
     upstream_key: Option<UpstreamKey>,
     session: Arc<SessionFields>,
-) -> (Result<RelayEnd, SessionError>, SessionTotals) {
+) -> (Result<RelayEnd, SessionError>, SessionTotals, RelayStats) {
     let max = shared.config.limits.max_message_size;
     let (client_stream, client_buf) = client.into_parts();
     let (server_stream, server_buf) = upstream.into_parts();
@@ -151,10 +173,7 @@ pub(crate) async fn run(
     let mut client_in = Conn::with_buffer(client_r, client_buf, max);
     let mut server_in = Conn::with_buffer(server_r, server_buf, usize::MAX);
     let mut server_out = BufWriter::new(server_w);
-    let mut client_out = ClientOut {
-        writer: BufWriter::with_capacity(32 * 1024, client_w),
-        in_frame: false,
-    };
+    let mut client_out = ClientOut::new(BufWriter::with_capacity(32 * 1024, client_w));
     let catalog = shared
         .catalogs
         .get(&info.database)
@@ -167,6 +186,8 @@ pub(crate) async fn run(
         upstream_key,
         allowed: metrics::counter!(crate::telemetry::VERDICTS, "verdict" => "allow", "rule" => ""),
         session,
+        up_bytes: metrics::counter!(crate::telemetry::BYTES, "direction" => crate::telemetry::CLIENT_TO_SERVER),
+        up_messages: metrics::counter!(crate::telemetry::MESSAGES, "direction" => crate::telemetry::CLIENT_TO_SERVER),
         state: Arc::new(SessionState::new()),
     };
     let outcome = {
@@ -189,9 +210,18 @@ pub(crate) async fn run(
     let relaxed = std::sync::atomic::Ordering::Relaxed;
     let totals = SessionTotals {
         statements: guard.state.statements.load(relaxed),
-        rows: guard.state.session_rows.load(relaxed),
-        bytes: guard.state.session_bytes.load(relaxed),
+        refusals: guard.state.refusals.load(relaxed),
+        rows: client_out.rows,
+        bytes: client_out.bytes,
         ..SessionTotals::default()
     };
-    (outcome, totals)
+    let stats = RelayStats {
+        bytes_up: guard.state.bytes_up.load(relaxed),
+        bytes_down: client_out.bytes,
+        messages_up: guard.state.messages_up.load(relaxed),
+        messages_down: client_out.messages,
+        rows_down: client_out.rows,
+        statements_up: 0,
+    };
+    (outcome, totals, stats)
 }
