@@ -115,6 +115,23 @@ fn audit_log(policy: &Path) -> PathBuf {
         .join("copyguard-audit.log")
 }
 
+/// How to run this program again from a shell: its absolute path (cargo
+/// puts nothing on `PATH`), quoted when needed.
+fn this_program() -> String {
+    let Ok(exe) = std::env::current_exe() else {
+        return "cargo run --release -q --".to_owned();
+    };
+    let text = exe.display().to_string();
+    let plain = text
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-+:@%".contains(c));
+    if plain {
+        text
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
 fn print_instructions(server: &Server, db: &DevDb, policy: &Path) {
     let addr = server.local_addr();
     let (host, port) = (addr.ip(), addr.port());
@@ -150,18 +167,18 @@ As the developer role, the session is guarded:
 As the tester role, personal data is pseudonymized in flight:
   PGPASSWORD=qa-secret psql "host={host} port={port} user=qa_bob dbname={DEMO_DATABASE}"
     SELECT id, email, full_name, birth_date, phone FROM users ORDER BY id LIMIT 5;
-    SELECT lower(email) FROM users LIMIT 3;                  -- computed: pseudonymized whole
+    SELECT id, email, lower(email) FROM users ORDER BY id LIMIT 3;  -- computed: pseudonymized whole
     \copy users TO STDOUT WITH (FORMAT csv, HEADER)          -- a realistic, harmless copy
 
 See why, without running anything:
-  copyguard explain --policy {policy} --role dev_alice \
+  {exe} explain --policy {policy} --role dev_alice \
     --dsn "host={db_host} port={db_port} user=postgres dbname={DEMO_DATABASE}" \
     "SELECT lower(email) FROM users"
 
 Review what security sees, and check the block log's integrity:
-  copyguard audit review {audit}
-  copyguard audit verify {audit} --live
-  copyguard audit tail {audit} --format cef
+  {exe} audit review {audit}
+  {exe} audit verify {audit} --live
+  {exe} audit tail {audit} --format cef
 
 Watch the proxy:
   curl -s http://{admin}/metrics | grep copyguard_
@@ -173,6 +190,7 @@ Press Ctrl-C to stop; the throwaway database is removed.
         policy = policy.display(),
         audit = audit_log(policy).display(),
         pid = std::process::id(),
+        exe = this_program(),
     );
     println!(
         "copyguard demo ready: listen={addr} admin={admin} upstream={}:{}",

@@ -29,7 +29,7 @@ CREATE TABLE identity_documents (
 );
 
 INSERT INTO users (email, full_name, birth_date, phone, country, created_at)
-SELECT lower(n.first || '.' || n.last || g) || '@example.com',
+SELECT n.first || '.' || n.last || g || '@Example.com',
        n.first || ' ' || n.last,
        date '1950-01-01' + (g * 7919) % 20000,
        '+33 6 ' || lpad(((g * 48271) % 100000000)::text, 8, '0'),

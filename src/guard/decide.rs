@@ -169,11 +169,20 @@ impl Core {
                 let mut inner = (*prepared.facts).clone();
                 inner.kind = facts.kind.clone();
                 inner.functions.extend(facts.functions.iter().cloned());
+                inner.settings.extend(facts.settings.iter().cloned());
                 inner.predicates.extend(facts.predicates.iter().copied());
                 inner
             }
             StatementKind::Fetch { name, is_move } => {
-                let cursor = self.cursors.get(name).ok_or_else(|| {
+                // A SQL cursor, or a protocol portal (asyncpg's `MOVE
+                // FORWARD n "__asyncpg_portal_1__"`), counted where its
+                // own rows are.
+                let portal = || {
+                    self.portals
+                        .get(name)
+                        .map(|p| p.counted_by.as_ref().unwrap_or(p))
+                };
+                let cursor = self.cursors.get(name).or_else(portal).ok_or_else(|| {
                     enforce::block(
                         Rule::CursorUnknown,
                         format!("no cursor {name:?} known to copyguard"),
@@ -250,9 +259,7 @@ impl Core {
                 self.cursors.remove(name);
             }
             StatementKind::CloseCursor { name: None } => self.cursors.clear(),
-            StatementKind::Set { name } if name == "search_path" || name == "all" => {
-                self.search_path_dirty = true
-            }
+            _ if exec.facts.sets_search_path() => self.search_path_dirty = true,
             StatementKind::Transaction { ends: true } | StatementKind::Discard => {
                 self.search_path_dirty = true;
                 self.catalog_dirty |= self.ddl_seen;
@@ -302,7 +309,7 @@ impl Core {
             };
             match decided {
                 Ok(exec) => {
-                    changed |= changes_context(&exec.facts.kind);
+                    changed |= changes_context(&exec.facts);
                     self.apply(&exec);
                     execs.push(exec);
                 }
@@ -378,7 +385,7 @@ impl Core {
             ));
         };
         self.apply(&exec);
-        self.batch_changed |= changes_context(&exec.facts.kind);
+        self.batch_changed |= changes_context(&exec.facts);
         Ok(exec)
     }
 
@@ -423,12 +430,13 @@ impl Refusal {
     }
 }
 
-/// Whether running a statement of `kind` may change how later names
-/// resolve: the search path, the relations that exist (DDL, and the end of
-/// a transaction or DISCARD undoing or dropping some).
-pub fn changes_context(kind: &StatementKind) -> bool {
-    match kind {
-        StatementKind::Set { name } => name == "search_path" || name == "all",
+/// Whether running a statement may change how later names resolve: the
+/// search path (`SET`, `RESET`, `set_config`), the relations that exist
+/// (DDL, and the end of a transaction or DISCARD undoing or dropping
+/// some).
+pub fn changes_context(facts: &StatementFacts) -> bool {
+    match &facts.kind {
+        _ if facts.sets_search_path() => true,
         StatementKind::Transaction { ends } => *ends,
         StatementKind::Discard
         | StatementKind::Ddl(_)

@@ -345,3 +345,90 @@ fn a_role_that_became_production_stays_guarded() {
     assert_eq!(promoted.classify_role("dev").name, "production");
     assert_eq!(core.class(&promoted).name, "developers");
 }
+
+#[test]
+fn sql_fetch_and_move_reach_protocol_portals() {
+    let (mut core, p) = dev();
+    parse_bind(
+        &mut core,
+        &p,
+        "__asyncpg_portal_1__",
+        "SELECT email FROM users",
+    )
+    .unwrap();
+    let portal = core.execute("__asyncpg_portal_1__").unwrap();
+    let fetch = core
+        .decide_query("FETCH 2 FROM \"__asyncpg_portal_1__\"", &p)
+        .unwrap();
+    assert!(fetch[0].allowance.limits.is_some());
+    assert!(Arc::ptr_eq(fetch[0].counted_by.as_ref().unwrap(), &portal));
+    fetch[0].count_row(10);
+    assert_eq!(portal.counted(), (1, 10));
+    let moved = core
+        .decide_query("MOVE FORWARD 3 \"__asyncpg_portal_1__\"", &p)
+        .unwrap();
+    assert_eq!(moved[0].allowance.limits, None);
+    core.decide_query("CLOSE \"__asyncpg_portal_1__\"", &p)
+        .unwrap();
+    // Names are exact: a quoted name keeps its case.
+    refused(
+        core.decide_query("FETCH 1 FROM \"__ASYNCPG_PORTAL_1__\"", &p),
+        Rule::CursorUnknown,
+    );
+}
+
+#[test]
+fn set_config_is_a_settings_change() {
+    let (mut core, p) = dev();
+    core.search_path_dirty = false;
+    core.decide_query(
+        "SELECT current_setting('jit'), set_config('jit', 'off', false)",
+        &p,
+    )
+    .unwrap();
+    assert!(!core.search_path_dirty);
+    core.decide_query("SELECT pg_catalog.set_config('search_path', '', false)", &p)
+        .unwrap();
+    assert!(core.search_path_dirty);
+    refused(
+        core.decide_query(
+            "SELECT set_config('search_path', 'other', false); SELECT id FROM users",
+            &p,
+        ),
+        Rule::AnalysisContextChange,
+    );
+    parse_bind(
+        &mut core,
+        &p,
+        "",
+        "SELECT set_config('search_path', $1, true)",
+    )
+    .unwrap();
+    core.execute("").unwrap();
+    assert!(core.batch_changed);
+    core.end_batch();
+    for (sql, rule) in [
+        (
+            "SELECT set_config('role', 'app', false)",
+            Rule::IdentityChange,
+        ),
+        (
+            "SELECT set_config('client_encoding', 'SJIS', false)",
+            Rule::SettingLexer,
+        ),
+        ("SELECT set_config($1, 'x', false)", Rule::SettingDynamic),
+        (
+            "SELECT set_config('a.b', email, false) FROM users",
+            Rule::SettingClassified,
+        ),
+    ] {
+        refused(core.decide_query(sql, &p), rule);
+    }
+    // EXECUTE arguments are part of the statement that runs.
+    core.decide_query("PREPARE q(text) AS SELECT $1", &p)
+        .unwrap();
+    refused(
+        core.decide_query("EXECUTE q(set_config('role', 'app', false))", &p),
+        Rule::IdentityChange,
+    );
+}

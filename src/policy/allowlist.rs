@@ -123,6 +123,53 @@ const INTROSPECTION: &[&str] = &[
     "pg_conf_load_time", "inet_server_addr", "inet_server_port", "inet_client_addr",
     "inet_client_port", "pg_my_temp_schema", "pg_is_other_temp_schema", "pg_jit_available",
     "pg_trigger_depth",
+    // Release only the session's own advisory locks (connection pools
+    // call `pg_advisory_unlock_all()` when a connection is returned).
+    "pg_advisory_unlock", "pg_advisory_unlock_shared", "pg_advisory_unlock_all",
+];
+
+/// The counters and times behind the statistics views of tables, indexes,
+/// sequences, functions and databases (`pg_stat_user_tables`,
+/// `pg_statio_*`, `pg_stat_user_indexes`, `pg_stat_database`...): numbers
+/// of scans, rows, blocks and sessions, never a data value or query text
+/// (those are in `pg_stats` and `pg_stat_activity`, which stay refused).
+#[rustfmt::skip]
+const STATISTICS: &[&str] = &[
+    "pg_stat_get_numscans", "pg_stat_get_lastscan", "pg_stat_get_tuples_returned",
+    "pg_stat_get_tuples_fetched", "pg_stat_get_tuples_inserted", "pg_stat_get_tuples_updated",
+    "pg_stat_get_tuples_deleted", "pg_stat_get_tuples_hot_updated",
+    "pg_stat_get_tuples_newpage_updated", "pg_stat_get_live_tuples", "pg_stat_get_dead_tuples",
+    "pg_stat_get_mod_since_analyze", "pg_stat_get_ins_since_vacuum",
+    "pg_stat_get_last_vacuum_time", "pg_stat_get_last_autovacuum_time",
+    "pg_stat_get_last_analyze_time", "pg_stat_get_last_autoanalyze_time",
+    "pg_stat_get_vacuum_count", "pg_stat_get_autovacuum_count", "pg_stat_get_analyze_count",
+    "pg_stat_get_autoanalyze_count", "pg_stat_get_total_vacuum_time",
+    "pg_stat_get_total_autovacuum_time", "pg_stat_get_total_analyze_time",
+    "pg_stat_get_total_autoanalyze_time", "pg_stat_get_blocks_fetched", "pg_stat_get_blocks_hit",
+    "pg_stat_get_xact_numscans", "pg_stat_get_xact_tuples_returned",
+    "pg_stat_get_xact_tuples_fetched", "pg_stat_get_xact_tuples_inserted",
+    "pg_stat_get_xact_tuples_updated", "pg_stat_get_xact_tuples_deleted",
+    "pg_stat_get_xact_tuples_hot_updated", "pg_stat_get_xact_tuples_newpage_updated",
+    "pg_stat_get_xact_blocks_fetched", "pg_stat_get_xact_blocks_hit",
+    "pg_stat_get_function_calls", "pg_stat_get_function_total_time",
+    "pg_stat_get_function_self_time", "pg_stat_get_xact_function_calls",
+    "pg_stat_get_xact_function_total_time", "pg_stat_get_xact_function_self_time",
+    "pg_stat_get_db_numbackends", "pg_stat_get_db_xact_commit", "pg_stat_get_db_xact_rollback",
+    "pg_stat_get_db_blocks_fetched", "pg_stat_get_db_blocks_hit",
+    "pg_stat_get_db_tuples_returned", "pg_stat_get_db_tuples_fetched",
+    "pg_stat_get_db_tuples_inserted", "pg_stat_get_db_tuples_updated",
+    "pg_stat_get_db_tuples_deleted", "pg_stat_get_db_conflict_all",
+    "pg_stat_get_db_conflict_tablespace", "pg_stat_get_db_conflict_lock",
+    "pg_stat_get_db_conflict_snapshot", "pg_stat_get_db_conflict_bufferpin",
+    "pg_stat_get_db_conflict_startup_deadlock", "pg_stat_get_db_conflict_logicalslot",
+    "pg_stat_get_db_deadlocks", "pg_stat_get_db_temp_files", "pg_stat_get_db_temp_bytes",
+    "pg_stat_get_db_blk_read_time", "pg_stat_get_db_blk_write_time",
+    "pg_stat_get_db_checksum_failures", "pg_stat_get_db_checksum_last_failure",
+    "pg_stat_get_db_session_time", "pg_stat_get_db_active_time",
+    "pg_stat_get_db_idle_in_transaction_time", "pg_stat_get_db_sessions",
+    "pg_stat_get_db_sessions_abandoned", "pg_stat_get_db_sessions_fatal",
+    "pg_stat_get_db_sessions_killed", "pg_stat_get_db_parallel_workers_to_launch",
+    "pg_stat_get_db_parallel_workers_launched", "pg_stat_get_db_stat_reset_time",
 ];
 
 /// Helpers outside `pg_catalog` that drivers call (JDBC's metadata
@@ -162,9 +209,9 @@ pub const NOT_ALLOWED: &[(&str, &str)] = &[
     ("lo_*", "large objects hold data outside tables, and lo_import/lo_export read and write server files"),
     ("loread", "large objects hold data outside tables"),
     ("lowrite", "large objects hold data outside tables"),
-    ("set_config", "it changes settings, the role included"),
     ("pg_sleep*", "it holds a production connection idle"),
-    ("pg_advisory*", "it takes locks production sessions wait for"),
+    ("pg_advisory_lock*", "it takes locks production sessions wait for"),
+    ("pg_advisory_xact_lock*", "it takes locks production sessions wait for"),
     ("pg_try_advisory*", "it takes locks production sessions wait for"),
     ("pg_notify", "it sends data to other sessions"),
     ("pg_terminate_backend", "it acts on other sessions"),
@@ -190,7 +237,7 @@ pub const NOT_ALLOWED: &[(&str, &str)] = &[
 ];
 
 pub(crate) fn is_builtin(name: &str) -> bool {
-    PURE.contains(&name) || INTROSPECTION.contains(&name)
+    PURE.contains(&name) || INTROSPECTION.contains(&name) || STATISTICS.contains(&name)
 }
 
 /// Why a well-known function is kept off the allowlist.
@@ -213,6 +260,7 @@ pub(crate) fn not_allowed_reason(name: &str) -> Option<&'static str> {
 pub fn builtin_allowlist() -> impl Iterator<Item = (&'static str, &'static str)> {
     PURE.iter()
         .chain(INTROSPECTION)
+        .chain(STATISTICS)
         .map(|n| ("pg_catalog", *n))
         .chain(QUALIFIED.iter().copied())
 }
@@ -235,6 +283,10 @@ mod tests {
         assert!(not_allowed_reason("dblink_connect").is_some());
         assert!(not_allowed_reason("pg_ls_dir").is_some());
         assert!(not_allowed_reason("lower").is_none());
+        assert!(not_allowed_reason("pg_advisory_lock_shared").is_some());
+        assert!(not_allowed_reason("pg_advisory_xact_lock").is_some());
+        assert!(not_allowed_reason("pg_try_advisory_lock").is_some());
+        assert!(is_builtin("pg_advisory_unlock_all"));
         assert!(not_allowed_reason("xml").is_none());
     }
 }

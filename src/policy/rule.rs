@@ -58,6 +58,10 @@ macro_rules! rules {
 rules! {
     /// `SET ROLE`, `SET SESSION AUTHORIZATION`, or the same at startup.
     IdentityChange = "identity.change", Capability, "SET ROLE, SET SESSION AUTHORIZATION, role settings at startup";
+    /// `set_config` whose setting name is not a constant string.
+    SettingDynamic = "setting.dynamic", Analysis, "set_config with a setting name that is not a string constant";
+    /// `set_config` with a value computed from classified columns.
+    SettingClassified = "setting.classified", Data, "set_config with a value computed from classified columns, which SHOW or current_setting would return";
     /// A `DO` block.
     CodeDoBlock = "code.do_block", Capability, "DO blocks";
     /// `CALL` of a procedure.
@@ -169,6 +173,9 @@ impl Rule {
             }
             Rule::AnalysisUnknownRelation | Rule::ResultUnknownRelation => {
                 "A relation created in the same request is not known yet: send the statements that use it separately, or retry."
+            }
+            Rule::SettingDynamic => {
+                "Write the setting's name in set_config as a string constant, e.g. set_config('search_path', $1, false)."
             }
             Rule::SettingLexer => {
                 "Keep standard_conforming_strings on and use a client encoding such as UTF8."

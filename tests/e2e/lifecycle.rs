@@ -352,6 +352,7 @@ fn demo_starts_serves_and_cleans_up() {
         emails.lines().all(|e| e.ends_with("@example.invalid")),
         "the tester gets stand-ins: {emails}"
     );
+    crate::demo_lines::check_printed_lines(&printed);
     signal(child.id(), libc::SIGINT);
     let status = wait_exit(&mut child, Duration::from_secs(60));
     assert!(status.success(), "{status:?}");

@@ -142,6 +142,39 @@ impl Raw {
         raw
     }
 
+    /// Opens a session as `user` on `database` with SCRAM and `password`.
+    pub async fn login_scram(port: u16, user: &str, database: &str, password: &str) -> Raw {
+        use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
+        use postgres_protocol::message::frontend;
+        let mut raw = Raw::connect(port).await;
+        raw.send(&startup_packet(
+            0,
+            &[("user", user), ("database", database)],
+        ))
+        .await;
+        let mut scram = ScramSha256::new(password.as_bytes(), ChannelBinding::unsupported());
+        while let Some(m) = raw.recv().await {
+            let mut buf = bytes::BytesMut::new();
+            match (m.tag, m.body.get(..4)) {
+                (b'R', Some([0, 0, 0, 10])) => {
+                    frontend::sasl_initial_response("SCRAM-SHA-256", scram.message(), &mut buf)
+                        .expect("SASL message");
+                    raw.send(&buf).await;
+                }
+                (b'R', Some([0, 0, 0, 11])) => {
+                    scram.update(&m.body[4..]).expect("SCRAM continue");
+                    frontend::sasl_response(scram.message(), &mut buf).expect("SASL message");
+                    raw.send(&buf).await;
+                }
+                (b'R', Some([0, 0, 0, 12])) => scram.finish(&m.body[4..]).expect("SCRAM final"),
+                (b'Z', _) => return raw,
+                (b'E', _) => panic!("login failed: {:?}", m.field(b'M')),
+                _ => {}
+            }
+        }
+        panic!("connection closed during login");
+    }
+
     /// Runs a simple query; returns the messages up to ReadyForQuery.
     pub async fn query(&mut self, sql: &str) -> Vec<Msg> {
         let mut body = sql.as_bytes().to_vec();
