@@ -101,7 +101,13 @@ where
             {
                 self.fail_transaction().await?;
             }
-            messages::check_frontend(&frame).map_err(SessionError::Client)?;
+            // A malformed message is refused here: passed on, the server's
+            // error could come where no answer is due (Flush, Sync,
+            // CopyDone) and stall the session. Bind is left to the server,
+            // whose error the batch handling takes in its turn.
+            if frame.tag() != b'B' {
+                messages::check_frontend(&frame).map_err(SessionError::Client)?;
+            }
             match frame.frontend() {
                 FrontendKind::Query => self.simple_query(&frame).await?,
                 FrontendKind::Parse => self.parse(&frame).await?,
