@@ -126,6 +126,42 @@ fn java_classes() -> &'static Path {
     })
 }
 
+/// `pgx_client.go` built once per test process, in GOPATH mode against
+/// Debian's `golang-github-jackc-pgx-v4-dev` (no module proxy).
+fn pgx_binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let base = cluster().db.data_dir();
+        let dir = base.parent().unwrap_or(&base).join("matrix-go");
+        std::fs::create_dir_all(&dir).expect("go dir");
+        let package = Command::new("dpkg-query")
+            .args(["-W", "-f=${Version}", "golang-github-jackc-pgx-v4-dev"])
+            .output()
+            .expect("dpkg-query");
+        let version = String::from_utf8_lossy(&package.stdout);
+        let version = version.split('-').next().unwrap_or("4");
+        let bin = dir.join("pgx_client");
+        let out = Command::new("go")
+            .args(["build", "-o"])
+            .arg(&bin)
+            .arg(format!("-ldflags=-X main.pgxVersion={version}"))
+            .arg(clients_dir().join("go/pgx_client.go"))
+            .env("GO111MODULE", "off")
+            .env("GOPATH", "/usr/share/gocode")
+            .env("GOCACHE", dir.join("cache"))
+            .env("GOPROXY", "off")
+            .env("GOFLAGS", "")
+            .output()
+            .unwrap_or_else(|e| panic!("go (apt-get install golang-go): {e}"));
+        assert!(
+            out.status.success(),
+            "go build failed (is golang-github-jackc-pgx-v4-dev installed?): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        bin
+    })
+}
+
 /// Runs a client script against `proxy` and the tap in front of it;
 /// returns its JSON result and what went through the tap.
 fn run(client: &str, mut cmd: Command, proxy: &TestProxy) -> (Value, Vec<u8>) {
@@ -250,7 +286,7 @@ fn matrix(client: &str, cmd: Command, error: &str, pool: bool) {
 fn matrix_psycopg() {
     let mut cmd = python();
     cmd.arg("psycopg_client.py");
-    matrix("psycopg", cmd, "InsufficientPrivilege", false);
+    matrix("psycopg", cmd, "InsufficientPrivilege", true);
 }
 
 /// Also the three asyncpg failures of issue 14: type introspection
@@ -285,4 +321,10 @@ fn matrix_pgjdbc() {
         .arg(format!("{}:{JDBC_JAR}", classes.display()))
         .arg("PgJdbc");
     matrix("pgjdbc", cmd, "PSQLException", false);
+}
+
+#[test]
+fn matrix_pgx() {
+    let cmd = Command::new(pgx_binary());
+    matrix("pgx", cmd, "PgError", true);
 }

@@ -1,7 +1,9 @@
 """psycopg 3 through copyguard: text and binary results, server-side and
-scrollable cursors, a pipeline, COPY, refusals."""
+scrollable cursors, a pipeline, COPY, refusals, and a psycopg_pool
+ConnectionPool."""
 
 import psycopg
+import psycopg_pool
 
 from common import *
 
@@ -65,13 +67,29 @@ def refusals():
         except psycopg.Error as e:
             steps.append("transaction: " + str(e))
         steps.append(c.execute("SELECT 'ok'").fetchone()[0])
+    conninfo = psycopg.conninfo.make_conninfo(host=HOST, port=TAP, user=DEV, password=PASSWORD, dbname=DB)
+    with psycopg_pool.ConnectionPool(conninfo, min_size=1, max_size=1, open=True) as pool:
+        with pool.connection() as c:
+            try:
+                c.execute(REFUSED)
+            except psycopg.Error as e:
+                steps.append(e.sqlstate)
+        with pool.connection() as c:
+            steps.append(c.execute("SELECT 'ok'").fetchone()[0])
+        try:
+            with pool.connection() as c:
+                c.execute(REFUSED)
+        except psycopg.Error as e:
+            steps.append(e.sqlstate)
+        with pool.connection() as c:
+            steps.append(c.execute("SELECT 'ok'").fetchone()[0])
     return {"error_type": kind, "steps": steps}
 
 
 a_queries = [(ALL_USERS, None), (ORDERS_OF.format(p="%s"), (7,))]
 b_queries = [(UNCLASSIFIED, None), (ORDERS_OF.format(p="%s"), (3,)), (COUNT_IN.format(p="%s"), ("FR",))]
 emit({
-    "version": psycopg.__version__,
+    "version": f"{psycopg.__version__}, psycopg_pool {psycopg_pool.__version__}",
     "a_direct": reads(DIRECT, PROD, a_queries),
     "a_proxy": reads(PROXY, PROD, a_queries),
     "b_direct": reads(DIRECT, DEV, b_queries),
