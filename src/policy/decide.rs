@@ -44,6 +44,10 @@ pub const PREDICATE_CLASSIFIED: &str = "predicate.classified";
 /// A classified output for a class with `max_rows_per_statement = 0`.
 pub const CLASSIFIED_NOT_ALLOWED: &str = "classified.not_allowed";
 
+/// In a session admitted with a dump grant: rows of a table outside the
+/// grant's scope.
+pub const GRANT_OUT_OF_SCOPE: &str = "grant.out_of_scope";
+
 /// A classified output in a statement that collects many values into one
 /// row (`string_agg`, `array_agg`, `json_agg`, `ARRAY(subquery)`...): the
 /// per-statement row limit would not see them.
@@ -92,6 +96,10 @@ pub const RULES: &[(&str, &str)] = &[
     (DDL_NOT_ALLOWED, "other DDL, unless allow_ddl"),
     (FUNCTION_NOT_ALLOWED, "functions outside the allowlist"),
     (TABLE_FORBIDDEN, "forbidden tables, configured or built in"),
+    (
+        GRANT_OUT_OF_SCOPE,
+        "with a dump grant: rows of tables outside the grant's scope",
+    ),
     (
         COPY_SERVER_SIDE,
         "COPY to or from server files and programs",
@@ -171,6 +179,7 @@ impl Check<'_> {
         self.code_and_ddl(kind)?;
         let sequence_write = self.functions()?;
         self.forbidden()?;
+        self.dump_scope()?;
         self.server_side_copy(kind)?;
         let explain = matches!(kind, StatementKind::Explain { .. });
         let executes = !matches!(kind, StatementKind::Explain { analyze: false });
@@ -301,6 +310,44 @@ impl Check<'_> {
                 return Err(block(
                     TABLE_FORBIDDEN,
                     format!("{name} is off limits to guarded roles: {reason}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Rule 4b: with a dump grant, rows only from tables in its scope
+    /// (the system catalogs are not rows of the database's data).
+    fn dump_scope(&self) -> Result<(), Block> {
+        let Some(dump) = &self.class.dump else {
+            return Ok(());
+        };
+        let f = self.facts;
+        let rels: BTreeSet<_> = f
+            .reads
+            .iter()
+            .copied()
+            .chain(f.output_lineage().into_iter().map(|c| c.rel))
+            .chain(f.predicates.iter().map(|c| c.rel))
+            .collect();
+        for rel in rels {
+            let Some(r) = self.catalog.relation(rel) else {
+                continue;
+            };
+            if matches!(
+                r.schema.as_str(),
+                "pg_catalog" | "information_schema" | "pg_toast"
+            ) {
+                continue;
+            }
+            if !dump.scope.includes(&r.schema, &r.name) {
+                let name = r.qualified_name();
+                return Err(block(
+                    GRANT_OUT_OF_SCOPE,
+                    format!(
+                        "{name} is outside the scope of grant {}; only its schema may be dumped (pg_dump --exclude-table-data={name})",
+                        dump.grant_id
+                    ),
                 ));
             }
         }
