@@ -14,6 +14,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::audit::{AuditConfig, FlushPolicy};
+use crate::dumps::GrantKeys;
 use crate::pseudonym::{Key, Settings};
 
 /// Every setting: dotted key in the file, flag, environment variable, help.
@@ -204,6 +205,12 @@ pub const SETTINGS: &[(&str, &str, &str, &str)] = &[
         "COPYGUARD_PSEUDONYM_DATE_SHIFT_DAYS",
         "largest shift of date_shift, in days either way [180]",
     ),
+    (
+        "dumps.public_keys",
+        "--dump-public-keys",
+        "COPYGUARD_DUMP_PUBLIC_KEYS",
+        "grant public key files (grant.pub), comma-separated [none: grants are refused]",
+    ),
 ];
 
 /// Flags and environment variables of `copyguard serve`.
@@ -305,6 +312,10 @@ pub struct ConfigArgs {
     /// Largest shift of date_shift, in days either way [180].
     #[arg(long, env = "COPYGUARD_PSEUDONYM_DATE_SHIFT_DAYS")]
     pub pseudonym_date_shift_days: Option<String>,
+    /// Grant public key files (grant.pub), comma-separated [none: grants
+    /// are refused].
+    #[arg(long, env = "COPYGUARD_DUMP_PUBLIC_KEYS")]
+    pub dump_public_keys: Option<String>,
 }
 
 impl ConfigArgs {
@@ -341,6 +352,7 @@ impl ConfigArgs {
             "pseudonym.key_id" => self.pseudonym_key_id.as_ref(),
             "pseudonym.email_domain" => self.pseudonym_email_domain.as_ref(),
             "pseudonym.date_shift_days" => self.pseudonym_date_shift_days.as_ref(),
+            "dumps.public_keys" => self.dump_public_keys.as_ref(),
             _ => None,
         }
     }
@@ -354,6 +366,8 @@ enum Raw {
     Str(String),
     Int(i64),
     Bool(bool),
+    /// A list of strings (`dumps.public_keys`), read as one comma-separated value.
+    List(Vec<String>),
 }
 
 impl Raw {
@@ -362,6 +376,7 @@ impl Raw {
             Raw::Str(s) => s.clone(),
             Raw::Int(i) => i.to_string(),
             Raw::Bool(b) => b.to_string(),
+            Raw::List(items) => items.join(","),
         }
     }
 }
@@ -387,6 +402,14 @@ struct FileConfig {
     audit: AuditSection,
     #[serde(default)]
     pseudonym: PseudonymSection,
+    #[serde(default)]
+    dumps: DumpsSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DumpsSection {
+    public_keys: Field,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -480,6 +503,7 @@ impl FileConfig {
             "pseudonym.key_id" => self.pseudonym.key_id.as_ref(),
             "pseudonym.email_domain" => self.pseudonym.email_domain.as_ref(),
             "pseudonym.date_shift_days" => self.pseudonym.date_shift_days.as_ref(),
+            "dumps.public_keys" => self.dumps.public_keys.as_ref(),
             _ => None,
         }
     }
@@ -612,6 +636,9 @@ pub struct Config {
     /// The pseudonymization key and settings (`None`: no key configured;
     /// statements the policy would pseudonymize are refused).
     pub pseudonym: Option<PseudonymConfig>,
+    /// Public keys dump grants are accepted from (empty: grants are
+    /// refused).
+    pub grant_keys: GrantKeys,
 }
 
 /// The pseudonymization key and the transform settings.
@@ -821,6 +848,16 @@ impl Config {
             .unwrap_or_else(|| "info".to_owned());
         let audit = resolve_audit(src)?;
         let pseudonym = resolve_pseudonym(src)?;
+        let grant_keys = src
+            .parse("dumps.public_keys", |s| {
+                let paths: Vec<&str> = s
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .collect();
+                GrantKeys::load(&paths)
+            })?
+            .unwrap_or_default();
 
         Ok(Config {
             listen,
@@ -842,6 +879,7 @@ impl Config {
             log_level,
             audit,
             pseudonym,
+            grant_keys,
         })
     }
 
@@ -1090,6 +1128,43 @@ mod tests {
         let result = Config::load(&args);
         std::fs::remove_dir_all(&dir).unwrap();
         result
+    }
+
+    #[test]
+    fn dump_public_keys_from_file_flag_or_nowhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.pub");
+        let b = dir.path().join("b.pub");
+        for (path, seed) in [(&a, 1u8), (&b, 2u8)] {
+            let key = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
+            std::fs::write(path, hex::encode(key.verifying_key().as_bytes())).unwrap();
+        }
+        let c = load_toml("upstream = \"db:5432\"\n", ConfigArgs::default()).unwrap();
+        assert!(c.grant_keys.is_empty());
+        let text = format!(
+            "upstream = \"db:5432\"\n[dumps]\npublic_keys = [{:?}, {:?}]\n",
+            a.display().to_string(),
+            b.display().to_string()
+        );
+        let c = load_toml(&text, ConfigArgs::default()).unwrap();
+        assert!(!c.grant_keys.is_empty());
+        let args = ConfigArgs {
+            dump_public_keys: Some(format!("{},{}", a.display(), b.display())),
+            ..ConfigArgs::default()
+        };
+        assert!(!load_toml("upstream = \"db:5432\"\n", args)
+            .unwrap()
+            .grant_keys
+            .is_empty());
+        let args = ConfigArgs {
+            dump_public_keys: Some("/nonexistent/grant.pub".into()),
+            ..ConfigArgs::default()
+        };
+        let e = load_toml("upstream = \"db:5432\"\n", args)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`dumps.public_keys`"), "{e}");
+        assert!(e.contains("--dump-public-keys"), "{e}");
     }
 
     #[test]
