@@ -211,6 +211,12 @@ pub const SETTINGS: &[(&str, &str, &str, &str)] = &[
         "COPYGUARD_DUMP_PUBLIC_KEYS",
         "grant public key files (grant.pub), comma-separated [none: grants are refused]",
     ),
+    (
+        "dumps.use_grace",
+        "--dump-use-grace",
+        "COPYGUARD_DUMP_USE_GRACE",
+        "a grant session starting this long after the last one ended is the same use [30s]",
+    ),
 ];
 
 /// Flags and environment variables of `copyguard serve`.
@@ -316,6 +322,10 @@ pub struct ConfigArgs {
     /// are refused].
     #[arg(long, env = "COPYGUARD_DUMP_PUBLIC_KEYS")]
     pub dump_public_keys: Option<String>,
+    /// A grant session starting this long after the last one of the same
+    /// grant ended still belongs to the same use [30s].
+    #[arg(long, env = "COPYGUARD_DUMP_USE_GRACE")]
+    pub dump_use_grace: Option<String>,
 }
 
 impl ConfigArgs {
@@ -353,6 +363,7 @@ impl ConfigArgs {
             "pseudonym.email_domain" => self.pseudonym_email_domain.as_ref(),
             "pseudonym.date_shift_days" => self.pseudonym_date_shift_days.as_ref(),
             "dumps.public_keys" => self.dump_public_keys.as_ref(),
+            "dumps.use_grace" => self.dump_use_grace.as_ref(),
             _ => None,
         }
     }
@@ -410,6 +421,7 @@ struct FileConfig {
 #[serde(deny_unknown_fields)]
 struct DumpsSection {
     public_keys: Field,
+    use_grace: Field,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -504,6 +516,7 @@ impl FileConfig {
             "pseudonym.email_domain" => self.pseudonym.email_domain.as_ref(),
             "pseudonym.date_shift_days" => self.pseudonym.date_shift_days.as_ref(),
             "dumps.public_keys" => self.dumps.public_keys.as_ref(),
+            "dumps.use_grace" => self.dumps.use_grace.as_ref(),
             _ => None,
         }
     }
@@ -639,6 +652,9 @@ pub struct Config {
     /// Public keys dump grants are accepted from (empty: grants are
     /// refused).
     pub grant_keys: GrantKeys,
+    /// How long after the last session of a grant a new one still
+    /// belongs to the same use.
+    pub grant_use_grace: Duration,
 }
 
 /// The pseudonymization key and the transform settings.
@@ -858,6 +874,9 @@ impl Config {
                 GrantKeys::load(&paths)
             })?
             .unwrap_or_default();
+        let grant_use_grace = src
+            .parse("dumps.use_grace", parse_duration)?
+            .unwrap_or(crate::state::DEFAULT_USE_GRACE);
 
         Ok(Config {
             listen,
@@ -880,6 +899,7 @@ impl Config {
             audit,
             pseudonym,
             grant_keys,
+            grant_use_grace,
         })
     }
 

@@ -219,7 +219,7 @@ impl Drop for GrantedSession {
 /// blocked, the class's `pseudonymize` list does not narrow it), COPY
 /// pseudonymized, and the grant's scope as the limit of what rows may
 /// come from. Writes, DDL and everything else stay as the class has them.
-pub fn granted_class(class: &RoleClass, grant: &Grant) -> RoleClass {
+pub fn granted_class(class: &RoleClass, dump: &Arc<DumpScope>) -> RoleClass {
     let limits = ClassLimits {
         max_rows_per_statement: u64::MAX,
         max_bytes_per_statement: u64::MAX,
@@ -235,10 +235,17 @@ pub fn granted_class(class: &RoleClass, grant: &Grant) -> RoleClass {
         name: class.name.clone(),
         mode: class.mode,
         limits,
-        dump: Some(Arc::new(DumpScope {
-            grant_id: grant.grant_id.clone(),
-            scope: grant.scope.clone(),
-        })),
+        dump: Some(dump.clone()),
+    }
+}
+
+impl GrantedSession {
+    /// What the session may touch.
+    pub fn dump_scope(&self) -> Arc<DumpScope> {
+        Arc::new(DumpScope {
+            grant_id: self.grant.grant_id.clone(),
+            scope: self.grant.scope.clone(),
+        })
     }
 }
 
@@ -349,7 +356,11 @@ mod tests {
         let key = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
         let req = DumpRequest::new("dev", "shop", Scope::default(), "why");
         let grant = Grant::approve(&req, Duration::from_secs(600), 1, "v", &key);
-        let g = granted_class(&class, &grant);
+        let dump = Arc::new(DumpScope {
+            grant_id: grant.grant_id.clone(),
+            scope: grant.scope.clone(),
+        });
+        let g = granted_class(&class, &dump);
         assert!(g.limits.pseudonymizes("national_id"));
         assert_eq!(g.limits.max_rows_per_statement, u64::MAX);
         assert_eq!(g.limits.copy_to, CopyToAction::Pseudonymize);

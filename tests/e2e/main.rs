@@ -11,6 +11,7 @@ mod audit_log;
 mod auth_tls;
 mod bad_input;
 mod clients;
+mod dumps;
 mod guarded_core;
 mod guarded_leaks;
 mod guarded_usage;

@@ -520,7 +520,11 @@ fn a_dump_grant_pseudonymizes_every_category_inside_its_scope_only() {
     let req = crate::dumps::DumpRequest::new("dev_alice", "shop", scope, "why");
     let grant =
         crate::dumps::Grant::approve(&req, std::time::Duration::from_secs(60), 1, "v", &key);
-    let granted = crate::dumps::granted_class(&class, &grant);
+    let dump = std::sync::Arc::new(crate::dumps::DumpScope {
+        grant_id: grant.grant_id.clone(),
+        scope: grant.scope.clone(),
+    });
+    let granted = crate::dumps::granted_class(&class, &dump);
     let mut copy = select(&[("email", &[EMAIL]), ("national_no", &[NATIONAL_NO])]);
     copy.kind = StatementKind::CopyTo {
         to: CopyEndpoint::Client,

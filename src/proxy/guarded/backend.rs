@@ -722,6 +722,9 @@ fn count(guard: &Guard, role_reserve: &mut u64, exec: &Exec, bytes: usize) -> Op
             ),
         ));
     }
+    if exec.class.dump.is_some() {
+        return None;
+    }
     if *role_reserve == 0 {
         let budgets = &guard.shared.budgets;
         let user = &guard.info.user;

@@ -371,12 +371,18 @@ where
     /// reloaded policy's limits apply at the next statement, but a guarded
     /// session never becomes unguarded (a role that is production in the new
     /// policy keeps its login class).
+    /// A session admitted with a dump grant keeps it (see
+    /// [`crate::dumps::granted_class`]).
     fn class(&self, policy: &Policy) -> Arc<RoleClass> {
         let class = policy.classify_role(&self.guard.info.user);
-        if class.mode == ClassMode::Guarded {
+        let class = if class.mode == ClassMode::Guarded {
             class
         } else {
             self.guard.class.clone()
+        };
+        match &self.guard.class.dump {
+            Some(dump) => Arc::new(crate::dumps::granted_class(&class, dump)),
+            None => class,
         }
     }
 

@@ -1,0 +1,314 @@
+//! Sanctioned dumps end to end: grants presented in `PGOPTIONS` are taken
+//! out of the startup packet, checked at connect time (every kind of bad
+//! grant refused with its reason), and a granted guarded role runs the
+//! real pg_dump through copyguard: every classified value pseudonymized,
+//! no raw fixture value in any dump, and the dump restores.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use copyguard::dumps::{DumpRequest, Grant, Scope};
+use ed25519_dalek::SigningKey;
+
+use crate::guard_fixture::*;
+use crate::support::*;
+
+/// The grant signing key of the tests.
+fn signing_key() -> SigningKey {
+    SigningKey::from_bytes(&[42; 32])
+}
+
+fn work_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let base = cluster().db.data_dir();
+        let dir = base.parent().unwrap_or(&base).join("dumps");
+        std::fs::create_dir_all(&dir).expect("dumps dir");
+        std::fs::write(
+            dir.join("grant.pub"),
+            hex::encode(signing_key().verifying_key().as_bytes()),
+        )
+        .expect("public key");
+        std::fs::write(dir.join("pseudonym.key"), format!("{}\n", "cd".repeat(32)))
+            .expect("pseudonym key");
+        dir
+    })
+    .clone()
+}
+
+/// The locked policy plus a revoked grant id; the classification of the
+/// guard fixture.
+fn dump_policy() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = locked_policy();
+        let copy = policy_dir("");
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
+        }
+        std::fs::write(
+            copy.join("grants.toml"),
+            format!("[grants]\nrevoked = [\"{REVOKED}\"]\n"),
+        )
+        .unwrap();
+        copy
+    })
+    .clone()
+}
+
+const REVOKED: &str = "deadbeefdeadbeefdeadbeefdeadbeef";
+
+fn dump_proxy(keys: bool) -> TestProxy {
+    fixture();
+    let mut args = proxy_args();
+    args.policy = Some(dump_policy().display().to_string());
+    args.pseudonym_key_file = Some(work_dir().join("pseudonym.key").display().to_string());
+    args.dump_use_grace = Some("1s".into());
+    if keys {
+        args.dump_public_keys = Some(work_dir().join("grant.pub").display().to_string());
+    }
+    TestProxy::start(args)
+}
+
+fn grant_for(role: &str, database: &str, scope: Scope, uses: u32) -> Grant {
+    let req = DumpRequest::new(role, database, scope, "e2e test");
+    Grant::approve(
+        &req,
+        Duration::from_secs(3600),
+        uses,
+        "test",
+        &signing_key(),
+    )
+}
+
+fn token(grant: &Grant) -> String {
+    grant.sign(&signing_key())
+}
+
+/// psql as `user` with `PGOPTIONS` holding the grant.
+fn psql_granted(port: u16, user: &str, token: &str, sql: &str) -> Output {
+    use std::io::Write;
+    let mut child = client("psql")
+        .env("PGOPTIONS", format!("-c copyguard.grant={token}"))
+        .args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-d"])
+        .arg(conninfo(port, user, DB, ""))
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run psql");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(sql.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[track_caller]
+fn assert_refused(out: &Output, rule: &str, needle: &str) {
+    let (stdout, stderr) = text(out);
+    assert!(
+        !out.status.success(),
+        "expected a refusal: {stdout}{stderr}"
+    );
+    assert!(stderr.contains(rule), "{rule}: {stderr}");
+    assert!(stderr.contains(needle), "{needle}: {stderr}");
+}
+
+#[test]
+fn bad_grants_are_refused_at_connect_time_with_their_reason() {
+    let proxy = dump_proxy(true);
+    let port = proxy.port();
+    let scope = Scope::default();
+    let good = grant_for(DEV, DB, scope.clone(), 100);
+
+    let mut expired = good.clone();
+    expired.expires = expired.issued.saturating_sub(10);
+    expired.issued = expired.expires.saturating_sub(10);
+    assert_refused(
+        &psql_granted(port, DEV, &token(&expired), "SELECT 1"),
+        "grant.expired",
+        "expired at",
+    );
+
+    let t = token(&good);
+    let (head, sig) = t.rsplit_once('.').unwrap();
+    let mut forged = good.clone();
+    forged.uses = 1_000_000;
+    let forged_head = token(&forged).rsplit_once('.').unwrap().0.to_owned();
+    assert_refused(
+        &psql_granted(port, DEV, &format!("{forged_head}.{sig}"), "SELECT 1"),
+        "grant.tampered",
+        "altered",
+    );
+    let _ = head;
+
+    let mut revoked = good.clone();
+    revoked.grant_id = REVOKED.into();
+    assert_refused(
+        &psql_granted(port, DEV, &token(&revoked), "SELECT 1"),
+        "grant.revoked",
+        REVOKED,
+    );
+
+    let other = SigningKey::from_bytes(&[7; 32]);
+    let req = DumpRequest::new(DEV, DB, scope.clone(), "x");
+    let foreign = Grant::approve(&req, Duration::from_secs(60), 1, "t", &other).sign(&other);
+    assert_refused(
+        &psql_granted(port, DEV, &foreign, "SELECT 1"),
+        "grant.unknown_key",
+        "dumps.public_keys",
+    );
+
+    let bobs = grant_for("someone_else", DB, scope.clone(), 1);
+    assert_refused(
+        &psql_granted(port, DEV, &token(&bobs), "SELECT 1"),
+        "grant.wrong_role",
+        "someone_else",
+    );
+    let elsewhere = grant_for(DEV, "postgres", scope.clone(), 1);
+    assert_refused(
+        &psql_granted(port, DEV, &token(&elsewhere), "SELECT 1"),
+        "grant.wrong_database",
+        "postgres",
+    );
+    assert_refused(
+        &psql_granted(port, DEV, "cg1.nonsense", "SELECT 1"),
+        "grant.",
+        "grant",
+    );
+
+    let once = grant_for(DEV, DB, scope, 1);
+    let out = psql_granted(port, DEV, &token(&once), "SELECT 1");
+    assert!(out.status.success(), "{:?}", text(&out));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_refused(
+        &psql_granted(port, DEV, &token(&once), "SELECT 1"),
+        "grant.overused",
+        "1 use",
+    );
+
+    let proxy = dump_proxy(false);
+    assert_refused(
+        &psql_granted(proxy.port(), DEV, &token(&good), "SELECT 1"),
+        "grant.no_keys",
+        "dumps.public_keys",
+    );
+}
+
+#[test]
+fn the_grant_never_reaches_postgresql() {
+    let proxy = dump_proxy(true);
+    let good = token(&grant_for(DEV, DB, Scope::default(), 100));
+    for user in [DEV, PROD] {
+        let out = psql_granted(
+            proxy.port(),
+            user,
+            &good,
+            "SELECT count(*) FROM pg_catalog.pg_settings WHERE name LIKE 'copyguard%';",
+        );
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{user}: {stderr}");
+        assert_eq!(stdout.trim(), "0", "{user}");
+    }
+}
+
+/// Runs pg_dump as the guarded role with `token` (if any) and `args`.
+fn pg_dump(port: u16, token: Option<&str>, args: &[&str]) -> Output {
+    let mut cmd = client("pg_dump");
+    if let Some(t) = token {
+        cmd.env("PGOPTIONS", format!("-c copyguard.grant={t}"));
+    }
+    cmd.args([
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-U",
+        DEV,
+        "-d",
+        DB,
+    ])
+    .args(args)
+    .output()
+    .expect("run pg_dump")
+}
+
+/// Every fixture secret found in the files under `path`.
+fn leaks_in(path: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let files: Vec<PathBuf> = if path.is_dir() {
+        std::fs::read_dir(path)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect()
+    } else {
+        vec![path.to_owned()]
+    };
+    for file in files {
+        let bytes = std::fs::read(&file).unwrap();
+        for s in secrets() {
+            if bytes.windows(s.len()).any(|w| w == s.as_bytes()) {
+                found.push(format!("{}: {s}", file.display()));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn granted_pg_dump_plain_and_custom_hold_no_raw_value_and_restore() {
+    let proxy = dump_proxy(true);
+    let scope = Scope {
+        exclude_tables: vec!["public.identity_documents".into()],
+        ..Scope::default()
+    };
+    let grant = token(&grant_for(DEV, DB, scope.clone(), 100));
+    let dir = work_dir();
+    let excluded = scope.pg_dump_args();
+    let mut args: Vec<&str> = excluded.iter().map(String::as_str).collect();
+    args.extend(["--no-owner", "--no-privileges", "-N", "app"]);
+    for (format, file) in [("p", "dump.sql"), ("c", "dump.custom")] {
+        let path = dir.join(file);
+        let path_s = path.display().to_string();
+        let mut a = args.clone();
+        a.extend(["-F", format, "-f", &path_s]);
+        let out = pg_dump(proxy.port(), Some(&grant), &a);
+        assert!(out.status.success(), "pg_dump -F{format}: {:?}", text(&out));
+        assert_eq!(leaks_in(&path), Vec::<String>::new(), "-F{format}");
+        let target = fresh_database(&format!("restore_{format}"));
+        let restore = if format == "p" {
+            client("psql")
+                .args(["-X", "-v", "ON_ERROR_STOP=1", "-q", "-f", &path_s, "-d"])
+                .arg(cluster().db.superuser_url(&target))
+                .output()
+                .unwrap()
+        } else {
+            client("pg_restore")
+                .args(["--exit-on-error", "--no-owner", "-d"])
+                .arg(cluster().db.superuser_url(&target))
+                .arg(&path_s)
+                .output()
+                .unwrap()
+        };
+        assert!(
+            restore.status.success(),
+            "restore -F{format}: {:?}",
+            text(&restore)
+        );
+        let count = cluster()
+            .db
+            .psql(
+                &target,
+                "SELECT count(*) FROM users JOIN orders ON orders.user_id = users.id",
+            )
+            .unwrap();
+        assert_eq!(count.trim(), (USERS * 2).to_string(), "-F{format}");
+    }
+}
