@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use crate::catalog::{Catalog, ColumnId, Oid};
 
 use super::scope::{Col, Level, Lin};
-use super::{AnalysisError, Context, FunctionRef};
+use super::{AnalysisError, Context, FunctionRef, SettingChange};
 
 /// How deep analysis may recurse (expressions, subqueries, views) before
 /// the statement is refused.
@@ -26,6 +26,8 @@ pub(crate) struct Acc {
     pub stored: BTreeSet<ColumnId>,
     /// Functions called.
     pub functions: BTreeSet<FunctionRef>,
+    /// `set_config` calls.
+    pub settings: Vec<SettingChange>,
     /// Whether a top-level `SELECT ... INTO` was seen.
     pub select_into: bool,
 }
@@ -38,6 +40,7 @@ impl Acc {
         self.predicates.extend(other.predicates.iter().copied());
         self.stored.extend(other.stored.iter().copied());
         self.functions.extend(other.functions.iter().cloned());
+        self.settings.extend(other.settings.iter().cloned());
     }
 }
 
@@ -142,11 +145,28 @@ impl<'a> Analyzer<'a> {
             Some(s) => self.catalog.has_user_function(s, name),
             None => self.catalog.has_user_function_named(name),
         };
+        if name == "set_config" && schema.is_none_or(|s| s == "pg_catalog") {
+            // Fail closed: the caller fills in what the arguments are when
+            // it understands them (`describe_setting`).
+            self.acc.settings.push(SettingChange {
+                name: None,
+                lineage: BTreeSet::new(),
+            });
+        }
         self.acc.functions.insert(FunctionRef {
             schema: schema.map(str::to_owned),
             name: name.to_owned(),
             user_defined,
         });
+    }
+
+    /// Describes the `set_config` call recorded at index `slot` of the
+    /// settings, if one was: its constant name and its arguments' lineage.
+    pub fn describe_setting(&mut self, slot: usize, name: Option<String>, lineage: &Lin) {
+        if let Some(s) = self.acc.settings.get_mut(slot) {
+            s.name = name.map(|n| n.to_lowercase());
+            s.lineage = lineage.cols.clone();
+        }
     }
 
     /// Records a read of `oid` and, unless `only`, of every descendant

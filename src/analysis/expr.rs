@@ -308,11 +308,14 @@ impl Analyzer<'_> {
             return Err(unsupported(format!("function syntax {}", f.name)));
         }
         let parts = names::parts(&f.name)?;
+        let setting = self.acc.settings.len();
         // `ROW(...)` constructs a row; no function runs.
         if !matches!(parts.as_slice(), [name] if name == "row") {
             self.record_call(&parts)?;
         }
+        let is_setting = self.acc.settings.len() > setting;
         let mut lin = Lin::default();
+        let mut setting_name = None;
         match &f.args {
             FunctionArguments::None => {}
             FunctionArguments::Subquery(q) => {
@@ -321,6 +324,7 @@ impl Analyzer<'_> {
                 }
             }
             FunctionArguments::List(list) => {
+                setting_name = list.args.first().and_then(super::settings::constant_string);
                 for arg in &list.args {
                     lin.add(self.function_arg(arg)?);
                 }
@@ -349,6 +353,10 @@ impl Analyzer<'_> {
         match &f.over {
             Some(WindowType::WindowSpec(spec)) => self.window_spec(spec)?,
             Some(WindowType::NamedWindow(_)) | None => {}
+        }
+        let plain = f.filter.is_none() && f.over.is_none() && f.within_group.is_empty();
+        if is_setting {
+            self.describe_setting(setting, setting_name.filter(|_| plain), &lin);
         }
         Ok(lin.into_computed())
     }

@@ -36,6 +36,9 @@ pub struct StatementFacts {
     pub stored: BTreeSet<ColumnId>,
     /// Every function called, including aggregates and window functions.
     pub functions: BTreeSet<FunctionRef>,
+    /// Every `set_config(name, value, is_local)` call: settings changes,
+    /// decided like `SET`.
+    pub settings: Vec<SettingChange>,
 }
 
 impl StatementFacts {
@@ -49,6 +52,7 @@ impl StatementFacts {
             predicates: BTreeSet::new(),
             stored: BTreeSet::new(),
             functions: BTreeSet::new(),
+            settings: Vec::new(),
         }
     }
 
@@ -59,6 +63,31 @@ impl StatementFacts {
             .flat_map(|o| o.lineage.iter().copied())
             .collect()
     }
+
+    /// Whether running the statement may change the search path: `SET`
+    /// or `RESET` of it (or `RESET ALL`), or `set_config` of it or of a
+    /// name not known in advance.
+    pub fn sets_search_path(&self) -> bool {
+        matches!(&self.kind, StatementKind::Set { name } if name == "search_path" || name == "all")
+            || self
+                .settings
+                .iter()
+                .any(|s| s.name.as_deref().is_none_or(|n| n == "search_path"))
+    }
+}
+
+/// A call of `set_config(name, value, is_local)` (built in, or a name that
+/// may resolve to it): a settings change like `SET` (`SET LOCAL` when
+/// `is_local`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SettingChange {
+    /// The setting, lower case, when `name` is a constant string; `None`
+    /// when it is computed, a parameter, or the call form is not
+    /// understood.
+    pub name: Option<String>,
+    /// Every base column the arguments are computed from: a value derived
+    /// from them could be read back with `SHOW` or `current_setting`.
+    pub lineage: BTreeSet<ColumnId>,
 }
 
 /// One output column.

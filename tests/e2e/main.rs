@@ -14,6 +14,7 @@ mod clients;
 mod dumps;
 mod guarded_core;
 mod guarded_leaks;
+mod guarded_settings;
 mod guarded_usage;
 mod lifecycle;
 mod pseudonymize;

@@ -4,6 +4,7 @@
 mod lineage;
 mod pg15;
 mod robustness;
+mod settings;
 mod statements;
 
 use std::collections::BTreeSet;

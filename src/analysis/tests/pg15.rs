@@ -218,3 +218,29 @@ fn pg_dump_statements_analyze() {
     }
     assert!(copies >= 5);
 }
+
+#[test]
+fn pg_dump_names_the_setting_through_pg_settings() {
+    let named = |sql: &str| {
+        let f = run15(sql).unwrap_or_else(|e| panic!("{e}\n{sql}"));
+        assert_eq!(f.statements[0].settings.len(), 1, "{sql}");
+        f.statements[0].settings[0].name.clone()
+    };
+    let kind = Some("restrict_nonsystem_relation_kind".to_owned());
+    for sql in [
+        "SELECT set_config(name, 'view, foreign-table', false) FROM pg_settings WHERE name = 'restrict_nonsystem_relation_kind'",
+        "SELECT pg_catalog.set_config(s.name, 'view', false) FROM pg_catalog.pg_settings s WHERE 'restrict_nonsystem_relation_kind' = s.name",
+    ] {
+        assert_eq!(named(sql), kind, "{sql}");
+    }
+    for sql in [
+        "SELECT set_config(name, 'x', false) FROM pg_settings WHERE name LIKE 'r%'",
+        "SELECT set_config(name, 'x', false) FROM pg_settings WHERE name = 'jit' OR true",
+        "SELECT set_config(name, 'x', false) FROM pg_settings",
+        "SELECT set_config(setting, 'x', false) FROM pg_settings WHERE name = 'jit'",
+        "SELECT set_config(name, 'x', false) FROM pg_settings, pg_class WHERE name = 'jit'",
+        "SELECT set_config(name, 'x', false) FROM pg_settings WHERE name = 'jit' UNION SELECT 'y'",
+    ] {
+        assert_eq!(named(sql), None, "{sql}");
+    }
+}

@@ -25,6 +25,54 @@ fn rule_identity_change() {
     );
 }
 
+fn set_config(name: Option<&str>, lineage: &[ColumnId]) -> StatementFacts {
+    let mut f = select(&[("set_config", lineage)]);
+    f.functions
+        .insert(call(Some("pg_catalog"), "set_config", false));
+    f.settings.push(SettingChange {
+        name: name.map(str::to_owned),
+        lineage: lineage.iter().copied().collect(),
+    });
+    f
+}
+
+#[test]
+fn rule_settings_by_set_config() {
+    for role in ["dev_alice", "ro_x"] {
+        assert_allowed(role, &set_config(Some("jit"), &[]));
+        assert_allowed(role, &set_config(Some("search_path"), &[]));
+        assert_allowed(role, &set_config(Some("myapp.tenant"), &[AMOUNT]));
+        for identity in ["role", "session_authorization"] {
+            assert_blocked(role, &set_config(Some(identity), &[]), IDENTITY_CHANGE);
+        }
+        for lexer in [
+            "standard_conforming_strings",
+            "client_encoding",
+            "backslash_quote",
+        ] {
+            assert_blocked(role, &set_config(Some(lexer), &[]), SETTING_LEXER);
+        }
+        assert_blocked(role, &set_config(None, &[]), SETTING_DYNAMIC);
+        let reason = assert_blocked(
+            role,
+            &set_config(Some("myapp.x"), &[AMOUNT, EMAIL]),
+            SETTING_CLASSIFIED,
+        );
+        assert!(reason.contains("users.email"), "{reason}");
+    }
+    // A call analysis did not describe is not understood.
+    let mut bare = select(&[("n", &[AMOUNT])]);
+    bare.functions.insert(call(None, "set_config", false));
+    assert_blocked("dev_alice", &bare, SETTING_DYNAMIC);
+    // A user-defined set_config is a user-defined function.
+    let mut udf = set_config(Some("jit"), &[]);
+    udf.functions.clear();
+    udf.functions.insert(call(None, "set_config", true));
+    assert_blocked("dev_alice", &udf, FUNCTION_NOT_ALLOWED);
+    // Production is relayed as it is.
+    assert_allowed("app_prod", &set_config(Some("role"), &[EMAIL]));
+}
+
 #[test]
 fn rule_code_and_ddl() {
     let f = StatementFacts::new;

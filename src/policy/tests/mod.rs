@@ -13,7 +13,8 @@ pub(super) use std::time::Duration;
 
 pub(super) use super::*;
 pub(super) use crate::analysis::{
-    CopyEndpoint, CopyFormat, DdlKind, FunctionRef, OutputColumn, StatementFacts, StatementKind,
+    CopyEndpoint, CopyFormat, DdlKind, FunctionRef, OutputColumn, SettingChange, StatementFacts,
+    StatementKind,
 };
 pub(super) use crate::catalog::{Column, RelKind, Relation};
 

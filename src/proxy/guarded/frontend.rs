@@ -314,6 +314,7 @@ where
                 let mut inner = (*prepared.facts).clone();
                 inner.kind = facts.kind.clone();
                 inner.functions.extend(facts.functions.iter().cloned());
+                inner.settings.extend(facts.settings.iter().cloned());
                 inner.predicates.extend(facts.predicates.iter().copied());
                 inner
             }
@@ -403,9 +404,7 @@ where
                 self.cursors.remove(name);
             }
             StatementKind::CloseCursor { name: None } => self.cursors.clear(),
-            StatementKind::Set { name } if name == "search_path" || name == "all" => {
-                self.search_path_dirty = true
-            }
+            _ if exec.facts.sets_search_path() => self.search_path_dirty = true,
             StatementKind::Transaction { ends: true } | StatementKind::Discard => {
                 self.search_path_dirty = true;
                 self.catalog_dirty |= self.ddl_seen;
@@ -524,7 +523,7 @@ where
             };
             match decided {
                 Ok(exec) => {
-                    changed |= changes_context(&exec.facts.kind);
+                    changed |= changes_context(&exec.facts);
                     self.apply(&exec);
                     execs.push(exec);
                 }
@@ -682,7 +681,7 @@ where
             return self.send(&failing_execute()).await;
         };
         self.apply(&exec);
-        self.batch_changed |= changes_context(&exec.facts.kind);
+        self.batch_changed |= changes_context(&exec.facts);
         self.copy_in |= matches!(
             exec.facts.kind,
             StatementKind::CopyFrom {
@@ -746,9 +745,9 @@ fn failing_execute() -> bytes::Bytes {
 /// Whether running a statement of `kind` may change how later names
 /// resolve: the search path, the relations that exist (DDL, and the end of
 /// a transaction or DISCARD undoing or dropping some).
-fn changes_context(kind: &StatementKind) -> bool {
-    match kind {
-        StatementKind::Set { name } => name == "search_path" || name == "all",
+fn changes_context(facts: &StatementFacts) -> bool {
+    match &facts.kind {
+        _ if facts.sets_search_path() => true,
         StatementKind::Transaction { ends } => *ends,
         StatementKind::Discard
         | StatementKind::Ddl(_)
