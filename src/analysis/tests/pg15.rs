@@ -244,3 +244,13 @@ fn pg_dump_names_the_setting_through_pg_settings() {
         assert_eq!(named(sql), None, "{sql}");
     }
 }
+
+/// pg_dump's name-pattern lookup for `-t`/`-n`/`--exclude-table-data`.
+#[test]
+fn pg_dump_name_pattern_queries_analyze() {
+    let sql = "SELECT c.oid\nFROM pg_catalog.pg_class c\n     LEFT JOIN pg_catalog.pg_namespace n\n     ON n.oid OPERATOR(pg_catalog.=) c.relnamespace\nWHERE c.relkind OPERATOR(pg_catalog.=) ANY\n    (array['r', 'S', 'v', 'm', 'f', 'p'])\n  AND c.relname OPERATOR(pg_catalog.~) '^(users)$' COLLATE pg_catalog.default\n  AND n.nspname OPERATOR(pg_catalog.~) '^(public)$' COLLATE pg_catalog.default\n";
+    let facts = run15(sql).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(facts.statements[0].kind, StatementKind::Select);
+    assert!(run15("SELECT 1 WHERE 1 OPERATOR(public.=) ANY (array[1])").is_err());
+    assert!(run15("SELECT 'OPERATOR(pg_catalog.=) ANY'").is_ok());
+}
