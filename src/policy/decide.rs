@@ -400,10 +400,11 @@ impl Check<'_> {
             let Some(r) = self.catalog.relation(rel) else {
                 continue;
             };
-            if matches!(
+            let system = matches!(
                 r.schema.as_str(),
                 "pg_catalog" | "information_schema" | "pg_toast"
-            ) {
+            );
+            if system || r.kind == crate::catalog::RelKind::Sequence {
                 continue;
             }
             if !dump.scope.includes(&r.schema, &r.name) {
