@@ -274,11 +274,19 @@ fn granted_pg_dump_plain_and_custom_hold_no_raw_value_and_restore() {
     let excluded = scope.pg_dump_args();
     let mut args: Vec<&str> = excluded.iter().map(String::as_str).collect();
     args.extend(["--no-owner", "--no-privileges", "-N", "app"]);
-    for (format, file) in [("p", "dump.sql"), ("c", "dump.custom")] {
+    for (format, file) in [
+        ("p", "dump.sql"),
+        ("c", "dump.custom"),
+        ("t", "dump.tar"),
+        ("d", "dump.dir"),
+    ] {
         let path = dir.join(file);
         let path_s = path.display().to_string();
         let mut a = args.clone();
         a.extend(["-F", format, "-f", &path_s]);
+        if format == "d" {
+            a.extend(["-j", "4", "-Z", "0"]);
+        }
         let out = pg_dump(proxy.port(), Some(&grant), &a);
         assert!(out.status.success(), "pg_dump -F{format}: {:?}", text(&out));
         assert_eq!(leaks_in(&path), Vec::<String>::new(), "-F{format}");
@@ -290,8 +298,9 @@ fn granted_pg_dump_plain_and_custom_hold_no_raw_value_and_restore() {
                 .output()
                 .unwrap()
         } else {
+            let jobs = if format == "d" { "4" } else { "1" };
             client("pg_restore")
-                .args(["--exit-on-error", "--no-owner", "-d"])
+                .args(["--exit-on-error", "--no-owner", "-j", jobs, "-d"])
                 .arg(cluster().db.superuser_url(&target))
                 .arg(&path_s)
                 .output()

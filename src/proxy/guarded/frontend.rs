@@ -333,7 +333,12 @@ where
                 counted_by = Some(cursor.clone());
                 inner
             }
-            StatementKind::Set { name } if enforce::is_lexer_setting(name) => {
+            StatementKind::Set { name }
+                if enforce::is_lexer_setting(name)
+                    && !sql
+                        .as_deref()
+                        .is_some_and(enforce::is_safe_client_encoding_set) =>
+            {
                 return Err(enforce::block(
                     "setting.lexer",
                     format!("guarded sessions cannot change {name}: it changes how the server reads SQL text"),
