@@ -25,7 +25,8 @@ use crate::wire::messages::{ErrorFields, Severity};
 
 /// The hint every refusal carries: how to get data legitimately.
 pub const BLOCK_HINT: &str = "Guarded roles cannot read or export classified production data. \
-For realistic data, request a sanctioned anonymized dump from the security team.";
+For realistic data, request a sanctioned anonymized dump from the security team \
+(`copyguard dump request --database DB --role ROLE --reason TEXT`).";
 
 /// The ErrorResponse a guarded client receives for a refused statement.
 pub fn block_error(block: &Block) -> ErrorFields {

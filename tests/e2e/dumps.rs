@@ -321,3 +321,127 @@ fn granted_pg_dump_plain_and_custom_hold_no_raw_value_and_restore() {
         assert_eq!(count.trim(), (USERS * 2).to_string(), "-F{format}");
     }
 }
+
+#[test]
+fn a_parallel_dump_is_one_use() {
+    let proxy = dump_proxy(true);
+    let scope = Scope {
+        exclude_tables: vec!["public.identity_documents".into()],
+        ..Scope::default()
+    };
+    let grant = token(&grant_for(DEV, DB, scope.clone(), 1));
+    let path = work_dir().join("once.dir");
+    let path_s = path.display().to_string();
+    let mut args: Vec<String> = scope.pg_dump_args();
+    args.extend(["-N", "app", "-Fd", "-j", "4", "-f", &path_s].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = pg_dump(proxy.port(), Some(&grant), &args);
+    assert!(out.status.success(), "{:?}", text(&out));
+    std::thread::sleep(Duration::from_millis(1500));
+    let again = work_dir().join("twice.sql").display().to_string();
+    let out = pg_dump(proxy.port(), Some(&grant), &["-f", &again]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(stderr.contains("grant.overused"), "{stderr}");
+}
+
+#[test]
+fn two_granted_dumps_at_once() {
+    let proxy = dump_proxy(true);
+    let scope = Scope {
+        tables: vec!["users".into(), "orders".into()],
+        ..Scope::default()
+    };
+    let a = token(&grant_for(DEV, DB, scope.clone(), 1));
+    let b = token(&grant_for(DEV, DB, scope.clone(), 1));
+    let port = proxy.port();
+    let handles: Vec<_> = [a, b]
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let scope = scope.clone();
+            std::thread::spawn(move || {
+                let path = work_dir().join(format!("concurrent-{i}.custom"));
+                let path_s = path.display().to_string();
+                let mut args = scope.pg_dump_args();
+                args.extend(["-Fc", "-f", &path_s].map(String::from));
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                (pg_dump(port, Some(&t), &args), path)
+            })
+        })
+        .collect();
+    let mut outputs = Vec::new();
+    for h in handles {
+        let (out, path) = h.join().unwrap();
+        assert!(out.status.success(), "{:?}", text(&out));
+        assert_eq!(leaks_in(&path), Vec::<String>::new());
+        outputs.push(path);
+    }
+    let restored: Vec<Vec<String>> = outputs
+        .iter()
+        .map(|p| {
+            let out = client("pg_restore")
+                .args(["-f", "-", "--data-only", "-t", "users"])
+                .arg(p)
+                .output()
+                .unwrap();
+            let rows: Vec<String> = String::from_utf8(out.stdout)
+                .unwrap()
+                .lines()
+                .filter(|l| l.starts_with(|c: char| c.is_ascii_digit()))
+                .map(str::to_owned)
+                .collect();
+            assert_eq!(rows.len(), USERS);
+            rows
+        })
+        .collect();
+    assert_eq!(
+        restored[0], restored[1],
+        "the same key maps the same value to the same stand-in"
+    );
+}
+
+#[test]
+fn out_of_scope_rows_are_refused_in_a_granted_session() {
+    let proxy = dump_proxy(true);
+    let scope = Scope {
+        tables: vec!["users".into()],
+        ..Scope::default()
+    };
+    let grant = token(&grant_for(DEV, DB, scope, 100));
+    let out = psql_granted(proxy.port(), DEV, &grant, "SELECT count(*) FROM orders;");
+    assert_refused(&out, "grant.out_of_scope", "public.orders");
+    let out = psql_granted(
+        proxy.port(),
+        DEV,
+        &grant,
+        "COPY users (id, email) TO STDOUT;",
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stdout.lines().count(), USERS, "{stdout}");
+    assert!(secrets().iter().all(|s| !stdout.contains(s.as_str())));
+}
+
+#[test]
+fn guarded_pg_dump_without_a_grant() {
+    let proxy = dump_proxy(true);
+    let port = proxy.port();
+    let out = pg_dump(port, None, &["--schema-only"]);
+    let (schema, stderr) = text(&out);
+    assert!(out.status.success(), "schema-only: {stderr}");
+    assert!(schema.contains("CREATE TABLE public.users"), "{schema}");
+    let out = pg_dump(port, None, &["-t", "orders"]);
+    let (orders, stderr) = text(&out);
+    assert!(out.status.success(), "unclassified table: {stderr}");
+    assert!(orders.contains("COPY public.orders"), "{orders}");
+    let out = pg_dump(port, None, &["-t", "users"]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(stderr.contains("public.users"), "{stderr}");
+    assert!(stderr.contains("copyguard dump request"), "{stderr}");
+    let out = pg_dump(port, None, &["-t", "users", "--inserts"]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success(), "--inserts is refused like COPY");
+    assert!(stderr.contains("copyguard"), "{stderr}");
+}
