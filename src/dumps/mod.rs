@@ -13,6 +13,7 @@
 
 mod error;
 mod grant;
+mod receipt;
 mod request;
 
 use std::io::Write;
@@ -22,6 +23,7 @@ use std::sync::Arc;
 
 pub use error::{GrantError, RequestError};
 pub use grant::{key_id, read_public_key, read_signing_key, unix_now, Grant, GrantKeys};
+pub use receipt::{Receipt, TableReceipt};
 pub use request::{DumpRequest, Scope};
 
 use crate::policy::{ClassLimits, CopyToAction, DerivedAction, RoleClass};

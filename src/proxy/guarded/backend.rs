@@ -645,6 +645,17 @@ where
                 if e.allowance.limits.is_some() {
                     self.guard.state.release(false);
                 }
+                if e.class.dump.is_some() {
+                    let (rows, bytes) = e.take_unreceipted();
+                    let owner = e.counted_by.as_deref().unwrap_or(&e);
+                    self.guard.state.receipt.add(
+                        &owner.facts,
+                        &owner.allowance,
+                        &owner.catalog,
+                        rows,
+                        bytes,
+                    );
+                }
             }
             _ => return Err(anomaly(frame)),
         }
@@ -687,6 +698,10 @@ where
 
 /// Counts a row of classified data; the refusal when a limit is passed.
 fn count(guard: &Guard, role_reserve: &mut u64, exec: &Exec, bytes: usize) -> Option<Block> {
+    if exec.class.dump.is_some() {
+        exec.count_row(bytes);
+        return None;
+    }
     let limits = exec.allowance.limits.as_ref()?;
     let class = &exec.class.limits;
     let (rows, total) = exec.count_row(bytes);

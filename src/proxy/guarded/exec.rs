@@ -56,6 +56,8 @@ pub(super) struct Exec {
     poisoned: AtomicBool,
     rows: AtomicU64,
     bytes: AtomicU64,
+    /// Rows and bytes already on a dump session's receipt.
+    receipted: Mutex<(u64, u64)>,
 }
 
 impl Exec {
@@ -86,6 +88,7 @@ impl Exec {
             poisoned: AtomicBool::new(false),
             rows: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
+            receipted: Mutex::new((0, 0)),
         }
     }
 
@@ -203,6 +206,17 @@ impl Exec {
         )
     }
 
+    /// Rows and bytes counted since the last call (a cursor's FETCHes
+    /// count on the cursor), for a dump session's receipt.
+    pub fn take_unreceipted(&self) -> (u64, u64) {
+        let owner = self.counted_by.as_deref().unwrap_or(self);
+        let (rows, bytes) = owner.counted();
+        let mut done = owner.receipted.lock().unwrap_or_else(|p| p.into_inner());
+        let delta = (rows - done.0.min(rows), bytes - done.1.min(bytes));
+        *done = (rows, bytes);
+        delta
+    }
+
     /// Counts one row of `bytes`; returns the totals so far.
     pub fn count_row(&self, bytes: usize) -> (u64, u64) {
         let owner = self.counted_by.as_deref().unwrap_or(self);
@@ -282,6 +296,8 @@ pub(super) struct SessionState {
     pub session_bytes: AtomicU64,
     /// Statements decided in this session.
     pub statements: AtomicU64,
+    /// What a session with a dump grant sent, table by table.
+    pub receipt: crate::dumps::Receipt,
     /// A result was stopped inside a transaction the server still considers
     /// healthy: the client was told it failed, so the server transaction
     /// must be failed too before the next client message.
