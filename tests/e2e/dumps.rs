@@ -529,3 +529,65 @@ fn the_block_log_holds_uses_refusals_and_receipts_never_tokens() {
     let shown = String::from_utf8_lossy(&review.stdout);
     assert!(shown.contains(&grant.grant_id), "{shown}");
 }
+
+/// A class that pseudonymizes the fixture's personal data, without a grant.
+fn pseudonymizing_policy() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        policy_dir(&format!(
+            r#"
+[classes.production]
+mode = "production"
+roles = ["{PROD}"]
+
+[classes.testers]
+mode = "guarded"
+roles = ["{DEV}"]
+max_rows_per_statement = 100000
+max_bytes_per_statement = "64MiB"
+max_rows_per_session = 1000000
+max_rows_per_window = 1000000
+window = "1h"
+copy_to = "pseudonymize"
+classified_predicates = true
+pseudonymize = ["email", "person_name", "date_of_birth", "phone", "national_id", "free_text"]
+
+[columns]
+"public.users.email" = "email"
+"public.users.full_name" = "person_name"
+"public.users.birth_date" = "date_of_birth"
+"public.users.phone" = "phone"
+"public.users.ssn" = "national_id"
+"#
+        ))
+    })
+    .clone()
+}
+
+#[test]
+fn inserts_are_pseudonymized_like_copy() {
+    fixture();
+    let mut args = proxy_args();
+    args.policy = Some(pseudonymizing_policy().display().to_string());
+    args.pseudonym_key_file = Some(work_dir().join("pseudonym.key").display().to_string());
+    let proxy = TestProxy::start(args);
+    let mut rows = Vec::new();
+    for extra in [&[][..], &["--inserts"][..], &["--column-inserts"][..]] {
+        let mut a = vec!["-t", "users", "--data-only"];
+        a.extend(extra);
+        let out = pg_dump(proxy.port(), None, &a);
+        let (dump, stderr) = text(&out);
+        assert!(out.status.success(), "{extra:?}: {stderr}");
+        let found: Vec<&String> = secrets()
+            .iter()
+            .filter(|s| dump.contains(s.as_str()))
+            .collect();
+        assert!(found.is_empty(), "{extra:?}: {found:?}");
+        rows.push(
+            dump.lines()
+                .filter(|l| l.starts_with("INSERT") || l.starts_with(|c: char| c.is_ascii_digit()))
+                .count(),
+        );
+    }
+    assert_eq!(rows, [USERS, USERS, USERS]);
+}
