@@ -591,3 +591,32 @@ fn inserts_are_pseudonymized_like_copy() {
     }
     assert_eq!(rows, [USERS, USERS, USERS]);
 }
+
+#[test]
+fn dump_run_wraps_pg_dump_with_the_grant_and_its_scope() {
+    let proxy = dump_proxy(true);
+    let scope = Scope {
+        tables: vec!["users".into()],
+        ..Scope::default()
+    };
+    let grant_file = work_dir().join("run-grant.txt");
+    std::fs::write(&grant_file, token(&grant_for(DEV, DB, scope, 1))).unwrap();
+    let out_file = work_dir().join("run.sql");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_copyguard"))
+        .args(["dump", "run"])
+        .arg(&grant_file)
+        .arg("--pg-dump")
+        .arg(cluster().db.client_bin("pg_dump"))
+        .args(["--", "-h", "127.0.0.1", "-p", &proxy.port().to_string(), "-f"])
+        .arg(&out_file)
+        .env("PGPASSWORD", PASSWORD)
+        .env("PGSSLMODE", "disable")
+        .env_remove("PGOPTIONS")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{:?}", text(&out));
+    let dump = std::fs::read_to_string(&out_file).unwrap();
+    assert!(dump.contains("COPY public.users"), "{dump}");
+    assert!(!dump.contains("COPY public.orders"), "the scope's -t was added");
+    assert_eq!(leaks_in(&out_file), Vec::<String>::new());
+}
