@@ -62,6 +62,13 @@ struct RequestArgs {
     /// Write the request here instead of standard output.
     #[arg(long)]
     output: Option<PathBuf>,
+    /// Pre-flight against this database (libpq DSN): print what the dump
+    /// will hold per table, refuse a request that could not restore.
+    #[arg(long, requires = "policy")]
+    dsn: Option<String>,
+    /// The policy directory copyguard runs with (for the pre-flight).
+    #[arg(long, requires = "dsn")]
+    policy: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -127,13 +134,33 @@ pub fn run(args: &DumpArgs) -> anyhow::Result<()> {
 }
 
 fn request(a: &RequestArgs) -> anyhow::Result<()> {
-    let scope = Scope {
+    let mut scope = Scope {
         schemas: a.schemas.clone(),
         tables: a.tables.clone(),
         exclude_tables: a.exclude_tables.clone(),
-    };
+    }
+    .normalized();
     if a.reason.trim().is_empty() {
         bail!("--reason must say why the dump is needed");
+    }
+    if let (Some(dsn), Some(dir)) = (&a.dsn, &a.policy) {
+        let (policy, _) = crate::policy::Policy::load_dir(dir)?;
+        let rt = super::runtime()?;
+        let (catalog, _) = rt.block_on(super::upstream::fetch_catalog(dsn))?;
+        let rows = rt.block_on(super::upstream::fetch_rows(dsn, dumps::CONSTRAINTS_SQL))?;
+        let constraints = dumps::Constraints::from_rows(&rows);
+        let pre = dumps::preflight(&policy, &catalog, &constraints, &scope);
+        eprint!("{}", pre.report());
+        if !pre.problems.is_empty() {
+            bail!(
+                "the request is refused: the dump could not restore ({} problem(s) above)",
+                pre.problems.len()
+            );
+        }
+        for t in pre.forbidden {
+            eprintln!("{t}: added to the tables dumped schema only (forbidden)");
+            scope.exclude_tables.push(t);
+        }
     }
     let req = DumpRequest::new(&a.role, &a.database, scope, &a.reason);
     write_out(a.output.as_deref(), &req.to_text(), 0o644)?;

@@ -13,6 +13,7 @@
 
 mod error;
 mod grant;
+mod preflight;
 mod receipt;
 mod request;
 
@@ -23,6 +24,7 @@ use std::sync::Arc;
 
 pub use error::{GrantError, RequestError};
 pub use grant::{key_id, read_public_key, read_signing_key, unix_now, Grant, GrantKeys};
+pub use preflight::{preflight, Constraints, Preflight, CONSTRAINTS_SQL};
 pub use receipt::{Receipt, TableReceipt};
 pub use request::{DumpRequest, Scope};
 

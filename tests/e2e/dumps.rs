@@ -607,7 +607,14 @@ fn dump_run_wraps_pg_dump_with_the_grant_and_its_scope() {
         .arg(&grant_file)
         .arg("--pg-dump")
         .arg(cluster().db.client_bin("pg_dump"))
-        .args(["--", "-h", "127.0.0.1", "-p", &proxy.port().to_string(), "-f"])
+        .args([
+            "--",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &proxy.port().to_string(),
+            "-f",
+        ])
         .arg(&out_file)
         .env("PGPASSWORD", PASSWORD)
         .env("PGSSLMODE", "disable")
@@ -617,6 +624,66 @@ fn dump_run_wraps_pg_dump_with_the_grant_and_its_scope() {
     assert!(out.status.success(), "{:?}", text(&out));
     let dump = std::fs::read_to_string(&out_file).unwrap();
     assert!(dump.contains("COPY public.users"), "{dump}");
-    assert!(!dump.contains("COPY public.orders"), "the scope's -t was added");
+    assert!(
+        !dump.contains("COPY public.orders"),
+        "the scope's -t was added"
+    );
     assert_eq!(leaks_in(&out_file), Vec::<String>::new());
+}
+
+#[test]
+fn preflight_reports_per_table_and_refuses_what_could_not_restore() {
+    fixture();
+    let run = |policy: &Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_copyguard"))
+            .args([
+                "dump",
+                "request",
+                "--database",
+                DB,
+                "--role",
+                DEV,
+                "--reason",
+                "e2e",
+                "--dsn",
+            ])
+            .arg(cluster().db.superuser_url(DB))
+            .arg("--policy")
+            .arg(policy)
+            .output()
+            .unwrap()
+    };
+    let out = run(&dump_policy());
+    let (doc, report) = text(&out);
+    assert!(out.status.success(), "{report}");
+    assert!(report.contains("public.users\n"), "{report}");
+    assert!(
+        report.contains("email: pseudonymized (email, email)"),
+        "{report}"
+    );
+    assert!(report.contains("country: copied as it is"), "{report}");
+    assert!(
+        report.contains("public.identity_documents\n  schema only: forbidden"),
+        "{report}"
+    );
+    assert!(report.contains("the dump can restore"), "{report}");
+    assert!(
+        doc.contains("public.identity_documents"),
+        "forbidden tables are schema only: {doc}"
+    );
+
+    let bad = policy_dir(&format!(
+        "[classes.dev]\nmode = \"guarded\"\nroles = [\"{DEV}\"]\n[columns]\n\"public.users.email\" = \"person_name\"\n"
+    ));
+    let out = run(&bad);
+    let (doc, report) = text(&out);
+    assert!(!out.status.success(), "{report}");
+    assert!(
+        doc.is_empty(),
+        "no request for a dump that could not restore"
+    );
+    assert!(
+        report.contains("public.users.email is under a primary key"),
+        "{report}"
+    );
 }
