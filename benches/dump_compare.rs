@@ -20,6 +20,7 @@ use copyguard::dumps::{DumpRequest, Grant, Scope};
 #[path = "support/env.rs"]
 mod env;
 #[path = "support/proxy.rs"]
+#[allow(dead_code)]
 mod proxy;
 use env::env_count;
 use proxy::Proxy;
