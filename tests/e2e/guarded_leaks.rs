@@ -288,7 +288,14 @@ const ATTACKS: &[(&str, Want)] = &[
     ("SET LOCAL ROLE guard_prod", Refused),
     ("SET SESSION ROLE guard_prod", Refused),
     ("SELECT set_config('role', 'guard_prod', false)", Refused),
-    ("SELECT set_config('search_path', 'app', false)", Refused),
+    // set_config is a settings change like SET: allowed for ordinary
+    // settings, never with classified values (read back with SHOW).
+    ("SELECT set_config('search_path', 'app', false)", Harmless),
+    ("SELECT set_config('session_authorization', 'guard_prod', true)", Refused),
+    ("SELECT set_config('myapp.x', email, false) FROM users WHERE id = 1", Refused),
+    ("SELECT set_config('myapp.x', (SELECT string_agg(email, ',') FROM users), false)", Refused),
+    ("SELECT id FROM users WHERE set_config('myapp.x', ssn, false) <> ''", Refused),
+    ("SELECT set_config(name, email, false) FROM pg_settings, users WHERE name = 'myapp.x'", Refused),
     ("RESET ROLE", Harmless),
     ("RESET SESSION AUTHORIZATION", Harmless),
     ("ALTER ROLE guard_dev SET role = 'guard_prod'", Refused),
