@@ -39,6 +39,10 @@
 //!   over several values side by side). Pure.
 //! - [`audit`]: the block log: records, hash chain, signed anchors,
 //!   sinks, verify and review.
+//! - [`dumps`]: sanctioned dumps: requests, signed grants, grant checks
+//!   at connect time, the class of a granted session.
+//! - [`state`]: what several instances will share (grant use counts),
+//!   behind small interfaces with in-process defaults.
 //! - [`admin`]: `/metrics` and `/healthz` over HTTP.
 //! - [`telemetry`]: logging set-up and every metric name.
 //! - [`devdb`]: throwaway local PostgreSQL clusters for `demo`, tests and
@@ -52,10 +56,12 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod devdb;
+pub mod dumps;
 pub mod enforce;
 pub mod guard;
 pub mod policy;
 pub mod proxy;
 pub mod pseudonym;
+pub mod state;
 pub mod telemetry;
 pub mod wire;

@@ -692,6 +692,17 @@ where
                 if e.allowance.limits.is_some() {
                     self.guard.state.release(false);
                 }
+                if e.class.dump.is_some() {
+                    let (rows, bytes) = e.take_unreceipted();
+                    let owner = e.counted_by.as_deref().unwrap_or(&e);
+                    self.guard.state.receipt.add(
+                        &owner.facts,
+                        &owner.allowance,
+                        &owner.catalog,
+                        rows,
+                        bytes,
+                    );
+                }
             }
             _ => return Err(anomaly(frame)),
         }
@@ -743,6 +754,10 @@ where
 
 /// Counts a row of classified data; the refusal when a limit is passed.
 fn count(guard: &Guard, role_reserve: &mut u64, exec: &Exec, bytes: usize) -> Option<Block> {
+    if exec.class.dump.is_some() {
+        exec.count_row(bytes);
+        return None;
+    }
     let limits = exec.allowance.limits.as_ref()?;
     let class = &exec.class.limits;
     let (rows, total) = exec.count_row(bytes);
@@ -777,6 +792,9 @@ fn count(guard: &Guard, role_reserve: &mut u64, exec: &Exec, bytes: usize) -> Op
                 class.max_rows_per_session
             ),
         ));
+    }
+    if exec.class.dump.is_some() {
+        return None;
     }
     if *role_reserve == 0 {
         let budgets = &guard.shared.budgets;

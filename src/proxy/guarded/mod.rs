@@ -241,6 +241,9 @@ pub(crate) async fn run(
         }
     }
     let _ = client_out.flush().await;
+    if let Some(dump) = &guard.class.dump {
+        audit::dump_receipt(&shared.audit, &guard.session, dump, &guard.state.receipt).await;
+    }
     let relaxed = std::sync::atomic::Ordering::Relaxed;
     let totals = SessionTotals {
         statements: guard.state.statements.load(relaxed),
