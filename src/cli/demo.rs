@@ -183,10 +183,10 @@ As the tester role, personal data is pseudonymized in flight:
     \copy users TO STDOUT WITH (FORMAT csv, HEADER)          -- a realistic, harmless copy
 
 Take a sanctioned, anonymized dump: request (with a pre-flight), approve, dump, restore, query:
-  copyguard dump request --database {DEMO_DATABASE} --role dev_alice --reason "reproduce a bug" --dsn "host={db_host} port={db_port} user=postgres dbname={DEMO_DATABASE}" --policy {policy} --output {dumps}/request.toml
-  copyguard dump approve {dumps}/request.toml --signing-key {dumps}/grant.key --expires 1h --output {dumps}/grant.txt --log {dumps}/grants-issued.log
-  copyguard dump show {dumps}/grant.txt
-  PGPASSWORD=dev-secret copyguard dump run {dumps}/grant.txt -- -h {host} -p {port} -Fc -f {dumps}/shop.dump
+  {exe} dump request --database {DEMO_DATABASE} --role dev_alice --reason "reproduce a bug" --dsn "host={db_host} port={db_port} user=postgres dbname={DEMO_DATABASE}" --policy {policy} --output {dumps}/request.toml
+  {exe} dump approve {dumps}/request.toml --signing-key {dumps}/grant.key --expires 1h --output {dumps}/grant.txt --log {dumps}/grants-issued.log
+  {exe} dump show {dumps}/grant.txt
+  PGPASSWORD=dev-secret {exe} dump run {dumps}/grant.txt -- -h {host} -p {port} -Fc -f {dumps}/shop.dump
   createdb -h {db_host} -p {db_port} -U postgres shop_copy
   pg_restore -h {db_host} -p {db_port} -U postgres -d shop_copy --no-owner --exit-on-error {dumps}/shop.dump
   psql -h {db_host} -p {db_port} -U postgres -d shop_copy -c "SELECT id, email, full_name, birth_date FROM users ORDER BY id LIMIT 5"
