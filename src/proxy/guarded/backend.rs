@@ -15,7 +15,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::warn;
 
 use super::copy_pipe::CopyPipe;
@@ -32,14 +32,11 @@ use crate::proxy::{upstream, SessionError};
 use crate::pseudonym::{ColumnType, Format, Pseudonymizer};
 use crate::telemetry;
 use crate::wire::messages;
-use crate::wire::{BackendKind, Conn, Frame, FrameScanner, HEADER_LEN};
+use crate::wire::{BackendKind, Conn, Frame, FrameScanner, FrameWriter, HEADER_LEN};
 
-/// The client-bound writer, with a flag telling whether a frame is half
-/// written (so a final FATAL is only sent between frames), and the counts
-/// of what the client received.
-pub(super) struct ClientOut<W> {
-    pub writer: BufWriter<W>,
-    pub in_frame: bool,
+/// What the client received, counted from the frames written to it: the
+/// totals of the session's record and the relay metrics.
+pub(super) struct Delivered {
     /// Follows frame boundaries to count messages and rows (DataRow and
     /// CopyData) by their tags.
     scanner: FrameScanner,
@@ -50,11 +47,9 @@ pub(super) struct ClientOut<W> {
     messages_metric: metrics::Counter,
 }
 
-impl<W: AsyncWrite + Unpin> ClientOut<W> {
-    pub fn new(writer: BufWriter<W>) -> Self {
-        ClientOut {
-            writer,
-            in_frame: false,
+impl Delivered {
+    pub fn new() -> Self {
+        Delivered {
             scanner: FrameScanner::new(usize::MAX),
             bytes: 0,
             messages: 0,
@@ -64,19 +59,8 @@ impl<W: AsyncWrite + Unpin> ClientOut<W> {
         }
     }
 
-    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), SessionError> {
-        self.in_frame = true;
-        self.writer
-            .write_all(bytes)
-            .await
-            .map_err(|e| SessionError::Client(e.into()))?;
-        self.in_frame = false;
-        self.count(bytes);
-        Ok(())
-    }
-
     /// Counts bytes written to the client.
-    fn count(&mut self, bytes: &[u8]) {
+    pub fn count(&mut self, bytes: &[u8]) {
         let mut rows = 0;
         let messages = self
             .scanner
@@ -93,19 +77,13 @@ impl<W: AsyncWrite + Unpin> ClientOut<W> {
         self.bytes_metric.increment(bytes.len() as u64);
         self.messages_metric.increment(messages);
     }
-
-    pub async fn flush(&mut self) -> Result<(), SessionError> {
-        self.writer
-            .flush()
-            .await
-            .map_err(|e| SessionError::Client(e.into()))
-    }
 }
 
 pub(super) struct Backend<'a, R, W> {
     guard: &'a Guard<'a>,
     server: &'a mut Conn<R>,
-    client: &'a mut ClientOut<W>,
+    client: &'a mut FrameWriter<W>,
+    delivered: &'a mut Delivered,
     /// After a violation: drop everything up to the next ReadyForQuery.
     discarding: bool,
     /// The server entered COPY IN for an Execute: the Syncs the client sent
@@ -136,12 +114,14 @@ where
     pub fn new(
         guard: &'a Guard<'a>,
         server: &'a mut Conn<R>,
-        client: &'a mut ClientOut<W>,
+        client: &'a mut FrameWriter<W>,
+        delivered: &'a mut Delivered,
     ) -> Self {
         Backend {
             guard,
             server,
             client,
+            delivered,
             discarding: false,
             copy_in: false,
             copy_out: None,
@@ -162,7 +142,7 @@ where
                     Some(out) = pipe.next() => {
                         self.copy_written(out).await?;
                         if self.server.buffered() == 0 {
-                            self.client.flush().await?;
+                            self.flush().await?;
                         }
                         continue;
                     }
@@ -171,7 +151,7 @@ where
                 None => self.server.read_frame().await,
             };
             let Some(frame) = frame.map_err(SessionError::Upstream)? else {
-                self.client.flush().await?;
+                self.flush().await?;
                 return Ok(());
             };
             self.handle(frame).await?;
@@ -179,9 +159,23 @@ where
                 if let Some(pipe) = self.copy_out.as_mut() {
                     pipe.send();
                 }
-                self.client.flush().await?;
+                self.flush().await?;
             }
         }
+    }
+
+    /// Writes complete frames to the client and counts them.
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), SessionError> {
+        self.client
+            .write_frame(bytes)
+            .await
+            .map_err(SessionError::Client)?;
+        self.delivered.count(bytes);
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), SessionError> {
+        self.client.flush().await.map_err(SessionError::Client)
     }
 
     fn head_exec(&self) -> Option<Arc<Exec>> {
@@ -242,7 +236,7 @@ where
             | BackendKind::PortalSuspended => self.completion(&frame).await,
             BackendKind::CopyInResponse => {
                 self.copy_in |= matches!(self.guard.state.lock().front(), Some(Expect::Execute(_)));
-                self.client.write(frame.as_bytes()).await
+                self.write(frame.as_bytes()).await
             }
             BackendKind::CopyOutResponse => self.copy_out_response(&frame).await,
             BackendKind::CopyDone => self.copy_done(&frame).await,
@@ -258,7 +252,7 @@ where
         if hidden {
             Ok(())
         } else {
-            self.client.write(frame.as_bytes()).await
+            self.write(frame.as_bytes()).await
         }
     }
 
@@ -276,14 +270,14 @@ where
                 _ => return Err(anomaly(frame)),
             }
         }
-        self.client.write(frame.as_bytes()).await
+        self.write(frame.as_bytes()).await
     }
 
     async fn forward_scrubbed(&mut self, frame: &Frame, scrub: bool) -> Result<(), SessionError> {
         if scrub {
-            self.client.write(&scrub_error(frame)).await
+            self.write(&scrub_error(frame)).await
         } else {
-            self.client.write(frame.as_bytes()).await
+            self.write(frame.as_bytes()).await
         }
     }
 
@@ -293,10 +287,10 @@ where
             .map(|(_, channel, _)| policy.notification_passes(&channel))
             .unwrap_or(false);
         if passes {
-            self.client.write(frame.as_bytes()).await
+            self.write(frame.as_bytes()).await
         } else {
             match blank_notification(frame) {
-                Some(blanked) => self.client.write(&blanked).await,
+                Some(blanked) => self.write(&blanked).await,
                 None => Ok(()),
             }
         }
@@ -327,7 +321,7 @@ where
                 ));
             }
         }
-        self.client.write(frame.as_bytes()).await
+        self.write(frame.as_bytes()).await
     }
 
     async fn ready(&mut self, frame: &Frame) -> Result<(), SessionError> {
@@ -369,9 +363,9 @@ where
                 .abort_pending
                 .store(true, Ordering::Relaxed);
             self.guard.state.status.store(b'E', Ordering::Relaxed);
-            return self.client.write(&messages::ready_for_query(b'E')).await;
+            return self.write(&messages::ready_for_query(b'E')).await;
         }
-        self.client.write(frame.as_bytes()).await
+        self.write(frame.as_bytes()).await
     }
 
     /// Collects the results of an internal query.
@@ -433,7 +427,7 @@ where
             None => None,
         };
         match replacement {
-            Some(err) => self.client.write(&err.encode()).await,
+            Some(err) => self.write(&err.encode()).await,
             None => self.forward_scrubbed(frame, scrub).await,
         }
     }
@@ -471,7 +465,7 @@ where
         if hidden {
             Ok(())
         } else {
-            self.client.write(frame.as_bytes()).await
+            self.write(frame.as_bytes()).await
         }
     }
 
@@ -486,7 +480,7 @@ where
         if hidden {
             Ok(())
         } else {
-            self.client.write(frame.as_bytes()).await
+            self.write(frame.as_bytes()).await
         }
     }
 
@@ -505,7 +499,7 @@ where
             return self.violation(&b, false).await;
         }
         if !exec.allowance.pseudonymizes() {
-            return self.client.write(frame.as_bytes()).await;
+            return self.write(frame.as_bytes()).await;
         }
         let (plan, p) = match (exec.row_plan(), self.guard.shared.pseudonymizer.clone()) {
             (Ok(plan), Some(p)) => (plan, p),
@@ -528,7 +522,7 @@ where
         let r = if out.is_empty() {
             Ok(())
         } else {
-            self.client.write(&out).await
+            self.write(&out).await
         };
         self.rewritten = out;
         r?;
@@ -572,7 +566,7 @@ where
             }
         }
         let Some(pipe) = self.copy_out.as_mut() else {
-            return self.client.write(frame.as_bytes()).await;
+            return self.write(frame.as_bytes()).await;
         };
         pipe.push(frame.body());
         if let Some(b) = exec.and_then(|exec| self.take_buffered_copy_data(&exec)) {
@@ -622,7 +616,7 @@ where
         out: Result<Vec<u8>, RewriteError>,
     ) -> Result<(), SessionError> {
         match out {
-            Ok(out) => self.client.write(&out).await,
+            Ok(out) => self.write(&out).await,
             Err(e) => {
                 self.copy_out = None;
                 self.violation(&pseudonym_block(&e), false).await
@@ -655,7 +649,7 @@ where
                 Err(b) => return self.violation(&b, false).await,
             }
         }
-        self.client.write(frame.as_bytes()).await
+        self.write(frame.as_bytes()).await
     }
 
     /// CopyDone: the rewriter must have ended on a row boundary.
@@ -665,7 +659,7 @@ where
                 return self.violation(&pseudonym_block(&e), false).await;
             }
         }
-        self.client.write(frame.as_bytes()).await
+        self.write(frame.as_bytes()).await
     }
 
     /// Counts a row of classified data; the refusal when a limit is passed.
@@ -695,7 +689,7 @@ where
             }
             _ => return Err(anomaly(frame)),
         }
-        self.client.write(frame.as_bytes()).await
+        self.write(frame.as_bytes()).await
     }
 
     /// Stops the current result: the refusal goes to the client, the
@@ -718,7 +712,7 @@ where
                 counted,
             )
             .await;
-        self.client.write(&err.encode()).await?;
+        self.write(&err.encode()).await?;
         self.discarding = true;
         self.end_result();
         let key = self.guard.upstream_key.clone().filter(|_| !idle);
