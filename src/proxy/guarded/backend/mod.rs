@@ -11,6 +11,13 @@
 //!   data are scrubbed; NotificationResponse payloads are blanked unless
 //!   the channel is allowed; errors of deliberately failed messages are
 //!   replaced by the refusal.
+//!
+//! This file holds the loop, the dispatch by message kind and the matching
+//! of responses to the queue; [`rows`] counts and pseudonymizes DataRows,
+//! [`copy`] relays and rewrites COPY TO data.
+
+mod copy;
+mod rows;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -21,18 +28,14 @@ use tracing::warn;
 use super::copy_pipe::CopyPipe;
 use super::exec::{Exec, Expect, Refused};
 use super::Guard;
-use crate::analysis::{CopyForceQuote, CopyFormat, StatementKind};
-use crate::enforce::copy::{self, CopyRewriter};
 use crate::enforce::{
-    self, blank_notification, check_row_description, scrub_error, ColumnPlan, DataRows,
-    PlannedColumn, RewriteError,
+    self, blank_notification, check_row_description, scrub_error, DataRows, RewriteError,
 };
 use crate::policy::{Block, Rule};
 use crate::proxy::{upstream, SessionError};
-use crate::pseudonym::{ColumnType, Format, Pseudonymizer};
 use crate::telemetry;
 use crate::wire::messages;
-use crate::wire::{BackendKind, Conn, Frame, FrameScanner, FrameWriter, HEADER_LEN};
+use crate::wire::{BackendKind, Conn, Frame, FrameScanner, FrameWriter};
 
 /// What the client received, counted from the frames written to it: the
 /// totals of the session's record and the relay metrics.
@@ -102,10 +105,6 @@ pub(super) struct Backend<'a, R, W> {
     /// what it did not use when the result ends.
     role_reserve: u64,
 }
-
-/// Rows a stream takes from its role's budget at a time.
-const ROLE_CHUNK: u64 = 256;
-
 impl<'a, R, W> Backend<'a, R, W>
 where
     R: AsyncRead + Unpin,
@@ -483,190 +482,6 @@ where
             self.write(frame.as_bytes()).await
         }
     }
-
-    async fn data_row(&mut self, frame: &Frame) -> Result<(), SessionError> {
-        let Some(exec) = self.head_exec() else {
-            return Err(anomaly(frame));
-        };
-        if !exec.rows_allowed() {
-            let b = enforce::block(
-                Rule::ResultUnchecked,
-                "rows arrived whose description copyguard could not check",
-            );
-            return self.violation(&b, false).await;
-        }
-        if let Some(b) = self.count(&exec, frame.as_bytes().len()) {
-            return self.violation(&b, false).await;
-        }
-        if !exec.allowance.pseudonymizes() {
-            return self.write(frame.as_bytes()).await;
-        }
-        let (plan, p) = match (exec.row_plan(), self.guard.shared.pseudonymizer.clone()) {
-            (Ok(plan), Some(p)) => (plan, p),
-            (Err(b), _) => return self.violation(&b, false).await,
-            (_, None) => return self.violation(&no_key(), false).await,
-        };
-        let stop = self.take_buffered_data_rows(frame, &exec);
-        let frames: Vec<&[u8]> = self
-            .row_ends
-            .iter()
-            .scan(0, |start, &end| {
-                let f = &self.rows[*start..end];
-                *start = end;
-                Some(f)
-            })
-            .collect();
-        let mut out = std::mem::take(&mut self.rewritten);
-        out.clear();
-        let rewritten = self.data_rows.rewrite(&plan, &p, &frames, &mut out);
-        let r = if out.is_empty() {
-            Ok(())
-        } else {
-            self.write(&out).await
-        };
-        self.rewritten = out;
-        r?;
-        match (rewritten, stop) {
-            (Err(e), _) => self.violation(&pseudonym_block(&e), false).await,
-            (Ok(()), Some(b)) => self.violation(&b, false).await,
-            (Ok(()), None) => Ok(()),
-        }
-    }
-
-    /// Gathers `frame` and the DataRows of its result already read after
-    /// it, up to a group of them, each counted against the limits as
-    /// `handle` counted the first: nothing but the server's next message
-    /// can change the checks made for it. The refusal when one passes a
-    /// limit (it is not gathered).
-    fn take_buffered_data_rows(&mut self, frame: &Frame, exec: &Exec) -> Option<Block> {
-        self.rows.clear();
-        self.row_ends.clear();
-        self.rows.extend_from_slice(frame.as_bytes());
-        self.row_ends.push(self.rows.len());
-        let mut stop = None;
-        let (rows, ends) = (&mut self.rows, &mut self.row_ends);
-        self.server
-            .take_buffered(BackendKind::DataRow.tag(), |frame| {
-                stop = count(self.guard, &mut self.role_reserve, exec, frame.len());
-                if stop.is_some() {
-                    return false;
-                }
-                rows.extend_from_slice(frame);
-                ends.push(rows.len());
-                ends.len() < enforce::GROUP_ROWS
-            });
-        stop
-    }
-
-    async fn copy_data(&mut self, frame: &Frame) -> Result<(), SessionError> {
-        let exec = self.head_exec();
-        if let Some(exec) = &exec {
-            if let Some(b) = self.count(exec, frame.as_bytes().len()) {
-                return self.copy_stop(&b).await;
-            }
-        }
-        let Some(pipe) = self.copy_out.as_mut() else {
-            return self.write(frame.as_bytes()).await;
-        };
-        pipe.push(frame.body());
-        if let Some(b) = exec.and_then(|exec| self.take_buffered_copy_data(&exec)) {
-            return self.copy_stop(&b).await;
-        }
-        while let Some(pipe) = self.copy_out.as_mut().filter(|p| p.is_full()) {
-            let Some(out) = pipe.next().await else { break };
-            self.copy_written(out).await?;
-        }
-        Ok(())
-    }
-
-    /// Takes the CopyData messages of a pseudonymized COPY that are already
-    /// read, one after the other, into the pipe: the checks `handle` made
-    /// for the first hold for all of them, as nothing but the server's
-    /// next message can change them. Stops when the pipe is full; the
-    /// refusal when a message passes a limit.
-    fn take_buffered_copy_data(&mut self, exec: &Exec) -> Option<Block> {
-        let pipe = self.copy_out.as_mut().filter(|p| !p.is_full())?;
-        let mut stop = None;
-        self.server
-            .take_buffered(BackendKind::CopyData.tag(), |frame| {
-                stop = count(self.guard, &mut self.role_reserve, exec, frame.len());
-                if stop.is_some() {
-                    return false;
-                }
-                pipe.push(&frame[HEADER_LEN..]);
-                !pipe.is_full()
-            });
-        stop
-    }
-
-    /// Stops a COPY at a limit: the rows before it are written, then the
-    /// refusal.
-    async fn copy_stop(&mut self, b: &Block) -> Result<(), SessionError> {
-        self.drain_copy().await?;
-        if self.discarding {
-            return Ok(());
-        }
-        self.violation(b, false).await
-    }
-
-    /// Writes a rewritten COPY batch, or stops the statement when it could
-    /// not be rewritten.
-    async fn copy_written(
-        &mut self,
-        out: Result<Vec<u8>, RewriteError>,
-    ) -> Result<(), SessionError> {
-        match out {
-            Ok(out) => self.write(&out).await,
-            Err(e) => {
-                self.copy_out = None;
-                self.violation(&pseudonym_block(&e), false).await
-            }
-        }
-    }
-
-    /// Writes everything of the COPY stream gathered or in flight.
-    async fn drain_copy(&mut self) -> Result<(), SessionError> {
-        while let Some(pipe) = self.copy_out.as_mut().filter(|p| p.is_busy()) {
-            pipe.send();
-            let Some(out) = pipe.next().await else { break };
-            self.copy_written(out).await?;
-        }
-        Ok(())
-    }
-
-    /// CopyOutResponse: a COPY TO whose columns are pseudonymized gets its
-    /// rewriter, shaped by the statement's format and options.
-    async fn copy_out_response(&mut self, frame: &Frame) -> Result<(), SessionError> {
-        self.copy_out = None;
-        if let Some(exec) = self.head_exec().filter(|e| e.allowance.pseudonymizes()) {
-            let binary = frame.body().first() == Some(&1);
-            let rewriter = match self.guard.shared.pseudonymizer.clone() {
-                Some(p) => copy_rewriter(&exec, binary, p),
-                None => Err(no_key()),
-            };
-            match rewriter {
-                Ok(r) => self.copy_out = Some(CopyPipe::new(r)),
-                Err(b) => return self.violation(&b, false).await,
-            }
-        }
-        self.write(frame.as_bytes()).await
-    }
-
-    /// CopyDone: the rewriter must have ended on a row boundary.
-    async fn copy_done(&mut self, frame: &Frame) -> Result<(), SessionError> {
-        if let Some(pipe) = self.copy_out.take() {
-            if let Err(e) = pipe.finish() {
-                return self.violation(&pseudonym_block(&e), false).await;
-            }
-        }
-        self.write(frame.as_bytes()).await
-    }
-
-    /// Counts a row of classified data; the refusal when a limit is passed.
-    fn count(&mut self, exec: &Exec, bytes: usize) -> Option<Block> {
-        count(self.guard, &mut self.role_reserve, exec, bytes)
-    }
-
     /// Gives back the role budget a finished result did not use.
     fn end_result(&mut self) {
         self.copy_out = None;
@@ -733,174 +548,6 @@ where
         }
         Ok(())
     }
-}
-
-/// Counts a row of classified data; the refusal when a limit is passed.
-fn count(guard: &Guard, role_reserve: &mut u64, exec: &Exec, bytes: usize) -> Option<Block> {
-    let limits = exec.allowance.limits.as_ref()?;
-    let class = &exec.class.limits;
-    let (rows, total) = exec.count_row(bytes);
-    guard
-        .state
-        .session_bytes
-        .fetch_add(bytes as u64, Ordering::Relaxed);
-    if rows > limits.max_rows {
-        return Some(enforce::block(
-            Rule::LimitRows,
-            format!(
-                "the result holds more than {} rows of classified data",
-                limits.max_rows
-            ),
-        ));
-    }
-    if total > limits.max_bytes {
-        return Some(enforce::block(
-            Rule::LimitBytes,
-            format!(
-                "the result holds more than {} bytes of classified data",
-                limits.max_bytes
-            ),
-        ));
-    }
-    let session = guard.state.session_rows.fetch_add(1, Ordering::Relaxed) + 1;
-    if session > class.max_rows_per_session {
-        return Some(enforce::block(
-            Rule::BudgetSession,
-            format!(
-                "this session already received {} rows of classified data",
-                class.max_rows_per_session
-            ),
-        ));
-    }
-    if *role_reserve == 0 {
-        let budgets = &guard.shared.budgets;
-        let user = &guard.info.user;
-        let (limit, window) = (class.max_rows_per_window, class.window);
-        if budgets.try_take(user, ROLE_CHUNK, limit, window) {
-            *role_reserve = ROLE_CHUNK;
-        } else if budgets.try_take(user, 1, limit, window) {
-            *role_reserve = 1;
-        }
-    }
-    if let Some(left) = role_reserve.checked_sub(1) {
-        *role_reserve = left;
-    } else {
-        return Some(enforce::block(
-            Rule::BudgetRole,
-            format!(
-                "role {} already received {} rows of classified data in the last {}",
-                guard.info.user,
-                class.max_rows_per_window,
-                humantime::format_duration(class.window)
-            ),
-        ));
-    }
-    None
-}
-
-/// The rewriter for a COPY TO of `exec`: its planned columns by position,
-/// typed from the catalog (COPY sends no description), in the statement's
-/// format. COPY options copyguard cannot follow refuse the statement.
-fn copy_rewriter(exec: &Exec, binary: bool, p: Arc<Pseudonymizer>) -> Result<CopyRewriter, Block> {
-    let StatementKind::CopyTo {
-        format, options, ..
-    } = &exec.facts.kind
-    else {
-        return Err(enforce::block(
-            Rule::PseudonymCopy,
-            "only COPY ... TO STDOUT can be pseudonymized",
-        ));
-    };
-    if options.encoding.is_some() {
-        return Err(enforce::block(
-            Rule::PseudonymCopy,
-            "COPY with ENCODING cannot be pseudonymized; leave the option out",
-        ));
-    }
-    let byte = |c: Option<char>, default: u8| match c {
-        None => Ok(default),
-        Some(c) if c.is_ascii() => Ok(c as u8),
-        Some(_) => Err(enforce::block(
-            Rule::PseudonymCopy,
-            "COPY delimiters, quotes and escapes must be ASCII to be pseudonymized",
-        )),
-    };
-    let shape = match (format, binary) {
-        (_, true) | (CopyFormat::Binary, _) => copy::CopyFormat::Binary,
-        (CopyFormat::Text, false) => copy::CopyFormat::Text {
-            delimiter: byte(options.delimiter, b'\t')?,
-            null: options
-                .null
-                .clone()
-                .unwrap_or_else(|| "\\N".into())
-                .into_bytes(),
-            header: options.header,
-        },
-        (CopyFormat::Csv, false) => {
-            let quote = byte(options.quote, b'"')?;
-            copy::CopyFormat::Csv {
-                delimiter: byte(options.delimiter, b',')?,
-                quote,
-                escape: byte(options.escape, quote)?,
-                null: options.null.clone().unwrap_or_default().into_bytes(),
-                header: options.header,
-                force_quote: force_quote(exec, options.force_quote.as_ref())?,
-            }
-        }
-    };
-    let format = if binary { Format::Binary } else { Format::Text };
-    let mut columns = Vec::with_capacity(exec.facts.outputs.len());
-    for i in 0..exec.facts.outputs.len() {
-        let Some(planned) = exec.allowance.pseudonymize.get(i).cloned().flatten() else {
-            columns.push(None);
-            continue;
-        };
-        let column = planned
-            .column
-            .and_then(|c| exec.catalog.relation(c.rel)?.column_by_num(c.attnum))
-            .ok_or_else(|| {
-                enforce::block(
-                    Rule::PseudonymCopy,
-                    "COPY can only pseudonymize columns copied as they are",
-                )
-            })?;
-        columns.push(Some(PlannedColumn {
-            transform: planned.transform,
-            ty: ColumnType {
-                oid: column.type_oid,
-                typmod: column.typmod,
-            },
-            format,
-        }));
-    }
-    Ok(CopyRewriter::new(ColumnPlan::new(columns), shape, p))
-}
-
-/// CSV `FORCE_QUOTE` of a COPY TO: the named columns by their position in
-/// the statement's outputs. A name copyguard cannot place refuses the
-/// statement (the server would refuse it too).
-fn force_quote(exec: &Exec, option: Option<&CopyForceQuote>) -> Result<copy::ForceQuote, Block> {
-    let names = match option {
-        None => return Ok(copy::ForceQuote::Off),
-        Some(CopyForceQuote::All) => return Ok(copy::ForceQuote::All),
-        Some(CopyForceQuote::Columns(names)) => names,
-    };
-    names
-        .iter()
-        .map(|name| {
-            exec.facts
-                .outputs
-                .iter()
-                .position(|o| o.name == *name)
-                .ok_or_else(|| {
-                    enforce::block(
-                        Rule::PseudonymCopy,
-                        format!("FORCE_QUOTE names {name:?}, which is not a column of the COPY"),
-                    )
-                })
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map(copy::ForceQuote::Columns)
 }
 
 /// The refusal when a value cannot be pseudonymized.
