@@ -21,7 +21,7 @@ use crate::guard::Core;
 use crate::policy::{Block, Rule};
 use crate::proxy::SessionError;
 use crate::wire::messages::{self, ErrorFields, Severity};
-use crate::wire::{Conn, Frame, FrameWriter, FrontendKind};
+use crate::wire::{Conn, Frame, FrameWriter, FrontendKind, WireError};
 
 /// SQL that fails at parse time on the server, used in place of refused
 /// statements.
@@ -101,7 +101,13 @@ where
             {
                 self.fail_transaction().await?;
             }
-            messages::check_frontend(&frame).map_err(SessionError::Client)?;
+            if let Err(e) = messages::check_frontend(&frame) {
+                self.malformed(&frame, e).await?;
+                if self.client.buffered() == 0 {
+                    self.flush().await?;
+                }
+                continue;
+            }
             match frame.frontend() {
                 FrontendKind::Query => self.simple_query(&frame).await?,
                 FrontendKind::Parse => self.parse(&frame).await?,
@@ -523,6 +529,35 @@ where
             hidden: false,
         });
         self.send(frame.as_bytes()).await
+    }
+
+    /// A malformed message. Inside an extended-protocol batch (Parse,
+    /// Bind, Describe, Execute, Close) it is refused as PostgreSQL refuses
+    /// it: an `08P01` error, and the rest of the batch skipped up to the
+    /// next Sync, after which the session goes on. Any other malformed
+    /// message ends the session: copyguard could no longer tell which
+    /// answers the server owes.
+    async fn malformed(&mut self, frame: &Frame, e: WireError) -> Result<(), SessionError> {
+        let in_batch = matches!(
+            frame.frontend(),
+            FrontendKind::Parse
+                | FrontendKind::Bind
+                | FrontendKind::Describe
+                | FrontendKind::Execute
+                | FrontendKind::Close
+        );
+        if !in_batch || self.copy_in {
+            return Err(SessionError::Client(e));
+        }
+        self.begin_batch().await?;
+        self.batch_failed = true;
+        let err = ErrorFields::new(
+            Severity::Error,
+            "08P01",
+            format!("invalid frontend message: {e}"),
+        );
+        self.guard.state.push(Expect::Refused(Refused::Error(err)));
+        self.send(&failing_execute()).await
     }
 
     async fn execute(&mut self, frame: &Frame) -> Result<(), SessionError> {
