@@ -13,12 +13,17 @@
 //! - [`wire`]: the PostgreSQL protocol: raw frames over TCP or TLS,
 //!   startup packets, SSL/GSS negotiation, message kinds by direction
 //!   ([`wire::FrontendKind`], [`wire::BackendKind`]), the messages
-//!   copyguard builds. Knows nothing of policy.
+//!   copyguard builds, and [`wire::FrameWriter`], the one buffered writer
+//!   of each side of a guarded relay (it knows whether a frame is half
+//!   written). Knows nothing of policy.
 //! - [`proxy`]: the accept loop, limits and shutdown; the phases of one
 //!   session (negotiate, establish, classify, relay); authentication relay,
 //!   cancel routing, the raw production relay and the guarded relay (which
-//!   moves bytes and runs what [`guard`] decides). The only module that
-//!   wires the others together.
+//!   moves bytes and runs what [`guard`] decides: `guarded/frontend.rs`
+//!   client to server; `guarded/backend/` server to client, split into
+//!   `mod.rs` (loop, dispatch, queue matching, refusals), `rows.rs`
+//!   (DataRow limits, budgets, pseudonymizing) and `copy.rs` (COPY TO
+//!   rewriting)). The only module that wires the others together.
 //! - [`catalog`]: what the upstream database holds (relations, columns,
 //!   views, partitions, OIDs) and the per-database cache.
 //! - [`analysis`]: SQL text + catalog -> facts (statement kind, relations,
