@@ -13,12 +13,17 @@
 //! - [`wire`]: the PostgreSQL protocol: raw frames over TCP or TLS,
 //!   startup packets, SSL/GSS negotiation, message kinds by direction
 //!   ([`wire::FrontendKind`], [`wire::BackendKind`]), the messages
-//!   copyguard builds. Knows nothing of policy.
+//!   copyguard builds, and [`wire::FrameWriter`], the one buffered writer
+//!   of each side of a guarded relay (it knows whether a frame is half
+//!   written). Knows nothing of policy.
 //! - [`proxy`]: the accept loop, limits and shutdown; the phases of one
 //!   session (negotiate, establish, classify, relay); authentication relay,
 //!   cancel routing, the raw production relay and the guarded relay (which
-//!   moves bytes and runs what [`guard`] decides). The only module that
-//!   wires the others together.
+//!   moves bytes and runs what [`guard`] decides: `guarded/frontend.rs`
+//!   client to server; `guarded/backend/` server to client, split into
+//!   `mod.rs` (loop, dispatch, queue matching, refusals), `rows.rs`
+//!   (DataRow limits, budgets, pseudonymizing) and `copy.rs` (COPY TO
+//!   rewriting)). The only module that wires the others together.
 //! - [`catalog`]: what the upstream database holds (relations, columns,
 //!   views, partitions, OIDs) and the per-database cache.
 //! - [`analysis`]: SQL text + catalog -> facts (statement kind, relations,
@@ -39,6 +44,10 @@
 //!   over several values side by side). Pure.
 //! - [`audit`]: the block log: records, hash chain, signed anchors,
 //!   sinks, verify and review.
+//! - [`dumps`]: sanctioned dumps: requests, signed grants, grant checks
+//!   at connect time, the class of a granted session.
+//! - [`state`]: what several instances will share (grant use counts),
+//!   behind small interfaces with in-process defaults.
 //! - [`admin`]: `/metrics` and `/healthz` over HTTP.
 //! - [`telemetry`]: logging set-up and every metric name.
 //! - [`devdb`]: throwaway local PostgreSQL clusters for `demo`, tests and
@@ -52,10 +61,12 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod devdb;
+pub mod dumps;
 pub mod enforce;
 pub mod guard;
 pub mod policy;
 pub mod proxy;
 pub mod pseudonym;
+pub mod state;
 pub mod telemetry;
 pub mod wire;

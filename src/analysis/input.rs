@@ -65,7 +65,7 @@ fn tokenize(sql: &str) -> Result<Vec<TokenWithSpan>, AnalysisError> {
         .tokenize_with_location()
         .map_err(|e| AnalysisError::Parse(e.to_string()))?;
     guard_operator_runs(&tokens)?;
-    Ok(force_quote_all(tokens))
+    Ok(force_quote_all(qualified_operators_before_any(tokens)))
 }
 
 /// sqlparser reads `FORCE_QUOTE` (and the older `FORCE QUOTE`) of COPY
@@ -116,6 +116,39 @@ fn force_quote_all(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
             previous = [previous[1].take(), Some(t.token.clone())];
         }
         out.push(t);
+    }
+    out
+}
+
+/// `x OPERATOR(pg_catalog.op) ANY (array)`, as pg_dump writes its name
+/// patterns, read as `x op ANY (array)`: sqlparser cannot parse the
+/// qualified form before ANY/ALL/SOME, and the operator is the built-in
+/// one either way (the only schema accepted is `pg_catalog`).
+fn qualified_operators_before_any(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
+    let is_word =
+        |t: &TokenWithSpan, k: Keyword| matches!(&t.token, Token::Word(w) if w.keyword == k);
+    let mut out: Vec<TokenWithSpan> = Vec::with_capacity(tokens.len());
+    let mut i = 0;
+    while i < tokens.len() {
+        let t = &tokens[i];
+        if is_word(t, Keyword::OPERATOR) && i + 5 < tokens.len() {
+            let w = &tokens[i + 1..i + 6];
+            let shaped = matches!(w[0].token, Token::LParen)
+                && matches!(&w[1].token, Token::Word(n) if n.quote_style.is_none() && n.value.eq_ignore_ascii_case("pg_catalog"))
+                && matches!(w[2].token, Token::Period)
+                && matches!(w[4].token, Token::RParen);
+            let next = tokens[i + 6..].iter().find(|t| significant(&t.token));
+            let before_any = next.is_some_and(|n| {
+                is_word(n, Keyword::ANY) || is_word(n, Keyword::ALL) || is_word(n, Keyword::SOME)
+            });
+            if shaped && before_any {
+                out.push(w[3].clone());
+                i += 6;
+                continue;
+            }
+        }
+        out.push(t.clone());
+        i += 1;
     }
     out
 }

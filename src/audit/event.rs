@@ -163,6 +163,9 @@ pub enum EventKind {
         /// The startup parameters other than `user` and `database` (which
         /// the session fields hold).
         startup: BTreeMap<String, String>,
+        /// The id of the dump grant the login presented, when it was
+        /// refused for its grant (never the token).
+        grant: Option<String>,
     },
     /// A verdict, written before the client sees it.
     Verdict(Box<StatementEvent>),
@@ -227,8 +230,25 @@ impl Event {
                 rule: rule.to_owned(),
                 reason: reason.to_owned(),
                 startup,
+                grant: None,
             },
         )
+    }
+
+    /// A login refused for the dump grant it presented (`grant`: the id
+    /// the token claims, when it could be read).
+    pub fn grant_refused(
+        session: &Arc<SessionFields>,
+        rule: &str,
+        reason: &str,
+        startup: &[(String, String)],
+        grant: Option<String>,
+    ) -> Event {
+        let mut ev = Event::session_refused(session, rule, reason, startup);
+        if let EventKind::SessionRefused { grant: g, .. } = &mut ev.kind {
+            *g = grant;
+        }
+        ev
     }
 
     /// A verdict on a statement.

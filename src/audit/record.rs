@@ -219,11 +219,13 @@ impl Record {
                 rule,
                 reason,
                 startup,
+                grant,
             } => {
                 r.event = EventName::SessionRefused;
                 r.rule = Some(rule.clone());
                 r.reason = Some(reason.clone());
                 r.startup = startup.clone();
+                r.grant = grant.clone();
             }
             EventKind::Verdict(s) => r.set_statement(EventName::Verdict, s),
             EventKind::Result(s) => r.set_statement(EventName::Result, s),

@@ -11,11 +11,11 @@ pub const LOAD_SQL: &str = "\
 SELECT c.oid::int8, n.nspname, c.relname, c.relkind::text, \
  CASE WHEN c.relkind IN ('v','m') THEN pg_catalog.pg_get_viewdef(c.oid, true) END \
  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
- WHERE c.relkind IN ('r','p','v','m','f'); \
+ WHERE c.relkind IN ('r','p','v','m','f','S'); \
 SELECT a.attrelid::int8, a.attnum::int4, a.attname, a.atttypid::int8, \
  pg_catalog.format_type(a.atttypid, a.atttypmod), a.atttypmod::int4 \
  FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
- WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r','p','v','m','f') \
+ WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r','p','v','m','f','S') \
  ORDER BY 1, 2; \
 SELECT inhrelid::int8, inhparent::int8 FROM pg_catalog.pg_inherits ORDER BY inhseqno; \
 SELECT DISTINCT r.ev_class::int8, d.refobjid::int8, d.refobjsubid::int4 \

@@ -41,6 +41,8 @@ pub enum RelKind {
     MaterializedView,
     /// Foreign table (`f`).
     ForeignTable,
+    /// Sequence (`S`): read by pg_dump (`SELECT last_value, is_called`).
+    Sequence,
 }
 
 impl RelKind {
@@ -52,6 +54,7 @@ impl RelKind {
             "v" => RelKind::View,
             "m" => RelKind::MaterializedView,
             "f" => RelKind::ForeignTable,
+            "S" => RelKind::Sequence,
             _ => return None,
         })
     }

@@ -85,6 +85,11 @@ async fn bind(
 ) -> anyhow::Result<Server> {
     let key_file = policy.parent().unwrap_or(policy).join("pseudonym.key");
     std::fs::write(&key_file, hex::encode(rand::random::<[u8; 32]>()))?;
+    let grant_keys = grant_dir(policy);
+    if !grant_keys.join(crate::dumps::PUBLIC_KEY_FILE).exists() {
+        crate::dumps::keygen(&grant_keys)?;
+    }
+    let grant_pub = grant_keys.join(crate::dumps::PUBLIC_KEY_FILE);
     let config = |listen: SocketAddr, admin: SocketAddr| {
         Config::load(&ConfigArgs {
             listen: Some(listen.to_string()),
@@ -93,6 +98,7 @@ async fn bind(
             policy: Some(policy.display().to_string()),
             audit_path: Some(audit_log(policy).display().to_string()),
             pseudonym_key_file: Some(key_file.display().to_string()),
+            dump_public_keys: Some(grant_pub.display().to_string()),
             ..ConfigArgs::default()
         })
     };
@@ -104,6 +110,12 @@ async fn bind(
             Ok(Server::bind(config(any(listen), any(admin))?).await?)
         }
     }
+}
+
+/// The demo's grant keys and dump files, beside its policy (removed with
+/// the cluster).
+fn grant_dir(policy: &Path) -> PathBuf {
+    policy.parent().unwrap_or(policy).join("dumps")
 }
 
 /// The demo's block log, beside its policy (removed with the cluster).
@@ -170,6 +182,15 @@ As the tester role, personal data is pseudonymized in flight:
     SELECT id, email, lower(email) FROM users ORDER BY id LIMIT 3;  -- computed: pseudonymized whole
     \copy users TO STDOUT WITH (FORMAT csv, HEADER)          -- a realistic, harmless copy
 
+Take a sanctioned, anonymized dump: request (with a pre-flight), approve, dump, restore, query:
+  {exe} dump request --database {DEMO_DATABASE} --role dev_alice --reason "reproduce a bug" --dsn "host={db_host} port={db_port} user=postgres dbname={DEMO_DATABASE}" --policy {policy} --output {dumps}/request.toml
+  {exe} dump approve {dumps}/request.toml --signing-key {dumps}/grant.key --expires 1h --output {dumps}/grant.txt --log {dumps}/grants-issued.log
+  {exe} dump show {dumps}/grant.txt
+  PGPASSWORD=dev-secret {exe} dump run {dumps}/grant.txt -- -h {host} -p {port} -Fc -f {dumps}/shop.dump
+  createdb -h {db_host} -p {db_port} -U postgres shop_copy
+  pg_restore -h {db_host} -p {db_port} -U postgres -d shop_copy --no-owner --exit-on-error {dumps}/shop.dump
+  psql -h {db_host} -p {db_port} -U postgres -d shop_copy -c "SELECT id, email, full_name, birth_date FROM users ORDER BY id LIMIT 5"
+
 See why, without running anything:
   {exe} explain --policy {policy} --role dev_alice \
     --dsn "host={db_host} port={db_port} user=postgres dbname={DEMO_DATABASE}" \
@@ -189,6 +210,7 @@ Press Ctrl-C to stop; the throwaway database is removed.
         db_port = db.port(),
         policy = policy.display(),
         audit = audit_log(policy).display(),
+        dumps = grant_dir(policy).display(),
         pid = std::process::id(),
         exe = this_program(),
     );

@@ -63,4 +63,4 @@ CREATE ROLE dev_alice LOGIN PASSWORD 'dev-secret';
 CREATE ROLE qa_bob LOGIN PASSWORD 'qa-secret';
 GRANT SELECT ON ALL TABLES IN SCHEMA public TO qa_bob;
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO app_prod, dev_alice;
-GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO app_prod, dev_alice;
+GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO app_prod, dev_alice;

@@ -3,6 +3,7 @@
 
 mod audit;
 mod demo;
+mod dump;
 mod explain;
 mod policy;
 mod serve;
@@ -38,6 +39,8 @@ enum Command {
     Policy(policy::PolicyArgs),
     /// Block log tools: `audit verify|review|tail|keygen`.
     Audit(audit::AuditArgs),
+    /// Sanctioned dumps: `dump request|keygen|approve|show|run`.
+    Dump(dump::DumpArgs),
 }
 
 impl Cli {
@@ -51,6 +54,7 @@ impl Cli {
             Command::Explain(args) => explain::run(&args),
             Command::Policy(args) => policy::run(&args),
             Command::Audit(args) => audit::run(&args),
+            Command::Dump(args) => dump::run(&args),
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,

@@ -36,3 +36,24 @@ pub async fn fetch_catalog(dsn: &str) -> anyhow::Result<(Catalog, Vec<String>)> 
     let search_path = parse_name_array(&path).context("unexpected current_schemas() output")?;
     Ok((catalog, search_path))
 }
+
+/// Runs one simple query through `dsn`; its rows as text.
+pub async fn fetch_rows(dsn: &str, sql: &str) -> anyhow::Result<Vec<Row>> {
+    let (client, connection) = tokio_postgres::connect(dsn, NoTls)
+        .await
+        .with_context(|| "cannot connect to the database given by --dsn")?;
+    let driver = tokio::spawn(connection);
+    let mut rows = Vec::new();
+    for message in client.simple_query(sql).await? {
+        if let SimpleQueryMessage::Row(row) = message {
+            rows.push(
+                (0..row.len())
+                    .map(|i| row.get(i).map(str::to_owned))
+                    .collect(),
+            );
+        }
+    }
+    drop(client);
+    driver.abort();
+    Ok(rows)
+}

@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::audit::{AuditConfig, FlushPolicy};
+use crate::dumps::GrantKeys;
 use crate::pseudonym::{Key, Settings};
 
 mod parse;
@@ -37,6 +38,8 @@ enum Raw {
     Str(String),
     Int(i64),
     Bool(bool),
+    /// A list of strings (`dumps.public_keys`), read as one comma-separated value.
+    List(Vec<String>),
 }
 
 impl Raw {
@@ -45,6 +48,7 @@ impl Raw {
             Raw::Str(s) => s.clone(),
             Raw::Int(i) => i.to_string(),
             Raw::Bool(b) => b.to_string(),
+            Raw::List(items) => items.join(","),
         }
     }
 }
@@ -176,6 +180,12 @@ pub struct Config {
     /// The pseudonymization key and settings (`None`: no key configured;
     /// statements the policy would pseudonymize are refused).
     pub pseudonym: Option<PseudonymConfig>,
+    /// Public keys dump grants are accepted from (empty: grants are
+    /// refused).
+    pub grant_keys: GrantKeys,
+    /// How long after the last session of a grant a new one still
+    /// belongs to the same use.
+    pub grant_use_grace: Duration,
 }
 
 /// The pseudonymization key and the transform settings.
@@ -385,6 +395,19 @@ impl Config {
             .unwrap_or_else(|| "info".to_owned());
         let audit = resolve_audit(src)?;
         let pseudonym = resolve_pseudonym(src)?;
+        let grant_keys = src
+            .parse("dumps.public_keys", |s| {
+                let paths: Vec<&str> = s
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .collect();
+                GrantKeys::load(&paths)
+            })?
+            .unwrap_or_default();
+        let grant_use_grace = src
+            .parse("dumps.use_grace", parse_duration)?
+            .unwrap_or(crate::state::DEFAULT_USE_GRACE);
 
         Ok(Config {
             listen,
@@ -406,6 +429,8 @@ impl Config {
             log_level,
             audit,
             pseudonym,
+            grant_keys,
+            grant_use_grace,
         })
     }
 

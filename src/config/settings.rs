@@ -135,4 +135,8 @@ settings! {
         email_domain => pseudonym_email_domain, "--pseudonym-email-domain", "COPYGUARD_PSEUDONYM_EMAIL_DOMAIN", "domain of stand-in email addresses [example.invalid]";
         date_shift_days => pseudonym_date_shift_days, "--pseudonym-date-shift-days", "COPYGUARD_PSEUDONYM_DATE_SHIFT_DAYS", "largest shift of date_shift, in days either way [180]";
     }
+    dumps: DumpsSection {
+        public_keys => dump_public_keys, "--dump-public-keys", "COPYGUARD_DUMP_PUBLIC_KEYS", "grant public key files (grant.pub), comma-separated [none: grants are refused]";
+        use_grace => dump_use_grace, "--dump-use-grace", "COPYGUARD_DUMP_USE_GRACE", "a grant session starting this long after the last one ended is the same use [30s]";
+    }
 }

@@ -244,3 +244,40 @@ fn zero_durations_are_refused_where_meaningless() {
     .unwrap();
     assert_eq!(c.limits.shutdown_timeout, Duration::ZERO, "close at once");
 }
+
+#[test]
+fn dump_public_keys_from_file_flag_or_nowhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.pub");
+    let b = dir.path().join("b.pub");
+    for (path, seed) in [(&a, 1u8), (&b, 2u8)] {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
+        std::fs::write(path, hex::encode(key.verifying_key().as_bytes())).unwrap();
+    }
+    let c = load_toml("upstream = \"db:5432\"\n", ConfigArgs::default()).unwrap();
+    assert!(c.grant_keys.is_empty());
+    let text = format!(
+        "upstream = \"db:5432\"\n[dumps]\npublic_keys = [{:?}, {:?}]\n",
+        a.display().to_string(),
+        b.display().to_string()
+    );
+    let c = load_toml(&text, ConfigArgs::default()).unwrap();
+    assert!(!c.grant_keys.is_empty());
+    let args = ConfigArgs {
+        dump_public_keys: Some(format!("{},{}", a.display(), b.display())),
+        ..ConfigArgs::default()
+    };
+    assert!(!load_toml("upstream = \"db:5432\"\n", args)
+        .unwrap()
+        .grant_keys
+        .is_empty());
+    let args = ConfigArgs {
+        dump_public_keys: Some("/nonexistent/grant.pub".into()),
+        ..ConfigArgs::default()
+    };
+    let e = load_toml("upstream = \"db:5432\"\n", args)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("`dumps.public_keys`"), "{e}");
+    assert!(e.contains("--dump-public-keys"), "{e}");
+}

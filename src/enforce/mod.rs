@@ -16,7 +16,9 @@ pub use group::GROUP_ROWS;
 pub use rewrite::{rewrite_data_row, ColumnPlan, DataRows, PlannedColumn, RewriteError};
 pub use rowcheck::check_row_description;
 pub use scrub::{blank_notification, scrub_error};
-pub use startup::{check_reported_setting, check_startup, is_lexer_setting};
+pub use startup::{
+    check_reported_setting, check_startup, is_lexer_setting, is_safe_client_encoding_set,
+};
 
 use crate::policy::{Block, Rule};
 use crate::wire::messages::{ErrorFields, Severity};

@@ -46,6 +46,28 @@ pub fn is_lexer_setting(name: &str) -> bool {
     )
 }
 
+/// Whether `sql` is exactly the statement libpq's `PQsetClientEncoding`
+/// sends (`set client_encoding to 'NAME'`, as pg_dump's parallel workers
+/// do) with an encoding in which SQL text splits as copyguard reads it.
+pub fn is_safe_client_encoding_set(sql: &str) -> bool {
+    let sql = sql.trim().trim_end_matches(';').trim_end();
+    let Some(head) = sql.get(..23) else {
+        return false;
+    };
+    if !head.eq_ignore_ascii_case("set client_encoding to ") {
+        return false;
+    }
+    let Some(name) = sql[23..]
+        .strip_prefix('\'')
+        .and_then(|r| r.strip_suffix('\''))
+    else {
+        return false;
+    };
+    !name.is_empty()
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && check_reported_setting("client_encoding", name).is_ok()
+}
+
 /// Checks the startup packet of a guarded session: no replication, and no
 /// identity-changing setting, whether as a startup parameter or inside
 /// `options` (`-c role=x`, `--role=x`, `-crole=x`).
@@ -164,6 +186,19 @@ mod tests {
         assert!(check_reported_setting("client_encoding", "UTF8").is_ok());
         assert!(check_reported_setting("client_encoding", "sjis").is_err());
         assert!(is_lexer_setting("standard_conforming_strings"));
+        assert!(is_safe_client_encoding_set("set client_encoding to 'UTF8'"));
+        assert!(is_safe_client_encoding_set(
+            "SET client_encoding TO 'LATIN1';"
+        ));
+        assert!(!is_safe_client_encoding_set(
+            "set client_encoding to 'SJIS'"
+        ));
+        assert!(!is_safe_client_encoding_set(
+            "set client_encoding to 'UTF8'; select 1"
+        ));
+        assert!(!is_safe_client_encoding_set(
+            "set client_encoding to default"
+        ));
         assert!(!is_lexer_setting("search_path"));
     }
 }

@@ -196,7 +196,12 @@ impl Core {
                 counted_by = Some(cursor.clone());
                 inner
             }
-            StatementKind::Set { name } if enforce::is_lexer_setting(name) => {
+            StatementKind::Set { name }
+                if enforce::is_lexer_setting(name)
+                    && !sql
+                        .as_deref()
+                        .is_some_and(enforce::is_safe_client_encoding_set) =>
+            {
                 return Err(enforce::block(
                     Rule::SettingLexer,
                     format!("guarded sessions cannot change {name}: it changes how the server reads SQL text"),
@@ -233,12 +238,18 @@ impl Core {
     /// reloaded policy's limits apply at the next statement, but a guarded
     /// session never becomes unguarded (a role that is production in the new
     /// policy keeps its login class).
+    /// A session admitted with a dump grant keeps it (see
+    /// [`crate::dumps::granted_class`]).
     pub fn class(&self, policy: &Policy) -> Arc<RoleClass> {
         let class = policy.classify_role(&self.user);
-        if class.mode == ClassMode::Guarded {
+        let class = if class.mode == ClassMode::Guarded {
             class
         } else {
             self.login_class.clone()
+        };
+        match &self.login_class.dump {
+            Some(dump) => Arc::new(crate::dumps::granted_class(&class, dump)),
+            None => class,
         }
     }
 

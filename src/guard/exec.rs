@@ -51,6 +51,8 @@ pub struct Exec {
     poisoned: AtomicBool,
     rows: AtomicU64,
     bytes: AtomicU64,
+    /// Rows and bytes already on a dump session's receipt.
+    receipted: Mutex<(u64, u64)>,
 }
 
 impl Exec {
@@ -81,6 +83,7 @@ impl Exec {
             poisoned: AtomicBool::new(false),
             rows: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
+            receipted: Mutex::new((0, 0)),
         }
     }
 
@@ -196,6 +199,17 @@ impl Exec {
             owner.rows.load(Ordering::Relaxed),
             owner.bytes.load(Ordering::Relaxed),
         )
+    }
+
+    /// Rows and bytes counted since the last call (a cursor's FETCHes
+    /// count on the cursor), for a dump session's receipt.
+    pub fn take_unreceipted(&self) -> (u64, u64) {
+        let owner = self.counted_by.as_deref().unwrap_or(self);
+        let (rows, bytes) = owner.counted();
+        let mut done = owner.receipted.lock().unwrap_or_else(|p| p.into_inner());
+        let delta = (rows - done.0.min(rows), bytes - done.1.min(bytes));
+        *done = (rows, bytes);
+        delta
     }
 
     /// Counts one row of `bytes`; returns the totals so far.

@@ -90,7 +90,7 @@ const PURE: &[&str] = &[
 /// table contents.
 #[rustfmt::skip]
 const INTROSPECTION: &[&str] = &[
-    "format_type", "pg_get_userbyid", "pg_table_is_visible", "pg_type_is_visible",
+    "acldefault", "format_type", "pg_get_userbyid", "pg_table_is_visible", "pg_type_is_visible",
     "pg_function_is_visible", "pg_operator_is_visible", "pg_opclass_is_visible",
     "pg_opfamily_is_visible", "pg_collation_is_visible", "pg_conversion_is_visible",
     "pg_ts_config_is_visible", "pg_ts_dict_is_visible", "pg_ts_parser_is_visible",

@@ -42,6 +42,7 @@ pub(crate) fn build(sources: Vec<SourceFile>) -> Result<(Policy, Vec<PolicyWarni
     let mut data = Classification::default();
     let mut functions = FunctionRules::default();
     let mut channels = HashSet::new();
+    let mut revoked = Vec::new();
     let mut lists: HashMap<&str, Loc> = HashMap::new();
     for p in &parsed {
         let src = &p.source;
@@ -84,6 +85,21 @@ pub(crate) fn build(sources: Vec<SourceFile>) -> Result<(Policy, Vec<PolicyWarni
                 functions.add_deny(list, src, &mut diag);
             }
         }
+        for item in p.raw.grants.revoked.iter().flat_map(|l| l.get_ref()) {
+            let id = item.get_ref();
+            if id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                revoked.push(id.to_ascii_lowercase());
+            } else {
+                let loc = src.loc(item.span());
+                diag.error(
+                    &loc,
+                    "grants.revoked",
+                    format!(
+                        "{id:?} is not a grant id (32 hex digits, as `copyguard dump show` prints)"
+                    ),
+                );
+            }
+        }
         if let Some(list) = &p.raw.notifications.pass_channels {
             if once("notifications.pass_channels", list, &mut diag) {
                 for item in list.get_ref() {
@@ -113,6 +129,7 @@ pub(crate) fn build(sources: Vec<SourceFile>) -> Result<(Policy, Vec<PolicyWarni
         data,
         functions,
         pass_channels: channels,
+        revoked_grants: revoked,
         warnings: diag.warnings.clone(),
     };
     Ok((policy, diag.warnings))

@@ -272,6 +272,7 @@ fn build_class(
             name: name.clone(),
             mode,
             limits,
+            dump: None,
         },
         roles,
         patterns,

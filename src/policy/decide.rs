@@ -51,6 +51,10 @@ pub const PREDICATE_CLASSIFIED: Rule = Rule::PredicateClassified;
 /// A classified output for a class with `max_rows_per_statement = 0`.
 pub const CLASSIFIED_NOT_ALLOWED: Rule = Rule::ClassifiedNotAllowed;
 
+/// In a session admitted with a dump grant: rows of a table outside the
+/// grant's scope.
+pub const GRANT_OUT_OF_SCOPE: Rule = Rule::GrantOutOfScope;
+
 /// A classified output in a statement that collects many values into one
 /// row (`string_agg`, `array_agg`, `json_agg`, `ARRAY(subquery)`...): the
 /// per-statement row limit would not see them.
@@ -98,6 +102,7 @@ pub const RULES: &[Rule] = &[
     DDL_NOT_ALLOWED,
     FUNCTION_NOT_ALLOWED,
     TABLE_FORBIDDEN,
+    GRANT_OUT_OF_SCOPE,
     COPY_SERVER_SIDE,
     WRITE_NOT_ALLOWED,
     COPY_IN_DB_CLASSIFIED,
@@ -108,6 +113,15 @@ pub const RULES: &[Rule] = &[
     CLASSIFIED_AGGREGATED,
     PSEUDONYM_DERIVED,
 ];
+
+/// `pg_export_snapshot()`: the leader of a parallel pg_dump (`-j N`)
+/// shares its snapshot with its workers; allowed with a dump grant (the
+/// workers are sessions of the same grant, decided the same way).
+fn is_dump_snapshot(f: &crate::analysis::FunctionRef) -> bool {
+    !f.user_defined
+        && f.schema.as_deref().is_none_or(|s| s == "pg_catalog")
+        && f.name == "pg_export_snapshot"
+}
 
 /// Decides one statement for a role class.
 pub(crate) fn decide(
@@ -160,6 +174,7 @@ impl Check<'_> {
         self.code_and_ddl(kind)?;
         let sequence_write = self.functions()?;
         self.forbidden()?;
+        self.dump_scope()?;
         self.server_side_copy(kind)?;
         let explain = matches!(kind, StatementKind::Explain { .. });
         let executes = !matches!(kind, StatementKind::Explain { analyze: false });
@@ -279,6 +294,9 @@ impl Check<'_> {
     fn functions(&self) -> Result<bool, Block> {
         let mut sequence_write = false;
         for f in &self.facts.functions {
+            if self.class.dump.is_some() && is_dump_snapshot(f) {
+                continue;
+            }
             match self.policy.functions.check(f, self.limits.allow_writes) {
                 FunctionCheck::Allowed => {}
                 // Decided by rule 1b on the call's facts; a call without
@@ -336,6 +354,45 @@ impl Check<'_> {
                 return Err(block(
                     TABLE_FORBIDDEN,
                     format!("{name} is off limits to guarded roles: {reason}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Rule 4b: with a dump grant, rows only from tables in its scope
+    /// (the system catalogs are not rows of the database's data).
+    fn dump_scope(&self) -> Result<(), Block> {
+        let Some(dump) = &self.class.dump else {
+            return Ok(());
+        };
+        let f = self.facts;
+        let rels: BTreeSet<_> = f
+            .reads
+            .iter()
+            .copied()
+            .chain(f.output_lineage().into_iter().map(|c| c.rel))
+            .chain(f.predicates.iter().map(|c| c.rel))
+            .collect();
+        for rel in rels {
+            let Some(r) = self.catalog.relation(rel) else {
+                continue;
+            };
+            let system = matches!(
+                r.schema.as_str(),
+                "pg_catalog" | "information_schema" | "pg_toast"
+            );
+            if system || r.kind == crate::catalog::RelKind::Sequence {
+                continue;
+            }
+            if !dump.scope.includes(&r.schema, &r.name) {
+                let name = r.qualified_name();
+                return Err(block(
+                    GRANT_OUT_OF_SCOPE,
+                    format!(
+                        "{name} is outside the scope of grant {}; only its schema may be dumped (pg_dump --exclude-table-data={name})",
+                        dump.grant_id
+                    ),
                 ));
             }
         }

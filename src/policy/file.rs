@@ -36,6 +36,15 @@ pub(crate) struct RawFile {
     pub functions: RawFunctions,
     #[serde(default)]
     pub notifications: RawNotifications,
+    #[serde(default)]
+    pub grants: RawGrants,
+}
+
+/// `[grants]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGrants {
+    pub revoked: Option<StrList>,
 }
 
 /// `[classes.NAME]`.

@@ -141,6 +141,9 @@ pub struct RoleClass {
     pub mode: ClassMode,
     /// Limits (guarded classes only; strict for production classes).
     pub limits: ClassLimits,
+    /// For a session admitted with a dump grant: the grant and its scope
+    /// (see [`crate::dumps::granted_class`]).
+    pub dump: Option<Arc<crate::dumps::DumpScope>>,
 }
 
 impl RoleClass {
@@ -150,6 +153,7 @@ impl RoleClass {
             name: DEFAULT_CLASS.to_owned(),
             mode: ClassMode::Guarded,
             limits: ClassLimits::strict(),
+            dump: None,
         }
     }
 }
@@ -246,6 +250,7 @@ pub struct Policy {
     data: classify::Classification,
     functions: functions::FunctionRules,
     pass_channels: HashSet<String>,
+    revoked_grants: Vec<String>,
     warnings: Vec<PolicyWarning>,
 }
 
@@ -297,6 +302,11 @@ impl Policy {
     /// their payload.
     pub fn notification_passes(&self, channel: &str) -> bool {
         self.pass_channels.contains(channel)
+    }
+
+    /// Ids of dump grants revoked by `[grants] revoked`.
+    pub fn revoked_grants(&self) -> &[String] {
+        &self.revoked_grants
     }
 
     /// Classified columns and tables and forbidden tables the database

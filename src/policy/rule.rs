@@ -76,6 +76,9 @@ rules! {
     FunctionNotAllowed = "function.not_allowed", Capability, "functions outside the allowlist";
     /// A forbidden table (configured or built in).
     TableForbidden = "table.forbidden", Data, "forbidden tables, configured or built in";
+    /// In a session admitted with a dump grant: rows of a table outside
+    /// the grant's scope.
+    GrantOutOfScope = "grant.out_of_scope", Data, "with a dump grant: rows of tables outside the grant's scope";
     /// `COPY` to or from a server file or program.
     CopyServerSide = "copy.server_side", Capability, "COPY to or from server files and programs";
     /// A write for a class without `allow_writes`.

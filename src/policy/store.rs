@@ -80,6 +80,22 @@ mod tests {
     }
 
     #[test]
+    fn revoked_grants_are_read_and_reloaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("grants.toml");
+        std::fs::write(&path, "[grants]\nrevoked = []\n").unwrap();
+        let store = PolicyStore::load(dir.path()).unwrap();
+        assert!(store.current().revoked_grants().is_empty());
+        let id = "0123456789abcdef0123456789ABCDEF";
+        std::fs::write(&path, format!("[grants]\nrevoked = [\"{id}\"]\n")).unwrap();
+        store.reload().unwrap();
+        assert_eq!(store.current().revoked_grants(), [id.to_ascii_lowercase()]);
+        std::fs::write(&path, "[grants]\nrevoked = [\"nope\"]\n").unwrap();
+        let err = store.reload().unwrap_err().to_string();
+        assert!(err.contains("grants.revoked"), "{err}");
+    }
+
+    #[test]
     fn load_refuses_a_bad_directory() {
         let dir = tempfile::tempdir().unwrap();
         assert!(PolicyStore::load(dir.path()).is_err());

@@ -132,3 +132,35 @@ pub(crate) fn unavailable(e: &AuditError) -> ErrorFields {
     )
     .with_hint(AUDIT_UNAVAILABLE.hint())
 }
+
+/// Writes the receipt of a session with a dump grant: one result record
+/// per table (rows, bytes, pseudonymized values per category, the grant
+/// id), then the grant's summary line.
+pub(crate) async fn dump_receipt(
+    log: &crate::audit::AuditLog,
+    session: &std::sync::Arc<crate::audit::SessionFields>,
+    dump: &crate::dumps::DumpScope,
+    receipt: &crate::dumps::Receipt,
+) {
+    use crate::audit::{Event, StatementEvent};
+    for (table, t) in receipt.tables() {
+        let verdict = if t.pseudonymized.is_empty() {
+            crate::audit::Verdict::Allowed
+        } else {
+            crate::audit::Verdict::Pseudonymized
+        };
+        let mut ev = StatementEvent::new("dump receipt", verdict);
+        ev.relations = vec![table];
+        ev.rows = Some(t.rows);
+        ev.bytes = Some(t.bytes);
+        ev.pseudonymized = t.pseudonymized;
+        ev.grant = Some(dump.grant_id.clone());
+        if let Err(e) = log.record(Event::result(session, ev)).await {
+            tracing::warn!(error = %e, "dump receipt not recorded in the block log");
+        }
+    }
+    let ev = Event::grant_use(session, &dump.grant_id, Some(receipt.summary()));
+    if let Err(e) = log.record(ev).await {
+        tracing::warn!(error = %e, "dump receipt not recorded in the block log");
+    }
+}

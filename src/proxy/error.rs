@@ -80,6 +80,9 @@ pub enum SessionError {
         /// Reason.
         reason: String,
     },
+    /// A dump grant presented at startup was refused.
+    #[error("dump grant refused: {0}")]
+    Grant(#[from] crate::dumps::GrantError),
     /// A guarded session was closed because it stepped outside its guard
     /// (its identity or privileges changed).
     #[error("guard violation: {0}")]
@@ -102,6 +105,7 @@ impl SessionError {
             | SessionError::NoUser
             | SessionError::ClientProtocol(_)
             | SessionError::Policy { .. }
+            | SessionError::Grant(_)
             | SessionError::StartupTimeout => Side::Client,
             SessionError::Upstream(_)
             | SessionError::Connect { .. }
@@ -156,6 +160,11 @@ impl SessionError {
                 format!("copyguard: refused by rule {rule}: {reason}"),
             )
             .map(|e| e.with_hint(rule.hint())),
+            SessionError::Grant(e) => fatal(
+                e.sqlstate(),
+                format!("copyguard: grant refused by rule {}: {e}", e.rule()),
+            )
+            .map(|e| e.with_hint("Ask security for a new grant (copyguard dump request ...); `copyguard dump show TOKEN` prints what a grant allows.")),
             SessionError::Guard(reason) => fatal("42501", format!("copyguard: {reason}")),
             SessionError::StartupTimeout => fatal(
                 "57014",

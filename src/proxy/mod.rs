@@ -89,6 +89,8 @@ pub(crate) struct Shared {
     /// Keyed stand-ins for pseudonymized outputs (`None`: no key
     /// configured).
     pub pseudonymizer: Option<Arc<Pseudonymizer>>,
+    /// Checks dump grants presented at startup and counts their uses.
+    pub grants: crate::dumps::GrantChecker,
     /// Cancelled when sessions must end now (shutdown grace period over).
     pub force: CancellationToken,
     next_id: AtomicU64,
@@ -194,7 +196,12 @@ impl Server {
             }
             None => None,
         };
+        let grants = crate::dumps::GrantChecker::new(
+            config.grant_keys.clone(),
+            Arc::new(crate::state::LocalGrantUses::new(config.grant_use_grace)),
+        );
         let shared = Arc::new(Shared {
+            grants,
             config,
             acceptor,
             connector,

@@ -21,6 +21,7 @@ use super::relay::{Relay, RelayEnd};
 use super::{audit, guarded, upstream, SessionError, SessionInfo, Shared};
 use crate::audit::{Event, SessionTotals};
 use crate::config::ClientTlsMode;
+use crate::dumps::{self, GrantedSession};
 use crate::enforce;
 use crate::policy::{Block, ClassMode, RoleClass};
 use crate::telemetry;
@@ -174,6 +175,9 @@ struct Established {
     class: Arc<RoleClass>,
     upstream: Conn<Stream>,
     started: Started,
+    /// The dump grant the session was admitted with; its use ends when
+    /// this is dropped.
+    granted: Option<GrantedSession>,
 }
 
 /// Phase 2: record the session, classify its role, connect upstream,
@@ -183,15 +187,52 @@ async fn establish(
     client: &mut Conn<Stream>,
     peer: SocketAddr,
     id: u64,
-    startup: StartupMessage,
+    mut startup: StartupMessage,
 ) -> Result<Established, SessionError> {
     let tls = client.get_ref().is_tls();
     if shared.config.tls.mode == ClientTlsMode::Require && !tls {
         return Err(SessionError::TlsRequired);
     }
+    let token = dumps::take_grant(&mut startup.params);
+    if !matches!(token, Ok(None)) {
+        startup.raw = StartupMessage::encode(startup.minor, &startup.params);
+    }
     let mut info =
         SessionInfo::from_startup(id, peer, tls, &startup).ok_or(SessionError::NoUser)?;
-    let class = shared.policy.current().classify_role(&info.user);
+    let policy = shared.policy.current();
+    let mut class = policy.classify_role(&info.user);
+    let mut granted = None;
+    if class.mode == ClassMode::Guarded {
+        let admitted = match token {
+            Ok(None) => Ok(None),
+            Ok(Some(t)) => shared
+                .grants
+                .admit(&t, &info.user, &info.database, policy.revoked_grants())
+                .map(Some)
+                .map_err(|e| (e, dumps::GrantChecker::claimed_id(&t))),
+            Err(e) => Err((e, None)),
+        };
+        match admitted {
+            Ok(Some(session)) => {
+                class = Arc::new(dumps::granted_class(&class, &session.dump_scope()));
+                granted = Some(session);
+            }
+            Ok(None) => {}
+            Err((e, claimed)) => {
+                let (rule, reason) = (e.rule(), e.to_string());
+                warn!(user = %info.user, rule, %reason, "dump grant refused");
+                metrics::counter!(telemetry::VERDICTS, "verdict" => "block", "rule" => rule)
+                    .increment(1);
+                let fields = audit::session_fields(&info, &class);
+                let ev =
+                    Event::grant_refused(&fields, rule, &reason, &info.startup_params, claimed);
+                if let Err(e) = shared.audit.record(ev).await {
+                    warn!(error = %e, "refused grant not recorded in the block log");
+                }
+                return Err(SessionError::Grant(e));
+            }
+        }
+    }
     let guarded = class.mode == ClassMode::Guarded;
     if guarded {
         if let Err(b) = enforce::check_startup(&info.startup_params, info.replication.is_some()) {
@@ -218,6 +259,7 @@ async fn establish(
         class,
         upstream,
         started,
+        granted,
     })
 }
 
@@ -230,6 +272,7 @@ async fn relay(shared: &Arc<Shared>, mut client: Conn<Stream>, session: Establis
         class,
         upstream,
         started,
+        granted,
     } = session;
     let guarded = class.mode == ClassMode::Guarded;
     info!(
@@ -255,6 +298,24 @@ async fn relay(shared: &Arc<Shared>, mut client: Conn<Stream>, session: Establis
         }
     } else {
         shared.audit.submit(Event::session_start(&fields));
+    }
+    if let Some(g) = &granted {
+        let detail = format!(
+            "use {} of {}; request {}; scope: {}; expires {}",
+            g.use_number,
+            g.grant.uses,
+            g.grant.request_id,
+            g.grant.scope.describe(),
+            g.grant.expires_at()
+        );
+        let ev = Event::grant_use(&fields, &g.grant.grant_id, Some(detail));
+        if let Err(e) = shared.audit.record(ev).await {
+            warn!(error = %e, "granted session refused: the block log cannot be written");
+            let mut err = audit::unavailable(&e);
+            err.severity = crate::wire::messages::Severity::Fatal;
+            let _ = client.send(&err.encode()).await;
+            return;
+        }
     }
     metrics::gauge!(telemetry::SESSIONS_ACTIVE).increment(1.0);
     let (outcome, stats, relay, totals) = if guarded {
@@ -312,6 +373,7 @@ async fn relay(shared: &Arc<Shared>, mut client: Conn<Stream>, session: Establis
     metrics::gauge!(telemetry::SESSIONS_ACTIVE).decrement(1.0);
     metrics::histogram!(telemetry::SESSION_DURATION).record(secs);
     drop(started.cancel);
+    drop(granted);
     let end = match &outcome {
         Ok(RelayEnd::ClientClosed) => "client closed".to_owned(),
         Ok(RelayEnd::ServerClosed) => "server closed".to_owned(),

@@ -183,6 +183,9 @@ impl<S: AsyncRead + Unpin> Conn<S> {
     }
 }
 
+/// Writes while the stream is still whole (negotiation, startup,
+/// authentication). Once a guarded relay splits the stream, each side
+/// writes through its own [`super::FrameWriter`].
 impl<S: AsyncWrite + Unpin> Conn<S> {
     /// Writes `bytes` and flushes them.
     pub async fn send(&mut self, bytes: &[u8]) -> Result<(), WireError> {

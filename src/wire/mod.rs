@@ -13,6 +13,7 @@ mod scan;
 mod startup;
 mod stream;
 pub mod tls;
+mod writer;
 
 pub use conn::{Conn, Frame};
 pub use error::WireError;
@@ -20,6 +21,7 @@ pub use kind::{BackendKind, FrontendKind};
 pub use scan::FrameScanner;
 pub use startup::{InitialPacket, StartupMessage, MAX_STARTUP_PACKET_LEN};
 pub use stream::Stream;
+pub use writer::FrameWriter;
 
 /// Length of a tagged frame header: one type byte and a 4-byte length.
 pub const HEADER_LEN: usize = 5;

@@ -353,6 +353,7 @@ fn demo_starts_serves_and_cleans_up() {
         "the tester gets stand-ins: {emails}"
     );
     crate::demo_lines::check_printed_lines(&printed);
+    demo_dump_walkthrough(&printed);
     signal(child.id(), libc::SIGINT);
     let status = wait_exit(&mut child, Duration::from_secs(60));
     assert!(status.success(), "{status:?}");
@@ -360,4 +361,38 @@ fn demo_starts_serves_and_cleans_up() {
         std::net::TcpStream::connect(listen).is_err(),
         "demo stopped listening"
     );
+}
+
+/// Runs the demo's dump walk-through exactly as printed, line by line,
+/// with copyguard and the PostgreSQL clients on PATH.
+fn demo_dump_walkthrough(printed: &str) {
+    let lines: Vec<&str> = printed
+        .lines()
+        .skip_while(|l| !l.starts_with("Take a sanctioned"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    assert_eq!(lines.len(), 7, "{printed}");
+    let bin_dir = std::path::Path::new(BIN).parent().unwrap().to_owned();
+    let pg_dir = cluster().db.client_bin("psql").parent().unwrap().to_owned();
+    let path = format!(
+        "{}:{}:{}",
+        bin_dir.display(),
+        pg_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut last = String::new();
+    for line in &lines {
+        let out = Command::new("sh")
+            .args(["-c", line])
+            .env("PATH", &path)
+            .env_remove("PGOPTIONS")
+            .env("PGSSLMODE", "disable")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{line}: {:?}", text(&out));
+        last = text(&out).0;
+    }
+    assert_eq!(last.matches("@example.invalid").count(), 5, "{last}");
 }

@@ -16,6 +16,7 @@ mod catalog_sharing;
 mod clients;
 mod demo_lines;
 mod driver_matrix;
+mod dumps;
 mod faults;
 mod guarded_core;
 mod guarded_errors;

@@ -556,3 +556,51 @@ fn a_category_cannot_be_both_blocked_and_pseudonymized() {
     let err = Policy::from_toml_str(&text).unwrap_err().to_string();
     assert!(err.contains("pseudonymize"), "{err}");
 }
+
+#[test]
+fn a_dump_grant_pseudonymizes_every_category_inside_its_scope_only() {
+    let p = policy();
+    let class = p.classify_role("dev_alice");
+    let key = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
+    let scope = crate::dumps::Scope {
+        tables: vec!["users".into()],
+        ..Default::default()
+    };
+    let req = crate::dumps::DumpRequest::new("dev_alice", "shop", scope, "why");
+    let grant =
+        crate::dumps::Grant::approve(&req, std::time::Duration::from_secs(60), 1, "v", &key);
+    let dump = std::sync::Arc::new(crate::dumps::DumpScope {
+        grant_id: grant.grant_id.clone(),
+        scope: grant.scope.clone(),
+    });
+    let granted = crate::dumps::granted_class(&class, &dump);
+    let mut copy = select(&[("email", &[EMAIL]), ("national_no", &[NATIONAL_NO])]);
+    copy.kind = StatementKind::CopyTo {
+        to: CopyEndpoint::Client,
+        format: CopyFormat::Text,
+        options: Default::default(),
+    };
+    assert!(matches!(
+        p.decide(&class, &catalog(), &copy),
+        Verdict::Block(_)
+    ));
+    let Verdict::Allow(a) = p.decide(&granted, &catalog(), &copy) else {
+        panic!("a granted COPY of an in-scope table is allowed");
+    };
+    assert!(a.pseudonymize.iter().all(Option::is_some), "{a:?}");
+    assert_eq!(a.limits.unwrap().max_rows, u64::MAX);
+    let orders = select(&[("amount", &[AMOUNT])]);
+    match p.decide(&granted, &catalog(), &orders) {
+        Verdict::Block(b) => {
+            assert_eq!(b.rule, GRANT_OUT_OF_SCOPE);
+            assert!(b.reason.contains("public.orders"), "{}", b.reason);
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut catalog_read = StatementFacts::new(StatementKind::Select);
+    catalog_read.reads.insert(PG_STATS);
+    assert!(matches!(
+        p.decide(&granted, &catalog(), &catalog_read),
+        Verdict::Block(b) if b.rule == TABLE_FORBIDDEN
+    ));
+}

@@ -97,6 +97,8 @@ pub(super) struct SessionState {
     /// Bytes and messages the client sent.
     pub bytes_up: AtomicU64,
     pub messages_up: AtomicU64,
+    /// What a session with a dump grant sent, table by table.
+    pub receipt: crate::dumps::Receipt,
     /// A result was stopped inside a transaction the server still considers
     /// healthy: the client was told it failed, so the server transaction
     /// must be failed too before the next client message.

@@ -9,7 +9,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use tokio::io::{AsyncRead, AsyncWrite, BufWriter};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::warn;
 
 use super::exec::{Exec, Expect, InternalResult, Refused};
@@ -21,7 +21,7 @@ use crate::guard::Core;
 use crate::policy::{Block, Rule};
 use crate::proxy::SessionError;
 use crate::wire::messages::{self, ErrorFields, Severity};
-use crate::wire::{Conn, Frame, FrontendKind, WireError};
+use crate::wire::{Conn, Frame, FrameWriter, FrontendKind, WireError};
 
 /// SQL that fails at parse time on the server, used in place of refused
 /// statements.
@@ -34,7 +34,7 @@ const BLOCKED_NAME: &str = "copyguard_blocked";
 pub(super) struct Frontend<'a, R, W> {
     guard: &'a Guard<'a>,
     client: &'a mut Conn<R>,
-    server: &'a mut BufWriter<W>,
+    server: &'a mut FrameWriter<W>,
     /// What decides every statement (no I/O).
     core: Core,
     in_batch: bool,
@@ -57,7 +57,7 @@ where
     pub fn new(
         guard: &'a Guard<'a>,
         client: &'a mut Conn<R>,
-        server: &'a mut BufWriter<W>,
+        server: &'a mut FrameWriter<W>,
         catalog: Arc<Catalog>,
     ) -> Self {
         let core = Core::new(
@@ -165,19 +165,14 @@ where
     }
 
     async fn send(&mut self, bytes: &[u8]) -> Result<(), SessionError> {
-        use tokio::io::AsyncWriteExt;
         self.server
-            .write_all(bytes)
+            .write_frame(bytes)
             .await
-            .map_err(|e| SessionError::Upstream(e.into()))
+            .map_err(SessionError::Upstream)
     }
 
     async fn flush(&mut self) -> Result<(), SessionError> {
-        use tokio::io::AsyncWriteExt;
-        self.server
-            .flush()
-            .await
-            .map_err(|e| SessionError::Upstream(e.into()))
+        self.server.flush().await.map_err(SessionError::Upstream)
     }
 
     /// Runs a query for copyguard itself, after everything sent so far.

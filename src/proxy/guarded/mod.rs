@@ -14,7 +14,7 @@ mod frontend;
 
 use std::sync::Arc;
 
-use tokio::io::{AsyncRead, AsyncWrite, BufWriter};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::cancel::UpstreamKey;
 use super::relay::{RelayEnd, RelayStats};
@@ -25,9 +25,9 @@ use crate::catalog::Catalog;
 use crate::enforce::block_error;
 use crate::policy::{Allowance, Block, RoleClass};
 use crate::wire::messages::ErrorFields;
-use crate::wire::{Conn, Stream};
+use crate::wire::{Conn, FrameWriter, Stream};
 
-use backend::{Backend, ClientOut};
+use backend::{Backend, Delivered};
 use exec::SessionState;
 use frontend::Frontend;
 
@@ -206,8 +206,9 @@ pub(crate) async fn run(
     let (server_r, server_w) = split(server_stream);
     let mut client_in = Conn::with_buffer(client_r, client_buf, max);
     let mut server_in = Conn::with_buffer(server_r, server_buf, usize::MAX);
-    let mut server_out = BufWriter::new(server_w);
-    let mut client_out = ClientOut::new(BufWriter::with_capacity(32 * 1024, client_w));
+    let mut server_out = FrameWriter::new(server_w);
+    let mut client_out = FrameWriter::with_capacity(32 * 1024, client_w);
+    let mut delivered = Delivered::new();
     let catalog = shared
         .catalogs
         .get(&info.database)
@@ -226,7 +227,7 @@ pub(crate) async fn run(
     };
     let outcome = {
         let front = Frontend::new(&guard, &mut client_in, &mut server_out, catalog).run();
-        let back = Backend::new(&guard, &mut server_in, &mut client_out).run();
+        let back = Backend::new(&guard, &mut server_in, &mut client_out, &mut delivered).run();
         tokio::select! {
             r = front => r.map(|()| RelayEnd::ClientClosed),
             r = back => r.map(|()| RelayEnd::ServerClosed),
@@ -235,26 +236,30 @@ pub(crate) async fn run(
     };
     if let Err(err) = &outcome {
         if let Some(fields) = err.to_client() {
-            if !client_out.in_frame {
-                let _ = client_out.write(&fields.encode()).await;
+            let bytes = fields.encode();
+            if client_out.between_frames() && client_out.write_frame(&bytes).await.is_ok() {
+                delivered.count(&bytes);
             }
         }
     }
     let _ = client_out.flush().await;
+    if let Some(dump) = &guard.class.dump {
+        audit::dump_receipt(&shared.audit, &guard.session, dump, &guard.state.receipt).await;
+    }
     let relaxed = std::sync::atomic::Ordering::Relaxed;
     let totals = SessionTotals {
         statements: guard.state.statements.load(relaxed),
         refusals: guard.state.refusals.load(relaxed),
-        rows: client_out.rows,
-        bytes: client_out.bytes,
+        rows: delivered.rows,
+        bytes: delivered.bytes,
         ..SessionTotals::default()
     };
     let stats = RelayStats {
         bytes_up: guard.state.bytes_up.load(relaxed),
-        bytes_down: client_out.bytes,
+        bytes_down: delivered.bytes,
         messages_up: guard.state.messages_up.load(relaxed),
-        messages_down: client_out.messages,
-        rows_down: client_out.rows,
+        messages_down: delivered.messages,
+        rows_down: delivered.rows,
         statements_up: 0,
     };
     (outcome, totals, stats)

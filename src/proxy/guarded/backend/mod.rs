@@ -11,35 +11,35 @@
 //!   data are scrubbed; NotificationResponse payloads are blanked unless
 //!   the channel is allowed; errors of deliberately failed messages are
 //!   replaced by the refusal.
+//!
+//! This file holds the loop, the dispatch by message kind and the matching
+//! of responses to the queue; [`rows`] counts and pseudonymizes DataRows,
+//! [`copy`] relays and rewrites COPY TO data.
+
+mod copy;
+mod rows;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::warn;
 
 use super::copy_pipe::CopyPipe;
 use super::exec::{Exec, Expect, Refused};
 use super::Guard;
-use crate::analysis::{CopyForceQuote, CopyFormat, StatementKind};
-use crate::enforce::copy::{self, CopyRewriter};
 use crate::enforce::{
-    self, blank_notification, check_row_description, scrub_error, ColumnPlan, DataRows,
-    PlannedColumn, RewriteError,
+    self, blank_notification, check_row_description, scrub_error, DataRows, RewriteError,
 };
 use crate::policy::{Block, Rule};
 use crate::proxy::{upstream, SessionError};
-use crate::pseudonym::{ColumnType, Format, Pseudonymizer};
 use crate::telemetry;
 use crate::wire::messages;
-use crate::wire::{BackendKind, Conn, Frame, FrameScanner, HEADER_LEN};
+use crate::wire::{BackendKind, Conn, Frame, FrameScanner, FrameWriter};
 
-/// The client-bound writer, with a flag telling whether a frame is half
-/// written (so a final FATAL is only sent between frames), and the counts
-/// of what the client received.
-pub(super) struct ClientOut<W> {
-    pub writer: BufWriter<W>,
-    pub in_frame: bool,
+/// What the client received, counted from the frames written to it: the
+/// totals of the session's record and the relay metrics.
+pub(super) struct Delivered {
     /// Follows frame boundaries to count messages and rows (DataRow and
     /// CopyData) by their tags.
     scanner: FrameScanner,
@@ -50,11 +50,9 @@ pub(super) struct ClientOut<W> {
     messages_metric: metrics::Counter,
 }
 
-impl<W: AsyncWrite + Unpin> ClientOut<W> {
-    pub fn new(writer: BufWriter<W>) -> Self {
-        ClientOut {
-            writer,
-            in_frame: false,
+impl Delivered {
+    pub fn new() -> Self {
+        Delivered {
             scanner: FrameScanner::new(usize::MAX),
             bytes: 0,
             messages: 0,
@@ -64,19 +62,8 @@ impl<W: AsyncWrite + Unpin> ClientOut<W> {
         }
     }
 
-    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), SessionError> {
-        self.in_frame = true;
-        self.writer
-            .write_all(bytes)
-            .await
-            .map_err(|e| SessionError::Client(e.into()))?;
-        self.in_frame = false;
-        self.count(bytes);
-        Ok(())
-    }
-
     /// Counts bytes written to the client.
-    fn count(&mut self, bytes: &[u8]) {
+    pub fn count(&mut self, bytes: &[u8]) {
         let mut rows = 0;
         let messages = self
             .scanner
@@ -93,19 +80,13 @@ impl<W: AsyncWrite + Unpin> ClientOut<W> {
         self.bytes_metric.increment(bytes.len() as u64);
         self.messages_metric.increment(messages);
     }
-
-    pub async fn flush(&mut self) -> Result<(), SessionError> {
-        self.writer
-            .flush()
-            .await
-            .map_err(|e| SessionError::Client(e.into()))
-    }
 }
 
 pub(super) struct Backend<'a, R, W> {
     guard: &'a Guard<'a>,
     server: &'a mut Conn<R>,
-    client: &'a mut ClientOut<W>,
+    client: &'a mut FrameWriter<W>,
+    delivered: &'a mut Delivered,
     /// After a violation: drop everything up to the next ReadyForQuery.
     discarding: bool,
     /// The server entered COPY IN for an Execute: the Syncs the client sent
@@ -124,10 +105,6 @@ pub(super) struct Backend<'a, R, W> {
     /// what it did not use when the result ends.
     role_reserve: u64,
 }
-
-/// Rows a stream takes from its role's budget at a time.
-const ROLE_CHUNK: u64 = 256;
-
 impl<'a, R, W> Backend<'a, R, W>
 where
     R: AsyncRead + Unpin,
@@ -136,12 +113,14 @@ where
     pub fn new(
         guard: &'a Guard<'a>,
         server: &'a mut Conn<R>,
-        client: &'a mut ClientOut<W>,
+        client: &'a mut FrameWriter<W>,
+        delivered: &'a mut Delivered,
     ) -> Self {
         Backend {
             guard,
             server,
             client,
+            delivered,
             discarding: false,
             copy_in: false,
             copy_out: None,
@@ -162,7 +141,7 @@ where
                     Some(out) = pipe.next() => {
                         self.copy_written(out).await?;
                         if self.server.buffered() == 0 {
-                            self.client.flush().await?;
+                            self.flush().await?;
                         }
                         continue;
                     }
@@ -171,7 +150,7 @@ where
                 None => self.server.read_frame().await,
             };
             let Some(frame) = frame.map_err(SessionError::Upstream)? else {
-                self.client.flush().await?;
+                self.flush().await?;
                 return Ok(());
             };
             self.handle(frame).await?;
@@ -179,9 +158,23 @@ where
                 if let Some(pipe) = self.copy_out.as_mut() {
                     pipe.send();
                 }
-                self.client.flush().await?;
+                self.flush().await?;
             }
         }
+    }
+
+    /// Writes complete frames to the client and counts them.
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), SessionError> {
+        self.client
+            .write_frame(bytes)
+            .await
+            .map_err(SessionError::Client)?;
+        self.delivered.count(bytes);
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), SessionError> {
+        self.client.flush().await.map_err(SessionError::Client)
     }
 
     fn head_exec(&self) -> Option<Arc<Exec>> {
@@ -242,7 +235,7 @@ where
             | BackendKind::PortalSuspended => self.completion(&frame).await,
             BackendKind::CopyInResponse => {
                 self.copy_in |= matches!(self.guard.state.lock().front(), Some(Expect::Execute(_)));
-                self.client.write(frame.as_bytes()).await
+                self.write(frame.as_bytes()).await
             }
             BackendKind::CopyOutResponse => self.copy_out_response(&frame).await,
             BackendKind::CopyDone => self.copy_done(&frame).await,
@@ -258,7 +251,7 @@ where
         if hidden {
             Ok(())
         } else {
-            self.client.write(frame.as_bytes()).await
+            self.write(frame.as_bytes()).await
         }
     }
 
@@ -276,14 +269,14 @@ where
                 _ => return Err(anomaly(frame)),
             }
         }
-        self.client.write(frame.as_bytes()).await
+        self.write(frame.as_bytes()).await
     }
 
     async fn forward_scrubbed(&mut self, frame: &Frame, scrub: bool) -> Result<(), SessionError> {
         if scrub {
-            self.client.write(&scrub_error(frame)).await
+            self.write(&scrub_error(frame)).await
         } else {
-            self.client.write(frame.as_bytes()).await
+            self.write(frame.as_bytes()).await
         }
     }
 
@@ -293,10 +286,10 @@ where
             .map(|(_, channel, _)| policy.notification_passes(&channel))
             .unwrap_or(false);
         if passes {
-            self.client.write(frame.as_bytes()).await
+            self.write(frame.as_bytes()).await
         } else {
             match blank_notification(frame) {
-                Some(blanked) => self.client.write(&blanked).await,
+                Some(blanked) => self.write(&blanked).await,
                 None => Ok(()),
             }
         }
@@ -327,7 +320,7 @@ where
                 ));
             }
         }
-        self.client.write(frame.as_bytes()).await
+        self.write(frame.as_bytes()).await
     }
 
     async fn ready(&mut self, frame: &Frame) -> Result<(), SessionError> {
@@ -369,9 +362,9 @@ where
                 .abort_pending
                 .store(true, Ordering::Relaxed);
             self.guard.state.status.store(b'E', Ordering::Relaxed);
-            return self.client.write(&messages::ready_for_query(b'E')).await;
+            return self.write(&messages::ready_for_query(b'E')).await;
         }
-        self.client.write(frame.as_bytes()).await
+        self.write(frame.as_bytes()).await
     }
 
     /// Collects the results of an internal query.
@@ -433,7 +426,7 @@ where
             None => None,
         };
         match replacement {
-            Some(err) => self.client.write(&err.encode()).await,
+            Some(err) => self.write(&err.encode()).await,
             None => self.forward_scrubbed(frame, scrub).await,
         }
     }
@@ -471,7 +464,7 @@ where
         if hidden {
             Ok(())
         } else {
-            self.client.write(frame.as_bytes()).await
+            self.write(frame.as_bytes()).await
         }
     }
 
@@ -486,193 +479,9 @@ where
         if hidden {
             Ok(())
         } else {
-            self.client.write(frame.as_bytes()).await
+            self.write(frame.as_bytes()).await
         }
     }
-
-    async fn data_row(&mut self, frame: &Frame) -> Result<(), SessionError> {
-        let Some(exec) = self.head_exec() else {
-            return Err(anomaly(frame));
-        };
-        if !exec.rows_allowed() {
-            let b = enforce::block(
-                Rule::ResultUnchecked,
-                "rows arrived whose description copyguard could not check",
-            );
-            return self.violation(&b, false).await;
-        }
-        if let Some(b) = self.count(&exec, frame.as_bytes().len()) {
-            return self.violation(&b, false).await;
-        }
-        if !exec.allowance.pseudonymizes() {
-            return self.client.write(frame.as_bytes()).await;
-        }
-        let (plan, p) = match (exec.row_plan(), self.guard.shared.pseudonymizer.clone()) {
-            (Ok(plan), Some(p)) => (plan, p),
-            (Err(b), _) => return self.violation(&b, false).await,
-            (_, None) => return self.violation(&no_key(), false).await,
-        };
-        let stop = self.take_buffered_data_rows(frame, &exec);
-        let frames: Vec<&[u8]> = self
-            .row_ends
-            .iter()
-            .scan(0, |start, &end| {
-                let f = &self.rows[*start..end];
-                *start = end;
-                Some(f)
-            })
-            .collect();
-        let mut out = std::mem::take(&mut self.rewritten);
-        out.clear();
-        let rewritten = self.data_rows.rewrite(&plan, &p, &frames, &mut out);
-        let r = if out.is_empty() {
-            Ok(())
-        } else {
-            self.client.write(&out).await
-        };
-        self.rewritten = out;
-        r?;
-        match (rewritten, stop) {
-            (Err(e), _) => self.violation(&pseudonym_block(&e), false).await,
-            (Ok(()), Some(b)) => self.violation(&b, false).await,
-            (Ok(()), None) => Ok(()),
-        }
-    }
-
-    /// Gathers `frame` and the DataRows of its result already read after
-    /// it, up to a group of them, each counted against the limits as
-    /// `handle` counted the first: nothing but the server's next message
-    /// can change the checks made for it. The refusal when one passes a
-    /// limit (it is not gathered).
-    fn take_buffered_data_rows(&mut self, frame: &Frame, exec: &Exec) -> Option<Block> {
-        self.rows.clear();
-        self.row_ends.clear();
-        self.rows.extend_from_slice(frame.as_bytes());
-        self.row_ends.push(self.rows.len());
-        let mut stop = None;
-        let (rows, ends) = (&mut self.rows, &mut self.row_ends);
-        self.server
-            .take_buffered(BackendKind::DataRow.tag(), |frame| {
-                stop = count(self.guard, &mut self.role_reserve, exec, frame.len());
-                if stop.is_some() {
-                    return false;
-                }
-                rows.extend_from_slice(frame);
-                ends.push(rows.len());
-                ends.len() < enforce::GROUP_ROWS
-            });
-        stop
-    }
-
-    async fn copy_data(&mut self, frame: &Frame) -> Result<(), SessionError> {
-        let exec = self.head_exec();
-        if let Some(exec) = &exec {
-            if let Some(b) = self.count(exec, frame.as_bytes().len()) {
-                return self.copy_stop(&b).await;
-            }
-        }
-        let Some(pipe) = self.copy_out.as_mut() else {
-            return self.client.write(frame.as_bytes()).await;
-        };
-        pipe.push(frame.body());
-        if let Some(b) = exec.and_then(|exec| self.take_buffered_copy_data(&exec)) {
-            return self.copy_stop(&b).await;
-        }
-        while let Some(pipe) = self.copy_out.as_mut().filter(|p| p.is_full()) {
-            let Some(out) = pipe.next().await else { break };
-            self.copy_written(out).await?;
-        }
-        Ok(())
-    }
-
-    /// Takes the CopyData messages of a pseudonymized COPY that are already
-    /// read, one after the other, into the pipe: the checks `handle` made
-    /// for the first hold for all of them, as nothing but the server's
-    /// next message can change them. Stops when the pipe is full; the
-    /// refusal when a message passes a limit.
-    fn take_buffered_copy_data(&mut self, exec: &Exec) -> Option<Block> {
-        let pipe = self.copy_out.as_mut().filter(|p| !p.is_full())?;
-        let mut stop = None;
-        self.server
-            .take_buffered(BackendKind::CopyData.tag(), |frame| {
-                stop = count(self.guard, &mut self.role_reserve, exec, frame.len());
-                if stop.is_some() {
-                    return false;
-                }
-                pipe.push(&frame[HEADER_LEN..]);
-                !pipe.is_full()
-            });
-        stop
-    }
-
-    /// Stops a COPY at a limit: the rows before it are written, then the
-    /// refusal.
-    async fn copy_stop(&mut self, b: &Block) -> Result<(), SessionError> {
-        self.drain_copy().await?;
-        if self.discarding {
-            return Ok(());
-        }
-        self.violation(b, false).await
-    }
-
-    /// Writes a rewritten COPY batch, or stops the statement when it could
-    /// not be rewritten.
-    async fn copy_written(
-        &mut self,
-        out: Result<Vec<u8>, RewriteError>,
-    ) -> Result<(), SessionError> {
-        match out {
-            Ok(out) => self.client.write(&out).await,
-            Err(e) => {
-                self.copy_out = None;
-                self.violation(&pseudonym_block(&e), false).await
-            }
-        }
-    }
-
-    /// Writes everything of the COPY stream gathered or in flight.
-    async fn drain_copy(&mut self) -> Result<(), SessionError> {
-        while let Some(pipe) = self.copy_out.as_mut().filter(|p| p.is_busy()) {
-            pipe.send();
-            let Some(out) = pipe.next().await else { break };
-            self.copy_written(out).await?;
-        }
-        Ok(())
-    }
-
-    /// CopyOutResponse: a COPY TO whose columns are pseudonymized gets its
-    /// rewriter, shaped by the statement's format and options.
-    async fn copy_out_response(&mut self, frame: &Frame) -> Result<(), SessionError> {
-        self.copy_out = None;
-        if let Some(exec) = self.head_exec().filter(|e| e.allowance.pseudonymizes()) {
-            let binary = frame.body().first() == Some(&1);
-            let rewriter = match self.guard.shared.pseudonymizer.clone() {
-                Some(p) => copy_rewriter(&exec, binary, p),
-                None => Err(no_key()),
-            };
-            match rewriter {
-                Ok(r) => self.copy_out = Some(CopyPipe::new(r)),
-                Err(b) => return self.violation(&b, false).await,
-            }
-        }
-        self.client.write(frame.as_bytes()).await
-    }
-
-    /// CopyDone: the rewriter must have ended on a row boundary.
-    async fn copy_done(&mut self, frame: &Frame) -> Result<(), SessionError> {
-        if let Some(pipe) = self.copy_out.take() {
-            if let Err(e) = pipe.finish() {
-                return self.violation(&pseudonym_block(&e), false).await;
-            }
-        }
-        self.client.write(frame.as_bytes()).await
-    }
-
-    /// Counts a row of classified data; the refusal when a limit is passed.
-    fn count(&mut self, exec: &Exec, bytes: usize) -> Option<Block> {
-        count(self.guard, &mut self.role_reserve, exec, bytes)
-    }
-
     /// Gives back the role budget a finished result did not use.
     fn end_result(&mut self) {
         self.copy_out = None;
@@ -692,10 +501,21 @@ where
                 if e.allowance.limits.is_some() {
                     self.guard.state.release(false);
                 }
+                if e.class.dump.is_some() {
+                    let (rows, bytes) = e.take_unreceipted();
+                    let owner = e.counted_by.as_deref().unwrap_or(&e);
+                    self.guard.state.receipt.add(
+                        &owner.facts,
+                        &owner.allowance,
+                        &owner.catalog,
+                        rows,
+                        bytes,
+                    );
+                }
             }
             _ => return Err(anomaly(frame)),
         }
-        self.client.write(frame.as_bytes()).await
+        self.write(frame.as_bytes()).await
     }
 
     /// Stops the current result: the refusal goes to the client, the
@@ -718,7 +538,7 @@ where
                 counted,
             )
             .await;
-        self.client.write(&err.encode()).await?;
+        self.write(&err.encode()).await?;
         self.discarding = true;
         self.end_result();
         let key = self.guard.upstream_key.clone().filter(|_| !idle);
@@ -739,174 +559,6 @@ where
         }
         Ok(())
     }
-}
-
-/// Counts a row of classified data; the refusal when a limit is passed.
-fn count(guard: &Guard, role_reserve: &mut u64, exec: &Exec, bytes: usize) -> Option<Block> {
-    let limits = exec.allowance.limits.as_ref()?;
-    let class = &exec.class.limits;
-    let (rows, total) = exec.count_row(bytes);
-    guard
-        .state
-        .session_bytes
-        .fetch_add(bytes as u64, Ordering::Relaxed);
-    if rows > limits.max_rows {
-        return Some(enforce::block(
-            Rule::LimitRows,
-            format!(
-                "the result holds more than {} rows of classified data",
-                limits.max_rows
-            ),
-        ));
-    }
-    if total > limits.max_bytes {
-        return Some(enforce::block(
-            Rule::LimitBytes,
-            format!(
-                "the result holds more than {} bytes of classified data",
-                limits.max_bytes
-            ),
-        ));
-    }
-    let session = guard.state.session_rows.fetch_add(1, Ordering::Relaxed) + 1;
-    if session > class.max_rows_per_session {
-        return Some(enforce::block(
-            Rule::BudgetSession,
-            format!(
-                "this session already received {} rows of classified data",
-                class.max_rows_per_session
-            ),
-        ));
-    }
-    if *role_reserve == 0 {
-        let budgets = &guard.shared.budgets;
-        let user = &guard.info.user;
-        let (limit, window) = (class.max_rows_per_window, class.window);
-        if budgets.try_take(user, ROLE_CHUNK, limit, window) {
-            *role_reserve = ROLE_CHUNK;
-        } else if budgets.try_take(user, 1, limit, window) {
-            *role_reserve = 1;
-        }
-    }
-    if let Some(left) = role_reserve.checked_sub(1) {
-        *role_reserve = left;
-    } else {
-        return Some(enforce::block(
-            Rule::BudgetRole,
-            format!(
-                "role {} already received {} rows of classified data in the last {}",
-                guard.info.user,
-                class.max_rows_per_window,
-                humantime::format_duration(class.window)
-            ),
-        ));
-    }
-    None
-}
-
-/// The rewriter for a COPY TO of `exec`: its planned columns by position,
-/// typed from the catalog (COPY sends no description), in the statement's
-/// format. COPY options copyguard cannot follow refuse the statement.
-fn copy_rewriter(exec: &Exec, binary: bool, p: Arc<Pseudonymizer>) -> Result<CopyRewriter, Block> {
-    let StatementKind::CopyTo {
-        format, options, ..
-    } = &exec.facts.kind
-    else {
-        return Err(enforce::block(
-            Rule::PseudonymCopy,
-            "only COPY ... TO STDOUT can be pseudonymized",
-        ));
-    };
-    if options.encoding.is_some() {
-        return Err(enforce::block(
-            Rule::PseudonymCopy,
-            "COPY with ENCODING cannot be pseudonymized; leave the option out",
-        ));
-    }
-    let byte = |c: Option<char>, default: u8| match c {
-        None => Ok(default),
-        Some(c) if c.is_ascii() => Ok(c as u8),
-        Some(_) => Err(enforce::block(
-            Rule::PseudonymCopy,
-            "COPY delimiters, quotes and escapes must be ASCII to be pseudonymized",
-        )),
-    };
-    let shape = match (format, binary) {
-        (_, true) | (CopyFormat::Binary, _) => copy::CopyFormat::Binary,
-        (CopyFormat::Text, false) => copy::CopyFormat::Text {
-            delimiter: byte(options.delimiter, b'\t')?,
-            null: options
-                .null
-                .clone()
-                .unwrap_or_else(|| "\\N".into())
-                .into_bytes(),
-            header: options.header,
-        },
-        (CopyFormat::Csv, false) => {
-            let quote = byte(options.quote, b'"')?;
-            copy::CopyFormat::Csv {
-                delimiter: byte(options.delimiter, b',')?,
-                quote,
-                escape: byte(options.escape, quote)?,
-                null: options.null.clone().unwrap_or_default().into_bytes(),
-                header: options.header,
-                force_quote: force_quote(exec, options.force_quote.as_ref())?,
-            }
-        }
-    };
-    let format = if binary { Format::Binary } else { Format::Text };
-    let mut columns = Vec::with_capacity(exec.facts.outputs.len());
-    for i in 0..exec.facts.outputs.len() {
-        let Some(planned) = exec.allowance.pseudonymize.get(i).cloned().flatten() else {
-            columns.push(None);
-            continue;
-        };
-        let column = planned
-            .column
-            .and_then(|c| exec.catalog.relation(c.rel)?.column_by_num(c.attnum))
-            .ok_or_else(|| {
-                enforce::block(
-                    Rule::PseudonymCopy,
-                    "COPY can only pseudonymize columns copied as they are",
-                )
-            })?;
-        columns.push(Some(PlannedColumn {
-            transform: planned.transform,
-            ty: ColumnType {
-                oid: column.type_oid,
-                typmod: column.typmod,
-            },
-            format,
-        }));
-    }
-    Ok(CopyRewriter::new(ColumnPlan::new(columns), shape, p))
-}
-
-/// CSV `FORCE_QUOTE` of a COPY TO: the named columns by their position in
-/// the statement's outputs. A name copyguard cannot place refuses the
-/// statement (the server would refuse it too).
-fn force_quote(exec: &Exec, option: Option<&CopyForceQuote>) -> Result<copy::ForceQuote, Block> {
-    let names = match option {
-        None => return Ok(copy::ForceQuote::Off),
-        Some(CopyForceQuote::All) => return Ok(copy::ForceQuote::All),
-        Some(CopyForceQuote::Columns(names)) => names,
-    };
-    names
-        .iter()
-        .map(|name| {
-            exec.facts
-                .outputs
-                .iter()
-                .position(|o| o.name == *name)
-                .ok_or_else(|| {
-                    enforce::block(
-                        Rule::PseudonymCopy,
-                        format!("FORCE_QUOTE names {name:?}, which is not a column of the COPY"),
-                    )
-                })
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map(copy::ForceQuote::Columns)
 }
 
 /// The refusal when a value cannot be pseudonymized.
