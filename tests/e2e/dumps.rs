@@ -550,32 +550,24 @@ fn the_block_log_holds_uses_refusals_and_receipts_never_tokens() {
 fn pseudonymizing_policy() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        policy_dir(&format!(
+        pseudonymizing_policy_with(
+            100000,
+            &[
+                "email",
+                "person_name",
+                "date_of_birth",
+                "phone",
+                "national_id",
+                "free_text",
+            ],
             r#"
-[classes.production]
-mode = "production"
-roles = ["{PROD}"]
-
-[classes.testers]
-mode = "guarded"
-roles = ["{DEV}"]
-max_rows_per_statement = 100000
-max_bytes_per_statement = "64MiB"
-max_rows_per_session = 1000000
-max_rows_per_window = 1000000
-window = "1h"
-copy_to = "pseudonymize"
-classified_predicates = true
-pseudonymize = ["email", "person_name", "date_of_birth", "phone", "national_id", "free_text"]
-
-[columns]
 "public.users.email" = "email"
 "public.users.full_name" = "person_name"
 "public.users.birth_date" = "date_of_birth"
 "public.users.phone" = "phone"
 "public.users.ssn" = "national_id"
-"#
-        ))
+"#,
+        )
     })
     .clone()
 }

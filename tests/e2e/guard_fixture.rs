@@ -89,6 +89,34 @@ block_categories = ["national_id"]
     ))
 }
 
+/// A policy under which the guarded role gets the listed categories
+/// pseudonymized (`copy_to = "pseudonymize"`), with at most `max_rows`
+/// classified rows per statement; `columns` holds the `[columns]` entries
+/// and any section after them (such as `[forbidden]`).
+pub fn pseudonymizing_policy_with(max_rows: u64, pseudonymize: &[&str], columns: &str) -> PathBuf {
+    policy_dir(&format!(
+        r#"
+[classes.production]
+mode = "production"
+roles = ["{PROD}"]
+
+[classes.testers]
+mode = "guarded"
+roles = ["{DEV}"]
+max_rows_per_statement = {max_rows}
+max_bytes_per_statement = "64MiB"
+max_rows_per_session = 1000000
+max_rows_per_window = 1000000
+window = "1h"
+copy_to = "pseudonymize"
+classified_predicates = true
+pseudonymize = {pseudonymize:?}
+
+[columns]
+{columns}"#
+    ))
+}
+
 /// Every classified value of the fixture, for leak searches.
 pub fn secrets() -> &'static [String] {
     static SECRETS: OnceLock<Vec<String>> = OnceLock::new();

@@ -22,25 +22,17 @@ use crate::tap::{find_leak, Tap};
 fn pseudonymizing_policy() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        policy_dir(&format!(
+        pseudonymizing_policy_with(
+            10000,
+            &[
+                "email",
+                "person_name",
+                "date_of_birth",
+                "phone",
+                "identifier",
+                "national_id",
+            ],
             r#"
-[classes.production]
-mode = "production"
-roles = ["{PROD}"]
-
-[classes.testers]
-mode = "guarded"
-roles = ["{DEV}"]
-max_rows_per_statement = 10000
-max_bytes_per_statement = "64MiB"
-max_rows_per_session = 1000000
-max_rows_per_window = 1000000
-window = "1h"
-copy_to = "pseudonymize"
-classified_predicates = true
-pseudonymize = ["email", "person_name", "date_of_birth", "phone", "identifier", "national_id"]
-
-[columns]
 "public.users.id" = "identifier"
 "public.users.email" = "email"
 "public.users.full_name" = "person_name"
@@ -52,8 +44,8 @@ pseudonymize = ["email", "person_name", "date_of_birth", "phone", "identifier", 
 
 [forbidden]
 "public.identity_documents" = "identity documents never leave production"
-"#
-        ))
+"#,
+        )
     })
     .clone()
 }
