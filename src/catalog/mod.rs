@@ -249,6 +249,32 @@ impl Catalog {
     }
 }
 
+/// A plain table in `public` whose columns are all `text`, numbered from 1
+/// (for tests).
+#[cfg(test)]
+pub(crate) fn text_table(oid: Oid, name: &str, columns: &[&str]) -> Relation {
+    Relation {
+        oid,
+        schema: "public".into(),
+        name: name.into(),
+        kind: RelKind::Table,
+        columns: columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| Column {
+                attnum: i as i16 + 1,
+                name: (*c).into(),
+                type_oid: 25,
+                type_name: "text".into(),
+                typmod: -1,
+            })
+            .collect(),
+        parents: Vec::new(),
+        definition: None,
+        depends_on: Default::default(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -214,38 +214,15 @@ impl Preflight {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::{Column, Relation};
-
-    fn rel(oid: u32, name: &str, cols: &[&str]) -> Relation {
-        Relation {
-            oid,
-            schema: "public".into(),
-            name: name.into(),
-            kind: RelKind::Table,
-            columns: cols
-                .iter()
-                .enumerate()
-                .map(|(i, c)| Column {
-                    attnum: i as i16 + 1,
-                    name: (*c).into(),
-                    type_oid: 25,
-                    type_name: "text".into(),
-                    typmod: -1,
-                })
-                .collect(),
-            parents: vec![],
-            definition: None,
-            depends_on: Default::default(),
-        }
-    }
+    use crate::catalog::text_table;
 
     #[test]
     fn constraints_that_would_break_are_named() {
         let catalog = Catalog::new(
             vec![
-                rel(1, "users", &["id", "email", "nick", "note"]),
-                rel(2, "orders", &["id", "user_id"]),
-                rel(3, "docs", &["id"]),
+                text_table(1, "users", &["id", "email", "nick", "note"]),
+                text_table(2, "orders", &["id", "user_id"]),
+                text_table(3, "docs", &["id"]),
             ],
             Vec::new(),
         );

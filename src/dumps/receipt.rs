@@ -99,27 +99,12 @@ impl Receipt {
 mod tests {
     use super::*;
     use crate::analysis::StatementKind;
-    use crate::catalog::{Column, RelKind, Relation};
+    use crate::catalog::text_table;
     use crate::policy::OutputPseudonym;
 
     #[test]
     fn receipts_add_up_per_table() {
-        let rel = Relation {
-            oid: 10,
-            schema: "public".into(),
-            name: "users".into(),
-            kind: RelKind::Table,
-            columns: vec![Column {
-                attnum: 1,
-                name: "email".into(),
-                type_oid: 25,
-                type_name: "text".into(),
-                typmod: -1,
-            }],
-            parents: vec![],
-            definition: None,
-            depends_on: Default::default(),
-        };
+        let rel = text_table(10, "users", &["email"]);
         let catalog = Catalog::new(vec![rel], Vec::new());
         let mut facts = StatementFacts::new(StatementKind::Select);
         facts.reads.insert(10);

@@ -93,7 +93,7 @@ mod tests {
 
     use super::*;
     use crate::analysis::{OutputColumn, StatementKind};
-    use crate::catalog::{Column, Oid, RelKind, Relation};
+    use crate::catalog::{text_table, Oid};
     use crate::policy::{OutputPseudonym, RoleClass, StatementLimits};
     use crate::pseudonym::Transform;
 
@@ -131,29 +131,6 @@ pseudonymize = ["person_name"]
 "public.docs" = "documents stay in production"
 "#;
 
-    fn relation(oid: Oid, name: &str, cols: &[&str]) -> Relation {
-        Relation {
-            oid,
-            schema: "public".into(),
-            name: name.into(),
-            kind: RelKind::Table,
-            columns: cols
-                .iter()
-                .enumerate()
-                .map(|(i, c)| Column {
-                    attnum: i as i16 + 1,
-                    name: (*c).into(),
-                    type_oid: 25,
-                    type_name: "text".into(),
-                    typmod: -1,
-                })
-                .collect(),
-            parents: Vec::new(),
-            definition: None,
-            depends_on: BTreeSet::new(),
-        }
-    }
-
     struct Fixture {
         policy: Policy,
         catalog: Catalog,
@@ -164,8 +141,8 @@ pseudonymize = ["person_name"]
         let policy = Policy::from_toml_str(POLICY).unwrap_or_else(|e| panic!("{e}"));
         let catalog = Catalog::new(
             [
-                relation(USERS, "users", &["id", "email", "full_name", "country"]),
-                relation(DOCS, "docs", &["id", "doc_number"]),
+                text_table(USERS, "users", &["id", "email", "full_name", "country"]),
+                text_table(DOCS, "docs", &["id", "doc_number"]),
             ],
             Vec::new(),
         );
