@@ -67,31 +67,72 @@ fn sessions_active(admin: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
-/// `copyguard serve` (its own process, so its metrics are its own) in
-/// front of `upstream` under `policy`, with an admin port; stderr to
-/// `log`.
-fn serve(upstream: &str, policy: &Path, log: &Path, extra: &[&str]) -> (Child, u16, String) {
-    let port = free_port();
-    let admin = format!("127.0.0.1:{}", free_port());
-    let child = Command::new(BIN)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--admin", &admin, "--upstream", upstream])
-        .arg("--policy")
-        .arg(policy)
-        .args(extra)
-        .env_clear()
-        .env("COPYGUARD_AUDIT_PATH", audit_path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(std::fs::File::create(log).unwrap()))
-        .spawn()
-        .unwrap();
-    wait_listening(port);
-    (child, port, admin)
+/// `copyguard serve` as its own process (so its metrics are its own), its
+/// stderr kept in a temporary log; SIGTERMed when dropped.
+struct Served {
+    child: Child,
+    port: u16,
+    admin: String,
+    log: std::path::PathBuf,
+    signalled: bool,
+    _dir: tempfile::TempDir,
 }
 
-fn stop(mut child: Child) {
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-    let _ = child.wait();
+impl Served {
+    /// Serves in front of `db` under `policy`, with an admin port.
+    fn start(db: &DevDb, policy: &Path, extra: &[&str]) -> Served {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("serve.log");
+        let port = free_port();
+        let admin = format!("127.0.0.1:{}", free_port());
+        let child = Command::new(BIN)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--admin", &admin])
+            .args(["--upstream", &format!("{}:{}", db.host(), db.port())])
+            .arg("--policy")
+            .arg(policy)
+            .args(extra)
+            .env_clear()
+            .env("COPYGUARD_AUDIT_PATH", audit_path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+            .spawn()
+            .unwrap();
+        wait_listening(port);
+        Served {
+            child,
+            port,
+            admin,
+            log,
+            signalled: false,
+            _dir: dir,
+        }
+    }
+
+    /// SIGTERM once; later calls do nothing.
+    fn sigterm(&mut self) {
+        if !std::mem::replace(&mut self.signalled, true) {
+            unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        }
+    }
+
+    /// SIGTERM, wait for the exit, and its log, which must hold no panic.
+    fn stop(mut self) -> (std::process::ExitStatus, String) {
+        self.sigterm();
+        let status = self.child.wait().unwrap();
+        let output = std::fs::read_to_string(&self.log).unwrap();
+        assert!(!output.contains("panicked"), "{output}");
+        (status, output)
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.sigterm();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 /// Logs in as `user` on `db` (trust or cleartext password).
@@ -148,10 +189,8 @@ classified_predicates = true
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_vanishing_mid_copy_and_mid_result_leave_nothing_behind() {
     let db = &cluster().db;
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("serve.log");
-    let upstream = format!("{}:{}", db.host(), db.port());
-    let (child, port, admin) = serve(&upstream, &policy_dir(GUARD_POLICY), &log, &[]);
+    let served = Served::start(db, &policy_dir(GUARD_POLICY), &[]);
+    let (port, admin) = (served.port, served.admin.clone());
     let cases = [
         ("trust_user", "COPY (SELECT g, repeat('x', 200) FROM generate_series(1, 3000000) g) TO STDOUT /* vanish_copy_prod */"),
         ("trust_user", "SELECT g, repeat('x', 200) FROM generate_series(1, 3000000) g /* vanish_rows_prod */"),
@@ -202,9 +241,7 @@ async fn clients_vanishing_mid_copy_and_mid_result_leave_nothing_behind() {
     eventually(Duration::from_secs(10), "sessions_active back to 0", || {
         sessions_active(&admin) == Some(0.0)
     });
-    stop(child);
-    let output = std::fs::read_to_string(&log).unwrap();
-    assert!(!output.contains("panicked"), "{output}");
+    served.stop();
 }
 
 /// SIGTERM with queries running past the grace period: the sessions are
@@ -212,15 +249,8 @@ async fn clients_vanishing_mid_copy_and_mid_result_leave_nothing_behind() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_cancels_queries_still_running() {
     let db = &cluster().db;
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("serve.log");
-    let upstream = format!("{}:{}", db.host(), db.port());
-    let (child, port, _admin) = serve(
-        &upstream,
-        &policy_dir(GUARD_POLICY),
-        &log,
-        &["--shutdown-timeout", "1s"],
-    );
+    let mut served = Served::start(db, &policy_dir(GUARD_POLICY), &["--shutdown-timeout", "1s"]);
+    let port = served.port;
     let mut sessions = Vec::new();
     for (user, marker) in [
         ("trust_user", "shutdown_sleep_prod"),
@@ -238,7 +268,7 @@ async fn shutdown_cancels_queries_still_running() {
         backends_running(db, "shutdown_sleep_") == 2
     });
     let signalled = Instant::now();
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    served.sigterm();
     for (raw, marker) in &mut sessions {
         let msgs = raw.drain().await;
         assert!(
@@ -254,10 +284,8 @@ async fn shutdown_cancels_queries_still_running() {
         "queries gone {:?} after SIGTERM (grace 1 s)",
         signalled.elapsed()
     );
-    let mut child = child;
-    let status = child.wait().unwrap();
+    let (status, output) = served.stop();
     assert!(status.success(), "{status:?}");
-    let output = std::fs::read_to_string(&log).unwrap();
     assert!(
         output.contains("in-flight queries cancelled upstream"),
         "{output}"
@@ -272,12 +300,10 @@ async fn shutdown_cancels_queries_still_running() {
 async fn upstream_killed_and_restarted_mid_query() {
     cluster();
     let db = DevDb::start(DevDbOptions::default()).expect("a throwaway cluster");
-    let upstream = format!("{}:{}", db.host(), db.port());
     let policy =
         policy_dir("[classes.production]\nmode = \"production\"\nroles = [\"postgres\"]\n");
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("serve.log");
-    let (child, port, admin) = serve(&upstream, &policy, &log, &["--connect-timeout", "2s"]);
+    let served = Served::start(&db, &policy, &["--connect-timeout", "2s"]);
+    let (port, admin) = (served.port, served.admin.clone());
     assert!(http_get(&admin, "/readyz").starts_with("HTTP/1.1 200"));
 
     let mut raw = login(port, "postgres", "postgres").await;
@@ -319,9 +345,7 @@ async fn upstream_killed_and_restarted_mid_query() {
     eventually(Duration::from_secs(10), "sessions_active back to 0", || {
         sessions_active(&admin) == Some(0.0)
     });
-    stop(child);
-    let output = std::fs::read_to_string(&log).unwrap();
-    assert!(!output.contains("panicked"), "{output}");
+    served.stop();
 }
 
 /// A connection refused for the limit is logged with the peer address,
@@ -329,15 +353,12 @@ async fn upstream_killed_and_restarted_mid_query() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_for_the_connection_limit_are_logged() {
     let db = &cluster().db;
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("serve.log");
-    let upstream = format!("{}:{}", db.host(), db.port());
-    let (child, port, _admin) = serve(
-        &upstream,
+    let served = Served::start(
+        db,
         &policy_dir(PRODUCTION_POLICY),
-        &log,
         &["--max-connections", "1", "--log-format", "json"],
     );
+    let port = served.port;
     // The probe that saw the port open holds the slot until it is seen
     // closed; wait for the slot.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -362,8 +383,7 @@ async fn refusals_for_the_connection_limit_are_logged() {
         Some("53300")
     );
     drop(held);
-    stop(child);
-    let output = std::fs::read_to_string(&log).unwrap();
+    let (_, output) = served.stop();
     let line = output
         .lines()
         .find(|l| l.contains("too many clients") && l.contains(&local.to_string()))
