@@ -14,6 +14,7 @@ use ed25519_dalek::SigningKey;
 
 use crate::guard_fixture::*;
 use crate::support::*;
+use crate::tap::{find_leak, forms};
 
 /// The grant signing key of the tests.
 fn signing_key() -> SigningKey {
@@ -240,29 +241,118 @@ fn pg_dump(port: u16, token: Option<&str>, args: &[&str]) -> Output {
     .expect("run pg_dump")
 }
 
-/// Every fixture secret found in the files under `path` (any case; the
-/// custom and directory formats are written uncompressed, `-Z 0`).
+/// Every fixture secret found in a dump at `path`, in every form the leak
+/// suite searches for ([`find_leak`]: as is, upper and lower case,
+/// reversed, md5, base64, hex) and in any case: the file itself, every
+/// file under a directory, and every member of a tar archive (the custom
+/// and directory formats are written uncompressed, `-Z 0`).
 fn leaks_in(path: &Path) -> Vec<String> {
     let mut found = Vec::new();
-    let files: Vec<PathBuf> = if path.is_dir() {
-        std::fs::read_dir(path)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect()
-    } else {
-        vec![path.to_owned()]
-    };
-    for file in files {
-        let bytes = std::fs::read(&file).unwrap();
+    for (name, bytes) in dump_files(path) {
+        if let Some(leak) = find_leak(&bytes, secrets()) {
+            found.push(format!("{name}: {leak}"));
+        }
         let lower = bytes.to_ascii_lowercase();
         for s in secrets() {
             let needle = s.to_ascii_lowercase();
             if lower.windows(needle.len()).any(|w| w == needle.as_bytes()) {
-                found.push(format!("{}: {s}", file.display()));
+                found.push(format!("{name}: {s} (any case)"));
             }
         }
     }
     found
+}
+
+/// The files of a dump, by name: `path` itself or every file under it,
+/// and the members of every tar archive among them.
+fn dump_files(path: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    if path.is_dir() {
+        for entry in std::fs::read_dir(path).unwrap() {
+            out.extend(dump_files(&entry.unwrap().path()));
+        }
+        return out;
+    }
+    let bytes = std::fs::read(path).unwrap();
+    let name = path.display().to_string();
+    for (member, data) in tar_members(&bytes) {
+        out.push((format!("{name}:{member}"), data));
+    }
+    out.push((name, bytes));
+    out
+}
+
+/// The members of a ustar archive (what `pg_dump -Ft` writes); none when
+/// `bytes` is not one.
+fn tar_members(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let mut members = Vec::new();
+    let mut at = 0;
+    while at + 512 <= bytes.len() {
+        let header = &bytes[at..at + 512];
+        if header.iter().all(|&b| b == 0) || &header[257..262] != b"ustar" {
+            break;
+        }
+        let field = |r: std::ops::Range<usize>| {
+            String::from_utf8_lossy(&header[r])
+                .trim_matches(|c: char| c == '\0' || c == ' ')
+                .to_owned()
+        };
+        let name = field(0..100);
+        let Ok(size) = usize::from_str_radix(&field(124..136), 8) else {
+            break;
+        };
+        let start = at + 512;
+        let end = (start + size).min(bytes.len());
+        members.push((name, bytes[start..end].to_vec()));
+        at = start + size.div_ceil(512) * 512;
+    }
+    members
+}
+
+#[test]
+fn the_dump_leak_scan_finds_every_encoding_in_every_file() {
+    let secret = &secrets()[0];
+    let dir = work_dir().join("scan-control");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("inner")).unwrap();
+    std::fs::write(dir.join("clean.dat"), "nothing here").unwrap();
+    assert_eq!(leaks_in(&dir), Vec::<String>::new());
+    for (form, needle) in forms(secret) {
+        let file = dir.join("inner").join("1234.dat");
+        let mut data = b"prefix ".to_vec();
+        data.extend(&needle);
+        std::fs::write(&file, &data).unwrap();
+        assert!(!leaks_in(&dir).is_empty(), "{form} under a directory");
+        let tar = dir.join("dump.tar");
+        let out = std::process::Command::new("tar")
+            .arg("-cf")
+            .arg(&tar)
+            .arg("-C")
+            .arg(dir.join("inner"))
+            .arg("1234.dat")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        std::fs::remove_file(&file).unwrap();
+        let found = leaks_in(&tar);
+        assert!(
+            found.iter().any(|f| f.contains("dump.tar:1234.dat")),
+            "{form} in a tar member: {found:?}"
+        );
+        std::fs::remove_file(&tar).unwrap();
+    }
+}
+
+/// The dump as SQL, through pg_restore (any format but plain), so that
+/// what a restore would run is scanned too.
+fn restored_sql(path: &Path) -> Vec<u8> {
+    let out = client("pg_restore")
+        .args(["-f", "-"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "pg_restore -f -: {:?}", text(&out));
+    out.stdout
 }
 
 #[test]
@@ -296,6 +386,17 @@ fn granted_pg_dump_plain_and_custom_hold_no_raw_value_and_restore() {
         let out = pg_dump(proxy.port(), Some(&grant), &a);
         assert!(out.status.success(), "pg_dump -F{format}: {:?}", text(&out));
         assert_eq!(leaks_in(&path), Vec::<String>::new(), "-F{format}");
+        if format != "p" {
+            if format == "t" || format == "d" {
+                let members = dump_files(&path).len();
+                assert!(
+                    members > 2,
+                    "-F{format}: every file of the dump is scanned ({members})"
+                );
+            }
+            let sql = restored_sql(&path);
+            assert_eq!(find_leak(&sql, secrets()), None, "-F{format} as SQL");
+        }
         let target = fresh_database(&format!("restore_{format}"));
         let restore = if format == "p" {
             client("psql")
@@ -694,4 +795,91 @@ fn preflight_reports_per_table_and_refuses_what_could_not_restore() {
         report.contains("public.users.email is under a primary key"),
         "{report}"
     );
+}
+
+/// The rows of `public.users` in a plain dump, by id: the fields of its
+/// COPY block.
+fn dumped_users(dump: &str) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut lines = dump
+        .lines()
+        .skip_while(|l| !l.starts_with("COPY public.users "));
+    let header = lines.next().expect("a COPY block of users");
+    assert!(
+        header.starts_with("COPY public.users (id, email, full_name, birth_date, phone, ssn,"),
+        "{header}"
+    );
+    lines
+        .take_while(|l| *l != "\\.")
+        .map(|l| {
+            let fields: Vec<String> = l.split('\t').map(str::to_owned).collect();
+            (fields[0].clone(), fields)
+        })
+        .collect()
+}
+
+#[test]
+fn dumps_agree_with_each_other_and_with_pseudonymizing_sessions() {
+    let scope = Scope {
+        tables: vec!["users".into()],
+        ..Scope::default()
+    };
+    let mut dumps = Vec::new();
+    for i in 0..2 {
+        let proxy = dump_proxy(true);
+        let grant = token(&grant_for(DEV, DB, scope.clone(), 1));
+        let out = pg_dump(proxy.port(), Some(&grant), &["-t", "users", "--data-only"]);
+        let (dump, stderr) = text(&out);
+        assert!(out.status.success(), "dump {i}: {stderr}");
+        dumps.push(dumped_users(&dump));
+    }
+    assert_eq!(dumps[0].len(), USERS);
+    assert_eq!(
+        dumps[0], dumps[1],
+        "two dumps (two copyguard processes, one key) map each value to the same stand-in"
+    );
+
+    let mut args = proxy_args();
+    args.policy = Some(pseudonymizing_policy().display().to_string());
+    args.pseudonym_key_file = Some(work_dir().join("pseudonym.key").display().to_string());
+    let live = TestProxy::start(args);
+    let select = client("psql")
+        .args(["-X", "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-d"])
+        .arg(conninfo(live.port(), DEV, DB, ""))
+        .args([
+            "-c",
+            "SELECT id, email, full_name, birth_date, phone, ssn FROM users ORDER BY id",
+        ])
+        .output()
+        .unwrap();
+    let (rows, stderr) = text(&select);
+    assert!(select.status.success(), "{stderr}");
+    let copy = client("psql")
+        .args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-d"])
+        .arg(conninfo(live.port(), DEV, DB, ""))
+        .args(["-c", "COPY users TO STDOUT"])
+        .output()
+        .unwrap();
+    let (copied, stderr) = text(&copy);
+    assert!(copy.status.success(), "{stderr}");
+    let mut seen = 0;
+    for row in rows.lines() {
+        let live: Vec<&str> = row.split('\t').collect();
+        let dumped = &dumps[0][live[0]];
+        assert_eq!(
+            live[..],
+            dumped[..6],
+            "a pseudonymizing SELECT shows what the dump holds"
+        );
+        seen += 1;
+    }
+    assert_eq!(seen, USERS);
+    for line in copied.lines() {
+        let live: Vec<&str> = line.split('\t').collect();
+        assert_eq!(
+            live[..],
+            dumps[0][live[0]][..],
+            "a pseudonymizing COPY shows what the dump holds"
+        );
+    }
+    assert_eq!(copied.lines().count(), USERS);
 }
