@@ -613,6 +613,28 @@ fn the_block_log_holds_uses_refusals_and_receipts_never_tokens() {
             .any(|r| r["detail"].as_str().unwrap_or("").contains("use 1 of 1")),
         "{uses:?}"
     );
+    let first = uses
+        .iter()
+        .find(|r| r["grant_info"].is_object())
+        .expect("the use record holds what the grant allows");
+    assert_eq!(first["grant_info"]["reason"], "e2e test");
+    assert_eq!(first["grant_info"]["requester"], DEV);
+    assert_eq!(first["grant_info"]["use_number"], 1);
+    assert_eq!(
+        first["grant_info"]["approved_policy"], "test",
+        "a grant approved under another policy version is accepted"
+    );
+    let (running, _) = copyguard::policy::Policy::load_dir(&dump_policy()).unwrap();
+    assert_eq!(
+        first["policy_version"],
+        running.version(),
+        "and enforced with the policy in force"
+    );
+    let detail = first["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("approved under policy test") && detail.contains("changed since approval"),
+        "{detail}"
+    );
     let summary = uses
         .iter()
         .find_map(|r| r["detail"].as_str().filter(|d| d.starts_with("receipt:")))
@@ -644,7 +666,37 @@ fn the_block_log_holds_uses_refusals_and_receipts_never_tokens() {
         .output()
         .unwrap();
     let shown = String::from_utf8_lossy(&review.stdout);
-    assert!(shown.contains(&grant.grant_id), "{shown}");
+    for want in [
+        format!("grant {}", grant.grant_id),
+        format!(
+            "requested by {DEV} for database {DB} (request {})",
+            grant.request_id
+        ),
+        "reason:   e2e test".to_owned(),
+        "uses:     1 of 1;".to_owned(),
+        format!("by {DEV} from 127.0.0.1:"),
+        format!("sent public.users: {USERS} rows,"),
+        format!("sent public.orders: {} rows,", USERS * 2),
+        "approved under test, enforced with ".to_owned(),
+        "(changed since approval)".to_owned(),
+    ] {
+        assert!(shown.contains(&want), "{want:?} in\n{shown}");
+    }
+    let review = std::process::Command::new(env!("CARGO_BIN_EXE_copyguard"))
+        .args(["audit", "review", "--json"])
+        .arg(&log)
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&review.stdout).unwrap();
+    let g = &json["summary"]["grants"][grant.grant_id.as_str()];
+    assert_eq!(g["requester"], DEV, "{g}");
+    assert_eq!(g["reason"], "e2e test");
+    assert_eq!(g["uses"], 1);
+    assert_eq!(g["used_by"][0], format!("{DEV} @ 127.0.0.1"));
+    assert_eq!(g["tables"]["public.users"]["rows"], USERS as u64);
+    assert_eq!(g["tables"]["public.orders"]["rows"], (USERS * 2) as u64);
+    let expired_review = &json["summary"]["grants"][expired.grant_id.as_str()];
+    assert_eq!(expired_review["refused_logins"], 1, "{expired_review}");
 }
 
 /// A class that pseudonymizes the fixture's personal data, without a grant.
