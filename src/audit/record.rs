@@ -269,6 +269,10 @@ impl Record {
                 r.role = Some(info.requester.clone());
                 r.database = Some(info.database.clone());
                 r.policy_version = Some(info.approved_policy.clone());
+                r.detail = Some(format!(
+                    "request {}; scope: {}; reason: {}; expires {}; uses {}",
+                    info.request, info.scope, info.reason, info.expires, info.uses_allowed
+                ));
                 r.grant_info = Some(info.clone());
             }
         }

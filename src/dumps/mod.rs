@@ -270,11 +270,12 @@ impl GrantedSession {
             )
         };
         let detail = format!(
-            "use {} of {}; request {}; scope: {}; expires {}; {policy}",
+            "use {} of {}; request {}; scope: {}; reason: {}; expires {}; {policy}",
             self.use_number,
             g.uses,
             g.request_id,
             g.scope.describe(),
+            g.reason,
             g.expires_at()
         );
         Event::grant_admitted(
@@ -453,7 +454,12 @@ mod tests {
         assert_eq!(info.use_number, Some(1));
         assert_eq!(info.approved_policy, approved.version());
         assert_eq!(r.policy_version.as_deref(), Some(approved.version()));
-        assert!(!r.detail.as_deref().unwrap().contains("changed"));
+        let detail = r.detail.as_deref().unwrap();
+        assert!(
+            detail.contains("reason: bug 1234"),
+            "syslog and CEF carry it: {detail}"
+        );
+        assert!(!detail.contains("changed"), "{detail}");
         drop(same);
         std::thread::sleep(Duration::from_millis(2));
         let changed = Policy::from_toml_str("[columns]\n\"public.t.c\" = \"email\"\n").unwrap();

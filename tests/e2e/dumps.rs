@@ -132,11 +132,9 @@ fn bad_grants_are_refused_at_connect_time_with_their_reason() {
     let mut expired = good.clone();
     expired.expires = expired.issued.saturating_sub(10);
     expired.issued = expired.expires.saturating_sub(10);
-    assert_refused(
-        &psql_granted(port, DEV, &token(&expired), "SELECT 1"),
-        "grant.expired",
-        "expired at",
-    );
+    let out = psql_granted(port, DEV, &token(&expired), "SELECT 1");
+    assert_refused(&out, "grant.expired", "expired at");
+    assert_refused(&out, "grant.expired", "HINT:  Ask security for a new grant");
 
     let t = token(&good);
     let (head, sig) = t.rsplit_once('.').unwrap();
@@ -168,11 +166,9 @@ fn bad_grants_are_refused_at_connect_time_with_their_reason() {
     );
 
     let bobs = grant_for("someone_else", DB, scope.clone(), 1);
-    assert_refused(
-        &psql_granted(port, DEV, &token(&bobs), "SELECT 1"),
-        "grant.wrong_role",
-        "someone_else",
-    );
+    let out = psql_granted(port, DEV, &token(&bobs), "SELECT 1");
+    assert_refused(&out, "grant.wrong_role", "someone_else");
+    assert_refused(&out, "grant.wrong_role", "HINT:  Connect as the role");
     let elsewhere = grant_for(DEV, "postgres", scope.clone(), 1);
     assert_refused(
         &psql_granted(port, DEV, &token(&elsewhere), "SELECT 1"),
