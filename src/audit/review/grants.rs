@@ -164,15 +164,15 @@ impl GrantReview {
             Some(a) if self.enforced_policies.iter().any(|e| e != a) => " (changed since approval)",
             _ => "",
         };
+        let enforced = if enforced.is_empty() {
+            String::new()
+        } else {
+            format!(", enforced with {}", enforced.join(", "))
+        };
         let _ = writeln!(
             out,
-            "    policy:   approved under {}, enforced with {}{changed}",
+            "    policy:   approved under {}{enforced}{changed}",
             or_dash(&self.approved_policy),
-            if enforced.is_empty() {
-                "-".to_owned()
-            } else {
-                enforced.join(", ")
-            }
         );
         for s in &self.sessions {
             let _ = writeln!(
