@@ -2,7 +2,10 @@
 //! out of the startup packet, checked at connect time (every kind of bad
 //! grant refused with its reason), and a granted guarded role runs the
 //! real pg_dump through copyguard: every classified value pseudonymized,
-//! no raw fixture value in any dump, and the dump restores.
+//! no raw fixture value in any dump, and the dump restores. The leak scan
+//! is in [`scan`], the block log and `audit review` in [`receipts`], the
+//! agreement of stand-ins between dumps and live sessions in
+//! [`agreement`].
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -14,7 +17,13 @@ use ed25519_dalek::SigningKey;
 
 use crate::guard_fixture::*;
 use crate::support::*;
-use crate::tap::{find_leak, forms};
+use crate::tap::find_leak;
+
+mod agreement;
+mod receipts;
+mod scan;
+
+use scan::{dump_files, leaks_in, restored_sql};
 
 /// The grant signing key of the tests.
 fn signing_key() -> SigningKey {
@@ -237,120 +246,6 @@ fn pg_dump(port: u16, token: Option<&str>, args: &[&str]) -> Output {
     .expect("run pg_dump")
 }
 
-/// Every fixture secret found in a dump at `path`, in every form the leak
-/// suite searches for ([`find_leak`]: as is, upper and lower case,
-/// reversed, md5, base64, hex) and in any case: the file itself, every
-/// file under a directory, and every member of a tar archive (the custom
-/// and directory formats are written uncompressed, `-Z 0`).
-fn leaks_in(path: &Path) -> Vec<String> {
-    let mut found = Vec::new();
-    for (name, bytes) in dump_files(path) {
-        if let Some(leak) = find_leak(&bytes, secrets()) {
-            found.push(format!("{name}: {leak}"));
-        }
-        let lower = bytes.to_ascii_lowercase();
-        for s in secrets() {
-            let needle = s.to_ascii_lowercase();
-            if lower.windows(needle.len()).any(|w| w == needle.as_bytes()) {
-                found.push(format!("{name}: {s} (any case)"));
-            }
-        }
-    }
-    found
-}
-
-/// The files of a dump, by name: `path` itself or every file under it,
-/// and the members of every tar archive among them.
-fn dump_files(path: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    if path.is_dir() {
-        for entry in std::fs::read_dir(path).unwrap() {
-            out.extend(dump_files(&entry.unwrap().path()));
-        }
-        return out;
-    }
-    let bytes = std::fs::read(path).unwrap();
-    let name = path.display().to_string();
-    for (member, data) in tar_members(&bytes) {
-        out.push((format!("{name}:{member}"), data));
-    }
-    out.push((name, bytes));
-    out
-}
-
-/// The members of a ustar archive (what `pg_dump -Ft` writes); none when
-/// `bytes` is not one.
-fn tar_members(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
-    let mut members = Vec::new();
-    let mut at = 0;
-    while at + 512 <= bytes.len() {
-        let header = &bytes[at..at + 512];
-        if header.iter().all(|&b| b == 0) || &header[257..262] != b"ustar" {
-            break;
-        }
-        let field = |r: std::ops::Range<usize>| {
-            String::from_utf8_lossy(&header[r])
-                .trim_matches(|c: char| c == '\0' || c == ' ')
-                .to_owned()
-        };
-        let name = field(0..100);
-        let Ok(size) = usize::from_str_radix(&field(124..136), 8) else {
-            break;
-        };
-        let start = at + 512;
-        let end = (start + size).min(bytes.len());
-        members.push((name, bytes[start..end].to_vec()));
-        at = start + size.div_ceil(512) * 512;
-    }
-    members
-}
-
-#[test]
-fn the_dump_leak_scan_finds_every_encoding_in_every_file() {
-    let secret = &secrets()[0];
-    let dir = work_dir().join("scan-control");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("inner")).unwrap();
-    std::fs::write(dir.join("clean.dat"), "nothing here").unwrap();
-    assert_eq!(leaks_in(&dir), Vec::<String>::new());
-    for (form, needle) in forms(secret) {
-        let file = dir.join("inner").join("1234.dat");
-        let mut data = b"prefix ".to_vec();
-        data.extend(&needle);
-        std::fs::write(&file, &data).unwrap();
-        assert!(!leaks_in(&dir).is_empty(), "{form} under a directory");
-        let tar = dir.join("dump.tar");
-        let out = std::process::Command::new("tar")
-            .arg("-cf")
-            .arg(&tar)
-            .arg("-C")
-            .arg(dir.join("inner"))
-            .arg("1234.dat")
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        std::fs::remove_file(&file).unwrap();
-        let found = leaks_in(&tar);
-        assert!(
-            found.iter().any(|f| f.contains("dump.tar:1234.dat")),
-            "{form} in a tar member: {found:?}"
-        );
-        std::fs::remove_file(&tar).unwrap();
-    }
-}
-
-/// The dump as SQL, through pg_restore (any format but plain), so that
-/// what a restore would run is scanned too.
-fn restored_sql(path: &Path) -> Vec<u8> {
-    let out = client("pg_restore")
-        .args(["-f", "-"])
-        .arg(path)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "pg_restore -f -: {:?}", text(&out));
-    out.stdout
-}
-
 #[test]
 fn granted_pg_dump_plain_and_custom_hold_no_raw_value_and_restore() {
     let proxy = dump_proxy(true);
@@ -564,192 +459,6 @@ fn guarded_pg_dump_without_a_grant() {
 }
 
 #[test]
-fn the_block_log_holds_uses_refusals_and_receipts_never_tokens() {
-    fixture();
-    let log = audit_path();
-    let mut args = proxy_args();
-    args.policy = Some(dump_policy().display().to_string());
-    args.pseudonym_key_file = Some(work_dir().join("pseudonym.key").display().to_string());
-    args.dump_public_keys = Some(work_dir().join("grant.pub").display().to_string());
-    args.audit_path = Some(log.display().to_string());
-    let proxy = TestProxy::start(args);
-    let scope = Scope {
-        tables: vec!["users".into(), "orders".into()],
-        ..Scope::default()
-    };
-    let grant = grant_for(DEV, DB, scope.clone(), 1);
-    let t = token(&grant);
-    let out_file = work_dir().join("receipted.sql").display().to_string();
-    let mut a = scope.pg_dump_args();
-    a.extend(["-f".to_owned(), out_file]);
-    let a: Vec<&str> = a.iter().map(String::as_str).collect();
-    let out = pg_dump(proxy.port(), Some(&t), &a);
-    assert!(out.status.success(), "{:?}", text(&out));
-    let mut expired = grant_for(DEV, DB, scope, 1);
-    expired.expires = 1;
-    let bad = token(&expired);
-    assert!(!pg_dump(proxy.port(), Some(&bad), &["--schema-only"])
-        .status
-        .success());
-    proxy.shutdown();
-
-    let text_log = std::fs::read_to_string(&log).unwrap();
-    assert!(
-        !text_log.contains(&t) && !text_log.contains(&bad),
-        "tokens never logged"
-    );
-    let records: Vec<serde_json::Value> = text_log
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let of_grant = |r: &&serde_json::Value| r["grant"] == grant.grant_id.as_str();
-    let uses: Vec<_> = records
-        .iter()
-        .filter(|r| r["event"] == "grant_use")
-        .filter(of_grant)
-        .collect();
-    assert!(
-        uses.iter()
-            .any(|r| r["detail"].as_str().unwrap_or("").contains("use 1 of 1")),
-        "{uses:?}"
-    );
-    let first = uses
-        .iter()
-        .find(|r| r["grant_info"].is_object())
-        .expect("the use record holds what the grant allows");
-    assert_eq!(first["grant_info"]["reason"], "e2e test");
-    assert_eq!(first["grant_info"]["requester"], DEV);
-    assert_eq!(first["grant_info"]["use_number"], 1);
-    assert_eq!(
-        first["grant_info"]["approved_policy"], "test",
-        "a grant approved under another policy version is accepted"
-    );
-    let (running, _) = copyguard::policy::Policy::load_dir(&dump_policy()).unwrap();
-    assert_eq!(
-        first["policy_version"],
-        running.version(),
-        "and enforced with the policy in force"
-    );
-    let detail = first["detail"].as_str().unwrap();
-    assert!(
-        detail.contains("approved under policy test") && detail.contains("changed since approval"),
-        "{detail}"
-    );
-    let summary = uses
-        .iter()
-        .find_map(|r| r["detail"].as_str().filter(|d| d.starts_with("receipt:")))
-        .expect("a receipt line");
-    assert!(summary.contains("public.users: 60 rows"), "{summary}");
-    let users = records
-        .iter()
-        .filter(of_grant)
-        .find(|r| r["event"] == "result" && r["relations"][0] == "public.users")
-        .expect("a receipt record for users");
-    assert_eq!(users["rows"], 60);
-    assert_eq!(users["pseudonymized"]["email"], 60, "{users}");
-    assert!(users["bytes"].as_u64().unwrap() > 0);
-    let orders = records
-        .iter()
-        .filter(of_grant)
-        .find(|r| r["event"] == "result" && r["relations"][0] == "public.orders")
-        .expect("a receipt record for orders");
-    assert_eq!(orders["rows"], (USERS * 2) as u64);
-    assert!(
-        records
-            .iter()
-            .any(|r| r["rule"] == "grant.expired" && r["grant"] == expired.grant_id.as_str()),
-        "the refusal names the grant it claims"
-    );
-    let review = std::process::Command::new(env!("CARGO_BIN_EXE_copyguard"))
-        .args(["audit", "review"])
-        .arg(&log)
-        .output()
-        .unwrap();
-    let shown = String::from_utf8_lossy(&review.stdout);
-    for want in [
-        format!("grant {}", grant.grant_id),
-        format!(
-            "requested by {DEV} for database {DB} (request {})",
-            grant.request_id
-        ),
-        "reason:   e2e test".to_owned(),
-        "uses:     1 of 1;".to_owned(),
-        format!("by {DEV} from 127.0.0.1:"),
-        format!("sent public.users: {USERS} rows,"),
-        format!("sent public.orders: {} rows,", USERS * 2),
-        "approved under test, enforced with ".to_owned(),
-        "(changed since approval)".to_owned(),
-    ] {
-        assert!(shown.contains(&want), "{want:?} in\n{shown}");
-    }
-    let review = std::process::Command::new(env!("CARGO_BIN_EXE_copyguard"))
-        .args(["audit", "review", "--json"])
-        .arg(&log)
-        .output()
-        .unwrap();
-    let json: serde_json::Value = serde_json::from_slice(&review.stdout).unwrap();
-    let g = &json["summary"]["grants"][grant.grant_id.as_str()];
-    assert_eq!(g["requester"], DEV, "{g}");
-    assert_eq!(g["reason"], "e2e test");
-    assert_eq!(g["uses"], 1);
-    assert_eq!(g["used_by"][0], format!("{DEV} @ 127.0.0.1"));
-    assert_eq!(g["tables"]["public.users"]["rows"], USERS as u64);
-    assert_eq!(g["tables"]["public.orders"]["rows"], (USERS * 2) as u64);
-    let expired_review = &json["summary"]["grants"][expired.grant_id.as_str()];
-    assert_eq!(expired_review["refused_logins"], 1, "{expired_review}");
-}
-
-/// A class that pseudonymizes the fixture's personal data, without a grant.
-fn pseudonymizing_policy() -> PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        pseudonymizing_policy_with(
-            100000,
-            &[
-                "email",
-                "person_name",
-                "date_of_birth",
-                "phone",
-                "national_id",
-                "free_text",
-            ],
-            r#"
-"public.users.email" = "email"
-"public.users.full_name" = "person_name"
-"public.users.birth_date" = "date_of_birth"
-"public.users.phone" = "phone"
-"public.users.ssn" = "national_id"
-"#,
-        )
-    })
-    .clone()
-}
-
-#[test]
-fn inserts_are_pseudonymized_like_copy() {
-    fixture();
-    let mut args = proxy_args();
-    args.policy = Some(pseudonymizing_policy().display().to_string());
-    args.pseudonym_key_file = Some(work_dir().join("pseudonym.key").display().to_string());
-    let proxy = TestProxy::start(args);
-    let mut rows = Vec::new();
-    for extra in [&[][..], &["--inserts"][..], &["--column-inserts"][..]] {
-        let mut a = vec!["-t", "users", "--data-only"];
-        a.extend(extra);
-        let out = pg_dump(proxy.port(), None, &a);
-        let (dump, stderr) = text(&out);
-        assert!(out.status.success(), "{extra:?}: {stderr}");
-        assert_eq!(find_leak(dump.as_bytes(), secrets()), None, "{extra:?}");
-        rows.push(
-            dump.lines()
-                .filter(|l| l.starts_with("INSERT") || l.starts_with(|c: char| c.is_ascii_digit()))
-                .count(),
-        );
-    }
-    assert_eq!(rows, [USERS, USERS, USERS]);
-}
-
-#[test]
 fn dump_run_wraps_pg_dump_with_the_grant_and_its_scope() {
     let proxy = dump_proxy(true);
     let scope = Scope {
@@ -843,91 +552,4 @@ fn preflight_reports_per_table_and_refuses_what_could_not_restore() {
         report.contains("public.users.email is under a primary key"),
         "{report}"
     );
-}
-
-/// The rows of `public.users` in a plain dump, by id: the fields of its
-/// COPY block.
-fn dumped_users(dump: &str) -> std::collections::BTreeMap<String, Vec<String>> {
-    let mut lines = dump
-        .lines()
-        .skip_while(|l| !l.starts_with("COPY public.users "));
-    let header = lines.next().expect("a COPY block of users");
-    assert!(
-        header.starts_with("COPY public.users (id, email, full_name, birth_date, phone, ssn,"),
-        "{header}"
-    );
-    lines
-        .take_while(|l| *l != "\\.")
-        .map(|l| {
-            let fields: Vec<String> = l.split('\t').map(str::to_owned).collect();
-            (fields[0].clone(), fields)
-        })
-        .collect()
-}
-
-#[test]
-fn dumps_agree_with_each_other_and_with_pseudonymizing_sessions() {
-    let scope = Scope {
-        tables: vec!["users".into()],
-        ..Scope::default()
-    };
-    let mut dumps = Vec::new();
-    for i in 0..2 {
-        let proxy = dump_proxy(true);
-        let grant = token(&grant_for(DEV, DB, scope.clone(), 1));
-        let out = pg_dump(proxy.port(), Some(&grant), &["-t", "users", "--data-only"]);
-        let (dump, stderr) = text(&out);
-        assert!(out.status.success(), "dump {i}: {stderr}");
-        dumps.push(dumped_users(&dump));
-    }
-    assert_eq!(dumps[0].len(), USERS);
-    assert_eq!(
-        dumps[0], dumps[1],
-        "two dumps (two copyguard processes, one key) map each value to the same stand-in"
-    );
-
-    let mut args = proxy_args();
-    args.policy = Some(pseudonymizing_policy().display().to_string());
-    args.pseudonym_key_file = Some(work_dir().join("pseudonym.key").display().to_string());
-    let live = TestProxy::start(args);
-    let select = client("psql")
-        .args(["-X", "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-d"])
-        .arg(conninfo(live.port(), DEV, DB, ""))
-        .args([
-            "-c",
-            "SELECT id, email, full_name, birth_date, phone, ssn FROM users ORDER BY id",
-        ])
-        .output()
-        .unwrap();
-    let (rows, stderr) = text(&select);
-    assert!(select.status.success(), "{stderr}");
-    let copy = client("psql")
-        .args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-d"])
-        .arg(conninfo(live.port(), DEV, DB, ""))
-        .args(["-c", "COPY users TO STDOUT"])
-        .output()
-        .unwrap();
-    let (copied, stderr) = text(&copy);
-    assert!(copy.status.success(), "{stderr}");
-    let mut seen = 0;
-    for row in rows.lines() {
-        let live: Vec<&str> = row.split('\t').collect();
-        let dumped = &dumps[0][live[0]];
-        assert_eq!(
-            live[..],
-            dumped[..6],
-            "a pseudonymizing SELECT shows what the dump holds"
-        );
-        seen += 1;
-    }
-    assert_eq!(seen, USERS);
-    for line in copied.lines() {
-        let live: Vec<&str> = line.split('\t').collect();
-        assert_eq!(
-            live[..],
-            dumps[0][live[0]][..],
-            "a pseudonymizing COPY shows what the dump holds"
-        );
-    }
-    assert_eq!(copied.lines().count(), USERS);
 }
