@@ -1,5 +1,5 @@
 //! `copyguard dump ...` as people run it: keygen, request, approve, show.
-//! No PostgreSQL needed (the end-to-end dumps are in tests/e2e/dumps.rs).
+//! No PostgreSQL needed (the end-to-end dumps are in tests/e2e/dumps/).
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Output};
