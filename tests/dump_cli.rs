@@ -1,5 +1,5 @@
 //! `copyguard dump ...` as people run it: keygen, request, approve, show.
-//! No PostgreSQL needed (the end-to-end dumps are in tests/e2e/dumps.rs).
+//! No PostgreSQL needed (the end-to-end dumps are in tests/e2e/dumps/).
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Output};
@@ -52,19 +52,25 @@ fn request_approve_show() {
     assert!(doc.contains("public.users"), "{doc}");
     std::fs::write(d("req.toml"), &doc).unwrap();
 
-    let out = copyguard(&[
-        "dump",
-        "approve",
-        &d("req.toml"),
-        "--signing-key",
-        &d("keys/grant.key"),
-        "--expires",
-        "2h",
-        "--uses",
-        "2",
-        "--log",
-        &d("issued.log"),
-    ]);
+    let policy = write_policy(dir.path());
+    let approve = |log: &str| {
+        copyguard(&[
+            "dump",
+            "approve",
+            &d("req.toml"),
+            "--signing-key",
+            &d("keys/grant.key"),
+            "--policy",
+            &policy,
+            "--expires",
+            "2h",
+            "--uses",
+            "2",
+            "--log",
+            log,
+        ])
+    };
+    let out = approve(&d("issued.log"));
     assert!(out.status.success(), "{}", text(&out));
     let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     assert!(token.starts_with("cg1."), "{token}");
@@ -74,6 +80,17 @@ fn request_approve_show() {
     assert!(
         !issued.contains(&token),
         "the log names the grant, never its token"
+    );
+    let grant = copyguard::dumps::Grant::decode_unverified(&token).unwrap();
+    let (running, _) = copyguard::policy::Policy::load_dir(std::path::Path::new(&policy)).unwrap();
+    assert_eq!(
+        grant.policy_version,
+        running.version(),
+        "the grant names the version of the policy it was approved under"
+    );
+    assert_eq!(
+        grant.reason, "bug 4711",
+        "the request's reason travels in the grant"
     );
 
     let out = copyguard(&["dump", "show", &token]);
@@ -85,6 +102,8 @@ fn request_approve_show() {
         "public.users",
         "schema only for public.orders",
         "uses:     2",
+        "reason:   bug 4711",
+        &format!("policy:   {}", running.version()),
     ] {
         assert!(shown.contains(needle), "{needle}: {shown}");
     }
@@ -95,6 +114,8 @@ fn request_approve_show() {
         &d("req.toml"),
         "--signing-key",
         &d("keys/grant.key"),
+        "--policy",
+        &policy,
         "--expires",
         "2h",
         "--output",
@@ -110,6 +131,123 @@ fn request_approve_show() {
     assert!(out.status.success(), "{}", text(&out));
 }
 
+/// A policy directory with one file; its path.
+fn write_policy(dir: &std::path::Path) -> String {
+    let policy = dir.join("policy");
+    std::fs::create_dir_all(&policy).unwrap();
+    std::fs::write(
+        policy.join("policy.toml"),
+        "[columns]\n\"public.users.email\" = \"email\"\n",
+    )
+    .unwrap();
+    policy.display().to_string()
+}
+
+#[test]
+fn issued_grants_go_into_a_hash_chained_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |name: &str| dir.path().join(name).display().to_string();
+    assert!(copyguard(&["dump", "keygen", &d("keys")]).status.success());
+    let req = copyguard(&[
+        "dump",
+        "request",
+        "--database",
+        "shop",
+        "--role",
+        "dev_alice",
+        "--reason",
+        "bug 4711",
+        "--output",
+        &d("req.toml"),
+    ]);
+    assert!(req.status.success(), "{}", text(&req));
+    let policy = write_policy(dir.path());
+    let log = d("issued.log");
+    let mut tokens = Vec::new();
+    for _ in 0..2 {
+        let out = copyguard(&[
+            "dump",
+            "approve",
+            &d("req.toml"),
+            "--signing-key",
+            &d("keys/grant.key"),
+            "--policy",
+            &policy,
+            "--expires",
+            "1h",
+            "--log",
+            &log,
+        ]);
+        assert!(out.status.success(), "{}", text(&out));
+        tokens.push(String::from_utf8(out.stdout).unwrap().trim().to_owned());
+    }
+    let verify = copyguard(&["audit", "verify", &log]);
+    assert!(verify.status.success(), "{}", text(&verify));
+
+    let review = copyguard(&["audit", "review", &log]);
+    let shown = text(&review);
+    assert!(review.status.success(), "{shown}");
+    for token in &tokens {
+        let grant = copyguard::dumps::Grant::decode_unverified(token).unwrap();
+        assert!(
+            shown.contains(&format!("grant {}", grant.grant_id)),
+            "{shown}"
+        );
+        assert!(!shown.contains(token.as_str()), "never the token");
+    }
+    assert!(shown.contains("reason:   bug 4711"), "{shown}");
+    assert!(shown.contains("requested by dev_alice"), "{shown}");
+
+    let text_log = std::fs::read_to_string(&log).unwrap();
+    let altered = text_log.replacen("bug 4711", "bug 4712", 1);
+    assert_ne!(altered, text_log);
+    std::fs::write(&log, altered).unwrap();
+    let verify = copyguard(&["audit", "verify", &log]);
+    assert!(
+        !verify.status.success(),
+        "an altered grant record fails verification: {}",
+        text(&verify)
+    );
+}
+
+#[test]
+fn approve_requires_the_policy_it_approves_under() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |name: &str| dir.path().join(name).display().to_string();
+    assert!(copyguard(&["dump", "keygen", &d("keys")]).status.success());
+    let req = copyguard(&[
+        "dump",
+        "request",
+        "--database",
+        "shop",
+        "--role",
+        "dev",
+        "--reason",
+        "x",
+        "--output",
+        &d("req.toml"),
+    ]);
+    assert!(req.status.success(), "{}", text(&req));
+    let base = [
+        "dump",
+        "approve",
+        &d("req.toml"),
+        "--signing-key",
+        &d("keys/grant.key"),
+        "--expires",
+        "1h",
+    ];
+    let out = copyguard(&base);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("--policy"), "{}", text(&out));
+    let mut args = base.to_vec();
+    let missing = d("no-such-policy");
+    args.extend(["--policy", &missing]);
+    let out = copyguard(&args);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("no-such-policy"), "{}", text(&out));
+}
+
 #[test]
 fn bad_input_is_refused_clearly() {
     let dir = tempfile::tempdir().unwrap();
@@ -122,6 +260,8 @@ fn bad_input_is_refused_clearly() {
         &d("req.toml"),
         "--signing-key",
         &d("grant.key"),
+        "--policy",
+        &write_policy(dir.path()),
         "--expires",
         "1h",
     ]);

@@ -188,7 +188,45 @@ pub enum EventKind {
         grant: String,
         /// What it was used for.
         detail: Option<String>,
+        /// What the grant allows and which use this is (the record of a
+        /// granted session's start; receipts have none).
+        info: Option<Box<GrantInfo>>,
+        /// Version of the policy in force when the session started.
+        policy_version: Option<String>,
     },
+    /// A dump grant was issued (`copyguard dump approve --log`).
+    GrantIssued {
+        /// The grant id.
+        grant: String,
+        /// What it allows.
+        info: Box<GrantInfo>,
+    },
+}
+
+/// What a dump grant allows, as the block log records it when the grant
+/// is issued and each time a session uses it (never the token).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantInfo {
+    /// Id of the request the grant approves.
+    pub request: String,
+    /// The role that requested it (and alone may use it).
+    pub requester: String,
+    /// Database.
+    pub database: String,
+    /// Why the dump was requested.
+    pub reason: String,
+    /// What the dump covers, for people.
+    pub scope: String,
+    /// Expiry, RFC 3339.
+    pub expires: String,
+    /// Uses allowed.
+    pub uses_allowed: u32,
+    /// Version of the policy the grant was approved under.
+    pub approved_policy: String,
+    /// For a use: which use of the grant the session belongs to (from 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub use_number: Option<u32>,
 }
 
 /// One event for the log.
@@ -285,8 +323,42 @@ impl Event {
             EventKind::GrantUse {
                 grant: grant.to_owned(),
                 detail,
+                info: None,
+                policy_version: None,
             },
         )
+    }
+
+    /// A session admitted with a dump grant: the grant, what it allows and
+    /// which use this is (`info.use_number`), under `policy_version` (the
+    /// policy in force).
+    pub fn grant_admitted(
+        session: &Arc<SessionFields>,
+        grant: &str,
+        detail: String,
+        info: GrantInfo,
+        policy_version: &str,
+    ) -> Event {
+        Event {
+            session: Some(session.clone()),
+            kind: EventKind::GrantUse {
+                grant: grant.to_owned(),
+                detail: Some(detail),
+                info: Some(Box::new(info)),
+                policy_version: Some(policy_version.to_owned()),
+            },
+        }
+    }
+
+    /// A dump grant issued by `copyguard dump approve`.
+    pub fn grant_issued(grant: &str, info: GrantInfo) -> Event {
+        Event {
+            session: None,
+            kind: EventKind::GrantIssued {
+                grant: grant.to_owned(),
+                info: Box::new(info),
+            },
+        }
     }
 
     fn of(session: &Arc<SessionFields>, kind: EventKind) -> Event {

@@ -51,7 +51,9 @@ mod tests;
 
 use std::path::{Path, PathBuf};
 
-pub use event::{Event, EventKind, SessionFields, SessionTotals, StatementEvent, Verdict};
+pub use event::{
+    Event, EventKind, GrantInfo, SessionFields, SessionTotals, StatementEvent, Verdict,
+};
 pub use normalize::{normalize, Normalized};
 pub use options::{AuditConfig, FlushPolicy, LogPaths};
 pub use record::{EventName, Record, Sealed};

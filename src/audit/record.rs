@@ -12,7 +12,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 use super::chain::{self, Hash};
-use super::event::{Event, EventKind, StatementEvent, Verdict};
+use super::event::{Event, EventKind, GrantInfo, StatementEvent, Verdict};
 use super::keys::ChainKey;
 
 /// The kind of a record.
@@ -39,6 +39,8 @@ pub enum EventName {
     PolicyReload,
     /// A dump grant used.
     GrantUse,
+    /// A dump grant issued (`copyguard dump approve --log`).
+    GrantIssued,
 }
 
 impl EventName {
@@ -55,6 +57,7 @@ impl EventName {
             EventName::Statement => "statement",
             EventName::PolicyReload => "policy_reload",
             EventName::GrantUse => "grant_use",
+            EventName::GrantIssued => "grant_issued",
         }
     }
 }
@@ -142,6 +145,10 @@ pub struct Record {
     /// database).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub startup: BTreeMap<String, String>,
+    /// What a dump grant allows (grant issued, and a granted session's
+    /// start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_info: Option<Box<GrantInfo>>,
     /// Free text for reviewers (log start, reloads, grants).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
@@ -244,10 +251,29 @@ impl Record {
                 r.policy_version = version.clone();
                 r.detail = detail.clone();
             }
-            EventKind::GrantUse { grant, detail } => {
+            EventKind::GrantUse {
+                grant,
+                detail,
+                info,
+                policy_version,
+            } => {
                 r.event = EventName::GrantUse;
                 r.grant = Some(grant.clone());
                 r.detail = detail.clone();
+                r.grant_info = info.clone();
+                r.policy_version = policy_version.clone();
+            }
+            EventKind::GrantIssued { grant, info } => {
+                r.event = EventName::GrantIssued;
+                r.grant = Some(grant.clone());
+                r.role = Some(info.requester.clone());
+                r.database = Some(info.database.clone());
+                r.policy_version = Some(info.approved_policy.clone());
+                r.detail = Some(format!(
+                    "request {}; scope: {}; reason: {}; expires {}; uses {}",
+                    info.request, info.scope, info.reason, info.expires, info.uses_allowed
+                ));
+                r.grant_info = Some(info.clone());
             }
         }
         r
@@ -283,6 +309,7 @@ impl Record {
             statements: None,
             refusals: None,
             startup: BTreeMap::new(),
+            grant_info: None,
             detail: None,
             prev: String::new(),
         }

@@ -85,8 +85,8 @@ struct ReviewArgs {
     #[arg(long)]
     verdict: Option<String>,
     /// Only this event: session_start, session_end, session_refused,
-    /// verdict, result, statement, policy_reload, grant_use, log_start,
-    /// log_stop.
+    /// verdict, result, statement, policy_reload, grant_use,
+    /// grant_issued, log_start, log_stop.
     #[arg(long)]
     event: Option<String>,
     /// Only this session id.

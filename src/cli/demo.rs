@@ -184,7 +184,7 @@ As the tester role, personal data is pseudonymized in flight:
 
 Take a sanctioned, anonymized dump: request (with a pre-flight), approve, dump, restore, query:
   {exe} dump request --database {DEMO_DATABASE} --role dev_alice --reason "reproduce a bug" --dsn "host={db_host} port={db_port} user=postgres dbname={DEMO_DATABASE}" --policy {policy} --output {dumps}/request.toml
-  {exe} dump approve {dumps}/request.toml --signing-key {dumps}/grant.key --expires 1h --output {dumps}/grant.txt --log {dumps}/grants-issued.log
+  {exe} dump approve {dumps}/request.toml --signing-key {dumps}/grant.key --policy {policy} --expires 1h --output {dumps}/grant.txt --log {dumps}/grants-issued.log
   {exe} dump show {dumps}/grant.txt
   PGPASSWORD=dev-secret {exe} dump run {dumps}/grant.txt -- -h {host} -p {port} -Fc -f {dumps}/shop.dump
   createdb -h {db_host} -p {db_port} -U postgres shop_copy

@@ -8,6 +8,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context};
 
+use crate::audit::{AuditConfig, AuditLog, Event};
 use crate::dumps::{self, DumpRequest, Grant, Scope};
 
 /// Options of `copyguard dump`.
@@ -85,14 +86,18 @@ struct ApproveArgs {
     /// count as one).
     #[arg(long, default_value_t = 1)]
     uses: u32,
-    /// Version of the policy approved against, recorded in the grant
-    /// [unspecified].
+    /// The policy directory copyguard runs with: the grant records its
+    /// version (a digest of its files), and every use of the grant names
+    /// it beside the version then in force.
     #[arg(long)]
-    policy_version: Option<String>,
+    policy: PathBuf,
     /// Write the token here (mode 0600) instead of standard output.
     #[arg(long)]
     output: Option<PathBuf>,
-    /// Append a `grant_issued` line (JSON) to this log of issued grants.
+    /// Record the grant (never its token) in this log of issued grants: a
+    /// `grant_issued` record in a hash-chained block log, with anchors and
+    /// keys beside it (created on first use), checked by `copyguard audit
+    /// verify` and summed up by `copyguard audit review`.
     #[arg(long)]
     log: Option<PathBuf>,
 }
@@ -189,36 +194,34 @@ fn approve(a: &ApproveArgs) -> anyhow::Result<()> {
     if a.uses == 0 {
         bail!("--uses must be at least 1");
     }
-    let version = a.policy_version.as_deref().unwrap_or("unspecified");
-    let grant = Grant::approve(&req, valid_for, a.uses, version, &key);
+    let (policy, _) = crate::policy::Policy::load_dir(&a.policy)
+        .with_context(|| format!("--policy {}", a.policy.display()))?;
+    let grant = Grant::approve(&req, valid_for, a.uses, policy.version(), &key);
     let token = grant.sign(&key);
+    if token.len() > dumps::MAX_TOKEN_LEN {
+        bail!(
+            "the grant would be {} bytes, more than a startup packet carries ({}): shorten the request's reason or scope",
+            token.len(),
+            dumps::MAX_TOKEN_LEN
+        );
+    }
     if let Some(log) = &a.log {
-        let line = serde_json::json!({
-            "event": "grant_issued",
-            "time": grant.issued_at(),
-            "grant": grant.grant_id,
-            "request": grant.request_id,
-            "role": grant.role,
-            "database": grant.database,
-            "scope": grant.scope,
-            "reason": req.reason,
-            "expires": grant.expires_at(),
-            "uses": grant.uses,
-            "policy_version": grant.policy_version,
-            "key_id": grant.key_id,
-        });
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .with_context(|| format!("cannot open {}", log.display()))?;
-        writeln!(file, "{line}")
-            .and_then(|()| file.sync_all())
-            .with_context(|| format!("cannot append to {}", log.display()))?;
+        record_issued(log, &grant)?;
     }
     write_out(a.output.as_deref(), &format!("{token}\n"), 0o600)?;
     eprint!("{}", grant.describe());
     Ok(())
+}
+
+/// Appends a `grant_issued` record to the hash-chained log at `path`.
+fn record_issued(path: &Path, grant: &Grant) -> anyhow::Result<()> {
+    let log = AuditLog::open(&AuditConfig::for_path(path))
+        .with_context(|| format!("cannot open the log of issued grants {}", path.display()))?;
+    let recorded = log.record_blocking(Event::grant_issued(&grant.grant_id, grant.info(None)));
+    log.shutdown_blocking();
+    recorded
+        .map(|_| ())
+        .with_context(|| format!("cannot record the grant in {}", path.display()))
 }
 
 fn run_pg_dump(a: &RunArgs) -> anyhow::Result<()> {

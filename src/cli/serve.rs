@@ -44,7 +44,11 @@ pub async fn reload(store: &PolicyStore, audit: &AuditLog) {
     let outcome = store.reload();
     let detail = outcome.as_ref().err().map(|e| e.to_string());
     if let Err(e) = audit
-        .record(Event::policy_reload(outcome.is_ok(), None, detail))
+        .record(Event::policy_reload(
+            outcome.is_ok(),
+            Some(store.current().version().to_owned()),
+            detail,
+        ))
         .await
     {
         warn!(error = %e, "policy reload not recorded in the block log");

@@ -2,6 +2,8 @@
 
 use thiserror::Error;
 
+use crate::policy::Rule;
+
 /// A grant or request that cannot be used, with the reason. Messages name
 /// the grant by its id, never by its token.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -74,30 +76,37 @@ pub enum GrantError {
 }
 
 impl GrantError {
+    /// The rule the grant is refused by.
+    pub fn as_rule(&self) -> Rule {
+        match self {
+            GrantError::Malformed(_) => Rule::GrantMalformed,
+            GrantError::Tampered => Rule::GrantTampered,
+            GrantError::UnknownKey { .. } => Rule::GrantUnknownKey,
+            GrantError::NoKeys => Rule::GrantNoKeys,
+            GrantError::Expired { .. } => Rule::GrantExpired,
+            GrantError::Revoked { .. } => Rule::GrantRevoked,
+            GrantError::Overused { .. } => Rule::GrantOverused,
+            GrantError::WrongRole { .. } => Rule::GrantWrongRole,
+            GrantError::WrongDatabase { .. } => Rule::GrantWrongDatabase,
+            GrantError::OutOfScope { .. } => Rule::GrantOutOfScope,
+        }
+    }
+
     /// The stable rule id, as in the block log.
     pub fn rule(&self) -> &'static str {
-        match self {
-            GrantError::Malformed(_) => "grant.malformed",
-            GrantError::Tampered => "grant.tampered",
-            GrantError::UnknownKey { .. } => "grant.unknown_key",
-            GrantError::NoKeys => "grant.no_keys",
-            GrantError::Expired { .. } => "grant.expired",
-            GrantError::Revoked { .. } => "grant.revoked",
-            GrantError::Overused { .. } => "grant.overused",
-            GrantError::WrongRole { .. } => "grant.wrong_role",
-            GrantError::WrongDatabase { .. } => "grant.wrong_database",
-            GrantError::OutOfScope { .. } => "grant.out_of_scope",
-        }
+        self.as_rule().id()
     }
 
     /// The SQLSTATE a client gets: `28000` (invalid authorization
     /// specification) for a grant refused at connect time, `42501`
     /// (insufficient privilege) for a statement outside the scope.
     pub fn sqlstate(&self) -> &'static str {
-        match self {
-            GrantError::OutOfScope { .. } => "42501",
-            _ => "28000",
-        }
+        self.as_rule().sqlstate()
+    }
+
+    /// What the client can do instead.
+    pub fn hint(&self) -> &'static str {
+        self.as_rule().hint()
     }
 }
 
@@ -107,4 +116,71 @@ pub enum RequestError {
     /// Not a valid request document.
     #[error("not a valid dump request: {0}")]
     Invalid(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_grant_refusal_is_a_rule_with_its_sqlstate_and_hint() {
+        let id = || "0123".to_owned();
+        let all = [
+            GrantError::Malformed("x".into()),
+            GrantError::Tampered,
+            GrantError::UnknownKey { key_id: id() },
+            GrantError::NoKeys,
+            GrantError::Expired {
+                grant_id: id(),
+                expired_at: id(),
+            },
+            GrantError::Revoked { grant_id: id() },
+            GrantError::Overused {
+                grant_id: id(),
+                allowed: 1,
+            },
+            GrantError::WrongRole {
+                grant_id: id(),
+                expected: id(),
+                actual: id(),
+            },
+            GrantError::WrongDatabase {
+                grant_id: id(),
+                expected: id(),
+                actual: id(),
+            },
+            GrantError::OutOfScope {
+                grant_id: id(),
+                relation: id(),
+            },
+        ];
+        let mut rules = std::collections::BTreeSet::new();
+        for e in &all {
+            let rule = e.as_rule();
+            assert!(rules.insert(rule), "{rule} twice");
+            assert_eq!(Rule::from_id(e.rule()), Some(rule));
+            assert!(e.rule().starts_with("grant."));
+            let connect_time = !matches!(e, GrantError::OutOfScope { .. });
+            assert_eq!(
+                e.sqlstate(),
+                if connect_time { "28000" } else { "42501" },
+                "{rule}"
+            );
+            assert!(!e.hint().is_empty());
+        }
+        assert!(GrantError::Expired {
+            grant_id: id(),
+            expired_at: id()
+        }
+        .hint()
+        .contains("copyguard dump request"));
+        assert!(GrantError::NoKeys.hint().contains("dumps.public_keys"));
+        assert!(GrantError::WrongRole {
+            grant_id: id(),
+            expected: id(),
+            actual: id()
+        }
+        .hint()
+        .contains("copyguard dump show"));
+    }
 }

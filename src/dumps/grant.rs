@@ -20,10 +20,11 @@ use sha2::{Digest, Sha256};
 
 use super::error::GrantError;
 use super::request::{DumpRequest, Scope};
+use crate::audit::GrantInfo;
 
 const PREFIX: &str = "cg1.";
 /// Longest token accepted (a startup packet holds at most 10000 bytes).
-const MAX_TOKEN_LEN: usize = 8000;
+pub const MAX_TOKEN_LEN: usize = 8000;
 
 /// What a grant allows. Signed as a whole.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,13 +41,18 @@ pub struct Grant {
     pub database: String,
     /// What the dump covers.
     pub scope: Scope,
+    /// Why the dump was requested (the request's reason), so every use
+    /// of the grant can say what it is for.
+    #[serde(default)]
+    pub reason: String,
     /// When it was issued (seconds since the Unix epoch).
     pub issued: u64,
     /// When it expires (seconds since the Unix epoch).
     pub expires: u64,
     /// How many dumps it allows (see [`crate::state::GrantUses`]).
     pub uses: u32,
-    /// Version of the policy it was approved against (or `unspecified`).
+    /// Version of the policy it was approved under
+    /// ([`crate::policy::Policy::version`]).
     pub policy_version: String,
     /// Id of the signing key.
     pub key_id: String,
@@ -68,6 +74,7 @@ impl Grant {
             role: req.role.clone(),
             database: req.database.clone(),
             scope: req.scope.clone(),
+            reason: req.reason.clone(),
             issued: now,
             expires: now.saturating_add(valid_for.as_secs()),
             uses,
@@ -139,15 +146,32 @@ impl Grant {
         Ok(())
     }
 
+    /// What the grant allows, as the block log records it (`use_number`:
+    /// which use of it a session belongs to).
+    pub fn info(&self, use_number: Option<u32>) -> GrantInfo {
+        GrantInfo {
+            request: self.request_id.clone(),
+            requester: self.role.clone(),
+            database: self.database.clone(),
+            reason: self.reason.clone(),
+            scope: self.scope.describe(),
+            expires: self.expires_at(),
+            uses_allowed: self.uses,
+            approved_policy: self.policy_version.clone(),
+            use_number,
+        }
+    }
+
     /// What the grant allows, for people.
     pub fn describe(&self) -> String {
         format!(
-            "grant {}\n  request:  {}\n  role:     {}\n  database: {}\n  scope:    {}\n  issued:   {}\n  expires:  {}\n  uses:     {}\n  policy:   {}\n  key:      {}\n  data:     every classified column pseudonymized; row, byte and budget limits lifted inside the scope\n",
+            "grant {}\n  request:  {}\n  role:     {}\n  database: {}\n  scope:    {}\n  reason:   {}\n  issued:   {}\n  expires:  {}\n  uses:     {}\n  policy:   {}\n  key:      {}\n  data:     every classified column pseudonymized; row, byte and budget limits lifted inside the scope\n",
             self.grant_id,
             self.request_id,
             self.role,
             self.database,
             self.scope.describe(),
+            self.reason,
             self.issued_at(),
             self.expires_at(),
             self.uses,

@@ -23,12 +23,15 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use error::{GrantError, RequestError};
-pub use grant::{key_id, read_public_key, read_signing_key, unix_now, Grant, GrantKeys};
+pub use grant::{
+    key_id, read_public_key, read_signing_key, unix_now, Grant, GrantKeys, MAX_TOKEN_LEN,
+};
 pub use preflight::{preflight, Constraints, Preflight, CONSTRAINTS_SQL};
 pub use receipt::{Receipt, TableReceipt};
 pub use request::{DumpRequest, Scope};
 
-use crate::policy::{ClassLimits, CopyToAction, DerivedAction, RoleClass};
+use crate::audit::{Event, SessionFields};
+use crate::policy::{ClassLimits, CopyToAction, DerivedAction, Policy, RoleClass};
 use crate::state::GrantUses;
 
 /// The custom setting a grant is passed in: `-c copyguard.grant=TOKEN`.
@@ -169,18 +172,24 @@ impl GrantChecker {
         GrantChecker { keys, uses }
     }
 
-    /// Verifies `token` for a session of `role` on `database` (with the
-    /// policy's revoked grant ids) and takes a use; the admitted session,
-    /// whose use ends when it is dropped.
+    /// Verifies `token` for a session of `role` on `database` under
+    /// `policy` (its revoked grant ids) and takes a use; the admitted
+    /// session, whose use ends when it is dropped.
+    ///
+    /// A grant approved under another policy version is accepted: the
+    /// session is enforced with the policy in force (every column it
+    /// classifies now is pseudonymized, its forbidden tables stay
+    /// refused, its revocations apply), and the use record names both
+    /// versions for the reviewer.
     pub fn admit(
         &self,
         token: &str,
         role: &str,
         database: &str,
-        revoked: &[String],
+        policy: &Policy,
     ) -> Result<GrantedSession, GrantError> {
         let grant = self.keys.verify(token)?;
-        grant.check_session(role, database, revoked, unix_now())?;
+        grant.check_session(role, database, policy.revoked_grants(), unix_now())?;
         let use_number = self
             .uses
             .open(&grant.grant_id, grant.uses)
@@ -191,6 +200,7 @@ impl GrantChecker {
         Ok(GrantedSession {
             grant: Arc::new(grant),
             use_number,
+            policy_version: policy.version().to_owned(),
             uses: self.uses.clone(),
         })
     }
@@ -209,6 +219,8 @@ pub struct GrantedSession {
     pub grant: Arc<Grant>,
     /// Which use of the grant the session belongs to (from 1).
     pub use_number: u32,
+    /// Version of the policy in force when the session was admitted.
+    pub policy_version: String,
     uses: Arc<dyn GrantUses>,
 }
 
@@ -244,6 +256,37 @@ pub fn granted_class(class: &RoleClass, dump: &Arc<DumpScope>) -> RoleClass {
 }
 
 impl GrantedSession {
+    /// The block-log record of the session's start: grant id, which use,
+    /// what the grant allows and why it was requested, and the policy
+    /// versions it was approved under and is enforced with.
+    pub fn use_event(&self, session: &Arc<SessionFields>) -> Event {
+        let g = &self.grant;
+        let policy = if g.policy_version == self.policy_version {
+            format!("policy {}", self.policy_version)
+        } else {
+            format!(
+                "approved under policy {}, enforced with policy {} (changed since approval)",
+                g.policy_version, self.policy_version
+            )
+        };
+        let detail = format!(
+            "use {} of {}; request {}; scope: {}; reason: {}; expires {}; {policy}",
+            self.use_number,
+            g.uses,
+            g.request_id,
+            g.scope.describe(),
+            g.reason,
+            g.expires_at()
+        );
+        Event::grant_admitted(
+            session,
+            &g.grant_id,
+            detail,
+            g.info(Some(self.use_number)),
+            &self.policy_version,
+        )
+    }
+
     /// What the session may touch.
     pub fn dump_scope(&self) -> Arc<DumpScope> {
         Arc::new(DumpScope {
@@ -340,18 +383,94 @@ mod tests {
         let grant = Grant::approve(&req, Duration::from_secs(600), 1, "v", &key);
         let token = grant.sign(&key);
         let checker = GrantChecker::new(keys, Arc::new(LocalGrantUses::new(Duration::ZERO)));
-        let a = checker.admit(&token, "dev", "shop", &[]).unwrap();
-        let b = checker.admit(&token, "dev", "shop", &[]).unwrap();
+        let policy = Policy::from_toml_str("").unwrap();
+        let a = checker.admit(&token, "dev", "shop", &policy).unwrap();
+        let b = checker.admit(&token, "dev", "shop", &policy).unwrap();
         assert_eq!((a.use_number, b.use_number), (1, 1));
         drop((a, b));
         std::thread::sleep(Duration::from_millis(2));
-        let e = checker.admit(&token, "dev", "shop", &[]).unwrap_err();
+        let e = checker.admit(&token, "dev", "shop", &policy).unwrap_err();
         assert!(matches!(e, GrantError::Overused { .. }), "{e}");
-        let e = checker
-            .admit(&token, "dev", "shop", std::slice::from_ref(&grant.grant_id))
-            .unwrap_err();
+        let revoking =
+            Policy::from_toml_str(&format!("[grants]\nrevoked = [\"{}\"]\n", grant.grant_id))
+                .unwrap();
+        let e = checker.admit(&token, "dev", "shop", &revoking).unwrap_err();
         assert_eq!(e.rule(), "grant.revoked");
         assert_eq!(GrantChecker::claimed_id(&token), Some(grant.grant_id));
+    }
+
+    fn session_fields() -> Arc<SessionFields> {
+        Arc::new(SessionFields {
+            id: 7,
+            client_addr: "10.1.2.3:5000".parse().unwrap(),
+            tls: false,
+            role: "dev".into(),
+            database: "shop".into(),
+            application_name: Some("pg_dump".into()),
+            role_class: "dev".into(),
+        })
+    }
+
+    #[test]
+    fn the_policy_version_is_a_digest_of_the_policy_files() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        let text = "[columns]\n\"public.users.email\" = \"email\"\n";
+        std::fs::write(a.path().join("policy.toml"), text).unwrap();
+        std::fs::write(b.path().join("policy.toml"), text).unwrap();
+        let (pa, _) = Policy::load_dir(a.path()).unwrap();
+        let (pb, _) = Policy::load_dir(b.path()).unwrap();
+        assert_eq!(pa.version(), pb.version(), "the same files anywhere");
+        assert_eq!(pa.version().len(), 16);
+        assert!(pa.version().bytes().all(|c| c.is_ascii_hexdigit()));
+        std::fs::write(
+            b.path().join("policy.toml"),
+            text.replace("email\"\n", "phone\"\n"),
+        )
+        .unwrap();
+        let (pc, _) = Policy::load_dir(b.path()).unwrap();
+        assert_ne!(pa.version(), pc.version(), "a changed classification");
+        std::fs::write(b.path().join("policy.toml"), text).unwrap();
+        std::fs::write(b.path().join("more.toml"), "").unwrap();
+        let (pd, _) = Policy::load_dir(b.path()).unwrap();
+        assert_ne!(pa.version(), pd.version(), "another file");
+    }
+
+    #[test]
+    fn a_use_records_the_reason_and_both_policy_versions() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+        let mut keys = GrantKeys::default();
+        keys.add(key.verifying_key());
+        let req = DumpRequest::new("dev", "shop", Scope::default(), "bug 1234");
+        let approved = Policy::from_toml_str("").unwrap();
+        let grant = Grant::approve(&req, Duration::from_secs(600), 2, approved.version(), &key);
+        let token = grant.sign(&key);
+        let checker = GrantChecker::new(keys, Arc::new(LocalGrantUses::new(Duration::ZERO)));
+        let same = checker.admit(&token, "dev", "shop", &approved).unwrap();
+        let r = crate::audit::Record::from_event(&same.use_event(&session_fields()));
+        let info = r.grant_info.as_deref().expect("the grant's facts");
+        assert_eq!(info.reason, "bug 1234");
+        assert_eq!(info.requester, "dev");
+        assert_eq!(info.use_number, Some(1));
+        assert_eq!(info.approved_policy, approved.version());
+        assert_eq!(r.policy_version.as_deref(), Some(approved.version()));
+        let detail = r.detail.as_deref().unwrap();
+        assert!(
+            detail.contains("reason: bug 1234"),
+            "syslog and CEF carry it: {detail}"
+        );
+        assert!(!detail.contains("changed"), "{detail}");
+        drop(same);
+        std::thread::sleep(Duration::from_millis(2));
+        let changed = Policy::from_toml_str("[columns]\n\"public.t.c\" = \"email\"\n").unwrap();
+        let later = checker.admit(&token, "dev", "shop", &changed).unwrap();
+        let r = crate::audit::Record::from_event(&later.use_event(&session_fields()));
+        let detail = r.detail.unwrap();
+        assert!(detail.contains(approved.version()), "{detail}");
+        assert!(detail.contains(changed.version()), "{detail}");
+        assert!(detail.contains("changed since approval"), "{detail}");
+        assert_eq!(r.policy_version.as_deref(), Some(changed.version()));
+        assert_eq!(r.grant_info.unwrap().approved_policy, approved.version());
     }
 
     #[test]

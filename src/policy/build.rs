@@ -14,6 +14,7 @@ use super::Policy;
 
 /// Builds a policy from files given in order (sorted by name).
 pub(crate) fn build(sources: Vec<SourceFile>) -> Result<(Policy, Vec<PolicyWarning>), PolicyError> {
+    let version = version_of(&sources);
     let mut diag = Diagnostics::default();
     let mut parsed: Vec<ParsedFile> = Vec::new();
     for source in sources {
@@ -131,8 +132,29 @@ pub(crate) fn build(sources: Vec<SourceFile>) -> Result<(Policy, Vec<PolicyWarni
         pass_channels: channels,
         revoked_grants: revoked,
         warnings: diag.warnings.clone(),
+        version,
     };
     Ok((policy, diag.warnings))
+}
+
+/// The version of a policy: the first 16 hex digits of the SHA-256 of its
+/// files' names (without their directory) and texts, in name order, so
+/// the same files give the same version wherever they are.
+fn version_of(sources: &[SourceFile]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    for source in sources {
+        let name = source
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        for part in [name.as_bytes(), source.text().as_bytes()] {
+            hash.update((part.len() as u64).to_be_bytes());
+            hash.update(part);
+        }
+    }
+    hex::encode(&hash.finalize()[..8])
 }
 
 /// A `pseudonymize` entry naming a category that is neither known nor

@@ -113,6 +113,11 @@ impl SourceFile {
         }
     }
 
+    /// The file's text.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
     /// The location of the file as a whole.
     pub fn whole(&self) -> Loc {
         Loc {

@@ -252,6 +252,7 @@ pub struct Policy {
     pass_channels: HashSet<String>,
     revoked_grants: Vec<String>,
     warnings: Vec<PolicyWarning>,
+    version: String,
 }
 
 impl Policy {
@@ -302,6 +303,13 @@ impl Policy {
     /// their payload.
     pub fn notification_passes(&self, channel: &str) -> bool {
         self.pass_channels.contains(channel)
+    }
+
+    /// The policy's version: a digest of its files (names and texts), the
+    /// same for the same files in any directory. Dump grants name the
+    /// version they were approved under.
+    pub fn version(&self) -> &str {
+        &self.version
     }
 
     /// Ids of dump grants revoked by `[grants] revoked`.

@@ -18,6 +18,8 @@ enum HintKind {
     Protocol,
     /// The operator's configuration.
     Operator,
+    /// A dump grant that cannot be used as it is: ask for a new one.
+    Grant,
 }
 
 macro_rules! rules {
@@ -79,6 +81,24 @@ rules! {
     /// In a session admitted with a dump grant: rows of a table outside
     /// the grant's scope.
     GrantOutOfScope = "grant.out_of_scope", Data, "with a dump grant: rows of tables outside the grant's scope";
+    /// A dump grant token that is not a copyguard grant.
+    GrantMalformed = "grant.malformed", Grant, "dump grant tokens that are not copyguard grants (shape, encoding, fields, more than one)";
+    /// A dump grant whose signature does not match its content.
+    GrantTampered = "grant.tampered", Grant, "dump grants whose signature does not match their content";
+    /// A dump grant signed with a key copyguard does not trust.
+    GrantUnknownKey = "grant.unknown_key", Grant, "dump grants signed with a key not among dumps.public_keys";
+    /// A dump grant while copyguard has no grant public key.
+    GrantNoKeys = "grant.no_keys", Operator, "every dump grant, while no grant public key is configured";
+    /// A dump grant past its expiry.
+    GrantExpired = "grant.expired", Grant, "dump grants past their expiry";
+    /// A dump grant listed as revoked in the policy.
+    GrantRevoked = "grant.revoked", Grant, "dump grants listed in [grants] revoked";
+    /// A dump grant whose allowed uses are spent.
+    GrantOverused = "grant.overused", Grant, "dump grants whose allowed uses are spent";
+    /// A dump grant presented by another login role than its requester.
+    GrantWrongRole = "grant.wrong_role", Grant, "dump grants presented by another login role";
+    /// A dump grant presented for another database.
+    GrantWrongDatabase = "grant.wrong_database", Grant, "dump grants presented for another database";
     /// `COPY` to or from a server file or program.
     CopyServerSide = "copy.server_side", Capability, "COPY to or from server files and programs";
     /// A write for a class without `allow_writes`.
@@ -161,6 +181,15 @@ impl Rule {
     pub const fn sqlstate(self) -> &'static str {
         match self {
             Rule::AuditUnavailable => "58030",
+            Rule::GrantMalformed
+            | Rule::GrantTampered
+            | Rule::GrantUnknownKey
+            | Rule::GrantNoKeys
+            | Rule::GrantExpired
+            | Rule::GrantRevoked
+            | Rule::GrantOverused
+            | Rule::GrantWrongRole
+            | Rule::GrantWrongDatabase => "28000",
             _ => "42501",
         }
     }
@@ -184,6 +213,18 @@ impl Rule {
                 "Keep standard_conforming_strings on and use a client encoding such as UTF8."
             }
             Rule::ProtocolReplication => "Replication is for production roles only.",
+            Rule::GrantMalformed | Rule::GrantTampered => {
+                "Pass the grant token exactly as copyguard dump approve printed it: PGOPTIONS='-c copyguard.grant=TOKEN', or copyguard dump run GRANT_FILE."
+            }
+            Rule::GrantUnknownKey => {
+                "Ask security for a grant signed with a current key, or the copyguard operator to add its grant.pub to dumps.public_keys."
+            }
+            Rule::GrantNoKeys => {
+                "The copyguard operator must configure dumps.public_keys (--dump-public-keys) before grants can be used."
+            }
+            Rule::GrantWrongRole | Rule::GrantWrongDatabase => {
+                "Connect as the role and to the database the grant names (copyguard dump show TOKEN prints them); copyguard dump run sets both."
+            }
             Rule::AuditUnavailable => {
                 "The proxy's /healthz reports the block log; statements work again once it can be written."
             }
@@ -199,6 +240,9 @@ impl Rule {
                     "A protocol step copyguard could not follow; it is refused without touching any data. Retry on a fresh statement or session."
                 }
                 HintKind::Operator => "The copyguard operator must fix its configuration.",
+                HintKind::Grant => {
+                    "Ask security for a new grant: copyguard dump request ..., then copyguard dump approve; copyguard dump show TOKEN prints what a grant allows."
+                }
             },
         }
     }

@@ -164,7 +164,7 @@ impl SessionError {
                 e.sqlstate(),
                 format!("copyguard: grant refused by rule {}: {e}", e.rule()),
             )
-            .map(|e| e.with_hint("Ask security for a new grant (copyguard dump request ...); `copyguard dump show TOKEN` prints what a grant allows.")),
+            .map(|err| err.with_hint(e.hint())),
             SessionError::Guard(reason) => fatal("42501", format!("copyguard: {reason}")),
             SessionError::StartupTimeout => fatal(
                 "57014",

@@ -207,7 +207,7 @@ async fn establish(
             Ok(None) => Ok(None),
             Ok(Some(t)) => shared
                 .grants
-                .admit(&t, &info.user, &info.database, policy.revoked_grants())
+                .admit(&t, &info.user, &info.database, &policy)
                 .map(Some)
                 .map_err(|e| (e, dumps::GrantChecker::claimed_id(&t))),
             Err(e) => Err((e, None)),
@@ -300,15 +300,7 @@ async fn relay(shared: &Arc<Shared>, mut client: Conn<Stream>, session: Establis
         shared.audit.submit(Event::session_start(&fields));
     }
     if let Some(g) = &granted {
-        let detail = format!(
-            "use {} of {}; request {}; scope: {}; expires {}",
-            g.use_number,
-            g.grant.uses,
-            g.grant.request_id,
-            g.grant.scope.describe(),
-            g.grant.expires_at()
-        );
-        let ev = Event::grant_use(&fields, &g.grant.grant_id, Some(detail));
+        let ev = g.use_event(&fields);
         if let Err(e) = shared.audit.record(ev).await {
             warn!(error = %e, "granted session refused: the block log cannot be written");
             let mut err = audit::unavailable(&e);

@@ -19,6 +19,10 @@ use super::lines;
 use super::record::{EventName, Record, Sealed};
 use super::AuditError;
 
+mod grants;
+
+pub use grants::{GrantReview, GrantSession, TableSent};
+
 /// Which records to show and count.
 #[derive(Clone, Debug, Default)]
 pub struct Filter {
@@ -69,15 +73,6 @@ pub struct Offender {
     pub refused: u64,
 }
 
-/// Uses of one grant.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct GrantUses {
-    /// Records naming the grant.
-    pub uses: u64,
-    /// Roles that used it.
-    pub roles: BTreeSet<String>,
-}
-
 /// The reviewer's summary of the matching records.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Summary {
@@ -110,8 +105,8 @@ pub struct Summary {
     pub refused_over_time: BTreeMap<String, u64>,
     /// Roles and clients with the most refusals, most first.
     pub top_offenders: Vec<Offender>,
-    /// Grants used.
-    pub grants: BTreeMap<String, GrantUses>,
+    /// Dump grants: issued, used, refused, with what their sessions sent.
+    pub grants: BTreeMap<String, GrantReview>,
 }
 
 /// Reads records and builds the summary.
@@ -175,9 +170,7 @@ impl Review {
         s.last_time = Some(r.time.clone());
         *s.by_event.entry(r.event.as_str().to_owned()).or_default() += 1;
         if let Some(grant) = &r.grant {
-            let uses = s.grants.entry(grant.clone()).or_default();
-            uses.uses += 1;
-            uses.roles.extend(r.role.clone());
+            s.grants.entry(grant.clone()).or_default().add(r);
         }
         let refused = match (r.event, r.verdict) {
             (EventName::Verdict, Some(v)) => {
@@ -306,15 +299,9 @@ impl Review {
             }
         }
         if !s.grants.is_empty() {
-            let _ = writeln!(out, "\nGrants used:");
-            for (grant, uses) in &s.grants {
-                let roles: Vec<&str> = uses.roles.iter().map(String::as_str).collect();
-                let _ = writeln!(
-                    out,
-                    "  {grant:<32} {:>7}  by {}",
-                    uses.uses,
-                    roles.join(", ")
-                );
+            let _ = writeln!(out, "\nDump grants:");
+            for (grant, review) in &s.grants {
+                review.render(grant, &mut out);
             }
         }
         let _ = writeln!(
