@@ -7,9 +7,11 @@
 
 mod decide;
 mod exec;
+mod refusal;
 
 #[cfg(test)]
 mod tests;
 
-pub use decide::{changes_context, Core, Refusal};
+pub use decide::{changes_context, Core};
 pub use exec::Exec;
+pub use refusal::{relation_names, Refusal, RefusedFacts};

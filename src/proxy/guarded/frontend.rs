@@ -17,7 +17,7 @@ use super::{Guard, PendingRefusal};
 use crate::analysis::{CopyEndpoint, StatementFacts, StatementKind};
 use crate::catalog::{parse_name_array, Catalog, CatalogRows, Claim, LOAD_SQL};
 use crate::enforce;
-use crate::guard::Core;
+use crate::guard::{Core, Refusal};
 use crate::policy::{Block, Rule};
 use crate::proxy::SessionError;
 use crate::wire::messages::{self, ErrorFields, Severity};
@@ -144,7 +144,7 @@ where
                         Rule::ProtocolFunctionCall,
                         "the FunctionCall protocol message is not available to guarded roles",
                     );
-                    self.refuse_cycle(&b, "", None).await?;
+                    self.refuse_cycle(&b.into(), "").await?;
                 }
                 FrontendKind::Terminate => {
                     self.send(frame.as_bytes()).await?;
@@ -282,69 +282,27 @@ where
         Ok(())
     }
 
-    /// A refusal of `sql`, with the relations and classified columns of
-    /// the `facts` it was decided on, recorded when the server reaches the
-    /// failing stand-in.
-    fn refused(&self, b: &Block, sql: &str, facts: Option<&StatementFacts>) -> Refused {
-        let policy = self.guard.shared.policy.current();
-        let facts = facts.map(|f| (f, &*self.core.catalog, &*policy));
-        let pending = PendingRefusal::new(b, "statement refused", sql, facts);
+    /// A refusal of `sql`, with the relations and classified columns it
+    /// was decided on, recorded when the server reaches the failing
+    /// stand-in.
+    fn refused(&self, r: &Refusal, sql: &str) -> Refused {
+        let pending = PendingRefusal::new(&r.block, "statement refused", sql, r.facts.as_ref());
         Refused::Record(Box::new(pending))
     }
 
     /// A refusal of a message of an extended-protocol batch: not even
     /// prepared for the record when the batch already failed (the server
     /// skips the message and its error never reaches the client).
-    fn refused_in_batch(
-        &mut self,
-        b: &Block,
-        sql: &str,
-        facts: Option<&StatementFacts>,
-    ) -> Refused {
+    fn refused_in_batch(&mut self, r: &Refusal, sql: &str) -> Refused {
         if std::mem::replace(&mut self.batch_failed, true) {
-            return Refused::Error(enforce::block_error(b));
+            return Refused::Error(enforce::block_error(&r.block));
         }
-        self.refused(b, sql, facts)
-    }
-
-    /// The facts a refusal of `sql` was decided on: its statement `at` (the
-    /// only one when `None`), analyzed again (refusals are rare), with
-    /// what an EXECUTE or FETCH runs in its place; the statements taken
-    /// together for a refusal of the whole string.
-    fn refused_facts(&self, sql: &str, at: Option<usize>) -> Option<StatementFacts> {
-        let mut statements = self.core.analyze(sql).ok()?;
-        let facts = match at {
-            Some(at) if at < statements.len() => statements.swap_remove(at),
-            Some(_) => return None,
-            None => {
-                let mut all = statements.into_iter();
-                let mut first = all.next()?;
-                for f in all {
-                    first.reads.extend(f.reads);
-                    first.writes.extend(f.writes);
-                    first.outputs.extend(f.outputs);
-                    first.predicates.extend(f.predicates);
-                    first.stored.extend(f.stored);
-                }
-                first
-            }
-        };
-        let inner = match &facts.kind {
-            StatementKind::Execute { name } => self.core.statements.get(name),
-            StatementKind::Fetch { name, .. } => self.core.cursors.get(name),
-            _ => return Some(facts),
-        };
-        inner.map(|e| (*e.facts).clone())
+        self.refused(r, sql)
     }
 
     /// Replaces a whole simple-query cycle with a failing statement.
-    async fn refuse_cycle(
-        &mut self,
-        b: &Block,
-        sql: &str,
-        facts: Option<&StatementFacts>,
-    ) -> Result<(), SessionError> {
-        let err = self.refused(b, sql, facts);
+    async fn refuse_cycle(&mut self, r: &Refusal, sql: &str) -> Result<(), SessionError> {
+        let err = self.refused(r, sql);
         self.refuse_cycle_with(err).await
     }
 
@@ -362,10 +320,7 @@ where
         let policy = self.guard.shared.policy.current();
         let execs = match self.core.decide_query_at(&sql, &policy) {
             Ok(execs) => execs,
-            Err(r) => {
-                let facts = self.refused_facts(&sql, r.at);
-                return self.refuse_cycle(&r.block, &sql, facts.as_ref()).await;
-            }
+            Err(r) => return self.refuse_cycle(&r, &sql).await,
         };
         for exec in &execs {
             let recorded = self
@@ -378,8 +333,8 @@ where
         }
         if execs.is_empty() {
             let empty = StatementFacts::new(StatementKind::Empty);
-            let exec = self.core.decide(empty, &policy, None).map_err(|b| {
-                SessionError::ClientProtocol(format!("empty statement refused: {}", b.reason))
+            let exec = self.core.decide(empty, &policy, None).map_err(|r| {
+                SessionError::ClientProtocol(format!("empty statement refused: {}", r.block.reason))
             })?;
             self.guard.state.push(Expect::Statement(exec));
         }
@@ -436,10 +391,7 @@ where
         let sql: Arc<str> = Arc::from(msg.sql.as_str());
         let decided = self.core.decide_parse(&sql, &policy);
         let decided = match decided {
-            Err(b) => {
-                let facts = self.refused_facts(&sql, None);
-                Err(self.refused_in_batch(&b, &sql, facts.as_ref()))
-            }
+            Err(r) => Err(self.refused_in_batch(&r, &sql)),
             Ok(Some(exec)) => self
                 .guard
                 .allowed_verdict(&sql, &exec.facts, &exec.allowance, &exec.catalog)
@@ -472,15 +424,15 @@ where
         let (portal, statement) =
             messages::parse_bind_names(frame).map_err(SessionError::Client)?;
         let policy = self.guard.shared.policy.current();
-        let stored = self.core.statements.get(&statement).cloned();
-        let sql = stored.as_ref().and_then(|s| s.sql.clone());
+        let sql = self
+            .core
+            .statements
+            .get(&statement)
+            .and_then(|s| s.sql.clone());
         let sql = sql.as_deref().unwrap_or("");
         let decided = self.core.decide_bind(&statement, &policy);
         let decided = match decided {
-            Err(b) => {
-                let facts = stored.as_ref().map(|s| &*s.facts);
-                Err(self.refused_in_batch(&b, sql, facts))
-            }
+            Err(r) => Err(self.refused_in_batch(&r, sql)),
             Ok((exec, true)) => self
                 .guard
                 .allowed_verdict(sql, &exec.facts, &exec.allowance, &exec.catalog)
@@ -565,8 +517,8 @@ where
         let portal = messages::parse_execute_portal(frame).map_err(SessionError::Client)?;
         let exec = match self.core.execute(&portal) {
             Ok(exec) => exec,
-            Err(b) => {
-                let err = self.refused_in_batch(&b, "", None);
+            Err(r) => {
+                let err = self.refused_in_batch(&r, "");
                 self.guard.state.push(Expect::Refused(err));
                 return self.send(&failing_execute()).await;
             }

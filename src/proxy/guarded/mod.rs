@@ -23,6 +23,7 @@ use crate::analysis::StatementFacts;
 use crate::audit::{Event, SessionFields, SessionTotals, StatementEvent, Verdict};
 use crate::catalog::Catalog;
 use crate::enforce::block_error;
+use crate::guard::RefusedFacts;
 use crate::policy::{Allowance, Block, RoleClass};
 use crate::wire::messages::ErrorFields;
 use crate::wire::{Conn, FrameWriter, Stream};
@@ -49,7 +50,7 @@ impl PendingRefusal {
         b: &Block,
         what: &'static str,
         sql: &str,
-        facts: Option<audit::RefusedFacts<'_>>,
+        facts: Option<&RefusedFacts>,
     ) -> PendingRefusal {
         PendingRefusal {
             block: b.clone(),
@@ -90,7 +91,7 @@ impl Guard<'_> {
         b: &Block,
         what: &'static str,
         sql: &str,
-        facts: Option<audit::RefusedFacts<'_>>,
+        facts: Option<&RefusedFacts>,
         rows: Option<(u64, u64)>,
     ) -> ErrorFields {
         let mut pending = PendingRefusal::new(b, what, sql, facts);

@@ -31,6 +31,7 @@ use super::Guard;
 use crate::enforce::{
     self, blank_notification, check_row_description, scrub_error, DataRows, RewriteError,
 };
+use crate::guard::RefusedFacts;
 use crate::policy::{Block, Rule};
 use crate::proxy::{upstream, SessionError};
 use crate::telemetry;
@@ -527,14 +528,14 @@ where
         let counted = head.as_ref().map(|e| e.counted());
         let facts = head
             .as_deref()
-            .map(|e| (&*e.facts, &*e.catalog, &*e.policy));
+            .map(|e| RefusedFacts::new([&*e.facts], &e.catalog, &e.policy));
         let err = self
             .guard
             .refusal(
                 b,
                 "result stopped",
                 sql.as_deref().unwrap_or(""),
-                facts,
+                facts.as_ref(),
                 counted,
             )
             .await;
