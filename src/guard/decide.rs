@@ -57,6 +57,12 @@ pub struct Core {
     /// A statement executed in this extended-protocol batch changed how
     /// names resolve; nothing more is analyzed until the next Sync.
     pub batch_changed: bool,
+    /// This extended-protocol batch already failed on the server (a
+    /// refused message, a Parse the server rejects, a stopped result): the
+    /// server skips everything up to the next Sync, so what is refused
+    /// after it is refused silently (the client sees one error, the block
+    /// log holds one record), and what is allowed after it never runs.
+    pub batch_failed: bool,
     /// Prepared statements (Parse and SQL PREPARE), by name.
     pub statements: HashMap<String, Arc<Exec>>,
     /// Bound portals, by name.
@@ -87,6 +93,7 @@ impl Core {
             context: 0,
             ddl_seen: false,
             batch_changed: false,
+            batch_failed: false,
             statements: HashMap::new(),
             portals: HashMap::new(),
             cursors: HashMap::new(),
@@ -442,6 +449,16 @@ impl Core {
     /// A Sync ended the extended-protocol batch.
     pub fn end_batch(&mut self) {
         self.batch_changed = false;
+        self.batch_failed = false;
+    }
+
+    /// A message of an extended-protocol batch is refused (or fails on
+    /// the server for a reason copyguard knows): whether the client sees
+    /// this refusal, so it is recorded. Not when the batch had already
+    /// failed: the server skips the message and its error never reaches
+    /// the client.
+    pub fn fail_batch(&mut self) -> bool {
+        !std::mem::replace(&mut self.batch_failed, true)
     }
 }
 

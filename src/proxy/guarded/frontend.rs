@@ -12,8 +12,8 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::warn;
 
-use super::exec::{Exec, Expect, InternalResult, Refused};
-use super::{Guard, PendingRefusal};
+use super::exec::{Exec, Expect, InternalResult, Refused, RefusedStatement};
+use super::Guard;
 use crate::analysis::{CopyEndpoint, StatementFacts, StatementKind};
 use crate::catalog::{parse_name_array, Catalog, CatalogRows, Claim, LOAD_SQL};
 use crate::enforce;
@@ -38,12 +38,6 @@ pub(super) struct Frontend<'a, R, W> {
     /// What decides every statement (no I/O).
     core: Core,
     in_batch: bool,
-    /// This extended-protocol batch already failed on the server (a
-    /// refused message, a Parse the server rejects, a stopped result): the
-    /// server skips everything up to the next Sync, so what is refused
-    /// after it is refused silently (the client sees one error, the block
-    /// log holds one record).
-    batch_failed: bool,
     /// An Execute of COPY FROM STDIN was sent and the client has not ended
     /// the copy yet.
     copy_in: bool,
@@ -72,7 +66,6 @@ where
             server,
             core,
             in_batch: false,
-            batch_failed: false,
             copy_in: false,
         }
     }
@@ -116,14 +109,13 @@ where
                 FrontendKind::Execute => self.execute(&frame).await?,
                 FrontendKind::Close => self.close(&frame).await?,
                 FrontendKind::Sync if self.copy_in => {
-                    self.batch_failed = false;
-                    self.guard.state.push(Expect::SyncInCopy);
+                    self.core.batch_failed = false;
+                    self.guard.state.queue.push(Expect::SyncInCopy);
                     self.send(frame.as_bytes()).await?;
                 }
                 FrontendKind::Sync => {
-                    self.guard.state.push_sync(Expect::Sync);
+                    self.guard.state.queue.push_sync(Expect::Sync);
                     self.in_batch = false;
-                    self.batch_failed = false;
                     self.core.end_batch();
                     self.send(frame.as_bytes()).await?;
                 }
@@ -133,7 +125,7 @@ where
                 }
                 FrontendKind::CopyDone | FrontendKind::CopyFail if self.copy_in => {
                     self.copy_in = false;
-                    self.guard.state.push(Expect::CopyEnd);
+                    self.guard.state.queue.push(Expect::CopyEnd);
                     self.send(frame.as_bytes()).await?;
                 }
                 FrontendKind::CopyData | FrontendKind::CopyDone | FrontendKind::CopyFail => {
@@ -177,12 +169,8 @@ where
 
     /// Runs a query for copyguard itself, after everything sent so far.
     async fn internal(&mut self, sql: &str) -> Result<InternalResult, SessionError> {
-        let (reply, rx) = tokio::sync::oneshot::channel();
-        self.guard.state.push(Expect::Internal {
-            reply,
-            sets: Vec::new(),
-            error: None,
-        });
+        let (expect, rx) = Expect::internal();
+        self.guard.state.queue.push(expect);
         self.send(&messages::query(sql)).await?;
         self.flush().await?;
         rx.await
@@ -193,12 +181,8 @@ where
     /// was stopped inside it), silently: the failing statement's error and
     /// ReadyForQuery go nowhere.
     async fn fail_transaction(&mut self) -> Result<(), SessionError> {
-        let (reply, _ignored) = tokio::sync::oneshot::channel();
-        self.guard.state.push(Expect::Internal {
-            reply,
-            sets: Vec::new(),
-            error: None,
-        });
+        let (expect, _ignored) = Expect::internal();
+        self.guard.state.queue.push(expect);
         self.send(&messages::query(BLOCKED_SQL)).await
     }
 
@@ -286,15 +270,17 @@ where
     /// was decided on, recorded when the server reaches the failing
     /// stand-in.
     fn refused(&self, r: &Refusal, sql: &str) -> Refused {
-        let pending = PendingRefusal::new(&r.block, "statement refused", sql, r.facts.as_ref());
-        Refused::Record(Box::new(pending))
+        Refused::Record(Box::new(RefusedStatement {
+            refusal: r.clone(),
+            sql: sql.to_owned(),
+        }))
     }
 
     /// A refusal of a message of an extended-protocol batch: not even
     /// prepared for the record when the batch already failed (the server
     /// skips the message and its error never reaches the client).
     fn refused_in_batch(&mut self, r: &Refusal, sql: &str) -> Refused {
-        if std::mem::replace(&mut self.batch_failed, true) {
+        if !self.core.fail_batch() {
             return Refused::Error(enforce::block_error(&r.block));
         }
         self.refused(r, sql)
@@ -309,8 +295,8 @@ where
     /// Replaces a whole simple-query cycle with a failing statement whose
     /// error becomes `err`.
     async fn refuse_cycle_with(&mut self, err: Refused) -> Result<(), SessionError> {
-        self.guard.state.push(Expect::Refused(err));
-        self.guard.state.push(Expect::QueryEnd);
+        self.guard.state.queue.push(Expect::Refused(err));
+        self.guard.state.queue.push(Expect::QueryEnd);
         self.send(&messages::query(BLOCKED_SQL)).await
     }
 
@@ -336,13 +322,13 @@ where
             let exec = self.core.decide(empty, &policy, None).map_err(|r| {
                 SessionError::ClientProtocol(format!("empty statement refused: {}", r.block.reason))
             })?;
-            self.guard.state.push(Expect::Statement(exec));
+            self.guard.state.queue.push(Expect::Statement(exec));
         }
         for exec in &execs {
-            self.guard.state.push(Expect::Statement(exec.clone()));
+            self.guard.state.queue.push(Expect::Statement(exec.clone()));
         }
         let limited = execs.iter().any(|e| e.allowance.limits.is_some());
-        let held = self.guard.state.push_held(Expect::QueryEnd, limited);
+        let held = self.guard.state.queue.push_held(Expect::QueryEnd, limited);
         self.guard.allowed.increment(execs.len().max(1) as u64);
         self.send(frame.as_bytes()).await?;
         match held {
@@ -368,8 +354,8 @@ where
         self.flush().await?;
         let stopped = rx.await.unwrap_or(false);
         if stopped && self.in_batch {
-            self.batch_failed = true;
-            self.guard.state.push(Expect::Parse);
+            self.core.batch_failed = true;
+            self.guard.state.queue.push(Expect::Parse);
             self.send(&messages::parse_message(BLOCKED_NAME, BLOCKED_SQL))
                 .await?;
         }
@@ -400,20 +386,20 @@ where
                 .map_err(Refused::Error),
             Ok(None) => {
                 // Several statements: the server refuses the Parse.
-                self.batch_failed = true;
+                self.core.batch_failed = true;
                 Ok(None)
             }
         };
         match decided {
             Err(err) => {
                 self.core.prepared(&msg.name, None);
-                self.guard.state.push(Expect::Refused(err));
+                self.guard.state.queue.push(Expect::Refused(err));
                 self.send(&messages::parse_message(&msg.name, BLOCKED_SQL))
                     .await
             }
             Ok(exec) => {
                 self.core.prepared(&msg.name, exec);
-                self.guard.state.push(Expect::Parse);
+                self.guard.state.queue.push(Expect::Parse);
                 self.send(frame.as_bytes()).await
             }
         }
@@ -437,11 +423,12 @@ where
                 .guard
                 .allowed_verdict(sql, &exec.facts, &exec.allowance, &exec.catalog)
                 .await
-                .map(|()| exec)
+                .map(|()| Some(exec))
                 .map_err(Refused::Error),
-            Ok((exec, false)) => Ok(exec),
+            Ok((exec, false)) => Ok(Some(exec)),
         };
         let decided = decided.and_then(|exec| {
+            let Some(exec) = exec else { return Ok(None) };
             let mut portal = Exec::portal_of(&exec);
             if exec.allowance.pseudonymizes() {
                 portal.result_formats =
@@ -449,17 +436,17 @@ where
                         Refused::Error(ErrorFields::new(Severity::Error, "08P01", e.to_string()))
                     })?;
             }
-            Ok(Arc::new(portal))
+            Ok(Some(Arc::new(portal)))
         });
         match decided {
             Err(err) => {
                 self.core.bound(&portal, None);
-                self.guard.state.push(Expect::Refused(err));
+                self.guard.state.queue.push(Expect::Refused(err));
                 self.send(&failing_bind(&portal)).await
             }
             Ok(exec) => {
-                self.core.bound(&portal, Some(exec));
-                self.guard.state.push(Expect::Bind);
+                self.core.bound(&portal, exec);
+                self.guard.state.queue.push(Expect::Bind);
                 self.send(frame.as_bytes()).await
             }
         }
@@ -476,7 +463,7 @@ where
         if let Some(t) = &target {
             t.describe_requested.store(true, Ordering::Relaxed);
         }
-        self.guard.state.push(Expect::Describe {
+        self.guard.state.queue.push(Expect::Describe {
             target,
             hidden: false,
         });
@@ -502,13 +489,16 @@ where
             return Err(SessionError::Client(e));
         }
         self.begin_batch().await?;
-        self.batch_failed = true;
+        self.core.batch_failed = true;
         let err = ErrorFields::new(
             Severity::Error,
             "08P01",
             format!("invalid frontend message: {e}"),
         );
-        self.guard.state.push(Expect::Refused(Refused::Error(err)));
+        self.guard
+            .state
+            .queue
+            .push(Expect::Refused(Refused::Error(err)));
         self.send(&failing_execute()).await
     }
 
@@ -519,7 +509,7 @@ where
             Ok(exec) => exec,
             Err(r) => {
                 let err = self.refused_in_batch(&r, "");
-                self.guard.state.push(Expect::Refused(err));
+                self.guard.state.queue.push(Expect::Refused(err));
                 return self.send(&failing_execute()).await;
             }
         };
@@ -532,14 +522,18 @@ where
         );
         if !exec.described() {
             exec.describe_requested.store(true, Ordering::Relaxed);
-            self.guard.state.push(Expect::Describe {
+            self.guard.state.queue.push(Expect::Describe {
                 target: Some(exec.clone()),
                 hidden: true,
             });
             self.send(&messages::describe(b'P', &portal)).await?;
         }
         let limited = exec.allowance.limits.is_some();
-        let held = self.guard.state.push_held(Expect::Execute(exec), limited);
+        let held = self
+            .guard
+            .state
+            .queue
+            .push_held(Expect::Execute(exec), limited);
         self.send(frame.as_bytes()).await?;
         match held {
             Some(rx) => self.wait_held(rx).await,
@@ -555,7 +549,7 @@ where
         } else {
             self.core.portals.remove(&name);
         }
-        self.guard.state.push(Expect::Close);
+        self.guard.state.queue.push(Expect::Close);
         self.send(frame.as_bytes()).await
     }
 }
