@@ -7,6 +7,7 @@
 //! relay and `explain` call the same [`Core`], so they cannot disagree.
 //! Touches no socket.
 
+mod batch;
 mod decide;
 mod exec;
 mod queue;
@@ -15,6 +16,7 @@ mod refusal;
 #[cfg(test)]
 mod tests;
 
+pub use batch::Step;
 pub use decide::{changes_context, Core};
 pub use exec::Exec;
 pub use queue::{

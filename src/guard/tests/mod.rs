@@ -1,6 +1,8 @@
 //! The decision core against scripted sessions, without PostgreSQL: what
 //! the guarded relay asks it, in the order a client's messages would.
 
+mod session;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 

@@ -17,7 +17,7 @@ use super::Guard;
 use crate::analysis::{CopyEndpoint, StatementFacts, StatementKind};
 use crate::catalog::{parse_name_array, Catalog, CatalogRows, Claim, LOAD_SQL};
 use crate::enforce;
-use crate::guard::{Core, Refusal};
+use crate::guard::{Core, Refusal, Step};
 use crate::policy::{Block, Rule};
 use crate::proxy::SessionError;
 use crate::wire::messages::{self, ErrorFields, Severity};
@@ -280,10 +280,18 @@ where
     /// prepared for the record when the batch already failed (the server
     /// skips the message and its error never reaches the client).
     fn refused_in_batch(&mut self, r: &Refusal, sql: &str) -> Refused {
-        if !self.core.fail_batch() {
-            return Refused::Error(enforce::block_error(&r.block));
+        let seen = self.core.fail_batch();
+        self.refused_seen(r, seen, sql)
+    }
+
+    /// A refusal the client sees (recorded), or one of a message the
+    /// server skips (not recorded).
+    fn refused_seen(&self, r: &Refusal, seen: bool, sql: &str) -> Refused {
+        if seen {
+            self.refused(r, sql)
+        } else {
+            Refused::Error(enforce::block_error(&r.block))
         }
-        self.refused(r, sql)
     }
 
     /// Replaces a whole simple-query cycle with a failing statement.
@@ -375,30 +383,36 @@ where
         let msg = messages::parse_parse(frame).map_err(SessionError::Client)?;
         let policy = self.guard.shared.policy.current();
         let sql: Arc<str> = Arc::from(msg.sql.as_str());
-        let decided = self.core.decide_parse(&sql, &policy);
-        let decided = match decided {
-            Err(r) => Err(self.refused_in_batch(&r, &sql)),
-            Ok(Some(exec)) => self
-                .guard
-                .allowed_verdict(&sql, &exec.facts, &exec.allowance, &exec.catalog)
-                .await
-                .map(|()| Some(exec))
-                .map_err(Refused::Error),
-            Ok(None) => {
-                // Several statements: the server refuses the Parse.
-                self.core.batch_failed = true;
-                Ok(None)
+        let refused = match self.core.parse(&msg.name, &sql, &policy) {
+            Step::Refuse { refusal, seen } => Some(self.refused_seen(&refusal, seen, &sql)),
+            Step::Forward { exec: None, .. } => None,
+            Step::Forward {
+                exec: Some(exec), ..
+            } => {
+                let recorded = self
+                    .guard
+                    .allowed_verdict(&sql, &exec.facts, &exec.allowance, &exec.catalog)
+                    .await;
+                match recorded {
+                    Ok(()) => {
+                        self.core.prepared(&msg.name, Some(exec));
+                        None
+                    }
+                    Err(err) => {
+                        self.core.batch_failed = true;
+                        self.core.prepared(&msg.name, None);
+                        Some(Refused::Error(err))
+                    }
+                }
             }
         };
-        match decided {
-            Err(err) => {
-                self.core.prepared(&msg.name, None);
+        match refused {
+            Some(err) => {
                 self.guard.state.queue.push(Expect::Refused(err));
                 self.send(&messages::parse_message(&msg.name, BLOCKED_SQL))
                     .await
             }
-            Ok(exec) => {
-                self.core.prepared(&msg.name, exec);
+            None => {
                 self.guard.state.queue.push(Expect::Parse);
                 self.send(frame.as_bytes()).await
             }
@@ -416,40 +430,54 @@ where
             .get(&statement)
             .and_then(|s| s.sql.clone());
         let sql = sql.as_deref().unwrap_or("");
-        let decided = self.core.decide_bind(&statement, &policy);
-        let decided = match decided {
-            Err(r) => Err(self.refused_in_batch(&r, sql)),
-            Ok((exec, true)) => self
-                .guard
-                .allowed_verdict(sql, &exec.facts, &exec.allowance, &exec.catalog)
-                .await
-                .map(|()| Some(exec))
-                .map_err(Refused::Error),
-            Ok((exec, false)) => Ok(Some(exec)),
+        let decided = match self.core.bind(&portal, &statement, &policy) {
+            Step::Refuse { refusal, seen } => Err(self.refused_seen(&refusal, seen, sql)),
+            Step::Forward { exec: None, .. } => Ok(None),
+            Step::Forward {
+                exec: Some(exec),
+                new,
+            } => self.bound(&exec, new, sql, frame).await.map(Some),
         };
-        let decided = decided.and_then(|exec| {
-            let Some(exec) = exec else { return Ok(None) };
-            let mut portal = Exec::portal_of(&exec);
-            if exec.allowance.pseudonymizes() {
-                portal.result_formats =
-                    messages::parse_bind_result_formats(frame).map_err(|e| {
-                        Refused::Error(ErrorFields::new(Severity::Error, "08P01", e.to_string()))
-                    })?;
-            }
-            Ok(Some(Arc::new(portal)))
-        });
         match decided {
             Err(err) => {
+                self.core.batch_failed = true;
                 self.core.bound(&portal, None);
                 self.guard.state.queue.push(Expect::Refused(err));
                 self.send(&failing_bind(&portal)).await
             }
             Ok(exec) => {
-                self.core.bound(&portal, exec);
+                if exec.is_some() {
+                    self.core.bound(&portal, exec);
+                }
                 self.guard.state.queue.push(Expect::Bind);
                 self.send(frame.as_bytes()).await
             }
         }
+    }
+
+    /// The portal of an allowed Bind of `exec`, its verdict recorded when
+    /// `new`; the error the client gets instead when the record fails or
+    /// the Bind is malformed.
+    async fn bound(
+        &mut self,
+        exec: &Arc<Exec>,
+        new: bool,
+        sql: &str,
+        frame: &Frame,
+    ) -> Result<Arc<Exec>, Refused> {
+        if new {
+            self.guard
+                .allowed_verdict(sql, &exec.facts, &exec.allowance, &exec.catalog)
+                .await
+                .map_err(Refused::Error)?;
+        }
+        let mut portal = Exec::portal_of(exec);
+        if exec.allowance.pseudonymizes() {
+            portal.result_formats = messages::parse_bind_result_formats(frame).map_err(|e| {
+                Refused::Error(ErrorFields::new(Severity::Error, "08P01", e.to_string()))
+            })?;
+        }
+        Ok(Arc::new(portal))
     }
 
     async fn describe(&mut self, frame: &Frame) -> Result<(), SessionError> {
