@@ -584,19 +584,10 @@ where
 
 /// A Bind of a statement that does not exist: fails on the server.
 fn failing_bind(portal: &str) -> bytes::Bytes {
-    let mut body = Vec::new();
-    body.extend_from_slice(portal.as_bytes());
-    body.push(0);
-    body.extend_from_slice(BLOCKED_NAME.as_bytes());
-    body.push(0);
-    body.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
-    messages::frame(FrontendKind::Bind.tag(), &body)
+    messages::bind_message(portal, BLOCKED_NAME)
 }
 
 /// An Execute of a portal that does not exist: fails on the server.
 fn failing_execute() -> bytes::Bytes {
-    let mut body = BLOCKED_NAME.as_bytes().to_vec();
-    body.push(0);
-    body.extend_from_slice(&0i32.to_be_bytes());
-    messages::frame(FrontendKind::Execute.tag(), &body)
+    messages::execute_message(BLOCKED_NAME, 0)
 }

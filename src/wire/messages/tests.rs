@@ -70,6 +70,8 @@ fn frontend_messages_are_checked_exactly() {
             b"\0s\0\0\x01\0\x01\0\x02\0\0\0\x0242\xff\xff\xff\xff\0\x01\0\0",
         ),
         frame(b'E', b"\0\0\0\0\0"),
+        execute_message("p", 10),
+        bind_message("p", "s"),
         describe(b'P', ""),
         frame(b'C', b"Sname\0"),
         frame(b'S', b""),

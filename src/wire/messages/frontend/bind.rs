@@ -1,7 +1,22 @@
 //! Bind (client to server).
 
+use bytes::Bytes;
+
+use crate::wire::messages::frame;
 use crate::wire::messages::read::{malformed, read_i16, read_i32, split_cstr};
 use crate::wire::{Frame, WireError};
+
+/// Encodes a Bind of `statement` to `portal` with no parameters and
+/// text results.
+pub fn bind_message(portal: &str, statement: &str) -> Bytes {
+    let mut body = Vec::with_capacity(portal.len() + statement.len() + 8);
+    body.extend_from_slice(portal.as_bytes());
+    body.push(0);
+    body.extend_from_slice(statement.as_bytes());
+    body.push(0);
+    body.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    frame(b'B', &body)
+}
 
 /// Reads the portal and statement names of a Bind ('B') message.
 pub fn parse_bind_names(frame: &Frame) -> Result<(String, String), WireError> {
