@@ -35,38 +35,37 @@ pub enum Step {
 impl Core {
     /// A Parse of `sql` as statement `name`. A message of a batch that
     /// already failed is skipped by the server: nothing of it runs or is
-    /// recorded, and no decision is kept under its name.
+    /// recorded, and what the name stands for does not change (on the
+    /// server either).
     pub fn parse(&mut self, name: &str, sql: &Arc<str>, policy: &Arc<Policy>) -> Step {
-        let decided = self.decide_parse(sql, policy);
-        let exec = match decided {
+        let skipped = Step::Forward {
+            exec: None,
+            new: false,
+        };
+        match self.decide_parse(sql, policy) {
             Err(refusal) => {
                 self.prepared(name, None);
                 let seen = self.fail_batch();
-                return Step::Refuse { refusal, seen };
+                Step::Refuse { refusal, seen }
             }
-            Ok(_) if self.batch_failed => None,
-            Ok(Some(exec)) => {
-                return Step::Forward {
-                    exec: Some(exec),
-                    new: true,
-                }
-            }
+            Ok(_) if self.batch_failed => skipped,
+            Ok(Some(exec)) => Step::Forward {
+                exec: Some(exec),
+                new: true,
+            },
             Ok(None) => {
                 // Several statements: the server refuses the Parse.
                 self.batch_failed = true;
-                None
+                self.prepared(name, None);
+                skipped
             }
-        };
-        self.prepared(name, exec);
-        Step::Forward {
-            exec: None,
-            new: false,
         }
     }
 
     /// A Bind of prepared statement `statement` to `portal`; as
-    /// [`Core::parse`] for a batch that already failed. A decision made
-    /// again (the context or the policy changed) is `new`.
+    /// [`Core::parse`] for a batch that already failed (the portal keeps
+    /// what it stood for). A decision made again (the context or the
+    /// policy changed) is `new`.
     pub fn bind(&mut self, portal: &str, statement: &str, policy: &Arc<Policy>) -> Step {
         match self.decide_bind(statement, policy) {
             Err(refusal) => {
@@ -74,13 +73,10 @@ impl Core {
                 let seen = self.fail_batch();
                 Step::Refuse { refusal, seen }
             }
-            Ok(_) if self.batch_failed => {
-                self.bound(portal, None);
-                Step::Forward {
-                    exec: None,
-                    new: false,
-                }
-            }
+            Ok(_) if self.batch_failed => Step::Forward {
+                exec: None,
+                new: false,
+            },
             Ok((exec, new)) => Step::Forward {
                 exec: Some(exec),
                 new,

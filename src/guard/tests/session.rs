@@ -249,6 +249,9 @@ fn a_pipeline_of_refused_statements_records_what_the_client_saw() {
 #[test]
 fn what_follows_a_refusal_in_its_batch_never_runs_and_is_not_kept() {
     let mut s = Script::new(dev());
+    s.parse("", "SELECT id FROM users");
+    s.sync();
+    let before = s.core.statements[""].clone();
     s.parse("a", "SELECT id FROM orders");
     match s
         .core
@@ -258,6 +261,11 @@ fn what_follows_a_refusal_in_its_batch_never_runs_and_is_not_kept() {
         other => panic!("an allowed Parse after a refusal is skipped, got {other:?}"),
     }
     assert!(!s.core.statements.contains_key("b"));
+    // The server skips a Parse of the unnamed statement: the one before
+    // stays, here as there.
+    s.core
+        .parse("", &Arc::from("SELECT email FROM users"), &s.policy);
+    assert!(Arc::ptr_eq(&s.core.statements[""], &before));
     match s.core.bind("p", "a", &s.policy) {
         Step::Refuse { seen: false, .. } => {}
         other => panic!("a second refusal in the batch is not seen, got {other:?}"),
