@@ -93,7 +93,7 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<()> {
                 }
                 None => println!("  verdict: ALLOW"),
             },
-            Err(Refusal { block, at: Some(at) }) if *at == i => {
+            Err(Refusal { block, at: Some(at), .. }) if *at == i => {
                 println!("  verdict: BLOCK by rule {}: {}", block.rule, block.reason)
             }
             Err(Refusal { at: Some(at), .. }) => {
@@ -102,7 +102,10 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<()> {
             Err(Refusal { at: None, .. }) => println!("  verdict: not run (the query is refused)"),
         }
     }
-    if let Err(Refusal { block, at: None }) = &verdict {
+    if let Err(Refusal {
+        block, at: None, ..
+    }) = &verdict
+    {
         println!("verdict: BLOCK by rule {}: {}", block.rule, block.reason);
     }
     if verdict.is_err() {

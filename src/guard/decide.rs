@@ -22,7 +22,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::Exec;
+use super::{Exec, Refusal, RefusedFacts};
 use crate::analysis::{self, AnalysisError, Context, StatementFacts, StatementKind};
 use crate::catalog::Catalog;
 use crate::enforce;
@@ -57,6 +57,12 @@ pub struct Core {
     /// A statement executed in this extended-protocol batch changed how
     /// names resolve; nothing more is analyzed until the next Sync.
     pub batch_changed: bool,
+    /// This extended-protocol batch already failed on the server (a
+    /// refused message, a Parse the server rejects, a stopped result): the
+    /// server skips everything up to the next Sync, so what is refused
+    /// after it is refused silently (the client sees one error, the block
+    /// log holds one record), and what is allowed after it never runs.
+    pub batch_failed: bool,
     /// Prepared statements (Parse and SQL PREPARE), by name.
     pub statements: HashMap<String, Arc<Exec>>,
     /// Bound portals, by name.
@@ -87,6 +93,7 @@ impl Core {
             context: 0,
             ddl_seen: false,
             batch_changed: false,
+            batch_failed: false,
             statements: HashMap::new(),
             portals: HashMap::new(),
             cursors: HashMap::new(),
@@ -131,14 +138,16 @@ impl Core {
     /// `stmt`'s decision as it stands now: analyzed again from its text when
     /// the search path or catalog changed since (PostgreSQL re-plans it
     /// too), decided again when the policy changed.
-    pub fn redecide(&self, stmt: &Arc<Exec>, policy: &Arc<Policy>) -> Result<Arc<Exec>, Block> {
+    pub fn redecide(&self, stmt: &Arc<Exec>, policy: &Arc<Policy>) -> Result<Arc<Exec>, Refusal> {
         if stmt.context != self.context {
+            let unknown =
+                || Refusal::on(context_change_block(), &stmt.facts, &self.catalog, policy);
             let Some(sql) = &stmt.sql else {
-                return Err(context_change_block());
+                return Err(unknown());
             };
             let mut statements = self.analyze(sql)?;
             if statements.len() != 1 {
-                return Err(context_change_block());
+                return Err(unknown());
             }
             return self.decide(statements.remove(0), policy, Some(sql.clone()));
         }
@@ -155,15 +164,15 @@ impl Core {
         facts: StatementFacts,
         policy: &Arc<Policy>,
         sql: Option<Arc<str>>,
-    ) -> Result<Arc<Exec>, Block> {
+    ) -> Result<Arc<Exec>, Refusal> {
         let mut counted_by = None;
         let facts = match &facts.kind {
             StatementKind::Execute { name } => {
                 let prepared = self.statements.get(name).ok_or_else(|| {
-                    enforce::block(
+                    Refusal::from(enforce::block(
                         Rule::StatementUnknown,
                         format!("no prepared statement {name:?} known to copyguard"),
-                    )
+                    ))
                 })?;
                 let prepared = self.redecide(prepared, policy)?;
                 let mut inner = (*prepared.facts).clone();
@@ -183,10 +192,10 @@ impl Core {
                         .map(|p| p.counted_by.as_ref().unwrap_or(p))
                 };
                 let cursor = self.cursors.get(name).or_else(portal).ok_or_else(|| {
-                    enforce::block(
+                    Refusal::from(enforce::block(
                         Rule::CursorUnknown,
                         format!("no cursor {name:?} known to copyguard"),
-                    )
+                    ))
                 })?;
                 let mut inner = (*cursor.facts).clone();
                 inner.kind = facts.kind.clone();
@@ -202,20 +211,24 @@ impl Core {
                         .as_deref()
                         .is_some_and(enforce::is_safe_client_encoding_set) =>
             {
-                return Err(enforce::block(
+                let b = enforce::block(
                     Rule::SettingLexer,
                     format!("guarded sessions cannot change {name}: it changes how the server reads SQL text"),
-                ));
+                );
+                return Err(Refusal::on(b, &facts, &self.catalog, policy));
             }
             _ => facts,
         };
         let class = self.class(policy);
         match policy.decide(&class, &self.catalog, &facts) {
-            Verdict::Block(b) => Err(b),
-            Verdict::Allow(a) if a.pseudonymizes() && !self.has_key => Err(enforce::block(
-                Rule::PseudonymNoKey,
-                "role class gets these columns pseudonymized, but copyguard has no pseudonymization key (pseudonym.key_file)",
-            )),
+            Verdict::Block(b) => Err(Refusal::on(b, &facts, &self.catalog, policy)),
+            Verdict::Allow(a) if a.pseudonymizes() && !self.has_key => {
+                let b = enforce::block(
+                    Rule::PseudonymNoKey,
+                    "role class gets these columns pseudonymized, but copyguard has no pseudonymization key (pseudonym.key_file)",
+                );
+                Err(Refusal::on(b, &facts, &self.catalog, policy))
+            }
             Verdict::Allow(allowance) => {
                 let scrub = allowance.touches_classified;
                 let mut exec = Exec::new(
@@ -307,14 +320,19 @@ impl Core {
         sql: &str,
         policy: &Arc<Policy>,
     ) -> Result<Vec<Arc<Exec>>, Refusal> {
-        let statements = self.analyze(sql).map_err(Refusal::whole)?;
+        let statements = self.analyze(sql)?;
         let alone = (statements.len() == 1).then(|| Arc::<str>::from(sql));
         let saved = (self.statements.clone(), self.cursors.clone());
         let mut changed = false;
         let mut execs = Vec::with_capacity(statements.len());
         for (at, facts) in statements.into_iter().enumerate() {
             let decided = if changed && !names_no_relation(&facts.kind) {
-                Err(context_change_block())
+                Err(Refusal::on(
+                    context_change_block(),
+                    &facts,
+                    &self.catalog,
+                    policy,
+                ))
             } else {
                 self.decide(facts, policy, alone.clone())
             };
@@ -324,21 +342,22 @@ impl Core {
                     self.apply(&exec);
                     execs.push(exec);
                 }
-                Err(block) => {
+                Err(refusal) => {
                     (self.statements, self.cursors) = saved;
-                    return Err(Refusal {
-                        block,
-                        at: Some(at),
-                    });
+                    return Err(refusal.at(at));
                 }
             }
         }
         if execs.len() > 1 && execs.iter().any(|e| e.allowance.limits.is_some()) {
             (self.statements, self.cursors) = saved;
-            return Err(Refusal::whole(enforce::block(
-                Rule::StatementLimitedNotAlone,
-                "a statement returning classified rows must be sent as a query of its own: copyguard stops it at its limits, and statements after it in the same query string would still run",
-            )));
+            let facts = RefusedFacts::new(execs.iter().map(|e| &*e.facts), &self.catalog, policy);
+            return Err(Refusal {
+                facts: Some(facts),
+                ..Refusal::from(enforce::block(
+                    Rule::StatementLimitedNotAlone,
+                    "a statement returning classified rows must be sent as a query of its own: copyguard stops it at its limits, and statements after it in the same query string would still run",
+                ))
+            });
         }
         Ok(execs)
     }
@@ -350,9 +369,13 @@ impl Core {
         &self,
         sql: &Arc<str>,
         policy: &Arc<Policy>,
-    ) -> Result<Option<Arc<Exec>>, Block> {
+    ) -> Result<Option<Arc<Exec>>, Refusal> {
         if self.batch_changed {
-            return Err(context_change_block());
+            let statements = self.analyze(sql).unwrap_or_default();
+            return Err(Refusal {
+                facts: Some(RefusedFacts::new(&statements, &self.catalog, policy)),
+                ..Refusal::from(context_change_block())
+            });
         }
         let mut statements = self.analyze(sql)?;
         match statements.len() {
@@ -372,15 +395,19 @@ impl Core {
         &self,
         statement: &str,
         policy: &Arc<Policy>,
-    ) -> Result<(Arc<Exec>, bool), Block> {
+    ) -> Result<(Arc<Exec>, bool), Refusal> {
+        let stored = self.statements.get(statement);
         if self.batch_changed {
-            return Err(context_change_block());
+            return Err(match stored {
+                Some(s) => Refusal::on(context_change_block(), &s.facts, &self.catalog, policy),
+                None => Refusal::from(context_change_block()),
+            });
         }
-        let Some(stmt) = self.statements.get(statement) else {
-            return Err(enforce::block(
+        let Some(stmt) = stored else {
+            return Err(Refusal::from(enforce::block(
                 Rule::StatementUnknown,
                 format!("no prepared statement {statement:?} known to copyguard"),
-            ));
+            )));
         };
         self.redecide(stmt, policy)
             .map(|exec| (exec.clone(), !Arc::ptr_eq(&exec, stmt)))
@@ -388,12 +415,12 @@ impl Core {
 
     /// An Execute of `portal`: the portal's decision, applied to the
     /// session.
-    pub fn execute(&mut self, portal: &str) -> Result<Arc<Exec>, Block> {
+    pub fn execute(&mut self, portal: &str) -> Result<Arc<Exec>, Refusal> {
         let Some(exec) = self.portals.get(portal).cloned() else {
-            return Err(enforce::block(
+            return Err(Refusal::from(enforce::block(
                 Rule::PortalUnknown,
                 format!("no portal {portal:?} known to copyguard"),
-            ));
+            )));
         };
         self.apply(&exec);
         self.batch_changed |= changes_context(&exec.facts);
@@ -422,22 +449,16 @@ impl Core {
     /// A Sync ended the extended-protocol batch.
     pub fn end_batch(&mut self) {
         self.batch_changed = false;
+        self.batch_failed = false;
     }
-}
 
-/// A refusal of a query string: the rule, and the statement it refused
-/// (`None`: the string as a whole).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Refusal {
-    /// The refusal.
-    pub block: Block,
-    /// The refused statement's position in the string.
-    pub at: Option<usize>,
-}
-
-impl Refusal {
-    fn whole(block: Block) -> Refusal {
-        Refusal { block, at: None }
+    /// A message of an extended-protocol batch is refused (or fails on
+    /// the server for a reason copyguard knows): whether the client sees
+    /// this refusal, so it is recorded. Not when the batch had already
+    /// failed: the server skips the message and its error never reaches
+    /// the client.
+    pub fn fail_batch(&mut self) -> bool {
+        !std::mem::replace(&mut self.batch_failed, true)
     }
 }
 

@@ -1,15 +1,26 @@
 //! The guarded-session core, sans I/O: the decision every guarded
 //! statement gets ([`Core`]: name-resolution context, prepared statements,
 //! portals and cursors, and one ordered decision function), and what a
-//! decision carries to the result checks ([`Exec`]). `serve`'s guarded
+//! decision carries to the result checks ([`Exec`]), and the queue of
+//! responses the server owes, which tells the relay what to do with each
+//! server message ([`Queue`]). `serve`'s guarded
 //! relay and `explain` call the same [`Core`], so they cannot disagree.
 //! Touches no socket.
 
+mod batch;
 mod decide;
 mod exec;
+mod queue;
+mod refusal;
 
 #[cfg(test)]
 mod tests;
 
-pub use decide::{changes_context, Core, Refusal};
+pub use batch::Step;
+pub use decide::{changes_context, Core};
 pub use exec::Exec;
+pub use queue::{
+    Expect, InternalResult, OnDescription, OnError, OnReady, Queue, Refused, RefusedStatement,
+    Unexpected,
+};
+pub use refusal::{relation_names, Refusal, RefusedFacts};

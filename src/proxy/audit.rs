@@ -9,7 +9,8 @@ use std::sync::Arc;
 use crate::analysis::StatementFacts;
 use crate::audit::{AuditError, SessionFields, StatementEvent, Verdict};
 use crate::catalog::Catalog;
-use crate::policy::{Allowance, Block, Policy, RoleClass, Rule};
+use crate::guard::{relation_names, RefusedFacts};
+use crate::policy::{Allowance, Block, RoleClass, Rule};
 use crate::wire::messages::{ErrorFields, Severity};
 
 use super::SessionInfo;
@@ -78,48 +79,20 @@ pub(crate) fn statement_event(
     ev
 }
 
-/// What a refusal was decided on: the statement's facts, in the catalog
-/// and under the policy of the decision.
-pub(crate) type RefusedFacts<'a> = (&'a StatementFacts, &'a Catalog, &'a Policy);
-
-/// A refusal's event: `sql`, the rule and reason, and, when the refusal
-/// was decided on facts, the relations the statement reads or writes and
-/// the classified columns it touches (returned, filtered or stored).
+/// A refusal's event: `sql`, the rule and reason, and the relations and
+/// classified columns the refusal was decided on (none when it was
+/// decided on no facts).
 pub(crate) fn refusal_event(
     sql: &str,
     block: &Block,
-    facts: Option<RefusedFacts<'_>>,
+    facts: Option<&RefusedFacts>,
 ) -> StatementEvent {
     let mut ev = statement_event(sql, refusal_verdict(block), Some(block), None);
-    if let Some((facts, catalog, policy)) = facts {
-        ev.relations = relation_names(facts, catalog);
-        let mut columns: Vec<String> = facts
-            .output_lineage()
-            .into_iter()
-            .chain(facts.predicates.iter().copied())
-            .chain(facts.stored.iter().copied())
-            .filter(|c| policy.category_of(catalog, *c).is_some())
-            .map(|c| catalog.column_name(c))
-            .collect();
-        columns.sort();
-        columns.dedup();
-        ev.columns = columns;
+    if let Some(facts) = facts {
+        ev.relations = facts.relations.clone();
+        ev.columns = facts.columns.clone();
     }
     ev
-}
-
-/// The relations a statement reads or writes, `schema.table`, sorted.
-fn relation_names(facts: &StatementFacts, catalog: &Catalog) -> Vec<String> {
-    let mut relations: Vec<String> = facts
-        .reads
-        .iter()
-        .chain(&facts.writes)
-        .filter_map(|oid| catalog.relation(*oid))
-        .map(|r| r.qualified_name())
-        .collect();
-    relations.sort();
-    relations.dedup();
-    relations
 }
 
 /// The error a guarded client gets for a statement whose verdict could not

@@ -12,12 +12,12 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::warn;
 
-use super::exec::{Exec, Expect, InternalResult, Refused};
-use super::{Guard, PendingRefusal};
+use super::exec::{Exec, Expect, InternalResult, Refused, RefusedStatement};
+use super::Guard;
 use crate::analysis::{CopyEndpoint, StatementFacts, StatementKind};
 use crate::catalog::{parse_name_array, Catalog, CatalogRows, Claim, LOAD_SQL};
 use crate::enforce;
-use crate::guard::Core;
+use crate::guard::{Core, Refusal, Step};
 use crate::policy::{Block, Rule};
 use crate::proxy::SessionError;
 use crate::wire::messages::{self, ErrorFields, Severity};
@@ -38,12 +38,6 @@ pub(super) struct Frontend<'a, R, W> {
     /// What decides every statement (no I/O).
     core: Core,
     in_batch: bool,
-    /// This extended-protocol batch already failed on the server (a
-    /// refused message, a Parse the server rejects, a stopped result): the
-    /// server skips everything up to the next Sync, so what is refused
-    /// after it is refused silently (the client sees one error, the block
-    /// log holds one record).
-    batch_failed: bool,
     /// An Execute of COPY FROM STDIN was sent and the client has not ended
     /// the copy yet.
     copy_in: bool,
@@ -72,7 +66,6 @@ where
             server,
             core,
             in_batch: false,
-            batch_failed: false,
             copy_in: false,
         }
     }
@@ -116,14 +109,13 @@ where
                 FrontendKind::Execute => self.execute(&frame).await?,
                 FrontendKind::Close => self.close(&frame).await?,
                 FrontendKind::Sync if self.copy_in => {
-                    self.batch_failed = false;
-                    self.guard.state.push(Expect::SyncInCopy);
+                    self.core.batch_failed = false;
+                    self.guard.state.queue.push(Expect::SyncInCopy);
                     self.send(frame.as_bytes()).await?;
                 }
                 FrontendKind::Sync => {
-                    self.guard.state.push_sync(Expect::Sync);
+                    self.guard.state.queue.push_sync(Expect::Sync);
                     self.in_batch = false;
-                    self.batch_failed = false;
                     self.core.end_batch();
                     self.send(frame.as_bytes()).await?;
                 }
@@ -133,7 +125,7 @@ where
                 }
                 FrontendKind::CopyDone | FrontendKind::CopyFail if self.copy_in => {
                     self.copy_in = false;
-                    self.guard.state.push(Expect::CopyEnd);
+                    self.guard.state.queue.push(Expect::CopyEnd);
                     self.send(frame.as_bytes()).await?;
                 }
                 FrontendKind::CopyData | FrontendKind::CopyDone | FrontendKind::CopyFail => {
@@ -144,7 +136,7 @@ where
                         Rule::ProtocolFunctionCall,
                         "the FunctionCall protocol message is not available to guarded roles",
                     );
-                    self.refuse_cycle(&b, "", None).await?;
+                    self.refuse_cycle(&b.into(), "").await?;
                 }
                 FrontendKind::Terminate => {
                     self.send(frame.as_bytes()).await?;
@@ -177,12 +169,8 @@ where
 
     /// Runs a query for copyguard itself, after everything sent so far.
     async fn internal(&mut self, sql: &str) -> Result<InternalResult, SessionError> {
-        let (reply, rx) = tokio::sync::oneshot::channel();
-        self.guard.state.push(Expect::Internal {
-            reply,
-            sets: Vec::new(),
-            error: None,
-        });
+        let (expect, rx) = Expect::internal();
+        self.guard.state.queue.push(expect);
         self.send(&messages::query(sql)).await?;
         self.flush().await?;
         rx.await
@@ -193,12 +181,8 @@ where
     /// was stopped inside it), silently: the failing statement's error and
     /// ReadyForQuery go nowhere.
     async fn fail_transaction(&mut self) -> Result<(), SessionError> {
-        let (reply, _ignored) = tokio::sync::oneshot::channel();
-        self.guard.state.push(Expect::Internal {
-            reply,
-            sets: Vec::new(),
-            error: None,
-        });
+        let (expect, _ignored) = Expect::internal();
+        self.guard.state.queue.push(expect);
         self.send(&messages::query(BLOCKED_SQL)).await
     }
 
@@ -282,77 +266,45 @@ where
         Ok(())
     }
 
-    /// A refusal of `sql`, with the relations and classified columns of
-    /// the `facts` it was decided on, recorded when the server reaches the
-    /// failing stand-in.
-    fn refused(&self, b: &Block, sql: &str, facts: Option<&StatementFacts>) -> Refused {
-        let policy = self.guard.shared.policy.current();
-        let facts = facts.map(|f| (f, &*self.core.catalog, &*policy));
-        let pending = PendingRefusal::new(b, "statement refused", sql, facts);
-        Refused::Record(Box::new(pending))
+    /// A refusal of `sql`, with the relations and classified columns it
+    /// was decided on, recorded when the server reaches the failing
+    /// stand-in.
+    fn refused(&self, r: &Refusal, sql: &str) -> Refused {
+        Refused::Record(Box::new(RefusedStatement {
+            refusal: r.clone(),
+            sql: sql.to_owned(),
+        }))
     }
 
     /// A refusal of a message of an extended-protocol batch: not even
     /// prepared for the record when the batch already failed (the server
     /// skips the message and its error never reaches the client).
-    fn refused_in_batch(
-        &mut self,
-        b: &Block,
-        sql: &str,
-        facts: Option<&StatementFacts>,
-    ) -> Refused {
-        if std::mem::replace(&mut self.batch_failed, true) {
-            return Refused::Error(enforce::block_error(b));
-        }
-        self.refused(b, sql, facts)
+    fn refused_in_batch(&mut self, r: &Refusal, sql: &str) -> Refused {
+        let seen = self.core.fail_batch();
+        self.refused_seen(r, seen, sql)
     }
 
-    /// The facts a refusal of `sql` was decided on: its statement `at` (the
-    /// only one when `None`), analyzed again (refusals are rare), with
-    /// what an EXECUTE or FETCH runs in its place; the statements taken
-    /// together for a refusal of the whole string.
-    fn refused_facts(&self, sql: &str, at: Option<usize>) -> Option<StatementFacts> {
-        let mut statements = self.core.analyze(sql).ok()?;
-        let facts = match at {
-            Some(at) if at < statements.len() => statements.swap_remove(at),
-            Some(_) => return None,
-            None => {
-                let mut all = statements.into_iter();
-                let mut first = all.next()?;
-                for f in all {
-                    first.reads.extend(f.reads);
-                    first.writes.extend(f.writes);
-                    first.outputs.extend(f.outputs);
-                    first.predicates.extend(f.predicates);
-                    first.stored.extend(f.stored);
-                }
-                first
-            }
-        };
-        let inner = match &facts.kind {
-            StatementKind::Execute { name } => self.core.statements.get(name),
-            StatementKind::Fetch { name, .. } => self.core.cursors.get(name),
-            _ => return Some(facts),
-        };
-        inner.map(|e| (*e.facts).clone())
+    /// A refusal the client sees (recorded), or one of a message the
+    /// server skips (not recorded).
+    fn refused_seen(&self, r: &Refusal, seen: bool, sql: &str) -> Refused {
+        if seen {
+            self.refused(r, sql)
+        } else {
+            Refused::Error(enforce::block_error(&r.block))
+        }
     }
 
     /// Replaces a whole simple-query cycle with a failing statement.
-    async fn refuse_cycle(
-        &mut self,
-        b: &Block,
-        sql: &str,
-        facts: Option<&StatementFacts>,
-    ) -> Result<(), SessionError> {
-        let err = self.refused(b, sql, facts);
+    async fn refuse_cycle(&mut self, r: &Refusal, sql: &str) -> Result<(), SessionError> {
+        let err = self.refused(r, sql);
         self.refuse_cycle_with(err).await
     }
 
     /// Replaces a whole simple-query cycle with a failing statement whose
     /// error becomes `err`.
     async fn refuse_cycle_with(&mut self, err: Refused) -> Result<(), SessionError> {
-        self.guard.state.push(Expect::Refused(err));
-        self.guard.state.push(Expect::QueryEnd);
+        self.guard.state.queue.push(Expect::Refused(err));
+        self.guard.state.queue.push(Expect::QueryEnd);
         self.send(&messages::query(BLOCKED_SQL)).await
     }
 
@@ -362,10 +314,7 @@ where
         let policy = self.guard.shared.policy.current();
         let execs = match self.core.decide_query_at(&sql, &policy) {
             Ok(execs) => execs,
-            Err(r) => {
-                let facts = self.refused_facts(&sql, r.at);
-                return self.refuse_cycle(&r.block, &sql, facts.as_ref()).await;
-            }
+            Err(r) => return self.refuse_cycle(&r, &sql).await,
         };
         for exec in &execs {
             let recorded = self
@@ -378,16 +327,16 @@ where
         }
         if execs.is_empty() {
             let empty = StatementFacts::new(StatementKind::Empty);
-            let exec = self.core.decide(empty, &policy, None).map_err(|b| {
-                SessionError::ClientProtocol(format!("empty statement refused: {}", b.reason))
+            let exec = self.core.decide(empty, &policy, None).map_err(|r| {
+                SessionError::ClientProtocol(format!("empty statement refused: {}", r.block.reason))
             })?;
-            self.guard.state.push(Expect::Statement(exec));
+            self.guard.state.queue.push(Expect::Statement(exec));
         }
         for exec in &execs {
-            self.guard.state.push(Expect::Statement(exec.clone()));
+            self.guard.state.queue.push(Expect::Statement(exec.clone()));
         }
         let limited = execs.iter().any(|e| e.allowance.limits.is_some());
-        let held = self.guard.state.push_held(Expect::QueryEnd, limited);
+        let held = self.guard.state.queue.push_held(Expect::QueryEnd, limited);
         self.guard.allowed.increment(execs.len().max(1) as u64);
         self.send(frame.as_bytes()).await?;
         match held {
@@ -413,8 +362,8 @@ where
         self.flush().await?;
         let stopped = rx.await.unwrap_or(false);
         if stopped && self.in_batch {
-            self.batch_failed = true;
-            self.guard.state.push(Expect::Parse);
+            self.core.batch_failed = true;
+            self.guard.state.queue.push(Expect::Parse);
             self.send(&messages::parse_message(BLOCKED_NAME, BLOCKED_SQL))
                 .await?;
         }
@@ -434,34 +383,37 @@ where
         let msg = messages::parse_parse(frame).map_err(SessionError::Client)?;
         let policy = self.guard.shared.policy.current();
         let sql: Arc<str> = Arc::from(msg.sql.as_str());
-        let decided = self.core.decide_parse(&sql, &policy);
-        let decided = match decided {
-            Err(b) => {
-                let facts = self.refused_facts(&sql, None);
-                Err(self.refused_in_batch(&b, &sql, facts.as_ref()))
-            }
-            Ok(Some(exec)) => self
-                .guard
-                .allowed_verdict(&sql, &exec.facts, &exec.allowance, &exec.catalog)
-                .await
-                .map(|()| Some(exec))
-                .map_err(Refused::Error),
-            Ok(None) => {
-                // Several statements: the server refuses the Parse.
-                self.batch_failed = true;
-                Ok(None)
+        let refused = match self.core.parse(&msg.name, &sql, &policy) {
+            Step::Refuse { refusal, seen } => Some(self.refused_seen(&refusal, seen, &sql)),
+            Step::Forward { exec: None, .. } => None,
+            Step::Forward {
+                exec: Some(exec), ..
+            } => {
+                let recorded = self
+                    .guard
+                    .allowed_verdict(&sql, &exec.facts, &exec.allowance, &exec.catalog)
+                    .await;
+                match recorded {
+                    Ok(()) => {
+                        self.core.prepared(&msg.name, Some(exec));
+                        None
+                    }
+                    Err(err) => {
+                        self.core.batch_failed = true;
+                        self.core.prepared(&msg.name, None);
+                        Some(Refused::Error(err))
+                    }
+                }
             }
         };
-        match decided {
-            Err(err) => {
-                self.core.prepared(&msg.name, None);
-                self.guard.state.push(Expect::Refused(err));
+        match refused {
+            Some(err) => {
+                self.guard.state.queue.push(Expect::Refused(err));
                 self.send(&messages::parse_message(&msg.name, BLOCKED_SQL))
                     .await
             }
-            Ok(exec) => {
-                self.core.prepared(&msg.name, exec);
-                self.guard.state.push(Expect::Parse);
+            None => {
+                self.guard.state.queue.push(Expect::Parse);
                 self.send(frame.as_bytes()).await
             }
         }
@@ -472,45 +424,60 @@ where
         let (portal, statement) =
             messages::parse_bind_names(frame).map_err(SessionError::Client)?;
         let policy = self.guard.shared.policy.current();
-        let stored = self.core.statements.get(&statement).cloned();
-        let sql = stored.as_ref().and_then(|s| s.sql.clone());
+        let sql = self
+            .core
+            .statements
+            .get(&statement)
+            .and_then(|s| s.sql.clone());
         let sql = sql.as_deref().unwrap_or("");
-        let decided = self.core.decide_bind(&statement, &policy);
-        let decided = match decided {
-            Err(b) => {
-                let facts = stored.as_ref().map(|s| &*s.facts);
-                Err(self.refused_in_batch(&b, sql, facts))
-            }
-            Ok((exec, true)) => self
-                .guard
-                .allowed_verdict(sql, &exec.facts, &exec.allowance, &exec.catalog)
-                .await
-                .map(|()| exec)
-                .map_err(Refused::Error),
-            Ok((exec, false)) => Ok(exec),
+        let decided = match self.core.bind(&portal, &statement, &policy) {
+            Step::Refuse { refusal, seen } => Err(self.refused_seen(&refusal, seen, sql)),
+            Step::Forward { exec: None, .. } => Ok(None),
+            Step::Forward {
+                exec: Some(exec),
+                new,
+            } => self.bound(&exec, new, sql, frame).await.map(Some),
         };
-        let decided = decided.and_then(|exec| {
-            let mut portal = Exec::portal_of(&exec);
-            if exec.allowance.pseudonymizes() {
-                portal.result_formats =
-                    messages::parse_bind_result_formats(frame).map_err(|e| {
-                        Refused::Error(ErrorFields::new(Severity::Error, "08P01", e.to_string()))
-                    })?;
-            }
-            Ok(Arc::new(portal))
-        });
         match decided {
             Err(err) => {
+                self.core.batch_failed = true;
                 self.core.bound(&portal, None);
-                self.guard.state.push(Expect::Refused(err));
+                self.guard.state.queue.push(Expect::Refused(err));
                 self.send(&failing_bind(&portal)).await
             }
             Ok(exec) => {
-                self.core.bound(&portal, Some(exec));
-                self.guard.state.push(Expect::Bind);
+                if exec.is_some() {
+                    self.core.bound(&portal, exec);
+                }
+                self.guard.state.queue.push(Expect::Bind);
                 self.send(frame.as_bytes()).await
             }
         }
+    }
+
+    /// The portal of an allowed Bind of `exec`, its verdict recorded when
+    /// `new`; the error the client gets instead when the record fails or
+    /// the Bind is malformed.
+    async fn bound(
+        &mut self,
+        exec: &Arc<Exec>,
+        new: bool,
+        sql: &str,
+        frame: &Frame,
+    ) -> Result<Arc<Exec>, Refused> {
+        if new {
+            self.guard
+                .allowed_verdict(sql, &exec.facts, &exec.allowance, &exec.catalog)
+                .await
+                .map_err(Refused::Error)?;
+        }
+        let mut portal = Exec::portal_of(exec);
+        if exec.allowance.pseudonymizes() {
+            portal.result_formats = messages::parse_bind_result_formats(frame).map_err(|e| {
+                Refused::Error(ErrorFields::new(Severity::Error, "08P01", e.to_string()))
+            })?;
+        }
+        Ok(Arc::new(portal))
     }
 
     async fn describe(&mut self, frame: &Frame) -> Result<(), SessionError> {
@@ -524,7 +491,7 @@ where
         if let Some(t) = &target {
             t.describe_requested.store(true, Ordering::Relaxed);
         }
-        self.guard.state.push(Expect::Describe {
+        self.guard.state.queue.push(Expect::Describe {
             target,
             hidden: false,
         });
@@ -550,13 +517,16 @@ where
             return Err(SessionError::Client(e));
         }
         self.begin_batch().await?;
-        self.batch_failed = true;
+        self.core.batch_failed = true;
         let err = ErrorFields::new(
             Severity::Error,
             "08P01",
             format!("invalid frontend message: {e}"),
         );
-        self.guard.state.push(Expect::Refused(Refused::Error(err)));
+        self.guard
+            .state
+            .queue
+            .push(Expect::Refused(Refused::Error(err)));
         self.send(&failing_execute()).await
     }
 
@@ -565,9 +535,9 @@ where
         let portal = messages::parse_execute_portal(frame).map_err(SessionError::Client)?;
         let exec = match self.core.execute(&portal) {
             Ok(exec) => exec,
-            Err(b) => {
-                let err = self.refused_in_batch(&b, "", None);
-                self.guard.state.push(Expect::Refused(err));
+            Err(r) => {
+                let err = self.refused_in_batch(&r, "");
+                self.guard.state.queue.push(Expect::Refused(err));
                 return self.send(&failing_execute()).await;
             }
         };
@@ -580,14 +550,18 @@ where
         );
         if !exec.described() {
             exec.describe_requested.store(true, Ordering::Relaxed);
-            self.guard.state.push(Expect::Describe {
+            self.guard.state.queue.push(Expect::Describe {
                 target: Some(exec.clone()),
                 hidden: true,
             });
             self.send(&messages::describe(b'P', &portal)).await?;
         }
         let limited = exec.allowance.limits.is_some();
-        let held = self.guard.state.push_held(Expect::Execute(exec), limited);
+        let held = self
+            .guard
+            .state
+            .queue
+            .push_held(Expect::Execute(exec), limited);
         self.send(frame.as_bytes()).await?;
         match held {
             Some(rx) => self.wait_held(rx).await,
@@ -603,26 +577,17 @@ where
         } else {
             self.core.portals.remove(&name);
         }
-        self.guard.state.push(Expect::Close);
+        self.guard.state.queue.push(Expect::Close);
         self.send(frame.as_bytes()).await
     }
 }
 
 /// A Bind of a statement that does not exist: fails on the server.
 fn failing_bind(portal: &str) -> bytes::Bytes {
-    let mut body = Vec::new();
-    body.extend_from_slice(portal.as_bytes());
-    body.push(0);
-    body.extend_from_slice(BLOCKED_NAME.as_bytes());
-    body.push(0);
-    body.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
-    messages::frame(FrontendKind::Bind.tag(), &body)
+    messages::bind_message(portal, BLOCKED_NAME)
 }
 
 /// An Execute of a portal that does not exist: fails on the server.
 fn failing_execute() -> bytes::Bytes {
-    let mut body = BLOCKED_NAME.as_bytes().to_vec();
-    body.push(0);
-    body.extend_from_slice(&0i32.to_be_bytes());
-    messages::frame(FrontendKind::Execute.tag(), &body)
+    messages::execute_message(BLOCKED_NAME, 0)
 }

@@ -23,20 +23,19 @@ use crate::analysis::StatementFacts;
 use crate::audit::{Event, SessionFields, SessionTotals, StatementEvent, Verdict};
 use crate::catalog::Catalog;
 use crate::enforce::block_error;
+use crate::guard::RefusedFacts;
 use crate::policy::{Allowance, Block, RoleClass};
 use crate::wire::messages::ErrorFields;
 use crate::wire::{Conn, FrameWriter, Stream};
 
 use backend::{Backend, Delivered};
-use exec::SessionState;
+use exec::{RefusedStatement, SessionState};
 use frontend::Frontend;
 
-/// A refusal decided and not yet recorded: the record is written when the
-/// server reaches the message copyguard replaced, just before the client
-/// gets the error, so a message the server skips after an earlier error of
-/// its batch leaves no record.
+/// A refusal about to be recorded: the rule, what was refused (for the
+/// log) and its block-log event.
 #[derive(Debug)]
-pub(super) struct PendingRefusal {
+struct PendingRefusal {
     block: Block,
     what: &'static str,
     event: StatementEvent,
@@ -45,11 +44,11 @@ pub(super) struct PendingRefusal {
 impl PendingRefusal {
     /// The refusal of `sql` by `b` (`what` for the log), with the
     /// relations and classified columns of the `facts` it was decided on.
-    pub fn new(
+    fn new(
         b: &Block,
         what: &'static str,
         sql: &str,
-        facts: Option<audit::RefusedFacts<'_>>,
+        facts: Option<&RefusedFacts>,
     ) -> PendingRefusal {
         PendingRefusal {
             block: b.clone(),
@@ -90,7 +89,7 @@ impl Guard<'_> {
         b: &Block,
         what: &'static str,
         sql: &str,
-        facts: Option<audit::RefusedFacts<'_>>,
+        facts: Option<&RefusedFacts>,
         rows: Option<(u64, u64)>,
     ) -> ErrorFields {
         let mut pending = PendingRefusal::new(b, what, sql, facts);
@@ -101,9 +100,17 @@ impl Guard<'_> {
         self.commit_refusal(pending).await
     }
 
+    /// Records a statement refused before it ran, when the server reached
+    /// its failing stand-in; the error the client gets.
+    pub async fn record_refused(&self, r: RefusedStatement) -> ErrorFields {
+        let facts = r.refusal.facts.as_ref();
+        let p = PendingRefusal::new(&r.refusal.block, "statement refused", &r.sql, facts);
+        self.commit_refusal(p).await
+    }
+
     /// Records a refusal decided earlier ([`Guard::refusal`]); the error
     /// the client gets.
-    pub async fn commit_refusal(&self, p: PendingRefusal) -> ErrorFields {
+    async fn commit_refusal(&self, p: PendingRefusal) -> ErrorFields {
         let b = &p.block;
         tracing::warn!(
             user = %self.info.user,

@@ -31,6 +31,8 @@ use super::Guard;
 use crate::enforce::{
     self, blank_notification, check_row_description, scrub_error, DataRows, RewriteError,
 };
+use crate::guard::RefusedFacts;
+use crate::guard::{OnDescription, OnError, OnReady};
 use crate::policy::{Block, Rule};
 use crate::proxy::{upstream, SessionError};
 use crate::telemetry;
@@ -178,17 +180,7 @@ where
     }
 
     fn head_exec(&self) -> Option<Arc<Exec>> {
-        match self.guard.state.lock().front() {
-            Some(Expect::Statement(e)) | Some(Expect::Execute(e)) => Some(e.clone()),
-            _ => None,
-        }
-    }
-
-    fn head_is_internal(&self) -> bool {
-        matches!(
-            self.guard.state.lock().front(),
-            Some(Expect::Internal { .. })
-        )
+        self.guard.state.queue.head_exec()
     }
 
     async fn handle(&mut self, frame: Frame) -> Result<(), SessionError> {
@@ -201,7 +193,7 @@ where
             BackendKind::ReadyForQuery => return self.ready(&frame).await,
             _ => {}
         }
-        if self.head_is_internal() {
+        if self.guard.state.queue.head_is_internal() {
             return self.internal(&frame);
         }
         if self.discarding {
@@ -234,7 +226,7 @@ where
             | BackendKind::EmptyQueryResponse
             | BackendKind::PortalSuspended => self.completion(&frame).await,
             BackendKind::CopyInResponse => {
-                self.copy_in |= matches!(self.guard.state.lock().front(), Some(Expect::Execute(_)));
+                self.copy_in |= self.guard.state.queue.copy_in_is_extended();
                 self.write(frame.as_bytes()).await
             }
             BackendKind::CopyOutResponse => self.copy_out_response(&frame).await,
@@ -244,10 +236,12 @@ where
     }
 
     async fn parameter_description(&mut self, frame: &Frame) -> Result<(), SessionError> {
-        let hidden = match self.guard.state.lock().front() {
-            Some(Expect::Describe { hidden, .. }) => *hidden,
-            _ => return Err(anomaly(frame)),
-        };
+        let hidden = self
+            .guard
+            .state
+            .queue
+            .parameter_description()
+            .map_err(|_| anomaly(frame))?;
         if hidden {
             Ok(())
         } else {
@@ -260,15 +254,11 @@ where
         frame: &Frame,
         expected: impl Fn(&Expect) -> bool,
     ) -> Result<(), SessionError> {
-        {
-            let mut queue = self.guard.state.lock();
-            match queue.front() {
-                Some(e) if expected(e) => {
-                    queue.pop_front();
-                }
-                _ => return Err(anomaly(frame)),
-            }
-        }
+        self.guard
+            .state
+            .queue
+            .complete(expected)
+            .map_err(|_| anomaly(frame))?;
         self.write(frame.as_bytes()).await
     }
 
@@ -329,32 +319,13 @@ where
             .state
             .status
             .store(messages::parse_ready_status(frame), Ordering::Relaxed);
-        let internal = {
-            let mut queue = self.guard.state.lock();
-            let mut finished = None;
-            while let Some(e) = queue.pop_front() {
-                match e {
-                    Expect::CopyEnd => self.copy_in = false,
-                    Expect::SyncInCopy if self.copy_in => {}
-                    e if e.ends_cycle() => {
-                        finished = Some(e);
-                        break;
-                    }
-                    _ => {}
-                }
+        let ready = self.guard.state.queue.ready(&mut self.copy_in);
+        match ready.map_err(|_| anomaly(frame))? {
+            OnReady::Internal(reply, result) => {
+                let _ = reply.send(result);
+                return Ok(());
             }
-            match finished {
-                Some(Expect::Internal { reply, sets, error }) => Some((reply, sets, error)),
-                Some(_) => None,
-                None => return Err(anomaly(frame)),
-            }
-        };
-        if let Some((reply, sets, error)) = internal {
-            let _ = reply.send(match error {
-                Some(e) => Err(e),
-                None => Ok(sets),
-            });
-            return Ok(());
+            OnReady::Relay => {}
         }
         if std::mem::take(&mut self.discarding) && messages::parse_ready_status(frame) == b'T' {
             self.guard
@@ -369,7 +340,7 @@ where
 
     /// Collects the results of an internal query.
     fn internal(&mut self, frame: &Frame) -> Result<(), SessionError> {
-        let mut queue = self.guard.state.lock();
+        let mut queue = self.guard.state.queue.lock();
         let Some(Expect::Internal { sets, error, .. }) = queue.front_mut() else {
             return Err(anomaly(frame));
         };
@@ -402,27 +373,17 @@ where
 
     async fn error(&mut self, frame: &Frame) -> Result<(), SessionError> {
         self.end_result();
-        let (replacement, scrub) = {
-            let mut queue = self.guard.state.lock();
-            let replacement = match queue.front() {
-                Some(Expect::Refused(_)) => match queue.pop_front() {
-                    Some(Expect::Refused(r)) => Some(r),
-                    _ => None,
-                },
-                _ => None,
-            };
-            let scrub = matches!(
-                queue.front(),
-                Some(Expect::Statement(e)) | Some(Expect::Execute(e)) if e.scrub
-            );
-            if self.guard.state.skip_failed_cycle(&mut queue) {
-                self.copy_in = false;
-            }
-            (replacement, scrub)
-        };
+        let OnError {
+            replacement,
+            scrub,
+            copy_ended,
+        } = self.guard.state.queue.error();
+        if copy_ended {
+            self.copy_in = false;
+        }
         let replacement = match replacement {
             Some(Refused::Error(err)) => Some(err),
-            Some(Refused::Record(p)) => Some(self.guard.commit_refusal(*p).await),
+            Some(Refused::Record(r)) => Some(self.guard.record_refused(*r).await),
             None => None,
         };
         match replacement {
@@ -432,14 +393,16 @@ where
     }
 
     async fn row_description(&mut self, frame: &Frame) -> Result<(), SessionError> {
-        let (target, hidden, pop) = match self.guard.state.lock().front() {
-            Some(Expect::Statement(e)) => (Some(e.clone()), false, false),
-            Some(Expect::Describe { target, hidden }) => (target.clone(), *hidden, true),
-            _ => return Err(anomaly(frame)),
-        };
-        if pop {
-            self.guard.state.lock().pop_front();
-        }
+        let OnDescription {
+            target,
+            hidden,
+            described: pop,
+        } = self
+            .guard
+            .state
+            .queue
+            .row_description()
+            .map_err(|_| anomaly(frame))?;
         if let Some(exec) = &target {
             let fields = messages::parse_row_description(frame).map_err(SessionError::Upstream)?;
             let checked = check_row_description(
@@ -469,10 +432,12 @@ where
     }
 
     async fn no_data(&mut self, frame: &Frame) -> Result<(), SessionError> {
-        let (target, hidden) = match self.guard.state.lock().pop_front() {
-            Some(Expect::Describe { target, hidden }) => (target, hidden),
-            _ => return Err(anomaly(frame)),
-        };
+        let (target, hidden) = self
+            .guard
+            .state
+            .queue
+            .no_data()
+            .map_err(|_| anomaly(frame))?;
         if let Some(exec) = target {
             exec.mark_checked();
         }
@@ -496,24 +461,22 @@ where
 
     async fn completion(&mut self, frame: &Frame) -> Result<(), SessionError> {
         self.end_result();
-        match self.guard.state.lock().pop_front() {
-            Some(Expect::Statement(e)) | Some(Expect::Execute(e)) => {
-                if e.allowance.limits.is_some() {
-                    self.guard.state.release(false);
-                }
-                if e.class.dump.is_some() {
-                    let (rows, bytes) = e.take_unreceipted();
-                    let owner = e.counted_by.as_deref().unwrap_or(&e);
-                    self.guard.state.receipt.add(
-                        &owner.facts,
-                        &owner.allowance,
-                        &owner.catalog,
-                        rows,
-                        bytes,
-                    );
-                }
-            }
-            _ => return Err(anomaly(frame)),
+        let e = self
+            .guard
+            .state
+            .queue
+            .completion()
+            .map_err(|_| anomaly(frame))?;
+        if e.class.dump.is_some() {
+            let (rows, bytes) = e.take_unreceipted();
+            let owner = e.counted_by.as_deref().unwrap_or(&e);
+            self.guard.state.receipt.add(
+                &owner.facts,
+                &owner.allowance,
+                &owner.catalog,
+                rows,
+                bytes,
+            );
         }
         self.write(frame.as_bytes()).await
     }
@@ -527,14 +490,14 @@ where
         let counted = head.as_ref().map(|e| e.counted());
         let facts = head
             .as_deref()
-            .map(|e| (&*e.facts, &*e.catalog, &*e.policy));
+            .map(|e| RefusedFacts::new([&*e.facts], &e.catalog, &e.policy));
         let err = self
             .guard
             .refusal(
                 b,
                 "result stopped",
                 sql.as_deref().unwrap_or(""),
-                facts,
+                facts.as_ref(),
                 counted,
             )
             .await;
@@ -552,10 +515,10 @@ where
                         if let Err(e) = upstream::send_cancel(&shared, &key).await {
                             warn!(error = %e, "cancel after a limit was not delivered");
                         }
-                        state.release(true);
+                        state.queue.release(true);
                     }));
             }
-            None => self.guard.state.release(true),
+            None => self.guard.state.queue.release(true),
         }
         Ok(())
     }

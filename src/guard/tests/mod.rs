@@ -1,6 +1,8 @@
 //! The decision core against scripted sessions, without PostgreSQL: what
 //! the guarded relay asks it, in the order a client's messages would.
 
+mod session;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -95,8 +97,8 @@ fn dev() -> (Core, Arc<Policy>) {
 }
 
 #[track_caller]
-fn refused(r: Result<impl std::fmt::Debug, Block>, rule: Rule) {
-    match r {
+fn refused<E: Into<Block>>(r: Result<impl std::fmt::Debug, E>, rule: Rule) {
+    match r.map_err(Into::into) {
         Err(b) => assert_eq!(b.rule, rule, "{}", b.reason),
         Ok(v) => panic!("expected {rule}, allowed: {v:?}"),
     }
@@ -107,9 +109,9 @@ fn parse_bind(core: &mut Core, p: &Arc<Policy>, name: &str, sql: &str) -> Result
     let decided = core.decide_parse(&Arc::from(sql), p);
     let exec = match decided {
         Ok(exec) => exec,
-        Err(b) => {
+        Err(r) => {
             core.prepared(name, None);
-            return Err(b);
+            return Err(r.into());
         }
     };
     core.prepared(name, exec);
@@ -163,7 +165,8 @@ fn the_refused_statement_is_named() {
             block: Block {
                 rule: Rule::CategoryBlocked,
                 ..
-            }
+            },
+            ..
         })
     ));
     let r = core.decide_query_at("SELECT email FROM users; SELECT 1", &p);
@@ -431,4 +434,46 @@ fn set_config_is_a_settings_change() {
         core.decide_query("EXECUTE q(set_config('role', 'app', false))", &p),
         Rule::IdentityChange,
     );
+}
+
+#[test]
+fn a_refusal_carries_the_facts_it_was_decided_on() {
+    let (mut core, p) = dev();
+    let r = core
+        .decide_query_at("SELECT 1; SELECT ssn, email FROM users WHERE ssn = 'x'", &p)
+        .unwrap_err();
+    assert_eq!((r.block.rule, r.at), (Rule::CategoryBlocked, Some(1)));
+    let facts = r.facts.expect("a policy refusal has facts");
+    assert_eq!(facts.relations, ["public.users"]);
+    assert_eq!(facts.columns, ["public.users.email", "public.users.ssn"]);
+    // Refused at Parse and, after a policy reload, at Bind.
+    let r = core
+        .decide_parse(&Arc::from("SELECT id FROM orders"), &p)
+        .unwrap_err();
+    assert_eq!(r.block.rule, Rule::TableForbidden);
+    assert_eq!(r.facts.unwrap().relations, ["public.orders"]);
+    parse_bind(&mut core, &p, "s", "SELECT email FROM users").unwrap();
+    let stricter = Arc::new(
+        Policy::from_toml_str(&POLICY.replace(
+            "[forbidden]",
+            "[forbidden]\n\"public.users\" = \"no longer readable\"",
+        ))
+        .unwrap(),
+    );
+    let r = core.decide_bind("s", &stricter).unwrap_err();
+    let facts = r.facts.unwrap();
+    assert_eq!(facts.relations, ["public.users"]);
+    assert_eq!(facts.columns, ["public.users.email"]);
+    // A statement among others that returns classified rows: the string's
+    // facts taken together.
+    let r = core
+        .decide_query_at("SELECT email FROM users; SELECT id FROM other.users", &p)
+        .unwrap_err();
+    assert_eq!(r.block.rule, Rule::StatementLimitedNotAlone);
+    assert_eq!(r.facts.unwrap().relations, ["other.users", "public.users"]);
+    // No facts when analysis itself failed, or for an unknown name.
+    let r = core.decide_query_at("SELECT FROM WHERE", &p).unwrap_err();
+    assert_eq!((r.block.rule, r.facts), (Rule::AnalysisParse, None));
+    let r = core.decide_query_at("EXECUTE nothing", &p).unwrap_err();
+    assert_eq!(r.facts, None);
 }

@@ -1,0 +1,24 @@
+//! Describe and Close (client to server): a statement or portal by name.
+
+use crate::wire::messages::frame;
+use crate::wire::messages::read::{malformed, split_cstr};
+use crate::wire::{Frame, WireError};
+use bytes::Bytes;
+
+/// Reads a Describe ('D') or Close ('C') message: kind byte ('S' or 'P') and name.
+pub fn parse_target(frame: &Frame) -> Result<(u8, String), WireError> {
+    let (&kind, rest) = frame
+        .body()
+        .split_first()
+        .ok_or_else(|| malformed("Describe/Close", "empty"))?;
+    let (name, _) = split_cstr(rest, "Describe/Close")?;
+    Ok((kind, name))
+}
+
+/// A Describe message for a portal or statement.
+pub fn describe(kind: u8, name: &str) -> Bytes {
+    let mut body = vec![kind];
+    body.extend_from_slice(name.as_bytes());
+    body.push(0);
+    frame(b'D', &body)
+}
