@@ -141,6 +141,12 @@ fn run() -> Result<()> {
     }
     if let Some(alt) = &alt {
         targets.push(Target::new("alt", alt.port(), superuser, Some(alt.pid())));
+        targets.push(Target::new(
+            "alt-guarded",
+            alt.port(),
+            GUARDED_USER,
+            Some(alt.pid()),
+        ));
     }
     if let Some(wanted) = &wanted {
         targets.retain(|t| wanted.iter().any(|w| w == t.name));

@@ -29,7 +29,7 @@ mod run;
 use copyguard_process::CopyguardProcess;
 use env::env_count;
 use pgbench_setup::{DATABASE, GUARDED_PASSWORD, GUARDED_USER, POLICY};
-use run::rss_kib;
+use run::{cpu_seconds, rss_kib};
 
 const SCALE: u32 = 1;
 /// Rows of `pgbench_accounts` at scale 1.
@@ -85,6 +85,7 @@ fn run() -> Result<()> {
         })
         .collect();
     let before = rss_kib(proxy.pid());
+    let cpu_before = cpu_seconds(proxy.pid());
     println!(
         "{sessions} sessions x {queries} queries through copyguard (half production, half guarded)"
     );
@@ -95,6 +96,7 @@ fn run() -> Result<()> {
         queries,
         Some(proxy.pid()),
     ))?;
+    let cpu_after = cpu_seconds(proxy.pid());
     std::thread::sleep(SETTLE);
     let after = rss_kib(proxy.pid());
 
@@ -143,6 +145,13 @@ fn run() -> Result<()> {
         mib(after),
         per(after)
     );
+    if let Some((b, a)) = cpu_before.zip(cpu_after) {
+        println!(
+            "copyguard CPU            {:.2} s for the wave ({:.0} us per session: connect, {queries} queries, close)",
+            a - b,
+            (a - b) * 1e6 / sessions as f64
+        );
+    }
     drop(proxy);
     Ok(())
 }

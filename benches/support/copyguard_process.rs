@@ -23,6 +23,7 @@ pub struct CopyguardProcess {
 impl CopyguardProcess {
     /// `copyguard serve` in front of `upstream_port` with `policy` as its
     /// one policy file, its block log and its stderr under `work`.
+    #[allow(dead_code)] // not every bench uses it
     pub fn start(work: &Path, upstream_port: u16, policy: &str) -> Result<CopyguardProcess> {
         CopyguardProcess::start_with_env(work, upstream_port, policy, &[])
     }
