@@ -5,39 +5,47 @@
 //! Run with `cargo bench --bench pgbench_compare` (or `benches/run-pgbench.sh`,
 //! which installs pgbouncer first). `COPYGUARD_BENCH_ROUNDS` (default 3) and
 //! `COPYGUARD_BENCH_SECONDS` (default 10) set the number of rounds and the
-//! length of each pgbench run. Every round runs every protocol against every
-//! target, rotating the order of targets from round to round, so that machine
-//! noise hits all targets alike; the table reports medians across rounds.
+//! length of each pgbench run; `COPYGUARD_BENCH_TARGETS` (comma-separated)
+//! and `COPYGUARD_BENCH_PROTOCOLS` narrow the run; `COPYGUARD_BENCH_ALT_ENV`
+//! (`K=V,K=V`) adds a second copyguard process, target `alt`, started with
+//! those environment variables, for A/B comparisons of runtime settings.
+//! Every round runs every protocol against every target, rotating the order
+//! of targets from round to round, so that machine noise hits all targets
+//! alike; the table reports medians across rounds.
 //!
-//! Everything started here is stopped on the way out, also on error:
-//! pgbouncer is killed (and dies with this process), copyguard is shut down
-//! and the throwaway cluster removed.
+//! copyguard (the release binary), pgbouncer and the forwarder each run as
+//! a process of their own; for each the table gives the CPU time the
+//! process used per transaction (utime + stime from `/proc/PID/stat`), a
+//! figure the machine's other load does not change much.
+//!
+//! Everything started here is stopped on the way out, also on error.
 
 use std::collections::HashMap;
-use std::fs;
-use std::io::Read;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::ExitCode;
+use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
-use copyguard::devdb::{DevDb, DevDbOptions};
+use anyhow::{anyhow, Context, Result};
 
+#[path = "support/copyguard_process.rs"]
+mod copyguard_process;
 #[path = "support/env.rs"]
 mod env;
 #[path = "support/forwarder.rs"]
 mod forwarder;
-#[path = "support/proxy.rs"]
-mod proxy;
+#[path = "support/pgbench_setup.rs"]
+mod pgbench_setup;
+#[path = "support/pgbouncer.rs"]
+mod pgbouncer;
+#[path = "support/run.rs"]
+mod run;
+use copyguard_process::CopyguardProcess;
 use env::env_count;
 use forwarder::Forwarder;
-use proxy::Proxy;
+use pgbench_setup::{Pgbench, DATABASE, GUARDED_USER, POLICY};
+use pgbouncer::PgBouncer;
+use run::cpu_seconds;
 
-const DATABASE: &str = "bench";
 const SCALE: u32 = 10;
 const CLIENTS: u32 = 8;
 const THREADS: u32 = 2;
@@ -46,35 +54,9 @@ const PROTOCOLS: [&str; 2] = ["simple", "prepared"];
 const WARM_UP_SECONDS: u64 = 3;
 /// Extra time a pgbench run gets beyond its `-T` before it is killed.
 const RUN_SLACK: Duration = Duration::from_secs(60);
-const INIT_TIMEOUT: Duration = Duration::from_secs(900);
-const PGBOUNCER_READY_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The role whose sessions copyguard guards in the `guarded` target.
-const GUARDED_USER: &str = "bench_dev";
-const GUARDED_PASSWORD: &str = "bench-dev";
-
-/// The bench policy: the superuser is production, `bench_dev` is guarded;
-/// pgbench's tables hold no classified column except the filler text, which
-/// `pgbench -S` does not read.
-const POLICY: &str = r#"
-[classes.production]
-mode = "production"
-roles = ["postgres"]
-
-[classes.developers]
-mode = "guarded"
-roles = ["bench_dev"]
-max_rows_per_statement = 100
-max_bytes_per_statement = "1MiB"
-max_rows_per_session = 1000000000
-max_rows_per_window = 1000000000
-window = "1h"
-
-[columns]
-"public.pgbench_accounts.filler" = "free_text"
-"#;
 
 fn main() -> ExitCode {
+    forwarder::serve_if_asked();
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -87,46 +69,39 @@ fn main() -> ExitCode {
 fn run() -> Result<()> {
     let rounds = env_count("COPYGUARD_BENCH_ROUNDS", 3)?;
     let seconds = env_count("COPYGUARD_BENCH_SECONDS", 10)?;
+    let wanted = env_list("COPYGUARD_BENCH_TARGETS");
+    let protocols: Vec<&str> = match env_list("COPYGUARD_BENCH_PROTOCOLS") {
+        Some(list) => PROTOCOLS
+            .into_iter()
+            .filter(|p| list.iter().any(|w| w == p))
+            .collect(),
+        None => PROTOCOLS.to_vec(),
+    };
     let work = tempfile::Builder::new()
         .prefix("copyguard-pgbench-")
         .tempdir()
         .context("creating a temporary directory")?;
 
-    let db = DevDb::start(DevDbOptions {
-        settings: vec![("max_connections".into(), "100".into())],
-        ..DevDbOptions::default()
-    })
-    .context("starting a throwaway PostgreSQL")?;
-    let bench = Pgbench {
-        bin: db.client_bin("pgbench"),
-        user: db.superuser().to_owned(),
+    let (db, bench) = pgbench_setup::start_db(100, SCALE)?;
+    let proxy = CopyguardProcess::start(&work.path().join("copyguard"), db.port(), POLICY)?;
+    let alt = match std::env::var("COPYGUARD_BENCH_ALT_ENV") {
+        Ok(vars) => {
+            let vars: Vec<(String, String)> = vars
+                .split(',')
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+                .collect();
+            println!("alt: copyguard with {vars:?}");
+            Some(CopyguardProcess::start_with_env(
+                &work.path().join("alt"),
+                db.port(),
+                POLICY,
+                &vars,
+            )?)
+        }
+        Err(_) => None,
     };
-    println!(
-        "PostgreSQL on 127.0.0.1:{} ({})",
-        db.port(),
-        bench
-            .version()
-            .unwrap_or_else(|e| format!("pgbench: {e:#}"))
-    );
-    db.psql("postgres", &format!("CREATE DATABASE {DATABASE};"))
-        .context("creating the bench database")?;
-    println!("initialising: pgbench -i -s {SCALE}");
-    bench.run(
-        db.port(),
-        &["-i", "-q", "-s", &SCALE.to_string()],
-        INIT_TIMEOUT,
-    )?;
-
-    db.psql(
-        DATABASE,
-        &format!(
-            "CREATE ROLE {GUARDED_USER} LOGIN PASSWORD '{GUARDED_PASSWORD}';
-             GRANT SELECT ON ALL TABLES IN SCHEMA public TO {GUARDED_USER};"
-        ),
-    )
-    .context("creating the guarded role")?;
-    let proxy = Proxy::in_front_of(&db, work.path(), POLICY, None)?;
-    let bouncer = match PgBouncer::start(work.path(), db.port()) {
+    let bouncer = match PgBouncer::start(work.path(), db.port(), DATABASE, 200) {
         Ok(bouncer) => {
             println!("{} on 127.0.0.1:{}", bouncer.version, bouncer.port);
             Some(bouncer)
@@ -136,47 +111,52 @@ fn run() -> Result<()> {
             None
         }
     };
-
     let forwarder = Forwarder::start(SocketAddr::from((Ipv4Addr::LOCALHOST, db.port())))
         .context("starting the zero-work forwarder")?;
-    println!("zero-work forwarder on 127.0.0.1:{}", forwarder.port);
+    println!(
+        "zero-work forwarder (process {}) on 127.0.0.1:{}",
+        forwarder.pid(),
+        forwarder.port
+    );
 
-    let superuser = db.superuser();
+    let superuser = bench.user.as_str();
     let mut targets = vec![
-        Target {
-            name: "direct",
-            port: db.port(),
-            user: superuser,
-        },
-        Target {
-            name: "copyguard",
-            port: proxy.port(),
-            user: superuser,
-        },
-        Target {
-            name: "guarded",
-            port: proxy.port(),
-            user: GUARDED_USER,
-        },
-        Target {
-            name: "forwarder",
-            port: forwarder.port,
-            user: superuser,
-        },
+        Target::new("direct", db.port(), superuser, None),
+        Target::new("copyguard", proxy.port(), superuser, Some(proxy.pid())),
+        Target::new("guarded", proxy.port(), GUARDED_USER, Some(proxy.pid())),
+        Target::new(
+            "forwarder",
+            forwarder.port,
+            superuser,
+            Some(forwarder.pid()),
+        ),
     ];
     if let Some(bouncer) = &bouncer {
-        targets.push(Target {
-            name: "pgbouncer",
-            port: bouncer.port,
-            user: superuser,
-        });
+        targets.push(Target::new(
+            "pgbouncer",
+            bouncer.port,
+            superuser,
+            Some(bouncer.pid()),
+        ));
+    }
+    if let Some(alt) = &alt {
+        targets.push(Target::new("alt", alt.port(), superuser, Some(alt.pid())));
+        targets.push(Target::new(
+            "alt-guarded",
+            alt.port(),
+            GUARDED_USER,
+            Some(alt.pid()),
+        ));
+    }
+    if let Some(wanted) = &wanted {
+        targets.retain(|t| wanted.iter().any(|w| w == t.name));
     }
 
     let warm_up = WARM_UP_SECONDS.min(seconds);
     println!("warm-up: {warm_up} s through each target");
     let mut usable = Vec::new();
     for target in targets {
-        match bench.select_only(&target, "simple", warm_up) {
+        match select_only(&bench, &target, "simple", warm_up) {
             Ok(_) => usable.push(target),
             Err(e) if target.name == "pgbouncer" => {
                 println!("pgbouncer skipped: warm-up failed: {e:#}");
@@ -189,30 +169,32 @@ fn run() -> Result<()> {
     println!(
         "{rounds} round(s) x {} protocols x {} targets x {seconds} s \
          (pgbench -S -c {CLIENTS} -j {THREADS} -n, scale {SCALE})",
-        PROTOCOLS.len(),
+        protocols.len(),
         targets.len()
     );
-    let mut results: HashMap<(&str, &str), Vec<Measurement>> = HashMap::new();
-    let mut failures: HashMap<(&str, &str), u32> = HashMap::new();
+    let mut results = Results::default();
     for round in 1..=rounds {
-        for protocol in PROTOCOLS {
+        for &protocol in &protocols {
             for i in 0..targets.len() {
                 let target = &targets[(i + round as usize - 1) % targets.len()];
                 let key = (protocol, target.name);
-                match bench.select_only(target, protocol, seconds) {
+                match select_only(&bench, target, protocol, seconds) {
                     Ok(m) => {
                         println!(
-                            "round {round}/{rounds}  {protocol:<9} {:<10} tps {:>10.1}  latency {:.3} ms",
-                            target.name, m.tps, m.latency_ms
+                            "round {round}/{rounds}  {protocol:<9} {:<10} tps {:>10.1}  latency {:.3} ms  cpu {} us/txn",
+                            target.name,
+                            m.tps,
+                            m.latency_ms,
+                            m.cpu_us.map_or("-".to_owned(), |c| format!("{c:.1}"))
                         );
-                        results.entry(key).or_default().push(m);
+                        results.runs.entry(key).or_default().push(m);
                     }
                     Err(e) => {
                         println!(
                             "round {round}/{rounds}  {protocol:<9} {:<10} FAILED: {e:#}",
                             target.name
                         );
-                        *failures.entry(key).or_default() += 1;
+                        *results.failures.entry(key).or_default() += 1;
                     }
                 }
             }
@@ -220,16 +202,38 @@ fn run() -> Result<()> {
     }
 
     println!();
-    print_table(&targets, &results, &failures);
+    print_table(&protocols, &targets, &results);
+    println!();
+    print_ratios(&protocols, &results);
     Ok(())
 }
 
-/// Somewhere pgbench connects to, as which role: `guarded` is the same
-/// copyguard as `copyguard`, with a role whose sessions are guarded.
+/// A comma-separated list from the environment.
+fn env_list(name: &str) -> Option<Vec<String>> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.split(',').map(|s| s.trim().to_owned()).collect())
+}
+
+/// Somewhere pgbench connects to, as which role, and the process whose CPU
+/// time it costs: `guarded` is the same copyguard as `copyguard`, with a
+/// role whose sessions are guarded.
 struct Target<'a> {
     name: &'static str,
     port: u16,
     user: &'a str,
+    pid: Option<u32>,
+}
+
+impl<'a> Target<'a> {
+    fn new(name: &'static str, port: u16, user: &'a str, pid: Option<u32>) -> Target<'a> {
+        Target {
+            name,
+            port,
+            user,
+            pid,
+        }
+    }
 }
 
 /// What one pgbench run reported.
@@ -237,60 +241,66 @@ struct Target<'a> {
 struct Measurement {
     tps: f64,
     latency_ms: f64,
+    /// CPU time of the target's process per transaction, in microseconds.
+    cpu_us: Option<f64>,
 }
 
-/// Runs pgbench against `127.0.0.1:<port>/bench`.
-struct Pgbench {
-    bin: PathBuf,
-    user: String,
+#[derive(Default)]
+struct Results<'a> {
+    runs: HashMap<(&'a str, &'a str), Vec<Measurement>>,
+    failures: HashMap<(&'a str, &'a str), u32>,
 }
 
-impl Pgbench {
-    fn version(&self) -> Result<String> {
-        let out = run_with_timeout(
-            Command::new(&self.bin).arg("--version"),
-            Duration::from_secs(10),
-        )?;
-        Ok(out.trim().to_owned())
-    }
-
-    /// A `pgbench -S` run of `seconds` with the given query protocol.
-    fn select_only(&self, target: &Target, protocol: &str, seconds: u64) -> Result<Measurement> {
-        let clients = CLIENTS.to_string();
-        let threads = THREADS.to_string();
-        let duration = seconds.to_string();
-        let out = self.run_as(
-            target.port,
-            target.user,
-            &[
-                "-S", "-n", "-c", &clients, "-j", &threads, "-T", &duration, "-M", protocol,
-            ],
-            Duration::from_secs(seconds) + RUN_SLACK,
-        )?;
-        parse_pgbench(&out).ok_or_else(|| anyhow!("no tps/latency in pgbench output:\n{out}"))
-    }
-
-    fn run(&self, port: u16, args: &[&str], timeout: Duration) -> Result<String> {
-        self.run_as(port, &self.user, args, timeout)
-    }
-
-    fn run_as(&self, port: u16, user: &str, args: &[&str], timeout: Duration) -> Result<String> {
-        let mut cmd = Command::new(&self.bin);
-        cmd.args(args)
-            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", user])
-            .arg(DATABASE)
-            .env("PGPASSWORD", GUARDED_PASSWORD)
-            .env("PGSSLMODE", "disable")
-            .env("PGCONNECT_TIMEOUT", "10")
-            .env_remove("PGSERVICE")
-            .env_remove("PGOPTIONS");
-        run_with_timeout(&mut cmd, timeout)
+impl Results<'_> {
+    fn median_of(
+        &self,
+        protocol: &str,
+        target: &str,
+        f: impl Fn(&Measurement) -> Option<f64>,
+    ) -> Option<f64> {
+        self.runs
+            .get(&(protocol, target))
+            .and_then(|runs| median(runs.iter().filter_map(&f)))
     }
 }
 
-/// Reads `tps = ...` (excluding connection set-up when pgbench reports both)
-/// and `latency average = ... ms`.
-fn parse_pgbench(out: &str) -> Option<Measurement> {
+/// A `pgbench -S` run of `seconds` with the given query protocol, with the
+/// CPU time the target's process used meanwhile.
+fn select_only(
+    bench: &Pgbench,
+    target: &Target,
+    protocol: &str,
+    seconds: u64,
+) -> Result<Measurement> {
+    let clients = CLIENTS.to_string();
+    let threads = THREADS.to_string();
+    let duration = seconds.to_string();
+    let cpu_before = target.pid.and_then(cpu_seconds);
+    let out = bench.run_as(
+        target.port,
+        target.user,
+        &[
+            "-S", "-n", "-c", &clients, "-j", &threads, "-T", &duration, "-M", protocol,
+        ],
+        Duration::from_secs(seconds) + RUN_SLACK,
+    )?;
+    let cpu_after = target.pid.and_then(cpu_seconds);
+    let (tps, latency_ms, transactions) =
+        parse_pgbench(&out).ok_or_else(|| anyhow!("no tps/latency in pgbench output:\n{out}"))?;
+    let cpu_us = cpu_before
+        .zip(cpu_after)
+        .filter(|_| transactions > 0.0)
+        .map(|(b, a)| (a - b) * 1e6 / transactions);
+    Ok(Measurement {
+        tps,
+        latency_ms,
+        cpu_us,
+    })
+}
+
+/// Reads `tps = ...` (excluding connection set-up when pgbench reports
+/// both), `latency average = ... ms` and the number of transactions.
+fn parse_pgbench(out: &str) -> Option<(f64, f64, f64)> {
     let tps_lines: Vec<&str> = out.lines().filter(|l| l.starts_with("tps = ")).collect();
     let tps_line = tps_lines
         .iter()
@@ -301,202 +311,15 @@ fn parse_pgbench(out: &str) -> Option<Measurement> {
         .lines()
         .find_map(|l| l.strip_prefix("latency average = "))
         .and_then(first_number)?;
-    Some(Measurement { tps, latency_ms })
+    let transactions = out
+        .lines()
+        .find_map(|l| l.strip_prefix("number of transactions actually processed: "))
+        .and_then(|s| first_number(s.split('/').next()?))?;
+    Some((tps, latency_ms, transactions))
 }
 
 fn first_number(s: &str) -> Option<f64> {
     s.split_whitespace().next()?.parse().ok()
-}
-
-/// Runs `cmd` to completion and returns its stdout; kills it after `timeout`.
-fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Result<String> {
-    let desc = describe(cmd);
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("running `{desc}`"))?;
-    let stdout = drain(child.stdout.take());
-    let stderr = drain(child.stderr.take());
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break Some(status);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        thread::sleep(Duration::from_millis(50));
-    };
-    let stdout = stdout.join().unwrap_or_default();
-    let stderr = stderr.join().unwrap_or_default();
-    match status {
-        None => bail!("`{desc}` killed after {timeout:?}: {}", stderr.trim()),
-        Some(status) if !status.success() => bail!("`{desc}` failed ({status}): {}", stderr.trim()),
-        Some(_) => Ok(stdout),
-    }
-}
-
-/// Reads a child's pipe to the end on a thread of its own.
-fn drain(pipe: Option<impl Read + Send + 'static>) -> JoinHandle<String> {
-    thread::spawn(move || {
-        let mut text = String::new();
-        if let Some(mut pipe) = pipe {
-            let _ = pipe.read_to_string(&mut text);
-        }
-        text
-    })
-}
-
-fn describe(cmd: &Command) -> String {
-    std::iter::once(cmd.get_program())
-        .chain(cmd.get_args())
-        .map(|a| a.to_string_lossy())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// pgbouncer in session mode in front of the cluster, run as a child
-/// process (as the `postgres` OS user when running as root).
-struct PgBouncer {
-    child: Child,
-    port: u16,
-    version: String,
-}
-
-impl PgBouncer {
-    fn start(dir: &Path, upstream_port: u16) -> Result<PgBouncer> {
-        let bin = find_pgbouncer().ok_or_else(|| {
-            anyhow!("no pgbouncer on PATH or in /usr/sbin (benches/run-pgbench.sh installs it)")
-        })?;
-        let version =
-            run_with_timeout(Command::new(&bin).arg("--version"), Duration::from_secs(10))?
-                .lines()
-                .next()
-                .unwrap_or("pgbouncer")
-                .to_owned();
-
-        let port = free_port()?;
-        let userlist = dir.join("userlist.txt");
-        let ini = dir.join("pgbouncer.ini");
-        let log = dir.join("pgbouncer.log");
-        fs::write(&userlist, "\"postgres\" \"\"\n").context("writing userlist.txt")?;
-        fs::write(
-            &ini,
-            format!(
-                "[databases]\n\
-                 {DATABASE} = host=127.0.0.1 port={upstream_port} dbname={DATABASE}\n\
-                 [pgbouncer]\n\
-                 listen_addr = 127.0.0.1\n\
-                 listen_port = {port}\n\
-                 unix_socket_dir =\n\
-                 auth_type = trust\n\
-                 auth_file = {}\n\
-                 pool_mode = session\n\
-                 max_client_conn = 200\n\
-                 default_pool_size = 20\n",
-                userlist.display()
-            ),
-        )
-        .context("writing pgbouncer.ini")?;
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o755))
-            .context("making the pgbouncer directory readable")?;
-
-        let log_file = fs::File::create(&log).context("creating pgbouncer.log")?;
-        let mut cmd = Command::new(&bin);
-        cmd.arg(&ini)
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone()?)
-            .stderr(log_file);
-        // SAFETY: prctl is async-signal-safe and touches no memory of ours.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } == 0 {
-            let (uid, gid) = postgres_ids()?;
-            cmd.uid(uid).gid(gid);
-        }
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("starting `{}`", describe(&cmd)))?;
-        let mut bouncer = PgBouncer {
-            child,
-            port,
-            version,
-        };
-        bouncer.wait_ready(&log)?;
-        Ok(bouncer)
-    }
-
-    /// Waits until the port accepts connections; fails if pgbouncer exits
-    /// or takes longer than [`PGBOUNCER_READY_TIMEOUT`].
-    fn wait_ready(&mut self, log: &Path) -> Result<()> {
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
-        let deadline = Instant::now() + PGBOUNCER_READY_TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                bail!(
-                    "pgbouncer exited ({status}): {}",
-                    fs::read_to_string(log).unwrap_or_default().trim()
-                );
-            }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                bail!(
-                    "pgbouncer not listening on {addr} after {PGBOUNCER_READY_TIMEOUT:?}: {}",
-                    fs::read_to_string(log).unwrap_or_default().trim()
-                );
-            }
-            thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for PgBouncer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn find_pgbouncer() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/usr/bin".into()])
-        .map(|dir| dir.join("pgbouncer"))
-        .find(|p| p.is_file())
-}
-
-/// Uid and gid of the `postgres` OS user.
-fn postgres_ids() -> Result<(u32, u32)> {
-    let id = |flag: &str| -> Result<u32> {
-        let out = run_with_timeout(
-            Command::new("id").args([flag, "postgres"]),
-            Duration::from_secs(10),
-        )?;
-        out.trim()
-            .parse()
-            .with_context(|| format!("parsing `id {flag} postgres` output {out:?}"))
-    };
-    Ok((id("-u")?, id("-g")?))
-}
-
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .context("finding a free port")?
-        .port())
 }
 
 fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
@@ -513,60 +336,88 @@ fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
     })
 }
 
-fn print_table(
-    targets: &[Target],
-    results: &HashMap<(&str, &str), Vec<Measurement>>,
-    failures: &HashMap<(&str, &str), u32>,
-) {
-    let fmt = |v: Option<f64>, precision: usize| match v {
+fn fmt(v: Option<f64>, precision: usize) -> String {
+    match v {
         Some(v) => format!("{v:.precision$}"),
         None => "-".to_owned(),
-    };
+    }
+}
+
+fn print_table(protocols: &[&str], targets: &[Target], results: &Results) {
     println!(
-        "{:<9} {:<10} {:>12} {:>11} {:>16} {:>19} {:>19} {:>19} {:>5}",
+        "{:<9} {:<10} {:>12} {:>11} {:>12} {:>9} {:>9} {:>9} {:>9} {:>5}",
         "protocol",
         "target",
         "tps(median)",
         "latency_ms",
-        "ratio_vs_direct",
-        "ratio_vs_forwarder",
-        "ratio_vs_pgbouncer",
-        "ratio_vs_copyguard",
+        "cpu_us/txn",
+        "/direct",
+        "/forward",
+        "/pgbounce",
+        "/copygrd",
         "runs"
     );
-    for protocol in PROTOCOLS {
-        let tps_of = |name: &str| {
-            results
-                .get(&(protocol, name))
-                .and_then(|runs| median(runs.iter().map(|m| m.tps)))
-        };
+    for &protocol in protocols {
+        let tps_of = |name: &str| results.median_of(protocol, name, |m| Some(m.tps));
         let direct = tps_of("direct");
         let forwarder = tps_of("forwarder");
         let pgbouncer = tps_of("pgbouncer");
         let production = tps_of("copyguard");
         for target in targets {
-            let runs = results.get(&(protocol, target.name));
             let tps = tps_of(target.name);
-            let latency = runs.and_then(|r| median(r.iter().map(|m| m.latency_ms)));
+            let latency = results.median_of(protocol, target.name, |m| Some(m.latency_ms));
+            let cpu = results.median_of(protocol, target.name, |m| m.cpu_us);
             let ratio = |base: Option<f64>| tps.zip(base).map(|(t, b)| t / b);
-            let failed = failures.get(&(protocol, target.name)).copied().unwrap_or(0);
-            let count = runs.map_or(0, Vec::len);
+            let key = (protocol, target.name);
+            let failed = results.failures.get(&key).copied().unwrap_or(0);
+            let count = results.runs.get(&key).map_or(0, Vec::len);
             let runs = if failed > 0 {
                 format!("{count} ({failed} failed)")
             } else {
                 count.to_string()
             };
             println!(
-                "{:<9} {:<10} {:>12} {:>11} {:>16} {:>19} {:>19} {:>19} {:>5}",
+                "{:<9} {:<10} {:>12} {:>11} {:>12} {:>9} {:>9} {:>9} {:>9} {:>5}",
                 protocol,
                 target.name,
                 fmt(tps, 1),
                 fmt(latency, 3),
+                fmt(cpu, 1),
                 fmt(ratio(direct), 2),
                 fmt(ratio(forwarder), 2),
                 fmt(ratio(pgbouncer), 2),
                 fmt(ratio(production), 2),
                 runs
+            );
+        }
+    }
+}
+
+/// The issue's goals as ratios of median TPS, and the same ratios of CPU
+/// time per transaction (inverted: higher is better for copyguard).
+fn print_ratios(protocols: &[&str], results: &Results) {
+    let goals = [
+        ("copyguard", "forwarder", 0.95),
+        ("copyguard", "pgbouncer", 1.2),
+        ("guarded", "copyguard", 0.9),
+    ];
+    println!(
+        "{:<9} {:<24} {:>8} {:>6} {:>16}",
+        "protocol", "ratio", "tps", "goal", "cpu/txn inverse"
+    );
+    for &protocol in protocols {
+        for (a, b, goal) in goals {
+            let tps = |n| results.median_of(protocol, n, |m| Some(m.tps));
+            let cpu = |n| results.median_of(protocol, n, |m| m.cpu_us);
+            let ratio = tps(a).zip(tps(b)).map(|(a, b)| a / b);
+            let cpu_ratio = cpu(b).zip(cpu(a)).map(|(b, a)| b / a);
+            println!(
+                "{:<9} {:<24} {:>8} {:>6} {:>16}",
+                protocol,
+                format!("{a}/{b}"),
+                fmt(ratio, 2),
+                format!(">={goal}"),
+                fmt(cpu_ratio, 2)
             );
         }
     }

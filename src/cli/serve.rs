@@ -16,13 +16,38 @@ use crate::telemetry;
 pub fn run(args: &ConfigArgs) -> anyhow::Result<()> {
     let config = Config::load(args)?;
     telemetry::init_logging(config.log_format, &config.log_level);
-    super::runtime()?.block_on(async {
+    runtime()?.block_on(async {
         let server = Server::bind(config).await.context("cannot start")?;
         let reloader = tokio::spawn(reload_on_sighup(server.policy_store(), server.audit()));
         server.run(super::shutdown_signal()).await;
         reloader.abort();
         Ok(())
     })
+}
+
+/// The serving runtime: tokio's multi-thread scheduler, one worker per
+/// core. Its shape can be changed: `TOKIO_WORKER_THREADS=N` (read by
+/// tokio) sets the number of workers, `COPYGUARD_RUNTIME=current_thread`
+/// runs every session on one thread, `COPYGUARD_EVENT_INTERVAL=N` sets the
+/// scheduler ticks between I/O polls. One worker spends less CPU per
+/// production round trip (no worker wakes another to steal work) but
+/// makes relays wait behind guarded sessions' analysis; see
+/// `benches/README.md`, "Profile".
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = match std::env::var("COPYGUARD_RUNTIME").as_deref() {
+        Ok("current_thread") => tokio::runtime::Builder::new_current_thread(),
+        Ok("multi_thread") | Err(_) => tokio::runtime::Builder::new_multi_thread(),
+        Ok(other) => {
+            anyhow::bail!("COPYGUARD_RUNTIME must be current_thread or multi_thread, got {other:?}")
+        }
+    };
+    if let Ok(n) = std::env::var("COPYGUARD_EVENT_INTERVAL") {
+        let n = n
+            .parse()
+            .with_context(|| format!("COPYGUARD_EVENT_INTERVAL must be a count, got {n:?}"))?;
+        builder.event_interval(n);
+    }
+    Ok(builder.enable_all().thread_name("copyguard").build()?)
 }
 
 /// Reloads the policy on every SIGHUP. An invalid policy is refused and

@@ -19,7 +19,12 @@ use super::SessionError;
 use crate::telemetry;
 use crate::wire::{BackendKind, FrameScanner, FrontendKind, Stream, WireError};
 
-const BUFFER_SIZE: usize = 32 * 1024;
+/// Each direction's buffer starts at this size, enough for the small
+/// messages of an interactive session, and doubles whenever a read fills
+/// it, up to [`MAX_BUFFER_SIZE`] (bulk transfers: result sets, COPY).
+const INITIAL_BUFFER_SIZE: usize = 4 * 1024;
+/// The largest a direction's buffer grows to.
+const MAX_BUFFER_SIZE: usize = 64 * 1024;
 
 /// Byte and message counts of one relay, per direction.
 #[derive(Clone, Copy, Debug, Default)]
@@ -84,7 +89,7 @@ impl Pump {
         direction: &'static str,
         counted_tags: [u8; 2],
     ) -> Pump {
-        let mut buf = vec![0u8; BUFFER_SIZE.max(leftover.len())].into_boxed_slice();
+        let mut buf = vec![0u8; INITIAL_BUFFER_SIZE.max(leftover.len())].into_boxed_slice();
         buf[..leftover.len()].copy_from_slice(&leftover);
         Pump {
             buf,
@@ -126,6 +131,18 @@ impl Pump {
         Ok(())
     }
 
+    /// Doubles the buffer (up to [`MAX_BUFFER_SIZE`]) when the last read
+    /// filled it: the peer is sending more than fits. Only called once
+    /// everything read has been written, so nothing is copied.
+    fn grow_if_filled(&mut self) {
+        let len = self.buf.len();
+        if self.end == len && len < MAX_BUFFER_SIZE {
+            self.buf = vec![0u8; (len * 2).min(MAX_BUFFER_SIZE)].into_boxed_slice();
+            self.end = 0;
+            self.pos = 0;
+        }
+    }
+
     /// Whether everything read so far has been written and ends on a frame
     /// boundary.
     fn idle_at_boundary(&self) -> bool {
@@ -159,6 +176,7 @@ impl Pump {
                 ready!(writer.as_mut().poll_shutdown(cx)).map_err(PumpError::Write)?;
                 return Poll::Ready(Ok(()));
             }
+            self.grow_if_filled();
             let mut read_buf = ReadBuf::new(&mut self.buf);
             match reader.as_mut().poll_read(cx, &mut read_buf) {
                 Poll::Ready(Ok(())) => {
@@ -338,6 +356,52 @@ fn down_error(e: PumpError) -> SessionError {
 mod tests {
     use super::*;
     use crate::wire::messages;
+
+    /// A connected pair of plain TCP streams on 127.0.0.1.
+    async fn tcp_pair() -> (Stream, tokio::net::TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (near, far) = tokio::join!(listener.accept(), tokio::net::TcpStream::connect(addr));
+        (Stream::Plain(near.unwrap().0), far.unwrap())
+    }
+
+    /// The buffers start small and grow while a bulk transfer fills them;
+    /// the bytes stay exactly the server's, frames cut anywhere.
+    #[tokio::test]
+    async fn buffers_grow_under_bulk_transfer_and_bytes_stay_identical() {
+        use tokio::io::AsyncReadExt;
+        let (client, mut client_far) = tcp_pair().await;
+        let (server, mut server_far) = tcp_pair().await;
+        let mut sent = Vec::new();
+        for i in 0..2000u32 {
+            let body = vec![b'a' + (i % 26) as u8; 100 + (i as usize * 7) % 300];
+            sent.push(b'D');
+            sent.extend_from_slice(&(body.len() as i32 + 4).to_be_bytes());
+            sent.extend_from_slice(&body);
+        }
+        let mut relay = Relay::new(client, BytesMut::new(), server, BytesMut::new(), 1 << 20);
+        let expected = sent.clone();
+        let writer = tokio::spawn(async move {
+            server_far.write_all(&sent).await.unwrap();
+            server_far.shutdown().await.unwrap();
+            server_far
+        });
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            client_far.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        assert_eq!((&mut relay).await.unwrap(), RelayEnd::ServerClosed);
+        let got = reader.await.unwrap();
+        drop(writer.await.unwrap());
+        assert!(got == expected, "relayed bytes differ from the server's");
+        let stats = relay.stats();
+        assert_eq!((stats.messages_down, stats.rows_down), (2000, 2000));
+        assert_eq!(stats.bytes_down, expected.len() as u64);
+        assert!(relay.down.buf.len() > INITIAL_BUFFER_SIZE);
+        assert!(relay.down.buf.len() <= MAX_BUFFER_SIZE);
+        assert_eq!(relay.up.buf.len(), INITIAL_BUFFER_SIZE, "nothing came up");
+    }
 
     #[test]
     fn whole_statements_are_found_at_frame_boundaries() {
