@@ -22,14 +22,16 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use copyguard::devdb::{DevDb, DevDbOptions};
 use futures_util::StreamExt;
 
+#[path = "support/bench_db.rs"]
+#[allow(dead_code)]
+mod bench_db;
 #[path = "support/env.rs"]
 mod env;
 #[path = "support/proxy.rs"]
 mod proxy;
-use env::env_count;
+use bench_db::{own_cpu, People, ServerCpu};
 use proxy::Proxy;
 
 const DATABASE: &str = "copybench";
@@ -37,11 +39,9 @@ const GUARDED_USER: &str = "bench_tester";
 const GUARDED_PASSWORD: &str = "bench-tester";
 const FORMATS: [&str; 3] = ["text", "csv", "binary"];
 
+/// The guarded class; [`People::policy`] adds the production class and
+/// the classified columns.
 const POLICY: &str = r#"
-[classes.production]
-mode = "production"
-roles = ["postgres"]
-
 [classes.testers]
 mode = "guarded"
 roles = ["bench_tester"]
@@ -52,54 +52,18 @@ max_rows_per_window = 1000000000
 window = "1h"
 copy_to = "pseudonymize"
 pseudonymize = ["email", "person_name", "date_of_birth", "phone"]
-
-[columns]
-"public.people.email" = "email"
-"public.people.full_name" = "person_name"
-"public.people.birth_date" = "date_of_birth"
-"public.people.phone" = "phone"
 "#;
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("copy_compare: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    bench_db::main_of("copy_compare", run)
 }
 
 fn run() -> Result<()> {
-    let rows = env_count("COPYGUARD_BENCH_ROWS", 1_000_000)?;
-    let rounds = env_count("COPYGUARD_BENCH_ROUNDS", 3)?;
-    let work = tempfile::Builder::new()
-        .prefix("copyguard-copy-")
-        .tempdir()
-        .context("creating a temporary directory")?;
-    let db = DevDb::start(DevDbOptions::default()).context("starting a throwaway PostgreSQL")?;
-    db.psql("postgres", &format!("CREATE DATABASE {DATABASE};"))?;
-    println!("loading {rows} rows of 8 columns (4 classified)");
-    db.psql(
-        DATABASE,
-        &format!(
-            "CREATE TABLE people (id int8 PRIMARY KEY, email text NOT NULL, full_name text,
-                 birth_date date, phone text, country text, score int4, note text);
-             INSERT INTO people SELECT g, 'user' || g || '@mail.example.com',
-                 (ARRAY['Ada','Grace','Alan','Edsger','Barbara'])[1 + g % 5] || ' Lovelace' || (g % 997),
-                 date '1950-01-01' + (g % 20000), '+33-6-' || lpad((g % 100000000)::text, 8, '0'),
-                 (ARRAY['FR','DE','ES','IT'])[1 + g % 4], (g * 7) % 1000, 'order note ' || (g % 313)
-               FROM generate_series(1, {rows}) g;
-             CREATE ROLE {GUARDED_USER} LOGIN PASSWORD '{GUARDED_PASSWORD}';
-             GRANT SELECT ON people TO {GUARDED_USER};
-             ANALYZE people;"
-        ),
-    )
-    .context("loading the table")?;
-    let key = work.path().join("pseudonym.key");
-    std::fs::write(&key, "5f".repeat(32))?;
-    let proxy = Proxy::in_front_of(&db, work.path(), POLICY, Some(&key))?;
-    let cpu = ServerCpu::of(&db)?;
+    let people = People::load(DATABASE, GUARDED_USER, GUARDED_PASSWORD)?;
+    let (db, rows, rounds) = (&people.db, people.rows, people.rounds);
+    let policy = People::policy(POLICY);
+    let proxy = Proxy::in_front_of(db, people.work.path(), &policy, Some(&people.key))?;
+    let cpu = ServerCpu::of(db)?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -191,7 +155,7 @@ fn run() -> Result<()> {
         Ok::<(), anyhow::Error>(())
     })?;
     drop(proxy);
-    db.stop();
+    people.stop();
     Ok(())
 }
 
@@ -244,88 +208,15 @@ struct Run<'a> {
 
 /// The median of `pick` over the runs of `format` through `target`.
 fn median(runs: &[Run], format: &str, target: &str, pick: fn(&Run) -> f64) -> f64 {
-    let mut v: Vec<f64> = runs
-        .iter()
-        .filter(|r| r.format == format && r.target == target)
-        .map(pick)
-        .collect();
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    bench_db::median(
+        runs.iter()
+            .filter(|r| r.format == format && r.target == target)
+            .map(pick)
+            .collect(),
+    )
 }
 
 /// Whether `name` is in the comma list of `var` (everything is when unset).
 fn kept(var: &str, name: &str) -> bool {
     std::env::var(var).map_or(true, |list| list.split(',').any(|n| n.trim() == name))
-}
-
-/// CPU time (user and system) of the processes of one PostgreSQL server.
-struct ServerCpu {
-    postmaster: String,
-}
-
-/// Clock ticks of CPU per process of a server, at one moment.
-struct Ticks(std::collections::HashMap<String, u64>);
-
-impl Ticks {
-    /// CPU seconds since `before`, over the processes alive now (one that
-    /// started since counts whole; one that ended counts not at all, so a
-    /// backend ending does not subtract).
-    fn since(&self, before: &Ticks) -> f64 {
-        self.0
-            .iter()
-            .map(|(pid, &t)| t.saturating_sub(before.0.get(pid).copied().unwrap_or(0)))
-            .sum::<u64>() as f64
-            / clock_ticks()
-    }
-}
-
-impl ServerCpu {
-    fn of(db: &DevDb) -> Result<ServerCpu> {
-        let pid = std::fs::read_to_string(db.data_dir().join("postmaster.pid"))
-            .context("reading postmaster.pid")?;
-        let postmaster = pid.lines().next().unwrap_or_default().trim().to_string();
-        Ok(ServerCpu { postmaster })
-    }
-
-    /// The CPU time so far of the postmaster and each of its children.
-    fn server(&self) -> Ticks {
-        let Ok(procs) = std::fs::read_dir("/proc") else {
-            return Ticks(Default::default());
-        };
-        let ticks = procs
-            .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("stat")).ok())
-            .filter_map(|stat| {
-                // After the command name in parentheses: state, ppid, ... ;
-                // utime and stime are fields 14 and 15 of the whole line.
-                let (pid, rest) = stat.split_once(" (")?;
-                let fields: Vec<&str> = rest.rsplit_once(") ")?.1.split(' ').collect();
-                let mine = pid == self.postmaster || fields.get(1)? == &self.postmaster;
-                let ticks =
-                    fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-                mine.then(|| (pid.to_string(), ticks))
-            })
-            .collect();
-        Ticks(ticks)
-    }
-}
-
-/// This process's CPU seconds (user and system) so far.
-fn own_cpu() -> f64 {
-    // SAFETY: getrusage only writes the struct it is given.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
-        return 0.0;
-    }
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    secs(usage.ru_utime) + secs(usage.ru_stime)
-}
-
-fn clock_ticks() -> f64 {
-    // SAFETY: sysconf reads a constant.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 {
-        t as f64
-    } else {
-        100.0
-    }
 }

@@ -13,93 +13,45 @@ use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use copyguard::config::{Config, ConfigArgs};
-use copyguard::devdb::{DevDb, DevDbOptions};
 use copyguard::dumps::{DumpRequest, Grant, Scope};
 
+#[path = "support/bench_db.rs"]
+mod bench_db;
 #[path = "support/env.rs"]
 mod env;
 #[path = "support/proxy.rs"]
 #[allow(dead_code)]
 mod proxy;
-use env::env_count;
+use bench_db::{children_cpu, median, own_cpu, People, ServerCpu};
 use proxy::Proxy;
 
 const DATABASE: &str = "dumpbench";
 const USER: &str = "bench_dev";
 const PASSWORD: &str = "bench-dev";
 
+/// The guarded class; [`People::policy`] adds the production class and
+/// the classified columns.
 const POLICY: &str = r#"
-[classes.production]
-mode = "production"
-roles = ["postgres"]
-
 [classes.developers]
 mode = "guarded"
 roles = ["bench_dev"]
 max_rows_per_statement = 0
-
-[columns]
-"public.people.email" = "email"
-"public.people.full_name" = "person_name"
-"public.people.birth_date" = "date_of_birth"
-"public.people.phone" = "phone"
 "#;
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("dump_compare: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    bench_db::main_of("dump_compare", run)
 }
 
 fn run() -> Result<()> {
-    let rows = env_count("COPYGUARD_BENCH_ROWS", 1_000_000)?;
-    let rounds = env_count("COPYGUARD_BENCH_ROUNDS", 3)?;
-    let work = tempfile::Builder::new()
-        .prefix("copyguard-dump-")
-        .tempdir()
-        .context("creating a temporary directory")?;
-    let db = DevDb::start(DevDbOptions::default()).context("starting a throwaway PostgreSQL")?;
-    db.psql("postgres", &format!("CREATE DATABASE {DATABASE};"))?;
-    println!("loading {rows} rows of 8 columns (4 classified)");
-    db.psql(
-        DATABASE,
-        &format!(
-            "CREATE TABLE people (id int8 PRIMARY KEY, email text NOT NULL, full_name text,
-                 birth_date date, phone text, country text, score int4, note text);
-             INSERT INTO people SELECT g, 'user' || g || '@mail.example.com',
-                 (ARRAY['Ada','Grace','Alan','Edsger','Barbara'])[1 + g % 5] || ' Lovelace' || (g % 997),
-                 date '1950-01-01' + (g % 20000), '+33-6-' || lpad((g % 100000000)::text, 8, '0'),
-                 (ARRAY['FR','DE','ES','IT'])[1 + g % 4], (g * 7) % 1000, 'order note ' || (g % 313)
-               FROM generate_series(1, {rows}) g;
-             CREATE ROLE {USER} LOGIN PASSWORD '{PASSWORD}';
-             GRANT SELECT ON people TO {USER};
-             ANALYZE people;"
-        ),
-    )
-    .context("loading the table")?;
-    let key = work.path().join("pseudonym.key");
-    std::fs::write(&key, "5f".repeat(32))?;
+    let people = People::load(DATABASE, USER, PASSWORD)?;
+    let (db, work, rows, rounds) = (&people.db, people.work.path(), people.rows, people.rounds);
     let signing = ed25519_dalek::SigningKey::from_bytes(&[11; 32]);
-    let public = work.path().join("grant.pub");
+    let public = work.join("grant.pub");
     std::fs::write(&public, hex::encode(signing.verifying_key().as_bytes()))?;
-    let policy = work.path().join("policy");
-    std::fs::create_dir_all(&policy)?;
-    std::fs::write(policy.join("bench.toml"), POLICY)?;
-    let proxy = Proxy::start(Config::load(&ConfigArgs {
-        listen: Some("127.0.0.1:0".into()),
-        upstream: Some(format!("{}:{}", db.host(), db.port())),
-        policy: Some(policy.display().to_string()),
-        pseudonym_key_file: Some(key.display().to_string()),
-        dump_public_keys: Some(public.display().to_string()),
-        audit_path: Some(work.path().join("audit/audit.log").display().to_string()),
-        shutdown_timeout: Some("5s".into()),
-        ..ConfigArgs::default()
-    })?)?;
+    let policy = People::policy(POLICY);
+    let proxy = Proxy::in_front_of_with(db, work, &policy, Some(&people.key), |args| {
+        args.dump_public_keys = Some(public.display().to_string());
+    })?;
     let request = DumpRequest::new(USER, DATABASE, Scope::default(), "benchmark");
     let uses = u32::try_from(rounds * 4 + 4).unwrap_or(u32::MAX);
     let token = Grant::approve(
@@ -111,8 +63,9 @@ fn run() -> Result<()> {
     )
     .sign(&signing);
     let pg_dump = db.client_bin("pg_dump");
-    let dump = |granted: bool, extra: &[&str], name: &str| -> Result<f64> {
-        let out = work.path().join(name);
+    let server_cpu = ServerCpu::of(db)?;
+    let dump = |granted: bool, extra: &[&str], name: &str| -> Result<Dumped> {
+        let out = work.join(name);
         let _ = std::fs::remove_dir_all(&out);
         let _ = std::fs::remove_file(&out);
         let mut cmd = Command::new(&pg_dump);
@@ -141,6 +94,7 @@ fn run() -> Result<()> {
         cmd.args(["-d", DATABASE, "-t", "public.people", "-f"])
             .arg(&out)
             .args(extra);
+        let before = (server_cpu.server(), children_cpu(), own_cpu());
         let start = Instant::now();
         let status = cmd.output().context("running pg_dump")?;
         let secs = start.elapsed().as_secs_f64();
@@ -150,7 +104,12 @@ fn run() -> Result<()> {
                 String::from_utf8_lossy(&status.stderr)
             );
         }
-        Ok(secs)
+        Ok(Dumped {
+            secs,
+            server: server_cpu.server().since(&before.0),
+            pg_dump: children_cpu() - before.1,
+            copyguard: own_cpu() - before.2,
+        })
     };
     for (label, extra) in [("-Fc", &["-Fc"][..]), ("-Fd -j 2", &["-Fd", "-j", "2"][..])] {
         dump(false, extra, "warm")?;
@@ -163,30 +122,53 @@ fn run() -> Result<()> {
                 [true, false]
             };
             for g in order {
-                let secs = dump(g, extra, if g { "granted" } else { "direct" })?;
+                let run = dump(g, extra, if g { "granted" } else { "direct" })?;
                 println!(
-                    "round {round}/{rounds}  {label:<9} {:<8} {secs:>7.2} s",
-                    if g { "granted" } else { "direct" }
+                    "round {round}/{rounds}  {label:<9} {:<8} {:>7.2} s  CPU: server {:>5.2} s, pg_dump {:>5.2} s, copyguard {:>5.2} s",
+                    if g { "granted" } else { "direct" },
+                    run.secs,
+                    run.server,
+                    run.pg_dump,
+                    run.copyguard,
                 );
                 if g {
-                    granted.push(secs);
+                    granted.push(run);
                 } else {
-                    direct.push(secs);
+                    direct.push(run);
                 }
             }
         }
-        let (d, g) = (median(&mut direct), median(&mut granted));
+        let of =
+            |runs: &[Dumped], pick: fn(&Dumped) -> f64| median(runs.iter().map(pick).collect());
+        let (d, g) = (of(&direct, |r| r.secs), of(&granted, |r| r.secs));
         println!(
-            "{label}: median direct {d:.2} s, granted through copyguard {g:.2} s, ratio {:.2}",
+            "{label}, {rows} rows: median direct {d:.2} s, granted through copyguard {g:.2} s, ratio {:.2}",
             g / d
+        );
+        let cpu = |r: &Dumped| r.server + r.pg_dump + r.copyguard;
+        println!(
+            "{label}: median CPU s direct {:.2} (server {:.2}, pg_dump {:.2}), granted {:.2} (server {:.2}, pg_dump {:.2}, copyguard {:.2}), ratio {:.2}",
+            of(&direct, cpu),
+            of(&direct, |r| r.server),
+            of(&direct, |r| r.pg_dump),
+            of(&granted, cpu),
+            of(&granted, |r| r.server),
+            of(&granted, |r| r.pg_dump),
+            of(&granted, |r| r.copyguard),
+            of(&granted, cpu) / of(&direct, cpu),
         );
     }
     drop(proxy);
-    db.stop();
+    people.stop();
     Ok(())
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+/// What one dump took: seconds, and CPU seconds of the server (every
+/// PostgreSQL process), of pg_dump (with its workers) and of copyguard
+/// (this process, which does nothing else meanwhile).
+struct Dumped {
+    secs: f64,
+    server: f64,
+    pg_dump: f64,
+    copyguard: f64,
 }

@@ -74,10 +74,22 @@ impl Proxy {
         policy: &str,
         pseudonym_key: Option<&Path>,
     ) -> Result<Proxy> {
+        Proxy::in_front_of_with(db, work, policy, pseudonym_key, |_| {})
+    }
+
+    /// [`in_front_of`](Self::in_front_of) with settings of its own added
+    /// by `more`.
+    pub fn in_front_of_with(
+        db: &DevDb,
+        work: &Path,
+        policy: &str,
+        pseudonym_key: Option<&Path>,
+        more: impl FnOnce(&mut ConfigArgs),
+    ) -> Result<Proxy> {
         let dir = work.join("policy");
         std::fs::create_dir_all(&dir)?;
         std::fs::write(dir.join("bench.toml"), policy)?;
-        Proxy::start(Config::load(&ConfigArgs {
+        let mut args = ConfigArgs {
             listen: Some("127.0.0.1:0".into()),
             upstream: Some(format!("{}:{}", db.host(), db.port())),
             policy: Some(dir.display().to_string()),
@@ -85,7 +97,9 @@ impl Proxy {
             audit_path: Some(work.join("audit").join("audit.log").display().to_string()),
             shutdown_timeout: Some("5s".into()),
             ..ConfigArgs::default()
-        })?)
+        };
+        more(&mut args);
+        Proxy::start(Config::load(&args)?)
     }
 
     /// The port clients connect to.

@@ -209,6 +209,7 @@ impl TextLimit {
     /// Cuts what was appended to `out` since `start` to the limit (at a
     /// character boundary) and pads it when the type pads. `false` when
     /// that tail is not UTF-8.
+    #[inline]
     pub(crate) fn fit_tail(&self, out: &mut Vec<u8>, start: usize) -> bool {
         let tail = &out[start..];
         if *self == TextLimit::default() {

@@ -28,6 +28,9 @@ use crate::enforce::RewriteError;
 /// and fewer, larger writes to the client: on two cores shared with the
 /// server and the client, 256 KiB relayed about 10% more than 64 KiB.
 const BATCH_BYTES: usize = 256 * 1024;
+/// Room past [`BATCH_BYTES`] in a batch's buffer: the payload that
+/// crosses the mark still fits without growing it.
+const SPARE_SLACK: usize = 64 * 1024;
 /// A batch this small, with nothing else in flight, is rewritten on the
 /// session's own task: a thread hop costs more than it saves.
 const INLINE_BYTES: usize = 4 * 1024;
@@ -53,7 +56,7 @@ impl Batch {
     /// CopyData message per row), fed as one stretch of the stream so that
     /// rows of many payloads are rewritten together.
     fn rewrite(&self, rw: &mut CopyRewriter) -> Result<Vec<u8>, RewriteError> {
-        let mut out = Vec::with_capacity(self.bytes.len() + self.bytes.len() / 4 + 64);
+        let mut out = Vec::with_capacity(self.bytes.len() + self.bytes.len() / 2 + 64);
         rw.feed(&self.bytes, &mut out)?;
         Ok(out)
     }
@@ -97,6 +100,9 @@ pub(super) struct CopyPipe {
     template: CopyRewriter,
     gathering: Batch,
     in_flight: VecDeque<InFlight>,
+    /// Buffers of batches taken out, emptied, for the next batches: a
+    /// batch gathers into memory already allocated and touched.
+    spare: Vec<Vec<u8>>,
 }
 
 impl CopyPipe {
@@ -107,11 +113,18 @@ impl CopyPipe {
             state: Some(rewriter),
             gathering: Batch::default(),
             in_flight: VecDeque::new(),
+            spare: Vec::new(),
         }
     }
 
     /// Adds one CopyData payload; sends the batch off when it is large.
     pub(super) fn push(&mut self, payload: &[u8]) {
+        if self.gathering.bytes.capacity() == 0 {
+            self.gathering.bytes = self
+                .spare
+                .pop()
+                .unwrap_or_else(|| Vec::with_capacity(BATCH_BYTES + SPARE_SLACK));
+        }
         self.gathering.bytes.extend_from_slice(payload);
         self.gathering.payloads += 1;
         if self.gathering.bytes.len() >= BATCH_BYTES {
@@ -170,20 +183,38 @@ impl CopyPipe {
             (Task::Running(_), Some(Ok(done))) => done,
             (Task::Running(_), _) => return Some(Err(RewriteError::Aborted)),
         };
-        if !head.forked {
-            self.state = Some(done.rewriter);
-            return Some(done.out);
-        }
-        let Some(mut before) = self.state.take() else {
-            return Some(Err(RewriteError::Aborted));
+        let Done {
+            rewriter,
+            out,
+            batch,
+        } = done;
+        let out = if !head.forked {
+            self.state = Some(rewriter);
+            out
+        } else {
+            let Some(mut before) = self.state.take() else {
+                return Some(Err(RewriteError::Aborted));
+            };
+            if before.at_row_boundary() {
+                self.state = Some(rewriter);
+                out
+            } else {
+                let out = batch.rewrite(&mut before);
+                self.state = Some(before);
+                out
+            }
         };
-        if before.at_row_boundary() {
-            self.state = Some(done.rewriter);
-            return Some(done.out);
-        }
-        let out = done.batch.rewrite(&mut before);
-        self.state = Some(before);
+        self.keep(batch.bytes);
         Some(out)
+    }
+
+    /// Keeps a batch's buffer for a later batch, unless enough are kept
+    /// or it grew past a batch's usual size (one large row).
+    fn keep(&mut self, mut bytes: Vec<u8>) {
+        if self.spare.len() < max_in_flight() && bytes.capacity() <= BATCH_BYTES + SPARE_SLACK {
+            bytes.clear();
+            self.spare.push(bytes);
+        }
     }
 
     /// Ends the stream once everything is taken out: an error if it stops
