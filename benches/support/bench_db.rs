@@ -58,11 +58,25 @@ impl People {
             &format!(
                 "CREATE TABLE people (id int8 PRIMARY KEY, email text NOT NULL, full_name text,
                      birth_date date, phone text, country text, score int4, note text);
-                 INSERT INTO people SELECT g, 'user' || g || '@mail.example.com',
-                     (ARRAY['Ada','Grace','Alan','Edsger','Barbara'])[1 + g % 5] || ' Lovelace' || (g % 997),
-                     date '1950-01-01' + (g % 20000), '+33-6-' || lpad((g % 100000000)::text, 8, '0'),
-                     (ARRAY['FR','DE','ES','IT'])[1 + g % 4], (g * 7) % 1000, 'order note ' || (g % 313)
-                   FROM generate_series(1, {rows}) g;
+                 INSERT INTO people
+                 SELECT g, lower(f) || '.' || lower(l) || (h1 % 1000) || '@' || d,
+                     f || ' ' || l, date '1950-01-01' + h2 % 20000,
+                     '+33-6-' || lpad((h3 % 100000000)::text, 8, '0'),
+                     (ARRAY['FR','DE','ES','IT'])[1 + h1 % 4], h2 % 1000,
+                     'order ' || substr(md5(g::text), 1, 12)
+                   FROM (SELECT g, h1, h2, h3,
+                             (ARRAY['Ada','Grace','Alan','Edsger','Barbara','Donald','Frances',
+                                    'John','Margaret','Ken','Radia','Linus'])[1 + h1 % 12] AS f,
+                             (ARRAY['Lovelace','Hopper','Turing','Dijkstra','Liskov','Knuth',
+                                    'Allen','Backus','Hamilton','Thompson','Perlman','Torvalds',
+                                    'Ritchie','Wirth','Codd','Stonebraker'])[1 + h2 % 16] AS l,
+                             (ARRAY['mail.example.com','example.org','post.example.net',
+                                    'inbox.example.fr'])[1 + h3 % 4] AS d
+                           FROM (SELECT g,
+                                     ('x' || substr(md5(g::text), 1, 7))::bit(28)::int AS h1,
+                                     ('x' || substr(md5(g::text), 9, 7))::bit(28)::int AS h2,
+                                     ('x' || substr(md5(g::text), 17, 7))::bit(28)::int AS h3
+                                   FROM generate_series(1, {rows}) g) hashed) named;
                  CREATE ROLE {role} LOGIN PASSWORD '{password}';
                  GRANT SELECT ON people TO {role};
                  ANALYZE people;"
