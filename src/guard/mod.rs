@@ -5,6 +5,7 @@
 //! relay and `explain` call the same [`Core`], so they cannot disagree.
 //! Touches no socket.
 
+mod cache;
 mod decide;
 mod exec;
 
