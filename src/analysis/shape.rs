@@ -14,10 +14,10 @@
 //! (`nextval('seq')`, `current_setting('x')`), LIMIT and FETCH counts,
 //! COPY and EXPLAIN options, SET values.
 
+use std::borrow::Cow;
 use std::fmt::Write;
 
 use sqlparser::dialect::PostgreSqlDialect;
-use sqlparser::keywords::Keyword;
 use sqlparser::tokenizer::{Token, Tokenizer};
 
 /// The longest text given a shape; longer statements are not cached.
@@ -30,72 +30,110 @@ const STRING: &str = "\0s";
 /// Ends every token of a shape.
 const END: char = '\u{1f}';
 
+/// One token, as the shape spells it.
+#[derive(Debug, PartialEq)]
+enum Tok<'a> {
+    /// A keyword or identifier, and its quote.
+    Word(Cow<'a, str>, Option<char>),
+    /// A number, and whether it had sqlparser's `L` suffix.
+    Number(Cow<'a, str>, bool),
+    /// A single-quoted string, its quotes undone.
+    Str(Cow<'a, str>),
+    /// `$1`.
+    Placeholder(Cow<'a, str>),
+    /// An operator or punctuation, as sqlparser writes it.
+    Punct(Cow<'a, str>),
+    /// Anything else, as sqlparser debugs it.
+    Other(String),
+}
+
 /// The shape of `sql`, or `None` when it is too long or does not tokenize.
+///
+/// Most statements are tokenized by [`quick`], a small scanner for plain
+/// SQL (words, numbers, simple strings and operators) that gives up on
+/// anything else; sqlparser's tokenizer, the one analysis uses, takes the
+/// rest. Both yield the same tokens for the texts `quick` accepts.
 pub fn shape(sql: &str) -> Option<String> {
     if sql.len() > MAX_SHAPE_INPUT {
         return None;
     }
+    match quick(sql) {
+        Some(tokens) => Some(encode(&tokens, sql.len())),
+        None => full(sql).map(|tokens| encode(&tokens, sql.len())),
+    }
+}
+
+/// The tokens of sqlparser's PostgreSQL tokenizer, whitespace and
+/// comments dropped.
+fn full(sql: &str) -> Option<Vec<Tok<'static>>> {
     let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize().ok()?;
-    let tokens: Vec<&Token> = tokens
-        .iter()
-        .filter(|t| !matches!(t, Token::Whitespace(_) | Token::EOF))
-        .collect();
-    let normalize = normalizable(&tokens);
-    let mut out = String::with_capacity(sql.len() + 16);
+    Some(
+        tokens
+            .into_iter()
+            .filter(|t| !matches!(t, Token::Whitespace(_) | Token::EOF))
+            .map(|t| match t {
+                Token::Word(w) => Tok::Word(Cow::Owned(w.value), w.quote_style),
+                Token::Number(n, long) => Tok::Number(Cow::Owned(n), long),
+                Token::SingleQuotedString(s) => Tok::Str(Cow::Owned(s)),
+                Token::Placeholder(p) => Tok::Placeholder(Cow::Owned(p)),
+                t if punctuation(&t) => Tok::Punct(Cow::Owned(t.to_string())),
+                other => Tok::Other(format!("{other:?}")),
+            })
+            .collect(),
+    )
+}
+
+/// The shape of `tokens`.
+fn encode(tokens: &[Tok<'_>], len: usize) -> String {
+    let normalize = normalizable(tokens);
+    let mut out = String::with_capacity(len + 4 * tokens.len());
     for (i, token) in tokens.iter().enumerate() {
         let replace = normalize
             && i > 0
-            && after_operator(tokens[i - 1])
-            && tokens.get(i + 1).is_none_or(|next| ends_operand(next));
+            && after_operator(&tokens[i - 1])
+            && tokens.get(i + 1).is_none_or(ends_operand);
         match token {
-            Token::Number(..) if replace => out.push_str(NUMBER),
-            Token::SingleQuotedString(_) if replace => out.push_str(STRING),
-            Token::Word(w) => {
-                let quote = w.quote_style.unwrap_or(' ');
-                let _ = write!(out, "w{}{quote}{}", w.value.len(), w.value);
+            Tok::Number(..) if replace => out.push_str(NUMBER),
+            Tok::Str(_) if replace => out.push_str(STRING),
+            Tok::Word(value, quote) => {
+                let quote = quote.unwrap_or(' ');
+                let _ = write!(out, "w{}{quote}{value}", value.len());
             }
-            Token::Number(n, long) => {
+            Tok::Number(n, long) => {
                 let _ = write!(out, "n{}{long}{n}", n.len());
             }
-            Token::SingleQuotedString(s) => {
+            Tok::Str(s) => {
                 let _ = write!(out, "s{}:{s}", s.len());
             }
-            Token::Placeholder(p) => {
+            Tok::Placeholder(p) => {
                 let _ = write!(out, "p{}:{p}", p.len());
             }
-            t if punctuation(t) => {
-                let _ = write!(out, "{t}");
-            }
-            other => {
-                let _ = write!(out, "{other:?}");
-            }
+            Tok::Punct(p) => out.push_str(p),
+            Tok::Other(debug) => out.push_str(debug),
         }
         out.push(END);
     }
-    Some(out)
+    out
+}
+
+/// An unquoted word equal to one of `words` (ASCII case folded).
+fn word_in(token: &Tok<'_>, words: &[&str]) -> bool {
+    matches!(token, Tok::Word(w, None) if words.iter().any(|k| w.eq_ignore_ascii_case(k)))
 }
 
 /// Whether literals of this statement may be replaced: a data statement
 /// that names no `set_config` or `pg_settings`.
-fn normalizable(tokens: &[&Token]) -> bool {
-    let data_statement = matches!(
-        tokens.first(),
-        Some(Token::Word(w)) if w.quote_style.is_none()
-            && matches!(
-                w.keyword,
-                Keyword::SELECT
-                    | Keyword::INSERT
-                    | Keyword::UPDATE
-                    | Keyword::DELETE
-                    | Keyword::WITH
-                    | Keyword::VALUES
-            )
-    );
+fn normalizable(tokens: &[Tok<'_>]) -> bool {
+    let data_statement = tokens.first().is_some_and(|t| {
+        word_in(
+            t,
+            &["SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "VALUES"],
+        )
+    });
     data_statement
         && !tokens.iter().any(|t| match t {
-            Token::Word(w) => {
-                w.value.eq_ignore_ascii_case("set_config")
-                    || w.value.eq_ignore_ascii_case("pg_settings")
+            Tok::Word(w, _) => {
+                w.eq_ignore_ascii_case("set_config") || w.eq_ignore_ascii_case("pg_settings")
             }
             _ => false,
         })
@@ -103,55 +141,38 @@ fn normalizable(tokens: &[&Token]) -> bool {
 
 /// Operators after which a literal is an operand whose value analysis
 /// never reads.
-fn after_operator(token: &Token) -> bool {
-    matches!(
-        token,
-        Token::Eq
-            | Token::Neq
-            | Token::Lt
-            | Token::Gt
-            | Token::LtEq
-            | Token::GtEq
-            | Token::Plus
-            | Token::Minus
-            | Token::Mul
-            | Token::Div
-            | Token::Mod
-    )
+fn after_operator(token: &Tok<'_>) -> bool {
+    matches!(token, Tok::Punct(p) if matches!(&**p, "=" | "<>" | "<" | ">" | "<=" | ">=" | "+" | "-" | "*" | "/" | "%"))
 }
 
 /// Tokens that may follow a replaced literal: the end of its operand.
-fn ends_operand(token: &Token) -> bool {
-    match token {
-        Token::Comma | Token::RParen | Token::SemiColon => true,
-        Token::Word(w) => {
-            w.quote_style.is_none()
-                && matches!(
-                    w.keyword,
-                    Keyword::AND
-                        | Keyword::OR
-                        | Keyword::ORDER
-                        | Keyword::GROUP
-                        | Keyword::LIMIT
-                        | Keyword::OFFSET
-                        | Keyword::HAVING
-                        | Keyword::RETURNING
-                        | Keyword::UNION
-                        | Keyword::EXCEPT
-                        | Keyword::INTERSECT
-                        | Keyword::THEN
-                        | Keyword::ELSE
-                        | Keyword::END
-                        | Keyword::WHEN
-                        | Keyword::WHERE
-                        | Keyword::FROM
-                )
-        }
-        _ => false,
-    }
+fn ends_operand(token: &Tok<'_>) -> bool {
+    matches!(token, Tok::Punct(p) if matches!(&**p, "," | ")" | ";"))
+        || word_in(
+            token,
+            &[
+                "AND",
+                "OR",
+                "ORDER",
+                "GROUP",
+                "LIMIT",
+                "OFFSET",
+                "HAVING",
+                "RETURNING",
+                "UNION",
+                "EXCEPT",
+                "INTERSECT",
+                "THEN",
+                "ELSE",
+                "END",
+                "WHEN",
+                "WHERE",
+                "FROM",
+            ],
+        )
 }
 
-/// Tokens whose text alone tells them apart.
+/// sqlparser tokens whose text alone tells them apart.
 fn punctuation(token: &Token) -> bool {
     matches!(
         token,
@@ -177,9 +198,246 @@ fn punctuation(token: &Token) -> bool {
     )
 }
 
+/// Characters that may start or continue an operator.
+fn operator_char(c: u8) -> bool {
+    b"=<>+-*/%!~@#^&|?:`".contains(&c)
+}
+
+/// The tokens of plain SQL text, the same sqlparser's tokenizer gives;
+/// `None` for anything else (comments, escapes, casts, dollar quotes,
+/// prefixed strings, placeholders, non-ASCII outside quotes, operators of
+/// more than one character other than `<=`, `>=`, `<>`): [`full`] then
+/// tokenizes it.
+fn quick(sql: &str) -> Option<Vec<Tok<'_>>> {
+    let b = sql.as_bytes();
+    let mut tokens = Vec::with_capacity(16);
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        match c {
+            b' ' | b'\t' | b'\n' | b'\r' => i += 1,
+            b'a'..=b'z' | b'A'..=b'Z' | b'_' => {
+                let start = i;
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+                    i += 1;
+                }
+                if i < b.len() && matches!(b[i], b'$' | b'\'' | b'"' | b'&')
+                    || !b.get(i).is_none_or(u8::is_ascii)
+                {
+                    return None;
+                }
+                tokens.push(Tok::Word(Cow::Borrowed(&sql[start..i]), None));
+            }
+            b'0'..=b'9' => {
+                let start = i;
+                while i < b.len() && b[i].is_ascii_digit() {
+                    i += 1;
+                }
+                if i < b.len()
+                    && (b[i].is_ascii_alphanumeric()
+                        || matches!(b[i], b'_' | b'.' | b'$' | b'\'' | b'"'))
+                    || !b.get(i).is_none_or(u8::is_ascii)
+                {
+                    return None;
+                }
+                tokens.push(Tok::Number(Cow::Borrowed(&sql[start..i]), false));
+            }
+            b'\'' => {
+                let start = i + 1;
+                i += 1;
+                loop {
+                    match b.get(i)? {
+                        b'\\' => return None,
+                        b'\'' => break,
+                        _ => i += 1,
+                    }
+                }
+                let text = &sql[start..i];
+                i += 1;
+                // `''` inside, or a string continued after a line break.
+                let next = b[i..]
+                    .iter()
+                    .find(|c| !matches!(c, b' ' | b'\t' | b'\n' | b'\r'));
+                if matches!(next, Some(b'\''))
+                    || b.get(i).is_some_and(|c| {
+                        c.is_ascii_alphanumeric() || *c == b'_' || *c == b'$' || !c.is_ascii()
+                    })
+                {
+                    return None;
+                }
+                tokens.push(Tok::Str(Cow::Borrowed(text)));
+            }
+            b'"' => {
+                let start = i + 1;
+                i += 1;
+                while *b.get(i)? != b'"' {
+                    i += 1;
+                }
+                if i == start || b.get(i + 1) == Some(&b'"') {
+                    return None;
+                }
+                tokens.push(Tok::Word(Cow::Borrowed(&sql[start..i]), Some('"')));
+                i += 1;
+            }
+            b'(' | b')' | b',' | b';' => {
+                tokens.push(Tok::Punct(Cow::Borrowed(&sql[i..i + 1])));
+                i += 1;
+            }
+            b'.' => {
+                let after_word = matches!(tokens.last(), Some(Tok::Word(..)));
+                if !after_word
+                    || !b
+                        .get(i + 1)
+                        .is_some_and(|c| c.is_ascii_alphabetic() || matches!(c, b'"' | b'*'))
+                {
+                    return None;
+                }
+                tokens.push(Tok::Punct(Cow::Borrowed(".")));
+                i += 1;
+            }
+            b'=' | b'<' | b'>' | b'+' | b'-' | b'*' | b'/' | b'%' => {
+                let two = matches!(
+                    (c, b.get(i + 1)),
+                    (b'<', Some(b'=' | b'>')) | (b'>', Some(b'='))
+                );
+                let len = if two { 2 } else { 1 };
+                if b.get(i + len).is_some_and(|c| operator_char(*c)) {
+                    return None;
+                }
+                tokens.push(Tok::Punct(Cow::Borrowed(&sql[i..i + len])));
+                i += len;
+            }
+            _ => return None,
+        }
+    }
+    Some(tokens)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::shape;
+    use proptest::prelude::*;
+
+    use super::{encode, full, quick, shape};
+
+    /// Pieces of SQL text, plain and tricky, for the scanners to agree on.
+    const PIECES: &[&str] = &[
+        "SELECT",
+        "select",
+        "a",
+        "_b1",
+        "x$",
+        " ",
+        "\n",
+        "\t",
+        "=",
+        "<",
+        ">",
+        "<=",
+        ">=",
+        "<>",
+        "!=",
+        "+",
+        "-",
+        "*",
+        "/",
+        "%",
+        "(",
+        ")",
+        ",",
+        ".",
+        ";",
+        "'x'",
+        "'it''s'",
+        "'a\\b'",
+        "''",
+        "'",
+        "\"Q\"",
+        "\"\"",
+        "\"a\"\"b\"",
+        "1",
+        "42",
+        "1.5",
+        ".5",
+        "1e5",
+        "1_0",
+        "0x1F",
+        "--",
+        "/*",
+        "*/",
+        "::",
+        ":",
+        "$1",
+        "$$",
+        "E'x'",
+        "e",
+        "N",
+        "U&'x'",
+        "é",
+        "'é'",
+        "\\",
+        "AND",
+        "ORDER",
+        "set_config",
+        "pg_settings",
+        "WHERE",
+        "[",
+        "]",
+        "@",
+        "||",
+        "->",
+        "=>",
+        "#",
+        "&",
+        "|",
+        "~",
+        "?",
+        "\r\n",
+        "\u{a0}",
+        "INSERT",
+        "FROM",
+    ];
+
+    /// Pieces the quick scanner accepts on their own.
+    const PLAIN: &[&str] = &[
+        "SELECT", "a", "_b1", " ", "\n", "=", "<", ">", "<=", ">=", "<>", "+", "-", "*", "/", "%",
+        "(", ")", ",", ".", ";", "'x'", "'é'", "\"Q\"", "1", "42", "AND", "WHERE", "FROM",
+    ];
+
+    fn texts() -> impl Strategy<Value = String> {
+        let any = prop::collection::vec(prop::sample::select(PIECES), 1..24);
+        let plain = prop::collection::vec(prop::sample::select(PLAIN), 1..24);
+        prop_oneof![any, plain].prop_map(|p| p.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(20_000))]
+        #[test]
+        fn the_quick_scanner_agrees_with_sqlparser(sql in texts()) {
+            if let Some(tokens) = quick(&sql) {
+                let expected = full(&sql);
+                prop_assert!(expected.is_some(), "{sql:?}: sqlparser fails, quick gives {tokens:?}");
+                let expected = expected.unwrap_or_default();
+                prop_assert_eq!(
+                    encode(&tokens, sql.len()),
+                    encode(&expected, sql.len()),
+                    "{:?}: {:?} / {:?}", sql, tokens, expected
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn plain_statements_take_the_quick_path() {
+        for sql in [
+            "SELECT abalance FROM pgbench_accounts WHERE aid = 48213;",
+            "UPDATE pgbench_accounts SET abalance = abalance + -1234 WHERE aid = 48213;",
+            "SELECT o.id, u.country FROM orders o JOIN users u ON u.id = o.user_id WHERE o.status = 'paid' ORDER BY o.id DESC LIMIT 50",
+            "SELECT \"orders\".\"id\" FROM \"orders\" WHERE \"orders\".\"id\" >= 10",
+        ] {
+            let tokens = quick(sql).expect("quick");
+            assert_eq!(encode(&tokens, 0), encode(&full(sql).expect("full"), 0), "{sql}");
+        }
+    }
 
     fn same(a: &str, b: &str) -> bool {
         shape(a).expect("shape") == shape(b).expect("shape")
