@@ -82,9 +82,8 @@ async fn catalog() -> (Arc<Catalog>, Vec<String>) {
 /// `sql` with every literal right after an operator given another value.
 fn other_literals(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len() + 8);
-    let mut chars = sql.chars().peekable();
     let mut after_operator = false;
-    while let Some(c) = chars.next() {
+    for c in sql.chars() {
         out.push(c);
         match c {
             '=' | '<' | '>' | '+' | '-' | '*' | '/' | '%' => after_operator = true,
