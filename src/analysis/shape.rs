@@ -15,7 +15,6 @@
 //! COPY and EXPLAIN options, SET values.
 
 use std::borrow::Cow;
-use std::fmt::Write;
 
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::tokenizer::{Token, Tokenizer};
@@ -96,17 +95,24 @@ fn encode(tokens: &[Tok<'_>], len: usize) -> String {
             Tok::Number(..) if replace => out.push_str(NUMBER),
             Tok::Str(_) if replace => out.push_str(STRING),
             Tok::Word(value, quote) => {
-                let quote = quote.unwrap_or(' ');
-                let _ = write!(out, "w{}{quote}{value}", value.len());
+                prefixed(&mut out, 'w', value);
+                out.push(quote.unwrap_or(' '));
+                out.push_str(value);
             }
             Tok::Number(n, long) => {
-                let _ = write!(out, "n{}{long}{n}", n.len());
+                prefixed(&mut out, 'n', n);
+                out.push_str(if *long { "true" } else { "false" });
+                out.push_str(n);
             }
-            Tok::Str(s) => {
-                let _ = write!(out, "s{}:{s}", s.len());
+            Tok::Str(text) => {
+                prefixed(&mut out, 's', text);
+                out.push(':');
+                out.push_str(text);
             }
             Tok::Placeholder(p) => {
-                let _ = write!(out, "p{}:{p}", p.len());
+                prefixed(&mut out, 'p', p);
+                out.push(':');
+                out.push_str(p);
             }
             Tok::Punct(p) => out.push_str(p),
             Tok::Other(debug) => out.push_str(debug),
@@ -114,6 +120,24 @@ fn encode(tokens: &[Tok<'_>], len: usize) -> String {
         out.push(END);
     }
     out
+}
+
+/// Appends `kind` and the length of `text` in decimal.
+fn prefixed(out: &mut String, kind: char, text: &str) {
+    out.push(kind);
+    let mut digits = [0u8; 20];
+    let (mut n, mut at) = (text.len(), digits.len());
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for d in &digits[at..] {
+        out.push(char::from(*d));
+    }
 }
 
 /// An unquoted word equal to one of `words` (ASCII case folded).
@@ -205,7 +229,7 @@ fn operator_char(c: u8) -> bool {
 
 /// The tokens of plain SQL text, the same sqlparser's tokenizer gives;
 /// `None` for anything else (comments, escapes, casts, dollar quotes,
-/// prefixed strings, placeholders, non-ASCII outside quotes, operators of
+/// prefixed strings, non-ASCII outside quotes, operators of
 /// more than one character other than `<=`, `>=`, `<>`): [`full`] then
 /// tokenizes it.
 fn quick(sql: &str) -> Option<Vec<Tok<'_>>> {
@@ -278,6 +302,22 @@ fn quick(sql: &str) -> Option<Vec<Tok<'_>>> {
                 }
                 tokens.push(Tok::Word(Cow::Borrowed(&sql[start..i]), Some('"')));
                 i += 1;
+            }
+            b'$' => {
+                let start = i;
+                i += 1;
+                while i < b.len() && b[i].is_ascii_digit() {
+                    i += 1;
+                }
+                let follows = b.get(i).is_some_and(|c| {
+                    c.is_ascii_alphanumeric()
+                        || matches!(c, b'_' | b'$' | b'\'' | b'"' | b'.')
+                        || !c.is_ascii()
+                });
+                if i == start + 1 || follows {
+                    return None;
+                }
+                tokens.push(Tok::Placeholder(Cow::Borrowed(&sql[start..i])));
             }
             b'(' | b')' | b',' | b';' => {
                 tokens.push(Tok::Punct(Cow::Borrowed(&sql[i..i + 1])));
@@ -400,7 +440,8 @@ mod tests {
     /// Pieces the quick scanner accepts on their own.
     const PLAIN: &[&str] = &[
         "SELECT", "a", "_b1", " ", "\n", "=", "<", ">", "<=", ">=", "<>", "+", "-", "*", "/", "%",
-        "(", ")", ",", ".", ";", "'x'", "'é'", "\"Q\"", "1", "42", "AND", "WHERE", "FROM",
+        "(", ")", ",", ".", ";", "'x'", "'é'", "\"Q\"", "1", "42", "AND", "WHERE", "FROM", "$1",
+        "$23", "LIMIT",
     ];
 
     fn texts() -> impl Strategy<Value = String> {
@@ -433,6 +474,7 @@ mod tests {
             "UPDATE pgbench_accounts SET abalance = abalance + -1234 WHERE aid = 48213;",
             "SELECT o.id, u.country FROM orders o JOIN users u ON u.id = o.user_id WHERE o.status = 'paid' ORDER BY o.id DESC LIMIT 50",
             "SELECT \"orders\".\"id\" FROM \"orders\" WHERE \"orders\".\"id\" >= 10",
+            "SELECT \"orders\".\"id\" FROM \"orders\" WHERE \"orders\".\"id\" = $1 LIMIT $2",
         ] {
             let tokens = quick(sql).expect("quick");
             assert_eq!(encode(&tokens, 0), encode(&full(sql).expect("full"), 0), "{sql}");
