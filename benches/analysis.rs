@@ -1,13 +1,17 @@
 //! Criterion bench of a guarded statement's decision: parse + lineage
 //! (`analysis::analyze`) + verdict (`Policy::decide`), per statement, over
 //! a corpus of realistic queries (pgbench, ORM-style, joins, CTEs,
-//! aggregates, catalog lookups, refused exports).
+//! aggregates, catalog lookups, refused exports); and the same through a
+//! guarded session's [`Core`] with its decision cache off (`fresh/*`) and
+//! on, the statement's literals changing at every iteration (`hit/*`).
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use copyguard::analysis::{analyze, Context};
 use copyguard::catalog::{Catalog, Column, RelKind, Relation};
+use copyguard::guard::Core;
 use copyguard::policy::{Policy, Verdict};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
@@ -184,6 +188,61 @@ fn bench(c: &mut Criterion) {
         });
     }
     group.finish();
+    decisions(c, &Arc::new(policy), Arc::new(catalog));
+}
+
+/// `sql` with every number after `=` or `>` replaced by `n` plus its own
+/// digits: the same shape, other values.
+fn variant(sql: &str, n: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut after_operator = false;
+    for c in sql.chars() {
+        if after_operator && c.is_ascii_digit() {
+            out.push_str(&n.to_string());
+            after_operator = false;
+        } else if c != ' ' {
+            after_operator = c == '=' || c == '>';
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A guarded session's whole decision (`Core::decide_query`): fresh, and
+/// from the decision cache with other literal values each time.
+fn decisions(c: &mut Criterion, policy: &Arc<Policy>, catalog: Arc<Catalog>) {
+    let session = |cache: bool| {
+        let mut core = Core::new(
+            "dev_alice",
+            policy.classify_role("dev_alice"),
+            true,
+            catalog.clone(),
+        )
+        .with_search_path(vec!["pg_catalog".to_owned(), "public".to_owned()]);
+        core.set_decision_cache(cache);
+        core
+    };
+    for (group_name, cache) in [("fresh", false), ("hit", true)] {
+        let mut group = c.benchmark_group(group_name);
+        group.measurement_time(Duration::from_secs(3));
+        group.warm_up_time(Duration::from_secs(1));
+        group.throughput(Throughput::Elements(1));
+        for (name, sql) in CORPUS {
+            let texts: Vec<String> = (0..64).map(|n| variant(sql, n)).collect();
+            let mut core = session(cache);
+            if cache && core.decide_query(&texts[0], policy).is_err() {
+                continue;
+            }
+            let mut i = 0;
+            group.bench_function(BenchmarkId::from_parameter(name), |b| {
+                b.iter(|| {
+                    i = (i + 1) % texts.len();
+                    core.decide_query(&texts[i], policy).is_ok()
+                })
+            });
+        }
+        group.finish();
+    }
 }
 
 criterion_group!(benches, bench);

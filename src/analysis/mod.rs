@@ -23,6 +23,7 @@ mod query;
 mod relations;
 mod scope;
 mod settings;
+pub mod shape;
 mod srf;
 mod statement;
 #[cfg(test)]

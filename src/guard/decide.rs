@@ -20,8 +20,9 @@
 //! (`statement.limited_not_alone`).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use super::cache::{DecisionCache, Now};
 use super::{Exec, Refusal, RefusedFacts};
 use crate::analysis::{self, AnalysisError, Context, StatementFacts, StatementKind};
 use crate::catalog::Catalog;
@@ -69,6 +70,8 @@ pub struct Core {
     pub portals: HashMap<String, Arc<Exec>>,
     /// Declared cursors, by name.
     pub cursors: HashMap<String, Arc<Exec>>,
+    /// Allowed decisions by statement shape.
+    cache: Mutex<DecisionCache>,
 }
 
 impl Core {
@@ -97,6 +100,49 @@ impl Core {
             statements: HashMap::new(),
             portals: HashMap::new(),
             cursors: HashMap::new(),
+            cache: Mutex::default(),
+        }
+    }
+
+    /// Turns the decision cache on (the default) or off: every statement
+    /// then analyzed and decided afresh.
+    pub fn set_decision_cache(&mut self, on: bool) {
+        self.cache_mut().set_enabled(on);
+    }
+
+    /// Decisions held by the decision cache.
+    pub fn cached_decisions(&self) -> usize {
+        self.cache_mut().len()
+    }
+
+    fn cache_mut(&self) -> std::sync::MutexGuard<'_, DecisionCache> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The shape `sql` is cached under, and the decision cached for it in
+    /// the current context, with `sql` as its text.
+    fn cached(&self, sql: &str, policy: &Arc<Policy>) -> (Option<String>, Option<Arc<Exec>>) {
+        let mut cache = self.cache_mut();
+        let Some(key) = cache.key(sql) else {
+            return (None, None);
+        };
+        let now = Now {
+            catalog: &self.catalog,
+            policy,
+            search_path: &self.search_path,
+        };
+        let hit = cache.get(&key, &now).map(|mut exec| {
+            exec.sql = Some(Arc::from(sql));
+            exec.context = self.context;
+            Arc::new(exec)
+        });
+        (Some(key), hit)
+    }
+
+    /// Keeps the decision of the single statement of shape `key`.
+    fn remember(&self, key: Option<String>, execs: &[Arc<Exec>]) {
+        if let (Some(key), [exec]) = (key, execs) {
+            self.cache_mut().put(key, exec, &self.search_path);
         }
     }
 
@@ -320,6 +366,11 @@ impl Core {
         sql: &str,
         policy: &Arc<Policy>,
     ) -> Result<Vec<Arc<Exec>>, Refusal> {
+        let (key, hit) = self.cached(sql, policy);
+        if let Some(exec) = hit {
+            self.apply(&exec);
+            return Ok(vec![exec]);
+        }
         let statements = self.analyze(sql)?;
         let alone = (statements.len() == 1).then(|| Arc::<str>::from(sql));
         let saved = (self.statements.clone(), self.cursors.clone());
@@ -359,6 +410,7 @@ impl Core {
                 ))
             });
         }
+        self.remember(key, &execs);
         Ok(execs)
     }
 
@@ -377,14 +429,20 @@ impl Core {
                 ..Refusal::from(context_change_block())
             });
         }
+        let (key, hit) = self.cached(sql, policy);
+        if let Some(exec) = hit {
+            return Ok(Some(exec));
+        }
         let mut statements = self.analyze(sql)?;
         match statements.len() {
             0 => self
                 .decide(StatementFacts::new(StatementKind::Empty), policy, None)
                 .map(Some),
-            1 => self
-                .decide(statements.remove(0), policy, Some(sql.clone()))
-                .map(Some),
+            1 => {
+                let exec = self.decide(statements.remove(0), policy, Some(sql.clone()))?;
+                self.remember(key, std::slice::from_ref(&exec));
+                Ok(Some(exec))
+            }
             _ => Ok(None),
         }
     }

@@ -8,6 +8,7 @@
 //! Touches no socket.
 
 mod batch;
+mod cache;
 mod decide;
 mod exec;
 mod queue;

@@ -16,7 +16,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_copyguard");
 
 /// Statements decided by the session rules of the core rather than by
 /// the policy, and strings of several statements.
-const SESSION_RULES: &[&str] = &[
+pub(crate) const SESSION_RULES: &[&str] = &[
     "SET standard_conforming_strings = off",
     "SET client_encoding = 'SJIS'",
     "SET backslash_quote = on",

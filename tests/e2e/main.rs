@@ -14,6 +14,7 @@ mod bad_input;
 mod block_log;
 mod catalog_sharing;
 mod clients;
+mod decision_cache;
 mod demo_lines;
 mod driver_matrix;
 mod dumps;

@@ -1,0 +1,560 @@
+//! A statement's shape: its tokens as analysis sees them, as written (case
+//! and quoting kept; whitespace and comments dropped), with the literals
+//! that cannot change its facts replaced by a marker. Two texts of one shape analyze to the same facts,
+//! so a decision can be cached under the shape ([`crate::guard`]).
+//!
+//! A literal is replaced only where analysis never reads its value: a
+//! number or single-quoted string right after a comparison or arithmetic
+//! operator (`aid = 48213`, `x > 'a'`, `- 5`), not followed by anything
+//! that could make its value matter (a `::` cast such as `'t'::regclass`,
+//! a subscript, `COLLATE`), in a SELECT, INSERT, UPDATE, DELETE, WITH or
+//! VALUES statement that mentions neither `set_config` nor `pg_settings`
+//! (whose constant setting names are facts). Every other literal stays in
+//! the shape as written: ORDER BY positions, function arguments
+//! (`nextval('seq')`, `current_setting('x')`), LIMIT and FETCH counts,
+//! COPY and EXPLAIN options, SET values.
+
+use std::borrow::Cow;
+
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::tokenizer::{Token, Tokenizer};
+
+/// The longest text given a shape; longer statements are not cached.
+pub const MAX_SHAPE_INPUT: usize = 4096;
+
+/// Marker of a replaced number.
+const NUMBER: &str = "\0n";
+/// Marker of a replaced string.
+const STRING: &str = "\0s";
+/// Ends every token of a shape.
+const END: char = '\u{1f}';
+
+/// One token, as the shape spells it.
+#[derive(Debug, PartialEq)]
+enum Tok<'a> {
+    /// A keyword or identifier, and its quote.
+    Word(Cow<'a, str>, Option<char>),
+    /// A number, and whether it had sqlparser's `L` suffix.
+    Number(Cow<'a, str>, bool),
+    /// A single-quoted string, its quotes undone.
+    Str(Cow<'a, str>),
+    /// `$1`.
+    Placeholder(Cow<'a, str>),
+    /// An operator or punctuation, as sqlparser writes it.
+    Punct(Cow<'a, str>),
+    /// Anything else, as sqlparser debugs it.
+    Other(String),
+}
+
+/// The shape of `sql`, or `None` when it is too long or does not tokenize.
+///
+/// Most statements are tokenized by [`quick`], a small scanner for plain
+/// SQL (words, numbers, simple strings and operators) that gives up on
+/// anything else; sqlparser's tokenizer, the one analysis uses, takes the
+/// rest. Both yield the same tokens for the texts `quick` accepts.
+pub fn shape(sql: &str) -> Option<String> {
+    if sql.len() > MAX_SHAPE_INPUT {
+        return None;
+    }
+    match quick(sql) {
+        Some(tokens) => Some(encode(&tokens, sql.len())),
+        None => full(sql).map(|tokens| encode(&tokens, sql.len())),
+    }
+}
+
+/// The tokens of sqlparser's PostgreSQL tokenizer, whitespace and
+/// comments dropped.
+fn full(sql: &str) -> Option<Vec<Tok<'static>>> {
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize().ok()?;
+    Some(
+        tokens
+            .into_iter()
+            .filter(|t| !matches!(t, Token::Whitespace(_) | Token::EOF))
+            .map(|t| match t {
+                Token::Word(w) => Tok::Word(Cow::Owned(w.value), w.quote_style),
+                Token::Number(n, long) => Tok::Number(Cow::Owned(n), long),
+                Token::SingleQuotedString(s) => Tok::Str(Cow::Owned(s)),
+                Token::Placeholder(p) => Tok::Placeholder(Cow::Owned(p)),
+                t if punctuation(&t) => Tok::Punct(Cow::Owned(t.to_string())),
+                other => Tok::Other(format!("{other:?}")),
+            })
+            .collect(),
+    )
+}
+
+/// The shape of `tokens`.
+fn encode(tokens: &[Tok<'_>], len: usize) -> String {
+    let normalize = normalizable(tokens);
+    let mut out = String::with_capacity(len + 4 * tokens.len());
+    for (i, token) in tokens.iter().enumerate() {
+        let replace = normalize
+            && i > 0
+            && after_operator(&tokens[i - 1])
+            && tokens.get(i + 1).is_none_or(ends_operand);
+        match token {
+            Tok::Number(..) if replace => out.push_str(NUMBER),
+            Tok::Str(_) if replace => out.push_str(STRING),
+            Tok::Word(value, quote) => {
+                prefixed(&mut out, 'w', value);
+                out.push(quote.unwrap_or(' '));
+                out.push_str(value);
+            }
+            Tok::Number(n, long) => {
+                prefixed(&mut out, 'n', n);
+                out.push_str(if *long { "true" } else { "false" });
+                out.push_str(n);
+            }
+            Tok::Str(text) => {
+                prefixed(&mut out, 's', text);
+                out.push(':');
+                out.push_str(text);
+            }
+            Tok::Placeholder(p) => {
+                prefixed(&mut out, 'p', p);
+                out.push(':');
+                out.push_str(p);
+            }
+            Tok::Punct(p) => out.push_str(p),
+            Tok::Other(debug) => out.push_str(debug),
+        }
+        out.push(END);
+    }
+    out
+}
+
+/// Appends `kind` and the length of `text` in decimal.
+fn prefixed(out: &mut String, kind: char, text: &str) {
+    out.push(kind);
+    let mut digits = [0u8; 20];
+    let (mut n, mut at) = (text.len(), digits.len());
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for d in &digits[at..] {
+        out.push(char::from(*d));
+    }
+}
+
+/// An unquoted word equal to one of `words` (ASCII case folded).
+fn word_in(token: &Tok<'_>, words: &[&str]) -> bool {
+    matches!(token, Tok::Word(w, None) if words.iter().any(|k| w.eq_ignore_ascii_case(k)))
+}
+
+/// Whether literals of this statement may be replaced: a data statement
+/// that names no `set_config` or `pg_settings`.
+fn normalizable(tokens: &[Tok<'_>]) -> bool {
+    let data_statement = tokens.first().is_some_and(|t| {
+        word_in(
+            t,
+            &["SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "VALUES"],
+        )
+    });
+    data_statement
+        && !tokens.iter().any(|t| match t {
+            Tok::Word(w, _) => {
+                w.eq_ignore_ascii_case("set_config") || w.eq_ignore_ascii_case("pg_settings")
+            }
+            _ => false,
+        })
+}
+
+/// Operators after which a literal is an operand whose value analysis
+/// never reads.
+fn after_operator(token: &Tok<'_>) -> bool {
+    matches!(token, Tok::Punct(p) if matches!(&**p, "=" | "<>" | "<" | ">" | "<=" | ">=" | "+" | "-" | "*" | "/" | "%"))
+}
+
+/// Tokens that may follow a replaced literal: the end of its operand.
+fn ends_operand(token: &Tok<'_>) -> bool {
+    matches!(token, Tok::Punct(p) if matches!(&**p, "," | ")" | ";"))
+        || word_in(
+            token,
+            &[
+                "AND",
+                "OR",
+                "ORDER",
+                "GROUP",
+                "LIMIT",
+                "OFFSET",
+                "HAVING",
+                "RETURNING",
+                "UNION",
+                "EXCEPT",
+                "INTERSECT",
+                "THEN",
+                "ELSE",
+                "END",
+                "WHEN",
+                "WHERE",
+                "FROM",
+            ],
+        )
+}
+
+/// sqlparser tokens whose text alone tells them apart.
+fn punctuation(token: &Token) -> bool {
+    matches!(
+        token,
+        Token::Comma
+            | Token::Eq
+            | Token::Neq
+            | Token::Lt
+            | Token::Gt
+            | Token::LtEq
+            | Token::GtEq
+            | Token::Plus
+            | Token::Minus
+            | Token::Mul
+            | Token::Div
+            | Token::Mod
+            | Token::LParen
+            | Token::RParen
+            | Token::Period
+            | Token::SemiColon
+            | Token::DoubleColon
+            | Token::LBracket
+            | Token::RBracket
+    )
+}
+
+/// Characters that may start or continue an operator.
+fn operator_char(c: u8) -> bool {
+    b"=<>+-*/%!~@#^&|?:`".contains(&c)
+}
+
+/// The tokens of plain SQL text, the same sqlparser's tokenizer gives;
+/// `None` for anything else (comments, escapes, casts, dollar quotes,
+/// prefixed strings, non-ASCII outside quotes, operators of
+/// more than one character other than `<=`, `>=`, `<>`): [`full`] then
+/// tokenizes it.
+fn quick(sql: &str) -> Option<Vec<Tok<'_>>> {
+    let b = sql.as_bytes();
+    let mut tokens = Vec::with_capacity(16);
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        match c {
+            b' ' | b'\t' | b'\n' | b'\r' => i += 1,
+            b'a'..=b'z' | b'A'..=b'Z' | b'_' => {
+                let start = i;
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+                    i += 1;
+                }
+                if i < b.len() && matches!(b[i], b'$' | b'\'' | b'"' | b'&')
+                    || !b.get(i).is_none_or(u8::is_ascii)
+                {
+                    return None;
+                }
+                tokens.push(Tok::Word(Cow::Borrowed(&sql[start..i]), None));
+            }
+            b'0'..=b'9' => {
+                let start = i;
+                while i < b.len() && b[i].is_ascii_digit() {
+                    i += 1;
+                }
+                if i < b.len()
+                    && (b[i].is_ascii_alphanumeric()
+                        || matches!(b[i], b'_' | b'.' | b'$' | b'\'' | b'"'))
+                    || !b.get(i).is_none_or(u8::is_ascii)
+                {
+                    return None;
+                }
+                tokens.push(Tok::Number(Cow::Borrowed(&sql[start..i]), false));
+            }
+            b'\'' => {
+                let start = i + 1;
+                i += 1;
+                loop {
+                    match b.get(i)? {
+                        b'\\' => return None,
+                        b'\'' => break,
+                        _ => i += 1,
+                    }
+                }
+                let text = &sql[start..i];
+                i += 1;
+                // `''` inside, or a string continued after a line break.
+                let next = b[i..]
+                    .iter()
+                    .find(|c| !matches!(c, b' ' | b'\t' | b'\n' | b'\r'));
+                if matches!(next, Some(b'\''))
+                    || b.get(i).is_some_and(|c| {
+                        c.is_ascii_alphanumeric() || *c == b'_' || *c == b'$' || !c.is_ascii()
+                    })
+                {
+                    return None;
+                }
+                tokens.push(Tok::Str(Cow::Borrowed(text)));
+            }
+            b'"' => {
+                let start = i + 1;
+                i += 1;
+                while *b.get(i)? != b'"' {
+                    i += 1;
+                }
+                if i == start || b.get(i + 1) == Some(&b'"') {
+                    return None;
+                }
+                tokens.push(Tok::Word(Cow::Borrowed(&sql[start..i]), Some('"')));
+                i += 1;
+            }
+            b'$' => {
+                let start = i;
+                i += 1;
+                while i < b.len() && b[i].is_ascii_digit() {
+                    i += 1;
+                }
+                let follows = b.get(i).is_some_and(|c| {
+                    c.is_ascii_alphanumeric()
+                        || matches!(c, b'_' | b'$' | b'\'' | b'"' | b'.')
+                        || !c.is_ascii()
+                });
+                if i == start + 1 || follows {
+                    return None;
+                }
+                tokens.push(Tok::Placeholder(Cow::Borrowed(&sql[start..i])));
+            }
+            b'(' | b')' | b',' | b';' => {
+                tokens.push(Tok::Punct(Cow::Borrowed(&sql[i..i + 1])));
+                i += 1;
+            }
+            b'.' => {
+                let after_word = matches!(tokens.last(), Some(Tok::Word(..)));
+                if !after_word
+                    || !b
+                        .get(i + 1)
+                        .is_some_and(|c| c.is_ascii_alphabetic() || matches!(c, b'"' | b'*'))
+                {
+                    return None;
+                }
+                tokens.push(Tok::Punct(Cow::Borrowed(".")));
+                i += 1;
+            }
+            b'=' | b'<' | b'>' | b'+' | b'-' | b'*' | b'/' | b'%' => {
+                let two = matches!(
+                    (c, b.get(i + 1)),
+                    (b'<', Some(b'=' | b'>')) | (b'>', Some(b'='))
+                );
+                let len = if two { 2 } else { 1 };
+                if b.get(i + len).is_some_and(|c| operator_char(*c)) {
+                    return None;
+                }
+                tokens.push(Tok::Punct(Cow::Borrowed(&sql[i..i + len])));
+                i += len;
+            }
+            _ => return None,
+        }
+    }
+    Some(tokens)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::{encode, full, quick, shape};
+
+    /// Pieces of SQL text, plain and tricky, for the scanners to agree on.
+    const PIECES: &[&str] = &[
+        "SELECT",
+        "select",
+        "a",
+        "_b1",
+        "x$",
+        " ",
+        "\n",
+        "\t",
+        "=",
+        "<",
+        ">",
+        "<=",
+        ">=",
+        "<>",
+        "!=",
+        "+",
+        "-",
+        "*",
+        "/",
+        "%",
+        "(",
+        ")",
+        ",",
+        ".",
+        ";",
+        "'x'",
+        "'it''s'",
+        "'a\\b'",
+        "''",
+        "'",
+        "\"Q\"",
+        "\"\"",
+        "\"a\"\"b\"",
+        "1",
+        "42",
+        "1.5",
+        ".5",
+        "1e5",
+        "1_0",
+        "0x1F",
+        "--",
+        "/*",
+        "*/",
+        "::",
+        ":",
+        "$1",
+        "$$",
+        "E'x'",
+        "e",
+        "N",
+        "U&'x'",
+        "é",
+        "'é'",
+        "\\",
+        "AND",
+        "ORDER",
+        "set_config",
+        "pg_settings",
+        "WHERE",
+        "[",
+        "]",
+        "@",
+        "||",
+        "->",
+        "=>",
+        "#",
+        "&",
+        "|",
+        "~",
+        "?",
+        "\r\n",
+        "\u{a0}",
+        "INSERT",
+        "FROM",
+    ];
+
+    /// Pieces the quick scanner accepts on their own.
+    const PLAIN: &[&str] = &[
+        "SELECT", "a", "_b1", " ", "\n", "=", "<", ">", "<=", ">=", "<>", "+", "-", "*", "/", "%",
+        "(", ")", ",", ".", ";", "'x'", "'é'", "\"Q\"", "1", "42", "AND", "WHERE", "FROM", "$1",
+        "$23", "LIMIT",
+    ];
+
+    fn texts() -> impl Strategy<Value = String> {
+        let any = prop::collection::vec(prop::sample::select(PIECES), 1..24);
+        let plain = prop::collection::vec(prop::sample::select(PLAIN), 1..24);
+        prop_oneof![any, plain].prop_map(|p| p.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(20_000))]
+        #[test]
+        fn the_quick_scanner_agrees_with_sqlparser(sql in texts()) {
+            if let Some(tokens) = quick(&sql) {
+                let expected = full(&sql);
+                prop_assert!(expected.is_some(), "{sql:?}: sqlparser fails, quick gives {tokens:?}");
+                let expected = expected.unwrap_or_default();
+                prop_assert_eq!(
+                    encode(&tokens, sql.len()),
+                    encode(&expected, sql.len()),
+                    "{:?}: {:?} / {:?}", sql, tokens, expected
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn plain_statements_take_the_quick_path() {
+        for sql in [
+            "SELECT abalance FROM pgbench_accounts WHERE aid = 48213;",
+            "UPDATE pgbench_accounts SET abalance = abalance + -1234 WHERE aid = 48213;",
+            "SELECT o.id, u.country FROM orders o JOIN users u ON u.id = o.user_id WHERE o.status = 'paid' ORDER BY o.id DESC LIMIT 50",
+            "SELECT \"orders\".\"id\" FROM \"orders\" WHERE \"orders\".\"id\" >= 10",
+            "SELECT \"orders\".\"id\" FROM \"orders\" WHERE \"orders\".\"id\" = $1 LIMIT $2",
+        ] {
+            let tokens = quick(sql).expect("quick");
+            assert_eq!(encode(&tokens, 0), encode(&full(sql).expect("full"), 0), "{sql}");
+        }
+    }
+
+    fn same(a: &str, b: &str) -> bool {
+        shape(a).expect("shape") == shape(b).expect("shape")
+    }
+
+    #[test]
+    fn operands_of_comparisons_are_normalized() {
+        assert!(same(
+            "SELECT abalance FROM pgbench_accounts WHERE aid = 48213;",
+            "SELECT  abalance\nFROM pgbench_accounts -- c\n WHERE aid = 7;"
+        ));
+        assert!(same(
+            "UPDATE t SET a = a + -1234 WHERE id = 1",
+            "UPDATE t SET a = a + -5 WHERE id = 99"
+        ));
+        assert!(same(
+            "SELECT id FROM o WHERE s = 'paid' AND n > 3 ORDER BY id",
+            "SELECT id FROM o WHERE s = 'open' AND n > 10 ORDER BY id"
+        ));
+    }
+
+    #[test]
+    fn literals_that_can_matter_stay() {
+        let differ = |a: &str, b: &str| assert!(!same(a, b), "{a} / {b}");
+        differ("SELECT a FROM t ORDER BY 1", "SELECT a FROM t ORDER BY 2");
+        differ("SELECT a FROM t LIMIT 1", "SELECT a FROM t LIMIT 2");
+        differ(
+            "SELECT 1 WHERE 1 = 'users'::regclass",
+            "SELECT 1 WHERE 1 = 'orders'::regclass",
+        );
+        differ("SELECT nextval('a')", "SELECT nextval('b')");
+        differ("SELECT current_setting('a')", "SELECT current_setting('b')");
+        differ(
+            "SELECT set_config('search_path', 'x', false) WHERE 1 = 1",
+            "SELECT set_config('search_path', 'x', false) WHERE 1 = 2",
+        );
+        differ(
+            "SELECT set_config(name, 'x', false) FROM pg_settings WHERE name = 'search_path'",
+            "SELECT set_config(name, 'x', false) FROM pg_settings WHERE name = 'work_mem'",
+        );
+        differ(
+            "SELECT 1 FROM \"PG_SETTINGS\" WHERE name = 'a'",
+            "SELECT 1 FROM \"PG_SETTINGS\" WHERE name = 'b'",
+        );
+        differ("SET work_mem = 1", "SET work_mem = 2");
+        differ(
+            "EXPLAIN (ANALYZE = 'off') SELECT 1",
+            "EXPLAIN (ANALYZE = 'on') SELECT 1",
+        );
+        differ(
+            "COPY t TO STDOUT (DELIMITER ',')",
+            "COPY t TO STDOUT (DELIMITER ';')",
+        );
+        differ(
+            "SELECT a = 'x' COLLATE \"C\"",
+            "SELECT a = 'y' COLLATE \"C\"",
+        );
+        differ(
+            "SELECT a FROM t WHERE a = \"b\"",
+            "SELECT a FROM t WHERE a = \"c\"",
+        );
+        differ(
+            "SELECT a FROM t WHERE a = E'x'",
+            "SELECT a FROM t WHERE a = E'y'",
+        );
+        differ("SELECT 'a' = 'b'", "SELECT 'c' = 'b'");
+        differ("SELECT a FROM t WHERE a = 1", "select a from t where a = 1");
+    }
+
+    #[test]
+    fn token_boundaries_are_kept() {
+        assert!(!same("SELECT \"a b\"", "SELECT a b"));
+        assert!(!same("SELECT ab", "SELECT a b"));
+        assert!(!same("SELECT 'a''b'", "SELECT 'a', 'b'"));
+        assert!(!same("SELECT 1 = 1", "SELECT 1 = '1'"));
+        assert!(shape(&"x".repeat(super::MAX_SHAPE_INPUT + 1)).is_none());
+    }
+}
