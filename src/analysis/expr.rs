@@ -354,6 +354,16 @@ impl Analyzer<'_> {
             Some(WindowType::WindowSpec(spec)) => self.window_spec(spec)?,
             Some(WindowType::NamedWindow(_)) | None => {}
         }
+        let set_returning = match parts.as_slice() {
+            [name] => super::srf::is_set_returning(name),
+            [schema, name] => schema == "pg_catalog" && super::srf::is_set_returning(name),
+            _ => false,
+        };
+        if set_returning {
+            // `count(*)` over `generate_series(1, ascii(email))` counts
+            // the value: the arguments decide how many rows there are.
+            self.predicate(lin.clone());
+        }
         let plain = f.filter.is_none() && f.over.is_none() && f.within_group.is_empty();
         if is_setting {
             self.describe_setting(setting, setting_name.filter(|_| plain), &lin);
