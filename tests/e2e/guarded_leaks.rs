@@ -1556,10 +1556,11 @@ async fn row_counts_cannot_rebuild_classified_values_without_classified_predicat
     hunt.assert_clean("row counts without classified predicates");
 }
 
-/// A recursive CTE that appends a classified value in every round packs
-/// every row into one, past the row limit, as `string_agg` would.
+/// A recursive CTE that appends a classified value in every round, or a
+/// sum of per-row scaled character codes, packs every row into one, past
+/// the row limit, as `string_agg` would.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn recursive_accumulation_cannot_pack_rows_past_the_row_limit() {
+async fn packing_rows_into_one_cannot_pass_the_row_limit() {
     let proxy = guarded_proxy(limited_policy(5, 1000, 1000));
     let mut hunt = Hunt::new(Tap::start(proxy.port()));
     let dev = connect_to(hunt.tap.port, DEV).await;
@@ -1570,6 +1571,10 @@ async fn recursive_accumulation_cannot_pack_rows_past_the_row_limit() {
         "WITH RECURSIVE r(i, acc) AS (SELECT 1, (SELECT full_name FROM users WHERE id = 1) UNION ALL \
          SELECT i + 1, concat(acc, ',', (SELECT full_name FROM users WHERE id = i + 1)) FROM r WHERE i < 60) \
          SELECT max(acc) FROM r",
+        "SELECT sum(ascii(substr(email, p, 1))::numeric * power(256::numeric, ((id - 1) * 26 + p - 1)::numeric)) \
+         FROM users, generate_series(1, 26) p",
+        "SELECT email, sum(ascii(substr(full_name, 1, 1))::numeric * power(256::numeric, id::numeric)) OVER () \
+         FROM users WHERE id <= 2",
     ] {
         expect(&mut hunt, &dev, sql, Refused).await;
         let got = extended(&dev, sql).await;
@@ -1577,6 +1582,12 @@ async fn recursive_accumulation_cannot_pack_rows_past_the_row_limit() {
     }
     // Within the limit, classified rows still come back.
     let rows = simple(&dev, "SELECT email FROM users WHERE id <= 2").await;
+    assert_eq!(rows.map(|r| r.len()), Ok(2));
+    let rows = simple(
+        &dev,
+        "SELECT email, sum(score) OVER () FROM users WHERE id <= 2",
+    )
+    .await;
     assert_eq!(rows.map(|r| r.len()), Ok(2));
     assert_eq!(
         simple(&dev, "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3) SELECT count(*) FROM r").await,

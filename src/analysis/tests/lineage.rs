@@ -697,3 +697,22 @@ fn recursive_accumulation_gathers_like_array() {
     );
     assert!(!f.functions.iter().any(|c| c.name == "array"));
 }
+
+/// An arithmetic aggregate over computed inputs can pack every row into
+/// one number; over a column as it is, it cannot.
+#[test]
+fn arithmetic_packing_gathers_like_array() {
+    let f = one(
+        "SELECT sum(ascii(substr(email, p, 1))::numeric * power(256::numeric, (id * 26 + p)::numeric)) \
+         FROM users, generate_series(1, 26) p",
+    );
+    assert!(
+        f.functions.iter().any(|c| c.name == "array"),
+        "{:?}",
+        f.functions
+    );
+    let f = one("SELECT bit_or(ascii(email)::bigint << id) OVER () FROM users");
+    assert!(f.functions.iter().any(|c| c.name == "array"));
+    let f = one("SELECT sum(id), avg(id) FROM users");
+    assert!(!f.functions.iter().any(|c| c.name == "array"));
+}
