@@ -316,17 +316,22 @@ impl Analyzer<'_> {
         let is_setting = self.acc.settings.len() > setting;
         let mut lin = Lin::default();
         let mut setting_name = None;
+        // Whether an argument is computed from data (not a column as it is).
+        let mut computed_arg = false;
         match &f.args {
             FunctionArguments::None => {}
             FunctionArguments::Subquery(q) => {
                 for c in self.subquery(q)? {
+                    computed_arg |= !c.lin.cols.is_empty();
                     lin.add(c.lin);
                 }
             }
             FunctionArguments::List(list) => {
                 setting_name = list.args.first().and_then(super::settings::constant_string);
                 for arg in &list.args {
-                    lin.add(self.function_arg(arg)?);
+                    let arg = self.function_arg(arg)?;
+                    computed_arg |= arg.direct.is_none() && !arg.cols.is_empty();
+                    lin.add(arg);
                 }
                 for clause in &list.clauses {
                     match clause {
@@ -353,6 +358,23 @@ impl Analyzer<'_> {
         match &f.over {
             Some(WindowType::WindowSpec(spec)) => self.window_spec(spec)?,
             Some(WindowType::NamedWindow(_)) | None => {}
+        }
+        let set_returning = match parts.as_slice() {
+            [name] => super::srf::is_set_returning(name),
+            [schema, name] => schema == "pg_catalog" && super::srf::is_set_returning(name),
+            _ => false,
+        };
+        if set_returning {
+            // `count(*)` over `generate_series(1, ascii(email))` counts
+            // the value: the arguments decide how many rows there are.
+            self.predicate(lin.clone());
+        }
+        if packs_rows(&parts) && computed_arg {
+            // `sum(ascii(substr(email, p, 1)) * 256 ^ (id * 26 + p))` packs
+            // every row into one number: recorded as the gathering `array`
+            // constructor, which the row limit rule refuses like
+            // `string_agg`. Summing a column as it is packs nothing.
+            self.call(None, "array");
         }
         let plain = f.filter.is_none() && f.over.is_none() && f.within_group.is_empty();
         if is_setting {
@@ -718,4 +740,18 @@ pub(crate) fn variant(value: &impl std::fmt::Debug) -> String {
     let mut out = Prefix(String::new());
     let _ = std::fmt::Write::write_fmt(&mut out, format_args!("{value:?}"));
     out.0
+}
+
+/// Arithmetic aggregates that can pack many rows into one value when each
+/// row's input is computed (scaled by a per-row factor).
+fn packs_rows(parts: &[String]) -> bool {
+    let name = match parts {
+        [name] => name,
+        [schema, name] if schema == "pg_catalog" => name,
+        _ => return false,
+    };
+    matches!(
+        name.as_str(),
+        "sum" | "avg" | "bit_or" | "bit_and" | "bit_xor"
+    )
 }

@@ -316,6 +316,7 @@ impl Analyzer<'_> {
                 }
             }
         }
+        self.predicate(lin.clone());
         let names: Vec<String> = columns.iter().map(|c| names::fold(&c.name)).collect();
         function_item("xmltable", Shape::Named(names), lin, alias.as_ref(), false)
     }
@@ -336,6 +337,9 @@ impl Analyzer<'_> {
         for arg in args {
             lin.add(self.function_arg(arg)?);
         }
+        // How many rows a function in FROM yields depends on its
+        // arguments (`generate_series(1, ascii(email))`): they filter.
+        self.predicate(lin.clone());
         if is_setting {
             let setting_name = args.first().and_then(super::settings::constant_string);
             self.describe_setting(setting, setting_name, &lin);
@@ -365,6 +369,7 @@ impl Analyzer<'_> {
     ) -> Result<FromItem, AnalysisError> {
         self.call(None, "unnest");
         let lin = self.exprs(exprs)?;
+        self.predicate(lin.clone());
         let shape = match exprs.len() {
             1 => Shape::Scalar,
             n => Shape::Named(vec!["unnest".to_owned(); n]),

@@ -133,6 +133,7 @@ impl Analyzer<'_> {
             current = left;
         }
         branches.push(current);
+        let compares = compares_values(body);
         let mut out: Option<Vec<Col>> = None;
         for branch in branches.into_iter().rev() {
             let cols = self.nested(|a| a.set_expr(branch))?;
@@ -159,7 +160,15 @@ impl Analyzer<'_> {
                 }
             }
         }
-        Ok(out.unwrap_or_default())
+        let out = out.unwrap_or_default();
+        if compares {
+            // Removing duplicates or matching rows compares the values:
+            // how many rows come out tells what they are, as a WHERE would.
+            for c in &out {
+                self.predicate(c.lin.clone());
+            }
+        }
+        Ok(out)
     }
 
     /// VALUES: column i is computed from every row's expression i.
@@ -259,10 +268,20 @@ impl Analyzer<'_> {
                 self.window_spec(spec)?;
             }
         }
-        if let Some(Distinct::On(exprs)) = &s.distinct {
-            for e in exprs {
-                self.sort_expr(e, &outputs)?;
+        match &s.distinct {
+            Some(Distinct::On(exprs)) => {
+                for e in exprs {
+                    self.sort_expr(e, &outputs)?;
+                }
             }
+            // Removing duplicates compares the outputs (`count(*)` over a
+            // `SELECT DISTINCT` tells whether two values are equal).
+            Some(Distinct::Distinct) => {
+                for c in &outputs {
+                    self.predicate(c.lin.clone());
+                }
+            }
+            Some(Distinct::All) | None => {}
         }
         if let Some(order_by) = order_by {
             for o in order_by_exprs(order_by)? {
@@ -429,18 +448,25 @@ impl Analyzer<'_> {
             columns: Vec::new(),
             pending: true,
         });
-        let (base, recursive) = match &*q.body {
+        let (base, recursive, distinct) = match &*q.body {
             SetExpr::SetOperation {
                 left,
                 op: SetOperator::Union,
                 right,
-                set_quantifier: SetQuantifier::All | SetQuantifier::Distinct | SetQuantifier::None,
-            } if q.with.is_none() => (left, right),
+                set_quantifier:
+                    quantifier @ (SetQuantifier::All | SetQuantifier::Distinct | SetQuantifier::None),
+            } if q.with.is_none() => (left, right, !matches!(quantifier, SetQuantifier::All)),
             _ => return self.subquery(q),
         };
         let into_allowed = std::mem::replace(&mut self.into_allowed, false);
         let result = self.recursive_rounds(name, aliases, q, base, recursive);
         self.into_allowed = into_allowed;
+        if let (Ok(cols), true) = (&result, distinct) {
+            // UNION without ALL compares the rows, as in `set_operation`.
+            for c in cols {
+                self.predicate(c.lin.clone());
+            }
+        }
         result
     }
 
@@ -464,6 +490,7 @@ impl Analyzer<'_> {
             aliases,
             &format!("WITH query {name}"),
         )?;
+        let mut gathers = false;
         for _ in 0..MAX_RECURSIVE_ROUNDS {
             self.define_cte(CteDef {
                 name: name.to_owned(),
@@ -478,9 +505,16 @@ impl Analyzer<'_> {
             }
             let mut next = current.clone();
             for (n, r) in next.iter_mut().zip(round) {
+                gathers |= r.lin.direct.is_none() && !r.lin.cols.is_empty();
                 n.lin.add(r.lin);
             }
             if next == current {
+                if gathers {
+                    // A value computed from data in each round can carry
+                    // the previous rounds' values (`acc || email`): one row
+                    // gathering many, as `ARRAY(subquery)` does.
+                    self.call(None, "array");
+                }
                 if let Some(order_by) = &q.order_by {
                     self.order_by_outputs(order_by, &next)?;
                 }
@@ -591,4 +625,22 @@ fn check_wildcard(options: &WildcardAdditionalOptions) -> Result<(), AnalysisErr
         return Err(unsupported("wildcard options"));
     }
     Ok(())
+}
+
+/// Whether a set operation compares rows of its branches: every operation
+/// but `UNION ALL` removes duplicates or matches rows.
+fn compares_values(body: &SetExpr) -> bool {
+    match body {
+        SetExpr::SetOperation {
+            left,
+            op,
+            set_quantifier,
+            right,
+        } => {
+            !(matches!(op, SetOperator::Union) && matches!(set_quantifier, SetQuantifier::All))
+                || compares_values(left)
+                || compares_values(right)
+        }
+        _ => false,
+    }
 }

@@ -79,18 +79,36 @@ pub fn check_startup(params: &[(String, String)], replication: bool) -> Result<(
         ));
     }
     for (name, value) in params {
-        if is_identity(name) {
-            return Err(identity_block(name));
-        }
+        check_startup_setting(name)?;
         if name == "options" {
             for setting in option_settings(value) {
-                if is_identity(&setting) {
-                    return Err(identity_block(&setting));
-                }
+                check_startup_setting(&setting)?;
             }
         }
     }
     Ok(())
+}
+
+/// One setting named at startup: no identity change, and no
+/// `backslash_quote` (refused by `SET` too; the server never reports it,
+/// so [`check_reported_setting`] cannot see it).
+fn check_startup_setting(name: &str) -> Result<(), Block> {
+    if is_identity(name) {
+        return Err(identity_block(name));
+    }
+    if normalized(name) == "backslash_quote" {
+        return Err(block(
+            Rule::SettingLexer,
+            format!("guarded sessions cannot set {name:?} at startup: it changes how the server reads SQL text"),
+        ));
+    }
+    Ok(())
+}
+
+/// A setting name as PostgreSQL reads it in `options`: case folded,
+/// dashes as underscores.
+fn normalized(name: &str) -> String {
+    name.trim().to_ascii_lowercase().replace('-', "_")
 }
 
 fn identity_block(name: &str) -> Block {
@@ -103,8 +121,7 @@ fn identity_block(name: &str) -> Block {
 }
 
 fn is_identity(name: &str) -> bool {
-    let norm = name.trim().to_ascii_lowercase().replace('-', "_");
-    IDENTITY_SETTINGS.contains(&norm.as_str())
+    IDENTITY_SETTINGS.contains(&normalized(name).as_str())
 }
 
 /// Names of the settings in a backend `options` string, split the way
@@ -179,6 +196,25 @@ mod tests {
         )
         .is_ok());
     }
+    /// `backslash_quote` at startup was let through although `SET
+    /// backslash_quote` is refused.
+    #[test]
+    fn backslash_quote_at_startup_is_refused() {
+        assert!(check_startup(&[p("backslash_quote", "on")], false).is_err());
+        for opts in [
+            "-c backslash_quote=on",
+            "--backslash-quote=on",
+            "-cBACKSLASH_QUOTE=on",
+            "-c search_path=x -c backslash-quote=off",
+        ] {
+            let got = check_startup(&[p("options", opts)], false);
+            assert!(
+                got.as_ref().is_err_and(|b| b.rule == Rule::SettingLexer),
+                "{opts}: {got:?}"
+            );
+        }
+    }
+
     #[test]
     fn lexer_settings() {
         assert!(check_reported_setting("standard_conforming_strings", "on").is_ok());

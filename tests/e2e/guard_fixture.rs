@@ -64,6 +64,21 @@ classified_predicates = true
     .clone()
 }
 
+/// [`locked_policy`] with `classified_predicates = false`: classified
+/// columns may not decide which or how many rows come back either.
+pub fn no_predicates_policy() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let locked =
+            std::fs::read_to_string(locked_policy().join("policy.toml")).expect("locked policy");
+        policy_dir(&locked.replace(
+            "classified_predicates = true",
+            "classified_predicates = false",
+        ))
+    })
+    .clone()
+}
+
 /// Guarded role may read a few classified rows (the limits suite).
 pub fn limited_policy(rows: u64, session: u64, window: u64) -> PathBuf {
     policy_dir(&format!(

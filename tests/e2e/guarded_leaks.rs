@@ -303,6 +303,62 @@ pub(crate) const ATTACKS: &[(&str, Want)] = &[
     ("SET standard_conforming_strings = off", Refused),
     ("SET client_encoding = 'SJIS'", Refused),
     ("SET NAMES 'GBK'", Refused),
+    // Red-team paths (whole rows, set-returning functions, lexing games,
+    // COPY of DML, named arguments, side-effect functions in predicates).
+    ("SELECT * FROM regexp_split_to_table((SELECT email FROM users LIMIT 1), '')", Refused),
+    ("SELECT regexp_split_to_table(email, '') FROM users", Refused),
+    ("SELECT email, count(*) FROM users GROUP BY GROUPING SETS ((email), ())", Refused),
+    ("SELECT DISTINCT ON (email) id, email FROM users", Refused),
+    (
+        "WITH x AS (INSERT INTO scratch (note) SELECT email FROM users RETURNING note) SELECT count(*) FROM x",
+        Refused,
+    ),
+    ("UPDATE scratch SET note = u.email FROM users u", Refused),
+    ("UPDATE scratch SET (id, note) = (SELECT id, email FROM users LIMIT 1)", Refused),
+    (
+        "MERGE INTO scratch s USING users u ON false WHEN NOT MATCHED THEN INSERT VALUES (DEFAULT, u.email)",
+        Refused,
+    ),
+    ("SELECT xmlelement(name x, email) FROM users", Refused),
+    ("SELECT jsonb_build_array(email) FROM users", Refused),
+    ("SELECT hstore(u) FROM users u", Refused),
+    ("SELECT age(birth_date) FROM users", Refused),
+    ("SELECT (SELECT u FROM users u LIMIT 1)::text", Refused),
+    ("SELECT * FROM (TABLE users) t", Refused),
+    ("SELECT x.* FROM users u1 JOIN LATERAL (SELECT u1.*) x ON true", Refused),
+    ("SELECT textout(email) FROM users", Refused),
+    ("SELECT email FROM app.users JOIN public.users USING (id)", Refused),
+    ("WITH users AS (SELECT 1 AS id, 'fake'::text AS email) SELECT email FROM public.users", Refused),
+    ("SELECT email /* /* */ FROM app.users WHERE '*/ FROM users --' = ''", Refused),
+    ("SELECT 'a\\', email FROM users --'", Refused),
+    ("SELECT 1 AS a$$, email FROM users --$$", Refused),
+    ("SELECT U&\"\\0065mail\" FROM users", Refused),
+    ("SELECT 1 FROM users WHERE email::regclass IS NULL", Harmless),
+    ("SELECT 1 FROM users WHERE email::regtype IS NULL", Harmless),
+    ("SELECT 1 FROM users WHERE email::regrole IS NULL", Harmless),
+    ("SELECT 1 FROM users WHERE has_table_privilege(email, 'users', 'select')", Harmless),
+    ("SELECT 1 FROM users WHERE current_setting(email) IS NULL", Harmless),
+    ("SELECT 1 FROM users WHERE nextval(email) > 0", Refused),
+    ("SELECT a.query FROM pg_catalog.pg_stat_activity a", Refused),
+    ("SELECT * FROM pg_cursors", Refused),
+    ("SELECT id FROM users WHERE lo_from_bytea(0, convert_to(email, 'UTF8')) > 0", Refused),
+    ("SELECT 1 FROM users WHERE id = 1 AND pg_try_advisory_xact_lock(ascii(email))", Refused),
+    ("SELECT 1 FROM users WHERE id = 1 AND pg_notify(substr(email, 1, 60), '') IS NULL", Refused),
+    (
+        "SELECT set_config(is_local => false, new_value => email, setting_name => 'myapp.x') FROM users WHERE id = 1",
+        Refused,
+    ),
+    ("SELECT PG_CATALOG.SET_CONFIG('myapp.x', email, false) FROM users WHERE id = 1", Refused),
+    ("SELECT set_config('backslash_quote', 'on', false)", Refused),
+    ("DECLARE c CURSOR FOR TABLE users", Refused),
+    ("DECLARE c BINARY CURSOR FOR SELECT email FROM users", Refused),
+    ("COPY (TABLE users) TO STDOUT", Refused),
+    ("COPY (SELECT * FROM v_contacts) TO STDOUT", Refused),
+    ("COPY (UPDATE users SET score = score WHERE id = 1 RETURNING email) TO STDOUT", Refused),
+    ("EXPLAIN ANALYZE INSERT INTO scratch (note) SELECT email FROM users", Refused),
+    ("EXPLAIN ANALYZE SELECT set_config('myapp.x', email, false) FROM users", Refused),
+    ("LOAD 'auto_explain'", Refused),
+    ("CREATE PUBLICATION p FOR TABLE users", Refused),
 ];
 
 /// Bytes searched again from the previous attempt, so a value split
@@ -848,6 +904,9 @@ async fn run_raw(hunt: &mut Hunt) {
         &[("role", "guard_prod")],
         &[("replication", "database")],
         &[("replication", "true")],
+        &[("options", "-c backslash_quote=on")],
+        &[("options", "--backslash-quote=on")],
+        &[("backslash_quote", "on")],
     ] {
         let mut raw = Raw::connect(port).await;
         let mut all = vec![("user", DEV), ("database", DB)];
@@ -1443,4 +1502,97 @@ async fn copy_from_stdin_over_the_extended_protocol_keeps_the_session() {
         "the session survives COPY FROM STDIN"
     );
     dev.batch_execute("ROLLBACK").await.expect("rollback");
+}
+
+/// Under `classified_predicates = false`, no statement may let classified
+/// values decide how many rows come back: `count(*)` over a set-returning
+/// function of a classified value, or over DISTINCT and set operations
+/// comparing classified values, rebuilt every e-mail in one statement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_counts_cannot_rebuild_classified_values_without_classified_predicates() {
+    let proxy = guarded_proxy(no_predicates_policy());
+    let mut hunt = Hunt::new(Tap::start(proxy.port()));
+    let dev = connect_to(hunt.tap.port, DEV).await;
+    for sql in [
+        // Every e-mail, rebuilt from per-character counts.
+        "SELECT u.id, (SELECT string_agg(chr(n::int), '' ORDER BY p) FROM \
+         (SELECT p, count(*) n FROM generate_series(1, 26) p, \
+         generate_series(1, ascii(substr(u.email, p, 1))) g GROUP BY p) s) FROM users u",
+        "SELECT string_agg(chr(n::int), '' ORDER BY p) FROM (SELECT p, count(*) n \
+         FROM generate_series(1, 26) p, users u, LATERAL (SELECT 1 FROM \
+         generate_series(1, ascii(substr(u.email, p, 1)))) g WHERE u.id = 1 GROUP BY p) s",
+        "SELECT count(*) FROM (SELECT generate_series(1, ascii(email)) FROM users WHERE id = 1) s",
+        "SELECT count(*) FROM (SELECT unnest(string_to_array(email, NULL)) FROM users WHERE id = 1) s",
+        "SELECT id, (SELECT count(*) FROM unnest(string_to_array(u.email, NULL))) FROM users u",
+        "SELECT max(o) FROM users u, regexp_split_to_table(u.email, '') WITH ORDINALITY t(x, o)",
+        "SELECT count(*) FROM users u, jsonb_array_elements(to_jsonb(string_to_array(u.email, NULL))) x",
+        // Which character matches, from deduplication.
+        "SELECT string_agg(chr(g), '') FROM generate_series(32, 126) g WHERE (SELECT count(*) \
+         FROM (SELECT ascii(substr(email, 1, 1)) FROM users WHERE id = 1 INTERSECT SELECT g) s) > 0",
+        "SELECT g, (SELECT count(*) FROM (SELECT ascii(substr(email, 1, 1)) FROM users \
+         WHERE id = 1 UNION SELECT g) s) FROM generate_series(32, 126) g",
+        "SELECT g, (SELECT count(*) FROM (SELECT g EXCEPT SELECT ascii(substr(email, 1, 1)) \
+         FROM users WHERE id = 1) s) FROM generate_series(32, 126) g",
+        "SELECT g, (SELECT count(*) FROM (SELECT DISTINCT x FROM (SELECT ascii(substr(email, 1, 1)) x \
+         FROM users WHERE id = 1 UNION ALL SELECT g) t) s) FROM generate_series(32, 126) g",
+        "SELECT g, (WITH RECURSIVE r(x) AS (SELECT ascii(substr(email, 1, 1)) FROM users WHERE id = 1 \
+         UNION SELECT g) SELECT count(*) FROM r) FROM generate_series(32, 126) g",
+    ] {
+        expect(&mut hunt, &dev, sql, Refused).await;
+        if single_query(sql) {
+            let got = extended(&dev, sql).await;
+            hunt.judge(&format!("extended: {sql}"), Refused, &got, true);
+        }
+    }
+    // Row counts of unclassified data still work.
+    assert_eq!(
+        simple(
+            &dev,
+            "SELECT count(*) FROM users u, generate_series(1, u.id) g WHERE u.id <= 3"
+        )
+        .await,
+        Ok(vec![vec![Some("6".into())]])
+    );
+    hunt.assert_clean("row counts without classified predicates");
+}
+
+/// A recursive CTE that appends a classified value in every round, or a
+/// sum of per-row scaled character codes, packs every row into one, past
+/// the row limit, as `string_agg` would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packing_rows_into_one_cannot_pass_the_row_limit() {
+    let proxy = guarded_proxy(limited_policy(5, 1000, 1000));
+    let mut hunt = Hunt::new(Tap::start(proxy.port()));
+    let dev = connect_to(hunt.tap.port, DEV).await;
+    for sql in [
+        "WITH RECURSIVE r(i, acc) AS (SELECT 0, ''::text UNION ALL \
+         SELECT i + 1, acc || (SELECT email FROM users WHERE id = i + 1) FROM r WHERE i < 60) \
+         SELECT acc FROM r ORDER BY i DESC LIMIT 1",
+        "WITH RECURSIVE r(i, acc) AS (SELECT 1, (SELECT full_name FROM users WHERE id = 1) UNION ALL \
+         SELECT i + 1, concat(acc, ',', (SELECT full_name FROM users WHERE id = i + 1)) FROM r WHERE i < 60) \
+         SELECT max(acc) FROM r",
+        "SELECT sum(ascii(substr(email, p, 1))::numeric * power(256::numeric, ((id - 1) * 26 + p - 1)::numeric)) \
+         FROM users, generate_series(1, 26) p",
+        "SELECT email, sum(ascii(substr(full_name, 1, 1))::numeric * power(256::numeric, id::numeric)) OVER () \
+         FROM users WHERE id <= 2",
+    ] {
+        expect(&mut hunt, &dev, sql, Refused).await;
+        let got = extended(&dev, sql).await;
+        hunt.judge(&format!("extended: {sql}"), Refused, &got, true);
+    }
+    // Within the limit, classified rows still come back.
+    let rows = simple(&dev, "SELECT email FROM users WHERE id <= 2").await;
+    assert_eq!(rows.map(|r| r.len()), Ok(2));
+    let rows = simple(
+        &dev,
+        "SELECT email, sum(score) OVER () FROM users WHERE id <= 2",
+    )
+    .await;
+    assert_eq!(rows.map(|r| r.len()), Ok(2));
+    assert_eq!(
+        simple(&dev, "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3) SELECT count(*) FROM r").await,
+        Ok(vec![vec![Some("3".into())]])
+    );
+    let failures: Vec<String> = hunt.failures.clone();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -644,3 +644,75 @@ fn custom_operators_are_refused() {
         AnalysisError::Unsupported(_)
     ));
 }
+
+/// Row counts that depend on classified values are predicates: a set-
+/// returning function's arguments (in FROM or in the select list), and the
+/// comparisons of DISTINCT and of every set operation but UNION ALL.
+/// Without this, `count(*)` rebuilt values under
+/// `classified_predicates = false`.
+#[test]
+fn row_counts_decided_by_classified_values_are_predicates() {
+    for sql in [
+        "SELECT count(*) FROM users u, generate_series(1, ascii(u.email)) g",
+        "SELECT p, count(*) FROM generate_series(1, 30) p, users u, \
+         generate_series(1, ascii(substr(u.email, p, 1))) g GROUP BY p",
+        "SELECT count(*) FROM users u, unnest(string_to_array(u.email, NULL)) x",
+        "SELECT max(o) FROM users u, regexp_split_to_table(u.email, '') WITH ORDINALITY t(x, o)",
+        "SELECT count(*) FROM (SELECT generate_series(1, ascii(email)) FROM users) s",
+        "SELECT count(*) FROM (SELECT pg_catalog.unnest(string_to_array(email, NULL)) FROM users) s",
+        "SELECT (SELECT count(*) FROM regexp_split_to_table(email, '')) FROM users",
+        "SELECT count(*) FROM (SELECT ascii(email) FROM users INTERSECT SELECT 122) s",
+        "SELECT count(*) FROM (SELECT ascii(email) FROM users UNION SELECT 122) s",
+        "SELECT count(*) FROM (SELECT 122 EXCEPT ALL SELECT ascii(email) FROM users) s",
+        "SELECT count(*) FROM (SELECT DISTINCT ascii(email) FROM users) s",
+        "WITH RECURSIVE r(x) AS (SELECT ascii(email) FROM users UNION SELECT x FROM r) \
+         SELECT count(*) FROM r",
+    ] {
+        let f = one(sql);
+        assert!(f.output_lineage().is_empty(), "{sql}");
+        assert!(f.predicates.contains(&EMAIL), "{sql}: {:?}", f.predicates);
+    }
+    // UNION ALL keeps every row: no comparison.
+    let f = one("SELECT count(*) FROM (SELECT ascii(email) FROM users UNION ALL SELECT 1) s");
+    assert!(!f.predicates.contains(&EMAIL));
+}
+
+/// A recursive term that computes a value from data can accumulate every
+/// row into one (`acc || email`): it is recorded as the gathering
+/// `array` constructor, which the row limit rule refuses with classified
+/// outputs. A counter computed from constants is not.
+#[test]
+fn recursive_accumulation_gathers_like_array() {
+    let f = one("WITH RECURSIVE r(i, acc) AS (SELECT 0, ''::text UNION ALL \
+         SELECT i + 1, acc || (SELECT email FROM users WHERE id = i + 1) FROM r WHERE i < 60) \
+         SELECT acc FROM r ORDER BY i DESC LIMIT 1");
+    assert_eq!(f.outputs[0].lineage, set(&[EMAIL]));
+    assert!(
+        f.functions.iter().any(|c| c.name == "array"),
+        "{:?}",
+        f.functions
+    );
+    let f = one(
+        "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 9) SELECT n FROM r",
+    );
+    assert!(!f.functions.iter().any(|c| c.name == "array"));
+}
+
+/// An arithmetic aggregate over computed inputs can pack every row into
+/// one number; over a column as it is, it cannot.
+#[test]
+fn arithmetic_packing_gathers_like_array() {
+    let f = one(
+        "SELECT sum(ascii(substr(email, p, 1))::numeric * power(256::numeric, (id * 26 + p)::numeric)) \
+         FROM users, generate_series(1, 26) p",
+    );
+    assert!(
+        f.functions.iter().any(|c| c.name == "array"),
+        "{:?}",
+        f.functions
+    );
+    let f = one("SELECT bit_or(ascii(email)::bigint << id) OVER () FROM users");
+    assert!(f.functions.iter().any(|c| c.name == "array"));
+    let f = one("SELECT sum(id), avg(id) FROM users");
+    assert!(!f.functions.iter().any(|c| c.name == "array"));
+}
