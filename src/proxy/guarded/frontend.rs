@@ -556,7 +556,9 @@ where
             });
             self.send(&messages::describe(b'P', &portal)).await?;
         }
-        let limited = exec.allowance.limits.is_some();
+        // In a batch that already failed the server skips the Execute:
+        // there is no result to wait for.
+        let limited = exec.allowance.limits.is_some() && !self.core.batch_failed;
         let held = self
             .guard
             .state
