@@ -4,7 +4,6 @@
 
 use std::process::{Child, Stdio};
 
-use crate::raw::{startup_packet, Raw};
 use crate::support::*;
 
 const MIB: usize = 1024 * 1024;
@@ -56,18 +55,6 @@ fn serve(db: &str) -> (Child, u16) {
     (child, port)
 }
 
-async fn guarded_session(port: u16, db: &str) -> Raw {
-    let mut raw = Raw::connect(port).await;
-    raw.send(&startup_packet(
-        0,
-        &[("user", "trust_user"), ("database", db)],
-    ))
-    .await;
-    let login = raw.until_ready().await;
-    assert_eq!(login.last().map(|m| m.tag), Some(b'Z'), "{login:?}");
-    raw
-}
-
 /// `SELECT length('xxx…')` of about `size` bytes.
 fn large_query(size: usize) -> String {
     let mut sql = String::with_capacity(size + 32);
@@ -82,27 +69,23 @@ fn large_query(size: usize) -> String {
 async fn peak_growth(size: usize, sessions: usize) -> f64 {
     let db = fresh_database("large_statements");
     let (mut child, port) = serve(&db);
-    let mut raws = Vec::new();
+    let mut clients = Vec::new();
     for _ in 0..sessions {
-        let mut raw = guarded_session(port, &db).await;
-        let msgs = raw.query("SELECT length('warm')").await;
-        assert!(msgs.iter().any(|m| m.tag == b'D'), "{msgs:?}");
-        raws.push(raw);
+        let client = connect(port, "trust_user", &db).await;
+        let warm = client.simple_query("SELECT length('warm')").await;
+        assert_eq!(
+            text_rows_of(warm.unwrap()),
+            vec![vec![Some("4".to_owned())]]
+        );
+        clients.push(client);
     }
     let idle = status_kib(child.id(), "VmHWM:");
     let sql = std::sync::Arc::new(large_query(size));
-    let runs = raws.into_iter().map(|mut raw| {
+    let runs = clients.into_iter().map(|client| {
         let sql = sql.clone();
         tokio::spawn(async move {
-            let msgs = raw.query(&sql).await;
-            let row = msgs.iter().find(|m| m.tag == b'D');
-            assert!(
-                row.is_some(),
-                "{:?}",
-                msgs.iter()
-                    .map(|m| (m.tag as char, m.sqlstate()))
-                    .collect::<Vec<_>>()
-            );
+            let rows = client.simple_query(&sql).await.expect("large query");
+            assert_eq!(text_rows_of(rows), vec![vec![Some(size.to_string())]]);
         })
     });
     for r in futures_util::future::join_all(runs).await {
