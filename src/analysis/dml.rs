@@ -511,11 +511,11 @@ fn copy_format(
                 };
             }
             CopyOption::Delimiter(c) => shape.delimiter = Some(*c),
-            CopyOption::Null(s) => shape.null = Some(s.clone()),
+            CopyOption::Null(s) => shape.null = Some(uncut(s)?),
             CopyOption::Header(h) => shape.header = *h,
             CopyOption::Quote(c) => shape.quote = Some(*c),
             CopyOption::Escape(c) => shape.escape = Some(*c),
-            CopyOption::Encoding(e) => shape.encoding = Some(e.clone()),
+            CopyOption::Encoding(e) => shape.encoding = Some(uncut(e)?),
             CopyOption::ForceQuote(columns) => shape.force_quote = Some(force_quote(columns)),
             CopyOption::Freeze(_) | CopyOption::ForceNotNull(_) | CopyOption::ForceNull(_) => {}
         }
@@ -538,12 +538,24 @@ fn copy_format(
                 }
             }
             CopyLegacyOption::Delimiter(c) => shape.delimiter = Some(*c),
-            CopyLegacyOption::Null(s) => shape.null = Some(s.clone()),
+            CopyLegacyOption::Null(s) => shape.null = Some(uncut(s)?),
             CopyLegacyOption::Header => shape.header = true,
             other => return Err(unsupported(format!("COPY option {}", variant(other)))),
         }
     }
     Ok((format, shape))
+}
+
+/// A COPY option's text, which shapes rows: refused when it was too long
+/// to keep whole.
+fn uncut(s: &str) -> Result<String, AnalysisError> {
+    if super::input::is_cut(s) {
+        return Err(AnalysisError::TooLarge(format!(
+            "a COPY option longer than {} bytes",
+            super::LONG_TOKEN
+        )));
+    }
+    Ok(s.to_owned())
 }
 
 /// The columns of `FORCE_QUOTE`: `*` (the tokenizer's `*` turned into an

@@ -4,12 +4,20 @@
 //! The whole text is parsed at once first; only when that fails is it split
 //! into statements at top-level semicolons, each parsed alone or, failing
 //! that, classified by its leading keywords ([`super::fallback`]).
+//!
+//! Memory stays bounded by the text: each literal, comment or identifier
+//! longer than [`LONG_TOKEN`] bytes is cut as soon as it is tokenized
+//! (literals keep a prefix and [`CUT_MARK`]; PostgreSQL reads only the
+//! first 63 bytes of an identifier anyway), and a text of more than
+//! [`MAX_TOKENS`] tokens is refused ([`AnalysisError::TooLarge`]) without
+//! being tokenized further. No verdict reads a long literal's content
+//! except COPY's `NULL` and `ENCODING` options, which refuse a cut one.
 
 use sqlparser::ast::Statement;
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::keywords::Keyword;
 use sqlparser::parser::Parser;
-use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
+use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Whitespace};
 
 use super::fallback::{self, Fallback};
 use super::{AnalysisError, StatementKind};
@@ -18,6 +26,16 @@ use super::{AnalysisError, StatementKind};
 /// parentheses. Operator chains parse into left-deep trees whose depth
 /// nothing else bounds; deep trees overflow the stack when dropped.
 const MAX_OPERATOR_RUN: usize = 4000;
+
+/// Longest literal, comment or identifier kept whole.
+pub const LONG_TOKEN: usize = 1024;
+
+/// What follows the kept prefix of a cut literal. It holds NUL, which no
+/// PostgreSQL string literal can.
+pub const CUT_MARK: &str = "\u{0}...(cut by copyguard)\u{0}";
+
+/// Most tokens (whitespace included) one text may hold.
+pub const MAX_TOKENS: usize = 1_000_000;
 
 /// One statement of the input.
 #[derive(Debug)]
@@ -61,11 +79,104 @@ fn non_empty(mut statements: Vec<Parsed>) -> Vec<Parsed> {
 }
 
 fn tokenize(sql: &str) -> Result<Vec<TokenWithSpan>, AnalysisError> {
-    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql)
-        .tokenize_with_location()
-        .map_err(|e| AnalysisError::Parse(e.to_string()))?;
+    let tokens = tokenize_bounded(sql)?;
     guard_operator_runs(&tokens)?;
     Ok(force_quote_all(qualified_operators_before_any(tokens)))
+}
+
+/// Why tokenizing stopped early.
+struct OverBudget;
+
+#[cfg(test)]
+thread_local! {
+    /// Tests compare verdicts with every token kept whole.
+    pub(crate) static KEEP_WHOLE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The longest token kept whole.
+fn long_token() -> usize {
+    #[cfg(test)]
+    if KEEP_WHOLE.get() {
+        return usize::MAX;
+    }
+    LONG_TOKEN
+}
+
+/// Tokenizes `sql` with every long token cut as it is read; refuses a text
+/// of more than [`MAX_TOKENS`] tokens, or with a number longer than
+/// [`LONG_TOKEN`] bytes, as soon as it sees one.
+pub fn tokenize_bounded(sql: &str) -> Result<Vec<TokenWithSpan>, AnalysisError> {
+    let mut tokens = Vec::new();
+    let mut count = 0usize;
+    let mut long_number = false;
+    // The tokenizer cannot be told to stop: an unwinding that runs no
+    // panic hook ends it, and is caught right here.
+    let tokenized = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize_with_location_into_buf_with_mapper(
+            &mut tokens,
+            |mut t| {
+                count += 1;
+                if matches!(&t.token, Token::Number(n, _) if n.len() > long_token()) {
+                    long_number = true;
+                }
+                if count > MAX_TOKENS || long_number {
+                    std::panic::resume_unwind(Box::new(OverBudget));
+                }
+                shorten(&mut t.token);
+                t
+            },
+        )
+    }));
+    match tokenized {
+        Ok(Ok(())) => Ok(tokens),
+        Ok(Err(e)) => Err(AnalysisError::Parse(e.to_string())),
+        Err(_) if long_number => Err(AnalysisError::TooLarge(format!(
+            "a number longer than {LONG_TOKEN} bytes"
+        ))),
+        Err(_) if count > MAX_TOKENS => Err(AnalysisError::TooLarge(format!(
+            "more than {MAX_TOKENS} tokens in one query string"
+        ))),
+        Err(_) => Err(AnalysisError::Parse("the SQL tokenizer failed".to_owned())),
+    }
+}
+
+/// Cuts a token's text when it is longer than [`LONG_TOKEN`] bytes.
+fn shorten(token: &mut Token) {
+    match token {
+        Token::SingleQuotedString(s)
+        | Token::DoubleQuotedString(s)
+        | Token::NationalStringLiteral(s)
+        | Token::EscapedStringLiteral(s)
+        | Token::UnicodeStringLiteral(s)
+        | Token::HexStringLiteral(s)
+        | Token::SingleQuotedByteStringLiteral(s)
+        | Token::CopyData { data: s, .. } => cut(s, CUT_MARK),
+        Token::DollarQuotedString(d) => cut(&mut d.value, CUT_MARK),
+        Token::Word(w) => cut(&mut w.value, ""),
+        Token::Whitespace(Whitespace::SingleLineComment { comment: s, .. })
+        | Token::Whitespace(Whitespace::MultiLineComment(s)) => cut(s, ""),
+        _ => {}
+    }
+}
+
+/// Replaces `s` by its first [`LONG_TOKEN`] bytes and `mark` when longer.
+fn cut(s: &mut String, mark: &str) {
+    if s.len() <= long_token() {
+        return;
+    }
+    let mut end = LONG_TOKEN;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut short = String::with_capacity(end + mark.len());
+    short.push_str(&s[..end]);
+    short.push_str(mark);
+    *s = short;
+}
+
+/// Whether a literal's text was cut.
+pub(crate) fn is_cut(s: &str) -> bool {
+    s.contains(CUT_MARK)
 }
 
 /// sqlparser reads `FORCE_QUOTE` (and the older `FORCE QUOTE`) of COPY

@@ -30,6 +30,7 @@ mod statement;
 mod tests;
 
 pub use facts::*;
+pub use input::{tokenize_bounded, CUT_MARK, LONG_TOKEN, MAX_TOKENS};
 
 use crate::catalog::Catalog;
 
@@ -58,6 +59,9 @@ pub enum AnalysisError {
     /// A construct copyguard does not analyze.
     #[error("unsupported construct: {0}")]
     Unsupported(String),
+    /// Text too large to analyze within copyguard's memory bounds.
+    #[error("statement too large to analyze: {0}")]
+    TooLarge(String),
 }
 
 /// Analyzes every statement of `sql`.

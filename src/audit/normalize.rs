@@ -9,13 +9,17 @@
 //! every kind of string, anything the tokenizer returns that is not known
 //! to be harmless) becomes `$n`. A statement the tokenizer rejects is not
 //! written at all.
+//!
+//! A huge statement costs little more than its text: the tokens are the
+//! analysis's bounded ones (long literals cut as they are read, too many
+//! tokens refused), the text kept stops at [`MAX_TEXT`] and the
+//! fingerprint is hashed as it goes.
 
 use std::fmt::Write as _;
 
 use sha2::{Digest, Sha256};
-use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::keywords::Keyword;
-use sqlparser::tokenizer::{Token, Tokenizer, Word};
+use sqlparser::tokenizer::{Token, Word};
 
 /// Longest normalized text kept; longer text is cut and marked.
 pub const MAX_TEXT: usize = 4096;
@@ -44,14 +48,13 @@ impl Normalized {
 
 /// Normalizes one statement (or a multi-statement string).
 pub fn normalize(sql: &str) -> Normalized {
-    let dialect = PostgreSqlDialect {};
-    let tokens = match Tokenizer::new(&dialect, sql).tokenize() {
-        Ok(tokens) => tokens,
+    let tokens: Vec<Token> = match crate::analysis::tokenize_bounded(sql) {
+        Ok(tokens) => tokens.into_iter().map(|t| t.token).collect(),
         Err(_) => return unparseable(sql.len()),
     };
     let mut next_param = first_free_param(&tokens);
     let mut text = String::with_capacity(sql.len().min(MAX_TEXT));
-    let mut canon = String::with_capacity(sql.len());
+    let mut canon = Canonical::default();
     let mut space = false;
     let mut in_literal = false;
     for token in &tokens {
@@ -84,7 +87,7 @@ pub fn normalize(sql: &str) -> Normalized {
         push(&mut text, &mut canon, &(shown, canonical), space);
         space = false;
     }
-    let fingerprint = fingerprint(&canon);
+    let fingerprint = hex(&canon.hasher.finalize());
     if text.len() > MAX_TEXT {
         let mut cut = MAX_TEXT;
         while !text.is_char_boundary(cut) {
@@ -96,15 +99,38 @@ pub fn normalize(sql: &str) -> Normalized {
     Normalized { text, fingerprint }
 }
 
-fn push(text: &mut String, canon: &mut String, (shown, canonical): &(String, String), space: bool) {
-    if space && !text.is_empty() {
-        text.push(' ');
+/// The canonical tokens, joined by single spaces, as they go into the
+/// fingerprint.
+#[derive(Default)]
+struct Canonical {
+    hasher: Sha256,
+    /// Whether anything was hashed yet.
+    written: bool,
+}
+
+impl Canonical {
+    fn push(&mut self, token: &str) {
+        if self.written {
+            self.hasher.update(b" ");
+        }
+        self.written |= !token.is_empty();
+        self.hasher.update(token.as_bytes());
     }
-    text.push_str(shown);
-    if !canon.is_empty() {
-        canon.push(' ');
+}
+
+fn push(
+    text: &mut String,
+    canon: &mut Canonical,
+    (shown, canonical): &(String, String),
+    space: bool,
+) {
+    if text.len() <= MAX_TEXT {
+        if space && !text.is_empty() {
+            text.push(' ');
+        }
+        text.push_str(shown);
     }
-    canon.push_str(canonical);
+    canon.push(canonical);
 }
 
 fn literal(next: &mut u64) -> (String, String) {
@@ -150,7 +176,11 @@ fn canonical_word(w: &Word) -> String {
 }
 
 fn fingerprint(canonical: &str) -> String {
-    let digest = Sha256::digest(canonical.as_bytes());
+    hex(&Sha256::digest(canonical.as_bytes()))
+}
+
+/// The first 8 bytes of a digest, in hex.
+fn hex(digest: &[u8]) -> String {
     let mut out = String::with_capacity(16);
     for b in &digest[..8] {
         let _ = write!(out, "{b:02x}");

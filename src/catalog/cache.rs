@@ -12,9 +12,10 @@ use super::Catalog;
 /// database is in flight: the other sessions wait for it when they have no
 /// catalog yet, and keep using the one they have when it is only old.
 /// Sessions that ran DDL load their own view (see [`CatalogCache::claim`]).
-#[derive(Debug)]
+/// Clones share the same entries.
+#[derive(Clone, Debug)]
 pub struct CatalogCache {
-    entries: Mutex<HashMap<String, Slot>>,
+    entries: Arc<Mutex<HashMap<String, Slot>>>,
     max_age: Duration,
 }
 
@@ -72,7 +73,7 @@ impl CatalogCache {
     /// A cache whose entries are stale after `max_age`.
     pub fn new(max_age: Duration) -> CatalogCache {
         CatalogCache {
-            entries: Mutex::new(HashMap::new()),
+            entries: Arc::new(Mutex::new(HashMap::new())),
             max_age,
         }
     }

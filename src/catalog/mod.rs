@@ -6,13 +6,15 @@
 //! on a session's own upstream connection, or by the CLI through a DSN)
 //! and shared read-only by every guarded session of that database.
 
+mod background;
 mod cache;
 mod load;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Instant;
 
-pub use cache::{parse_name_array, CatalogCache, Claim};
+pub use background::{load_in_background, BackgroundRefresh};
+pub use cache::{parse_name_array, CatalogCache, Claim, LoadTicket};
 pub use load::{CatalogRows, LoadError, Row, LOAD_SQL};
 
 /// A PostgreSQL object identifier.

@@ -568,6 +568,7 @@ fn analysis_block(e: &AnalysisError) -> Block {
         AnalysisError::UnknownRelation(_) => Rule::AnalysisUnknownRelation,
         AnalysisError::UnknownColumn(_) => Rule::AnalysisUnknownColumn,
         AnalysisError::Unsupported(_) => Rule::AnalysisUnsupported,
+        AnalysisError::TooLarge(_) => Rule::AnalysisTooLarge,
     };
     let hint = match e {
         AnalysisError::UnknownRelation(_) => {

@@ -127,6 +127,8 @@ rules! {
     AnalysisUnknownColumn = "analysis.unknown_column", Analysis, "statements naming a column copyguard does not know";
     /// SQL the analysis does not follow.
     AnalysisUnsupported = "analysis.unsupported", Analysis, "SQL constructs copyguard cannot follow";
+    /// A statement too large to analyze within copyguard's memory bounds.
+    AnalysisTooLarge = "analysis.too_large", Analysis, "statements too large to analyze within copyguard's memory bounds";
     /// A statement after a change of how names resolve, in the same
     /// request.
     AnalysisContextChange = "analysis.context_change", Analysis, "statements after a search_path change, DDL or a transaction end in the same request";
@@ -190,6 +192,7 @@ impl Rule {
             | Rule::GrantOverused
             | Rule::GrantWrongRole
             | Rule::GrantWrongDatabase => "28000",
+            Rule::AnalysisTooLarge => "54000",
             _ => "42501",
         }
     }

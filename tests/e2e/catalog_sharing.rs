@@ -4,6 +4,21 @@
 use crate::raw::{startup_packet, Raw};
 use crate::support::*;
 
+/// `trust_user` guarded.
+const GUARDED_TRUST_USER: &str = r#"
+[classes.developers]
+mode = "guarded"
+roles = ["trust_user"]
+max_rows_per_statement = 5
+max_bytes_per_statement = "1MiB"
+max_rows_per_session = 1000
+max_rows_per_window = 100000
+window = "1h"
+
+[columns]
+"public.shared_t.email" = "email"
+"#;
+
 /// `GET path` on the admin endpoint.
 fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     use std::io::{Read, Write};
@@ -28,21 +43,7 @@ async fn concurrent_guarded_sessions_load_the_catalog_once() {
              GRANT SELECT ON shared_t TO PUBLIC;",
         )
         .expect("fixture");
-    let policy = policy_dir(
-        r#"
-[classes.developers]
-mode = "guarded"
-roles = ["trust_user"]
-max_rows_per_statement = 5
-max_bytes_per_statement = "1MiB"
-max_rows_per_session = 1000
-max_rows_per_window = 100000
-window = "1h"
-
-[columns]
-"public.shared_t.email" = "email"
-"#,
-    );
+    let policy = policy_dir(GUARDED_TRUST_USER);
     let mut args = proxy_args();
     args.policy = Some(policy.display().to_string());
     args.admin = Some("127.0.0.1:0".into());
@@ -73,4 +74,98 @@ window = "1h"
         .find_map(|l| l.strip_prefix(&line))
         .unwrap_or_else(|| panic!("{line} missing from\n{metrics}"));
     assert_eq!(loads.trim(), "1", "30 sessions opened together");
+}
+
+/// The `copyguard_catalog_loads_total` count of `db`.
+fn catalog_loads(proxy: &TestProxy, db: &str) -> u64 {
+    let metrics = http_get(proxy.admin.expect("admin"), "/metrics");
+    let line = format!("copyguard_catalog_loads_total{{database=\"{db}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&line))
+        .map_or(0, |n| n.trim().parse().expect("count"))
+}
+
+/// A refresh of an old catalog runs after the statement that found it old,
+/// not before it: the statement is answered while the load is blocked on
+/// the server (`pg_get_viewdef` waits for a lock another session holds on
+/// a view that reads no table), and the session picks the new catalog up once it is in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catalog_refresh_does_not_delay_the_statement() {
+    use std::time::Duration;
+    let db = fresh_database("catalog_background");
+    cluster()
+        .db
+        .psql(
+            &db,
+            "CREATE TABLE bg_t (id int);
+             INSERT INTO bg_t VALUES (1), (2);
+             CREATE VIEW bg_v AS SELECT 1 AS one;
+             GRANT SELECT ON bg_t, bg_v TO PUBLIC;",
+        )
+        .expect("fixture");
+    let mut args = proxy_args();
+    args.policy = Some(policy_dir(GUARDED_TRUST_USER).display().to_string());
+    args.admin = Some("127.0.0.1:0".into());
+    args.catalog_refresh = Some("1s".into());
+    let proxy = TestProxy::start(args);
+    let guarded = connect(proxy.port(), "trust_user", &db).await;
+    guarded
+        .simple_query("SELECT count(*) FROM bg_t")
+        .await
+        .expect("first statement");
+    let loads = catalog_loads(&proxy, &db);
+
+    let url = cluster().db.superuser_url(&db);
+    let (locker, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("direct");
+    tokio::spawn(conn);
+    locker
+        .batch_execute(
+            "CREATE TABLE bg_new (id int); GRANT SELECT ON bg_new TO PUBLIC;
+             BEGIN; LOCK TABLE bg_v IN ACCESS EXCLUSIVE MODE;",
+        )
+        .await
+        .expect("lock");
+    let (probe, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("direct");
+    tokio::spawn(conn);
+    let blocked = probe
+        .batch_execute("SET statement_timeout = '300ms'; SELECT pg_get_viewdef('bg_v'::regclass)")
+        .await;
+    assert!(blocked.is_err(), "the lock must hold a catalog load up");
+
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let answered = tokio::time::timeout(
+        Duration::from_secs(5),
+        guarded.simple_query("SELECT count(*) FROM bg_t"),
+    )
+    .await;
+    let answered = answered.expect("the statement waited for the catalog load");
+    answered.expect("statement after the catalog went old");
+    assert_eq!(
+        catalog_loads(&proxy, &db),
+        loads + 1,
+        "one load, sent after the statement"
+    );
+
+    locker.batch_execute("COMMIT").await.expect("unlock");
+    let mut seen = false;
+    for _ in 0..50 {
+        if guarded
+            .simple_query("SELECT count(*) FROM bg_new")
+            .await
+            .is_ok()
+        {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        seen,
+        "the session adopts the catalog loaded in the background"
+    );
 }

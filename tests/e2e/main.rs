@@ -24,6 +24,7 @@ mod guarded_errors;
 mod guarded_leaks;
 mod guarded_settings;
 mod guarded_usage;
+mod large_statements;
 mod lifecycle;
 mod protocol_fuzz;
 mod pseudonymize;

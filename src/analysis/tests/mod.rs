@@ -1,6 +1,7 @@
 //! Analyzer tests: a small catalog built in code for the constructs, and a
 //! PostgreSQL 15 catalog fixture for the queries real clients send.
 
+mod large;
 mod lineage;
 mod pg15;
 mod robustness;

@@ -15,7 +15,9 @@ use tracing::warn;
 use super::exec::{Exec, Expect, InternalResult, Refused, RefusedStatement};
 use super::Guard;
 use crate::analysis::{CopyEndpoint, StatementFacts, StatementKind};
-use crate::catalog::{parse_name_array, Catalog, CatalogRows, Claim, LOAD_SQL};
+use crate::catalog::{
+    load_in_background, parse_name_array, BackgroundRefresh, Catalog, CatalogRows, Claim, LOAD_SQL,
+};
 use crate::enforce;
 use crate::guard::{Core, Refusal, Step};
 use crate::policy::{Block, Rule};
@@ -41,6 +43,8 @@ pub(super) struct Frontend<'a, R, W> {
     /// An Execute of COPY FROM STDIN was sent and the client has not ended
     /// the copy yet.
     copy_in: bool,
+    /// A catalog refresh claimed for the end of this cycle.
+    background: BackgroundRefresh,
 }
 
 impl<'a, R, W> Frontend<'a, R, W>
@@ -67,6 +71,7 @@ where
             core,
             in_batch: false,
             copy_in: false,
+            background: BackgroundRefresh::default(),
         }
     }
 
@@ -118,6 +123,7 @@ where
                     self.in_batch = false;
                     self.core.end_batch();
                     self.send(frame.as_bytes()).await?;
+                    self.load_in_background().await?;
                 }
                 FrontendKind::Flush => {
                     self.send(frame.as_bytes()).await?;
@@ -191,8 +197,11 @@ where
     /// protocol batch, never in a failed transaction). Inside a
     /// transaction block the session keeps its own view: it neither adopts
     /// nor publishes a shared catalog, since uncommitted DDL is visible to
-    /// one side only.
+    /// one side only. A catalog that is only old is reloaded after the
+    /// cycle, not before it ([`BackgroundRefresh`]); inside a transaction
+    /// an old catalog is kept until the session is idle.
     async fn refresh(&mut self) -> Result<(), SessionError> {
+        self.background.give_up();
         let status = self.guard.state.status.load(Ordering::Relaxed);
         if status == b'E' {
             return Ok(());
@@ -205,15 +214,20 @@ where
                 self.core.context += 1;
             }
         }
-        if self.core.catalog_dirty || cache.is_stale(&self.core.catalog) {
+        if self.core.catalog_dirty || (idle && cache.is_stale(&self.core.catalog)) {
             let database = &self.guard.info.database;
             let has_catalog = self.core.catalog.relations().next().is_some();
             // After its own DDL the session loads its own view; otherwise
             // one load per database is in flight at a time.
             let own_change = self.core.catalog_dirty && has_catalog;
             let claim = (idle && !own_change).then(|| cache.claim(database, has_catalog));
+            let quiet = idle && self.guard.state.queue.lock().is_empty();
             let ticket = match claim {
                 None => None,
+                Some(Claim::Load(ticket)) if quiet && !self.core.catalog_dirty => {
+                    self.background.defer(ticket);
+                    return self.refresh_search_path().await;
+                }
                 Some(Claim::Load(ticket)) => Some(ticket),
                 Some(Claim::Keep) => return self.refresh_search_path().await,
                 Some(Claim::Wait(wait)) => {
@@ -244,6 +258,29 @@ where
             drop(ticket);
         }
         self.refresh_search_path().await
+    }
+
+    /// Sends the load claimed at the start of this cycle, if the cycle
+    /// leaves the server idle, without waiting for it.
+    async fn load_in_background(&mut self) -> Result<(), SessionError> {
+        let Some(ticket) = self.background.take() else {
+            return Ok(());
+        };
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.guard.state.queue.push(Expect::Internal {
+            reply,
+            sets: Vec::new(),
+            error: None,
+        });
+        self.send(&messages::query(LOAD_SQL)).await?;
+        let database = self.guard.info.database.clone();
+        metrics::counter!(crate::telemetry::CATALOG_LOADS, "database" => database.clone())
+            .increment(1);
+        let cache = self.guard.shared.catalogs.clone();
+        load_in_background(cache, database, ticket, async move {
+            rx.await.ok().and_then(Result::ok)
+        });
+        Ok(())
     }
 
     /// Reads the session's search path again when it may have changed.
@@ -339,10 +376,13 @@ where
         let held = self.guard.state.queue.push_held(Expect::QueryEnd, limited);
         self.guard.allowed.increment(execs.len().max(1) as u64);
         self.send(frame.as_bytes()).await?;
-        match held {
-            Some(rx) => self.wait_held(rx).await,
-            None => Ok(()),
+        if let Some(rx) = held {
+            self.wait_held(rx).await?;
         }
+        for exec in &execs {
+            self.background.note(&exec.facts.kind);
+        }
+        self.load_in_background().await
     }
 
     /// Waits until the limited statement just sent has finished or been
@@ -556,6 +596,7 @@ where
             });
             self.send(&messages::describe(b'P', &portal)).await?;
         }
+        self.background.note(&exec.facts.kind);
         // In a batch that already failed the server skips the Execute:
         // there is no result to wait for.
         let limited = exec.allowance.limits.is_some() && !self.core.batch_failed;
