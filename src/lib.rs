@@ -19,7 +19,7 @@
 //! - [`proxy`]: the accept loop, limits and shutdown; the phases of one
 //!   session (negotiate, establish, classify, relay); authentication relay,
 //!   cancel routing, the raw production relay and the guarded relay (which
-//!   moves bytes and runs what [`guard`] decides: `guarded/frontend.rs`
+//!   moves bytes and runs what [`guard`] decides: `guarded/frontend/`
 //!   client to server; `guarded/backend/` server to client, split into
 //!   `mod.rs` (loop, dispatch, queue matching, refusals), `rows.rs`
 //!   (DataRow limits, budgets, pseudonymizing) and `copy.rs` (COPY TO

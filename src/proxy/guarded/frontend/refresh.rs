@@ -1,0 +1,152 @@
+//! The frontend's own queries on the session's upstream connection: the
+//! catalog and search path refreshed at the start of a request cycle, a
+//! catalog load sent behind the client's statement, and the silent failure
+//! of a transaction whose result was stopped.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tracing::warn;
+
+use super::{Frontend, BLOCKED_SQL};
+use crate::catalog::{load_in_background, parse_name_array, CatalogRows, Claim, LOAD_SQL};
+use crate::proxy::guarded::exec::{Expect, InternalResult};
+use crate::proxy::SessionError;
+use crate::wire::messages;
+
+impl<R, W> Frontend<'_, R, W>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    /// Runs a query for copyguard itself, after everything sent so far.
+    pub(super) async fn internal(&mut self, sql: &str) -> Result<InternalResult, SessionError> {
+        let (expect, rx) = Expect::internal();
+        self.guard.state.queue.push(expect);
+        self.send(&messages::query(sql)).await?;
+        self.flush().await?;
+        rx.await
+            .map_err(|_| SessionError::UpstreamProtocol("internal query abandoned".into()))
+    }
+
+    /// Puts the server's transaction into the failed state (after a result
+    /// was stopped inside it), silently: the failing statement's error and
+    /// ReadyForQuery go nowhere.
+    pub(super) async fn fail_transaction(&mut self) -> Result<(), SessionError> {
+        let (expect, _ignored) = Expect::internal();
+        self.guard.state.queue.push(expect);
+        self.send(&messages::query(BLOCKED_SQL)).await
+    }
+
+    /// Refreshes the catalog and the search path when they may have
+    /// changed, at the start of a request cycle (never inside an extended
+    /// protocol batch, never in a failed transaction). Inside a
+    /// transaction block the session keeps its own view: it neither adopts
+    /// nor publishes a shared catalog, since uncommitted DDL is visible to
+    /// one side only. A catalog that is only old is reloaded after the
+    /// cycle, not before it ([`BackgroundRefresh`]); inside a transaction
+    /// an old catalog is kept until the session is idle.
+    pub(super) async fn refresh(&mut self) -> Result<(), SessionError> {
+        self.background.give_up();
+        let status = self.guard.state.status.load(Ordering::Relaxed);
+        if status == b'E' {
+            return Ok(());
+        }
+        let idle = status == b'I';
+        let cache = &self.guard.shared.catalogs;
+        if let Some(newer) = cache.get(&self.guard.info.database).filter(|_| idle) {
+            if newer.loaded_at > self.core.catalog.loaded_at {
+                self.core.catalog = newer;
+                self.core.context += 1;
+            }
+        }
+        if self.core.catalog_dirty || (idle && cache.is_stale(&self.core.catalog)) {
+            let database = &self.guard.info.database;
+            let has_catalog = self.core.catalog.relations().next().is_some();
+            // After its own DDL the session loads its own view; otherwise
+            // one load per database is in flight at a time.
+            let own_change = self.core.catalog_dirty && has_catalog;
+            let claim = (idle && !own_change).then(|| cache.claim(database, has_catalog));
+            let quiet = idle && self.guard.state.queue.lock().is_empty();
+            let ticket = match claim {
+                None => None,
+                Some(Claim::Load(ticket)) if quiet && !self.core.catalog_dirty => {
+                    self.background.defer(ticket);
+                    return self.refresh_search_path().await;
+                }
+                Some(Claim::Load(ticket)) => Some(ticket),
+                Some(Claim::Keep) => return self.refresh_search_path().await,
+                Some(Claim::Wait(wait)) => {
+                    let limit = self.guard.shared.config.limits.connect_timeout;
+                    let _ = tokio::time::timeout(limit, wait.done()).await;
+                    if let Some(loaded) = cache.get(database) {
+                        self.core.set_catalog(loaded);
+                        return self.refresh_search_path().await;
+                    }
+                    None
+                }
+            };
+            metrics::counter!(crate::telemetry::CATALOG_LOADS, "database" => database.clone())
+                .increment(1);
+            match self.internal(LOAD_SQL).await? {
+                Ok(sets) => match CatalogRows::from_sets(sets).and_then(|r| r.into_catalog()) {
+                    Ok(catalog) => {
+                        let catalog = Arc::new(catalog);
+                        if idle {
+                            cache.put(database, catalog.clone());
+                        }
+                        self.core.set_catalog(catalog);
+                    }
+                    Err(e) => warn!(error = %e, "catalog reload failed"),
+                },
+                Err(e) => warn!(error = %e, "catalog reload failed"),
+            }
+            drop(ticket);
+        }
+        self.refresh_search_path().await
+    }
+
+    /// Sends the load claimed at the start of this cycle, if the cycle
+    /// leaves the server idle, without waiting for it.
+    pub(super) async fn load_in_background(&mut self) -> Result<(), SessionError> {
+        let Some(ticket) = self.background.take() else {
+            return Ok(());
+        };
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.guard.state.queue.push(Expect::Internal {
+            reply,
+            sets: Vec::new(),
+            error: None,
+        });
+        self.send(&messages::query(LOAD_SQL)).await?;
+        let database = self.guard.info.database.clone();
+        metrics::counter!(crate::telemetry::CATALOG_LOADS, "database" => database.clone())
+            .increment(1);
+        let cache = self.guard.shared.catalogs.clone();
+        load_in_background(cache, database, ticket, async move {
+            rx.await.ok().and_then(Result::ok)
+        });
+        Ok(())
+    }
+
+    /// Reads the session's search path again when it may have changed.
+    async fn refresh_search_path(&mut self) -> Result<(), SessionError> {
+        if self.core.search_path_dirty {
+            if let Ok(sets) = self
+                .internal("SELECT pg_catalog.current_schemas(true)::text")
+                .await?
+            {
+                let path = sets
+                    .first()
+                    .and_then(|rows| rows.first())
+                    .and_then(|row| row.first().cloned().flatten())
+                    .and_then(|text| parse_name_array(&text));
+                if let Some(path) = path {
+                    self.core.set_search_path(path);
+                }
+            }
+        }
+        Ok(())
+    }
+}
