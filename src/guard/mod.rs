@@ -10,6 +10,7 @@
 mod batch;
 mod decide;
 mod exec;
+mod journal;
 mod queue;
 mod refusal;
 
@@ -19,6 +20,7 @@ mod tests;
 pub use batch::Step;
 pub use decide::{changes_context, Core};
 pub use exec::Exec;
+pub use journal::{Change, Journal, Names};
 pub use queue::{
     Expect, InternalResult, OnDescription, OnError, OnReady, Queue, Refused, RefusedStatement,
     Unexpected,
