@@ -41,11 +41,15 @@ pub struct Change {
 }
 
 impl Change {
-    /// Whether this change belongs to the response `e`.
+    /// Whether this change belongs to the response `e`. A message
+    /// replaced by a failing stand-in takes every change made while it
+    /// was decided (a simple Query whose record failed after its
+    /// statements were applied).
     fn belongs_to(&self, e: &Expect) -> bool {
         match (e, &self.cause) {
+            (Expect::Refused(_), _) => true,
             (Expect::Statement(x) | Expect::Execute(x), Some(c)) => Arc::ptr_eq(x, c),
-            (Expect::Parse | Expect::Bind | Expect::Close | Expect::Refused(_), None) => true,
+            (Expect::Parse | Expect::Bind | Expect::Close, None) => true,
             _ => false,
         }
     }

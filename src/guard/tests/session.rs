@@ -548,3 +548,25 @@ fn a_refused_message_the_server_skips_leaves_the_name_as_it_was() {
     s.bind("p", "s1");
     assert!(Arc::ptr_eq(&s.core.statements["s1"], &email));
 }
+
+#[test]
+fn a_simple_query_replaced_by_its_stand_in_changes_no_name() {
+    // The statements were applied, then their record failed: the cycle
+    // is replaced by a failing stand-in, so nothing of it happened.
+    let mut s = Script::new(dev());
+    let email = classified_s1(&mut s);
+    let execs = s
+        .core
+        .decide_query_at("DEALLOCATE s1", &s.policy.clone())
+        .unwrap();
+    assert_eq!(execs.len(), 1);
+    s.refuse(
+        crate::guard::Refusal::from(crate::enforce::block(Rule::AuditUnavailable, "down")),
+        true,
+    );
+    s.queue.push(Expect::QueryEnd);
+    s.server_error();
+    assert!(s.server_ready());
+    s.parse("later", "SELECT 1");
+    assert!(Arc::ptr_eq(&s.core.statements["s1"], &email));
+}
