@@ -23,7 +23,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::cache::{DecisionCache, Now};
-use super::{Exec, Refusal, RefusedFacts};
+use super::journal::Names;
+use super::{Exec, Journal, Refusal, RefusedFacts};
 use crate::analysis::{self, AnalysisError, Context, StatementFacts, StatementKind};
 use crate::catalog::Catalog;
 use crate::enforce;
@@ -72,6 +73,9 @@ pub struct Core {
     pub cursors: HashMap<String, Arc<Exec>>,
     /// Allowed decisions by statement shape.
     cache: Mutex<DecisionCache>,
+    /// Where changes to those names are noted until the server answers
+    /// (undone when it fails or skips the message), when a relay runs.
+    pub(super) journal: Option<Arc<Journal>>,
 }
 
 impl Core {
@@ -101,6 +105,7 @@ impl Core {
             portals: HashMap::new(),
             cursors: HashMap::new(),
             cache: Mutex::default(),
+            journal: None,
         }
     }
 
@@ -314,21 +319,22 @@ impl Core {
 
     /// Applies what an allowed statement changes in the session.
     pub fn apply(&mut self, exec: &Arc<Exec>) {
+        let cause = Some(exec);
         match &exec.facts.kind {
             StatementKind::Prepare { name, .. } => {
-                self.statements.insert(name.clone(), exec.clone());
+                self.set(Names::Statements, name, Some(exec.clone()), cause);
             }
             StatementKind::Deallocate { name: Some(name) } => {
-                self.statements.remove(name);
+                self.set(Names::Statements, name, None, cause);
             }
-            StatementKind::Deallocate { name: None } => self.statements.clear(),
+            StatementKind::Deallocate { name: None } => self.clear(Names::Statements, exec),
             StatementKind::Declare { name } => {
-                self.cursors.insert(name.clone(), exec.clone());
+                self.set(Names::Cursors, name, Some(exec.clone()), cause);
             }
             StatementKind::CloseCursor { name: Some(name) } => {
-                self.cursors.remove(name);
+                self.set(Names::Cursors, name, None, cause);
             }
-            StatementKind::CloseCursor { name: None } => self.cursors.clear(),
+            StatementKind::CloseCursor { name: None } => self.clear(Names::Cursors, exec),
             _ if exec.facts.sets_search_path() => self.search_path_dirty = true,
             StatementKind::Transaction { ends: true } | StatementKind::Discard => {
                 self.search_path_dirty = true;
@@ -374,6 +380,7 @@ impl Core {
         let statements = self.analyze(sql)?;
         let alone = (statements.len() == 1).then(|| Arc::<str>::from(sql));
         let saved = (self.statements.clone(), self.cursors.clone());
+        let noted = self.journal.as_ref().map(|j| j.pending());
         let mut changed = false;
         let mut execs = Vec::with_capacity(statements.len());
         for (at, facts) in statements.into_iter().enumerate() {
@@ -395,12 +402,14 @@ impl Core {
                 }
                 Err(refusal) => {
                     (self.statements, self.cursors) = saved;
+                    self.forget_noted(noted);
                     return Err(refusal.at(at));
                 }
             }
         }
         if execs.len() > 1 && execs.iter().any(|e| e.allowance.limits.is_some()) {
             (self.statements, self.cursors) = saved;
+            self.forget_noted(noted);
             let facts = RefusedFacts::new(execs.iter().map(|e| &*e.facts), &self.catalog, policy);
             return Err(Refusal {
                 facts: Some(facts),
@@ -489,19 +498,13 @@ impl Core {
     /// (a refused Parse, or one of several statements, which the server
     /// refuses).
     pub fn prepared(&mut self, name: &str, exec: Option<Arc<Exec>>) {
-        match exec {
-            Some(exec) => self.statements.insert(name.to_owned(), exec),
-            None => self.statements.remove(name),
-        };
+        self.set(Names::Statements, name, exec, None);
     }
 
     /// Stores the decision of a Bind under `portal`, or forgets the name
     /// (a refused Bind).
     pub fn bound(&mut self, portal: &str, exec: Option<Arc<Exec>>) {
-        match exec {
-            Some(exec) => self.portals.insert(portal.to_owned(), exec),
-            None => self.portals.remove(portal),
-        };
+        self.set(Names::Portals, portal, exec, None);
     }
 
     /// A Sync ended the extended-protocol batch.

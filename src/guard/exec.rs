@@ -103,11 +103,19 @@ impl Exec {
     /// Whether rows of this exec may be relayed: its description (or its
     /// statement's) passed the check.
     pub fn rows_allowed(&self) -> bool {
-        if self.poisoned.load(Ordering::Relaxed) {
+        if self.is_poisoned() {
             return false;
         }
         self.checked.load(Ordering::Relaxed)
             || self.described_by.as_ref().is_some_and(|s| s.rows_allowed())
+    }
+
+    /// Whether rows of this exec, or of the statement it is a portal of,
+    /// are never relayed (a failed check, or a definition the server
+    /// skipped).
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::Relaxed)
+            || self.described_by.as_ref().is_some_and(|s| s.is_poisoned())
     }
 
     /// Whether the client or copyguard asked for a description.

@@ -11,6 +11,7 @@ mod batch;
 mod cache;
 mod decide;
 mod exec;
+mod journal;
 mod queue;
 mod refusal;
 
@@ -20,6 +21,7 @@ mod tests;
 pub use batch::Step;
 pub use decide::{changes_context, Core};
 pub use exec::Exec;
+pub use journal::{Change, Journal, Names};
 pub use queue::{
     Expect, InternalResult, OnDescription, OnError, OnReady, Queue, Refused, RefusedStatement,
     Unexpected,

@@ -12,12 +12,12 @@
 //! unless copyguard sent the cycle itself ([`Queue::ready`]).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::oneshot;
 
-use super::{Exec, Refusal};
+use super::{Exec, Journal, Refusal};
 use crate::catalog::Row;
 use crate::wire::messages::ErrorFields;
 
@@ -168,12 +168,34 @@ pub struct Queue {
     /// that Sync, so nothing sent meanwhile gets a response. Read and
     /// written under the queue's lock.
     skipping: AtomicBool,
+    /// How many entries were ever queued: the next entry's number (the
+    /// front's is this minus the queue's length). Written under the
+    /// queue's lock.
+    pushed: AtomicU64,
+    /// The core's changes to names, tied to the entries they answer.
+    journal: Arc<Journal>,
 }
 
 impl Queue {
     /// Queues a response the server owes.
     pub fn push(&self, e: Expect) {
-        self.lock().push_back(e);
+        let mut queue = self.lock();
+        self.enqueue(&mut queue, e);
+    }
+
+    /// The journal the session's core notes its changes to names in
+    /// ([`super::Core::with_journal`]).
+    pub fn journal(&self) -> Arc<Journal> {
+        self.journal.clone()
+    }
+
+    /// Queues `e` (the lock held), with the core's changes it answers.
+    fn enqueue(&self, queue: &mut VecDeque<Expect>, e: Expect) {
+        let id = self.pushed.fetch_add(1, Ordering::Relaxed);
+        let oldest = id - queue.len() as u64;
+        let skipped = self.skipping.load(Ordering::Relaxed);
+        self.journal.attach(id, &e, skipped, oldest);
+        queue.push_back(e);
     }
 
     /// The queue itself, locked.
@@ -193,7 +215,7 @@ impl Queue {
             *self.hold.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
             rx
         });
-        queue.push_back(e);
+        self.enqueue(&mut queue, e);
         rx
     }
 
@@ -202,7 +224,7 @@ impl Queue {
     pub fn push_sync(&self, e: Expect) {
         let mut queue = self.lock();
         self.skipping.store(false, Ordering::Relaxed);
-        queue.push_back(e);
+        self.enqueue(&mut queue, e);
     }
 
     /// Drops the entries of the request cycle an ErrorResponse ended: the
@@ -327,6 +349,8 @@ impl Queue {
     /// the entries the server now skips dropped.
     pub fn error(&self) -> OnError {
         let mut queue = self.lock();
+        let pushed = self.pushed.load(Ordering::Relaxed);
+        let failed = pushed - queue.len() as u64;
         let replacement = match queue.front() {
             Some(Expect::Refused(_)) => match queue.pop_front() {
                 Some(Expect::Refused(r)) => Some(r),
@@ -339,6 +363,7 @@ impl Queue {
             Some(Expect::Statement(e)) | Some(Expect::Execute(e)) if e.scrub
         );
         let copy_ended = self.skip_failed_cycle(&mut queue);
+        self.journal.failed(failed, pushed - queue.len() as u64);
         OnError {
             replacement,
             scrub,

@@ -27,9 +27,10 @@ struct Script {
 
 impl Script {
     fn new((core, policy): (Core, Arc<Policy>)) -> Script {
+        let queue = Queue::default();
         Script {
-            core,
-            queue: Queue::default(),
+            core: core.with_journal(queue.journal()),
+            queue,
             policy,
             recorded: Vec::new(),
             errors: 0,
@@ -51,6 +52,7 @@ impl Script {
 
     /// A simple Query, as the relay sends it.
     fn query(&mut self, sql: &str) -> Option<oneshot::Receiver<bool>> {
+        self.core.settle();
         match self.core.decide_query_at(sql, &self.policy) {
             Ok(execs) => {
                 let limited = execs.iter().any(|e| e.allowance.limits.is_some());
@@ -68,6 +70,7 @@ impl Script {
     }
 
     fn parse(&mut self, name: &str, sql: &str) {
+        self.core.settle();
         let sql: Arc<str> = Arc::from(sql);
         match self.core.parse(name, &sql, &self.policy) {
             Step::Refuse { refusal, seen } => self.refuse(refusal, seen),
@@ -81,6 +84,7 @@ impl Script {
     }
 
     fn bind(&mut self, portal: &str, statement: &str) {
+        self.core.settle();
         match self.core.bind(portal, statement, &self.policy) {
             Step::Refuse { refusal, seen } => self.refuse(refusal, seen),
             Step::Forward { exec, .. } => {
@@ -94,6 +98,7 @@ impl Script {
     }
 
     fn execute(&mut self, portal: &str) -> Option<oneshot::Receiver<bool>> {
+        self.core.settle();
         match self.core.execute(portal) {
             Ok(exec) => {
                 let limited = exec.allowance.limits.is_some();
@@ -107,7 +112,14 @@ impl Script {
         }
     }
 
+    fn close(&mut self, kind: u8, name: &str) {
+        self.core.settle();
+        self.core.close(kind, name);
+        self.queue.push(Expect::Close);
+    }
+
     fn sync(&mut self) {
+        self.core.settle();
         self.core.end_batch();
         self.queue.push_sync(Expect::Sync);
     }
@@ -409,4 +421,152 @@ fn an_unexpected_answer_is_reported() {
     assert!(s.queue.complete(|e| matches!(e, Expect::Bind)).is_err());
     let mut copy_in = false;
     assert!(s.queue.ready(&mut copy_in).is_err());
+}
+
+/// Batch 1 of the skip scripts: `s1` the classified statement, answered.
+fn classified_s1(s: &mut Script) -> Arc<crate::guard::Exec> {
+    s.parse("s1", "SELECT email FROM users");
+    s.sync();
+    s.queue.complete(|e| matches!(e, Expect::Parse)).unwrap();
+    assert!(s.server_ready());
+    s.core.statements["s1"].clone()
+}
+
+/// A server error in the middle of a batch: `SELECT 1/0` fails at Execute.
+fn failing_execute(s: &mut Script) {
+    s.parse("failing", "SELECT 1/0");
+    s.bind("", "failing");
+    s.execute("");
+}
+
+/// The server's answers to [`failing_execute`]'s batch.
+fn answer_failing(s: &mut Script) {
+    s.queue.complete(|e| matches!(e, Expect::Parse)).unwrap();
+    s.queue.complete(|e| matches!(e, Expect::Bind)).unwrap();
+    s.server_error();
+}
+
+#[test]
+fn names_changed_by_messages_the_server_skips_keep_their_server_meaning() {
+    let mut s = Script::new(dev());
+    let email = classified_s1(&mut s);
+    failing_execute(&mut s);
+    s.close(b'S', "s1");
+    s.parse("s1", "SELECT 1");
+    s.sync();
+    answer_failing(&mut s);
+    assert!(s.server_ready());
+    s.bind("p", "s1");
+    let now = s.core.statements["s1"].clone();
+    assert!(Arc::ptr_eq(&now, &email), "s1 is the email statement again");
+    let portal = s.core.portals["p"].clone();
+    assert!(Arc::ptr_eq(portal.described_by.as_ref().unwrap(), &email));
+    s.sync();
+    s.queue.complete(|e| matches!(e, Expect::Bind)).unwrap();
+    assert!(s.server_ready());
+
+    // The unnamed statement, and a named portal.
+    s.parse("", "SELECT email FROM users");
+    s.bind("q", "");
+    s.sync();
+    s.queue.complete(|e| matches!(e, Expect::Parse)).unwrap();
+    s.queue.complete(|e| matches!(e, Expect::Bind)).unwrap();
+    assert!(s.server_ready());
+    let unnamed = s.core.statements[""].clone();
+    let q = s.core.portals["q"].clone();
+    failing_execute(&mut s);
+    s.parse("", "SELECT 1");
+    s.close(b'P', "q");
+    s.parse("harmless", "SELECT 1");
+    s.bind("q", "harmless");
+    s.sync();
+    answer_failing(&mut s);
+    assert!(s.server_ready());
+    s.execute("q");
+    assert!(Arc::ptr_eq(&s.core.statements[""], &unnamed));
+    assert!(Arc::ptr_eq(&s.core.portals["q"], &q));
+    assert!(!s.core.statements.contains_key("harmless"), "never parsed");
+}
+
+#[test]
+fn a_pipelined_use_of_a_name_the_server_skipped_gets_no_rows() {
+    // The whole pipeline is decided before the server's error arrives.
+    let mut s = Script::new(dev());
+    let email = classified_s1(&mut s);
+    failing_execute(&mut s);
+    s.close(b'S', "s1");
+    s.parse("s1", "SELECT 1");
+    s.sync();
+    s.bind("p", "s1");
+    s.execute("p");
+    s.sync();
+    let harmless = s.core.portals["p"].clone();
+    answer_failing(&mut s);
+    assert!(s.server_ready());
+    assert!(
+        harmless.is_poisoned(),
+        "rows of the skipped plan never relayed"
+    );
+    s.queue.complete(|e| matches!(e, Expect::Bind)).unwrap();
+    s.parse("later", "SELECT 1");
+    assert!(Arc::ptr_eq(&s.core.statements["s1"], &email));
+    assert!(!s.core.portals["p"].rows_allowed());
+}
+
+#[test]
+fn a_name_changed_again_before_the_failure_was_known_is_forgotten() {
+    // Sent before the server's error arrived: s1 closed and parsed again
+    // in the next batch. Copyguard cannot tell which s1 the server has.
+    let mut s = Script::new(dev());
+    classified_s1(&mut s);
+    failing_execute(&mut s);
+    s.close(b'S', "s1");
+    s.parse("s1", "SELECT 1");
+    s.sync();
+    s.close(b'S', "s1");
+    s.parse("s1", "SELECT 2");
+    s.sync();
+    answer_failing(&mut s);
+    assert!(s.server_ready());
+    s.execute("nothing");
+    assert!(!s.core.statements.contains_key("s1"));
+    let r = s.core.decide_bind("s1", &s.policy.clone());
+    assert_eq!(r.unwrap_err().block.rule, Rule::StatementUnknown);
+}
+
+#[test]
+fn a_refused_message_the_server_skips_leaves_the_name_as_it_was() {
+    // A refused Parse after the server's error: its stand-in is skipped,
+    // so the name keeps its meaning on the server, and in copyguard.
+    let mut s = Script::new(dev());
+    let email = classified_s1(&mut s);
+    failing_execute(&mut s);
+    answer_failing(&mut s);
+    s.parse("s1", "SELECT ssn FROM users");
+    s.sync();
+    assert!(s.server_ready());
+    s.bind("p", "s1");
+    assert!(Arc::ptr_eq(&s.core.statements["s1"], &email));
+}
+
+#[test]
+fn a_simple_query_replaced_by_its_stand_in_changes_no_name() {
+    // The statements were applied, then their record failed: the cycle
+    // is replaced by a failing stand-in, so nothing of it happened.
+    let mut s = Script::new(dev());
+    let email = classified_s1(&mut s);
+    let execs = s
+        .core
+        .decide_query_at("DEALLOCATE s1", &s.policy.clone())
+        .unwrap();
+    assert_eq!(execs.len(), 1);
+    s.refuse(
+        crate::guard::Refusal::from(crate::enforce::block(Rule::AuditUnavailable, "down")),
+        true,
+    );
+    s.queue.push(Expect::QueryEnd);
+    s.server_error();
+    assert!(s.server_ready());
+    s.parse("later", "SELECT 1");
+    assert!(Arc::ptr_eq(&s.core.statements["s1"], &email));
 }

@@ -62,7 +62,8 @@ where
             guard.class.clone(),
             guard.shared.pseudonymizer.is_some(),
             catalog,
-        );
+        )
+        .with_journal(guard.state.queue.journal());
         Frontend {
             guard,
             client,
@@ -98,6 +99,7 @@ where
             {
                 self.fail_transaction().await?;
             }
+            self.core.settle();
             if let Err(e) = messages::check_frontend(&frame) {
                 self.malformed(&frame, e).await?;
                 if self.client.buffered() == 0 {
@@ -484,11 +486,7 @@ where
     async fn close(&mut self, frame: &Frame) -> Result<(), SessionError> {
         self.begin_batch().await?;
         let (kind, name) = messages::parse_target(frame).map_err(SessionError::Client)?;
-        if kind == b'S' {
-            self.core.statements.remove(&name);
-        } else {
-            self.core.portals.remove(&name);
-        }
+        self.core.close(kind, &name);
         self.guard.state.queue.push(Expect::Close);
         self.send(frame.as_bytes()).await
     }
