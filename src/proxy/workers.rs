@@ -120,3 +120,40 @@ impl Drop for SessionRuntimes {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_go_to_the_least_loaded_runtime_and_stay_on_its_thread() {
+        let pool = SessionRuntimes::start(2).unwrap();
+        let mut releases = Vec::new();
+        let (names_tx, names_rx) = std::sync::mpsc::channel();
+        for _ in 0..3 {
+            let (release, released) = oneshot::channel::<()>();
+            releases.push(release);
+            let names = names_tx.clone();
+            let (handle, task) = pool.place(move || async move {
+                let before = std::thread::current().name().map(str::to_owned);
+                let _ = released.await;
+                let after = std::thread::current().name().map(str::to_owned);
+                names.send((before, after)).unwrap();
+            });
+            handle.spawn(task);
+        }
+        let mut loads = pool.loads();
+        loads.sort_unstable();
+        assert_eq!(loads, vec![1, 2]);
+        drop(releases);
+        for _ in 0..3 {
+            let (before, after) = names_rx.recv().unwrap();
+            assert!(before.as_deref().unwrap().starts_with("copyguard-"));
+            assert_eq!(before, after);
+        }
+        while pool.loads().iter().any(|&n| n > 0) {
+            std::thread::yield_now();
+        }
+        assert_eq!(pool.len(), 2);
+    }
+}
