@@ -8,7 +8,7 @@ use tracing::{info, warn};
 use crate::audit::{AuditLog, Event};
 use crate::config::{Config, ConfigArgs};
 use crate::policy::PolicyStore;
-use crate::proxy::Server;
+use crate::proxy::{Server, SessionRuntimes};
 use crate::telemetry;
 
 /// Loads and validates the configuration, then serves until SIGTERM/SIGINT;
@@ -16,8 +16,17 @@ use crate::telemetry;
 pub fn run(args: &ConfigArgs) -> anyhow::Result<()> {
     let config = Config::load(args)?;
     telemetry::init_logging(config.log_format, &config.log_level);
-    runtime()?.block_on(async {
-        let server = Server::bind(config).await.context("cannot start")?;
+    let shape = Shape::from_env()?;
+    shape.runtime()?.block_on(async {
+        let mut server = Server::bind(config).await.context("cannot start")?;
+        if let Shape::PerCore(threads) = shape {
+            let pool = SessionRuntimes::start(threads).context("cannot start session runtimes")?;
+            info!(
+                threads,
+                "sessions spread over one single-thread runtime per core"
+            );
+            server = server.with_session_runtimes(pool);
+        }
         let reloader = tokio::spawn(reload_on_sighup(server.policy_store(), server.audit()));
         server.run(super::shutdown_signal()).await;
         reloader.abort();
@@ -25,29 +34,57 @@ pub fn run(args: &ConfigArgs) -> anyhow::Result<()> {
     })
 }
 
-/// The serving runtime: tokio's multi-thread scheduler, one worker per
-/// core. Its shape can be changed: `TOKIO_WORKER_THREADS=N` (read by
-/// tokio) sets the number of workers, `COPYGUARD_RUNTIME=current_thread`
-/// runs every session on one thread, `COPYGUARD_EVENT_INTERVAL=N` sets the
-/// scheduler ticks between I/O polls. One worker spends less CPU per
-/// production round trip (no worker wakes another to steal work) but
-/// makes relays wait behind guarded sessions' analysis; see
-/// `benches/README.md`, "Profile".
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    let mut builder = match std::env::var("COPYGUARD_RUNTIME").as_deref() {
-        Ok("current_thread") => tokio::runtime::Builder::new_current_thread(),
-        Ok("multi_thread") | Err(_) => tokio::runtime::Builder::new_multi_thread(),
-        Ok(other) => {
-            anyhow::bail!("COPYGUARD_RUNTIME must be current_thread or multi_thread, got {other:?}")
-        }
-    };
-    if let Ok(n) = std::env::var("COPYGUARD_EVENT_INTERVAL") {
-        let n = n
-            .parse()
-            .with_context(|| format!("COPYGUARD_EVENT_INTERVAL must be a count, got {n:?}"))?;
-        builder.event_interval(n);
+/// The serving runtime's shape, from `COPYGUARD_RUNTIME`:
+/// `multi_thread` (the default: tokio's work-stealing scheduler, one
+/// worker per core, `TOKIO_WORKER_THREADS=N` read by tokio),
+/// `current_thread` (every session on one thread) or `per_core` (one
+/// single-thread runtime per core, each session on one of them for its
+/// whole life, the least loaded at accept; `TOKIO_WORKER_THREADS=N` sets
+/// how many). `COPYGUARD_EVENT_INTERVAL=N` sets the scheduler ticks
+/// between I/O polls. See `benches/README.md`, "Profile".
+enum Shape {
+    MultiThread,
+    CurrentThread,
+    PerCore(usize),
+}
+
+impl Shape {
+    fn from_env() -> anyhow::Result<Shape> {
+        Ok(match std::env::var("COPYGUARD_RUNTIME").as_deref() {
+            Ok("current_thread") => Shape::CurrentThread,
+            Ok("multi_thread") | Err(_) => Shape::MultiThread,
+            Ok("per_core") => {
+                let threads = match std::env::var("TOKIO_WORKER_THREADS") {
+                    Ok(n) => n.parse().ok().filter(|&n: &usize| n > 0).with_context(|| {
+                        format!("TOKIO_WORKER_THREADS must be a positive count, got {n:?}")
+                    })?,
+                    Err(_) => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                };
+                Shape::PerCore(threads)
+            }
+            Ok(other) => anyhow::bail!(
+                "COPYGUARD_RUNTIME must be multi_thread, current_thread or per_core, got {other:?}"
+            ),
+        })
     }
-    Ok(builder.enable_all().thread_name("copyguard").build()?)
+
+    /// The runtime `serve` runs on: with `per_core`, a single-thread one
+    /// that accepts, serves the admin endpoint and writes the block log.
+    fn runtime(&self) -> anyhow::Result<tokio::runtime::Runtime> {
+        let mut builder = match self {
+            Shape::MultiThread => tokio::runtime::Builder::new_multi_thread(),
+            Shape::CurrentThread | Shape::PerCore(_) => {
+                tokio::runtime::Builder::new_current_thread()
+            }
+        };
+        if let Ok(n) = std::env::var("COPYGUARD_EVENT_INTERVAL") {
+            let n = n
+                .parse()
+                .with_context(|| format!("COPYGUARD_EVENT_INTERVAL must be a count, got {n:?}"))?;
+            builder.event_interval(n);
+        }
+        Ok(builder.enable_all().thread_name("copyguard").build()?)
+    }
 }
 
 /// Reloads the policy on every SIGHUP. An invalid policy is refused and

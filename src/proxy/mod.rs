@@ -11,6 +11,7 @@ mod info;
 pub mod relay;
 mod session;
 mod upstream;
+mod workers;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -30,6 +31,7 @@ use tracing::{info, warn};
 pub use cancel::CancelRegistry;
 pub use error::{SessionError, Side};
 pub use info::SessionInfo;
+pub use workers::SessionRuntimes;
 
 use crate::admin::{self, Health};
 use crate::audit::{AuditError, AuditLog};
@@ -92,6 +94,8 @@ pub(crate) struct Shared {
     /// Checks dump grants presented at startup and counts their uses.
     pub grants: crate::dumps::GrantChecker,
     /// Cancelled when sessions must end now (shutdown grace period over).
+    /// Sessions wait on a child token of their own: polling the shared
+    /// one locks a mutex every session shares, on every relay wake-up.
     pub force: CancellationToken,
     next_id: AtomicU64,
 }
@@ -109,6 +113,7 @@ pub struct Server {
     shared: Arc<Shared>,
     health: Arc<Health>,
     metrics: PrometheusHandle,
+    runtimes: Option<SessionRuntimes>,
 }
 
 impl Server {
@@ -225,6 +230,7 @@ impl Server {
             shared,
             health: Arc::new(health),
             metrics: telemetry::metrics_handle(),
+            runtimes: None,
         })
     }
 
@@ -250,6 +256,14 @@ impl Server {
         self.admin.as_ref().and_then(|l| l.local_addr().ok())
     }
 
+    /// Runs sessions on `runtimes` (single-thread runtimes, one per core)
+    /// instead of the runtime that calls [`Server::run`], which then only
+    /// accepts, serves the admin endpoint and writes the block log.
+    pub fn with_session_runtimes(mut self, runtimes: SessionRuntimes) -> Server {
+        self.runtimes = Some(runtimes);
+        self
+    }
+
     /// Serves until `shutdown` completes, then stops accepting, lets
     /// sessions finish for `limits.shutdown_timeout`, and closes the rest.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
@@ -259,6 +273,7 @@ impl Server {
             shared,
             health,
             metrics,
+            runtimes,
         } = self;
         let admin_task = admin.map(|l| tokio::spawn(admin::serve(l, metrics, health.clone())));
         let limit = Arc::new(Semaphore::new(shared.config.limits.max_connections));
@@ -279,10 +294,33 @@ impl Server {
                         match limit.clone().try_acquire_owned() {
                             Ok(permit) => {
                                 let shared = shared.clone();
-                                sessions.spawn(async move {
-                                    session::run(shared, tcp, peer).await;
+                                let (limit, max) = (limit.clone(), shared.config.limits.max_connections);
+                                let done = move || {
                                     drop(permit);
-                                });
+                                    if limit.available_permits() == max {
+                                        tokio::task::spawn_blocking(release_memory);
+                                    }
+                                };
+                                match &runtimes {
+                                    None => {
+                                        sessions.spawn(async move {
+                                            session::run(shared, tcp, peer).await;
+                                            done();
+                                        });
+                                    }
+                                    Some(pool) => match tcp.into_std() {
+                                        Ok(std) => {
+                                            let (handle, task) = pool.place(move || async move {
+                                                if let Ok(tcp) = TcpStream::from_std(std) {
+                                                    session::run(shared, tcp, peer).await;
+                                                }
+                                                done();
+                                            });
+                                            sessions.spawn_on(task, &handle);
+                                        }
+                                        Err(e) => warn!(error = %e, "cannot hand the connection to a session runtime"),
+                                    },
+                                }
                             }
                             Err(_) => {
                                 warn!(
@@ -318,6 +356,9 @@ impl Server {
             cancel_in_flight(&shared).await;
             shared.force.cancel();
             let _ = tokio::time::timeout(Duration::from_secs(5), sessions.wait()).await;
+        }
+        if let Some(pool) = runtimes {
+            let _ = tokio::task::spawn_blocking(move || drop(pool)).await;
         }
         shared.audit.shutdown().await;
         if let Some(task) = admin_task {
@@ -362,6 +403,18 @@ async fn cancel_in_flight(shared: &Arc<Shared>) {
             sessions = count,
             "cancel requests still pending; closing anyway"
         ),
+    }
+}
+
+/// Returns freed heap pages to the system once the last session has
+/// closed: glibc keeps them otherwise, and a burst of sessions would hold
+/// its peak memory for the life of the process.
+fn release_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks and trims glibc's own heap state,
+    // under its own locks.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

@@ -333,9 +333,10 @@ async fn relay(shared: &Arc<Shared>, mut client: Conn<Stream>, session: Establis
                 audit.production_statement(&fields, sql);
             }));
         }
+        let force = shared.force.child_token();
         let outcome = tokio::select! {
             r = &mut relay => r,
-            _ = shared.force.cancelled() => Err(SessionError::Shutdown),
+            _ = force.cancelled() => Err(SessionError::Shutdown),
         };
         let stats = relay.stats();
         let totals = SessionTotals {

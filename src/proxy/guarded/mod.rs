@@ -232,13 +232,14 @@ pub(crate) async fn run(
         up_messages: metrics::counter!(crate::telemetry::MESSAGES, "direction" => crate::telemetry::CLIENT_TO_SERVER),
         state: Arc::new(SessionState::new()),
     };
+    let force = shared.force.child_token();
     let outcome = {
         let front = Frontend::new(&guard, &mut client_in, &mut server_out, catalog).run();
         let back = Backend::new(&guard, &mut server_in, &mut client_out, &mut delivered).run();
         tokio::select! {
             r = front => r.map(|()| RelayEnd::ClientClosed),
             r = back => r.map(|()| RelayEnd::ServerClosed),
-            _ = shared.force.cancelled() => Err(SessionError::Shutdown),
+            _ = force.cancelled() => Err(SessionError::Shutdown),
         }
     };
     if let Err(err) = &outcome {
