@@ -209,11 +209,15 @@ where
     }
 
     /// Replaces a whole simple-query cycle with a failing statement whose
-    /// error becomes `err`.
+    /// error becomes `err`. Nothing of the client's runs, so the server is
+    /// left as it was: a catalog load claimed for this cycle goes out
+    /// behind it (a session whose statements are all refused still gets a
+    /// fresh catalog).
     async fn refuse_cycle_with(&mut self, err: Refused) -> Result<(), SessionError> {
         self.guard.state.queue.push(Expect::Refused(err));
         self.guard.state.queue.push(Expect::QueryEnd);
-        self.send(&messages::query(BLOCKED_SQL)).await
+        self.send(&messages::query(BLOCKED_SQL)).await?;
+        self.load_in_background().await
     }
 
     async fn simple_query(&mut self, frame: &Frame) -> Result<(), SessionError> {
