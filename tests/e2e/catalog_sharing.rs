@@ -4,20 +4,10 @@
 use crate::raw::{startup_packet, Raw};
 use crate::support::*;
 
-/// `trust_user` guarded.
-const GUARDED_TRUST_USER: &str = r#"
-[classes.developers]
-mode = "guarded"
-roles = ["trust_user"]
-max_rows_per_statement = 5
-max_bytes_per_statement = "1MiB"
-max_rows_per_session = 1000
-max_rows_per_window = 100000
-window = "1h"
-
-[columns]
-"public.shared_t.email" = "email"
-"#;
+/// `trust_user` guarded, `shared_t.email` classified.
+fn guarded_trust_user() -> String {
+    format!("{GUARDED_TRUST_USER_CLASS}\n[columns]\n\"public.shared_t.email\" = \"email\"\n")
+}
 
 /// `GET path` on the admin endpoint.
 fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
@@ -43,7 +33,7 @@ async fn concurrent_guarded_sessions_load_the_catalog_once() {
              GRANT SELECT ON shared_t TO PUBLIC;",
         )
         .expect("fixture");
-    let policy = policy_dir(GUARDED_TRUST_USER);
+    let policy = policy_dir(&guarded_trust_user());
     let mut args = proxy_args();
     args.policy = Some(policy.display().to_string());
     args.admin = Some("127.0.0.1:0".into());
@@ -105,7 +95,7 @@ async fn a_catalog_refresh_does_not_delay_the_statement() {
         )
         .expect("fixture");
     let mut args = proxy_args();
-    args.policy = Some(policy_dir(GUARDED_TRUST_USER).display().to_string());
+    args.policy = Some(policy_dir(&guarded_trust_user()).display().to_string());
     args.admin = Some("127.0.0.1:0".into());
     args.catalog_refresh = Some("1s".into());
     let proxy = TestProxy::start(args);

@@ -8,18 +8,6 @@ use crate::support::*;
 
 const MIB: usize = 1024 * 1024;
 
-/// `trust_user` guarded, nothing classified.
-const GUARDED: &str = r#"
-[classes.developers]
-mode = "guarded"
-roles = ["trust_user"]
-max_rows_per_statement = 5
-max_bytes_per_statement = "1MiB"
-max_rows_per_session = 1000
-max_rows_per_window = 100000
-window = "1h"
-"#;
-
 /// A `field` of `/proc/PID/status`, in KiB.
 fn status_kib(pid: u32, field: &str) -> usize {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
@@ -34,7 +22,7 @@ fn status_kib(pid: u32, field: &str) -> usize {
 /// test build's) with guarded `trust_user` and room for 128 MiB messages.
 fn serve(db: &str) -> (Child, u16) {
     let _ = db;
-    let (mut cmd, port) = serve_command(&policy_dir(GUARDED));
+    let (mut cmd, port) = serve_command(&policy_dir(GUARDED_TRUST_USER_CLASS));
     if let Ok(bin) = std::env::var("COPYGUARD_MEMORY_BIN") {
         let mut other = std::process::Command::new(bin);
         other.args(cmd.get_args()).env_clear();

@@ -411,3 +411,16 @@ pub fn text_rows_of(messages: Vec<tokio_postgres::SimpleQueryMessage>) -> Vec<Ve
         })
         .collect()
 }
+
+/// `trust_user` in a guarded class of small limits (5 rows, 1 MiB a
+/// statement), nothing classified: append a `[columns]` table to classify.
+pub const GUARDED_TRUST_USER_CLASS: &str = r#"
+[classes.developers]
+mode = "guarded"
+roles = ["trust_user"]
+max_rows_per_statement = 5
+max_bytes_per_statement = "1MiB"
+max_rows_per_session = 1000
+max_rows_per_window = 100000
+window = "1h"
+"#;
