@@ -360,8 +360,10 @@ impl Analyzer<'_> {
             Some(WindowType::NamedWindow(_)) | None => {}
         }
         let set_returning = match parts.as_slice() {
-            [name] => super::srf::is_set_returning(name),
-            [schema, name] => schema == "pg_catalog" && super::srf::is_set_returning(name),
+            [name] => super::set_returning::is_set_returning(name),
+            [schema, name] => {
+                schema == "pg_catalog" && super::set_returning::is_set_returning(name)
+            }
             _ => false,
         };
         if set_returning {

@@ -22,6 +22,7 @@ mod names;
 mod query;
 mod relations;
 mod scope;
+mod set_returning;
 mod settings;
 pub mod shape;
 mod srf;
