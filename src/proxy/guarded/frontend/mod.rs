@@ -108,7 +108,12 @@ where
                 continue;
             }
             match frame.frontend() {
-                FrontendKind::Query => self.simple_query(&frame).await?,
+                FrontendKind::Query => {
+                    self.simple_query(&frame).await?;
+                    // The cycle is sent, allowed or refused: a catalog load
+                    // claimed for it goes out behind it.
+                    self.load_in_background().await?;
+                }
                 FrontendKind::Parse => self.parse(&frame).await?,
                 FrontendKind::Bind => self.bind(&frame).await?,
                 FrontendKind::Describe => self.describe(&frame).await?,
@@ -209,15 +214,12 @@ where
     }
 
     /// Replaces a whole simple-query cycle with a failing statement whose
-    /// error becomes `err`. Nothing of the client's runs, so the server is
-    /// left as it was: a catalog load claimed for this cycle goes out
-    /// behind it (a session whose statements are all refused still gets a
-    /// fresh catalog).
+    /// error becomes `err` (nothing of the client's runs, so the server is
+    /// left as it was).
     async fn refuse_cycle_with(&mut self, err: Refused) -> Result<(), SessionError> {
         self.guard.state.queue.push(Expect::Refused(err));
         self.guard.state.queue.push(Expect::QueryEnd);
-        self.send(&messages::query(BLOCKED_SQL)).await?;
-        self.load_in_background().await
+        self.send(&messages::query(BLOCKED_SQL)).await
     }
 
     async fn simple_query(&mut self, frame: &Frame) -> Result<(), SessionError> {
@@ -257,7 +259,7 @@ where
         for exec in &execs {
             self.background.note(&exec.facts.kind);
         }
-        self.load_in_background().await
+        Ok(())
     }
 
     /// Waits until the limited statement just sent has finished or been
