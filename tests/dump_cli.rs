@@ -143,10 +143,10 @@ fn write_policy(dir: &std::path::Path) -> String {
     policy.display().to_string()
 }
 
-#[test]
-fn issued_grants_go_into_a_hash_chained_log() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = |name: &str| dir.path().join(name).display().to_string();
+/// A grant key pair in `dir/keys` and a request of `role` for `shop` in
+/// `dir/req.toml`.
+fn keys_and_request(dir: &std::path::Path, role: &str, reason: &str) {
+    let d = |name: &str| dir.join(name).display().to_string();
     assert!(copyguard(&["dump", "keygen", &d("keys")]).status.success());
     let req = copyguard(&[
         "dump",
@@ -154,13 +154,20 @@ fn issued_grants_go_into_a_hash_chained_log() {
         "--database",
         "shop",
         "--role",
-        "dev_alice",
+        role,
         "--reason",
-        "bug 4711",
+        reason,
         "--output",
         &d("req.toml"),
     ]);
     assert!(req.status.success(), "{}", text(&req));
+}
+
+#[test]
+fn issued_grants_go_into_a_hash_chained_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |name: &str| dir.path().join(name).display().to_string();
+    keys_and_request(dir.path(), "dev_alice", "bug 4711");
     let policy = write_policy(dir.path());
     let log = d("issued.log");
     let mut tokens = Vec::new();
@@ -214,20 +221,7 @@ fn issued_grants_go_into_a_hash_chained_log() {
 fn approve_requires_the_policy_it_approves_under() {
     let dir = tempfile::tempdir().unwrap();
     let d = |name: &str| dir.path().join(name).display().to_string();
-    assert!(copyguard(&["dump", "keygen", &d("keys")]).status.success());
-    let req = copyguard(&[
-        "dump",
-        "request",
-        "--database",
-        "shop",
-        "--role",
-        "dev",
-        "--reason",
-        "x",
-        "--output",
-        &d("req.toml"),
-    ]);
-    assert!(req.status.success(), "{}", text(&req));
+    keys_and_request(dir.path(), "dev", "x");
     let base = [
         "dump",
         "approve",

@@ -35,26 +35,15 @@ fn matrix_policy() -> PathBuf {
     DIR.get_or_init(|| {
         pseudonymizing_policy_with(
             10000,
-            &[
-                "email",
-                "person_name",
-                "date_of_birth",
-                "phone",
-                "national_id",
-                "free_text",
-            ],
-            r#"
-"public.users.email" = "email"
-"public.users.full_name" = "person_name"
-"public.users.birth_date" = "date_of_birth"
-"public.users.phone" = "phone"
-"public.users.ssn" = "national_id"
-"public.events.detail" = "free_text"
+            PERSONAL_CATEGORIES,
+            &format!(
+                r#"{USERS_PERSONAL_COLUMNS}"public.events.detail" = "free_text"
 "public.people.name" = "person_name"
 
 [forbidden]
 "public.identity_documents" = "identity documents never leave production"
-"#,
+"#
+            ),
         )
     })
     .clone()

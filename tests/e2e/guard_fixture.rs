@@ -104,6 +104,24 @@ block_categories = ["national_id"]
     ))
 }
 
+/// The `[columns]` entries of the personal data in `users`.
+pub const USERS_PERSONAL_COLUMNS: &str = r#""public.users.email" = "email"
+"public.users.full_name" = "person_name"
+"public.users.birth_date" = "date_of_birth"
+"public.users.phone" = "phone"
+"public.users.ssn" = "national_id"
+"#;
+
+/// The categories of personal data the fixtures classify.
+pub const PERSONAL_CATEGORIES: &[&str] = &[
+    "email",
+    "person_name",
+    "date_of_birth",
+    "phone",
+    "national_id",
+    "free_text",
+];
+
 /// A policy under which the guarded role gets the listed categories
 /// pseudonymized (`copy_to = "pseudonymize"`), with at most `max_rows`
 /// classified rows per statement; `columns` holds the `[columns]` entries

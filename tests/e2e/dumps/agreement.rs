@@ -15,24 +15,7 @@ use super::*;
 fn pseudonymizing_policy() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        pseudonymizing_policy_with(
-            100000,
-            &[
-                "email",
-                "person_name",
-                "date_of_birth",
-                "phone",
-                "national_id",
-                "free_text",
-            ],
-            r#"
-"public.users.email" = "email"
-"public.users.full_name" = "person_name"
-"public.users.birth_date" = "date_of_birth"
-"public.users.phone" = "phone"
-"public.users.ssn" = "national_id"
-"#,
-        )
+        pseudonymizing_policy_with(100000, PERSONAL_CATEGORIES, USERS_PERSONAL_COLUMNS)
     })
     .clone()
 }
