@@ -76,6 +76,47 @@ fn catalog_loads(proxy: &TestProxy, db: &str) -> u64 {
         .map_or(0, |n| n.trim().parse().expect("count"))
 }
 
+/// The first guarded session of a database sends the catalog load as soon
+/// as it is connected, before any statement; a session opened before that
+/// load ended adopts it at its first statement instead of loading its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_catalog_loads_when_the_first_session_opens() {
+    use std::time::Duration;
+    let db = fresh_database("catalog_at_open");
+    cluster()
+        .db
+        .psql(
+            &db,
+            "CREATE TABLE shared_t (id int, email text);
+             INSERT INTO shared_t SELECT g, 'x' || g FROM generate_series(1, 3) g;
+             GRANT SELECT ON shared_t TO PUBLIC;",
+        )
+        .expect("fixture");
+    let mut args = proxy_args();
+    args.policy = Some(policy_dir(&guarded_trust_user()).display().to_string());
+    args.admin = Some("127.0.0.1:0".into());
+    let proxy = TestProxy::start(args);
+    let first = connect(proxy.port(), "trust_user", &db).await;
+    let second = connect(proxy.port(), "trust_user", &db).await;
+    let mut loads = 0;
+    for _ in 0..100 {
+        loads = catalog_loads(&proxy, &db);
+        if loads > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(loads, 1, "loaded at login, before any statement");
+    for session in [&first, &second] {
+        let rows = session
+            .simple_query("SELECT count(*) FROM shared_t")
+            .await
+            .expect("first statement");
+        assert!(!rows.is_empty());
+    }
+    assert_eq!(catalog_loads(&proxy, &db), 1, "both sessions use that load");
+}
+
 /// A refresh of an old catalog runs after the statement that found it old,
 /// not before it: the statement is answered while the load is blocked on
 /// the server (`pg_get_viewdef` waits for a lock another session holds on
