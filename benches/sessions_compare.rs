@@ -11,7 +11,8 @@
 //! sessions, while all are open, and after they closed (per session).
 //!
 //! `cargo bench --bench sessions_compare`; copyguard runs as its own process
-//! (the release binary built with the benches).
+//! (the release binary built with the benches, or `COPYGUARD_BENCH_BIN`,
+//! an older build to compare with).
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -58,15 +59,15 @@ fn run() -> Result<()> {
         .context("creating a temporary directory")?;
     let max_connections = (sessions + 50) as u32;
     let (db, bench) = pgbench_setup::start_db(max_connections, SCALE)?;
-    let proxy = CopyguardProcess::start_with_env(
-        work.path(),
-        db.port(),
-        POLICY,
-        &[(
-            "COPYGUARD_MAX_CONNECTIONS".to_owned(),
-            (sessions * 2).to_string(),
-        )],
-    )?;
+    let mut proxy_env = vec![(
+        "COPYGUARD_MAX_CONNECTIONS".to_owned(),
+        (sessions * 2).to_string(),
+    )];
+    if let Ok(bin) = std::env::var("COPYGUARD_BENCH_BIN") {
+        println!("copyguard binary: {bin}");
+        proxy_env.push(("COPYGUARD_BENCH_BIN".to_owned(), bin));
+    }
+    let proxy = CopyguardProcess::start_with_env(work.path(), db.port(), POLICY, &proxy_env)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
