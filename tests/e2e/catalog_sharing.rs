@@ -200,3 +200,52 @@ async fn a_catalog_refresh_does_not_delay_the_statement() {
         "the session adopts the catalog loaded in the background"
     );
 }
+
+/// The search path a session reads at its start is the one its role's
+/// settings give, and its first statement resolves names with it; a
+/// change of it before the first statement is read again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_search_path_read_at_start_is_the_role_s() {
+    let db = fresh_database("catalog_start_path");
+    cluster()
+        .db
+        .psql(
+            &db,
+            &format!(
+                "CREATE SCHEMA hidden;
+                 CREATE TABLE hidden.people (id int);
+                 CREATE TABLE public.people (id int);
+                 GRANT USAGE ON SCHEMA hidden TO PUBLIC;
+                 GRANT SELECT ON hidden.people, public.people TO PUBLIC;
+                 ALTER ROLE trust_user IN DATABASE {db} SET search_path = hidden, public;"
+            ),
+        )
+        .expect("fixture");
+    let policy =
+        format!("{GUARDED_TRUST_USER_CLASS}\n[forbidden]\n\"hidden.people\" = \"stays hidden\"\n");
+    let mut args = proxy_args();
+    args.policy = Some(policy_dir(&policy).display().to_string());
+    let proxy = TestProxy::start(args);
+
+    let first = connect(proxy.port(), "trust_user", &db).await;
+    let refused = first
+        .simple_query("SELECT count(*) FROM people")
+        .await
+        .expect_err("people is hidden.people on this role's path");
+    let refused = refused.as_db_error().expect("a refusal");
+    assert!(refused.message().contains("stays hidden"), "{refused:?}");
+    first
+        .simple_query("SELECT count(*) FROM public.people")
+        .await
+        .expect("public.people");
+
+    let second = connect(proxy.port(), "trust_user", &db).await;
+    second
+        .simple_query("SET search_path = public")
+        .await
+        .expect("set");
+    second
+        .simple_query("SELECT count(*) FROM people")
+        .await
+        .expect("people is public.people now");
+}
