@@ -5,11 +5,14 @@
 //! simple protocol once every session is connected.
 //!
 //! Reports how many sessions were served, query latency p50/p99/max per
-//! kind against direct, and copyguard's resident memory before the
+//! kind against direct, the same for each session's first query apart
+//! from its later ones (the first one pays for what a session sets up on
+//! its first statement), and copyguard's resident memory before the
 //! sessions, while all are open, and after they closed (per session).
 //!
 //! `cargo bench --bench sessions_compare`; copyguard runs as its own process
-//! (the release binary built with the benches).
+//! (the release binary built with the benches, or `COPYGUARD_BENCH_BIN`,
+//! an older build to compare with).
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -56,15 +59,15 @@ fn run() -> Result<()> {
         .context("creating a temporary directory")?;
     let max_connections = (sessions + 50) as u32;
     let (db, bench) = pgbench_setup::start_db(max_connections, SCALE)?;
-    let proxy = CopyguardProcess::start_with_env(
-        work.path(),
-        db.port(),
-        POLICY,
-        &[(
-            "COPYGUARD_MAX_CONNECTIONS".to_owned(),
-            (sessions * 2).to_string(),
-        )],
-    )?;
+    let mut proxy_env = vec![(
+        "COPYGUARD_MAX_CONNECTIONS".to_owned(),
+        (sessions * 2).to_string(),
+    )];
+    if let Ok(bin) = std::env::var("COPYGUARD_BENCH_BIN") {
+        println!("copyguard binary: {bin}");
+        proxy_env.push(("COPYGUARD_BENCH_BIN".to_owned(), bin));
+    }
+    let proxy = CopyguardProcess::start_with_env(work.path(), db.port(), POLICY, &proxy_env)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -124,6 +127,32 @@ fn run() -> Result<()> {
             p99.zip(direct_p99)
                 .map_or("-".to_owned(), |(p, d)| format!("{:.2}", p / d)),
             percentile(&wave.connects(kind), 0.99).unwrap_or(f64::NAN),
+        );
+    }
+    println!();
+    println!(
+        "{:<11} {:>13} {:>13} {:>13} {:>13} {:>10}",
+        "kind", "first_p50_ms", "first_p99_ms", "later_p50_ms", "later_p99_ms", "later/direct"
+    );
+    let direct_later = percentile(&direct.latencies_of(Kind::Direct, Some(false)), 0.99);
+    for (wave, kind) in [
+        (&direct, Kind::Direct),
+        (&proxied, Kind::Production),
+        (&proxied, Kind::Guarded),
+    ] {
+        let first = wave.latencies_of(kind, Some(true));
+        let later = wave.latencies_of(kind, Some(false));
+        let later_p99 = percentile(&later, 0.99);
+        println!(
+            "{:<11} {:>13.2} {:>13.2} {:>13.2} {:>13.2} {:>10}",
+            kind.name(),
+            percentile(&first, 0.5).unwrap_or(f64::NAN),
+            percentile(&first, 0.99).unwrap_or(f64::NAN),
+            percentile(&later, 0.5).unwrap_or(f64::NAN),
+            later_p99.unwrap_or(f64::NAN),
+            later_p99
+                .zip(direct_later)
+                .map_or("-".to_owned(), |(p, d)| format!("{:.2}", p / d)),
         );
     }
     let mib =
@@ -194,9 +223,22 @@ impl Wave {
     }
 
     fn latencies(&self, kind: Kind) -> Vec<f64> {
+        self.latencies_of(kind, None)
+    }
+
+    /// Sorted latencies of `kind`'s queries: all of them, or only each
+    /// session's first (`Some(true)`) or only the later ones
+    /// (`Some(false)`).
+    fn latencies_of(&self, kind: Kind, first: Option<bool>) -> Vec<f64> {
         let mut v: Vec<f64> = self
             .of(kind)
-            .flat_map(|s| s.latencies.iter().copied())
+            .flat_map(|s| {
+                s.latencies
+                    .iter()
+                    .enumerate()
+                    .filter(move |(q, _)| first.is_none_or(|f| f == (*q == 0)))
+                    .map(|(_, l)| *l)
+            })
             .collect();
         v.sort_by(f64::total_cmp);
         v

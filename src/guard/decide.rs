@@ -165,6 +165,23 @@ impl Core {
         self.context += 1;
     }
 
+    /// Adopts the database's shared catalog, loaded by another session: a
+    /// session that has run no DDL then needs no load of its own.
+    pub fn adopt_catalog(&mut self, catalog: Arc<Catalog>) {
+        if Arc::ptr_eq(&self.catalog, &catalog) {
+            return;
+        }
+        self.catalog = catalog;
+        self.catalog_dirty &= self.ddl_seen;
+        self.context += 1;
+    }
+
+    /// Whether the session has had no catalog yet (it started before its
+    /// database's first load ended).
+    pub fn has_no_catalog(&self) -> bool {
+        self.catalog_dirty && !self.ddl_seen
+    }
+
     /// Adopts the server's search path as read.
     pub fn set_search_path(&mut self, path: Vec<String>) {
         if path != self.search_path {

@@ -76,6 +76,47 @@ fn catalog_loads(proxy: &TestProxy, db: &str) -> u64 {
         .map_or(0, |n| n.trim().parse().expect("count"))
 }
 
+/// The first guarded session of a database sends the catalog load as soon
+/// as it is connected, before any statement; a session opened before that
+/// load ended adopts it at its first statement instead of loading its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_catalog_loads_when_the_first_session_opens() {
+    use std::time::Duration;
+    let db = fresh_database("catalog_at_open");
+    cluster()
+        .db
+        .psql(
+            &db,
+            "CREATE TABLE shared_t (id int, email text);
+             INSERT INTO shared_t SELECT g, 'x' || g FROM generate_series(1, 3) g;
+             GRANT SELECT ON shared_t TO PUBLIC;",
+        )
+        .expect("fixture");
+    let mut args = proxy_args();
+    args.policy = Some(policy_dir(&guarded_trust_user()).display().to_string());
+    args.admin = Some("127.0.0.1:0".into());
+    let proxy = TestProxy::start(args);
+    let first = connect(proxy.port(), "trust_user", &db).await;
+    let second = connect(proxy.port(), "trust_user", &db).await;
+    let mut loads = 0;
+    for _ in 0..100 {
+        loads = catalog_loads(&proxy, &db);
+        if loads > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(loads, 1, "loaded at login, before any statement");
+    for session in [&first, &second] {
+        let rows = session
+            .simple_query("SELECT count(*) FROM shared_t")
+            .await
+            .expect("first statement");
+        assert!(!rows.is_empty());
+    }
+    assert_eq!(catalog_loads(&proxy, &db), 1, "both sessions use that load");
+}
+
 /// A refresh of an old catalog runs after the statement that found it old,
 /// not before it: the statement is answered while the load is blocked on
 /// the server (`pg_get_viewdef` waits for a lock another session holds on
@@ -158,4 +199,53 @@ async fn a_catalog_refresh_does_not_delay_the_statement() {
         seen,
         "the session adopts the catalog loaded in the background"
     );
+}
+
+/// The search path a session reads at its start is the one its role's
+/// settings give, and its first statement resolves names with it; a
+/// change of it before the first statement is read again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_search_path_read_at_start_is_the_role_s() {
+    let db = fresh_database("catalog_start_path");
+    cluster()
+        .db
+        .psql(
+            &db,
+            &format!(
+                "CREATE SCHEMA hidden;
+                 CREATE TABLE hidden.people (id int);
+                 CREATE TABLE public.people (id int);
+                 GRANT USAGE ON SCHEMA hidden TO PUBLIC;
+                 GRANT SELECT ON hidden.people, public.people TO PUBLIC;
+                 ALTER ROLE trust_user IN DATABASE {db} SET search_path = hidden, public;"
+            ),
+        )
+        .expect("fixture");
+    let policy =
+        format!("{GUARDED_TRUST_USER_CLASS}\n[forbidden]\n\"hidden.people\" = \"stays hidden\"\n");
+    let mut args = proxy_args();
+    args.policy = Some(policy_dir(&policy).display().to_string());
+    let proxy = TestProxy::start(args);
+
+    let first = connect(proxy.port(), "trust_user", &db).await;
+    let refused = first
+        .simple_query("SELECT count(*) FROM people")
+        .await
+        .expect_err("people is hidden.people on this role's path");
+    let refused = refused.as_db_error().expect("a refusal");
+    assert!(refused.message().contains("stays hidden"), "{refused:?}");
+    first
+        .simple_query("SELECT count(*) FROM public.people")
+        .await
+        .expect("public.people");
+
+    let second = connect(proxy.port(), "trust_user", &db).await;
+    second
+        .simple_query("SET search_path = public")
+        .await
+        .expect("set");
+    second
+        .simple_query("SELECT count(*) FROM people")
+        .await
+        .expect("people is public.people now");
 }

@@ -477,3 +477,36 @@ fn a_refusal_carries_the_facts_it_was_decided_on() {
     let r = core.decide_query_at("EXECUTE nothing", &p).unwrap_err();
     assert_eq!(r.facts, None);
 }
+
+#[test]
+fn a_shared_catalog_ends_the_need_for_a_first_load_but_not_for_a_reload_after_ddl() {
+    let p = policy();
+    let empty = Arc::new(Catalog::new(Vec::new(), Vec::new()));
+    let mut core = Core::new("dev", p.classify_role("dev"), true, empty);
+    assert!(core.catalog_dirty && core.has_no_catalog());
+    let shared = catalog();
+    core.adopt_catalog(shared.clone());
+    assert!(!core.catalog_dirty && !core.has_no_catalog());
+    assert!(Arc::ptr_eq(&core.catalog, &shared));
+    let context = core.context;
+    core.adopt_catalog(shared);
+    assert_eq!(
+        core.context, context,
+        "the same catalog again changes nothing"
+    );
+
+    let p = Arc::new(
+        Policy::from_toml_str(
+            &POLICY.replace("roles = [\"dev\"]", "roles = [\"dev\"]\nallow_ddl = true"),
+        )
+        .expect("policy"),
+    );
+    core.decide_query("CREATE TABLE t (id int)", &p)
+        .expect("DDL is allowed");
+    assert!(core.catalog_dirty && !core.has_no_catalog());
+    core.adopt_catalog(catalog());
+    assert!(
+        core.catalog_dirty,
+        "after its own DDL the session loads its own view"
+    );
+}

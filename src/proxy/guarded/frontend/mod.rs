@@ -44,6 +44,8 @@ pub(super) struct Frontend<'a, R, W> {
     copy_in: bool,
     /// A catalog refresh claimed for the end of this cycle.
     background: BackgroundRefresh,
+    /// The search path read at the session's start, for the first cycle.
+    search_path_read: Option<tokio::sync::oneshot::Receiver<crate::guard::InternalResult>>,
 }
 
 impl<'a, R, W> Frontend<'a, R, W>
@@ -72,11 +74,13 @@ where
             in_batch: false,
             copy_in: false,
             background: BackgroundRefresh::default(),
+            search_path_read: None,
         }
     }
 
     /// Relays client messages until the client leaves.
     pub async fn run(mut self) -> Result<(), SessionError> {
+        self.prefetch().await?;
         loop {
             let Some(frame) = self
                 .client

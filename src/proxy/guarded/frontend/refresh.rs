@@ -10,10 +10,15 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::warn;
 
 use super::{Frontend, BLOCKED_SQL};
-use crate::catalog::{load_in_background, parse_name_array, CatalogRows, Claim, LOAD_SQL};
+use crate::catalog::{
+    load_in_background, parse_name_array, CatalogRows, Claim, LoadTicket, LOAD_SQL,
+};
 use crate::proxy::guarded::exec::{Expect, InternalResult};
 use crate::proxy::SessionError;
 use crate::wire::messages;
+
+/// What the search path is read with.
+const SEARCH_PATH_SQL: &str = "SELECT pg_catalog.current_schemas(true)::text";
 
 impl<R, W> Frontend<'_, R, W>
 where
@@ -56,9 +61,8 @@ where
         let idle = status == b'I';
         let cache = &self.guard.shared.catalogs;
         if let Some(newer) = cache.get(&self.guard.info.database).filter(|_| idle) {
-            if newer.loaded_at > self.core.catalog.loaded_at {
-                self.core.catalog = newer;
-                self.core.context += 1;
+            if newer.loaded_at > self.core.catalog.loaded_at || self.core.has_no_catalog() {
+                self.core.adopt_catalog(newer);
             }
         }
         if self.core.catalog_dirty || (idle && cache.is_stale(&self.core.catalog)) {
@@ -107,12 +111,41 @@ where
         self.refresh_search_path().await
     }
 
+    /// At the start of the session, before the client's first message
+    /// (the server idle, outside a transaction): sends the database's
+    /// catalog load when no catalog is cached and no load is in flight,
+    /// and the search path query, without waiting for either, so both
+    /// overlap the client's startup. The first request cycle takes their
+    /// answers.
+    pub(super) async fn prefetch(&mut self) -> Result<(), SessionError> {
+        let cache = &self.guard.shared.catalogs;
+        let database = &self.guard.info.database;
+        if let Some(shared) = cache.get(database) {
+            self.core.adopt_catalog(shared);
+        } else if let Claim::Load(ticket) = cache.claim(database, false) {
+            self.send_load(ticket).await?;
+        }
+        if self.core.search_path_dirty {
+            let (expect, rx) = Expect::internal();
+            self.guard.state.queue.push(expect);
+            self.send(&messages::query(SEARCH_PATH_SQL)).await?;
+            self.search_path_read = Some(rx);
+        }
+        self.flush().await
+    }
+
     /// Sends the load claimed at the start of this cycle, if the cycle
     /// leaves the server idle, without waiting for it.
     pub(super) async fn load_in_background(&mut self) -> Result<(), SessionError> {
         let Some(ticket) = self.background.take() else {
             return Ok(());
         };
+        self.send_load(ticket).await
+    }
+
+    /// Sends a catalog load whose result is published off the session's
+    /// task, the load in flight until then.
+    async fn send_load(&mut self, ticket: LoadTicket) -> Result<(), SessionError> {
         let (reply, rx) = tokio::sync::oneshot::channel();
         self.guard.state.queue.push(Expect::Internal {
             reply,
@@ -131,12 +164,18 @@ where
     }
 
     /// Reads the session's search path again when it may have changed.
+    /// The answer read at the session's start ([`Frontend::prefetch`])
+    /// serves the first cycle: no client statement ran before it.
     async fn refresh_search_path(&mut self) -> Result<(), SessionError> {
+        let prefetched = self.search_path_read.take();
         if self.core.search_path_dirty {
-            if let Ok(sets) = self
-                .internal("SELECT pg_catalog.current_schemas(true)::text")
-                .await?
-            {
+            let read = match prefetched {
+                Some(rx) => rx.await.map_err(|_| {
+                    SessionError::UpstreamProtocol("internal query abandoned".into())
+                })?,
+                None => self.internal(SEARCH_PATH_SQL).await?,
+            };
+            if let Ok(sets) = read {
                 let path = sets
                     .first()
                     .and_then(|rows| rows.first())
