@@ -44,7 +44,7 @@ use env::env_count;
 use forwarder::Forwarder;
 use pgbench_setup::{Pgbench, DATABASE, GUARDED_USER, POLICY};
 use pgbouncer::PgBouncer;
-use run::cpu_seconds;
+use run::{children_cpu_seconds, context_switches, cpu_seconds, cpu_with_children, machine_stat};
 
 const SCALE: u32 = 10;
 const CLIENTS: u32 = 8;
@@ -83,6 +83,9 @@ fn run() -> Result<()> {
         .context("creating a temporary directory")?;
 
     let (db, bench) = pgbench_setup::start_db(100, SCALE)?;
+    let postmaster = std::fs::read_to_string(db.data_dir().join("postmaster.pid"))
+        .ok()
+        .and_then(|s| s.lines().next()?.trim().parse::<u32>().ok());
     let proxy = CopyguardProcess::start(&work.path().join("copyguard"), db.port(), POLICY)?;
     let alt = match std::env::var("COPYGUARD_BENCH_ALT_ENV") {
         Ok(vars) => {
@@ -156,7 +159,7 @@ fn run() -> Result<()> {
     println!("warm-up: {warm_up} s through each target");
     let mut usable = Vec::new();
     for target in targets {
-        match select_only(&bench, &target, "simple", warm_up) {
+        match select_only(&bench, &target, "simple", warm_up, postmaster) {
             Ok(_) => usable.push(target),
             Err(e) if target.name == "pgbouncer" => {
                 println!("pgbouncer skipped: warm-up failed: {e:#}");
@@ -178,14 +181,20 @@ fn run() -> Result<()> {
             for i in 0..targets.len() {
                 let target = &targets[(i + round as usize - 1) % targets.len()];
                 let key = (protocol, target.name);
-                match select_only(&bench, target, protocol, seconds) {
+                match select_only(&bench, target, protocol, seconds, postmaster) {
                     Ok(m) => {
                         println!(
-                            "round {round}/{rounds}  {protocol:<9} {:<10} tps {:>10.1}  latency {:.3} ms  cpu {} us/txn",
+                            "round {round}/{rounds}  {protocol:<9} {:<10} tps {:>10.1}  latency {:.3} ms  cpu {} us/txn  \
+                             postgres {} pgbench {} us/txn  machine busy {}%  cs/txn {} (proxy {})",
                             target.name,
                             m.tps,
                             m.latency_ms,
-                            m.cpu_us.map_or("-".to_owned(), |c| format!("{c:.1}"))
+                            fmt(m.cpu_us, 1),
+                            fmt(m.postgres_us, 1),
+                            fmt(Some(m.pgbench_us), 1),
+                            fmt(m.busy.map(|b| b * 100.0), 0),
+                            fmt(m.switches, 1),
+                            fmt(m.proxy_switches, 2),
                         );
                         results.runs.entry(key).or_default().push(m);
                     }
@@ -243,6 +252,18 @@ struct Measurement {
     latency_ms: f64,
     /// CPU time of the target's process per transaction, in microseconds.
     cpu_us: Option<f64>,
+    /// CPU time of PostgreSQL (postmaster and its reaped backends) per
+    /// transaction, in microseconds.
+    postgres_us: Option<f64>,
+    /// CPU time of pgbench per transaction, in microseconds.
+    pgbench_us: f64,
+    /// Share of the machine's CPU time (all cores) that was busy.
+    busy: Option<f64>,
+    /// Context switches on the whole machine per transaction.
+    switches: Option<f64>,
+    /// Context switches of the proxy's threads per transaction (not for
+    /// the forwarder, whose threads end with their connections).
+    proxy_switches: Option<f64>,
 }
 
 #[derive(Default)]
@@ -271,10 +292,16 @@ fn select_only(
     target: &Target,
     protocol: &str,
     seconds: u64,
+    postmaster: Option<u32>,
 ) -> Result<Measurement> {
     let clients = CLIENTS.to_string();
     let threads = THREADS.to_string();
     let duration = seconds.to_string();
+    let counted_switches = target.pid.filter(|_| target.name != "forwarder");
+    let switches_before = counted_switches.map(context_switches);
+    let postgres_before = postmaster.and_then(cpu_with_children);
+    let pgbench_before = children_cpu_seconds();
+    let machine_before = machine_stat();
     let cpu_before = target.pid.and_then(cpu_seconds);
     let out = bench.run_as(
         target.port,
@@ -285,16 +312,31 @@ fn select_only(
         Duration::from_secs(seconds) + RUN_SLACK,
     )?;
     let cpu_after = target.pid.and_then(cpu_seconds);
+    let machine_after = machine_stat();
+    let pgbench_after = children_cpu_seconds();
+    let switches_after = counted_switches.map(context_switches);
+    // The postmaster reaps the backends just after pgbench disconnects.
+    std::thread::sleep(Duration::from_millis(300));
+    let postgres_after = postmaster.and_then(cpu_with_children);
     let (tps, latency_ms, transactions) =
         parse_pgbench(&out).ok_or_else(|| anyhow!("no tps/latency in pgbench output:\n{out}"))?;
-    let cpu_us = cpu_before
-        .zip(cpu_after)
-        .filter(|_| transactions > 0.0)
-        .map(|(b, a)| (a - b) * 1e6 / transactions);
+    let per_txn = |b: Option<f64>, a: Option<f64>| {
+        b.zip(a)
+            .filter(|_| transactions > 0.0)
+            .map(|(b, a)| (a - b) * 1e6 / transactions)
+    };
+    let machine = machine_before.zip(machine_after);
     Ok(Measurement {
         tps,
         latency_ms,
-        cpu_us,
+        cpu_us: per_txn(cpu_before, cpu_after),
+        postgres_us: per_txn(postgres_before, postgres_after),
+        pgbench_us: (pgbench_after - pgbench_before) * 1e6 / transactions.max(1.0),
+        busy: machine.map(|(b, a)| (a.busy - b.busy) / (a.total - b.total).max(1e-9)),
+        switches: machine.map(|(b, a)| (a.ctxt - b.ctxt) as f64 / transactions.max(1.0)),
+        proxy_switches: switches_before
+            .zip(switches_after)
+            .map(|(b, a)| a.saturating_sub(b) as f64 / transactions.max(1.0)),
     })
 }
 
@@ -345,12 +387,17 @@ fn fmt(v: Option<f64>, precision: usize) -> String {
 
 fn print_table(protocols: &[&str], targets: &[Target], results: &Results) {
     println!(
-        "{:<9} {:<10} {:>12} {:>11} {:>12} {:>9} {:>9} {:>9} {:>9} {:>5}",
+        "{:<9} {:<10} {:>12} {:>11} {:>12} {:>8} {:>8} {:>6} {:>7} {:>8} {:>9} {:>9} {:>9} {:>9} {:>5}",
         "protocol",
         "target",
         "tps(median)",
         "latency_ms",
         "cpu_us/txn",
+        "pg_us",
+        "pgb_us",
+        "busy%",
+        "cs/txn",
+        "proxy_cs",
         "/direct",
         "/forward",
         "/pgbounce",
@@ -367,6 +414,11 @@ fn print_table(protocols: &[&str], targets: &[Target], results: &Results) {
             let tps = tps_of(target.name);
             let latency = results.median_of(protocol, target.name, |m| Some(m.latency_ms));
             let cpu = results.median_of(protocol, target.name, |m| m.cpu_us);
+            let postgres = results.median_of(protocol, target.name, |m| m.postgres_us);
+            let pgbench = results.median_of(protocol, target.name, |m| Some(m.pgbench_us));
+            let busy = results.median_of(protocol, target.name, |m| m.busy.map(|b| b * 100.0));
+            let switches = results.median_of(protocol, target.name, |m| m.switches);
+            let proxy_switches = results.median_of(protocol, target.name, |m| m.proxy_switches);
             let ratio = |base: Option<f64>| tps.zip(base).map(|(t, b)| t / b);
             let key = (protocol, target.name);
             let failed = results.failures.get(&key).copied().unwrap_or(0);
@@ -377,12 +429,17 @@ fn print_table(protocols: &[&str], targets: &[Target], results: &Results) {
                 count.to_string()
             };
             println!(
-                "{:<9} {:<10} {:>12} {:>11} {:>12} {:>9} {:>9} {:>9} {:>9} {:>5}",
+                "{:<9} {:<10} {:>12} {:>11} {:>12} {:>8} {:>8} {:>6} {:>7} {:>8} {:>9} {:>9} {:>9} {:>9} {:>5}",
                 protocol,
                 target.name,
                 fmt(tps, 1),
                 fmt(latency, 3),
                 fmt(cpu, 1),
+                fmt(postgres, 1),
+                fmt(pgbench, 1),
+                fmt(busy, 0),
+                fmt(switches, 1),
+                fmt(proxy_switches, 2),
                 fmt(ratio(direct), 2),
                 fmt(ratio(forwarder), 2),
                 fmt(ratio(pgbouncer), 2),

@@ -115,3 +115,122 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
         .parse()
         .ok()
 }
+
+/// CPU time (user + system) of this process's waited-for children so far
+/// (`getrusage(RUSAGE_CHILDREN)`), in seconds: a pgbench run's own CPU,
+/// read before and after it.
+#[allow(dead_code)] // not every bench reads it
+pub fn children_cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills the zeroed struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
+        usage
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+/// The whole machine's counters from `/proc/stat`: busy and total CPU
+/// time in seconds (all cores) and context switches so far.
+#[allow(dead_code)] // not every bench reads it
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MachineStat {
+    /// CPU time not idle nor waiting for I/O, summed over all cores.
+    pub busy: f64,
+    /// All CPU time, summed over all cores.
+    pub total: f64,
+    /// Context switches since boot.
+    pub ctxt: u64,
+}
+
+/// Reads `/proc/stat`; `None` if it cannot be read.
+#[allow(dead_code)] // not every bench reads it
+pub fn machine_stat() -> Option<MachineStat> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let cpu: Vec<u64> = stat
+        .lines()
+        .find_map(|l| l.strip_prefix("cpu "))?
+        .split_whitespace()
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is in user).
+    let total: u64 = cpu.iter().take(8).sum();
+    let idle = cpu.get(3)? + cpu.get(4)?;
+    let ctxt = stat
+        .lines()
+        .find_map(|l| l.strip_prefix("ctxt "))?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(MachineStat {
+        busy: (total - idle) as f64 / hz,
+        total: total as f64 / hz,
+        ctxt,
+    })
+}
+
+/// CPU time `pid` and all its children have used so far, in seconds: its
+/// own, that of the children it has reaped (cutime + cstime) and that of
+/// the live ones. For the postmaster: PostgreSQL's whole CPU, exited and
+/// pooled (long-lived) backends alike.
+#[allow(dead_code)] // not every bench reads it
+pub fn cpu_with_children(pid: u32) -> Option<f64> {
+    let live: f64 = child_pids(pid).into_iter().filter_map(cpu_seconds).sum();
+    Some(cpu_with_reaped_children(pid)? + live)
+}
+
+/// The processes whose parent is `parent`.
+fn child_pids(parent: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    let rest = &stat[stat.rfind(')')? + 2..];
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                == Some(parent)
+        })
+        .collect()
+}
+
+/// CPU time `pid` has used plus that of its children it has reaped
+/// (utime + stime + cutime + cstime from `/proc/PID/stat`), in seconds.
+fn cpu_with_reaped_children(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields[11..15]
+        .iter()
+        .map(|f| f.parse::<u64>().ok())
+        .sum::<Option<u64>>()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (hz > 0).then(|| ticks as f64 / hz as f64)
+}
+
+/// Voluntary plus involuntary context switches of all threads of `pid`.
+#[allow(dead_code)] // not every bench reads it
+pub fn context_switches(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .map(|status| {
+            status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum::<u64>()
+        })
+        .sum()
+}

@@ -19,13 +19,26 @@ pub fn run(args: &ConfigArgs) -> anyhow::Result<()> {
     let shape = Shape::from_env()?;
     shape.runtime()?.block_on(async {
         let mut server = Server::bind(config).await.context("cannot start")?;
-        if let Shape::PerCore(threads) = shape {
-            let pool = SessionRuntimes::start(threads).context("cannot start session runtimes")?;
-            info!(
-                threads,
-                "sessions spread over one single-thread runtime per core"
-            );
-            server = server.with_session_runtimes(pool);
+        match shape {
+            Shape::PerCore(threads) => {
+                let pool =
+                    SessionRuntimes::start(threads).context("cannot start session runtimes")?;
+                info!(
+                    threads,
+                    "sessions spread over one single-thread runtime per core"
+                );
+                server = server.with_session_runtimes(pool);
+            }
+            Shape::Split(threads) => {
+                let pool =
+                    SessionRuntimes::start(threads).context("cannot start relay runtimes")?;
+                info!(
+                    threads,
+                    "production relays spread over one single-thread runtime per core"
+                );
+                server = server.with_relay_runtimes(pool);
+            }
+            Shape::MultiThread | Shape::CurrentThread => {}
         }
         let reloader = tokio::spawn(reload_on_sighup(server.policy_store(), server.audit()));
         server.run(super::shutdown_signal()).await;
@@ -40,12 +53,16 @@ pub fn run(args: &ConfigArgs) -> anyhow::Result<()> {
 /// `current_thread` (every session on one thread) or `per_core` (one
 /// single-thread runtime per core, each session on one of them for its
 /// whole life, the least loaded at accept; `TOKIO_WORKER_THREADS=N` sets
-/// how many). `COPYGUARD_EVENT_INTERVAL=N` sets the scheduler ticks
+/// how many) or `split` (sessions on the work-stealing runtime, but each
+/// production relay between plain TCP sockets moves, once authenticated,
+/// to one of N single-thread runtimes of its own, N as for `per_core`).
+/// `COPYGUARD_EVENT_INTERVAL=N` sets the scheduler ticks
 /// between I/O polls. See `benches/README.md`, "Profile".
 enum Shape {
     MultiThread,
     CurrentThread,
     PerCore(usize),
+    Split(usize),
 }
 
 impl Shape {
@@ -53,17 +70,10 @@ impl Shape {
         Ok(match std::env::var("COPYGUARD_RUNTIME").as_deref() {
             Ok("current_thread") => Shape::CurrentThread,
             Ok("multi_thread") | Err(_) => Shape::MultiThread,
-            Ok("per_core") => {
-                let threads = match std::env::var("TOKIO_WORKER_THREADS") {
-                    Ok(n) => n.parse().ok().filter(|&n: &usize| n > 0).with_context(|| {
-                        format!("TOKIO_WORKER_THREADS must be a positive count, got {n:?}")
-                    })?,
-                    Err(_) => std::thread::available_parallelism().map_or(1, |n| n.get()),
-                };
-                Shape::PerCore(threads)
-            }
+            Ok("per_core") => Shape::PerCore(threads("TOKIO_WORKER_THREADS")?),
+            Ok("split") => Shape::Split(threads("COPYGUARD_RELAY_THREADS")?),
             Ok(other) => anyhow::bail!(
-                "COPYGUARD_RUNTIME must be multi_thread, current_thread or per_core, got {other:?}"
+                "COPYGUARD_RUNTIME must be multi_thread, current_thread, per_core or split, got {other:?}"
             ),
         })
     }
@@ -72,7 +82,7 @@ impl Shape {
     /// that accepts, serves the admin endpoint and writes the block log.
     fn runtime(&self) -> anyhow::Result<tokio::runtime::Runtime> {
         let mut builder = match self {
-            Shape::MultiThread => tokio::runtime::Builder::new_multi_thread(),
+            Shape::MultiThread | Shape::Split(_) => tokio::runtime::Builder::new_multi_thread(),
             Shape::CurrentThread | Shape::PerCore(_) => {
                 tokio::runtime::Builder::new_current_thread()
             }
@@ -85,6 +95,19 @@ impl Shape {
         }
         Ok(builder.enable_all().thread_name("copyguard").build()?)
     }
+}
+
+/// A count of threads from the environment variable `var`, else one per
+/// core.
+fn threads(var: &str) -> anyhow::Result<usize> {
+    Ok(match std::env::var(var) {
+        Ok(n) => n
+            .parse()
+            .ok()
+            .filter(|&n: &usize| n > 0)
+            .with_context(|| format!("{var} must be a positive count, got {n:?}"))?,
+        Err(_) => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    })
 }
 
 /// Reloads the policy on every SIGHUP. An invalid policy is refused and

@@ -97,6 +97,10 @@ pub(crate) struct Shared {
     /// Sessions wait on a child token of their own: polling the shared
     /// one locks a mutex every session shares, on every relay wake-up.
     pub force: CancellationToken,
+    /// Single-thread runtimes production relays move to once a session
+    /// is authenticated (`COPYGUARD_RUNTIME=split`); unset, they stay on
+    /// the runtime their session runs on.
+    pub relay_runtimes: std::sync::OnceLock<SessionRuntimes>,
     next_id: AtomicU64,
 }
 
@@ -218,6 +222,7 @@ impl Server {
             audit: audit.clone(),
             pseudonymizer,
             force: CancellationToken::new(),
+            relay_runtimes: std::sync::OnceLock::new(),
             next_id: AtomicU64::new(0),
         });
         let health = Health::new(audit).with_upstream(
@@ -261,6 +266,15 @@ impl Server {
     /// accepts, serves the admin endpoint and writes the block log.
     pub fn with_session_runtimes(mut self, runtimes: SessionRuntimes) -> Server {
         self.runtimes = Some(runtimes);
+        self
+    }
+
+    /// Moves every production relay between plain TCP sockets onto
+    /// `runtimes` (single-thread runtimes, one per core) once its session
+    /// is authenticated; sessions themselves, guarded ones included, stay
+    /// on the runtime that calls [`Server::run`].
+    pub fn with_relay_runtimes(self, runtimes: SessionRuntimes) -> Server {
+        let _ = self.shared.relay_runtimes.set(runtimes);
         self
     }
 

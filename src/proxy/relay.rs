@@ -15,7 +15,9 @@ use bytes::BytesMut;
 use metrics::Counter;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
-use super::SessionError;
+use tokio_util::sync::CancellationToken;
+
+use super::{SessionError, SessionRuntimes};
 use crate::telemetry;
 use crate::wire::{BackendKind, FrameScanner, FrontendKind, Stream, WireError};
 
@@ -261,6 +263,76 @@ impl Relay {
         }
     }
 
+    /// Relays until either side closes or `force` is cancelled; hands the
+    /// relay back (for [`Relay::close_with`]) unless it was lost on the
+    /// way. With `runtimes`, a relay whose both sides are plain TCP runs on
+    /// the least loaded of those single-thread runtimes, its sockets
+    /// registered there: each message then wakes that one thread, never a
+    /// second worker come to steal the task (see `benches/README.md`,
+    /// "Production relays on their own threads").
+    pub async fn run(
+        self,
+        force: CancellationToken,
+        runtimes: Option<&SessionRuntimes>,
+    ) -> (Result<RelayEnd, SessionError>, Option<Relay>) {
+        let Some(runtimes) = runtimes.filter(|_| !self.client.is_tls() && !self.server.is_tls())
+        else {
+            return self.run_here(force).await;
+        };
+        let Relay {
+            client,
+            server,
+            up,
+            down,
+            primed,
+        } = self;
+        let (Some(client), Some(server)) = (client.into_plain(), server.into_plain()) else {
+            unreachable!("checked: both sides are plain TCP");
+        };
+        let client = match client.into_std() {
+            Ok(c) => c,
+            Err(e) => return (Err(SessionError::Client(e.into())), None),
+        };
+        let server = match server.into_std() {
+            Ok(s) => s,
+            Err(e) => return (Err(SessionError::Upstream(e.into())), None),
+        };
+        let moved = runtimes.spawn(move || async move {
+            let client = tokio::net::TcpStream::from_std(client);
+            let server = tokio::net::TcpStream::from_std(server);
+            let (client, server) = match (client, server) {
+                (Ok(c), Ok(s)) => (Stream::Plain(c), Stream::Plain(s)),
+                (Err(e), _) => return (Err(SessionError::Client(e.into())), None),
+                (_, Err(e)) => return (Err(SessionError::Upstream(e.into())), None),
+            };
+            let relay = Relay {
+                client,
+                server,
+                up,
+                down,
+                primed,
+            };
+            relay.run_here(force).await
+        });
+        match moved.await {
+            Ok(done) => done,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => (Err(SessionError::Shutdown), None),
+        }
+    }
+
+    /// [`Relay::run`] on the current runtime.
+    async fn run_here(
+        mut self,
+        force: CancellationToken,
+    ) -> (Result<RelayEnd, SessionError>, Option<Relay>) {
+        let outcome = tokio::select! {
+            r = &mut self => r,
+            _ = force.cancelled() => Err(SessionError::Shutdown),
+        };
+        (outcome, Some(self))
+    }
+
     /// Sends the client a final message if the server-to-client stream is at
     /// a frame boundary (so the message cannot corrupt a frame in flight),
     /// then closes both connections.
@@ -401,6 +473,54 @@ mod tests {
         assert!(relay.down.buf.len() > INITIAL_BUFFER_SIZE);
         assert!(relay.down.buf.len() <= MAX_BUFFER_SIZE);
         assert_eq!(relay.up.buf.len(), INITIAL_BUFFER_SIZE, "nothing came up");
+    }
+
+    /// A relay handed to a single-thread runtime of its own keeps every
+    /// byte and count, comes back for `close_with`, and ends on force.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_relay_moved_to_its_own_runtime_relays_both_ways() {
+        use tokio::io::AsyncReadExt;
+        let runtimes = SessionRuntimes::start(1).unwrap();
+        let (client, mut client_far) = tcp_pair().await;
+        let (server, mut server_far) = tcp_pair().await;
+        let query = messages::query("SELECT 1");
+        let mut leftover = BytesMut::new();
+        leftover.extend_from_slice(&query);
+        let relay = Relay::new(client, leftover, server, BytesMut::new(), 1 << 20);
+        let force = CancellationToken::new();
+        let cancel = force.clone();
+        let far = tokio::spawn(async move {
+            let mut got = vec![0u8; query.len()];
+            server_far.read_exact(&mut got).await.unwrap();
+            assert_eq!(got, query[..], "the read-ahead bytes go first");
+            let reply = b"Z\0\0\0\x05I";
+            server_far.write_all(reply).await.unwrap();
+            let mut back = [0u8; 6];
+            client_far.read_exact(&mut back).await.unwrap();
+            assert_eq!(&back, reply);
+            client_far
+                .write_all(&messages::query("SELECT 2"))
+                .await
+                .unwrap();
+            let mut second = vec![0u8; messages::query("SELECT 2").len()];
+            server_far.read_exact(&mut second).await.unwrap();
+            cancel.cancel();
+            (client_far, server_far)
+        });
+        let (outcome, relay) = relay.run(force, Some(&runtimes)).await;
+        assert!(matches!(outcome, Err(SessionError::Shutdown)));
+        let relay = relay.expect("the relay comes back");
+        let stats = relay.stats();
+        assert_eq!((stats.messages_up, stats.statements_up), (2, 2));
+        assert_eq!((stats.messages_down, stats.bytes_down), (1, 6));
+        let (mut client_far, _server_far) = far.await.unwrap();
+        relay.close_with(b"E\0\0\0\x04").await;
+        let mut last = Vec::new();
+        client_far.read_to_end(&mut last).await.unwrap();
+        assert_eq!(last, b"E\0\0\0\x04");
+        tokio::task::spawn_blocking(move || drop(runtimes))
+            .await
+            .unwrap();
     }
 
     #[test]

@@ -333,19 +333,17 @@ async fn relay(shared: &Arc<Shared>, mut client: Conn<Stream>, session: Establis
                 audit.production_statement(&fields, sql);
             }));
         }
-        let force = shared.force.child_token();
-        let outcome = tokio::select! {
-            r = &mut relay => r,
-            _ = force.cancelled() => Err(SessionError::Shutdown),
-        };
-        let stats = relay.stats();
+        let (outcome, relay) = relay
+            .run(shared.force.child_token(), shared.relay_runtimes.get())
+            .await;
+        let stats = relay.as_ref().map(Relay::stats).unwrap_or_default();
         let totals = SessionTotals {
             statements: stats.statements_up,
             rows: stats.rows_down,
             bytes: stats.bytes_down,
             ..SessionTotals::default()
         };
-        (outcome, stats, Some(relay), totals)
+        (outcome, stats, relay, totals)
     };
     let totals = SessionTotals {
         duration: since.elapsed(),

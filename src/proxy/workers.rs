@@ -7,18 +7,19 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::thread;
 use std::time::Duration;
 
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 /// One single-thread runtime and the sessions it runs.
 struct Worker {
     handle: Handle,
     live: Arc<AtomicUsize>,
     stop: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    thread: Option<thread::JoinHandle<()>>,
 }
 
 /// Runtimes sessions are spread across. Dropping the pool stops the
@@ -47,7 +48,7 @@ impl SessionRuntimes {
                 .build()?;
             let handle = rt.handle().clone();
             let (stop, stopped) = oneshot::channel::<()>();
-            let thread = std::thread::Builder::new()
+            let thread = thread::Builder::new()
                 .name(format!("copyguard-{n}"))
                 .spawn(move || {
                     rt.block_on(async {
@@ -103,6 +104,30 @@ impl SessionRuntimes {
             make().await;
         };
         (worker.handle.clone(), task)
+    }
+}
+
+impl SessionRuntimes {
+    /// Runs the future `make` returns on the runtime with the fewest live
+    /// tasks, counted there while it runs; `make` is called on that
+    /// runtime's thread. The handle can be awaited from any runtime.
+    pub(crate) fn spawn<F, Fut>(&self, make: F) -> JoinHandle<Fut::Output>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: Send + 'static,
+    {
+        let worker = self
+            .workers
+            .iter()
+            .min_by_key(|w| w.live.load(Ordering::Relaxed))
+            .expect("at least one runtime");
+        worker.live.fetch_add(1, Ordering::Relaxed);
+        let live = Live(worker.live.clone());
+        worker.handle.spawn(async move {
+            let _live = live;
+            make().await
+        })
     }
 }
 

@@ -219,7 +219,14 @@ impl TestProxy {
                 .build()
                 .expect("runtime");
             rt.block_on(async move {
-                let server = Server::bind(config).await.expect("bind proxy");
+                let mut server = Server::bind(config).await.expect("bind proxy");
+                // `COPYGUARD_TEST_RUNTIME=split`: production relays on
+                // single-thread runtimes of their own, as `serve` does.
+                if std::env::var("COPYGUARD_TEST_RUNTIME").as_deref() == Ok("split") {
+                    let relays =
+                        copyguard::proxy::SessionRuntimes::start(2).expect("relay runtimes");
+                    server = server.with_relay_runtimes(relays);
+                }
                 ready_tx
                     .send((server.local_addr(), server.admin_addr()))
                     .expect("report address");
