@@ -21,6 +21,15 @@ pub(super) fn split_cstr<'a>(
     ))
 }
 
+/// The bytes after the C string that starts `body`, without reading the
+/// string itself (no allocation).
+pub(super) fn skip_cstr<'a>(body: &'a [u8], what: &'static str) -> Result<&'a [u8], WireError> {
+    body.iter()
+        .position(|&b| b == 0)
+        .map(|end| &body[end + 1..])
+        .ok_or_else(|| malformed(what, "unterminated string"))
+}
+
 pub(super) fn read_i16(body: &[u8], at: usize, what: &'static str) -> Result<i16, WireError> {
     body.get(at..at + 2)
         .map(|b| i16::from_be_bytes([b[0], b[1]]))

@@ -44,6 +44,16 @@ pub(super) struct Frontend<'a, R, W> {
     copy_in: bool,
     /// A catalog refresh claimed for the end of this cycle.
     background: BackgroundRefresh,
+    /// Bytes and messages read from the client and not counted yet
+    /// ([`Guard::count_up`] at each flush and at the end).
+    uncounted: (u64, u64),
+}
+
+impl<R, W> Drop for Frontend<'_, R, W> {
+    fn drop(&mut self) {
+        let (bytes, messages) = std::mem::take(&mut self.uncounted);
+        self.guard.count_up(bytes, messages);
+    }
 }
 
 impl<'a, R, W> Frontend<'a, R, W>
@@ -72,6 +82,7 @@ where
             in_batch: false,
             copy_in: false,
             background: BackgroundRefresh::default(),
+            uncounted: (0, 0),
         }
     }
 
@@ -86,7 +97,8 @@ where
             else {
                 return Ok(());
             };
-            self.guard.count_up(frame.as_bytes().len());
+            self.uncounted.0 += frame.as_bytes().len() as u64;
+            self.uncounted.1 += 1;
             if let Some(cancel) = self.guard.state.take_pending_cancel() {
                 self.flush().await?;
                 let _ = cancel.await;
@@ -176,6 +188,8 @@ where
     }
 
     async fn flush(&mut self) -> Result<(), SessionError> {
+        let (bytes, messages) = std::mem::take(&mut self.uncounted);
+        self.guard.count_up(bytes, messages);
         self.server.flush().await.map_err(SessionError::Upstream)
     }
 
