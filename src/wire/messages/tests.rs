@@ -121,6 +121,26 @@ fn query_text() {
     assert!(parse_query(&as_frame(frame(b'Q', b"SELECT 1"))).is_err());
 }
 
+/// Statement and portal names are borrowed from the frame (no allocation
+/// per message), and read lossily when not UTF-8.
+#[test]
+fn names_are_borrowed() {
+    let f = as_frame(bind_message("p", "s1"));
+    let (portal, statement) = parse_bind_names(&f).unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(portal, std::borrow::Cow::Borrowed("p")));
+    assert!(matches!(statement, std::borrow::Cow::Borrowed("s1")));
+    let f = as_frame(execute_message("portal", 0));
+    let portal = parse_execute_portal(&f).unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(portal, std::borrow::Cow::Borrowed("portal")));
+    let f = as_frame(describe(b'S', "s\u{e9}"));
+    let (kind, name) = parse_target(&f).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((kind, name.as_ref()), (b'S', "s\u{e9}"));
+    let f = as_frame(frame(b'C', b"P\xff\0"));
+    let (_, name) = parse_target(&f).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(name, "\u{fffd}");
+    assert!(parse_execute_portal(&as_frame(frame(b'E', b"p"))).is_err());
+}
+
 #[test]
 fn short_frames_are_errors_not_panics() {
     let f = as_frame(frame(b'R', &[0, 0]));

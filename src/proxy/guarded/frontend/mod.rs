@@ -358,7 +358,7 @@ where
         let sql = self
             .core
             .statements
-            .get(&statement)
+            .get(&*statement)
             .and_then(|s| s.sql.clone());
         let sql = sql.as_deref().unwrap_or("");
         let decided = match self.core.bind(&portal, &statement, &policy) {
@@ -415,9 +415,9 @@ where
         self.begin_batch().await?;
         let (kind, name) = messages::parse_target(frame).map_err(SessionError::Client)?;
         let target = if kind == b'S' {
-            self.core.statements.get(&name).cloned()
+            self.core.statements.get(&*name).cloned()
         } else {
-            self.core.portals.get(&name).cloned()
+            self.core.portals.get(&*name).cloned()
         };
         if let Some(t) = &target {
             t.describe_requested.store(true, Ordering::Relaxed);
