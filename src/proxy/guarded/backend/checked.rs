@@ -2,21 +2,21 @@
 //! the check read. A repeated statement shape comes from the decision
 //! cache with the same facts, policy and catalog, and the server describes
 //! its result with the same bytes: that description passes again without
-//! being decoded or checked ([`enforce::check_row_description`] is a pure
+//! being decoded or checked ([`crate::enforce::check_row_description`] is a pure
 //! function of exactly these inputs).
 
 use std::sync::Arc;
 
 use crate::analysis::StatementFacts;
 use crate::catalog::Catalog;
-use crate::enforce;
 use crate::guard::Exec;
-use crate::policy::{Allowance, ClassLimits, Policy, RoleClass};
+use crate::policy::{Allowance, Policy, RoleClass};
 use crate::wire::Frame;
 
-/// One description that passed, and the inputs it passed with. The
-/// `Arc`s are held, so an address compared is never one reused by
-/// another value.
+/// One description that passed, and the inputs it passed with: every
+/// argument of [`crate::enforce::check_row_description`] (the fields decoded
+/// from `frame`). The `Arc`s are held, so an address compared is never
+/// one reused by another value.
 #[derive(Debug)]
 struct Passed {
     frame: Vec<u8>,
@@ -79,23 +79,9 @@ impl CheckedDescription {
     }
 }
 
-/// The check's inputs are exactly what [`Passed`] holds: a change of its
-/// signature stops the build here until the memo follows.
-#[allow(dead_code)]
-const _CHECK: fn(
-    &Policy,
-    &Catalog,
-    &StatementFacts,
-    &Allowance,
-    &ClassLimits,
-    &[crate::wire::messages::FieldDescription],
-) -> Result<(), crate::policy::Block> = enforce::check_row_description;
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
-
-    use bytes::Bytes;
 
     use super::*;
     use crate::analysis::StatementKind;
@@ -144,7 +130,7 @@ roles = ["dev"]
         body.extend_from_slice(&(-1i16).to_be_bytes());
         body.extend_from_slice(&(-1i32).to_be_bytes());
         body.extend_from_slice(&0i16.to_be_bytes());
-        Frame::from_bytes(Bytes::from(messages::frame(b'T', &body)))
+        Frame::from_bytes(messages::frame(b'T', &body))
     }
 
     fn setup() -> (Arc<Policy>, Arc<Catalog>, Arc<StatementFacts>) {
