@@ -156,13 +156,17 @@ impl Guard<'_> {
         self.record(ev).await
     }
 
-    /// Counts a message the client sent.
-    pub fn count_up(&self, bytes: usize) {
+    /// Counts `messages` messages of `bytes` bytes in all the client sent
+    /// (the frontend adds them up and counts them once per batch).
+    pub fn count_up(&self, bytes: u64, messages: u64) {
+        if messages == 0 {
+            return;
+        }
         let relaxed = std::sync::atomic::Ordering::Relaxed;
-        self.state.bytes_up.fetch_add(bytes as u64, relaxed);
-        self.state.messages_up.fetch_add(1, relaxed);
-        self.up_bytes.increment(bytes as u64);
-        self.up_messages.increment(1);
+        self.state.bytes_up.fetch_add(bytes, relaxed);
+        self.state.messages_up.fetch_add(messages, relaxed);
+        self.up_bytes.increment(bytes);
+        self.up_messages.increment(messages);
     }
 
     /// Writes a verdict to the block log; the error the client gets when
@@ -251,6 +255,7 @@ pub(crate) async fn run(
         }
     }
     let _ = client_out.flush().await;
+    delivered.publish();
     if let Some(dump) = &guard.class.dump {
         audit::dump_receipt(&shared.audit, &guard.session, dump, &guard.state.receipt).await;
     }

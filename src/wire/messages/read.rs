@@ -1,5 +1,7 @@
 //! Bounds-checked readers: a malformed frame is an error, never a panic.
 
+use std::borrow::Cow;
+
 use crate::wire::WireError;
 
 /// A non-negative 16-bit count at `at`.
@@ -19,6 +21,33 @@ pub(super) fn split_cstr<'a>(
         String::from_utf8_lossy(&body[..end]).into_owned(),
         &body[end + 1..],
     ))
+}
+
+/// The C string that starts `body`, borrowed when it is UTF-8 (names of
+/// statements and portals: read per message without allocating), and the
+/// bytes after it.
+pub(super) fn split_cstr_ref<'a>(
+    body: &'a [u8],
+    what: &'static str,
+) -> Result<(Cow<'a, str>, &'a [u8]), WireError> {
+    let end = body
+        .iter()
+        .position(|&b| b == 0)
+        .ok_or_else(|| malformed(what, "unterminated string"))?;
+    let text = match std::str::from_utf8(&body[..end]) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(&body[..end]),
+    };
+    Ok((text, &body[end + 1..]))
+}
+
+/// The bytes after the C string that starts `body`, without reading the
+/// string itself (no allocation).
+pub(super) fn skip_cstr<'a>(body: &'a [u8], what: &'static str) -> Result<&'a [u8], WireError> {
+    body.iter()
+        .position(|&b| b == 0)
+        .map(|end| &body[end + 1..])
+        .ok_or_else(|| malformed(what, "unterminated string"))
 }
 
 pub(super) fn read_i16(body: &[u8], at: usize, what: &'static str) -> Result<i16, WireError> {

@@ -63,6 +63,7 @@ fn negotiate_version_both_forms() {
 fn frontend_messages_are_checked_exactly() {
     let ok: Vec<Bytes> = vec![
         query("SELECT 1"),
+        frame(b'Q', b"\0"),
         parse_message("s", "SELECT $1"),
         frame(b'P', b"s\0SELECT $1\0\0\x01\0\0\0\x17"),
         frame(
@@ -91,6 +92,9 @@ fn frontend_messages_are_checked_exactly() {
         frame(b'E', b"\0\0\0"),
         frame(b'Q', b"SELECT 1\0x\0"),
         frame(b'Q', b"SELECT 1"),
+        frame(b'Q', b""),
+        frame(b'Q', b"a\0\0"),
+        frame(b'Q', b"\0a\0"),
         frame(b'D', b"X\0"),
         frame(b'C', b"S\0\0"),
         frame(b'f', b"a\0b"),
@@ -103,6 +107,38 @@ fn frontend_messages_are_checked_exactly() {
     for f in bad {
         assert!(check_frontend(&as_frame(f.clone())).is_err(), "{f:?}");
     }
+}
+
+/// Query text is borrowed when it is UTF-8, and read lossily when not.
+#[test]
+fn query_text() {
+    let f = as_frame(query("SELECT 'é'"));
+    let sql = parse_query(&f).unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(sql, std::borrow::Cow::Borrowed("SELECT 'é'")));
+    let f = as_frame(frame(b'Q', b"SELECT '\xff'\0"));
+    let sql = parse_query(&f).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(sql, "SELECT '\u{fffd}'");
+    assert!(parse_query(&as_frame(frame(b'Q', b"SELECT 1"))).is_err());
+}
+
+/// Statement and portal names are borrowed from the frame (no allocation
+/// per message), and read lossily when not UTF-8.
+#[test]
+fn names_are_borrowed() {
+    let f = as_frame(bind_message("p", "s1"));
+    let (portal, statement) = parse_bind_names(&f).unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(portal, std::borrow::Cow::Borrowed("p")));
+    assert!(matches!(statement, std::borrow::Cow::Borrowed("s1")));
+    let f = as_frame(execute_message("portal", 0));
+    let portal = parse_execute_portal(&f).unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(portal, std::borrow::Cow::Borrowed("portal")));
+    let f = as_frame(describe(b'S', "s\u{e9}"));
+    let (kind, name) = parse_target(&f).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((kind, name.as_ref()), (b'S', "s\u{e9}"));
+    let f = as_frame(frame(b'C', b"P\xff\0"));
+    let (_, name) = parse_target(&f).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(name, "\u{fffd}");
+    assert!(parse_execute_portal(&as_frame(frame(b'E', b"p"))).is_err());
 }
 
 #[test]

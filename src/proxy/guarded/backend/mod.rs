@@ -16,6 +16,7 @@
 //! of responses to the queue; [`rows`] counts and pseudonymizes DataRows,
 //! [`copy`] relays and rewrites COPY TO data.
 
+mod checked;
 mod copy;
 mod rows;
 
@@ -37,7 +38,8 @@ use crate::policy::{Block, Rule};
 use crate::proxy::{upstream, SessionError};
 use crate::telemetry;
 use crate::wire::messages;
-use crate::wire::{BackendKind, Conn, Frame, FrameScanner, FrameWriter};
+use crate::wire::{BackendKind, Conn, Frame, FrameScanner, FrameWriter, HEADER_LEN};
+use checked::CheckedDescription;
 
 /// What the client received, counted from the frames written to it: the
 /// totals of the session's record and the relay metrics.
@@ -48,6 +50,9 @@ pub(super) struct Delivered {
     pub bytes: u64,
     pub messages: u64,
     pub rows: u64,
+    /// Bytes and messages already added to the metrics: they are
+    /// published once per flush ([`Delivered::publish`]), not per message.
+    published: (u64, u64),
     bytes_metric: metrics::Counter,
     messages_metric: metrics::Counter,
 }
@@ -59,29 +64,58 @@ impl Delivered {
             bytes: 0,
             messages: 0,
             rows: 0,
+            published: (0, 0),
             bytes_metric: metrics::counter!(telemetry::BYTES, "direction" => telemetry::SERVER_TO_CLIENT),
             messages_metric: metrics::counter!(telemetry::MESSAGES, "direction" => telemetry::SERVER_TO_CLIENT),
         }
     }
 
-    /// Counts bytes written to the client.
+    /// Counts complete frames written to the client.
     pub fn count(&mut self, bytes: &[u8]) {
+        if let Some(tag) = single_frame(bytes).filter(|_| self.scanner.at_boundary()) {
+            self.rows += u64::from(is_row(tag));
+            self.bytes += bytes.len() as u64;
+            self.messages += 1;
+            return;
+        }
         let mut rows = 0;
         let messages = self
             .scanner
-            .feed(bytes, |tag, _| {
-                rows += u64::from(matches!(
-                    BackendKind::of(tag),
-                    BackendKind::DataRow | BackendKind::CopyData
-                ))
-            })
+            .feed(bytes, |tag, _| rows += u64::from(is_row(tag)))
             .unwrap_or(0);
         self.rows += rows;
         self.bytes += bytes.len() as u64;
         self.messages += messages;
-        self.bytes_metric.increment(bytes.len() as u64);
-        self.messages_metric.increment(messages);
     }
+
+    /// Adds what was counted since the last call to the relay metrics.
+    pub fn publish(&mut self) {
+        let (bytes, messages) = self.published;
+        if self.bytes > bytes {
+            self.bytes_metric.increment(self.bytes - bytes);
+        }
+        if self.messages > messages {
+            self.messages_metric.increment(self.messages - messages);
+        }
+        self.published = (self.bytes, self.messages);
+    }
+}
+
+/// Whether a message of type `tag` is a row (DataRow, CopyData).
+fn is_row(tag: u8) -> bool {
+    matches!(
+        BackendKind::of(tag),
+        BackendKind::DataRow | BackendKind::CopyData
+    )
+}
+
+/// The type of the one whole frame `bytes` holds, if it holds exactly one
+/// (a message forwarded as received): counted without the scanner.
+fn single_frame(bytes: &[u8]) -> Option<u8> {
+    let header = bytes.get(..HEADER_LEN)?;
+    let declared = i32::from_be_bytes([header[1], header[2], header[3], header[4]]);
+    let len = usize::try_from(declared).ok()?.checked_add(1)?;
+    (declared >= 4 && len == bytes.len()).then_some(header[0])
 }
 
 pub(super) struct Backend<'a, R, W> {
@@ -106,7 +140,10 @@ pub(super) struct Backend<'a, R, W> {
     /// a stream takes them in chunks, not one lock per row, and gives back
     /// what it did not use when the result ends.
     role_reserve: u64,
+    /// The last RowDescription that passed the check.
+    checked: CheckedDescription,
 }
+
 impl<'a, R, W> Backend<'a, R, W>
 where
     R: AsyncRead + Unpin,
@@ -131,6 +168,7 @@ where
             data_rows: DataRows::default(),
             rewritten: Vec::new(),
             role_reserve: 0,
+            checked: CheckedDescription::default(),
         }
     }
 
@@ -176,6 +214,7 @@ where
     }
 
     async fn flush(&mut self) -> Result<(), SessionError> {
+        self.delivered.publish();
         self.client.flush().await.map_err(SessionError::Client)
     }
 
@@ -184,7 +223,7 @@ where
     }
 
     async fn handle(&mut self, frame: Frame) -> Result<(), SessionError> {
-        if frame.backend() != BackendKind::CopyData {
+        if self.copy_out.is_some() && frame.backend() != BackendKind::CopyData {
             self.drain_copy().await?;
         }
         match frame.backend() {
@@ -403,7 +442,10 @@ where
             .queue
             .row_description()
             .map_err(|_| anomaly(frame))?;
-        if let Some(exec) = &target {
+        if let Some(exec) = target
+            .as_ref()
+            .filter(|e| !self.checked.passed_before(e, frame))
+        {
             let fields = messages::parse_row_description(frame).map_err(SessionError::Upstream)?;
             let checked = check_row_description(
                 &exec.policy,
@@ -415,14 +457,18 @@ where
             );
             match checked {
                 Ok(()) => {
-                    exec.mark_checked();
+                    self.checked.passed(exec, frame);
                     exec.keep_fields(fields);
                 }
                 Err(b) => {
+                    self.checked.forget();
                     exec.poison();
                     return self.violation(&b, pop).await;
                 }
             }
+        }
+        if let Some(exec) = &target {
+            exec.mark_checked();
         }
         if hidden {
             Ok(())

@@ -46,6 +46,16 @@ pub(super) struct Frontend<'a, R, W> {
     background: BackgroundRefresh,
     /// The search path read at the session's start, for the first cycle.
     search_path_read: Option<tokio::sync::oneshot::Receiver<crate::guard::InternalResult>>,
+    /// Bytes and messages read from the client and not counted yet
+    /// ([`Guard::count_up`] at each flush and at the end).
+    uncounted: (u64, u64),
+}
+
+impl<R, W> Drop for Frontend<'_, R, W> {
+    fn drop(&mut self) {
+        let (bytes, messages) = std::mem::take(&mut self.uncounted);
+        self.guard.count_up(bytes, messages);
+    }
 }
 
 impl<'a, R, W> Frontend<'a, R, W>
@@ -75,6 +85,7 @@ where
             copy_in: false,
             background: BackgroundRefresh::default(),
             search_path_read: None,
+            uncounted: (0, 0),
         }
     }
 
@@ -90,7 +101,8 @@ where
             else {
                 return Ok(());
             };
-            self.guard.count_up(frame.as_bytes().len());
+            self.uncounted.0 += frame.as_bytes().len() as u64;
+            self.uncounted.1 += 1;
             if let Some(cancel) = self.guard.state.take_pending_cancel() {
                 self.flush().await?;
                 let _ = cancel.await;
@@ -180,6 +192,8 @@ where
     }
 
     async fn flush(&mut self) -> Result<(), SessionError> {
+        let (bytes, messages) = std::mem::take(&mut self.uncounted);
+        self.guard.count_up(bytes, messages);
         self.server.flush().await.map_err(SessionError::Upstream)
     }
 
@@ -348,7 +362,7 @@ where
         let sql = self
             .core
             .statements
-            .get(&statement)
+            .get(&*statement)
             .and_then(|s| s.sql.clone());
         let sql = sql.as_deref().unwrap_or("");
         let decided = match self.core.bind(&portal, &statement, &policy) {
@@ -405,9 +419,9 @@ where
         self.begin_batch().await?;
         let (kind, name) = messages::parse_target(frame).map_err(SessionError::Client)?;
         let target = if kind == b'S' {
-            self.core.statements.get(&name).cloned()
+            self.core.statements.get(&*name).cloned()
         } else {
-            self.core.portals.get(&name).cloned()
+            self.core.portals.get(&*name).cloned()
         };
         if let Some(t) = &target {
             t.describe_requested.store(true, Ordering::Relaxed);

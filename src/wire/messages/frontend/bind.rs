@@ -1,9 +1,11 @@
 //! Bind (client to server).
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 
 use crate::wire::messages::frame;
-use crate::wire::messages::read::{malformed, read_i16, read_i32, split_cstr};
+use crate::wire::messages::read::{malformed, read_i16, read_i32, skip_cstr, split_cstr_ref};
 use crate::wire::{Frame, WireError};
 
 /// Encodes a Bind of `statement` to `portal` with no parameters and
@@ -19,9 +21,9 @@ pub fn bind_message(portal: &str, statement: &str) -> Bytes {
 }
 
 /// Reads the portal and statement names of a Bind ('B') message.
-pub fn parse_bind_names(frame: &Frame) -> Result<(String, String), WireError> {
-    let (portal, rest) = split_cstr(frame.body(), "Bind")?;
-    let (statement, _) = split_cstr(rest, "Bind")?;
+pub fn parse_bind_names(frame: &Frame) -> Result<(Cow<'_, str>, Cow<'_, str>), WireError> {
+    let (portal, rest) = split_cstr_ref(frame.body(), "Bind")?;
+    let (statement, _) = split_cstr_ref(rest, "Bind")?;
     Ok((portal, statement))
 }
 
@@ -29,8 +31,8 @@ pub fn parse_bind_names(frame: &Frame) -> Result<(String, String), WireError> {
 /// text), one (for every column) or one per column.
 pub fn parse_bind_result_formats(frame: &Frame) -> Result<Vec<i16>, WireError> {
     let body = frame.body();
-    let (_, rest) = split_cstr(body, "Bind")?;
-    let (_, rest) = split_cstr(rest, "Bind")?;
+    let rest = skip_cstr(body, "Bind")?;
+    let rest = skip_cstr(rest, "Bind")?;
     let mut at = body.len() - rest.len();
     let n = read_i16(body, at, "Bind")?;
     at += 2 + 2 * usize::try_from(n).map_err(|_| malformed("Bind", "negative count"))?;

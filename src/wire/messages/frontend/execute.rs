@@ -3,7 +3,9 @@
 use bytes::Bytes;
 
 use crate::wire::messages::frame;
-use crate::wire::messages::read::split_cstr;
+use std::borrow::Cow;
+
+use crate::wire::messages::read::split_cstr_ref;
 use crate::wire::{Frame, WireError};
 
 /// Encodes an Execute of `portal` returning at most `max_rows` rows (0:
@@ -17,6 +19,6 @@ pub fn execute_message(portal: &str, max_rows: i32) -> Bytes {
 }
 
 /// Reads the portal name of an Execute ('E') message.
-pub fn parse_execute_portal(frame: &Frame) -> Result<String, WireError> {
-    Ok(split_cstr(frame.body(), "Execute")?.0)
+pub fn parse_execute_portal(frame: &Frame) -> Result<Cow<'_, str>, WireError> {
+    Ok(split_cstr_ref(frame.body(), "Execute")?.0)
 }

@@ -15,7 +15,10 @@ pub fn query(sql: &str) -> Bytes {
 /// Reads the SQL text of a Query ('Q') message.
 pub fn parse_query(frame: &Frame) -> Result<std::borrow::Cow<'_, str>, WireError> {
     match frame.body().split_last() {
-        Some((0, text)) => Ok(String::from_utf8_lossy(text)),
+        Some((0, text)) => Ok(match std::str::from_utf8(text) {
+            Ok(sql) => std::borrow::Cow::Borrowed(sql),
+            Err(_) => String::from_utf8_lossy(text),
+        }),
         _ => Err(malformed("Query", "not a terminated string")),
     }
 }

@@ -1,17 +1,19 @@
 //! Describe and Close (client to server): a statement or portal by name.
 
 use crate::wire::messages::frame;
-use crate::wire::messages::read::{malformed, split_cstr};
+use std::borrow::Cow;
+
+use crate::wire::messages::read::{malformed, split_cstr_ref};
 use crate::wire::{Frame, WireError};
 use bytes::Bytes;
 
 /// Reads a Describe ('D') or Close ('C') message: kind byte ('S' or 'P') and name.
-pub fn parse_target(frame: &Frame) -> Result<(u8, String), WireError> {
+pub fn parse_target(frame: &Frame) -> Result<(u8, Cow<'_, str>), WireError> {
     let (&kind, rest) = frame
         .body()
         .split_first()
         .ok_or_else(|| malformed("Describe/Close", "empty"))?;
-    let (name, _) = split_cstr(rest, "Describe/Close")?;
+    let (name, _) = split_cstr_ref(rest, "Describe/Close")?;
     Ok((kind, name))
 }
 
