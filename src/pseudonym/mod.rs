@@ -49,6 +49,8 @@ mod types;
 mod words;
 
 #[cfg(test)]
+mod pinned_tests;
+#[cfg(test)]
 mod tests;
 
 use std::fmt;

@@ -13,6 +13,8 @@ use crate::pseudonym::{Format, Pseudonymizer};
 
 mod binary;
 mod csv;
+#[cfg(test)]
+mod pinned_tests;
 mod shared;
 #[cfg(test)]
 mod tests;
