@@ -14,7 +14,7 @@ pub(crate) const PRF_DOMAIN: u8 = b'e';
 /// too narrow for the whole address.
 const TOKEN: usize = 12;
 const MIN_TOKEN: usize = 8;
-const BASE32: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+pub(crate) const BASE32: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 
 /// Appends the stand-in address, fitted to `limit`, of the value whose tag
 /// (domain [`PRF_DOMAIN`]) is `tag`; `None` when even the shortest form

@@ -149,3 +149,55 @@ const PINNED: [&str; 3] = [
     "ac728a3a34390307ff25b0e0b501d45bae1ced1dd2f8a93f786c80fae7c29097",
     "c0a83914ac5bee496e93eb1dbff566715690293be9982fb978b317a22555ffa6",
 ];
+
+/// A column whose stand-ins can hold the delimiter still has it escaped
+/// (text) or quoted (CSV): only columns whose alphabet cannot skip the
+/// check.
+#[test]
+fn stand_ins_holding_the_delimiter_are_escaped_or_quoted() {
+    let key = Key::from_text("pinned", &"a1".repeat(32)).unwrap();
+    let p = Arc::new(Pseudonymizer::new(&key, Settings::default()).unwrap());
+    let plan = ColumnPlan::new(vec![
+        column(Transform::Email, oid::TEXT, Format::Text),
+        column(Transform::DateShift { days: None }, oid::DATE, Format::Text),
+    ]);
+    let run = |format: CopyFormat, input: &[u8]| {
+        let mut r = CopyRewriter::new(plan.clone(), format, Arc::clone(&p));
+        let mut out = Vec::new();
+        r.feed(input, &mut out).unwrap();
+        r.finish().unwrap();
+        String::from_utf8(out).unwrap()
+    };
+    let at = CopyFormat::Text {
+        delimiter: b'@',
+        null: b"\\N".to_vec(),
+        header: false,
+    };
+    let out = run(at, b"ada\\@lovelace.org@1990-05-17\n");
+    let (email, date) = out.trim_end().split_once("\\@example.invalid@").unwrap();
+    assert!(!email.contains('@') && date.len() == 10, "{out}");
+    let dash = CopyFormat::Text {
+        delimiter: b'-',
+        null: b"\\N".to_vec(),
+        header: false,
+    };
+    let out = run(dash, b"ada@x.org-1990\\-05\\-17\n");
+    assert!(
+        out.contains("@example.invalid-") && out.matches("\\-").count() == 2,
+        "{out}"
+    );
+    let csv = |delimiter| CopyFormat::Csv {
+        delimiter,
+        quote: b'"',
+        escape: b'"',
+        null: Vec::new(),
+        header: false,
+        force_quote: ForceQuote::Off,
+    };
+    let out = run(csv(b'-'), b"ada@x.org-\"1990-05-17\"\n");
+    assert!(out.ends_with("\"\n") && out.contains("-\""), "{out}");
+    let out = run(csv(b'.'), b"\"ada@x.org\".1990-05-17\n");
+    assert!(out.starts_with('"') && out.contains("\"."), "{out}");
+    let out = run(csv(b','), b"ada@x.org,1990-05-17\n");
+    assert!(!out.contains('"'), "{out}");
+}
