@@ -457,58 +457,117 @@ fn copies(c: &mut Criterion) {
     }
     // The rows of `copy_compare`: email, name, birth date and phone
     // pseudonymized, framed one CopyData message per row as the proxy
-    // writes them.
-    let people: Vec<u8> = (1..=ROWS)
+    // writes them, in each format.
+    for (name, format, fmt, stream) in [
+        (
+            "text_people_framed",
+            CopyFormat::text(),
+            Format::Text,
+            people(b'\t'),
+        ),
+        (
+            "csv_people_framed",
+            CopyFormat::csv(),
+            Format::Text,
+            people(b','),
+        ),
+        (
+            "binary_people_framed",
+            CopyFormat::Binary,
+            Format::Binary,
+            people_binary(),
+        ),
+    ] {
+        let plan = people_plan(fmt);
+        group.throughput(Throughput::Bytes(stream.len() as u64));
+        let mut out = Vec::with_capacity(stream.len() * 2);
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                out.clear();
+                let mut r =
+                    CopyRewriter::new(plan.clone(), format.clone(), Arc::clone(&p)).framed();
+                r.feed(&stream, &mut out).expect("valid stream");
+                r.finish().expect("complete stream");
+                black_box(out.len())
+            })
+        });
+    }
+    group.finish();
+}
+
+/// Row `g` of `copy_compare`'s people table, as text fields.
+fn person(g: usize) -> [String; 8] {
+    let name = ["Ada", "Grace", "Alan", "Edsger", "Barbara"][g % 5];
+    [
+        g.to_string(),
+        format!("user{g}@mail.example.com"),
+        format!("{name} Lovelace{}", g % 997),
+        format!("19{:02}-{:02}-{:02}", 50 + g % 50, 1 + g % 12, 1 + g % 28),
+        format!("+33-6-{:08}", g * 7919 % 100_000_000),
+        "FR".to_string(),
+        (g * 7 % 1000).to_string(),
+        format!("order note {}", g % 313),
+    ]
+}
+
+/// The people rows in text or CSV (no field needs quotes or escapes).
+fn people(delimiter: u8) -> Vec<u8> {
+    (1..=ROWS)
         .flat_map(|g| {
-            let name = ["Ada", "Grace", "Alan", "Edsger", "Barbara"][g % 5];
-            format!(
-                "{g}\tuser{g}@mail.example.com\t{name} Lovelace{}\t19{:02}-{:02}-{:02}\t+33-6-{:08}\tFR\t{}\torder note {}\n",
-                g % 997,
-                50 + g % 50,
-                1 + g % 12,
-                1 + g % 28,
-                g * 7919 % 100_000_000,
-                g * 7 % 1000,
-                g % 313
-            )
-            .into_bytes()
+            let mut line = person(g)
+                .join(&(delimiter as char).to_string())
+                .into_bytes();
+            line.push(b'\n');
+            line
         })
-        .collect();
-    let text = |t| {
+        .collect()
+}
+
+/// The people rows in binary COPY, header and trailer included.
+fn people_binary() -> Vec<u8> {
+    let mut s = b"PGCOPY\n\xff\r\n\0".to_vec();
+    s.extend_from_slice(&[0; 8]);
+    for g in 1..=ROWS {
+        s.extend_from_slice(&8i16.to_be_bytes());
+        for (i, f) in person(g).into_iter().enumerate() {
+            let v = match i {
+                0 => (g as i64).to_be_bytes().to_vec(),
+                3 => ((g as i32 * 37) % 20_000 - 10_000).to_be_bytes().to_vec(),
+                6 => ((g * 7 % 1000) as i32).to_be_bytes().to_vec(),
+                _ => f.into_bytes(),
+            };
+            s.extend_from_slice(&(v.len() as i32).to_be_bytes());
+            s.extend_from_slice(&v);
+        }
+    }
+    s.extend_from_slice(&(-1i16).to_be_bytes());
+    s
+}
+
+/// `copy_compare`'s plan: email, name, birth date and phone pseudonymized.
+fn people_plan(format: Format) -> ColumnPlan {
+    let column = |transform, oid| {
         Some(PlannedColumn {
-            transform: t,
-            ty: ColumnType::plain(oid::TEXT),
-            format: Format::Text,
+            transform,
+            ty: ColumnType::plain(oid),
+            format,
         })
     };
-    let people_plan = ColumnPlan::new(vec![
+    ColumnPlan::new(vec![
         None,
-        text(Transform::Email),
-        text(Transform::PersonName {
-            part: NamePart::Auto,
-        }),
-        Some(PlannedColumn {
-            transform: Transform::DateShift { days: None },
-            ty: ColumnType::plain(oid::DATE),
-            format: Format::Text,
-        }),
-        text(Transform::Phone),
-        None,
+        column(Transform::Email, oid::TEXT),
+        column(
+            Transform::PersonName {
+                part: NamePart::Auto,
+            },
+            oid::TEXT,
+        ),
+        column(Transform::DateShift { days: None }, oid::DATE),
+        column(Transform::Phone, oid::TEXT),
         None,
         None,
-    ]);
-    group.throughput(Throughput::Bytes(people.len() as u64));
-    let mut out = Vec::with_capacity(people.len() * 2);
-    group.bench_function("text_people_framed", |b| {
-        b.iter(|| {
-            out.clear();
-            let mut r =
-                CopyRewriter::new(people_plan.clone(), CopyFormat::text(), Arc::clone(&p)).framed();
-            r.feed(&people, &mut out).expect("valid stream");
-            black_box(out.len())
-        })
-    });
-    group.finish();
+        None,
+    ])
 }
 
 /// Key setup and the integer tables' first build.

@@ -11,7 +11,7 @@ use std::ops::Range;
 
 use crate::pseudonym::{Format, Pseudonymizer};
 
-use super::rewrite::{read_value, ColumnPlan, RewriteError};
+use super::rewrite::{read_value, ColumnPlan, PlannedColumn, RewriteError};
 
 /// Rows a group holds at most.
 pub const GROUP_ROWS: usize = 64;
@@ -192,25 +192,15 @@ impl<'a> Row<'a> {
     /// stretch of the row as it came (with the separators inside it), each
     /// planned column as its stand-in. Writers put a separator between
     /// two parts.
-    pub(crate) fn parts(&self) -> impl Iterator<Item = Part<'a>> + 'a {
-        let (columns, width) = (&self.plan.columns, self.plan.len());
-        let base = self.index * width;
-        let (group, bytes) = (self.group, self.bytes);
-        let mut i = 0;
-        std::iter::from_fn(move || {
-            let column = columns.get(i)?;
-            let part = if column.is_some() {
-                let stand_in = group.ranges[base + i].clone();
-                i += 1;
-                Part::StandIn(i - 1, stand_in.map(|at| &group.stand_ins[at]))
-            } else {
-                let end = (i..width).find(|&k| columns[k].is_some()).unwrap_or(width);
-                let run = group.raw[base + i].start..group.raw[base + end - 1].end;
-                i = end;
-                Part::Raw(&bytes[run])
-            };
-            Some(part)
-        })
+    #[inline]
+    pub(crate) fn parts(&self) -> Parts<'a> {
+        Parts {
+            columns: &self.plan.columns,
+            base: self.index * self.plan.len(),
+            group: self.group,
+            bytes: self.bytes,
+            i: 0,
+        }
     }
 
     /// Appends every field as a length-prefixed value (DataRow and binary
@@ -228,6 +218,39 @@ impl<'a> Row<'a> {
             }
         }
         Ok(())
+    }
+}
+
+/// The parts of a row ([`Row::parts`]).
+pub(crate) struct Parts<'a> {
+    columns: &'a [Option<PlannedColumn>],
+    /// Where the row's fields start in the group's per-field vectors.
+    base: usize,
+    group: &'a Group,
+    bytes: &'a [u8],
+    /// The next column.
+    i: usize,
+}
+
+impl<'a> Iterator for Parts<'a> {
+    type Item = Part<'a>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Part<'a>> {
+        let (columns, group, base, i) = (self.columns, self.group, self.base, self.i);
+        let column = columns.get(i)?;
+        let part = if column.is_some() {
+            self.i += 1;
+            let stand_in = group.ranges[base + i].clone();
+            Part::StandIn(i, stand_in.map(|at| &group.stand_ins[at]))
+        } else {
+            let width = columns.len();
+            let end = (i..width).find(|&k| columns[k].is_some()).unwrap_or(width);
+            let run = group.raw[base + i].start..group.raw[base + end - 1].end;
+            self.i = end;
+            Part::Raw(&self.bytes[run])
+        };
+        Some(part)
     }
 }
 

@@ -319,7 +319,7 @@ pub(crate) fn text_shapes(
         for l in laid.drain(..) {
             let stand_in = l.and_then(|(at, chunks)| {
                 layouts.fill(chunks, bytes, |c| images[c])?;
-                fitted(limit, out, |out| {
+                fitted(limit, false, out, |out| {
                     out.extend_from_slice(&bytes[at]);
                     Some(())
                 })
@@ -418,7 +418,7 @@ pub(crate) fn text_tagged(
         for v in values {
             let stand_in = v.and_then(|_| {
                 let (tag, v) = tagged_values.next()?;
-                fitted(limit, out, |out| tagged(p, t, tag, v, limit, out))
+                fitted(limit, true, out, |out| tagged(p, t, tag, v, limit, out))
             });
             stand_ins.push(stand_in);
         }
@@ -427,13 +427,19 @@ pub(crate) fn text_tagged(
 
 /// Runs `write` at the end of `out` and fits what it wrote to `limit`: its
 /// range, or `None` (nothing left appended) if it wrote no stand-in.
+/// `utf8`: `write` writes valid UTF-8 by construction (email and name
+/// stand-ins are made of `str` words, base32 and the checked domain), so
+/// with no limit there is nothing to check.
+#[inline]
 fn fitted(
     limit: TextLimit,
+    utf8: bool,
     out: &mut Vec<u8>,
     write: impl FnOnce(&mut Vec<u8>) -> Option<()>,
 ) -> Option<std::ops::Range<usize>> {
     let start = out.len();
-    if write(out).is_some() && limit.fit_tail(out, start) {
+    let unlimited = utf8 && limit == TextLimit::default();
+    if write(out).is_some() && (unlimited || limit.fit_tail(out, start)) {
         Some(start..out.len())
     } else {
         out.truncate(start);

@@ -68,6 +68,11 @@ pub(crate) struct IsoText<'a> {
 /// Parses `YYYY-MM-DD[ time][ BC]`; `None` for anything else, including
 /// `infinity` (callers handle it first) and other DateStyles.
 pub(crate) fn parse_iso(s: &[u8]) -> Option<IsoText<'_>> {
+    parse_plain_date(s).or_else(|| parse_general(s))
+}
+
+/// [`parse_iso`] without its fast path.
+fn parse_general(s: &[u8]) -> Option<IsoText<'_>> {
     let (s, bc) = match s.strip_suffix(b" BC") {
         Some(rest) => (rest, true),
         None => (s, false),
@@ -97,6 +102,28 @@ pub(crate) fn parse_iso(s: &[u8]) -> Option<IsoText<'_>> {
         days,
         time,
         offset_at,
+    })
+}
+
+/// [`parse_iso`] of the common form, a date of exactly `YYYY-MM-DD`, in
+/// one step; `None` for anything else (which the general parse then
+/// reads, or refuses).
+#[inline]
+fn parse_plain_date(s: &[u8]) -> Option<IsoText<'_>> {
+    let &[y0, y1, y2, y3, b'-', m0, m1, b'-', d0, d1] = s else {
+        return None;
+    };
+    let digit = |c: u8| c.is_ascii_digit().then(|| u32::from(c - b'0'));
+    let year = ((digit(y0)? * 10 + digit(y1)?) * 10 + digit(y2)?) * 10 + digit(y3)?;
+    let (month, day) = (digit(m0)? * 10 + digit(m1)?, digit(d0)? * 10 + digit(d1)?);
+    let y = i64::from(year);
+    if !(1..=12).contains(&month) || day == 0 || day > days_in_month(y, month) {
+        return None;
+    }
+    Some(IsoText {
+        days: days_from_civil(y, month, day),
+        time: &s[10..],
+        offset_at: 0,
     })
 }
 
@@ -163,6 +190,27 @@ fn digits(p: &[u8]) -> Option<i64> {
 /// 1) and returns whether the date is BC.
 pub(crate) fn write_ymd(days: i64, out: &mut Vec<u8>) -> bool {
     let (y, m, d) = civil_from_days(days);
+    if !(1000..=9999).contains(&y) {
+        return write_ymd_general(y, m, d, out);
+    }
+    let (y, m, d) = (y as u32, m as u8, d as u8);
+    out.extend_from_slice(&[
+        b'0' + (y / 1000) as u8,
+        b'0' + (y / 100 % 10) as u8,
+        b'0' + (y / 10 % 10) as u8,
+        b'0' + (y % 10) as u8,
+        b'-',
+        b'0' + m / 10,
+        b'0' + m % 10,
+        b'-',
+        b'0' + d / 10,
+        b'0' + d % 10,
+    ]);
+    false
+}
+
+/// [`write_ymd`] of any year.
+fn write_ymd_general(y: i64, m: u32, d: u32, out: &mut Vec<u8>) -> bool {
     let bc = y <= 0;
     let year = (if bc { 1 - y } else { y }).unsigned_abs();
     if year < 1000 {
@@ -284,6 +332,25 @@ mod tests {
             let mut out = Vec::new();
             write_iso(days, b"", &mut out);
             prop_assert_eq!(parse_iso(&out).map(|p| p.days), Some(days));
+        }
+
+        #[test]
+        fn fast_paths_agree(days in DATE_MIN..DATE_END, noise in any::<[u8; 10]>(), pick in any::<u16>()) {
+            let (y, m, d) = civil_from_days(days);
+            let (mut fast, mut general) = (Vec::new(), Vec::new());
+            let bc = write_ymd(days, &mut fast);
+            prop_assert_eq!(bc, write_ymd_general(y, m, d, &mut general));
+            prop_assert_eq!(&fast, &general);
+            // Dates of exactly ten bytes, valid or not, with digits and
+            // dashes moved about.
+            let mut s = format!("{:04}-{:02}-{:02}", y.rem_euclid(10_000), m + u32::from(pick % 3 == 0) * 11, d + u32::from(pick % 5 == 0) * 20).into_bytes();
+            s.truncate(10);
+            if pick % 7 == 0 {
+                let at = usize::from(pick >> 8) % s.len();
+                s[at] = noise[0] % 64;
+            }
+            prop_assert_eq!(parse_plain_date(&s).or_else(|| parse_general(&s)), parse_general(&s));
+            prop_assert_eq!(parse_plain_date(&noise).or_else(|| parse_general(&noise)), parse_general(&noise));
         }
 
         #[test]

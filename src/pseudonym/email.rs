@@ -14,7 +14,7 @@ pub(crate) const PRF_DOMAIN: u8 = b'e';
 /// too narrow for the whole address.
 const TOKEN: usize = 12;
 const MIN_TOKEN: usize = 8;
-const BASE32: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+pub(crate) const BASE32: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 
 /// Appends the stand-in address, fitted to `limit`, of the value whose tag
 /// (domain [`PRF_DOMAIN`]) is `tag`; `None` when even the shortest form
@@ -38,13 +38,17 @@ pub(crate) fn write_tagged(
         (false, token)
     };
     if name {
-        out.extend(given.bytes().map(|b| b.to_ascii_lowercase()));
+        let at = out.len();
+        out.extend_from_slice(given.as_bytes());
+        out[at..].make_ascii_lowercase();
         out.push(b'.');
     }
     let bits = u64::from_be_bytes(tag[..8].try_into().ok()?);
-    for i in 0..token {
-        out.push(BASE32[((bits >> (59 - 5 * i)) & 31) as usize]);
+    let mut chars = [0; TOKEN];
+    for (i, c) in chars.iter_mut().enumerate() {
+        *c = BASE32[((bits >> (59 - 5 * i)) & 31) as usize];
     }
+    out.extend_from_slice(&chars[..token]);
     out.push(b'@');
     out.extend_from_slice(domain.as_bytes());
     Some(())

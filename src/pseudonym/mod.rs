@@ -27,6 +27,7 @@
 //! - `apply`: one value through one transform, by type and format, and
 //!   the many-value paths of [`Pseudonymizer::apply_many`].
 
+mod alphabet;
 mod apply;
 mod binary;
 mod calendar;
@@ -49,11 +50,14 @@ mod types;
 mod words;
 
 #[cfg(test)]
+mod pinned_tests;
+#[cfg(test)]
 mod tests;
 
 use std::fmt;
 use std::ops::Range;
 
+pub use alphabet::AsciiSet;
 pub use key::{Key, KeyError, MIN_SECRET_LEN};
 pub use settings::{
     Settings, SettingsError, DEFAULT_DATE_SHIFT_DAYS, DEFAULT_EMAIL_DOMAIN, MAX_DATE_SHIFT_DAYS,

@@ -79,7 +79,7 @@ pub(super) fn shape(s: &str) -> String {
 }
 
 /// Every type and transform the properties below sweep.
-fn transforms() -> Vec<Transform> {
+pub(super) fn transforms() -> Vec<Transform> {
     vec![
         Transform::Bijection,
         Transform::Email,
@@ -102,7 +102,7 @@ fn transforms() -> Vec<Transform> {
     ]
 }
 
-fn types() -> Vec<ColumnType> {
+pub(super) fn types() -> Vec<ColumnType> {
     let mut v: Vec<ColumnType> = [
         oid::BOOL,
         oid::BYTEA,
@@ -557,7 +557,7 @@ fn key_id_and_fingerprint_are_exposed_not_the_secret() {
 }
 
 /// A value of the given type in the given format, from raw material.
-fn sample(ty: ColumnType, fmt: Format, seed: u64, s: &str) -> Vec<u8> {
+pub(super) fn sample(ty: ColumnType, fmt: Format, seed: u64, s: &str) -> Vec<u8> {
     let i = seed as i64;
     let text = match ty.oid {
         oid::INT2 => (i % 32_000).to_string(),

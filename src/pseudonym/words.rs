@@ -145,20 +145,23 @@ pub(crate) const NAME_DOMAIN: u8 = b'n';
 pub(crate) fn person_name_tagged(tag: &Tag, value: &[u8], part: NamePart, out: &mut Vec<u8>) {
     let given = pick(GIVEN, tag, 0);
     let family = pick(FAMILY, tag, 2);
-    let words = value
-        .split(|b| b.is_ascii_whitespace())
-        .filter(|w| !w.is_empty())
-        .count();
     match part {
         NamePart::Given => out.extend_from_slice(given.as_bytes()),
         NamePart::Family => out.extend_from_slice(family.as_bytes()),
-        NamePart::Auto if words <= 1 => out.extend_from_slice(given.as_bytes()),
+        NamePart::Auto if !two_words(value) => out.extend_from_slice(given.as_bytes()),
         NamePart::Auto | NamePart::Full => {
             out.extend_from_slice(given.as_bytes());
             out.push(b' ');
             out.extend_from_slice(family.as_bytes());
         }
     }
+}
+
+/// Whether `value` has at least two words (runs of bytes other than ASCII
+/// whitespace): a word, whitespace, a word, read no further than that.
+fn two_words(value: &[u8]) -> bool {
+    let mut space = value.iter().map(u8::is_ascii_whitespace);
+    space.any(|s| !s) && space.any(|s| s) && space.any(|s| !s)
 }
 
 /// A lower-case given name, for email local parts.
@@ -227,6 +230,31 @@ mod tests {
 
     fn person_name(prf: &Prf, value: &[u8], part: NamePart, out: &mut Vec<u8>) {
         person_name_tagged(&prf.tag(NAME_DOMAIN, value), value, part, out);
+    }
+
+    #[test]
+    fn two_words_counts_as_splitting_does() {
+        let cases: [&[u8]; 12] = [
+            b"",
+            b" ",
+            b"Ada",
+            b" Ada ",
+            b"Ada Lovelace",
+            b"  Ada\tLovelace  ",
+            b"Ada\n",
+            b"\x0cA B",
+            b"A-B",
+            "Zoë Kaur".as_bytes(),
+            b"a  ",
+            b"  a  b",
+        ];
+        for v in cases {
+            let words = v
+                .split(|b| b.is_ascii_whitespace())
+                .filter(|w| !w.is_empty())
+                .count();
+            assert_eq!(two_words(v), words >= 2, "{v:?}");
+        }
     }
 
     fn s(f: impl FnOnce(&mut Vec<u8>)) -> String {

@@ -39,6 +39,7 @@ impl Work {
             }
         };
         let single = self.plan.len() == 1;
+        let plain = std::mem::take(&mut self.plain);
         let write = |row: Row<'_>, out: &mut Vec<u8>| {
             for (k, part) in row.parts().enumerate() {
                 if k > 0 {
@@ -53,7 +54,7 @@ impl Work {
                             ForceQuote::All => true,
                             ForceQuote::Columns(cols) => cols.contains(&i),
                         };
-                        if opts.needs_quotes(v, force, single) {
+                        if opts.needs_quotes(v, force, single, plain[i]) {
                             opts.write_quoted(v, out);
                         } else {
                             out.extend_from_slice(v);
@@ -64,7 +65,9 @@ impl Work {
             out.push(b'\n');
             Ok(())
         };
-        self.rows(lines, Format::Text, read, write, out)
+        let r = self.rows(lines, Format::Text, read, write, out);
+        self.plain = plain;
+        r
     }
 }
 
@@ -130,12 +133,13 @@ impl Csv<'_> {
         out.extend_from_slice(&inner[i..]);
     }
 
-    /// Whether `CopyAttributeOutCSV` would quote `v`.
-    pub(super) fn needs_quotes(&self, v: &[u8], force: bool, single: bool) -> bool {
+    /// Whether `CopyAttributeOutCSV` would quote `v`; `plain`: `v` holds
+    /// no delimiter, quote or line end (known without looking).
+    pub(super) fn needs_quotes(&self, v: &[u8], force: bool, single: bool, plain: bool) -> bool {
         force
             || v == self.null
             || (single && v == b"\\.")
-            || has_byte(v, 0, [self.delimiter, self.quote, b'\n', b'\r'])
+            || (!plain && has_byte(v, 0, [self.delimiter, self.quote, b'\n', b'\r']))
     }
 
     /// Appends `v` quoted, escaping quote and escape characters.

@@ -13,6 +13,8 @@ use crate::pseudonym::{Format, Pseudonymizer};
 
 mod binary;
 mod csv;
+#[cfg(test)]
+mod pinned_tests;
 mod shared;
 #[cfg(test)]
 mod tests;
@@ -123,6 +125,10 @@ struct Work {
     /// No column is rewritten.
     passthrough: bool,
     p: Arc<Pseudonymizer>,
+    /// Line formats, per column: its stand-ins can hold no byte the format
+    /// escapes or quotes ([`Pseudonymizer::stand_in_alphabet`]), so the
+    /// writer does not look for one.
+    plain: Vec<bool>,
     group: Group,
     framing: Framing,
 }
@@ -171,12 +177,14 @@ impl CopyRewriter {
             CopyFormat::Text { header, .. } | CopyFormat::Csv { header, .. } => *header,
             CopyFormat::Binary => true,
         };
+        let plain = plain_columns(&plan, &format, &p);
         CopyRewriter {
             format,
             work: Work {
                 passthrough: plan.is_passthrough(),
                 plan,
                 p,
+                plain,
                 group: Group::default(),
                 framing: Framing::default(),
             },
@@ -209,6 +217,7 @@ impl CopyRewriter {
                 plan: self.work.plan.clone(),
                 passthrough: self.work.passthrough,
                 p: Arc::clone(&self.work.p),
+                plain: self.work.plain.clone(),
                 group: Group::default(),
                 framing: Framing {
                     framed: self.work.framing.framed,
@@ -364,6 +373,27 @@ impl CopyRewriter {
             CopyFormat::Binary => Err(RewriteError::MalformedCopy("not a line format")),
         }
     }
+}
+
+/// Per column of a line format: whether its stand-ins never need escaping
+/// (text: control bytes, backslash, the delimiter) or quoting (CSV: the
+/// delimiter, the quote, line ends), whatever the value.
+fn plain_columns(plan: &ColumnPlan, format: &CopyFormat, p: &Pseudonymizer) -> Vec<bool> {
+    let (below, special) = match format {
+        CopyFormat::Text { delimiter, .. } => (0x20, vec![b'\\', *delimiter]),
+        CopyFormat::Csv {
+            delimiter, quote, ..
+        } => (0, vec![*delimiter, *quote, b'\n', b'\r']),
+        CopyFormat::Binary => return Vec::new(),
+    };
+    plan.columns
+        .iter()
+        .map(|c| {
+            c.as_ref()
+                .and_then(|c| p.stand_in_alphabet(&c.transform, c.ty, Format::Text))
+                .is_some_and(|set| !set.holds_any(below, &special))
+        })
+        .collect()
 }
 
 impl Work {

@@ -79,17 +79,23 @@ pub(super) fn plain_fields(
     null: &[u8],
     plain: bool,
 ) -> Result<(usize, usize), RewriteError> {
+    let fields = delims.len() + usize::from(plain);
+    if fields > plan.len() {
+        // What reading field `plan.len()` gives.
+        return Err(RewriteError::ColumnCount {
+            got: plan.len() + 1,
+            expected: plan.len(),
+        });
+    }
     let mut at = 0;
     let last = plain.then_some(body.len());
     let ends = delims.iter().copied().chain(last);
-    let mut fields = 0;
-    for end in ends {
-        let value = match plan.column(fields)? {
+    for (end, column) in ends.zip(&plan.columns) {
+        let value = match column {
             Some(_) if body[at..end] != *null => Value::InRow(at..end),
             _ => Value::Null,
         };
         g.field(at..end, value);
-        fields += 1;
         at = end + 1;
     }
     Ok((fields, at))

@@ -470,7 +470,7 @@ proptest! {
         let force = ForceQuote::Off;
         let opts = Csv { delimiter: b',', quote: b'"', escape, null: b"", force_quote: &force };
         let mut out = Vec::new();
-        if opts.needs_quotes(&v, false, false) {
+        if opts.needs_quotes(&v, false, false, false) {
             opts.write_quoted(&v, &mut out);
         } else {
             out.extend_from_slice(&v);
@@ -504,7 +504,7 @@ proptest! {
         let force = ForceQuote::Off;
         let opts = Csv { delimiter: b',', quote: b'"', escape, null: b"", force_quote: &force };
         let field = |v: &[u8], out: &mut Vec<u8>| {
-            if opts.needs_quotes(v, false, false) {
+            if opts.needs_quotes(v, false, false, false) {
                 opts.write_quoted(v, out);
             } else {
                 out.extend_from_slice(v);

@@ -38,6 +38,7 @@ impl Work {
                 at = end + 1;
             }
         };
+        let plain = std::mem::take(&mut self.plain);
         let write = |row: Row<'_>, out: &mut Vec<u8>| {
             for (k, part) in row.parts().enumerate() {
                 if k > 0 {
@@ -46,7 +47,7 @@ impl Work {
                 match part {
                     Part::Raw(run) => out.extend_from_slice(run),
                     Part::StandIn(_, None) => out.extend_from_slice(null),
-                    Part::StandIn(_, Some(v)) if needs_text_escape(v, delim) => {
+                    Part::StandIn(i, Some(v)) if !plain[i] && needs_text_escape(v, delim) => {
                         text_escape(v, delim, out)
                     }
                     Part::StandIn(_, Some(v)) => out.extend_from_slice(v),
@@ -55,7 +56,9 @@ impl Work {
             out.push(b'\n');
             Ok(())
         };
-        self.rows(lines, Format::Text, read, write, out)
+        let r = self.rows(lines, Format::Text, read, write, out);
+        self.plain = plain;
+        r
     }
 }
 
