@@ -244,15 +244,9 @@ impl Check<'_> {
             return true;
         }
         f.reads.iter().chain(&f.writes).any(|rel| {
-            self.catalog.relation(*rel).is_some_and(|r| {
-                r.columns.iter().any(|c| {
-                    let col = ColumnId {
-                        rel: *rel,
-                        attnum: c.attnum,
-                    };
-                    self.policy.category_of(self.catalog, col).is_some()
-                })
-            })
+            self.catalog
+                .relation(*rel)
+                .is_some_and(|r| self.policy.data.any_column_classified(self.catalog, r))
         })
     }
 
