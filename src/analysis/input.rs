@@ -20,6 +20,7 @@ use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Whitespace};
 
 use super::fallback::{self, Fallback};
+use super::shape;
 use super::{AnalysisError, StatementKind};
 
 /// The longest run of operators allowed between two commas or
@@ -79,9 +80,27 @@ fn non_empty(mut statements: Vec<Parsed>) -> Vec<Parsed> {
 }
 
 fn tokenize(sql: &str) -> Result<Vec<TokenWithSpan>, AnalysisError> {
-    let tokens = tokenize_bounded(sql)?;
+    let tokens = match plain_tokens(sql) {
+        Some(tokens) => tokens,
+        None => tokenize_bounded(sql)?,
+    };
     guard_operator_runs(&tokens)?;
     Ok(force_quote_all(qualified_operators_before_any(tokens)))
+}
+
+/// The tokens of a short plain text (see [`shape::plain_tokens`]), read
+/// without sqlparser's tokenizer: the same tokens, which need no bounds
+/// (no token of a text of at most [`LONG_TOKEN`] bytes is cut). Not for
+/// `COPY`, whose `FROM STDIN` data sqlparser's tokenizer reads.
+fn plain_tokens(sql: &str) -> Option<Vec<TokenWithSpan>> {
+    if sql.len() > LONG_TOKEN {
+        return None;
+    }
+    let tokens = shape::plain_tokens(sql)?;
+    let copy = tokens
+        .iter()
+        .any(|t| matches!(&t.token, Token::Word(w) if w.keyword == Keyword::COPY));
+    (!copy).then_some(tokens)
 }
 
 /// Why tokenizing stopped early.
@@ -238,6 +257,9 @@ fn force_quote_all(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
 fn qualified_operators_before_any(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
     let is_word =
         |t: &TokenWithSpan, k: Keyword| matches!(&t.token, Token::Word(w) if w.keyword == k);
+    if !tokens.iter().any(|t| is_word(t, Keyword::OPERATOR)) {
+        return tokens;
+    }
     let mut out: Vec<TokenWithSpan> = Vec::with_capacity(tokens.len());
     let mut i = 0;
     while i < tokens.len() {
