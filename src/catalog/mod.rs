@@ -349,4 +349,33 @@ mod tests {
         assert_eq!(oid(Some("pg_temp"), "users", no_temp), None);
         assert_eq!(oid(None, "Users", no_temp), None, "case-sensitive");
     }
+
+    #[test]
+    fn children_and_user_functions_are_indexed_once() {
+        let child = |oid, parent| Relation {
+            parents: vec![parent],
+            ..table(oid, "public", &format!("part_{oid}"))
+        };
+        let catalog = Catalog::new(
+            [
+                table(1, "public", "events"),
+                child(3, 1),
+                child(2, 1),
+                child(4, 3),
+            ],
+            [
+                ("app".to_owned(), "score".to_owned()),
+                ("util".to_owned(), "score".to_owned()),
+            ],
+        );
+        assert_eq!(catalog.children(1), &[2, 3]);
+        assert_eq!(catalog.children(3), &[4]);
+        assert!(catalog.children(4).is_empty());
+        assert!(catalog.children(99).is_empty());
+        assert!(catalog.has_user_function("app", "score"));
+        assert!(catalog.has_user_function("util", "score"));
+        assert!(!catalog.has_user_function("public", "score"));
+        assert!(catalog.has_user_function_named("score"));
+        assert!(!catalog.has_user_function_named("app"));
+    }
 }
