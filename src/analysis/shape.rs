@@ -129,6 +129,10 @@ fn encode(tokens: &[Tok<'_>], len: usize) -> String {
 /// Appends `kind` and the length of `text` in decimal.
 fn prefixed(out: &mut String, kind: char, text: &str) {
     out.push(kind);
+    if text.len() < 10 {
+        out.push(char::from(b'0' + text.len() as u8));
+        return;
+    }
     let mut digits = [0u8; 20];
     let (mut n, mut at) = (text.len(), digits.len());
     loop {
@@ -139,7 +143,9 @@ fn prefixed(out: &mut String, kind: char, text: &str) {
             break;
         }
     }
-    out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or_default());
+    for d in &digits[at..] {
+        out.push(char::from(*d));
+    }
 }
 
 /// An unquoted word equal to one of `words` (ASCII case folded).
