@@ -93,7 +93,12 @@ fn tokenize(sql: &str) -> Result<Vec<TokenWithSpan>, AnalysisError> {
 /// (no token of a text of at most [`LONG_TOKEN`] bytes is cut). Not for
 /// `COPY`, whose `FROM STDIN` data sqlparser's tokenizer reads.
 fn plain_tokens(sql: &str) -> Option<Vec<TokenWithSpan>> {
-    if sql.len() > LONG_TOKEN {
+    let mentions_copy = || {
+        sql.as_bytes()
+            .windows(4)
+            .any(|w| w.eq_ignore_ascii_case(b"copy"))
+    };
+    if sql.len() > LONG_TOKEN || mentions_copy() {
         return None;
     }
     let tokens = shape::plain_tokens(sql)?;
