@@ -446,3 +446,40 @@ fn adds_depth(token: &Token) -> bool {
         _ => true,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{plain_tokens, tokenize, tokenize_bounded};
+
+    /// The token text of each token, spans included.
+    fn spelled(tokens: &[sqlparser::tokenizer::TokenWithSpan]) -> Vec<String> {
+        tokens
+            .iter()
+            .map(|t| format!("{:?} {:?}", t.token, t.span))
+            .collect()
+    }
+
+    #[test]
+    fn plain_texts_skip_sqlparsers_tokenizer_with_the_same_tokens() {
+        for sql in [
+            "SELECT abalance FROM pgbench_accounts WHERE aid = 48213;",
+            "SELECT o.id FROM orders o\r\n  WHERE o.status = 'payé' AND o.id = $1 LIMIT 5",
+        ] {
+            let plain = plain_tokens(sql).expect("plain");
+            let full = tokenize_bounded(sql).expect("tokenizes");
+            assert_eq!(spelled(&plain), spelled(&full), "{sql}");
+            assert_eq!(spelled(&tokenize(sql).expect("tokenizes")), spelled(&full));
+        }
+    }
+
+    #[test]
+    fn copy_and_long_texts_take_sqlparsers_tokenizer() {
+        // sqlparser's tokenizer reads what follows `COPY ... FROM STDIN;`
+        // as the COPY's data.
+        assert!(plain_tokens("COPY t FROM STDIN; SELECT 1").is_none());
+        assert!(plain_tokens("select copyright from t").is_none());
+        let long = format!("SELECT {} FROM t", "a, ".repeat(400) + "a");
+        assert!(plain_tokens(&long).is_none());
+        assert!(tokenize(&long).is_ok());
+    }
+}
