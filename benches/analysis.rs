@@ -4,6 +4,15 @@
 //! aggregates, catalog lookups, refused exports); and the same through a
 //! guarded session's [`Core`] with its decision cache off (`fresh/*`) and
 //! on, the statement's literals changing at every iteration (`hit/*`).
+//!
+//! With `COPYGUARD_BENCH_IR=<iterations>` set it runs no criterion group:
+//! for each corpus entry and pass (`Parse`, sqlparser alone; `Fresh`;
+//! `Hit`) it calls [`ir_pass`] once, `<iterations>` decisions after a
+//! warm-up, and prints `<pass> <entry> <iterations>`; with
+//! `COPYGUARD_BENCH_IR_ONLY="<pass> <entry>"` only that one. Under
+//! `valgrind --tool=callgrind --collect-atstart=no
+//! --toggle-collect='*ir_pass*'` the total collected divided by the
+//! iterations is the instructions of one decision (`benches/README.md`).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -144,12 +153,14 @@ fn catalog() -> Catalog {
 }
 
 fn bench(c: &mut Criterion) {
-    let policy = Policy::from_toml_str(&format!(
-        "{}\n{}",
-        include_str!("../policies/roles.toml"),
-        include_str!("../policies/classification.toml")
-    ))
-    .expect("demo policy");
+    if let Some(iterations) = std::env::var("COPYGUARD_BENCH_IR")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        instruction_counts(iterations);
+        std::process::exit(0);
+    }
+    let policy = demo_policy();
     let class = policy.classify_role("dev_alice");
     let catalog = catalog();
     let search_path = vec!["pg_catalog".to_owned(), "public".to_owned()];
@@ -211,17 +222,6 @@ fn variant(sql: &str, n: usize) -> String {
 /// A guarded session's whole decision (`Core::decide_query`): fresh, and
 /// from the decision cache with other literal values each time.
 fn decisions(c: &mut Criterion, policy: &Arc<Policy>, catalog: Arc<Catalog>) {
-    let session = |cache: bool| {
-        let mut core = Core::new(
-            "dev_alice",
-            policy.classify_role("dev_alice"),
-            true,
-            catalog.clone(),
-        )
-        .with_search_path(vec!["pg_catalog".to_owned(), "public".to_owned()]);
-        core.set_decision_cache(cache);
-        core
-    };
     for (group_name, cache) in [("fresh", false), ("hit", true)] {
         let mut group = c.benchmark_group(group_name);
         group.measurement_time(Duration::from_secs(3));
@@ -229,7 +229,7 @@ fn decisions(c: &mut Criterion, policy: &Arc<Policy>, catalog: Arc<Catalog>) {
         group.throughput(Throughput::Elements(1));
         for (name, sql) in CORPUS {
             let texts: Vec<String> = (0..64).map(|n| variant(sql, n)).collect();
-            let mut core = session(cache);
+            let mut core = session(policy, &catalog, cache);
             if cache && core.decide_query(&texts[0], policy).is_err() {
                 continue;
             }
@@ -242,6 +242,90 @@ fn decisions(c: &mut Criterion, policy: &Arc<Policy>, catalog: Arc<Catalog>) {
             });
         }
         group.finish();
+    }
+}
+
+/// The demo policy the corpus is decided under.
+fn demo_policy() -> Policy {
+    Policy::from_toml_str(&format!(
+        "{}\n{}",
+        include_str!("../policies/roles.toml"),
+        include_str!("../policies/classification.toml")
+    ))
+    .expect("demo policy")
+}
+
+/// A guarded session of `dev_alice`, its decision cache on or off.
+fn session(policy: &Policy, catalog: &Arc<Catalog>, cache: bool) -> Core {
+    let mut core = Core::new(
+        "dev_alice",
+        policy.classify_role("dev_alice"),
+        true,
+        catalog.clone(),
+    )
+    .with_search_path(vec!["pg_catalog".to_owned(), "public".to_owned()]);
+    core.set_decision_cache(cache);
+    core
+}
+
+/// What one [`ir_pass`] runs.
+#[derive(Clone, Copy, Debug)]
+enum Pass {
+    /// sqlparser alone.
+    Parse,
+    /// `Core::decide_query`, cache off.
+    Fresh,
+    /// `Core::decide_query`, cache on, other literals each time.
+    Hit,
+}
+
+/// `iterations` runs of `pass` over `texts` (the unit callgrind counts).
+#[inline(never)]
+fn ir_pass(pass: Pass, core: &mut Core, policy: &Arc<Policy>, texts: &[String], iterations: usize) {
+    for i in 0..iterations {
+        let sql = &texts[i % texts.len()];
+        match pass {
+            Pass::Parse => {
+                std::hint::black_box(
+                    sqlparser::parser::Parser::parse_sql(
+                        &sqlparser::dialect::PostgreSqlDialect {},
+                        sql,
+                    )
+                    .map(|s| s.len())
+                    .ok(),
+                );
+            }
+            Pass::Fresh | Pass::Hit => {
+                std::hint::black_box(core.decide_query(sql, policy).is_ok());
+            }
+        }
+    }
+}
+
+/// One [`ir_pass`] per corpus entry and pass, in the order printed.
+fn instruction_counts(iterations: usize) {
+    let policy = Arc::new(demo_policy());
+    let catalog = Arc::new(catalog());
+    let only = std::env::var("COPYGUARD_BENCH_IR_ONLY").ok();
+    for (name, sql) in CORPUS {
+        let texts: Vec<String> = (0..64).map(|n| variant(sql, n)).collect();
+        for pass in [Pass::Parse, Pass::Fresh, Pass::Hit] {
+            if only
+                .as_ref()
+                .is_some_and(|o| *o != format!("{pass:?} {name}"))
+            {
+                continue;
+            }
+            let mut core = session(&policy, &catalog, matches!(pass, Pass::Hit));
+            if matches!(pass, Pass::Hit) && core.decide_query(&texts[0], &policy).is_err() {
+                continue;
+            }
+            for sql in &texts[..16] {
+                std::hint::black_box(core.decide_query(sql, &policy).is_ok());
+            }
+            ir_pass(pass, &mut core, &policy, &texts, iterations);
+            println!("{pass:?} {name} {iterations}");
+        }
     }
 }
 

@@ -85,7 +85,6 @@ pub(crate) struct Analyzer<'a> {
     /// Views and materialized view definitions already expanded.
     pub expansions: HashMap<Oid, Expansion>,
     depth: usize,
-    children: Option<HashMap<Oid, Vec<Oid>>>,
 }
 
 impl<'a> Analyzer<'a> {
@@ -105,7 +104,6 @@ impl<'a> Analyzer<'a> {
             view_stack: Vec::new(),
             expansions: HashMap::new(),
             depth: 0,
-            children: None,
         }
     }
 
@@ -189,21 +187,14 @@ impl<'a> Analyzer<'a> {
     }
 
     /// Every partition and inheritance child of `oid`, recursively.
-    pub fn descendants(&mut self, oid: Oid) -> Vec<Oid> {
-        let catalog = self.catalog;
-        let children = self.children.get_or_insert_with(|| {
-            let mut map: HashMap<Oid, Vec<Oid>> = HashMap::new();
-            for rel in catalog.relations() {
-                for parent in &rel.parents {
-                    map.entry(*parent).or_default().push(rel.oid);
-                }
-            }
-            map
-        });
+    pub fn descendants(&self, oid: Oid) -> Vec<Oid> {
         let mut out: Vec<Oid> = Vec::new();
+        if self.catalog.children(oid).is_empty() {
+            return out;
+        }
         let mut todo = vec![oid];
         while let Some(next) = todo.pop() {
-            for child in children.get(&next).into_iter().flatten() {
+            for child in self.catalog.children(next) {
                 if *child != oid && !out.contains(child) {
                     out.push(*child);
                     todo.push(*child);

@@ -20,6 +20,7 @@ use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Whitespace};
 
 use super::fallback::{self, Fallback};
+use super::shape;
 use super::{AnalysisError, StatementKind};
 
 /// The longest run of operators allowed between two commas or
@@ -79,9 +80,32 @@ fn non_empty(mut statements: Vec<Parsed>) -> Vec<Parsed> {
 }
 
 fn tokenize(sql: &str) -> Result<Vec<TokenWithSpan>, AnalysisError> {
-    let tokens = tokenize_bounded(sql)?;
+    let tokens = match plain_tokens(sql) {
+        Some(tokens) => tokens,
+        None => tokenize_bounded(sql)?,
+    };
     guard_operator_runs(&tokens)?;
     Ok(force_quote_all(qualified_operators_before_any(tokens)))
+}
+
+/// The tokens of a short plain text (see [`shape::plain_tokens`]), read
+/// without sqlparser's tokenizer: the same tokens, which need no bounds
+/// (no token of a text of at most [`LONG_TOKEN`] bytes is cut). Not for
+/// `COPY`, whose `FROM STDIN` data sqlparser's tokenizer reads.
+fn plain_tokens(sql: &str) -> Option<Vec<TokenWithSpan>> {
+    let mentions_copy = || {
+        sql.as_bytes()
+            .windows(4)
+            .any(|w| w.eq_ignore_ascii_case(b"copy"))
+    };
+    if sql.len() > LONG_TOKEN || mentions_copy() {
+        return None;
+    }
+    let tokens = shape::plain_tokens(sql)?;
+    let copy = tokens
+        .iter()
+        .any(|t| matches!(&t.token, Token::Word(w) if w.keyword == Keyword::COPY));
+    (!copy).then_some(tokens)
 }
 
 /// Why tokenizing stopped early.
@@ -238,6 +262,9 @@ fn force_quote_all(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
 fn qualified_operators_before_any(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
     let is_word =
         |t: &TokenWithSpan, k: Keyword| matches!(&t.token, Token::Word(w) if w.keyword == k);
+    if !tokens.iter().any(|t| is_word(t, Keyword::OPERATOR)) {
+        return tokens;
+    }
     let mut out: Vec<TokenWithSpan> = Vec::with_capacity(tokens.len());
     let mut i = 0;
     while i < tokens.len() {
@@ -417,5 +444,42 @@ fn adds_depth(token: &Token) -> bool {
         | Token::RBracket
         | Token::Placeholder(_) => false,
         _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{plain_tokens, tokenize, tokenize_bounded};
+
+    /// The token text of each token, spans included.
+    fn spelled(tokens: &[sqlparser::tokenizer::TokenWithSpan]) -> Vec<String> {
+        tokens
+            .iter()
+            .map(|t| format!("{:?} {:?}", t.token, t.span))
+            .collect()
+    }
+
+    #[test]
+    fn plain_texts_skip_sqlparsers_tokenizer_with_the_same_tokens() {
+        for sql in [
+            "SELECT abalance FROM pgbench_accounts WHERE aid = 48213;",
+            "SELECT o.id FROM orders o\r\n  WHERE o.status = 'payé' AND o.id = $1 LIMIT 5",
+        ] {
+            let plain = plain_tokens(sql).expect("plain");
+            let full = tokenize_bounded(sql).expect("tokenizes");
+            assert_eq!(spelled(&plain), spelled(&full), "{sql}");
+            assert_eq!(spelled(&tokenize(sql).expect("tokenizes")), spelled(&full));
+        }
+    }
+
+    #[test]
+    fn copy_and_long_texts_take_sqlparsers_tokenizer() {
+        // sqlparser's tokenizer reads what follows `COPY ... FROM STDIN;`
+        // as the COPY's data.
+        assert!(plain_tokens("COPY t FROM STDIN; SELECT 1").is_none());
+        assert!(plain_tokens("select copyright from t").is_none());
+        let long = format!("SELECT {} FROM t", "a, ".repeat(400) + "a");
+        assert!(plain_tokens(&long).is_none());
+        assert!(tokenize(&long).is_ok());
     }
 }

@@ -5,9 +5,10 @@
 //! [`analyze`] parses the text with sqlparser's PostgreSQL dialect
 //! (`input`, `fallback`), then walks each statement (`statement`, `dml`,
 //! `ddl`) through its queries (`query`, `from`), relations and views
-//! (`relations`) and expressions (`expr`), resolving names the way
-//! PostgreSQL does (`scope`, `names`). Whatever it does not understand is
-//! an error, and guarded sessions refuse the statement.
+//! (`relations`) and expressions (`expr`, `operands`, `operators`),
+//! resolving names the way PostgreSQL does (`scope`, `names`). Whatever it
+//! does not understand is an error, and guarded sessions refuse the
+//! statement.
 
 mod analyzer;
 mod colname;
@@ -19,6 +20,8 @@ mod fallback;
 mod from;
 mod input;
 mod names;
+mod operands;
+mod operators;
 mod query;
 mod relations;
 mod scope;

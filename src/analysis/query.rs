@@ -13,8 +13,8 @@ use sqlparser::ast::{
 
 use super::analyzer::{Analyzer, CteDef};
 use super::colname;
-use super::expr::check_sort;
 use super::names;
+use super::operators::check_sort;
 use super::scope::{self, Col, FromItem, Level, Lin, Source};
 use super::AnalysisError;
 

@@ -122,8 +122,13 @@ impl Relation {
 #[derive(Clone, Debug)]
 pub struct Catalog {
     relations: HashMap<Oid, Relation>,
-    by_name: HashMap<(String, String), Oid>,
-    user_functions: HashSet<(String, String)>,
+    /// Schema -> relation name -> OID: looked up by `&str`, no allocation.
+    by_name: HashMap<String, HashMap<String, Oid>>,
+    /// Partitions and inheritance children of each relation that has any.
+    children: HashMap<Oid, Vec<Oid>>,
+    /// Function name -> the schemas holding a user-defined function of
+    /// that name.
+    user_functions: HashMap<String, HashSet<String>>,
     /// When the rows were read.
     pub loaded_at: Instant,
 }
@@ -137,14 +142,31 @@ impl Catalog {
         user_functions: impl IntoIterator<Item = (String, String)>,
     ) -> Catalog {
         let relations: HashMap<Oid, Relation> = relations.into_iter().map(|r| (r.oid, r)).collect();
-        let by_name = relations
-            .values()
-            .map(|r| ((r.schema.clone(), r.name.clone()), r.oid))
-            .collect();
+        let mut by_name: HashMap<String, HashMap<String, Oid>> = HashMap::new();
+        let mut children: HashMap<Oid, Vec<Oid>> = HashMap::new();
+        for r in relations.values() {
+            by_name
+                .entry(r.schema.clone())
+                .or_default()
+                .insert(r.name.clone(), r.oid);
+            for parent in &r.parents {
+                children.entry(*parent).or_default().push(r.oid);
+            }
+        }
+        for list in children.values_mut() {
+            list.sort_unstable();
+        }
         Catalog {
             relations,
             by_name,
-            user_functions: user_functions.into_iter().collect(),
+            children,
+            user_functions: user_functions.into_iter().fold(
+                HashMap::new(),
+                |mut by_name: HashMap<String, HashSet<String>>, (schema, name)| {
+                    by_name.entry(name).or_default().insert(schema);
+                    by_name
+                },
+            ),
             loaded_at: Instant::now(),
         }
     }
@@ -162,8 +184,15 @@ impl Catalog {
     /// The relation `schema.name` (exact, case-sensitive names).
     pub fn lookup(&self, schema: &str, name: &str) -> Option<&Relation> {
         self.by_name
-            .get(&(schema.to_owned(), name.to_owned()))
+            .get(schema)?
+            .get(name)
             .and_then(|oid| self.relations.get(oid))
+    }
+
+    /// The partitions and inheritance children of `oid` (not their own
+    /// children), in OID order.
+    pub fn children(&self, oid: Oid) -> &[Oid] {
+        self.children.get(&oid).map_or(&[], Vec::as_slice)
     }
 
     /// Resolves a possibly unqualified relation name the way PostgreSQL
@@ -231,12 +260,13 @@ impl Catalog {
     /// Whether a user-defined function `name` exists in `schema`.
     pub fn has_user_function(&self, schema: &str, name: &str) -> bool {
         self.user_functions
-            .contains(&(schema.to_owned(), name.to_owned()))
+            .get(name)
+            .is_some_and(|schemas| schemas.contains(schema))
     }
 
     /// Whether a user-defined function called `name` exists in any schema.
     pub fn has_user_function_named(&self, name: &str) -> bool {
-        self.user_functions.iter().any(|(_, n)| n == name)
+        self.user_functions.contains_key(name)
     }
 
     /// `schema.relation.column` for a column id, for messages.
@@ -318,5 +348,34 @@ mod tests {
         assert_eq!(oid(None, "users", no_temp), Some(1));
         assert_eq!(oid(Some("pg_temp"), "users", no_temp), None);
         assert_eq!(oid(None, "Users", no_temp), None, "case-sensitive");
+    }
+
+    #[test]
+    fn children_and_user_functions_are_indexed_once() {
+        let child = |oid, parent| Relation {
+            parents: vec![parent],
+            ..table(oid, "public", &format!("part_{oid}"))
+        };
+        let catalog = Catalog::new(
+            [
+                table(1, "public", "events"),
+                child(3, 1),
+                child(2, 1),
+                child(4, 3),
+            ],
+            [
+                ("app".to_owned(), "score".to_owned()),
+                ("util".to_owned(), "score".to_owned()),
+            ],
+        );
+        assert_eq!(catalog.children(1), &[2, 3]);
+        assert_eq!(catalog.children(3), &[4]);
+        assert!(catalog.children(4).is_empty());
+        assert!(catalog.children(99).is_empty());
+        assert!(catalog.has_user_function("app", "score"));
+        assert!(catalog.has_user_function("util", "score"));
+        assert!(!catalog.has_user_function("public", "score"));
+        assert!(catalog.has_user_function_named("score"));
+        assert!(!catalog.has_user_function_named("app"));
     }
 }

@@ -237,7 +237,17 @@ pub const NOT_ALLOWED: &[(&str, &str)] = &[
 ];
 
 pub(crate) fn is_builtin(name: &str) -> bool {
-    PURE.contains(&name) || INTROSPECTION.contains(&name) || STATISTICS.contains(&name)
+    static BUILTIN: std::sync::OnceLock<std::collections::HashSet<&'static str>> =
+        std::sync::OnceLock::new();
+    BUILTIN
+        .get_or_init(|| {
+            PURE.iter()
+                .chain(INTROSPECTION)
+                .chain(STATISTICS)
+                .copied()
+                .collect()
+        })
+        .contains(name)
 }
 
 /// Why a well-known function is kept off the allowlist.

@@ -262,22 +262,31 @@ impl Classification {
     /// The category of a column: its own, its table's, or one inherited
     /// from the same column of an ancestor or a descendant (partition or
     /// inheritance child), whose rows reading this relation returns.
-    pub fn category_of(&self, catalog: &Catalog, col: ColumnId) -> Option<&str> {
+    pub fn category_of<'a>(&'a self, catalog: &Catalog, col: ColumnId) -> Option<&'a str> {
         if self.classified.is_empty() {
             return None;
         }
         let rel = catalog.relation(col.rel)?;
         let name = rel.column_by_num(col.attnum).map(|c| c.name.as_str());
-        for oid in catalog.lineage_of_relation(col.rel) {
-            let Some(rules) = catalog.relation(oid).and_then(|r| self.rules(r)) else {
-                continue;
-            };
-            if let Some(e) = name.and_then(|n| rules.columns.get(n)) {
-                return Some(&e.value);
+        let own = |rules: &'a TableRules| {
+            name.and_then(|n| rules.columns.get(n))
+                .or(rules.whole.as_ref())
+                .map(|e| e.value.as_str())
+        };
+        if rel.parents.is_empty() {
+            if let Some(category) = self.rules(rel).and_then(own) {
+                return Some(category);
             }
-            if let Some(e) = &rules.whole {
-                return Some(&e.value);
+        } else {
+            for oid in catalog.lineage_of_relation(col.rel) {
+                let rules = catalog.relation(oid).and_then(|r| self.rules(r));
+                if let Some(category) = rules.and_then(own) {
+                    return Some(category);
+                }
             }
+        }
+        if catalog.children(col.rel).is_empty() {
+            return None;
         }
         let name = name?;
         for (schema, tables) in &self.classified {
@@ -299,6 +308,29 @@ impl Classification {
         None
     }
 
+    /// Whether any column of `rel` has a category ([`Self::category_of`]).
+    pub fn any_column_classified(&self, catalog: &Catalog, rel: &Relation) -> bool {
+        if self.classified.is_empty() {
+            return false;
+        }
+        if rel.parents.is_empty() && catalog.children(rel.oid).is_empty() {
+            return self.rules(rel).is_some_and(|rules| {
+                rules.whole.is_some() && !rel.columns.is_empty()
+                    || rel
+                        .columns
+                        .iter()
+                        .any(|c| rules.columns.contains_key(&c.name))
+            });
+        }
+        rel.columns.iter().any(|c| {
+            let col = ColumnId {
+                rel: rel.oid,
+                attnum: c.attnum,
+            };
+            self.category_of(catalog, col).is_some()
+        })
+    }
+
     /// Why reading `rel` is forbidden: a built-in system relation, a
     /// forbidden table, or a relation whose ancestor or descendant is one.
     pub fn forbidden_reason(&self, catalog: &Catalog, rel: Oid) -> Option<String> {
@@ -316,6 +348,9 @@ impl Classification {
                     format!("{} (it is part of {})", e.value, display(r))
                 });
             }
+        }
+        if catalog.children(rel).is_empty() {
+            return None;
         }
         for (schema, tables) in &self.forbidden {
             for (table, e) in tables {

@@ -67,17 +67,22 @@ impl FunctionRules {
     /// Whether a call may run for a class that may or may not write.
     pub fn check(&self, f: &FunctionRef, allow_writes: bool) -> FunctionCheck {
         let schema = f.schema.as_deref().unwrap_or("pg_catalog");
-        let key = (schema.to_owned(), f.name.clone());
-        let shown = match &f.schema {
+        let listed = |set: &HashSet<(String, String)>| {
+            !set.is_empty() && set.contains(&(schema.to_owned(), f.name.clone()))
+        };
+        let shown = || match &f.schema {
             Some(s) => names::qualified(&[s, &f.name]),
             None => names::quote(&f.name),
         };
-        if self.deny.contains(&key) {
-            return FunctionCheck::Refused(format!("function {shown} is denied by this policy"));
+        if listed(&self.deny) {
+            return FunctionCheck::Refused(format!(
+                "function {} is denied by this policy",
+                shown()
+            ));
         }
         if f.user_defined {
             let vouched = match &f.schema {
-                Some(_) => self.allow.contains(&key),
+                Some(_) => listed(&self.allow),
                 None => self
                     .allow
                     .iter()
@@ -87,14 +92,15 @@ impl FunctionRules {
                 FunctionCheck::Allowed
             } else {
                 FunctionCheck::Refused(format!(
-                    "function {shown} is (or may resolve to) a user-defined function, whose code copyguard cannot see; if it only computes values, ask the policy owner to list it schema-qualified in [functions].allow"
+                    "function {} is (or may resolve to) a user-defined function, whose code copyguard cannot see; if it only computes values, ask the policy owner to list it schema-qualified in [functions].allow",
+                    shown()
                 ))
             };
         }
         if schema == "pg_catalog" && f.name == "set_config" {
             return FunctionCheck::Setting;
         }
-        if self.allow.contains(&key) {
+        if listed(&self.allow) {
             return FunctionCheck::Allowed;
         }
         if schema == "pg_catalog" {
@@ -106,7 +112,8 @@ impl FunctionRules {
                     FunctionCheck::Allowed
                 } else {
                     FunctionCheck::Refused(format!(
-                        "function {shown} is only for role classes that may write"
+                        "function {} is only for role classes that may write",
+                        shown()
                     ))
                 };
             }
@@ -121,7 +128,7 @@ impl FunctionRules {
             .unwrap_or_else(|| {
                 ": it is not on copyguard's list of functions known to be free of side effects and SQL execution".to_owned()
             });
-        FunctionCheck::Refused(format!("function {shown} is not allowed{why}"))
+        FunctionCheck::Refused(format!("function {} is not allowed{why}", shown()))
     }
 }
 
