@@ -88,19 +88,14 @@ fn tokenize(sql: &str) -> Result<Vec<TokenWithSpan>, AnalysisError> {
     Ok(force_quote_all(qualified_operators_before_any(tokens)))
 }
 
-/// The tokens of a short plain text (see [`shape::plain_tokens`]), read
-/// without sqlparser's tokenizer: the same tokens, which need no bounds
-/// (no token of a text of at most [`LONG_TOKEN`] bytes is cut). Not for
-/// `COPY`, whose `FROM STDIN` data sqlparser's tokenizer reads.
+/// The tokens of a plain text (see [`shape::plain_tokens`]), read without
+/// sqlparser's tokenizer: exactly the tokens [`tokenize_bounded`] gives,
+/// each long literal or identifier cut from the borrowed text without
+/// first being copied whole. `None` for any other text, for a text over
+/// the token budget or with a long number (which [`tokenize_bounded`] then
+/// refuses), and for `COPY`, whose `FROM STDIN` data sqlparser's tokenizer
+/// reads.
 fn plain_tokens(sql: &str) -> Option<Vec<TokenWithSpan>> {
-    let mentions_copy = || {
-        sql.as_bytes()
-            .windows(4)
-            .any(|w| w.eq_ignore_ascii_case(b"copy"))
-    };
-    if sql.len() > LONG_TOKEN || mentions_copy() {
-        return None;
-    }
     let tokens = shape::plain_tokens(sql)?;
     let copy = tokens
         .iter()
@@ -118,7 +113,7 @@ thread_local! {
 }
 
 /// The longest token kept whole.
-fn long_token() -> usize {
+pub(super) fn long_token() -> usize {
     #[cfg(test)]
     if KEEP_WHOLE.get() {
         return usize::MAX;
@@ -185,8 +180,16 @@ fn shorten(token: &mut Token) {
 
 /// Replaces `s` by its first [`LONG_TOKEN`] bytes and `mark` when longer.
 fn cut(s: &mut String, mark: &str) {
+    if s.len() > long_token() {
+        *s = shortened(s, mark);
+    }
+}
+
+/// `s` as [`cut`] leaves it: whole, or its first [`LONG_TOKEN`] bytes and
+/// `mark` when longer.
+pub(super) fn shortened(s: &str, mark: &str) -> String {
     if s.len() <= long_token() {
-        return;
+        return s.to_owned();
     }
     let mut end = LONG_TOKEN;
     while !s.is_char_boundary(end) {
@@ -195,7 +198,7 @@ fn cut(s: &mut String, mark: &str) {
     let mut short = String::with_capacity(end + mark.len());
     short.push_str(&s[..end]);
     short.push_str(mark);
-    *s = short;
+    short
 }
 
 /// Whether a literal's text was cut.
@@ -449,7 +452,7 @@ fn adds_depth(token: &Token) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{plain_tokens, tokenize, tokenize_bounded};
+    use super::{plain_tokens, tokenize, tokenize_bounded, AnalysisError, LONG_TOKEN, MAX_TOKENS};
 
     /// The token text of each token, spans included.
     fn spelled(tokens: &[sqlparser::tokenizer::TokenWithSpan]) -> Vec<String> {
@@ -473,13 +476,55 @@ mod tests {
     }
 
     #[test]
-    fn copy_and_long_texts_take_sqlparsers_tokenizer() {
+    fn copy_texts_take_sqlparsers_tokenizer() {
         // sqlparser's tokenizer reads what follows `COPY ... FROM STDIN;`
         // as the COPY's data.
         assert!(plain_tokens("COPY t FROM STDIN; SELECT 1").is_none());
-        assert!(plain_tokens("select copyright from t").is_none());
-        let long = format!("SELECT {} FROM t", "a, ".repeat(400) + "a");
-        assert!(plain_tokens(&long).is_none());
-        assert!(tokenize(&long).is_ok());
+        assert!(plain_tokens("copy t to stdout").is_none());
+        let sql = "select copyright from t";
+        assert_eq!(
+            spelled(&plain_tokens(sql).expect("plain")),
+            spelled(&tokenize_bounded(sql).expect("tokenizes"))
+        );
+    }
+
+    #[test]
+    fn long_plain_texts_get_the_bounded_tokenizers_cut_tokens() {
+        let long = |c: &str, n: usize| c.repeat(n);
+        for sql in [
+            format!("SELECT {} FROM t", "a, ".repeat(400) + "a"),
+            format!("SELECT length('{}')", long("x", 33 * 1024)),
+            format!("SELECT '{}', 'short'", long("é", 1500)),
+            format!("SELECT '{}{}'", long("x", 1023), long("é", 10)),
+            format!("SELECT '{}'", long("x", 1024)),
+            format!("SELECT '{}'", long("x", 1025)),
+            format!("SELECT \"{}\" FROM \"{}\"", long("q", 2000), long("é", 700)),
+            format!("SELECT {} FROM t WHERE a = $1", long("w", 1500)),
+            format!("SELECT 1 WHERE a IN ({}1)\r\n", "1,\n".repeat(50_000)),
+        ] {
+            let plain = plain_tokens(&sql).expect("plain");
+            let full = tokenize_bounded(&sql).expect("tokenizes");
+            assert_eq!(
+                spelled(&plain),
+                spelled(&full),
+                "{}",
+                &sql[..60.min(sql.len())]
+            );
+            assert_eq!(spelled(&tokenize(&sql).expect("tokenizes")), spelled(&full));
+        }
+    }
+
+    #[test]
+    fn long_plain_texts_over_budget_are_refused_as_before() {
+        let number = format!("SELECT {}", "9".repeat(LONG_TOKEN + 1));
+        let many = format!("SELECT {}1", "1,".repeat(MAX_TOKENS / 2));
+        for sql in [number, many] {
+            assert!(plain_tokens(&sql).is_none());
+            let refused = |r: Result<_, AnalysisError>| match r {
+                Err(AnalysisError::TooLarge(m)) => m,
+                other => panic!("not refused: {:?}", other.map(|t: Vec<_>| t.len())),
+            };
+            assert_eq!(refused(tokenize(&sql)), refused(tokenize_bounded(&sql)));
+        }
     }
 }

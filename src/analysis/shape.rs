@@ -23,6 +23,8 @@ use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::keywords::{Keyword, ALL_KEYWORDS, ALL_KEYWORDS_INDEX};
 use sqlparser::tokenizer::{Location, Span, Token, TokenWithSpan, Tokenizer, Whitespace, Word};
 
+use super::input;
+
 /// The longest text given a shape; longer statements are not cached.
 pub const MAX_SHAPE_INPUT: usize = 4096;
 
@@ -248,9 +250,13 @@ fn quick(sql: &str) -> Option<Vec<Tok<'_>>> {
 
 /// The tokens of plain SQL text (the texts [`quick`] accepts) as
 /// sqlparser's PostgreSQL tokenizer gives them, whitespace and spans
-/// included; `None` for any other text, which that tokenizer then reads.
+/// included, with each literal or identifier longer than
+/// [`input::LONG_TOKEN`] cut as [`input::tokenize_bounded`] cuts it (from
+/// the borrowed text, never copied whole); `None` for any other text,
+/// which that tokenizer then reads, and for a text of more than
+/// [`input::MAX_TOKENS`] tokens or with a long number, which it refuses.
 pub(crate) fn plain_tokens(sql: &str) -> Option<Vec<TokenWithSpan>> {
-    let mut out: Vec<TokenWithSpan> = Vec::with_capacity(sql.len() / 2);
+    let mut out: Vec<TokenWithSpan> = Vec::with_capacity((sql.len() / 2).min(input::LONG_TOKEN));
     let mut plain = true;
     let mut at = Cursor {
         sql,
@@ -258,14 +264,22 @@ pub(crate) fn plain_tokens(sql: &str) -> Option<Vec<TokenWithSpan>> {
         line: 1,
         column: 1,
     };
+    let long = input::long_token();
     scan(sql, |token, range| {
+        if !plain {
+            return;
+        }
         at.whitespace_to(range.start, &mut out);
         let start = at.location();
         at.advance_to(range.end);
         let token = match token {
             Tok::Word(w, quote) => Some(word_token(w, quote)),
+            Tok::Number(n, _) if n.len() > long => None,
             Tok::Number(n, long) => Some(Token::Number(n.into_owned(), long)),
-            Tok::Str(s) => Some(Token::SingleQuotedString(s.into_owned())),
+            Tok::Str(s) => Some(Token::SingleQuotedString(input::shortened(
+                &s,
+                input::CUT_MARK,
+            ))),
             Tok::Placeholder(p) => Some(Token::Placeholder(p.into_owned())),
             Tok::Punct(p) => punctuation_token(&p),
             Tok::Other(_) => None,
@@ -274,9 +288,15 @@ pub(crate) fn plain_tokens(sql: &str) -> Option<Vec<TokenWithSpan>> {
             Some(token) => out.push(TokenWithSpan::new(token, Span::new(start, at.location()))),
             None => plain = false,
         }
+        if out.len() > input::MAX_TOKENS {
+            plain = false;
+        }
     })?;
+    if !plain {
+        return None;
+    }
     at.whitespace_to(sql.len(), &mut out);
-    plain.then_some(out)
+    (out.len() <= input::MAX_TOKENS).then_some(out)
 }
 
 /// Where [`plain_tokens`] is in the text, counted as sqlparser counts
@@ -335,7 +355,7 @@ fn word_token(word: Cow<'_, str>, quote_style: Option<char>) -> Token {
         None => keyword(&word),
     };
     Token::Word(Word {
-        value: word.into_owned(),
+        value: input::shortened(&word, ""),
         quote_style,
         keyword,
     })

@@ -132,6 +132,42 @@ proptest! {
     }
 }
 
+/// Long pieces: literals and identifiers past `LONG_TOKEN`, some with a
+/// character straddling the cut.
+fn long_texts() -> impl Strategy<Value = String> {
+    let x = "x".repeat(1023);
+    let long: Vec<String> = vec![
+        format!("'{x}'"),
+        format!("'{x}x'"),
+        format!("'{x}xx'"),
+        format!("'{x}é'"),
+        format!("'{x}xé'"),
+        format!("\"{x}é\""),
+        format!("\"{x}xx\""),
+        format!("{x}xx"),
+        format!("{x}"),
+        format!("1{}", "0".repeat(1100)),
+    ];
+    let pieces: Vec<String> = PLAIN.iter().map(|p| (*p).to_owned()).chain(long).collect();
+    prop::collection::vec(prop::sample::select(pieces), 1..16).prop_map(|p| p.concat())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2_000))]
+    #[test]
+    fn long_plain_tokens_are_the_bounded_tokenizers_tokens(sql in long_texts()) {
+        if let Some(tokens) = plain_tokens(&sql) {
+            let expected = crate::analysis::input::tokenize_bounded(&sql);
+            prop_assert!(expected.is_ok(), "{sql:?}: refused, plain gives {tokens:?}");
+            let expected = expected.unwrap_or_default();
+            let spans = |t: &[sqlparser::tokenizer::TokenWithSpan]| {
+                t.iter().map(|t| (t.token.clone(), t.span)).collect::<Vec<_>>()
+            };
+            prop_assert_eq!(spans(&tokens), spans(&expected), "{:?}", sql);
+        }
+    }
+}
+
 #[test]
 fn keywords_are_found_as_sqlparser_finds_them() {
     use sqlparser::keywords::ALL_KEYWORDS;
