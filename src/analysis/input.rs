@@ -80,20 +80,17 @@ fn non_empty(mut statements: Vec<Parsed>) -> Vec<Parsed> {
 }
 
 fn tokenize(sql: &str) -> Result<Vec<TokenWithSpan>, AnalysisError> {
-    let tokens = match plain_tokens(sql) {
-        Some(tokens) => tokens,
-        None => tokenize_bounded(sql)?,
-    };
+    let tokens = tokenize_bounded(sql)?;
     guard_operator_runs(&tokens)?;
     Ok(force_quote_all(qualified_operators_before_any(tokens)))
 }
 
 /// The tokens of a plain text (see [`shape::plain_tokens`]), read without
-/// sqlparser's tokenizer: exactly the tokens [`tokenize_bounded`] gives,
+/// sqlparser's tokenizer: exactly the tokens [`sqlparser_bounded`] gives,
 /// each long literal or identifier cut from the borrowed text without
 /// first being copied whole. `None` for any other text, for a text over
-/// the token budget or with a long number (which [`tokenize_bounded`] then
-/// refuses), and for `COPY`, whose `FROM STDIN` data sqlparser's tokenizer
+/// the token budget or with a long number (which [`sqlparser_bounded`]
+/// then refuses), and for `COPY`, whose `FROM STDIN` data sqlparser's tokenizer
 /// reads.
 fn plain_tokens(sql: &str) -> Option<Vec<TokenWithSpan>> {
     let tokens = shape::plain_tokens(sql)?;
@@ -123,8 +120,19 @@ pub(super) fn long_token() -> usize {
 
 /// Tokenizes `sql` with every long token cut as it is read; refuses a text
 /// of more than [`MAX_TOKENS`] tokens, or with a number longer than
-/// [`LONG_TOKEN`] bytes, as soon as it sees one.
+/// [`LONG_TOKEN`] bytes, as soon as it sees one. Plain texts are read by
+/// [`plain_tokens`], the others by sqlparser's tokenizer
+/// ([`sqlparser_bounded`]); both give the same tokens.
 pub fn tokenize_bounded(sql: &str) -> Result<Vec<TokenWithSpan>, AnalysisError> {
+    match plain_tokens(sql) {
+        Some(tokens) => Ok(tokens),
+        None => sqlparser_bounded(sql),
+    }
+}
+
+/// [`tokenize_bounded`] by sqlparser's tokenizer, which builds each token
+/// whole before it is cut.
+pub(crate) fn sqlparser_bounded(sql: &str) -> Result<Vec<TokenWithSpan>, AnalysisError> {
     let mut tokens = Vec::new();
     let mut count = 0usize;
     let mut long_number = false;
@@ -452,7 +460,7 @@ fn adds_depth(token: &Token) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{plain_tokens, tokenize, tokenize_bounded, AnalysisError, LONG_TOKEN, MAX_TOKENS};
+    use super::{plain_tokens, sqlparser_bounded, tokenize, AnalysisError, LONG_TOKEN, MAX_TOKENS};
 
     /// The token text of each token, spans included.
     fn spelled(tokens: &[sqlparser::tokenizer::TokenWithSpan]) -> Vec<String> {
@@ -469,7 +477,7 @@ mod tests {
             "SELECT o.id FROM orders o\r\n  WHERE o.status = 'payé' AND o.id = $1 LIMIT 5",
         ] {
             let plain = plain_tokens(sql).expect("plain");
-            let full = tokenize_bounded(sql).expect("tokenizes");
+            let full = sqlparser_bounded(sql).expect("tokenizes");
             assert_eq!(spelled(&plain), spelled(&full), "{sql}");
             assert_eq!(spelled(&tokenize(sql).expect("tokenizes")), spelled(&full));
         }
@@ -484,7 +492,7 @@ mod tests {
         let sql = "select copyright from t";
         assert_eq!(
             spelled(&plain_tokens(sql).expect("plain")),
-            spelled(&tokenize_bounded(sql).expect("tokenizes"))
+            spelled(&sqlparser_bounded(sql).expect("tokenizes"))
         );
     }
 
@@ -503,7 +511,7 @@ mod tests {
             format!("SELECT 1 WHERE a IN ({}1)\r\n", "1,\n".repeat(50_000)),
         ] {
             let plain = plain_tokens(&sql).expect("plain");
-            let full = tokenize_bounded(&sql).expect("tokenizes");
+            let full = sqlparser_bounded(&sql).expect("tokenizes");
             assert_eq!(
                 spelled(&plain),
                 spelled(&full),
@@ -524,7 +532,7 @@ mod tests {
                 Err(AnalysisError::TooLarge(m)) => m,
                 other => panic!("not refused: {:?}", other.map(|t: Vec<_>| t.len())),
             };
-            assert_eq!(refused(tokenize(&sql)), refused(tokenize_bounded(&sql)));
+            assert_eq!(refused(tokenize(&sql)), refused(sqlparser_bounded(&sql)));
         }
     }
 }

@@ -251,7 +251,7 @@ fn quick(sql: &str) -> Option<Vec<Tok<'_>>> {
 /// The tokens of plain SQL text (the texts [`quick`] accepts) as
 /// sqlparser's PostgreSQL tokenizer gives them, whitespace and spans
 /// included, with each literal or identifier longer than
-/// [`input::LONG_TOKEN`] cut as [`input::tokenize_bounded`] cuts it (from
+/// [`input::LONG_TOKEN`] cut as [`input::sqlparser_bounded`] cuts it (from
 /// the borrowed text, never copied whole); `None` for any other text,
 /// which that tokenizer then reads, and for a text of more than
 /// [`input::MAX_TOKENS`] tokens or with a long number, which it refuses.

@@ -157,7 +157,7 @@ proptest! {
     #[test]
     fn long_plain_tokens_are_the_bounded_tokenizers_tokens(sql in long_texts()) {
         if let Some(tokens) = plain_tokens(&sql) {
-            let expected = crate::analysis::input::tokenize_bounded(&sql);
+            let expected = crate::analysis::input::sqlparser_bounded(&sql);
             prop_assert!(expected.is_ok(), "{sql:?}: refused, plain gives {tokens:?}");
             let expected = expected.unwrap_or_default();
             let spans = |t: &[sqlparser::tokenizer::TokenWithSpan]| {

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::{Core, Exec, Refusal};
+use super::{Core, Exec, Refusal, SqlText};
 use crate::policy::Policy;
 
 /// What the relay does with a Parse or a Bind.
@@ -37,7 +37,7 @@ impl Core {
     /// already failed is skipped by the server: nothing of it runs or is
     /// recorded, and what the name stands for does not change (on the
     /// server either).
-    pub fn parse(&mut self, name: &str, sql: &Arc<str>, policy: &Arc<Policy>) -> Step {
+    pub fn parse(&mut self, name: &str, sql: &SqlText, policy: &Arc<Policy>) -> Step {
         let skipped = Step::Forward {
             exec: None,
             new: false,

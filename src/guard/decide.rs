@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 
 use super::cache::{DecisionCache, Now};
 use super::journal::Names;
-use super::{Exec, Journal, Refusal, RefusedFacts};
+use super::{Exec, Journal, Refusal, RefusedFacts, SqlText};
 use crate::analysis::{self, AnalysisError, Context, StatementFacts, StatementKind};
 use crate::catalog::Catalog;
 use crate::enforce;
@@ -126,7 +126,7 @@ impl Core {
 
     /// The shape `sql` is cached under, and the decision cached for it in
     /// the current context, with `sql` as its text.
-    fn cached(&self, sql: &str, policy: &Arc<Policy>) -> (Option<String>, Option<Arc<Exec>>) {
+    fn cached(&self, sql: &SqlText, policy: &Arc<Policy>) -> (Option<String>, Option<Arc<Exec>>) {
         let mut cache = self.cache_mut();
         let Some(key) = cache.key(sql) else {
             return (None, None);
@@ -137,7 +137,7 @@ impl Core {
             search_path: &self.search_path,
         };
         let hit = cache.get(&key, &now).map(|mut exec| {
-            exec.sql = Some(Arc::from(sql));
+            exec.sql = Some(sql.clone());
             exec.context = self.context;
             Arc::new(exec)
         });
@@ -231,7 +231,7 @@ impl Core {
         &self,
         facts: StatementFacts,
         policy: &Arc<Policy>,
-        sql: Option<Arc<str>>,
+        sql: Option<SqlText>,
     ) -> Result<Arc<Exec>, Refusal> {
         let mut counted_by = None;
         let facts = match &facts.kind {
@@ -389,13 +389,23 @@ impl Core {
         sql: &str,
         policy: &Arc<Policy>,
     ) -> Result<Vec<Arc<Exec>>, Refusal> {
+        self.decide_query_text(&SqlText::from(sql), policy)
+    }
+
+    /// [`Core::decide_query_at`] of a text the decisions keep (shared, not
+    /// copied).
+    pub fn decide_query_text(
+        &mut self,
+        sql: &SqlText,
+        policy: &Arc<Policy>,
+    ) -> Result<Vec<Arc<Exec>>, Refusal> {
         let (key, hit) = self.cached(sql, policy);
         if let Some(exec) = hit {
             self.apply(&exec);
             return Ok(vec![exec]);
         }
         let statements = self.analyze(sql)?;
-        let alone = (statements.len() == 1).then(|| Arc::<str>::from(sql));
+        let alone = (statements.len() == 1).then(|| sql.clone());
         let saved = (self.statements.clone(), self.cursors.clone());
         let noted = self.journal.as_ref().map(|j| j.pending());
         let mut changed = false;
@@ -445,7 +455,7 @@ impl Core {
     /// allowed decision under the statement's name once it is recorded.
     pub fn decide_parse(
         &self,
-        sql: &Arc<str>,
+        sql: &SqlText,
         policy: &Arc<Policy>,
     ) -> Result<Option<Arc<Exec>>, Refusal> {
         if self.batch_changed {

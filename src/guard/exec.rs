@@ -12,6 +12,8 @@ use crate::policy::{Allowance, Block, Policy, RoleClass, Rule};
 use crate::pseudonym::{ColumnType, Format};
 use crate::wire::messages::FieldDescription;
 
+use super::SqlText;
+
 /// A statement, portal or cursor as analyzed and decided, with the
 /// counters its results are checked against.
 #[derive(Debug)]
@@ -35,7 +37,7 @@ pub struct Exec {
     /// Parse, or a PREPARE sent alone): PostgreSQL re-plans prepared
     /// statements when the search path or the tables change, so must
     /// copyguard.
-    pub sql: Option<Arc<str>>,
+    pub sql: Option<SqlText>,
     /// The session's name-resolution context (search path and catalog)
     /// the decision was made in; see [`Core`](super::Core).
     pub context: u64,

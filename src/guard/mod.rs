@@ -14,6 +14,7 @@ mod exec;
 mod journal;
 mod queue;
 mod refusal;
+mod text;
 
 #[cfg(test)]
 mod tests;
@@ -27,3 +28,4 @@ pub use queue::{
     Unexpected,
 };
 pub use refusal::{relation_names, Refusal, RefusedFacts};
+pub use text::SqlText;

@@ -37,6 +37,11 @@ impl Frame {
         &self.bytes
     }
 
+    /// The whole frame, shared (no copy).
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
     /// The whole frame as a `BytesMut`, for `pgwire` decoders.
     pub fn to_bytes_mut(&self) -> BytesMut {
         BytesMut::from(&self.bytes[..])

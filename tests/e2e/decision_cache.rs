@@ -150,10 +150,10 @@ async fn cached_decisions_are_fresh_decisions() {
                 );
                 let variant_cached = summary(on.decide_query_at(&variant, &policy));
                 let parse_fresh = core(&policy, &catalog, &path, false)
-                    .decide_parse(&Arc::from(sql.as_str()), &policy)
+                    .decide_parse(&copyguard::guard::SqlText::from(sql.as_str()), &policy)
                     .map(|e| summary(Ok(e.into_iter().collect())));
                 let parse_cached = on
-                    .decide_parse(&Arc::from(sql.as_str()), &policy)
+                    .decide_parse(&copyguard::guard::SqlText::from(sql.as_str()), &policy)
                     .map(|e| summary(Ok(e.into_iter().collect())));
                 let off = summary(long_off.decide_query_at(sql, &policy));
                 let cached = summary(long_on.decide_query_at(sql, &policy));

@@ -106,7 +106,7 @@ fn refused<E: Into<Block>>(r: Result<impl std::fmt::Debug, E>, rule: Rule) {
 
 /// A Parse then a Bind of it, as the relay does: the portal's decision.
 fn parse_bind(core: &mut Core, p: &Arc<Policy>, name: &str, sql: &str) -> Result<(), Block> {
-    let decided = core.decide_parse(&Arc::from(sql), p);
+    let decided = core.decide_parse(&crate::guard::SqlText::from(sql), p);
     let exec = match decided {
         Ok(exec) => exec,
         Err(r) => {
@@ -275,7 +275,7 @@ fn portals_carry_their_statement_s_decision() {
     // Several statements in one Parse: the server refuses it; copyguard
     // keeps no decision under its name.
     assert!(matches!(
-        core.decide_parse(&Arc::from("SELECT 1; SELECT 2"), &p),
+        core.decide_parse(&crate::guard::SqlText::from("SELECT 1; SELECT 2"), &p),
         Ok(None)
     ));
 }
@@ -448,7 +448,7 @@ fn a_refusal_carries_the_facts_it_was_decided_on() {
     assert_eq!(facts.columns, ["public.users.email", "public.users.ssn"]);
     // Refused at Parse and, after a policy reload, at Bind.
     let r = core
-        .decide_parse(&Arc::from("SELECT id FROM orders"), &p)
+        .decide_parse(&crate::guard::SqlText::from("SELECT id FROM orders"), &p)
         .unwrap_err();
     assert_eq!(r.block.rule, Rule::TableForbidden);
     assert_eq!(r.facts.unwrap().relations, ["public.orders"]);

@@ -71,7 +71,7 @@ impl Script {
 
     fn parse(&mut self, name: &str, sql: &str) {
         self.core.settle();
-        let sql: Arc<str> = Arc::from(sql);
+        let sql = crate::guard::SqlText::from(sql);
         match self.core.parse(name, &sql, &self.policy) {
             Step::Refuse { refusal, seen } => self.refuse(refusal, seen),
             Step::Forward { exec, .. } => {
@@ -265,28 +265,33 @@ fn what_follows_a_refusal_in_its_batch_never_runs_and_is_not_kept() {
     s.sync();
     let before = s.core.statements[""].clone();
     s.parse("a", "SELECT id FROM orders");
-    match s
-        .core
-        .parse("b", &Arc::from("SELECT email FROM users"), &s.policy)
-    {
+    match s.core.parse(
+        "b",
+        &crate::guard::SqlText::from("SELECT email FROM users"),
+        &s.policy,
+    ) {
         Step::Forward { exec: None, .. } => {}
         other => panic!("an allowed Parse after a refusal is skipped, got {other:?}"),
     }
     assert!(!s.core.statements.contains_key("b"));
     // The server skips a Parse of the unnamed statement: the one before
     // stays, here as there.
-    s.core
-        .parse("", &Arc::from("SELECT email FROM users"), &s.policy);
+    s.core.parse(
+        "",
+        &crate::guard::SqlText::from("SELECT email FROM users"),
+        &s.policy,
+    );
     assert!(Arc::ptr_eq(&s.core.statements[""], &before));
     match s.core.bind("p", "a", &s.policy) {
         Step::Refuse { seen: false, .. } => {}
         other => panic!("a second refusal in the batch is not seen, got {other:?}"),
     }
     s.core.end_batch();
-    match s
-        .core
-        .parse("b", &Arc::from("SELECT email FROM users"), &s.policy)
-    {
+    match s.core.parse(
+        "b",
+        &crate::guard::SqlText::from("SELECT email FROM users"),
+        &s.policy,
+    ) {
         Step::Forward {
             exec: Some(e),
             new: true,

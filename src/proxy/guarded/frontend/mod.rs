@@ -16,7 +16,7 @@ use super::Guard;
 use crate::analysis::{CopyEndpoint, StatementFacts, StatementKind};
 use crate::catalog::{BackgroundRefresh, Catalog};
 use crate::enforce;
-use crate::guard::{Core, Refusal, Step};
+use crate::guard::{Core, Refusal, SqlText, Step};
 use crate::policy::{Block, Rule};
 use crate::proxy::SessionError;
 use crate::wire::messages::{self, ErrorFields, Severity};
@@ -243,8 +243,9 @@ where
     async fn simple_query(&mut self, frame: &Frame) -> Result<(), SessionError> {
         self.refresh().await?;
         let sql = messages::parse_query(frame).map_err(SessionError::Client)?;
+        let sql = SqlText::shared(frame.bytes(), &sql);
         let policy = self.guard.shared.policy.current();
-        let execs = match self.core.decide_query_at(&sql, &policy) {
+        let execs = match self.core.decide_query_text(&sql, &policy) {
             Ok(execs) => execs,
             Err(r) => return self.refuse_cycle(&r, &sql).await,
         };
@@ -317,7 +318,7 @@ where
         self.begin_batch().await?;
         let msg = messages::parse_parse(frame).map_err(SessionError::Client)?;
         let policy = self.guard.shared.policy.current();
-        let sql: Arc<str> = Arc::from(msg.sql.as_str());
+        let sql = SqlText::from(msg.sql);
         let refused = match self.core.parse(&msg.name, &sql, &policy) {
             Step::Refuse { refusal, seen } => Some(self.refused_seen(&refusal, seen, &sql)),
             Step::Forward { exec: None, .. } => None,
