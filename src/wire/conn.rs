@@ -110,6 +110,19 @@ impl<S: AsyncRead + Unpin> Conn<S> {
 
     /// Reads one tagged frame. `Ok(None)` on a clean close between frames.
     pub async fn read_frame(&mut self) -> Result<Option<Frame>, WireError> {
+        // Several frames often come in one read: the ones after the first
+        // are split off without entering the reading path.
+        if self.buf.len() >= HEADER_LEN {
+            let len = frame_len(&self.buf, self.max_message_size)?;
+            if self.buf.len() >= len {
+                return Ok(Some(Frame::from_bytes(self.buf.split_to(len).freeze())));
+            }
+        }
+        self.read_frame_slow().await
+    }
+
+    /// [`Conn::read_frame`] when the buffer holds no whole frame.
+    async fn read_frame_slow(&mut self) -> Result<Option<Frame>, WireError> {
         if !self.fill(HEADER_LEN).await? {
             return Ok(None);
         }
@@ -285,6 +298,40 @@ mod tests {
         assert!(matches!(
             conn.read_frame().await,
             Err(WireError::TooLarge { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn frames_already_buffered_come_without_a_read() {
+        let bytes: &[u8] = b"Q\0\0\0\x05aX\0\0\0\x04Q\0\0\0\x09ab";
+        let (mut a, b) = tokio::io::duplex(64);
+        let mut conn = Conn::with_buffer(b, BytesMut::from(bytes), 1024);
+        assert_eq!(conn.read_frame().await.unwrap().unwrap().body(), b"a");
+        assert_eq!(conn.read_frame().await.unwrap().unwrap().tag(), b'X');
+        assert_eq!(conn.buffered(), 7);
+        a.write_all(b"cd\0").await.unwrap();
+        assert_eq!(conn.read_frame().await.unwrap().unwrap().body(), b"abcd\0");
+        drop(a);
+        assert!(conn.read_frame().await.unwrap().is_none());
+        let buffered =
+            |bytes: &[u8], max| Conn::with_buffer(tokio::io::empty(), BytesMut::from(bytes), max);
+        let mut conn = buffered(b"X\0\0\0\x04Q\0\0\0\x03", 1024);
+        assert!(conn.read_frame().await.unwrap().is_some());
+        assert!(matches!(
+            conn.read_frame().await,
+            Err(WireError::InvalidLength(3))
+        ));
+        let mut conn = buffered(b"X\0\0\0\x04Q\0\0\0\x09abcd\0", 5);
+        assert!(conn.read_frame().await.unwrap().is_some());
+        assert!(matches!(
+            conn.read_frame().await,
+            Err(WireError::TooLarge { len: 10, max: 5 })
+        ));
+        let mut conn = buffered(b"X\0\0\0\x04Q\0\0", 1024);
+        assert!(conn.read_frame().await.unwrap().is_some());
+        assert!(matches!(
+            conn.read_frame().await,
+            Err(WireError::UnexpectedEof)
         ));
     }
 
