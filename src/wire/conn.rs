@@ -1,3 +1,6 @@
+use std::future::Future;
+use std::task::{ready, Context, Poll};
+
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -109,28 +112,37 @@ impl<S: AsyncRead + Unpin> Conn<S> {
     }
 
     /// Reads one tagged frame. `Ok(None)` on a clean close between frames.
+    /// Cancel-safe: bytes read before the future is dropped stay buffered.
     pub async fn read_frame(&mut self) -> Result<Option<Frame>, WireError> {
-        // Several frames often come in one read: the ones after the first
-        // are split off without entering the reading path.
-        if self.buf.len() >= HEADER_LEN {
-            let len = frame_len(&self.buf, self.max_message_size)?;
-            if self.buf.len() >= len {
-                return Ok(Some(Frame::from_bytes(self.buf.split_to(len).freeze())));
-            }
-        }
-        self.read_frame_slow().await
+        std::future::poll_fn(|cx| self.poll_frame(cx)).await
     }
 
-    /// [`Conn::read_frame`] when the buffer holds no whole frame.
-    async fn read_frame_slow(&mut self) -> Result<Option<Frame>, WireError> {
-        if !self.fill(HEADER_LEN).await? {
-            return Ok(None);
+    /// One poll of [`Conn::read_frame`]: a whole frame already buffered
+    /// (several often come in one read) is split off without touching the
+    /// stream; otherwise reads until one is, in one state machine.
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Frame>, WireError>> {
+        loop {
+            let need = if self.buf.len() >= HEADER_LEN {
+                let len = frame_len(&self.buf, self.max_message_size)?;
+                if self.buf.len() >= len {
+                    return Poll::Ready(Ok(Some(Frame::from_bytes(
+                        self.buf.split_to(len).freeze(),
+                    ))));
+                }
+                len
+            } else {
+                HEADER_LEN
+            };
+            self.buf.reserve((need - self.buf.len()).max(READ_CHUNK));
+            let read = std::pin::pin!(self.stream.read_buf(&mut self.buf));
+            if ready!(read.poll(cx))? == 0 {
+                return Poll::Ready(if self.buf.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(WireError::UnexpectedEof)
+                });
+            }
         }
-        let len = frame_len(&self.buf, self.max_message_size)?;
-        if !self.fill(len).await? {
-            return Err(WireError::UnexpectedEof);
-        }
-        Ok(Some(Frame::from_bytes(self.buf.split_to(len).freeze())))
     }
 
     /// Hands `take` each complete, well-formed frame tagged `tag` already
