@@ -14,19 +14,29 @@ use std::sync::Arc;
 
 use tracing::warn;
 
-use super::{CatalogCache, CatalogRows, LoadTicket, Row};
+use super::cache::SeenVersion;
+use super::{Catalog, CatalogCache, CatalogRows, LoadTicket, Row};
 use crate::analysis::StatementKind;
 
 /// A session's claimed refresh, waiting for the end of a cycle after
-/// which the load may run without touching the client's transaction.
+/// which the load may run without touching the client's transaction, and
+/// the shared cache's version the session last looked at.
 #[derive(Debug, Default)]
 pub struct BackgroundRefresh {
     claimed: Option<LoadTicket>,
     /// Every statement run since the claim leaves the server idle.
     plain: bool,
+    seen: SeenVersion,
 }
 
 impl BackgroundRefresh {
+    /// `database`'s shared catalog when one was published since the
+    /// session's last look ([`CatalogCache::changed`]); `None` otherwise,
+    /// at the cost of one atomic load.
+    pub fn published(&mut self, cache: &CatalogCache, database: &str) -> Option<Arc<Catalog>> {
+        cache.changed(database, &mut self.seen)
+    }
+
     /// Holds `ticket` until the end of the cycle starting now (the server
     /// idle, outside a transaction, nothing in flight).
     pub fn defer(&mut self, ticket: LoadTicket) {

@@ -1,4 +1,5 @@
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,8 +17,15 @@ use super::Catalog;
 #[derive(Clone, Debug)]
 pub struct CatalogCache {
     entries: Arc<Mutex<HashMap<String, Slot>>>,
+    /// Bumped, under the lock, each time a catalog is published: a session
+    /// that saw this version has nothing newer to look at.
+    version: Arc<AtomicU64>,
     max_age: Duration,
 }
+
+/// The cache's version a session last looked at ([`CatalogCache::changed`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SeenVersion(u64);
 
 #[derive(Debug, Default)]
 struct Slot {
@@ -74,6 +82,7 @@ impl CatalogCache {
     pub fn new(max_age: Duration) -> CatalogCache {
         CatalogCache {
             entries: Arc::new(Mutex::new(HashMap::new())),
+            version: Arc::new(AtomicU64::new(0)),
             max_age,
         }
     }
@@ -81,6 +90,23 @@ impl CatalogCache {
     /// The newest catalog of `database`, if any.
     pub fn get(&self, database: &str) -> Option<Arc<Catalog>> {
         self.lock().get(database).and_then(|s| s.catalog.clone())
+    }
+
+    /// The newest catalog of `database` when a catalog was published
+    /// since `seen`, which it updates; `None` without taking the lock when
+    /// nothing was (the common case: one atomic load). A catalog published
+    /// for another database also counts as a change, so the answer may be
+    /// the catalog already seen.
+    pub fn changed(&self, database: &str, seen: &mut SeenVersion) -> Option<Arc<Catalog>> {
+        let version = self.version.load(Ordering::Acquire);
+        if version == seen.0 {
+            return None;
+        }
+        let catalog = self.get(database);
+        // A catalog published between the load and the lock is read
+        // here already and looked at once more next time.
+        seen.0 = version;
+        catalog
     }
 
     /// Whether `catalog` is older than the cache's maximum age.
@@ -118,6 +144,7 @@ impl CatalogCache {
             .is_some_and(|c| c.loaded_at > catalog.loaded_at);
         if !newer {
             slot.catalog = Some(catalog);
+            self.version.fetch_add(1, Ordering::Release);
         }
     }
 
@@ -218,6 +245,50 @@ mod tests {
         wait.done().await;
         assert!(cache.get("db").is_none());
         assert!(matches!(cache.claim("db", false), Claim::Load(_)));
+    }
+
+    #[test]
+    fn a_session_looks_again_only_after_a_publication() {
+        let cache = CatalogCache::new(Duration::from_secs(300));
+        let mut seen = SeenVersion::default();
+        assert!(cache.changed("db", &mut seen).is_none());
+        let first = catalog();
+        cache.put("db", first.clone());
+        assert!(Arc::ptr_eq(
+            &cache.changed("db", &mut seen).unwrap(),
+            &first
+        ));
+        assert!(cache.changed("db", &mut seen).is_none());
+        let mut late = SeenVersion::default();
+        assert!(Arc::ptr_eq(
+            &cache.changed("db", &mut late).unwrap(),
+            &first
+        ));
+        cache.put("other", catalog());
+        assert!(Arc::ptr_eq(
+            &cache.changed("db", &mut seen).unwrap(),
+            &first
+        ));
+        assert!(cache.changed("db", &mut seen).is_none());
+        let older = Arc::new(Catalog::new(Vec::new(), Vec::new()));
+        let second = catalog();
+        cache.put("db", second.clone());
+        cache.put("db", older);
+        assert!(Arc::ptr_eq(
+            &cache.changed("db", &mut seen).unwrap(),
+            &second
+        ));
+        assert!(
+            cache.changed("db", &mut seen).is_none(),
+            "an older catalog is not published"
+        );
+        let clone = cache.clone();
+        let third = catalog();
+        clone.put("db", third.clone());
+        assert!(Arc::ptr_eq(
+            &cache.changed("db", &mut seen).unwrap(),
+            &third
+        ));
     }
 
     #[test]

@@ -1,3 +1,6 @@
+use std::future::Future;
+use std::task::{ready, Context, Poll};
+
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -114,15 +117,37 @@ impl<S: AsyncRead + Unpin> Conn<S> {
     }
 
     /// Reads one tagged frame. `Ok(None)` on a clean close between frames.
+    /// Cancel-safe: bytes read before the future is dropped stay buffered.
     pub async fn read_frame(&mut self) -> Result<Option<Frame>, WireError> {
-        if !self.fill(HEADER_LEN).await? {
-            return Ok(None);
+        std::future::poll_fn(|cx| self.poll_frame(cx)).await
+    }
+
+    /// One poll of [`Conn::read_frame`]: a whole frame already buffered
+    /// (several often come in one read) is split off without touching the
+    /// stream; otherwise reads until one is, in one state machine.
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Frame>, WireError>> {
+        loop {
+            let need = if self.buf.len() >= HEADER_LEN {
+                let len = frame_len(&self.buf, self.max_message_size)?;
+                if self.buf.len() >= len {
+                    return Poll::Ready(Ok(Some(Frame::from_bytes(
+                        self.buf.split_to(len).freeze(),
+                    ))));
+                }
+                len
+            } else {
+                HEADER_LEN
+            };
+            self.buf.reserve((need - self.buf.len()).max(READ_CHUNK));
+            let read = std::pin::pin!(self.stream.read_buf(&mut self.buf));
+            if ready!(read.poll(cx))? == 0 {
+                return Poll::Ready(if self.buf.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(WireError::UnexpectedEof)
+                });
+            }
         }
-        let len = frame_len(&self.buf, self.max_message_size)?;
-        if !self.fill(len).await? {
-            return Err(WireError::UnexpectedEof);
-        }
-        Ok(Some(Frame::from_bytes(self.buf.split_to(len).freeze())))
     }
 
     /// Hands `take` each complete, well-formed frame tagged `tag` already
@@ -290,6 +315,40 @@ mod tests {
         assert!(matches!(
             conn.read_frame().await,
             Err(WireError::TooLarge { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn frames_already_buffered_come_without_a_read() {
+        let bytes: &[u8] = b"Q\0\0\0\x05aX\0\0\0\x04Q\0\0\0\x09ab";
+        let (mut a, b) = tokio::io::duplex(64);
+        let mut conn = Conn::with_buffer(b, BytesMut::from(bytes), 1024);
+        assert_eq!(conn.read_frame().await.unwrap().unwrap().body(), b"a");
+        assert_eq!(conn.read_frame().await.unwrap().unwrap().tag(), b'X');
+        assert_eq!(conn.buffered(), 7);
+        a.write_all(b"cd\0").await.unwrap();
+        assert_eq!(conn.read_frame().await.unwrap().unwrap().body(), b"abcd\0");
+        drop(a);
+        assert!(conn.read_frame().await.unwrap().is_none());
+        let buffered =
+            |bytes: &[u8], max| Conn::with_buffer(tokio::io::empty(), BytesMut::from(bytes), max);
+        let mut conn = buffered(b"X\0\0\0\x04Q\0\0\0\x03", 1024);
+        assert!(conn.read_frame().await.unwrap().is_some());
+        assert!(matches!(
+            conn.read_frame().await,
+            Err(WireError::InvalidLength(3))
+        ));
+        let mut conn = buffered(b"X\0\0\0\x04Q\0\0\0\x09abcd\0", 5);
+        assert!(conn.read_frame().await.unwrap().is_some());
+        assert!(matches!(
+            conn.read_frame().await,
+            Err(WireError::TooLarge { len: 10, max: 5 })
+        ));
+        let mut conn = buffered(b"X\0\0\0\x04Q\0\0", 1024);
+        assert!(conn.read_frame().await.unwrap().is_some());
+        assert!(matches!(
+            conn.read_frame().await,
+            Err(WireError::UnexpectedEof)
         ));
     }
 

@@ -60,7 +60,13 @@ where
         }
         let idle = status == b'I';
         let cache = &self.guard.shared.catalogs;
-        if let Some(newer) = cache.get(&self.guard.info.database).filter(|_| idle) {
+        // Only a catalog published since the last idle look can be newer
+        // than the session's: the one seen then was adopted or older, and
+        // the session's own loads since are newer still.
+        let published = idle
+            .then(|| self.background.published(cache, &self.guard.info.database))
+            .flatten();
+        if let Some(newer) = published {
             if newer.loaded_at > self.core.catalog.loaded_at || self.core.has_no_catalog() {
                 self.core.adopt_catalog(newer);
             }
