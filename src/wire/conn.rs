@@ -4,7 +4,7 @@ use std::task::{ready, Context, Poll};
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::{WireError, HEADER_LEN};
+use super::{frame_len, WireError, HEADER_LEN};
 
 /// One tagged protocol frame, kept exactly as it was received: type byte,
 /// length and body.
@@ -235,19 +235,6 @@ impl<S: AsyncWrite + Unpin> Conn<S> {
         self.stream.flush().await?;
         Ok(())
     }
-}
-
-/// Total length (type byte included) of the frame whose header starts `buf`.
-fn frame_len(buf: &[u8], max: usize) -> Result<usize, WireError> {
-    let declared = i32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]);
-    if declared < 4 {
-        return Err(WireError::InvalidLength(declared.into()));
-    }
-    let len = declared as usize + 1;
-    if len > max {
-        return Err(WireError::TooLarge { len, max });
-    }
-    Ok(len)
 }
 
 #[cfg(test)]

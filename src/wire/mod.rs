@@ -18,6 +18,7 @@ mod writer;
 pub use conn::{Conn, Frame};
 pub use error::WireError;
 pub use kind::{BackendKind, FrontendKind};
+pub(crate) use scan::frame_len;
 pub use scan::FrameScanner;
 pub use startup::{InitialPacket, StartupMessage, MAX_STARTUP_PACKET_LEN};
 pub use stream::Stream;

@@ -45,7 +45,7 @@ impl FrameScanner {
                 continue;
             }
             if self.have == 0 && data.len() >= HEADER_LEN {
-                let len = self.header_len(&data[..HEADER_LEN])?;
+                let len = frame_len(data, self.max)?;
                 on_frame(data[0], len);
                 frames += 1;
                 let n = len.min(data.len());
@@ -59,7 +59,7 @@ impl FrameScanner {
             data = &data[n..];
             if self.have == HEADER_LEN {
                 let header = self.header;
-                let len = self.header_len(&header)?;
+                let len = frame_len(&header, self.max)?;
                 on_frame(header[0], len);
                 frames += 1;
                 self.have = 0;
@@ -68,18 +68,20 @@ impl FrameScanner {
         }
         Ok(frames)
     }
+}
 
-    fn header_len(&self, header: &[u8]) -> Result<usize, WireError> {
-        let declared = i32::from_be_bytes([header[1], header[2], header[3], header[4]]);
-        if declared < 4 {
-            return Err(WireError::InvalidLength(declared.into()));
-        }
-        let len = declared as usize + 1;
-        if len > self.max {
-            return Err(WireError::TooLarge { len, max: self.max });
-        }
-        Ok(len)
+/// Total length (type byte included) of the frame whose header starts
+/// `buf` (at least [`HEADER_LEN`] bytes); frames over `max` are refused.
+pub(crate) fn frame_len(buf: &[u8], max: usize) -> Result<usize, WireError> {
+    let declared = i32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]);
+    if declared < 4 {
+        return Err(WireError::InvalidLength(declared.into()));
     }
+    let len = declared as usize + 1;
+    if len > max {
+        return Err(WireError::TooLarge { len, max });
+    }
+    Ok(len)
 }
 
 #[cfg(test)]

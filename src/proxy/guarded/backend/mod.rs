@@ -38,7 +38,7 @@ use crate::policy::{Block, Rule};
 use crate::proxy::{upstream, SessionError};
 use crate::telemetry;
 use crate::wire::messages;
-use crate::wire::{BackendKind, Conn, Frame, FrameScanner, FrameWriter, HEADER_LEN};
+use crate::wire::{frame_len, BackendKind, Conn, Frame, FrameScanner, FrameWriter, HEADER_LEN};
 use checked::CheckedDescription;
 
 /// What the client received, counted from the frames written to it: the
@@ -112,10 +112,8 @@ fn is_row(tag: u8) -> bool {
 /// The type of the one whole frame `bytes` holds, if it holds exactly one
 /// (a message forwarded as received): counted without the scanner.
 fn single_frame(bytes: &[u8]) -> Option<u8> {
-    let header = bytes.get(..HEADER_LEN)?;
-    let declared = i32::from_be_bytes([header[1], header[2], header[3], header[4]]);
-    let len = usize::try_from(declared).ok()?.checked_add(1)?;
-    (declared >= 4 && len == bytes.len()).then_some(header[0])
+    let len = frame_len(bytes.get(..HEADER_LEN)?, usize::MAX).ok()?;
+    (len == bytes.len()).then_some(bytes[0])
 }
 
 pub(super) struct Backend<'a, R, W> {
