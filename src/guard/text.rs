@@ -2,6 +2,7 @@
 //! share the bytes of the frame they came in, small ones are copied.
 
 use std::ops::Deref;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -11,8 +12,17 @@ use bytes::Bytes;
 const SHARE_FROM: usize = 64 * 1024;
 
 /// Statement text: UTF-8 checked when made, cheap to clone.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SqlText(Bytes);
+#[derive(Clone, Debug)]
+pub struct SqlText(Text);
+
+/// Small texts as `str`, read without a check; large ones as the bytes
+/// they came in, checked again on each read (a pass over the text, as
+/// every reader of it makes anyway).
+#[derive(Clone, Debug)]
+enum Text {
+    Small(Arc<str>),
+    Large(Bytes),
+}
 
 impl SqlText {
     /// `sql`, sharing `within`'s bytes when `sql` lies inside them and is
@@ -21,7 +31,7 @@ impl SqlText {
         let (base, at) = (within.as_ptr() as usize, sql.as_ptr() as usize);
         let inside = at >= base && at + sql.len() <= base + within.len();
         if inside && sql.len() >= SHARE_FROM {
-            SqlText(within.slice_ref(sql.as_bytes()))
+            SqlText(Text::Large(within.slice_ref(sql.as_bytes())))
         } else {
             SqlText::from(sql)
         }
@@ -29,23 +39,38 @@ impl SqlText {
 
     /// The text.
     pub fn as_str(&self) -> &str {
-        // Checked UTF-8 when made: this never falls back. Checking again
-        // costs a pass over the text, as every reader of it makes anyway.
-        std::str::from_utf8(&self.0).unwrap_or_default()
+        match &self.0 {
+            Text::Small(s) => s,
+            // Checked UTF-8 when made: this never falls back.
+            Text::Large(b) => std::str::from_utf8(b).unwrap_or_default(),
+        }
     }
 }
 
 impl From<&str> for SqlText {
     fn from(sql: &str) -> SqlText {
-        SqlText(Bytes::copy_from_slice(sql.as_bytes()))
+        SqlText(Text::Small(Arc::from(sql)))
     }
 }
 
 impl From<String> for SqlText {
+    /// Large texts keep the `String`'s buffer (no copy).
     fn from(sql: String) -> SqlText {
-        SqlText(Bytes::from(sql))
+        if sql.len() >= SHARE_FROM {
+            SqlText(Text::Large(Bytes::from(sql)))
+        } else {
+            SqlText(Text::Small(Arc::from(sql)))
+        }
     }
 }
+
+impl PartialEq for SqlText {
+    fn eq(&self, other: &SqlText) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for SqlText {}
 
 impl Deref for SqlText {
     type Target = str;
