@@ -45,7 +45,7 @@ pub(super) struct Frontend<'a, R, W> {
     /// A catalog refresh claimed for the end of this cycle.
     background: BackgroundRefresh,
     /// The search path read at the session's start, for the first cycle.
-    search_path_read: Option<tokio::sync::oneshot::Receiver<crate::guard::InternalResult>>,
+    search_path_read: Option<refresh::InternalReply>,
     /// Bytes and messages read from the client and not counted yet
     /// ([`Guard::count_up`] at each flush and at the end).
     uncounted: (u64, u64),

@@ -27,21 +27,25 @@ where
 {
     /// Runs a query for copyguard itself, after everything sent so far.
     pub(super) async fn internal(&mut self, sql: &str) -> Result<InternalResult, SessionError> {
+        let rx = self.send_internal(sql).await?;
+        self.flush().await?;
+        internal_answer(rx).await
+    }
+
+    /// Queues a query for copyguard itself without flushing or waiting;
+    /// its answer comes on the receiver.
+    async fn send_internal(&mut self, sql: &str) -> Result<InternalReply, SessionError> {
         let (expect, rx) = Expect::internal();
         self.guard.state.queue.push(expect);
         self.send(&messages::query(sql)).await?;
-        self.flush().await?;
-        rx.await
-            .map_err(|_| SessionError::UpstreamProtocol("internal query abandoned".into()))
+        Ok(rx)
     }
 
     /// Puts the server's transaction into the failed state (after a result
     /// was stopped inside it), silently: the failing statement's error and
     /// ReadyForQuery go nowhere.
     pub(super) async fn fail_transaction(&mut self) -> Result<(), SessionError> {
-        let (expect, _ignored) = Expect::internal();
-        self.guard.state.queue.push(expect);
-        self.send(&messages::query(BLOCKED_SQL)).await
+        self.send_internal(BLOCKED_SQL).await.map(drop)
     }
 
     /// Refreshes the catalog and the search path when they may have
@@ -132,10 +136,7 @@ where
             self.send_load(ticket).await?;
         }
         if self.core.search_path_dirty {
-            let (expect, rx) = Expect::internal();
-            self.guard.state.queue.push(expect);
-            self.send(&messages::query(SEARCH_PATH_SQL)).await?;
-            self.search_path_read = Some(rx);
+            self.search_path_read = Some(self.send_internal(SEARCH_PATH_SQL).await?);
         }
         self.flush().await
     }
@@ -176,9 +177,7 @@ where
         let prefetched = self.search_path_read.take();
         if self.core.search_path_dirty {
             let read = match prefetched {
-                Some(rx) => rx.await.map_err(|_| {
-                    SessionError::UpstreamProtocol("internal query abandoned".into())
-                })?,
+                Some(rx) => internal_answer(rx).await?,
                 None => self.internal(SEARCH_PATH_SQL).await?,
             };
             if let Ok(sets) = read {
@@ -194,4 +193,13 @@ where
         }
         Ok(())
     }
+}
+
+/// Where the answer of a query for copyguard itself comes.
+pub(super) type InternalReply = tokio::sync::oneshot::Receiver<InternalResult>;
+
+/// The answer of a query for copyguard itself.
+async fn internal_answer(rx: InternalReply) -> Result<InternalResult, SessionError> {
+    rx.await
+        .map_err(|_| SessionError::UpstreamProtocol("internal query abandoned".into()))
 }
