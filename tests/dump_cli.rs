@@ -53,24 +53,12 @@ fn request_approve_show() {
     std::fs::write(d("req.toml"), &doc).unwrap();
 
     let policy = write_policy(dir.path());
-    let approve = |log: &str| {
-        copyguard(&[
-            "dump",
-            "approve",
-            &d("req.toml"),
-            "--signing-key",
-            &d("keys/grant.key"),
-            "--policy",
-            &policy,
-            "--expires",
-            "2h",
-            "--uses",
-            "2",
-            "--log",
-            log,
-        ])
-    };
-    let out = approve(&d("issued.log"));
+    let out = approve(
+        dir.path(),
+        &policy,
+        "2h",
+        &["--uses", "2", "--log", &d("issued.log")],
+    );
     assert!(out.status.success(), "{}", text(&out));
     let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     assert!(token.starts_with("cg1."), "{token}");
@@ -108,19 +96,7 @@ fn request_approve_show() {
         assert!(shown.contains(needle), "{needle}: {shown}");
     }
 
-    let out = copyguard(&[
-        "dump",
-        "approve",
-        &d("req.toml"),
-        "--signing-key",
-        &d("keys/grant.key"),
-        "--policy",
-        &policy,
-        "--expires",
-        "2h",
-        "--output",
-        &d("grant.txt"),
-    ]);
+    let out = approve(dir.path(), &policy, "2h", &["--output", &d("grant.txt")]);
     assert!(out.status.success(), "{}", text(&out));
     let mode = std::fs::metadata(d("grant.txt"))
         .unwrap()
@@ -145,6 +121,26 @@ fn write_policy(dir: &std::path::Path) -> String {
 
 /// A grant key pair in `dir/keys` and a request of `role` for `shop` in
 /// `dir/req.toml`.
+/// `dump approve` of `dir`'s `req.toml` with its `keys/grant.key` under
+/// `policy`, expiring after `expires`, with `extra` arguments.
+fn approve(dir: &std::path::Path, policy: &str, expires: &str, extra: &[&str]) -> Output {
+    let request = dir.join("req.toml").display().to_string();
+    let key = dir.join("keys/grant.key").display().to_string();
+    let mut args = vec![
+        "dump",
+        "approve",
+        &request,
+        "--signing-key",
+        &key,
+        "--policy",
+        policy,
+        "--expires",
+        expires,
+    ];
+    args.extend_from_slice(extra);
+    copyguard(&args)
+}
+
 fn keys_and_request(dir: &std::path::Path, role: &str, reason: &str) {
     let d = |name: &str| dir.join(name).display().to_string();
     assert!(copyguard(&["dump", "keygen", &d("keys")]).status.success());
@@ -172,19 +168,7 @@ fn issued_grants_go_into_a_hash_chained_log() {
     let log = d("issued.log");
     let mut tokens = Vec::new();
     for _ in 0..2 {
-        let out = copyguard(&[
-            "dump",
-            "approve",
-            &d("req.toml"),
-            "--signing-key",
-            &d("keys/grant.key"),
-            "--policy",
-            &policy,
-            "--expires",
-            "1h",
-            "--log",
-            &log,
-        ]);
+        let out = approve(dir.path(), &policy, "1h", &["--log", &log]);
         assert!(out.status.success(), "{}", text(&out));
         tokens.push(String::from_utf8(out.stdout).unwrap().trim().to_owned());
     }

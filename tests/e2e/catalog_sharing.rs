@@ -21,9 +21,11 @@ fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_guarded_sessions_load_the_catalog_once() {
-    let db = fresh_database("catalog_once");
+/// A fresh database named after `name` with a small `shared_t` readable by
+/// all, behind a copyguard with `trust_user` guarded and the admin
+/// endpoint on (for the catalog load counter).
+fn shared_table_behind_proxy(name: &str) -> (String, TestProxy) {
+    let db = fresh_database(name);
     cluster()
         .db
         .psql(
@@ -33,11 +35,15 @@ async fn concurrent_guarded_sessions_load_the_catalog_once() {
              GRANT SELECT ON shared_t TO PUBLIC;",
         )
         .expect("fixture");
-    let policy = policy_dir(&guarded_trust_user());
     let mut args = proxy_args();
-    args.policy = Some(policy.display().to_string());
+    args.policy = Some(policy_dir(&guarded_trust_user()).display().to_string());
     args.admin = Some("127.0.0.1:0".into());
-    let proxy = TestProxy::start(args);
+    (db, TestProxy::start(args))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_guarded_sessions_load_the_catalog_once() {
+    let (db, proxy) = shared_table_behind_proxy("catalog_once");
     let port = proxy.port();
     let sessions = (0..30).map(|_| {
         let db = db.clone();
@@ -82,20 +88,7 @@ fn catalog_loads(proxy: &TestProxy, db: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_catalog_loads_when_the_first_session_opens() {
     use std::time::Duration;
-    let db = fresh_database("catalog_at_open");
-    cluster()
-        .db
-        .psql(
-            &db,
-            "CREATE TABLE shared_t (id int, email text);
-             INSERT INTO shared_t SELECT g, 'x' || g FROM generate_series(1, 3) g;
-             GRANT SELECT ON shared_t TO PUBLIC;",
-        )
-        .expect("fixture");
-    let mut args = proxy_args();
-    args.policy = Some(policy_dir(&guarded_trust_user()).display().to_string());
-    args.admin = Some("127.0.0.1:0".into());
-    let proxy = TestProxy::start(args);
+    let (db, proxy) = shared_table_behind_proxy("catalog_at_open");
     let first = connect(proxy.port(), "trust_user", &db).await;
     let second = connect(proxy.port(), "trust_user", &db).await;
     let mut loads = 0;

@@ -11,25 +11,16 @@ use crate::support::*;
 /// `trust_user` guarded on `testdb`, `customers.email` classified and
 /// readable a few rows at a time.
 fn limited_trust_user() -> TestProxy {
-    let policy = policy_dir(
-        r#"
-[classes.developers]
-mode = "guarded"
-roles = ["trust_user"]
-max_rows_per_statement = 5
-max_bytes_per_statement = "1MiB"
-max_rows_per_session = 1000
-max_rows_per_window = 100000
-window = "1h"
-copy_to = "block"
+    let policy = policy_dir(&format!(
+        r#"{GUARDED_TRUST_USER_CLASS}copy_to = "block"
 allow_writes = false
 allow_ddl = false
 classified_predicates = true
 
 [columns]
 "public.customers.email" = "email"
-"#,
-    );
+"#
+    ));
     let mut args = proxy_args();
     args.policy = Some(policy.display().to_string());
     TestProxy::start(args)

@@ -299,9 +299,8 @@ pub fn client(name: &str) -> Command {
 
 /// Runs `psql -X -At` with `sql` on stdin against `conninfo`.
 pub fn psql(conninfo: &str, sql: &str) -> Output {
-    use std::io::Write;
-    let mut child = client("psql")
-        .args([
+    output_with_stdin(
+        client("psql").args([
             "-X",
             "-At",
             "-v",
@@ -310,19 +309,27 @@ pub fn psql(conninfo: &str, sql: &str) -> Output {
             conninfo,
             "-f",
             "-",
-        ])
+        ]),
+        sql,
+    )
+}
+
+/// Runs `command` with `input` on its stdin and collects its output.
+pub fn output_with_stdin(command: &mut Command, input: &str) -> Output {
+    use std::io::Write;
+    let mut child = command
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .expect("run psql");
+        .expect("run client");
     child
         .stdin
         .take()
         .expect("stdin")
-        .write_all(sql.as_bytes())
-        .expect("write sql");
-    child.wait_with_output().expect("psql output")
+        .write_all(input.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("client output")
 }
 
 /// stdout and stderr of a finished program, for assertions.

@@ -100,24 +100,14 @@ fn token(grant: &Grant) -> String {
 
 /// psql as `user` with `PGOPTIONS` holding the grant.
 fn psql_granted(port: u16, user: &str, token: &str, sql: &str) -> Output {
-    use std::io::Write;
-    let mut child = client("psql")
-        .env("PGOPTIONS", format!("-c copyguard.grant={token}"))
-        .args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-d"])
-        .arg(conninfo(port, user, DB, ""))
-        .args(["-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run psql");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(sql.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    output_with_stdin(
+        client("psql")
+            .env("PGOPTIONS", format!("-c copyguard.grant={token}"))
+            .args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-d"])
+            .arg(conninfo(port, user, DB, ""))
+            .args(["-f", "-"]),
+        sql,
+    )
 }
 
 #[track_caller]
