@@ -38,6 +38,10 @@ pub fn run(args: &ConfigArgs) -> anyhow::Result<()> {
                 );
                 server = server.with_relay_runtimes(pool);
             }
+            Shape::RelayThreads => {
+                info!("production relays on two blocking threads each");
+                server = server.with_relay_threads();
+            }
             Shape::MultiThread | Shape::CurrentThread => {}
         }
         let reloader = tokio::spawn(reload_on_sighup(server.policy_store(), server.audit()));
@@ -55,7 +59,9 @@ pub fn run(args: &ConfigArgs) -> anyhow::Result<()> {
 /// whole life, the least loaded at accept; `TOKIO_WORKER_THREADS=N` sets
 /// how many) or `split` (sessions on the work-stealing runtime, but each
 /// production relay between plain TCP sockets moves, once authenticated,
-/// to one of N single-thread runtimes of its own, N as for `per_core`).
+/// to one of N single-thread runtimes of its own, N as for `per_core`) or
+/// `threads` (the same, but each such relay on two blocking threads of its
+/// own, one per direction, as the zero-work forwarder).
 /// `COPYGUARD_EVENT_INTERVAL=N` sets the scheduler ticks
 /// between I/O polls. See `benches/README.md`, "Profile".
 enum Shape {
@@ -63,6 +69,7 @@ enum Shape {
     CurrentThread,
     PerCore(usize),
     Split(usize),
+    RelayThreads,
 }
 
 impl Shape {
@@ -72,8 +79,9 @@ impl Shape {
             Ok("multi_thread") | Err(_) => Shape::MultiThread,
             Ok("per_core") => Shape::PerCore(threads("TOKIO_WORKER_THREADS")?),
             Ok("split") => Shape::Split(threads("COPYGUARD_RELAY_THREADS")?),
+            Ok("threads") => Shape::RelayThreads,
             Ok(other) => anyhow::bail!(
-                "COPYGUARD_RUNTIME must be multi_thread, current_thread, per_core or split, got {other:?}"
+                "COPYGUARD_RUNTIME must be multi_thread, current_thread, per_core, split or threads, got {other:?}"
             ),
         })
     }
@@ -82,7 +90,9 @@ impl Shape {
     /// that accepts, serves the admin endpoint and writes the block log.
     fn runtime(&self) -> anyhow::Result<tokio::runtime::Runtime> {
         let mut builder = match self {
-            Shape::MultiThread | Shape::Split(_) => tokio::runtime::Builder::new_multi_thread(),
+            Shape::MultiThread | Shape::Split(_) | Shape::RelayThreads => {
+                tokio::runtime::Builder::new_multi_thread()
+            }
             Shape::CurrentThread | Shape::PerCore(_) => {
                 tokio::runtime::Builder::new_current_thread()
             }

@@ -97,10 +97,10 @@ pub(crate) struct Shared {
     /// Sessions wait on a child token of their own: polling the shared
     /// one locks a mutex every session shares, on every relay wake-up.
     pub force: CancellationToken,
-    /// Single-thread runtimes production relays move to once a session
-    /// is authenticated (`COPYGUARD_RUNTIME=split`); unset, they stay on
-    /// the runtime their session runs on.
-    pub relay_runtimes: std::sync::OnceLock<SessionRuntimes>,
+    /// Where production relays move once a session is authenticated
+    /// (`COPYGUARD_RUNTIME=split` or `threads`); unset, they stay on the
+    /// runtime their session runs on.
+    pub relay_runtimes: std::sync::OnceLock<relay::RelayPlacement>,
     next_id: AtomicU64,
 }
 
@@ -274,7 +274,21 @@ impl Server {
     /// is authenticated; sessions themselves, guarded ones included, stay
     /// on the runtime that calls [`Server::run`].
     pub fn with_relay_runtimes(self, runtimes: SessionRuntimes) -> Server {
-        let _ = self.shared.relay_runtimes.set(runtimes);
+        let _ = self
+            .shared
+            .relay_runtimes
+            .set(relay::RelayPlacement::Runtimes(runtimes));
+        self
+    }
+
+    /// Runs every production relay between plain TCP sockets on two
+    /// blocking threads of its own (one per direction) once its session
+    /// is authenticated, as the zero-work forwarder does.
+    pub fn with_relay_threads(self) -> Server {
+        let _ = self
+            .shared
+            .relay_runtimes
+            .set(relay::RelayPlacement::Threads);
         self
     }
 

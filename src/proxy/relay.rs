@@ -19,6 +19,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{SessionError, SessionRuntimes};
 use crate::telemetry;
+
+mod threads;
 use crate::wire::{BackendKind, FrameScanner, FrontendKind, Stream, WireError};
 
 /// Each direction's buffer starts at this size, enough for the small
@@ -27,6 +29,17 @@ use crate::wire::{BackendKind, FrameScanner, FrontendKind, Stream, WireError};
 const INITIAL_BUFFER_SIZE: usize = 4 * 1024;
 /// The largest a direction's buffer grows to.
 const MAX_BUFFER_SIZE: usize = 64 * 1024;
+
+/// Where a production relay between plain TCP sockets runs once its
+/// session is authenticated (unset: on the session's own runtime).
+pub enum RelayPlacement {
+    /// On the least loaded of these single-thread runtimes
+    /// (`COPYGUARD_RUNTIME=split`).
+    Runtimes(SessionRuntimes),
+    /// On two blocking threads of its own, one per direction, as the
+    /// zero-work forwarder (`COPYGUARD_RUNTIME=threads`).
+    Threads,
+}
 
 /// Byte and message counts of one relay, per direction.
 #[derive(Clone, Copy, Debug, Default)]
@@ -265,19 +278,25 @@ impl Relay {
 
     /// Relays until either side closes or `force` is cancelled; hands the
     /// relay back (for [`Relay::close_with`]) unless it was lost on the
-    /// way. With `runtimes`, a relay whose both sides are plain TCP runs on
-    /// the least loaded of those single-thread runtimes, its sockets
-    /// registered there: each message then wakes that one thread, never a
-    /// second worker come to steal the task (see `benches/README.md`,
-    /// "Production relays on their own threads").
+    /// way. With a `placement`, a relay whose both sides are plain TCP
+    /// leaves the session's runtime: to the least loaded of single-thread
+    /// runtimes, its sockets registered there (each message then wakes
+    /// that one thread, never a second worker come to steal the task), or
+    /// to two blocking threads of its own (each message wakes the thread
+    /// sleeping in `recv` on that socket, on the sender's core). See
+    /// `benches/README.md`, "Profile of the production relay".
     pub async fn run(
         self,
         force: CancellationToken,
-        runtimes: Option<&SessionRuntimes>,
+        placement: Option<&RelayPlacement>,
     ) -> (Result<RelayEnd, SessionError>, Option<Relay>) {
-        let Some(runtimes) = runtimes.filter(|_| !self.client.is_tls() && !self.server.is_tls())
+        let Some(placement) = placement.filter(|_| !self.client.is_tls() && !self.server.is_tls())
         else {
             return self.run_here(force).await;
+        };
+        let runtimes = match placement {
+            RelayPlacement::Threads => return self.run_threads(force).await,
+            RelayPlacement::Runtimes(runtimes) => runtimes,
         };
         let Relay {
             client,
@@ -333,6 +352,16 @@ impl Relay {
         (outcome, Some(self))
     }
 
+    /// Accounts once for the bytes read ahead during startup.
+    fn prime(&mut self) -> Result<(), SessionError> {
+        if !self.primed {
+            self.primed = true;
+            self.up.scan().map_err(up_error)?;
+            self.down.scan().map_err(down_error)?;
+        }
+        Ok(())
+    }
+
     /// Sends the client a final message if the server-to-client stream is at
     /// a frame boundary (so the message cannot corrupt a frame in flight),
     /// then closes both connections.
@@ -351,14 +380,8 @@ impl Future for Relay {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        if !this.primed {
-            this.primed = true;
-            if let Err(e) = this.up.scan() {
-                return Poll::Ready(Err(up_error(e)));
-            }
-            if let Err(e) = this.down.scan() {
-                return Poll::Ready(Err(down_error(e)));
-            }
+        if let Err(e) = this.prime() {
+            return Poll::Ready(Err(e));
         }
         match this
             .up
@@ -430,7 +453,7 @@ mod tests {
     use crate::wire::messages;
 
     /// A connected pair of plain TCP streams on 127.0.0.1.
-    async fn tcp_pair() -> (Stream, tokio::net::TcpStream) {
+    pub(super) async fn tcp_pair() -> (Stream, tokio::net::TcpStream) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (near, far) = tokio::join!(listener.accept(), tokio::net::TcpStream::connect(addr));
@@ -507,6 +530,7 @@ mod tests {
             cancel.cancel();
             (client_far, server_far)
         });
+        let runtimes = RelayPlacement::Runtimes(runtimes);
         let (outcome, relay) = relay.run(force, Some(&runtimes)).await;
         assert!(matches!(outcome, Err(SessionError::Shutdown)));
         let relay = relay.expect("the relay comes back");

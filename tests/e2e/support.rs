@@ -222,10 +222,15 @@ impl TestProxy {
                 let mut server = Server::bind(config).await.expect("bind proxy");
                 // `COPYGUARD_TEST_RUNTIME=split`: production relays on
                 // single-thread runtimes of their own, as `serve` does.
-                if std::env::var("COPYGUARD_TEST_RUNTIME").as_deref() == Ok("split") {
-                    let relays =
-                        copyguard::proxy::SessionRuntimes::start(2).expect("relay runtimes");
-                    server = server.with_relay_runtimes(relays);
+                match std::env::var("COPYGUARD_TEST_RUNTIME").as_deref() {
+                    Ok("split") => {
+                        let relays =
+                            copyguard::proxy::SessionRuntimes::start(2).expect("relay runtimes");
+                        server = server.with_relay_runtimes(relays);
+                    }
+                    // Production relays on blocking threads of their own.
+                    Ok("threads") => server = server.with_relay_threads(),
+                    _ => {}
                 }
                 ready_tx
                     .send((server.local_addr(), server.admin_addr()))

@@ -1,0 +1,344 @@
+//! A production relay on two blocking threads of its own, one per
+//! direction (`COPYGUARD_RUNTIME=threads`), as the zero-work forwarder
+//! does it: each thread sleeps in `recv` on its source, so the peer's
+//! `send` wakes exactly that thread, and the kernel's synchronous wake-up
+//! puts it on the sender's core. An epoll waiter serving many sessions is
+//! woken asynchronously, often on the other core (a reschedule IPI), which
+//! makes PostgreSQL's and the client's side of each round trip dearer (see
+//! `benches/README.md`, "Profile of the production relay").
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{down_error, up_error, Pump, PumpError, Relay, RelayEnd};
+use crate::proxy::SessionError;
+use crate::wire::Stream;
+
+/// How long a direction told to stop may take before its sockets are shut
+/// down both ways (it was blocked writing to a peer that does not read).
+const STOP_GRACE: Duration = Duration::from_secs(1);
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Up,
+    Down,
+}
+
+/// What a direction's thread hands back when it ends.
+type Ended = (Direction, Result<(), PumpError>, Pump);
+
+impl Pump {
+    /// Copies `from` to `to` until `from` ends (then shuts `to` down for
+    /// writing) or, once `stop` is set, until the next read returns.
+    fn copy_blocking(
+        &mut self,
+        mut from: &TcpStream,
+        mut to: &TcpStream,
+        stop: &AtomicBool,
+    ) -> Result<(), PumpError> {
+        loop {
+            while self.pos < self.end {
+                match to.write(&self.buf[self.pos..self.end]) {
+                    Ok(0) => return Err(PumpError::Write(io::ErrorKind::WriteZero.into())),
+                    Ok(n) => self.pos += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(PumpError::Write(e)),
+                }
+            }
+            if self.eof {
+                return to.shutdown(Shutdown::Write).map_err(PumpError::Write);
+            }
+            self.grow_if_filled();
+            let n = match from.read(&mut self.buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(PumpError::Read(e)),
+            };
+            (self.pos, self.end) = (0, n);
+            if stop.load(Ordering::Acquire) {
+                return Ok(());
+            }
+            if n == 0 {
+                self.eof = true;
+            } else {
+                self.scan()?;
+            }
+        }
+    }
+}
+
+impl Relay {
+    /// [`Relay::run`] with each direction on a blocking thread of its own;
+    /// both sides must be plain TCP. Ends when either direction does (or
+    /// on `force`), then stops the other and hands the relay back on this
+    /// runtime.
+    pub(super) async fn run_threads(
+        mut self,
+        force: CancellationToken,
+    ) -> (Result<RelayEnd, SessionError>, Option<Relay>) {
+        if let Err(e) = self.prime() {
+            return (Err(e), Some(self));
+        }
+        let Relay {
+            client,
+            server,
+            up,
+            down,
+            ..
+        } = self;
+        let client = match blocking(client) {
+            Ok(c) => Arc::new(c),
+            Err(e) => return (Err(SessionError::Client(e.into())), None),
+        };
+        let server = match blocking(server) {
+            Ok(s) => Arc::new(s),
+            Err(e) => return (Err(SessionError::Upstream(e.into())), None),
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, mut rx) = mpsc::unbounded_channel::<Ended>();
+        let directions = [
+            (Direction::Up, up, client.clone(), server.clone()),
+            (Direction::Down, down, server.clone(), client.clone()),
+        ];
+        for (direction, mut pump, from, to) in directions {
+            let (tx, stopped) = (tx.clone(), stop.clone());
+            let name = match direction {
+                Direction::Up => "copyguard-up",
+                Direction::Down => "copyguard-down",
+            };
+            let spawned = std::thread::Builder::new()
+                .name(name.into())
+                .spawn(move || {
+                    let result = pump.copy_blocking(&from, &to, &stopped);
+                    drop((from, to));
+                    let _ = tx.send((direction, result, pump));
+                });
+            if let Err(e) = spawned {
+                stop.store(true, Ordering::Release);
+                let _ = client.shutdown(Shutdown::Both);
+                let _ = server.shutdown(Shutdown::Both);
+                return (Err(SessionError::Client(e.into())), None);
+            }
+        }
+        drop(tx);
+        let first = tokio::select! {
+            ended = rx.recv() => ended,
+            _ = force.cancelled() => None,
+        };
+        stop.store(true, Ordering::Release);
+        let _ = client.shutdown(Shutdown::Read);
+        let _ = server.shutdown(Shutdown::Read);
+        let (outcome, mut ended) = match first {
+            None => (Err(SessionError::Shutdown), Vec::new()),
+            Some((direction, result, pump)) => {
+                let outcome = match (direction, result) {
+                    (Direction::Up, Ok(())) => Ok(RelayEnd::ClientClosed),
+                    (Direction::Down, Ok(())) => Ok(RelayEnd::ServerClosed),
+                    (Direction::Up, Err(e)) => Err(up_error(e)),
+                    (Direction::Down, Err(e)) => Err(down_error(e)),
+                };
+                (outcome, vec![(direction, pump)])
+            }
+        };
+        let mut shut = false;
+        while ended.len() < 2 {
+            match tokio::time::timeout(STOP_GRACE, rx.recv()).await {
+                Ok(Some((direction, _, pump))) => ended.push((direction, pump)),
+                Ok(None) => break,
+                Err(_) if !shut => {
+                    shut = true;
+                    let _ = client.shutdown(Shutdown::Both);
+                    let _ = server.shutdown(Shutdown::Both);
+                }
+                Err(_) => {}
+            }
+        }
+        let mut pumps = (None, None);
+        for (direction, pump) in ended {
+            match direction {
+                Direction::Up => pumps.0 = Some(pump),
+                Direction::Down => pumps.1 = Some(pump),
+            }
+        }
+        let relay = (|| {
+            let (up, down) = (pumps.0?, pumps.1?);
+            let client = nonblocking(Arc::into_inner(client)?)?;
+            let server = nonblocking(Arc::into_inner(server)?)?;
+            Some(Relay {
+                client,
+                server,
+                up,
+                down,
+                primed: true,
+            })
+        })();
+        (outcome, relay)
+    }
+}
+
+/// The plain TCP socket under `stream`, taken off the runtime, blocking.
+fn blocking(stream: Stream) -> io::Result<TcpStream> {
+    let plain = stream
+        .into_plain()
+        .ok_or_else(|| io::Error::other("not a plain TCP stream"))?;
+    let std = plain.into_std()?;
+    std.set_nonblocking(false)?;
+    Ok(std)
+}
+
+/// `socket` registered on the current runtime again.
+fn nonblocking(socket: TcpStream) -> Option<Stream> {
+    socket.set_nonblocking(true).ok()?;
+    tokio::net::TcpStream::from_std(socket)
+        .ok()
+        .map(Stream::Plain)
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::BytesMut;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::super::tests::tcp_pair;
+    use super::super::RelayPlacement;
+    use super::*;
+    use crate::wire::{messages, WireError};
+
+    /// Both directions relayed byte for byte, read-ahead bytes first; on
+    /// `force` the relay ends and comes back, its counts intact, to send
+    /// the client a last message.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_relay_on_threads_relays_both_ways_and_comes_back_on_force() {
+        let (client, mut client_far) = tcp_pair().await;
+        let (server, mut server_far) = tcp_pair().await;
+        let query = messages::query("SELECT 1");
+        let relay = Relay::new(
+            client,
+            BytesMut::from(&query[..]),
+            server,
+            BytesMut::new(),
+            1 << 20,
+        );
+        let force = CancellationToken::new();
+        let cancel = force.clone();
+        let far = tokio::spawn(async move {
+            let mut got = vec![0u8; query.len()];
+            server_far.read_exact(&mut got).await.unwrap();
+            assert_eq!(got, query[..], "the read-ahead bytes go first");
+            server_far.write_all(b"Z\0\0\0\x05I").await.unwrap();
+            let mut back = [0u8; 6];
+            client_far.read_exact(&mut back).await.unwrap();
+            assert_eq!(&back, b"Z\0\0\0\x05I");
+            let second = messages::query("SELECT 2");
+            client_far.write_all(&second).await.unwrap();
+            let mut got = vec![0u8; second.len()];
+            server_far.read_exact(&mut got).await.unwrap();
+            assert_eq!(got, second[..]);
+            cancel.cancel();
+            (client_far, server_far)
+        });
+        let (outcome, relay) = relay.run(force, Some(&RelayPlacement::Threads)).await;
+        assert!(matches!(outcome, Err(SessionError::Shutdown)));
+        let relay = relay.expect("the relay comes back");
+        let stats = relay.stats();
+        assert_eq!((stats.messages_up, stats.statements_up), (2, 2));
+        assert_eq!((stats.messages_down, stats.bytes_down), (1, 6));
+        let (mut client_far, _server_far) = far.await.unwrap();
+        relay.close_with(b"E\0\0\0\x04").await;
+        let mut last = Vec::new();
+        client_far.read_to_end(&mut last).await.unwrap();
+        assert_eq!(last, b"E\0\0\0\x04");
+    }
+
+    /// A client that closes ends the relay at once, although the server
+    /// keeps its side open: the server sees the end of the stream.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_relay_on_threads_ends_when_the_client_closes() {
+        let (client, mut client_far) = tcp_pair().await;
+        let (server, mut server_far) = tcp_pair().await;
+        let relay = Relay::new(client, BytesMut::new(), server, BytesMut::new(), 1 << 20);
+        let terminate = b"X\0\0\0\x04";
+        client_far.write_all(terminate).await.unwrap();
+        client_far.shutdown().await.unwrap();
+        let (outcome, relay) = tokio::time::timeout(
+            Duration::from_secs(10),
+            relay.run(CancellationToken::new(), Some(&RelayPlacement::Threads)),
+        )
+        .await
+        .expect("the relay ends");
+        assert_eq!(outcome.unwrap(), RelayEnd::ClientClosed);
+        assert_eq!(relay.expect("comes back").stats().messages_up, 1);
+        let mut got = Vec::new();
+        server_far.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, terminate);
+        drop(client_far);
+    }
+
+    /// A bulk transfer: the buffers grow, the bytes stay the server's, and
+    /// the relay ends when the server closes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_relay_on_threads_passes_bulk_transfers_unchanged() {
+        let (client, mut client_far) = tcp_pair().await;
+        let (server, mut server_far) = tcp_pair().await;
+        let mut sent = Vec::new();
+        for i in 0..5000u32 {
+            let body = vec![b'a' + (i % 26) as u8; 100 + (i as usize * 7) % 300];
+            sent.push(b'D');
+            sent.extend_from_slice(&(body.len() as i32 + 4).to_be_bytes());
+            sent.extend_from_slice(&body);
+        }
+        let expected = sent.clone();
+        let relay = Relay::new(client, BytesMut::new(), server, BytesMut::new(), 1 << 20);
+        let writer = tokio::spawn(async move {
+            server_far.write_all(&sent).await.unwrap();
+            server_far.shutdown().await.unwrap();
+            server_far
+        });
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            client_far.read_to_end(&mut got).await.unwrap();
+            (got, client_far)
+        });
+        let (outcome, relay) = relay
+            .run(CancellationToken::new(), Some(&RelayPlacement::Threads))
+            .await;
+        assert_eq!(outcome.unwrap(), RelayEnd::ServerClosed);
+        let (got, _client_far) = reader.await.unwrap();
+        drop(writer.await.unwrap());
+        assert!(got == expected, "relayed bytes differ from the server's");
+        let relay = relay.expect("comes back");
+        let stats = relay.stats();
+        assert_eq!((stats.messages_down, stats.rows_down), (5000, 5000));
+        assert!(relay.down.buf.len() > super::super::INITIAL_BUFFER_SIZE);
+    }
+
+    /// A client frame over the size limit ends the relay with the client's
+    /// error, and the relay comes back to tell the client so.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_relay_on_threads_refuses_an_oversized_client_frame() {
+        let (client, mut client_far) = tcp_pair().await;
+        let (server, _server_far) = tcp_pair().await;
+        let relay = Relay::new(client, BytesMut::new(), server, BytesMut::new(), 64);
+        client_far
+            .write_all(&messages::query(&"x".repeat(100)))
+            .await
+            .unwrap();
+        let (outcome, relay) = relay
+            .run(CancellationToken::new(), Some(&RelayPlacement::Threads))
+            .await;
+        assert!(matches!(
+            outcome,
+            Err(SessionError::Client(WireError::TooLarge { .. }))
+        ));
+        relay.expect("comes back").close_with(b"E\0\0\0\x04").await;
+        let mut last = Vec::new();
+        client_far.read_to_end(&mut last).await.unwrap();
+        assert_eq!(last, b"E\0\0\0\x04");
+    }
+}
