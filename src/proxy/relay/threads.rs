@@ -9,6 +9,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -115,7 +116,14 @@ impl Relay {
             let spawned = std::thread::Builder::new()
                 .name(name.into())
                 .spawn(move || {
-                    let result = pump.copy_blocking(&from, &to, &stopped);
+                    // A panic ends this direction like an error, so the
+                    // session is told and the other direction stopped.
+                    let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                        pump.copy_blocking(&from, &to, &stopped)
+                    }))
+                    .unwrap_or_else(|_| {
+                        Err(PumpError::Read(io::Error::other("relay thread panicked")))
+                    });
                     drop((from, to));
                     let _ = tx.send((direction, result, pump));
                 });
