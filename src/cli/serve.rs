@@ -52,16 +52,17 @@ pub fn run(args: &ConfigArgs) -> anyhow::Result<()> {
 }
 
 /// The serving runtime's shape, from `COPYGUARD_RUNTIME`:
-/// `multi_thread` (the default: tokio's work-stealing scheduler, one
-/// worker per core, `TOKIO_WORKER_THREADS=N` read by tokio),
-/// `current_thread` (every session on one thread) or `per_core` (one
-/// single-thread runtime per core, each session on one of them for its
-/// whole life, the least loaded at accept; `TOKIO_WORKER_THREADS=N` sets
-/// how many) or `split` (sessions on the work-stealing runtime, but each
-/// production relay between plain TCP sockets moves, once authenticated,
-/// to one of N single-thread runtimes of its own, N as for `per_core`) or
-/// `threads` (the same, but each such relay on two blocking threads of its
-/// own, one per direction, as the zero-work forwarder).
+/// `threads` (the default: sessions on tokio's work-stealing scheduler,
+/// one worker per core, `TOKIO_WORKER_THREADS=N` read by tokio; each
+/// production relay between plain TCP sockets, once authenticated, on two
+/// blocking threads of its own, one per direction, as the zero-work
+/// forwarder), `multi_thread` (the same without the relay threads: every
+/// relay on the work-stealing runtime), `current_thread` (every session
+/// on one thread), `per_core` (one single-thread runtime per core, each
+/// session on one of them for its whole life, the least loaded at accept;
+/// `TOKIO_WORKER_THREADS=N` sets how many) or `split` (as `threads`, but
+/// each such relay on one of N single-thread runtimes, N as for
+/// `per_core`, `COPYGUARD_RELAY_THREADS=N` overrides).
 /// `COPYGUARD_EVENT_INTERVAL=N` sets the scheduler ticks
 /// between I/O polls. See `benches/README.md`, "Profile".
 enum Shape {
@@ -76,12 +77,12 @@ impl Shape {
     fn from_env() -> anyhow::Result<Shape> {
         Ok(match std::env::var("COPYGUARD_RUNTIME").as_deref() {
             Ok("current_thread") => Shape::CurrentThread,
-            Ok("multi_thread") | Err(_) => Shape::MultiThread,
+            Ok("multi_thread") => Shape::MultiThread,
             Ok("per_core") => Shape::PerCore(threads("TOKIO_WORKER_THREADS")?),
             Ok("split") => Shape::Split(threads("COPYGUARD_RELAY_THREADS")?),
-            Ok("threads") => Shape::RelayThreads,
+            Ok("threads") | Err(_) => Shape::RelayThreads,
             Ok(other) => anyhow::bail!(
-                "COPYGUARD_RUNTIME must be multi_thread, current_thread, per_core, split or threads, got {other:?}"
+                "COPYGUARD_RUNTIME must be threads, multi_thread, current_thread, per_core or split, got {other:?}"
             ),
         })
     }

@@ -19,9 +19,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::{SessionError, SessionRuntimes};
 use crate::telemetry;
+use crate::wire::{BackendKind, FrameScanner, FrontendKind, Stream, WireError};
 
 mod threads;
-use crate::wire::{BackendKind, FrameScanner, FrontendKind, Stream, WireError};
 
 /// Each direction's buffer starts at this size, enough for the small
 /// messages of an interactive session, and doubles whenever a read fills

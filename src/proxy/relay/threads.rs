@@ -36,7 +36,9 @@ type Ended = (Direction, Result<(), PumpError>, Pump);
 
 impl Pump {
     /// Copies `from` to `to` until `from` ends (then shuts `to` down for
-    /// writing) or, once `stop` is set, until the next read returns.
+    /// writing) or `stop` is set; what a read returned is always written
+    /// in full first, so a stopped direction ends between reads, never
+    /// with bytes read and dropped.
     fn copy_blocking(
         &mut self,
         mut from: &TcpStream,
@@ -55,6 +57,9 @@ impl Pump {
             if self.eof {
                 return to.shutdown(Shutdown::Write).map_err(PumpError::Write);
             }
+            if stop.load(Ordering::Acquire) {
+                return Ok(());
+            }
             self.grow_if_filled();
             let n = match from.read(&mut self.buf) {
                 Ok(n) => n,
@@ -62,10 +67,12 @@ impl Pump {
                 Err(e) => return Err(PumpError::Read(e)),
             };
             (self.pos, self.end) = (0, n);
-            if stop.load(Ordering::Acquire) {
-                return Ok(());
-            }
             if n == 0 {
+                // A stop shuts the source down for reading: not the peer's
+                // end, so the destination stays open (for `close_with`).
+                if stop.load(Ordering::Acquire) {
+                    return Ok(());
+                }
                 self.eof = true;
             } else {
                 self.scan()?;
@@ -262,6 +269,39 @@ mod tests {
         let mut last = Vec::new();
         client_far.read_to_end(&mut last).await.unwrap();
         assert_eq!(last, b"E\0\0\0\x04");
+    }
+
+    /// What the server sends as the relay is forced to end still reaches
+    /// the client, whole, before the last message (a direction stopped
+    /// while its read returns data writes it first).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bytes_read_as_the_relay_is_forced_reach_the_client_before_the_last_message() {
+        let reply = b"E\0\0\0\x0cSTIMEOUTZ\0\0\0\x05I";
+        for _ in 0..100 {
+            let (client, mut client_far) = tcp_pair().await;
+            let (server, mut server_far) = tcp_pair().await;
+            let relay = Relay::new(client, BytesMut::new(), server, BytesMut::new(), 1 << 20);
+            let force = CancellationToken::new();
+            let cancel = force.clone();
+            let run =
+                tokio::spawn(
+                    async move { relay.run(cancel, Some(&RelayPlacement::Threads)).await },
+                );
+            tokio::task::yield_now().await;
+            server_far.write_all(reply).await.unwrap();
+            force.cancel();
+            let (outcome, relay) = run.await.unwrap();
+            assert!(matches!(outcome, Err(SessionError::Shutdown)));
+            relay.expect("comes back").close_with(b"E\0\0\0\x04").await;
+            let mut got = Vec::new();
+            client_far.read_to_end(&mut got).await.unwrap();
+            let whole = [&reply[..], b"E\0\0\0\x04"].concat();
+            assert!(
+                got == whole || got == b"E\0\0\0\x04",
+                "the reply cut or lost: {got:?}"
+            );
+            drop(server_far);
+        }
     }
 
     /// A client that closes ends the relay at once, although the server
