@@ -38,9 +38,12 @@ pub fn run(args: &ConfigArgs) -> anyhow::Result<()> {
                 );
                 server = server.with_relay_runtimes(pool);
             }
-            Shape::RelayThreads => {
-                info!("production relays on two blocking threads each");
-                server = server.with_relay_threads();
+            Shape::RelayThreads(max) => {
+                info!(
+                    max,
+                    "production relays on two blocking threads each, up to max at once"
+                );
+                server = server.with_relay_threads(max);
             }
             Shape::MultiThread | Shape::CurrentThread => {}
         }
@@ -62,7 +65,10 @@ pub fn run(args: &ConfigArgs) -> anyhow::Result<()> {
 /// session on one of them for its whole life, the least loaded at accept;
 /// `TOKIO_WORKER_THREADS=N` sets how many) or `split` (as `threads`, but
 /// each such relay on one of N single-thread runtimes, N as for
-/// `per_core`, `COPYGUARD_RELAY_THREADS=N` overrides).
+/// `per_core`, `COPYGUARD_RELAY_THREADS=N` overrides). With `threads`, at
+/// most `COPYGUARD_THREADED_RELAYS=N` relays (default
+/// [`THREADED_RELAYS`]) run on threads at once; the others stay on the
+/// work-stealing runtime.
 /// `COPYGUARD_EVENT_INTERVAL=N` sets the scheduler ticks
 /// between I/O polls. See `benches/README.md`, "Profile".
 enum Shape {
@@ -70,8 +76,12 @@ enum Shape {
     CurrentThread,
     PerCore(usize),
     Split(usize),
-    RelayThreads,
+    RelayThreads(usize),
 }
+
+/// How many production relays run on threads of their own at once by
+/// default (two threads each).
+const THREADED_RELAYS: usize = 256;
 
 impl Shape {
     fn from_env() -> anyhow::Result<Shape> {
@@ -80,7 +90,7 @@ impl Shape {
             Ok("multi_thread") => Shape::MultiThread,
             Ok("per_core") => Shape::PerCore(threads("TOKIO_WORKER_THREADS")?),
             Ok("split") => Shape::Split(threads("COPYGUARD_RELAY_THREADS")?),
-            Ok("threads") | Err(_) => Shape::RelayThreads,
+            Ok("threads") | Err(_) => Shape::RelayThreads(threaded_relays()?),
             Ok(other) => anyhow::bail!(
                 "COPYGUARD_RUNTIME must be threads, multi_thread, current_thread, per_core or split, got {other:?}"
             ),
@@ -91,7 +101,7 @@ impl Shape {
     /// that accepts, serves the admin endpoint and writes the block log.
     fn runtime(&self) -> anyhow::Result<tokio::runtime::Runtime> {
         let mut builder = match self {
-            Shape::MultiThread | Shape::Split(_) | Shape::RelayThreads => {
+            Shape::MultiThread | Shape::Split(_) | Shape::RelayThreads(_) => {
                 tokio::runtime::Builder::new_multi_thread()
             }
             Shape::CurrentThread | Shape::PerCore(_) => {
@@ -119,6 +129,16 @@ fn threads(var: &str) -> anyhow::Result<usize> {
             .with_context(|| format!("{var} must be a positive count, got {n:?}"))?,
         Err(_) => std::thread::available_parallelism().map_or(1, |n| n.get()),
     })
+}
+
+/// `COPYGUARD_THREADED_RELAYS`, else [`THREADED_RELAYS`].
+fn threaded_relays() -> anyhow::Result<usize> {
+    match std::env::var("COPYGUARD_THREADED_RELAYS") {
+        Ok(n) => n
+            .parse()
+            .with_context(|| format!("COPYGUARD_THREADED_RELAYS must be a count, got {n:?}")),
+        Err(_) => Ok(THREADED_RELAYS),
+    }
 }
 
 /// Reloads the policy on every SIGHUP. An invalid policy is refused and

@@ -281,14 +281,15 @@ impl Server {
         self
     }
 
-    /// Runs every production relay between plain TCP sockets on two
+    /// Runs each production relay between plain TCP sockets on two
     /// blocking threads of its own (one per direction) once its session
-    /// is authenticated, as the zero-work forwarder does.
-    pub fn with_relay_threads(self) -> Server {
+    /// is authenticated, as the zero-work forwarder does, while fewer than
+    /// `max` relays run so; the others stay on the session's runtime.
+    pub fn with_relay_threads(self, max: usize) -> Server {
         let _ = self
             .shared
             .relay_runtimes
-            .set(relay::RelayPlacement::Threads);
+            .set(relay::RelayPlacement::Threads(relay::ThreadSlots::new(max)));
         self
     }
 

@@ -37,8 +37,54 @@ pub enum RelayPlacement {
     /// (`COPYGUARD_RUNTIME=split`).
     Runtimes(SessionRuntimes),
     /// On two blocking threads of its own, one per direction, as the
-    /// zero-work forwarder (`COPYGUARD_RUNTIME=threads`).
-    Threads,
+    /// zero-work forwarder (`COPYGUARD_RUNTIME=threads`), while fewer
+    /// than the slots' limit run so; past it, on the session's runtime.
+    Threads(ThreadSlots),
+}
+
+/// How many production relays may run on threads of their own at once:
+/// each costs two threads, so past the limit a relay stays on the
+/// session's runtime, whose cost does not grow with the sessions.
+pub struct ThreadSlots {
+    max: usize,
+    taken: std::sync::atomic::AtomicUsize,
+}
+
+impl ThreadSlots {
+    /// At most `max` relays on threads at once.
+    pub fn new(max: usize) -> ThreadSlots {
+        ThreadSlots {
+            max,
+            taken: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// How many relays run on threads now.
+    pub fn taken(&self) -> usize {
+        self.taken.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// A slot, held until the guard is dropped, or `None` when all are taken.
+    fn take(&self) -> Option<ThreadSlot<'_>> {
+        use std::sync::atomic::Ordering;
+        self.taken
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| ThreadSlot(self))
+    }
+}
+
+/// One taken [`ThreadSlots`] slot, given back on drop.
+struct ThreadSlot<'a>(&'a ThreadSlots);
+
+impl Drop for ThreadSlot<'_> {
+    fn drop(&mut self) {
+        self.0
+            .taken
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 /// Byte and message counts of one relay, per direction.
@@ -295,7 +341,12 @@ impl Relay {
             return self.run_here(force).await;
         };
         let runtimes = match placement {
-            RelayPlacement::Threads => return self.run_threads(force).await,
+            RelayPlacement::Threads(slots) => {
+                return match slots.take() {
+                    Some(_slot) => self.run_threads(force).await,
+                    None => self.run_here(force).await,
+                };
+            }
             RelayPlacement::Runtimes(runtimes) => runtimes,
         };
         let Relay {

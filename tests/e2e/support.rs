@@ -229,7 +229,7 @@ impl TestProxy {
                         server = server.with_relay_runtimes(relays);
                     }
                     // Production relays on blocking threads of their own.
-                    Ok("threads") => server = server.with_relay_threads(),
+                    Ok("threads") => server = server.with_relay_threads(64),
                     _ => {}
                 }
                 ready_tx

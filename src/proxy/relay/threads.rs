@@ -221,7 +221,7 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::super::tests::tcp_pair;
-    use super::super::RelayPlacement;
+    use super::super::{RelayPlacement, ThreadSlots};
     use super::*;
     use crate::wire::{messages, WireError};
 
@@ -258,7 +258,9 @@ mod tests {
             cancel.cancel();
             (client_far, server_far)
         });
-        let (outcome, relay) = relay.run(force, Some(&RelayPlacement::Threads)).await;
+        let (outcome, relay) = relay
+            .run(force, Some(&RelayPlacement::Threads(ThreadSlots::new(1))))
+            .await;
         assert!(matches!(outcome, Err(SessionError::Shutdown)));
         let relay = relay.expect("the relay comes back");
         let stats = relay.stats();
@@ -283,10 +285,11 @@ mod tests {
             let relay = Relay::new(client, BytesMut::new(), server, BytesMut::new(), 1 << 20);
             let force = CancellationToken::new();
             let cancel = force.clone();
-            let run =
-                tokio::spawn(
-                    async move { relay.run(cancel, Some(&RelayPlacement::Threads)).await },
-                );
+            let run = tokio::spawn(async move {
+                relay
+                    .run(cancel, Some(&RelayPlacement::Threads(ThreadSlots::new(1))))
+                    .await
+            });
             tokio::task::yield_now().await;
             server_far.write_all(reply).await.unwrap();
             force.cancel();
@@ -316,7 +319,10 @@ mod tests {
         client_far.shutdown().await.unwrap();
         let (outcome, relay) = tokio::time::timeout(
             Duration::from_secs(10),
-            relay.run(CancellationToken::new(), Some(&RelayPlacement::Threads)),
+            relay.run(
+                CancellationToken::new(),
+                Some(&RelayPlacement::Threads(ThreadSlots::new(1))),
+            ),
         )
         .await
         .expect("the relay ends");
@@ -354,7 +360,10 @@ mod tests {
             (got, client_far)
         });
         let (outcome, relay) = relay
-            .run(CancellationToken::new(), Some(&RelayPlacement::Threads))
+            .run(
+                CancellationToken::new(),
+                Some(&RelayPlacement::Threads(ThreadSlots::new(1))),
+            )
             .await;
         assert_eq!(outcome.unwrap(), RelayEnd::ServerClosed);
         let (got, _client_far) = reader.await.unwrap();
@@ -378,7 +387,10 @@ mod tests {
             .await
             .unwrap();
         let (outcome, relay) = relay
-            .run(CancellationToken::new(), Some(&RelayPlacement::Threads))
+            .run(
+                CancellationToken::new(),
+                Some(&RelayPlacement::Threads(ThreadSlots::new(1))),
+            )
             .await;
         assert!(matches!(
             outcome,
@@ -388,5 +400,43 @@ mod tests {
         let mut last = Vec::new();
         client_far.read_to_end(&mut last).await.unwrap();
         assert_eq!(last, b"E\0\0\0\x04");
+    }
+
+    /// Past the slots' limit a relay runs on the session's runtime and
+    /// still relays; every slot is given back when its relay ends.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn relays_past_the_threaded_limit_stay_on_the_runtime() {
+        let mut ends = Vec::new();
+        let mut fars = Vec::new();
+        let shared = std::sync::Arc::new(RelayPlacement::Threads(ThreadSlots::new(1)));
+        for _ in 0..2 {
+            let (client, client_far) = tcp_pair().await;
+            let (server, server_far) = tcp_pair().await;
+            let relay = Relay::new(client, BytesMut::new(), server, BytesMut::new(), 1 << 20);
+            let placement = shared.clone();
+            ends.push(tokio::spawn(async move {
+                relay.run(CancellationToken::new(), Some(&placement)).await
+            }));
+            fars.push((client_far, server_far));
+        }
+        let RelayPlacement::Threads(slots) = &*shared else {
+            panic!("a threads placement")
+        };
+        for (client_far, server_far) in &mut fars {
+            let query = messages::query("SELECT 1");
+            client_far.write_all(&query).await.unwrap();
+            let mut got = vec![0u8; query.len()];
+            server_far.read_exact(&mut got).await.unwrap();
+            assert_eq!(got, query[..]);
+        }
+        assert_eq!(slots.taken(), 1, "one relay on threads, the other here");
+        for (client_far, _server_far) in fars {
+            drop(client_far);
+        }
+        for end in ends {
+            let (outcome, _) = end.await.unwrap();
+            assert_eq!(outcome.unwrap(), RelayEnd::ClientClosed);
+        }
+        assert_eq!(slots.taken(), 0, "the slot is given back");
     }
 }
