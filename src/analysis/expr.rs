@@ -136,7 +136,8 @@ impl Analyzer<'_> {
     }
 
     fn compound_identifier(&mut self, ids: &[Ident]) -> Result<Lin, AnalysisError> {
-        scope::resolve(&self.levels, &names::idents(ids))
+        let parts: Vec<_> = ids.iter().map(names::fold_cow).collect();
+        scope::resolve(&self.levels, &parts)
     }
 
     fn qualified_whole_row(&mut self, name: &ObjectName) -> Result<Lin, AnalysisError> {
@@ -203,17 +204,19 @@ impl Analyzer<'_> {
     }
 
     fn identifier(&mut self, id: &Ident) -> Result<Lin, AnalysisError> {
+        // Folded, a name longer than `NAMEDATALEN - 1` is cut; none of
+        // these keywords is that long, so the cut changes no comparison.
+        let name = names::fold_cow(id);
         if id.quote_style.is_none() {
-            let lower = id.value.to_ascii_lowercase();
-            if SQL_VALUE_FUNCTIONS.contains(&lower.as_str()) {
-                self.call(None, &lower);
+            if SQL_VALUE_FUNCTIONS.contains(&&*name) {
+                self.call(None, &name);
                 return Ok(Lin::default());
             }
-            if lower == "default" {
+            if name == "default" {
                 return Ok(Lin::default());
             }
         }
-        scope::resolve(&self.levels, &[names::fold(id)])
+        scope::resolve(&self.levels, &[name])
     }
 
     /// `root.a.b[i]...`: leading field names that extend a column reference

@@ -17,7 +17,7 @@ use sqlparser::ast::Statement;
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::keywords::Keyword;
 use sqlparser::parser::Parser;
-use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Whitespace};
+use sqlparser::tokenizer::{Span, Token, TokenWithSpan, Tokenizer, Whitespace};
 
 use super::fallback::{self, Fallback};
 use super::shape;
@@ -50,7 +50,7 @@ pub(crate) enum Parsed {
 /// Parses every statement of `sql`. Text without any statement yields one
 /// [`StatementKind::Empty`].
 pub(crate) fn parse(sql: &str) -> Result<Vec<Parsed>, AnalysisError> {
-    match parse_tokens(tokenize(sql)?) {
+    match parse_tokens(without_locations(tokenize(sql)?)) {
         Ok(statements) => Ok(non_empty(
             statements
                 .into_iter()
@@ -65,6 +65,20 @@ pub(crate) fn parse(sql: &str) -> Result<Vec<Parsed>, AnalysisError> {
             Ok(non_empty(statements))
         }
     }
+}
+
+/// `tokens` without their locations, for the whole text's first parse:
+/// sqlparser formats the location into the message of every error, also
+/// of the alternatives it tries and drops while parsing valid text (a
+/// tenth of a fresh decision), and writes nothing for an unknown one. The
+/// AST's spans are not read; when that parse fails its error is dropped
+/// and the statement-by-statement retry, whose errors reach the client,
+/// keeps the locations.
+fn without_locations(mut tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
+    for t in &mut tokens {
+        t.span = Span::empty();
+    }
+    tokens
 }
 
 /// Parses a catalog-provided SELECT (a view definition).
@@ -480,6 +494,16 @@ mod tests {
             let full = sqlparser_bounded(sql).expect("tokenizes");
             assert_eq!(spelled(&plain), spelled(&full), "{sql}");
             assert_eq!(spelled(&tokenize(sql).expect("tokenizes")), spelled(&full));
+        }
+    }
+
+    #[test]
+    fn parse_errors_keep_their_location() {
+        // The first parse runs without locations; the error the client
+        // sees comes from the retry, which has them.
+        match super::parse("SELECT 1; SELECT a b c FROM t") {
+            Err(AnalysisError::Parse(m)) => assert!(m.contains("at Line: 1, Column: "), "{m}"),
+            other => panic!("not a parse error: {other:?}"),
         }
     }
 

@@ -2,6 +2,8 @@
 //! case (ASCII only, like `downcase_identifier`), quoted names stay exact,
 //! and every name is truncated to `NAMEDATALEN - 1` bytes.
 
+use std::borrow::Cow;
+
 use sqlparser::ast::{Ident, ObjectName, ObjectNamePart};
 
 use super::AnalysisError;
@@ -12,6 +14,19 @@ const MAX_IDENTIFIER_BYTES: usize = 63;
 /// The name an identifier denotes.
 pub(crate) fn fold(ident: &Ident) -> String {
     fold_str(&ident.value, ident.quote_style.is_some())
+}
+
+/// [`fold`] without a copy when the identifier already is its name
+/// (quoted, or without ASCII capitals, and short enough).
+pub(crate) fn fold_cow(ident: &Ident) -> Cow<'_, str> {
+    let value = &ident.value;
+    let unchanged = value.len() <= MAX_IDENTIFIER_BYTES
+        && (ident.quote_style.is_some() || !value.bytes().any(|b| b.is_ascii_uppercase()));
+    if unchanged {
+        Cow::Borrowed(value)
+    } else {
+        Cow::Owned(fold(ident))
+    }
 }
 
 /// The name denoted by `value`, written quoted or not.

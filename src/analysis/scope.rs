@@ -124,25 +124,45 @@ impl FromItem {
         }
     }
 
-    /// Unqualified matches of `name` in this item.
-    fn matches(&self, name: &str) -> Vec<Lin> {
-        let mut out: Vec<Lin> = self
+    /// Unqualified matches of `name` in this item, in order: its columns,
+    /// the open lineage of functions with unknown columns, the system
+    /// columns of its table-like sources. Nothing is cloned until the one
+    /// match is taken ([`Match::lin`]).
+    fn matches<'s>(&'s self, name: &'s str) -> impl Iterator<Item = Match<'s>> + 's {
+        let system_name = is_system_column(name);
+        let columns = self
             .columns
             .iter()
-            .filter(|c| c.name == name)
-            .map(|c| c.lin.clone())
-            .collect();
-        if let Some(open) = &self.open {
-            out.push(open.clone().into_computed());
+            .filter(move |c| c.name == name)
+            .map(|c| Match::Column(&c.lin));
+        let open = self.open.iter().map(Match::Open);
+        let system = self
+            .sources
+            .iter()
+            .filter(move |s| system_name && s.system && !s.columns.iter().any(|c| c.name == name))
+            .map(|_| Match::System);
+        columns.chain(open).chain(system)
+    }
+}
+
+/// One unqualified match of a name in a FROM item.
+enum Match<'s> {
+    /// A column, with its lineage.
+    Column(&'s Lin),
+    /// Any column of a function whose result columns are unknown.
+    Open(&'s Lin),
+    /// A system column: metadata, no lineage.
+    System,
+}
+
+impl Match<'_> {
+    /// The lineage of the matched value.
+    fn lin(self) -> Lin {
+        match self {
+            Match::Column(lin) => lin.clone(),
+            Match::Open(lin) => lin.clone().into_computed(),
+            Match::System => Lin::default(),
         }
-        if is_system_column(name) {
-            for s in &self.sources {
-                if s.system && !s.columns.iter().any(|c| c.name == name) {
-                    out.push(Lin::default());
-                }
-            }
-        }
-        out
     }
 }
 
@@ -200,7 +220,8 @@ fn ambiguous(name: &str) -> AnalysisError {
     AnalysisError::Unsupported(format!("ambiguous reference {name}"))
 }
 
-fn unknown(parts: &[String]) -> AnalysisError {
+fn unknown<S: AsRef<str>>(parts: &[S]) -> AnalysisError {
+    let parts: Vec<&str> = parts.iter().map(AsRef::as_ref).collect();
     AnalysisError::UnknownColumn(parts.join("."))
 }
 
@@ -230,11 +251,11 @@ pub(crate) fn find_source<'a>(
 /// The column an unqualified `name` denotes, innermost level first.
 pub(crate) fn unqualified(levels: &[Level], name: &str) -> Result<Option<Lin>, AnalysisError> {
     for level in visible(levels) {
-        let mut found: Vec<Lin> = level.visible().flat_map(|i| i.matches(name)).collect();
-        match found.len() {
-            0 => {}
-            1 => return Ok(found.pop()),
-            _ => return Err(ambiguous(name)),
+        let mut found = level.visible().flat_map(|i| i.matches(name));
+        match (found.next(), found.next()) {
+            (None, _) => {}
+            (Some(one), None) => return Ok(Some(one.lin())),
+            (Some(_), Some(_)) => return Err(ambiguous(name)),
         }
     }
     Ok(None)
@@ -244,9 +265,10 @@ pub(crate) fn unqualified(levels: &[Level], name: &str) -> Result<Option<Lin>, A
 /// no column but a relation is a whole-row reference. A name with more
 /// parts than relation and column selects a field of a composite column:
 /// it carries the whole column's lineage.
-pub(crate) fn resolve(levels: &[Level], parts: &[String]) -> Result<Lin, AnalysisError> {
+pub(crate) fn resolve<S: AsRef<str>>(levels: &[Level], parts: &[S]) -> Result<Lin, AnalysisError> {
     match parts {
         [name] => {
+            let name = name.as_ref();
             if let Some(lin) = unqualified(levels, name)? {
                 return Ok(lin);
             }
@@ -256,6 +278,7 @@ pub(crate) fn resolve(levels: &[Level], parts: &[String]) -> Result<Lin, Analysi
             }
         }
         [rel, col] => {
+            let (rel, col) = (rel.as_ref(), col.as_ref());
             if let Some(source) = find_source(levels, None, rel)? {
                 return source.column(col)?.ok_or_else(|| unknown(parts));
             }
@@ -264,6 +287,7 @@ pub(crate) fn resolve(levels: &[Level], parts: &[String]) -> Result<Lin, Analysi
                 .ok_or_else(|| unknown(parts))
         }
         [schema, rel, col] => {
+            let (schema, rel, col) = (schema.as_ref(), rel.as_ref(), col.as_ref());
             if let Some(source) = find_source(levels, Some(schema), rel)? {
                 return source.column(col)?.ok_or_else(|| unknown(parts));
             }
@@ -276,6 +300,7 @@ pub(crate) fn resolve(levels: &[Level], parts: &[String]) -> Result<Lin, Analysi
             Err(unknown(parts))
         }
         [first, second, third, _] => {
+            let (first, second, third) = (first.as_ref(), second.as_ref(), third.as_ref());
             if let Some(source) = find_source(levels, Some(first), second)? {
                 return source
                     .column(third)?

@@ -364,14 +364,15 @@ fn word_token(word: Cow<'_, str>, quote_style: Option<char>) -> Token {
 /// The keyword `word` spells (ASCII case folded), as sqlparser's
 /// tokenizer finds it in [`ALL_KEYWORDS`].
 fn keyword(word: &str) -> Keyword {
-    static KEYWORDS: std::sync::OnceLock<HashMap<&'static str, Keyword>> =
-        std::sync::OnceLock::new();
+    static KEYWORDS: std::sync::OnceLock<
+        HashMap<&'static [u8], Keyword, foldhash::fast::FixedState>,
+    > = std::sync::OnceLock::new();
     const LONGEST: usize = 64;
     let keywords = KEYWORDS.get_or_init(|| {
         ALL_KEYWORDS
             .iter()
             .zip(ALL_KEYWORDS_INDEX)
-            .map(|(name, keyword)| (*name, *keyword))
+            .map(|(name, keyword)| (name.as_bytes(), *keyword))
             .collect()
     });
     if word.len() > LONGEST {
@@ -381,10 +382,7 @@ fn keyword(word: &str) -> Keyword {
     let upper = &mut upper[..word.len()];
     upper.copy_from_slice(word.as_bytes());
     upper.make_ascii_uppercase();
-    std::str::from_utf8(upper)
-        .ok()
-        .and_then(|u| keywords.get(u).copied())
-        .unwrap_or(Keyword::NoKeyword)
+    keywords.get(&*upper).copied().unwrap_or(Keyword::NoKeyword)
 }
 
 /// The sqlparser token of an operator or punctuation [`scan`] accepts.

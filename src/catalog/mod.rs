@@ -10,12 +10,17 @@ mod background;
 mod cache;
 mod load;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
 use std::time::Instant;
 
 pub use background::{load_in_background, BackgroundRefresh};
 pub use cache::{parse_name_array, CatalogCache, Claim, LoadTicket};
 pub use load::{CatalogRows, LoadError, Row, LOAD_SQL};
+
+/// The catalog's indices hash with foldhash: several lookups per analyzed
+/// statement, where std's SipHash cost more than the lookups themselves.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 /// A PostgreSQL object identifier.
 pub type Oid = u32;
@@ -142,8 +147,8 @@ impl Catalog {
         user_functions: impl IntoIterator<Item = (String, String)>,
     ) -> Catalog {
         let relations: HashMap<Oid, Relation> = relations.into_iter().map(|r| (r.oid, r)).collect();
-        let mut by_name: HashMap<String, HashMap<String, Oid>> = HashMap::new();
-        let mut children: HashMap<Oid, Vec<Oid>> = HashMap::new();
+        let mut by_name: HashMap<String, HashMap<String, Oid>> = HashMap::default();
+        let mut children: HashMap<Oid, Vec<Oid>> = HashMap::default();
         for r in relations.values() {
             by_name
                 .entry(r.schema.clone())
@@ -161,7 +166,7 @@ impl Catalog {
             by_name,
             children,
             user_functions: user_functions.into_iter().fold(
-                HashMap::new(),
+                HashMap::default(),
                 |mut by_name: HashMap<String, HashSet<String>>, (schema, name)| {
                     by_name.entry(name).or_default().insert(schema);
                     by_name

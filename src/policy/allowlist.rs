@@ -237,8 +237,9 @@ pub const NOT_ALLOWED: &[(&str, &str)] = &[
 ];
 
 pub(crate) fn is_builtin(name: &str) -> bool {
-    static BUILTIN: std::sync::OnceLock<std::collections::HashSet<&'static str>> =
-        std::sync::OnceLock::new();
+    static BUILTIN: std::sync::OnceLock<
+        std::collections::HashSet<&'static str, foldhash::fast::FixedState>,
+    > = std::sync::OnceLock::new();
     BUILTIN
         .get_or_init(|| {
             PURE.iter()
