@@ -4,9 +4,9 @@
 //! copyguard as a guarded role whose class pseudonymizes those 4 columns,
 //! interleaved in one run; prints MB/s of each and the ratios, the CPU
 //! time each copy took on the server (every PostgreSQL process) and in
-//! copyguard, and copyguard's context switches per MiB copied: on a machine with few cores, copyguard's CPU
-//! per row is what costs throughput, and CPU time is far less noisy than
-//! wall time.
+//! copyguard, and copyguard's context switches per MiB copied: on a
+//! machine with few cores, copyguard's CPU per row is what costs
+//! throughput, and CPU time is far less noisy than wall time.
 //!
 //! Run with `cargo bench --bench copy_compare`. `COPYGUARD_BENCH_ROWS`
 //! (default 1000000) sets the table size, `COPYGUARD_BENCH_ROUNDS` (default
