@@ -2,19 +2,23 @@
 //! columns, 4 of them classified, read straight from PostgreSQL, through
 //! copyguard as a production role (relayed untouched), and through
 //! copyguard as a guarded role whose class pseudonymizes those 4 columns,
-//! interleaved in one run; prints MB/s of each and the ratios, and the
-//! CPU time each copy took on the server (every PostgreSQL process) and in
-//! this process (the client, plus copyguard when it is in the path): on a
+//! interleaved in one run; prints MB/s of each and the ratios, the CPU
+//! time each copy took on the server (every PostgreSQL process) and in
+//! copyguard, and copyguard's context switches per MiB copied: on a
 //! machine with few cores, copyguard's CPU per row is what costs
 //! throughput, and CPU time is far less noisy than wall time.
 //!
 //! Run with `cargo bench --bench copy_compare`. `COPYGUARD_BENCH_ROWS`
 //! (default 1000000) sets the table size, `COPYGUARD_BENCH_ROUNDS` (default
 //! 3) the rounds; every round copies the table in text, CSV and binary
-//! through the three targets, rotating which goes first. The tables report
-//! medians across rounds. For profiling, `COPYGUARD_BENCH_FORMATS` and
+//! through the targets, rotating which goes first. The tables report
+//! medians across rounds. copyguard is the release binary in a process of
+//! its own; `COPYGUARD_BENCH_ALT_ENV` (`K=V,K=V`) adds a second one started
+//! with those variables (`COPYGUARD_BENCH_BIN=/path` runs an older build)
+//! and the target `alt-pseudonymized`, for before/after comparisons in one
+//! run. For profiling, `COPYGUARD_BENCH_FORMATS` and
 //! `COPYGUARD_BENCH_TARGETS` (comma lists) keep only some formats and
-//! targets; the tables are printed only when all three targets run.
+//! targets; the ratio tables are printed only when `direct` runs.
 //! Everything started here is stopped on the way out: copyguard is shut
 //! down and the throwaway cluster removed.
 
@@ -27,12 +31,16 @@ use futures_util::StreamExt;
 #[path = "support/bench_db.rs"]
 #[allow(dead_code)]
 mod bench_db;
+#[path = "support/copyguard_process.rs"]
+mod copyguard_process;
 #[path = "support/env.rs"]
+#[allow(dead_code)]
 mod env;
-#[path = "support/proxy.rs"]
-mod proxy;
-use bench_db::{own_cpu, People, ServerCpu};
-use proxy::Proxy;
+#[path = "support/run.rs"]
+#[allow(dead_code)]
+mod run;
+use bench_db::{People, ServerCpu};
+use copyguard_process::CopyguardProcess;
 
 const DATABASE: &str = "copybench";
 const GUARDED_USER: &str = "bench_tester";
@@ -58,124 +66,214 @@ fn main() -> ExitCode {
     bench_db::main_of("copy_compare", run)
 }
 
+/// Where a copy goes: its connection string and the copyguard process on
+/// the way, if any.
+struct Target {
+    name: &'static str,
+    conninfo: String,
+    proxy: Option<u32>,
+}
+
 fn run() -> Result<()> {
     let people = People::load(DATABASE, GUARDED_USER, GUARDED_PASSWORD)?;
     let (db, rows, rounds) = (&people.db, people.rows, people.rounds);
     let policy = People::policy(POLICY);
-    let proxy = Proxy::in_front_of(db, people.work.path(), &policy, Some(&people.key))?;
+    let key = (
+        "COPYGUARD_PSEUDONYM_KEY_FILE".to_owned(),
+        people.key.display().to_string(),
+    );
+    let work = people.work.path();
+    let proxy = CopyguardProcess::start_with_env(
+        &work.join("copyguard"),
+        db.port(),
+        &policy,
+        std::slice::from_ref(&key),
+    )?;
+    let alt = match std::env::var("COPYGUARD_BENCH_ALT_ENV") {
+        Ok(vars) => {
+            let mut vars: Vec<(String, String)> = vars
+                .split(',')
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+                .collect();
+            println!("alt: copyguard with {vars:?}");
+            vars.push(key);
+            Some(CopyguardProcess::start_with_env(
+                &work.join("alt"),
+                db.port(),
+                &policy,
+                &vars,
+            )?)
+        }
+        Err(_) => None,
+    };
     let cpu = ServerCpu::of(db)?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()?;
-    let direct = format!(
-        "host={} port={} user={} dbname={DATABASE}",
-        db.host(),
-        db.port(),
-        db.superuser()
-    );
-    let guarded = format!(
-        "host=127.0.0.1 port={} user={GUARDED_USER} password={GUARDED_PASSWORD} dbname={DATABASE}",
-        proxy.port()
-    );
-    let relayed = format!(
-        "host=127.0.0.1 port={} user={} dbname={DATABASE}",
-        proxy.port(),
-        db.superuser()
-    );
-    let targets: Vec<(&str, &str)> = [
-        ("direct", direct.as_str()),
-        ("relayed", relayed.as_str()),
-        ("pseudonymized", guarded.as_str()),
-    ]
-    .into_iter()
-    .filter(|(name, _)| kept("COPYGUARD_BENCH_TARGETS", name))
-    .collect();
+    let through = |p: &CopyguardProcess, login: &str| {
+        format!("host=127.0.0.1 port={} {login} dbname={DATABASE}", p.port())
+    };
+    let guarded = format!("user={GUARDED_USER} password={GUARDED_PASSWORD}");
+    let mut targets = vec![
+        Target {
+            name: "direct",
+            conninfo: format!(
+                "host={} port={} user={} dbname={DATABASE}",
+                db.host(),
+                db.port(),
+                db.superuser()
+            ),
+            proxy: None,
+        },
+        Target {
+            name: "relayed",
+            conninfo: through(&proxy, &format!("user={}", db.superuser())),
+            proxy: Some(proxy.pid()),
+        },
+        Target {
+            name: "pseudonymized",
+            conninfo: through(&proxy, &guarded),
+            proxy: Some(proxy.pid()),
+        },
+    ];
+    if let Some(alt) = &alt {
+        targets.push(Target {
+            name: "alt-pseudonymized",
+            conninfo: through(alt, &guarded),
+            proxy: Some(alt.pid()),
+        });
+    }
+    targets.retain(|t| kept("COPYGUARD_BENCH_TARGETS", t.name));
     let formats: Vec<&str> = FORMATS
         .into_iter()
         .filter(|f| kept("COPYGUARD_BENCH_FORMATS", f))
         .collect();
     rt.block_on(async {
-        for &(name, conninfo) in &targets {
-            let Copied { bytes, secs, .. } = copy(conninfo, "text", &cpu).await?;
-            println!("warm-up {name:<14} {:.1} MB in {secs:.2} s", bytes as f64 / 1e6);
+        for t in &targets {
+            let Copied { bytes, secs, .. } = copy(t, "text", &cpu).await?;
+            println!("warm-up {:<18} {:.1} MB in {secs:.2} s", t.name, bytes as f64 / 1e6);
         }
         let mut runs: Vec<Run> = Vec::new();
         for round in 1..=rounds {
             for &format in &formats {
                 for i in 0..targets.len() {
-                    let (target, conninfo) = targets[(i + round as usize) % targets.len()];
-                    let Copied { bytes, secs, server, own } = copy(conninfo, format, &cpu).await?;
-                    let mbs = bytes as f64 / 1e6 / secs;
+                    let t = &targets[(i + round as usize) % targets.len()];
+                    let c = copy(t, format, &cpu).await?;
+                    let mbs = c.bytes as f64 / 1e6 / c.secs;
                     println!(
-                        "round {round}/{rounds}  {format:<6} {target:<14} {:>8.1} MB  {secs:>6.2} s  {mbs:>7.1} MB/s  CPU: server {server:>5.2} s, client{} {own:>5.2} s",
-                        bytes as f64 / 1e6,
-                        if target == "direct" { "          " } else { " + copyguard" },
+                        "round {round}/{rounds}  {format:<6} {:<18} {:>8.1} MB  {:>6.2} s  {mbs:>7.1} MB/s  CPU: server {:>5.2} s, copyguard {:>5.2} s",
+                        t.name,
+                        c.bytes as f64 / 1e6,
+                        c.secs,
+                        c.server,
+                        c.proxy.cpu,
                     );
-                    runs.push(Run { format, target, mbs, rows_per_s: rows as f64 / secs, server, own });
+                    runs.push(Run { format, target: t.name, mbs, rows_per_s: rows as f64 / c.secs, copied: c });
                 }
             }
         }
-        if targets.len() < 3 {
-            return Ok(());
-        }
+        let has = |name| targets.iter().any(|t| t.name == name);
         let per_m = 1e6 / rows as f64;
-        println!();
-        println!("medians; the ratios are of rows per second (stand-ins are not exactly as long as the values they replace)");
-        println!("format   direct MB/s   relayed MB/s   pseudonymized MB/s   relayed/direct   pseudonymized/direct");
-        for &format in &formats {
-            let median = |target, pick: fn(&Run) -> f64| median(&runs, format, target, pick);
-            let mbs = |target| median(target, |r| r.mbs);
-            let rows = |target| median(target, |r| r.rows_per_s);
-            println!(
-                "{format:<8} {:>11.1}   {:>12.1}   {:>18.1}   {:>14.2}   {:>20.2}",
-                mbs("direct"),
-                mbs("relayed"),
-                mbs("pseudonymized"),
-                rows("relayed") / rows("direct"),
-                rows("pseudonymized") / rows("direct")
-            );
+        let shown: Vec<&str> = targets.iter().map(|t| t.name).collect();
+        if has("direct") {
+            println!();
+            println!("medians; MB/s, and the ratios to direct of rows per second (stand-ins are not exactly as long as the values they replace)");
+            print!("format  ");
+            for name in &shown {
+                print!(" {name:>18}");
+            }
+            for name in shown.iter().filter(|n| **n != "direct") {
+                print!(" {:>26}", format!("{name}/direct"));
+            }
+            println!();
+            for &format in &formats {
+                let median = |target, pick: fn(&Run) -> f64| median(&runs, format, target, pick);
+                print!("{format:<8}");
+                for name in &shown {
+                    print!(" {:>18.1}", median(name, |r| r.mbs));
+                }
+                let direct = median("direct", |r| r.rows_per_s);
+                for name in shown.iter().filter(|n| **n != "direct") {
+                    print!(" {:>26.2}", median(name, |r| r.rows_per_s) / direct);
+                }
+                println!();
+            }
         }
         println!();
-        println!("medians of CPU seconds per 1M rows; copyguard's is this process's CPU less the direct copy's (the client's)");
-        println!("format   server: direct   pseudonymized   copyguard: relayed   pseudonymized");
+        println!("medians per 1M rows: CPU seconds of the server and of copyguard; per MiB received by the client: copyguard's context switches");
+        println!("format   target             server CPU s   copyguard CPU s   switches/MiB");
         for &format in &formats {
-            let median = |target, pick: fn(&Run) -> f64| median(&runs, format, target, pick) * per_m;
-            let server = |target| median(target, |r| r.server);
-            let own = |target| median(target, |r| r.own);
-            println!(
-                "{format:<8} {:>14.2}   {:>13.2}   {:>18.2}   {:>13.2}",
-                server("direct"),
-                server("pseudonymized"),
-                own("relayed") - own("direct"),
-                own("pseudonymized") - own("direct"),
-            );
+            for name in &shown {
+                let median = |pick: &dyn Fn(&Run) -> f64| median(&runs, format, name, pick);
+                let per_mib = |pick: fn(&Proc) -> f64| {
+                    median(&|r: &Run| pick(&r.copied.proxy) / (r.copied.bytes as f64 / 1048576.0))
+                };
+                println!(
+                    "{format:<8} {name:<18} {:>12.2}   {:>15.2}   {:>12.1}",
+                    median(&|r: &Run| r.copied.server) * per_m,
+                    median(&|r: &Run| r.copied.proxy.cpu) * per_m,
+                    per_mib(|p| p.switches),
+                );
+            }
         }
         Ok::<(), anyhow::Error>(())
     })?;
+    drop(alt);
     drop(proxy);
     people.stop();
     Ok(())
 }
 
 /// What one copy took: bytes received, seconds, and CPU seconds of the
-/// server and of this process (from just after connecting to the end of
-/// the COPY, while the connection and its backend are still there).
+/// server (from just after connecting to the end of the COPY, while the
+/// connection and its backend are still there), and copyguard's counters
+/// over the same time.
 struct Copied {
     bytes: u64,
     secs: f64,
     server: f64,
-    own: f64,
+    proxy: Proc,
 }
 
-/// Copies the table out in `format`.
-async fn copy(conninfo: &str, format: &str, cpu: &ServerCpu) -> Result<Copied> {
+/// A copyguard process's counters (all zero without one): CPU seconds,
+/// context switches of all its threads (socket calls are not in
+/// `/proc/PID/io`: see the README for `strace -c`).
+#[derive(Clone, Copy, Default)]
+struct Proc {
+    cpu: f64,
+    switches: f64,
+}
+
+impl Proc {
+    fn of(pid: Option<u32>) -> Proc {
+        let Some(pid) = pid else {
+            return Proc::default();
+        };
+        Proc {
+            cpu: run::cpu_seconds(pid).unwrap_or(0.0),
+            switches: run::context_switches(pid) as f64,
+        }
+    }
+
+    fn since(self, before: Proc) -> Proc {
+        Proc {
+            cpu: self.cpu - before.cpu,
+            switches: self.switches - before.switches,
+        }
+    }
+}
+
+/// Copies the table out in `format` through `target`.
+async fn copy(target: &Target, format: &str, cpu: &ServerCpu) -> Result<Copied> {
+    let conninfo = &target.conninfo;
     let (client, connection) = tokio_postgres::connect(conninfo, tokio_postgres::NoTls)
         .await
         .with_context(|| format!("connecting with {conninfo}"))?;
     tokio::spawn(connection);
-    let before = (cpu.server(), own_cpu());
+    let before = (cpu.server(), Proc::of(target.proxy));
     let started = Instant::now();
     let stream = client
         .copy_out(&format!("COPY people TO STDOUT (FORMAT {format})"))
@@ -191,7 +289,7 @@ async fn copy(conninfo: &str, format: &str, cpu: &ServerCpu) -> Result<Copied> {
         bytes,
         secs,
         server: cpu.server().since(&before.0),
-        own: own_cpu() - before.1,
+        proxy: Proc::of(target.proxy).since(before.1),
     })
 }
 
@@ -201,13 +299,11 @@ struct Run<'a> {
     target: &'a str,
     mbs: f64,
     rows_per_s: f64,
-    /// CPU seconds of the server, and of this process.
-    server: f64,
-    own: f64,
+    copied: Copied,
 }
 
 /// The median of `pick` over the runs of `format` through `target`.
-fn median(runs: &[Run], format: &str, target: &str, pick: fn(&Run) -> f64) -> f64 {
+fn median(runs: &[Run], format: &str, target: &str, pick: impl Fn(&Run) -> f64) -> f64 {
     bench_db::median(
         runs.iter()
             .filter(|r| r.format == format && r.target == target)

@@ -1,70 +1,159 @@
 //! Byte scanning shared by the line formats: finding delimiters and
-//! special bytes eight bytes at a time, and the fields before the first
-//! special byte.
+//! special bytes sixteen bytes at a time (SSE2 on x86-64), and the
+//! fields before the first special byte.
 
 use super::*;
 use crate::enforce::group::Value;
 
-/// The first index of `a` or `b` in `hay`, eight bytes at a time.
+/// The first index of `a` or `b` in `hay`, sixteen bytes at a time.
 pub(super) fn find2(hay: &[u8], a: u8, b: u8) -> Option<usize> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    let zero = |v: u64| v.wrapping_sub(LO) & !v & HI;
-    let (ra, rb) = (LO * u64::from(a), LO * u64::from(b));
-    let words = hay.chunks_exact(8);
-    let tail = words.remainder();
+    let hit = |w: &[u8; 16]| eq_mask(w, a) | eq_mask(w, b);
+    let (words, tail) = words(hay);
     for (k, w) in words.enumerate() {
-        let w = <[u8; 8]>::try_from(w).map_or(0, u64::from_le_bytes);
-        let hit = zero(w ^ ra) | zero(w ^ rb);
-        if hit != 0 {
-            return Some(k * 8 + (hit.trailing_zeros() / 8) as usize);
+        let m = hit(w);
+        if m != 0 {
+            return Some(16 * k + m.trailing_zeros() as usize);
         }
     }
-    let base = hay.len() - tail.len();
-    tail.iter()
-        .position(|&c| c == a || c == b)
-        .map(|i| base + i)
+    let m = Tail::of(hay, tail).mask(hit);
+    (m != 0).then(|| hay.len() - tail + m.trailing_zeros() as usize)
 }
 
 /// The delimiters of a row before its first `special` byte (a text-format
-/// backslash, a CSV quote), in order, into `out`, found in one pass, eight
-/// bytes at a time; whether the row has no such byte. The fields before
-/// that byte are their bytes as they are (so is every field of a row
-/// without one), and the delimiters found end them.
+/// backslash, a CSV quote), in order, into `out`, found in one pass,
+/// sixteen bytes at a time; whether the row has no such byte. The fields
+/// before that byte are their bytes as they are (so is every field of a
+/// row without one), and the delimiters found end them (those of the
+/// sixteen bytes holding it may be left out: its field is read the slow
+/// way anyway).
 pub(super) fn plain_delimiters(body: &[u8], delim: u8, special: u8, out: &mut Vec<usize>) -> bool {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    // 0x80 in each byte of `w` equal to the byte `splat` repeats, exactly
-    // (no carry crosses a byte, unlike the find-first test).
-    let equal = |w: u64, splat: u64| {
-        let x = w ^ splat;
-        !(((x & !HI) + !HI) | x) & HI
-    };
-    let (d, sp) = (LO * u64::from(delim), LO * u64::from(special));
     out.clear();
-    let words = body.chunks_exact(8);
-    let tail = words.remainder();
-    for (k, w) in words.enumerate() {
-        let w = <[u8; 8]>::try_from(w).map_or(0, u64::from_le_bytes);
-        if equal(w, sp) != 0 {
+    // The bits of the window `w`'s masks that stand for bytes from `at`
+    // on: all of a whole word's, a tail's own.
+    let mut take = |at: usize, w: &[u8; 16], t: &Tail| {
+        if t.keep(eq_mask(w, special)) != 0 {
             return false;
         }
-        let mut hits = equal(w, d);
+        let mut hits = t.keep(eq_mask(w, delim));
         while hits != 0 {
-            out.push(8 * k + (hits.trailing_zeros() / 8) as usize);
+            out.push(at + hits.trailing_zeros() as usize);
             hits &= hits - 1;
         }
-    }
-    let base = body.len() - tail.len();
-    for (i, &c) in tail.iter().enumerate() {
-        if c == special {
+        true
+    };
+    let (words, tail) = words(body);
+    for (k, w) in words.enumerate() {
+        if !take(16 * k, w, &Tail::WHOLE) {
             return false;
         }
-        if c == delim {
-            out.push(base + i);
+    }
+    let t = Tail::of(body, tail);
+    take(body.len() - tail, &t.window, &t)
+}
+
+/// The whole 16-byte words of `hay`, and how many bytes follow them.
+#[inline]
+fn words(hay: &[u8]) -> (impl Iterator<Item = &[u8; 16]>, usize) {
+    let chunks = hay.chunks_exact(16);
+    let tail = chunks.remainder().len();
+    (chunks.map(|w| w.try_into().unwrap_or(&[0; 16])), tail)
+}
+
+/// The last `len` bytes of a slice (fewer than 16) as one 16-byte window
+/// and how to keep only their bits of a mask of it (or, as
+/// [`Tail::WHOLE`], all bits of a whole word's mask): the window is the
+/// slice's last 16 bytes when it has them, else the bytes zero-padded.
+struct Tail {
+    window: [u8; 16],
+    shift: u32,
+    len: usize,
+}
+
+impl Tail {
+    /// What keeps every bit of a whole word's masks.
+    const WHOLE: Tail = Tail {
+        window: [0; 16],
+        shift: 0,
+        len: 16,
+    };
+
+    #[inline]
+    fn of(hay: &[u8], len: usize) -> Tail {
+        match hay.len().checked_sub(16) {
+            Some(at) => Tail {
+                window: hay[at..].try_into().unwrap_or([0; 16]),
+                shift: (16 - len) as u32,
+                len,
+            },
+            None => {
+                let mut window = [0; 16];
+                window[..len].copy_from_slice(&hay[hay.len() - len..]);
+                Tail {
+                    window,
+                    shift: 0,
+                    len,
+                }
+            }
         }
     }
-    true
+
+    /// The bits of `m` (a mask of the window) for the tail's bytes, the
+    /// first of them as bit 0.
+    #[inline]
+    fn keep(&self, m: u32) -> u32 {
+        (m >> self.shift) & ((1 << self.len) - 1)
+    }
+
+    #[inline]
+    fn mask(&self, f: impl Fn(&[u8; 16]) -> u32) -> u32 {
+        if self.len == 0 {
+            return 0;
+        }
+        self.keep(f(&self.window))
+    }
+}
+
+/// Bit `j` set where `w[j] == a`.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
+fn eq_mask(w: &[u8; 16], a: u8) -> u32 {
+    use std::arch::x86_64::{_mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8};
+    // SAFETY: SSE2 is enabled (the cfg above); the load reads the 16 bytes
+    // of `w`, unaligned loads allowed.
+    unsafe {
+        let v = _mm_loadu_si128(w.as_ptr().cast());
+        _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(a as i8))) as u32
+    }
+}
+
+/// Bit `j` set where `w[j] < below` (`below` at most 128).
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
+fn lt_mask(w: &[u8; 16], below: u8) -> u32 {
+    use std::arch::x86_64::{
+        _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_set1_epi8,
+    };
+    let Some(max) = below.checked_sub(1) else {
+        return 0;
+    };
+    // SAFETY: as in `eq_mask`. A byte is below `below` when it is its own
+    // minimum with `below - 1`.
+    unsafe {
+        let v = _mm_loadu_si128(w.as_ptr().cast());
+        _mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(max as i8)), v)) as u32
+    }
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+#[inline(always)]
+fn eq_mask(w: &[u8; 16], a: u8) -> u32 {
+    (0..16).fold(0, |m, j| m | (u32::from(w[j] == a) << j))
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+#[inline(always)]
+fn lt_mask(w: &[u8; 16], below: u8) -> u32 {
+    (0..16).fold(0, |m, j| m | (u32::from(w[j] < below) << j))
 }
 
 /// Notes the fields of a row that [`plain_delimiters`] ends, each its
@@ -101,22 +190,14 @@ pub(super) fn plain_fields(
     Ok((fields, at))
 }
 
-/// Whether `v` has a byte below `below` (at most 128) or in `set`, eight
-/// bytes at a time (the last eight overlapping the words before them).
+/// Whether `v` has a byte below `below` (at most 128) or in `set`,
+/// sixteen bytes at a time.
 #[inline]
 pub(super) fn has_byte<const N: usize>(v: &[u8], below: u8, set: [u8; N]) -> bool {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    if v.len() < 8 {
-        return v.iter().any(|&c| c < below || set.contains(&c));
-    }
-    let splats = set.map(|b| LO * u64::from(b));
-    let under = LO * u64::from(below);
-    let hit = |at: usize| {
-        let w = <[u8; 8]>::try_from(&v[at..at + 8]).map_or(0, u64::from_le_bytes);
-        let zero = |x: u64| x.wrapping_sub(LO) & !x & HI;
-        let found = splats.iter().fold(0, |h, &s| h | zero(w ^ s));
-        (w.wrapping_sub(under) & !w & HI) | found != 0
+    let hit = |w: &[u8; 16]| {
+        set.iter()
+            .fold(lt_mask(w, below), |m, &s| m | eq_mask(w, s))
     };
-    (0..v.len() / 8).any(|k| hit(8 * k)) || hit(v.len() - 8)
+    let (mut words, tail) = words(v);
+    words.any(|w| hit(w) != 0) || Tail::of(v, tail).mask(hit) != 0
 }

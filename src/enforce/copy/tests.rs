@@ -423,7 +423,7 @@ fn split_at<'a>(input: &'a [u8], cuts: &[prop::sample::Index]) -> Vec<&'a [u8]> 
 proptest! {
     #[test]
     fn plain_delimiters_are_those_before_a_special_byte(
-        v in prop_oneof![proptest::collection::vec(any::<u8>(), 0..40), proptest::collection::vec(prop_oneof![Just(b'\t'), Just(b'a'), Just(0x89u8), Just(b'\\')], 0..40)],
+        v in prop_oneof![proptest::collection::vec(any::<u8>(), 0..80), proptest::collection::vec(prop_oneof![Just(b'\t'), Just(b'a'), Just(0x89u8), Just(b'\\')], 0..80)],
         delim in prop_oneof![Just(b'\t'), any::<u8>()],
     ) {
         let mut got = vec![99];
@@ -439,13 +439,13 @@ proptest! {
     }
 
     #[test]
-    fn find2_finds_the_first(hay in proptest::collection::vec(any::<u8>(), 0..40), a in any::<u8>(), b in any::<u8>()) {
+    fn find2_finds_the_first(hay in proptest::collection::vec(any::<u8>(), 0..80), a in any::<u8>(), b in any::<u8>()) {
         prop_assert_eq!(find2(&hay, a, b), hay.iter().position(|&c| c == a || c == b));
     }
 
     #[test]
     fn has_byte_is_any(
-        v in prop_oneof![proptest::collection::vec(any::<u8>(), 0..40), proptest::collection::vec(b'0'..=b'z', 0..40)],
+        v in prop_oneof![proptest::collection::vec(any::<u8>(), 0..80), proptest::collection::vec(b'0'..=b'z', 0..80)],
         below in prop_oneof![Just(0u8), Just(0x20), 0u8..=128],
         set in prop_oneof![any::<[u8; 4]>(), Just([b',', b'"', b'\n', b'\r'])],
     ) {
