@@ -19,6 +19,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ops::Range;
 
+use sqlparser::ast::DollarQuotedString;
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::keywords::{Keyword, ALL_KEYWORDS, ALL_KEYWORDS_INDEX};
 use sqlparser::tokenizer::{Location, Span, Token, TokenWithSpan, Tokenizer, Whitespace, Word};
@@ -50,6 +51,14 @@ enum Tok<'a> {
     Punct(Cow<'a, str>),
     /// Anything else, as sqlparser debugs it.
     Other(String),
+    /// An `E'…'` string, its escapes undone (shaped as sqlparser debugs
+    /// it).
+    Escaped(Cow<'a, str>),
+    /// A dollar-quoted string and its tag (shaped as sqlparser debugs it).
+    Dollar(Cow<'a, str>, Option<Cow<'a, str>>),
+    /// A comment's text, and whether it is a `--` line comment rather
+    /// than a `/* */` block (no part of a shape).
+    Comment(Cow<'a, str>, bool),
 }
 
 /// The shape of `sql`, or `None` when it is too long or does not tokenize.
@@ -122,6 +131,19 @@ fn encode(tokens: &[Tok<'_>], len: usize) -> String {
             }
             Tok::Punct(p) => out.push_str(p),
             Tok::Other(debug) => out.push_str(debug),
+            Tok::Escaped(s) => {
+                let token = Token::EscapedStringLiteral(s.to_string());
+                out.push_str(&format!("{token:?}"));
+            }
+            Tok::Dollar(value, tag) => {
+                let token = Token::DollarQuotedString(DollarQuotedString {
+                    value: value.to_string(),
+                    tag: tag.as_ref().map(|t| t.to_string()),
+                });
+                out.push_str(&format!("{token:?}"));
+            }
+            // Dropped, as sqlparser's whitespace is.
+            Tok::Comment(..) => continue,
         }
         out.push(END);
     }
@@ -237,18 +259,21 @@ fn operator_char(c: u8) -> bool {
     b"=<>+-*/%!~@#^&|?:`".contains(&c)
 }
 
-/// The tokens of plain SQL text, the same sqlparser's tokenizer gives;
-/// `None` for anything else (comments, escapes, casts, dollar quotes,
-/// prefixed strings, non-ASCII outside quotes, operators of
-/// more than one character other than `<=`, `>=`, `<>`): [`full`] then
-/// tokenizes it.
+/// The tokens of plain SQL text (see [`scan`]), the same sqlparser's
+/// tokenizer gives, comments dropped; `None` for anything else: [`full`]
+/// then tokenizes it.
 fn quick(sql: &str) -> Option<Vec<Tok<'_>>> {
     let mut tokens = Vec::with_capacity(sql.len() / 4 + 4);
-    scan(sql, |token, _| tokens.push(token))?;
+    scan(sql, usize::MAX, |token, _| match token {
+        Tok::Comment(..) => {}
+        Tok::Punct(p) if p == "||" => tokens.push(Tok::Other(format!("{:?}", Token::StringConcat))),
+        Tok::Punct(p) if p == "!=" => tokens.push(Tok::Punct(Cow::Borrowed("<>"))),
+        token => tokens.push(token),
+    })?;
     Some(tokens)
 }
 
-/// The tokens of plain SQL text (the texts [`quick`] accepts) as
+/// The tokens of plain SQL text (the texts [`scan`] accepts) as
 /// sqlparser's PostgreSQL tokenizer gives them, whitespace and spans
 /// included, with each literal or identifier longer than
 /// [`input::LONG_TOKEN`] cut as [`input::sqlparser_bounded`] cuts it (from
@@ -265,7 +290,7 @@ pub(crate) fn plain_tokens(sql: &str) -> Option<Vec<TokenWithSpan>> {
         column: 1,
     };
     let long = input::long_token();
-    scan(sql, |token, range| {
+    scan(sql, long, |token, range| {
         if !plain {
             return;
         }
@@ -283,6 +308,21 @@ pub(crate) fn plain_tokens(sql: &str) -> Option<Vec<TokenWithSpan>> {
             Tok::Placeholder(p) => Some(Token::Placeholder(p.into_owned())),
             Tok::Punct(p) => punctuation_token(&p),
             Tok::Other(_) => None,
+            Tok::Escaped(s) => Some(Token::EscapedStringLiteral(input::shortened(
+                &s,
+                input::CUT_MARK,
+            ))),
+            Tok::Dollar(value, tag) => Some(Token::DollarQuotedString(DollarQuotedString {
+                value: input::shortened(&value, input::CUT_MARK),
+                tag: tag.map(Cow::into_owned),
+            })),
+            Tok::Comment(text, true) => Some(Token::Whitespace(Whitespace::SingleLineComment {
+                comment: input::shortened(&text, ""),
+                prefix: "--".to_owned(),
+            })),
+            Tok::Comment(text, false) => Some(Token::Whitespace(Whitespace::MultiLineComment(
+                input::shortened(&text, ""),
+            ))),
         };
         match token {
             Some(token) => out.push(TokenWithSpan::new(token, Span::new(start, at.location()))),
@@ -406,13 +446,30 @@ fn punctuation_token(p: &str) -> Option<Token> {
         ")" => Token::RParen,
         "." => Token::Period,
         ";" => Token::SemiColon,
+        "!=" => Token::Neq,
+        "||" => Token::StringConcat,
+        "::" => Token::DoubleColon,
+        "[" => Token::LBracket,
+        "]" => Token::RBracket,
         _ => return None,
     })
 }
 
 /// Scans plain SQL text, giving each token and its bytes to `emit`;
-/// `None` as soon as the text is anything else.
-fn scan<'a>(sql: &'a str, mut emit: impl FnMut(Tok<'a>, Range<usize>)) -> Option<()> {
+/// `None` as soon as the text is anything else. Plain text is words,
+/// numbers, `$n` placeholders, single-quoted, `E'…'` and dollar-quoted
+/// strings, quoted identifiers, comments, punctuation and the operators
+/// `=`, `<>`, `!=`, `<`, `>`, `<=`, `>=`, `+`, `-`, `*`, `/`, `%`, `||`
+/// and `::`, all ASCII outside quotes and comments; prefixed strings
+/// (`N'…'`, `X'…'`, `B'…'`, `U&'…'`), other operators, `:`, numbers with a
+/// point, an exponent or a suffix are not. A text sqlparser's tokenizer
+/// refuses (an unclosed quote or comment, a bad escape) is not plain
+/// either, so that its error comes from that tokenizer.
+///
+/// A literal whose quotes or escapes must be undone is built only up to
+/// `keep` bytes (and a character): [`input::shortened`] cuts it the same
+/// way, and the whole literal is never copied.
+fn scan<'a>(sql: &'a str, keep: usize, mut emit: impl FnMut(Tok<'a>, Range<usize>)) -> Option<()> {
     let b = sql.as_bytes();
     let mut after_word = false;
     let mut i = 0;
@@ -423,6 +480,11 @@ fn scan<'a>(sql: &'a str, mut emit: impl FnMut(Tok<'a>, Range<usize>)) -> Option
             b' ' | b'\t' | b'\n' | b'\r' => {
                 i += 1;
                 continue;
+            }
+            b'e' | b'E' if b.get(i + 1) == Some(&b'\'') => {
+                let (text, end) = escaped(sql, i + 1, keep)?;
+                i = end;
+                emit(Tok::Escaped(text), start..i);
             }
             b'a'..=b'z' | b'A'..=b'Z' | b'_' => {
                 while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
@@ -451,18 +513,9 @@ fn scan<'a>(sql: &'a str, mut emit: impl FnMut(Tok<'a>, Range<usize>)) -> Option
                 emit(Tok::Number(Cow::Borrowed(&sql[start..i]), false), start..i);
             }
             b'\'' => {
-                let text_start = i + 1;
-                i += 1;
-                loop {
-                    match b.get(i)? {
-                        b'\\' => return None,
-                        b'\'' => break,
-                        _ => i += 1,
-                    }
-                }
-                let text = &sql[text_start..i];
-                i += 1;
-                // `''` inside, or a string continued after a line break.
+                let (text, end) = quoted(sql, i, b'\'', keep)?;
+                i = end;
+                // A string continued after a line break.
                 let next = b[i..]
                     .iter()
                     .find(|c| !matches!(c, b' ' | b'\t' | b'\n' | b'\r'));
@@ -473,22 +526,46 @@ fn scan<'a>(sql: &'a str, mut emit: impl FnMut(Tok<'a>, Range<usize>)) -> Option
                 {
                     return None;
                 }
-                emit(Tok::Str(Cow::Borrowed(text)), start..i);
+                emit(Tok::Str(text), start..i);
             }
             b'"' => {
-                let text_start = i + 1;
-                i += 1;
-                while *b.get(i)? != b'"' {
-                    i += 1;
-                }
-                if i == text_start || b.get(i + 1) == Some(&b'"') {
+                let (text, end) = quoted(sql, i, b'"', keep)?;
+                if text.is_empty() {
                     return None;
                 }
-                let word = Tok::Word(Cow::Borrowed(&sql[text_start..i]), Some('"'));
-                i += 1;
-                emit(word, start..i);
+                i = end;
+                emit(Tok::Word(text, Some('"')), start..i);
                 after_word = true;
                 continue;
+            }
+            b'$' if b.get(i + 1) == Some(&b'$') => {
+                let body = i + 2;
+                let close = body + sql[body..].find("$$")?;
+                i = close + 2;
+                emit(
+                    Tok::Dollar(Cow::Borrowed(&sql[body..close]), None),
+                    start..i,
+                );
+            }
+            b'$' if b
+                .get(i + 1)
+                .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_') =>
+            {
+                i += 1;
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+                    i += 1;
+                }
+                if b.get(i) != Some(&b'$') {
+                    return None;
+                }
+                let tag = &sql[start + 1..i];
+                let body = i + 1;
+                let close = body + find_tag(&sql[body..], tag)?;
+                i = close + tag.len() + 2;
+                emit(
+                    Tok::Dollar(Cow::Borrowed(&sql[body..close]), Some(Cow::Borrowed(tag))),
+                    start..i,
+                );
             }
             b'$' => {
                 i += 1;
@@ -505,7 +582,7 @@ fn scan<'a>(sql: &'a str, mut emit: impl FnMut(Tok<'a>, Range<usize>)) -> Option
                 }
                 emit(Tok::Placeholder(Cow::Borrowed(&sql[start..i])), start..i);
             }
-            b'(' | b')' | b',' | b';' => {
+            b'(' | b')' | b',' | b';' | b'[' | b']' => {
                 i += 1;
                 emit(Tok::Punct(Cow::Borrowed(&sql[start..i])), start..i);
             }
@@ -520,11 +597,37 @@ fn scan<'a>(sql: &'a str, mut emit: impl FnMut(Tok<'a>, Range<usize>)) -> Option
                 i += 1;
                 emit(Tok::Punct(Cow::Borrowed(".")), start..i);
             }
-            b'=' | b'<' | b'>' | b'+' | b'-' | b'*' | b'/' | b'%' => {
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                i += 2;
+                while i < b.len() && !matches!(b[i], b'\n' | b'\r') {
+                    i += 1;
+                }
+                emit(
+                    Tok::Comment(Cow::Borrowed(&sql[start + 2..i]), true),
+                    start..i,
+                );
+                continue;
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                i = block_comment_end(b, i + 2)?;
+                emit(
+                    Tok::Comment(Cow::Borrowed(&sql[start + 2..i - 2]), false),
+                    start..i,
+                );
+                continue;
+            }
+            b':' if b.get(i + 1) == Some(&b':') => {
+                i += 2;
+                emit(Tok::Punct(Cow::Borrowed("::")), start..i);
+            }
+            b'=' | b'<' | b'>' | b'+' | b'-' | b'*' | b'/' | b'%' | b'!' | b'|' => {
                 let two = matches!(
                     (c, b.get(i + 1)),
-                    (b'<', Some(b'=' | b'>')) | (b'>', Some(b'='))
+                    (b'<', Some(b'=' | b'>')) | (b'>' | b'!', Some(b'=')) | (b'|', Some(b'|'))
                 );
+                if matches!(c, b'!' | b'|') && !two {
+                    return None;
+                }
                 let len = if two { 2 } else { 1 };
                 if b.get(i + len).is_some_and(|c| operator_char(*c)) {
                     return None;
@@ -537,6 +640,187 @@ fn scan<'a>(sql: &'a str, mut emit: impl FnMut(Tok<'a>, Range<usize>)) -> Option
         after_word = false;
     }
     Some(())
+}
+
+/// A literal's text with its quotes or escapes undone, kept up to `keep`
+/// bytes and the rest of the character that crosses it.
+struct Undone {
+    text: String,
+    keep: usize,
+}
+
+impl Undone {
+    fn new(keep: usize) -> Undone {
+        Undone {
+            text: String::new(),
+            keep,
+        }
+    }
+
+    fn push_str(&mut self, s: &str) {
+        if self.text.len() > self.keep {
+            return;
+        }
+        let room = (self.keep - self.text.len()).saturating_add(1);
+        let mut end = room.min(s.len());
+        while !s.is_char_boundary(end) {
+            end += 1;
+        }
+        self.text.push_str(&s[..end]);
+    }
+
+    fn push(&mut self, c: char) {
+        if self.text.len() <= self.keep {
+            self.text.push(c);
+        }
+    }
+}
+
+/// The text of the string or quoted identifier whose opening `quote` is
+/// at byte `at` (a doubled quote inside read as one, as sqlparser reads
+/// it) and the byte after its closing quote; `None` when it is not closed.
+fn quoted(sql: &str, at: usize, quote: u8, keep: usize) -> Option<(Cow<'_, str>, usize)> {
+    let b = sql.as_bytes();
+    let mut from = at + 1;
+    let mut undone: Option<Undone> = None;
+    loop {
+        let close = from + b[from..].iter().position(|&c| c == quote)?;
+        if b.get(close + 1) != Some(&quote) {
+            let text = match undone {
+                None => Cow::Borrowed(&sql[from..close]),
+                Some(mut undone) => {
+                    undone.push_str(&sql[from..close]);
+                    Cow::Owned(undone.text)
+                }
+            };
+            return Some((text, close + 1));
+        }
+        undone
+            .get_or_insert_with(|| Undone::new(keep))
+            .push_str(&sql[from..=close]);
+        from = close + 2;
+    }
+}
+
+/// Where `$tag$` first starts in `text`.
+fn find_tag(text: &str, tag: &str) -> Option<usize> {
+    let b = text.as_bytes();
+    let mut from = 0;
+    loop {
+        let at = from + text[from..].find('$')?;
+        let rest = &b[at + 1..];
+        if rest.starts_with(tag.as_bytes()) && rest.get(tag.len()) == Some(&b'$') {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+}
+
+/// The byte after the `*/` closing the block comment whose text starts at
+/// byte `from`, nested comments counted as sqlparser counts them.
+fn block_comment_end(b: &[u8], mut from: usize) -> Option<usize> {
+    let mut depth = 1usize;
+    loop {
+        match (b.get(from)?, b.get(from + 1)) {
+            (b'/', Some(b'*')) => {
+                depth += 1;
+                from += 2;
+            }
+            (b'*', Some(b'/')) => {
+                depth -= 1;
+                from += 2;
+                if depth == 0 {
+                    return Some(from);
+                }
+            }
+            _ => from += 1,
+        }
+    }
+}
+
+/// The text of the `E'…'` string whose quote is at byte `at`, its escapes
+/// undone exactly as sqlparser's tokenizer undoes them, and the byte after
+/// its closing quote; `None` where that tokenizer fails (not closed, a
+/// bad or NUL escape).
+fn escaped(sql: &str, at: usize, keep: usize) -> Option<(Cow<'_, str>, usize)> {
+    let mut chars = sql[at + 1..].char_indices().peekable();
+    let mut text = Undone::new(keep);
+    while let Some((_, c)) = chars.next() {
+        if c == '\'' {
+            if chars.next_if(|&(_, c)| c == '\'').is_some() {
+                text.push('\'');
+                continue;
+            }
+            let end = chars.peek().map_or(sql.len(), |&(i, _)| at + 1 + i);
+            return Some((Cow::Owned(text.text), end));
+        }
+        if c != '\\' {
+            text.push(c);
+            continue;
+        }
+        let c = match chars.next()?.1 {
+            'b' => '\u{8}',
+            'f' => '\u{c}',
+            'n' => '\n',
+            'r' => '\r',
+            't' => '\t',
+            'u' => unicode_escape(&mut chars, 4)?,
+            'U' => unicode_escape(&mut chars, 8)?,
+            'x' => {
+                let digits = escape_digits(&mut chars, 2, |c| c.is_ascii_hexdigit());
+                if digits.is_empty() {
+                    'x'
+                } else {
+                    byte_escape(&digits, 16)?
+                }
+            }
+            c if c.is_digit(8) => {
+                let mut digits = String::from(c);
+                digits.push_str(&escape_digits(&mut chars, 2, |c| c.is_digit(8)));
+                byte_escape(&digits, 8)?
+            }
+            c => c,
+        };
+        if c == '\0' {
+            return None;
+        }
+        text.push(c);
+    }
+    None
+}
+
+type Chars<'a> = std::iter::Peekable<std::str::CharIndices<'a>>;
+
+/// Up to `most` characters that are `digit`.
+fn escape_digits(chars: &mut Chars<'_>, most: usize, digit: impl Fn(char) -> bool) -> String {
+    let mut digits = String::new();
+    while digits.len() < most {
+        match chars.next_if(|&(_, c)| digit(c)) {
+            Some((_, c)) => digits.push(c),
+            None => break,
+        }
+    }
+    digits
+}
+
+/// `\xhh` or `\ooo`: the byte's low 8 bits, ASCII only.
+fn byte_escape(digits: &str, radix: u32) -> Option<char> {
+    let n = u32::from_str_radix(digits, radix).ok()? & 0xFF;
+    if n <= 127 {
+        char::from_u32(n)
+    } else {
+        None
+    }
+}
+
+/// `\uxxxx` or `\Uxxxxxxxx`: the next `len` characters, whatever they are,
+/// read as a hexadecimal code point.
+fn unicode_escape(chars: &mut Chars<'_>, len: usize) -> Option<char> {
+    let mut digits = String::new();
+    for _ in 0..len {
+        digits.push(chars.next()?.1);
+    }
+    char::from_u32(u32::from_str_radix(&digits, 16).ok()?)
 }
 
 #[cfg(test)]
