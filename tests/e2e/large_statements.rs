@@ -148,10 +148,19 @@ async fn peak_growth(policy: &str, kind: Large, size: usize, sessions: usize) ->
 
 /// One guarded 32 MiB statement costs the proxy one copy of it (the frame
 /// it reads, analyzes, records and forwards), plus a small constant,
-/// wherever its bulk is: no second copy of the statement (before: two).
+/// wherever its bulk is and however it is sent: no second copy of the
+/// statement (before: two for all but a plain Query).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_guarded_query_costs_one_copy_of_it() {
-    for kind in [Large::Plain, Large::Parse] {
+    let kinds = [
+        Large::Plain,
+        Large::Escaped,
+        Large::Dollar,
+        Large::Comment,
+        Large::Cast,
+        Large::Parse,
+    ];
+    for kind in kinds {
         let growth = peak_growth(GUARDED_TRUST_USER_CLASS, kind, 32 * MIB, 1).await;
         eprintln!("32 MiB guarded {kind:?}: peak RSS +{growth:.0} MiB");
         assert!(
@@ -190,4 +199,36 @@ async fn large_guarded_query_memory_report() {
             eprintln!("MEMORY {mode} Plain {size} MiB x {sessions}: peak RSS +{growth:.0} MiB");
         }
     }
+}
+
+/// A large statement that does not tokenize (an unclosed literal or
+/// comment, a bad escape) gets a clear error, by Query or by Parse, and
+/// the session goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_bad_statements_get_clear_errors() {
+    let db = fresh_database("large_statements");
+    let (mut child, port) = serve(GUARDED_TRUST_USER_CLASS);
+    let client = connect(port, "trust_user", &db).await;
+    let bulk = "x".repeat(4 * MIB);
+    for sql in [
+        format!("SELECT E'{bulk}"),
+        format!("SELECT E'{bulk}\\0'"),
+        format!("SELECT $${bulk}"),
+        format!("SELECT 1 /* {bulk} /* */"),
+        format!("SELECT '{bulk}"),
+    ] {
+        for parse in [false, true] {
+            let error = match parse {
+                false => client.simple_query(&sql).await.map(|_| ()),
+                true => client.query(sql.as_str(), &[]).await.map(|_| ()),
+            };
+            let error = error.expect_err("refused");
+            let db_error = error.as_db_error().expect("an ErrorResponse");
+            assert!(!db_error.message().is_empty(), "{db_error:?}");
+            let rows = client.simple_query("SELECT 41 + 1").await.expect("serving");
+            assert_eq!(text_rows_of(rows), vec![vec![Some("42".to_owned())]]);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
