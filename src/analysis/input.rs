@@ -528,6 +528,7 @@ mod tests {
             format!("SELECT length('{}')::int", long("x", 5000)),
             format!("SELECT '{}''{}' || 'y'", long("x", 1023), long("x", 5000)),
             format!("SELECT '\\x{}'::bytea", long("0a", 5000)),
+            format!("INSERT INTO t VALUES (1.5, 2., '{}')", long("x", 5000)),
             format!(
                 "SELECT \"{}\"\"{}\"[1] != 2",
                 long("q", 1020),

@@ -461,8 +461,9 @@ fn punctuation_token(p: &str) -> Option<Token> {
 /// strings, quoted identifiers, comments, punctuation and the operators
 /// `=`, `<>`, `!=`, `<`, `>`, `<=`, `>=`, `+`, `-`, `*`, `/`, `%`, `||`
 /// and `::`, all ASCII outside quotes and comments; prefixed strings
-/// (`N'…'`, `X'…'`, `B'…'`, `U&'…'`), other operators, `:`, numbers with a
-/// point, an exponent or a suffix are not. A text sqlparser's tokenizer
+/// (`N'…'`, `X'…'`, `B'…'`, `U&'…'`), other operators, `:`, numbers with
+/// an exponent, a separator, a suffix or no digit before their point are
+/// not. A text sqlparser's tokenizer
 /// refuses (an unclosed quote or comment, a bad escape) is not plain
 /// either, so that its error comes from that tokenizer.
 ///
@@ -502,6 +503,12 @@ fn scan<'a>(sql: &'a str, keep: usize, mut emit: impl FnMut(Tok<'a>, Range<usize
             b'0'..=b'9' => {
                 while i < b.len() && b[i].is_ascii_digit() {
                     i += 1;
+                }
+                if b.get(i) == Some(&b'.') {
+                    i += 1;
+                    while i < b.len() && b[i].is_ascii_digit() {
+                        i += 1;
+                    }
                 }
                 if i < b.len()
                     && (b[i].is_ascii_alphanumeric()
