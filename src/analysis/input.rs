@@ -85,10 +85,11 @@ fn tokenize(sql: &str) -> Result<Vec<TokenWithSpan>, AnalysisError> {
     Ok(force_quote_all(qualified_operators_before_any(tokens)))
 }
 
-/// The tokens of a plain text (see [`shape::plain_tokens`]), read without
+/// The tokens of a plain text (see [`shape::plain_tokens`]; plain includes
+/// `E'…'` and dollar-quoted strings, comments and casts), read without
 /// sqlparser's tokenizer: exactly the tokens [`sqlparser_bounded`] gives,
-/// each long literal or identifier cut from the borrowed text without
-/// first being copied whole. `None` for any other text, for a text over
+/// each long literal, comment or identifier cut from the borrowed text
+/// without first being copied whole. `None` for any other text, for a text over
 /// the token budget or with a long number (which [`sqlparser_bounded`]
 /// then refuses), and for `COPY`, whose `FROM STDIN` data sqlparser's tokenizer
 /// reads.
