@@ -54,11 +54,12 @@ enum Tok<'a> {
     /// An `E'…'` string, its escapes undone (shaped as sqlparser debugs
     /// it).
     Escaped(Cow<'a, str>),
-    /// A dollar-quoted string and its tag (shaped as sqlparser debugs it).
-    Dollar(Cow<'a, str>, Option<Cow<'a, str>>),
+    /// A dollar-quoted string and its tag, empty when it has none (shaped
+    /// as sqlparser debugs it).
+    Dollar(&'a str, &'a str),
     /// A comment's text, and whether it is a `--` line comment rather
     /// than a `/* */` block (no part of a shape).
-    Comment(Cow<'a, str>, bool),
+    Comment(&'a str, bool),
 }
 
 /// The shape of `sql`, or `None` when it is too long or does not tokenize.
@@ -137,8 +138,8 @@ fn encode(tokens: &[Tok<'_>], len: usize) -> String {
             }
             Tok::Dollar(value, tag) => {
                 let token = Token::DollarQuotedString(DollarQuotedString {
-                    value: value.to_string(),
-                    tag: tag.as_ref().map(|t| t.to_string()),
+                    value: (*value).to_owned(),
+                    tag: (!tag.is_empty()).then(|| (*tag).to_owned()),
                 });
                 out.push_str(&format!("{token:?}"));
             }
@@ -249,6 +250,7 @@ fn punctuation(token: &Token) -> bool {
             | Token::Period
             | Token::SemiColon
             | Token::DoubleColon
+            | Token::StringConcat
             | Token::LBracket
             | Token::RBracket
     )
@@ -264,12 +266,7 @@ fn operator_char(c: u8) -> bool {
 /// then tokenizes it.
 fn quick(sql: &str) -> Option<Vec<Tok<'_>>> {
     let mut tokens = Vec::with_capacity(sql.len() / 4 + 4);
-    scan(sql, usize::MAX, |token, _| match token {
-        Tok::Comment(..) => {}
-        Tok::Punct(p) if p == "||" => tokens.push(Tok::Other(format!("{:?}", Token::StringConcat))),
-        Tok::Punct(p) if p == "!=" => tokens.push(Tok::Punct(Cow::Borrowed("<>"))),
-        token => tokens.push(token),
-    })?;
+    scan(sql, usize::MAX, false, |token, _| tokens.push(token))?;
     Some(tokens)
 }
 
@@ -290,7 +287,7 @@ pub(crate) fn plain_tokens(sql: &str) -> Option<Vec<TokenWithSpan>> {
         column: 1,
     };
     let long = input::long_token();
-    scan(sql, long, |token, range| {
+    scan(sql, long, true, |token, range| {
         if !plain {
             return;
         }
@@ -313,15 +310,15 @@ pub(crate) fn plain_tokens(sql: &str) -> Option<Vec<TokenWithSpan>> {
                 input::CUT_MARK,
             ))),
             Tok::Dollar(value, tag) => Some(Token::DollarQuotedString(DollarQuotedString {
-                value: input::shortened(&value, input::CUT_MARK),
-                tag: tag.map(Cow::into_owned),
+                value: input::shortened(value, input::CUT_MARK),
+                tag: (!tag.is_empty()).then(|| tag.to_owned()),
             })),
             Tok::Comment(text, true) => Some(Token::Whitespace(Whitespace::SingleLineComment {
-                comment: input::shortened(&text, ""),
+                comment: input::shortened(text, ""),
                 prefix: "--".to_owned(),
             })),
             Tok::Comment(text, false) => Some(Token::Whitespace(Whitespace::MultiLineComment(
-                input::shortened(&text, ""),
+                input::shortened(text, ""),
             ))),
         };
         match token {
@@ -446,7 +443,6 @@ fn punctuation_token(p: &str) -> Option<Token> {
         ")" => Token::RParen,
         "." => Token::Period,
         ";" => Token::SemiColon,
-        "!=" => Token::Neq,
         "||" => Token::StringConcat,
         "::" => Token::DoubleColon,
         "[" => Token::LBracket,
@@ -469,8 +465,14 @@ fn punctuation_token(p: &str) -> Option<Token> {
 ///
 /// A literal whose quotes or escapes must be undone is built only up to
 /// `keep` bytes (and a character): [`input::shortened`] cuts it the same
-/// way, and the whole literal is never copied.
-fn scan<'a>(sql: &'a str, keep: usize, mut emit: impl FnMut(Tok<'a>, Range<usize>)) -> Option<()> {
+/// way, and the whole literal is never copied. Comments are given only
+/// when `comments` is set.
+fn scan<'a>(
+    sql: &'a str,
+    keep: usize,
+    comments: bool,
+    mut emit: impl FnMut(Tok<'a>, Range<usize>),
+) -> Option<()> {
     let b = sql.as_bytes();
     let mut after_word = false;
     let mut i = 0;
@@ -520,7 +522,7 @@ fn scan<'a>(sql: &'a str, keep: usize, mut emit: impl FnMut(Tok<'a>, Range<usize
                 emit(Tok::Number(Cow::Borrowed(&sql[start..i]), false), start..i);
             }
             b'\'' => {
-                let (text, end) = quoted(sql, i, b'\'', keep)?;
+                let (text, end) = quoted(sql, i, keep)?;
                 i = end;
                 // A string continued after a line break.
                 let next = b[i..]
@@ -536,7 +538,7 @@ fn scan<'a>(sql: &'a str, keep: usize, mut emit: impl FnMut(Tok<'a>, Range<usize
                 emit(Tok::Str(text), start..i);
             }
             b'"' => {
-                let (text, end) = quoted(sql, i, b'"', keep)?;
+                let (text, end) = quoted(sql, i, keep)?;
                 if text.is_empty() {
                     return None;
                 }
@@ -549,10 +551,7 @@ fn scan<'a>(sql: &'a str, keep: usize, mut emit: impl FnMut(Tok<'a>, Range<usize
                 let body = i + 2;
                 let close = body + sql[body..].find("$$")?;
                 i = close + 2;
-                emit(
-                    Tok::Dollar(Cow::Borrowed(&sql[body..close]), None),
-                    start..i,
-                );
+                emit(Tok::Dollar(&sql[body..close], ""), start..i);
             }
             b'$' if b
                 .get(i + 1)
@@ -569,10 +568,7 @@ fn scan<'a>(sql: &'a str, keep: usize, mut emit: impl FnMut(Tok<'a>, Range<usize
                 let body = i + 1;
                 let close = body + find_tag(&sql[body..], tag)?;
                 i = close + tag.len() + 2;
-                emit(
-                    Tok::Dollar(Cow::Borrowed(&sql[body..close]), Some(Cow::Borrowed(tag))),
-                    start..i,
-                );
+                emit(Tok::Dollar(&sql[body..close], tag), start..i);
             }
             b'$' => {
                 i += 1;
@@ -609,18 +605,16 @@ fn scan<'a>(sql: &'a str, keep: usize, mut emit: impl FnMut(Tok<'a>, Range<usize
                 while i < b.len() && !matches!(b[i], b'\n' | b'\r') {
                     i += 1;
                 }
-                emit(
-                    Tok::Comment(Cow::Borrowed(&sql[start + 2..i]), true),
-                    start..i,
-                );
+                if comments {
+                    emit(Tok::Comment(&sql[start + 2..i], true), start..i);
+                }
                 continue;
             }
             b'/' if b.get(i + 1) == Some(&b'*') => {
                 i = block_comment_end(b, i + 2)?;
-                emit(
-                    Tok::Comment(Cow::Borrowed(&sql[start + 2..i - 2]), false),
-                    start..i,
-                );
+                if comments {
+                    emit(Tok::Comment(&sql[start + 2..i - 2], false), start..i);
+                }
                 continue;
             }
             b':' if b.get(i + 1) == Some(&b':') => {
@@ -640,7 +634,9 @@ fn scan<'a>(sql: &'a str, keep: usize, mut emit: impl FnMut(Tok<'a>, Range<usize
                     return None;
                 }
                 i += len;
-                emit(Tok::Punct(Cow::Borrowed(&sql[start..i])), start..i);
+                // sqlparser spells `!=` as `<>`.
+                let p = if c == b'!' { "<>" } else { &sql[start..i] };
+                emit(Tok::Punct(Cow::Borrowed(p)), start..i);
             }
             _ => return None,
         }
@@ -683,11 +679,28 @@ impl Undone {
     }
 }
 
-/// The text of the string or quoted identifier whose opening `quote` is
-/// at byte `at` (a doubled quote inside read as one, as sqlparser reads
-/// it) and the byte after its closing quote; `None` when it is not closed.
-fn quoted(sql: &str, at: usize, quote: u8, keep: usize) -> Option<(Cow<'_, str>, usize)> {
+/// The text of the string or quoted identifier whose opening quote is at
+/// byte `at` (a doubled quote inside read as one, as sqlparser reads it)
+/// and the byte after its closing quote; `None` when it is not closed.
+#[inline(always)]
+fn quoted(sql: &str, at: usize, keep: usize) -> Option<(Cow<'_, str>, usize)> {
     let b = sql.as_bytes();
+    let quote = b[at];
+    let mut close = at + 1;
+    while *b.get(close)? != quote {
+        close += 1;
+    }
+    if b.get(close + 1) != Some(&quote) {
+        return Some((Cow::Borrowed(&sql[at + 1..close]), close + 1));
+    }
+    undo_quotes(sql, at, keep)
+}
+
+/// [`quoted`] for a text with a doubled quote.
+#[cold]
+fn undo_quotes(sql: &str, at: usize, keep: usize) -> Option<(Cow<'_, str>, usize)> {
+    let b = sql.as_bytes();
+    let quote = b[at];
     let mut from = at + 1;
     let mut undone: Option<Undone> = None;
     loop {
