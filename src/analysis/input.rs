@@ -99,10 +99,11 @@ fn tokenize(sql: &str) -> Result<Vec<TokenWithSpan>, AnalysisError> {
     Ok(force_quote_all(qualified_operators_before_any(tokens)))
 }
 
-/// The tokens of a plain text (see [`shape::plain_tokens`]), read without
+/// The tokens of a plain text (see [`shape::plain_tokens`]; plain includes
+/// `E'…'` and dollar-quoted strings, comments and casts), read without
 /// sqlparser's tokenizer: exactly the tokens [`sqlparser_bounded`] gives,
-/// each long literal or identifier cut from the borrowed text without
-/// first being copied whole. `None` for any other text, for a text over
+/// each long literal, comment or identifier cut from the borrowed text
+/// without first being copied whole. `None` for any other text, for a text over
 /// the token budget or with a long number (which [`sqlparser_bounded`]
 /// then refuses), and for `COPY`, whose `FROM STDIN` data sqlparser's tokenizer
 /// reads.
@@ -533,6 +534,31 @@ mod tests {
             format!("SELECT \"{}\" FROM \"{}\"", long("q", 2000), long("é", 700)),
             format!("SELECT {} FROM t WHERE a = $1", long("w", 1500)),
             format!("SELECT 1 WHERE a IN ({}1)\r\n", "1,\n".repeat(50_000)),
+            format!("SELECT length(E'{}')", "ab\\n".repeat(9000)),
+            format!(
+                "SELECT length(E'{}\\u00e9{}')",
+                long("x", 1021),
+                long("é", 9)
+            ),
+            format!(
+                "SELECT length($${}$$), $t${}$t$",
+                long("x", 5000),
+                long("é", 900)
+            ),
+            format!(
+                "SELECT 42 /* {} */ -- {}\n",
+                long("x", 5000),
+                long("é", 900)
+            ),
+            format!("SELECT length('{}')::int", long("x", 5000)),
+            format!("SELECT '{}''{}' || 'y'", long("x", 1023), long("x", 5000)),
+            format!("SELECT '\\x{}'::bytea", long("0a", 5000)),
+            format!("INSERT INTO t VALUES (1.5, 2., '{}')", long("x", 5000)),
+            format!(
+                "SELECT \"{}\"\"{}\"[1] != 2",
+                long("q", 1020),
+                long("é", 700)
+            ),
         ] {
             let plain = plain_tokens(&sql).expect("plain");
             let full = sqlparser_bounded(&sql).expect("tokenizes");
@@ -543,6 +569,31 @@ mod tests {
                 &sql[..60.min(sql.len())]
             );
             assert_eq!(spelled(&tokenize(&sql).expect("tokenizes")), spelled(&full));
+        }
+    }
+
+    #[test]
+    fn bad_literals_and_comments_get_sqlparsers_errors() {
+        for sql in [
+            "SELECT E'x",
+            "SELECT E'\\",
+            "SELECT E'\\0'",
+            "SELECT E'\\xff'",
+            "SELECT E'\\u12'",
+            "SELECT $$x",
+            "SELECT $$x$",
+            "SELECT $a$x$b$",
+            "SELECT /* x /* y */",
+            "SELECT 'x",
+            "SELECT 'x''",
+            "SELECT \"x",
+        ] {
+            assert!(plain_tokens(sql).is_none(), "{sql}");
+            let error = |r: Result<_, AnalysisError>| match r {
+                Err(AnalysisError::Parse(m)) => m,
+                other => panic!("{sql}: not refused: {:?}", other.map(|t: Vec<_>| t.len())),
+            };
+            assert_eq!(error(tokenize(sql)), error(sqlparser_bounded(sql)), "{sql}");
         }
     }
 

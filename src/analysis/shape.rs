@@ -19,11 +19,13 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ops::Range;
 
+use sqlparser::ast::DollarQuotedString;
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::keywords::{Keyword, ALL_KEYWORDS, ALL_KEYWORDS_INDEX};
 use sqlparser::tokenizer::{Location, Span, Token, TokenWithSpan, Tokenizer, Whitespace, Word};
 
 use super::input;
+use literals::{block_comment_end, escaped, find_tag, quoted};
 
 /// The longest text given a shape; longer statements are not cached.
 pub const MAX_SHAPE_INPUT: usize = 4096;
@@ -50,6 +52,15 @@ enum Tok<'a> {
     Punct(Cow<'a, str>),
     /// Anything else, as sqlparser debugs it.
     Other(String),
+    /// An `E'…'` string, its escapes undone (shaped as sqlparser debugs
+    /// it).
+    Escaped(Cow<'a, str>),
+    /// A dollar-quoted string and its tag, empty when it has none (shaped
+    /// as sqlparser debugs it).
+    Dollar(&'a str, &'a str),
+    /// A comment's text, and whether it is a `--` line comment rather
+    /// than a `/* */` block (no part of a shape).
+    Comment(&'a str, bool),
 }
 
 /// The shape of `sql`, or `None` when it is too long or does not tokenize.
@@ -122,6 +133,19 @@ fn encode(tokens: &[Tok<'_>], len: usize) -> String {
             }
             Tok::Punct(p) => out.push_str(p),
             Tok::Other(debug) => out.push_str(debug),
+            Tok::Escaped(s) => {
+                let token = Token::EscapedStringLiteral(s.to_string());
+                out.push_str(&format!("{token:?}"));
+            }
+            Tok::Dollar(value, tag) => {
+                let token = Token::DollarQuotedString(DollarQuotedString {
+                    value: (*value).to_owned(),
+                    tag: (!tag.is_empty()).then(|| (*tag).to_owned()),
+                });
+                out.push_str(&format!("{token:?}"));
+            }
+            // Dropped, as sqlparser's whitespace is.
+            Tok::Comment(..) => continue,
         }
         out.push(END);
     }
@@ -227,6 +251,7 @@ fn punctuation(token: &Token) -> bool {
             | Token::Period
             | Token::SemiColon
             | Token::DoubleColon
+            | Token::StringConcat
             | Token::LBracket
             | Token::RBracket
     )
@@ -237,18 +262,16 @@ fn operator_char(c: u8) -> bool {
     b"=<>+-*/%!~@#^&|?:`".contains(&c)
 }
 
-/// The tokens of plain SQL text, the same sqlparser's tokenizer gives;
-/// `None` for anything else (comments, escapes, casts, dollar quotes,
-/// prefixed strings, non-ASCII outside quotes, operators of
-/// more than one character other than `<=`, `>=`, `<>`): [`full`] then
-/// tokenizes it.
+/// The tokens of plain SQL text (see [`scan`]), the same sqlparser's
+/// tokenizer gives, comments dropped; `None` for anything else: [`full`]
+/// then tokenizes it.
 fn quick(sql: &str) -> Option<Vec<Tok<'_>>> {
     let mut tokens = Vec::with_capacity(sql.len() / 4 + 4);
-    scan(sql, |token, _| tokens.push(token))?;
+    scan(sql, usize::MAX, false, |token, _| tokens.push(token))?;
     Some(tokens)
 }
 
-/// The tokens of plain SQL text (the texts [`quick`] accepts) as
+/// The tokens of plain SQL text (the texts [`scan`] accepts) as
 /// sqlparser's PostgreSQL tokenizer gives them, whitespace and spans
 /// included, with each literal or identifier longer than
 /// [`input::LONG_TOKEN`] cut as [`input::sqlparser_bounded`] cuts it (from
@@ -265,7 +288,7 @@ pub(crate) fn plain_tokens(sql: &str) -> Option<Vec<TokenWithSpan>> {
         column: 1,
     };
     let long = input::long_token();
-    scan(sql, |token, range| {
+    scan(sql, long, true, |token, range| {
         if !plain {
             return;
         }
@@ -283,6 +306,21 @@ pub(crate) fn plain_tokens(sql: &str) -> Option<Vec<TokenWithSpan>> {
             Tok::Placeholder(p) => Some(Token::Placeholder(p.into_owned())),
             Tok::Punct(p) => punctuation_token(&p),
             Tok::Other(_) => None,
+            Tok::Escaped(s) => Some(Token::EscapedStringLiteral(input::shortened(
+                &s,
+                input::CUT_MARK,
+            ))),
+            Tok::Dollar(value, tag) => Some(Token::DollarQuotedString(DollarQuotedString {
+                value: input::shortened(value, input::CUT_MARK),
+                tag: (!tag.is_empty()).then(|| tag.to_owned()),
+            })),
+            Tok::Comment(text, true) => Some(Token::Whitespace(Whitespace::SingleLineComment {
+                comment: input::shortened(text, ""),
+                prefix: "--".to_owned(),
+            })),
+            Tok::Comment(text, false) => Some(Token::Whitespace(Whitespace::MultiLineComment(
+                input::shortened(text, ""),
+            ))),
         };
         match token {
             Some(token) => out.push(TokenWithSpan::new(token, Span::new(start, at.location()))),
@@ -404,13 +442,36 @@ fn punctuation_token(p: &str) -> Option<Token> {
         ")" => Token::RParen,
         "." => Token::Period,
         ";" => Token::SemiColon,
+        "||" => Token::StringConcat,
+        "::" => Token::DoubleColon,
+        "[" => Token::LBracket,
+        "]" => Token::RBracket,
         _ => return None,
     })
 }
 
 /// Scans plain SQL text, giving each token and its bytes to `emit`;
-/// `None` as soon as the text is anything else.
-fn scan<'a>(sql: &'a str, mut emit: impl FnMut(Tok<'a>, Range<usize>)) -> Option<()> {
+/// `None` as soon as the text is anything else. Plain text is words,
+/// numbers, `$n` placeholders, single-quoted, `E'…'` and dollar-quoted
+/// strings, quoted identifiers, comments, punctuation and the operators
+/// `=`, `<>`, `!=`, `<`, `>`, `<=`, `>=`, `+`, `-`, `*`, `/`, `%`, `||`
+/// and `::`, all ASCII outside quotes and comments; prefixed strings
+/// (`N'…'`, `X'…'`, `B'…'`, `U&'…'`), other operators, `:`, numbers with
+/// an exponent, a separator, a suffix or no digit before their point are
+/// not. A text sqlparser's tokenizer
+/// refuses (an unclosed quote or comment, a bad escape) is not plain
+/// either, so that its error comes from that tokenizer.
+///
+/// A literal whose quotes or escapes must be undone is built only up to
+/// `keep` bytes (and a character): [`input::shortened`] cuts it the same
+/// way, and the whole literal is never copied. Comments are given only
+/// when `comments` is set.
+fn scan<'a>(
+    sql: &'a str,
+    keep: usize,
+    comments: bool,
+    mut emit: impl FnMut(Tok<'a>, Range<usize>),
+) -> Option<()> {
     let b = sql.as_bytes();
     let mut after_word = false;
     let mut i = 0;
@@ -421,6 +482,11 @@ fn scan<'a>(sql: &'a str, mut emit: impl FnMut(Tok<'a>, Range<usize>)) -> Option
             b' ' | b'\t' | b'\n' | b'\r' => {
                 i += 1;
                 continue;
+            }
+            b'e' | b'E' if b.get(i + 1) == Some(&b'\'') => {
+                let (text, end) = escaped(sql, i + 1, keep)?;
+                i = end;
+                emit(Tok::Escaped(text), start..i);
             }
             b'a'..=b'z' | b'A'..=b'Z' | b'_' => {
                 while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
@@ -439,6 +505,12 @@ fn scan<'a>(sql: &'a str, mut emit: impl FnMut(Tok<'a>, Range<usize>)) -> Option
                 while i < b.len() && b[i].is_ascii_digit() {
                     i += 1;
                 }
+                if b.get(i) == Some(&b'.') {
+                    i += 1;
+                    while i < b.len() && b[i].is_ascii_digit() {
+                        i += 1;
+                    }
+                }
                 if i < b.len()
                     && (b[i].is_ascii_alphanumeric()
                         || matches!(b[i], b'_' | b'.' | b'$' | b'\'' | b'"'))
@@ -449,18 +521,9 @@ fn scan<'a>(sql: &'a str, mut emit: impl FnMut(Tok<'a>, Range<usize>)) -> Option
                 emit(Tok::Number(Cow::Borrowed(&sql[start..i]), false), start..i);
             }
             b'\'' => {
-                let text_start = i + 1;
-                i += 1;
-                loop {
-                    match b.get(i)? {
-                        b'\\' => return None,
-                        b'\'' => break,
-                        _ => i += 1,
-                    }
-                }
-                let text = &sql[text_start..i];
-                i += 1;
-                // `''` inside, or a string continued after a line break.
+                let (text, end) = quoted(sql, i, keep)?;
+                i = end;
+                // A string continued after a line break.
                 let next = b[i..]
                     .iter()
                     .find(|c| !matches!(c, b' ' | b'\t' | b'\n' | b'\r'));
@@ -471,22 +534,40 @@ fn scan<'a>(sql: &'a str, mut emit: impl FnMut(Tok<'a>, Range<usize>)) -> Option
                 {
                     return None;
                 }
-                emit(Tok::Str(Cow::Borrowed(text)), start..i);
+                emit(Tok::Str(text), start..i);
             }
             b'"' => {
-                let text_start = i + 1;
-                i += 1;
-                while *b.get(i)? != b'"' {
-                    i += 1;
-                }
-                if i == text_start || b.get(i + 1) == Some(&b'"') {
+                let (text, end) = quoted(sql, i, keep)?;
+                if text.is_empty() {
                     return None;
                 }
-                let word = Tok::Word(Cow::Borrowed(&sql[text_start..i]), Some('"'));
-                i += 1;
-                emit(word, start..i);
+                i = end;
+                emit(Tok::Word(text, Some('"')), start..i);
                 after_word = true;
                 continue;
+            }
+            b'$' if b.get(i + 1) == Some(&b'$') => {
+                let body = i + 2;
+                let close = body + sql[body..].find("$$")?;
+                i = close + 2;
+                emit(Tok::Dollar(&sql[body..close], ""), start..i);
+            }
+            b'$' if b
+                .get(i + 1)
+                .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_') =>
+            {
+                i += 1;
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+                    i += 1;
+                }
+                if b.get(i) != Some(&b'$') {
+                    return None;
+                }
+                let tag = &sql[start + 1..i];
+                let body = i + 1;
+                let close = body + find_tag(&sql[body..], tag)?;
+                i = close + tag.len() + 2;
+                emit(Tok::Dollar(&sql[body..close], tag), start..i);
             }
             b'$' => {
                 i += 1;
@@ -503,7 +584,7 @@ fn scan<'a>(sql: &'a str, mut emit: impl FnMut(Tok<'a>, Range<usize>)) -> Option
                 }
                 emit(Tok::Placeholder(Cow::Borrowed(&sql[start..i])), start..i);
             }
-            b'(' | b')' | b',' | b';' => {
+            b'(' | b')' | b',' | b';' | b'[' | b']' => {
                 i += 1;
                 emit(Tok::Punct(Cow::Borrowed(&sql[start..i])), start..i);
             }
@@ -518,17 +599,43 @@ fn scan<'a>(sql: &'a str, mut emit: impl FnMut(Tok<'a>, Range<usize>)) -> Option
                 i += 1;
                 emit(Tok::Punct(Cow::Borrowed(".")), start..i);
             }
-            b'=' | b'<' | b'>' | b'+' | b'-' | b'*' | b'/' | b'%' => {
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                i += 2;
+                while i < b.len() && !matches!(b[i], b'\n' | b'\r') {
+                    i += 1;
+                }
+                if comments {
+                    emit(Tok::Comment(&sql[start + 2..i], true), start..i);
+                }
+                continue;
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                i = block_comment_end(b, i + 2)?;
+                if comments {
+                    emit(Tok::Comment(&sql[start + 2..i - 2], false), start..i);
+                }
+                continue;
+            }
+            b':' if b.get(i + 1) == Some(&b':') => {
+                i += 2;
+                emit(Tok::Punct(Cow::Borrowed("::")), start..i);
+            }
+            b'=' | b'<' | b'>' | b'+' | b'-' | b'*' | b'/' | b'%' | b'!' | b'|' => {
                 let two = matches!(
                     (c, b.get(i + 1)),
-                    (b'<', Some(b'=' | b'>')) | (b'>', Some(b'='))
+                    (b'<', Some(b'=' | b'>')) | (b'>' | b'!', Some(b'=')) | (b'|', Some(b'|'))
                 );
+                if matches!(c, b'!' | b'|') && !two {
+                    return None;
+                }
                 let len = if two { 2 } else { 1 };
                 if b.get(i + len).is_some_and(|c| operator_char(*c)) {
                     return None;
                 }
                 i += len;
-                emit(Tok::Punct(Cow::Borrowed(&sql[start..i])), start..i);
+                // sqlparser spells `!=` as `<>`.
+                let p = if c == b'!' { "<>" } else { &sql[start..i] };
+                emit(Tok::Punct(Cow::Borrowed(p)), start..i);
             }
             _ => return None,
         }
@@ -536,6 +643,9 @@ fn scan<'a>(sql: &'a str, mut emit: impl FnMut(Tok<'a>, Range<usize>)) -> Option
     }
     Some(())
 }
+
+#[path = "shape_literals.rs"]
+mod literals;
 
 #[cfg(test)]
 #[path = "shape_tests.rs"]

@@ -9,23 +9,9 @@ pub(super) fn count(body: &[u8], at: usize, what: &'static str) -> Result<usize,
     usize::try_from(read_i16(body, at, what)?).map_err(|_| malformed(what, "negative count"))
 }
 
-pub(super) fn split_cstr<'a>(
-    body: &'a [u8],
-    what: &'static str,
-) -> Result<(String, &'a [u8]), WireError> {
-    let end = body
-        .iter()
-        .position(|&b| b == 0)
-        .ok_or_else(|| malformed(what, "unterminated string"))?;
-    Ok((
-        String::from_utf8_lossy(&body[..end]).into_owned(),
-        &body[end + 1..],
-    ))
-}
-
 /// The C string that starts `body`, borrowed when it is UTF-8 (names of
-/// statements and portals: read per message without allocating), and the
-/// bytes after it.
+/// statements and portals, read per message without allocating; Parse's
+/// SQL text, read without a copy), and the bytes after it.
 pub(super) fn split_cstr_ref<'a>(
     body: &'a [u8],
     what: &'static str,

@@ -318,7 +318,7 @@ where
         self.begin_batch().await?;
         let msg = messages::parse_parse(frame).map_err(SessionError::Client)?;
         let policy = self.guard.shared.policy.current();
-        let sql = SqlText::from(msg.sql);
+        let sql = SqlText::shared(frame.bytes(), &msg.sql);
         let refused = match self.core.parse(&msg.name, &sql, &policy) {
             Step::Refuse { refusal, seen } => Some(self.refused_seen(&refusal, seen, &sql)),
             Step::Forward { exec: None, .. } => None,

@@ -1,24 +1,27 @@
 //! Parse (client to server).
 
+use std::borrow::Cow;
+
 use crate::wire::messages::frame;
-use crate::wire::messages::read::split_cstr;
+use crate::wire::messages::read::split_cstr_ref;
 use crate::wire::{Frame, WireError};
 use bytes::Bytes;
 
-/// A Parse message: statement name, SQL text and parameter type OIDs.
+/// A Parse message: statement name and SQL text, borrowed from the frame
+/// when they are UTF-8 (a large statement is not copied to be read).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ParseMessage {
+pub struct ParseMessage<'a> {
     /// Prepared statement name ("" for the unnamed statement).
-    pub name: String,
+    pub name: Cow<'a, str>,
     /// SQL text.
-    pub sql: String,
+    pub sql: Cow<'a, str>,
 }
 
 /// Reads a Parse ('P') message.
-pub fn parse_parse(frame: &Frame) -> Result<ParseMessage, WireError> {
+pub fn parse_parse(frame: &Frame) -> Result<ParseMessage<'_>, WireError> {
     let body = frame.body();
-    let (name, rest) = split_cstr(body, "Parse")?;
-    let (sql, _) = split_cstr(rest, "Parse")?;
+    let (name, rest) = split_cstr_ref(body, "Parse")?;
+    let (sql, _) = split_cstr_ref(rest, "Parse")?;
     Ok(ParseMessage { name, sql })
 }
 
