@@ -430,9 +430,8 @@ mod tests {
             assert_eq!(got, query[..]);
         }
         assert_eq!(slots.taken(), 1, "one relay on threads, the other here");
-        for (client_far, _server_far) in fars {
-            drop(client_far);
-        }
+        let (clients, _servers): (Vec<_>, Vec<_>) = fars.into_iter().unzip();
+        drop(clients);
         for end in ends {
             let (outcome, _) = end.await.unwrap();
             assert_eq!(outcome.unwrap(), RelayEnd::ClientClosed);
