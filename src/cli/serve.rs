@@ -114,11 +114,7 @@ impl Shape {
                 .with_context(|| format!("COPYGUARD_EVENT_INTERVAL must be a count, got {n:?}"))?;
             builder.event_interval(n);
         }
-        Ok(builder
-            .enable_all()
-            .thread_name("copyguard")
-            .on_thread_park(crate::proxy::memory::on_park)
-            .build()?)
+        Ok(builder.enable_all().thread_name("copyguard").build()?)
     }
 }
 

@@ -8,7 +8,6 @@ mod cancel;
 mod error;
 mod guarded;
 mod info;
-pub mod memory;
 pub mod relay;
 mod session;
 mod upstream;
@@ -328,7 +327,7 @@ impl Server {
                                 let done = move || {
                                     drop(permit);
                                     if limit.available_permits() == max {
-                                        tokio::task::spawn_blocking(memory::release);
+                                        tokio::task::spawn_blocking(release_memory);
                                     }
                                 };
                                 match &runtimes {
@@ -433,6 +432,18 @@ async fn cancel_in_flight(shared: &Arc<Shared>) {
             sessions = count,
             "cancel requests still pending; closing anyway"
         ),
+    }
+}
+
+/// Returns freed heap pages to the system once the last session has
+/// closed: glibc keeps them otherwise, and a burst of sessions would hold
+/// its peak memory for the life of the process.
+fn release_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks and trims glibc's own heap state,
+    // under its own locks.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

@@ -45,7 +45,6 @@ impl SessionRuntimes {
         for n in 0..threads.max(1) {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
-                .on_thread_park(super::memory::on_park)
                 .build()?;
             let handle = rt.handle().clone();
             let (stop, stopped) = oneshot::channel::<()>();
