@@ -511,6 +511,18 @@ mod tests {
         (Stream::Plain(near.unwrap().0), far.unwrap())
     }
 
+    /// `n` DataRow-tagged frames of 100 to 399 bytes, a bulk transfer.
+    pub(super) fn data_rows(n: u32) -> Vec<u8> {
+        let mut sent = Vec::new();
+        for i in 0..n {
+            let body = vec![b'a' + (i % 26) as u8; 100 + (i as usize * 7) % 300];
+            sent.push(b'D');
+            sent.extend_from_slice(&(body.len() as i32 + 4).to_be_bytes());
+            sent.extend_from_slice(&body);
+        }
+        sent
+    }
+
     /// The buffers start small and grow while a bulk transfer fills them;
     /// the bytes stay exactly the server's, frames cut anywhere.
     #[tokio::test]
@@ -518,13 +530,7 @@ mod tests {
         use tokio::io::AsyncReadExt;
         let (client, mut client_far) = tcp_pair().await;
         let (server, mut server_far) = tcp_pair().await;
-        let mut sent = Vec::new();
-        for i in 0..2000u32 {
-            let body = vec![b'a' + (i % 26) as u8; 100 + (i as usize * 7) % 300];
-            sent.push(b'D');
-            sent.extend_from_slice(&(body.len() as i32 + 4).to_be_bytes());
-            sent.extend_from_slice(&body);
-        }
+        let sent = data_rows(2000);
         let mut relay = Relay::new(client, BytesMut::new(), server, BytesMut::new(), 1 << 20);
         let expected = sent.clone();
         let writer = tokio::spawn(async move {
@@ -549,40 +555,40 @@ mod tests {
         assert_eq!(relay.up.buf.len(), INITIAL_BUFFER_SIZE, "nothing came up");
     }
 
-    /// A relay handed to a single-thread runtime of its own keeps every
-    /// byte and count, comes back for `close_with`, and ends on force.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_relay_moved_to_its_own_runtime_relays_both_ways() {
+    /// Relays both directions byte for byte through `placement`, the
+    /// read-ahead bytes first; on `force` the relay ends and comes back,
+    /// its counts intact, to send the client a last message.
+    pub(super) async fn relays_both_ways_and_comes_back_on_force(placement: &RelayPlacement) {
         use tokio::io::AsyncReadExt;
-        let runtimes = SessionRuntimes::start(1).unwrap();
         let (client, mut client_far) = tcp_pair().await;
         let (server, mut server_far) = tcp_pair().await;
         let query = messages::query("SELECT 1");
-        let mut leftover = BytesMut::new();
-        leftover.extend_from_slice(&query);
-        let relay = Relay::new(client, leftover, server, BytesMut::new(), 1 << 20);
+        let relay = Relay::new(
+            client,
+            BytesMut::from(&query[..]),
+            server,
+            BytesMut::new(),
+            1 << 20,
+        );
         let force = CancellationToken::new();
         let cancel = force.clone();
         let far = tokio::spawn(async move {
             let mut got = vec![0u8; query.len()];
             server_far.read_exact(&mut got).await.unwrap();
             assert_eq!(got, query[..], "the read-ahead bytes go first");
-            let reply = b"Z\0\0\0\x05I";
-            server_far.write_all(reply).await.unwrap();
+            server_far.write_all(b"Z\0\0\0\x05I").await.unwrap();
             let mut back = [0u8; 6];
             client_far.read_exact(&mut back).await.unwrap();
-            assert_eq!(&back, reply);
-            client_far
-                .write_all(&messages::query("SELECT 2"))
-                .await
-                .unwrap();
-            let mut second = vec![0u8; messages::query("SELECT 2").len()];
-            server_far.read_exact(&mut second).await.unwrap();
+            assert_eq!(&back, b"Z\0\0\0\x05I");
+            let second = messages::query("SELECT 2");
+            client_far.write_all(&second).await.unwrap();
+            let mut got = vec![0u8; second.len()];
+            server_far.read_exact(&mut got).await.unwrap();
+            assert_eq!(got, second[..]);
             cancel.cancel();
             (client_far, server_far)
         });
-        let runtimes = RelayPlacement::Runtimes(runtimes);
-        let (outcome, relay) = relay.run(force, Some(&runtimes)).await;
+        let (outcome, relay) = relay.run(force, Some(placement)).await;
         assert!(matches!(outcome, Err(SessionError::Shutdown)));
         let relay = relay.expect("the relay comes back");
         let stats = relay.stats();
@@ -593,6 +599,14 @@ mod tests {
         let mut last = Vec::new();
         client_far.read_to_end(&mut last).await.unwrap();
         assert_eq!(last, b"E\0\0\0\x04");
+    }
+
+    /// A relay handed to a single-thread runtime of its own keeps every
+    /// byte and count, comes back for `close_with`, and ends on force.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_relay_moved_to_its_own_runtime_relays_both_ways() {
+        let runtimes = RelayPlacement::Runtimes(SessionRuntimes::start(1).unwrap());
+        relays_both_ways_and_comes_back_on_force(&runtimes).await;
         tokio::task::spawn_blocking(move || drop(runtimes))
             .await
             .unwrap();

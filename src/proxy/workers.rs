@@ -84,6 +84,18 @@ impl SessionRuntimes {
             .collect()
     }
 
+    /// The runtime with the fewest live tasks, and its count taken for one
+    /// more until the [`Live`] is dropped.
+    fn least_loaded(&self) -> (&Worker, Live) {
+        let worker = self
+            .workers
+            .iter()
+            .min_by_key(|w| w.live.load(Ordering::Relaxed))
+            .expect("at least one runtime");
+        worker.live.fetch_add(1, Ordering::Relaxed);
+        (worker, Live(worker.live.clone()))
+    }
+
     /// Picks the runtime with the fewest live sessions and wraps `make`'s
     /// session so that it counts there while it runs. `make` is called on
     /// that runtime's thread (register sockets there, not before).
@@ -92,13 +104,7 @@ impl SessionRuntimes {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send,
     {
-        let worker = self
-            .workers
-            .iter()
-            .min_by_key(|w| w.live.load(Ordering::Relaxed))
-            .expect("at least one runtime");
-        worker.live.fetch_add(1, Ordering::Relaxed);
-        let live = Live(worker.live.clone());
+        let (worker, live) = self.least_loaded();
         let task = async move {
             let _live = live;
             make().await;
@@ -117,13 +123,7 @@ impl SessionRuntimes {
         Fut: Future + Send + 'static,
         Fut::Output: Send + 'static,
     {
-        let worker = self
-            .workers
-            .iter()
-            .min_by_key(|w| w.live.load(Ordering::Relaxed))
-            .expect("at least one runtime");
-        worker.live.fetch_add(1, Ordering::Relaxed);
-        let live = Live(worker.live.clone());
+        let (worker, live) = self.least_loaded();
         worker.handle.spawn(async move {
             let _live = live;
             make().await

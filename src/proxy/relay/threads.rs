@@ -220,7 +220,7 @@ mod tests {
     use bytes::BytesMut;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    use super::super::tests::tcp_pair;
+    use super::super::tests::{data_rows, relays_both_ways_and_comes_back_on_force, tcp_pair};
     use super::super::{RelayPlacement, ThreadSlots};
     use super::*;
     use crate::wire::{messages, WireError};
@@ -230,47 +230,8 @@ mod tests {
     /// the client a last message.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_relay_on_threads_relays_both_ways_and_comes_back_on_force() {
-        let (client, mut client_far) = tcp_pair().await;
-        let (server, mut server_far) = tcp_pair().await;
-        let query = messages::query("SELECT 1");
-        let relay = Relay::new(
-            client,
-            BytesMut::from(&query[..]),
-            server,
-            BytesMut::new(),
-            1 << 20,
-        );
-        let force = CancellationToken::new();
-        let cancel = force.clone();
-        let far = tokio::spawn(async move {
-            let mut got = vec![0u8; query.len()];
-            server_far.read_exact(&mut got).await.unwrap();
-            assert_eq!(got, query[..], "the read-ahead bytes go first");
-            server_far.write_all(b"Z\0\0\0\x05I").await.unwrap();
-            let mut back = [0u8; 6];
-            client_far.read_exact(&mut back).await.unwrap();
-            assert_eq!(&back, b"Z\0\0\0\x05I");
-            let second = messages::query("SELECT 2");
-            client_far.write_all(&second).await.unwrap();
-            let mut got = vec![0u8; second.len()];
-            server_far.read_exact(&mut got).await.unwrap();
-            assert_eq!(got, second[..]);
-            cancel.cancel();
-            (client_far, server_far)
-        });
-        let (outcome, relay) = relay
-            .run(force, Some(&RelayPlacement::Threads(ThreadSlots::new(1))))
+        relays_both_ways_and_comes_back_on_force(&RelayPlacement::Threads(ThreadSlots::new(1)))
             .await;
-        assert!(matches!(outcome, Err(SessionError::Shutdown)));
-        let relay = relay.expect("the relay comes back");
-        let stats = relay.stats();
-        assert_eq!((stats.messages_up, stats.statements_up), (2, 2));
-        assert_eq!((stats.messages_down, stats.bytes_down), (1, 6));
-        let (mut client_far, _server_far) = far.await.unwrap();
-        relay.close_with(b"E\0\0\0\x04").await;
-        let mut last = Vec::new();
-        client_far.read_to_end(&mut last).await.unwrap();
-        assert_eq!(last, b"E\0\0\0\x04");
     }
 
     /// What the server sends as the relay is forced to end still reaches
@@ -340,13 +301,7 @@ mod tests {
     async fn a_relay_on_threads_passes_bulk_transfers_unchanged() {
         let (client, mut client_far) = tcp_pair().await;
         let (server, mut server_far) = tcp_pair().await;
-        let mut sent = Vec::new();
-        for i in 0..5000u32 {
-            let body = vec![b'a' + (i % 26) as u8; 100 + (i as usize * 7) % 300];
-            sent.push(b'D');
-            sent.extend_from_slice(&(body.len() as i32 + 4).to_be_bytes());
-            sent.extend_from_slice(&body);
-        }
+        let sent = data_rows(5000);
         let expected = sent.clone();
         let relay = Relay::new(client, BytesMut::new(), server, BytesMut::new(), 1 << 20);
         let writer = tokio::spawn(async move {
