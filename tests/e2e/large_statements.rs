@@ -61,6 +61,18 @@ enum Large {
     Parse,
 }
 
+impl Large {
+    /// Every kind, in the order the reports print them.
+    const ALL: [Large; 6] = [
+        Large::Plain,
+        Large::Escaped,
+        Large::Dollar,
+        Large::Comment,
+        Large::Cast,
+        Large::Parse,
+    ];
+}
+
 /// The statement of about `size` bytes and the value it returns.
 fn large(kind: Large, size: usize) -> (String, String) {
     let mut sql = String::with_capacity(size + 64);
@@ -152,15 +164,7 @@ async fn peak_growth(policy: &str, kind: Large, size: usize, sessions: usize) ->
 /// statement (before: two for all but a plain Query).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_guarded_query_costs_one_copy_of_it() {
-    let kinds = [
-        Large::Plain,
-        Large::Escaped,
-        Large::Dollar,
-        Large::Comment,
-        Large::Cast,
-        Large::Parse,
-    ];
-    for kind in kinds {
+    for kind in Large::ALL {
         let growth = peak_growth(GUARDED_TRUST_USER_CLASS, kind, 32 * MIB, 1).await;
         eprintln!("32 MiB guarded {kind:?}: peak RSS +{growth:.0} MiB");
         assert!(
@@ -176,15 +180,7 @@ async fn a_large_guarded_query_costs_one_copy_of_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement, not a check"]
 async fn large_guarded_query_memory_report() {
-    let kinds = [
-        Large::Plain,
-        Large::Escaped,
-        Large::Dollar,
-        Large::Comment,
-        Large::Cast,
-        Large::Parse,
-    ];
-    for kind in kinds {
+    for kind in Large::ALL {
         for (size, sessions) in [(32, 1), (127, 1)] {
             let growth = peak_growth(GUARDED_TRUST_USER_CLASS, kind, size * MIB, sessions).await;
             eprintln!("MEMORY guarded {kind:?} {size} MiB x {sessions}: peak RSS +{growth:.0} MiB");
