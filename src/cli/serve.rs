@@ -38,12 +38,16 @@ pub fn run(args: &ConfigArgs) -> anyhow::Result<()> {
                 );
                 server = server.with_relay_runtimes(pool);
             }
-            Shape::RelayThreads(max) => {
+            Shape::RelayThreads { relays, guarded } => {
                 info!(
-                    max,
-                    "production relays on two blocking threads each, up to max at once"
+                    relays,
+                    guarded,
+                    "production relays on two blocking threads each, guarded sessions on one \
+                     thread each, up to relays and guarded at once"
                 );
-                server = server.with_relay_threads(max);
+                server = server
+                    .with_relay_threads(relays)
+                    .with_guarded_threads(guarded);
             }
             Shape::MultiThread | Shape::CurrentThread => {}
         }
@@ -67,8 +71,11 @@ pub fn run(args: &ConfigArgs) -> anyhow::Result<()> {
 /// each such relay on one of N single-thread runtimes, N as for
 /// `per_core`, `COPYGUARD_RELAY_THREADS=N` overrides). With `threads`, at
 /// most `COPYGUARD_THREADED_RELAYS=N` relays (default
-/// [`THREADED_RELAYS`]) run on threads at once; the others stay on the
-/// work-stealing runtime.
+/// [`THREADED_RELAYS`]) run on threads at once, and each guarded session
+/// between plain TCP sockets, once authenticated, runs on a thread of its
+/// own with a single-thread runtime, at most `COPYGUARD_THREADED_GUARDED=N`
+/// at once (default [`THREADED_GUARDED`], a limit of its own); the others
+/// stay on the work-stealing runtime.
 /// `COPYGUARD_EVENT_INTERVAL=N` sets the scheduler ticks
 /// between I/O polls. See `benches/README.md`, "Profile".
 enum Shape {
@@ -76,12 +83,16 @@ enum Shape {
     CurrentThread,
     PerCore(usize),
     Split(usize),
-    RelayThreads(usize),
+    RelayThreads { relays: usize, guarded: usize },
 }
 
 /// How many production relays run on threads of their own at once by
 /// default (two threads each).
 const THREADED_RELAYS: usize = 256;
+
+/// How many guarded sessions run on a thread of their own at once by
+/// default.
+const THREADED_GUARDED: usize = 256;
 
 impl Shape {
     fn from_env() -> anyhow::Result<Shape> {
@@ -90,7 +101,10 @@ impl Shape {
             Ok("multi_thread") => Shape::MultiThread,
             Ok("per_core") => Shape::PerCore(threads("TOKIO_WORKER_THREADS")?),
             Ok("split") => Shape::Split(threads("COPYGUARD_RELAY_THREADS")?),
-            Ok("threads") | Err(_) => Shape::RelayThreads(threaded_relays()?),
+            Ok("threads") | Err(_) => Shape::RelayThreads {
+                relays: count("COPYGUARD_THREADED_RELAYS", THREADED_RELAYS)?,
+                guarded: count("COPYGUARD_THREADED_GUARDED", THREADED_GUARDED)?,
+            },
             Ok(other) => anyhow::bail!(
                 "COPYGUARD_RUNTIME must be threads, multi_thread, current_thread, per_core or split, got {other:?}"
             ),
@@ -101,7 +115,7 @@ impl Shape {
     /// that accepts, serves the admin endpoint and writes the block log.
     fn runtime(&self) -> anyhow::Result<tokio::runtime::Runtime> {
         let mut builder = match self {
-            Shape::MultiThread | Shape::Split(_) | Shape::RelayThreads(_) => {
+            Shape::MultiThread | Shape::Split(_) | Shape::RelayThreads { .. } => {
                 tokio::runtime::Builder::new_multi_thread()
             }
             Shape::CurrentThread | Shape::PerCore(_) => {
@@ -131,13 +145,14 @@ fn threads(var: &str) -> anyhow::Result<usize> {
     })
 }
 
-/// `COPYGUARD_THREADED_RELAYS`, else [`THREADED_RELAYS`].
-fn threaded_relays() -> anyhow::Result<usize> {
-    match std::env::var("COPYGUARD_THREADED_RELAYS") {
+/// A count from the environment variable `var` (0 allowed), else
+/// `default`.
+fn count(var: &str, default: usize) -> anyhow::Result<usize> {
+    match std::env::var(var) {
         Ok(n) => n
             .parse()
-            .with_context(|| format!("COPYGUARD_THREADED_RELAYS must be a count, got {n:?}")),
-        Err(_) => Ok(THREADED_RELAYS),
+            .with_context(|| format!("{var} must be a count, got {n:?}")),
+        Err(_) => Ok(default),
     }
 }
 
