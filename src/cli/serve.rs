@@ -38,18 +38,26 @@ pub fn run(args: &ConfigArgs) -> anyhow::Result<()> {
                 );
                 server = server.with_relay_runtimes(pool);
             }
-            Shape::RelayThreads { relays, guarded } => {
+            Shape::RelayThreads(max) => {
                 info!(
-                    relays,
-                    guarded,
-                    "production relays on two blocking threads each, guarded sessions on one \
-                     thread each, up to relays and guarded at once"
+                    max,
+                    "production relays on two blocking threads each, up to max at once"
                 );
-                server = server
-                    .with_relay_threads(relays)
-                    .with_guarded_threads(guarded);
+                server = server.with_relay_threads(max);
             }
             Shape::MultiThread | Shape::CurrentThread => {}
+        }
+        if matches!(
+            shape,
+            Shape::MultiThread | Shape::Split(_) | Shape::RelayThreads(_)
+        ) {
+            match GuardedShape::from_env()? {
+                GuardedShape::Threads(max) => {
+                    info!(max, "guarded sessions on a thread each, up to max at once");
+                    server = server.with_guarded_threads(max);
+                }
+                GuardedShape::Shared => {}
+            }
         }
         let reloader = tokio::spawn(reload_on_sighup(server.policy_store(), server.audit()));
         server.run(super::shutdown_signal()).await;
@@ -71,19 +79,43 @@ pub fn run(args: &ConfigArgs) -> anyhow::Result<()> {
 /// each such relay on one of N single-thread runtimes, N as for
 /// `per_core`, `COPYGUARD_RELAY_THREADS=N` overrides). With `threads`, at
 /// most `COPYGUARD_THREADED_RELAYS=N` relays (default
-/// [`THREADED_RELAYS`]) run on threads at once, and each guarded session
-/// between plain TCP sockets, once authenticated, runs on a thread of its
-/// own with a single-thread runtime, at most `COPYGUARD_THREADED_GUARDED=N`
-/// at once (default [`THREADED_GUARDED`], a limit of its own); the others
-/// stay on the work-stealing runtime.
+/// [`THREADED_RELAYS`]) run on threads at once; the others stay on the
+/// work-stealing runtime. Guarded sessions: [`GuardedShape`].
 /// `COPYGUARD_EVENT_INTERVAL=N` sets the scheduler ticks
 /// between I/O polls. See `benches/README.md`, "Profile".
+#[derive(Clone, Copy)]
 enum Shape {
     MultiThread,
     CurrentThread,
     PerCore(usize),
     Split(usize),
-    RelayThreads { relays: usize, guarded: usize },
+    RelayThreads(usize),
+}
+
+/// Where guarded sessions between plain TCP sockets run once
+/// authenticated (with `threads`, `multi_thread` or `split`), from
+/// `COPYGUARD_GUARDED`: `shared` (the default: on the work-stealing
+/// runtime, with the sessions' other work), `threads` (each on a thread of
+/// its own with a single-thread runtime, at most
+/// `COPYGUARD_THREADED_GUARDED=N` at once, default [`THREADED_GUARDED`];
+/// the others shared). See `benches/README.md`, "Guarded profile".
+enum GuardedShape {
+    Shared,
+    Threads(usize),
+}
+
+impl GuardedShape {
+    fn from_env() -> anyhow::Result<GuardedShape> {
+        Ok(match std::env::var("COPYGUARD_GUARDED").as_deref() {
+            Ok("shared") | Err(_) => GuardedShape::Shared,
+            Ok("threads") => {
+                GuardedShape::Threads(count("COPYGUARD_THREADED_GUARDED", THREADED_GUARDED)?)
+            }
+            Ok(other) => {
+                anyhow::bail!("COPYGUARD_GUARDED must be shared or threads, got {other:?}")
+            }
+        })
+    }
 }
 
 /// How many production relays run on threads of their own at once by
@@ -91,7 +123,7 @@ enum Shape {
 const THREADED_RELAYS: usize = 256;
 
 /// How many guarded sessions run on a thread of their own at once by
-/// default.
+/// default (`COPYGUARD_GUARDED=threads`).
 const THREADED_GUARDED: usize = 256;
 
 impl Shape {
@@ -101,10 +133,9 @@ impl Shape {
             Ok("multi_thread") => Shape::MultiThread,
             Ok("per_core") => Shape::PerCore(threads("TOKIO_WORKER_THREADS")?),
             Ok("split") => Shape::Split(threads("COPYGUARD_RELAY_THREADS")?),
-            Ok("threads") | Err(_) => Shape::RelayThreads {
-                relays: count("COPYGUARD_THREADED_RELAYS", THREADED_RELAYS)?,
-                guarded: count("COPYGUARD_THREADED_GUARDED", THREADED_GUARDED)?,
-            },
+            Ok("threads") | Err(_) => {
+                Shape::RelayThreads(count("COPYGUARD_THREADED_RELAYS", THREADED_RELAYS)?)
+            }
             Ok(other) => anyhow::bail!(
                 "COPYGUARD_RUNTIME must be threads, multi_thread, current_thread, per_core or split, got {other:?}"
             ),
@@ -115,7 +146,7 @@ impl Shape {
     /// that accepts, serves the admin endpoint and writes the block log.
     fn runtime(&self) -> anyhow::Result<tokio::runtime::Runtime> {
         let mut builder = match self {
-            Shape::MultiThread | Shape::Split(_) | Shape::RelayThreads { .. } => {
+            Shape::MultiThread | Shape::Split(_) | Shape::RelayThreads(_) => {
                 tokio::runtime::Builder::new_multi_thread()
             }
             Shape::CurrentThread | Shape::PerCore(_) => {

@@ -102,7 +102,7 @@ pub(crate) struct Shared {
     /// runtime their session runs on.
     pub relay_runtimes: std::sync::OnceLock<relay::RelayPlacement>,
     /// How many guarded sessions between plain TCP sockets may run on a
-    /// thread of their own (`COPYGUARD_RUNTIME=threads`); unset, none do.
+    /// thread of their own (`COPYGUARD_GUARDED=threads`); unset, none do.
     pub guarded_threads: std::sync::OnceLock<relay::ThreadSlots>,
     /// The server's runtime: work that outlives a session (a catalog load
     /// other sessions wait for, a cancel request) is spawned here, never

@@ -133,6 +133,10 @@ impl SessionRuntimes {
     }
 }
 
+/// The events one `epoll_wait` of a session's own runtime takes at most:
+/// it watches a few sockets, not the default 1,024 (16 KiB a runtime).
+const SESSION_IO_EVENTS: usize = 16;
+
 /// Runs the future `make` returns on a new thread named `name`, on a
 /// single-thread runtime of its own (I/O and timers enabled), and hands its
 /// output back; a panic there is resumed here. What the future spawns
@@ -147,6 +151,7 @@ where
 {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .max_io_events_per_tick(SESSION_IO_EVENTS)
         .build()?;
     let (tx, rx) = oneshot::channel();
     thread::Builder::new().name(name.into()).spawn(move || {

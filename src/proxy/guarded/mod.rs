@@ -206,8 +206,9 @@ pub(crate) type Outcome = (Result<RelayEnd, SessionError>, SessionTotals, RelayS
 
 /// [`run`] on a thread of its own, with a single-thread runtime whose
 /// `epoll_wait` sleeps on the session's two sockets only, when the server
-/// places guarded sessions so, both sides are plain TCP and one of
-/// [`Shared::guarded_threads`]' slots is free; otherwise [`run`] here.
+/// places guarded sessions so (`COPYGUARD_GUARDED=threads`), both sides
+/// are plain TCP and one of [`Shared::guarded_threads`]' slots is free;
+/// otherwise [`run`] here.
 /// Each message then wakes the thread that runs the session, on the
 /// sender's core, never a worker of the shared runtime that a second one
 /// comes to steal from (see `benches/README.md`, "Guarded profile").
