@@ -17,6 +17,7 @@ pub fn run(args: &ConfigArgs) -> anyhow::Result<()> {
     let config = Config::load(args)?;
     telemetry::init_logging(config.log_format, &config.log_level);
     let shape = Shape::from_env()?;
+    let guarded = GuardedShape::from_env()?;
     shape.runtime()?.block_on(async {
         let mut server = Server::bind(config).await.context("cannot start")?;
         match shape {
@@ -51,7 +52,7 @@ pub fn run(args: &ConfigArgs) -> anyhow::Result<()> {
             shape,
             Shape::MultiThread | Shape::Split(_) | Shape::RelayThreads(_)
         ) {
-            match GuardedShape::from_env()? {
+            match guarded {
                 GuardedShape::Threads(max) => {
                     info!(max, "guarded sessions on a thread each, up to max at once");
                     server = server.with_guarded_threads(max);
