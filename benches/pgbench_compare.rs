@@ -7,8 +7,10 @@
 //! `COPYGUARD_BENCH_SECONDS` (default 10) set the number of rounds and the
 //! length of each pgbench run; `COPYGUARD_BENCH_TARGETS` (comma-separated)
 //! and `COPYGUARD_BENCH_PROTOCOLS` narrow the run; `COPYGUARD_BENCH_ALT_ENV`
-//! (`K=V,K=V`) adds a second copyguard process, target `alt`, started with
-//! those environment variables, for A/B comparisons of runtime settings.
+//! (`K=V,K=V`) adds a second copyguard process, targets `alt` and
+//! `alt-guarded`, started with those environment variables, for A/B
+//! comparisons of runtime settings (`COPYGUARD_BENCH_ALT2_ENV`: a third,
+//! `alt2` and `alt2-guarded`).
 //! Every round runs every protocol against every target, rotating the order
 //! of targets from round to round, so that machine noise hits all targets
 //! alike; the table reports medians across rounds.
@@ -87,23 +89,8 @@ fn run() -> Result<()> {
         .ok()
         .and_then(|s| s.lines().next()?.trim().parse::<u32>().ok());
     let proxy = CopyguardProcess::start(&work.path().join("copyguard"), db.port(), POLICY)?;
-    let alt = match std::env::var("COPYGUARD_BENCH_ALT_ENV") {
-        Ok(vars) => {
-            let vars: Vec<(String, String)> = vars
-                .split(',')
-                .filter_map(|kv| kv.split_once('='))
-                .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-                .collect();
-            println!("alt: copyguard with {vars:?}");
-            Some(CopyguardProcess::start_with_env(
-                &work.path().join("alt"),
-                db.port(),
-                POLICY,
-                &vars,
-            )?)
-        }
-        Err(_) => None,
-    };
+    let alt = alt_process(&work, db.port(), "alt", "COPYGUARD_BENCH_ALT_ENV")?;
+    let alt2 = alt_process(&work, db.port(), "alt2", "COPYGUARD_BENCH_ALT2_ENV")?;
     let bouncer = match PgBouncer::start(work.path(), db.port(), DATABASE, 200) {
         Ok(bouncer) => {
             println!("{} on 127.0.0.1:{}", bouncer.version, bouncer.port);
@@ -142,14 +129,19 @@ fn run() -> Result<()> {
             Some(bouncer.pid()),
         ));
     }
-    if let Some(alt) = &alt {
-        targets.push(Target::new("alt", alt.port(), superuser, Some(alt.pid())));
-        targets.push(Target::new(
-            "alt-guarded",
-            alt.port(),
-            GUARDED_USER,
-            Some(alt.pid()),
-        ));
+    for (alt, name, guarded) in [
+        (&alt, "alt", "alt-guarded"),
+        (&alt2, "alt2", "alt2-guarded"),
+    ] {
+        if let Some(alt) = alt {
+            targets.push(Target::new(name, alt.port(), superuser, Some(alt.pid())));
+            targets.push(Target::new(
+                guarded,
+                alt.port(),
+                GUARDED_USER,
+                Some(alt.pid()),
+            ));
+        }
     }
     if let Some(wanted) = &wanted {
         targets.retain(|t| wanted.iter().any(|w| w == t.name));
@@ -215,6 +207,26 @@ fn run() -> Result<()> {
     println!();
     print_ratios(&protocols, &results);
     Ok(())
+}
+
+/// A second copyguard process (`name`) started with the environment
+/// variables `var` lists (`K=V,K=V`), if it is set.
+fn alt_process(
+    work: &tempfile::TempDir,
+    upstream: u16,
+    name: &str,
+    var: &str,
+) -> Result<Option<CopyguardProcess>> {
+    let Ok(vars) = std::env::var(var) else {
+        return Ok(None);
+    };
+    let vars: Vec<(String, String)> = vars
+        .split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    println!("{name}: copyguard with {vars:?}");
+    CopyguardProcess::start_with_env(&work.path().join(name), upstream, POLICY, &vars).map(Some)
 }
 
 /// A comma-separated list from the environment.

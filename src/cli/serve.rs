@@ -17,6 +17,7 @@ pub fn run(args: &ConfigArgs) -> anyhow::Result<()> {
     let config = Config::load(args)?;
     telemetry::init_logging(config.log_format, &config.log_level);
     let shape = Shape::from_env()?;
+    let guarded = GuardedShape::from_env()?;
     shape.runtime()?.block_on(async {
         let mut server = Server::bind(config).await.context("cannot start")?;
         match shape {
@@ -47,6 +48,18 @@ pub fn run(args: &ConfigArgs) -> anyhow::Result<()> {
             }
             Shape::MultiThread | Shape::CurrentThread => {}
         }
+        if matches!(
+            shape,
+            Shape::MultiThread | Shape::Split(_) | Shape::RelayThreads(_)
+        ) {
+            match guarded {
+                GuardedShape::Threads(max) => {
+                    info!(max, "guarded sessions on a thread each, up to max at once");
+                    server = server.with_guarded_threads(max);
+                }
+                GuardedShape::Shared => {}
+            }
+        }
         let reloader = tokio::spawn(reload_on_sighup(server.policy_store(), server.audit()));
         server.run(super::shutdown_signal()).await;
         reloader.abort();
@@ -68,9 +81,10 @@ pub fn run(args: &ConfigArgs) -> anyhow::Result<()> {
 /// `per_core`, `COPYGUARD_RELAY_THREADS=N` overrides). With `threads`, at
 /// most `COPYGUARD_THREADED_RELAYS=N` relays (default
 /// [`THREADED_RELAYS`]) run on threads at once; the others stay on the
-/// work-stealing runtime.
+/// work-stealing runtime. Guarded sessions: [`GuardedShape`].
 /// `COPYGUARD_EVENT_INTERVAL=N` sets the scheduler ticks
 /// between I/O polls. See `benches/README.md`, "Profile".
+#[derive(Clone, Copy)]
 enum Shape {
     MultiThread,
     CurrentThread,
@@ -79,9 +93,39 @@ enum Shape {
     RelayThreads(usize),
 }
 
+/// Where guarded sessions between plain TCP sockets run once
+/// authenticated (with `threads`, `multi_thread` or `split`), from
+/// `COPYGUARD_GUARDED`: `shared` (the default: on the work-stealing
+/// runtime, with the sessions' other work), `threads` (each on a thread of
+/// its own with a single-thread runtime, at most
+/// `COPYGUARD_THREADED_GUARDED=N` at once, default [`THREADED_GUARDED`];
+/// the others shared). See `benches/README.md`, "Guarded profile".
+enum GuardedShape {
+    Shared,
+    Threads(usize),
+}
+
+impl GuardedShape {
+    fn from_env() -> anyhow::Result<GuardedShape> {
+        Ok(match std::env::var("COPYGUARD_GUARDED").as_deref() {
+            Ok("shared") | Err(_) => GuardedShape::Shared,
+            Ok("threads") => {
+                GuardedShape::Threads(count("COPYGUARD_THREADED_GUARDED", THREADED_GUARDED)?)
+            }
+            Ok(other) => {
+                anyhow::bail!("COPYGUARD_GUARDED must be shared or threads, got {other:?}")
+            }
+        })
+    }
+}
+
 /// How many production relays run on threads of their own at once by
 /// default (two threads each).
 const THREADED_RELAYS: usize = 256;
+
+/// How many guarded sessions run on a thread of their own at once by
+/// default (`COPYGUARD_GUARDED=threads`).
+const THREADED_GUARDED: usize = 256;
 
 impl Shape {
     fn from_env() -> anyhow::Result<Shape> {
@@ -90,7 +134,9 @@ impl Shape {
             Ok("multi_thread") => Shape::MultiThread,
             Ok("per_core") => Shape::PerCore(threads("TOKIO_WORKER_THREADS")?),
             Ok("split") => Shape::Split(threads("COPYGUARD_RELAY_THREADS")?),
-            Ok("threads") | Err(_) => Shape::RelayThreads(threaded_relays()?),
+            Ok("threads") | Err(_) => {
+                Shape::RelayThreads(count("COPYGUARD_THREADED_RELAYS", THREADED_RELAYS)?)
+            }
             Ok(other) => anyhow::bail!(
                 "COPYGUARD_RUNTIME must be threads, multi_thread, current_thread, per_core or split, got {other:?}"
             ),
@@ -131,13 +177,14 @@ fn threads(var: &str) -> anyhow::Result<usize> {
     })
 }
 
-/// `COPYGUARD_THREADED_RELAYS`, else [`THREADED_RELAYS`].
-fn threaded_relays() -> anyhow::Result<usize> {
-    match std::env::var("COPYGUARD_THREADED_RELAYS") {
+/// A count from the environment variable `var` (0 allowed), else
+/// `default`.
+fn count(var: &str, default: usize) -> anyhow::Result<usize> {
+    match std::env::var(var) {
         Ok(n) => n
             .parse()
-            .with_context(|| format!("COPYGUARD_THREADED_RELAYS must be a count, got {n:?}")),
-        Err(_) => Ok(THREADED_RELAYS),
+            .with_context(|| format!("{var} must be a count, got {n:?}")),
+        Err(_) => Ok(default),
     }
 }
 

@@ -101,6 +101,13 @@ pub(crate) struct Shared {
     /// (`COPYGUARD_RUNTIME=split` or `threads`); unset, they stay on the
     /// runtime their session runs on.
     pub relay_runtimes: std::sync::OnceLock<relay::RelayPlacement>,
+    /// How many guarded sessions between plain TCP sockets may run on a
+    /// thread of their own (`COPYGUARD_GUARDED=threads`); unset, none do.
+    pub guarded_threads: std::sync::OnceLock<relay::ThreadSlots>,
+    /// The server's runtime: work that outlives a session (a catalog load
+    /// other sessions wait for, a cancel request) is spawned here, never
+    /// on the runtime of a session on a thread of its own.
+    pub runtime: tokio::runtime::Handle,
     next_id: AtomicU64,
 }
 
@@ -223,6 +230,8 @@ impl Server {
             pseudonymizer,
             force: CancellationToken::new(),
             relay_runtimes: std::sync::OnceLock::new(),
+            guarded_threads: std::sync::OnceLock::new(),
+            runtime: tokio::runtime::Handle::current(),
             next_id: AtomicU64::new(0),
         });
         let health = Health::new(audit).with_upstream(
@@ -290,6 +299,20 @@ impl Server {
             .shared
             .relay_runtimes
             .set(relay::RelayPlacement::Threads(relay::ThreadSlots::new(max)));
+        self
+    }
+
+    /// Runs each guarded session between plain TCP sockets, once it is
+    /// authenticated, on a thread of its own with a single-thread runtime,
+    /// while fewer than `max` run so; the others stay on the runtime that
+    /// calls [`Server::run`]. The thread sleeping in `epoll_wait` on the
+    /// session's two sockets is the one that runs it, as for the relay
+    /// threads ([`Server::with_relay_threads`], a limit of its own).
+    pub fn with_guarded_threads(self, max: usize) -> Server {
+        let _ = self
+            .shared
+            .guarded_threads
+            .set(relay::ThreadSlots::new(max));
         self
     }
 

@@ -42,16 +42,17 @@ pub enum RelayPlacement {
     Threads(ThreadSlots),
 }
 
-/// How many production relays may run on threads of their own at once:
-/// each costs two threads, so past the limit a relay stays on the
-/// session's runtime, whose cost does not grow with the sessions.
+/// How many sessions may run on threads of their own at once (production
+/// relays: two threads each; guarded sessions: one, see
+/// `Server::with_guarded_threads`): past the limit a session stays on the
+/// shared runtime, whose cost does not grow with the sessions.
 pub struct ThreadSlots {
     max: usize,
     taken: std::sync::atomic::AtomicUsize,
 }
 
 impl ThreadSlots {
-    /// At most `max` relays on threads at once.
+    /// At most `max` sessions on threads at once.
     pub fn new(max: usize) -> ThreadSlots {
         ThreadSlots {
             max,
@@ -59,13 +60,13 @@ impl ThreadSlots {
         }
     }
 
-    /// How many relays run on threads now.
+    /// How many sessions run on threads now.
     pub fn taken(&self) -> usize {
         self.taken.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// A slot, held until the guard is dropped, or `None` when all are taken.
-    fn take(&self) -> Option<ThreadSlot<'_>> {
+    pub(crate) fn take(&self) -> Option<ThreadSlot<'_>> {
         use std::sync::atomic::Ordering;
         self.taken
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
@@ -77,7 +78,7 @@ impl ThreadSlots {
 }
 
 /// One taken [`ThreadSlots`] slot, given back on drop.
-struct ThreadSlot<'a>(&'a ThreadSlots);
+pub(crate) struct ThreadSlot<'a>(&'a ThreadSlots);
 
 impl Drop for ThreadSlot<'_> {
     fn drop(&mut self) {

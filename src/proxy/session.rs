@@ -311,7 +311,7 @@ async fn relay(shared: &Arc<Shared>, mut client: Conn<Stream>, session: Establis
     }
     metrics::gauge!(telemetry::SESSIONS_ACTIVE).increment(1.0);
     let (outcome, stats, relay, totals) = if guarded {
-        let (outcome, totals, stats) = guarded::run(
+        let (outcome, totals, stats) = guarded::run_placed(
             shared.clone(),
             client,
             upstream,

@@ -3,8 +3,10 @@
 //! to the runtime with the fewest live sessions; the session then stays on
 //! that thread for its whole life, so its two relay directions never wake
 //! another thread and no worker steals work from another.
+//! [`on_own_thread`] runs one session on a thread and runtime of its own.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -131,6 +133,41 @@ impl SessionRuntimes {
     }
 }
 
+/// The events one `epoll_wait` of a session's own runtime takes at most:
+/// it watches a few sockets, not the default 1,024 (16 KiB a runtime).
+const SESSION_IO_EVENTS: usize = 16;
+
+/// Runs the future `make` returns on a new thread named `name`, on a
+/// single-thread runtime of its own (I/O and timers enabled), and hands its
+/// output back; a panic there is resumed here. What the future spawns
+/// lives on that runtime and ends with it: work that must outlive it goes
+/// to another runtime's [`Handle`]. Blocking tasks still running when the
+/// future ends finish on their own.
+pub(crate) async fn on_own_thread<F, Fut>(name: &str, make: F) -> std::io::Result<Fut::Output>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future,
+    Fut::Output: Send + 'static,
+{
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_io_events_per_tick(SESSION_IO_EVENTS)
+        .build()?;
+    let (tx, rx) = oneshot::channel();
+    thread::Builder::new().name(name.into()).spawn(move || {
+        let output = std::panic::catch_unwind(AssertUnwindSafe(|| rt.block_on(make())));
+        rt.shutdown_background();
+        let _ = tx.send(output);
+    })?;
+    match rx.await {
+        Ok(Ok(output)) => Ok(output),
+        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        Err(_) => Err(std::io::Error::other(
+            "session thread ended without an outcome",
+        )),
+    }
+}
+
 impl Drop for SessionRuntimes {
     fn drop(&mut self) {
         for w in &mut self.workers {
@@ -180,5 +217,86 @@ mod tests {
             std::thread::yield_now();
         }
         assert_eq!(pool.len(), 2);
+    }
+
+    /// Sessions placed as guarded ones are: on a thread of their own while
+    /// a slot is free, here past the limit; each slot is given back when
+    /// its session ends, and so is the thread.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sessions_run_on_threads_of_their_own_up_to_the_limit() {
+        use crate::proxy::relay::ThreadSlots;
+        let slots = Arc::new(ThreadSlots::new(1));
+        let (release, released) = tokio::sync::watch::channel(false);
+        let mut sessions = Vec::new();
+        for _ in 0..2 {
+            let (slots, mut released) = (slots.clone(), released.clone());
+            let (ready, is_ready) = oneshot::channel();
+            sessions.push(tokio::spawn(async move {
+                let session = async move {
+                    let _ = ready.send(());
+                    let _ = released.wait_for(|r| *r).await;
+                    std::thread::current().name().map(str::to_owned)
+                };
+                match slots.take() {
+                    Some(_slot) => on_own_thread("copyguard-guarded", || session)
+                        .await
+                        .unwrap(),
+                    None => session.await,
+                }
+            }));
+            is_ready.await.unwrap();
+        }
+        assert_eq!(slots.taken(), 1, "one session on a thread, the other here");
+        release.send(true).unwrap();
+        let mut names = Vec::new();
+        for session in sessions {
+            names.push(session.await.unwrap());
+        }
+        assert_eq!(names[0].as_deref(), Some("copyguard-guarded"));
+        assert_ne!(names[1].as_deref(), Some("copyguard-guarded"));
+        assert_eq!(slots.taken(), 0, "the slot is given back");
+    }
+
+    /// Work a session on its own thread spawns on the server's runtime (a
+    /// catalog load other sessions wait for) completes after the session
+    /// and its runtime are gone; what it spawns on its own runtime ends
+    /// with it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn work_spawned_on_the_server_runtime_outlives_a_session_thread() {
+        let server = Handle::current();
+        let (rows_tx, rows_rx) = oneshot::channel::<u32>();
+        let (loaded_tx, loaded_rx) = oneshot::channel::<u32>();
+        let (own_tx, own_rx) = oneshot::channel::<()>();
+        on_own_thread("copyguard-guarded", move || async move {
+            {
+                let _server = server.enter();
+                tokio::spawn(async move {
+                    let rows = rows_rx.await.unwrap();
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let _ = loaded_tx.send(rows);
+                });
+            }
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                let _ = own_tx.send(());
+            });
+            rows_tx.send(7).unwrap();
+        })
+        .await
+        .unwrap();
+        assert_eq!(loaded_rx.await.unwrap(), 7, "the load is published");
+        assert!(
+            own_rx.await.is_err(),
+            "the session's own task ended with it"
+        );
+    }
+
+    /// A panic on a session's thread reaches the task that placed it.
+    #[tokio::test]
+    async fn a_panic_on_a_session_thread_is_resumed_where_it_was_placed() {
+        let placed = tokio::spawn(on_own_thread("copyguard-guarded", || async {
+            panic!("session panicked");
+        }));
+        assert!(placed.await.unwrap_err().is_panic());
     }
 }

@@ -228,8 +228,11 @@ impl TestProxy {
                             copyguard::proxy::SessionRuntimes::start(2).expect("relay runtimes");
                         server = server.with_relay_runtimes(relays);
                     }
-                    // Production relays on blocking threads of their own.
-                    Ok("threads") => server = server.with_relay_threads(64),
+                    // Production relays on blocking threads of their own,
+                    // guarded sessions on a thread each, as `serve` does.
+                    Ok("threads") => {
+                        server = server.with_relay_threads(64).with_guarded_threads(64)
+                    }
                     _ => {}
                 }
                 ready_tx

@@ -5,7 +5,9 @@
 //! ([`exec::Expect`]), so each response is judged by the request it
 //! answers, and so copyguard can run its own catalog queries in between.
 //! A pseudonymized COPY TO is rewritten in batches on the blocking pool
-//! ([`copy_pipe`]), its outputs relayed in order.
+//! ([`copy_pipe`]), its outputs relayed in order. [`run_placed`] runs a
+//! session between plain TCP sockets on a thread of its own when the
+//! server says so ([`Shared::guarded_threads`]).
 
 mod backend;
 mod copy_pipe;
@@ -199,6 +201,78 @@ fn split(stream: Stream) -> (Reader, Writer) {
     }
 }
 
+/// How a guarded session ended, what it did, and what it relayed.
+pub(crate) type Outcome = (Result<RelayEnd, SessionError>, SessionTotals, RelayStats);
+
+/// [`run`] on a thread of its own, with a single-thread runtime whose
+/// `epoll_wait` sleeps on the session's two sockets only, when the server
+/// places guarded sessions so (`COPYGUARD_GUARDED=threads`), both sides
+/// are plain TCP and one of [`Shared::guarded_threads`]' slots is free;
+/// otherwise [`run`] here.
+/// Each message then wakes the thread that runs the session, on the
+/// sender's core, never a worker of the shared runtime that a second one
+/// comes to steal from (see `benches/README.md`, "Guarded profile").
+/// What outlives the session is spawned on [`Shared::runtime`].
+pub(crate) async fn run_placed(
+    shared: Arc<Shared>,
+    client: Conn<Stream>,
+    upstream: Conn<Stream>,
+    info: &SessionInfo,
+    class: Arc<RoleClass>,
+    upstream_key: Option<UpstreamKey>,
+    session: Arc<SessionFields>,
+) -> Outcome {
+    let placed = shared.clone();
+    let plain = !client.get_ref().is_tls() && !upstream.get_ref().is_tls();
+    let slot = placed
+        .guarded_threads
+        .get()
+        .filter(|_| plain)
+        .and_then(|slots| slots.take());
+    let Some(_slot) = slot else {
+        return run(shared, client, upstream, info, class, upstream_key, session).await;
+    };
+    let failed = |e: SessionError| (Err(e), SessionTotals::default(), RelayStats::default());
+    let max = shared.config.limits.max_message_size;
+    let (client, client_buf) = client.into_parts();
+    let (server, server_buf) = upstream.into_parts();
+    let (Some(client), Some(server)) = (client.into_plain(), server.into_plain()) else {
+        unreachable!("checked: both sides are plain TCP");
+    };
+    let client = match client.into_std() {
+        Ok(c) => c,
+        Err(e) => return failed(SessionError::Client(e.into())),
+    };
+    let server = match server.into_std() {
+        Ok(s) => s,
+        Err(e) => return failed(SessionError::Upstream(e.into())),
+    };
+    let info = info.clone();
+    let placed = super::workers::on_own_thread("copyguard-guarded", move || async move {
+        let client = tokio::net::TcpStream::from_std(client);
+        let server = tokio::net::TcpStream::from_std(server);
+        let (client, server) = match (client, server) {
+            (Ok(c), Ok(s)) => (Stream::Plain(c), Stream::Plain(s)),
+            (Err(e), _) => return failed(SessionError::Client(e.into())),
+            (_, Err(e)) => return failed(SessionError::Upstream(e.into())),
+        };
+        let client = Conn::with_buffer(client, client_buf, max);
+        let upstream = Conn::with_buffer(server, server_buf, max);
+        run(
+            shared,
+            client,
+            upstream,
+            &info,
+            class,
+            upstream_key,
+            session,
+        )
+        .await
+    })
+    .await;
+    placed.unwrap_or_else(|e| failed(SessionError::Client(e.into())))
+}
+
 /// Runs a guarded session until either side closes or shutdown forces an
 /// end. A fatal error is reported to the client between frames.
 pub(crate) async fn run(
@@ -209,7 +283,7 @@ pub(crate) async fn run(
     class: Arc<RoleClass>,
     upstream_key: Option<UpstreamKey>,
     session: Arc<SessionFields>,
-) -> (Result<RelayEnd, SessionError>, SessionTotals, RelayStats) {
+) -> Outcome {
     let max = shared.config.limits.max_message_size;
     let (client_stream, client_buf) = client.into_parts();
     let (server_stream, server_buf) = upstream.into_parts();

@@ -555,7 +555,7 @@ where
                 let state = self.guard.state.clone();
                 self.guard
                     .state
-                    .set_pending_cancel(tokio::spawn(async move {
+                    .set_pending_cancel(self.guard.shared.runtime.spawn(async move {
                         if let Err(e) = upstream::send_cancel(&shared, &key).await {
                             warn!(error = %e, "cancel after a limit was not delivered");
                         }

@@ -164,9 +164,14 @@ where
         metrics::counter!(crate::telemetry::CATALOG_LOADS, "database" => database.clone())
             .increment(1);
         let cache = self.guard.shared.catalogs.clone();
-        load_in_background(cache, database, ticket, async move {
-            rx.await.ok().and_then(Result::ok)
-        });
+        // On the server's runtime: the session may end before the load
+        // is published, and other sessions wait for it.
+        {
+            let _server = self.guard.shared.runtime.enter();
+            load_in_background(cache, database, ticket, async move {
+                rx.await.ok().and_then(Result::ok)
+            });
+        }
         Ok(())
     }
 
