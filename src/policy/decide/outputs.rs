@@ -226,8 +226,7 @@ impl Check<'_> {
     /// Classified base columns in the output lineage.
     pub(super) fn classified_outputs(&self) -> BTreeSet<ColumnId> {
         self.facts
-            .output_lineage()
-            .into_iter()
+            .output_columns()
             .filter(|c| self.policy.category_of(self.catalog, *c).is_some())
             .collect()
     }
