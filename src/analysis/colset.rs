@@ -72,8 +72,14 @@ impl From<BTreeSet<ColumnId>> for ColSet {
 }
 
 impl From<ColSet> for BTreeSet<ColumnId> {
+    /// Inserted one by one: `collect` would first gather and sort them in
+    /// a `Vec` of its own, an allocation more for what is already sorted.
     fn from(set: ColSet) -> BTreeSet<ColumnId> {
-        set.0.into_iter().collect()
+        let mut out = BTreeSet::new();
+        for col in set.0 {
+            out.insert(col);
+        }
+        out
     }
 }
 
