@@ -81,9 +81,11 @@ fn without_locations(mut tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
     tokens
 }
 
-/// Parses a catalog-provided SELECT (a view definition).
+/// Parses a catalog-provided SELECT (a view definition), without
+/// locations: a definition that does not parse falls back to the view's
+/// dependencies, and its error is not shown.
 pub(crate) fn parse_definition(sql: &str) -> Result<Vec<Statement>, AnalysisError> {
-    parse_tokens(tokenize(sql)?).map_err(AnalysisError::Parse)
+    parse_tokens(without_locations(tokenize_at(sql, false)?)).map_err(AnalysisError::Parse)
 }
 
 fn non_empty(mut statements: Vec<Parsed>) -> Vec<Parsed> {
