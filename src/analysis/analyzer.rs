@@ -163,7 +163,7 @@ impl<'a> Analyzer<'a> {
     pub fn describe_setting(&mut self, slot: usize, name: Option<String>, lineage: &Lin) {
         if let Some(s) = self.acc.settings.get_mut(slot) {
             s.name = name.map(|n| n.to_lowercase());
-            s.lineage = lineage.cols.clone();
+            s.lineage = lineage.cols.iter().copied().collect();
         }
     }
 

@@ -460,7 +460,7 @@ impl<'a> Analyzer<'a> {
                         .map(|c| {
                             let name = names::fold(c);
                             all.iter()
-                                .find(|col| col.name == name)
+                                .find(|col| *col.name == *name)
                                 .cloned()
                                 .ok_or_else(|| {
                                     AnalysisError::UnknownColumn(format!("{}.{name}", rel.name))
@@ -622,7 +622,7 @@ fn augment(item: &mut FromItem, updates: &[(String, Lin)]) {
     let apply = |columns: &mut Vec<Col>| {
         for c in columns.iter_mut() {
             for (name, lin) in updates {
-                if &c.name == name {
+                if *c.name == **name {
                     c.lin.cols.extend(lin.cols.iter().copied());
                 }
             }

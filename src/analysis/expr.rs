@@ -23,6 +23,7 @@
 //! operators could run any function) are refused, except
 //! `OPERATOR(pg_catalog.op)`.
 
+use smallvec::SmallVec;
 use sqlparser::ast::{
     AccessExpr, BinaryOperator, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgOperator,
     FunctionArgumentClause, FunctionArguments, Ident, InTarget, ObjectName, Query, Subscript,
@@ -136,7 +137,8 @@ impl Analyzer<'_> {
     }
 
     fn compound_identifier(&mut self, ids: &[Ident]) -> Result<Lin, AnalysisError> {
-        let parts: Vec<_> = ids.iter().map(names::fold_cow).collect();
+        // Inline: a column reference has at most four parts.
+        let parts: SmallVec<[_; 4]> = ids.iter().map(names::fold_cow).collect();
         scope::resolve(&self.levels, &parts)
     }
 
@@ -273,7 +275,7 @@ impl Analyzer<'_> {
                         let lin = source
                             .columns
                             .iter()
-                            .find(|c| c.name == field)
+                            .find(|c| *c.name == *field)
                             .map(|c| c.lin.clone())
                             .or_else(|| source.open.clone())
                             .ok_or_else(|| {

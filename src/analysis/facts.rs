@@ -58,10 +58,14 @@ impl StatementFacts {
 
     /// Every base column the outputs are computed from.
     pub fn output_lineage(&self) -> BTreeSet<ColumnId> {
-        self.outputs
-            .iter()
-            .flat_map(|o| o.lineage.iter().copied())
-            .collect()
+        self.output_columns().collect()
+    }
+
+    /// The base columns of each output's lineage in turn, in output order
+    /// (a column may come more than once): [`Self::output_lineage`]
+    /// without building a set.
+    pub fn output_columns(&self) -> impl Iterator<Item = ColumnId> + '_ {
+        self.outputs.iter().flat_map(|o| o.lineage.iter().copied())
     }
 
     /// Whether running the statement may change the search path: `SET`

@@ -102,8 +102,10 @@ impl Analyzer<'_> {
                 }
                 let mut common: Vec<String> = Vec::new();
                 for c in &left.columns {
-                    if right.columns.iter().any(|r| r.name == c.name) && !common.contains(&c.name) {
-                        common.push(c.name.clone());
+                    if right.columns.iter().any(|r| r.name == c.name)
+                        && !common.iter().any(|n| **n == *c.name)
+                    {
+                        common.push(c.name.to_string());
                     }
                 }
                 using_join(left, right, &common, kind, None)
@@ -259,7 +261,7 @@ impl Analyzer<'_> {
             self.hidden(|a| a.subquery(subquery))?
         };
         match alias {
-            Some(alias) => aliased(String::new(), None, columns, Some(alias)),
+            Some(alias) => aliased("", None, columns, Some(alias)),
             None => Ok(FromItem {
                 columns,
                 sources: Vec::new(),
@@ -283,7 +285,7 @@ impl Analyzer<'_> {
                         "aliased join with a function of unknown columns",
                     ));
                 }
-                aliased(String::new(), None, item.columns, Some(alias))
+                aliased("", None, item.columns, Some(alias))
             }
         }
     }
@@ -435,7 +437,7 @@ fn function_item(
         .map(|a| a.columns.iter().map(|c| names::fold(&c.name)).collect())
         .unwrap_or_default();
     let col = |name: String| Col {
-        name,
+        name: name.into(),
         lin: lin.clone(),
     };
     let (mut columns, open) = match shape {
@@ -452,7 +454,7 @@ fn function_item(
     if open.is_none() {
         if ordinality {
             columns.push(Col {
-                name: "ordinality".to_owned(),
+                name: "ordinality".into(),
                 lin: Lin::default(),
             });
         }
@@ -498,7 +500,7 @@ fn concat(left: FromItem, right: FromItem) -> FromItem {
 
 /// The one column of `cols` called `name`.
 fn unique_index(cols: &[Col], name: &str, side: &str) -> Result<usize, AnalysisError> {
-    let mut found = cols.iter().enumerate().filter(|(_, c)| c.name == name);
+    let mut found = cols.iter().enumerate().filter(|(_, c)| *c.name == *name);
     match (found.next(), found.next()) {
         (Some((i, _)), None) => Ok(i),
         (Some(_), Some(_)) => Err(unsupported(format!(
@@ -535,7 +537,7 @@ fn using_join(
                 JoinKind::Full => None,
             };
             merged.push(Col {
-                name: name.clone(),
+                name: name.as_str().into(),
                 lin,
             });
         }

@@ -50,7 +50,7 @@ pub(crate) enum Parsed {
 /// Parses every statement of `sql`. Text without any statement yields one
 /// [`StatementKind::Empty`].
 pub(crate) fn parse(sql: &str) -> Result<Vec<Parsed>, AnalysisError> {
-    match parse_tokens(without_locations(tokenize(sql)?)) {
+    match parse_tokens(without_locations(tokenize_at(sql, false)?)) {
         Ok(statements) => Ok(non_empty(
             statements
                 .into_iter()
@@ -81,9 +81,11 @@ fn without_locations(mut tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
     tokens
 }
 
-/// Parses a catalog-provided SELECT (a view definition).
+/// Parses a catalog-provided SELECT (a view definition), without
+/// locations: a definition that does not parse falls back to the view's
+/// dependencies, and its error is not shown.
 pub(crate) fn parse_definition(sql: &str) -> Result<Vec<Statement>, AnalysisError> {
-    parse_tokens(tokenize(sql)?).map_err(AnalysisError::Parse)
+    parse_tokens(without_locations(tokenize_at(sql, false)?)).map_err(AnalysisError::Parse)
 }
 
 fn non_empty(mut statements: Vec<Parsed>) -> Vec<Parsed> {
@@ -94,7 +96,20 @@ fn non_empty(mut statements: Vec<Parsed>) -> Vec<Parsed> {
 }
 
 fn tokenize(sql: &str) -> Result<Vec<TokenWithSpan>, AnalysisError> {
-    let tokens = tokenize_bounded(sql)?;
+    tokenize_at(sql, true)
+}
+
+/// [`tokenize`], with locations only when `located` (plain texts are then
+/// read without counting characters; the others keep theirs).
+fn tokenize_at(sql: &str, located: bool) -> Result<Vec<TokenWithSpan>, AnalysisError> {
+    let plain = match located {
+        true => plain_tokens(sql),
+        false => shape::plain_tokens_unlocated(sql).filter(|t| !has_copy(t)),
+    };
+    let tokens = match plain {
+        Some(tokens) => tokens,
+        None => sqlparser_bounded(sql)?,
+    };
     guard_operator_runs(&tokens)?;
     Ok(force_quote_all(qualified_operators_before_any(tokens)))
 }
@@ -108,11 +123,13 @@ fn tokenize(sql: &str) -> Result<Vec<TokenWithSpan>, AnalysisError> {
 /// then refuses), and for `COPY`, whose `FROM STDIN` data sqlparser's tokenizer
 /// reads.
 fn plain_tokens(sql: &str) -> Option<Vec<TokenWithSpan>> {
-    let tokens = shape::plain_tokens(sql)?;
-    let copy = tokens
+    shape::plain_tokens(sql).filter(|t| !has_copy(t))
+}
+
+fn has_copy(tokens: &[TokenWithSpan]) -> bool {
+    tokens
         .iter()
-        .any(|t| matches!(&t.token, Token::Word(w) if w.keyword == Keyword::COPY));
-    (!copy).then_some(tokens)
+        .any(|t| matches!(&t.token, Token::Word(w) if w.keyword == Keyword::COPY))
 }
 
 /// Why tokenizing stopped early.
@@ -495,6 +512,21 @@ mod tests {
             let full = sqlparser_bounded(sql).expect("tokenizes");
             assert_eq!(spelled(&plain), spelled(&full), "{sql}");
             assert_eq!(spelled(&tokenize(sql).expect("tokenizes")), spelled(&full));
+        }
+    }
+
+    #[test]
+    fn the_first_parse_reads_the_same_tokens_without_locations() {
+        for sql in [
+            "SELECT abalance FROM pgbench_accounts WHERE aid = 48213;",
+            "SELECT o.id -- note\r\n FROM orders o\r\n  WHERE o.status = 'payé' /* c */ AND o.id = $1",
+            "COPY (SELECT 1) TO STDOUT",
+            "SELECT 'unterminated",
+        ] {
+            // What the first parse sees: the same tokens, no locations.
+            let unlocated = super::tokenize_at(sql, false).map(|t| spelled(&super::without_locations(t)));
+            let located = tokenize(sql).map(|t| spelled(&super::without_locations(t)));
+            assert_eq!(format!("{unlocated:?}"), format!("{located:?}"), "{sql}");
         }
     }
 

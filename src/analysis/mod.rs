@@ -12,6 +12,7 @@
 
 mod analyzer;
 mod colname;
+mod colset;
 mod ddl;
 mod dml;
 mod expr;

@@ -179,7 +179,7 @@ impl Analyzer<'_> {
             if i == 0 {
                 out = (1..=row.len())
                     .map(|n| Col {
-                        name: format!("column{n}"),
+                        name: format!("column{n}").into(),
                         lin: Lin::default(),
                     })
                     .collect();
@@ -309,14 +309,14 @@ impl Analyzer<'_> {
             SelectItem::UnnamedExpr(e) => {
                 let lin = self.expr(e)?;
                 outputs.push(Col {
-                    name: colname::of(e),
+                    name: colname::of(e).into(),
                     lin,
                 });
             }
             SelectItem::ExprWithAlias { expr, alias } => {
                 let lin = self.expr(expr)?;
                 outputs.push(Col {
-                    name: names::fold(alias),
+                    name: names::fold(alias).into(),
                     lin,
                 });
             }
@@ -348,7 +348,7 @@ impl Analyzer<'_> {
         }
         if let Expr::Identifier(id) = e {
             let name = names::fold(id);
-            let matching: Vec<&Col> = outputs.iter().filter(|c| c.name == name).collect();
+            let matching: Vec<&Col> = outputs.iter().filter(|c| *c.name == *name).collect();
             if !matching.is_empty() {
                 for c in matching {
                     self.predicate(c.lin.clone());
@@ -369,7 +369,7 @@ impl Analyzer<'_> {
         match (self.predicate_expr(e), e) {
             (Err(AnalysisError::UnknownColumn(missing)), Expr::Identifier(id)) => {
                 let name = names::fold(id);
-                let matching: Vec<&Col> = outputs.iter().filter(|c| c.name == name).collect();
+                let matching: Vec<&Col> = outputs.iter().filter(|c| *c.name == *name).collect();
                 if matching.is_empty() {
                     return Err(AnalysisError::UnknownColumn(missing));
                 }
@@ -543,7 +543,7 @@ impl Analyzer<'_> {
                     )));
                 }
                 let columns = cte.columns.clone();
-                return aliased(name.clone(), None, columns, alias);
+                return aliased(name, None, columns, alias);
             }
         }
         let rel = self.resolve_relation(parts)?;
@@ -554,8 +554,8 @@ impl Analyzer<'_> {
 /// A source named by its alias (with renamed columns) or, unaliased, by
 /// its own name.
 pub(crate) fn aliased(
-    name: String,
-    schema: Option<String>,
+    name: &str,
+    schema: Option<&str>,
     columns: Vec<Col>,
     alias: Option<&sqlparser::ast::TableAlias>,
 ) -> Result<FromItem, AnalysisError> {
@@ -572,8 +572,8 @@ pub(crate) fn aliased(
             }
         }
         None => Source {
-            name,
-            schema,
+            name: name.to_owned(),
+            schema: schema.map(str::to_owned),
             columns,
             open: None,
             system: false,

@@ -24,6 +24,7 @@ use sqlparser::ast::{Statement, TableAlias};
 use crate::catalog::{ColumnId, Oid, RelKind, Relation};
 
 use super::analyzer::{Acc, Analyzer, Expansion};
+use super::colset::ColSet;
 use super::input;
 use super::names;
 use super::query::aliased;
@@ -59,7 +60,7 @@ impl<'a> Analyzer<'a> {
         alias: Option<&TableAlias>,
     ) -> Result<FromItem, AnalysisError> {
         let columns = self.relation_columns(rel, only)?;
-        let mut item = aliased(rel.name.clone(), Some(rel.schema.clone()), columns, alias)?;
+        let mut item = aliased(&rel.name, Some(&rel.schema), columns, alias)?;
         for s in &mut item.sources {
             s.system = rel.kind != RelKind::View;
         }
@@ -139,7 +140,7 @@ impl<'a> Analyzer<'a> {
             .iter()
             .zip(outputs)
             .map(|(c, o)| Col {
-                name: c.name.clone(),
+                name: c.name.as_str().into(),
                 lin: o.lin,
             })
             .collect();
@@ -152,6 +153,7 @@ impl<'a> Analyzer<'a> {
             .chain(gathered.predicates.iter())
             .any(|c| !known.contains(&c.rel));
         if strays {
+            let deps = ColSet::from(deps);
             for c in &mut columns {
                 c.lin.add(Lin::computed(deps.clone()));
             }
@@ -171,11 +173,12 @@ impl<'a> Analyzer<'a> {
             acc.reads.insert(table);
             acc.reads.extend(self.descendants(table));
         }
+        let deps = ColSet::from(deps);
         let columns = rel
             .columns
             .iter()
             .map(|c| Col {
-                name: c.name.clone(),
+                name: c.name.as_str().into(),
                 lin: Lin::computed(deps.clone()),
             })
             .collect();
@@ -217,7 +220,7 @@ pub(crate) fn base_columns(rel: &Relation) -> Vec<Col> {
     rel.columns
         .iter()
         .map(|c| Col {
-            name: c.name.clone(),
+            name: c.name.as_str().into(),
             lin: Lin::base(ColumnId {
                 rel: rel.oid,
                 attnum: c.attnum,

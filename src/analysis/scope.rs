@@ -2,10 +2,11 @@
 //! column references, `t.*` and whole-row references resolve against them,
 //! following PostgreSQL's scoping rules.
 
-use std::collections::BTreeSet;
+use smol_str::SmolStr;
 
 use crate::catalog::ColumnId;
 
+use super::colset::ColSet;
 use super::AnalysisError;
 
 /// Where a value comes from: the base columns it is computed from, and the
@@ -13,7 +14,7 @@ use super::AnalysisError;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Lin {
     /// Base columns.
-    pub cols: BTreeSet<ColumnId>,
+    pub cols: ColSet,
     /// The base column the value is, unchanged.
     pub direct: Option<ColumnId>,
 }
@@ -22,19 +23,19 @@ impl Lin {
     /// The value of base column `col`.
     pub fn base(col: ColumnId) -> Lin {
         Lin {
-            cols: BTreeSet::from([col]),
+            cols: ColSet::one(col),
             direct: Some(col),
         }
     }
 
     /// A value computed from `cols`.
-    pub fn computed(cols: BTreeSet<ColumnId>) -> Lin {
+    pub fn computed(cols: ColSet) -> Lin {
         Lin { cols, direct: None }
     }
 
     /// Adds `other`'s columns; the result is computed.
     pub fn add(&mut self, other: Lin) {
-        self.cols.extend(other.cols);
+        self.cols.union(other.cols);
         self.direct = None;
     }
 
@@ -47,8 +48,10 @@ impl Lin {
 /// A named column of a FROM item or query result.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Col {
-    /// Name, as PostgreSQL reports it.
-    pub name: String,
+    /// Name, as PostgreSQL reports it (inline up to 23 bytes, shared
+    /// beyond: columns are copied from relation to FROM item to output
+    /// without allocating).
+    pub name: SmolStr,
     /// Lineage.
     pub lin: Lin,
 }
@@ -92,7 +95,7 @@ impl Source {
 
     /// Column `name` of this source.
     fn column(&self, name: &str) -> Result<Option<Lin>, AnalysisError> {
-        let mut found = self.columns.iter().filter(|c| c.name == name);
+        let mut found = self.columns.iter().filter(|c| *c.name == *name);
         match (found.next(), found.next()) {
             (Some(c), None) => Ok(Some(c.lin.clone())),
             (Some(_), Some(_)) => Err(ambiguous(&format!("{}.{name}", self.name))),
@@ -133,13 +136,13 @@ impl FromItem {
         let columns = self
             .columns
             .iter()
-            .filter(move |c| c.name == name)
+            .filter(move |c| *c.name == *name)
             .map(|c| Match::Column(&c.lin));
         let open = self.open.iter().map(Match::Open);
         let system = self
             .sources
             .iter()
-            .filter(move |s| system_name && s.system && !s.columns.iter().any(|c| c.name == name))
+            .filter(move |s| system_name && s.system && !s.columns.iter().any(|c| *c.name == *name))
             .map(|_| Match::System);
         columns.chain(open).chain(system)
     }
@@ -381,7 +384,7 @@ pub(crate) fn rename(
         )));
     }
     for (c, a) in columns.iter_mut().zip(aliases) {
-        c.name = a.clone();
+        c.name = a.as_str().into();
     }
     Ok(columns)
 }

@@ -279,6 +279,16 @@ fn quick(sql: &str) -> Option<Vec<Tok<'_>>> {
 /// which that tokenizer then reads, and for a text of more than
 /// [`input::MAX_TOKENS`] tokens or with a long number, which it refuses.
 pub(crate) fn plain_tokens(sql: &str) -> Option<Vec<TokenWithSpan>> {
+    plain_tokens_at(sql, true)
+}
+
+/// [`plain_tokens`] with every span empty ([`Span::empty`]), for a parse
+/// whose errors are dropped: no characters counted.
+pub(crate) fn plain_tokens_unlocated(sql: &str) -> Option<Vec<TokenWithSpan>> {
+    plain_tokens_at(sql, false)
+}
+
+fn plain_tokens_at(sql: &str, located: bool) -> Option<Vec<TokenWithSpan>> {
     let mut out: Vec<TokenWithSpan> = Vec::with_capacity((sql.len() / 2).min(input::LONG_TOKEN));
     let mut plain = true;
     let mut at = Cursor {
@@ -286,6 +296,7 @@ pub(crate) fn plain_tokens(sql: &str) -> Option<Vec<TokenWithSpan>> {
         byte: 0,
         line: 1,
         column: 1,
+        located,
     };
     let long = input::long_token();
     scan(sql, long, true, |token, range| {
@@ -344,15 +355,24 @@ struct Cursor<'a> {
     byte: usize,
     line: u64,
     column: u64,
+    /// Whether locations are counted; when not, every one is unknown.
+    located: bool,
 }
 
 impl Cursor<'_> {
     fn location(&self) -> Location {
+        if !self.located {
+            return Location::new(0, 0);
+        }
         Location::new(self.line, self.column)
     }
 
     /// Moves to byte `end`, counting lines and characters.
     fn advance_to(&mut self, end: usize) {
+        if !self.located {
+            self.byte = end;
+            return;
+        }
         for c in self.sql[self.byte..end].chars() {
             if c == '\n' {
                 self.line += 1;

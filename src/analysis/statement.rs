@@ -47,8 +47,8 @@ impl Analyzer<'_> {
             outputs: outputs
                 .into_iter()
                 .map(|c| OutputColumn {
-                    name: c.name,
-                    lineage: c.lin.cols,
+                    name: c.name.to_string(),
+                    lineage: c.lin.cols.into(),
                     direct: c.lin.direct,
                 })
                 .collect(),

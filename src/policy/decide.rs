@@ -11,7 +11,7 @@ use super::{
     Allowance, Block, ClassLimits, ClassMode, Policy, RoleClass, Rule, StatementLimits, Verdict,
 };
 use crate::analysis::{CopyEndpoint, DdlKind, StatementFacts, StatementKind};
-use crate::catalog::{Catalog, ColumnId};
+use crate::catalog::{Catalog, ColumnId, Oid};
 
 /// `SET ROLE`, `SET SESSION AUTHORIZATION` or their settings (also by
 /// `set_config`).
@@ -321,31 +321,35 @@ impl Check<'_> {
     /// column the statement uses.
     fn forbidden(&self) -> Result<(), Block> {
         let f = self.facts;
-        let used: BTreeSet<ColumnId> = f
-            .output_lineage()
-            .into_iter()
-            .chain(f.predicates.iter().copied())
-            .chain(f.stored.iter().copied())
-            .collect();
-        for col in &used {
-            if let Some(why) = super::classify::builtin_secret(self.catalog, *col) {
-                return Err(block(
-                    TABLE_FORBIDDEN,
-                    format!(
-                        "{} is off limits to guarded roles: {why}",
-                        self.catalog.column_name(*col)
-                    ),
-                ));
-            }
+        let used = || {
+            f.output_columns()
+                .chain(f.predicates.iter().copied())
+                .chain(f.stored.iter().copied())
+        };
+        // The smallest such column: the first in the order of a set.
+        let secret = used()
+            .filter_map(|col| super::classify::builtin_secret(self.catalog, col).map(|w| (col, w)))
+            .min_by_key(|(col, _)| *col);
+        if let Some((col, why)) = secret {
+            return Err(block(
+                TABLE_FORBIDDEN,
+                format!(
+                    "{} is off limits to guarded roles: {why}",
+                    self.catalog.column_name(col)
+                ),
+            ));
         }
-        let columns = used.iter().map(|c| c.rel);
-        let rels: BTreeSet<_> = f
+        // Sorted and without duplicates, as a set would give them, in one
+        // allocation.
+        let mut rels: Vec<Oid> = f
             .reads
             .iter()
             .chain(&f.writes)
             .copied()
-            .chain(columns)
+            .chain(used().map(|c| c.rel))
             .collect();
+        rels.sort_unstable();
+        rels.dedup();
         for rel in rels {
             if let Some(reason) = self.policy.forbidden_reason(self.catalog, rel) {
                 let name = self
@@ -372,7 +376,7 @@ impl Check<'_> {
             .reads
             .iter()
             .copied()
-            .chain(f.output_lineage().into_iter().map(|c| c.rel))
+            .chain(f.output_columns().map(|c| c.rel))
             .chain(f.predicates.iter().map(|c| c.rel))
             .collect();
         for rel in rels {
