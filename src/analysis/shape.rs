@@ -25,7 +25,8 @@ use sqlparser::keywords::{Keyword, ALL_KEYWORDS, ALL_KEYWORDS_INDEX};
 use sqlparser::tokenizer::{Location, Span, Token, TokenWithSpan, Tokenizer, Whitespace, Word};
 
 use super::input;
-use literals::{block_comment_end, escaped, find_tag, quoted};
+use super::AnalysisError;
+use literals::{backslashed, block_comment_end, escaped, find_tag, quoted, unicode};
 
 /// The longest text given a shape; longer statements are not cached.
 pub const MAX_SHAPE_INPUT: usize = 4096;
@@ -61,6 +62,32 @@ enum Tok<'a> {
     /// A comment's text, and whether it is a `--` line comment rather
     /// than a `/* */` block (no part of a shape).
     Comment(&'a str, bool),
+    /// An `N'…'`, `B'…'`, `X'…'` or `U&'…'` string, its quotes and
+    /// escapes undone (shaped as sqlparser debugs it).
+    Prefixed(Prefixed, Cow<'a, str>),
+    /// A token [`scan`] leaves to sqlparser's tokenizer.
+    Foreign,
+}
+
+/// The prefix of a [`Tok::Prefixed`] string.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Prefixed {
+    National,
+    Bits,
+    Hex,
+    Unicode,
+}
+
+impl Prefixed {
+    /// sqlparser's token of such a string.
+    fn token(self, text: String) -> Token {
+        match self {
+            Prefixed::National => Token::NationalStringLiteral(text),
+            Prefixed::Bits => Token::SingleQuotedByteStringLiteral(text),
+            Prefixed::Hex => Token::HexStringLiteral(text),
+            Prefixed::Unicode => Token::UnicodeStringLiteral(text),
+        }
+    }
 }
 
 /// The shape of `sql`, or `None` when it is too long or does not tokenize.
@@ -144,8 +171,12 @@ fn encode(tokens: &[Tok<'_>], len: usize) -> String {
                 });
                 out.push_str(&format!("{token:?}"));
             }
-            // Dropped, as sqlparser's whitespace is.
-            Tok::Comment(..) => continue,
+            Tok::Prefixed(kind, s) => {
+                out.push_str(&format!("{:?}", kind.token(s.to_string())));
+            }
+            // Dropped, as sqlparser's whitespace is; [`quick`] gives no
+            // foreign token.
+            Tok::Comment(..) | Tok::Foreign => continue,
         }
         out.push(END);
     }
@@ -267,20 +298,38 @@ fn operator_char(c: u8) -> bool {
 /// then tokenizes it.
 fn quick(sql: &str) -> Option<Vec<Tok<'_>>> {
     let mut tokens = Vec::with_capacity(sql.len() / 4 + 4);
-    scan(sql, usize::MAX, false, |token, _| tokens.push(token))?;
+    scan(sql, usize::MAX, false, |token, _| {
+        if matches!(token, Tok::Foreign) {
+            return None;
+        }
+        tokens.push(token);
+        Some(0)
+    })
+    .ok()?;
     Some(tokens)
 }
 
-/// The tokens of plain SQL text (the texts [`scan`] accepts) as
-/// sqlparser's PostgreSQL tokenizer gives them, whitespace and spans
-/// included, with each literal or identifier longer than
-/// [`input::LONG_TOKEN`] cut as [`input::sqlparser_bounded`] cuts it (from
-/// the borrowed text, never copied whole); `None` for any other text,
-/// which that tokenizer then reads, and for a text of more than
-/// [`input::MAX_TOKENS`] tokens or with a long number, which it refuses.
-pub(crate) fn plain_tokens(sql: &str) -> Option<Vec<TokenWithSpan>> {
+/// From this length on, a text sqlparser's tokenizer refuses is refused
+/// with the scanner's own message (what is wrong, and where) instead of
+/// that tokenizer's, which would first build the offending literal whole.
+pub(crate) const OWN_ERRORS_FROM: usize = 64 * 1024;
+
+/// The tokens of `sql` as sqlparser's PostgreSQL tokenizer gives them,
+/// whitespace and spans included, with each literal, comment or identifier
+/// longer than [`input::LONG_TOKEN`] cut as [`input::sqlparser_bounded`]
+/// cuts it, from the borrowed text (never copied whole): [`scan`]'s
+/// tokens, and sqlparser's for the few it does not read ([`foreign`]).
+///
+/// `Err(Some(_))`: the text is refused, as [`input::sqlparser_bounded`]
+/// refuses it (more than [`input::MAX_TOKENS`] tokens, a long number) or,
+/// for a text of [`OWN_ERRORS_FROM`] bytes or more that sqlparser's
+/// tokenizer refuses, with the scanner's message. `Err(None)`: read it
+/// with [`input::sqlparser_bounded`] (a shorter text it refuses, a token
+/// too long for [`foreign`]'s window, inline `COPY … FROM STDIN;` data).
+pub(crate) fn plain_tokens(sql: &str) -> Result<Vec<TokenWithSpan>, Option<AnalysisError>> {
     let mut out: Vec<TokenWithSpan> = Vec::with_capacity((sql.len() / 2).min(input::LONG_TOKEN));
-    let mut plain = true;
+    let mut failed = None;
+    let mut copy = foreign::CopyTracker::default();
     let mut at = Cursor {
         sql,
         byte: 0,
@@ -288,53 +337,97 @@ pub(crate) fn plain_tokens(sql: &str) -> Option<Vec<TokenWithSpan>> {
         column: 1,
     };
     let long = input::long_token();
-    scan(sql, long, true, |token, range| {
-        if !plain {
-            return;
+    let scanned = scan(sql, long, true, |token, range| {
+        if !at.whitespace_to(range.start, &mut out) {
+            failed = Some(Some(input::too_many_tokens()));
+            return None;
         }
-        at.whitespace_to(range.start, &mut out);
         let start = at.location();
-        at.advance_to(range.end);
-        let token = match token {
-            Tok::Word(w, quote) => Some(word_token(w, quote)),
-            Tok::Number(n, _) if n.len() > long => None,
-            Tok::Number(n, long) => Some(Token::Number(n.into_owned(), long)),
-            Tok::Str(s) => Some(Token::SingleQuotedString(input::shortened(
-                &s,
-                input::CUT_MARK,
-            ))),
-            Tok::Placeholder(p) => Some(Token::Placeholder(p.into_owned())),
-            Tok::Punct(p) => punctuation_token(&p),
-            Tok::Other(_) => None,
-            Tok::Escaped(s) => Some(Token::EscapedStringLiteral(input::shortened(
-                &s,
-                input::CUT_MARK,
-            ))),
-            Tok::Dollar(value, tag) => Some(Token::DollarQuotedString(DollarQuotedString {
-                value: input::shortened(value, input::CUT_MARK),
-                tag: (!tag.is_empty()).then(|| tag.to_owned()),
-            })),
-            Tok::Comment(text, true) => Some(Token::Whitespace(Whitespace::SingleLineComment {
-                comment: input::shortened(text, ""),
-                prefix: "--".to_owned(),
-            })),
-            Tok::Comment(text, false) => Some(Token::Whitespace(Whitespace::MultiLineComment(
-                input::shortened(text, ""),
-            ))),
+        let (token, end) = match token {
+            Tok::Foreign => match foreign::token(sql, range.start, &out) {
+                Some((mut token, end)) => {
+                    input::shorten(&mut token);
+                    (Some(token), end)
+                }
+                None => (None, range.end),
+            },
+            Tok::Word(w, quote) => (Some(word_token(w, quote)), range.end),
+            Tok::Number(n, long) => (Some(Token::Number(n.into_owned(), long)), range.end),
+            Tok::Str(s) => (
+                Some(Token::SingleQuotedString(input::shortened(
+                    &s,
+                    input::CUT_MARK,
+                ))),
+                range.end,
+            ),
+            Tok::Placeholder(p) => (Some(Token::Placeholder(p.into_owned())), range.end),
+            Tok::Punct(p) => (punctuation_token(&p), range.end),
+            Tok::Other(_) => (None, range.end),
+            Tok::Escaped(s) => (
+                Some(Token::EscapedStringLiteral(input::shortened(
+                    &s,
+                    input::CUT_MARK,
+                ))),
+                range.end,
+            ),
+            Tok::Prefixed(kind, s) => (
+                Some(kind.token(input::shortened(&s, input::CUT_MARK))),
+                range.end,
+            ),
+            Tok::Dollar(value, tag) => (
+                Some(Token::DollarQuotedString(DollarQuotedString {
+                    value: input::shortened(value, input::CUT_MARK),
+                    tag: (!tag.is_empty()).then(|| tag.to_owned()),
+                })),
+                range.end,
+            ),
+            Tok::Comment(text, true) => (
+                Some(Token::Whitespace(Whitespace::SingleLineComment {
+                    comment: input::shortened(text, ""),
+                    prefix: "--".to_owned(),
+                })),
+                range.end,
+            ),
+            Tok::Comment(text, false) => (
+                Some(Token::Whitespace(Whitespace::MultiLineComment(
+                    input::shortened(text, ""),
+                ))),
+                range.end,
+            ),
         };
-        match token {
-            Some(token) => out.push(TokenWithSpan::new(token, Span::new(start, at.location()))),
-            None => plain = false,
+        let Some(token) = token.filter(|t| copy.note(t)) else {
+            failed = Some(None);
+            return None;
+        };
+        if matches!(&token, Token::Number(n, _) if n.len() > long) {
+            failed = Some(Some(input::long_number()));
+            return None;
         }
+        at.advance_to(end);
+        out.push(TokenWithSpan::new(token, Span::new(start, at.location())));
         if out.len() > input::MAX_TOKENS {
-            plain = false;
+            failed = Some(Some(input::too_many_tokens()));
+            return None;
         }
-    })?;
-    if !plain {
-        return None;
+        Some(end)
+    });
+    if let Some(failed) = failed {
+        return Err(failed);
     }
-    at.whitespace_to(sql.len(), &mut out);
-    (out.len() <= input::MAX_TOKENS).then_some(out)
+    if let Err(Stop::Refused(byte, what)) = scanned {
+        if sql.len() < OWN_ERRORS_FROM {
+            return Err(None);
+        }
+        at.advance_to(byte);
+        let Location { line, column } = at.location();
+        return Err(Some(AnalysisError::Parse(format!(
+            "{what} at Line: {line}, Column: {column}"
+        ))));
+    }
+    if !at.whitespace_to(sql.len(), &mut out) {
+        return Err(Some(input::too_many_tokens()));
+    }
+    Ok(out)
 }
 
 /// Where [`plain_tokens`] is in the text, counted as sqlparser counts
@@ -365,9 +458,13 @@ impl Cursor<'_> {
     }
 
     /// The whitespace tokens up to byte `end`: one per space, tab or line
-    /// break (`\r\n` is one).
-    fn whitespace_to(&mut self, end: usize, out: &mut Vec<TokenWithSpan>) {
+    /// break (`\r\n` is one); `false`, and no more of them, once `out`
+    /// holds more than [`input::MAX_TOKENS`] tokens.
+    fn whitespace_to(&mut self, end: usize, out: &mut Vec<TokenWithSpan>) -> bool {
         while self.byte < end {
+            if out.len() > input::MAX_TOKENS {
+                return false;
+            }
             let start = self.location();
             let b = self.sql.as_bytes();
             let (kind, len) = match b[self.byte] {
@@ -382,6 +479,7 @@ impl Cursor<'_> {
                 Span::new(start, self.location()),
             ));
         }
+        true
     }
 }
 
@@ -450,17 +548,39 @@ fn punctuation_token(p: &str) -> Option<Token> {
     })
 }
 
-/// Scans plain SQL text, giving each token and its bytes to `emit`;
-/// `None` as soon as the text is anything else. Plain text is words,
-/// numbers, `$n` placeholders, single-quoted, `E'…'` and dollar-quoted
-/// strings, quoted identifiers, comments, punctuation and the operators
-/// `=`, `<>`, `!=`, `<`, `>`, `<=`, `>=`, `+`, `-`, `*`, `/`, `%`, `||`
-/// and `::`, all ASCII outside quotes and comments; prefixed strings
-/// (`N'…'`, `X'…'`, `B'…'`, `U&'…'`), other operators, `:`, numbers with
-/// an exponent, a separator, a suffix or no digit before their point are
-/// not. A text sqlparser's tokenizer
-/// refuses (an unclosed quote or comment, a bad escape) is not plain
-/// either, so that its error comes from that tokenizer.
+/// Why [`scan`] stopped before the end of its text.
+#[derive(Debug)]
+enum Stop {
+    /// Its `emit` said so.
+    Caller,
+    /// sqlparser's tokenizer refuses the token at this byte, for this
+    /// reason.
+    Refused(usize, &'static str),
+}
+
+/// What [`scan`] read at one place of its text.
+enum Step<'a> {
+    /// A token ending at this byte; whether it is a word (`None`: a
+    /// comment, which changes nothing).
+    Token(Tok<'a>, usize, Option<bool>),
+    /// Whitespace, or a comment not given, ending at this byte.
+    Skip(usize),
+    /// A token the scanner does not read itself.
+    Foreign,
+}
+
+/// Scans SQL text, giving each token and its bytes to `emit`. The scanner
+/// reads words, numbers, `$n` placeholders, single-quoted, `E'…'`,
+/// `N'…'`, `B'…'`, `X'…'`, `U&'…'` and dollar-quoted strings, quoted
+/// identifiers, comments, punctuation and the operators `=`, `<>`, `!=`,
+/// `<`, `>`, `<=`, `>=`, `+`, `-`, `*`, `/`, `%`, `||` and `::`, all ASCII
+/// outside quotes and comments, exactly as sqlparser's tokenizer reads
+/// them. Any other token (other operators, `:`, numbers with an exponent,
+/// a separator, a suffix or no digit before their point, non-ASCII words…)
+/// is given as [`Tok::Foreign`] with an empty range at its first byte:
+/// `emit` reads it and returns the byte after it, or `None` to stop the
+/// scan. A token sqlparser's tokenizer refuses (an unclosed quote or
+/// comment, a bad escape) stops the scan with [`Stop::Refused`].
 ///
 /// A literal whose quotes or escapes must be undone is built only up to
 /// `keep` bytes (and a character): [`input::shortened`] cuts it the same
@@ -470,182 +590,233 @@ fn scan<'a>(
     sql: &'a str,
     keep: usize,
     comments: bool,
-    mut emit: impl FnMut(Tok<'a>, Range<usize>),
-) -> Option<()> {
+    mut emit: impl FnMut(Tok<'a>, Range<usize>) -> Option<usize>,
+) -> Result<(), Stop> {
     let b = sql.as_bytes();
     let mut after_word = false;
     let mut i = 0;
     while i < b.len() {
         let c = b[i];
         let start = i;
-        match c {
-            b' ' | b'\t' | b'\n' | b'\r' => {
-                i += 1;
-                continue;
-            }
+        let refused = |what| Stop::Refused(start, what);
+        // A token that a word, number or string character follows, which
+        // the scanner leaves to sqlparser's reading.
+        let glued = |at: usize| {
+            b.get(at).is_some_and(|c| {
+                c.is_ascii_alphanumeric() || matches!(c, b'_' | b'$') || !c.is_ascii()
+            })
+        };
+        let step = match c {
+            b' ' | b'\t' | b'\n' | b'\r' => Step::Skip(i + 1),
             b'e' | b'E' if b.get(i + 1) == Some(&b'\'') => {
-                let (text, end) = escaped(sql, i + 1, keep)?;
-                i = end;
-                emit(Tok::Escaped(text), start..i);
+                let (text, end) = escaped(sql, i + 1, keep).ok_or(refused(BAD_ESCAPED))?;
+                Step::Token(Tok::Escaped(text), end, Some(false))
+            }
+            b'n' | b'N' | b'b' | b'B' | b'x' | b'X' if b.get(i + 1) == Some(&b'\'') => {
+                let (text, end) = match c {
+                    b'x' | b'X' => backslashed(sql, i + 1, keep),
+                    _ => quoted(sql, i + 1, keep),
+                }
+                .ok_or(refused(UNCLOSED_STRING))?;
+                let kind = match c {
+                    b'n' | b'N' => Prefixed::National,
+                    b'b' | b'B' => Prefixed::Bits,
+                    _ => Prefixed::Hex,
+                };
+                match glued(end) {
+                    true => Step::Foreign,
+                    false => Step::Token(Tok::Prefixed(kind, text), end, Some(false)),
+                }
+            }
+            b'u' | b'U' if b.get(i + 1) == Some(&b'&') && b.get(i + 2) == Some(&b'\'') => {
+                let (text, end) = unicode(sql, i + 2, keep).ok_or(refused(BAD_UNICODE))?;
+                match glued(end) {
+                    true => Step::Foreign,
+                    false => Step::Token(Tok::Prefixed(Prefixed::Unicode, text), end, Some(false)),
+                }
             }
             b'a'..=b'z' | b'A'..=b'Z' | b'_' => {
-                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
-                    i += 1;
+                let mut end = i;
+                while end < b.len() && (b[end].is_ascii_alphanumeric() || b[end] == b'_') {
+                    end += 1;
                 }
-                if i < b.len() && matches!(b[i], b'$' | b'\'' | b'"' | b'&')
-                    || !b.get(i).is_none_or(u8::is_ascii)
+                if end < b.len() && matches!(b[end], b'$' | b'\'' | b'"' | b'&')
+                    || !b.get(end).is_none_or(u8::is_ascii)
                 {
-                    return None;
+                    Step::Foreign
+                } else {
+                    Step::Token(
+                        Tok::Word(Cow::Borrowed(&sql[start..end]), None),
+                        end,
+                        Some(true),
+                    )
                 }
-                emit(Tok::Word(Cow::Borrowed(&sql[start..i]), None), start..i);
-                after_word = true;
-                continue;
             }
             b'0'..=b'9' => {
-                while i < b.len() && b[i].is_ascii_digit() {
-                    i += 1;
+                let mut end = i;
+                while end < b.len() && b[end].is_ascii_digit() {
+                    end += 1;
                 }
-                if b.get(i) == Some(&b'.') {
-                    i += 1;
-                    while i < b.len() && b[i].is_ascii_digit() {
-                        i += 1;
+                if b.get(end) == Some(&b'.') {
+                    end += 1;
+                    while end < b.len() && b[end].is_ascii_digit() {
+                        end += 1;
                     }
                 }
-                if i < b.len()
-                    && (b[i].is_ascii_alphanumeric()
-                        || matches!(b[i], b'_' | b'.' | b'$' | b'\'' | b'"'))
-                    || !b.get(i).is_none_or(u8::is_ascii)
-                {
-                    return None;
+                if glued(end) || matches!(b.get(end), Some(b'.' | b'\'' | b'"')) {
+                    Step::Foreign
+                } else {
+                    Step::Token(
+                        Tok::Number(Cow::Borrowed(&sql[start..end]), false),
+                        end,
+                        Some(false),
+                    )
                 }
-                emit(Tok::Number(Cow::Borrowed(&sql[start..i]), false), start..i);
             }
             b'\'' => {
-                let (text, end) = quoted(sql, i, keep)?;
-                i = end;
+                let (text, end) = quoted(sql, i, keep).ok_or(refused(UNCLOSED_STRING))?;
                 // A string continued after a line break.
-                let next = b[i..]
+                let next = b[end..]
                     .iter()
                     .find(|c| !matches!(c, b' ' | b'\t' | b'\n' | b'\r'));
-                if matches!(next, Some(b'\''))
-                    || b.get(i).is_some_and(|c| {
-                        c.is_ascii_alphanumeric() || *c == b'_' || *c == b'$' || !c.is_ascii()
-                    })
-                {
-                    return None;
+                if matches!(next, Some(b'\'')) || glued(end) {
+                    Step::Foreign
+                } else {
+                    Step::Token(Tok::Str(text), end, Some(false))
                 }
-                emit(Tok::Str(text), start..i);
             }
             b'"' => {
-                let (text, end) = quoted(sql, i, keep)?;
-                if text.is_empty() {
-                    return None;
+                let (text, end) = quoted(sql, i, keep).ok_or(refused(UNCLOSED_IDENTIFIER))?;
+                match text.is_empty() {
+                    true => Step::Foreign,
+                    false => Step::Token(Tok::Word(text, Some('"')), end, Some(true)),
                 }
-                i = end;
-                emit(Tok::Word(text, Some('"')), start..i);
-                after_word = true;
-                continue;
             }
             b'$' if b.get(i + 1) == Some(&b'$') => {
                 let body = i + 2;
-                let close = body + sql[body..].find("$$")?;
-                i = close + 2;
-                emit(Tok::Dollar(&sql[body..close], ""), start..i);
+                let close = body + sql[body..].find("$$").ok_or(refused(UNCLOSED_DOLLAR))?;
+                Step::Token(Tok::Dollar(&sql[body..close], ""), close + 2, Some(false))
             }
             b'$' if b
                 .get(i + 1)
                 .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_') =>
             {
-                i += 1;
-                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
-                    i += 1;
+                let mut end = i + 1;
+                while end < b.len() && (b[end].is_ascii_alphanumeric() || b[end] == b'_') {
+                    end += 1;
                 }
-                if b.get(i) != Some(&b'$') {
-                    return None;
+                if b.get(end) == Some(&b'$') {
+                    let tag = &sql[start + 1..end];
+                    let body = end + 1;
+                    let close =
+                        body + find_tag(&sql[body..], tag).ok_or(refused(UNCLOSED_DOLLAR))?;
+                    Step::Token(
+                        Tok::Dollar(&sql[body..close], tag),
+                        close + tag.len() + 2,
+                        Some(false),
+                    )
+                } else {
+                    Step::Foreign
                 }
-                let tag = &sql[start + 1..i];
-                let body = i + 1;
-                let close = body + find_tag(&sql[body..], tag)?;
-                i = close + tag.len() + 2;
-                emit(Tok::Dollar(&sql[body..close], tag), start..i);
             }
             b'$' => {
-                i += 1;
-                while i < b.len() && b[i].is_ascii_digit() {
-                    i += 1;
+                let mut end = i + 1;
+                while end < b.len() && b[end].is_ascii_digit() {
+                    end += 1;
                 }
-                let follows = b.get(i).is_some_and(|c| {
-                    c.is_ascii_alphanumeric()
-                        || matches!(c, b'_' | b'$' | b'\'' | b'"' | b'.')
-                        || !c.is_ascii()
-                });
-                if i == start + 1 || follows {
-                    return None;
-                }
-                emit(Tok::Placeholder(Cow::Borrowed(&sql[start..i])), start..i);
-            }
-            b'(' | b')' | b',' | b';' | b'[' | b']' => {
-                i += 1;
-                emit(Tok::Punct(Cow::Borrowed(&sql[start..i])), start..i);
-            }
-            b'.' => {
-                if !after_word
-                    || !b
-                        .get(i + 1)
-                        .is_some_and(|c| c.is_ascii_alphabetic() || matches!(c, b'"' | b'*'))
+                if end == start + 1 || glued(end) || matches!(b.get(end), Some(b'\'' | b'"' | b'.'))
                 {
-                    return None;
+                    Step::Foreign
+                } else {
+                    Step::Token(
+                        Tok::Placeholder(Cow::Borrowed(&sql[start..end])),
+                        end,
+                        Some(false),
+                    )
                 }
-                i += 1;
-                emit(Tok::Punct(Cow::Borrowed(".")), start..i);
+            }
+            b'(' | b')' | b',' | b';' | b'[' | b']' => Step::Token(
+                Tok::Punct(Cow::Borrowed(&sql[start..i + 1])),
+                i + 1,
+                Some(false),
+            ),
+            b'.' if after_word
+                && b.get(i + 1)
+                    .is_some_and(|c| c.is_ascii_alphabetic() || matches!(c, b'"' | b'*')) =>
+            {
+                Step::Token(Tok::Punct(Cow::Borrowed(".")), i + 1, Some(false))
             }
             b'-' if b.get(i + 1) == Some(&b'-') => {
-                i += 2;
-                while i < b.len() && !matches!(b[i], b'\n' | b'\r') {
-                    i += 1;
+                let mut end = i + 2;
+                while end < b.len() && !matches!(b[end], b'\n' | b'\r') {
+                    end += 1;
                 }
-                if comments {
-                    emit(Tok::Comment(&sql[start + 2..i], true), start..i);
+                match comments {
+                    true => Step::Token(Tok::Comment(&sql[start + 2..end], true), end, None),
+                    false => Step::Skip(end),
                 }
-                continue;
             }
             b'/' if b.get(i + 1) == Some(&b'*') => {
-                i = block_comment_end(b, i + 2)?;
-                if comments {
-                    emit(Tok::Comment(&sql[start + 2..i - 2], false), start..i);
+                let end = block_comment_end(b, i + 2).ok_or(refused(UNCLOSED_COMMENT))?;
+                match comments {
+                    true => Step::Token(Tok::Comment(&sql[start + 2..end - 2], false), end, None),
+                    false => Step::Skip(end),
                 }
-                continue;
             }
             b':' if b.get(i + 1) == Some(&b':') => {
-                i += 2;
-                emit(Tok::Punct(Cow::Borrowed("::")), start..i);
+                Step::Token(Tok::Punct(Cow::Borrowed("::")), i + 2, Some(false))
             }
             b'=' | b'<' | b'>' | b'+' | b'-' | b'*' | b'/' | b'%' | b'!' | b'|' => {
                 let two = matches!(
                     (c, b.get(i + 1)),
                     (b'<', Some(b'=' | b'>')) | (b'>' | b'!', Some(b'=')) | (b'|', Some(b'|'))
                 );
-                if matches!(c, b'!' | b'|') && !two {
-                    return None;
-                }
                 let len = if two { 2 } else { 1 };
-                if b.get(i + len).is_some_and(|c| operator_char(*c)) {
-                    return None;
+                if matches!(c, b'!' | b'|') && !two
+                    || b.get(i + len).is_some_and(|c| operator_char(*c))
+                {
+                    Step::Foreign
+                } else {
+                    // sqlparser spells `!=` as `<>`.
+                    let p = if c == b'!' {
+                        "<>"
+                    } else {
+                        &sql[start..i + len]
+                    };
+                    Step::Token(Tok::Punct(Cow::Borrowed(p)), i + len, Some(false))
                 }
-                i += len;
-                // sqlparser spells `!=` as `<>`.
-                let p = if c == b'!' { "<>" } else { &sql[start..i] };
-                emit(Tok::Punct(Cow::Borrowed(p)), start..i);
             }
-            _ => return None,
+            _ => Step::Foreign,
+        };
+        match step {
+            Step::Skip(end) => i = end,
+            Step::Token(token, end, word) => {
+                emit(token, start..end).ok_or(Stop::Caller)?;
+                i = end;
+                after_word = word.unwrap_or(after_word);
+            }
+            Step::Foreign => {
+                i = emit(Tok::Foreign, start..start).ok_or(Stop::Caller)?;
+                after_word = false;
+            }
         }
-        after_word = false;
     }
-    Some(())
+    Ok(())
 }
+
+/// Why sqlparser's tokenizer refuses a token ([`Stop::Refused`]).
+const UNCLOSED_STRING: &str = "unterminated quoted string";
+const UNCLOSED_IDENTIFIER: &str = "unterminated quoted identifier";
+const UNCLOSED_DOLLAR: &str = "unterminated dollar-quoted string";
+const UNCLOSED_COMMENT: &str = "unterminated /* comment";
+const BAD_ESCAPED: &str = "unterminated string or invalid escape in an E'' string";
+const BAD_UNICODE: &str = "unterminated string or invalid escape in a U&'' string";
 
 #[path = "shape_literals.rs"]
 mod literals;
+
+#[path = "shape_foreign.rs"]
+mod foreign;
 
 #[cfg(test)]
 #[path = "shape_tests.rs"]
