@@ -314,6 +314,10 @@ fn quick(sql: &str) -> Option<Vec<Tok<'_>>> {
 /// that tokenizer's, which would first build the offending literal whole.
 pub(crate) const OWN_ERRORS_FROM: usize = 64 * 1024;
 
+/// Most tokens [`plain_tokens`] has sqlparser's tokenizer read one at a
+/// time in a text shorter than [`OWN_ERRORS_FROM`].
+const MAX_FOREIGN: usize = 16;
+
 /// The tokens of `sql` as sqlparser's PostgreSQL tokenizer gives them,
 /// whitespace and spans included, with each literal, comment or identifier
 /// longer than [`input::LONG_TOKEN`] cut as [`input::sqlparser_bounded`]
@@ -330,6 +334,7 @@ pub(crate) fn plain_tokens(sql: &str) -> Result<Vec<TokenWithSpan>, Option<Analy
     let mut out: Vec<TokenWithSpan> = Vec::with_capacity((sql.len() / 2).min(input::LONG_TOKEN));
     let mut failed = None;
     let mut copy = foreign::CopyTracker::default();
+    let mut foreigners = 0;
     let mut at = Cursor {
         sql,
         byte: 0,
@@ -344,8 +349,14 @@ pub(crate) fn plain_tokens(sql: &str) -> Result<Vec<TokenWithSpan>, Option<Analy
         }
         let start = at.location();
         let (token, end) = match token {
+            // Each is read from a window of its own: a short text with
+            // many of them is cheaper to read whole.
+            Tok::Foreign if foreigners == MAX_FOREIGN && sql.len() < OWN_ERRORS_FROM => {
+                (None, range.end)
+            }
             Tok::Foreign => match foreign::token(sql, range.start, &out) {
                 Some((mut token, end)) => {
+                    foreigners += 1;
                     input::shorten(&mut token);
                     (Some(token), end)
                 }
