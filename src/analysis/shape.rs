@@ -569,17 +569,6 @@ enum Stop {
     Refused(usize, &'static str),
 }
 
-/// What [`scan`] read at one place of its text.
-enum Step<'a> {
-    /// A token ending at this byte; whether it is a word (`None`: a
-    /// comment, which changes nothing).
-    Token(Tok<'a>, usize, Option<bool>),
-    /// Whitespace, or a comment not given, ending at this byte.
-    Skip(usize),
-    /// A token the scanner does not read itself.
-    Foreign,
-}
-
 /// Scans SQL text, giving each token and its bytes to `emit`. The scanner
 /// reads words, numbers, `$n` placeholders, single-quoted, `E'…'`,
 /// `N'…'`, `B'…'`, `X'…'`, `U&'…'` and dollar-quoted strings, quoted
@@ -606,6 +595,33 @@ fn scan<'a>(
     let b = sql.as_bytes();
     let mut after_word = false;
     let mut i = 0;
+    // A token ending at byte `$end`, and whether it is a word (`None`: a
+    // comment, which changes nothing); whitespace or a comment not given;
+    // a token the scanner does not read.
+    macro_rules! token {
+        ($token:expr, $end:expr, $word:expr $(,)?) => {{
+            let (token, end): (Tok<'a>, usize) = ($token, $end);
+            emit(token, i..end).ok_or(Stop::Caller)?;
+            i = end;
+            if let Some(word) = $word {
+                after_word = word;
+            }
+            continue;
+        }};
+    }
+    macro_rules! skip {
+        ($end:expr) => {{
+            i = $end;
+            continue;
+        }};
+    }
+    macro_rules! foreign {
+        () => {{
+            i = emit(Tok::Foreign, i..i).ok_or(Stop::Caller)?;
+            after_word = false;
+            continue;
+        }};
+    }
     while i < b.len() {
         let c = b[i];
         let start = i;
@@ -617,11 +633,11 @@ fn scan<'a>(
                 c.is_ascii_alphanumeric() || matches!(c, b'_' | b'$') || !c.is_ascii()
             })
         };
-        let step = match c {
-            b' ' | b'\t' | b'\n' | b'\r' => Step::Skip(i + 1),
+        match c {
+            b' ' | b'\t' | b'\n' | b'\r' => skip!(i + 1),
             b'e' | b'E' if b.get(i + 1) == Some(&b'\'') => {
                 let (text, end) = escaped(sql, i + 1, keep).ok_or(refused(BAD_ESCAPED))?;
-                Step::Token(Tok::Escaped(text), end, Some(false))
+                token!(Tok::Escaped(text), end, Some(false))
             }
             b'n' | b'N' | b'b' | b'B' | b'x' | b'X' if b.get(i + 1) == Some(&b'\'') => {
                 let (text, end) = match c {
@@ -635,15 +651,15 @@ fn scan<'a>(
                     _ => Prefixed::Hex,
                 };
                 match glued(end) {
-                    true => Step::Foreign,
-                    false => Step::Token(Tok::Prefixed(kind, text), end, Some(false)),
+                    true => foreign!(),
+                    false => token!(Tok::Prefixed(kind, text), end, Some(false)),
                 }
             }
             b'u' | b'U' if b.get(i + 1) == Some(&b'&') && b.get(i + 2) == Some(&b'\'') => {
                 let (text, end) = unicode(sql, i + 2, keep).ok_or(refused(BAD_UNICODE))?;
                 match glued(end) {
-                    true => Step::Foreign,
-                    false => Step::Token(Tok::Prefixed(Prefixed::Unicode, text), end, Some(false)),
+                    true => foreign!(),
+                    false => token!(Tok::Prefixed(Prefixed::Unicode, text), end, Some(false)),
                 }
             }
             b'a'..=b'z' | b'A'..=b'Z' | b'_' => {
@@ -654,9 +670,9 @@ fn scan<'a>(
                 if end < b.len() && matches!(b[end], b'$' | b'\'' | b'"' | b'&')
                     || !b.get(end).is_none_or(u8::is_ascii)
                 {
-                    Step::Foreign
+                    foreign!()
                 } else {
-                    Step::Token(
+                    token!(
                         Tok::Word(Cow::Borrowed(&sql[start..end]), None),
                         end,
                         Some(true),
@@ -675,9 +691,9 @@ fn scan<'a>(
                     }
                 }
                 if glued(end) || matches!(b.get(end), Some(b'.' | b'\'' | b'"')) {
-                    Step::Foreign
+                    foreign!()
                 } else {
-                    Step::Token(
+                    token!(
                         Tok::Number(Cow::Borrowed(&sql[start..end]), false),
                         end,
                         Some(false),
@@ -691,22 +707,22 @@ fn scan<'a>(
                     .iter()
                     .find(|c| !matches!(c, b' ' | b'\t' | b'\n' | b'\r'));
                 if matches!(next, Some(b'\'')) || glued(end) {
-                    Step::Foreign
+                    foreign!()
                 } else {
-                    Step::Token(Tok::Str(text), end, Some(false))
+                    token!(Tok::Str(text), end, Some(false))
                 }
             }
             b'"' => {
                 let (text, end) = quoted(sql, i, keep).ok_or(refused(UNCLOSED_IDENTIFIER))?;
                 match text.is_empty() {
-                    true => Step::Foreign,
-                    false => Step::Token(Tok::Word(text, Some('"')), end, Some(true)),
+                    true => foreign!(),
+                    false => token!(Tok::Word(text, Some('"')), end, Some(true)),
                 }
             }
             b'$' if b.get(i + 1) == Some(&b'$') => {
                 let body = i + 2;
                 let close = body + sql[body..].find("$$").ok_or(refused(UNCLOSED_DOLLAR))?;
-                Step::Token(Tok::Dollar(&sql[body..close], ""), close + 2, Some(false))
+                token!(Tok::Dollar(&sql[body..close], ""), close + 2, Some(false))
             }
             b'$' if b
                 .get(i + 1)
@@ -721,13 +737,13 @@ fn scan<'a>(
                     let body = end + 1;
                     let close =
                         body + find_tag(&sql[body..], tag).ok_or(refused(UNCLOSED_DOLLAR))?;
-                    Step::Token(
+                    token!(
                         Tok::Dollar(&sql[body..close], tag),
                         close + tag.len() + 2,
                         Some(false),
                     )
                 } else {
-                    Step::Foreign
+                    foreign!()
                 }
             }
             b'$' => {
@@ -737,16 +753,16 @@ fn scan<'a>(
                 }
                 if end == start + 1 || glued(end) || matches!(b.get(end), Some(b'\'' | b'"' | b'.'))
                 {
-                    Step::Foreign
+                    foreign!()
                 } else {
-                    Step::Token(
+                    token!(
                         Tok::Placeholder(Cow::Borrowed(&sql[start..end])),
                         end,
                         Some(false),
                     )
                 }
             }
-            b'(' | b')' | b',' | b';' | b'[' | b']' => Step::Token(
+            b'(' | b')' | b',' | b';' | b'[' | b']' => token!(
                 Tok::Punct(Cow::Borrowed(&sql[start..i + 1])),
                 i + 1,
                 Some(false),
@@ -755,7 +771,7 @@ fn scan<'a>(
                 && b.get(i + 1)
                     .is_some_and(|c| c.is_ascii_alphabetic() || matches!(c, b'"' | b'*')) =>
             {
-                Step::Token(Tok::Punct(Cow::Borrowed(".")), i + 1, Some(false))
+                token!(Tok::Punct(Cow::Borrowed(".")), i + 1, Some(false))
             }
             b'-' if b.get(i + 1) == Some(&b'-') => {
                 let mut end = i + 2;
@@ -763,19 +779,19 @@ fn scan<'a>(
                     end += 1;
                 }
                 match comments {
-                    true => Step::Token(Tok::Comment(&sql[start + 2..end], true), end, None),
-                    false => Step::Skip(end),
+                    true => token!(Tok::Comment(&sql[start + 2..end], true), end, None),
+                    false => skip!(end),
                 }
             }
             b'/' if b.get(i + 1) == Some(&b'*') => {
                 let end = block_comment_end(b, i + 2).ok_or(refused(UNCLOSED_COMMENT))?;
                 match comments {
-                    true => Step::Token(Tok::Comment(&sql[start + 2..end - 2], false), end, None),
-                    false => Step::Skip(end),
+                    true => token!(Tok::Comment(&sql[start + 2..end - 2], false), end, None),
+                    false => skip!(end),
                 }
             }
             b':' if b.get(i + 1) == Some(&b':') => {
-                Step::Token(Tok::Punct(Cow::Borrowed("::")), i + 2, Some(false))
+                token!(Tok::Punct(Cow::Borrowed("::")), i + 2, Some(false))
             }
             b'=' | b'<' | b'>' | b'+' | b'-' | b'*' | b'/' | b'%' | b'!' | b'|' => {
                 let two = matches!(
@@ -786,7 +802,7 @@ fn scan<'a>(
                 if matches!(c, b'!' | b'|') && !two
                     || b.get(i + len).is_some_and(|c| operator_char(*c))
                 {
-                    Step::Foreign
+                    foreign!()
                 } else {
                     // sqlparser spells `!=` as `<>`.
                     let p = if c == b'!' {
@@ -794,22 +810,10 @@ fn scan<'a>(
                     } else {
                         &sql[start..i + len]
                     };
-                    Step::Token(Tok::Punct(Cow::Borrowed(p)), i + len, Some(false))
+                    token!(Tok::Punct(Cow::Borrowed(p)), i + len, Some(false))
                 }
             }
-            _ => Step::Foreign,
-        };
-        match step {
-            Step::Skip(end) => i = end,
-            Step::Token(token, end, word) => {
-                emit(token, start..end).ok_or(Stop::Caller)?;
-                i = end;
-                after_word = word.unwrap_or(after_word);
-            }
-            Step::Foreign => {
-                i = emit(Tok::Foreign, start..start).ok_or(Stop::Caller)?;
-                after_word = false;
-            }
+            _ => foreign!(),
         }
     }
     Ok(())
