@@ -102,34 +102,9 @@ fn tokenize(sql: &str) -> Result<Vec<TokenWithSpan>, AnalysisError> {
 /// [`tokenize`], with locations only when `located` (plain texts are then
 /// read without counting characters; the others keep theirs).
 fn tokenize_at(sql: &str, located: bool) -> Result<Vec<TokenWithSpan>, AnalysisError> {
-    let plain = match located {
-        true => plain_tokens(sql),
-        false => shape::plain_tokens_unlocated(sql).filter(|t| !has_copy(t)),
-    };
-    let tokens = match plain {
-        Some(tokens) => tokens,
-        None => sqlparser_bounded(sql)?,
-    };
+    let tokens = tokenize_bounded_at(sql, located)?;
     guard_operator_runs(&tokens)?;
     Ok(force_quote_all(qualified_operators_before_any(tokens)))
-}
-
-/// The tokens of a plain text (see [`shape::plain_tokens`]; plain includes
-/// `E'…'` and dollar-quoted strings, comments and casts), read without
-/// sqlparser's tokenizer: exactly the tokens [`sqlparser_bounded`] gives,
-/// each long literal, comment or identifier cut from the borrowed text
-/// without first being copied whole. `None` for any other text, for a text over
-/// the token budget or with a long number (which [`sqlparser_bounded`]
-/// then refuses), and for `COPY`, whose `FROM STDIN` data sqlparser's tokenizer
-/// reads.
-fn plain_tokens(sql: &str) -> Option<Vec<TokenWithSpan>> {
-    shape::plain_tokens(sql).filter(|t| !has_copy(t))
-}
-
-fn has_copy(tokens: &[TokenWithSpan]) -> bool {
-    tokens
-        .iter()
-        .any(|t| matches!(&t.token, Token::Word(w) if w.keyword == Keyword::COPY))
 }
 
 /// Why tokenizing stopped early.
@@ -152,14 +127,38 @@ pub(super) fn long_token() -> usize {
 
 /// Tokenizes `sql` with every long token cut as it is read; refuses a text
 /// of more than [`MAX_TOKENS`] tokens, or with a number longer than
-/// [`LONG_TOKEN`] bytes, as soon as it sees one. Plain texts are read by
-/// [`plain_tokens`], the others by sqlparser's tokenizer
-/// ([`sqlparser_bounded`]); both give the same tokens.
+/// [`LONG_TOKEN`] bytes, as soon as it sees one. Texts are read by the
+/// shape scanner ([`shape::plain_tokens`]), which gives sqlparser's tokens
+/// without copying a long literal whole; the few it leaves (a short text
+/// sqlparser's tokenizer refuses, for that tokenizer's message; inline
+/// `COPY … FROM STDIN;` data) by sqlparser's tokenizer
+/// ([`sqlparser_bounded`]).
 pub fn tokenize_bounded(sql: &str) -> Result<Vec<TokenWithSpan>, AnalysisError> {
-    match plain_tokens(sql) {
-        Some(tokens) => Ok(tokens),
-        None => sqlparser_bounded(sql),
+    tokenize_bounded_at(sql, true)
+}
+
+/// [`tokenize_bounded`], the scanner's tokens without locations unless
+/// `located` (sqlparser's keep theirs; a refusal always says where).
+fn tokenize_bounded_at(sql: &str, located: bool) -> Result<Vec<TokenWithSpan>, AnalysisError> {
+    let scanned = match located {
+        true => shape::plain_tokens(sql),
+        false => shape::plain_tokens_unlocated(sql),
+    };
+    match scanned {
+        Ok(tokens) => Ok(tokens),
+        Err(Some(refused)) => Err(refused),
+        Err(None) => sqlparser_bounded(sql),
     }
+}
+
+/// The refusal of a number longer than [`LONG_TOKEN`] bytes.
+pub(super) fn long_number() -> AnalysisError {
+    AnalysisError::TooLarge(format!("a number longer than {LONG_TOKEN} bytes"))
+}
+
+/// The refusal of a text of more than [`MAX_TOKENS`] tokens.
+pub(super) fn too_many_tokens() -> AnalysisError {
+    AnalysisError::TooLarge(format!("more than {MAX_TOKENS} tokens in one query string"))
 }
 
 /// [`tokenize_bounded`] by sqlparser's tokenizer, which builds each token
@@ -167,7 +166,7 @@ pub fn tokenize_bounded(sql: &str) -> Result<Vec<TokenWithSpan>, AnalysisError> 
 pub(crate) fn sqlparser_bounded(sql: &str) -> Result<Vec<TokenWithSpan>, AnalysisError> {
     let mut tokens = Vec::new();
     let mut count = 0usize;
-    let mut long_number = false;
+    let mut long = false;
     // The tokenizer cannot be told to stop: an unwinding that runs no
     // panic hook ends it, and is caught right here.
     let tokenized = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -176,9 +175,9 @@ pub(crate) fn sqlparser_bounded(sql: &str) -> Result<Vec<TokenWithSpan>, Analysi
             |mut t| {
                 count += 1;
                 if matches!(&t.token, Token::Number(n, _) if n.len() > long_token()) {
-                    long_number = true;
+                    long = true;
                 }
-                if count > MAX_TOKENS || long_number {
+                if count > MAX_TOKENS || long {
                     std::panic::resume_unwind(Box::new(OverBudget));
                 }
                 shorten(&mut t.token);
@@ -189,18 +188,14 @@ pub(crate) fn sqlparser_bounded(sql: &str) -> Result<Vec<TokenWithSpan>, Analysi
     match tokenized {
         Ok(Ok(())) => Ok(tokens),
         Ok(Err(e)) => Err(AnalysisError::Parse(e.to_string())),
-        Err(_) if long_number => Err(AnalysisError::TooLarge(format!(
-            "a number longer than {LONG_TOKEN} bytes"
-        ))),
-        Err(_) if count > MAX_TOKENS => Err(AnalysisError::TooLarge(format!(
-            "more than {MAX_TOKENS} tokens in one query string"
-        ))),
+        Err(_) if long => Err(long_number()),
+        Err(_) if count > MAX_TOKENS => Err(too_many_tokens()),
         Err(_) => Err(AnalysisError::Parse("the SQL tokenizer failed".to_owned())),
     }
 }
 
 /// Cuts a token's text when it is longer than [`LONG_TOKEN`] bytes.
-fn shorten(token: &mut Token) {
+pub(super) fn shorten(token: &mut Token) {
     match token {
         Token::SingleQuotedString(s)
         | Token::DoubleQuotedString(s)
@@ -492,7 +487,13 @@ fn adds_depth(token: &Token) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{plain_tokens, sqlparser_bounded, tokenize, AnalysisError, LONG_TOKEN, MAX_TOKENS};
+    use super::{sqlparser_bounded, tokenize, AnalysisError, LONG_TOKEN, MAX_TOKENS};
+    use crate::analysis::shape::{self, OWN_ERRORS_FROM};
+
+    /// The scanner's tokens, when it reads the text itself.
+    fn plain_tokens(sql: &str) -> Option<Vec<sqlparser::tokenizer::TokenWithSpan>> {
+        shape::plain_tokens(sql).ok()
+    }
 
     /// The token text of each token, spans included.
     fn spelled(tokens: &[sqlparser::tokenizer::TokenWithSpan]) -> Vec<String> {
@@ -522,6 +523,8 @@ mod tests {
             "SELECT o.id -- note\r\n FROM orders o\r\n  WHERE o.status = 'payé' /* c */ AND o.id = $1",
             "COPY (SELECT 1) TO STDOUT",
             "SELECT 'unterminated",
+            // Refused by the scanner itself: the same place named.
+            &format!("SELECT 1;\n SELECT '{}", "x".repeat(super::shape::OWN_ERRORS_FROM)),
         ] {
             // What the first parse sees: the same tokens, no locations.
             let unlocated = super::tokenize_at(sql, false).map(|t| spelled(&super::without_locations(t)));
@@ -545,12 +548,95 @@ mod tests {
         // sqlparser's tokenizer reads what follows `COPY ... FROM STDIN;`
         // as the COPY's data.
         assert!(plain_tokens("COPY t FROM STDIN; SELECT 1").is_none());
-        assert!(plain_tokens("copy t to stdout").is_none());
-        let sql = "select copyright from t";
-        assert_eq!(
-            spelled(&plain_tokens(sql).expect("plain")),
-            spelled(&sqlparser_bounded(sql).expect("tokenizes"))
-        );
+        assert!(plain_tokens("copy t from stdin;").is_none());
+        // Other COPY texts have no such data.
+        let long = "x".repeat(5000);
+        for sql in [
+            "select copyright from t".to_owned(),
+            "copy t to stdout".to_owned(),
+            "COPY t FROM STDIN /* x */".to_owned(),
+            "COPY (SELECT 1 FROM stdin; SELECT 2) TO STDOUT".to_owned(),
+            format!("COPY (SELECT length('{long}')) TO STDOUT; SELECT 1"),
+        ] {
+            assert_eq!(
+                spelled(&plain_tokens(&sql).expect("plain")),
+                spelled(&sqlparser_bounded(&sql).expect("tokenizes")),
+                "{}",
+                &sql[..40]
+            );
+        }
+    }
+
+    #[test]
+    fn texts_with_foreign_tokens_are_read_by_the_scanner() {
+        let long = "x".repeat(5000);
+        for sql in [
+            format!("SELECT length('{long}'), 1e3, 1.5e-3, .5, 0x1F, 1_000"),
+            format!("SELECT length('{long}') WHERE 'a' ~ 'a' AND j->>'k' = '{long}'"),
+            format!("SELECT N'{long}', n'it''s', B'{long}', b'01', X'{long}\\n', x'1f'"),
+            format!("SELECT U&'{long}\\00e9', u&'\\+0000e9''{long}'"),
+            format!("SELECT café, \"{long}\", '{long}' FROM naïve WHERE a @> b::int[]"),
+            format!("SELECT :x, $1, '{long}', a.b, (c).d, ''\n'{long}'"),
+            format!("SELECT 'a'::text COLLATE \"C\", '{long}'#>>'{{a}}', $a$ $ $a$"),
+        ] {
+            let plain = plain_tokens(&sql).expect("plain");
+            let full = sqlparser_bounded(&sql).expect("tokenizes");
+            assert_eq!(spelled(&plain), spelled(&full), "{}", &sql[..60]);
+        }
+    }
+
+    #[test]
+    fn long_whitespace_is_refused_without_being_tokenized() {
+        for sql in [
+            format!("SELECT 1{}", " ".repeat(MAX_TOKENS + 10)),
+            format!("SELECT 1{}, 2", "\n".repeat(MAX_TOKENS + 10)),
+        ] {
+            match shape::plain_tokens(&sql) {
+                Err(Some(AnalysisError::TooLarge(m))) => assert!(m.contains("tokens"), "{m}"),
+                other => panic!("not refused: {:?}", other.map(|t| t.len())),
+            }
+        }
+    }
+
+    #[test]
+    fn large_bad_texts_get_the_scanners_errors() {
+        let long = "x".repeat(OWN_ERRORS_FROM);
+        for (sql, error) in [
+            (
+                format!("SELECT 1,\n  '{long}"),
+                "unterminated quoted string at Line: 2, Column: 3",
+            ),
+            (
+                format!("SELECT '{long}', E'\\0'"),
+                "invalid escape in an E'' string at Line: 1, Column: 65548",
+            ),
+            (
+                format!("SELECT 1 ~ N'{long}"),
+                "unterminated quoted string at Line: 1, Column: 12",
+            ),
+            (
+                format!("SELECT U&'\\zz{long}'"),
+                "invalid escape in a U&'' string at Line: 1, Column: 8",
+            ),
+            (
+                format!("SELECT $a${long}"),
+                "unterminated dollar-quoted string at Line: 1, Column: 8",
+            ),
+            (
+                format!("SELECT 1 /* {long} /* */"),
+                "unterminated /* comment at Line: 1, Column: 10",
+            ),
+            (
+                format!("SELECT \"{long}"),
+                "unterminated quoted identifier at Line: 1, Column: 8",
+            ),
+        ] {
+            match tokenize(&sql) {
+                Err(AnalysisError::Parse(m)) => assert!(m.contains(error), "{m} / {error}"),
+                other => panic!("not refused: {:?}", other.map(|t| t.len())),
+            }
+            assert!(sqlparser_bounded(&sql).is_err());
+        }
     }
 
     #[test]
@@ -634,7 +720,7 @@ mod tests {
         let number = format!("SELECT {}", "9".repeat(LONG_TOKEN + 1));
         let many = format!("SELECT {}1", "1,".repeat(MAX_TOKENS / 2));
         for sql in [number, many] {
-            assert!(plain_tokens(&sql).is_none());
+            assert!(matches!(shape::plain_tokens(&sql), Err(Some(_))));
             let refused = |r: Result<_, AnalysisError>| match r {
                 Err(AnalysisError::TooLarge(m)) => m,
                 other => panic!("not refused: {:?}", other.map(|t: Vec<_>| t.len())),

@@ -16,16 +16,13 @@
 
 use std::borrow::Cow;
 
-use std::collections::HashMap;
 use std::ops::Range;
 
 use sqlparser::ast::DollarQuotedString;
 use sqlparser::dialect::PostgreSqlDialect;
-use sqlparser::keywords::{Keyword, ALL_KEYWORDS, ALL_KEYWORDS_INDEX};
-use sqlparser::tokenizer::{Location, Span, Token, TokenWithSpan, Tokenizer, Whitespace, Word};
+use sqlparser::tokenizer::{Token, Tokenizer};
 
-use super::input;
-use literals::{block_comment_end, escaped, find_tag, quoted};
+use literals::{backslashed, block_comment_end, escaped, find_tag, quoted, unicode};
 
 /// The longest text given a shape; longer statements are not cached.
 pub const MAX_SHAPE_INPUT: usize = 4096;
@@ -61,6 +58,32 @@ enum Tok<'a> {
     /// A comment's text, and whether it is a `--` line comment rather
     /// than a `/* */` block (no part of a shape).
     Comment(&'a str, bool),
+    /// An `N'…'`, `B'…'`, `X'…'` or `U&'…'` string, its quotes and
+    /// escapes undone (shaped as sqlparser debugs it).
+    Prefixed(Prefixed, Cow<'a, str>),
+    /// A token [`scan`] leaves to sqlparser's tokenizer.
+    Foreign,
+}
+
+/// The prefix of a [`Tok::Prefixed`] string.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Prefixed {
+    National,
+    Bits,
+    Hex,
+    Unicode,
+}
+
+impl Prefixed {
+    /// sqlparser's token of such a string.
+    fn token(self, text: String) -> Token {
+        match self {
+            Prefixed::National => Token::NationalStringLiteral(text),
+            Prefixed::Bits => Token::SingleQuotedByteStringLiteral(text),
+            Prefixed::Hex => Token::HexStringLiteral(text),
+            Prefixed::Unicode => Token::UnicodeStringLiteral(text),
+        }
+    }
 }
 
 /// The shape of `sql`, or `None` when it is too long or does not tokenize.
@@ -144,8 +167,12 @@ fn encode(tokens: &[Tok<'_>], len: usize) -> String {
                 });
                 out.push_str(&format!("{token:?}"));
             }
-            // Dropped, as sqlparser's whitespace is.
-            Tok::Comment(..) => continue,
+            Tok::Prefixed(kind, s) => {
+                out.push_str(&format!("{:?}", kind.token(s.to_string())));
+            }
+            // Dropped, as sqlparser's whitespace is; [`quick`] gives no
+            // foreign token.
+            Tok::Comment(..) | Tok::Foreign => continue,
         }
         out.push(END);
     }
@@ -267,405 +294,298 @@ fn operator_char(c: u8) -> bool {
 /// then tokenizes it.
 fn quick(sql: &str) -> Option<Vec<Tok<'_>>> {
     let mut tokens = Vec::with_capacity(sql.len() / 4 + 4);
-    scan(sql, usize::MAX, false, |token, _| tokens.push(token))?;
+    scan(sql, usize::MAX, false, |token, _| {
+        if matches!(token, Tok::Foreign) {
+            return None;
+        }
+        tokens.push(token);
+        Some(0)
+    })
+    .ok()?;
     Some(tokens)
 }
 
-/// The tokens of plain SQL text (the texts [`scan`] accepts) as
-/// sqlparser's PostgreSQL tokenizer gives them, whitespace and spans
-/// included, with each literal or identifier longer than
-/// [`input::LONG_TOKEN`] cut as [`input::sqlparser_bounded`] cuts it (from
-/// the borrowed text, never copied whole); `None` for any other text,
-/// which that tokenizer then reads, and for a text of more than
-/// [`input::MAX_TOKENS`] tokens or with a long number, which it refuses.
-pub(crate) fn plain_tokens(sql: &str) -> Option<Vec<TokenWithSpan>> {
-    plain_tokens_at(sql, true)
+/// Why [`scan`] stopped before the end of its text.
+#[derive(Debug)]
+enum Stop {
+    /// Its `emit` said so.
+    Caller,
+    /// sqlparser's tokenizer refuses the token at this byte, for this
+    /// reason.
+    Refused(usize, &'static str),
 }
 
-/// [`plain_tokens`] with every span empty ([`Span::empty`]), for a parse
-/// whose errors are dropped: no characters counted.
-pub(crate) fn plain_tokens_unlocated(sql: &str) -> Option<Vec<TokenWithSpan>> {
-    plain_tokens_at(sql, false)
-}
-
-fn plain_tokens_at(sql: &str, located: bool) -> Option<Vec<TokenWithSpan>> {
-    let mut out: Vec<TokenWithSpan> = Vec::with_capacity((sql.len() / 2).min(input::LONG_TOKEN));
-    let mut plain = true;
-    let mut at = Cursor {
-        sql,
-        byte: 0,
-        line: 1,
-        column: 1,
-        located,
-    };
-    let long = input::long_token();
-    scan(sql, long, true, |token, range| {
-        if !plain {
-            return;
-        }
-        at.whitespace_to(range.start, &mut out);
-        let start = at.location();
-        at.advance_to(range.end);
-        let token = match token {
-            Tok::Word(w, quote) => Some(word_token(w, quote)),
-            Tok::Number(n, _) if n.len() > long => None,
-            Tok::Number(n, long) => Some(Token::Number(n.into_owned(), long)),
-            Tok::Str(s) => Some(Token::SingleQuotedString(input::shortened(
-                &s,
-                input::CUT_MARK,
-            ))),
-            Tok::Placeholder(p) => Some(Token::Placeholder(p.into_owned())),
-            Tok::Punct(p) => punctuation_token(&p),
-            Tok::Other(_) => None,
-            Tok::Escaped(s) => Some(Token::EscapedStringLiteral(input::shortened(
-                &s,
-                input::CUT_MARK,
-            ))),
-            Tok::Dollar(value, tag) => Some(Token::DollarQuotedString(DollarQuotedString {
-                value: input::shortened(value, input::CUT_MARK),
-                tag: (!tag.is_empty()).then(|| tag.to_owned()),
-            })),
-            Tok::Comment(text, true) => Some(Token::Whitespace(Whitespace::SingleLineComment {
-                comment: input::shortened(text, ""),
-                prefix: "--".to_owned(),
-            })),
-            Tok::Comment(text, false) => Some(Token::Whitespace(Whitespace::MultiLineComment(
-                input::shortened(text, ""),
-            ))),
-        };
-        match token {
-            Some(token) => out.push(TokenWithSpan::new(token, Span::new(start, at.location()))),
-            None => plain = false,
-        }
-        if out.len() > input::MAX_TOKENS {
-            plain = false;
-        }
-    })?;
-    if !plain {
-        return None;
-    }
-    at.whitespace_to(sql.len(), &mut out);
-    (out.len() <= input::MAX_TOKENS).then_some(out)
-}
-
-/// Where [`plain_tokens`] is in the text, counted as sqlparser counts
-/// (lines from 1 at `\n`, columns from 1 in characters).
-struct Cursor<'a> {
-    sql: &'a str,
-    byte: usize,
-    line: u64,
-    column: u64,
-    /// Whether locations are counted; when not, every one is unknown.
-    located: bool,
-}
-
-impl Cursor<'_> {
-    fn location(&self) -> Location {
-        if !self.located {
-            return Location::new(0, 0);
-        }
-        Location::new(self.line, self.column)
-    }
-
-    /// Moves to byte `end`, counting lines and characters.
-    fn advance_to(&mut self, end: usize) {
-        if !self.located {
-            self.byte = end;
-            return;
-        }
-        for c in self.sql[self.byte..end].chars() {
-            if c == '\n' {
-                self.line += 1;
-                self.column = 1;
-            } else {
-                self.column += 1;
-            }
-        }
-        self.byte = end;
-    }
-
-    /// The whitespace tokens up to byte `end`: one per space, tab or line
-    /// break (`\r\n` is one).
-    fn whitespace_to(&mut self, end: usize, out: &mut Vec<TokenWithSpan>) {
-        while self.byte < end {
-            let start = self.location();
-            let b = self.sql.as_bytes();
-            let (kind, len) = match b[self.byte] {
-                b' ' => (Whitespace::Space, 1),
-                b'\t' => (Whitespace::Tab, 1),
-                b'\r' if b.get(self.byte + 1) == Some(&b'\n') => (Whitespace::Newline, 2),
-                _ => (Whitespace::Newline, 1),
-            };
-            self.advance_to(self.byte + len);
-            out.push(TokenWithSpan::new(
-                Token::Whitespace(kind),
-                Span::new(start, self.location()),
-            ));
-        }
-    }
-}
-
-/// The word token sqlparser makes of `word` ([`Token::make_word`]), its
-/// keyword found by hashing instead of a binary search of every keyword.
-fn word_token(word: Cow<'_, str>, quote_style: Option<char>) -> Token {
-    let keyword = match quote_style {
-        Some(_) => Keyword::NoKeyword,
-        None => keyword(&word),
-    };
-    Token::Word(Word {
-        value: input::shortened(&word, ""),
-        quote_style,
-        keyword,
-    })
-}
-
-/// The keyword `word` spells (ASCII case folded), as sqlparser's
-/// tokenizer finds it in [`ALL_KEYWORDS`].
-fn keyword(word: &str) -> Keyword {
-    static KEYWORDS: std::sync::OnceLock<
-        HashMap<&'static [u8], Keyword, foldhash::fast::FixedState>,
-    > = std::sync::OnceLock::new();
-    const LONGEST: usize = 64;
-    let keywords = KEYWORDS.get_or_init(|| {
-        ALL_KEYWORDS
-            .iter()
-            .zip(ALL_KEYWORDS_INDEX)
-            .map(|(name, keyword)| (name.as_bytes(), *keyword))
-            .collect()
-    });
-    if word.len() > LONGEST {
-        return Keyword::NoKeyword;
-    }
-    let mut upper = [0u8; LONGEST];
-    let upper = &mut upper[..word.len()];
-    upper.copy_from_slice(word.as_bytes());
-    upper.make_ascii_uppercase();
-    keywords.get(&*upper).copied().unwrap_or(Keyword::NoKeyword)
-}
-
-/// The sqlparser token of an operator or punctuation [`scan`] accepts.
-fn punctuation_token(p: &str) -> Option<Token> {
-    Some(match p {
-        "," => Token::Comma,
-        "=" => Token::Eq,
-        "<>" => Token::Neq,
-        "<" => Token::Lt,
-        ">" => Token::Gt,
-        "<=" => Token::LtEq,
-        ">=" => Token::GtEq,
-        "+" => Token::Plus,
-        "-" => Token::Minus,
-        "*" => Token::Mul,
-        "/" => Token::Div,
-        "%" => Token::Mod,
-        "(" => Token::LParen,
-        ")" => Token::RParen,
-        "." => Token::Period,
-        ";" => Token::SemiColon,
-        "||" => Token::StringConcat,
-        "::" => Token::DoubleColon,
-        "[" => Token::LBracket,
-        "]" => Token::RBracket,
-        _ => return None,
-    })
-}
-
-/// Scans plain SQL text, giving each token and its bytes to `emit`;
-/// `None` as soon as the text is anything else. Plain text is words,
-/// numbers, `$n` placeholders, single-quoted, `E'…'` and dollar-quoted
-/// strings, quoted identifiers, comments, punctuation and the operators
-/// `=`, `<>`, `!=`, `<`, `>`, `<=`, `>=`, `+`, `-`, `*`, `/`, `%`, `||`
-/// and `::`, all ASCII outside quotes and comments; prefixed strings
-/// (`N'…'`, `X'…'`, `B'…'`, `U&'…'`), other operators, `:`, numbers with
-/// an exponent, a separator, a suffix or no digit before their point are
-/// not. A text sqlparser's tokenizer
-/// refuses (an unclosed quote or comment, a bad escape) is not plain
-/// either, so that its error comes from that tokenizer.
+/// Scans SQL text, giving each token and its bytes to `emit`. The scanner
+/// reads words, numbers, `$n` placeholders, single-quoted, `E'…'`,
+/// `N'…'`, `B'…'`, `X'…'`, `U&'…'` and dollar-quoted strings, quoted
+/// identifiers, comments, punctuation and the operators `=`, `<>`, `!=`,
+/// `<`, `>`, `<=`, `>=`, `+`, `-`, `*`, `/`, `%`, `||` and `::`, all ASCII
+/// outside quotes and comments, exactly as sqlparser's tokenizer reads
+/// them. Any other token (other operators, `:`, numbers with an exponent,
+/// a separator, a suffix or no digit before their point, non-ASCII words…)
+/// is given as [`Tok::Foreign`] with an empty range at its first byte:
+/// `emit` reads it and returns the byte after it, or `None` to stop the
+/// scan. A token sqlparser's tokenizer refuses (an unclosed quote or
+/// comment, a bad escape) stops the scan with [`Stop::Refused`].
 ///
 /// A literal whose quotes or escapes must be undone is built only up to
-/// `keep` bytes (and a character): [`input::shortened`] cuts it the same
+/// `keep` bytes (and a character): [`super::input::shortened`] cuts it the same
 /// way, and the whole literal is never copied. Comments are given only
 /// when `comments` is set.
 fn scan<'a>(
     sql: &'a str,
     keep: usize,
     comments: bool,
-    mut emit: impl FnMut(Tok<'a>, Range<usize>),
-) -> Option<()> {
+    mut emit: impl FnMut(Tok<'a>, Range<usize>) -> Option<usize>,
+) -> Result<(), Stop> {
     let b = sql.as_bytes();
     let mut after_word = false;
     let mut i = 0;
+    // A token ending at byte `$end`, and whether it is a word (`None`: a
+    // comment, which changes nothing); whitespace or a comment not given;
+    // a token the scanner does not read.
+    macro_rules! token {
+        ($token:expr, $end:expr, $word:expr $(,)?) => {{
+            let (token, end): (Tok<'a>, usize) = ($token, $end);
+            emit(token, i..end).ok_or(Stop::Caller)?;
+            i = end;
+            if let Some(word) = $word {
+                after_word = word;
+            }
+            continue;
+        }};
+    }
+    macro_rules! skip {
+        ($end:expr) => {{
+            i = $end;
+            continue;
+        }};
+    }
+    macro_rules! foreign {
+        () => {{
+            i = emit(Tok::Foreign, i..i).ok_or(Stop::Caller)?;
+            after_word = false;
+            continue;
+        }};
+    }
     while i < b.len() {
         let c = b[i];
         let start = i;
+        let refused = |what| Stop::Refused(start, what);
+        // A token that a word, number or string character follows, which
+        // the scanner leaves to sqlparser's reading.
+        let glued = |at: usize| {
+            b.get(at).is_some_and(|c| {
+                c.is_ascii_alphanumeric() || matches!(c, b'_' | b'$') || !c.is_ascii()
+            })
+        };
         match c {
-            b' ' | b'\t' | b'\n' | b'\r' => {
-                i += 1;
-                continue;
-            }
+            b' ' | b'\t' | b'\n' | b'\r' => skip!(i + 1),
             b'e' | b'E' if b.get(i + 1) == Some(&b'\'') => {
-                let (text, end) = escaped(sql, i + 1, keep)?;
-                i = end;
-                emit(Tok::Escaped(text), start..i);
+                let (text, end) = escaped(sql, i + 1, keep).ok_or(refused(BAD_ESCAPED))?;
+                token!(Tok::Escaped(text), end, Some(false))
+            }
+            b'n' | b'N' | b'b' | b'B' | b'x' | b'X' if b.get(i + 1) == Some(&b'\'') => {
+                let (text, end) = match c {
+                    b'x' | b'X' => backslashed(sql, i + 1, keep),
+                    _ => quoted(sql, i + 1, keep),
+                }
+                .ok_or(refused(UNCLOSED_STRING))?;
+                let kind = match c {
+                    b'n' | b'N' => Prefixed::National,
+                    b'b' | b'B' => Prefixed::Bits,
+                    _ => Prefixed::Hex,
+                };
+                match glued(end) {
+                    true => foreign!(),
+                    false => token!(Tok::Prefixed(kind, text), end, Some(false)),
+                }
+            }
+            b'u' | b'U' if b.get(i + 1) == Some(&b'&') && b.get(i + 2) == Some(&b'\'') => {
+                let (text, end) = unicode(sql, i + 2, keep).ok_or(refused(BAD_UNICODE))?;
+                match glued(end) {
+                    true => foreign!(),
+                    false => token!(Tok::Prefixed(Prefixed::Unicode, text), end, Some(false)),
+                }
             }
             b'a'..=b'z' | b'A'..=b'Z' | b'_' => {
-                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
-                    i += 1;
+                let mut end = i;
+                while end < b.len() && (b[end].is_ascii_alphanumeric() || b[end] == b'_') {
+                    end += 1;
                 }
-                if i < b.len() && matches!(b[i], b'$' | b'\'' | b'"' | b'&')
-                    || !b.get(i).is_none_or(u8::is_ascii)
+                if end < b.len() && matches!(b[end], b'$' | b'\'' | b'"' | b'&')
+                    || !b.get(end).is_none_or(u8::is_ascii)
                 {
-                    return None;
+                    foreign!()
+                } else {
+                    token!(
+                        Tok::Word(Cow::Borrowed(&sql[start..end]), None),
+                        end,
+                        Some(true),
+                    )
                 }
-                emit(Tok::Word(Cow::Borrowed(&sql[start..i]), None), start..i);
-                after_word = true;
-                continue;
             }
             b'0'..=b'9' => {
-                while i < b.len() && b[i].is_ascii_digit() {
-                    i += 1;
+                let mut end = i;
+                while end < b.len() && b[end].is_ascii_digit() {
+                    end += 1;
                 }
-                if b.get(i) == Some(&b'.') {
-                    i += 1;
-                    while i < b.len() && b[i].is_ascii_digit() {
-                        i += 1;
+                if b.get(end) == Some(&b'.') {
+                    end += 1;
+                    while end < b.len() && b[end].is_ascii_digit() {
+                        end += 1;
                     }
                 }
-                if i < b.len()
-                    && (b[i].is_ascii_alphanumeric()
-                        || matches!(b[i], b'_' | b'.' | b'$' | b'\'' | b'"'))
-                    || !b.get(i).is_none_or(u8::is_ascii)
-                {
-                    return None;
+                if glued(end) || matches!(b.get(end), Some(b'.' | b'\'' | b'"')) {
+                    foreign!()
+                } else {
+                    token!(
+                        Tok::Number(Cow::Borrowed(&sql[start..end]), false),
+                        end,
+                        Some(false),
+                    )
                 }
-                emit(Tok::Number(Cow::Borrowed(&sql[start..i]), false), start..i);
             }
             b'\'' => {
-                let (text, end) = quoted(sql, i, keep)?;
-                i = end;
+                let (text, end) = quoted(sql, i, keep).ok_or(refused(UNCLOSED_STRING))?;
                 // A string continued after a line break.
-                let next = b[i..]
+                let next = b[end..]
                     .iter()
                     .find(|c| !matches!(c, b' ' | b'\t' | b'\n' | b'\r'));
-                if matches!(next, Some(b'\''))
-                    || b.get(i).is_some_and(|c| {
-                        c.is_ascii_alphanumeric() || *c == b'_' || *c == b'$' || !c.is_ascii()
-                    })
-                {
-                    return None;
+                if matches!(next, Some(b'\'')) || glued(end) {
+                    foreign!()
+                } else {
+                    token!(Tok::Str(text), end, Some(false))
                 }
-                emit(Tok::Str(text), start..i);
             }
             b'"' => {
-                let (text, end) = quoted(sql, i, keep)?;
-                if text.is_empty() {
-                    return None;
+                let (text, end) = quoted(sql, i, keep).ok_or(refused(UNCLOSED_IDENTIFIER))?;
+                match text.is_empty() {
+                    true => foreign!(),
+                    false => token!(Tok::Word(text, Some('"')), end, Some(true)),
                 }
-                i = end;
-                emit(Tok::Word(text, Some('"')), start..i);
-                after_word = true;
-                continue;
             }
             b'$' if b.get(i + 1) == Some(&b'$') => {
                 let body = i + 2;
-                let close = body + sql[body..].find("$$")?;
-                i = close + 2;
-                emit(Tok::Dollar(&sql[body..close], ""), start..i);
+                let close = body + sql[body..].find("$$").ok_or(refused(UNCLOSED_DOLLAR))?;
+                token!(Tok::Dollar(&sql[body..close], ""), close + 2, Some(false))
             }
             b'$' if b
                 .get(i + 1)
                 .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_') =>
             {
-                i += 1;
-                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
-                    i += 1;
+                let mut end = i + 1;
+                while end < b.len() && (b[end].is_ascii_alphanumeric() || b[end] == b'_') {
+                    end += 1;
                 }
-                if b.get(i) != Some(&b'$') {
-                    return None;
+                if b.get(end) == Some(&b'$') {
+                    let tag = &sql[start + 1..end];
+                    let body = end + 1;
+                    let close =
+                        body + find_tag(&sql[body..], tag).ok_or(refused(UNCLOSED_DOLLAR))?;
+                    token!(
+                        Tok::Dollar(&sql[body..close], tag),
+                        close + tag.len() + 2,
+                        Some(false),
+                    )
+                } else {
+                    foreign!()
                 }
-                let tag = &sql[start + 1..i];
-                let body = i + 1;
-                let close = body + find_tag(&sql[body..], tag)?;
-                i = close + tag.len() + 2;
-                emit(Tok::Dollar(&sql[body..close], tag), start..i);
             }
             b'$' => {
-                i += 1;
-                while i < b.len() && b[i].is_ascii_digit() {
-                    i += 1;
+                let mut end = i + 1;
+                while end < b.len() && b[end].is_ascii_digit() {
+                    end += 1;
                 }
-                let follows = b.get(i).is_some_and(|c| {
-                    c.is_ascii_alphanumeric()
-                        || matches!(c, b'_' | b'$' | b'\'' | b'"' | b'.')
-                        || !c.is_ascii()
-                });
-                if i == start + 1 || follows {
-                    return None;
-                }
-                emit(Tok::Placeholder(Cow::Borrowed(&sql[start..i])), start..i);
-            }
-            b'(' | b')' | b',' | b';' | b'[' | b']' => {
-                i += 1;
-                emit(Tok::Punct(Cow::Borrowed(&sql[start..i])), start..i);
-            }
-            b'.' => {
-                if !after_word
-                    || !b
-                        .get(i + 1)
-                        .is_some_and(|c| c.is_ascii_alphabetic() || matches!(c, b'"' | b'*'))
+                if end == start + 1 || glued(end) || matches!(b.get(end), Some(b'\'' | b'"' | b'.'))
                 {
-                    return None;
+                    foreign!()
+                } else {
+                    token!(
+                        Tok::Placeholder(Cow::Borrowed(&sql[start..end])),
+                        end,
+                        Some(false),
+                    )
                 }
-                i += 1;
-                emit(Tok::Punct(Cow::Borrowed(".")), start..i);
+            }
+            b'(' | b')' | b',' | b';' | b'[' | b']' => token!(
+                Tok::Punct(Cow::Borrowed(&sql[start..i + 1])),
+                i + 1,
+                Some(false),
+            ),
+            b'.' if after_word
+                && b.get(i + 1)
+                    .is_some_and(|c| c.is_ascii_alphabetic() || matches!(c, b'"' | b'*')) =>
+            {
+                token!(Tok::Punct(Cow::Borrowed(".")), i + 1, Some(false))
             }
             b'-' if b.get(i + 1) == Some(&b'-') => {
-                i += 2;
-                while i < b.len() && !matches!(b[i], b'\n' | b'\r') {
-                    i += 1;
+                let mut end = i + 2;
+                while end < b.len() && !matches!(b[end], b'\n' | b'\r') {
+                    end += 1;
                 }
-                if comments {
-                    emit(Tok::Comment(&sql[start + 2..i], true), start..i);
+                match comments {
+                    true => token!(Tok::Comment(&sql[start + 2..end], true), end, None),
+                    false => skip!(end),
                 }
-                continue;
             }
             b'/' if b.get(i + 1) == Some(&b'*') => {
-                i = block_comment_end(b, i + 2)?;
-                if comments {
-                    emit(Tok::Comment(&sql[start + 2..i - 2], false), start..i);
+                let end = block_comment_end(b, i + 2).ok_or(refused(UNCLOSED_COMMENT))?;
+                match comments {
+                    true => token!(Tok::Comment(&sql[start + 2..end - 2], false), end, None),
+                    false => skip!(end),
                 }
-                continue;
             }
             b':' if b.get(i + 1) == Some(&b':') => {
-                i += 2;
-                emit(Tok::Punct(Cow::Borrowed("::")), start..i);
+                token!(Tok::Punct(Cow::Borrowed("::")), i + 2, Some(false))
             }
             b'=' | b'<' | b'>' | b'+' | b'-' | b'*' | b'/' | b'%' | b'!' | b'|' => {
                 let two = matches!(
                     (c, b.get(i + 1)),
                     (b'<', Some(b'=' | b'>')) | (b'>' | b'!', Some(b'=')) | (b'|', Some(b'|'))
                 );
-                if matches!(c, b'!' | b'|') && !two {
-                    return None;
-                }
                 let len = if two { 2 } else { 1 };
-                if b.get(i + len).is_some_and(|c| operator_char(*c)) {
-                    return None;
+                if matches!(c, b'!' | b'|') && !two
+                    || b.get(i + len).is_some_and(|c| operator_char(*c))
+                {
+                    foreign!()
+                } else {
+                    // sqlparser spells `!=` as `<>`.
+                    let p = if c == b'!' {
+                        "<>"
+                    } else {
+                        &sql[start..i + len]
+                    };
+                    token!(Tok::Punct(Cow::Borrowed(p)), i + len, Some(false))
                 }
-                i += len;
-                // sqlparser spells `!=` as `<>`.
-                let p = if c == b'!' { "<>" } else { &sql[start..i] };
-                emit(Tok::Punct(Cow::Borrowed(p)), start..i);
             }
-            _ => return None,
+            _ => foreign!(),
         }
-        after_word = false;
     }
-    Some(())
+    Ok(())
 }
+
+/// Why sqlparser's tokenizer refuses a token ([`Stop::Refused`]).
+const UNCLOSED_STRING: &str = "unterminated quoted string";
+const UNCLOSED_IDENTIFIER: &str = "unterminated quoted identifier";
+const UNCLOSED_DOLLAR: &str = "unterminated dollar-quoted string";
+const UNCLOSED_COMMENT: &str = "unterminated /* comment";
+const BAD_ESCAPED: &str = "unterminated string or invalid escape in an E'' string";
+const BAD_UNICODE: &str = "unterminated string or invalid escape in a U&'' string";
 
 #[path = "shape_literals.rs"]
 mod literals;
+
+#[path = "shape_foreign.rs"]
+mod foreign;
+
+#[path = "shape_tokens.rs"]
+mod tokens;
+#[cfg(test)]
+use tokens::word_token;
+#[cfg(test)]
+pub(crate) use tokens::OWN_ERRORS_FROM;
+pub(crate) use tokens::{plain_tokens, plain_tokens_unlocated};
 
 #[cfg(test)]
 #[path = "shape_tests.rs"]

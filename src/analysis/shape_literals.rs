@@ -203,3 +203,82 @@ fn unicode_escape(chars: &mut Chars<'_>, len: usize) -> Option<char> {
     }
     char::from_u32(u32::from_str_radix(&digits, 16).ok()?)
 }
+
+/// The text of the `X'…'` string whose quote is at byte `at`, read as
+/// sqlparser's tokenizer reads it (a doubled quote as one quote, a
+/// backslash and the character after it as `\0 \a \b \f \n \r \t \Z` or
+/// that character), and the byte after its closing quote; `None` when it
+/// is not closed.
+pub(super) fn backslashed(sql: &str, at: usize, keep: usize) -> Option<(Cow<'_, str>, usize)> {
+    let mut chars = sql[at + 1..].char_indices().peekable();
+    let mut text = Undone::new(keep);
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\'' => {
+                if chars.next_if(|&(_, c)| c == '\'').is_some() {
+                    text.push('\'');
+                    continue;
+                }
+                return Some((Cow::Owned(text.text), at + 2 + i));
+            }
+            '\\' => {
+                if let Some((_, c)) = chars.next() {
+                    text.push(match c {
+                        '0' => '\0',
+                        'a' => '\u{7}',
+                        'b' => '\u{8}',
+                        'f' => '\u{c}',
+                        'n' => '\n',
+                        'r' => '\r',
+                        't' => '\t',
+                        'Z' => '\u{1a}',
+                        c => c,
+                    });
+                }
+            }
+            c => text.push(c),
+        }
+    }
+    None
+}
+
+/// The text of the `U&'…'` string whose quote is at byte `at`, its
+/// escapes undone as sqlparser's tokenizer undoes them (`''`, `\\`,
+/// `\xxxx`, `\+xxxxxx`), and the byte after its closing quote; `None`
+/// where that tokenizer fails (not closed, a bad escape).
+pub(super) fn unicode(sql: &str, at: usize, keep: usize) -> Option<(Cow<'_, str>, usize)> {
+    let mut chars = sql[at + 1..].char_indices().peekable();
+    let mut text = Undone::new(keep);
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\'' => {
+                if chars.next_if(|&(_, c)| c == '\'').is_some() {
+                    text.push('\'');
+                    continue;
+                }
+                return Some((Cow::Owned(text.text), at + 2 + i));
+            }
+            '\\' => {
+                let c = if chars.next_if(|&(_, c)| c == '\\').is_some() {
+                    '\\'
+                } else if chars.next_if(|&(_, c)| c == '+').is_some() {
+                    hex_char(&mut chars, 6)?
+                } else {
+                    hex_char(&mut chars, 4)?
+                };
+                text.push(c);
+            }
+            c => text.push(c),
+        }
+    }
+    None
+}
+
+/// The character of the next `len` hexadecimal digits.
+fn hex_char(chars: &mut Chars<'_>, len: usize) -> Option<char> {
+    let mut code = 0u32;
+    for _ in 0..len {
+        code = code * 16 + chars.next()?.1.to_digit(16)?;
+    }
+    char::from_u32(code)
+}

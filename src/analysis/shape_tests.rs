@@ -116,6 +116,33 @@ const PIECES: &[&str] = &[
     "\"a\"\"b\"",
     "'\\'",
     "U&",
+    "N'x'",
+    "n'it''s'",
+    "B'101'",
+    "b'1'",
+    "X'1F'",
+    "x'a\\'b'",
+    "X'\\n\\Z'",
+    "X'\\",
+    "U&'\\0041'",
+    "u&'\\+000041'",
+    "U&'a''b\\\\'",
+    "U&'\\zz'",
+    "U&'\\12",
+    "N'",
+    "X'",
+    "1e-3",
+    "1.5E+2",
+    "~",
+    "->>",
+    "@>",
+    "café",
+    ":x",
+    "._",
+    "COPY",
+    "STDIN",
+    "TO",
+    "STDOUT",
 ];
 
 /// Pieces the quick scanner accepts on their own.
@@ -169,6 +196,10 @@ const PLAIN: &[&str] = &[
     "'a''b'",
     "'\\'",
     "\"a\"\"b\"",
+    "N'x'",
+    "B'01'",
+    "X'1F'",
+    "U&'\\00e9'",
 ];
 
 fn texts() -> impl Strategy<Value = String> {
@@ -198,7 +229,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(20_000))]
     #[test]
     fn plain_tokens_are_sqlparsers_tokens(sql in texts()) {
-        if let Some(tokens) = plain_tokens(&sql) {
+        if let Ok(tokens) = plain_tokens(&sql) {
             let expected = Tokenizer::new(&PostgreSqlDialect {}, &sql).tokenize_with_location();
             prop_assert!(expected.is_ok(), "{sql:?}: sqlparser fails, plain gives {tokens:?}");
             let expected = expected.unwrap_or_default();
@@ -236,6 +267,16 @@ fn long_texts() -> impl Strategy<Value = String> {
         format!("$t$x{x}$$t$"),
         format!("-- {x}é\n"),
         format!("/* {x} /* é */ */"),
+        format!("N'{x}é'"),
+        format!("b'{x}1'"),
+        format!("X'{x}\\n'"),
+        format!("U&'{x}\\00e9'"),
+        "1e5".to_owned(),
+        "~".to_owned(),
+        "café".to_owned(),
+        "->>".to_owned(),
+        "COPY".to_owned(),
+        "STDIN".to_owned(),
     ];
     let pieces: Vec<String> = PLAIN.iter().map(|p| (*p).to_owned()).chain(long).collect();
     prop::collection::vec(prop::sample::select(pieces), 1..16).prop_map(|p| p.concat())
@@ -245,14 +286,35 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(2_000))]
     #[test]
     fn long_plain_tokens_are_the_bounded_tokenizers_tokens(sql in long_texts()) {
-        if let Some(tokens) = plain_tokens(&sql) {
-            let expected = crate::analysis::input::sqlparser_bounded(&sql);
-            prop_assert!(expected.is_ok(), "{sql:?}: refused, plain gives {tokens:?}");
-            let expected = expected.unwrap_or_default();
-            let spans = |t: &[sqlparser::tokenizer::TokenWithSpan]| {
-                t.iter().map(|t| (t.token.clone(), t.span)).collect::<Vec<_>>()
-            };
-            prop_assert_eq!(spans(&tokens), spans(&expected), "{:?}", sql);
+        let expected = crate::analysis::input::sqlparser_bounded(&sql);
+        match plain_tokens(&sql) {
+            Ok(tokens) => {
+                prop_assert!(expected.is_ok(), "{sql:?}: refused, plain gives {tokens:?}");
+                let expected = expected.unwrap_or_default();
+                let spans = |t: &[sqlparser::tokenizer::TokenWithSpan]| {
+                    t.iter().map(|t| (t.token.clone(), t.span)).collect::<Vec<_>>()
+                };
+                prop_assert_eq!(spans(&tokens), spans(&expected), "{:?}", sql);
+            }
+            Err(Some(refused)) => {
+                let expected = expected.map(|t| t.len()).map_err(|e| e.to_string());
+                prop_assert_eq!(Err::<usize, String>(refused.to_string()), expected, "{:?}", sql);
+            }
+            Err(None) => {}
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(20_000))]
+    #[test]
+    fn what_the_scanner_refuses_sqlparser_refuses(sql in texts()) {
+        // Past `OWN_ERRORS_FROM` bytes the scanner refuses with its own
+        // message: only texts sqlparser's tokenizer refuses too.
+        let padded = format!("/*{}*/ {sql}", "x".repeat(super::OWN_ERRORS_FROM));
+        if let Err(Some(crate::analysis::AnalysisError::Parse(m))) = plain_tokens(&padded) {
+            let tokenized = Tokenizer::new(&PostgreSqlDialect {}, &sql).tokenize();
+            prop_assert!(tokenized.is_err(), "{sql:?}: refused ({m}), sqlparser reads it");
         }
     }
 }

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::oneshot;
 
-use super::{Exec, Journal, Refusal};
+use super::{Exec, Journal, Refusal, SqlText};
 use crate::catalog::Row;
 use crate::wire::messages::ErrorFields;
 
@@ -30,8 +30,9 @@ pub type InternalResult = Result<Vec<Vec<Row>>, String>;
 pub struct RefusedStatement {
     /// The refusal, with the facts it was decided on.
     pub refusal: Refusal,
-    /// The refused statement's text (empty when there is none).
-    pub sql: String,
+    /// The refused statement's text (empty when there is none), sharing
+    /// a large one's frame rather than copying it.
+    pub sql: SqlText,
 }
 
 /// What the client gets for a message copyguard refused, once the server

@@ -59,17 +59,42 @@ enum Large {
     Cast,
     /// `SELECT length('xxx…')`, a Parse (extended protocol).
     Parse,
+    /// `SELECT length(N'xxx…')`, a national string.
+    National,
+    /// `SELECT length(B'0101…')`, a bit string.
+    Bits,
+    /// `SELECT length(X'ab…')`, a hex string (a bytea in PostgreSQL).
+    Hex,
+    /// `SELECT length(U&'xxx…')`, a Unicode-escaped string.
+    Unicode,
+    /// `SELECT length('xxx…'), 1e3`, a number with an exponent.
+    Exponent,
+    /// `SELECT length('xxx…') WHERE 'a' ~ 'a'`, an operator sqlparser's
+    /// tokenizer reads.
+    Operator,
+    /// `COPY (SELECT length('xxx…')) TO STDOUT`.
+    Copy,
+    /// `SELECT length('xxx…`, never closed: refused.
+    Unclosed,
 }
 
 impl Large {
     /// Every kind, in the order the reports print them.
-    const ALL: [Large; 6] = [
+    const ALL: [Large; 14] = [
         Large::Plain,
         Large::Escaped,
         Large::Dollar,
         Large::Comment,
         Large::Cast,
         Large::Parse,
+        Large::National,
+        Large::Bits,
+        Large::Hex,
+        Large::Unicode,
+        Large::Exponent,
+        Large::Operator,
+        Large::Copy,
+        Large::Unclosed,
     ];
 }
 
@@ -100,6 +125,35 @@ fn large(kind: Large, size: usize) -> (String, String) {
             bulk(&mut sql, "x");
             sql.push_str("$$)");
             size
+        }
+        Large::National | Large::Bits | Large::Hex | Large::Unicode => {
+            let (prefix, unit, per_unit) = match kind {
+                Large::National => ("N'", "x", 1),
+                Large::Bits => ("B'", "0101", 4),
+                Large::Hex => ("X'", "ab", 8),
+                _ => ("U&'", "x\\00e9", 2),
+            };
+            sql.push_str("SELECT length(");
+            sql.push_str(prefix);
+            bulk(&mut sql, unit);
+            sql.push_str("')");
+            size / unit.len() * per_unit
+        }
+        Large::Exponent | Large::Operator | Large::Copy => {
+            let (before, after) = match kind {
+                Large::Exponent => ("SELECT length('", "'), 1e3"),
+                Large::Operator => ("SELECT length('", "') WHERE 'a' ~ 'a'"),
+                _ => ("COPY (SELECT length('", "')) TO STDOUT"),
+            };
+            sql.push_str(before);
+            bulk(&mut sql, "x");
+            sql.push_str(after);
+            size
+        }
+        Large::Unclosed => {
+            sql.push_str("SELECT length('");
+            bulk(&mut sql, "x");
+            return (sql, String::new());
         }
         Large::Comment => {
             let half = "x".repeat(size / 2);
@@ -139,6 +193,21 @@ async fn peak_growth(policy: &str, kind: Large, size: usize, sessions: usize) ->
                 Large::Parse => {
                     let row = client.query_one(sql.as_str(), &[]).await;
                     row.expect("large Parse").get::<_, i32>(0).to_string()
+                }
+                Large::Copy => {
+                    let out = client.copy_out(sql.as_str()).await.expect("large COPY");
+                    let chunks: Vec<_> = futures_util::TryStreamExt::try_collect(out)
+                        .await
+                        .expect("COPY data");
+                    let text: Vec<u8> = chunks.concat();
+                    String::from_utf8(text).expect("text").trim_end().to_owned()
+                }
+                Large::Unclosed => {
+                    let error = client.simple_query(&sql).await.expect_err("refused");
+                    let db_error = error.as_db_error().expect("an ErrorResponse");
+                    let message = db_error.message().to_lowercase();
+                    assert!(message.contains("unterminated"), "{db_error:?}");
+                    String::new()
                 }
                 _ => {
                     let rows = client.simple_query(&sql).await.expect("large query");
@@ -180,19 +249,27 @@ async fn a_large_guarded_query_costs_one_copy_of_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement, not a check"]
 async fn large_guarded_query_memory_report() {
-    for kind in Large::ALL {
+    // `COPYGUARD_MEMORY_KINDS=Plain,Copy` picks kinds.
+    let picked = std::env::var("COPYGUARD_MEMORY_KINDS").ok();
+    let picked = |kind: Large| {
+        picked
+            .as_deref()
+            .is_none_or(|p| p.split(',').any(|k| k == format!("{kind:?}")))
+    };
+    for kind in Large::ALL.into_iter().filter(|k| picked(*k)) {
         for (size, sessions) in [(32, 1), (127, 1)] {
             let growth = peak_growth(GUARDED_TRUST_USER_CLASS, kind, size * MIB, sessions).await;
             eprintln!("MEMORY guarded {kind:?} {size} MiB x {sessions}: peak RSS +{growth:.0} MiB");
         }
     }
-    for (mode, policy) in [
-        ("guarded", GUARDED_TRUST_USER_CLASS),
-        ("production", PRODUCTION_POLICY),
+    for (mode, policy, kind) in [
+        ("guarded", GUARDED_TRUST_USER_CLASS, Large::Plain),
+        ("guarded", GUARDED_TRUST_USER_CLASS, Large::Operator),
+        ("production", PRODUCTION_POLICY, Large::Plain),
     ] {
-        for (size, sessions) in [(32, 3), (127, 3)] {
-            let growth = peak_growth(policy, Large::Plain, size * MIB, sessions).await;
-            eprintln!("MEMORY {mode} Plain {size} MiB x {sessions}: peak RSS +{growth:.0} MiB");
+        for (size, sessions) in [(32, 3), (127, 3)].into_iter().filter(|_| picked(kind)) {
+            let growth = peak_growth(policy, kind, size * MIB, sessions).await;
+            eprintln!("MEMORY {mode} {kind:?} {size} MiB x {sessions}: peak RSS +{growth:.0} MiB");
         }
     }
 }
@@ -212,6 +289,10 @@ async fn large_bad_statements_get_clear_errors() {
         format!("SELECT $${bulk}"),
         format!("SELECT 1 /* {bulk} /* */"),
         format!("SELECT '{bulk}"),
+        format!("SELECT 1 ~ N'{bulk}"),
+        format!("SELECT X'{bulk}"),
+        format!("SELECT U&'\\zz{bulk}'"),
+        format!("COPY (SELECT '{bulk}) TO STDOUT"),
     ] {
         for parse in [false, true] {
             let error = match parse {
@@ -220,7 +301,11 @@ async fn large_bad_statements_get_clear_errors() {
             };
             let error = error.expect_err("refused");
             let db_error = error.as_db_error().expect("an ErrorResponse");
-            assert!(!db_error.message().is_empty(), "{db_error:?}");
+            // Past 64 KiB, the scanner's message: what, and where.
+            assert!(
+                db_error.message().contains(" at Line: 1, Column: "),
+                "{db_error:?}"
+            );
             let rows = client.simple_query("SELECT 41 + 1").await.expect("serving");
             assert_eq!(text_rows_of(rows), vec![vec![Some("42".to_owned())]]);
         }

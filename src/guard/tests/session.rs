@@ -42,7 +42,7 @@ impl Script {
         let refused = if seen {
             Refused::Record(Box::new(crate::guard::RefusedStatement {
                 refusal,
-                sql: String::new(),
+                sql: crate::guard::SqlText::from(""),
             }))
         } else {
             Refused::Error(crate::enforce::block_error(&refusal.block))

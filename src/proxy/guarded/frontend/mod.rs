@@ -164,7 +164,7 @@ where
                         Rule::ProtocolFunctionCall,
                         "the FunctionCall protocol message is not available to guarded roles",
                     );
-                    self.refuse_cycle(&b.into(), "").await?;
+                    self.refuse_cycle(&b.into(), &SqlText::from("")).await?;
                 }
                 FrontendKind::Terminate => {
                     self.send(frame.as_bytes()).await?;
@@ -200,24 +200,24 @@ where
     /// A refusal of `sql`, with the relations and classified columns it
     /// was decided on, recorded when the server reaches the failing
     /// stand-in.
-    fn refused(&self, r: &Refusal, sql: &str) -> Refused {
+    fn refused(&self, r: &Refusal, sql: &SqlText) -> Refused {
         Refused::Record(Box::new(RefusedStatement {
             refusal: r.clone(),
-            sql: sql.to_owned(),
+            sql: sql.clone(),
         }))
     }
 
     /// A refusal of a message of an extended-protocol batch: not even
     /// prepared for the record when the batch already failed (the server
     /// skips the message and its error never reaches the client).
-    fn refused_in_batch(&mut self, r: &Refusal, sql: &str) -> Refused {
+    fn refused_in_batch(&mut self, r: &Refusal, sql: &SqlText) -> Refused {
         let seen = self.core.fail_batch();
         self.refused_seen(r, seen, sql)
     }
 
     /// A refusal the client sees (recorded), or one of a message the
     /// server skips (not recorded).
-    fn refused_seen(&self, r: &Refusal, seen: bool, sql: &str) -> Refused {
+    fn refused_seen(&self, r: &Refusal, seen: bool, sql: &SqlText) -> Refused {
         if seen {
             self.refused(r, sql)
         } else {
@@ -226,7 +226,7 @@ where
     }
 
     /// Replaces a whole simple-query cycle with a failing statement.
-    async fn refuse_cycle(&mut self, r: &Refusal, sql: &str) -> Result<(), SessionError> {
+    async fn refuse_cycle(&mut self, r: &Refusal, sql: &SqlText) -> Result<(), SessionError> {
         let err = self.refused(r, sql);
         self.refuse_cycle_with(err).await
     }
@@ -365,14 +365,14 @@ where
             .statements
             .get(&*statement)
             .and_then(|s| s.sql.clone());
-        let sql = sql.as_deref().unwrap_or("");
+        let sql = sql.unwrap_or_else(|| SqlText::from(""));
         let decided = match self.core.bind(&portal, &statement, &policy) {
-            Step::Refuse { refusal, seen } => Err(self.refused_seen(&refusal, seen, sql)),
+            Step::Refuse { refusal, seen } => Err(self.refused_seen(&refusal, seen, &sql)),
             Step::Forward { exec: None, .. } => Ok(None),
             Step::Forward {
                 exec: Some(exec),
                 new,
-            } => self.bound(&exec, new, sql, frame).await.map(Some),
+            } => self.bound(&exec, new, &sql, frame).await.map(Some),
         };
         match decided {
             Err(err) => {
@@ -472,7 +472,7 @@ where
         let exec = match self.core.execute(&portal) {
             Ok(exec) => exec,
             Err(r) => {
-                let err = self.refused_in_batch(&r, "");
+                let err = self.refused_in_batch(&r, &SqlText::from(""));
                 self.guard.state.queue.push(Expect::Refused(err));
                 return self.send(&failing_execute()).await;
             }
