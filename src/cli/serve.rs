@@ -80,7 +80,7 @@ pub fn run(args: &ConfigArgs) -> anyhow::Result<()> {
 /// each such relay on one of N single-thread runtimes, N as for
 /// `per_core`, `COPYGUARD_RELAY_THREADS=N` overrides). With `threads`, at
 /// most `COPYGUARD_THREADED_RELAYS=N` relays (default
-/// [`THREADED_RELAYS`]) run on threads at once; the others stay on the
+/// [`THREADED_PER_CORE`] per core) run on threads at once; the others stay on the
 /// work-stealing runtime. Guarded sessions: [`GuardedShape`].
 /// `COPYGUARD_EVENT_INTERVAL=N` sets the scheduler ticks
 /// between I/O polls. See `benches/README.md`, "Profile".
@@ -98,7 +98,7 @@ enum Shape {
 /// `COPYGUARD_GUARDED`: `shared` (the default: on the work-stealing
 /// runtime, with the sessions' other work), `threads` (each on a thread of
 /// its own with a single-thread runtime, at most
-/// `COPYGUARD_THREADED_GUARDED=N` at once, default [`THREADED_GUARDED`];
+/// `COPYGUARD_THREADED_GUARDED=N` at once, default [`THREADED_PER_CORE`] per core;
 /// the others shared). See `benches/README.md`, "Guarded profile".
 enum GuardedShape {
     Shared,
@@ -110,7 +110,7 @@ impl GuardedShape {
         Ok(match std::env::var("COPYGUARD_GUARDED").as_deref() {
             Ok("shared") | Err(_) => GuardedShape::Shared,
             Ok("threads") => {
-                GuardedShape::Threads(count("COPYGUARD_THREADED_GUARDED", THREADED_GUARDED)?)
+                GuardedShape::Threads(count("COPYGUARD_THREADED_GUARDED", threaded_default())?)
             }
             Ok(other) => {
                 anyhow::bail!("COPYGUARD_GUARDED must be shared or threads, got {other:?}")
@@ -119,13 +119,20 @@ impl GuardedShape {
     }
 }
 
-/// How many production relays run on threads of their own at once by
-/// default (two threads each).
-const THREADED_RELAYS: usize = 256;
+/// How many production relays (two threads each) or guarded sessions
+/// (`COPYGUARD_GUARDED=threads`, one thread each) run on threads of their
+/// own at once by default, per core. A thread of its own wins while few
+/// sessions are busy on each core; hundreds of them share the cores with
+/// the runtime's workers as equals and starve the sessions those serve
+/// (1,000 sessions on 2 cores: query p99 median 470 ms with 256 threaded
+/// relays, 367 ms with 16, 396 ms with none; `benches/README.md`,
+/// "sessions_compare").
+const THREADED_PER_CORE: usize = 8;
 
-/// How many guarded sessions run on a thread of their own at once by
-/// default (`COPYGUARD_GUARDED=threads`).
-const THREADED_GUARDED: usize = 256;
+/// [`THREADED_PER_CORE`] times the cores.
+fn threaded_default() -> usize {
+    THREADED_PER_CORE * std::thread::available_parallelism().map_or(1, |n| n.get())
+}
 
 impl Shape {
     fn from_env() -> anyhow::Result<Shape> {
@@ -135,7 +142,7 @@ impl Shape {
             Ok("per_core") => Shape::PerCore(threads("TOKIO_WORKER_THREADS")?),
             Ok("split") => Shape::Split(threads("COPYGUARD_RELAY_THREADS")?),
             Ok("threads") | Err(_) => {
-                Shape::RelayThreads(count("COPYGUARD_THREADED_RELAYS", THREADED_RELAYS)?)
+                Shape::RelayThreads(count("COPYGUARD_THREADED_RELAYS", threaded_default())?)
             }
             Ok(other) => anyhow::bail!(
                 "COPYGUARD_RUNTIME must be threads, multi_thread, current_thread, per_core or split, got {other:?}"
