@@ -210,36 +210,19 @@ fn unicode_escape(chars: &mut Chars<'_>, len: usize) -> Option<char> {
 /// that character), and the byte after its closing quote; `None` when it
 /// is not closed.
 pub(super) fn backslashed(sql: &str, at: usize, keep: usize) -> Option<(Cow<'_, str>, usize)> {
-    let mut chars = sql[at + 1..].char_indices().peekable();
-    let mut text = Undone::new(keep);
-    while let Some((i, c)) = chars.next() {
-        match c {
-            '\'' => {
-                if chars.next_if(|&(_, c)| c == '\'').is_some() {
-                    text.push('\'');
-                    continue;
-                }
-                return Some((Cow::Owned(text.text), at + 2 + i));
-            }
-            '\\' => {
-                if let Some((_, c)) = chars.next() {
-                    text.push(match c {
-                        '0' => '\0',
-                        'a' => '\u{7}',
-                        'b' => '\u{8}',
-                        'f' => '\u{c}',
-                        'n' => '\n',
-                        'r' => '\r',
-                        't' => '\t',
-                        'Z' => '\u{1a}',
-                        c => c,
-                    });
-                }
-            }
-            c => text.push(c),
-        }
-    }
-    None
+    with_escapes(sql, at, keep, |chars| {
+        Some(match chars.next()?.1 {
+            '0' => '\0',
+            'a' => '\u{7}',
+            'b' => '\u{8}',
+            'f' => '\u{c}',
+            'n' => '\n',
+            'r' => '\r',
+            't' => '\t',
+            'Z' => '\u{1a}',
+            c => c,
+        })
+    })
 }
 
 /// The text of the `U&'…'` string whose quote is at byte `at`, its
@@ -247,6 +230,27 @@ pub(super) fn backslashed(sql: &str, at: usize, keep: usize) -> Option<(Cow<'_, 
 /// `\xxxx`, `\+xxxxxx`), and the byte after its closing quote; `None`
 /// where that tokenizer fails (not closed, a bad escape).
 pub(super) fn unicode(sql: &str, at: usize, keep: usize) -> Option<(Cow<'_, str>, usize)> {
+    with_escapes(sql, at, keep, |chars| {
+        if chars.next_if(|&(_, c)| c == '\\').is_some() {
+            Some('\\')
+        } else if chars.next_if(|&(_, c)| c == '+').is_some() {
+            hex_char(chars, 6)
+        } else {
+            hex_char(chars, 4)
+        }
+    })
+}
+
+/// The text of the string whose quote is at byte `at`, a doubled quote
+/// read as one quote and each backslash as `escape` reads what follows it
+/// (`None`: the tokenizer fails there), and the byte after its closing
+/// quote; `None` when it is not closed or an escape fails.
+fn with_escapes(
+    sql: &str,
+    at: usize,
+    keep: usize,
+    escape: impl Fn(&mut Chars<'_>) -> Option<char>,
+) -> Option<(Cow<'_, str>, usize)> {
     let mut chars = sql[at + 1..].char_indices().peekable();
     let mut text = Undone::new(keep);
     while let Some((i, c)) = chars.next() {
@@ -258,16 +262,7 @@ pub(super) fn unicode(sql: &str, at: usize, keep: usize) -> Option<(Cow<'_, str>
                 }
                 return Some((Cow::Owned(text.text), at + 2 + i));
             }
-            '\\' => {
-                let c = if chars.next_if(|&(_, c)| c == '\\').is_some() {
-                    '\\'
-                } else if chars.next_if(|&(_, c)| c == '+').is_some() {
-                    hex_char(&mut chars, 6)?
-                } else {
-                    hex_char(&mut chars, 4)?
-                };
-                text.push(c);
-            }
+            '\\' => text.push(escape(&mut chars)?),
             c => text.push(c),
         }
     }
