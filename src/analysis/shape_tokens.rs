@@ -51,13 +51,7 @@ fn plain_tokens_at(sql: &str, located: bool) -> Result<Vec<TokenWithSpan>, Optio
     let mut failed = None;
     let mut copy = foreign::CopyTracker::default();
     let mut foreigners = 0;
-    let mut at = Cursor {
-        sql,
-        byte: 0,
-        line: 1,
-        column: 1,
-        located,
-    };
+    let mut at = Cursor::start(sql, located);
     let long = input::long_token();
     let scanned = scan(sql, long, true, |token, range| {
         if !at.whitespace_to(range.start, &mut out) {
@@ -146,13 +140,10 @@ fn plain_tokens_at(sql: &str, located: bool) -> Result<Vec<TokenWithSpan>, Optio
         if sql.len() < OWN_ERRORS_FROM {
             return Err(None);
         }
-        let mut at = Cursor {
-            sql,
-            byte: 0,
-            line: 1,
-            column: 1,
-            located: true,
-        };
+        // A refusal names its place also when the tokens have none.
+        if !located {
+            at = Cursor::start(sql, true);
+        }
         at.advance_to(byte);
         let Location { line, column } = at.location();
         return Err(Some(AnalysisError::Parse(format!(
@@ -176,7 +167,18 @@ struct Cursor<'a> {
     located: bool,
 }
 
-impl Cursor<'_> {
+impl<'a> Cursor<'a> {
+    /// At the start of `sql`, counting locations when `located`.
+    fn start(sql: &'a str, located: bool) -> Cursor<'a> {
+        Cursor {
+            sql,
+            byte: 0,
+            line: 1,
+            column: 1,
+            located,
+        }
+    }
+
     fn location(&self) -> Location {
         if !self.located {
             return Location::new(0, 0);

@@ -131,7 +131,12 @@ const THREADED_PER_CORE: usize = 8;
 
 /// [`THREADED_PER_CORE`] times the cores.
 fn threaded_default() -> usize {
-    THREADED_PER_CORE * std::thread::available_parallelism().map_or(1, |n| n.get())
+    THREADED_PER_CORE * cores()
+}
+
+/// The cores this process may run on (1 when unknown).
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 impl Shape {
@@ -180,7 +185,7 @@ fn threads(var: &str) -> anyhow::Result<usize> {
             .ok()
             .filter(|&n: &usize| n > 0)
             .with_context(|| format!("{var} must be a positive count, got {n:?}"))?,
-        Err(_) => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        Err(_) => cores(),
     })
 }
 
