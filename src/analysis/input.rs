@@ -50,7 +50,7 @@ pub(crate) enum Parsed {
 /// Parses every statement of `sql`. Text without any statement yields one
 /// [`StatementKind::Empty`].
 pub(crate) fn parse(sql: &str) -> Result<Vec<Parsed>, AnalysisError> {
-    match parse_tokens(without_locations(tokenize_at(sql, false)?)) {
+    match parse_tokens(tokenize_at(sql, false)?) {
         Ok(statements) => Ok(non_empty(
             statements
                 .into_iter()
@@ -85,7 +85,7 @@ fn without_locations(mut tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
 /// locations: a definition that does not parse falls back to the view's
 /// dependencies, and its error is not shown.
 pub(crate) fn parse_definition(sql: &str) -> Result<Vec<Statement>, AnalysisError> {
-    parse_tokens(without_locations(tokenize_at(sql, false)?)).map_err(AnalysisError::Parse)
+    parse_tokens(tokenize_at(sql, false)?).map_err(AnalysisError::Parse)
 }
 
 fn non_empty(mut statements: Vec<Parsed>) -> Vec<Parsed> {
@@ -99,8 +99,8 @@ fn tokenize(sql: &str) -> Result<Vec<TokenWithSpan>, AnalysisError> {
     tokenize_at(sql, true)
 }
 
-/// [`tokenize`], with locations only when `located` (plain texts are then
-/// read without counting characters; the others keep theirs).
+/// [`tokenize`], with locations only when `located` (the scanner then
+/// counts no characters; see [`without_locations`]).
 fn tokenize_at(sql: &str, located: bool) -> Result<Vec<TokenWithSpan>, AnalysisError> {
     let tokens = tokenize_bounded_at(sql, located)?;
     guard_operator_runs(&tokens)?;
@@ -137,8 +137,8 @@ pub fn tokenize_bounded(sql: &str) -> Result<Vec<TokenWithSpan>, AnalysisError> 
     tokenize_bounded_at(sql, true)
 }
 
-/// [`tokenize_bounded`], the scanner's tokens without locations unless
-/// `located` (sqlparser's keep theirs; a refusal always says where).
+/// [`tokenize_bounded`], its tokens without locations unless `located` (a
+/// refusal always says where).
 fn tokenize_bounded_at(sql: &str, located: bool) -> Result<Vec<TokenWithSpan>, AnalysisError> {
     let scanned = match located {
         true => shape::plain_tokens(sql),
@@ -147,7 +147,8 @@ fn tokenize_bounded_at(sql: &str, located: bool) -> Result<Vec<TokenWithSpan>, A
     match scanned {
         Ok(tokens) => Ok(tokens),
         Err(Some(refused)) => Err(refused),
-        Err(None) => sqlparser_bounded(sql),
+        Err(None) if located => sqlparser_bounded(sql),
+        Err(None) => sqlparser_bounded(sql).map(without_locations),
     }
 }
 
