@@ -156,7 +156,7 @@ async fn respond(
     let path = path.split('?').next().unwrap_or("");
     match (method, path) {
         ("GET", "/metrics") => {
-            let body = metrics.render();
+            let body = crate::telemetry::render(metrics);
             reply(&mut stream, 200, "text/plain; version=0.0.4", &body).await
         }
         ("GET", "/healthz") => {

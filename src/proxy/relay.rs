@@ -12,7 +12,6 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use bytes::BytesMut;
-use metrics::Counter;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use tokio_util::sync::CancellationToken;
@@ -134,8 +133,8 @@ struct Pump {
     tagged: u64,
     /// The tags counted in `tagged` (rows one way, statements the other).
     counted_tags: [u8; 2],
-    bytes_metric: Counter,
-    messages_metric: Counter,
+    /// `bytes` and `messages`, for the metrics.
+    tally: telemetry::RelayTally,
     /// Called with the SQL of each Query and Parse that arrives whole in
     /// one read starting at a frame boundary (best effort; off unless set).
     statements: Option<StatementSink>,
@@ -164,8 +163,7 @@ impl Pump {
             messages: 0,
             tagged: 0,
             counted_tags,
-            bytes_metric: metrics::counter!(telemetry::BYTES, "direction" => direction),
-            messages_metric: metrics::counter!(telemetry::MESSAGES, "direction" => direction),
+            tally: telemetry::RelayTally::new(direction),
             statements: None,
         }
     }
@@ -188,8 +186,7 @@ impl Pump {
         self.tagged += tagged;
         self.bytes += chunk.len() as u64;
         self.messages += frames;
-        self.bytes_metric.increment(chunk.len() as u64);
-        self.messages_metric.increment(frames);
+        self.tally.set(self.bytes, self.messages);
         Ok(())
     }
 

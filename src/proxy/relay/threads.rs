@@ -357,6 +357,73 @@ mod tests {
         assert_eq!(last, b"E\0\0\0\x04");
     }
 
+    /// The value of the metric line starting with `series` in `text`.
+    fn metric(text: &str, series: &str) -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("{series} missing from\n{text}"))
+            .parse()
+            .unwrap()
+    }
+
+    /// The relay threads publish their counts lazily, yet a scrape during
+    /// an idle pause sees every byte and message relayed so far, and the
+    /// counters are exact once the relay has ended, with nothing counted
+    /// twice.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_metrics_are_exact_after_an_idle_pause_and_after_the_relay_ends() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let (client, mut client_far) = tcp_pair().await;
+        let (server, mut server_far) = tcp_pair().await;
+        let relay = metrics::with_local_recorder(&recorder, || {
+            Relay::new(client, BytesMut::new(), server, BytesMut::new(), 1 << 20)
+        });
+        let run = tokio::spawn(async move {
+            let placement = RelayPlacement::Threads(ThreadSlots::new(1));
+            relay.run(CancellationToken::new(), Some(&placement)).await
+        });
+        let (query, reply) = (messages::query("SELECT 1"), b"Z\0\0\0\x05IZ\0\0\0\x05I");
+        let mut up = 0;
+        for _ in 0..3 {
+            client_far.write_all(&query).await.unwrap();
+            let mut got = vec![0u8; query.len()];
+            server_far.read_exact(&mut got).await.unwrap();
+            server_far.write_all(reply).await.unwrap();
+            let mut back = [0u8; 12];
+            client_far.read_exact(&mut back).await.unwrap();
+            up += query.len() as u64;
+        }
+        let up_bytes = "copyguard_bytes_total{direction=\"client_to_server\"}";
+        let down_bytes = "copyguard_bytes_total{direction=\"server_to_client\"}";
+        let up_messages = "copyguard_messages_total{direction=\"client_to_server\"}";
+        let down_messages = "copyguard_messages_total{direction=\"server_to_client\"}";
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let idle = crate::telemetry::render(&handle);
+        assert_eq!(metric(&idle, up_bytes), up);
+        assert_eq!(metric(&idle, down_bytes), 36);
+        assert_eq!(
+            (metric(&idle, up_messages), metric(&idle, down_messages)),
+            (3, 6)
+        );
+        let terminate = b"X\0\0\0\x04";
+        client_far.write_all(terminate).await.unwrap();
+        client_far.shutdown().await.unwrap();
+        let (outcome, relay) = run.await.unwrap();
+        assert_eq!(outcome.unwrap(), RelayEnd::ClientClosed);
+        drop(relay);
+        let ended = handle.render();
+        assert_eq!(metric(&ended, up_bytes), up + terminate.len() as u64);
+        assert_eq!(metric(&ended, down_bytes), 36);
+        assert_eq!(
+            (metric(&ended, up_messages), metric(&ended, down_messages)),
+            (4, 6)
+        );
+        let again = crate::telemetry::render(&handle);
+        assert_eq!(metric(&again, up_messages), 4, "nothing counted twice");
+        drop(server_far);
+    }
+
     /// Past the slots' limit a relay runs on the session's runtime and
     /// still relays; every slot is given back when its relay ends.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
