@@ -587,6 +587,10 @@ use tokens::word_token;
 pub(crate) use tokens::OWN_ERRORS_FROM;
 pub(crate) use tokens::{plain_tokens, plain_tokens_unlocated};
 
+#[doc(hidden)]
+#[path = "shape_fuzz.rs"]
+pub mod fuzz;
+
 #[cfg(test)]
 #[path = "shape_tests.rs"]
 mod tests;
