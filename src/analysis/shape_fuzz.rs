@@ -349,5 +349,11 @@ mod tests {
 
     /// Minimized inputs of the `shape` fuzz target (a control byte, then
     /// the text).
-    const REGRESSIONS: &[&[u8]] = &[b"\x00SELECT 1"];
+    const REGRESSIONS: &[&[u8]] = &[
+        b"\x00SELECT 1",
+        // The quick scanner read the data after `COPY … FROM STDIN;` as
+        // SQL, sqlparser's tokenizer as one token.
+        b"\x00COPY t FROM STDIN;\n1",
+        b"\x00SELECT 2; copy t from stdin; 3\r\\.\n",
+    ];
 }
