@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every fuzz target (or those named) for SECONDS each, one after the
-# other on one core, with corpora seeded from the test suite.
+# other on one core, with corpora seeded from the test suite (and
+# TARGET.dict as libFuzzer's dictionary when there is one).
 #
 #   fuzz/run.sh SECONDS [TARGET...]
 #
@@ -15,7 +16,7 @@ shift
 cd "$(dirname "$0")"
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(startup frames messages copy sql policy)
+    targets=(startup frames messages copy sql policy shape)
 fi
 # A grant-token target joins these once grant tokens exist (issue 15).
 
@@ -31,10 +32,14 @@ status=0
 for t in "${targets[@]}"; do
     mkdir -p "corpus/$t" "artifacts/$t"
     log="artifacts/$t/last-run.log"
+    dict=()
+    if [ -f "$t.dict" ]; then
+        dict=(-dict="$t.dict")
+    fi
     set +e
     cargo +nightly fuzz run "${flags[@]}" "$t" "corpus/$t" -- \
         -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-        >"$log" 2>&1
+        "${dict[@]}" >"$log" 2>&1
     rc=$?
     set -e
     runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1 || true)

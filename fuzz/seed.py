@@ -47,6 +47,26 @@ for f in sources:
 for s in statements:
     put("sql", s)
 
+# --- shape: a control byte (variant, padding), then SQL text --------------
+tricky = [
+    "SELECT E'a\\nb' || $$x$$ || $q$y$q$ FROM users WHERE email = U&'\\0041' AND id = 1e3",
+    "SELECT N'x', B'101', X'1F', u&'\\+000041' UESCAPE '!', e'\\x41\\101'",
+    "SELECT 1 /* a /* nested */ b */ + 2 -- tail\n, 'it''s', \"Q\"\"x\"",
+    "SELECT 'a'\n'b', 1.5e-3, .5, 1., 0x1F, 1_000, $1, :x, a->>'k', b @> c, d ~ 'é'",
+    "SELECT café, naïve FROM \"users\" WHERE full_name = 'Zoë' ORDER BY 1 LIMIT 5",
+    "SELECT email FROM users WHERE id = 48213; SELECT 2",
+    "UPDATE orders SET amount_cents = amount_cents + -5 WHERE id = 7 RETURNING status",
+    "SELECT 'users'::regclass, nextval('s'), current_setting('search_path')",
+    "SELECT set_config('search_path', 'x', false) WHERE 1 = 1",
+    "COPY users TO STDOUT (FORMAT csv, DELIMITER ',', FORCE_QUOTE *)",
+    "COPY users FROM STDIN; 1\tx\n\\.\n",
+    "EXPLAIN (ANALYZE = 0) SELECT email FROM users",
+    "SELECT 1 = 1; EXPLAIN (ANALYZE = 1) SELECT * FROM users",
+]
+for s in list(statements)[:400] + tricky:
+    for control in (0x00, 0x03, 0x41, 0x85):
+        put("shape", bytes([control]) + s.encode())
+
 # --- policies ------------------------------------------------------------
 for f in (ROOT / "policies").glob("*.toml"):
     put("policy", f.read_text())

@@ -290,12 +290,13 @@ fn operator_char(c: u8) -> bool {
 }
 
 /// The tokens of plain SQL text (see [`scan`]), the same sqlparser's
-/// tokenizer gives, comments dropped; `None` for anything else: [`full`]
-/// then tokenizes it.
+/// tokenizer gives, comments dropped; `None` for anything else, and for
+/// a text naming `COPY` (after `COPY … FROM STDIN;` that tokenizer reads
+/// the rest as one token of data): [`full`] then tokenizes it.
 fn quick(sql: &str) -> Option<Vec<Tok<'_>>> {
     let mut tokens = Vec::with_capacity(sql.len() / 4 + 4);
     scan(sql, usize::MAX, false, |token, _| {
-        if matches!(token, Tok::Foreign) {
+        if matches!(token, Tok::Foreign) || word_in(&token, &["COPY"]) {
             return None;
         }
         tokens.push(token);
@@ -586,6 +587,10 @@ use tokens::word_token;
 #[cfg(test)]
 pub(crate) use tokens::OWN_ERRORS_FROM;
 pub(crate) use tokens::{plain_tokens, plain_tokens_unlocated};
+
+#[doc(hidden)]
+#[path = "shape_fuzz.rs"]
+pub mod fuzz;
 
 #[cfg(test)]
 #[path = "shape_tests.rs"]
