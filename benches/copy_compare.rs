@@ -242,7 +242,9 @@ fn run() -> Result<()> {
 
 /// What one copy took: bytes received, seconds, and CPU seconds of the
 /// server (from just after connecting to the end of the COPY, while the
-/// connection and its backend are still there), copyguard's counters and
+/// connection and its backend are still there; processes alive at the end
+/// only, so the backend of the copy before, exiting meanwhile, does not
+/// count whole in this one), copyguard's counters and
 /// the client's CPU seconds (this whole process: the runtime's worker
 /// reading the stream, and this thread) over the same time.
 struct Copied {
@@ -269,18 +271,6 @@ impl Copied {
 /// (capped at 1 when there is CPU to spare).
 fn cpu_bound(cores: usize, direct_server: f64, total: f64) -> f64 {
     (cores as f64 * direct_server / total).min(1.0)
-}
-
-/// CPU seconds (user + system) of this process so far, to the microsecond.
-fn own_cpu() -> f64 {
-    // SAFETY: an all-zero rusage is a valid value; getrusage only writes it.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: RUSAGE_SELF with a pointer to a live rusage.
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
-        return 0.0;
-    }
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
 /// A copyguard process's counters (all zero without one): CPU seconds,
@@ -318,7 +308,7 @@ async fn copy(target: &Target, format: &str, cpu: &ServerCpu) -> Result<Copied> 
         .await
         .with_context(|| format!("connecting with {conninfo}"))?;
     tokio::spawn(connection);
-    let before = (cpu.server(), Proc::of(target.proxy), own_cpu());
+    let before = (cpu.live(), Proc::of(target.proxy), bench_db::own_cpu());
     let started = Instant::now();
     let stream = client
         .copy_out(&format!("COPY people TO STDOUT (FORMAT {format})"))
@@ -333,9 +323,9 @@ async fn copy(target: &Target, format: &str, cpu: &ServerCpu) -> Result<Copied> 
     Ok(Copied {
         bytes,
         secs,
-        server: cpu.server().since(&before.0),
+        server: cpu.live().since(&before.0),
         proxy: Proc::of(target.proxy).since(before.1),
-        client: own_cpu() - before.2,
+        client: bench_db::own_cpu() - before.2,
     })
 }
 
