@@ -3,10 +3,12 @@
 //! copyguard as a production role (relayed untouched), and through
 //! copyguard as a guarded role whose class pseudonymizes those 4 columns,
 //! interleaved in one run; prints MB/s of each and the ratios, the CPU
-//! time each copy took on the server (every PostgreSQL process) and in
-//! copyguard, and copyguard's context switches per MiB copied: on a
-//! machine with few cores, copyguard's CPU per row is what costs
-//! throughput, and CPU time is far less noisy than wall time.
+//! time each copy took on the server (every PostgreSQL process), in
+//! copyguard and in the client (this process), and copyguard's context
+//! switches per MiB copied: on a machine with few cores, copyguard's CPU
+//! per row is what costs throughput, and CPU time is far less noisy than
+//! wall time. Next to each ratio it prints the ratio the CPU allows
+//! ([`cpu_bound`]).
 //!
 //! Run with `cargo bench --bench copy_compare`. `COPYGUARD_BENCH_ROWS`
 //! (default 1000000) sets the table size, `COPYGUARD_BENCH_ROUNDS` (default
@@ -164,29 +166,32 @@ fn run() -> Result<()> {
                     let c = copy(t, format, &cpu).await?;
                     let mbs = c.bytes as f64 / 1e6 / c.secs;
                     println!(
-                        "round {round}/{rounds}  {format:<6} {:<18} {:>8.1} MB  {:>6.2} s  {mbs:>7.1} MB/s  CPU: server {:>5.2} s, copyguard {:>5.2} s",
+                        "round {round}/{rounds}  {format:<6} {:<18} {:>8.1} MB  {:>6.2} s  {mbs:>7.1} MB/s  CPU: server {:>5.2} s, copyguard {:>5.2} s, client {:>5.2} s",
                         t.name,
                         c.bytes as f64 / 1e6,
                         c.secs,
                         c.server,
                         c.proxy.cpu,
+                        c.client,
                     );
                     runs.push(Run { format, target: t.name, mbs, rows_per_s: rows as f64 / c.secs, copied: c });
                 }
             }
         }
         let has = |name| targets.iter().any(|t| t.name == name);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let per_m = 1e6 / rows as f64;
         let shown: Vec<&str> = targets.iter().map(|t| t.name).collect();
         if has("direct") {
             println!();
-            println!("medians; MB/s, and the ratios to direct of rows per second (stand-ins are not exactly as long as the values they replace)");
+            println!("medians; MB/s, and the ratios to direct of rows per second (stand-ins are not exactly as long as the values they replace),");
+            println!("each with (in brackets) the most the CPU allows on {cores} cores: 2 x direct's server CPU / the target's total CPU (server + copyguard + client)");
             print!("format  ");
             for name in &shown {
                 print!(" {name:>18}");
             }
             for name in shown.iter().filter(|n| **n != "direct") {
-                print!(" {:>26}", format!("{name}/direct"));
+                print!(" {:>33}", format!("{name}/direct (bound)"));
             }
             println!();
             for &format in &formats {
@@ -196,15 +201,21 @@ fn run() -> Result<()> {
                     print!(" {:>18.1}", median(name, |r| r.mbs));
                 }
                 let direct = median("direct", |r| r.rows_per_s);
+                let direct_server = median("direct", |r| r.copied.server);
                 for name in shown.iter().filter(|n| **n != "direct") {
-                    print!(" {:>26.2}", median(name, |r| r.rows_per_s) / direct);
+                    let total = median(name, |r| r.copied.total());
+                    print!(
+                        " {:>25.2} ({:.2})",
+                        median(name, |r| r.rows_per_s) / direct,
+                        cpu_bound(cores, direct_server, total),
+                    );
                 }
                 println!();
             }
         }
         println!();
-        println!("medians per 1M rows: CPU seconds of the server and of copyguard; per MiB received by the client: copyguard's context switches");
-        println!("format   target             server CPU s   copyguard CPU s   switches/MiB");
+        println!("medians per 1M rows: CPU seconds of the server, of copyguard and of the client, and seconds of wall time; per MiB received by the client: copyguard's context switches");
+        println!("format   target             server CPU s   copyguard CPU s   client CPU s   wall s   switches/MiB");
         for &format in &formats {
             for name in &shown {
                 let median = |pick: &dyn Fn(&Run) -> f64| median(&runs, format, name, pick);
@@ -212,9 +223,11 @@ fn run() -> Result<()> {
                     median(&|r: &Run| pick(&r.copied.proxy) / (r.copied.bytes as f64 / 1048576.0))
                 };
                 println!(
-                    "{format:<8} {name:<18} {:>12.2}   {:>15.2}   {:>12.1}",
+                    "{format:<8} {name:<18} {:>12.2}   {:>15.2}   {:>12.2}   {:>6.2}   {:>12.1}",
                     median(&|r: &Run| r.copied.server) * per_m,
                     median(&|r: &Run| r.copied.proxy.cpu) * per_m,
+                    median(&|r: &Run| r.copied.client) * per_m,
+                    median(&|r: &Run| r.copied.secs) * per_m,
                     per_mib(|p| p.switches),
                 );
             }
@@ -229,13 +242,35 @@ fn run() -> Result<()> {
 
 /// What one copy took: bytes received, seconds, and CPU seconds of the
 /// server (from just after connecting to the end of the COPY, while the
-/// connection and its backend are still there), and copyguard's counters
-/// over the same time.
+/// connection and its backend are still there; processes alive at the end
+/// only, so the backend of the copy before, exiting meanwhile, does not
+/// count whole in this one), copyguard's counters and
+/// the client's CPU seconds (this whole process: the runtime's worker
+/// reading the stream, and this thread) over the same time.
 struct Copied {
     bytes: u64,
     secs: f64,
     server: f64,
     proxy: Proc,
+    client: f64,
+}
+
+impl Copied {
+    /// CPU seconds of every process the copy ran through.
+    fn total(&self) -> f64 {
+        self.server + self.proxy.cpu + self.client
+    }
+}
+
+/// The most a target's rows per second can be, as a share of direct's,
+/// given the CPU each needs: the direct copy takes at least its server's
+/// CPU time (one backend runs it, on one core), and then is about that
+/// long (PostgreSQL's backend is the slowest part); the target's copy
+/// takes at least its total CPU time spread over every core. So the ratio
+/// is at most `cores x direct's server CPU / the target's total CPU`
+/// (capped at 1 when there is CPU to spare).
+fn cpu_bound(cores: usize, direct_server: f64, total: f64) -> f64 {
+    (cores as f64 * direct_server / total).min(1.0)
 }
 
 /// A copyguard process's counters (all zero without one): CPU seconds,
@@ -273,7 +308,7 @@ async fn copy(target: &Target, format: &str, cpu: &ServerCpu) -> Result<Copied> 
         .await
         .with_context(|| format!("connecting with {conninfo}"))?;
     tokio::spawn(connection);
-    let before = (cpu.server(), Proc::of(target.proxy));
+    let before = (cpu.live(), Proc::of(target.proxy), bench_db::own_cpu());
     let started = Instant::now();
     let stream = client
         .copy_out(&format!("COPY people TO STDOUT (FORMAT {format})"))
@@ -288,8 +323,9 @@ async fn copy(target: &Target, format: &str, cpu: &ServerCpu) -> Result<Copied> 
     Ok(Copied {
         bytes,
         secs,
-        server: cpu.server().since(&before.0),
+        server: cpu.live().since(&before.0),
         proxy: Proc::of(target.proxy).since(before.1),
+        client: bench_db::own_cpu() - before.2,
     })
 }
 

@@ -310,16 +310,16 @@ pub(crate) fn text_shapes(
                     _ => (0, Classes::Alnum),
                 };
                 let (start, first) = (bytes.len(), layouts.chunks());
-                layouts.add(&k.token, v, keep, classes, bytes);
-                (start..bytes.len(), first..layouts.chunks())
+                let ascii = layouts.add(&k.token, v, keep, classes, bytes);
+                (start..bytes.len(), first..layouts.chunks(), ascii)
             }));
         }
         k.permuter.forward_many(layouts.jobs(), images, walk);
         let limit = ty.text_limit();
         for l in laid.drain(..) {
-            let stand_in = l.and_then(|(at, chunks)| {
+            let stand_in = l.and_then(|(at, chunks, ascii)| {
                 layouts.fill(chunks, bytes, |c| images[c])?;
-                fitted(limit, false, out, |out| {
+                fitted(limit, ascii, out, |out| {
                     out.extend_from_slice(&bytes[at]);
                     Some(())
                 })
@@ -337,12 +337,17 @@ struct Scratch {
     layouts: shape::Layouts,
     /// Laid-out strings, permuted in place.
     bytes: Vec<u8>,
-    /// Per value: its bytes in `bytes` and its chunks, `None` for NULL.
-    laid: Vec<Option<(std::ops::Range<usize>, std::ops::Range<usize>)>>,
+    /// Per value: its bytes in `bytes`, its chunks and whether it is
+    /// ASCII, `None` for NULL.
+    laid: Vec<Option<Laid>>,
     images: Vec<Option<u64>>,
     walk: Walk,
     tags: Vec<Tag>,
 }
+
+/// A value laid out by [`text_shapes`]: its bytes in the scratch bytes,
+/// its chunks, and whether it is ASCII.
+type Laid = (std::ops::Range<usize>, std::ops::Range<usize>, bool);
 
 thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::default();
@@ -428,8 +433,9 @@ pub(crate) fn text_tagged(
 /// Runs `write` at the end of `out` and fits what it wrote to `limit`: its
 /// range, or `None` (nothing left appended) if it wrote no stand-in.
 /// `utf8`: `write` writes valid UTF-8 by construction (email and name
-/// stand-ins are made of `str` words, base32 and the checked domain), so
-/// with no limit there is nothing to check.
+/// stand-ins are made of `str` words, base32 and the checked domain; a
+/// shape permutation of an ASCII value is ASCII), so with no limit there
+/// is nothing to check.
 #[inline]
 fn fitted(
     limit: TextLimit,

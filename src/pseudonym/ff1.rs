@@ -230,6 +230,10 @@ impl Ff1 {
         if tweak.len() != dom.t || x >= dom.size {
             return None;
         }
+        // The permuter's 8-byte tweaks: Q is one block, T its first half.
+        if let (16, Ok(t)) = (dom.q_len, <[u8; 8]>::try_from(tweak)) {
+            return Some((dom.after_p, u128::from(u64::from_be_bytes(t)) << 64));
+        }
         // Q's 16 bytes from `from` on: T, then zeros.
         let block = |from: usize| {
             let mut b = [0; 16];

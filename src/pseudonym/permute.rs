@@ -102,12 +102,17 @@ impl Permuter {
         out.clear();
         let Walk { walking, next } = walk;
         walking.clear();
+        // Values of one column mostly share a domain: the last one's index.
+        let mut last = (0, 0);
         for (i, &(tweak, m, x)) in jobs.iter().enumerate() {
             if m < RANK_LIMIT || x >= m {
                 out.push(self.forward(tweak, m, x));
             } else {
                 out.push(None);
-                walking.push((i, domain_index(ff1_domain(m)), u128::from(x)));
+                if last.0 != m {
+                    last = (m, domain_index(ff1_domain(m)));
+                }
+                walking.push((i, last.1, u128::from(x)));
             }
         }
         let mut ys = [None; LANES];

@@ -57,20 +57,36 @@ pub(crate) fn permute(
 /// permutations run together ([`Permuter::forward_many`]).
 #[derive(Default)]
 pub(crate) struct Layouts {
-    /// Positions in the output of the permuted characters, chunk by chunk.
+    /// Positions in the output of the permuted characters of long
+    /// strings' chunks ([`Places::List`]).
     positions: Vec<usize>,
-    /// Per chunk: the end of its positions, and its permutation input.
-    ends: Vec<usize>,
+    /// Per chunk: where its permuted characters are.
+    places: Vec<Places>,
     jobs: Vec<(Tweak, u64, u64)>,
-    /// The skeleton of the string being laid out.
+    /// The skeleton of a long string being laid out.
     skel: Vec<u8>,
 }
+
+/// Where a chunk's permuted characters are in the output.
+#[derive(Clone, Copy)]
+enum Places {
+    /// Bit `j` set: byte `base + j` (a string of at most [`SHORT`] bytes).
+    Mask { base: usize, mask: u64 },
+    /// The same, every one of them a digit ([`Classes::Digits`]).
+    Digits { base: usize, mask: u64 },
+    /// These entries of [`Layouts::positions`].
+    List { from: usize, to: usize },
+}
+
+/// Strings up to this long are laid out as bit masks, their skeletons
+/// built on the stack.
+const SHORT: usize = 64;
 
 impl Layouts {
     /// Empties the layouts, to lay out strings anew.
     pub(crate) fn clear(&mut self) {
         self.positions.clear();
-        self.ends.clear();
+        self.places.clear();
         self.jobs.clear();
     }
 
@@ -85,7 +101,7 @@ impl Layouts {
     }
 
     /// Appends `s` to `out` and lays out its chunks (the first `keep` bytes
-    /// kept as they are).
+    /// kept as they are); whether `s` is ASCII (so is its image then).
     pub(crate) fn add(
         &mut self,
         prf: &Prf,
@@ -93,10 +109,106 @@ impl Layouts {
         keep: usize,
         classes: Classes,
         out: &mut Vec<u8>,
-    ) {
+    ) -> bool {
         let start = out.len();
         out.extend_from_slice(s);
         let keep = keep.min(s.len());
+        if s.len() <= SHORT {
+            match classes {
+                Classes::Digits => self.add_short::<false>(prf, s, keep, start),
+                Classes::Alnum => self.add_short::<true>(prf, s, keep, start),
+            }
+        } else {
+            self.add_long(prf, s, keep, classes, start);
+            s.is_ascii()
+        }
+    }
+
+    /// [`add`](Self::add) of a string of at most [`SHORT`] bytes, now at
+    /// `start` in the output: its permuted characters as a bit mask, its
+    /// skeleton on the stack, one pass over its bytes. `ALNUM`: letters
+    /// are permuted too ([`Classes::Alnum`]).
+    fn add_short<const ALNUM: bool>(
+        &mut self,
+        prf: &Prf,
+        s: &[u8],
+        keep: usize,
+        start: usize,
+    ) -> bool {
+        // A permuted character is a zero and its class's marker, NUL two
+        // zeros: the zeros are already there.
+        let mut skel = [0u8; 2 * SHORT];
+        let mut len = 0;
+        let mut high = 0u8;
+        for &b in &s[..keep] {
+            high |= b;
+            if b != 0 {
+                skel[len] = b;
+                len += 1;
+            } else {
+                len += 2;
+            }
+        }
+        // One chunk (the common case) is read off in the same pass; the
+        // wrapping sums are dropped when there are more.
+        let (mut mask, mut m, mut x) = (0u64, 1u64, 0u64);
+        for (i, &b) in s.iter().enumerate().skip(keep) {
+            high |= b;
+            let class = if b.wrapping_sub(b'0') < 10 {
+                Some(Class::Digit)
+            } else if ALNUM {
+                class_of(b, Classes::Alnum)
+            } else {
+                None
+            };
+            match class {
+                Some(c) => {
+                    mask |= 1 << i;
+                    skel[len + 1] = c.marker();
+                    len += 2;
+                    m = m.wrapping_mul(c.radix());
+                    x = x.wrapping_mul(c.radix()).wrapping_add(c.value(b));
+                }
+                None if b == 0 => len += 2,
+                None => {
+                    skel[len] = b;
+                    len += 1;
+                }
+            }
+        }
+        let base = tweak_base(prf, &skel[..len]);
+        let places = |mask| match ALNUM {
+            true => Places::Mask { base: start, mask },
+            false => Places::Digits { base: start, mask },
+        };
+        let n = mask.count_ones() as usize;
+        if n <= CHUNK {
+            self.places.push(places(mask));
+            self.jobs.push((base.to_be_bytes(), m, x));
+            return high.is_ascii();
+        }
+        let chunks = n.div_ceil(CHUNK);
+        for j in 0..chunks {
+            let count = (j + 1) * n / chunks - j * n / chunks;
+            let (mut m, mut x, mut taken) = (1u64, 0u64, 0u64);
+            for _ in 0..count {
+                let at = mask.trailing_zeros() as usize;
+                let bit = 1 << at;
+                mask ^= bit;
+                taken |= bit;
+                let c = class(s[at]);
+                m *= c.radix();
+                x = x * c.radix() + c.value(s[at]);
+            }
+            self.places.push(places(taken));
+            self.jobs
+                .push((base.wrapping_add(j as u64).to_be_bytes(), m, x));
+        }
+        high.is_ascii()
+    }
+
+    /// [`add`](Self::add) of a longer string, now at `start` in `out`.
+    fn add_long(&mut self, prf: &Prf, s: &[u8], keep: usize, classes: Classes, start: usize) {
         let first = self.positions.len();
         self.positions.reserve(s.len());
         self.skel.clear();
@@ -104,8 +216,6 @@ impl Layouts {
         for &b in &s[..keep] {
             self.skel_byte(b);
         }
-        // One chunk (the common case) is read off in the same pass; the
-        // wrapping sums are dropped when there are more.
         let (mut m, mut x) = (1u64, 0u64);
         for (i, &b) in s.iter().enumerate().skip(keep) {
             match class_of(b, classes) {
@@ -118,13 +228,13 @@ impl Layouts {
                 None => self.skel_byte(b),
             }
         }
-        let tag = prf.tag_repeated(DOMAIN, &self.skel);
-        let mut base = [0; 8];
-        base.copy_from_slice(&tag[..8]);
-        let base = u64::from_be_bytes(base);
+        let base = tweak_base(prf, &self.skel);
         let n = self.positions.len() - first;
         if n <= CHUNK {
-            self.ends.push(first + n);
+            self.places.push(Places::List {
+                from: first,
+                to: first + n,
+            });
             self.jobs.push((base.to_be_bytes(), m, x));
             return;
         }
@@ -134,11 +244,12 @@ impl Layouts {
             let mut m: u64 = 1;
             let mut x: u64 = 0;
             for &at in &self.positions[from..to] {
-                let c = class(out[at]);
+                let b = s[at - start];
+                let c = class(b);
                 m *= c.radix();
-                x = x * c.radix() + c.value(out[at]);
+                x = x * c.radix() + c.value(b);
             }
-            self.ends.push(to);
+            self.places.push(Places::List { from, to });
             self.jobs
                 .push((base.wrapping_add(j as u64).to_be_bytes(), m, x));
         }
@@ -163,9 +274,9 @@ impl Layouts {
         image: impl Fn(usize) -> Option<u64>,
     ) -> Option<()> {
         for k in chunks {
-            let from = if k == 0 { 0 } else { self.ends[k - 1] };
             let mut y = image(k)?;
-            for &at in self.positions[from..self.ends[k]].iter().rev() {
+            // The last character takes the lowest numeral.
+            let mut put = |at: usize| {
                 // Constant divisors: the compiler multiplies instead.
                 let (c, digit, rest) = match class(out[at]) {
                     Class::Digit => (Class::Digit, y % 10, y / 10),
@@ -173,10 +284,40 @@ impl Layouts {
                 };
                 out[at] = c.symbol(digit);
                 y = rest;
+            };
+            match self.places[k] {
+                Places::Mask { base, mut mask } => {
+                    while mask != 0 {
+                        let j = 63 - mask.leading_zeros();
+                        mask ^= 1 << j;
+                        put(base + j as usize);
+                    }
+                }
+                Places::Digits { base, mut mask } => {
+                    while mask != 0 {
+                        let j = 63 - mask.leading_zeros();
+                        mask ^= 1 << j;
+                        out[base + j as usize] = b'0' + (y % 10) as u8;
+                        y /= 10;
+                    }
+                }
+                Places::List { from, to } => {
+                    for &at in self.positions[from..to].iter().rev() {
+                        put(at);
+                    }
+                }
             }
         }
         Some(())
     }
+}
+
+/// The tweak base of a skeleton: the first 8 bytes of its tag.
+fn tweak_base(prf: &Prf, skel: &[u8]) -> u64 {
+    let tag = prf.tag_repeated(DOMAIN, skel);
+    let mut base = [0; 8];
+    base.copy_from_slice(&tag[..8]);
+    u64::from_be_bytes(base)
 }
 
 #[derive(Clone, Copy)]
@@ -274,8 +415,35 @@ mod tests {
     }
 
     proptest! {
+        /// Strings of up to [`SHORT`] bytes laid out as bit masks give
+        /// the layout of the general path: the same jobs, the same images.
         #[test]
-        fn round_trips(s in "[a-zA-Z0-9 ._@+-]{0,60}") {
+        fn short_layouts_are_long_ones(
+            s in "[a-zA-Z0-9 .\\x00é+-]{0,40}",
+            keep in 0..6usize,
+            alnum in any::<bool>(),
+        ) {
+            let s = s.as_bytes();
+            prop_assume!(s.len() <= SHORT);
+            let (mut a, mut b) = (Layouts::default(), Layouts::default());
+            let keep = keep.min(s.len());
+            let (classes, ascii) = if alnum {
+                (Classes::Alnum, a.add_short::<true>(&K.1, s, keep, 2))
+            } else {
+                (Classes::Digits, a.add_short::<false>(&K.1, s, keep, 2))
+            };
+            b.add_long(&K.1, s, keep, classes, 2);
+            prop_assert_eq!(ascii, s.is_ascii());
+            prop_assert_eq!(a.jobs(), b.jobs());
+            let images: Vec<u64> = a.jobs().iter().map(|&(t, m, x)| K.0.forward(t, m, x).unwrap()).collect();
+            let (mut out_a, mut out_b) = ([b"..", s].concat(), [b"..", s].concat());
+            a.fill(0..a.chunks(), &mut out_a, |k| Some(images[k])).unwrap();
+            b.fill(0..b.chunks(), &mut out_b, |k| Some(images[k])).unwrap();
+            prop_assert_eq!(out_a, out_b);
+        }
+
+        #[test]
+        fn round_trips(s in "[a-zA-Z0-9 ._@+-]{0,90}") {
             let t = run(&s, 0, Classes::Alnum, true);
             prop_assert_eq!(t.len(), s.len());
             prop_assert_eq!(run(&t, 0, Classes::Alnum, false), s);
