@@ -141,3 +141,33 @@ impl CopyTracker {
         true
     }
 }
+
+/// The inline data of a `COPY … FROM STDIN;` whose line ends before byte
+/// `from`, as sqlparser's tokenizer reads it: the lines up to one holding
+/// only `\.` (or the end of the text), whether that line was there, and
+/// the byte after it (and its line break).
+pub(super) fn copy_data(sql: &str, from: usize) -> (&str, bool, usize) {
+    let b = sql.as_bytes();
+    let mut line = from;
+    loop {
+        let end = b[line..]
+            .iter()
+            .position(|c| matches!(c, b'\n' | b'\r'))
+            .map_or(b.len(), |n| line + n);
+        if &b[line..end] == b"\\." {
+            let mut after = end;
+            if b.get(after) == Some(&b'\r') {
+                after += 1;
+            }
+            if b.get(after) == Some(&b'\n') {
+                after += 1;
+            }
+            return (&sql[from..line], true, after);
+        }
+        line = match b.get(end) {
+            None => return (&sql[from..], false, b.len()),
+            Some(b'\r') if b.get(end + 1) == Some(&b'\n') => end + 2,
+            Some(_) => end + 1,
+        };
+    }
+}

@@ -76,11 +76,23 @@ enum Large {
     Copy,
     /// `SELECT length('xxx…`, never closed: refused.
     Unclosed,
+    /// `COPY t FROM STDIN;` and its inline data (lines of `x`), a Query:
+    /// refused (no such table).
+    CopyData,
+    /// `SELECT pg_read_file('/etc/passwd') AS ééé…`, a long non-ASCII
+    /// identifier: refused by the policy.
+    Word,
+    /// `SELECT 1 ~~~… 1`, a long operator: refused.
+    LongOperator,
+    /// `SELECT 1,1,1…`, more tokens than the budget: refused.
+    ManyTokens,
+    /// `SELECT pg_read_file('xxx…')`: refused by the policy.
+    Forbidden,
 }
 
 impl Large {
     /// Every kind, in the order the reports print them.
-    const ALL: [Large; 14] = [
+    const ALL: [Large; 19] = [
         Large::Plain,
         Large::Escaped,
         Large::Dollar,
@@ -95,7 +107,24 @@ impl Large {
         Large::Operator,
         Large::Copy,
         Large::Unclosed,
+        Large::CopyData,
+        Large::Word,
+        Large::LongOperator,
+        Large::ManyTokens,
+        Large::Forbidden,
     ];
+
+    /// Whether the proxy or the server refuses it (any error).
+    fn refused(self) -> bool {
+        matches!(
+            self,
+            Large::CopyData
+                | Large::Word
+                | Large::LongOperator
+                | Large::ManyTokens
+                | Large::Forbidden
+        )
+    }
 }
 
 /// The statement of about `size` bytes and the value it returns.
@@ -155,6 +184,34 @@ fn large(kind: Large, size: usize) -> (String, String) {
             bulk(&mut sql, "x");
             return (sql, String::new());
         }
+        Large::CopyData => {
+            sql.push_str("COPY large_copy_target FROM STDIN;\n");
+            bulk(&mut sql, "x\n");
+            sql.push_str("\\.\n");
+            return (sql, String::new());
+        }
+        Large::Word => {
+            sql.push_str("SELECT pg_read_file('/etc/passwd') AS ");
+            bulk(&mut sql, "é");
+            return (sql, String::new());
+        }
+        Large::LongOperator => {
+            sql.push_str("SELECT 1 ");
+            bulk(&mut sql, "~");
+            sql.push_str(" 1");
+            return (sql, String::new());
+        }
+        Large::ManyTokens => {
+            sql.push_str("SELECT 1");
+            bulk(&mut sql, ",1");
+            return (sql, String::new());
+        }
+        Large::Forbidden => {
+            sql.push_str("SELECT pg_read_file('");
+            bulk(&mut sql, "x");
+            sql.push_str("')");
+            return (sql, String::new());
+        }
         Large::Comment => {
             let half = "x".repeat(size / 2);
             sql.push_str("SELECT 42 /* ");
@@ -201,6 +258,13 @@ async fn peak_growth(policy: &str, kind: Large, size: usize, sessions: usize) ->
                         .expect("COPY data");
                     let text: Vec<u8> = chunks.concat();
                     String::from_utf8(text).expect("text").trim_end().to_owned()
+                }
+                kind if kind.refused() => {
+                    let error = client.simple_query(&sql).await.expect_err("refused");
+                    let db_error = error.as_db_error().expect("an ErrorResponse");
+                    let message: String = db_error.message().chars().take(160).collect();
+                    eprintln!("{kind:?}: {} {message}", db_error.code().code());
+                    String::new()
                 }
                 Large::Unclosed => {
                     let error = client.simple_query(&sql).await.expect_err("refused");
