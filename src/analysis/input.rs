@@ -8,9 +8,10 @@
 //! Memory stays bounded by the text: each literal, comment or identifier
 //! longer than [`LONG_TOKEN`] bytes is cut as soon as it is tokenized
 //! (literals keep a prefix and [`CUT_MARK`]; PostgreSQL reads only the
-//! first 63 bytes of an identifier anyway), and a text of more than
-//! [`MAX_TOKENS`] tokens is refused ([`AnalysisError::TooLarge`]) without
-//! being tokenized further. No verdict reads a long literal's content
+//! first 63 bytes of an identifier anyway), a longer number, placeholder
+//! or operator is refused, and a text of more than [`MAX_TOKENS`] tokens
+//! is refused ([`AnalysisError::TooLarge`]) without being tokenized
+//! further. No verdict reads a long literal's content
 //! except COPY's `NULL` and `ENCODING` options, which refuse a cut one.
 
 use sqlparser::ast::Statement;
@@ -126,12 +127,13 @@ pub(super) fn long_token() -> usize {
 }
 
 /// Tokenizes `sql` with every long token cut as it is read; refuses a text
-/// of more than [`MAX_TOKENS`] tokens, or with a number longer than
-/// [`LONG_TOKEN`] bytes, as soon as it sees one. Texts are read by the
-/// shape scanner ([`shape::plain_tokens`]), which gives sqlparser's tokens
-/// without copying a long literal whole; the few it leaves (a short text
-/// sqlparser's tokenizer refuses, for that tokenizer's message; inline
-/// `COPY … FROM STDIN;` data) by sqlparser's tokenizer
+/// of more than [`MAX_TOKENS`] tokens, or with a number, placeholder or
+/// operator longer than [`LONG_TOKEN`] bytes ([`too_long`]), as soon as it
+/// sees one. Texts are read by the shape scanner
+/// ([`shape::plain_tokens`]), which gives sqlparser's tokens without
+/// copying a long literal whole; the few it leaves (a short text
+/// sqlparser's tokenizer refuses, for that tokenizer's message; a rare
+/// token longer than the scanner's last window) by sqlparser's tokenizer
 /// ([`sqlparser_bounded`]).
 pub fn tokenize_bounded(sql: &str) -> Result<Vec<TokenWithSpan>, AnalysisError> {
     tokenize_bounded_at(sql, true)
@@ -763,7 +765,9 @@ mod tests {
         let operator = format!("SELECT 1 {} 1", "~".repeat(LONG_TOKEN + 1));
         let placeholder = format!("SELECT ${}", "1".repeat(LONG_TOKEN + 1));
         let named = format!("SELECT $p{}", "1".repeat(LONG_TOKEN + 1));
-        for sql in [number, many, operator, placeholder, named] {
+        // Longer than the windows sqlparser's tokenizer reads it from.
+        let past_windows = format!("SELECT 1 {} 1", "<".repeat(300_000));
+        for sql in [number, many, operator, placeholder, named, past_windows] {
             assert!(matches!(shape::plain_tokens(&sql), Err(Some(_))));
             let refused = |r: Result<_, AnalysisError>| match r {
                 Err(AnalysisError::TooLarge(m)) => m,

@@ -29,11 +29,15 @@ const MAX_FOREIGN: usize = 16;
 /// tokens, and sqlparser's for the few it does not read ([`foreign`]).
 ///
 /// `Err(Some(_))`: the text is refused, as [`input::sqlparser_bounded`]
-/// refuses it (more than [`input::MAX_TOKENS`] tokens, a long number) or,
-/// for a text of [`OWN_ERRORS_FROM`] bytes or more that sqlparser's
-/// tokenizer refuses, with the scanner's message. `Err(None)`: read it
-/// with [`input::sqlparser_bounded`] (a shorter text it refuses, a token
-/// too long for [`foreign`]'s window, inline `COPY … FROM STDIN;` data).
+/// refuses it (more than [`input::MAX_TOKENS`] tokens, a long number,
+/// placeholder or operator) or, for a text of [`OWN_ERRORS_FROM`] bytes or
+/// more that sqlparser's tokenizer refuses, with the scanner's message.
+/// `Err(None)`: read it with [`input::sqlparser_bounded`] (a shorter text
+/// it refuses, a token too long for [`foreign`]'s window). A text longer
+/// than the budget is refused for its tokens having built at most
+/// [`COUNT_PAST`] of them. One divergence: the rest of a `COPY … FROM
+/// STDIN;` line holding more than the budget is refused for it, where
+/// sqlparser's tokenizer would build it all before counting.
 pub(crate) fn plain_tokens(sql: &str) -> Result<Vec<TokenWithSpan>, Option<AnalysisError>> {
     plain_tokens_at(sql, true)
 }
@@ -172,12 +176,16 @@ fn read(sql: &str, located: bool, keep: usize) -> Result<Sink, Option<AnalysisEr
                 (None, range.end)
             }
             Tok::Foreign => match foreign::token(sql, range.start, &sink.out) {
-                Some((mut token, end)) => {
+                Ok(Some((mut token, end))) => {
                     foreigners += 1;
                     input::shorten(&mut token);
                     (Some(token), end)
                 }
-                None => (None, range.end),
+                Err(refused) if !line_end.get() => {
+                    failed = Some(Some(refused));
+                    return None;
+                }
+                Ok(None) | Err(_) => (None, range.end),
             },
             Tok::Word(w, quote) => (Some(word_token(w, quote)), range.end),
             Tok::Number(n, long) => (Some(Token::Number(n.into_owned(), long)), range.end),
