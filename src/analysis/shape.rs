@@ -465,11 +465,15 @@ fn scan<'a>(
             }
             b'\'' => {
                 let (text, end) = quoted(sql, i, keep).ok_or(refused(UNCLOSED_STRING))?;
-                // A string continued after a line break.
-                let next = b[end..]
-                    .iter()
-                    .find(|c| !matches!(c, b' ' | b'\t' | b'\n' | b'\r'));
-                if matches!(next, Some(b'\'')) || glued(end) {
+                // A string continued after a line break, or glued to a
+                // word or number, is left to sqlparser in a shape (read
+                // when `comments` are given: the tokens are the same).
+                let next = || {
+                    b[end..]
+                        .iter()
+                        .find(|c| !matches!(c, b' ' | b'\t' | b'\n' | b'\r'))
+                };
+                if !comments && (matches!(next(), Some(b'\'')) || glued(end)) {
                     foreign!()
                 } else {
                     token!(Tok::Str(text), end, Some(false))
