@@ -287,6 +287,19 @@ fn punctuation(token: &Token) -> bool {
     )
 }
 
+/// The bytes of a word after its first: ASCII letters and digits, `_`,
+/// `$` and every byte of a non-ASCII character.
+const WORD_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        table[c] = b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || !b.is_ascii();
+        c += 1;
+    }
+    table
+};
+
 /// Characters that may start or continue an operator.
 fn operator_char(c: u8) -> bool {
     b"=<>+-*/%!~@#^&|?:`".contains(&c)
@@ -425,11 +438,7 @@ fn scan<'a>(
             // Any non-ASCII character starts a word, and continues one.
             b'a'..=b'z' | b'A'..=b'Z' | b'_' | 0x80.. => {
                 let mut end = i;
-                while end < b.len()
-                    && (b[end].is_ascii_alphanumeric()
-                        || matches!(b[end], b'_' | b'$')
-                        || !b[end].is_ascii())
-                {
+                while end < b.len() && WORD_BYTES[usize::from(b[end])] {
                     end += 1;
                 }
                 if end < b.len() && matches!(b[end], b'\'' | b'"' | b'&') {
