@@ -8,9 +8,10 @@
 //! Memory stays bounded by the text: each literal, comment or identifier
 //! longer than [`LONG_TOKEN`] bytes is cut as soon as it is tokenized
 //! (literals keep a prefix and [`CUT_MARK`]; PostgreSQL reads only the
-//! first 63 bytes of an identifier anyway), and a text of more than
-//! [`MAX_TOKENS`] tokens is refused ([`AnalysisError::TooLarge`]) without
-//! being tokenized further. No verdict reads a long literal's content
+//! first 63 bytes of an identifier anyway), a longer number, placeholder
+//! or operator is refused, and a text of more than [`MAX_TOKENS`] tokens
+//! is refused ([`AnalysisError::TooLarge`]) without being tokenized
+//! further. No verdict reads a long literal's content
 //! except COPY's `NULL` and `ENCODING` options, which refuse a cut one.
 
 use sqlparser::ast::Statement;
@@ -126,12 +127,13 @@ pub(super) fn long_token() -> usize {
 }
 
 /// Tokenizes `sql` with every long token cut as it is read; refuses a text
-/// of more than [`MAX_TOKENS`] tokens, or with a number longer than
-/// [`LONG_TOKEN`] bytes, as soon as it sees one. Texts are read by the
-/// shape scanner ([`shape::plain_tokens`]), which gives sqlparser's tokens
-/// without copying a long literal whole; the few it leaves (a short text
-/// sqlparser's tokenizer refuses, for that tokenizer's message; inline
-/// `COPY … FROM STDIN;` data) by sqlparser's tokenizer
+/// of more than [`MAX_TOKENS`] tokens, or with a number, placeholder or
+/// operator longer than [`LONG_TOKEN`] bytes ([`too_long`]), as soon as it
+/// sees one. Texts are read by the shape scanner
+/// ([`shape::plain_tokens`]), which gives sqlparser's tokens without
+/// copying a long literal whole; the few it leaves (a short text
+/// sqlparser's tokenizer refuses, for that tokenizer's message; a rare
+/// token longer than the scanner's last window) by sqlparser's tokenizer
 /// ([`sqlparser_bounded`]).
 pub fn tokenize_bounded(sql: &str) -> Result<Vec<TokenWithSpan>, AnalysisError> {
     tokenize_bounded_at(sql, true)
@@ -152,9 +154,19 @@ fn tokenize_bounded_at(sql: &str, located: bool) -> Result<Vec<TokenWithSpan>, A
     }
 }
 
-/// The refusal of a number longer than [`LONG_TOKEN`] bytes.
-pub(super) fn long_number() -> AnalysisError {
-    AnalysisError::TooLarge(format!("a number longer than {LONG_TOKEN} bytes"))
+/// The refusal of a number, placeholder or operator longer than
+/// [`LONG_TOKEN`] bytes (PostgreSQL takes none so long: a parameter
+/// number is at most 65535, an operator at most 63 bytes), which would
+/// otherwise be kept whole.
+pub(super) fn too_long(token: &Token) -> Option<AnalysisError> {
+    let (what, text) = match token {
+        Token::Number(n, _) => ("a number", n),
+        Token::Placeholder(p) => ("a placeholder", p),
+        Token::CustomBinaryOperator(o) => ("an operator", o),
+        _ => return None,
+    };
+    (text.len() > long_token())
+        .then(|| AnalysisError::TooLarge(format!("{what} longer than {LONG_TOKEN} bytes")))
 }
 
 /// The refusal of a text of more than [`MAX_TOKENS`] tokens.
@@ -167,7 +179,7 @@ pub(super) fn too_many_tokens() -> AnalysisError {
 pub(crate) fn sqlparser_bounded(sql: &str) -> Result<Vec<TokenWithSpan>, AnalysisError> {
     let mut tokens = Vec::new();
     let mut count = 0usize;
-    let mut long = false;
+    let mut long = None;
     // The tokenizer cannot be told to stop: an unwinding that runs no
     // panic hook ends it, and is caught right here.
     let tokenized = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -175,10 +187,8 @@ pub(crate) fn sqlparser_bounded(sql: &str) -> Result<Vec<TokenWithSpan>, Analysi
             &mut tokens,
             |mut t| {
                 count += 1;
-                if matches!(&t.token, Token::Number(n, _) if n.len() > long_token()) {
-                    long = true;
-                }
-                if count > MAX_TOKENS || long {
+                long = too_long(&t.token);
+                if count > MAX_TOKENS || long.is_some() {
                     std::panic::resume_unwind(Box::new(OverBudget));
                 }
                 shorten(&mut t.token);
@@ -189,9 +199,11 @@ pub(crate) fn sqlparser_bounded(sql: &str) -> Result<Vec<TokenWithSpan>, Analysi
     match tokenized {
         Ok(Ok(())) => Ok(tokens),
         Ok(Err(e)) => Err(AnalysisError::Parse(e.to_string())),
-        Err(_) if long => Err(long_number()),
-        Err(_) if count > MAX_TOKENS => Err(too_many_tokens()),
-        Err(_) => Err(AnalysisError::Parse("the SQL tokenizer failed".to_owned())),
+        Err(_) => Err(match long {
+            Some(refused) => refused,
+            None if count > MAX_TOKENS => too_many_tokens(),
+            None => AnalysisError::Parse("the SQL tokenizer failed".to_owned()),
+        }),
     }
 }
 
@@ -545,14 +557,21 @@ mod tests {
     }
 
     #[test]
-    fn copy_texts_take_sqlparsers_tokenizer() {
-        // sqlparser's tokenizer reads what follows `COPY ... FROM STDIN;`
-        // as the COPY's data.
-        assert!(plain_tokens("COPY t FROM STDIN; SELECT 1").is_none());
-        assert!(plain_tokens("copy t from stdin;").is_none());
-        // Other COPY texts have no such data.
+    fn copy_texts_are_read_by_the_scanner() {
+        // sqlparser's tokenizer reads the lines after a `COPY ... FROM
+        // STDIN;` line as the COPY's data, up to a `\.` line.
         let long = "x".repeat(5000);
         for sql in [
+            "COPY t FROM STDIN; SELECT 1".to_owned(),
+            "copy t from stdin;".to_owned(),
+            "COPY t FROM STDIN;\n".to_owned(),
+            "COPY t FROM STDIN;\n\\.".to_owned(),
+            "COPY t FROM STDIN; -- c\r\na\tb\r\n\\.\r\nSELECT 1".to_owned(),
+            "COPY t FROM STDIN;\r1\r\\.\r\n;".to_owned(),
+            format!("COPY t FROM STDIN;\n{long}\n'\n\\.\nSELECT '{long}'"),
+            format!("COPY t FROM STDIN; COPY u FROM STDIN; /* x\n */ 1\n{long}\n\\.x\n"),
+            format!("COPY t (a) FROM STDIN (FORMAT csv);  \n{long}\n\\.\nCOPY t FROM STDIN;\nz\n"),
+            format!("COPY t FROM STDIN;\n{}", "é".repeat(2000)),
             "select copyright from t".to_owned(),
             "copy t to stdout".to_owned(),
             "COPY t FROM STDIN /* x */".to_owned(),
@@ -577,6 +596,10 @@ mod tests {
             format!("SELECT N'{long}', n'it''s', B'{long}', b'01', X'{long}\\n', x'1f'"),
             format!("SELECT U&'{long}\\00e9', u&'\\+0000e9''{long}'"),
             format!("SELECT café, \"{long}\", '{long}' FROM naïve WHERE a @> b::int[]"),
+            format!(
+                "SELECT {}, a$b, x$$y$$, ſelect, \u{a0}x FROM t",
+                "é".repeat(5000)
+            ),
             format!("SELECT :x, $1, '{long}', a.b, (c).d, ''\n'{long}'"),
             format!("SELECT 'a'::text COLLATE \"C\", '{long}'#>>'{{a}}', $a$ $ $a$"),
         ] {
@@ -587,16 +610,35 @@ mod tests {
     }
 
     #[test]
-    fn long_whitespace_is_refused_without_being_tokenized() {
+    fn texts_over_the_token_budget_are_refused_as_the_bounded_tokenizer_refuses_them() {
         for sql in [
             format!("SELECT 1{}", " ".repeat(MAX_TOKENS + 10)),
             format!("SELECT 1{}, 2", "\n".repeat(MAX_TOKENS + 10)),
+            format!("SELECT 1{}", ",1".repeat(MAX_TOKENS / 2)),
+            format!("SELECT 1{}", ",é".repeat(MAX_TOKENS / 2)),
+            format!(
+                "COPY t FROM STDIN;\n1\n\\.\n{}",
+                "1,".repeat(MAX_TOKENS / 2)
+            ),
         ] {
             match shape::plain_tokens(&sql) {
                 Err(Some(AnalysisError::TooLarge(m))) => assert!(m.contains("tokens"), "{m}"),
                 other => panic!("not refused: {:?}", other.map(|t| t.len())),
             }
+            assert!(matches!(
+                sqlparser_bounded(&sql),
+                Err(AnalysisError::TooLarge(_))
+            ));
         }
+        // Just within it, also past the tokens kept while counting.
+        let within = format!("SELECT 1{}", ",1".repeat(MAX_TOKENS / 2 - 2));
+        let plain = shape::plain_tokens(&within).expect("within");
+        assert_eq!(plain.len(), MAX_TOKENS - 1);
+        let full = sqlparser_bounded(&within).expect("within");
+        assert!(spelled(&plain) == spelled(&full));
+        let over = format!("{within} ");
+        assert!(shape::plain_tokens(&format!("{over} ")).is_err());
+        assert!(sqlparser_bounded(&format!("{over} ")).is_err());
     }
 
     #[test]
@@ -720,7 +762,12 @@ mod tests {
     fn long_plain_texts_over_budget_are_refused_as_before() {
         let number = format!("SELECT {}", "9".repeat(LONG_TOKEN + 1));
         let many = format!("SELECT {}1", "1,".repeat(MAX_TOKENS / 2));
-        for sql in [number, many] {
+        let operator = format!("SELECT 1 {} 1", "~".repeat(LONG_TOKEN + 1));
+        let placeholder = format!("SELECT ${}", "1".repeat(LONG_TOKEN + 1));
+        let named = format!("SELECT $p{}", "1".repeat(LONG_TOKEN + 1));
+        // Longer than the windows sqlparser's tokenizer reads it from.
+        let past_windows = format!("SELECT 1 {} 1", "<".repeat(300_000));
+        for sql in [number, many, operator, placeholder, named, past_windows] {
             assert!(matches!(shape::plain_tokens(&sql), Err(Some(_))));
             let refused = |r: Result<_, AnalysisError>| match r {
                 Err(AnalysisError::TooLarge(m)) => m,

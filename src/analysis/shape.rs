@@ -15,7 +15,7 @@
 //! COPY and EXPLAIN options, SET values.
 
 use std::borrow::Cow;
-
+use std::cell::Cell;
 use std::ops::Range;
 
 use sqlparser::ast::DollarQuotedString;
@@ -63,6 +63,9 @@ enum Tok<'a> {
     Prefixed(Prefixed, Cow<'a, str>),
     /// A token [`scan`] leaves to sqlparser's tokenizer.
     Foreign,
+    /// The first line break outside a token once [`scan`]'s `line_end`
+    /// is set (the end of a `COPY … FROM STDIN;` line).
+    LineEnd,
 }
 
 /// The prefix of a [`Tok::Prefixed`] string.
@@ -172,7 +175,7 @@ fn encode(tokens: &[Tok<'_>], len: usize) -> String {
             }
             // Dropped, as sqlparser's whitespace is; [`quick`] gives no
             // foreign token.
-            Tok::Comment(..) | Tok::Foreign => continue,
+            Tok::Comment(..) | Tok::Foreign | Tok::LineEnd => continue,
         }
         out.push(END);
     }
@@ -284,6 +287,19 @@ fn punctuation(token: &Token) -> bool {
     )
 }
 
+/// The bytes of a word after its first: ASCII letters and digits, `_`,
+/// `$` and every byte of a non-ASCII character.
+const WORD_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        table[c] = b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || !b.is_ascii();
+        c += 1;
+    }
+    table
+};
+
 /// Characters that may start or continue an operator.
 fn operator_char(c: u8) -> bool {
     b"=<>+-*/%!~@#^&|?:`".contains(&c)
@@ -291,12 +307,13 @@ fn operator_char(c: u8) -> bool {
 
 /// The tokens of plain SQL text (see [`scan`]), the same sqlparser's
 /// tokenizer gives, comments dropped; `None` for anything else, and for
-/// a text naming `COPY` (after `COPY … FROM STDIN;` that tokenizer reads
-/// the rest as one token of data): [`full`] then tokenizes it.
+/// a text naming `STDIN` (after `COPY … FROM STDIN;` and a line break,
+/// that tokenizer reads the data as one token): [`full`] then tokenizes it.
 fn quick(sql: &str) -> Option<Vec<Tok<'_>>> {
     let mut tokens = Vec::with_capacity(sql.len() / 4 + 4);
-    scan(sql, usize::MAX, false, |token, _| {
-        if matches!(token, Tok::Foreign) || word_in(&token, &["COPY"]) {
+    scan(sql, usize::MAX, false, &Cell::new(false), |token, _| {
+        // Nor the inline data of a `COPY … FROM STDIN;`.
+        if matches!(token, Tok::Foreign) || word_in(&token, &["STDIN"]) {
             return None;
         }
         tokens.push(token);
@@ -322,11 +339,14 @@ enum Stop {
 /// identifiers, comments, punctuation and the operators `=`, `<>`, `!=`,
 /// `<`, `>`, `<=`, `>=`, `+`, `-`, `*`, `/`, `%`, `||` and `::`, all ASCII
 /// outside quotes and comments, exactly as sqlparser's tokenizer reads
-/// them. Any other token (other operators, `:`, numbers with an exponent,
-/// a separator, a suffix or no digit before their point, non-ASCII words…)
-/// is given as [`Tok::Foreign`] with an empty range at its first byte:
-/// `emit` reads it and returns the byte after it, or `None` to stop the
-/// scan. A token sqlparser's tokenizer refuses (an unclosed quote or
+/// them (a word is ASCII letters, digits, `_`, `$` and any non-ASCII
+/// character). Any other token (other operators, `:`, numbers with an
+/// exponent, a separator, a suffix or no digit before their point…) is
+/// given as [`Tok::Foreign`] with an empty range at its first byte: `emit`
+/// reads it and returns the byte after it, or `None` to stop the scan.
+/// Once `line_end` is set, the next line break outside a token is given
+/// as [`Tok::LineEnd`] (and `line_end` cleared): `emit` returns the byte
+/// to go on from. A token sqlparser's tokenizer refuses (an unclosed quote or
 /// comment, a bad escape) stops the scan with [`Stop::Refused`].
 ///
 /// A literal whose quotes or escapes must be undone is built only up to
@@ -337,6 +357,7 @@ fn scan<'a>(
     sql: &'a str,
     keep: usize,
     comments: bool,
+    line_end: &Cell<bool>,
     mut emit: impl FnMut(Tok<'a>, Range<usize>) -> Option<usize>,
 ) -> Result<(), Stop> {
     let b = sql.as_bytes();
@@ -381,6 +402,12 @@ fn scan<'a>(
             })
         };
         match c {
+            b'\n' | b'\r' if line_end.get() => {
+                line_end.set(false);
+                i = emit(Tok::LineEnd, i..i).ok_or(Stop::Caller)?;
+                after_word = false;
+                continue;
+            }
             b' ' | b'\t' | b'\n' | b'\r' => skip!(i + 1),
             b'e' | b'E' if b.get(i + 1) == Some(&b'\'') => {
                 let (text, end) = escaped(sql, i + 1, keep).ok_or(refused(BAD_ESCAPED))?;
@@ -409,14 +436,13 @@ fn scan<'a>(
                     false => token!(Tok::Prefixed(Prefixed::Unicode, text), end, Some(false)),
                 }
             }
-            b'a'..=b'z' | b'A'..=b'Z' | b'_' => {
+            // Any non-ASCII character starts a word, and continues one.
+            b'a'..=b'z' | b'A'..=b'Z' | b'_' | 0x80.. => {
                 let mut end = i;
-                while end < b.len() && (b[end].is_ascii_alphanumeric() || b[end] == b'_') {
+                while end < b.len() && WORD_BYTES[usize::from(b[end])] {
                     end += 1;
                 }
-                if end < b.len() && matches!(b[end], b'$' | b'\'' | b'"' | b'&')
-                    || !b.get(end).is_none_or(u8::is_ascii)
-                {
+                if end < b.len() && matches!(b[end], b'\'' | b'"' | b'&') {
                     foreign!()
                 } else {
                     token!(
@@ -449,11 +475,15 @@ fn scan<'a>(
             }
             b'\'' => {
                 let (text, end) = quoted(sql, i, keep).ok_or(refused(UNCLOSED_STRING))?;
-                // A string continued after a line break.
-                let next = b[end..]
-                    .iter()
-                    .find(|c| !matches!(c, b' ' | b'\t' | b'\n' | b'\r'));
-                if matches!(next, Some(b'\'')) || glued(end) {
+                // A string continued after a line break, or glued to a
+                // word or number, is left to sqlparser in a shape (read
+                // when `comments` are given: the tokens are the same).
+                let next = || {
+                    b[end..]
+                        .iter()
+                        .find(|c| !matches!(c, b' ' | b'\t' | b'\n' | b'\r'))
+                };
+                if !comments && (matches!(next(), Some(b'\'')) || glued(end)) {
                     foreign!()
                 } else {
                     token!(Tok::Str(text), end, Some(false))

@@ -7,6 +7,8 @@
 //! differently.
 
 use sqlparser::dialect::PostgreSqlDialect;
+
+use super::super::{input, AnalysisError};
 use sqlparser::keywords::Keyword;
 use sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer};
 
@@ -24,8 +26,15 @@ const MARGIN: usize = 16;
 /// The token sqlparser's tokenizer reads at byte `start` of `sql` after
 /// the tokens of `before` (the text's tokens so far: the tokenizer reads
 /// the last one and the last one that is not whitespace), and the byte
-/// after it; `None` when it fails there or the token is too long.
-pub(super) fn token(sql: &str, start: usize, before: &[TokenWithSpan]) -> Option<(Token, usize)> {
+/// after it; `Ok(None)` when it fails there or the token is too long for
+/// the last window; `Err` for an operator already longer than
+/// [`input::too_long`] takes in a window (it reads on, as one operator,
+/// past the window's end: the whole text would be refused there).
+pub(super) fn token(
+    sql: &str,
+    start: usize,
+    before: &[TokenWithSpan],
+) -> Result<Option<(Token, usize)>, AnalysisError> {
     let context = context(before);
     let mut window = FIRST_WINDOW;
     loop {
@@ -44,14 +53,19 @@ pub(super) fn token(sql: &str, start: usize, before: &[TokenWithSpan]) -> Option
             Some(t) => {
                 let len = byte_offset(piece, t.span.end);
                 if whole || len + MARGIN <= piece.len() {
-                    return Some((t.token, start + len));
+                    return Ok(Some((t.token, start + len)));
+                }
+                if matches!(t.token, Token::CustomBinaryOperator(_)) {
+                    if let Some(refused) = input::too_long(&t.token) {
+                        return Err(refused);
+                    }
                 }
             }
-            None if whole => return None,
+            None if whole => return Ok(None),
             None => {}
         }
         if window >= LAST_WINDOW {
-            return None;
+            return Ok(None);
         }
         window *= 16;
     }
@@ -139,5 +153,35 @@ impl CopyTracker {
             }
         }
         true
+    }
+}
+
+/// The inline data of a `COPY … FROM STDIN;` whose line ends before byte
+/// `from`, as sqlparser's tokenizer reads it: the lines up to one holding
+/// only `\.` (or the end of the text), whether that line was there, and
+/// the byte after it (and its line break).
+pub(super) fn copy_data(sql: &str, from: usize) -> (&str, bool, usize) {
+    let b = sql.as_bytes();
+    let mut line = from;
+    loop {
+        let end = b[line..]
+            .iter()
+            .position(|c| matches!(c, b'\n' | b'\r'))
+            .map_or(b.len(), |n| line + n);
+        if &b[line..end] == b"\\." {
+            let mut after = end;
+            if b.get(after) == Some(&b'\r') {
+                after += 1;
+            }
+            if b.get(after) == Some(&b'\n') {
+                after += 1;
+            }
+            return (&sql[from..line], true, after);
+        }
+        line = match b.get(end) {
+            None => return (&sql[from..], false, b.len()),
+            Some(b'\r') if b.get(end + 1) == Some(&b'\n') => end + 2,
+            Some(_) => end + 1,
+        };
     }
 }

@@ -143,6 +143,14 @@ const PIECES: &[&str] = &[
     "STDIN",
     "TO",
     "STDOUT",
+    "COPY t FROM STDIN;",
+    "\\.",
+    "\n\\.\n",
+    "\\.\r",
+    "ſelect",
+    "a$b",
+    "é$",
+    "\u{3000}",
 ];
 
 /// Pieces the quick scanner accepts on their own.
@@ -277,6 +285,12 @@ fn long_texts() -> impl Strategy<Value = String> {
         "->>".to_owned(),
         "COPY".to_owned(),
         "STDIN".to_owned(),
+        "COPY t FROM STDIN;".to_owned(),
+        "\n\\.\n".to_owned(),
+        format!("{x}$é"),
+        format!("é{}", "é".repeat(600)),
+        format!("{}", "~".repeat(1100)),
+        format!("${}", "1".repeat(1100)),
     ];
     let pieces: Vec<String> = PLAIN.iter().map(|p| (*p).to_owned()).chain(long).collect();
     prop::collection::vec(prop::sample::select(pieces), 1..16).prop_map(|p| p.concat())

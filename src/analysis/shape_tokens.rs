@@ -3,6 +3,7 @@
 //! the token budget of [`input`].
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::collections::HashMap;
 
 use sqlparser::ast::DollarQuotedString;
@@ -28,11 +29,15 @@ const MAX_FOREIGN: usize = 16;
 /// tokens, and sqlparser's for the few it does not read ([`foreign`]).
 ///
 /// `Err(Some(_))`: the text is refused, as [`input::sqlparser_bounded`]
-/// refuses it (more than [`input::MAX_TOKENS`] tokens, a long number) or,
-/// for a text of [`OWN_ERRORS_FROM`] bytes or more that sqlparser's
-/// tokenizer refuses, with the scanner's message. `Err(None)`: read it
-/// with [`input::sqlparser_bounded`] (a shorter text it refuses, a token
-/// too long for [`foreign`]'s window, inline `COPY … FROM STDIN;` data).
+/// refuses it (more than [`input::MAX_TOKENS`] tokens, a long number,
+/// placeholder or operator) or, for a text of [`OWN_ERRORS_FROM`] bytes or
+/// more that sqlparser's tokenizer refuses, with the scanner's message.
+/// `Err(None)`: read it with [`input::sqlparser_bounded`] (a shorter text
+/// it refuses, a token too long for [`foreign`]'s window). A text longer
+/// than the budget is refused for its tokens having built at most
+/// [`COUNT_PAST`] of them. One divergence: the rest of a `COPY … FROM
+/// STDIN;` line holding more than the budget is refused for it, where
+/// sqlparser's tokenizer would build it all before counting.
 pub(crate) fn plain_tokens(sql: &str) -> Result<Vec<TokenWithSpan>, Option<AnalysisError>> {
     plain_tokens_at(sql, true)
 }
@@ -47,31 +52,140 @@ pub(crate) fn plain_tokens_unlocated(
 }
 
 fn plain_tokens_at(sql: &str, located: bool) -> Result<Vec<TokenWithSpan>, Option<AnalysisError>> {
-    let mut out: Vec<TokenWithSpan> = Vec::with_capacity((sql.len() / 2).min(input::LONG_TOKEN));
+    // A text longer than the budget may hold more tokens than it: past
+    // its first [`COUNT_PAST`] tokens they are only counted, and read
+    // again once the count is known to be within the budget.
+    if sql.len() <= input::MAX_TOKENS {
+        return read(sql, located, usize::MAX).map(|sink| sink.out);
+    }
+    match read(sql, located, COUNT_PAST)? {
+        Sink {
+            out, dropped: 0, ..
+        } => Ok(out),
+        _ => read(sql, located, usize::MAX).map(|sink| sink.out),
+    }
+}
+
+/// Most tokens a text longer than [`input::MAX_TOKENS`] bytes has built
+/// before the budget is known to hold them all.
+const COUNT_PAST: usize = 64 * 1024;
+
+/// The tokens read so far: all of them, or, past `keep` of them, only
+/// their number and the last two (the context of a foreign token).
+struct Sink {
+    out: Vec<TokenWithSpan>,
+    dropped: usize,
+    keep: usize,
+}
+
+impl Sink {
+    fn len(&self) -> usize {
+        self.dropped + self.out.len()
+    }
+
+    /// Adds `token`; `false` once there are more than
+    /// [`input::MAX_TOKENS`].
+    fn push(&mut self, token: TokenWithSpan) -> bool {
+        if self.out.len() >= self.keep {
+            let last = self.out.pop();
+            let word = self
+                .out
+                .iter()
+                .rposition(|t| !matches!(t.token, Token::Whitespace(_)))
+                .map(|j| self.out.swap_remove(j));
+            self.dropped += self.out.len();
+            self.out.clear();
+            self.out.extend(word);
+            self.out.extend(last);
+        }
+        self.out.push(token);
+        self.len() <= input::MAX_TOKENS
+    }
+
+    /// Inserts `token` before the one at `at` (counts it when tokens
+    /// were dropped); `false` once there are more than
+    /// [`input::MAX_TOKENS`].
+    fn insert(&mut self, at: usize, token: TokenWithSpan) -> bool {
+        match self.dropped {
+            0 => self.out.insert(at, token),
+            _ => self.dropped += 1,
+        }
+        self.len() <= input::MAX_TOKENS
+    }
+}
+
+/// [`plain_tokens`], keeping at most `keep` tokens (see [`Sink`]).
+fn read(sql: &str, located: bool, keep: usize) -> Result<Sink, Option<AnalysisError>> {
+    let mut sink = Sink {
+        out: Vec::with_capacity((sql.len() / 2).min(input::LONG_TOKEN)),
+        dropped: 0,
+        keep,
+    };
     let mut failed = None;
     let mut copy = foreign::CopyTracker::default();
+    // The `;` of a `COPY … FROM STDIN;` whose line has not ended: its
+    // inline data, read when it does, goes before it.
+    let mut copy_semicolon: Option<usize> = None;
+    let line_end = Cell::new(false);
+    // A refusal in the rest of that line, unless it holds an error.
+    let mut deferred = None;
     let mut foreigners = 0;
     let mut at = Cursor::start(sql, located);
     let long = input::long_token();
-    let scanned = scan(sql, long, true, |token, range| {
-        if !at.whitespace_to(range.start, &mut out) {
+    let scanned = scan(sql, long, true, &line_end, |token, range| {
+        if !at.whitespace_to(range.start, &mut sink) {
             failed = Some(Some(input::too_many_tokens()));
             return None;
         }
         let start = at.location();
         let (token, end) = match token {
+            Tok::LineEnd => {
+                if let Some(refused) = deferred.take() {
+                    failed = Some(Some(refused));
+                    return None;
+                }
+                let data = copy_semicolon.take().and_then(|semicolon| {
+                    let b = sql.as_bytes();
+                    let crlf = b[range.start] == b'\r' && b.get(range.start + 1) == Some(&b'\n');
+                    let from = range.start + if crlf { 2 } else { 1 };
+                    if !at.whitespace_to(from, &mut sink) {
+                        return Some(false);
+                    }
+                    let (data, terminated, after) = foreign::copy_data(sql, from);
+                    if data.is_empty() && !terminated {
+                        return None;
+                    }
+                    let start = at.location();
+                    at.advance_to(after);
+                    let token = Token::CopyData {
+                        data: input::shortened(data, input::CUT_MARK),
+                        terminated,
+                    };
+                    let token = TokenWithSpan::new(token, Span::new(start, at.location()));
+                    Some(sink.insert(semicolon, token))
+                });
+                if data == Some(false) {
+                    failed = Some(Some(input::too_many_tokens()));
+                    return None;
+                }
+                return Some(at.byte);
+            }
             // Each is read from a window of its own: a short text with
             // many of them is cheaper to read whole.
             Tok::Foreign if foreigners == MAX_FOREIGN && sql.len() < OWN_ERRORS_FROM => {
                 (None, range.end)
             }
-            Tok::Foreign => match foreign::token(sql, range.start, &out) {
-                Some((mut token, end)) => {
+            Tok::Foreign => match foreign::token(sql, range.start, &sink.out) {
+                Ok(Some((mut token, end))) => {
                     foreigners += 1;
                     input::shorten(&mut token);
                     (Some(token), end)
                 }
-                None => (None, range.end),
+                Err(refused) if !line_end.get() => {
+                    failed = Some(Some(refused));
+                    return None;
+                }
+                Ok(None) | Err(_) => (None, range.end),
             },
             Tok::Word(w, quote) => (Some(word_token(w, quote)), range.end),
             Tok::Number(n, long) => (Some(Token::Number(n.into_owned(), long)), range.end),
@@ -117,17 +231,30 @@ fn plain_tokens_at(sql: &str, located: bool) -> Result<Vec<TokenWithSpan>, Optio
                 range.end,
             ),
         };
-        let Some(token) = token.filter(|t| copy.note(t)) else {
+        let Some(token) = token else {
             failed = Some(None);
             return None;
         };
-        if matches!(&token, Token::Number(n, _) if n.len() > long) {
-            failed = Some(Some(input::long_number()));
-            return None;
+        if !copy.note(&token) {
+            // sqlparser's tokenizer reads the rest of this line, then the
+            // COPY's data (a `;` in that rest starts no more data).
+            copy = foreign::CopyTracker::default();
+            if !line_end.get() {
+                copy_semicolon = Some(sink.out.len());
+                line_end.set(true);
+            }
+        }
+        if let Some(refused) = input::too_long(&token) {
+            // sqlparser's tokenizer reads the rest of a COPY's line before
+            // it looks at its tokens: an error in it comes first.
+            if !line_end.get() {
+                failed = Some(Some(refused));
+                return None;
+            }
+            deferred.get_or_insert(refused);
         }
         at.advance_to(end);
-        out.push(TokenWithSpan::new(token, Span::new(start, at.location())));
-        if out.len() > input::MAX_TOKENS {
+        if !sink.push(TokenWithSpan::new(token, Span::new(start, at.location()))) {
             failed = Some(Some(input::too_many_tokens()));
             return None;
         }
@@ -150,10 +277,13 @@ fn plain_tokens_at(sql: &str, located: bool) -> Result<Vec<TokenWithSpan>, Optio
             "{what} at Line: {line}, Column: {column}"
         ))));
     }
-    if !at.whitespace_to(sql.len(), &mut out) {
+    if let Some(refused) = deferred {
+        return Err(Some(refused));
+    }
+    if !at.whitespace_to(sql.len(), &mut sink) {
         return Err(Some(input::too_many_tokens()));
     }
-    Ok(out)
+    Ok(sink)
 }
 
 /// Where [`plain_tokens`] is in the text, counted as sqlparser counts
@@ -206,11 +336,8 @@ impl<'a> Cursor<'a> {
     /// The whitespace tokens up to byte `end`: one per space, tab or line
     /// break (`\r\n` is one); `false`, and no more of them, once `out`
     /// holds more than [`input::MAX_TOKENS`] tokens.
-    fn whitespace_to(&mut self, end: usize, out: &mut Vec<TokenWithSpan>) -> bool {
+    fn whitespace_to(&mut self, end: usize, sink: &mut Sink) -> bool {
         while self.byte < end {
-            if out.len() > input::MAX_TOKENS {
-                return false;
-            }
             let start = self.location();
             let b = self.sql.as_bytes();
             let (kind, len) = match b[self.byte] {
@@ -220,10 +347,11 @@ impl<'a> Cursor<'a> {
                 _ => (Whitespace::Newline, 1),
             };
             self.advance_to(self.byte + len);
-            out.push(TokenWithSpan::new(
-                Token::Whitespace(kind),
-                Span::new(start, self.location()),
-            ));
+            let token =
+                TokenWithSpan::new(Token::Whitespace(kind), Span::new(start, self.location()));
+            if !sink.push(token) {
+                return false;
+            }
         }
         true
     }

@@ -76,11 +76,29 @@ enum Large {
     Copy,
     /// `SELECT length('xxx…`, never closed: refused.
     Unclosed,
+    /// `COPY t FROM STDIN;` and its inline data (lines of `x`), a Query:
+    /// refused (no such table).
+    CopyData,
+    /// `SELECT pg_read_file('/etc/passwd') AS ééé…`, a long non-ASCII
+    /// identifier: refused by the policy.
+    Word,
+    /// `SELECT 1 ~~~… 1`, a long operator: refused.
+    LongOperator,
+    /// `SELECT 1,1,1…`, more tokens than the budget: refused.
+    ManyTokens,
+    /// `SELECT pg_read_file('xxx…')`: refused by the policy.
+    Forbidden,
+    /// `SELECT length($1::text)` with a `xxx…` parameter: a small Parse,
+    /// a large Bind.
+    Bind,
+    /// `SELECT length('xxx…'\n'y')`, a string continued on the next line:
+    /// refused (sqlparser does not join them).
+    Continued,
 }
 
 impl Large {
     /// Every kind, in the order the reports print them.
-    const ALL: [Large; 14] = [
+    const ALL: [Large; 21] = [
         Large::Plain,
         Large::Escaped,
         Large::Dollar,
@@ -95,7 +113,25 @@ impl Large {
         Large::Operator,
         Large::Copy,
         Large::Unclosed,
+        Large::CopyData,
+        Large::Word,
+        Large::LongOperator,
+        Large::ManyTokens,
+        Large::Forbidden,
+        Large::Bind,
+        Large::Continued,
     ];
+
+    /// The SQLSTATE the proxy refuses it with, if it does.
+    fn refused(self) -> Option<&'static str> {
+        match self {
+            // An unknown relation; a forbidden function; not parsed.
+            Large::CopyData | Large::Word | Large::Forbidden | Large::Continued => Some("42501"),
+            // Too large to analyze.
+            Large::LongOperator | Large::ManyTokens => Some("54000"),
+            _ => None,
+        }
+    }
 }
 
 /// The statement of about `size` bytes and the value it returns.
@@ -139,9 +175,10 @@ fn large(kind: Large, size: usize) -> (String, String) {
             sql.push_str("')");
             size / unit.len() * per_unit
         }
-        Large::Exponent | Large::Operator | Large::Copy => {
+        Large::Exponent | Large::Operator | Large::Copy | Large::Continued => {
             let (before, after) = match kind {
                 Large::Exponent => ("SELECT length('", "'), 1e3"),
+                Large::Continued => ("SELECT length('", "'\n'y') - 1"),
                 Large::Operator => ("SELECT length('", "') WHERE 'a' ~ 'a'"),
                 _ => ("COPY (SELECT length('", "')) TO STDOUT"),
             };
@@ -153,6 +190,38 @@ fn large(kind: Large, size: usize) -> (String, String) {
         Large::Unclosed => {
             sql.push_str("SELECT length('");
             bulk(&mut sql, "x");
+            return (sql, String::new());
+        }
+        Large::CopyData => {
+            sql.push_str("COPY large_copy_target FROM STDIN;\n");
+            bulk(&mut sql, "x\n");
+            sql.push_str("\\.\n");
+            return (sql, String::new());
+        }
+        Large::Word => {
+            sql.push_str("SELECT pg_read_file('/etc/passwd') AS ");
+            bulk(&mut sql, "é");
+            return (sql, String::new());
+        }
+        Large::LongOperator => {
+            sql.push_str("SELECT 1 ");
+            bulk(&mut sql, "~");
+            sql.push_str(" 1");
+            return (sql, String::new());
+        }
+        Large::ManyTokens => {
+            sql.push_str("SELECT 1");
+            bulk(&mut sql, ",1");
+            return (sql, String::new());
+        }
+        Large::Bind => {
+            bulk(&mut sql, "x");
+            return (sql, size.to_string());
+        }
+        Large::Forbidden => {
+            sql.push_str("SELECT pg_read_file('");
+            bulk(&mut sql, "x");
+            sql.push_str("')");
             return (sql, String::new());
         }
         Large::Comment => {
@@ -184,7 +253,10 @@ async fn peak_growth(policy: &str, kind: Large, size: usize, sessions: usize) ->
         clients.push(client);
     }
     let idle = status_kib(child.id(), "VmHWM:");
-    let (sql, expected) = large(kind, size);
+    let (sql, mut expected) = large(kind, size);
+    if kind.refused().is_some() {
+        expected.clear();
+    }
     let sql = std::sync::Arc::new(sql);
     let runs = clients.into_iter().map(|client| {
         let (sql, expected) = (sql.clone(), expected.clone());
@@ -194,6 +266,11 @@ async fn peak_growth(policy: &str, kind: Large, size: usize, sessions: usize) ->
                     let row = client.query_one(sql.as_str(), &[]).await;
                     row.expect("large Parse").get::<_, i32>(0).to_string()
                 }
+                Large::Bind => {
+                    let value: &str = sql.as_str();
+                    let row = client.query_one("SELECT length($1::text)", &[&value]).await;
+                    row.expect("large Bind").get::<_, i32>(0).to_string()
+                }
                 Large::Copy => {
                     let out = client.copy_out(sql.as_str()).await.expect("large COPY");
                     let chunks: Vec<_> = futures_util::TryStreamExt::try_collect(out)
@@ -201,6 +278,14 @@ async fn peak_growth(policy: &str, kind: Large, size: usize, sessions: usize) ->
                         .expect("COPY data");
                     let text: Vec<u8> = chunks.concat();
                     String::from_utf8(text).expect("text").trim_end().to_owned()
+                }
+                kind if kind.refused().is_some() => {
+                    let error = client.simple_query(&sql).await.expect_err("refused");
+                    let db_error = error.as_db_error().expect("an ErrorResponse");
+                    let message: String = db_error.message().chars().take(200).collect();
+                    assert_eq!(kind.refused(), Some(db_error.code().code()), "{message}");
+                    assert!(db_error.message().len() < 4096, "{message}");
+                    String::new()
                 }
                 Large::Unclosed => {
                     let error = client.simple_query(&sql).await.expect_err("refused");
@@ -229,8 +314,10 @@ async fn peak_growth(policy: &str, kind: Large, size: usize, sessions: usize) ->
 
 /// One guarded 32 MiB statement costs the proxy one copy of it (the frame
 /// it reads, analyzes, records and forwards), plus a small constant,
-/// wherever its bulk is and however it is sent: no second copy of the
-/// statement (before: two for all but a plain Query).
+/// wherever its bulk is, however it is sent, and whether it is refused:
+/// no second copy of the statement (before: two for all but a plain
+/// Query; up to eight for a long operator, and 99 MiB more for tokens
+/// over the budget).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_guarded_query_costs_one_copy_of_it() {
     for kind in Large::ALL {
