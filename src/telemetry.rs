@@ -90,7 +90,10 @@ pub struct RelayTally {
     id: u64,
 }
 
+/// Aligned to two cache lines: the cells of a session's two directions,
+/// written per read by threads on different cores, share no line.
 #[derive(Default)]
+#[repr(align(128))]
 struct TallyCells {
     bytes: AtomicU64,
     messages: AtomicU64,
