@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::tokenizer::{Location, Span, Token, TokenWithSpan, Tokenizer, Whitespace};
 
-use super::super::{analyze, input, AnalysisError, Context, Facts, StatementKind};
+use super::super::{analyze, input, AnalysisError, Context, Facts};
 use super::tokens::{plain_tokens, plain_tokens_unlocated, OWN_ERRORS_FROM};
 use super::{encode, full, quick, shape, MAX_SHAPE_INPUT};
 use crate::catalog::{Catalog, Column, ColumnId, RelKind, Relation};
@@ -130,23 +130,12 @@ pub fn check_same_shape(a: &str, b: &str, catalog: &Catalog) -> Result<(), Strin
 }
 
 /// Whether the decision cache may keep a decision on these facts: one
-/// statement of a kind `guard/cache.rs` caches.
+/// statement of a kind the cache keeps ([`crate::guard::cacheable`]).
 fn cached(facts: &Result<Facts, AnalysisError>) -> bool {
     let Ok(facts) = facts else {
         return false;
     };
-    matches!(
-        facts.statements.as_slice(),
-        [s] if matches!(
-            s.kind,
-            StatementKind::Select
-                | StatementKind::Insert
-                | StatementKind::Update
-                | StatementKind::Delete
-                | StatementKind::Show
-                | StatementKind::Transaction { .. }
-        )
-    )
+    matches!(facts.statements.as_slice(), [s] if crate::guard::cacheable(&s.kind))
 }
 
 /// Numbers and strings a variant writes in place of the text's.

@@ -156,8 +156,9 @@ impl std::fmt::Debug for DecisionCache {
     }
 }
 
-/// Kinds whose decision depends on the statement and its context alone.
-fn cacheable(kind: &StatementKind) -> bool {
+/// Kinds whose decision depends on the statement and its context alone:
+/// the only ones the cache keeps.
+pub(crate) fn cacheable(kind: &StatementKind) -> bool {
     matches!(
         kind,
         StatementKind::Select

@@ -20,6 +20,7 @@ mod text;
 mod tests;
 
 pub use batch::Step;
+pub(crate) use cache::cacheable;
 pub use decide::{changes_context, Core};
 pub use exec::Exec;
 pub use journal::{Change, Journal, Names};
