@@ -230,9 +230,9 @@ impl<'a> Bytes<'a> {
     }
 }
 
-/// The fuzz target's catalog: tables with the columns a policy classifies
-/// (`users.email`, `users.full_name`…), a view over one, a partitioned
-/// table and its partition.
+/// The `sql` and `shape` fuzz targets' catalog: tables with the columns
+/// a policy classifies (`users.email`, `users.full_name`…), a view over
+/// one, a partitioned table and its partition.
 pub fn catalog() -> Catalog {
     let users = relation(
         100,
