@@ -16,6 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use tokio_util::sync::CancellationToken;
 
+use super::workers::{attach, detach};
 use super::{SessionError, SessionRuntimes};
 use crate::telemetry;
 use crate::wire::{BackendKind, FrameScanner, FrontendKind, Stream, WireError};
@@ -357,24 +358,14 @@ impl Relay {
             down,
             primed,
         } = self;
-        let (Some(client), Some(server)) = (client.into_plain(), server.into_plain()) else {
-            unreachable!("checked: both sides are plain TCP");
-        };
-        let client = match client.into_std() {
-            Ok(c) => c,
-            Err(e) => return (Err(SessionError::Client(e.into())), None),
-        };
-        let server = match server.into_std() {
-            Ok(s) => s,
-            Err(e) => return (Err(SessionError::Upstream(e.into())), None),
+        let sockets = match detach(client, server) {
+            Ok(sockets) => sockets,
+            Err(e) => return (Err(e), None),
         };
         let moved = runtimes.spawn(move || async move {
-            let client = tokio::net::TcpStream::from_std(client);
-            let server = tokio::net::TcpStream::from_std(server);
-            let (client, server) = match (client, server) {
-                (Ok(c), Ok(s)) => (Stream::Plain(c), Stream::Plain(s)),
-                (Err(e), _) => return (Err(SessionError::Client(e.into())), None),
-                (_, Err(e)) => return (Err(SessionError::Upstream(e.into())), None),
+            let (client, server) = match attach(sockets) {
+                Ok(streams) => streams,
+                Err(e) => return (Err(e), None),
             };
             let relay = Relay {
                 client,

@@ -3,7 +3,9 @@
 //! to the runtime with the fewest live sessions; the session then stays on
 //! that thread for its whole life, so its two relay directions never wake
 //! another thread and no worker steals work from another.
-//! [`on_own_thread`] runs one session on a thread and runtime of its own.
+//! [`on_own_thread`] runs one session on a thread and runtime of its own;
+//! [`detach`] and [`attach`] move a session's sockets from one runtime
+//! to another.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -15,6 +17,9 @@ use std::time::Duration;
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+use super::SessionError;
+use crate::wire::Stream;
 
 /// One single-thread runtime and the sessions it runs.
 struct Worker {
@@ -165,6 +170,37 @@ where
         Err(_) => Err(std::io::Error::other(
             "session thread ended without an outcome",
         )),
+    }
+}
+
+/// A session's two plain TCP sockets, client's then server's, off any
+/// runtime: what [`detach`] takes off one for [`attach`] to register on
+/// another.
+pub(crate) type Detached = (std::net::TcpStream, std::net::TcpStream);
+
+/// Takes the sockets under `client` and `server`, both plain TCP (callers
+/// check), off the current runtime.
+pub(crate) fn detach(client: Stream, server: Stream) -> Result<Detached, SessionError> {
+    let (Some(client), Some(server)) = (client.into_plain(), server.into_plain()) else {
+        unreachable!("checked: both sides are plain TCP");
+    };
+    let client = client
+        .into_std()
+        .map_err(|e| SessionError::Client(e.into()))?;
+    let server = server
+        .into_std()
+        .map_err(|e| SessionError::Upstream(e.into()))?;
+    Ok((client, server))
+}
+
+/// Registers [`detach`]ed sockets on the current runtime.
+pub(crate) fn attach((client, server): Detached) -> Result<(Stream, Stream), SessionError> {
+    let client = tokio::net::TcpStream::from_std(client);
+    let server = tokio::net::TcpStream::from_std(server);
+    match (client, server) {
+        (Ok(c), Ok(s)) => Ok((Stream::Plain(c), Stream::Plain(s))),
+        (Err(e), _) => Err(SessionError::Client(e.into())),
+        (_, Err(e)) => Err(SessionError::Upstream(e.into())),
     }
 }
 

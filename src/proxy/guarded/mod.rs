@@ -236,25 +236,15 @@ pub(crate) async fn run_placed(
     let max = shared.config.limits.max_message_size;
     let (client, client_buf) = client.into_parts();
     let (server, server_buf) = upstream.into_parts();
-    let (Some(client), Some(server)) = (client.into_plain(), server.into_plain()) else {
-        unreachable!("checked: both sides are plain TCP");
-    };
-    let client = match client.into_std() {
-        Ok(c) => c,
-        Err(e) => return failed(SessionError::Client(e.into())),
-    };
-    let server = match server.into_std() {
-        Ok(s) => s,
-        Err(e) => return failed(SessionError::Upstream(e.into())),
+    let sockets = match super::workers::detach(client, server) {
+        Ok(sockets) => sockets,
+        Err(e) => return failed(e),
     };
     let info = info.clone();
     let placed = super::workers::on_own_thread("copyguard-guarded", move || async move {
-        let client = tokio::net::TcpStream::from_std(client);
-        let server = tokio::net::TcpStream::from_std(server);
-        let (client, server) = match (client, server) {
-            (Ok(c), Ok(s)) => (Stream::Plain(c), Stream::Plain(s)),
-            (Err(e), _) => return failed(SessionError::Client(e.into())),
-            (_, Err(e)) => return failed(SessionError::Upstream(e.into())),
+        let (client, server) = match super::workers::attach(sockets) {
+            Ok(streams) => streams,
+            Err(e) => return failed(e),
         };
         let client = Conn::with_buffer(client, client_buf, max);
         let upstream = Conn::with_buffer(server, server_buf, max);
