@@ -187,42 +187,29 @@ fn large(kind: Large, size: usize) -> (String, String) {
             sql.push_str(after);
             size
         }
-        Large::Unclosed => {
-            sql.push_str("SELECT length('");
-            bulk(&mut sql, "x");
-            return (sql, String::new());
-        }
-        Large::CopyData => {
-            sql.push_str("COPY large_copy_target FROM STDIN;\n");
-            bulk(&mut sql, "x\n");
-            sql.push_str("\\.\n");
-            return (sql, String::new());
-        }
-        Large::Word => {
-            sql.push_str("SELECT pg_read_file('/etc/passwd') AS ");
-            bulk(&mut sql, "é");
-            return (sql, String::new());
-        }
-        Large::LongOperator => {
-            sql.push_str("SELECT 1 ");
-            bulk(&mut sql, "~");
-            sql.push_str(" 1");
-            return (sql, String::new());
-        }
-        Large::ManyTokens => {
-            sql.push_str("SELECT 1");
-            bulk(&mut sql, ",1");
+        // Refused or not understood: no value comes back.
+        Large::Unclosed
+        | Large::CopyData
+        | Large::Word
+        | Large::LongOperator
+        | Large::ManyTokens
+        | Large::Forbidden => {
+            let (before, unit, after) = match kind {
+                Large::Unclosed => ("SELECT length('", "x", ""),
+                Large::CopyData => ("COPY large_copy_target FROM STDIN;\n", "x\n", "\\.\n"),
+                Large::Word => ("SELECT pg_read_file('/etc/passwd') AS ", "é", ""),
+                Large::LongOperator => ("SELECT 1 ", "~", " 1"),
+                Large::ManyTokens => ("SELECT 1", ",1", ""),
+                _ => ("SELECT pg_read_file('", "x", "')"),
+            };
+            sql.push_str(before);
+            bulk(&mut sql, unit);
+            sql.push_str(after);
             return (sql, String::new());
         }
         Large::Bind => {
             bulk(&mut sql, "x");
             return (sql, size.to_string());
-        }
-        Large::Forbidden => {
-            sql.push_str("SELECT pg_read_file('");
-            bulk(&mut sql, "x");
-            sql.push_str("')");
-            return (sql, String::new());
         }
         Large::Comment => {
             let half = "x".repeat(size / 2);
