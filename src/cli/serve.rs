@@ -8,6 +8,7 @@ use tracing::{info, warn};
 use crate::audit::{AuditLog, Event};
 use crate::config::{Config, ConfigArgs};
 use crate::policy::PolicyStore;
+use crate::proxy::relay::RelayThreads;
 use crate::proxy::{Server, SessionRuntimes};
 use crate::telemetry;
 
@@ -18,6 +19,14 @@ pub fn run(args: &ConfigArgs) -> anyhow::Result<()> {
     telemetry::init_logging(config.log_format, &config.log_level);
     let shape = Shape::from_env()?;
     let guarded = GuardedShape::from_env()?;
+    // Started first, from a thread that has woken no other yet: the relay
+    // threads inherit the spawner's wake-up history (`Spawner`).
+    let mut relay_threads = match shape {
+        Shape::RelayThreads(max) => {
+            Some(RelayThreads::new(max).context("cannot start the relay spawner")?)
+        }
+        _ => None,
+    };
     shape.runtime()?.block_on(async {
         let mut server = Server::bind(config).await.context("cannot start")?;
         match shape {
@@ -44,7 +53,9 @@ pub fn run(args: &ConfigArgs) -> anyhow::Result<()> {
                     max,
                     "production relays on two blocking threads each, up to max at once"
                 );
-                server = server.with_relay_threads(max);
+                if let Some(threads) = relay_threads.take() {
+                    server = server.with_relay_threads(threads);
+                }
             }
             Shape::MultiThread | Shape::CurrentThread => {}
         }

@@ -293,12 +293,13 @@ impl Server {
     /// Runs each production relay between plain TCP sockets on two
     /// blocking threads of its own (one per direction) once its session
     /// is authenticated, as the zero-work forwarder does, while fewer than
-    /// `max` relays run so; the others stay on the session's runtime.
-    pub fn with_relay_threads(self, max: usize) -> Server {
+    /// `threads`' limit of relays run so; the others stay on the
+    /// session's runtime.
+    pub fn with_relay_threads(self, threads: relay::RelayThreads) -> Server {
         let _ = self
             .shared
             .relay_runtimes
-            .set(relay::RelayPlacement::Threads(relay::ThreadSlots::new(max)));
+            .set(relay::RelayPlacement::Threads(threads));
         self
     }
 

@@ -21,7 +21,10 @@ use super::{SessionError, SessionRuntimes};
 use crate::telemetry;
 use crate::wire::{BackendKind, FrameScanner, FrontendKind, Stream, WireError};
 
+mod spawner;
 mod threads;
+
+pub use spawner::Spawner;
 
 /// Each direction's buffer starts at this size, enough for the small
 /// messages of an interactive session, and doubles whenever a read fills
@@ -39,7 +42,30 @@ pub enum RelayPlacement {
     /// On two blocking threads of its own, one per direction, as the
     /// zero-work forwarder (`COPYGUARD_RUNTIME=threads`), while fewer
     /// than the slots' limit run so; past it, on the session's runtime.
-    Threads(ThreadSlots),
+    Threads(RelayThreads),
+}
+
+/// Where relays on threads of their own come from: the slots that bound
+/// how many run at once, and the [`Spawner`] that starts their threads.
+pub struct RelayThreads {
+    slots: ThreadSlots,
+    spawner: Spawner,
+}
+
+impl RelayThreads {
+    /// At most `max` relays on threads at once; starts the spawner's
+    /// thread (call it at start-up, see [`Spawner::start`]).
+    pub fn new(max: usize) -> std::io::Result<RelayThreads> {
+        Ok(RelayThreads {
+            slots: ThreadSlots::new(max),
+            spawner: Spawner::start()?,
+        })
+    }
+
+    /// The slots: how many relays run on threads now.
+    pub fn slots(&self) -> &ThreadSlots {
+        &self.slots
+    }
 }
 
 /// How many sessions may run on threads of their own at once (production
@@ -343,9 +369,9 @@ impl Relay {
             return self.run_here(force).await;
         };
         let runtimes = match placement {
-            RelayPlacement::Threads(slots) => {
-                return match slots.take() {
-                    Some(_slot) => self.run_threads(force).await,
+            RelayPlacement::Threads(threads) => {
+                return match threads.slots.take() {
+                    Some(_slot) => self.run_threads(force, &threads.spawner).await,
                     None => self.run_here(force).await,
                 };
             }

@@ -137,7 +137,16 @@ fn admin_endpoint_serves_metrics_and_health() {
         health.starts_with("HTTP/1.1 200") && health.ends_with("ok\n"),
         "{health}"
     );
-    let metrics = http_get(admin, "/metrics");
+    // psql has exited, but the session's end (and its duration) is
+    // recorded by copyguard a moment later: wait for it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let metrics = loop {
+        let metrics = http_get(admin, "/metrics");
+        if metrics.contains("copyguard_session_duration_seconds") || Instant::now() > deadline {
+            break metrics;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     for name in [
         "copyguard_connections_total",
         "copyguard_bytes_total{direction=\"client_to_server\"}",

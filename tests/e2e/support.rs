@@ -231,7 +231,9 @@ impl TestProxy {
                     // Production relays on blocking threads of their own,
                     // guarded sessions on a thread each, as `serve` does.
                     Ok("threads") => {
-                        server = server.with_relay_threads(64).with_guarded_threads(64)
+                        let relays =
+                            copyguard::proxy::relay::RelayThreads::new(64).expect("relay spawner");
+                        server = server.with_relay_threads(relays).with_guarded_threads(64)
                     }
                     _ => {}
                 }

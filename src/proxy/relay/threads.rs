@@ -17,6 +17,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::spawner::Spawner;
 use super::{down_error, up_error, Pump, PumpError, Relay, RelayEnd};
 use crate::proxy::SessionError;
 use crate::wire::Stream;
@@ -31,8 +32,13 @@ enum Direction {
     Down,
 }
 
-/// What a direction's thread hands back when it ends.
-type Ended = (Direction, Result<(), PumpError>, Pump);
+/// What the relay's threads hand back to the session.
+enum Report {
+    /// A direction's thread ended, with its outcome and its pump.
+    Ended(Direction, Result<(), PumpError>, Pump),
+    /// A direction's thread could not be started (the other may run).
+    NotStarted(io::Error),
+}
 
 impl Pump {
     /// Copies `from` to `to` until `from` ends (then shuts `to` down for
@@ -89,6 +95,7 @@ impl Relay {
     pub(super) async fn run_threads(
         mut self,
         force: CancellationToken,
+        spawner: &Spawner,
     ) -> (Result<RelayEnd, SessionError>, Option<Relay>) {
         if let Err(e) = self.prime() {
             return (Err(e), Some(self));
@@ -109,41 +116,14 @@ impl Relay {
             Err(e) => return (Err(SessionError::Upstream(e.into())), None),
         };
         let stop = Arc::new(AtomicBool::new(false));
-        let (tx, mut rx) = mpsc::unbounded_channel::<Ended>();
-        let directions = [
-            (Direction::Up, up, client.clone(), server.clone()),
-            (Direction::Down, down, server.clone(), client.clone()),
-        ];
-        for (direction, mut pump, from, to) in directions {
-            let (tx, stopped) = (tx.clone(), stop.clone());
-            let name = match direction {
-                Direction::Up => "copyguard-up",
-                Direction::Down => "copyguard-down",
-            };
-            let spawned = std::thread::Builder::new()
-                .name(name.into())
-                .spawn(move || {
-                    // A panic ends this direction like an error, so the
-                    // session is told and the other direction stopped.
-                    let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                        pump.copy_blocking(&from, &to, &stopped)
-                    }))
-                    .unwrap_or_else(|_| {
-                        Err(PumpError::Read(io::Error::other("relay thread panicked")))
-                    });
-                    drop((from, to));
-                    let _ = tx.send((direction, result, pump));
-                });
-            if let Err(e) = spawned {
-                stop.store(true, Ordering::Release);
-                let _ = client.shutdown(Shutdown::Both);
-                let _ = server.shutdown(Shutdown::Both);
-                return (Err(SessionError::Client(e.into())), None);
-            }
-        }
-        drop(tx);
+        let (tx, mut rx) = mpsc::unbounded_channel::<Report>();
+        let start = {
+            let (client, server, stop) = (client.clone(), server.clone(), stop.clone());
+            move || start_directions(up, down, client, server, stop, tx)
+        };
+        spawner.run(start);
         let first = tokio::select! {
-            ended = rx.recv() => ended,
+            report = rx.recv() => report,
             _ = force.cancelled() => None,
         };
         stop.store(true, Ordering::Release);
@@ -151,7 +131,12 @@ impl Relay {
         let _ = server.shutdown(Shutdown::Read);
         let (outcome, mut ended) = match first {
             None => (Err(SessionError::Shutdown), Vec::new()),
-            Some((direction, result, pump)) => {
+            Some(Report::NotStarted(e)) => {
+                let _ = client.shutdown(Shutdown::Both);
+                let _ = server.shutdown(Shutdown::Both);
+                return (Err(SessionError::Client(e.into())), None);
+            }
+            Some(Report::Ended(direction, result, pump)) => {
                 let outcome = match (direction, result) {
                     (Direction::Up, Ok(())) => Ok(RelayEnd::ClientClosed),
                     (Direction::Down, Ok(())) => Ok(RelayEnd::ServerClosed),
@@ -164,8 +149,8 @@ impl Relay {
         let mut shut = false;
         while ended.len() < 2 {
             match tokio::time::timeout(STOP_GRACE, rx.recv()).await {
-                Ok(Some((direction, _, pump))) => ended.push((direction, pump)),
-                Ok(None) => break,
+                Ok(Some(Report::Ended(direction, _, pump))) => ended.push((direction, pump)),
+                Ok(Some(Report::NotStarted(_))) | Ok(None) => break,
                 Err(_) if !shut => {
                     shut = true;
                     let _ = client.shutdown(Shutdown::Both);
@@ -197,6 +182,51 @@ impl Relay {
     }
 }
 
+/// Starts a relay's two directions, each on a thread of its own that
+/// reports to `tx` when it ends. Run on the [`Spawner`], so that the
+/// threads inherit its wake-up history, not a runtime worker's. The
+/// sockets' handles end up in the threads alone (the session gets the
+/// sockets back once both have ended); if a thread cannot be started, the
+/// session is told and stops the other.
+fn start_directions(
+    up: Pump,
+    down: Pump,
+    client: Arc<TcpStream>,
+    server: Arc<TcpStream>,
+    stop: Arc<AtomicBool>,
+    tx: mpsc::UnboundedSender<Report>,
+) {
+    let directions = [
+        (Direction::Up, up, client.clone(), server.clone()),
+        (Direction::Down, down, server, client),
+    ];
+    for (direction, mut pump, from, to) in directions {
+        let (report, stopped) = (tx.clone(), stop.clone());
+        let name = match direction {
+            Direction::Up => "copyguard-up",
+            Direction::Down => "copyguard-down",
+        };
+        let spawned = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                // A panic ends this direction like an error, so the
+                // session is told and the other direction stopped.
+                let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    pump.copy_blocking(&from, &to, &stopped)
+                }))
+                .unwrap_or_else(|_| {
+                    Err(PumpError::Read(io::Error::other("relay thread panicked")))
+                });
+                drop((from, to));
+                let _ = report.send(Report::Ended(direction, result, pump));
+            });
+        if let Err(e) = spawned {
+            let _ = tx.send(Report::NotStarted(e));
+            return;
+        }
+    }
+}
+
 /// The plain TCP socket under `stream`, taken off the runtime, blocking.
 fn blocking(stream: Stream) -> io::Result<TcpStream> {
     let plain = stream
@@ -221,7 +251,7 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::super::tests::{data_rows, relays_both_ways_and_comes_back_on_force, tcp_pair};
-    use super::super::{RelayPlacement, ThreadSlots};
+    use super::super::{RelayPlacement, RelayThreads};
     use super::*;
     use crate::wire::{messages, WireError};
 
@@ -230,8 +260,10 @@ mod tests {
     /// the client a last message.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_relay_on_threads_relays_both_ways_and_comes_back_on_force() {
-        relays_both_ways_and_comes_back_on_force(&RelayPlacement::Threads(ThreadSlots::new(1)))
-            .await;
+        relays_both_ways_and_comes_back_on_force(&RelayPlacement::Threads(
+            RelayThreads::new(1).unwrap(),
+        ))
+        .await;
     }
 
     /// What the server sends as the relay is forced to end still reaches
@@ -248,7 +280,10 @@ mod tests {
             let cancel = force.clone();
             let run = tokio::spawn(async move {
                 relay
-                    .run(cancel, Some(&RelayPlacement::Threads(ThreadSlots::new(1))))
+                    .run(
+                        cancel,
+                        Some(&RelayPlacement::Threads(RelayThreads::new(1).unwrap())),
+                    )
                     .await
             });
             tokio::task::yield_now().await;
@@ -282,7 +317,7 @@ mod tests {
             Duration::from_secs(10),
             relay.run(
                 CancellationToken::new(),
-                Some(&RelayPlacement::Threads(ThreadSlots::new(1))),
+                Some(&RelayPlacement::Threads(RelayThreads::new(1).unwrap())),
             ),
         )
         .await
@@ -317,7 +352,7 @@ mod tests {
         let (outcome, relay) = relay
             .run(
                 CancellationToken::new(),
-                Some(&RelayPlacement::Threads(ThreadSlots::new(1))),
+                Some(&RelayPlacement::Threads(RelayThreads::new(1).unwrap())),
             )
             .await;
         assert_eq!(outcome.unwrap(), RelayEnd::ServerClosed);
@@ -344,7 +379,7 @@ mod tests {
         let (outcome, relay) = relay
             .run(
                 CancellationToken::new(),
-                Some(&RelayPlacement::Threads(ThreadSlots::new(1))),
+                Some(&RelayPlacement::Threads(RelayThreads::new(1).unwrap())),
             )
             .await;
         assert!(matches!(
@@ -380,7 +415,7 @@ mod tests {
             Relay::new(client, BytesMut::new(), server, BytesMut::new(), 1 << 20)
         });
         let run = tokio::spawn(async move {
-            let placement = RelayPlacement::Threads(ThreadSlots::new(1));
+            let placement = RelayPlacement::Threads(RelayThreads::new(1).unwrap());
             relay.run(CancellationToken::new(), Some(&placement)).await
         });
         let (query, reply) = (messages::query("SELECT 1"), b"Z\0\0\0\x05IZ\0\0\0\x05I");
@@ -430,7 +465,7 @@ mod tests {
     async fn relays_past_the_threaded_limit_stay_on_the_runtime() {
         let mut ends = Vec::new();
         let mut fars = Vec::new();
-        let shared = std::sync::Arc::new(RelayPlacement::Threads(ThreadSlots::new(1)));
+        let shared = std::sync::Arc::new(RelayPlacement::Threads(RelayThreads::new(1).unwrap()));
         for _ in 0..2 {
             let (client, client_far) = tcp_pair().await;
             let (server, server_far) = tcp_pair().await;
@@ -441,9 +476,10 @@ mod tests {
             }));
             fars.push((client_far, server_far));
         }
-        let RelayPlacement::Threads(slots) = &*shared else {
+        let RelayPlacement::Threads(threads) = &*shared else {
             panic!("a threads placement")
         };
+        let slots = threads.slots();
         for (client_far, server_far) in &mut fars {
             let query = messages::query("SELECT 1");
             client_far.write_all(&query).await.unwrap();
