@@ -66,6 +66,11 @@ impl RelayThreads {
     pub fn slots(&self) -> &ThreadSlots {
         &self.slots
     }
+
+    /// The thread that starts relay threads (and guarded sessions' ones).
+    pub(crate) fn spawner(&self) -> &Spawner {
+        &self.spawner
+    }
 }
 
 /// How many sessions may run on threads of their own at once (production

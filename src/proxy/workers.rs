@@ -3,7 +3,8 @@
 //! to the runtime with the fewest live sessions; the session then stays on
 //! that thread for its whole life, so its two relay directions never wake
 //! another thread and no worker steals work from another.
-//! [`on_own_thread`] runs one session on a thread and runtime of its own;
+//! [`on_thread`] runs work on a thread of its own, [`session_runtime`]
+//! builds a runtime for one session's sockets there;
 //! [`detach`] and [`attach`] move a session's sockets from one runtime
 //! to another.
 
@@ -18,6 +19,7 @@ use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use super::relay::Spawner;
 use super::SessionError;
 use crate::wire::Stream;
 
@@ -142,33 +144,49 @@ impl SessionRuntimes {
 /// it watches a few sockets, not the default 1,024 (16 KiB a runtime).
 const SESSION_IO_EVENTS: usize = 16;
 
-/// Runs the future `make` returns on a new thread named `name`, on a
-/// single-thread runtime of its own (I/O and timers enabled), and hands its
-/// output back; a panic there is resumed here. What the future spawns
-/// lives on that runtime and ends with it: work that must outlive it goes
-/// to another runtime's [`Handle`]. Blocking tasks still running when the
-/// future ends finish on their own.
-pub(crate) async fn on_own_thread<F, Fut>(name: &str, make: F) -> std::io::Result<Fut::Output>
-where
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: Future,
-    Fut::Output: Send + 'static,
-{
-    let rt = tokio::runtime::Builder::new_current_thread()
+/// A single-thread runtime for one session's sockets (I/O and timers
+/// enabled, few events per `epoll_wait`). What its tasks spawn lives on it
+/// and ends with it: work that must outlive the session goes to another
+/// runtime's [`Handle`].
+pub(crate) fn session_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .max_io_events_per_tick(SESSION_IO_EVENTS)
-        .build()?;
+        .build()
+}
+
+/// Runs `f` on a new thread named `name`, started by `spawner` when there
+/// is one (the thread then inherits the spawner's wake-up history, not
+/// the caller's: see [`Spawner`]), and hands its output back; a panic
+/// there is resumed here.
+pub(crate) async fn on_thread<F, T>(
+    name: &str,
+    spawner: Option<&Spawner>,
+    f: F,
+) -> std::io::Result<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
     let (tx, rx) = oneshot::channel();
-    thread::Builder::new().name(name.into()).spawn(move || {
-        let output = std::panic::catch_unwind(AssertUnwindSafe(|| rt.block_on(make())));
-        rt.shutdown_background();
-        let _ = tx.send(output);
-    })?;
+    let name = name.to_owned();
+    let start = move || {
+        let started = thread::Builder::new().name(name).spawn(move || {
+            let _ = tx.send(std::panic::catch_unwind(AssertUnwindSafe(f)));
+        });
+        if let Err(e) = started {
+            tracing::warn!(error = %e, "cannot start a session thread");
+        }
+    };
+    match spawner {
+        Some(spawner) => spawner.run(start),
+        None => start(),
+    }
     match rx.await {
         Ok(Ok(output)) => Ok(output),
         Ok(Err(panic)) => std::panic::resume_unwind(panic),
         Err(_) => Err(std::io::Error::other(
-            "session thread ended without an outcome",
+            "the session thread could not start or ended without an outcome",
         )),
     }
 }
@@ -223,6 +241,20 @@ impl Drop for SessionRuntimes {
 mod tests {
     use super::*;
 
+    /// The future `make` returns, run on a [`session_runtime`] of its own
+    /// on a thread of its own, as a guarded session's half is.
+    async fn on_own_runtime<F, Fut>(name: &str, make: F) -> std::io::Result<Fut::Output>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future,
+        Fut::Output: Send + 'static,
+    {
+        on_thread(name, None, move || {
+            session_runtime().unwrap().block_on(make())
+        })
+        .await
+    }
+
     #[test]
     fn sessions_go_to_the_least_loaded_runtime_and_stay_on_its_thread() {
         let pool = SessionRuntimes::start(2).unwrap();
@@ -274,7 +306,7 @@ mod tests {
                     std::thread::current().name().map(str::to_owned)
                 };
                 match slots.take() {
-                    Some(_slot) => on_own_thread("copyguard-guarded", || session)
+                    Some(_slot) => on_own_runtime("copyguard-guarded", || session)
                         .await
                         .unwrap(),
                     None => session.await,
@@ -303,7 +335,7 @@ mod tests {
         let (rows_tx, rows_rx) = oneshot::channel::<u32>();
         let (loaded_tx, loaded_rx) = oneshot::channel::<u32>();
         let (own_tx, own_rx) = oneshot::channel::<()>();
-        on_own_thread("copyguard-guarded", move || async move {
+        on_own_runtime("copyguard-guarded", move || async move {
             {
                 let _server = server.enter();
                 tokio::spawn(async move {
@@ -330,7 +362,7 @@ mod tests {
     /// A panic on a session's thread reaches the task that placed it.
     #[tokio::test]
     async fn a_panic_on_a_session_thread_is_resumed_where_it_was_placed() {
-        let placed = tokio::spawn(on_own_thread("copyguard-guarded", || async {
+        let placed = tokio::spawn(on_own_runtime("copyguard-guarded", || async {
             panic!("session panicked");
         }));
         assert!(placed.await.unwrap_err().is_panic());

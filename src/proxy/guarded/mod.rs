@@ -13,6 +13,8 @@ mod backend;
 mod copy_pipe;
 mod exec;
 mod frontend;
+mod one_way;
+mod split;
 
 use std::sync::Arc;
 
@@ -233,34 +235,27 @@ pub(crate) async fn run_placed(
         return run(shared, client, upstream, info, class, upstream_key, session).await;
     };
     let failed = |e: SessionError| (Err(e), SessionTotals::default(), RelayStats::default());
-    let max = shared.config.limits.max_message_size;
     let (client, client_buf) = client.into_parts();
     let (server, server_buf) = upstream.into_parts();
-    let sockets = match super::workers::detach(client, server) {
+    let (client, server) = match super::workers::detach(client, server) {
         Ok(sockets) => sockets,
         Err(e) => return failed(e),
     };
-    let info = info.clone();
-    let placed = super::workers::on_own_thread("copyguard-guarded", move || async move {
-        let (client, server) = match super::workers::attach(sockets) {
-            Ok(streams) => streams,
-            Err(e) => return failed(e),
-        };
-        let client = Conn::with_buffer(client, client_buf, max);
-        let upstream = Conn::with_buffer(server, server_buf, max);
-        run(
-            shared,
-            client,
-            upstream,
-            &info,
-            class,
-            upstream_key,
-            session,
-        )
+    let spawner = match placed.relay_runtimes.get() {
+        Some(super::relay::RelayPlacement::Threads(threads)) => Some(threads.spawner()),
+        _ => None,
+    };
+    let session = split::Session {
+        shared,
+        info: info.clone(),
+        class,
+        upstream_key,
+        fields: session,
+    };
+    let run = move || split::run(session, (client, client_buf), (server, server_buf));
+    super::workers::on_thread("copyguard-guarded", spawner, run)
         .await
-    })
-    .await;
-    placed.unwrap_or_else(|e| failed(SessionError::Client(e.into())))
+        .unwrap_or_else(|e| failed(SessionError::Client(e.into())))
 }
 
 /// Runs a guarded session until either side closes or shutdown forces an
@@ -282,24 +277,10 @@ pub(crate) async fn run(
     let mut client_in = Conn::with_buffer(client_r, client_buf, max);
     let mut server_in = Conn::with_buffer(server_r, server_buf, usize::MAX);
     let mut server_out = FrameWriter::new(server_w);
-    let mut client_out = FrameWriter::with_capacity(32 * 1024, client_w);
+    let mut client_out = FrameWriter::with_capacity(CLIENT_OUT_CAPACITY, client_w);
     let mut delivered = Delivered::new();
-    let catalog = shared
-        .catalogs
-        .get(&info.database)
-        .unwrap_or_else(|| Arc::new(Catalog::new(Vec::new(), Vec::new())));
-    let guard = Guard {
-        shared: &shared,
-        shared_arc: shared.clone(),
-        info,
-        class,
-        upstream_key,
-        allowed: metrics::counter!(crate::telemetry::VERDICTS, "verdict" => "allow", "rule" => ""),
-        session,
-        up_bytes: metrics::counter!(crate::telemetry::BYTES, "direction" => crate::telemetry::CLIENT_TO_SERVER),
-        up_messages: metrics::counter!(crate::telemetry::MESSAGES, "direction" => crate::telemetry::CLIENT_TO_SERVER),
-        state: Arc::new(SessionState::new()),
-    };
+    let catalog = catalog_of(&shared, info);
+    let guard = Guard::new(&shared, info, class, upstream_key, session);
     let force = shared.force.child_token();
     let outcome = {
         let front = Frontend::new(&guard, &mut client_in, &mut server_out, catalog).run();
@@ -310,6 +291,54 @@ pub(crate) async fn run(
             _ = force.cancelled() => Err(SessionError::Shutdown),
         }
     };
+    finish(&guard, outcome, &mut client_out, delivered).await
+}
+
+/// The client's write buffer of a guarded session.
+const CLIENT_OUT_CAPACITY: usize = 32 * 1024;
+
+/// The catalog the session's statements are decided against (an empty one
+/// until the database's first load).
+fn catalog_of(shared: &Shared, info: &SessionInfo) -> Arc<Catalog> {
+    shared
+        .catalogs
+        .get(&info.database)
+        .unwrap_or_else(|| Arc::new(Catalog::new(Vec::new(), Vec::new())))
+}
+
+impl<'a> Guard<'a> {
+    /// What both halves of the session of `info` read.
+    fn new(
+        shared: &'a Arc<Shared>,
+        info: &'a SessionInfo,
+        class: Arc<RoleClass>,
+        upstream_key: Option<UpstreamKey>,
+        session: Arc<SessionFields>,
+    ) -> Guard<'a> {
+        Guard {
+            shared,
+            shared_arc: shared.clone(),
+            info,
+            class,
+            upstream_key,
+            allowed: metrics::counter!(crate::telemetry::VERDICTS, "verdict" => "allow", "rule" => ""),
+            session,
+            up_bytes: metrics::counter!(crate::telemetry::BYTES, "direction" => crate::telemetry::CLIENT_TO_SERVER),
+            up_messages: metrics::counter!(crate::telemetry::MESSAGES, "direction" => crate::telemetry::CLIENT_TO_SERVER),
+            state: Arc::new(SessionState::new()),
+        }
+    }
+}
+
+/// Ends a session whose halves have stopped with `outcome`: tells the
+/// client a fatal error between frames, flushes, publishes the counts and
+/// a dump's receipt, and sums up what the session did.
+async fn finish<W: AsyncWrite + Unpin>(
+    guard: &Guard<'_>,
+    outcome: Result<RelayEnd, SessionError>,
+    client_out: &mut FrameWriter<W>,
+    mut delivered: Delivered,
+) -> Outcome {
     if let Err(err) = &outcome {
         if let Some(fields) = err.to_client() {
             let bytes = fields.encode();
@@ -321,7 +350,13 @@ pub(crate) async fn run(
     let _ = client_out.flush().await;
     delivered.publish();
     if let Some(dump) = &guard.class.dump {
-        audit::dump_receipt(&shared.audit, &guard.session, dump, &guard.state.receipt).await;
+        audit::dump_receipt(
+            &guard.shared.audit,
+            &guard.session,
+            dump,
+            &guard.state.receipt,
+        )
+        .await;
     }
     let relaxed = std::sync::atomic::Ordering::Relaxed;
     let totals = SessionTotals {
