@@ -106,11 +106,11 @@ enum Shape {
 
 /// Where guarded sessions between plain TCP sockets run once
 /// authenticated (with `threads`, `multi_thread` or `split`), from
-/// `COPYGUARD_GUARDED`: `shared` (the default: on the work-stealing
-/// runtime, with the sessions' other work), `threads` (each on a thread of
-/// its own with a single-thread runtime, at most
-/// `COPYGUARD_THREADED_GUARDED=N` at once, default [`THREADED_PER_CORE`] per core;
-/// the others shared). See `benches/README.md`, "Guarded profile".
+/// `COPYGUARD_GUARDED`: `threads` (the default: each on two threads of its
+/// own, one per half, at most `COPYGUARD_THREADED_GUARDED=N` at once,
+/// default [`THREADED_PER_CORE`] per core; the others shared) or `shared`
+/// (on the work-stealing runtime, with the sessions' other work). See
+/// `benches/README.md`, "Guarded sessions on two threads".
 enum GuardedShape {
     Shared,
     Threads(usize),
@@ -119,8 +119,8 @@ enum GuardedShape {
 impl GuardedShape {
     fn from_env() -> anyhow::Result<GuardedShape> {
         Ok(match std::env::var("COPYGUARD_GUARDED").as_deref() {
-            Ok("shared") | Err(_) => GuardedShape::Shared,
-            Ok("threads") => {
+            Ok("shared") => GuardedShape::Shared,
+            Ok("threads") | Err(_) => {
                 GuardedShape::Threads(count("COPYGUARD_THREADED_GUARDED", threaded_default())?)
             }
             Ok(other) => {
@@ -130,9 +130,8 @@ impl GuardedShape {
     }
 }
 
-/// How many production relays (two threads each) or guarded sessions
-/// (`COPYGUARD_GUARDED=threads`, one thread each) run on threads of their
-/// own at once by default, per core. A thread of its own wins while few
+/// How many production relays or guarded sessions (two threads each) run
+/// on threads of their own at once by default, per core. A thread of its own wins while few
 /// sessions are busy on each core; hundreds of them share the cores with
 /// the runtime's workers as equals and starve the sessions those serve
 /// (1,000 sessions on 2 cores: query p99 median 470 ms with 256 threaded

@@ -304,11 +304,12 @@ impl Server {
     }
 
     /// Runs each guarded session between plain TCP sockets, once it is
-    /// authenticated, on a thread of its own with a single-thread runtime,
-    /// while fewer than `max` run so; the others stay on the runtime that
-    /// calls [`Server::run`]. The thread sleeping in `epoll_wait` on the
-    /// session's two sockets is the one that runs it, as for the relay
-    /// threads ([`Server::with_relay_threads`], a limit of its own).
+    /// authenticated, on two threads of its own, one per half, each with a
+    /// single-thread runtime, while fewer than `max` run so; the others
+    /// stay on the runtime that calls [`Server::run`]. Each thread so
+    /// wakes one peer, as the relay threads do
+    /// ([`Server::with_relay_threads`], a limit of its own, whose spawner
+    /// starts these threads too).
     pub fn with_guarded_threads(self, max: usize) -> Server {
         let _ = self
             .shared

@@ -6,8 +6,8 @@
 //! answers, and so copyguard can run its own catalog queries in between.
 //! A pseudonymized COPY TO is rewritten in batches on the blocking pool
 //! ([`copy_pipe`]), its outputs relayed in order. [`run_placed`] runs a
-//! session between plain TCP sockets on a thread of its own when the
-//! server says so ([`Shared::guarded_threads`]).
+//! session between plain TCP sockets on two threads of its own, one per
+//! half, when the server says so ([`Shared::guarded_threads`]).
 
 mod backend;
 mod copy_pipe;
@@ -206,15 +206,11 @@ fn split(stream: Stream) -> (Reader, Writer) {
 /// How a guarded session ended, what it did, and what it relayed.
 pub(crate) type Outcome = (Result<RelayEnd, SessionError>, SessionTotals, RelayStats);
 
-/// [`run`] on a thread of its own, with a single-thread runtime whose
-/// `epoll_wait` sleeps on the session's two sockets only, when the server
-/// places guarded sessions so (`COPYGUARD_GUARDED=threads`), both sides
-/// are plain TCP and one of [`Shared::guarded_threads`]' slots is free;
-/// otherwise [`run`] here.
-/// Each message then wakes the thread that runs the session, on the
-/// sender's core, never a worker of the shared runtime that a second one
-/// comes to steal from (see `benches/README.md`, "Guarded profile").
-/// What outlives the session is spawned on [`Shared::runtime`].
+/// The session on two threads of its own, one per half ([`split`]), when
+/// the server places guarded sessions so (`COPYGUARD_GUARDED=threads`),
+/// both sides are plain TCP and one of [`Shared::guarded_threads`]' slots
+/// is free; otherwise [`run`] here. What outlives the session is spawned
+/// on [`Shared::runtime`].
 pub(crate) async fn run_placed(
     shared: Arc<Shared>,
     client: Conn<Stream>,

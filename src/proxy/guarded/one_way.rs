@@ -2,7 +2,10 @@
 //! direction only. A guarded session split over two threads ([`super::split`])
 //! reads the client's socket on one and writes it on the other: registered
 //! for both directions, as a tokio `TcpStream` always is, every message the
-//! client sends would also wake the thread that only writes to it.
+//! client sends would also wake the thread that only writes to it. A read
+//! that returns less than it asked for takes the socket's readiness with
+//! it, so each message costs one `recv`, not a second one ending in
+//! EAGAIN.
 
 use std::io::{self, Write};
 use std::net::{Shutdown, TcpStream};
@@ -49,8 +52,16 @@ impl AsyncRead for OneWay {
             // SAFETY: `recv` only writes bytes into the slice (it never
             // de-initialises any), and says how many.
             let unfilled = unsafe { buf.unfilled_mut() };
+            let asked = unfilled.len();
             match ready.try_io(|socket| socket2::SockRef::from(socket.get_ref()).recv(unfilled)) {
                 Ok(Ok(n)) => {
+                    // A short read drained the socket (epoll(7)): wait for
+                    // the next edge rather than find out with a read that
+                    // ends in EAGAIN. Readiness that arrived meanwhile is
+                    // kept (the guard's tick no longer matches it).
+                    if n > 0 && n < asked {
+                        ready.clear_ready();
+                    }
                     // SAFETY: `recv` initialised the first `n` bytes.
                     unsafe { buf.assume_init(n) };
                     buf.advance(n);
