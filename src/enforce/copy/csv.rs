@@ -22,12 +22,12 @@ impl Work {
                 let (end, quoted) = opts.field_end(body, at)?;
                 let raw = &body[at..end];
                 let value = match plan.column(fields)? {
-                    None => Value::Null,
-                    Some(_) if !quoted && raw == opts.null => Value::Null,
-                    Some(_) if !quoted => Value::InRow(at..end),
-                    Some(_) => g.decoded(|raw, out| opts.unquote(raw, out), raw),
+                    None => None,
+                    Some(_) if !quoted && raw == opts.null => Some(Value::Null),
+                    Some(_) if !quoted => Some(Value::InRow(at..end)),
+                    Some(_) => Some(g.decoded(|raw, out| opts.unquote(raw, out), raw)),
                 };
-                g.field(at..end, value);
+                g.field(end, value);
                 fields += 1;
                 if end == body.len() {
                     return Ok(());

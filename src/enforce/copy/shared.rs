@@ -3,7 +3,6 @@
 //! fields before the first special byte.
 
 use super::*;
-use crate::enforce::group::Value;
 
 /// The first index of `a` or `b` in `hay`, sixteen bytes at a time.
 pub(super) fn find2(hay: &[u8], a: u8, b: u8) -> Option<usize> {
@@ -168,26 +167,15 @@ pub(super) fn plain_fields(
     null: &[u8],
     plain: bool,
 ) -> Result<(usize, usize), RewriteError> {
-    let fields = delims.len() + usize::from(plain);
-    if fields > plan.len() {
+    if delims.len() + usize::from(plain) > plan.len() {
         // What reading field `plan.len()` gives.
         return Err(RewriteError::ColumnCount {
             got: plan.len() + 1,
             expected: plan.len(),
         });
     }
-    let mut at = 0;
-    let last = plain.then_some(body.len());
-    let ends = delims.iter().copied().chain(last);
-    for (end, column) in ends.zip(&plan.columns) {
-        let value = match column {
-            Some(_) if body[at..end] != *null => Value::InRow(at..end),
-            _ => Value::Null,
-        };
-        g.field(at..end, value);
-        at = end + 1;
-    }
-    Ok((fields, at))
+    let fields = g.line_fields(body, delims, plain, null);
+    Ok((fields, delims.last().map_or(0, |d| d + 1)))
 }
 
 /// Whether `v` has a byte below `below` (at most 128) or in `set`,

@@ -25,12 +25,12 @@ impl Work {
                 let end = text_field_end(body, at, delim);
                 let raw = &body[at..end];
                 let value = match plan.column(fields)? {
-                    None => Value::Null,
-                    Some(_) if raw == null => Value::Null,
-                    Some(_) if find2(raw, b'\\', b'\\').is_none() => Value::InRow(at..end),
-                    Some(_) => g.decoded(text_unescape, raw),
+                    None => None,
+                    Some(_) if raw == null => Some(Value::Null),
+                    Some(_) if find2(raw, b'\\', b'\\').is_none() => Some(Value::InRow(at..end)),
+                    Some(_) => Some(g.decoded(text_unescape, raw)),
                 };
-                g.field(at..end, value);
+                g.field(end, value);
                 fields += 1;
                 if end == body.len() {
                     return Ok(());
