@@ -40,6 +40,9 @@ pub(crate) struct Group {
     gap: usize,
     /// The planned columns, in order.
     planned: Vec<usize>,
+    /// Per column: where the run of unplanned columns from it on ends
+    /// (the next planned column, or the row's width).
+    run_end: Vec<usize>,
     /// Per row, planned column after planned column: the value.
     values: Vec<Value>,
     decoded: Vec<u8>,
@@ -80,36 +83,42 @@ impl Group {
     }
 
     /// Adds the fields of a line-format row (`body`, without its newline)
-    /// that `ends` end (and `body`'s last when `last`), each NULL when it is
-    /// the `null` string; returns how many.
+    /// that the ends `find` appends to its vector end (and `body`'s last
+    /// when `find` says the row is plain throughout), each NULL when it is
+    /// the `null` string; returns how many, where the next field starts,
+    /// and whether the row was plain.
     pub(crate) fn line_fields(
         &mut self,
         body: &[u8],
-        ends: &[usize],
-        last: bool,
         null: &[u8],
-    ) -> usize {
+        find: impl FnOnce(&mut Vec<usize>) -> bool,
+    ) -> (usize, usize, bool) {
         self.fields_at(0, 1);
-        self.ends.extend_from_slice(ends);
-        let fields = ends.len() + usize::from(last);
-        if last {
-            self.ends.push(body.len());
+        let Group {
+            ends,
+            planned,
+            values,
+            ..
+        } = self;
+        let row = ends.len();
+        let plain = find(ends);
+        let next = ends[row..].last().map_or(0, |end| end + 1);
+        if plain {
+            ends.push(body.len());
         }
-        for &i in &self.planned {
-            if i >= fields {
-                break;
-            }
+        let ends = &ends[row..];
+        for &i in planned.iter() {
+            let Some(&end) = ends.get(i) else { break };
             let start = match i {
                 0 => 0,
                 _ => ends[i - 1] + 1,
             };
-            let end = ends.get(i).copied().unwrap_or(body.len());
-            self.values.push(match &body[start..end] {
+            values.push(match &body[start..end] {
                 raw if raw == null => Value::Null,
                 _ => Value::InRow(start..end),
             });
         }
-        fields
+        (ends.len(), next, plain)
     }
 
     /// A value decoded by `decode` into the group's buffer.
@@ -157,6 +166,12 @@ impl Group {
         self.planned.clear();
         let planned = plan.columns.iter().enumerate().filter(|(_, c)| c.is_some());
         self.planned.extend(planned.map(|(i, _)| i));
+        let width = plan.len();
+        self.run_end.clear();
+        self.run_end.resize(width, width);
+        for &i in self.planned.iter().rev() {
+            self.run_end[..i].fill(i);
+        }
         let mut unread = None;
         for row in rows {
             let r = read(self, plan, row).and_then(|()| self.end_row(plan));
@@ -273,12 +288,12 @@ impl<'a> Row<'a> {
     pub(crate) fn write_prefixed(&self, out: &mut Vec<u8>) -> Result<(), RewriteError> {
         for part in self.parts() {
             match part {
-                Part::Raw(run) => out.extend_from_slice(run),
+                Part::Raw(run) => run.put(out),
                 Part::StandIn(_, None) => out.extend_from_slice(&(-1i32).to_be_bytes()),
                 Part::StandIn(_, Some(v)) => {
-                    let n = i32::try_from(v.len()).map_err(|_| RewriteError::TooLarge)?;
+                    let n = i32::try_from(v.len).map_err(|_| RewriteError::TooLarge)?;
                     out.extend_from_slice(&n.to_be_bytes());
-                    out.extend_from_slice(v);
+                    v.put(out);
                 }
             }
         }
@@ -307,17 +322,15 @@ impl<'a> Iterator for Parts<'a> {
         let part = if column.is_some() {
             self.i += 1;
             let stand_in = group.ranges[base + i].clone();
-            Part::StandIn(i, stand_in.map(|at| &group.stand_ins[at]))
+            Part::StandIn(i, stand_in.map(|at| Piece::new(&group.stand_ins, at)))
         } else {
-            let width = columns.len();
-            let end = (i..width).find(|&k| columns[k].is_some()).unwrap_or(width);
+            let end = group.run_end[i];
             let start = match i {
                 0 => group.first,
                 _ => group.ends[base + i - 1] + group.gap,
             };
-            let run = start..group.ends[base + end - 1];
             self.i = end;
-            Part::Raw(&self.bytes[run])
+            Part::Raw(Piece::new(self.bytes, start..group.ends[base + end - 1]))
         };
         Some(part)
     }
@@ -326,9 +339,49 @@ impl<'a> Iterator for Parts<'a> {
 /// A part of a row as [`Row::parts`] gives it.
 pub(crate) enum Part<'a> {
     /// Unplanned columns as they came.
-    Raw(&'a [u8]),
+    Raw(Piece<'a>),
     /// Planned column `i`'s stand-in, `None` for NULL.
-    StandIn(usize, Option<&'a [u8]>),
+    StandIn(usize, Option<Piece<'a>>),
+}
+
+/// Bytes of a row or a stand-in, and the bytes after them in their
+/// buffer: a short piece is appended as one 16-byte copy ([`Piece::put`]).
+#[derive(Clone, Copy)]
+pub(crate) struct Piece<'a> {
+    /// The piece and what follows it.
+    from: &'a [u8],
+    len: usize,
+}
+
+impl<'a> Piece<'a> {
+    #[inline]
+    fn new(buf: &'a [u8], at: Range<usize>) -> Piece<'a> {
+        let len = buf[at.clone()].len();
+        Piece {
+            from: &buf[at.start..],
+            len,
+        }
+    }
+
+    /// The piece's bytes.
+    #[inline]
+    pub(crate) fn bytes(&self) -> &'a [u8] {
+        &self.from[..self.len]
+    }
+
+    /// Appends the piece to `out`: when it is at most 16 bytes long and 16
+    /// bytes follow its start, as those 16 bytes, cut back to the piece.
+    #[inline(always)]
+    pub(crate) fn put(&self, out: &mut Vec<u8>) {
+        match self.from.first_chunk::<16>() {
+            Some(window) if self.len <= 16 => {
+                let end = out.len() + self.len;
+                out.extend_from_slice(window);
+                out.truncate(end);
+            }
+            _ => out.extend_from_slice(self.bytes()),
+        }
+    }
 }
 
 /// Notes the row's `plan.len()` length-prefixed values (DataRow and
