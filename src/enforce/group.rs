@@ -29,9 +29,21 @@ pub(crate) enum Value {
 /// The fields of a group of rows and, once rewritten, their stand-ins.
 #[derive(Default)]
 pub(crate) struct Group {
-    /// Per row, column after column: the field's raw bytes in its row.
-    raw: Vec<Range<usize>>,
-    /// Per row, column after column: the value (`Null` where unplanned).
+    /// Per row, column after column: where the field's raw bytes end in
+    /// its row.
+    ends: Vec<usize>,
+    /// Where a row's first field starts, and how many bytes lie between a
+    /// field's end and the next one's start: a line format's delimiter,
+    /// none between length-prefixed values (their prefixes are part of
+    /// their raw bytes).
+    first: usize,
+    gap: usize,
+    /// The planned columns, in order.
+    planned: Vec<usize>,
+    /// Per column: where the run of unplanned columns from it on ends
+    /// (the next planned column, or the row's width).
+    run_end: Vec<usize>,
+    /// Per row, planned column after planned column: the value.
     values: Vec<Value>,
     decoded: Vec<u8>,
     /// Complete rows.
@@ -45,7 +57,7 @@ pub(crate) struct Group {
 impl Group {
     /// Empties the group for the next rows.
     fn clear(&mut self) {
-        self.raw.clear();
+        self.ends.clear();
         self.values.clear();
         self.decoded.clear();
         self.rows = 0;
@@ -53,10 +65,60 @@ impl Group {
         self.ranges.clear();
     }
 
-    /// Adds a field of the row being read.
-    pub(crate) fn field(&mut self, raw: Range<usize>, value: Value) {
-        self.raw.push(raw);
-        self.values.push(value);
+    /// Starts a row whose first field starts at `first`, each next one
+    /// `gap` bytes after the end of the one before.
+    pub(crate) fn fields_at(&mut self, first: usize, gap: usize) {
+        self.first = first;
+        self.gap = gap;
+    }
+
+    /// Adds a field of the row being read, ending at `end`, with its value
+    /// if its column is planned.
+    #[inline]
+    pub(crate) fn field(&mut self, end: usize, value: Option<Value>) {
+        self.ends.push(end);
+        if let Some(value) = value {
+            self.values.push(value);
+        }
+    }
+
+    /// Adds the fields of a line-format row (`body`, without its newline)
+    /// that the ends `find` appends to its vector end (and `body`'s last
+    /// when `find` says the row is plain throughout), each NULL when it is
+    /// the `null` string; returns how many, where the next field starts,
+    /// and whether the row was plain.
+    pub(crate) fn line_fields(
+        &mut self,
+        body: &[u8],
+        null: &[u8],
+        find: impl FnOnce(&mut Vec<usize>) -> bool,
+    ) -> (usize, usize, bool) {
+        self.fields_at(0, 1);
+        let Group {
+            ends,
+            planned,
+            values,
+            ..
+        } = self;
+        let row = ends.len();
+        let plain = find(ends);
+        let next = ends[row..].last().map_or(0, |end| end + 1);
+        if plain {
+            ends.push(body.len());
+        }
+        let ends = &ends[row..];
+        for &i in planned.iter() {
+            let Some(&end) = ends.get(i) else { break };
+            let start = match i {
+                0 => 0,
+                _ => ends[i - 1] + 1,
+            };
+            values.push(match &body[start..end] {
+                raw if raw == null => Value::Null,
+                _ => Value::InRow(start..end),
+            });
+        }
+        (ends.len(), next, plain)
     }
 
     /// A value decoded by `decode` into the group's buffer.
@@ -73,16 +135,15 @@ impl Group {
     /// Ends the row being read, which must have as many fields as the plan
     /// has columns.
     fn end_row(&mut self, plan: &ColumnPlan) -> Result<(), RewriteError> {
-        plan.check_count(self.raw.len() - self.rows * plan.len())?;
+        plan.check_count(self.ends.len() - self.rows * plan.len())?;
         self.rows += 1;
         Ok(())
     }
 
     /// Takes back the row being read.
     fn drop_row(&mut self, plan: &ColumnPlan) {
-        let start = self.rows * plan.len();
-        self.raw.truncate(start);
-        self.values.truncate(start);
+        self.ends.truncate(self.rows * plan.len());
+        self.values.truncate(self.rows * self.planned.len());
     }
 
     /// Rewrites `rows` together: `read` notes each row's fields, the
@@ -102,6 +163,15 @@ impl Group {
         out: &mut Vec<u8>,
     ) -> Result<(), RewriteError> {
         self.clear();
+        self.planned.clear();
+        let planned = plan.columns.iter().enumerate().filter(|(_, c)| c.is_some());
+        self.planned.extend(planned.map(|(i, _)| i));
+        let width = plan.len();
+        self.run_end.clear();
+        self.run_end.resize(width, width);
+        for &i in self.planned.iter().rev() {
+            self.run_end[..i].fill(i);
+        }
         let mut unread = None;
         for row in rows {
             let r = read(self, plan, row).and_then(|()| self.end_row(plan));
@@ -141,32 +211,42 @@ impl Group {
     ) -> (usize, Option<RewriteError>) {
         let width = plan.len();
         let (mut n, mut failed) = (self.rows, None);
-        self.ranges.clear();
-        self.ranges.resize(n * width, None);
-        for (i, column) in plan.columns.iter().enumerate() {
-            let Some(c) = column else { continue };
+        let Group {
+            planned,
+            values,
+            decoded,
+            stand_ins,
+            ranges,
+            column,
+            ..
+        } = self;
+        ranges.clear();
+        ranges.resize(n * width, None);
+        let np = planned.len();
+        for (j, &i) in planned.iter().enumerate() {
+            let Some(c) = &plan.columns[i] else { continue };
             let values: Vec<Option<&[u8]>> = (0..n)
-                .map(|r| match &self.values[r * width + i] {
+                .map(|r| match &values[r * np + j] {
                     Value::Null => None,
                     Value::InRow(at) => Some(&rows[r][at.clone()]),
-                    Value::Decoded(at) => Some(&self.decoded[at.clone()]),
+                    Value::Decoded(at) => Some(&decoded[at.clone()]),
                 })
                 .collect();
-            self.column.clear();
+            column.clear();
             let r = p.apply_many(
                 &c.transform,
                 c.ty,
                 fmt.unwrap_or(c.format),
                 &values,
-                &mut self.stand_ins,
-                &mut self.column,
+                stand_ins,
+                column,
             );
             if let Err(e) = r {
-                n = self.column.len();
+                n = column.len();
                 failed = Some(e.into());
             }
-            for (r, range) in self.column.drain(..).enumerate().take(n) {
-                self.ranges[r * width + i] = range;
+            for (r, range) in column.drain(..).enumerate().take(n) {
+                ranges[r * width + i] = range;
             }
         }
         (n, failed)
@@ -208,12 +288,12 @@ impl<'a> Row<'a> {
     pub(crate) fn write_prefixed(&self, out: &mut Vec<u8>) -> Result<(), RewriteError> {
         for part in self.parts() {
             match part {
-                Part::Raw(run) => out.extend_from_slice(run),
+                Part::Raw(run) => run.put(out),
                 Part::StandIn(_, None) => out.extend_from_slice(&(-1i32).to_be_bytes()),
                 Part::StandIn(_, Some(v)) => {
-                    let n = i32::try_from(v.len()).map_err(|_| RewriteError::TooLarge)?;
+                    let n = i32::try_from(v.len).map_err(|_| RewriteError::TooLarge)?;
                     out.extend_from_slice(&n.to_be_bytes());
-                    out.extend_from_slice(v);
+                    v.put(out);
                 }
             }
         }
@@ -242,13 +322,15 @@ impl<'a> Iterator for Parts<'a> {
         let part = if column.is_some() {
             self.i += 1;
             let stand_in = group.ranges[base + i].clone();
-            Part::StandIn(i, stand_in.map(|at| &group.stand_ins[at]))
+            Part::StandIn(i, stand_in.map(|at| Piece::new(&group.stand_ins, at)))
         } else {
-            let width = columns.len();
-            let end = (i..width).find(|&k| columns[k].is_some()).unwrap_or(width);
-            let run = group.raw[base + i].start..group.raw[base + end - 1].end;
+            let end = group.run_end[i];
+            let start = match i {
+                0 => group.first,
+                _ => group.ends[base + i - 1] + group.gap,
+            };
             self.i = end;
-            Part::Raw(&self.bytes[run])
+            Part::Raw(Piece::new(self.bytes, start..group.ends[base + end - 1]))
         };
         Some(part)
     }
@@ -257,9 +339,49 @@ impl<'a> Iterator for Parts<'a> {
 /// A part of a row as [`Row::parts`] gives it.
 pub(crate) enum Part<'a> {
     /// Unplanned columns as they came.
-    Raw(&'a [u8]),
+    Raw(Piece<'a>),
     /// Planned column `i`'s stand-in, `None` for NULL.
-    StandIn(usize, Option<&'a [u8]>),
+    StandIn(usize, Option<Piece<'a>>),
+}
+
+/// Bytes of a row or a stand-in, and the bytes after them in their
+/// buffer: a short piece is appended as one 16-byte copy ([`Piece::put`]).
+#[derive(Clone, Copy)]
+pub(crate) struct Piece<'a> {
+    /// The piece and what follows it.
+    from: &'a [u8],
+    len: usize,
+}
+
+impl<'a> Piece<'a> {
+    #[inline]
+    fn new(buf: &'a [u8], at: Range<usize>) -> Piece<'a> {
+        let len = buf[at.clone()].len();
+        Piece {
+            from: &buf[at.start..],
+            len,
+        }
+    }
+
+    /// The piece's bytes.
+    #[inline]
+    pub(crate) fn bytes(&self) -> &'a [u8] {
+        &self.from[..self.len]
+    }
+
+    /// Appends the piece to `out`: when it is at most 16 bytes long and 16
+    /// bytes follow its start, as those 16 bytes, cut back to the piece.
+    #[inline(always)]
+    pub(crate) fn put(&self, out: &mut Vec<u8>) {
+        match self.from.first_chunk::<16>() {
+            Some(window) if self.len <= 16 => {
+                let end = out.len() + self.len;
+                out.extend_from_slice(window);
+                out.truncate(end);
+            }
+            _ => out.extend_from_slice(self.bytes()),
+        }
+    }
 }
 
 /// Notes the row's `plan.len()` length-prefixed values (DataRow and
@@ -270,13 +392,14 @@ pub(crate) fn read_prefixed(
     row: &[u8],
     mut at: usize,
 ) -> Result<usize, RewriteError> {
+    g.fields_at(at, 0);
     for column in &plan.columns {
         let (value, next) = read_value(row, at)?;
-        let value = match (column, value) {
-            (Some(_), Some(_)) => Value::InRow(at + 4..next),
-            _ => Value::Null,
-        };
-        g.field(at..next, value);
+        let value = column.as_ref().map(|_| match value {
+            Some(_) => Value::InRow(at + 4..next),
+            None => Value::Null,
+        });
+        g.field(next, value);
         at = next;
     }
     Ok(at)

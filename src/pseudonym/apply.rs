@@ -453,6 +453,23 @@ fn fitted(
     }
 }
 
+/// The operation and range of a `date` or `timestamp` column in text
+/// format through a date transform: [`dates::text_values`] rewrites many
+/// of its values at a time.
+pub(crate) fn dates_text(
+    p: &Pseudonymizer,
+    t: &Transform,
+    ty: ColumnType,
+    fmt: Format,
+) -> Option<(DateOp, Range)> {
+    let range = match (ty.kind(), fmt) {
+        (Kind::Date, Format::Text) => Range::Date,
+        (Kind::Timestamp, Format::Text) => Range::Timestamp,
+        _ => return None,
+    };
+    Some((date_op(p, t)?, range))
+}
+
 fn date_op(p: &Pseudonymizer, t: &Transform) -> Option<DateOp> {
     match t {
         Transform::DateShift { days } => {

@@ -235,7 +235,9 @@ fn digit_count(v: u64) -> usize {
 /// Appends a whole ISO value: the day, `time`, then ` BC` when needed.
 pub(crate) fn write_iso(days: i64, time: &[u8], out: &mut Vec<u8>) {
     let bc = write_ymd(days, out);
-    out.extend_from_slice(time);
+    if !time.is_empty() {
+        out.extend_from_slice(time);
+    }
     if bc {
         out.extend_from_slice(b" BC");
     }

@@ -7,10 +7,11 @@
 //! a pseudorandom function) under the date subkey.
 
 use aes::cipher::BlockEncrypt;
-use aes::Aes128Enc;
+use aes::{Aes128Enc, Block};
 
 use super::binary;
-use super::calendar::{self, DATE_END, DATE_MIN, TS_END, TS_MIN, USECS_PER_DAY};
+use super::calendar::{self, IsoText, DATE_END, DATE_MIN, TS_END, TS_MIN, USECS_PER_DAY};
+use super::ff1::LANES;
 use super::text;
 
 /// What happens to the day.
@@ -40,11 +41,22 @@ impl Range {
 
 /// The keyed shift of a day: 1 to `window` days, either way.
 pub(crate) fn shift_of(key: &Aes128Enc, days: i64, window: u32) -> i64 {
+    let mut block = day_block(days);
+    key.encrypt_block(&mut block);
+    shift_in(&block, window)
+}
+
+/// The AES input block of a day's shift.
+fn day_block(days: i64) -> Block {
     let mut block = [0u8; 16];
     block[..4].copy_from_slice(b"day:");
     block[8..].copy_from_slice(&days.to_be_bytes());
-    let mut block = block.into();
-    key.encrypt_block(&mut block);
+    block.into()
+}
+
+/// The shift a day's encrypted block gives: 1 to `window` days, either
+/// way.
+fn shift_in(block: &Block, window: u32) -> i64 {
     let w = u64::from(window.max(1));
     let r = u64::from_be_bytes([
         block[0], block[1], block[2], block[3], block[4], block[5], block[6], block[7],
@@ -58,10 +70,15 @@ pub(crate) fn shift_of(key: &Aes128Enc, days: i64, window: u32) -> i64 {
 
 /// The new day, inside `range`.
 fn new_day(prf: &Aes128Enc, op: DateOp, days: i64, range: Range) -> Option<i64> {
+    moved(op, days, range, |w| shift_of(prf, days, w))
+}
+
+/// The new day, inside `range`, a shift's days given by `shift`.
+fn moved(op: DateOp, days: i64, range: Range, shift: impl FnOnce(u32) -> i64) -> Option<i64> {
     let r = range.days();
     let d = match op {
         DateOp::Shift(w) => {
-            let s = shift_of(prf, days, w);
+            let s = shift(w);
             if r.contains(&(days + s)) {
                 days + s
             } else {
@@ -83,15 +100,72 @@ pub(crate) fn text_value(
     range: Range,
     out: &mut Vec<u8>,
 ) -> Option<()> {
+    match parse_text(s, range)? {
+        Parsed::Infinity => out.extend_from_slice(s),
+        Parsed::Iso(iso) => write_text(op, new_day(prf, op, iso.days, range)?, &iso, out),
+    }
+    Some(())
+}
+
+/// [`text_value`] of many values (`None` for NULL), the shifts' AES
+/// blocks of up to [`LANES`] days encrypted together: the same stand-ins.
+/// Appends each to `out` and pushes its range, `None` for NULL or a value
+/// it cannot handle.
+pub(crate) fn text_values(
+    prf: &Aes128Enc,
+    op: DateOp,
+    values: &[Option<&[u8]>],
+    range: Range,
+    out: &mut Vec<u8>,
+    stand_ins: &mut Vec<Option<std::ops::Range<usize>>>,
+) {
+    for group in values.chunks(LANES) {
+        let mut parsed: [Option<Parsed<'_>>; LANES] = Default::default();
+        let mut blocks = [Block::default(); LANES];
+        for ((p, b), v) in parsed.iter_mut().zip(&mut blocks).zip(group) {
+            *p = v.and_then(|s| parse_text(s, range));
+            if let Some(Parsed::Iso(iso)) = p {
+                *b = day_block(iso.days);
+            }
+        }
+        if matches!(op, DateOp::Shift(_)) {
+            prf.encrypt_blocks(&mut blocks[..group.len()]);
+        }
+        for ((p, b), v) in parsed.iter().zip(&blocks).zip(group) {
+            let start = out.len();
+            let written = match (p, v) {
+                (None, _) | (_, None) => None,
+                (Some(Parsed::Infinity), Some(s)) => {
+                    out.extend_from_slice(s);
+                    Some(())
+                }
+                (Some(Parsed::Iso(iso)), _) => moved(op, iso.days, range, |w| shift_in(b, w))
+                    .map(|d| write_text(op, d, iso, out)),
+            };
+            stand_ins.push(written.map(|()| start..out.len()));
+        }
+    }
+}
+
+/// A date or timestamp in ISO text form, read.
+enum Parsed<'a> {
+    /// `infinity` or `-infinity`: the stand-in is the value.
+    Infinity,
+    /// A value in `range`.
+    Iso(IsoText<'a>),
+}
+
+/// Reads an ISO value in `range`; `None` for anything else.
+fn parse_text(s: &[u8], range: Range) -> Option<Parsed<'_>> {
     if text::parse_infinity(s).is_some() {
-        out.extend_from_slice(s);
-        return Some(());
+        return Some(Parsed::Infinity);
     }
     let iso = calendar::parse_iso(s)?;
-    if !range.days().contains(&iso.days) {
-        return None;
-    }
-    let d = new_day(prf, op, iso.days, range)?;
+    range.days().contains(&iso.days).then_some(Parsed::Iso(iso))
+}
+
+/// Appends the stand-in of `iso` moved to day `d`.
+fn write_text(op: DateOp, d: i64, iso: &IsoText<'_>, out: &mut Vec<u8>) {
     match op {
         DateOp::Shift(_) => calendar::write_iso(d, iso.time, out),
         DateOp::Year | DateOp::Month if iso.time.is_empty() => calendar::write_iso(d, b"", out),
@@ -101,7 +175,6 @@ pub(crate) fn text_value(
             calendar::write_iso(d, &time, out);
         }
     }
-    Some(())
 }
 
 /// A binary `date`.

@@ -212,6 +212,10 @@ impl Pseudonymizer {
             apply::text_tagged(self, t, ty, values, out, stand_ins);
             return Ok(());
         }
+        if let Some((op, range)) = apply::dates_text(self, t, ty, fmt) {
+            dates::text_values(&self.keys.date, op, values, range, out, stand_ins);
+            return Ok(());
+        }
         for &v in values {
             let start = out.len();
             let stand_in = match self.apply(t, ty, fmt, v, out)? {

@@ -810,3 +810,32 @@ fn many_values_fail_as_one_does() {
         })
     );
 }
+
+proptest! {
+    /// Dates and timestamps in text, their shifts' AES blocks encrypted
+    /// together, give what one `apply` each gives: infinities, NULLs,
+    /// values out of range or in no ISO form included.
+    #[test]
+    fn many_dates_as_one_each(
+        values in proptest::collection::vec(
+            proptest::option::weighted(0.9, "[0-9]{4}-(0[1-9]|1[0-2])-[0-3][0-9]( [0-2][0-9]:[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,6})?([+-][01][0-9])?)?( BC)?|-?infinity|[0-9]{1,7}-[0-9]{2}-[0-9]{2}|[0-9./ -]{0,12}"),
+            0..40,
+        ),
+        which in 0..4usize,
+        oid in prop_oneof![Just(oid::DATE), Just(oid::TIMESTAMP), Just(oid::TIMESTAMPTZ)],
+    ) {
+        let t = [
+            Transform::DateShift { days: None },
+            Transform::DateShift { days: Some(3) },
+            Transform::Year,
+            Transform::Month,
+        ][which].clone();
+        let ty = ColumnType::plain(oid);
+        let values: Vec<Option<Vec<u8>>> = values.into_iter().map(|v| v.map(String::into_bytes)).collect();
+        let one_each: Vec<Option<Vec<u8>>> = values
+            .iter()
+            .map(|v| v.as_deref().and_then(|v| run(&A, &t, ty, Format::Text, v)))
+            .collect();
+        prop_assert_eq!(run_many(&t, ty, Format::Text, &values).unwrap(), one_each);
+    }
+}

@@ -10,11 +10,10 @@ impl Work {
         opts: &Csv<'_>,
         out: &mut Vec<u8>,
     ) -> Result<(), RewriteError> {
-        let mut delims = Vec::with_capacity(self.plan.len());
         let read = |g: &mut Group, plan: &ColumnPlan, line: &[u8]| {
             let body = &line[..line.len() - 1];
-            let plain = plain_delimiters(body, opts.delimiter, opts.quote, &mut delims);
-            let (mut fields, mut at) = plain_fields(g, plan, body, &delims, opts.null, plain)?;
+            let special = (opts.delimiter, opts.quote);
+            let (mut fields, mut at, plain) = plain_fields(g, plan, body, special, opts.null)?;
             if plain {
                 return Ok(());
             }
@@ -22,12 +21,12 @@ impl Work {
                 let (end, quoted) = opts.field_end(body, at)?;
                 let raw = &body[at..end];
                 let value = match plan.column(fields)? {
-                    None => Value::Null,
-                    Some(_) if !quoted && raw == opts.null => Value::Null,
-                    Some(_) if !quoted => Value::InRow(at..end),
-                    Some(_) => g.decoded(|raw, out| opts.unquote(raw, out), raw),
+                    None => None,
+                    Some(_) if !quoted && raw == opts.null => Some(Value::Null),
+                    Some(_) if !quoted => Some(Value::InRow(at..end)),
+                    Some(_) => Some(g.decoded(|raw, out| opts.unquote(raw, out), raw)),
                 };
-                g.field(at..end, value);
+                g.field(end, value);
                 fields += 1;
                 if end == body.len() {
                     return Ok(());
@@ -46,7 +45,7 @@ impl Work {
                     out.push(opts.delimiter);
                 }
                 match part {
-                    Part::Raw(run) => out.extend_from_slice(run),
+                    Part::Raw(run) => run.put(out),
                     Part::StandIn(_, None) => out.extend_from_slice(opts.null),
                     Part::StandIn(i, Some(v)) => {
                         let force = match opts.force_quote {
@@ -54,10 +53,10 @@ impl Work {
                             ForceQuote::All => true,
                             ForceQuote::Columns(cols) => cols.contains(&i),
                         };
-                        if opts.needs_quotes(v, force, single, plain[i]) {
-                            opts.write_quoted(v, out);
+                        if opts.needs_quotes(v.bytes(), force, single, plain[i]) {
+                            opts.write_quoted(v.bytes(), out);
                         } else {
-                            out.extend_from_slice(v);
+                            v.put(out);
                         }
                     }
                 }

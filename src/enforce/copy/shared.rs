@@ -3,7 +3,6 @@
 //! fields before the first special byte.
 
 use super::*;
-use crate::enforce::group::Value;
 
 /// The first index of `a` or `b` in `hay`, sixteen bytes at a time.
 pub(super) fn find2(hay: &[u8], a: u8, b: u8) -> Option<usize> {
@@ -20,14 +19,13 @@ pub(super) fn find2(hay: &[u8], a: u8, b: u8) -> Option<usize> {
 }
 
 /// The delimiters of a row before its first `special` byte (a text-format
-/// backslash, a CSV quote), in order, into `out`, found in one pass,
+/// backslash, a CSV quote), in order, appended to `out`, found in one pass,
 /// sixteen bytes at a time; whether the row has no such byte. The fields
 /// before that byte are their bytes as they are (so is every field of a
 /// row without one), and the delimiters found end them (those of the
 /// sixteen bytes holding it may be left out: its field is read the slow
 /// way anyway).
 pub(super) fn plain_delimiters(body: &[u8], delim: u8, special: u8, out: &mut Vec<usize>) -> bool {
-    out.clear();
     // The bits of the window `w`'s masks that stand for bytes from `at`
     // on: all of a whole word's, a tail's own.
     let mut take = |at: usize, w: &[u8; 16], t: &Tail| {
@@ -156,38 +154,29 @@ fn lt_mask(w: &[u8; 16], below: u8) -> u32 {
     (0..16).fold(0, |m, j| m | (u32::from(w[j] < below) << j))
 }
 
-/// Notes the fields of a row that [`plain_delimiters`] ends, each its
-/// bytes or NULL when they are the `null` string, and the last field too
-/// when the row is `plain` throughout; the fields noted and where the next
-/// one starts.
+/// Notes the fields of a row that [`plain_delimiters`] (of `delim`
+/// before the first `special` byte) ends, each its bytes or NULL when they
+/// are the `null` string, and the last field too when the row has no
+/// special byte; the fields noted, where the next one starts, and whether
+/// the row had no special byte.
 pub(super) fn plain_fields(
     g: &mut Group,
     plan: &ColumnPlan,
     body: &[u8],
-    delims: &[usize],
+    (delim, special): (u8, u8),
     null: &[u8],
-    plain: bool,
-) -> Result<(usize, usize), RewriteError> {
-    let fields = delims.len() + usize::from(plain);
-    if fields > plan.len() {
+) -> Result<(usize, usize, bool), RewriteError> {
+    let found = g.line_fields(body, null, |ends| {
+        plain_delimiters(body, delim, special, ends)
+    });
+    if found.0 > plan.len() {
         // What reading field `plan.len()` gives.
         return Err(RewriteError::ColumnCount {
             got: plan.len() + 1,
             expected: plan.len(),
         });
     }
-    let mut at = 0;
-    let last = plain.then_some(body.len());
-    let ends = delims.iter().copied().chain(last);
-    for (end, column) in ends.zip(&plan.columns) {
-        let value = match column {
-            Some(_) if body[at..end] != *null => Value::InRow(at..end),
-            _ => Value::Null,
-        };
-        g.field(at..end, value);
-        at = end + 1;
-    }
-    Ok((fields, at))
+    Ok(found)
 }
 
 /// Whether `v` has a byte below `below` (at most 128) or in `set`,

@@ -428,6 +428,8 @@ proptest! {
     ) {
         let mut got = vec![99];
         let plain = plain_delimiters(&v, delim, b'\\', &mut got);
+        // Appended after what the vector held.
+        prop_assert_eq!(got.remove(0), 99);
         let first = v.iter().position(|&c| c == b'\\');
         prop_assert_eq!(plain, first.is_none());
         let want: Vec<usize> = (0..first.unwrap_or(v.len())).filter(|&i| v[i] == delim).collect();

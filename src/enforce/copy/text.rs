@@ -13,11 +13,9 @@ impl Work {
         null: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), RewriteError> {
-        let mut delims = Vec::with_capacity(self.plan.len());
         let read = |g: &mut Group, plan: &ColumnPlan, line: &[u8]| {
             let body = &line[..line.len() - 1];
-            let plain = plain_delimiters(body, delim, b'\\', &mut delims);
-            let (mut fields, mut at) = plain_fields(g, plan, body, &delims, null, plain)?;
+            let (mut fields, mut at, plain) = plain_fields(g, plan, body, (delim, b'\\'), null)?;
             if plain {
                 return Ok(());
             }
@@ -25,12 +23,12 @@ impl Work {
                 let end = text_field_end(body, at, delim);
                 let raw = &body[at..end];
                 let value = match plan.column(fields)? {
-                    None => Value::Null,
-                    Some(_) if raw == null => Value::Null,
-                    Some(_) if find2(raw, b'\\', b'\\').is_none() => Value::InRow(at..end),
-                    Some(_) => g.decoded(text_unescape, raw),
+                    None => None,
+                    Some(_) if raw == null => Some(Value::Null),
+                    Some(_) if find2(raw, b'\\', b'\\').is_none() => Some(Value::InRow(at..end)),
+                    Some(_) => Some(g.decoded(text_unescape, raw)),
                 };
-                g.field(at..end, value);
+                g.field(end, value);
                 fields += 1;
                 if end == body.len() {
                     return Ok(());
@@ -45,12 +43,14 @@ impl Work {
                     out.push(delim);
                 }
                 match part {
-                    Part::Raw(run) => out.extend_from_slice(run),
+                    Part::Raw(run) => run.put(out),
                     Part::StandIn(_, None) => out.extend_from_slice(null),
-                    Part::StandIn(i, Some(v)) if !plain[i] && needs_text_escape(v, delim) => {
-                        text_escape(v, delim, out)
+                    Part::StandIn(i, Some(v))
+                        if !plain[i] && needs_text_escape(v.bytes(), delim) =>
+                    {
+                        text_escape(v.bytes(), delim, out)
                     }
-                    Part::StandIn(_, Some(v)) => out.extend_from_slice(v),
+                    Part::StandIn(_, Some(v)) => v.put(out),
                 }
             }
             out.push(b'\n');
