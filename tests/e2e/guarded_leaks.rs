@@ -1537,6 +1537,13 @@ async fn row_counts_cannot_rebuild_classified_values_without_classified_predicat
          FROM users WHERE id = 1 UNION ALL SELECT g) t) s) FROM generate_series(32, 126) g",
         "SELECT g, (WITH RECURSIVE r(x) AS (SELECT ascii(substr(email, 1, 1)) FROM users WHERE id = 1 \
          UNION SELECT g) SELECT count(*) FROM r) FROM generate_series(32, 126) g",
+        // Whether the statement fails, from a value computed and never
+        // returned: a division by zero only when the first character is z.
+        "WITH x AS MATERIALIZED (SELECT 1 / (ascii(email) - 122) AS n FROM users WHERE id = 1) \
+         SELECT count(*) FROM x",
+        "WITH x AS MATERIALIZED (SELECT id, (CASE WHEN email < 'zq0001' THEN 1 ELSE 0 END) / 0 AS n \
+         FROM users WHERE id = 1) SELECT id FROM x",
+        "EXPLAIN ANALYZE SELECT 1 / (ascii(email) - 122) FROM users WHERE id = 1",
     ] {
         expect(&mut hunt, &dev, sql, Refused).await;
         if single_query(sql) {
@@ -1575,6 +1582,12 @@ async fn packing_rows_into_one_cannot_pass_the_row_limit() {
          FROM users, generate_series(1, 26) p",
         "SELECT email, sum(ascii(substr(full_name, 1, 1))::numeric * power(256::numeric, id::numeric)) OVER () \
          FROM users WHERE id <= 2",
+        // Statistics built on sums pack rows too: an average of doubles
+        // (six rows' characters), a numeric variance (every row's).
+        "SELECT regr_avgx(0, ascii(substr(email, 1, 1)) * power(256, id - 1)) FROM users WHERE id <= 6",
+        "SELECT var_pop(ascii(substr(email, 1, 1))::numeric * power(256::numeric, id)) FROM users",
+        "SELECT stddev_pop(ascii(substr(full_name, 1, 1))::numeric * power(256::numeric, id)) FROM users",
+        "SELECT covar_pop(id, ascii(substr(phone, 5, 1)) * power(256, id % 6)) FROM users",
     ] {
         expect(&mut hunt, &dev, sql, Refused).await;
         let got = extended(&dev, sql).await;
