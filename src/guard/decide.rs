@@ -233,6 +233,18 @@ impl Core {
         policy: &Arc<Policy>,
         sql: Option<SqlText>,
     ) -> Result<Arc<Exec>, Refusal> {
+        self.decide_scrubbing(facts, policy, sql, false)
+    }
+
+    /// [`Core::decide`], the server's errors and notices scrubbed anyway
+    /// when `scrub`.
+    fn decide_scrubbing(
+        &self,
+        facts: StatementFacts,
+        policy: &Arc<Policy>,
+        sql: Option<SqlText>,
+        scrub: bool,
+    ) -> Result<Arc<Exec>, Refusal> {
         let mut counted_by = None;
         let facts = match &facts.kind {
             StatementKind::Execute { name } => {
@@ -298,7 +310,11 @@ impl Core {
                 Err(Refusal::on(b, &facts, &self.catalog, policy))
             }
             Verdict::Allow(allowance) => {
-                let scrub = allowance.touches_classified;
+                // Deferred triggers and constraints of the transaction's
+                // writes fail at COMMIT: its error can quote their rows.
+                let scrub = scrub
+                    || allowance.touches_classified
+                    || matches!(facts.kind, StatementKind::Transaction { ends: true });
                 let mut exec = Exec::new(
                     Arc::new(facts),
                     allowance,
@@ -409,8 +425,13 @@ impl Core {
         let saved = (self.statements.clone(), self.cursors.clone());
         let noted = self.journal.as_ref().map(|j| j.pending());
         let mut changed = false;
-        let mut execs = Vec::with_capacity(statements.len());
+        let count = statements.len();
+        let mut execs = Vec::with_capacity(count);
         for (at, facts) in statements.into_iter().enumerate() {
+            // Outside a transaction block the string's statements commit
+            // together, before the last one completes: deferred triggers
+            // and constraints of the earlier ones fail as the last one.
+            let scrub = at + 1 == count && execs.iter().any(|e: &Arc<Exec>| e.scrub);
             let decided = if changed && !names_no_relation(&facts.kind) {
                 Err(Refusal::on(
                     context_change_block(),
@@ -419,7 +440,7 @@ impl Core {
                     policy,
                 ))
             } else {
-                self.decide(facts, policy, alone.clone())
+                self.decide_scrubbing(facts, policy, alone.clone(), scrub)
             };
             match decided {
                 Ok(exec) => {

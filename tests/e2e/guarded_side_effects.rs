@@ -35,6 +35,11 @@ fn side_effects_database() -> String {
                       (SELECT email FROM contacts WHERE id = NEW.id); END $$;
                  CREATE TRIGGER check_note BEFORE INSERT ON notes
                    FOR EACH ROW EXECUTE FUNCTION check_note();
+                 CREATE TABLE audited (id int PRIMARY KEY);
+                 CREATE FUNCTION check_audited() RETURNS trigger LANGUAGE plpgsql AS
+                   $$ BEGIN RAISE EXCEPTION 'audited by %', (SELECT email FROM contacts LIMIT 1); END $$;
+                 CREATE CONSTRAINT TRIGGER check_audited AFTER INSERT ON audited
+                   DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION check_audited();
                  INSERT INTO accounts VALUES (1);
                  INSERT INTO plain VALUES (1);
                  INSERT INTO contacts VALUES (1, 1, '{secret}');
@@ -92,6 +97,58 @@ async fn errors_of_foreign_key_actions_and_triggers_are_scrubbed() {
             failures.push(format!("LEAK {leak} after {sql}"));
         }
         seen = received.len();
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A deferred constraint trigger fails at COMMIT (or at the end of the
+/// implicit transaction of a query string or an extended batch): the
+/// failure belongs to the transaction's writes, not to the statement that
+/// happened to end it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_of_deferred_triggers_are_scrubbed_when_the_transaction_ends() {
+    let db = side_effects_database();
+    let proxy = {
+        let mut args = proxy_args();
+        args.policy = Some(policy().display().to_string());
+        TestProxy::start(args)
+    };
+    let tap = Tap::start(proxy.port());
+    let dev = connect(tap.port, DEV, &db).await;
+    let mut failures = Vec::new();
+    let mut seen = 0;
+    for steps in [
+        &["BEGIN", "INSERT INTO audited VALUES (1)", "COMMIT"][..],
+        &["INSERT INTO audited VALUES (2); SELECT 1"],
+        &["BEGIN; INSERT INTO audited VALUES (3); COMMIT"],
+    ] {
+        let mut last = None;
+        for sql in steps {
+            last = Some(dev.simple_query(sql).await);
+        }
+        let _ = dev.batch_execute("ROLLBACK").await;
+        match last
+            .as_ref()
+            .map(|r| r.as_ref().map_err(|e| e.as_db_error()))
+        {
+            Some(Err(Some(e)))
+                if e.code().code() == "P0001" && e.message().starts_with(WITHHELD) => {}
+            other => failures.push(format!("{steps:?}: wanted P0001 withheld, got {other:?}")),
+        }
+        let received = tap.received();
+        if let Some(leak) = find_leak(&received[seen..], secrets()) {
+            failures.push(format!("LEAK {leak} after {steps:?}"));
+        }
+        seen = received.len();
+    }
+    // The extended protocol: the implicit transaction ends at Sync.
+    let got = dev.execute("INSERT INTO audited VALUES (4)", &[]).await;
+    if !matches!(got.as_ref().map_err(|e| e.as_db_error()), Err(Some(e)) if e.code().code() == "P0001")
+    {
+        failures.push(format!("extended insert: {got:?}"));
+    }
+    if let Some(leak) = find_leak(&tap.received()[seen..], secrets()) {
+        failures.push(format!("LEAK {leak} after the extended insert"));
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
