@@ -1609,3 +1609,54 @@ async fn packing_rows_into_one_cannot_pass_the_row_limit() {
     let failures: Vec<String> = hunt.failures.clone();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Cursors and protocol portals share one namespace on the server: SQL
+/// `CLOSE` closes a bound portal, and a cursor declared under its name is
+/// what a later Execute of that portal runs. The Execute must be decided
+/// on the cursor's query (limits, pseudonymization), never on the query
+/// the closed portal was bound to: it sent all 60 rows of a computed
+/// classified column past the limit of 5 (a plain column is caught by the
+/// result cross-check, a computed one is not).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_portal_closed_by_sql_and_reused_by_a_cursor_runs_the_cursor() {
+    let proxy = guarded_proxy(limited_policy(5, 1000, 1000));
+    let tap = Tap::start(proxy.port());
+    let mut raw = scram_login(tap.port, DEV, &[]).await.0;
+    let mut rows = Vec::new();
+    for close in ["CLOSE c", "CLOSE ALL"] {
+        raw.query("BEGIN").await;
+        let mut batch = parse_msg("", "SELECT id::text FROM users");
+        batch.extend(bind_msg("c", ""));
+        batch.extend(sync_msg());
+        raw.send(&batch).await;
+        raw.until_ready().await;
+        raw.query(close).await;
+        raw.query("DECLARE c CURSOR FOR SELECT lower(email) FROM users ORDER BY id")
+            .await;
+        let mut batch = execute_msg("c");
+        batch.extend(sync_msg());
+        raw.send(&batch).await;
+        let msgs = raw.until_ready().await;
+        rows.push((close, msgs.iter().filter(|m| m.tag == b'D').count()));
+        raw.query("ROLLBACK").await;
+    }
+    // A cursor declared after a protocol Close of a portal of its name,
+    // then bound over by a portal after a protocol Close of the cursor.
+    raw.query("BEGIN").await;
+    raw.query("DECLARE c CURSOR FOR SELECT id::text FROM users")
+        .await;
+    raw.send(&[frame(b'C', b"Pc\0"), sync_msg()].concat()).await;
+    raw.until_ready().await;
+    let mut batch = parse_msg("", "SELECT lower(email) FROM users ORDER BY id");
+    batch.extend(bind_msg("c", ""));
+    batch.extend(sync_msg());
+    raw.send(&batch).await;
+    raw.until_ready().await;
+    let msgs = raw.query("FETCH ALL FROM c").await;
+    rows.push(("Close P", msgs.iter().filter(|m| m.tag == b'D').count()));
+    raw.query("ROLLBACK").await;
+    assert!(
+        rows.iter().all(|(_, n)| *n <= 5),
+        "classified rows past the limit of 5: {rows:?}"
+    );
+}
