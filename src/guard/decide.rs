@@ -361,13 +361,21 @@ impl Core {
                 self.set(Names::Statements, name, None, cause);
             }
             StatementKind::Deallocate { name: None } => self.clear(Names::Statements, exec),
+            // Cursors and protocol portals are one namespace on the
+            // server: a cursor replaces a portal of its name, CLOSE closes
+            // either.
             StatementKind::Declare { name } => {
+                self.forget_portal(name, cause);
                 self.set(Names::Cursors, name, Some(exec.clone()), cause);
             }
             StatementKind::CloseCursor { name: Some(name) } => {
+                self.forget_portal(name, cause);
                 self.set(Names::Cursors, name, None, cause);
             }
-            StatementKind::CloseCursor { name: None } => self.clear(Names::Cursors, exec),
+            StatementKind::CloseCursor { name: None } => {
+                self.clear(Names::Portals, exec);
+                self.clear(Names::Cursors, exec);
+            }
             _ if exec.facts.sets_search_path() => self.search_path_dirty = true,
             StatementKind::Transaction { ends: true } | StatementKind::Discard => {
                 self.search_path_dirty = true;
@@ -381,6 +389,14 @@ impl Core {
                 self.ddl_seen = true;
             }
             _ => {}
+        }
+    }
+
+    /// Forgets portal `name`, if copyguard knows one (a cursor of that
+    /// name replaced or closed it).
+    fn forget_portal(&mut self, name: &str, cause: Option<&Arc<Exec>>) {
+        if self.portals.contains_key(name) {
+            self.set(Names::Portals, name, None, cause);
         }
     }
 
