@@ -568,6 +568,12 @@ impl Core {
     /// Stores the decision of a Bind under `portal`, or forgets the name
     /// (a refused Bind).
     pub fn bound(&mut self, portal: &str, exec: Option<Arc<Exec>>) {
+        // One namespace with cursors: a cursor of the name is gone (the
+        // end of its transaction closed it), or the Bind fails and the
+        // change is undone.
+        if self.cursors.contains_key(portal) {
+            self.set(Names::Cursors, portal, None, None);
+        }
         self.set(Names::Portals, portal, exec, None);
     }
 

@@ -1655,6 +1655,20 @@ async fn a_portal_closed_by_sql_and_reused_by_a_cursor_runs_the_cursor() {
     let msgs = raw.query("FETCH ALL FROM c").await;
     rows.push(("Close P", msgs.iter().filter(|m| m.tag == b'D').count()));
     raw.query("ROLLBACK").await;
+    // A cursor the end of its transaction closed, its name bound again.
+    raw.query("BEGIN").await;
+    raw.query("DECLARE c CURSOR FOR SELECT id::text FROM users")
+        .await;
+    raw.query("COMMIT").await;
+    raw.query("BEGIN").await;
+    let mut batch = parse_msg("", "SELECT lower(email) FROM users ORDER BY id");
+    batch.extend(bind_msg("c", ""));
+    batch.extend(sync_msg());
+    raw.send(&batch).await;
+    raw.until_ready().await;
+    let msgs = raw.query("FETCH ALL FROM c").await;
+    rows.push(("COMMIT", msgs.iter().filter(|m| m.tag == b'D').count()));
+    raw.query("ROLLBACK").await;
     assert!(
         rows.iter().all(|(_, n)| *n <= 5),
         "classified rows past the limit of 5: {rows:?}"
