@@ -10,12 +10,14 @@ use super::{Catalog, Column, ColumnId, Oid, RelKind, Relation, WriteEffects};
 pub const LOAD_SQL: &str = "\
 SELECT c.oid::int8, n.nspname, c.relname, c.relkind::text, \
  CASE WHEN c.relkind IN ('v','m') THEN pg_catalog.pg_get_viewdef(c.oid, true) END, \
- (SELECT pg_catalog.array_agg(f.conrelid::int8)::text FROM pg_catalog.pg_constraint f \
- WHERE f.confrelid = c.oid AND f.contype = 'f' \
- AND (f.confdeltype IN ('c','n','d') OR f.confupdtype IN ('c','n','d'))), \
- (c.relkind IN ('r','p') AND c.relhasrules OR EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t \
- WHERE t.tgrelid = c.oid AND NOT t.tgisinternal))::text \
+ f.cascades, (c.relkind IN ('r','p') AND c.relhasrules OR t.tgrelid IS NOT NULL)::text \
  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+ LEFT JOIN (SELECT confrelid, pg_catalog.array_agg(conrelid::int8)::text AS cascades \
+ FROM pg_catalog.pg_constraint WHERE contype = 'f' \
+ AND (confdeltype IN ('c','n','d') OR confupdtype IN ('c','n','d')) GROUP BY confrelid) f \
+ ON f.confrelid = c.oid \
+ LEFT JOIN (SELECT DISTINCT tgrelid FROM pg_catalog.pg_trigger WHERE NOT tgisinternal) t \
+ ON t.tgrelid = c.oid \
  WHERE c.relkind IN ('r','p','v','m','f','S'); \
 SELECT a.attrelid::int8, a.attnum::int4, a.attname, a.atttypid::int8, \
  pg_catalog.format_type(a.atttypid, a.atttypmod), a.atttypmod::int4 \
