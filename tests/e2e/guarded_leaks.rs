@@ -1674,3 +1674,48 @@ async fn a_portal_closed_by_sql_and_reused_by_a_cursor_runs_the_cursor() {
         "classified rows past the limit of 5: {rows:?}"
     );
 }
+
+/// A table created in a schema searched first (here `pg_temp`, already
+/// there) shadows the table a prepared statement reads, but PostgreSQL
+/// keeps the statement's plan (its search path did not change): EXECUTE
+/// still reads `public.users`. Deciding it on the shadowing table sent 60
+/// computed classified rows past the limit of 5 (a plain column is caught
+/// by the result cross-check, a computed one is not).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_shadowing_a_prepared_statement_s_table_does_not_change_its_decision() {
+    let proxy = guarded_proxy(limited_policy(5, 1000, 1000));
+    let tap = Tap::start(proxy.port());
+    let dev = connect_to(tap.port, DEV).await;
+    let mut got = Vec::new();
+    for sql in [
+        "CREATE TEMP TABLE t0 (x int)",
+        "PREPARE p AS SELECT lower(email) FROM users",
+        "CREATE TEMP TABLE users (id int, email text)",
+    ] {
+        dev.batch_execute(sql).await.expect(sql);
+    }
+    got.push(("EXECUTE", simple(&dev, "EXECUTE p").await.map(|r| r.len())));
+    // The protocol path: a statement parsed before the shadowing table.
+    let dev = connect_to(tap.port, DEV).await;
+    dev.batch_execute("CREATE TEMP TABLE t0 (x int)")
+        .await
+        .expect("t0");
+    let statement = dev
+        .prepare("SELECT lower(email) FROM users")
+        .await
+        .expect("prepare");
+    dev.batch_execute("CREATE TEMP TABLE users (id int, email text)")
+        .await
+        .expect("shadowing table");
+    let rows = dev
+        .query(&statement, &[])
+        .await
+        .map(|r| r.len())
+        .map_err(|e| failure(&e));
+    got.push(("Bind", rows));
+    assert!(
+        got.iter()
+            .all(|(_, r)| r.as_ref().map_or(true, |n| *n <= 5)),
+        "{got:?}"
+    );
+}
