@@ -53,6 +53,9 @@ pub struct Core {
     /// Bumped whenever the search path or the catalog changes: decisions
     /// made in an older context are analyzed again before they run.
     pub context: u64,
+    /// Bumped whenever the search path changes (PostgreSQL analyzes
+    /// prepared statements again then).
+    path_version: u64,
     /// The session ran DDL: ending a transaction or DISCARD may then drop
     /// or revert relations, so the catalog is reloaded.
     ddl_seen: bool,
@@ -98,6 +101,7 @@ impl Core {
             search_path_dirty: true,
             catalog_dirty,
             context: 0,
+            path_version: 0,
             ddl_seen: false,
             batch_changed: false,
             batch_failed: false,
@@ -139,6 +143,7 @@ impl Core {
         let hit = cache.get(&key, &now).map(|mut exec| {
             exec.sql = Some(sql.clone());
             exec.context = self.context;
+            exec.path_version = self.path_version;
             Arc::new(exec)
         });
         (Some(key), hit)
@@ -186,6 +191,7 @@ impl Core {
     pub fn set_search_path(&mut self, path: Vec<String>) {
         if path != self.search_path {
             self.context += 1;
+            self.path_version += 1;
         }
         self.search_path = path;
         self.search_path_dirty = false;
@@ -217,7 +223,15 @@ impl Core {
             if statements.len() != 1 {
                 return Err(unknown());
             }
-            return self.decide(statements.remove(0), policy, Some(sql.clone()));
+            let fresh = statements.remove(0);
+            // With the same search path PostgreSQL keeps the plan unless a
+            // relation it uses changed: a relation created to shadow one
+            // leaves it reading the old one. Which is the case cannot be
+            // told, so facts that changed are refused.
+            if stmt.path_version == self.path_version && fresh != *stmt.facts {
+                return Err(unknown());
+            }
+            return self.decide(fresh, policy, Some(sql.clone()));
         }
         if Arc::ptr_eq(&stmt.policy, policy) {
             return Ok(stmt.clone());
@@ -326,6 +340,7 @@ impl Core {
                 exec.counted_by = counted_by;
                 exec.sql = sql;
                 exec.context = self.context;
+                exec.path_version = self.path_version;
                 Ok(Arc::new(exec))
             }
         }
