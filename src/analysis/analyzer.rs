@@ -30,6 +30,10 @@ pub(crate) struct Acc {
     pub settings: Vec<SettingChange>,
     /// Whether a top-level `SELECT ... INTO` was seen.
     pub select_into: bool,
+    /// Base columns some expression computes a value from (a plain column
+    /// reference computes nothing): what the statement does not return is
+    /// evaluated only for its effect, such as an error, a predicate.
+    pub computed: BTreeSet<ColumnId>,
 }
 
 impl Acc {
@@ -41,6 +45,8 @@ impl Acc {
         self.stored.extend(other.stored.iter().copied());
         self.functions.extend(other.functions.iter().cloned());
         self.settings.extend(other.settings.iter().cloned());
+        // A view's computed columns are left out: PostgreSQL evaluates a
+        // view's columns only where the statement uses them.
     }
 }
 

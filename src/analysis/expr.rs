@@ -61,7 +61,11 @@ fn unsupported(what: impl Into<String>) -> AnalysisError {
 impl Analyzer<'_> {
     /// The lineage of `e` in the current scopes.
     pub fn expr(&mut self, e: &Expr) -> Result<Lin, AnalysisError> {
-        self.nested(|a| a.expr_inner(e))
+        let lin = self.nested(|a| a.expr_inner(e))?;
+        if lin.direct.is_none() {
+            self.acc.computed.extend(lin.cols.iter().copied());
+        }
+        Ok(lin)
     }
 
     /// The lineage of `e`, added to the predicates.
@@ -490,7 +494,9 @@ pub(crate) fn variant(value: &impl std::fmt::Debug) -> String {
 }
 
 /// Arithmetic aggregates that can pack many rows into one value when each
-/// row's input is computed (scaled by a per-row factor).
+/// row's input is computed (scaled by a per-row factor): sums, and the
+/// statistics built on sums (`regr_avgx` is an average, `var_pop` of
+/// numeric inputs keeps every digit of the sums of values and squares).
 fn packs_rows(parts: &[String]) -> bool {
     let name = match parts {
         [name] => name,
@@ -499,6 +505,27 @@ fn packs_rows(parts: &[String]) -> bool {
     };
     matches!(
         name.as_str(),
-        "sum" | "avg" | "bit_or" | "bit_and" | "bit_xor"
+        "sum"
+            | "avg"
+            | "bit_or"
+            | "bit_and"
+            | "bit_xor"
+            | "stddev"
+            | "stddev_pop"
+            | "stddev_samp"
+            | "variance"
+            | "var_pop"
+            | "var_samp"
+            | "corr"
+            | "covar_pop"
+            | "covar_samp"
+            | "regr_avgx"
+            | "regr_avgy"
+            | "regr_intercept"
+            | "regr_r2"
+            | "regr_slope"
+            | "regr_sxx"
+            | "regr_sxy"
+            | "regr_syy"
     )
 }

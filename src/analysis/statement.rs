@@ -39,7 +39,17 @@ impl Analyzer<'_> {
     }
 
     fn facts(&mut self, kind: StatementKind, outputs: Vec<Col>) -> StatementFacts {
-        let acc = std::mem::take(&mut self.acc);
+        let mut acc = std::mem::take(&mut self.acc);
+        // A value computed from a column and never returned (a column of a
+        // materialized CTE nobody selects, `1 / (ascii(email) - 122)`) is
+        // evaluated only for its effect: whether the statement fails, which
+        // decides whether rows come back, like a predicate.
+        for c in &outputs {
+            for col in c.lin.cols.iter() {
+                acc.computed.remove(col);
+            }
+        }
+        acc.predicates.append(&mut acc.computed);
         StatementFacts {
             kind,
             reads: acc.reads,
@@ -236,6 +246,10 @@ impl Analyzer<'_> {
                 }
                 let analyze = *analyze || options.as_deref().is_some_and(explain_analyze);
                 self.statement(statement)?;
+                if !analyze {
+                    // Nothing runs: no computed value can fail.
+                    self.acc.computed.clear();
+                }
                 (K::Explain { analyze }, none())
             }
             Statement::Set(set) => (set_kind(set)?, none()),

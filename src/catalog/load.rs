@@ -3,14 +3,21 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::{Catalog, Column, ColumnId, Oid, RelKind, Relation};
+use super::{Catalog, Column, ColumnId, Oid, RelKind, Relation, WriteEffects};
 
 /// The catalog queries, one simple-query string with five statements whose
 /// result sets, in order, make a [`CatalogRows`].
 pub const LOAD_SQL: &str = "\
 SELECT c.oid::int8, n.nspname, c.relname, c.relkind::text, \
- CASE WHEN c.relkind IN ('v','m') THEN pg_catalog.pg_get_viewdef(c.oid, true) END \
+ CASE WHEN c.relkind IN ('v','m') THEN pg_catalog.pg_get_viewdef(c.oid, true) END, \
+ f.cascades, (c.relkind IN ('r','p') AND c.relhasrules OR t.tgrelid IS NOT NULL)::text \
  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+ LEFT JOIN (SELECT confrelid, pg_catalog.array_agg(conrelid::int8)::text AS cascades \
+ FROM pg_catalog.pg_constraint WHERE contype = 'f' \
+ AND (confdeltype IN ('c','n','d') OR confupdtype IN ('c','n','d')) GROUP BY confrelid) f \
+ ON f.confrelid = c.oid \
+ LEFT JOIN (SELECT DISTINCT tgrelid FROM pg_catalog.pg_trigger WHERE NOT tgisinternal) t \
+ ON t.tgrelid = c.oid \
  WHERE c.relkind IN ('r','p','v','m','f','S'); \
 SELECT a.attrelid::int8, a.attnum::int4, a.attname, a.atttypid::int8, \
  pg_catalog.format_type(a.atttypid, a.atttypmod), a.atttypmod::int4 \
@@ -33,7 +40,9 @@ pub type Row = Vec<Option<String>>;
 /// The five result sets of [`LOAD_SQL`].
 #[derive(Clone, Debug, Default)]
 pub struct CatalogRows {
-    /// oid, schema, name, relkind, definition.
+    /// oid, schema, name, relkind, definition, the relations foreign-key
+    /// actions on its keys change (`{oid,...}`), whether user triggers or
+    /// rules run on writes (`true`/`false`); the last two may be absent.
     pub relations: Vec<Row>,
     /// relation oid, attnum, name, type oid, type name, type modifier.
     pub columns: Vec<Row>,
@@ -104,11 +113,16 @@ impl CatalogRows {
     /// Builds the catalog.
     pub fn into_catalog(self) -> Result<Catalog, LoadError> {
         let mut relations: HashMap<Oid, Relation> = HashMap::new();
+        let mut write_effects: HashMap<Oid, WriteEffects> = HashMap::new();
         for row in &self.relations {
             let oid: Oid = num::<i64>(row, 0, "relations")? as Oid;
             let Some(kind) = RelKind::from_code(field(row, 3, "relations")?) else {
                 continue;
             };
+            let effects = write_effects_of(row)?;
+            if effects != WriteEffects::default() {
+                write_effects.insert(oid, effects);
+            }
             relations.insert(
                 oid,
                 Relation {
@@ -163,6 +177,35 @@ impl CatalogRows {
                 field(row, 1, "functions")?.to_owned(),
             ));
         }
-        Ok(Catalog::new(relations.into_values(), functions))
+        Ok(Catalog::new(relations.into_values(), functions).with_write_effects(write_effects))
     }
+}
+
+/// Columns 5 and 6 of a relation row: the relations foreign-key actions
+/// reach, as an array of OIDs, and whether user code runs on writes.
+fn write_effects_of(row: &Row) -> Result<WriteEffects, LoadError> {
+    let bad = || LoadError::BadRow {
+        set: "relations",
+        row: row.clone(),
+    };
+    let mut effects = WriteEffects::default();
+    if let Some(Some(array)) = row.get(5) {
+        let inner = array
+            .strip_prefix('{')
+            .and_then(|a| a.strip_suffix('}'))
+            .ok_or_else(bad)?;
+        for oid in inner.split(',').filter(|o| !o.is_empty()) {
+            let oid: i64 = oid.parse().map_err(|_| bad())?;
+            effects.cascades_to.push(oid as Oid);
+        }
+    }
+    effects.runs_code = match row.get(6) {
+        Some(Some(flag)) => match flag.as_str() {
+            "true" | "t" => true,
+            "false" | "f" => false,
+            _ => return Err(bad()),
+        },
+        _ => false,
+    };
+    Ok(effects)
 }

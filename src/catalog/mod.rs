@@ -134,8 +134,21 @@ pub struct Catalog {
     /// Function name -> the schemas holding a user-defined function of
     /// that name.
     user_functions: HashMap<String, HashSet<String>>,
+    /// What writes to a relation set off beyond its own rows, for the
+    /// relations where it is anything.
+    write_effects: HashMap<Oid, WriteEffects>,
     /// When the rows were read.
     pub loaded_at: Instant,
+}
+
+/// What a write to a relation sets off beyond the rows it names.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WriteEffects {
+    /// Relations whose rows the foreign-key actions on this relation's keys
+    /// change (`ON DELETE`/`ON UPDATE` `CASCADE`, `SET NULL`, `SET DEFAULT`).
+    pub cascades_to: Vec<Oid>,
+    /// Whether user triggers or rules run on writes to it.
+    pub runs_code: bool,
 }
 
 impl Catalog {
@@ -172,8 +185,37 @@ impl Catalog {
                     by_name
                 },
             ),
+            write_effects: HashMap::default(),
             loaded_at: Instant::now(),
         }
+    }
+
+    /// Sets what writes to each relation set off.
+    pub fn with_write_effects(
+        mut self,
+        effects: impl IntoIterator<Item = (Oid, WriteEffects)>,
+    ) -> Catalog {
+        self.write_effects = effects.into_iter().collect();
+        self
+    }
+
+    /// Every relation a write to `written` may change (`written` and what
+    /// foreign-key actions reach from it, transitively), and whether user
+    /// code (triggers, rules) runs on any of them.
+    pub fn write_reach(&self, written: impl IntoIterator<Item = Oid>) -> (BTreeSet<Oid>, bool) {
+        let mut reach = BTreeSet::new();
+        let mut runs_code = false;
+        let mut todo: Vec<Oid> = written.into_iter().collect();
+        while let Some(oid) = todo.pop() {
+            if !reach.insert(oid) {
+                continue;
+            }
+            if let Some(effects) = self.write_effects.get(&oid) {
+                runs_code |= effects.runs_code;
+                todo.extend(effects.cascades_to.iter().copied());
+            }
+        }
+        (reach, runs_code)
     }
 
     /// The relation with `oid`.
@@ -382,5 +424,50 @@ mod tests {
         assert!(!catalog.has_user_function("public", "score"));
         assert!(catalog.has_user_function_named("score"));
         assert!(!catalog.has_user_function_named("app"));
+    }
+
+    /// Relation rows' write effects: foreign-key actions followed
+    /// transitively (cycles included), user code flagged, and rows of an
+    /// older shape (five columns) without effects.
+    #[test]
+    fn writes_reach_what_foreign_key_actions_change() {
+        let row = |oid: &str, cascades: Option<&str>, code: &str| -> Row {
+            [
+                Some(oid),
+                Some("public"),
+                Some(oid),
+                Some("r"),
+                None,
+                cascades,
+                Some(code),
+            ]
+            .into_iter()
+            .map(|v| v.map(str::to_owned))
+            .collect()
+        };
+        let rows = CatalogRows {
+            relations: vec![
+                row("1", Some("{2}"), "false"),
+                row("2", Some("{3,1}"), "false"),
+                row("3", None, "true"),
+                row("4", None, "false"),
+                vec![
+                    Some("5".into()),
+                    Some("public".into()),
+                    Some("old".into()),
+                    Some("r".into()),
+                    None,
+                ],
+            ],
+            ..CatalogRows::default()
+        };
+        let catalog = rows.into_catalog().expect("catalog");
+        assert_eq!(catalog.write_reach([1]), (BTreeSet::from([1, 2, 3]), true));
+        assert_eq!(catalog.write_reach([4, 5]), (BTreeSet::from([4, 5]), false));
+        let bad = CatalogRows {
+            relations: vec![row("1", Some("2"), "false")],
+            ..CatalogRows::default()
+        };
+        assert!(bad.into_catalog().is_err());
     }
 }

@@ -53,6 +53,9 @@ pub struct Core {
     /// Bumped whenever the search path or the catalog changes: decisions
     /// made in an older context are analyzed again before they run.
     pub context: u64,
+    /// Bumped whenever the search path changes (PostgreSQL analyzes
+    /// prepared statements again then).
+    path_version: u64,
     /// The session ran DDL: ending a transaction or DISCARD may then drop
     /// or revert relations, so the catalog is reloaded.
     ddl_seen: bool,
@@ -98,6 +101,7 @@ impl Core {
             search_path_dirty: true,
             catalog_dirty,
             context: 0,
+            path_version: 0,
             ddl_seen: false,
             batch_changed: false,
             batch_failed: false,
@@ -139,6 +143,7 @@ impl Core {
         let hit = cache.get(&key, &now).map(|mut exec| {
             exec.sql = Some(sql.clone());
             exec.context = self.context;
+            exec.path_version = self.path_version;
             Arc::new(exec)
         });
         (Some(key), hit)
@@ -186,6 +191,7 @@ impl Core {
     pub fn set_search_path(&mut self, path: Vec<String>) {
         if path != self.search_path {
             self.context += 1;
+            self.path_version += 1;
         }
         self.search_path = path;
         self.search_path_dirty = false;
@@ -217,7 +223,15 @@ impl Core {
             if statements.len() != 1 {
                 return Err(unknown());
             }
-            return self.decide(statements.remove(0), policy, Some(sql.clone()));
+            let fresh = statements.remove(0);
+            // With the same search path PostgreSQL keeps the plan unless a
+            // relation it uses changed: a relation created to shadow one
+            // leaves it reading the old one. Which is the case cannot be
+            // told, so facts that changed are refused.
+            if stmt.path_version == self.path_version && fresh != *stmt.facts {
+                return Err(unknown());
+            }
+            return self.decide(fresh, policy, Some(sql.clone()));
         }
         if Arc::ptr_eq(&stmt.policy, policy) {
             return Ok(stmt.clone());
@@ -232,6 +246,18 @@ impl Core {
         facts: StatementFacts,
         policy: &Arc<Policy>,
         sql: Option<SqlText>,
+    ) -> Result<Arc<Exec>, Refusal> {
+        self.decide_scrubbing(facts, policy, sql, false)
+    }
+
+    /// [`Core::decide`], the server's errors and notices scrubbed anyway
+    /// when `scrub`.
+    fn decide_scrubbing(
+        &self,
+        facts: StatementFacts,
+        policy: &Arc<Policy>,
+        sql: Option<SqlText>,
+        scrub: bool,
     ) -> Result<Arc<Exec>, Refusal> {
         let mut counted_by = None;
         let facts = match &facts.kind {
@@ -298,7 +324,11 @@ impl Core {
                 Err(Refusal::on(b, &facts, &self.catalog, policy))
             }
             Verdict::Allow(allowance) => {
-                let scrub = allowance.touches_classified;
+                // Deferred triggers and constraints of the transaction's
+                // writes fail at COMMIT: its error can quote their rows.
+                let scrub = scrub
+                    || allowance.touches_classified
+                    || matches!(facts.kind, StatementKind::Transaction { ends: true });
                 let mut exec = Exec::new(
                     Arc::new(facts),
                     allowance,
@@ -310,6 +340,7 @@ impl Core {
                 exec.counted_by = counted_by;
                 exec.sql = sql;
                 exec.context = self.context;
+                exec.path_version = self.path_version;
                 Ok(Arc::new(exec))
             }
         }
@@ -345,13 +376,21 @@ impl Core {
                 self.set(Names::Statements, name, None, cause);
             }
             StatementKind::Deallocate { name: None } => self.clear(Names::Statements, exec),
+            // Cursors and protocol portals are one namespace on the
+            // server: a cursor replaces a portal of its name, CLOSE closes
+            // either.
             StatementKind::Declare { name } => {
+                self.forget_portal(name, cause);
                 self.set(Names::Cursors, name, Some(exec.clone()), cause);
             }
             StatementKind::CloseCursor { name: Some(name) } => {
+                self.forget_portal(name, cause);
                 self.set(Names::Cursors, name, None, cause);
             }
-            StatementKind::CloseCursor { name: None } => self.clear(Names::Cursors, exec),
+            StatementKind::CloseCursor { name: None } => {
+                self.clear(Names::Portals, exec);
+                self.clear(Names::Cursors, exec);
+            }
             _ if exec.facts.sets_search_path() => self.search_path_dirty = true,
             StatementKind::Transaction { ends: true } | StatementKind::Discard => {
                 self.search_path_dirty = true;
@@ -365,6 +404,14 @@ impl Core {
                 self.ddl_seen = true;
             }
             _ => {}
+        }
+    }
+
+    /// Forgets portal `name`, if copyguard knows one (a cursor of that
+    /// name replaced or closed it).
+    fn forget_portal(&mut self, name: &str, cause: Option<&Arc<Exec>>) {
+        if self.portals.contains_key(name) {
+            self.set(Names::Portals, name, None, cause);
         }
     }
 
@@ -409,8 +456,13 @@ impl Core {
         let saved = (self.statements.clone(), self.cursors.clone());
         let noted = self.journal.as_ref().map(|j| j.pending());
         let mut changed = false;
-        let mut execs = Vec::with_capacity(statements.len());
+        let count = statements.len();
+        let mut execs = Vec::with_capacity(count);
         for (at, facts) in statements.into_iter().enumerate() {
+            // Outside a transaction block the string's statements commit
+            // together, before the last one completes: deferred triggers
+            // and constraints of the earlier ones fail as the last one.
+            let scrub = at + 1 == count && execs.iter().any(|e: &Arc<Exec>| e.scrub);
             let decided = if changed && !names_no_relation(&facts.kind) {
                 Err(Refusal::on(
                     context_change_block(),
@@ -419,7 +471,7 @@ impl Core {
                     policy,
                 ))
             } else {
-                self.decide(facts, policy, alone.clone())
+                self.decide_scrubbing(facts, policy, alone.clone(), scrub)
             };
             match decided {
                 Ok(exec) => {
@@ -531,6 +583,12 @@ impl Core {
     /// Stores the decision of a Bind under `portal`, or forgets the name
     /// (a refused Bind).
     pub fn bound(&mut self, portal: &str, exec: Option<Arc<Exec>>) {
+        // One namespace with cursors: a cursor of the name is gone (the
+        // end of its transaction closed it), or the Bind fails and the
+        // change is undone.
+        if self.cursors.contains_key(portal) {
+            self.set(Names::Cursors, portal, None, None);
+        }
         self.set(Names::Portals, portal, exec, None);
     }
 

@@ -41,6 +41,8 @@ pub struct Exec {
     /// The session's name-resolution context (search path and catalog)
     /// the decision was made in; see [`Core`](super::Core).
     pub context: u64,
+    /// The session's search path version the decision was made with.
+    pub path_version: u64,
     /// Result format codes the client asked for at Bind (portals).
     pub result_formats: Vec<i16>,
     /// The result's fields, kept when outputs are pseudonymized.
@@ -77,6 +79,7 @@ impl Exec {
             counted_by: None,
             sql: None,
             context: 0,
+            path_version: 0,
             result_formats: Vec::new(),
             fields: Mutex::new(None),
             plan: OnceLock::new(),
@@ -145,6 +148,7 @@ impl Exec {
         exec.described_by = Some(statement.clone());
         exec.sql = statement.sql.clone();
         exec.context = statement.context;
+        exec.path_version = statement.path_version;
         exec
     }
 

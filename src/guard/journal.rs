@@ -214,14 +214,17 @@ impl Core {
         }
     }
 
-    /// A Close message of statement (`kind` `S`) or portal `name`.
+    /// A Close message of statement (`kind` `S`) or portal `name` (which
+    /// may be a SQL cursor: one namespace on the server).
     pub fn close(&mut self, kind: u8, name: &str) {
-        let names = if kind == b'S' {
-            Names::Statements
-        } else {
-            Names::Portals
-        };
-        self.set(names, name, None, None);
+        if kind == b'S' {
+            self.set(Names::Statements, name, None, None);
+            return;
+        }
+        if self.cursors.contains_key(name) {
+            self.set(Names::Cursors, name, None, None);
+        }
+        self.set(Names::Portals, name, None, None);
     }
 
     /// Undoes the changes of messages the server failed or skipped, latest

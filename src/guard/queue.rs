@@ -359,10 +359,14 @@ impl Queue {
             },
             _ => None,
         };
+        // At a cycle's end (after a query string's last statement, at a
+        // Sync) only the implicit transaction's commit can fail: deferred
+        // triggers and constraints of its writes, whose rows its error can
+        // quote.
         let scrub = matches!(
             queue.front(),
             Some(Expect::Statement(e)) | Some(Expect::Execute(e)) if e.scrub
-        );
+        ) || matches!(queue.front(), Some(Expect::QueryEnd | Expect::Sync));
         let copy_ended = self.skip_failed_cycle(&mut queue);
         self.journal.failed(failed, pushed - queue.len() as u64);
         OnError {

@@ -1537,6 +1537,13 @@ async fn row_counts_cannot_rebuild_classified_values_without_classified_predicat
          FROM users WHERE id = 1 UNION ALL SELECT g) t) s) FROM generate_series(32, 126) g",
         "SELECT g, (WITH RECURSIVE r(x) AS (SELECT ascii(substr(email, 1, 1)) FROM users WHERE id = 1 \
          UNION SELECT g) SELECT count(*) FROM r) FROM generate_series(32, 126) g",
+        // Whether the statement fails, from a value computed and never
+        // returned: a division by zero only when the first character is z.
+        "WITH x AS MATERIALIZED (SELECT 1 / (ascii(email) - 122) AS n FROM users WHERE id = 1) \
+         SELECT count(*) FROM x",
+        "WITH x AS MATERIALIZED (SELECT id, (CASE WHEN email < 'zq0001' THEN 1 ELSE 0 END) / 0 AS n \
+         FROM users WHERE id = 1) SELECT id FROM x",
+        "EXPLAIN ANALYZE SELECT 1 / (ascii(email) - 122) FROM users WHERE id = 1",
     ] {
         expect(&mut hunt, &dev, sql, Refused).await;
         if single_query(sql) {
@@ -1575,6 +1582,12 @@ async fn packing_rows_into_one_cannot_pass_the_row_limit() {
          FROM users, generate_series(1, 26) p",
         "SELECT email, sum(ascii(substr(full_name, 1, 1))::numeric * power(256::numeric, id::numeric)) OVER () \
          FROM users WHERE id <= 2",
+        // Statistics built on sums pack rows too: an average of doubles
+        // (six rows' characters), a numeric variance (every row's).
+        "SELECT regr_avgx(0, ascii(substr(email, 1, 1)) * power(256, id - 1)) FROM users WHERE id <= 6",
+        "SELECT var_pop(ascii(substr(email, 1, 1))::numeric * power(256::numeric, id)) FROM users",
+        "SELECT stddev_pop(ascii(substr(full_name, 1, 1))::numeric * power(256::numeric, id)) FROM users",
+        "SELECT covar_pop(id, ascii(substr(phone, 5, 1)) * power(256, id % 6)) FROM users",
     ] {
         expect(&mut hunt, &dev, sql, Refused).await;
         let got = extended(&dev, sql).await;
@@ -1595,4 +1608,114 @@ async fn packing_rows_into_one_cannot_pass_the_row_limit() {
     );
     let failures: Vec<String> = hunt.failures.clone();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Cursors and protocol portals share one namespace on the server: SQL
+/// `CLOSE` closes a bound portal, and a cursor declared under its name is
+/// what a later Execute of that portal runs. The Execute must be decided
+/// on the cursor's query (limits, pseudonymization), never on the query
+/// the closed portal was bound to: it sent all 60 rows of a computed
+/// classified column past the limit of 5 (a plain column is caught by the
+/// result cross-check, a computed one is not).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_portal_closed_by_sql_and_reused_by_a_cursor_runs_the_cursor() {
+    let proxy = guarded_proxy(limited_policy(5, 1000, 1000));
+    let tap = Tap::start(proxy.port());
+    let mut raw = scram_login(tap.port, DEV, &[]).await.0;
+    let mut rows = Vec::new();
+    for close in ["CLOSE c", "CLOSE ALL"] {
+        raw.query("BEGIN").await;
+        let mut batch = parse_msg("", "SELECT id::text FROM users");
+        batch.extend(bind_msg("c", ""));
+        batch.extend(sync_msg());
+        raw.send(&batch).await;
+        raw.until_ready().await;
+        raw.query(close).await;
+        raw.query("DECLARE c CURSOR FOR SELECT lower(email) FROM users ORDER BY id")
+            .await;
+        let mut batch = execute_msg("c");
+        batch.extend(sync_msg());
+        raw.send(&batch).await;
+        let msgs = raw.until_ready().await;
+        rows.push((close, msgs.iter().filter(|m| m.tag == b'D').count()));
+        raw.query("ROLLBACK").await;
+    }
+    // A cursor declared after a protocol Close of a portal of its name,
+    // then bound over by a portal after a protocol Close of the cursor.
+    raw.query("BEGIN").await;
+    raw.query("DECLARE c CURSOR FOR SELECT id::text FROM users")
+        .await;
+    raw.send(&[frame(b'C', b"Pc\0"), sync_msg()].concat()).await;
+    raw.until_ready().await;
+    let mut batch = parse_msg("", "SELECT lower(email) FROM users ORDER BY id");
+    batch.extend(bind_msg("c", ""));
+    batch.extend(sync_msg());
+    raw.send(&batch).await;
+    raw.until_ready().await;
+    let msgs = raw.query("FETCH ALL FROM c").await;
+    rows.push(("Close P", msgs.iter().filter(|m| m.tag == b'D').count()));
+    raw.query("ROLLBACK").await;
+    // A cursor the end of its transaction closed, its name bound again.
+    raw.query("BEGIN").await;
+    raw.query("DECLARE c CURSOR FOR SELECT id::text FROM users")
+        .await;
+    raw.query("COMMIT").await;
+    raw.query("BEGIN").await;
+    let mut batch = parse_msg("", "SELECT lower(email) FROM users ORDER BY id");
+    batch.extend(bind_msg("c", ""));
+    batch.extend(sync_msg());
+    raw.send(&batch).await;
+    raw.until_ready().await;
+    let msgs = raw.query("FETCH ALL FROM c").await;
+    rows.push(("COMMIT", msgs.iter().filter(|m| m.tag == b'D').count()));
+    raw.query("ROLLBACK").await;
+    assert!(
+        rows.iter().all(|(_, n)| *n <= 5),
+        "classified rows past the limit of 5: {rows:?}"
+    );
+}
+
+/// A table created in a schema searched first (here `pg_temp`, already
+/// there) shadows the table a prepared statement reads, but PostgreSQL
+/// keeps the statement's plan (its search path did not change): EXECUTE
+/// still reads `public.users`. Deciding it on the shadowing table sent 60
+/// computed classified rows past the limit of 5 (a plain column is caught
+/// by the result cross-check, a computed one is not).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_shadowing_a_prepared_statement_s_table_does_not_change_its_decision() {
+    let proxy = guarded_proxy(limited_policy(5, 1000, 1000));
+    let tap = Tap::start(proxy.port());
+    let dev = connect_to(tap.port, DEV).await;
+    let mut got = Vec::new();
+    for sql in [
+        "CREATE TEMP TABLE t0 (x int)",
+        "PREPARE p AS SELECT lower(email) FROM users",
+        "CREATE TEMP TABLE users (id int, email text)",
+    ] {
+        dev.batch_execute(sql).await.expect(sql);
+    }
+    got.push(("EXECUTE", simple(&dev, "EXECUTE p").await.map(|r| r.len())));
+    // The protocol path: a statement parsed before the shadowing table.
+    let dev = connect_to(tap.port, DEV).await;
+    dev.batch_execute("CREATE TEMP TABLE t0 (x int)")
+        .await
+        .expect("t0");
+    let statement = dev
+        .prepare("SELECT lower(email) FROM users")
+        .await
+        .expect("prepare");
+    dev.batch_execute("CREATE TEMP TABLE users (id int, email text)")
+        .await
+        .expect("shadowing table");
+    let rows = dev
+        .query(&statement, &[])
+        .await
+        .map(|r| r.len())
+        .map_err(|e| failure(&e));
+    got.push(("Bind", rows));
+    assert!(
+        got.iter()
+            .all(|(_, r)| r.as_ref().map_or(true, |n| *n <= 5)),
+        "{got:?}"
+    );
 }

@@ -23,6 +23,7 @@ mod guarded_core;
 mod guarded_errors;
 mod guarded_leaks;
 mod guarded_settings;
+mod guarded_side_effects;
 mod guarded_skips;
 mod guarded_usage;
 mod large_statements;

@@ -236,7 +236,8 @@ impl Check<'_> {
         out
     }
 
-    /// Whether any relation read or written has classified columns: an
+    /// Whether any relation read or written (foreign-key actions
+    /// included) has classified columns, or a write runs user code: an
     /// error or notice could then quote a classified value, even one
     /// computed in a subquery output nobody selects.
     pub(super) fn touches_classified(&self) -> bool {
@@ -247,11 +248,16 @@ impl Check<'_> {
         {
             return true;
         }
-        f.reads.iter().chain(&f.writes).any(|rel| {
-            self.catalog
-                .relation(*rel)
-                .is_some_and(|r| self.policy.data.any_column_classified(self.catalog, r))
-        })
+        // A write also changes the rows foreign-key actions reach, and
+        // triggers and rules run code that can read anything: their
+        // errors quote rows the statement never named.
+        let (written, runs_code) = self.catalog.write_reach(f.writes.iter().copied());
+        runs_code
+            || f.reads.iter().chain(&written).any(|rel| {
+                self.catalog
+                    .relation(*rel)
+                    .is_some_and(|r| self.policy.data.any_column_classified(self.catalog, r))
+            })
     }
 
     pub(super) fn first_classified(
