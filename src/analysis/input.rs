@@ -165,8 +165,13 @@ pub(super) fn too_long(token: &Token) -> Option<AnalysisError> {
         Token::CustomBinaryOperator(o) => ("an operator", o),
         _ => return None,
     };
-    (text.len() > long_token())
-        .then(|| AnalysisError::TooLarge(format!("{what} longer than {LONG_TOKEN} bytes")))
+    (text.len() > long_token()).then(|| refused_long(what))
+}
+
+/// The refusal of `what` (a number, a placeholder, an operator) longer
+/// than [`LONG_TOKEN`] bytes.
+pub(super) fn refused_long(what: &str) -> AnalysisError {
+    AnalysisError::TooLarge(format!("{what} longer than {LONG_TOKEN} bytes"))
 }
 
 /// The refusal of a text of more than [`MAX_TOKENS`] tokens.
@@ -773,7 +778,63 @@ mod tests {
                 Err(AnalysisError::TooLarge(m)) => m,
                 other => panic!("not refused: {:?}", other.map(|t: Vec<_>| t.len())),
             };
-            assert_eq!(refused(tokenize(&sql)), refused(sqlparser_bounded(&sql)));
+            // From `OWN_ERRORS_FROM` bytes on, the scanner names the place.
+            let (scanned, bounded) = (refused(tokenize(&sql)), refused(sqlparser_bounded(&sql)));
+            match sql.len() < OWN_ERRORS_FROM || bounded.contains("tokens") {
+                true => assert_eq!(scanned, bounded),
+                false => assert!(
+                    scanned.starts_with(&format!("{bounded} at Line: 1")),
+                    "{scanned}"
+                ),
+            }
+        }
+    }
+
+    #[test]
+    fn numbers_and_placeholders_longer_than_the_last_window_are_refused_by_the_scanner() {
+        // Before, sqlparser's tokenizer read each of them whole (one more
+        // copy of the text) only to refuse it.
+        let n = 300_000;
+        let (digits, letters) = ("1".repeat(n), "a".repeat(n));
+        for (sql, error) in [
+            (format!("SELECT $p{digits}"), "a placeholder"),
+            (format!("SELECT $1{letters}, 2"), "a placeholder"),
+            (format!("SELECT 1,\n  $p{}", "é".repeat(n)), "a placeholder"),
+            (format!("SELECT {digits}e3"), "a number"),
+            (format!("SELECT {digits}.5e-3"), "a number"),
+            (format!("SELECT .{digits}"), "a number"),
+            (format!("SELECT 0x{}", "f".repeat(n)), "a number"),
+        ] {
+            let place = if sql.contains('\n') {
+                "Line: 2, Column: 3"
+            } else {
+                "Line: 1, Column: 8"
+            };
+            let want = format!("{error} longer than {LONG_TOKEN} bytes at {place}");
+            for tokens in [
+                shape::plain_tokens(&sql),
+                shape::plain_tokens_unlocated(&sql),
+            ] {
+                match tokens {
+                    Err(Some(AnalysisError::TooLarge(m))) => assert_eq!(m, want),
+                    other => panic!("{want}: not refused: {:?}", other.map(|t| t.len())),
+                }
+            }
+            assert!(matches!(
+                sqlparser_bounded(&sql),
+                Err(AnalysisError::TooLarge(_))
+            ));
+            crate::analysis::shape::fuzz::check_tokens(&sql).expect("as sqlparser reads it");
+        }
+        // Still read whole by sqlparser's tokenizer: a number holding a
+        // `_` (it refuses one not followed by a digit: 42601), a long tag
+        // of a dollar quote (taken).
+        for sql in [
+            format!("SELECT {digits}_ FROM t"),
+            format!("SELECT 1_{digits} FROM t"),
+            format!("SELECT $p{}$ x $p{}$", "é".repeat(n), "é".repeat(n)),
+        ] {
+            assert!(matches!(shape::plain_tokens(&sql), Err(None)));
         }
     }
 }
