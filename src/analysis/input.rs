@@ -39,6 +39,12 @@ pub const CUT_MARK: &str = "\u{0}...(cut by copyguard)\u{0}";
 /// Most tokens (whitespace included) one text may hold.
 pub const MAX_TOKENS: usize = 1_000_000;
 
+/// Most statements one text may hold. sqlparser builds some 16 KiB of
+/// tree for even `SELECT 1;` (a 9-byte statement): 250,000 of them took
+/// 4 GiB. This many take at most about what the largest single statement
+/// within [`MAX_TOKENS`] takes (about 500 MiB).
+pub const MAX_STATEMENTS: usize = 10_000;
+
 /// One statement of the input.
 #[derive(Debug)]
 pub(crate) enum Parsed {
@@ -104,7 +110,7 @@ fn tokenize(sql: &str) -> Result<Vec<TokenWithSpan>, AnalysisError> {
 /// counts no characters; see [`without_locations`]).
 fn tokenize_at(sql: &str, located: bool) -> Result<Vec<TokenWithSpan>, AnalysisError> {
     let tokens = tokenize_bounded_at(sql, located)?;
-    guard_operator_runs(&tokens)?;
+    guard_sizes(&tokens)?;
     Ok(force_quote_all(qualified_operators_before_any(tokens)))
 }
 
@@ -427,10 +433,22 @@ pub(crate) fn significant(token: &Token) -> bool {
     !matches!(token, Token::Whitespace(_) | Token::EOF)
 }
 
-/// Refuses operator runs long enough to build dangerously deep trees.
-fn guard_operator_runs(tokens: &[TokenWithSpan]) -> Result<(), AnalysisError> {
+/// Refuses operator runs long enough to build dangerously deep trees, and
+/// texts of more than [`MAX_STATEMENTS`] statements.
+fn guard_sizes(tokens: &[TokenWithSpan]) -> Result<(), AnalysisError> {
     let mut runs: Vec<usize> = vec![0];
+    // Statements ended so far, and whether one is under way.
+    let (mut statements, mut open) = (0usize, false);
     for t in tokens {
+        if !open && significant(&t.token) && t.token != Token::SemiColon {
+            open = true;
+            statements += 1;
+            if statements > MAX_STATEMENTS {
+                return Err(AnalysisError::TooLarge(format!(
+                    "more than {MAX_STATEMENTS} statements in one query string"
+                )));
+            }
+        }
         match &t.token {
             Token::LParen => runs.push(0),
             Token::RParen if runs.len() > 1 => {
@@ -441,7 +459,11 @@ fn guard_operator_runs(tokens: &[TokenWithSpan]) -> Result<(), AnalysisError> {
                     *top = 0;
                 }
             }
-            Token::SemiColon => runs = vec![0],
+            Token::SemiColon => {
+                runs.clear();
+                runs.push(0);
+                open = false;
+            }
             token if adds_depth(token) => {
                 if let Some(top) = runs.last_mut() {
                     *top += 1;
@@ -788,6 +810,23 @@ mod tests {
                 ),
             }
         }
+    }
+
+    #[test]
+    fn texts_of_more_than_max_statements_are_refused() {
+        use super::{parse, Parsed, MAX_STATEMENTS};
+        // Before, parsed: 250,000 of them took 4 GiB and 40 s.
+        let over = "SELECT 1;".repeat(MAX_STATEMENTS + 1);
+        match parse(&over) {
+            Err(AnalysisError::TooLarge(m)) => assert!(m.contains("statements"), "{m}"),
+            other => panic!("not refused: {:?}", other.map(|s| s.len())),
+        }
+        // Empty statements are not counted; a last one without `;` is.
+        let within = format!("{};;\n;SELECT 2", "SELECT 1 ;".repeat(MAX_STATEMENTS - 1));
+        assert_eq!(parse(&within).expect("within").len(), MAX_STATEMENTS);
+        assert!(parse(&format!("{within};SELECT 3")).is_err());
+        let empty = parse(&";".repeat(MAX_STATEMENTS * 3)).expect("empty");
+        assert!(matches!(empty.as_slice(), [Parsed::Known(_)]));
     }
 
     #[test]
