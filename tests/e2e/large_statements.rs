@@ -435,4 +435,3 @@ async fn long_numbers_and_placeholders_are_refused_naming_their_place() {
     let _ = child.kill();
     let _ = child.wait();
 }
-
