@@ -85,6 +85,7 @@ impl Sink {
     }
 
     /// Adds `token` ([`Sink::budget`]).
+    #[inline]
     fn push(&mut self, token: TokenWithSpan) -> Result<(), Halt> {
         if self.out.len() >= self.keep {
             let last = self.out.pop();
@@ -114,6 +115,7 @@ impl Sink {
 
     /// The refusal of a text once it has more than [`input::MAX_TOKENS`]
     /// tokens.
+    #[inline]
     fn budget(&self) -> Result<(), Halt> {
         match self.len() <= input::MAX_TOKENS {
             true => Ok(()),
@@ -318,6 +320,7 @@ impl Reader<'_, '_> {
 /// The sqlparser token of one [`scan`] reads itself, each literal,
 /// comment or identifier cut as [`input::shortened`] cuts it; `None` for
 /// one it has no token for.
+#[inline]
 fn sqlparser_token(token: Tok<'_>) -> Option<Token> {
     let cut = |s: &str| input::shortened(s, input::CUT_MARK);
     Some(match token {
