@@ -107,6 +107,11 @@ fn texts_with_foreign_tokens_are_read_by_the_scanner() {
         ),
         format!("SELECT :x, $1, '{long}', a.b, (c).d, ''\n'{long}'"),
         format!("SELECT 'a'::text COLLATE \"C\", '{long}'#>>'{{a}}', $a$ $ $a$"),
+        // Words glued to a quote or `&`, one longer than every window.
+        format!(
+            "SELECT abc'x', ab\"y\", u&\"z\", é'v', a&1, e\"w\", {}'x', b\"q\"",
+            "a".repeat(300_000)
+        ),
     ] {
         let plain = plain_tokens(&sql).expect("plain");
         let full = sqlparser_bounded(&sql).expect("tokenizes");

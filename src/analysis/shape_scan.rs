@@ -146,7 +146,11 @@ pub(super) fn scan<'a>(
                 while end < b.len() && WORD_BYTES[usize::from(b[end])] {
                     end += 1;
                 }
-                if end < b.len() && matches!(b[end], b'\'' | b'"' | b'&') {
+                // sqlparser's tokenizer reads a word's first character, then
+                // the next one, for a prefix (`E'`, `U&'`…: read above); only
+                // `b"` then starts something else (a byte string), however
+                // long the word.
+                if end == start + 1 && matches!(c, b'b' | b'B') && b.get(end) == Some(&b'"') {
                     foreign!()
                 } else {
                     token!(
