@@ -39,6 +39,12 @@ pub const CUT_MARK: &str = "\u{0}...(cut by copyguard)\u{0}";
 /// Most tokens (whitespace included) one text may hold.
 pub const MAX_TOKENS: usize = 1_000_000;
 
+/// Most statements one text may hold. sqlparser builds some 16 KiB of
+/// tree for even `SELECT 1;` (a 9-byte statement): 250,000 of them took
+/// 4 GiB. This many take at most about what the largest single statement
+/// within [`MAX_TOKENS`] takes (about 500 MiB).
+pub const MAX_STATEMENTS: usize = 10_000;
+
 /// One statement of the input.
 #[derive(Debug)]
 pub(crate) enum Parsed {
@@ -104,7 +110,7 @@ fn tokenize(sql: &str) -> Result<Vec<TokenWithSpan>, AnalysisError> {
 /// counts no characters; see [`without_locations`]).
 fn tokenize_at(sql: &str, located: bool) -> Result<Vec<TokenWithSpan>, AnalysisError> {
     let tokens = tokenize_bounded_at(sql, located)?;
-    guard_operator_runs(&tokens)?;
+    guard_sizes(&tokens)?;
     Ok(force_quote_all(qualified_operators_before_any(tokens)))
 }
 
@@ -165,8 +171,13 @@ pub(super) fn too_long(token: &Token) -> Option<AnalysisError> {
         Token::CustomBinaryOperator(o) => ("an operator", o),
         _ => return None,
     };
-    (text.len() > long_token())
-        .then(|| AnalysisError::TooLarge(format!("{what} longer than {LONG_TOKEN} bytes")))
+    (text.len() > long_token()).then(|| refused_long(what))
+}
+
+/// The refusal of `what` (a number, a placeholder, an operator) longer
+/// than [`LONG_TOKEN`] bytes.
+pub(super) fn refused_long(what: &str) -> AnalysisError {
+    AnalysisError::TooLarge(format!("{what} longer than {LONG_TOKEN} bytes"))
 }
 
 /// The refusal of a text of more than [`MAX_TOKENS`] tokens.
@@ -422,10 +433,22 @@ pub(crate) fn significant(token: &Token) -> bool {
     !matches!(token, Token::Whitespace(_) | Token::EOF)
 }
 
-/// Refuses operator runs long enough to build dangerously deep trees.
-fn guard_operator_runs(tokens: &[TokenWithSpan]) -> Result<(), AnalysisError> {
+/// Refuses operator runs long enough to build dangerously deep trees, and
+/// texts of more than [`MAX_STATEMENTS`] statements.
+fn guard_sizes(tokens: &[TokenWithSpan]) -> Result<(), AnalysisError> {
     let mut runs: Vec<usize> = vec![0];
+    // Statements ended so far, and whether one is under way.
+    let (mut statements, mut open) = (0usize, false);
     for t in tokens {
+        if !open && significant(&t.token) && t.token != Token::SemiColon {
+            open = true;
+            statements += 1;
+            if statements > MAX_STATEMENTS {
+                return Err(AnalysisError::TooLarge(format!(
+                    "more than {MAX_STATEMENTS} statements in one query string"
+                )));
+            }
+        }
         match &t.token {
             Token::LParen => runs.push(0),
             Token::RParen if runs.len() > 1 => {
@@ -436,7 +459,11 @@ fn guard_operator_runs(tokens: &[TokenWithSpan]) -> Result<(), AnalysisError> {
                     *top = 0;
                 }
             }
-            Token::SemiColon => runs = vec![0],
+            Token::SemiColon => {
+                runs.clear();
+                runs.push(0);
+                open = false;
+            }
             token if adds_depth(token) => {
                 if let Some(top) = runs.last_mut() {
                     *top += 1;
@@ -499,281 +526,5 @@ fn adds_depth(token: &Token) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::{sqlparser_bounded, tokenize, AnalysisError, LONG_TOKEN, MAX_TOKENS};
-    use crate::analysis::shape::{self, OWN_ERRORS_FROM};
-
-    /// The scanner's tokens, when it reads the text itself.
-    fn plain_tokens(sql: &str) -> Option<Vec<sqlparser::tokenizer::TokenWithSpan>> {
-        shape::plain_tokens(sql).ok()
-    }
-
-    /// The token text of each token, spans included.
-    fn spelled(tokens: &[sqlparser::tokenizer::TokenWithSpan]) -> Vec<String> {
-        tokens
-            .iter()
-            .map(|t| format!("{:?} {:?}", t.token, t.span))
-            .collect()
-    }
-
-    #[test]
-    fn plain_texts_skip_sqlparsers_tokenizer_with_the_same_tokens() {
-        for sql in [
-            "SELECT abalance FROM pgbench_accounts WHERE aid = 48213;",
-            "SELECT o.id FROM orders o\r\n  WHERE o.status = 'payé' AND o.id = $1 LIMIT 5",
-        ] {
-            let plain = plain_tokens(sql).expect("plain");
-            let full = sqlparser_bounded(sql).expect("tokenizes");
-            assert_eq!(spelled(&plain), spelled(&full), "{sql}");
-            assert_eq!(spelled(&tokenize(sql).expect("tokenizes")), spelled(&full));
-        }
-    }
-
-    #[test]
-    fn the_first_parse_reads_the_same_tokens_without_locations() {
-        for sql in [
-            "SELECT abalance FROM pgbench_accounts WHERE aid = 48213;",
-            "SELECT o.id -- note\r\n FROM orders o\r\n  WHERE o.status = 'payé' /* c */ AND o.id = $1",
-            "COPY (SELECT 1) TO STDOUT",
-            "SELECT 'unterminated",
-            // Refused by the scanner itself: the same place named.
-            &format!("SELECT 1;\n SELECT '{}", "x".repeat(super::shape::OWN_ERRORS_FROM)),
-        ] {
-            // What the first parse sees: the same tokens, no locations.
-            let unlocated = super::tokenize_at(sql, false).map(|t| spelled(&super::without_locations(t)));
-            let located = tokenize(sql).map(|t| spelled(&super::without_locations(t)));
-            assert_eq!(format!("{unlocated:?}"), format!("{located:?}"), "{sql}");
-        }
-    }
-
-    #[test]
-    fn parse_errors_keep_their_location() {
-        // The first parse runs without locations; the error the client
-        // sees comes from the retry, which has them.
-        match super::parse("SELECT 1; SELECT a b c FROM t") {
-            Err(AnalysisError::Parse(m)) => assert!(m.contains("at Line: 1, Column: "), "{m}"),
-            other => panic!("not a parse error: {other:?}"),
-        }
-    }
-
-    #[test]
-    fn copy_texts_are_read_by_the_scanner() {
-        // sqlparser's tokenizer reads the lines after a `COPY ... FROM
-        // STDIN;` line as the COPY's data, up to a `\.` line.
-        let long = "x".repeat(5000);
-        for sql in [
-            "COPY t FROM STDIN; SELECT 1".to_owned(),
-            "copy t from stdin;".to_owned(),
-            "COPY t FROM STDIN;\n".to_owned(),
-            "COPY t FROM STDIN;\n\\.".to_owned(),
-            "COPY t FROM STDIN; -- c\r\na\tb\r\n\\.\r\nSELECT 1".to_owned(),
-            "COPY t FROM STDIN;\r1\r\\.\r\n;".to_owned(),
-            format!("COPY t FROM STDIN;\n{long}\n'\n\\.\nSELECT '{long}'"),
-            format!("COPY t FROM STDIN; COPY u FROM STDIN; /* x\n */ 1\n{long}\n\\.x\n"),
-            format!("COPY t (a) FROM STDIN (FORMAT csv);  \n{long}\n\\.\nCOPY t FROM STDIN;\nz\n"),
-            format!("COPY t FROM STDIN;\n{}", "é".repeat(2000)),
-            "select copyright from t".to_owned(),
-            "copy t to stdout".to_owned(),
-            "COPY t FROM STDIN /* x */".to_owned(),
-            "COPY (SELECT 1 FROM stdin; SELECT 2) TO STDOUT".to_owned(),
-            format!("COPY (SELECT length('{long}')) TO STDOUT; SELECT 1"),
-        ] {
-            assert_eq!(
-                spelled(&plain_tokens(&sql).expect("plain")),
-                spelled(&sqlparser_bounded(&sql).expect("tokenizes")),
-                "{}",
-                &sql[..40]
-            );
-        }
-    }
-
-    #[test]
-    fn texts_with_foreign_tokens_are_read_by_the_scanner() {
-        let long = "x".repeat(5000);
-        for sql in [
-            format!("SELECT length('{long}'), 1e3, 1.5e-3, .5, 0x1F, 1_000"),
-            format!("SELECT length('{long}') WHERE 'a' ~ 'a' AND j->>'k' = '{long}'"),
-            format!("SELECT N'{long}', n'it''s', B'{long}', b'01', X'{long}\\n', x'1f'"),
-            format!("SELECT U&'{long}\\00e9', u&'\\+0000e9''{long}'"),
-            format!("SELECT café, \"{long}\", '{long}' FROM naïve WHERE a @> b::int[]"),
-            format!(
-                "SELECT {}, a$b, x$$y$$, ſelect, \u{a0}x FROM t",
-                "é".repeat(5000)
-            ),
-            format!("SELECT :x, $1, '{long}', a.b, (c).d, ''\n'{long}'"),
-            format!("SELECT 'a'::text COLLATE \"C\", '{long}'#>>'{{a}}', $a$ $ $a$"),
-        ] {
-            let plain = plain_tokens(&sql).expect("plain");
-            let full = sqlparser_bounded(&sql).expect("tokenizes");
-            assert_eq!(spelled(&plain), spelled(&full), "{}", &sql[..60]);
-        }
-    }
-
-    #[test]
-    fn texts_over_the_token_budget_are_refused_as_the_bounded_tokenizer_refuses_them() {
-        for sql in [
-            format!("SELECT 1{}", " ".repeat(MAX_TOKENS + 10)),
-            format!("SELECT 1{}, 2", "\n".repeat(MAX_TOKENS + 10)),
-            format!("SELECT 1{}", ",1".repeat(MAX_TOKENS / 2)),
-            format!("SELECT 1{}", ",é".repeat(MAX_TOKENS / 2)),
-            format!(
-                "COPY t FROM STDIN;\n1\n\\.\n{}",
-                "1,".repeat(MAX_TOKENS / 2)
-            ),
-        ] {
-            match shape::plain_tokens(&sql) {
-                Err(Some(AnalysisError::TooLarge(m))) => assert!(m.contains("tokens"), "{m}"),
-                other => panic!("not refused: {:?}", other.map(|t| t.len())),
-            }
-            assert!(matches!(
-                sqlparser_bounded(&sql),
-                Err(AnalysisError::TooLarge(_))
-            ));
-        }
-        // Just within it, also past the tokens kept while counting.
-        let within = format!("SELECT 1{}", ",1".repeat(MAX_TOKENS / 2 - 2));
-        let plain = shape::plain_tokens(&within).expect("within");
-        assert_eq!(plain.len(), MAX_TOKENS - 1);
-        let full = sqlparser_bounded(&within).expect("within");
-        assert!(spelled(&plain) == spelled(&full));
-        let over = format!("{within} ");
-        assert!(shape::plain_tokens(&format!("{over} ")).is_err());
-        assert!(sqlparser_bounded(&format!("{over} ")).is_err());
-    }
-
-    #[test]
-    fn large_bad_texts_get_the_scanners_errors() {
-        let long = "x".repeat(OWN_ERRORS_FROM);
-        for (sql, error) in [
-            (
-                format!("SELECT 1,\n  '{long}"),
-                "unterminated quoted string at Line: 2, Column: 3",
-            ),
-            (
-                format!("SELECT '{long}', E'\\0'"),
-                "invalid escape in an E'' string at Line: 1, Column: 65548",
-            ),
-            (
-                format!("SELECT 1 ~ N'{long}"),
-                "unterminated quoted string at Line: 1, Column: 12",
-            ),
-            (
-                format!("SELECT U&'\\zz{long}'"),
-                "invalid escape in a U&'' string at Line: 1, Column: 8",
-            ),
-            (
-                format!("SELECT $a${long}"),
-                "unterminated dollar-quoted string at Line: 1, Column: 8",
-            ),
-            (
-                format!("SELECT 1 /* {long} /* */"),
-                "unterminated /* comment at Line: 1, Column: 10",
-            ),
-            (
-                format!("SELECT \"{long}"),
-                "unterminated quoted identifier at Line: 1, Column: 8",
-            ),
-        ] {
-            match tokenize(&sql) {
-                Err(AnalysisError::Parse(m)) => assert!(m.contains(error), "{m} / {error}"),
-                other => panic!("not refused: {:?}", other.map(|t| t.len())),
-            }
-            assert!(sqlparser_bounded(&sql).is_err());
-        }
-    }
-
-    #[test]
-    fn long_plain_texts_get_the_bounded_tokenizers_cut_tokens() {
-        let long = |c: &str, n: usize| c.repeat(n);
-        for sql in [
-            format!("SELECT {} FROM t", "a, ".repeat(400) + "a"),
-            format!("SELECT length('{}')", long("x", 33 * 1024)),
-            format!("SELECT '{}', 'short'", long("é", 1500)),
-            format!("SELECT '{}{}'", long("x", 1023), long("é", 10)),
-            format!("SELECT '{}'", long("x", 1024)),
-            format!("SELECT '{}'", long("x", 1025)),
-            format!("SELECT \"{}\" FROM \"{}\"", long("q", 2000), long("é", 700)),
-            format!("SELECT {} FROM t WHERE a = $1", long("w", 1500)),
-            format!("SELECT 1 WHERE a IN ({}1)\r\n", "1,\n".repeat(50_000)),
-            format!("SELECT length(E'{}')", "ab\\n".repeat(9000)),
-            format!(
-                "SELECT length(E'{}\\u00e9{}')",
-                long("x", 1021),
-                long("é", 9)
-            ),
-            format!(
-                "SELECT length($${}$$), $t${}$t$",
-                long("x", 5000),
-                long("é", 900)
-            ),
-            format!(
-                "SELECT 42 /* {} */ -- {}\n",
-                long("x", 5000),
-                long("é", 900)
-            ),
-            format!("SELECT length('{}')::int", long("x", 5000)),
-            format!("SELECT '{}''{}' || 'y'", long("x", 1023), long("x", 5000)),
-            format!("SELECT '\\x{}'::bytea", long("0a", 5000)),
-            format!("INSERT INTO t VALUES (1.5, 2., '{}')", long("x", 5000)),
-            format!(
-                "SELECT \"{}\"\"{}\"[1] != 2",
-                long("q", 1020),
-                long("é", 700)
-            ),
-        ] {
-            let plain = plain_tokens(&sql).expect("plain");
-            let full = sqlparser_bounded(&sql).expect("tokenizes");
-            assert_eq!(
-                spelled(&plain),
-                spelled(&full),
-                "{}",
-                &sql[..60.min(sql.len())]
-            );
-            assert_eq!(spelled(&tokenize(&sql).expect("tokenizes")), spelled(&full));
-        }
-    }
-
-    #[test]
-    fn bad_literals_and_comments_get_sqlparsers_errors() {
-        for sql in [
-            "SELECT E'x",
-            "SELECT E'\\",
-            "SELECT E'\\0'",
-            "SELECT E'\\xff'",
-            "SELECT E'\\u12'",
-            "SELECT $$x",
-            "SELECT $$x$",
-            "SELECT $a$x$b$",
-            "SELECT /* x /* y */",
-            "SELECT 'x",
-            "SELECT 'x''",
-            "SELECT \"x",
-        ] {
-            assert!(plain_tokens(sql).is_none(), "{sql}");
-            let error = |r: Result<_, AnalysisError>| match r {
-                Err(AnalysisError::Parse(m)) => m,
-                other => panic!("{sql}: not refused: {:?}", other.map(|t: Vec<_>| t.len())),
-            };
-            assert_eq!(error(tokenize(sql)), error(sqlparser_bounded(sql)), "{sql}");
-        }
-    }
-
-    #[test]
-    fn long_plain_texts_over_budget_are_refused_as_before() {
-        let number = format!("SELECT {}", "9".repeat(LONG_TOKEN + 1));
-        let many = format!("SELECT {}1", "1,".repeat(MAX_TOKENS / 2));
-        let operator = format!("SELECT 1 {} 1", "~".repeat(LONG_TOKEN + 1));
-        let placeholder = format!("SELECT ${}", "1".repeat(LONG_TOKEN + 1));
-        let named = format!("SELECT $p{}", "1".repeat(LONG_TOKEN + 1));
-        // Longer than the windows sqlparser's tokenizer reads it from.
-        let past_windows = format!("SELECT 1 {} 1", "<".repeat(300_000));
-        for sql in [number, many, operator, placeholder, named, past_windows] {
-            assert!(matches!(shape::plain_tokens(&sql), Err(Some(_))));
-            let refused = |r: Result<_, AnalysisError>| match r {
-                Err(AnalysisError::TooLarge(m)) => m,
-                other => panic!("not refused: {:?}", other.map(|t: Vec<_>| t.len())),
-            };
-            assert_eq!(refused(tokenize(&sql)), refused(sqlparser_bounded(&sql)));
-        }
-    }
-}
+#[path = "input_tests.rs"]
+mod tests;

@@ -27,9 +27,8 @@ const MARGIN: usize = 16;
 /// the tokens of `before` (the text's tokens so far: the tokenizer reads
 /// the last one and the last one that is not whitespace), and the byte
 /// after it; `Ok(None)` when it fails there or the token is too long for
-/// the last window; `Err` for an operator already longer than
-/// [`input::too_long`] takes in a window (it reads on, as one operator,
-/// past the window's end: the whole text would be refused there).
+/// the last window; `Err` for one that reads on past a window's end and
+/// is sure to be refused as too long ([`refused_past`]).
 pub(super) fn token(
     sql: &str,
     start: usize,
@@ -55,10 +54,8 @@ pub(super) fn token(
                 if whole || len + MARGIN <= piece.len() {
                     return Ok(Some((t.token, start + len)));
                 }
-                if matches!(t.token, Token::CustomBinaryOperator(_)) {
-                    if let Some(refused) = input::too_long(&t.token) {
-                        return Err(refused);
-                    }
+                if let Some(refused) = refused_past(sql, start, &t.token) {
+                    return Err(refused);
                 }
             }
             None if whole => return Ok(None),
@@ -68,6 +65,39 @@ pub(super) fn token(
             return Ok(None);
         }
         window *= 16;
+    }
+}
+
+/// The refusal the whole text gets at the token sqlparser's tokenizer
+/// reads as `cut` at byte `start` from a window ending inside it, when it
+/// is sure ([`input::too_long`]), so that the text is not handed whole to
+/// that tokenizer only to be refused:
+/// - an operator already too long reads on as one operator;
+/// - a number already too long reads on as one number, or fails at a `_`
+///   not followed by a digit (then not refused here: no `_` in its run of
+///   letters, digits, `_`, `.`, `+` and `-`);
+/// - a placeholder reads on over letters, digits and `_` (as that
+///   tokenizer takes them): refused when that run is too long and no `$`
+///   follows it (which makes it a dollar quote's tag).
+fn refused_past(sql: &str, start: usize, cut: &Token) -> Option<AnalysisError> {
+    match cut {
+        Token::CustomBinaryOperator(_) => input::too_long(cut),
+        Token::Number(..) => {
+            let mut run = sql.as_bytes()[start..].iter().take_while(|c| {
+                c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'+' | b'-')
+            });
+            input::too_long(cut).filter(|_| !run.any(|c| *c == b'_'))
+        }
+        Token::Placeholder(p) if p.starts_with('$') => {
+            let name = &sql[start + 1..];
+            let end = name
+                .char_indices()
+                .find(|(_, c)| !(c.is_alphanumeric() || *c == '_'))
+                .map_or(name.len(), |(i, _)| i);
+            let long = 1 + end > input::long_token();
+            (long && !name[end..].starts_with('$')).then(|| input::refused_long("a placeholder"))
+        }
+        _ => None,
     }
 }
 

@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 use std::cell::Cell;
 use std::collections::HashMap;
+use std::ops::Range;
 
 use sqlparser::ast::DollarQuotedString;
 use sqlparser::keywords::{Keyword, ALL_KEYWORDS, ALL_KEYWORDS_INDEX};
@@ -83,9 +84,9 @@ impl Sink {
         self.dropped + self.out.len()
     }
 
-    /// Adds `token`; `false` once there are more than
-    /// [`input::MAX_TOKENS`].
-    fn push(&mut self, token: TokenWithSpan) -> bool {
+    /// Adds `token` ([`Sink::budget`]).
+    #[inline]
+    fn push(&mut self, token: TokenWithSpan) -> Result<(), Halt> {
         if self.out.len() >= self.keep {
             let last = self.out.pop();
             let word = self
@@ -99,195 +100,255 @@ impl Sink {
             self.out.extend(last);
         }
         self.out.push(token);
-        self.len() <= input::MAX_TOKENS
+        self.budget()
     }
 
     /// Inserts `token` before the one at `at` (counts it when tokens
-    /// were dropped); `false` once there are more than
-    /// [`input::MAX_TOKENS`].
-    fn insert(&mut self, at: usize, token: TokenWithSpan) -> bool {
+    /// were dropped; [`Sink::budget`]).
+    fn insert(&mut self, at: usize, token: TokenWithSpan) -> Result<(), Halt> {
         match self.dropped {
             0 => self.out.insert(at, token),
             _ => self.dropped += 1,
         }
-        self.len() <= input::MAX_TOKENS
+        self.budget()
+    }
+
+    /// The refusal of a text once it has more than [`input::MAX_TOKENS`]
+    /// tokens.
+    #[inline]
+    fn budget(&self) -> Result<(), Halt> {
+        match self.len() <= input::MAX_TOKENS {
+            true => Ok(()),
+            false => Err(Halt::Refused(input::too_many_tokens())),
+        }
+    }
+}
+
+/// Why [`read`] stopped before the end of its text.
+enum Halt {
+    /// The text is refused.
+    Refused(AnalysisError),
+    /// The text is to be read by [`input::sqlparser_bounded`].
+    Fallback,
+}
+
+impl From<Halt> for Option<AnalysisError> {
+    fn from(halt: Halt) -> Self {
+        match halt {
+            Halt::Refused(refused) => Some(refused),
+            Halt::Fallback => None,
+        }
     }
 }
 
 /// [`plain_tokens`], keeping at most `keep` tokens (see [`Sink`]).
 fn read(sql: &str, located: bool, keep: usize) -> Result<Sink, Option<AnalysisError>> {
-    let mut sink = Sink {
-        out: Vec::with_capacity((sql.len() / 2).min(input::LONG_TOKEN)),
-        dropped: 0,
-        keep,
-    };
-    let mut failed = None;
-    let mut copy = foreign::CopyTracker::default();
-    // The `;` of a `COPY … FROM STDIN;` whose line has not ended: its
-    // inline data, read when it does, goes before it.
-    let mut copy_semicolon: Option<usize> = None;
     let line_end = Cell::new(false);
-    // A refusal in the rest of that line, unless it holds an error.
-    let mut deferred = None;
-    let mut foreigners = 0;
-    let mut at = Cursor::start(sql, located);
-    let long = input::long_token();
-    let scanned = scan(sql, long, true, &line_end, |token, range| {
-        if !at.whitespace_to(range.start, &mut sink) {
-            failed = Some(Some(input::too_many_tokens()));
-            return None;
-        }
-        let start = at.location();
-        let (token, end) = match token {
-            Tok::LineEnd => {
-                if let Some(refused) = deferred.take() {
-                    failed = Some(Some(refused));
-                    return None;
-                }
-                let data = copy_semicolon.take().and_then(|semicolon| {
-                    let b = sql.as_bytes();
-                    let crlf = b[range.start] == b'\r' && b.get(range.start + 1) == Some(&b'\n');
-                    let from = range.start + if crlf { 2 } else { 1 };
-                    if !at.whitespace_to(from, &mut sink) {
-                        return Some(false);
-                    }
-                    let (data, terminated, after) = foreign::copy_data(sql, from);
-                    if data.is_empty() && !terminated {
-                        return None;
-                    }
-                    let start = at.location();
-                    at.advance_to(after);
-                    let token = Token::CopyData {
-                        data: input::shortened(data, input::CUT_MARK),
-                        terminated,
-                    };
-                    let token = TokenWithSpan::new(token, Span::new(start, at.location()));
-                    Some(sink.insert(semicolon, token))
-                });
-                if data == Some(false) {
-                    failed = Some(Some(input::too_many_tokens()));
-                    return None;
-                }
-                return Some(at.byte);
-            }
-            // Each is read from a window of its own: a short text with
-            // many of them is cheaper to read whole.
-            Tok::Foreign if foreigners == MAX_FOREIGN && sql.len() < OWN_ERRORS_FROM => {
-                (None, range.end)
-            }
-            Tok::Foreign => match foreign::token(sql, range.start, &sink.out) {
-                Ok(Some((mut token, end))) => {
-                    foreigners += 1;
-                    input::shorten(&mut token);
-                    (Some(token), end)
-                }
-                Err(refused) if !line_end.get() => {
-                    failed = Some(Some(refused));
-                    return None;
-                }
-                Ok(None) | Err(_) => (None, range.end),
-            },
-            Tok::Word(w, quote) => (Some(word_token(w, quote)), range.end),
-            Tok::Number(n, long) => (Some(Token::Number(n.into_owned(), long)), range.end),
-            Tok::Str(s) => (
-                Some(Token::SingleQuotedString(input::shortened(
-                    &s,
-                    input::CUT_MARK,
-                ))),
-                range.end,
-            ),
-            Tok::Placeholder(p) => (Some(Token::Placeholder(p.into_owned())), range.end),
-            Tok::Punct(p) => (punctuation_token(&p), range.end),
-            Tok::Other(_) => (None, range.end),
-            Tok::Escaped(s) => (
-                Some(Token::EscapedStringLiteral(input::shortened(
-                    &s,
-                    input::CUT_MARK,
-                ))),
-                range.end,
-            ),
-            Tok::Prefixed(kind, s) => (
-                Some(kind.token(input::shortened(&s, input::CUT_MARK))),
-                range.end,
-            ),
-            Tok::Dollar(value, tag) => (
-                Some(Token::DollarQuotedString(DollarQuotedString {
-                    value: input::shortened(value, input::CUT_MARK),
-                    tag: (!tag.is_empty()).then(|| tag.to_owned()),
-                })),
-                range.end,
-            ),
-            Tok::Comment(text, true) => (
-                Some(Token::Whitespace(Whitespace::SingleLineComment {
-                    comment: input::shortened(text, ""),
-                    prefix: "--".to_owned(),
-                })),
-                range.end,
-            ),
-            Tok::Comment(text, false) => (
-                Some(Token::Whitespace(Whitespace::MultiLineComment(
-                    input::shortened(text, ""),
-                ))),
-                range.end,
-            ),
-        };
-        let Some(token) = token else {
-            failed = Some(None);
-            return None;
-        };
-        if !copy.note(&token) {
-            // sqlparser's tokenizer reads the rest of this line, then the
-            // COPY's data (a `;` in that rest starts no more data).
-            copy = foreign::CopyTracker::default();
-            if !line_end.get() {
-                copy_semicolon = Some(sink.out.len());
-                line_end.set(true);
-            }
-        }
-        if let Some(refused) = input::too_long(&token) {
-            // sqlparser's tokenizer reads the rest of a COPY's line before
-            // it looks at its tokens: an error in it comes first.
-            if !line_end.get() {
-                failed = Some(Some(refused));
-                return None;
-            }
-            deferred.get_or_insert(refused);
-        }
-        at.advance_to(end);
-        if !sink.push(TokenWithSpan::new(token, Span::new(start, at.location()))) {
-            failed = Some(Some(input::too_many_tokens()));
-            return None;
-        }
-        Some(end)
+    let mut reader = Reader {
+        sql,
+        sink: Sink {
+            out: Vec::with_capacity((sql.len() / 2).min(input::LONG_TOKEN)),
+            dropped: 0,
+            keep,
+        },
+        at: Cursor::start(sql, located),
+        line_end: &line_end,
+        copy: foreign::CopyTracker::default(),
+        copy_semicolon: None,
+        deferred: None,
+        foreigners: 0,
+    };
+    let mut halted = None;
+    let scanned = scan(sql, input::long_token(), true, &line_end, |token, range| {
+        reader
+            .step(token, range)
+            .map_err(|halt| halted = Some(halt))
+            .ok()
     });
-    if let Some(failed) = failed {
-        return Err(failed);
+    if let Some(halt) = halted {
+        return Err(halt.into());
     }
     if let Err(Stop::Refused(byte, what)) = scanned {
         if sql.len() < OWN_ERRORS_FROM {
             return Err(None);
         }
-        // A refusal names its place also when the tokens have none.
-        if !located {
-            at = Cursor::start(sql, true);
-        }
-        at.advance_to(byte);
-        let Location { line, column } = at.location();
-        return Err(Some(AnalysisError::Parse(format!(
-            "{what} at Line: {line}, Column: {column}"
-        ))));
+        return Err(Some(
+            reader.placed(AnalysisError::Parse(what.to_owned()), byte),
+        ));
     }
-    if let Some(refused) = deferred {
+    if let Some(refused) = reader.deferred {
         return Err(Some(refused));
     }
-    if !at.whitespace_to(sql.len(), &mut sink) {
-        return Err(Some(input::too_many_tokens()));
+    reader.at.whitespace_to(sql.len(), &mut reader.sink)?;
+    Ok(reader.sink)
+}
+
+/// What [`read`] keeps between the tokens [`scan`] gives it.
+struct Reader<'a, 'c> {
+    sql: &'a str,
+    sink: Sink,
+    at: Cursor<'a>,
+    /// [`scan`]'s `line_end`: set while the rest of a `COPY … FROM
+    /// STDIN;` line is read.
+    line_end: &'c Cell<bool>,
+    copy: foreign::CopyTracker,
+    /// The `;` of a `COPY … FROM STDIN;` whose line has not ended: its
+    /// inline data, read when it does, goes before it.
+    copy_semicolon: Option<usize>,
+    /// A refusal in the rest of that line, unless it holds an error.
+    deferred: Option<AnalysisError>,
+    /// Tokens read by [`foreign`] so far.
+    foreigners: usize,
+}
+
+impl Reader<'_, '_> {
+    /// Reads the whitespace before `token` and `token`, which ends at
+    /// `range.end` unless [`scan`] leaves it to `self`; returns the byte
+    /// to go on from.
+    #[inline]
+    fn step(&mut self, token: Tok<'_>, range: Range<usize>) -> Result<usize, Halt> {
+        self.at.whitespace_to(range.start, &mut self.sink)?;
+        let (token, end) = match token {
+            Tok::LineEnd => return self.copy_line_end(range.start),
+            Tok::Foreign => self.foreign(range)?,
+            token => (sqlparser_token(token).ok_or(Halt::Fallback)?, range.end),
+        };
+        self.keep(token, end)?;
+        Ok(end)
     }
-    Ok(sink)
+
+    /// The end of a `COPY … FROM STDIN;` line at byte `at`: a refusal
+    /// deferred in it, else the COPY's inline data, read as one token
+    /// put before the `;`.
+    fn copy_line_end(&mut self, at: usize) -> Result<usize, Halt> {
+        if let Some(refused) = self.deferred.take() {
+            return Err(Halt::Refused(refused));
+        }
+        if let Some(semicolon) = self.copy_semicolon.take() {
+            let b = self.sql.as_bytes();
+            let crlf = b[at] == b'\r' && b.get(at + 1) == Some(&b'\n');
+            let from = at + if crlf { 2 } else { 1 };
+            self.at.whitespace_to(from, &mut self.sink)?;
+            let (data, terminated, after) = foreign::copy_data(self.sql, from);
+            if !data.is_empty() || terminated {
+                let start = self.at.location();
+                self.at.advance_to(after);
+                let token = Token::CopyData {
+                    data: input::shortened(data, input::CUT_MARK),
+                    terminated,
+                };
+                let span = Span::new(start, self.at.location());
+                self.sink
+                    .insert(semicolon, TokenWithSpan::new(token, span))?;
+            }
+        }
+        Ok(self.at.byte)
+    }
+
+    /// The token sqlparser's tokenizer reads at `range.start`, and the
+    /// byte after it.
+    fn foreign(&mut self, range: Range<usize>) -> Result<(Token, usize), Halt> {
+        // Each is read from a window of its own: a short text with many
+        // of them is cheaper to read whole.
+        if self.foreigners == MAX_FOREIGN && self.sql.len() < OWN_ERRORS_FROM {
+            return Err(Halt::Fallback);
+        }
+        match foreign::token(self.sql, range.start, &self.sink.out) {
+            Ok(Some((mut token, end))) => {
+                self.foreigners += 1;
+                input::shorten(&mut token);
+                Ok((token, end))
+            }
+            Err(refused) if !self.line_end.get() => {
+                Err(Halt::Refused(self.placed(refused, range.start)))
+            }
+            Ok(None) | Err(_) => Err(Halt::Fallback),
+        }
+    }
+
+    /// Keeps `token`, which ends at byte `end`: notes it for COPY, and
+    /// refuses it when too long ([`input::too_long`]).
+    #[inline]
+    fn keep(&mut self, token: Token, end: usize) -> Result<(), Halt> {
+        if !self.copy.note(&token) {
+            // sqlparser's tokenizer reads the rest of this line, then the
+            // COPY's data (a `;` in that rest starts no more data).
+            self.copy = foreign::CopyTracker::default();
+            if !self.line_end.get() {
+                self.copy_semicolon = Some(self.sink.out.len());
+                self.line_end.set(true);
+            }
+        }
+        if let Some(refused) = input::too_long(&token) {
+            // sqlparser's tokenizer reads the rest of a COPY's line before
+            // it looks at its tokens: an error in it comes first.
+            if !self.line_end.get() {
+                return Err(Halt::Refused(self.placed(refused, self.at.byte)));
+            }
+            if self.deferred.is_none() {
+                self.deferred = Some(self.placed(refused, self.at.byte));
+            }
+        }
+        let start = self.at.location();
+        self.at.advance_to(end);
+        let span = Span::new(start, self.at.location());
+        self.sink.push(TokenWithSpan::new(token, span))
+    }
+
+    /// `refused`, for a text of [`OWN_ERRORS_FROM`] bytes or more naming
+    /// the place of byte `byte` (not before the cursor) as the scanner's
+    /// own errors do, counted also when the tokens have no locations.
+    fn placed(&self, refused: AnalysisError, byte: usize) -> AnalysisError {
+        if self.sql.len() < OWN_ERRORS_FROM {
+            return refused;
+        }
+        let mut at = match self.at.located {
+            true => self.at.clone(),
+            false => Cursor::start(self.sql, true),
+        };
+        at.advance_to(byte);
+        let Location { line, column } = at.location();
+        let place = |what: String| format!("{what} at Line: {line}, Column: {column}");
+        match refused {
+            AnalysisError::Parse(what) => AnalysisError::Parse(place(what)),
+            AnalysisError::TooLarge(what) => AnalysisError::TooLarge(place(what)),
+            other => other,
+        }
+    }
+}
+
+/// The sqlparser token of one [`scan`] reads itself, each literal,
+/// comment or identifier cut as [`input::shortened`] cuts it; `None` for
+/// one it has no token for.
+#[inline]
+fn sqlparser_token(token: Tok<'_>) -> Option<Token> {
+    let cut = |s: &str| input::shortened(s, input::CUT_MARK);
+    Some(match token {
+        Tok::Word(w, quote) => word_token(w, quote),
+        Tok::Number(n, long) => Token::Number(n.into_owned(), long),
+        Tok::Str(s) => Token::SingleQuotedString(cut(&s)),
+        Tok::Placeholder(p) => Token::Placeholder(p.into_owned()),
+        Tok::Punct(p) => return punctuation_token(&p),
+        Tok::Escaped(s) => Token::EscapedStringLiteral(cut(&s)),
+        Tok::Prefixed(kind, s) => kind.token(cut(&s)),
+        Tok::Dollar(value, tag) => Token::DollarQuotedString(DollarQuotedString {
+            value: cut(value),
+            tag: (!tag.is_empty()).then(|| tag.to_owned()),
+        }),
+        Tok::Comment(text, true) => Token::Whitespace(Whitespace::SingleLineComment {
+            comment: input::shortened(text, ""),
+            prefix: "--".to_owned(),
+        }),
+        Tok::Comment(text, false) => {
+            Token::Whitespace(Whitespace::MultiLineComment(input::shortened(text, "")))
+        }
+        Tok::Other(_) | Tok::Foreign | Tok::LineEnd => return None,
+    })
 }
 
 /// Where [`plain_tokens`] is in the text, counted as sqlparser counts
 /// (lines from 1 at `\n`, columns from 1 in characters).
+#[derive(Clone)]
 struct Cursor<'a> {
     sql: &'a str,
     byte: usize,
@@ -334,9 +395,9 @@ impl<'a> Cursor<'a> {
     }
 
     /// The whitespace tokens up to byte `end`: one per space, tab or line
-    /// break (`\r\n` is one); `false`, and no more of them, once `out`
-    /// holds more than [`input::MAX_TOKENS`] tokens.
-    fn whitespace_to(&mut self, end: usize, sink: &mut Sink) -> bool {
+    /// break (`\r\n` is one); no more of them once `sink` is over its
+    /// budget.
+    fn whitespace_to(&mut self, end: usize, sink: &mut Sink) -> Result<(), Halt> {
         while self.byte < end {
             let start = self.location();
             let b = self.sql.as_bytes();
@@ -349,11 +410,9 @@ impl<'a> Cursor<'a> {
             self.advance_to(self.byte + len);
             let token =
                 TokenWithSpan::new(Token::Whitespace(kind), Span::new(start, self.location()));
-            if !sink.push(token) {
-                return false;
-            }
+            sink.push(token)?;
         }
-        true
+        Ok(())
     }
 }
 
