@@ -131,12 +131,12 @@ impl GuardedShape {
     }
 }
 
-/// How many production relays or guarded sessions (two threads each) run
-/// on threads of their own at once by default, per core. A thread of its own wins while few
-/// sessions are busy on each core; hundreds of them share the cores with
-/// the runtime's workers as equals and starve the sessions those serve
-/// (1,000 sessions on 2 cores: query p99 median 470 ms with 256 threaded
-/// relays, 367 ms with 16, 396 ms with none; `benches/README.md`,
+/// How many production relays or guarded sessions (two threads each) run on
+/// threads of their own at once by default, per core. A thread of its own
+/// wins while few sessions are busy on each core; hundreds of them share
+/// the cores with the runtime's workers as equals and starve the sessions
+/// those serve (1,000 sessions on 2 cores: query p99 median 470 ms with 256
+/// threaded relays, 367 ms with 16, 396 ms with none; `benches/README.md`,
 /// "sessions_compare").
 const THREADED_PER_CORE: usize = 8;
 
