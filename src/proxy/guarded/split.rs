@@ -139,8 +139,9 @@ pub(super) fn run(
     ended
 }
 
-/// Registers `from` on `rt` for reading and `to` for writing; an error
-/// names the side whose socket it was (`from`'s when it is the client's).
+/// Registers `from` on `rt` for reading and `to` for writing. A failure
+/// (the runtime cannot watch another descriptor) ends the session before
+/// anything was relayed; it is reported as the client's.
 fn register(
     rt: &tokio::runtime::Runtime,
     from: TcpStream,
