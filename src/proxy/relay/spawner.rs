@@ -24,7 +24,8 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// Work the spawner runs: starting a relay's two threads.
+/// Work the spawner runs: starting a relay's two threads, or a guarded
+/// session's thread.
 type Job = Box<dyn FnOnce() + Send>;
 
 /// How often the spawner wakes its partner: the scheduler halves a
