@@ -206,6 +206,11 @@ fn split(stream: Stream) -> (Reader, Writer) {
 /// How a guarded session ended, what it did, and what it relayed.
 pub(crate) type Outcome = (Result<RelayEnd, SessionError>, SessionTotals, RelayStats);
 
+/// The outcome of a session that ended with `e` before relaying anything.
+fn failed(e: SessionError) -> Outcome {
+    (Err(e), SessionTotals::default(), RelayStats::default())
+}
+
 /// The session on two threads of its own, one per half ([`split`]), when
 /// the server places guarded sessions so (`COPYGUARD_GUARDED=threads`),
 /// both sides are plain TCP and one of [`Shared::guarded_threads`]' slots
@@ -230,7 +235,6 @@ pub(crate) async fn run_placed(
     let Some(_slot) = slot else {
         return run(shared, client, upstream, info, class, upstream_key, session).await;
     };
-    let failed = |e: SessionError| (Err(e), SessionTotals::default(), RelayStats::default());
     let (client, client_buf) = client.into_parts();
     let (server, server_buf) = upstream.into_parts();
     let (client, server) = match super::workers::detach(client, server) {

@@ -12,14 +12,14 @@
 //! server owes, behind locks and atomics.
 
 use std::net::TcpStream;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::BytesMut;
 use tokio_util::sync::CancellationToken;
 
 use super::one_way::OneWay;
 use super::{
-    catalog_of, finish, Backend, Delivered, Frontend, Guard, Outcome, Reader, Writer,
+    catalog_of, failed, finish, Backend, Delivered, Frontend, Guard, Outcome, Reader, Writer,
     CLIENT_OUT_CAPACITY,
 };
 use crate::proxy::relay::RelayEnd;
@@ -36,13 +36,6 @@ pub(super) struct Session {
     pub fields: std::sync::Arc<crate::audit::SessionFields>,
 }
 
-/// Neither half has ended yet.
-const RUNNING: u8 = 0;
-/// The frontend ended first.
-const FRONT: u8 = 1;
-/// The backend ended first.
-const BACK: u8 = 2;
-
 /// Runs the session on this thread (its frontend) and a second one (its
 /// backend) until either half ends or shutdown forces an end; then as
 /// [`super::run`]. `client` and `server` are the plain sockets, with what
@@ -52,7 +45,6 @@ pub(super) fn run(
     (client, client_buf): (TcpStream, BytesMut),
     (server, server_buf): (TcpStream, BytesMut),
 ) -> Outcome {
-    let failed = |e: SessionError| (Err(e), Default::default(), Default::default());
     let front_rt = match session_runtime() {
         Ok(rt) => rt,
         Err(e) => return failed(SessionError::Client(e.into())),
@@ -91,12 +83,9 @@ pub(super) fn run(
     let guard = Guard::new(&s.shared, &s.info, s.class, s.upstream_key, s.fields);
     let force = s.shared.force.child_token();
     let (front_done, back_done) = (CancellationToken::new(), CancellationToken::new());
-    let first = AtomicU8::new(RUNNING);
-    let claim = |who: u8| {
-        first
-            .compare_exchange(RUNNING, who, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-    };
+    // The half that ends first gives the session's outcome.
+    let decided = AtomicBool::new(false);
+    let first = || !decided.swap(true, Ordering::AcqRel);
     let outcome = std::thread::scope(|scope| {
         let back = std::thread::Builder::new()
             .name("copyguard-guarded-back".into())
@@ -104,9 +93,9 @@ pub(super) fn run(
                 let ended = back_rt.block_on(async {
                     tokio::select! {
                         r = Backend::new(&guard, &mut server_in, &mut client_out, &mut delivered).run() => {
-                            claim(BACK).then(|| r.map(|()| RelayEnd::ServerClosed))
+                            first().then(|| r.map(|()| RelayEnd::ServerClosed))
                         }
-                        _ = force.cancelled() => claim(BACK).then_some(Err(SessionError::Shutdown)),
+                        _ = force.cancelled() => first().then_some(Err(SessionError::Shutdown)),
                         _ = front_done.cancelled() => None,
                     }
                 });
@@ -120,9 +109,9 @@ pub(super) fn run(
         let front = front_rt.block_on(async {
             tokio::select! {
                 r = Frontend::new(&guard, &mut client_in, &mut server_out, catalog).run() => {
-                    claim(FRONT).then(|| r.map(|()| RelayEnd::ClientClosed))
+                    first().then(|| r.map(|()| RelayEnd::ClientClosed))
                 }
-                _ = force.cancelled() => claim(FRONT).then_some(Err(SessionError::Shutdown)),
+                _ = force.cancelled() => first().then_some(Err(SessionError::Shutdown)),
                 _ = back_done.cancelled() => None,
             }
         });
