@@ -362,6 +362,26 @@ async fn large_guarded_query_memory_report() {
     }
 }
 
+/// The errors `sql` gets sent by Query and by Parse, each an
+/// ErrorResponse after which the session still serves.
+async fn refused_by_query_and_by_parse(
+    client: &tokio_postgres::Client,
+    sql: &str,
+) -> Vec<tokio_postgres::error::DbError> {
+    let mut errors = Vec::new();
+    for parse in [false, true] {
+        let error = match parse {
+            false => client.simple_query(sql).await.map(|_| ()),
+            true => client.query(sql, &[]).await.map(|_| ()),
+        };
+        let error = error.expect_err("refused");
+        errors.push(error.as_db_error().expect("an ErrorResponse").clone());
+        let rows = client.simple_query("SELECT 41 + 1").await.expect("serving");
+        assert_eq!(text_rows_of(rows), vec![vec![Some("42".to_owned())]]);
+    }
+    errors
+}
+
 /// A large statement that does not tokenize (an unclosed literal or
 /// comment, a bad escape) gets a clear error, by Query or by Parse, and
 /// the session goes on.
@@ -382,20 +402,12 @@ async fn large_bad_statements_get_clear_errors() {
         format!("SELECT U&'\\zz{bulk}'"),
         format!("COPY (SELECT '{bulk}) TO STDOUT"),
     ] {
-        for parse in [false, true] {
-            let error = match parse {
-                false => client.simple_query(&sql).await.map(|_| ()),
-                true => client.query(sql.as_str(), &[]).await.map(|_| ()),
-            };
-            let error = error.expect_err("refused");
-            let db_error = error.as_db_error().expect("an ErrorResponse");
+        for db_error in refused_by_query_and_by_parse(&client, &sql).await {
             // Past 64 KiB, the scanner's message: what, and where.
             assert!(
                 db_error.message().contains(" at Line: 1, Column: "),
                 "{db_error:?}"
             );
-            let rows = client.simple_query("SELECT 41 + 1").await.expect("serving");
-            assert_eq!(text_rows_of(rows), vec![vec![Some("42".to_owned())]]);
         }
     }
     let _ = child.kill();
@@ -418,18 +430,10 @@ async fn long_numbers_and_placeholders_are_refused_naming_their_place() {
         (format!("SELECT 1,\n  $p{digits}"), "a placeholder"),
         (format!("SELECT 1,\n  {digits}e3"), "a number"),
     ] {
-        for parse in [false, true] {
-            let error = match parse {
-                false => client.simple_query(&sql).await.map(|_| ()),
-                true => client.query(sql.as_str(), &[]).await.map(|_| ()),
-            };
-            let error = error.expect_err("refused");
-            let db_error = error.as_db_error().expect("an ErrorResponse");
+        for db_error in refused_by_query_and_by_parse(&client, &sql).await {
             assert_eq!(db_error.code().code(), "54000", "{db_error:?}");
             let want = format!("{what} longer than 1024 bytes at Line: 2, Column: 3");
             assert!(db_error.message().contains(&want), "{db_error:?}");
-            let rows = client.simple_query("SELECT 41 + 1").await.expect("serving");
-            assert_eq!(text_rows_of(rows), vec![vec![Some("42".to_owned())]]);
         }
     }
     let _ = child.kill();
