@@ -59,8 +59,9 @@ fn policy() -> std::path::PathBuf {
     ))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn errors_of_foreign_key_actions_and_triggers_are_scrubbed() {
+/// A developer's session on the side-effect tables, through copyguard
+/// (kept running while the first is held) and a tap on what it sends.
+async fn developer_session() -> (TestProxy, Tap, tokio_postgres::Client) {
     let db = side_effects_database();
     let proxy = {
         let mut args = proxy_args();
@@ -69,6 +70,12 @@ async fn errors_of_foreign_key_actions_and_triggers_are_scrubbed() {
     };
     let tap = Tap::start(proxy.port());
     let dev = connect(tap.port, DEV, &db).await;
+    (proxy, tap, dev)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_of_foreign_key_actions_and_triggers_are_scrubbed() {
+    let (_proxy, tap, dev) = developer_session().await;
     let mut failures = Vec::new();
     let mut seen = 0;
     for (sql, code, withheld) in [
@@ -107,14 +114,7 @@ async fn errors_of_foreign_key_actions_and_triggers_are_scrubbed() {
 /// happened to end it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_of_deferred_triggers_are_scrubbed_when_the_transaction_ends() {
-    let db = side_effects_database();
-    let proxy = {
-        let mut args = proxy_args();
-        args.policy = Some(policy().display().to_string());
-        TestProxy::start(args)
-    };
-    let tap = Tap::start(proxy.port());
-    let dev = connect(tap.port, DEV, &db).await;
+    let (_proxy, tap, dev) = developer_session().await;
     let mut failures = Vec::new();
     let mut seen = 0;
     for steps in [
