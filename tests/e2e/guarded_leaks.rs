@@ -1333,6 +1333,23 @@ async fn search_path_changes_within_a_request_are_followed() {
     hunt.assert_clean("search_path within a request");
 }
 
+/// Runs `before`, parses `sql` by the protocol, runs `after`, then binds
+/// and executes the statement: its rows, or the failure.
+async fn rows_when_bound_after(
+    dev: &tokio_postgres::Client,
+    before: &str,
+    sql: &str,
+    after: &str,
+) -> Result<usize, (String, String)> {
+    dev.batch_execute(before).await.expect(before);
+    let statement = dev.prepare(sql).await.expect("prepare");
+    dev.batch_execute(after).await.expect(after);
+    dev.query(&statement, &[])
+        .await
+        .map(|r| r.len())
+        .map_err(|e| failure(&e))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 
 async fn prepared_statements_are_decided_on_what_postgres_runs() {
@@ -1354,21 +1371,13 @@ async fn prepared_statements_are_decided_on_what_postgres_runs() {
     // Protocol-level Parse/Describe, then Bind/Execute after the switch:
     // even the plain column passes (its description was checked once).
     let dev = connect_to(port, DEV).await;
-    dev.batch_execute("SET search_path = app, public")
-        .await
-        .expect("set");
-    let statement = dev
-        .prepare("SELECT email FROM users")
-        .await
-        .expect("prepare");
-    dev.batch_execute("SET search_path = public")
-        .await
-        .expect("set");
-    let got = dev
-        .query(&statement, &[])
-        .await
-        .map(|r| r.len())
-        .map_err(|e| failure(&e));
+    let got = rows_when_bound_after(
+        &dev,
+        "SET search_path = app, public",
+        "SELECT email FROM users",
+        "SET search_path = public",
+    )
+    .await;
     hunt.judge("Bind after a search_path switch", Refused, &got, true);
 
     // A temporary table shadowing `users` disappears (DISCARD TEMP): the
@@ -1697,21 +1706,13 @@ async fn a_table_shadowing_a_prepared_statement_s_table_does_not_change_its_deci
     got.push(("EXECUTE", simple(&dev, "EXECUTE p").await.map(|r| r.len())));
     // The protocol path: a statement parsed before the shadowing table.
     let dev = connect_to(tap.port, DEV).await;
-    dev.batch_execute("CREATE TEMP TABLE t0 (x int)")
-        .await
-        .expect("t0");
-    let statement = dev
-        .prepare("SELECT lower(email) FROM users")
-        .await
-        .expect("prepare");
-    dev.batch_execute("CREATE TEMP TABLE users (id int, email text)")
-        .await
-        .expect("shadowing table");
-    let rows = dev
-        .query(&statement, &[])
-        .await
-        .map(|r| r.len())
-        .map_err(|e| failure(&e));
+    let rows = rows_when_bound_after(
+        &dev,
+        "CREATE TEMP TABLE t0 (x int)",
+        "SELECT lower(email) FROM users",
+        "CREATE TEMP TABLE users (id int, email text)",
+    )
+    .await;
     got.push(("Bind", rows));
     assert!(
         got.iter()
