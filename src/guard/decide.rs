@@ -380,11 +380,11 @@ impl Core {
             // server: a cursor replaces a portal of its name, CLOSE closes
             // either.
             StatementKind::Declare { name } => {
-                self.forget_portal(name, cause);
+                self.forget(Names::Portals, name, cause);
                 self.set(Names::Cursors, name, Some(exec.clone()), cause);
             }
             StatementKind::CloseCursor { name: Some(name) } => {
-                self.forget_portal(name, cause);
+                self.forget(Names::Portals, name, cause);
                 self.set(Names::Cursors, name, None, cause);
             }
             StatementKind::CloseCursor { name: None } => {
@@ -404,14 +404,6 @@ impl Core {
                 self.ddl_seen = true;
             }
             _ => {}
-        }
-    }
-
-    /// Forgets portal `name`, if copyguard knows one (a cursor of that
-    /// name replaced or closed it).
-    fn forget_portal(&mut self, name: &str, cause: Option<&Arc<Exec>>) {
-        if self.portals.contains_key(name) {
-            self.set(Names::Portals, name, None, cause);
         }
     }
 
@@ -586,9 +578,7 @@ impl Core {
         // One namespace with cursors: a cursor of the name is gone (the
         // end of its transaction closed it), or the Bind fails and the
         // change is undone.
-        if self.cursors.contains_key(portal) {
-            self.set(Names::Cursors, portal, None, None);
-        }
+        self.forget(Names::Cursors, portal, None);
         self.set(Names::Portals, portal, exec, None);
     }
 

@@ -197,6 +197,14 @@ impl Core {
         }
     }
 
+    /// Forgets `name` of `names` if it stands for anything (noting no
+    /// change otherwise).
+    pub(super) fn forget(&mut self, names: Names, name: &str, cause: Option<&Arc<Exec>>) {
+        if self.names(names).contains_key(name) {
+            self.set(names, name, None, cause);
+        }
+    }
+
     /// Forgets every name of `names` (SQL `DEALLOCATE ALL`, `CLOSE ALL`
     /// run by `cause`).
     pub(super) fn clear(&mut self, names: Names, cause: &Arc<Exec>) {
@@ -221,9 +229,7 @@ impl Core {
             self.set(Names::Statements, name, None, None);
             return;
         }
-        if self.cursors.contains_key(name) {
-            self.set(Names::Cursors, name, None, None);
-        }
+        self.forget(Names::Cursors, name, None);
         self.set(Names::Portals, name, None, None);
     }
 
