@@ -1619,6 +1619,18 @@ async fn packing_rows_into_one_cannot_pass_the_row_limit() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// Binds a computed classified column's query to portal `c`, then
+/// fetches all from `c` by SQL: the rows that came.
+async fn bound_as_c_then_fetched(raw: &mut Raw) -> usize {
+    let mut batch = parse_msg("", "SELECT lower(email) FROM users ORDER BY id");
+    batch.extend(bind_msg("c", ""));
+    batch.extend(sync_msg());
+    raw.send(&batch).await;
+    raw.until_ready().await;
+    let msgs = raw.query("FETCH ALL FROM c").await;
+    msgs.iter().filter(|m| m.tag == b'D').count()
+}
+
 /// Cursors and protocol portals share one namespace on the server: SQL
 /// `CLOSE` closes a bound portal, and a cursor declared under its name is
 /// what a later Execute of that portal runs. The Execute must be decided
@@ -1656,13 +1668,7 @@ async fn a_portal_closed_by_sql_and_reused_by_a_cursor_runs_the_cursor() {
         .await;
     raw.send(&[frame(b'C', b"Pc\0"), sync_msg()].concat()).await;
     raw.until_ready().await;
-    let mut batch = parse_msg("", "SELECT lower(email) FROM users ORDER BY id");
-    batch.extend(bind_msg("c", ""));
-    batch.extend(sync_msg());
-    raw.send(&batch).await;
-    raw.until_ready().await;
-    let msgs = raw.query("FETCH ALL FROM c").await;
-    rows.push(("Close P", msgs.iter().filter(|m| m.tag == b'D').count()));
+    rows.push(("Close P", bound_as_c_then_fetched(&mut raw).await));
     raw.query("ROLLBACK").await;
     // A cursor the end of its transaction closed, its name bound again.
     raw.query("BEGIN").await;
@@ -1670,13 +1676,7 @@ async fn a_portal_closed_by_sql_and_reused_by_a_cursor_runs_the_cursor() {
         .await;
     raw.query("COMMIT").await;
     raw.query("BEGIN").await;
-    let mut batch = parse_msg("", "SELECT lower(email) FROM users ORDER BY id");
-    batch.extend(bind_msg("c", ""));
-    batch.extend(sync_msg());
-    raw.send(&batch).await;
-    raw.until_ready().await;
-    let msgs = raw.query("FETCH ALL FROM c").await;
-    rows.push(("COMMIT", msgs.iter().filter(|m| m.tag == b'D').count()));
+    rows.push(("COMMIT", bound_as_c_then_fetched(&mut raw).await));
     raw.query("ROLLBACK").await;
     assert!(
         rows.iter().all(|(_, n)| *n <= 5),
