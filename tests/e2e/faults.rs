@@ -36,28 +36,6 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Polls `f` until it holds, for at most `limit`.
-fn eventually(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !f() {
-        assert!(Instant::now() < deadline, "not within {limit:?}: {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Backends of `db` running a statement containing `marker`.
-fn backends_running(db: &DevDb, marker: &str) -> usize {
-    db.psql(
-        "postgres",
-        &format!(
-            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%{marker}%' \
-             AND pid <> pg_backend_pid()"
-        ),
-    )
-    .map(|out| out.trim().parse().unwrap_or(usize::MAX))
-    .unwrap_or(usize::MAX)
-}
-
 /// The value of the `copyguard_sessions_active` gauge.
 fn sessions_active(admin: &str) -> Option<f64> {
     http_get(admin, "/metrics")

@@ -25,6 +25,7 @@ mod guarded_leaks;
 mod guarded_settings;
 mod guarded_side_effects;
 mod guarded_skips;
+mod guarded_threads;
 mod guarded_usage;
 mod large_statements;
 mod lifecycle;

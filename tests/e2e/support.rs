@@ -207,8 +207,20 @@ pub struct TestProxy {
 }
 
 impl TestProxy {
-    /// Starts a proxy with `args`.
+    /// Starts a proxy with `args`, its sessions placed as
+    /// `COPYGUARD_TEST_RUNTIME` says.
     pub fn start(args: ConfigArgs) -> TestProxy {
+        let placement = std::env::var("COPYGUARD_TEST_RUNTIME").ok();
+        TestProxy::start_placed(args, placement)
+    }
+
+    /// Starts a proxy with `args` whose production relays and guarded
+    /// sessions run on threads of their own, as `serve` places them.
+    pub fn start_threaded(args: ConfigArgs) -> TestProxy {
+        TestProxy::start_placed(args, Some("threads".into()))
+    }
+
+    fn start_placed(args: ConfigArgs, placement: Option<String>) -> TestProxy {
         let config = Config::load(&args).expect("valid test configuration");
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -220,17 +232,17 @@ impl TestProxy {
                 .expect("runtime");
             rt.block_on(async move {
                 let mut server = Server::bind(config).await.expect("bind proxy");
-                // `COPYGUARD_TEST_RUNTIME=split`: production relays on
-                // single-thread runtimes of their own, as `serve` does.
-                match std::env::var("COPYGUARD_TEST_RUNTIME").as_deref() {
-                    Ok("split") => {
+                // `split`: production relays on single-thread runtimes of
+                // their own, as `serve` does.
+                match placement.as_deref() {
+                    Some("split") => {
                         let relays =
                             copyguard::proxy::SessionRuntimes::start(2).expect("relay runtimes");
                         server = server.with_relay_runtimes(relays);
                     }
                     // Production relays on blocking threads of their own,
                     // guarded sessions on a thread each, as `serve` does.
-                    Ok("threads") => {
+                    Some("threads") => {
                         let relays =
                             copyguard::proxy::relay::RelayThreads::new(64).expect("relay spawner");
                         server = server.with_relay_threads(relays).with_guarded_threads(64)
@@ -448,3 +460,28 @@ max_rows_per_session = 1000
 max_rows_per_window = 100000
 window = "1h"
 "#;
+
+/// Polls `f` until it holds, for at most `limit`.
+pub fn eventually(limit: std::time::Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !f() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not within {limit:?}: {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Backends of `db` whose current or last statement contains `marker`.
+pub fn backends_running(db: &DevDb, marker: &str) -> usize {
+    db.psql(
+        "postgres",
+        &format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%{marker}%' \
+             AND pid <> pg_backend_pid()"
+        ),
+    )
+    .map(|out| out.trim().parse().unwrap_or(usize::MAX))
+    .unwrap_or(usize::MAX)
+}

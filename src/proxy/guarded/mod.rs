@@ -10,10 +10,10 @@
 //! half, when the server says so ([`Shared::guarded_threads`]).
 
 mod backend;
+mod blocking;
 mod copy_pipe;
 mod exec;
 mod frontend;
-mod one_way;
 mod split;
 
 use std::sync::Arc;

@@ -1,23 +1,29 @@
-//! A guarded session between plain TCP sockets on two threads of its own,
-//! one per half: the frontend's thread reads the client and writes the
-//! server, the backend's reads the server and writes the client, each on
-//! a single-thread runtime whose `epoll_wait` watches its own copies of
-//! the two sockets. Each thread so wakes one peer only (PostgreSQL's
-//! backend, or the client), as the production relay's threads do, and
-//! the scheduler wakes that peer next to it; a thread running both halves
-//! wakes the two in turn, which the scheduler reads as "many partners"
-//! and answers by waking them on the other core (see `benches/README.md`,
-//! "Where the relay threads are woken"). The halves share what they
-//! share on one runtime: the [`Guard`] and its queue of the responses the
-//! server owes, behind locks and atomics.
+//! A guarded session between plain TCP sockets on threads of its own: one
+//! per half, each sleeping in a blocking `recv` on the socket it reads
+//! ([`Blocking`]). The frontend's thread reads the client and writes the
+//! server, the backend's reads the server and writes the client. Each so
+//! wakes one peer only (PostgreSQL's backend, or the client), as the
+//! production relay's threads do, and the scheduler wakes that peer next
+//! to it; a thread running both halves wakes the two in turn, which the
+//! scheduler reads as "many partners" and answers by waking them on the
+//! other core (see `benches/README.md`, "Where the relay threads are
+//! woken"). The halves share what they share on one runtime: the
+//! [`Guard`] and its queue of the responses the server owes, behind locks
+//! and atomics. The calling thread waits for the first half to end (or for
+//! shutdown to force an end), then shuts both sockets down for reading so
+//! the other half's `recv` returns, and both ways if it is still blocked
+//! writing after [`STOP_GRACE`].
 
-use std::net::TcpStream;
+use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::BytesMut;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::one_way::OneWay;
+use super::blocking::Blocking;
 use super::{
     catalog_of, failed, finish, Backend, Delivered, Frontend, Guard, Outcome, Reader, Writer,
     CLIENT_OUT_CAPACITY,
@@ -27,62 +33,56 @@ use crate::proxy::workers::session_runtime;
 use crate::proxy::{SessionError, SessionInfo, Shared};
 use crate::wire::{Conn, FrameWriter};
 
+/// How long the second half may take to end once the first has and both
+/// sockets are shut for reading (it was blocked writing to a peer that
+/// does not read) before the sockets are shut down both ways; also how
+/// long the session's last words to the client may block.
+const STOP_GRACE: Duration = Duration::from_secs(1);
+
 /// What [`run`] needs of the session, moved to its thread.
 pub(super) struct Session {
-    pub shared: std::sync::Arc<Shared>,
+    pub shared: Arc<Shared>,
     pub info: SessionInfo,
-    pub class: std::sync::Arc<crate::policy::RoleClass>,
+    pub class: Arc<crate::policy::RoleClass>,
     pub upstream_key: Option<crate::proxy::cancel::UpstreamKey>,
-    pub fields: std::sync::Arc<crate::audit::SessionFields>,
+    pub fields: Arc<crate::audit::SessionFields>,
 }
 
-/// Runs the session on this thread (its frontend) and a second one (its
-/// backend) until either half ends or shutdown forces an end; then as
-/// [`super::run`]. `client` and `server` are the plain sockets, with what
-/// was read ahead of each.
+/// Runs the session's halves on two threads until either ends or shutdown
+/// forces an end; then as [`super::run`]. `client` and `server` are the
+/// plain sockets, with what was read ahead of each.
 pub(super) fn run(
     s: Session,
     (client, client_buf): (TcpStream, BytesMut),
     (server, server_buf): (TcpStream, BytesMut),
 ) -> Outcome {
-    let front_rt = match session_runtime() {
-        Ok(rt) => rt,
-        Err(e) => return failed(SessionError::Client(e.into())),
+    let runtimes = (session_runtime(), session_runtime(), session_runtime());
+    let (front_rt, back_rt, own_rt) = match runtimes {
+        (Ok(f), Ok(b), Ok(o)) => (f, b, o),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            return failed(SessionError::Client(e.into()))
+        }
     };
-    let back_rt = match session_runtime() {
-        Ok(rt) => rt,
-        Err(e) => return failed(SessionError::Client(e.into())),
-    };
-    let copies = client
-        .try_clone()
-        .map_err(|e| SessionError::Client(e.into()))
-        .and_then(|c| {
-            let s = server
-                .try_clone()
-                .map_err(|e| SessionError::Upstream(e.into()))?;
-            Ok((c, s))
-        });
-    let (client_copy, server_copy) = match copies {
-        Ok(copies) => copies,
-        Err(e) => return failed(e),
-    };
-    let front_side = register(&front_rt, client, server);
-    let back_side = register(&back_rt, server_copy, client_copy);
-    let ((client_r, server_w), (server_r, client_w)) = match (front_side, back_side) {
-        (Ok(front), Ok(back)) => (front, back),
-        (Err(e), _) | (_, Err(e)) => return failed(e),
-    };
+    if let Err(e) = client.set_nonblocking(false) {
+        return failed(SessionError::Client(e.into()));
+    }
+    if let Err(e) = server.set_nonblocking(false) {
+        return failed(SessionError::Upstream(e.into()));
+    }
+    let (client, server) = (Arc::new(client), Arc::new(server));
+    let reader = |s: &Arc<TcpStream>| Box::new(Blocking::new(s.clone())) as Reader;
+    let writer = |s: &Arc<TcpStream>| Box::new(Blocking::new(s.clone())) as Writer;
     let max = s.shared.config.limits.max_message_size;
-    let mut client_in = Conn::with_buffer(Box::new(client_r) as Reader, client_buf, max);
-    let mut server_out = FrameWriter::new(Box::new(server_w) as Writer);
-    let mut server_in = Conn::with_buffer(Box::new(server_r) as Reader, server_buf, usize::MAX);
-    let mut client_out =
-        FrameWriter::with_capacity(CLIENT_OUT_CAPACITY, Box::new(client_w) as Writer);
+    let mut client_in = Conn::with_buffer(reader(&client), client_buf, max);
+    let mut server_out = FrameWriter::new(writer(&server));
+    let mut server_in = Conn::with_buffer(reader(&server), server_buf, usize::MAX);
+    let mut client_out = FrameWriter::with_capacity(CLIENT_OUT_CAPACITY, writer(&client));
     let mut delivered = Delivered::new();
     let catalog = catalog_of(&s.shared, &s.info);
     let guard = Guard::new(&s.shared, &s.info, s.class, s.upstream_key, s.fields);
     let force = s.shared.force.child_token();
     let (front_done, back_done) = (CancellationToken::new(), CancellationToken::new());
+    let (ended, mut ended_rx) = mpsc::unbounded_channel::<()>();
     // The half that ends first gives the session's outcome.
     let decided = AtomicBool::new(false);
     let first = || !decided.swap(true, Ordering::AcqRel);
@@ -90,54 +90,84 @@ pub(super) fn run(
         let back = std::thread::Builder::new()
             .name("copyguard-guarded-back".into())
             .spawn_scoped(scope, || {
-                let ended = back_rt.block_on(async {
+                let r = back_rt.block_on(async {
                     tokio::select! {
                         r = Backend::new(&guard, &mut server_in, &mut client_out, &mut delivered).run() => {
                             first().then(|| r.map(|()| RelayEnd::ServerClosed))
                         }
-                        _ = force.cancelled() => first().then_some(Err(SessionError::Shutdown)),
                         _ = front_done.cancelled() => None,
                     }
                 });
                 back_done.cancel();
-                ended
+                let _ = ended.send(());
+                r
             });
-        let back = match back {
-            Ok(back) => back,
-            Err(e) => return Err(SessionError::Client(e.into())),
+        let front = std::thread::Builder::new()
+            .name("copyguard-guarded-front".into())
+            .spawn_scoped(scope, || {
+                let r = front_rt.block_on(async {
+                    tokio::select! {
+                        r = Frontend::new(&guard, &mut client_in, &mut server_out, catalog).run() => {
+                            first().then(|| r.map(|()| RelayEnd::ClientClosed))
+                        }
+                        _ = back_done.cancelled() => None,
+                    }
+                });
+                front_done.cancel();
+                let _ = ended.send(());
+                r
+            });
+        let forced = if back.is_ok() && front.is_ok() {
+            own_rt.block_on(stop(&force, &mut ended_rx, (&client, &server)))
+        } else {
+            // A half could not start: the other must not wait for it.
+            front_done.cancel();
+            back_done.cancel();
+            let _ = client.shutdown(Shutdown::Both);
+            let _ = server.shutdown(Shutdown::Both);
+            false
         };
-        let front = front_rt.block_on(async {
-            tokio::select! {
-                r = Frontend::new(&guard, &mut client_in, &mut server_out, catalog).run() => {
-                    first().then(|| r.map(|()| RelayEnd::ClientClosed))
-                }
-                _ = force.cancelled() => first().then_some(Err(SessionError::Shutdown)),
-                _ = back_done.cancelled() => None,
-            }
-        });
-        front_done.cancel();
-        let back = back
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        front.or(back).unwrap_or(Err(SessionError::Shutdown))
+        let back = back.map(|t| t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+        let front = front.map(|t| t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+        match (forced, front, back) {
+            (_, Err(e), _) | (_, _, Err(e)) => Err(SessionError::Client(e.into())),
+            (true, _, _) => Err(SessionError::Shutdown),
+            (false, Ok(front), Ok(back)) => front.or(back).unwrap_or(Err(SessionError::Shutdown)),
+        }
     });
-    let ended = back_rt.block_on(finish(&guard, outcome, &mut client_out, delivered));
+    let _ = client.set_write_timeout(Some(STOP_GRACE));
+    let ended = own_rt.block_on(finish(&guard, outcome, &mut client_out, delivered));
     drop((client_in, server_out, server_in, client_out));
-    front_rt.shutdown_background();
-    back_rt.shutdown_background();
+    for rt in [front_rt, back_rt, own_rt] {
+        rt.shutdown_background();
+    }
     ended
 }
 
-/// Registers `from` on `rt` for reading and `to` for writing. A failure
-/// (the runtime cannot watch another descriptor) ends the session before
-/// anything was relayed; it is reported as the client's.
-fn register(
-    rt: &tokio::runtime::Runtime,
-    from: TcpStream,
-    to: TcpStream,
-) -> Result<(OneWay, OneWay), SessionError> {
-    let _on = rt.enter();
-    let from = OneWay::reader(from).map_err(|e| SessionError::Client(e.into()))?;
-    let to = OneWay::writer(to).map_err(|e| SessionError::Client(e.into()))?;
-    Ok((from, to))
+/// Waits until the first half ends or `force` is cancelled (then returns
+/// `true`), shuts both sockets down for reading so a half blocked in
+/// `recv` ends, and both ways if the halves have not both ended within
+/// [`STOP_GRACE`].
+async fn stop(
+    force: &CancellationToken,
+    ended: &mut mpsc::UnboundedReceiver<()>,
+    (client, server): (&TcpStream, &TcpStream),
+) -> bool {
+    let mut left = 2;
+    let forced = tokio::select! {
+        _ = ended.recv() => { left -= 1; false }
+        _ = force.cancelled() => true,
+    };
+    let _ = client.shutdown(Shutdown::Read);
+    let _ = server.shutdown(Shutdown::Read);
+    let rest = tokio::time::timeout(STOP_GRACE, async {
+        while left > 0 && ended.recv().await.is_some() {
+            left -= 1;
+        }
+    });
+    if rest.await.is_err() {
+        let _ = client.shutdown(Shutdown::Both);
+        let _ = server.shutdown(Shutdown::Both);
+    }
+    forced
 }
