@@ -24,6 +24,10 @@ use copyguard::guard::Core;
 use copyguard::policy::{Policy, Verdict};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
+/// The allocator the `copyguard` binary runs with (`src/main.rs`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const CORPUS: &[(&str, &str)] = &[
     ("pgbench_select", "SELECT abalance FROM pgbench_accounts WHERE aid = 48213;"),
     (
