@@ -1,5 +1,9 @@
 # Build stage: compile copyguard in release mode.
 FROM rust:1-slim-bookworm AS build
+# make builds jemalloc, the allocator copyguard runs on.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends make \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src

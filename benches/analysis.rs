@@ -26,7 +26,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 
 /// The allocator the `copyguard` binary runs with (`src/main.rs`).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 const CORPUS: &[(&str, &str)] = &[
     ("pgbench_select", "SELECT abalance FROM pgbench_accounts WHERE aid = 48213;"),
