@@ -160,9 +160,15 @@ impl Journal {
         self.undo.store(!inner.undo.is_empty(), Ordering::Release);
     }
 
+    /// Whether there are changes to undo (one atomic load).
+    #[inline]
+    pub fn undo_due(&self) -> bool {
+        self.undo.load(Ordering::Acquire)
+    }
+
     /// The changes to undo, latest first.
     pub fn take_undo(&self) -> Vec<Change> {
-        if !self.undo.load(Ordering::Acquire) {
+        if !self.undo_due() {
             return Vec::new();
         }
         let mut inner = self.lock();
@@ -269,14 +275,22 @@ impl Core {
     /// known) is forgotten instead: what it stands for on the server
     /// cannot be told, so using it is refused (`statement.unknown`,
     /// `portal.unknown`, `cursor.unknown`) until it is defined again.
+    /// Runs before every client message: with nothing to undo it is one
+    /// atomic load.
+    #[inline]
     pub fn settle(&mut self) {
+        if self.journal.as_ref().is_some_and(|j| j.undo_due()) {
+            self.undo_failed();
+        }
+    }
+
+    /// [`Core::settle`] with changes to undo.
+    #[cold]
+    fn undo_failed(&mut self) {
         let undo = match &self.journal {
             Some(journal) => journal.take_undo(),
             None => return,
         };
-        if undo.is_empty() {
-            return;
-        }
         // A name whose latest undone change is not what it stands for now
         // was changed again since.
         let mut seen = HashSet::new();
