@@ -3,10 +3,14 @@
 //! refusal. No PostgreSQL needed: each case fails, or is stopped, before
 //! the upstream is reached.
 
-use std::io::Read;
+mod served;
+
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use served::Served;
 
 const BIN: &str = env!("CARGO_BIN_EXE_copyguard");
 
@@ -179,35 +183,51 @@ fn serve_logs_the_policy_warnings_at_start() {
         "{check_err}"
     );
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = s
-        .command(&["--listen", &format!("127.0.0.1:{port}")])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "serve did not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    // The warnings are logged before the address is bound: once it
-    // listens they are written.
-    child.kill().unwrap();
-    let _ = child.wait();
-    let mut log = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut log)
-        .unwrap();
+    let mut served = Served::start(s.command(&[]).stderr(Stdio::piped()));
+    // The warnings are logged before the address is bound: once it is
+    // reported they are written.
+    served.child.kill().unwrap();
+    let (_, log) = served.finish();
     let warning = log
         .lines()
         .find(|l| l.contains("policy warning"))
         .unwrap_or_else(|| panic!("no policy warning logged:\n{log}"));
     assert!(warning.contains("loyalty_tier"), "{warning}");
+}
+
+/// With port 0 the OS picks the ports; `serve` reports on stdout where it
+/// listens (`listening on ADDR`) and where its admin endpoint is (`admin
+/// listening on ADDR`), and both answer there.
+#[test]
+fn serve_on_port_0_reports_the_addresses_it_bound() {
+    let s = Setup::new(POLICY);
+    let mut served = Served::start(
+        s.command(&["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+            .stderr(Stdio::null()),
+    );
+    assert_ne!(served.port(), 0);
+    let mut client =
+        std::net::TcpStream::connect(served.addr).expect("connect to the reported port");
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // SSLRequest: copyguard without TLS material answers `N`.
+    client.write_all(&[0, 0, 0, 8, 4, 210, 22, 47]).unwrap();
+    let mut answer = [0u8; 1];
+    client
+        .read_exact(&mut answer)
+        .expect("an answer to SSLRequest");
+    assert_eq!(&answer, b"N");
+
+    let admin = served.admin.expect("admin address reported");
+    assert_ne!(admin.port(), 0);
+    let mut http = std::net::TcpStream::connect(admin).expect("connect to the admin port");
+    http.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(http, "GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut response = String::new();
+    let _ = http.read_to_string(&mut response);
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    served.child.kill().unwrap();
+    let _ = served.finish();
 }

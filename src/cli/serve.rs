@@ -72,10 +72,25 @@ pub fn run(args: &ConfigArgs) -> anyhow::Result<()> {
             }
         }
         let reloader = tokio::spawn(reload_on_sighup(server.policy_store(), server.audit()));
+        report_addresses(&server);
         server.run(super::shutdown_signal()).await;
         reloader.abort();
         Ok(())
     })
+}
+
+/// Prints where `server` listens on stdout, once both addresses are bound
+/// and before the first accept: `admin listening on ADDR` (with an admin
+/// endpoint), then `listening on ADDR`. With port 0 the OS picks the port;
+/// these lines say which (README, "Running it"). A closed stdout is no error.
+fn report_addresses(server: &Server) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Some(admin) = server.admin_addr() {
+        let _ = writeln!(out, "admin listening on {admin}");
+    }
+    let _ = writeln!(out, "listening on {}", server.local_addr());
+    let _ = out.flush();
 }
 
 /// The serving runtime's shape, from `COPYGUARD_RUNTIME`:

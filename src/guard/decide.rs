@@ -547,8 +547,10 @@ impl Core {
                 format!("no prepared statement {statement:?} known to copyguard"),
             )));
         };
-        self.redecide(stmt, policy)
-            .map(|exec| (exec.clone(), !Arc::ptr_eq(&exec, stmt)))
+        self.redecide(stmt, policy).map(|exec| {
+            let new = !Arc::ptr_eq(&exec, stmt);
+            (exec, new)
+        })
     }
 
     /// An Execute of `portal`: the portal's decision, applied to the

@@ -8,6 +8,7 @@
 //! response the server owes and hands back the ones to undo.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{Core, Exec, Expect};
@@ -66,9 +67,19 @@ struct Inner {
 }
 
 /// The changes of requests the server has not answered yet.
+///
+/// Most messages change no name and find nothing to undo, so a count and
+/// a flag, written under the lock, let them pass without taking it:
+/// `pending` only changes on the relay's frontend half (which alone
+/// notes, truncates and attaches), so that half reads it exactly; `undo`
+/// is set with the changes to undo and cleared as they are taken.
 #[derive(Debug, Default)]
 pub struct Journal {
     inner: Mutex<Inner>,
+    /// `inner.pending.len()`.
+    pending: AtomicUsize,
+    /// `inner.undo` is not empty.
+    undo: AtomicBool,
 }
 
 impl Journal {
@@ -78,30 +89,36 @@ impl Journal {
 
     /// Notes a change the core made.
     pub fn note(&self, change: Change) {
-        self.lock().pending.push(change);
+        let mut inner = self.lock();
+        inner.pending.push(change);
+        self.pending.store(inner.pending.len(), Ordering::Relaxed);
     }
 
     /// How many changes are noted and not yet tied to a response.
     pub fn pending(&self) -> usize {
-        self.lock().pending.len()
+        self.pending.load(Ordering::Relaxed)
     }
 
     /// Forgets the changes noted after the first `len` (the core reverted
     /// them itself).
     pub fn truncate(&self, len: usize) {
-        self.lock().pending.truncate(len);
+        let mut inner = self.lock();
+        inner.pending.truncate(len);
+        self.pending.store(inner.pending.len(), Ordering::Relaxed);
     }
 
     /// Ties the pending changes that belong to `e`, response number `id`,
     /// to it; undone at once when the server skips it (`skipped`).
-    /// Responses before `oldest` are answered: their changes stand.
+    /// Responses before `oldest` are answered: their changes stand (they
+    /// are dropped here, or by [`Journal::failed`], which never undoes
+    /// them).
     pub(super) fn attach(&self, id: u64, e: &Expect, skipped: bool, oldest: u64) {
+        if self.pending() == 0 {
+            return;
+        }
         let mut inner = self.lock();
         while inner.attached.front().is_some_and(|(i, _)| *i < oldest) {
             inner.attached.pop_front();
-        }
-        if inner.pending.is_empty() {
-            return;
         }
         // In place, in order (no allocation per response: a Bind of a
         // prepared statement leaves a change at every execution).
@@ -115,10 +132,12 @@ impl Journal {
             if skipped {
                 poison(&c);
                 inner.undo.insert(0, c);
+                self.undo.store(true, Ordering::Release);
             } else {
                 inner.attached.push_back((id, c));
             }
         }
+        self.pending.store(inner.pending.len(), Ordering::Relaxed);
     }
 
     /// The server failed response `from` and skips those up to `to`
@@ -138,11 +157,23 @@ impl Journal {
         inner.attached = kept;
         let earlier = std::mem::take(&mut inner.undo);
         inner.undo = undone.into_iter().rev().chain(earlier).collect();
+        self.undo.store(!inner.undo.is_empty(), Ordering::Release);
+    }
+
+    /// Whether there are changes to undo (one atomic load).
+    #[inline]
+    pub fn undo_due(&self) -> bool {
+        self.undo.load(Ordering::Acquire)
     }
 
     /// The changes to undo, latest first.
     pub fn take_undo(&self) -> Vec<Change> {
-        std::mem::take(&mut self.lock().undo)
+        if !self.undo_due() {
+            return Vec::new();
+        }
+        let mut inner = self.lock();
+        self.undo.store(false, Ordering::Relaxed);
+        std::mem::take(&mut inner.undo)
     }
 }
 
@@ -182,8 +213,13 @@ impl Core {
         cause: Option<&Arc<Exec>>,
     ) {
         let map = self.names(names);
+        // A known name keeps its key: the change's copy is the one
+        // allocation.
         let prev = match &new {
-            Some(e) => map.insert(name.to_owned(), e.clone()),
+            Some(e) => match map.get_mut(name) {
+                Some(now) => Some(std::mem::replace(now, e.clone())),
+                None => map.insert(name.to_owned(), e.clone()),
+            },
             None => map.remove(name),
         };
         if let Some(journal) = &self.journal {
@@ -239,11 +275,22 @@ impl Core {
     /// known) is forgotten instead: what it stands for on the server
     /// cannot be told, so using it is refused (`statement.unknown`,
     /// `portal.unknown`, `cursor.unknown`) until it is defined again.
+    /// Runs before every client message: with nothing to undo it is one
+    /// atomic load.
+    #[inline]
     pub fn settle(&mut self) {
-        let Some(journal) = self.journal.clone() else {
-            return;
+        if self.journal.as_ref().is_some_and(|j| j.undo_due()) {
+            self.undo_failed();
+        }
+    }
+
+    /// [`Core::settle`] with changes to undo.
+    #[cold]
+    fn undo_failed(&mut self) {
+        let undo = match &self.journal {
+            Some(journal) => journal.take_undo(),
+            None => return,
         };
-        let undo = journal.take_undo();
         // A name whose latest undone change is not what it stands for now
         // was changed again since.
         let mut seen = HashSet::new();

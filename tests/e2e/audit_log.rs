@@ -238,17 +238,16 @@ async fn an_unwritable_block_log_refuses_guarded_statements_until_it_recovers() 
 async fn a_sigkill_loses_no_verdict_a_client_saw() {
     fixture();
     let log = audit_path();
-    let (mut serve, port) = serve_command(&locked_policy());
-    let mut child = serve
-        .args(["--audit-flush", "50ms"])
-        .arg("--audit-path")
-        .arg(&log)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start copyguard serve");
-    wait_listening(port);
-    let client = connect_to(port, DEV).await;
+    let Served {
+        mut child, addr, ..
+    } = Served::start(
+        serve_command(&locked_policy())
+            .args(["--audit-flush", "50ms"])
+            .arg("--audit-path")
+            .arg(&log)
+            .stderr(Stdio::piped()),
+    );
+    let client = connect_to(addr.port(), DEV).await;
     let mut seen = 0;
     for i in 0..40 {
         let sql = format!("SELECT doc_number FROM identity_documents WHERE id = {i}");

@@ -513,21 +513,15 @@ fn metric(text: &str, name: &str, direction: &str) -> u64 {
 async fn guarded_traffic_is_in_the_metrics_and_the_session_ended_line() {
     fixture();
     let log = audit_path();
-    let admin = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .to_string();
-    let (mut serve, port) = serve_command(&limited_policy(5, 100, 1000));
-    let child = serve
-        .args(["--admin", &admin, "--log-format", "json"])
-        .arg("--audit-path")
-        .arg(&log)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start copyguard serve");
-    wait_listening(port);
-    let dev = connect_to(port, DEV).await;
+    let served = Served::start(
+        serve_command(&limited_policy(5, 100, 1000))
+            .args(["--admin", "127.0.0.1:0", "--log-format", "json"])
+            .arg("--audit-path")
+            .arg(&log)
+            .stderr(Stdio::piped()),
+    );
+    let admin = served.admin.expect("admin address").to_string();
+    let dev = connect_to(served.port(), DEV).await;
     let rows = dev
         .query("SELECT id, status FROM orders", &[])
         .await
@@ -547,8 +541,8 @@ async fn guarded_traffic_is_in_the_metrics_and_the_session_ended_line() {
     };
     let metrics = http_get(&admin, "/metrics");
     // SAFETY: signals the child this test started.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let out = child.wait_with_output().expect("serve output");
+    unsafe { libc::kill(served.child.id() as i32, libc::SIGTERM) };
+    let (_, stderr) = served.finish();
     let bytes = end["bytes"].as_u64().unwrap();
     assert_eq!(end["rows"], 2 * USERS, "{end}");
     assert_eq!(
@@ -559,7 +553,6 @@ async fn guarded_traffic_is_in_the_metrics_and_the_session_ended_line() {
     assert!(metric(&metrics, "copyguard_messages_total", "server_to_client") > 2 * USERS as u64);
     assert!(metric(&metrics, "copyguard_bytes_total", "client_to_server") > 0);
     assert!(metric(&metrics, "copyguard_messages_total", "client_to_server") >= 4);
-    let stderr = String::from_utf8_lossy(&out.stderr);
     let ended: Value = stderr
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())

@@ -29,11 +29,16 @@ fn http_get(addr: &str, path: &str) -> String {
     out
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+/// A port on 127.0.0.1 where nothing listens, held (bound, never
+/// listening) for as long as the socket lives, so no other test can start
+/// listening there meanwhile: connections to it are refused.
+fn refusing_port() -> (tokio::net::TcpSocket, u16) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket
+        .bind("127.0.0.1:0".parse().unwrap())
+        .expect("bind a free port");
+    let port = socket.local_addr().expect("bound").port();
+    (socket, port)
 }
 
 /// The value of the `copyguard_sessions_active` gauge.
@@ -47,7 +52,7 @@ fn sessions_active(admin: &str) -> Option<f64> {
 
 /// `copyguard serve` as its own process (so its metrics are its own), its
 /// stderr kept in a temporary log; SIGTERMed when dropped.
-struct Served {
+struct OwnServe {
     child: Child,
     port: u16,
     admin: String,
@@ -56,31 +61,26 @@ struct Served {
     _dir: tempfile::TempDir,
 }
 
-impl Served {
+impl OwnServe {
     /// Serves in front of `db` under `policy`, with an admin port.
-    fn start(db: &DevDb, policy: &Path, extra: &[&str]) -> Served {
+    fn start(db: &DevDb, policy: &Path, extra: &[&str]) -> OwnServe {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("serve.log");
-        let port = free_port();
-        let admin = format!("127.0.0.1:{}", free_port());
-        let child = Command::new(BIN)
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .args(["--admin", &admin])
-            .args(["--upstream", &format!("{}:{}", db.host(), db.port())])
-            .arg("--policy")
-            .arg(policy)
-            .args(extra)
-            .env_clear()
-            .env("COPYGUARD_AUDIT_PATH", audit_path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
-            .spawn()
-            .unwrap();
-        wait_listening(port);
-        Served {
-            child,
-            port,
-            admin,
+        let served = Served::start(
+            Command::new(BIN)
+                .args(["serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+                .args(["--upstream", &format!("{}:{}", db.host(), db.port())])
+                .arg("--policy")
+                .arg(policy)
+                .args(extra)
+                .env_clear()
+                .env("COPYGUARD_AUDIT_PATH", audit_path())
+                .stderr(Stdio::from(std::fs::File::create(&log).unwrap())),
+        );
+        OwnServe {
+            port: served.port(),
+            admin: served.admin.expect("admin address").to_string(),
+            child: served.child,
             log,
             signalled: false,
             _dir: dir,
@@ -104,7 +104,7 @@ impl Served {
     }
 }
 
-impl Drop for Served {
+impl Drop for OwnServe {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
             self.sigterm();
@@ -167,7 +167,7 @@ classified_predicates = true
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_vanishing_mid_copy_and_mid_result_leave_nothing_behind() {
     let db = &cluster().db;
-    let served = Served::start(db, &policy_dir(GUARD_POLICY), &[]);
+    let served = OwnServe::start(db, &policy_dir(GUARD_POLICY), &[]);
     let (port, admin) = (served.port, served.admin.clone());
     let cases = [
         ("trust_user", "COPY (SELECT g, repeat('x', 200) FROM generate_series(1, 3000000) g) TO STDOUT /* vanish_copy_prod */"),
@@ -227,7 +227,7 @@ async fn clients_vanishing_mid_copy_and_mid_result_leave_nothing_behind() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_cancels_queries_still_running() {
     let db = &cluster().db;
-    let mut served = Served::start(db, &policy_dir(GUARD_POLICY), &["--shutdown-timeout", "1s"]);
+    let mut served = OwnServe::start(db, &policy_dir(GUARD_POLICY), &["--shutdown-timeout", "1s"]);
     let port = served.port;
     let mut sessions = Vec::new();
     for (user, marker) in [
@@ -280,7 +280,7 @@ async fn upstream_killed_and_restarted_mid_query() {
     let db = DevDb::start(DevDbOptions::default()).expect("a throwaway cluster");
     let policy =
         policy_dir("[classes.production]\nmode = \"production\"\nroles = [\"postgres\"]\n");
-    let served = Served::start(&db, &policy, &["--connect-timeout", "2s"]);
+    let served = OwnServe::start(&db, &policy, &["--connect-timeout", "2s"]);
     let (port, admin) = (served.port, served.admin.clone());
     assert!(http_get(&admin, "/readyz").starts_with("HTTP/1.1 200"));
 
@@ -331,14 +331,13 @@ async fn upstream_killed_and_restarted_mid_query() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_for_the_connection_limit_are_logged() {
     let db = &cluster().db;
-    let served = Served::start(
+    let served = OwnServe::start(
         db,
         &policy_dir(PRODUCTION_POLICY),
         &["--max-connections", "1", "--log-format", "json"],
     );
     let port = served.port;
-    // The probe that saw the port open holds the slot until it is seen
-    // closed; wait for the slot.
+    // The first session takes the only slot (retried until served).
     let deadline = Instant::now() + Duration::from_secs(10);
     let held = loop {
         let mut raw = Raw::connect(port).await;
@@ -373,8 +372,9 @@ async fn refusals_for_the_connection_limit_are_logged() {
 /// reason, while `/healthz` (liveness) stays 200.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_reports_an_unreachable_upstream() {
+    let (_held, closed) = refusing_port();
     let mut args = proxy_args();
-    args.upstream = Some(format!("127.0.0.1:{}", free_port()));
+    args.upstream = Some(format!("127.0.0.1:{closed}"));
     args.admin = Some("127.0.0.1:0".into());
     let proxy = TestProxy::start(args);
     let admin = proxy.admin.unwrap().to_string();

@@ -355,20 +355,15 @@ async fn sighup_reloads_the_policy_for_open_sessions_and_refuses_invalid_ones() 
     let locked = policy_text(&locked_policy());
     let limited = policy_text(&limited_policy(5, 100, 1000));
     let dir = policy_dir(&locked);
-    let (mut serve, port) = serve_command(&dir);
-    let mut child = serve
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_listening(port);
+    let served = Served::start(serve_command(&dir).stderr(Stdio::piped()));
+    let (port, pid) = (served.port(), served.child.id());
     let hup = |pid: u32| assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGHUP) }, 0);
     let dev = connect_to(port, DEV).await;
     let one = "SELECT email FROM users WHERE id = 1";
     assert_eq!(run(&dev, one).await.err().as_deref(), Some("42501"));
 
     std::fs::write(dir.join("policy.toml"), &limited).unwrap();
-    hup(child.id());
+    hup(pid);
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert_eq!(
         run(&dev, one).await.map(|r| r.len()),
@@ -381,7 +376,7 @@ async fn sighup_reloads_the_policy_for_open_sessions_and_refuses_invalid_ones() 
         "[classes.x]\nmode = \"sometimes\"\n",
     )
     .unwrap();
-    hup(child.id());
+    hup(pid);
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert_eq!(
         run(&dev, one).await.map(|r| r.len()),
@@ -389,18 +384,10 @@ async fn sighup_reloads_the_policy_for_open_sessions_and_refuses_invalid_ones() 
         "an invalid policy is not applied"
     );
 
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
     drop(dev);
-    let status = child.wait().unwrap();
+    let (status, log) = served.finish();
     assert!(status.success());
-    let mut log = String::new();
-    use std::io::Read;
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut log)
-        .unwrap();
     assert!(log.contains("policy reloaded"), "{log}");
     assert!(
         log.contains("new policy refused") && log.contains("policy.toml"),

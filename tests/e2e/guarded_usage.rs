@@ -11,10 +11,8 @@
 //! Tests marked `` assert the correct
 //! behaviour of a bug found here.
 
-use std::io::Read;
 use std::pin::pin;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -935,45 +933,30 @@ async fn blocked_categories_are_refused_under_any_limit() {
 
 /// `copyguard serve` as a child process, its log collected.
 struct Serve {
-    child: Child,
+    served: Served,
     port: u16,
-    log: Arc<Mutex<String>>,
 }
 
 impl Serve {
     fn start(dir: &std::path::Path) -> Serve {
-        let (mut serve, port) = serve_command(dir);
-        let mut child = serve
-            .args(["--log-format", "json", "--shutdown-timeout", "2s"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start copyguard serve");
-        let log = Arc::new(Mutex::new(String::new()));
-        let sink = log.clone();
-        let mut stderr = child.stderr.take().expect("stderr");
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stderr.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        wait_listening(port);
-        Serve { child, port, log }
+        let served = Served::start(
+            serve_command(dir)
+                .args(["--log-format", "json", "--shutdown-timeout", "2s"])
+                .stderr(Stdio::piped()),
+        );
+        Serve {
+            port: served.port(),
+            served,
+        }
     }
 
     fn signal(&self, sig: libc::c_int) {
-        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
+        let rc = unsafe { libc::kill(self.served.child.id() as libc::pid_t, sig) };
         assert_eq!(rc, 0);
     }
 
     fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
+        self.served.stderr()
     }
 
     /// Sends SIGHUP and waits for the `n`th log line holding `needle`.
@@ -993,9 +976,10 @@ impl Serve {
 
 impl Drop for Serve {
     fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+        let child = &mut self.served.child;
+        if child.try_wait().ok().flatten().is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }
@@ -1120,7 +1104,7 @@ async fn sighup_reloads_the_policy_for_the_next_statement() {
     serve.signal(libc::SIGTERM);
     let deadline = Instant::now() + Duration::from_secs(20);
     let status = loop {
-        if let Some(status) = serve.child.try_wait().unwrap() {
+        if let Some(status) = serve.served.child.try_wait().unwrap() {
             break status;
         }
         assert!(Instant::now() < deadline, "serve did not stop");

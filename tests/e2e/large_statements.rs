@@ -23,7 +23,7 @@ fn status_kib(pid: u32, field: &str) -> usize {
 /// `copyguard serve` (the binary named by `COPYGUARD_MEMORY_BIN`, else the
 /// test build's) under `policy` and with room for 128 MiB messages.
 fn serve(policy: &str) -> (Child, u16) {
-    let (mut cmd, port) = serve_command(&policy_dir(policy));
+    let mut cmd = serve_command(&policy_dir(policy));
     if let Ok(bin) = std::env::var("COPYGUARD_MEMORY_BIN") {
         let mut other = std::process::Command::new(bin);
         other.args(cmd.get_args()).env_clear();
@@ -34,14 +34,11 @@ fn serve(policy: &str) -> (Child, u16) {
         }
         cmd = other;
     }
-    let child = cmd
-        .args(["--max-message-size", "128MiB"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("serve");
-    wait_listening(port);
-    (child, port)
+    let served = Served::start(
+        cmd.args(["--max-message-size", "128MiB"])
+            .stderr(Stdio::piped()),
+    );
+    (served.child, served.addr.port())
 }
 
 /// Where a large statement's bulk is, and how it is sent.

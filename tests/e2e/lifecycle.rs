@@ -245,51 +245,35 @@ fn serve_reports_configuration_errors_with_the_key() {
 #[test]
 fn serve_binary_relays_and_stops_on_sigterm() {
     let db = &cluster().db;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("copyguard.toml");
     std::fs::write(
         &file,
         format!(
-            "listen = \"127.0.0.1:{port}\"\npolicy = {:?}\n[limits]\nshutdown_timeout = \"5s\"\n[log]\nformat = \"json\"\n",
+            "listen = \"127.0.0.1:0\"\npolicy = {:?}\n[limits]\nshutdown_timeout = \"5s\"\n[log]\nformat = \"json\"\n",
             policy_dir(PRODUCTION_POLICY).display().to_string()
         ),
     )
     .unwrap();
-    let mut child = Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(&file)
-        .env_clear()
-        .env("COPYGUARD_AUDIT_PATH", audit_path())
-        .env("COPYGUARD_UPSTREAM", format!("{}:{}", db.host(), db.port()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "copyguard serve did not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut served = Served::start(
+        Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(&file)
+            .env_clear()
+            .env("COPYGUARD_AUDIT_PATH", audit_path())
+            .env("COPYGUARD_UPSTREAM", format!("{}:{}", db.host(), db.port()))
+            .stderr(Stdio::piped()),
+    );
+    let port = served.port();
     let out = psql(
         &conninfo(port, "md5_user", "testdb", ""),
         "SELECT current_user;",
     );
     assert_eq!(text(&out).0.trim(), "md5_user", "{:?}", text(&out));
-    signal(child.id(), libc::SIGTERM);
-    let status = wait_exit(&mut child, Duration::from_secs(20));
+    signal(served.child.id(), libc::SIGTERM);
+    let status = wait_exit(&mut served.child, Duration::from_secs(20));
     assert!(status.success(), "{status:?}");
-    let mut log = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut log)
-        .unwrap();
+    let (_, log) = served.finish();
     let started = log
         .lines()
         .find(|l| l.contains("session started"))

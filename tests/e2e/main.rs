@@ -5,6 +5,8 @@
 mod guard_agreement;
 mod guard_fixture;
 mod raw;
+#[path = "../served/mod.rs"]
+mod served;
 mod support;
 mod tap;
 

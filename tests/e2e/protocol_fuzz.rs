@@ -408,21 +408,20 @@ async fn fresh_session_answers(port: u16, user: &str) -> Result<(), String> {
 
 /// The `serve` binary under the fuzz policy, logging to a file.
 fn start_proxy(log: &std::path::Path) -> (Child, u16) {
-    let (mut cmd, port) = serve_command(&policy_dir(POLICY));
     let file = std::fs::File::create(log).expect("log file");
-    let mut child = cmd
-        .args(["--max-message-size", &MAX_MESSAGE.to_string()])
-        .args(["--startup-timeout", "10s", "--shutdown-timeout", "1s"])
-        .env("RUST_BACKTRACE", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(file))
-        .spawn()
-        .expect("start copyguard serve");
-    wait_listening(port);
+    let Served {
+        mut child, addr, ..
+    } = Served::start(
+        serve_command(&policy_dir(POLICY))
+            .args(["--max-message-size", &MAX_MESSAGE.to_string()])
+            .args(["--startup-timeout", "10s", "--shutdown-timeout", "1s"])
+            .env("RUST_BACKTRACE", "1")
+            .stderr(Stdio::from(file)),
+    );
     if let Ok(Some(status)) = child.try_wait() {
         panic!("serve exited at once: {status}");
     }
-    (child, port)
+    (child, addr.port())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

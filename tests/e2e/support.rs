@@ -13,6 +13,8 @@ use copyguard::devdb::{DevDb, DevDbOptions, ServerTls};
 use copyguard::proxy::Server;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 
+pub use crate::served::Served;
+
 /// Password of every password-authenticated test role.
 pub const PASSWORD: &str = "s3cret-pass";
 
@@ -404,35 +406,18 @@ pub fn ca_path() -> &'static Path {
 }
 
 /// `copyguard serve` (the binary) in front of the shared cluster, on a
-/// free port, under `policy`, with a clean environment and a block log of
-/// its own; the caller adds flags and spawns it. Returns the port.
-pub fn serve_command(policy: &Path) -> (Command, u16) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
+/// port the OS picks, under `policy`, with a clean environment and a block
+/// log of its own; the caller adds flags and starts it with
+/// [`Served::start`], which reads the port it reports.
+pub fn serve_command(policy: &Path) -> Command {
     let db = &cluster().db;
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_copyguard"));
-    cmd.args([
-        "serve",
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--policy",
-    ])
-    .arg(policy)
-    .args(["--upstream", &format!("{}:{}", db.host(), db.port())])
-    .env_clear()
-    .env("COPYGUARD_AUDIT_PATH", audit_path());
-    (cmd, port)
-}
-
-/// Waits (up to 20 s) until something listens on `port`.
-pub fn wait_listening(port: u16) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(std::time::Instant::now() < deadline, "serve did not listen");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--policy"])
+        .arg(policy)
+        .args(["--upstream", &format!("{}:{}", db.host(), db.port())])
+        .env_clear()
+        .env("COPYGUARD_AUDIT_PATH", audit_path());
+    cmd
 }
 
 /// The rows of a simple query's messages, every value as text.

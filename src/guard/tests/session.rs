@@ -575,3 +575,24 @@ fn a_simple_query_replaced_by_its_stand_in_changes_no_name() {
     s.parse("later", "SELECT 1");
     assert!(Arc::ptr_eq(&s.core.statements["s1"], &email));
 }
+
+#[test]
+fn an_answered_bind_stands_when_a_later_message_of_its_session_fails() {
+    // The Bind is answered; Execute and Sync note no change, so the
+    // journal still holds the Bind's when the Execute fails.
+    let mut s = Script::new(dev());
+    let email = classified_s1(&mut s);
+    s.bind("p", "s1");
+    s.sync();
+    s.queue.complete(|e| matches!(e, Expect::Bind)).unwrap();
+    assert!(s.server_ready());
+    let p = s.core.portals["p"].clone();
+    let _ = s.execute("p");
+    s.sync();
+    s.server_error();
+    assert!(s.server_ready());
+    s.parse("later", "SELECT 1");
+    assert!(Arc::ptr_eq(&s.core.portals["p"], &p), "p stays bound");
+    assert!(Arc::ptr_eq(&s.core.statements["s1"], &email));
+    assert!(!p.is_poisoned());
+}

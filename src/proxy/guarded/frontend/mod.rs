@@ -360,19 +360,16 @@ where
         let (portal, statement) =
             messages::parse_bind_names(frame).map_err(SessionError::Client)?;
         let policy = self.guard.shared.policy.current();
-        let sql = self
-            .core
-            .statements
-            .get(&*statement)
-            .and_then(|s| s.sql.clone());
-        let sql = sql.unwrap_or_else(|| SqlText::from(""));
         let decided = match self.core.bind(&portal, &statement, &policy) {
-            Step::Refuse { refusal, seen } => Err(self.refused_seen(&refusal, seen, &sql)),
+            Step::Refuse { refusal, seen } => {
+                let sql = self.statement_sql(&statement);
+                Err(self.refused_seen(&refusal, seen, &sql))
+            }
             Step::Forward { exec: None, .. } => Ok(None),
             Step::Forward {
                 exec: Some(exec),
                 new,
-            } => self.bound(&exec, new, &sql, frame).await.map(Some),
+            } => self.bound(&exec, new, &statement, frame).await.map(Some),
         };
         match decided {
             Err(err) => {
@@ -391,19 +388,30 @@ where
         }
     }
 
-    /// The portal of an allowed Bind of `exec`, its verdict recorded when
-    /// `new`; the error the client gets instead when the record fails or
-    /// the Bind is malformed.
+    /// The text of prepared statement `name` (empty when unknown), for a
+    /// Bind's record.
+    fn statement_sql(&self, name: &str) -> SqlText {
+        self.core
+            .statements
+            .get(name)
+            .and_then(|s| s.sql.clone())
+            .unwrap_or_else(|| SqlText::from(""))
+    }
+
+    /// The portal of an allowed Bind of `exec` (of prepared statement
+    /// `statement`), its verdict recorded when `new`; the error the client
+    /// gets instead when the record fails or the Bind is malformed.
     async fn bound(
         &mut self,
         exec: &Arc<Exec>,
         new: bool,
-        sql: &str,
+        statement: &str,
         frame: &Frame,
     ) -> Result<Arc<Exec>, Refused> {
         if new {
+            let sql = self.statement_sql(statement);
             self.guard
-                .allowed_verdict(sql, &exec.facts, &exec.allowance, &exec.catalog)
+                .allowed_verdict(&sql, &exec.facts, &exec.allowance, &exec.catalog)
                 .await
                 .map_err(Refused::Error)?;
         }
