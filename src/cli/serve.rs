@@ -121,12 +121,12 @@ enum Shape {
 
 /// Where guarded sessions between plain TCP sockets run once
 /// authenticated (with `threads`, `multi_thread` or `split`), from
-/// `COPYGUARD_GUARDED`: `threads` (the default: each on two threads of
-/// its own, one per half, asleep in `recv` on the socket it reads, at most
+/// `COPYGUARD_GUARDED`: `shared` (the default: on the work-stealing
+/// runtime, with the sessions' other work) or `threads` (each on two
+/// threads of its own, one per half, at most
 /// `COPYGUARD_THREADED_GUARDED=N` at once, default [`THREADED_PER_CORE`]
-/// per core; the others shared) or `shared` (all on the work-stealing
-/// runtime, with the sessions' other work). See `benches/README.md`,
-/// "Guarded sessions on two threads".
+/// per core; the others shared). See `benches/README.md`, "Guarded
+/// sessions on two threads".
 enum GuardedShape {
     Shared,
     Threads(usize),
@@ -135,8 +135,8 @@ enum GuardedShape {
 impl GuardedShape {
     fn from_env() -> anyhow::Result<GuardedShape> {
         Ok(match std::env::var("COPYGUARD_GUARDED").as_deref() {
-            Ok("shared") => GuardedShape::Shared,
-            Ok("threads") | Err(_) => {
+            Ok("shared") | Err(_) => GuardedShape::Shared,
+            Ok("threads") => {
                 GuardedShape::Threads(count("COPYGUARD_THREADED_GUARDED", threaded_default())?)
             }
             Ok(other) => {
