@@ -25,6 +25,7 @@ mod spawner;
 mod threads;
 
 pub use spawner::Spawner;
+pub(crate) use threads::STOP_GRACE;
 
 /// Each direction's buffer starts at this size, enough for the small
 /// messages of an interactive session, and doubles whenever a read fills

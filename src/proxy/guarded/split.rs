@@ -17,7 +17,6 @@
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::sync::mpsc;
@@ -28,16 +27,10 @@ use super::{
     catalog_of, failed, finish, Backend, Delivered, Frontend, Guard, Outcome, Reader, Writer,
     CLIENT_OUT_CAPACITY,
 };
-use crate::proxy::relay::RelayEnd;
+use crate::proxy::relay::{RelayEnd, STOP_GRACE};
 use crate::proxy::workers::session_runtime;
 use crate::proxy::{SessionError, SessionInfo, Shared};
 use crate::wire::{Conn, FrameWriter};
-
-/// How long the second half may take to end once the first has and both
-/// sockets are shut for reading (it was blocked writing to a peer that
-/// does not read) before the sockets are shut down both ways; also how
-/// long the session's last words to the client may block.
-const STOP_GRACE: Duration = Duration::from_secs(1);
 
 /// What [`run`] needs of the session, moved to its thread.
 pub(super) struct Session {
@@ -135,6 +128,8 @@ pub(super) fn run(
             (false, Ok(front), Ok(back)) => front.or(back).unwrap_or(Err(SessionError::Shutdown)),
         }
     });
+    // The session's last words to the client block no longer than a half
+    // told to stop may.
     let _ = client.set_write_timeout(Some(STOP_GRACE));
     let ended = own_rt.block_on(finish(&guard, outcome, &mut client_out, delivered));
     drop((client_in, server_out, server_in, client_out));

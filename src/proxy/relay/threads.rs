@@ -23,8 +23,9 @@ use crate::proxy::SessionError;
 use crate::wire::Stream;
 
 /// How long a direction told to stop may take before its sockets are shut
-/// down both ways (it was blocked writing to a peer that does not read).
-const STOP_GRACE: Duration = Duration::from_secs(1);
+/// down both ways (it was blocked writing to a peer that does not read);
+/// also a guarded session's half on a thread of its own.
+pub(crate) const STOP_GRACE: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Direction {
