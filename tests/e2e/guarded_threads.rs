@@ -32,6 +32,17 @@ async fn idle_guarded_session(port: u16, marker: &str) -> Raw {
     raw
 }
 
+/// Reads the session to its end: the client was told `57P01`, then closed.
+async fn told_and_closed(raw: &mut Raw) {
+    let msgs = raw.drain().await;
+    let fatal = msgs.iter().find(|m| m.tag == b'E');
+    assert_eq!(
+        fatal.and_then(|m| m.sqlstate()).as_deref(),
+        Some("57P01"),
+        "{msgs:?}"
+    );
+}
+
 /// The client vanishes without a Terminate: the frontend's thread reads
 /// the end of its stream, and the backend's, asleep in `recv` on the
 /// server, is woken, so the server connection closes.
@@ -60,13 +71,7 @@ async fn a_session_the_server_ends_closes_the_clients_connection() {
              WHERE query LIKE '%threads_server_gone%' AND pid <> pg_backend_pid()",
         )
         .expect("terminate the backend");
-    let msgs = raw.drain().await;
-    let fatal = msgs.iter().find(|m| m.tag == b'E');
-    assert_eq!(
-        fatal.and_then(|m| m.sqlstate()).as_deref(),
-        Some("57P01"),
-        "{msgs:?}"
-    );
+    told_and_closed(&mut raw).await;
     drop(proxy);
 }
 
@@ -78,13 +83,7 @@ async fn shutdown_past_the_grace_period_reaches_a_session_asleep() {
     let mut proxy = threaded_proxy("1s");
     let mut raw = idle_guarded_session(proxy.port(), "threads_shutdown").await;
     proxy.begin_shutdown();
-    let msgs = raw.drain().await;
-    let fatal = msgs.iter().find(|m| m.tag == b'E');
-    assert_eq!(
-        fatal.and_then(|m| m.sqlstate()).as_deref(),
-        Some("57P01"),
-        "{msgs:?}"
-    );
+    told_and_closed(&mut raw).await;
     tokio::task::spawn_blocking(move || proxy.shutdown())
         .await
         .unwrap();
