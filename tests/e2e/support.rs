@@ -217,7 +217,8 @@ impl TestProxy {
     }
 
     /// Starts a proxy with `args` whose production relays and guarded
-    /// sessions run on threads of their own, as `serve` places them.
+    /// sessions run on threads of their own, as `serve` places them with
+    /// `COPYGUARD_GUARDED=threads`.
     pub fn start_threaded(args: ConfigArgs) -> TestProxy {
         TestProxy::start_placed(args, Some("threads".into()))
     }
@@ -243,7 +244,8 @@ impl TestProxy {
                         server = server.with_relay_runtimes(relays);
                     }
                     // Production relays on blocking threads of their own,
-                    // guarded sessions on a thread each, as `serve` does.
+                    // guarded sessions on two threads each, as `serve` does
+                    // with `COPYGUARD_GUARDED=threads`.
                     Some("threads") => {
                         let relays =
                             copyguard::proxy::relay::RelayThreads::new(64).expect("relay spawner");
