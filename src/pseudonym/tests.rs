@@ -775,6 +775,27 @@ fn run_many(
         .collect())
 }
 
+/// Each value's output (`None`: NULL or refused).
+type Outputs = Vec<Option<Vec<u8>>>;
+
+/// `values` through `t` all at once, and one `apply` each.
+fn many_and_one_each(
+    t: &Transform,
+    ty: ColumnType,
+    fmt: Format,
+    values: Vec<Option<String>>,
+) -> (Outputs, Outputs) {
+    let values: Vec<Option<Vec<u8>>> = values
+        .into_iter()
+        .map(|v| v.map(String::into_bytes))
+        .collect();
+    let one_each = values
+        .iter()
+        .map(|v| v.as_deref().and_then(|v| run(&A, t, ty, fmt, v)))
+        .collect();
+    (run_many(t, ty, fmt, &values).unwrap(), one_each)
+}
+
 proptest! {
     /// Many values at once give what one `apply` each gives, whether laid
     /// out and permuted together (shapes of text) or not.
@@ -789,12 +810,8 @@ proptest! {
         fmt in prop_oneof![Just(Format::Text), Just(Format::Binary)],
     ) {
         let t = [Transform::Phone, Transform::Bijection, Transform::Token, Transform::Email, Transform::Redact][which].clone();
-        let values: Vec<Option<Vec<u8>>> = values.into_iter().map(|v| v.map(String::into_bytes)).collect();
-        let one_each: Vec<Option<Vec<u8>>> = values
-            .iter()
-            .map(|v| v.as_deref().and_then(|v| run(&A, &t, ty, fmt, v)))
-            .collect();
-        prop_assert_eq!(run_many(&t, ty, fmt, &values).unwrap(), one_each);
+        let (many, one_each) = many_and_one_each(&t, ty, fmt, values);
+        prop_assert_eq!(many, one_each);
     }
 }
 
@@ -831,11 +848,7 @@ proptest! {
             Transform::Month,
         ][which].clone();
         let ty = ColumnType::plain(oid);
-        let values: Vec<Option<Vec<u8>>> = values.into_iter().map(|v| v.map(String::into_bytes)).collect();
-        let one_each: Vec<Option<Vec<u8>>> = values
-            .iter()
-            .map(|v| v.as_deref().and_then(|v| run(&A, &t, ty, Format::Text, v)))
-            .collect();
-        prop_assert_eq!(run_many(&t, ty, Format::Text, &values).unwrap(), one_each);
+        let (many, one_each) = many_and_one_each(&t, ty, Format::Text, values);
+        prop_assert_eq!(many, one_each);
     }
 }
