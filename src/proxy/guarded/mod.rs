@@ -14,8 +14,10 @@ mod blocking;
 mod copy_pipe;
 mod exec;
 mod frontend;
+mod race;
 mod split;
 
+use std::pin::pin;
 use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -35,6 +37,7 @@ use crate::wire::{Conn, FrameWriter, Stream};
 use backend::{Backend, Delivered};
 use exec::{RefusedStatement, SessionState};
 use frontend::Frontend;
+use race::{race, First};
 
 /// A refusal about to be recorded: the rule, what was refused (for the
 /// log) and its block-log event.
@@ -283,12 +286,16 @@ pub(crate) async fn run(
     let guard = Guard::new(&shared, info, class, upstream_key, session);
     let force = shared.force.child_token();
     let outcome = {
-        let front = Frontend::new(&guard, &mut client_in, &mut server_out, catalog).run();
-        let back = Backend::new(&guard, &mut server_in, &mut client_out, &mut delivered).run();
-        tokio::select! {
-            r = front => r.map(|()| RelayEnd::ClientClosed),
-            r = back => r.map(|()| RelayEnd::ServerClosed),
-            _ = force.cancelled() => Err(SessionError::Shutdown),
+        let front = pin!(Frontend::new(&guard, &mut client_in, &mut server_out, catalog).run());
+        let back =
+            pin!(Backend::new(&guard, &mut server_in, &mut client_out, &mut delivered).run());
+        let forced = pin!(force.cancelled());
+        // Each half polled only when woken (`race`), not at every wake-up
+        // of the other.
+        match race(front, race(back, forced)).await {
+            First::Left(r) => r.map(|()| RelayEnd::ClientClosed),
+            First::Right(First::Left(r)) => r.map(|()| RelayEnd::ServerClosed),
+            First::Right(First::Right(())) => Err(SessionError::Shutdown),
         }
     };
     finish(&guard, outcome, &mut client_out, delivered).await
