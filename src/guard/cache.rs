@@ -12,10 +12,9 @@
 //! ones: refusals are decided afresh, with their own message. A hit builds
 //! a fresh [`Exec`] (its own counters, the statement's real text).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::Exec;
+use super::{Exec, NameMap};
 use crate::analysis::{shape, StatementFacts, StatementKind};
 use crate::catalog::Catalog;
 use crate::policy::{Allowance, Policy, RoleClass};
@@ -35,7 +34,7 @@ fn disabled_by_env() -> bool {
 
 /// Allowed decisions by statement shape, least recently used evicted.
 pub(crate) struct DecisionCache {
-    entries: HashMap<String, Entry>,
+    entries: NameMap<Entry>,
     /// Use counter, for eviction.
     tick: u64,
     /// Whether lookups and stores are skipped.
@@ -64,7 +63,7 @@ pub(crate) struct Now<'a> {
 impl Default for DecisionCache {
     fn default() -> DecisionCache {
         DecisionCache {
-            entries: HashMap::new(),
+            entries: NameMap::default(),
             tick: 0,
             off: disabled_by_env(),
         }

@@ -19,12 +19,11 @@
 //! returning classified rows must come alone
 //! (`statement.limited_not_alone`).
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::cache::{DecisionCache, Now};
 use super::journal::Names;
-use super::{Exec, Journal, Refusal, RefusedFacts, SqlText};
+use super::{Exec, Journal, NameMap, Refusal, RefusedFacts, SqlText};
 use crate::analysis::{self, AnalysisError, Context, StatementFacts, StatementKind};
 use crate::catalog::Catalog;
 use crate::enforce;
@@ -69,11 +68,11 @@ pub struct Core {
     /// log holds one record), and what is allowed after it never runs.
     pub batch_failed: bool,
     /// Prepared statements (Parse and SQL PREPARE), by name.
-    pub statements: HashMap<String, Arc<Exec>>,
+    pub statements: NameMap<Arc<Exec>>,
     /// Bound portals, by name.
-    pub portals: HashMap<String, Arc<Exec>>,
+    pub portals: NameMap<Arc<Exec>>,
     /// Declared cursors, by name.
-    pub cursors: HashMap<String, Arc<Exec>>,
+    pub cursors: NameMap<Arc<Exec>>,
     /// Allowed decisions by statement shape.
     cache: Mutex<DecisionCache>,
     /// Where changes to those names are noted until the server answers
@@ -105,9 +104,9 @@ impl Core {
             ddl_seen: false,
             batch_changed: false,
             batch_failed: false,
-            statements: HashMap::new(),
-            portals: HashMap::new(),
-            cursors: HashMap::new(),
+            statements: NameMap::default(),
+            portals: NameMap::default(),
+            cursors: NameMap::default(),
             cache: Mutex::default(),
             journal: None,
         }

@@ -7,11 +7,11 @@
 //! changes, and the [`Queue`](super::Queue), which ties them to the
 //! response the server owes and hands back the ones to undo.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{Core, Exec, Expect};
+use super::{Core, Exec, Expect, NameMap};
 
 /// Which of the session's names a change is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -195,7 +195,7 @@ impl Core {
     }
 
     /// The map of `names`.
-    fn names(&mut self, names: Names) -> &mut HashMap<String, Arc<Exec>> {
+    fn names(&mut self, names: Names) -> &mut NameMap<Arc<Exec>> {
         match names {
             Names::Statements => &mut self.statements,
             Names::Portals => &mut self.portals,

@@ -30,3 +30,9 @@ pub use queue::{
 };
 pub use refusal::{relation_names, Refusal, RefusedFacts};
 pub use text::SqlText;
+
+/// A map by client-chosen name (prepared statements, portals, cursors,
+/// cached statement shapes), hashed with foldhash's seeded quality hasher:
+/// several lookups per guarded message, at a fraction of SipHash's cost on
+/// short keys.
+pub type NameMap<V> = std::collections::HashMap<String, V, foldhash::quality::RandomState>;
