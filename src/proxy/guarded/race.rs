@@ -246,10 +246,9 @@ mod tests {
 
     #[test]
     fn a_wake_while_a_branch_runs_is_not_lost() {
-        // The left branch, polled, wakes the right one from inside its
-        // own poll (as the frontend does when it queues what the backend
-        // waits for): the task is woken again, and the next poll polls
-        // the right one.
+        // The left branch wakes the right one from inside its own poll,
+        // after the race took the woken bits: the task is woken again,
+        // and the next poll polls the right one.
         let right = Probe::new();
         let finish_right = right.handle();
         let left_waker: Arc<std::sync::Mutex<Option<Waker>>> = Arc::default();
