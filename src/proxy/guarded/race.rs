@@ -192,18 +192,35 @@ mod tests {
         }
     }
 
-    #[test]
-    fn only_the_woken_branch_is_polled() {
+    impl Counting {
+        /// A counting task waker, and the count to read.
+        fn new() -> (Arc<Counting>, Waker) {
+            let task = Arc::new(Counting(AtomicUsize::new(0)));
+            (task.clone(), Waker::from(task))
+        }
+
+        fn wakes(&self) -> usize {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    /// Two probes raced, polled once in `cx` (both pending).
+    fn started(cx: &mut Context<'_>) -> (Probe, Probe, Race<Probe, Probe>) {
         let (left, right) = (Probe::new(), Probe::new());
         let mut raced = race(left.handle(), right.handle());
-        let task = Arc::new(Counting(AtomicUsize::new(0)));
-        let waker = Waker::from(task.clone());
+        assert!(Pin::new(&mut raced).poll(cx).is_pending());
+        (left, right, raced)
+    }
+
+    #[test]
+    fn only_the_woken_branch_is_polled() {
+        let (task, waker) = Counting::new();
         let mut cx = Context::from_waker(&waker);
-        assert!(Pin::new(&mut raced).poll(&mut cx).is_pending());
+        let (left, right, mut raced) = started(&mut cx);
         assert_eq!((left.polls(), right.polls()), (1, 1));
 
         right.wake();
-        assert_eq!(task.0.load(Ordering::SeqCst), 1, "the task is woken");
+        assert_eq!(task.wakes(), 1, "the task is woken");
         assert!(Pin::new(&mut raced).poll(&mut cx).is_pending());
         assert_eq!((left.polls(), right.polls()), (1, 2));
 
@@ -221,20 +238,16 @@ mod tests {
 
     #[test]
     fn both_woken_are_both_polled_left_first() {
-        let (left, right) = (Probe::new(), Probe::new());
-        let mut raced = race(left.handle(), right.handle());
-        let waker = Waker::from(Arc::new(Counting(AtomicUsize::new(0))));
+        let (_, waker) = Counting::new();
         let mut cx = Context::from_waker(&waker);
-        assert!(Pin::new(&mut raced).poll(&mut cx).is_pending());
+        let (left, right, mut raced) = started(&mut cx);
         right.finish();
         left.finish();
         assert_eq!(
             Pin::new(&mut raced).poll(&mut cx),
             Poll::Ready(First::Left(2))
         );
-        let (left, right) = (Probe::new(), Probe::new());
-        let mut raced = race(left.handle(), right.handle());
-        assert!(Pin::new(&mut raced).poll(&mut cx).is_pending());
+        let (left, right, mut raced) = started(&mut cx);
         right.finish();
         left.wake();
         assert_eq!(
@@ -265,15 +278,14 @@ mod tests {
         });
         let left = pin!(left);
         let mut raced = race(left, right.handle());
-        let task = Arc::new(Counting(AtomicUsize::new(0)));
-        let waker = Waker::from(task.clone());
+        let (task, waker) = Counting::new();
         let mut cx = Context::from_waker(&waker);
         assert!(Pin::new(&mut raced).poll(&mut cx).is_pending());
         left_waker.lock().unwrap().take().unwrap().wake();
-        assert_eq!(task.0.load(Ordering::SeqCst), 1);
+        assert_eq!(task.wakes(), 1);
         assert!(Pin::new(&mut raced).poll(&mut cx).is_pending());
         assert_eq!(right.polls(), 1, "not woken when the race looked");
-        assert_eq!(task.0.load(Ordering::SeqCst), 2, "woken again");
+        assert_eq!(task.wakes(), 2, "woken again");
         assert_eq!(
             Pin::new(&mut raced).poll(&mut cx),
             Poll::Ready(First::Right(2))
