@@ -25,7 +25,6 @@ const RIGHT: u8 = 2;
 
 /// What the branches' wakers share with the race: which branches were
 /// woken since the race last looked, and the task to wake.
-#[derive(Default)]
 struct Woken {
     branches: AtomicU8,
     task: AtomicWaker,
@@ -94,7 +93,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        // Registered before the flags are taken: a branch woken after the
+        // Registered before the bits are taken: a branch woken after the
         // swap wakes this task again.
         this.woken.task.register(cx.waker());
         let branches = this.woken.branches.swap(0, Ordering::AcqRel);
