@@ -194,7 +194,7 @@ fn bench(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(3));
     group.warm_up_time(Duration::from_secs(1));
     group.throughput(Throughput::Elements(1));
-    for (name, sql) in CORPUS.iter().take(3) {
+    for (name, sql) in CORPUS {
         group.bench_with_input(BenchmarkId::from_parameter(name), sql, |b, sql| {
             b.iter(|| {
                 sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::PostgreSqlDialect {}, sql)

@@ -5,15 +5,16 @@
 //! [`analyze`] parses the text with sqlparser's PostgreSQL dialect
 //! (`input`, `fallback`), then walks each statement (`statement`, `dml`,
 //! `ddl`) through its queries (`query`, `from`), relations and views
-//! (`relations`) and expressions (`expr`, `operands`, `operators`),
-//! resolving names the way PostgreSQL does (`scope`, `names`). Whatever it
-//! does not understand is an error, and guarded sessions refuse the
-//! statement.
+//! (`relations`; views' parsed definitions are kept by `definitions`) and
+//! expressions (`expr`, `operands`, `operators`), resolving names the way
+//! PostgreSQL does (`scope`, `names`). Whatever it does not understand is
+//! an error, and guarded sessions refuse the statement.
 
 mod analyzer;
 mod colname;
 mod colset;
 mod ddl;
+mod definitions;
 mod dml;
 mod expr;
 mod facts;

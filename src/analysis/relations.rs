@@ -25,11 +25,11 @@ use crate::catalog::{ColumnId, Oid, RelKind, Relation};
 
 use super::analyzer::{Acc, Analyzer, Expansion};
 use super::colset::ColSet;
-use super::input;
 use super::names;
 use super::query::aliased;
 use super::scope::{Col, FromItem, Lin};
 use super::AnalysisError;
+use super::{definitions, input};
 
 /// Views nested deeper than this inside one another are not expanded but
 /// fall back to their dependencies (each level costs stack).
@@ -106,21 +106,28 @@ impl<'a> Analyzer<'a> {
         let definition = rel.definition.as_deref().ok_or_else(|| {
             AnalysisError::Unsupported(format!("no definition of {}", rel.qualified_name()))
         })?;
-        let statements = input::parse_definition(definition)?;
-        // Matched by reference: a `Statement` is large, and this frame is
-        // on the recursion path of nested views.
-        let [Statement::Query(query)] = statements.as_slice() else {
-            return Err(AnalysisError::Unsupported(format!(
-                "definition of {} is not one query",
-                rel.qualified_name()
-            )));
-        };
+        // Parsed once per process (`definitions`); the walk below depends
+        // on the session's search path and is not kept.
+        let query = definitions::shared()
+            .query(definition, |text| {
+                let mut statements = input::parse_definition(text).ok()?;
+                match (statements.pop(), statements.is_empty()) {
+                    (Some(Statement::Query(query)), true) => Some(*query),
+                    _ => None,
+                }
+            })
+            .ok_or_else(|| {
+                AnalysisError::Unsupported(format!(
+                    "definition of {} is not one query",
+                    rel.qualified_name()
+                ))
+            })?;
         let levels = std::mem::take(&mut self.levels);
         let ctes = std::mem::take(&mut self.ctes);
         let acc = std::mem::take(&mut self.acc);
         let into_allowed = std::mem::replace(&mut self.into_allowed, false);
         self.view_stack.push(rel.oid);
-        let result = self.query(query);
+        let result = self.query(&query);
         self.view_stack.pop();
         self.levels = levels;
         self.ctes = ctes;

@@ -125,6 +125,35 @@ fn view_resolving_elsewhere_on_the_session_path_keeps_its_dependencies() {
     assert_eq!(f.outputs[0].direct, Some(ID));
 }
 
+/// A view's parsed definition is kept (`definitions`): decisions after the
+/// first, in any order and under another search path, give the facts an
+/// analysis that parses every definition afresh gives.
+#[test]
+fn views_read_again_give_the_facts_of_a_fresh_parse() {
+    let statements = [
+        "SELECT contact, id FROM v_users WHERE id > 3",
+        "SELECT * FROM v_nested",
+        "SELECT l FROM v_leak",
+        "SELECT a FROM v_broken",
+        "SELECT x FROM v_loop",
+        "SELECT id FROM public.v_unqualified",
+    ];
+    let fresh = |sql, path| {
+        crate::analysis::definitions::BYPASS.set(true);
+        let facts = run_with(sql, path);
+        crate::analysis::definitions::BYPASS.set(false);
+        facts
+    };
+    for round in 0..2 {
+        for path in [&["public"][..], &["app", "public"]] {
+            for sql in statements {
+                let facts = run_with(sql, path);
+                assert_eq!(facts, fresh(sql, path), "round {round}, {path:?}: {sql}");
+            }
+        }
+    }
+}
+
 #[test]
 fn recursive_view_falls_back_instead_of_looping() {
     let f = one("SELECT x FROM v_loop");
