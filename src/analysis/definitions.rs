@@ -48,6 +48,14 @@ thread_local! {
     pub(crate) static BYPASS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+/// Whether this thread parses every definition afresh (tests only).
+fn bypassed() -> bool {
+    #[cfg(test)]
+    return BYPASS.get();
+    #[cfg(not(test))]
+    false
+}
+
 /// The process's definitions.
 pub(crate) fn shared() -> &'static Definitions {
     static SHARED: LazyLock<Definitions> = LazyLock::new(|| Definitions::new(BUDGET));
@@ -70,11 +78,7 @@ impl Definitions {
         text: &str,
         parse: impl FnOnce(&str) -> Option<Query>,
     ) -> Option<Arc<Query>> {
-        #[cfg(test)]
-        if BYPASS.get() {
-            return parse(text).map(Arc::new);
-        }
-        if text.len() > MAX_DEFINITION.min(self.budget) {
+        if text.len() > MAX_DEFINITION.min(self.budget) || bypassed() {
             return parse(text).map(Arc::new);
         }
         if let Some(kept) = self.lock().get(text) {
@@ -132,12 +136,7 @@ mod tests {
     /// `text` parsed as one query, counted in `parses`.
     fn one_query(text: &str, parses: &AtomicUsize) -> Option<Query> {
         parses.fetch_add(1, Ordering::Relaxed);
-        let dialect = sqlparser::dialect::PostgreSqlDialect {};
-        let mut statements = sqlparser::parser::Parser::parse_sql(&dialect, text).ok()?;
-        match (statements.pop(), statements.is_empty()) {
-            (Some(sqlparser::ast::Statement::Query(query)), true) => Some(*query),
-            _ => None,
-        }
+        crate::analysis::input::parse_definition(text)
     }
 
     #[test]

@@ -88,11 +88,15 @@ fn without_locations(mut tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
     tokens
 }
 
-/// Parses a catalog-provided SELECT (a view definition), without
-/// locations: a definition that does not parse falls back to the view's
-/// dependencies, and its error is not shown.
-pub(crate) fn parse_definition(sql: &str) -> Result<Vec<Statement>, AnalysisError> {
-    parse_tokens(tokenize_at(sql, false)?).map_err(AnalysisError::Parse)
+/// Parses a catalog-provided SELECT (a view definition) as one query,
+/// without locations; `None` when it does not parse or is not one query:
+/// such a view falls back to its dependencies, and no error is shown.
+pub(crate) fn parse_definition(sql: &str) -> Option<sqlparser::ast::Query> {
+    let mut statements = parse_tokens(tokenize_at(sql, false).ok()?).ok()?;
+    match (statements.pop(), statements.is_empty()) {
+        (Some(Statement::Query(query)), true) => Some(*query),
+        _ => None,
+    }
 }
 
 fn non_empty(mut statements: Vec<Parsed>) -> Vec<Parsed> {

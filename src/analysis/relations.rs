@@ -19,7 +19,7 @@
 
 use std::collections::BTreeSet;
 
-use sqlparser::ast::{Statement, TableAlias};
+use sqlparser::ast::TableAlias;
 
 use crate::catalog::{ColumnId, Oid, RelKind, Relation};
 
@@ -109,13 +109,7 @@ impl<'a> Analyzer<'a> {
         // Parsed once per process (`definitions`); the walk below depends
         // on the session's search path and is not kept.
         let query = definitions::shared()
-            .query(definition, |text| {
-                let mut statements = input::parse_definition(text).ok()?;
-                match (statements.pop(), statements.is_empty()) {
-                    (Some(Statement::Query(query)), true) => Some(*query),
-                    _ => None,
-                }
-            })
+            .query(definition, input::parse_definition)
             .ok_or_else(|| {
                 AnalysisError::Unsupported(format!(
                     "definition of {} is not one query",
