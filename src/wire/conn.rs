@@ -13,8 +13,8 @@ pub struct Frame {
     bytes: Bytes,
 }
 
-/// Room made in the buffer before each read: many small frames then cost
-/// one read, not one each.
+/// Room made in the buffer beyond the frame being read: many small frames
+/// then cost one read, not one each.
 const READ_CHUNK: usize = 32 * 1024;
 
 impl Frame {
@@ -138,7 +138,7 @@ impl<S: AsyncRead + Unpin> Conn<S> {
             } else {
                 HEADER_LEN
             };
-            self.buf.reserve((need - self.buf.len()).max(READ_CHUNK));
+            self.make_room(need);
             let read = std::pin::pin!(self.stream.read_buf(&mut self.buf));
             if ready!(read.poll(cx))? == 0 {
                 return Poll::Ready(if self.buf.is_empty() {
@@ -196,11 +196,20 @@ impl<S: AsyncRead + Unpin> Conn<S> {
         }
     }
 
+    /// Makes room to read up to `need` buffered bytes and a read chunk
+    /// beyond them. Room for a frame is made once, when its length is
+    /// read: the later reads of a large frame that arrives in pieces find
+    /// it, and never grow the buffer (a growth copies every byte read so
+    /// far).
+    fn make_room(&mut self, need: usize) {
+        self.buf.reserve(need - self.buf.len() + READ_CHUNK);
+    }
+
     /// Ensures `n` bytes are buffered. `Ok(false)` on EOF with nothing
     /// buffered; EOF with a partial frame is an error.
     async fn fill(&mut self, n: usize) -> Result<bool, WireError> {
         while self.buf.len() < n {
-            self.buf.reserve((n - self.buf.len()).max(READ_CHUNK));
+            self.make_room(n);
             if self.stream.read_buf(&mut self.buf).await? == 0 {
                 return if self.buf.is_empty() {
                     Ok(false)
@@ -254,6 +263,36 @@ mod tests {
         let f = conn.read_frame().await.unwrap().unwrap();
         assert_eq!(f.tag(), b'X');
         assert!(conn.read_frame().await.unwrap().is_none());
+    }
+
+    /// A large frame whose last bytes come in a read of their own, smaller
+    /// than a read chunk, is still read into the one allocation made for
+    /// it when its length was read (before: the buffer was grown to twice
+    /// the frame for that last read, copying every byte read so far).
+    #[tokio::test]
+    async fn a_large_frame_arriving_slowly_is_read_into_one_allocation() {
+        const LEN: usize = 1 << 20;
+        let mut frame = vec![b'Q'];
+        frame.extend_from_slice(&(LEN as u32 - 1).to_be_bytes());
+        frame.resize(LEN, b'x');
+        let (mut a, b) = tokio::io::duplex(2 * LEN);
+        let (first, last) = frame.split_at(LEN - 100);
+        let (first, last) = (first.to_vec(), last.to_vec());
+        let writer = tokio::spawn(async move {
+            a.write_all(&first).await.unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            a.write_all(&last).await.unwrap();
+            a
+        });
+        let mut conn = Conn::new(b, 2 * LEN);
+        let read = conn.read_frame().await.unwrap().unwrap();
+        assert_eq!(read.as_bytes(), &frame[..]);
+        assert!(
+            conn.buf.capacity() <= READ_CHUNK,
+            "{} bytes of room left behind a {LEN}-byte frame",
+            conn.buf.capacity()
+        );
+        drop(writer.await.unwrap());
     }
 
     #[tokio::test]
