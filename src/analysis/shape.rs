@@ -291,7 +291,10 @@ fn punctuation(token: &Token) -> bool {
 /// a text naming `STDIN` (after `COPY … FROM STDIN;` and a line break,
 /// that tokenizer reads the data as one token): [`full`] then tokenizes it.
 fn quick(sql: &str) -> Option<Vec<Tok<'_>>> {
-    let mut tokens = Vec::with_capacity(sql.len() / 4 + 4);
+    // Room for a token per three bytes, so the vector is seldom regrown:
+    // SQL of short names and `.` (`o.id = u.user_id`) has more than one
+    // token per four bytes.
+    let mut tokens = Vec::with_capacity(sql.len() / 3 + 8);
     scan(sql, usize::MAX, false, &Cell::new(false), |token, _| {
         // Nor the inline data of a `COPY … FROM STDIN;`.
         if matches!(token, Tok::Foreign) || word_in(&token, &["STDIN"]) {
