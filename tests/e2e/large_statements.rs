@@ -6,7 +6,7 @@
 
 use std::process::{Child, Stdio};
 
-use crate::raw::{frame, startup_packet, Raw};
+use crate::raw::{frame, Raw};
 use crate::support::*;
 
 const MIB: usize = 1024 * 1024;
@@ -19,6 +19,12 @@ fn status_kib(pid: u32, field: &str) -> usize {
         .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
         .unwrap_or_else(|| panic!("{field} missing"))
+}
+
+/// Growth of `pid`'s peak RSS over `idle` (KiB, an earlier `VmHWM`), in
+/// MiB.
+fn peak_growth_since(pid: u32, idle: usize) -> f64 {
+    status_kib(pid, "VmHWM:").saturating_sub(idle) as f64 / 1024.0
 }
 
 /// `copyguard serve` (the binary named by `COPYGUARD_MEMORY_BIN`, else the
@@ -304,10 +310,10 @@ async fn peak_growth(policy: &str, kind: Large, size: usize, sessions: usize) ->
     for r in futures_util::future::join_all(runs).await {
         r.expect("session");
     }
-    let peak = status_kib(child.id(), "VmHWM:");
+    let growth = peak_growth_since(child.id(), idle);
     let _ = child.kill();
     let _ = child.wait();
-    (peak.saturating_sub(idle)) as f64 / 1024.0
+    growth
 }
 
 /// Whether `COPYGUARD_MEMORY_KINDS` (e.g. `Plain,Copy`: names of
@@ -342,13 +348,8 @@ async fn a_large_guarded_query_costs_one_copy_of_it() {
 /// when a loaded machine split the client's sending so).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_statement_arriving_slowly_costs_one_copy_of_it() {
-    let db = fresh_database("large_statements");
     let (mut child, port) = serve(GUARDED_TRUST_USER_CLASS);
-    let mut raw = Raw::connect(port).await;
-    let login = [("user", "trust_user"), ("database", db.as_str())];
-    raw.send(&startup_packet(0, &login)).await;
-    let ready = raw.until_ready().await;
-    assert_eq!(ready.last().map(|m| m.tag), Some(b'Z'), "{ready:?}");
+    let mut raw = Raw::login(port).await;
     let warm = raw.query("SELECT length('warm')").await;
     assert!(warm.iter().any(|m| m.tag == b'D'), "{warm:?}");
     let idle = status_kib(child.id(), "VmHWM:");
@@ -364,7 +365,7 @@ async fn a_large_statement_arriving_slowly_costs_one_copy_of_it() {
     let answer = raw.until_ready().await;
     let row = answer.iter().find(|m| m.tag == b'D').expect("a row");
     assert_eq!(&row.body[6..], expected.as_bytes(), "{answer:?}");
-    let growth = (status_kib(child.id(), "VmHWM:").saturating_sub(idle)) as f64 / 1024.0;
+    let growth = peak_growth_since(child.id(), idle);
     eprintln!("32 MiB guarded, its last bytes late: peak RSS +{growth:.0} MiB");
     assert!(growth < 32.0 + 16.0, "peak RSS grew {growth:.0} MiB");
     let _ = child.kill();
