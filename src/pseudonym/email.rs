@@ -44,11 +44,9 @@ pub(crate) fn write_tagged(
         out.push(b'.');
     }
     let bits = u64::from_be_bytes(tag[..8].try_into().ok()?);
-    let mut chars = [0; TOKEN];
-    for (i, c) in chars.iter_mut().enumerate() {
-        *c = BASE32[((bits >> (59 - 5 * i)) & 31) as usize];
-    }
-    out.extend_from_slice(&chars[..token]);
+    // Straight into `out`: a copy of a stack buffer written byte by byte
+    // waits for those stores to retire.
+    out.extend((0..token).map(|i| BASE32[((bits >> (59 - 5 * i)) & 31) as usize]));
     out.push(b'@');
     out.extend_from_slice(domain.as_bytes());
     Some(())

@@ -139,9 +139,7 @@ impl Layouts {
         // zeros: the zeros are already there.
         let mut skel = [0u8; 2 * SHORT];
         let mut len = 0;
-        let mut high = 0u8;
         for &b in &s[..keep] {
-            high |= b;
             if b != 0 {
                 skel[len] = b;
                 len += 1;
@@ -153,7 +151,6 @@ impl Layouts {
         // wrapping sums are dropped when there are more.
         let (mut mask, mut m, mut x) = (0u64, 1u64, 0u64);
         for (i, &b) in s.iter().enumerate().skip(keep) {
-            high |= b;
             let class = if b.wrapping_sub(b'0') < 10 {
                 Some(Class::Digit)
             } else if ALNUM {
@@ -185,7 +182,7 @@ impl Layouts {
         if n <= CHUNK {
             self.places.push(places(mask));
             self.jobs.push((base.to_be_bytes(), m, x));
-            return high.is_ascii();
+            return s.is_ascii();
         }
         let chunks = n.div_ceil(CHUNK);
         for j in 0..chunks {
@@ -204,7 +201,7 @@ impl Layouts {
             self.jobs
                 .push((base.wrapping_add(j as u64).to_be_bytes(), m, x));
         }
-        high.is_ascii()
+        s.is_ascii()
     }
 
     /// [`add`](Self::add) of a longer string, now at `start` in `out`.
