@@ -291,11 +291,22 @@ impl Layouts {
                     }
                 }
                 Places::Digits { base, mut mask } => {
-                    while mask != 0 {
-                        let j = 63 - mask.leading_zeros();
-                        mask ^= 1 << j;
-                        out[base + j as usize] = b'0' + (y % 10) as u8;
-                        y /= 10;
+                    // The numerals first, lowest first and two per
+                    // division, then the places from the first on: each
+                    // loop's chain (the divisions, the mask's next bit)
+                    // is half of what one loop of bit scans and divisions
+                    // by ten made.
+                    let n = mask.count_ones() as usize;
+                    let mut numerals = [b'0'; 64];
+                    for pair in numerals.chunks_exact_mut(2).take(n.div_ceil(2)) {
+                        let r = y % 100;
+                        y /= 100;
+                        pair[0] = b'0' + (r % 10) as u8;
+                        pair[1] = b'0' + (r / 10) as u8;
+                    }
+                    for &numeral in numerals[..n].iter().rev() {
+                        out[base + mask.trailing_zeros() as usize] = numeral;
+                        mask &= mask - 1;
                     }
                 }
                 Places::List { from, to } => {
