@@ -217,6 +217,7 @@ fn short_has_byte<const N: usize>(v: &[u8], below: u8, set: [u8; N]) -> bool {
 #[inline]
 fn cover(v: &[u8]) -> Option<[u64; 2]> {
     let n = v.len();
+    debug_assert!(n < 16, "two words cover at most 16 bytes");
     let word = |at: usize| u64::from_ne_bytes(v[at..at + 8].try_into().unwrap_or_default());
     let half = |at: usize| {
         u64::from(u32::from_ne_bytes(
