@@ -195,39 +195,38 @@ pub(super) fn has_byte<const N: usize>(v: &[u8], below: u8, set: [u8; N]) -> boo
 }
 
 /// [`has_byte`] of fewer than 16 bytes (most stand-ins), eight bytes at a
-/// time in two words read from `v` itself ([`cover`]). A zero-padded
-/// 16-byte copy of them, as [`Tail::of`] makes, costs a stack copy and a
-/// wide load that waits for its narrower stores to retire.
+/// time in words read from `v` itself: the first eight and the last eight
+/// bytes, or one [`short_word`]. A zero-padded 16-byte copy of them, as
+/// [`Tail::of`] makes, costs a stack copy and a wide load that waits for
+/// its narrower stores to retire.
 #[inline]
 fn short_has_byte<const N: usize>(v: &[u8], below: u8, set: [u8; N]) -> bool {
     const ONES: u64 = u64::from_ne_bytes([1; 8]);
     const HIGHS: u64 = ONES << 7;
     // Whether a byte of `x` is below `n` (at most 128), exactly.
     let less = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGHS != 0;
-    cover(v).is_some_and(|words| {
-        words
-            .iter()
-            .any(|&x| less(x, below) || set.iter().any(|&s| less(x ^ (ONES * u64::from(s)), 1)))
-    })
+    let hit = |x: u64| less(x, below) || set.iter().any(|&s| less(x ^ (ONES * u64::from(s)), 1));
+    let word = |at: usize| u64::from_ne_bytes(v[at..at + 8].try_into().unwrap_or_default());
+    match v.len() {
+        0 => false,
+        1..=7 => hit(short_word(v)),
+        n => hit(word(0)) || hit(word(n - 8)),
+    }
 }
 
-/// Two words whose bytes are all bytes of `v` (1 to 15 bytes), some of
-/// them twice, and which hold every byte of `v`: enough to tell whether
-/// `v` has a byte. `None` for no bytes.
+/// A word whose bytes are all bytes of `v` (1 to 7 bytes), some of them
+/// twice, and which holds every byte of `v`: enough to tell whether `v`
+/// has a byte.
 #[inline]
-fn cover(v: &[u8]) -> Option<[u64; 2]> {
+fn short_word(v: &[u8]) -> u64 {
     let n = v.len();
-    debug_assert!(n < 16, "two words cover at most 16 bytes");
-    let word = |at: usize| u64::from_ne_bytes(v[at..at + 8].try_into().unwrap_or_default());
     let half = |at: usize| {
         u64::from(u32::from_ne_bytes(
             v[at..at + 4].try_into().unwrap_or_default(),
         ))
     };
-    Some(match n {
-        8.. => [word(0), word(n - 8)],
-        4..=7 => [half(0) << 32 | half(n - 4); 2],
-        1..=3 => [u64::from_ne_bytes([v[0], v[n / 2], v[n - 1], v[0], v[0], v[0], v[0], v[0]]); 2],
-        0 => return None,
-    })
+    match n {
+        4.. => half(0) << 32 | half(n - 4),
+        _ => u64::from_ne_bytes([v[0], v[n / 2], v[n - 1], v[0], v[0], v[0], v[0], v[0]]),
+    }
 }
