@@ -1,7 +1,8 @@
 //! SQL analysis of arbitrary text against a small catalog (tables, a view,
-//! a partitioned table): facts or an error, never a panic. Runs on a
-//! 2 MiB stack like a runtime worker, so deep nesting must be refused
-//! before it overflows.
+//! a partitioned table): facts or an error, never a panic; and the text
+//! parsed through copyguard's dialect as through sqlparser's PostgreSQL
+//! dialect (`fuzz::check_parse`). Runs on a 2 MiB stack like a runtime
+//! worker, so deep nesting must be refused before it overflows.
 #![no_main]
 
 use std::sync::LazyLock;
@@ -28,6 +29,9 @@ fuzz_target!(|data: &[u8]| {
                 search_path: &search_path,
             };
             let _ = analyze(&sql, &ctx);
+            if let Err(e) = fuzz::check_parse(&sql) {
+                panic!("{e}");
+            }
         })
         .expect("spawn")
         .join()

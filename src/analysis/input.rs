@@ -20,6 +20,7 @@ use sqlparser::keywords::Keyword;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Span, Token, TokenWithSpan, Tokenizer, Whitespace};
 
+use super::dialect::Postgres;
 use super::fallback::{self, Fallback};
 use super::shape;
 use super::{AnalysisError, StatementKind};
@@ -381,7 +382,7 @@ fn parse_tokens(tokens: Vec<TokenWithSpan>) -> Result<Vec<Statement>, String> {
 
 fn parse_guarded(tokens: Vec<TokenWithSpan>) -> Result<Vec<Statement>, String> {
     std::panic::catch_unwind(move || {
-        Parser::new(&PostgreSqlDialect {})
+        Parser::new(&Postgres::default())
             .with_tokens_with_locations(tokens)
             .parse_statements()
             .map_err(|e| e.to_string())

@@ -3,7 +3,8 @@
 //! I/O, no policy.
 //!
 //! [`analyze`] parses the text with sqlparser's PostgreSQL dialect
-//! (`input`, `fallback`), then walks each statement (`statement`, `dml`,
+//! (`input`, `fallback`; `dialect` skips its typed-string attempts where
+//! they cannot succeed), then walks each statement (`statement`, `dml`,
 //! `ddl`) through its queries (`query`, `from`), relations and views
 //! (`relations`; views' parsed definitions are kept by `definitions`) and
 //! expressions (`expr`, `operands`, `operators`), resolving names the way
@@ -15,6 +16,7 @@ mod colname;
 mod colset;
 mod ddl;
 mod definitions;
+mod dialect;
 mod dml;
 mod expr;
 mod facts;

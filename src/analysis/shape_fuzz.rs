@@ -5,13 +5,17 @@
 //! (the same tokens and spans, or both refuse it), and two texts of one
 //! shape analyze to the same facts whenever one of them would be cached
 //! (`guard/cache.rs`: an allowed single statement of a cacheable kind),
-//! so a cached decision is the one a fresh analysis gives.
+//! so a cached decision is the one a fresh analysis gives. For the `sql`
+//! target, a third: copyguard's dialect parses as sqlparser's PostgreSQL
+//! dialect ([`check_parse`]).
 
 use std::collections::BTreeSet;
 
 use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::{Parser, ParserError};
 use sqlparser::tokenizer::{Location, Span, Token, TokenWithSpan, Tokenizer, Whitespace};
 
+use super::super::dialect::Postgres;
 use super::super::{analyze, input, AnalysisError, Context, Facts};
 use super::tokens::{plain_tokens, plain_tokens_unlocated, OWN_ERRORS_FROM};
 use super::{encode, full, quick, shape, MAX_SHAPE_INPUT};
@@ -126,6 +130,32 @@ pub fn check_same_shape(a: &str, b: &str, catalog: &Catalog) -> Result<(), Strin
         _ => Err(format!(
             "{a:?} and {b:?} have one shape {sa:?} but analyze to {fa:?} and {fb:?}"
         )),
+    }
+}
+
+/// Checks that `sql` parses through copyguard's dialect
+/// (`analysis/dialect.rs`) as through sqlparser's PostgreSQL dialect: the
+/// same statements, spans included, or the same error. Where either
+/// meets sqlparser's nesting limit the two may differ by a level, and are
+/// not compared.
+pub fn check_parse(sql: &str) -> Result<(), String> {
+    let ours = Parser::parse_sql(&Postgres::default(), sql);
+    let theirs = Parser::parse_sql(&PostgreSqlDialect {}, sql);
+    let at_limit = |r: &Result<_, _>| matches!(r, Err(ParserError::RecursionLimitExceeded));
+    if at_limit(&ours) || at_limit(&theirs) {
+        return Ok(());
+    }
+    let shown = |r: Result<_, ParserError>| match r {
+        Ok(statements) => format!("{statements:?}"),
+        Err(e) => format!("error: {e}"),
+    };
+    let (ours, theirs) = (shown(ours), shown(theirs));
+    if ours == theirs {
+        Ok(())
+    } else {
+        Err(format!(
+            "{sql:?}: copyguard's dialect parses {ours}, PostgreSQL's {theirs}"
+        ))
     }
 }
 
