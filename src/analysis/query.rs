@@ -417,7 +417,7 @@ impl Analyzer<'_> {
             } else {
                 self.subquery(&cte.query)?
             };
-            let columns = scope::rename(columns, &aliases, &format!("WITH query {name}"))?;
+            let columns = scope::rename(columns, &aliases, format_args!("WITH query {name}"))?;
             self.define_cte(CteDef {
                 name,
                 columns,
@@ -488,7 +488,7 @@ impl Analyzer<'_> {
                 })
                 .collect(),
             aliases,
-            &format!("WITH query {name}"),
+            format_args!("WITH query {name}"),
         )?;
         let mut gathers = false;
         for _ in 0..MAX_RECURSIVE_ROUNDS {

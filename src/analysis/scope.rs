@@ -374,7 +374,7 @@ pub(crate) fn whole_row(levels: &[Level], parts: &[String]) -> Result<Lin, Analy
 pub(crate) fn rename(
     mut columns: Vec<Col>,
     aliases: &[String],
-    what: &str,
+    what: impl std::fmt::Display,
 ) -> Result<Vec<Col>, AnalysisError> {
     if aliases.len() > columns.len() {
         return Err(AnalysisError::Unsupported(format!(
