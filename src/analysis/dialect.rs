@@ -67,18 +67,16 @@ impl Dialect for Postgres {
         let TokenWithSpan { token, span } = parser.peek_token_ref();
         match token {
             Token::Word(word)
-                if plain_word(word.keyword)
-                    && !word.value.eq_ignore_ascii_case("xml")
-                    && not_typed_string(parser) =>
+                if plain_word(word.keyword) && !word.value.eq_ignore_ascii_case("xml") =>
             {
+                let plain = plain_start(parser)?;
                 let ident = word.to_ident(*span);
-                let mut ahead = Ahead::new(parser);
-                ahead.next();
-                if ahead.next() == &Token::LParen {
-                    self.call(parser, ident)
-                } else {
-                    parser.advance_token();
-                    Some(Ok(Expr::Identifier(ident)))
+                match plain {
+                    Plain::Call => self.call(parser, ident),
+                    Plain::Name => {
+                        parser.advance_token();
+                        Some(Ok(Expr::Identifier(ident)))
+                    }
                 }
             }
             // The literals sqlparser reads with `parse_value` after the
@@ -283,21 +281,36 @@ fn plain_word(keyword: Keyword) -> bool {
     )
 }
 
-/// Whether sqlparser's typed-string attempt at the word at the parser's
-/// position must fail. The attempt reads a dotted name as a type, then
-/// type modifiers (words, numbers and strings between commas in
-/// parentheses), array brackets (`[`, `ARRAY`, MySQL's `ZEROFILL`), and
-/// succeeds only when a literal follows. So it fails when the
-/// parentheses hold anything else, or when the name (or the modifiers'
-/// closing parenthesis) is followed by a word other than those or by
-/// punctuation that cannot start a literal or brackets.
-fn not_typed_string(parser: &Parser) -> bool {
+/// What a word that sqlparser's typed-string attempt cannot read as a
+/// typed string starts.
+enum Plain {
+    /// A name, or the first part of a dotted one.
+    Name,
+    /// A function call: the word is followed by `(`.
+    Call,
+}
+
+/// What the word at the parser's position starts, when sqlparser's
+/// typed-string attempt there must fail; `None` when it may succeed. The
+/// attempt reads a dotted name as a type, then type modifiers (words,
+/// numbers and strings between commas in parentheses), array brackets
+/// (`[`, `ARRAY`, MySQL's `ZEROFILL`), and succeeds only when a literal
+/// follows. So it fails when the parentheses hold anything else, or when
+/// the name (or the modifiers' closing parenthesis) is followed by a word
+/// other than those or by punctuation that cannot start a literal or
+/// brackets.
+fn plain_start(parser: &Parser) -> Option<Plain> {
     let mut ahead = Ahead::new(parser);
     ahead.next();
     let mut next = ahead.next();
+    let plain = if next == &Token::LParen {
+        Plain::Call
+    } else {
+        Plain::Name
+    };
     while next == &Token::Period {
         if !matches!(ahead.next(), Token::Word(_)) {
-            return false;
+            return None;
         }
         next = ahead.next();
     }
@@ -309,15 +322,16 @@ fn not_typed_string(parser: &Parser) -> bool {
                 | Token::SingleQuotedString(_)
                 | Token::Comma => {}
                 Token::RParen => break,
-                _ => return true,
+                _ => return Some(plain),
             }
         }
         next = ahead.next();
     }
-    match next {
+    let fails = match next {
         Token::Word(w) => !matches!(w.keyword, Keyword::ARRAY | Keyword::ZEROFILL),
         token => ends_expression(token),
-    }
+    };
+    fails.then_some(plain)
 }
 
 /// The parser's tokens from its position on, whitespace skipped (each
