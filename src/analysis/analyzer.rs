@@ -2,7 +2,7 @@
 //! for the current statement, the scopes and CTEs in effect, the recursion
 //! budget and the views already expanded.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::catalog::{Catalog, ColumnId, Oid};
 
@@ -18,6 +18,8 @@ const MAX_DEPTH: usize = 160;
 pub(crate) struct Acc {
     /// Relations read.
     pub reads: BTreeSet<Oid>,
+    /// Scans of each relation ([`super::StatementFacts::scans`]).
+    pub scans: BTreeMap<Oid, u32>,
     /// Relations written.
     pub writes: BTreeSet<Oid>,
     /// Base columns referenced outside the outputs.
@@ -40,6 +42,7 @@ impl Acc {
     /// Adds everything `other` gathered.
     pub fn merge(&mut self, other: &Acc) {
         self.reads.extend(other.reads.iter().copied());
+        add_scans(&mut self.scans, &other.scans);
         self.writes.extend(other.writes.iter().copied());
         self.predicates.extend(other.predicates.iter().copied());
         self.stored.extend(other.stored.iter().copied());
@@ -50,6 +53,14 @@ impl Acc {
     }
 }
 
+/// Adds the scans of `more` to `scans`.
+pub(crate) fn add_scans(scans: &mut BTreeMap<Oid, u32>, more: &BTreeMap<Oid, u32>) {
+    for (&oid, &n) in more {
+        let count = scans.entry(oid).or_default();
+        *count = count.saturating_add(n);
+    }
+}
+
 /// A CTE in scope.
 #[derive(Clone, Debug)]
 pub(crate) struct CteDef {
@@ -57,6 +68,10 @@ pub(crate) struct CteDef {
     pub name: String,
     /// Columns; meaningless while `pending`.
     pub columns: Vec<Col>,
+    /// The scans of its query, counted at each reference to it, not where
+    /// it is defined: `u AS (SELECT email FROM users)` read as `u a JOIN u
+    /// b` scans `users` twice.
+    pub scans: BTreeMap<Oid, u32>,
     /// A recursive CTE whose non-recursive term is being analyzed: it may
     /// not reference itself yet.
     pub pending: bool,
@@ -173,10 +188,18 @@ impl<'a> Analyzer<'a> {
         }
     }
 
+    /// Records one more scan of every relation `lin` reads: a window or
+    /// aggregate call that brings values of other rows into the row.
+    pub fn scan_again(&mut self, lin: &Lin) {
+        let rels: BTreeMap<Oid, u32> = lin.cols.iter().map(|c| (c.rel, 1)).collect();
+        add_scans(&mut self.acc.scans, &rels);
+    }
+
     /// Records a read of `oid` and, unless `only`, of every descendant
     /// (partitions, inheritance children).
     pub fn read(&mut self, oid: Oid, only: bool) {
         self.acc.reads.insert(oid);
+        add_scans(&mut self.acc.scans, &BTreeMap::from([(oid, 1)]));
         if !only {
             let descendants = self.descendants(oid);
             self.acc.reads.extend(descendants);

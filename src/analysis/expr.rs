@@ -381,6 +381,12 @@ impl Analyzer<'_> {
             // the value: the arguments decide how many rows there are.
             self.predicate(lin.clone());
         }
+        if f.over.is_some() || keeps_row_values(&parts) {
+            // `lag(email, 5) OVER w`, `max(CASE WHEN id = 5 THEN email
+            // END)`: each call puts a value of another row into the row
+            // returned, as one more scan of its relations would.
+            self.scan_again(&lin);
+        }
         if packs_rows(&parts) && computed_arg {
             // `sum(ascii(substr(email, p, 1)) * 256 ^ (id * 26 + p))` packs
             // every row into one number: recorded as the gathering `array`
@@ -491,6 +497,29 @@ pub(crate) fn variant(value: &impl std::fmt::Debug) -> String {
     let mut out = Prefix(String::new());
     let _ = std::fmt::Write::write_fmt(&mut out, format_args!("{value:?}"));
     out.0
+}
+
+/// Aggregates whose value is one of the rows' values, or computed from
+/// them: each call carries values of other rows than the one returned.
+fn keeps_row_values(parts: &[String]) -> bool {
+    let name = match parts {
+        [name] => name,
+        [schema, name] if schema == "pg_catalog" => name,
+        _ => return false,
+    };
+    packs_rows(parts)
+        || matches!(
+            name.as_str(),
+            "min"
+                | "max"
+                | "any_value"
+                | "mode"
+                | "percentile_disc"
+                | "percentile_cont"
+                | "bool_and"
+                | "bool_or"
+                | "every"
+        )
 }
 
 /// Arithmetic aggregates that can pack many rows into one value when each

@@ -2,7 +2,7 @@
 //! what it reads and writes, and where every value it returns or stores
 //! comes from. Policy decides on these facts alone.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::catalog::{ColumnId, Oid};
 
@@ -20,6 +20,14 @@ pub struct StatementFacts {
     pub kind: StatementKind,
     /// Every relation read, views and the relations under them included.
     pub reads: BTreeSet<Oid>,
+    /// How many times each relation is scanned: once per reference in
+    /// FROM, a view's or CTE's relations once per reference to the view or
+    /// CTE (a recursive CTE's once per round of its analysis), and once
+    /// more per window call or value-keeping aggregate (`lag`, `max`) over
+    /// its columns. One output row can carry values of that many rows of
+    /// the relation (a self-join, scalar subqueries in the select list,
+    /// `lag(email, k)` for many `k`).
+    pub scans: BTreeMap<Oid, u32>,
     /// Every relation written (INSERT, UPDATE, DELETE, MERGE, COPY FROM,
     /// TRUNCATE targets, tables created by CREATE TABLE AS / SELECT INTO).
     pub writes: BTreeSet<Oid>,
@@ -47,6 +55,7 @@ impl StatementFacts {
         StatementFacts {
             kind,
             reads: BTreeSet::new(),
+            scans: BTreeMap::new(),
             writes: BTreeSet::new(),
             outputs: Vec::new(),
             predicates: BTreeSet::new(),

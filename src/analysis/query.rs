@@ -412,16 +412,20 @@ impl Analyzer<'_> {
                 .iter()
                 .map(|c| names::fold(&c.name))
                 .collect();
+            let outside = std::mem::take(&mut self.acc.scans);
             let columns = if with.recursive {
-                self.recursive_cte(&name, &aliases, &cte.query)?
+                self.recursive_cte(&name, &aliases, &cte.query)
             } else {
-                self.subquery(&cte.query)?
+                self.subquery(&cte.query)
             };
+            let scans = std::mem::replace(&mut self.acc.scans, outside);
+            let columns = columns?;
             let columns = scope::rename(columns, &aliases, format_args!("WITH query {name}"))?;
             self.define_cte(CteDef {
                 name,
                 columns,
                 pending: false,
+                scans,
             });
         }
         Ok(())
@@ -447,6 +451,7 @@ impl Analyzer<'_> {
             name: name.to_owned(),
             columns: Vec::new(),
             pending: true,
+            scans: Default::default(),
         });
         let (base, recursive, distinct) = match &*q.body {
             SetExpr::SetOperation {
@@ -496,6 +501,7 @@ impl Analyzer<'_> {
                 name: name.to_owned(),
                 columns: current.clone(),
                 pending: false,
+                scans: Default::default(),
             });
             let round = self.nested(|a| a.set_expr(recursive))?;
             if round.len() != current.len() {
@@ -543,6 +549,8 @@ impl Analyzer<'_> {
                     )));
                 }
                 let columns = cte.columns.clone();
+                let scans = cte.scans.clone();
+                super::analyzer::add_scans(&mut self.acc.scans, &scans);
                 return aliased(name, None, columns, alias);
             }
         }

@@ -172,6 +172,7 @@ impl<'a> Analyzer<'a> {
         let tables: BTreeSet<Oid> = deps.iter().map(|c| c.rel).collect();
         for table in tables {
             acc.reads.insert(table);
+            acc.scans.insert(table, 1);
             acc.reads.extend(self.descendants(table));
         }
         let deps = ColSet::from(deps);

@@ -53,6 +53,7 @@ impl Analyzer<'_> {
         StatementFacts {
             kind,
             reads: acc.reads,
+            scans: acc.scans,
             writes: acc.writes,
             outputs: outputs
                 .into_iter()

@@ -179,7 +179,7 @@ As the developer role, the session is guarded:
 As the tester role, personal data is pseudonymized in flight:
   PGPASSWORD=qa-secret psql "host={host} port={port} user=qa_bob dbname={DEMO_DATABASE}"
     SELECT id, email, full_name, birth_date, phone FROM users ORDER BY id LIMIT 5;
-    SELECT id, email, lower(email) FROM users ORDER BY id LIMIT 3;  -- computed: pseudonymized whole
+    SELECT id, email, lower(email) FROM users ORDER BY id LIMIT 3;  -- computed: NULL
     \copy users TO STDOUT WITH (FORMAT csv, HEADER)          -- a realistic, harmless copy
 
 Take a sanctioned, anonymized dump: request (with a pre-flight), approve, dump, restore, query:

@@ -84,6 +84,10 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<()> {
         print!("{}", describe(i + 1, stmt, &policy, &core.catalog));
         match &verdict {
             Ok(execs) => match execs.get(i).and_then(|e| e.allowance.limits) {
+                Some(l) if l.row_weight > 1 => println!(
+                    "  verdict: ALLOW under limits ({} rows, {} bytes per statement, each row returned counting as {}; session and role budgets apply)",
+                    l.max_rows, l.max_bytes, l.row_weight
+                ),
                 Some(l) => println!(
                     "  verdict: ALLOW under limits ({} rows, {} bytes per statement; session and role budgets apply)",
                     l.max_rows, l.max_bytes

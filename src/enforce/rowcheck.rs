@@ -195,6 +195,7 @@ pseudonymize = ["person_name"]
             limits: Some(StatementLimits {
                 max_rows: 10,
                 max_bytes: 1 << 20,
+                row_weight: 1,
             }),
             touches_classified: true,
             pseudonymize: Vec::new(),

@@ -228,8 +228,15 @@ impl Exec {
 
     /// Counts one row of `bytes`; returns the totals so far.
     pub fn count_row(&self, bytes: usize) -> (u64, u64) {
+        self.count_rows(1, bytes)
+    }
+
+    /// Counts one row of `bytes` as `rows` rows
+    /// ([`crate::policy::StatementLimits::row_weight`]); returns the
+    /// totals so far.
+    pub fn count_rows(&self, rows: u64, bytes: usize) -> (u64, u64) {
         let owner = self.counted_by.as_deref().unwrap_or(self);
-        let rows = owner.rows.fetch_add(1, Ordering::Relaxed) + 1;
+        let rows = owner.rows.fetch_add(rows, Ordering::Relaxed) + rows;
         let total = owner.bytes.fetch_add(bytes as u64, Ordering::Relaxed) + bytes as u64;
         (rows, total)
     }

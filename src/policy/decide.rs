@@ -67,7 +67,8 @@ pub const CLASSIFIED_AGGREGATED: Rule = Rule::ClassifiedAggregated;
 pub const PSEUDONYM_DERIVED: Rule = Rule::PseudonymDerived;
 
 /// Aggregates and constructors that gather any number of values into one
-/// row.
+/// row (`percentile_disc(ARRAY[0.001, 0.002, ...]) WITHIN GROUP (ORDER BY
+/// email)` returns a value per fraction).
 const COLLECTING: &[&str] = &[
     "array",
     "array_agg",
@@ -88,6 +89,9 @@ const COLLECTING: &[&str] = &[
     "json_objectagg",
     "xmlagg",
     "range_agg",
+    // with an array of fractions, one value per fraction
+    "percentile_disc",
+    "percentile_cont",
 ];
 
 /// Every rule decide() uses, in the order the rules apply.
@@ -203,6 +207,7 @@ impl Check<'_> {
             (!explain && !rows_flow_later && !outputs.is_empty()).then_some(StatementLimits {
                 max_rows: self.limits.max_rows_per_statement,
                 max_bytes: self.limits.max_bytes_per_statement,
+                row_weight: self.row_weight(&outputs),
             });
         Ok(Allowance {
             touches_classified: !outputs.is_empty() || self.touches_classified(),
@@ -210,6 +215,17 @@ impl Check<'_> {
             limits,
             pseudonymize: plan,
         })
+    }
+
+    /// [`StatementLimits::row_weight`] of a statement returning the
+    /// classified columns `outputs`: the most scans of one of their
+    /// relations, at least 1.
+    fn row_weight(&self, outputs: &BTreeSet<ColumnId>) -> u64 {
+        outputs
+            .iter()
+            .filter_map(|c| self.facts.scans.get(&c.rel))
+            .max()
+            .map_or(1, |&n| u64::from(n).max(1))
     }
 
     /// Rule 1.

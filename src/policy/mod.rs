@@ -209,6 +209,14 @@ pub struct StatementLimits {
     pub max_rows: u64,
     /// Bytes.
     pub max_bytes: u64,
+    /// Rows of classified data each row returned counts as, against these
+    /// limits and the budgets: the most scans of one relation whose
+    /// classified columns the outputs return
+    /// ([`crate::analysis::StatementFacts::scans`]). A self-join or
+    /// scalar subqueries in the select list put values of several rows of
+    /// a table into one row returned; counted as one, a row limit of 20
+    /// would let 20 rows carry a whole table.
+    pub row_weight: u64,
 }
 
 /// A refusal.

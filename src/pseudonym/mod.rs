@@ -62,7 +62,9 @@ pub use key::{Key, KeyError, MIN_SECRET_LEN};
 pub use settings::{
     Settings, SettingsError, DEFAULT_DATE_SHIFT_DAYS, DEFAULT_EMAIL_DOMAIN, MAX_DATE_SHIFT_DAYS,
 };
-pub use transform::{default_transform, NamePart, Transform, TransformError, DEFAULT_PARTIAL_KEEP};
+pub use transform::{
+    default_transform, for_computed, NamePart, Transform, TransformError, DEFAULT_PARTIAL_KEEP,
+};
 pub use types::{oid, ColumnType, Format};
 
 use integer::Integers;

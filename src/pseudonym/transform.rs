@@ -148,6 +148,24 @@ impl Transform {
     }
 }
 
+/// The transform of a value computed from a classified column (`derived =
+/// "pseudonymize"`), in place of its category's `t`: SQL NULL, valid for
+/// every type, unless `t` is a constant (or NULL already). The statement
+/// chooses what it computes, so any stand-in of a computed value gives
+/// something back. A transform that keeps part of its input keeps what the
+/// statement moved there (`translate(phone, '0123456789', 'abcdefghij')`
+/// through the phone's digits-only permutation, a birth date scaled past
+/// the shift's window). A deterministic stand-in of the whole value (an
+/// email or name made from its keyed tag) is a codebook: the stand-in of
+/// `substr(email, 1, 1)` equals that of `substr(email, 1, 0) || 'B'` exactly
+/// when the email starts with `B`, so two statements rebuild every value.
+pub fn for_computed(t: Transform) -> Transform {
+    match t {
+        Transform::Constant { .. } | Transform::Redact => t,
+        _ => Transform::Redact,
+    }
+}
+
 /// The transform a classification category gets unless the policy names
 /// one: unknown categories are redacted.
 pub fn default_transform(category: &str) -> Transform {

@@ -202,8 +202,19 @@ async fn notification_payloads_are_blanked_for_guarded_listeners() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ordinary_work_passes_unchanged() {
-    let proxy = guarded_proxy(limited_policy(20, 200, 1000));
+    let proxy = guarded_proxy(limited_policy(20, 110, 1000));
     let dev = connect_to(proxy.port(), DEV).await;
+    // A value per fraction: a whole column in one row.
+    let percentiles = client_error(
+        &dev,
+        "SELECT percentile_disc(ARRAY[0.1, 0.5, 0.9]::float8[]) WITHIN GROUP (ORDER BY email) \
+         FROM users",
+    )
+    .await;
+    assert!(
+        percentiles.contains("classified.aggregated"),
+        "{percentiles}"
+    );
     let direct = connect_to(cluster().db.port(), PROD).await;
     let mut refused = Vec::new();
     for sql in ORDINARY {
@@ -243,6 +254,68 @@ async fn ordinary_work_passes_unchanged() {
         refused.len()
     );
     assert!(refused.is_empty(), "refused: {refused:#?}");
+}
+
+/// A row returned that carries values of several rows of a classified
+/// table counts as that many rows. Found by a red-team round: under a
+/// limit of 20 rows, 50 scalar subqueries in the select list made 20 rows
+/// carry 1,000 emails, and three runs of it stayed within a session budget
+/// of 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_gathering_other_rows_count_as_those_rows() {
+    let proxy = guarded_proxy(limited_policy(20, 110, 1000));
+    let dev = connect_to(proxy.port(), DEV).await;
+    let columns: Vec<String> = (1..=10)
+        .map(|k| format!("(SELECT email FROM users x WHERE x.id = g * 10 + {k})"))
+        .collect();
+    let gathering = format!(
+        "SELECT {} FROM generate_series(0, 4) g ORDER BY g",
+        columns.join(", ")
+    );
+    let stopped = client_error(&dev, &gathering).await;
+    assert!(
+        stopped.contains("limit.rows") && stopped.contains("counts as 10"),
+        "{stopped}"
+    );
+    let fewer = format!(
+        "SELECT {} FROM generate_series(0, 1) g ORDER BY g",
+        columns.join(", ")
+    );
+    assert_eq!(
+        run(&dev, &fewer).await.map(|r| r.len()),
+        Ok(2),
+        "2 rows of 10"
+    );
+    let self_join = "SELECT a.email, b.email FROM users a JOIN users b ON b.id = a.id + 1 \
+                     WHERE a.id <= {n} ORDER BY a.id";
+    let stopped = client_error(&dev, &self_join.replace("{n}", "15")).await;
+    assert!(stopped.contains("limit.rows"), "{stopped}");
+    assert_eq!(
+        run(&dev, &self_join.replace("{n}", "10"))
+            .await
+            .map(|r| r.len()),
+        Ok(10)
+    );
+    assert_eq!(
+        run(&dev, "SELECT email FROM users WHERE id <= 20 ORDER BY id")
+            .await
+            .map(|r| r.len()),
+        Ok(20),
+        "a plain row still counts as one"
+    );
+    // 100 rows so far; each of these rows carries 10 emails (its own and
+    // 9 by `lag`), so the second passes the session's 110.
+    let lags: Vec<String> = (1..=9).map(|k| format!("lag(email, {k}) OVER w")).collect();
+    let budget = client_error(
+        &dev,
+        &format!(
+            "SELECT * FROM (SELECT id, email, {} FROM users WINDOW w AS (ORDER BY id)) s \
+             WHERE id % 10 = 0 AND id <= 30 ORDER BY id",
+            lags.join(", ")
+        ),
+    )
+    .await;
+    assert!(budget.contains("budget.session"), "{budget}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

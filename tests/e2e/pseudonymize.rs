@@ -236,6 +236,81 @@ mod chrono_free {
     }
 }
 
+/// A class with `derived = "pseudonymize"` gets a computed value as NULL.
+/// The statement chooses what it computes, so any stand-in of it gave
+/// something back (red-team rounds): `translate(phone, '0123456789',
+/// 'abcdefghij')` came back with every raw digit as a letter (the phone
+/// transform permutes digits only), `'00' || <one digit> || '1'` kept the
+/// digit as a country code, a birth date scaled past the date shift's
+/// window (`date '2000-01-01' + extract(doy from birth_date)::int * 400`)
+/// gave the raw day back, and the deterministic email stand-in of
+/// `substr(email, 1, 1)` equalled that of `substr(email, 1, 0) || 'B'`
+/// exactly when the email starts with `B` (a codebook).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn computed_values_carry_nothing_of_the_raw_value() {
+    fixture();
+    let policy = policy_dir(&format!(
+        r#"
+[classes.production]
+mode = "production"
+roles = ["{PROD}"]
+
+[classes.testers]
+mode = "guarded"
+roles = ["{DEV}"]
+max_rows_per_statement = 100000
+max_bytes_per_statement = "64MiB"
+max_rows_per_session = 1000000
+max_rows_per_window = 1000000
+window = "1h"
+copy_to = "pseudonymize"
+classified_predicates = true
+pseudonymize = ["email", "person_name", "date_of_birth", "phone"]
+derived = "pseudonymize"
+
+[columns]
+{USERS_PERSONAL_COLUMNS}"#
+    ));
+    let mut args = proxy_args();
+    args.policy = Some(policy.display().to_string());
+    args.pseudonym_key_file = Some(key_file().display().to_string());
+    let proxy = TestProxy::start(args);
+    let tap = Tap::start(proxy.port());
+    let dev = connect_to(tap.port, DEV).await;
+    let rows = text_rows(
+        &dev,
+        "SELECT translate(phone, '0123456789', 'abcdefghij'), \
+                translate(phone, '0123456789', '!@#$%^&*()'), \
+                '00' || substr(regexp_replace(phone, '\\D', '', 'g'), 7, 1) || '1', \
+                date '2000-01-01' + extract(doy from birth_date)::int * 400, \
+                make_date(extract(year from birth_date)::int, 7, 2), \
+                birth_date + 0, \
+                lower(email), upper(full_name), \
+                substr(email, 1, 1), substr(email, 1, 0) || 'z' \
+         FROM users WHERE birth_date IS NOT NULL AND phone IS NOT NULL ORDER BY id",
+    )
+    .await;
+    assert!(rows.len() > 10, "{} rows", rows.len());
+    for row in &rows {
+        assert!(
+            row.iter().all(Option::is_none),
+            "computed values are NULL: {row:?}"
+        );
+    }
+    let plain = text_rows(
+        &dev,
+        "SELECT email, phone FROM users WHERE phone IS NOT NULL ORDER BY id LIMIT 3",
+    )
+    .await;
+    assert!(
+        plain.iter().all(|r| r.iter().all(Option::is_some)),
+        "the columns themselves get stand-ins: {plain:?}"
+    );
+    if let Some(leak) = find_leak(&tap.received(), secrets()) {
+        panic!("raw value reached the client: {leak}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copies_in_every_format_load_into_a_fresh_database_with_constraints() {
     let proxy = pseudonymizing_proxy();

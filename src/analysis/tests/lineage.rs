@@ -787,3 +787,75 @@ fn arithmetic_packing_gathers_like_array() {
     let f = one("SELECT stddev(id), var_pop(id), regr_avgx(id, id) FROM users");
     assert!(!f.functions.iter().any(|c| c.name == "array"));
 }
+
+/// One row returned can carry values of as many rows of a relation as the
+/// statement scans it: each reference in FROM, each scalar subquery, each
+/// reference to a CTE or view that reads it. Found by a red-team round:
+/// 50 scalar subqueries in the select list made 20 rows carry 1,000
+/// emails under a limit of 20 rows.
+#[test]
+fn scans_count_every_reference() {
+    let scans = |sql: &str| one(sql).scans.get(&USERS).copied().unwrap_or(0);
+    assert_eq!(scans("SELECT email FROM users"), 1);
+    assert_eq!(scans("SELECT id FROM orders"), 0);
+    assert_eq!(
+        scans("SELECT a.email, b.email FROM users a JOIN users b ON b.id = a.id + 1"),
+        2
+    );
+    assert_eq!(
+        scans(
+            "SELECT (SELECT email FROM users x WHERE x.id = g), \
+                    (SELECT email FROM users x WHERE x.id = g + 1), \
+                    (SELECT email FROM users x WHERE x.id = g + 2) \
+             FROM generate_series(1, 20) g"
+        ),
+        3
+    );
+    assert_eq!(
+        scans("WITH u AS (SELECT id, email FROM users) SELECT a.email, b.email FROM u a, u b"),
+        2,
+        "a CTE's scans count at each reference"
+    );
+    assert_eq!(
+        scans("WITH u AS (SELECT email FROM users) SELECT 1"),
+        0,
+        "a CTE never referenced returns nothing of it"
+    );
+    assert_eq!(
+        scans("SELECT a.contact, b.contact FROM v_users a, v_users b"),
+        2,
+        "a view's scans count at each reference"
+    );
+    assert_eq!(scans("SELECT contact FROM v_nested"), 1);
+    assert!(
+        scans(
+            "WITH RECURSIVE r(n, e1, e2, e3) AS (SELECT 1, email, NULL, NULL FROM users WHERE id = 1 \
+             UNION ALL SELECT n + 1, (SELECT email FROM users x WHERE x.id = n + 1), e1, e2 FROM r WHERE n < 9) \
+             SELECT e1, e2, e3 FROM r"
+        ) >= 3,
+        "a recursive CTE shifting values from row to row"
+    );
+}
+
+/// Window calls and value-keeping aggregates bring other rows' values into
+/// the row returned: one more scan each.
+#[test]
+fn window_and_aggregate_calls_count_as_scans() {
+    let scans = |sql: &str| one(sql).scans.get(&USERS).copied().unwrap_or(0);
+    assert_eq!(
+        scans(
+            "SELECT id, lag(email, 1) OVER w, lag(email, 2) OVER w, lead(email) OVER w \
+             FROM users WINDOW w AS (ORDER BY id)"
+        ),
+        4
+    );
+    assert_eq!(
+        scans(
+            "SELECT max(CASE WHEN id = 1 THEN email END), max(CASE WHEN id = 2 THEN email END) \
+             FROM users"
+        ),
+        3
+    );
+    assert_eq!(scans("SELECT count(*), row_number() OVER () FROM users"), 1);
+    assert_eq!(scans("SELECT count(email) FROM users"), 1);
+}

@@ -11,6 +11,7 @@ use super::{
 use crate::analysis::StatementKind;
 use crate::catalog::ColumnId;
 use crate::policy::{Block, CopyToAction, DerivedAction, OutputPseudonym};
+use crate::pseudonym;
 
 impl Check<'_> {
     /// Rule 8.
@@ -42,8 +43,8 @@ impl Check<'_> {
     /// Rule 8b: which outputs are pseudonymized. An output whose lineage
     /// holds a pseudonymized category is replaced as a whole: by the
     /// column's transform when it is that column itself, else (a computed
-    /// value) by its category's transform when `derived = "pseudonymize"`,
-    /// or refused. A computed value mixing categories takes the first.
+    /// value) by NULL when `derived = "pseudonymize"`
+    /// ([`pseudonym::for_computed`]), or refused.
     pub(super) fn pseudonym_plan(
         &self,
         kind: &StatementKind,
@@ -89,7 +90,7 @@ impl Check<'_> {
                 ));
             }
             plan.push(Some(OutputPseudonym {
-                transform: crate::pseudonym::default_transform(&category),
+                transform: pseudonym::for_computed(pseudonym::default_transform(&category)),
                 category,
                 column: None,
             }));

@@ -286,6 +286,17 @@ fn rule_classified_aggregated() {
     });
     let reason = assert_blocked("dev_alice", &f, CLASSIFIED_AGGREGATED);
     assert!(reason.contains("string_agg"), "{reason}");
+    // `percentile_disc(ARRAY[...]) WITHIN GROUP (ORDER BY email)`: a value
+    // per fraction, a whole table in one row (found by a red-team round).
+    for name in ["percentile_disc", "percentile_cont"] {
+        let mut f = select(&[("emails", &[EMAIL])]);
+        f.functions.insert(FunctionRef {
+            schema: None,
+            name: name.into(),
+            user_defined: false,
+        });
+        assert_blocked("dev_alice", &f, CLASSIFIED_AGGREGATED);
+    }
     let mut counts = select(&[("n", &[COUNTRY])]);
     counts.functions.insert(FunctionRef {
         schema: None,
@@ -307,6 +318,7 @@ fn rule_allow_with_limits() {
         Some(StatementLimits {
             max_rows: 20,
             max_bytes: 65536,
+            row_weight: 1,
         })
     );
     assert!(a.touches_classified);
@@ -478,7 +490,7 @@ fn derived_values_are_refused_or_pseudonymized_as_a_whole() {
         [Some(OutputPseudonym {
             category: "email".into(),
             column: None,
-            transform: crate::pseudonym::Transform::Email,
+            transform: crate::pseudonym::Transform::Redact,
         })]
     );
     let mut copy = lower.clone();
@@ -503,6 +515,40 @@ fn derived_values_are_refused_or_pseudonymized_as_a_whole() {
         Verdict::Block(b) => assert_eq!(b.rule, CATEGORY_BLOCKED),
         other => panic!("{other:?}"),
     }
+}
+
+/// A computed value is NULL whatever its category: a transform that
+/// keeps part of its input keeps what the statement moved there, and a
+/// deterministic stand-in of the whole value is a codebook the statement
+/// can build itself (red-team rounds: `translate(phone, ...)`, a scaled
+/// birth date, `substr(email, 1, 1)` against `substr(email, 1, 0) ||
+/// 'B'`).
+#[test]
+fn computed_values_keep_nothing_of_their_input() {
+    let computed = |c: ColumnId| {
+        let mut f = select(&[("x", &[c])]);
+        f.outputs[0].direct = None;
+        f
+    };
+    let transform = |c: ColumnId| {
+        let Verdict::Allow(a) = decide_pseudonymizing("qa_derived", &computed(c)) else {
+            panic!("refused")
+        };
+        a.pseudonymize[0].as_ref().map(|p| p.transform.clone())
+    };
+    use crate::pseudonym::Transform;
+    for c in [EMAIL, col(USERS, 3), COUNTRY] {
+        assert_eq!(transform(c), Some(Transform::Redact), "{c:?}");
+    }
+    let Verdict::Allow(a) = decide_pseudonymizing("qa_derived", &select(&[("c", &[COUNTRY])]))
+    else {
+        panic!("refused")
+    };
+    assert_eq!(
+        a.pseudonymize[0].as_ref().map(|p| &p.transform),
+        Some(&Transform::Address),
+        "the column itself keeps its transform"
+    );
 }
 
 #[test]
@@ -603,4 +649,20 @@ fn a_dump_grant_pseudonymizes_every_category_inside_its_scope_only() {
         p.decide(&granted, &catalog(), &catalog_read),
         Verdict::Block(b) if b.rule == TABLE_FORBIDDEN
     ));
+}
+
+/// Each row returned counts as many rows of classified data as the
+/// statement scans the classified columns' relation.
+#[test]
+fn rows_weigh_as_many_scans_as_their_classified_relation() {
+    let mut f = select(&[("e1", &[EMAIL]), ("e2", &[EMAIL]), ("amount", &[AMOUNT])]);
+    let weight = |f: &StatementFacts| assert_allowed("dev_alice", f).limits.map(|l| l.row_weight);
+    assert_eq!(weight(&f), Some(1), "no scans known: one row");
+    f.scans.insert(EMAIL.rel, 50);
+    f.scans.insert(AMOUNT.rel, 70);
+    assert_eq!(
+        weight(&f),
+        Some(50),
+        "an unclassified relation's scans do not count"
+    );
 }

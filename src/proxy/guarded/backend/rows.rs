@@ -101,6 +101,16 @@ where
     }
 }
 
+/// What a refusal adds when each row returned counts as `weight` rows.
+fn weighed(weight: u64) -> String {
+    match weight {
+        1 => String::new(),
+        _ => format!(
+            " (each row returned counts as {weight}: it holds values of {weight} rows of one table, read by a self-join or by subqueries in the select list)"
+        ),
+    }
+}
+
 /// Counts a row of classified data; the refusal when a limit is passed.
 pub(super) fn count(
     guard: &Guard,
@@ -114,7 +124,8 @@ pub(super) fn count(
     }
     let limits = exec.allowance.limits.as_ref()?;
     let class = &exec.class.limits;
-    let (rows, total) = exec.count_row(bytes);
+    let weight = limits.row_weight.max(1);
+    let (rows, total) = exec.count_rows(weight, bytes);
     guard
         .state
         .session_bytes
@@ -123,8 +134,9 @@ pub(super) fn count(
         return Some(enforce::block(
             Rule::LimitRows,
             format!(
-                "the result holds more than {} rows of classified data",
-                limits.max_rows
+                "the result holds more than {} rows of classified data{}",
+                limits.max_rows,
+                weighed(weight)
             ),
         ));
     }
@@ -137,7 +149,11 @@ pub(super) fn count(
             ),
         ));
     }
-    let session = guard.state.session_rows.fetch_add(1, Ordering::Relaxed) + 1;
+    let session = guard
+        .state
+        .session_rows
+        .fetch_add(weight, Ordering::Relaxed)
+        + weight;
     if session > class.max_rows_per_session {
         return Some(enforce::block(
             Rule::BudgetSession,
@@ -147,17 +163,19 @@ pub(super) fn count(
             ),
         ));
     }
-    if *role_reserve == 0 {
+    if *role_reserve < weight {
         let budgets = &guard.shared.budgets;
         let user = &guard.info.user;
         let (limit, window) = (class.max_rows_per_window, class.window);
-        if budgets.try_take(user, ROLE_CHUNK, limit, window) {
-            *role_reserve = ROLE_CHUNK;
-        } else if budgets.try_take(user, 1, limit, window) {
-            *role_reserve = 1;
+        let short = weight - *role_reserve;
+        let chunk = ROLE_CHUNK.max(short);
+        if budgets.try_take(user, chunk, limit, window) {
+            *role_reserve += chunk;
+        } else if budgets.try_take(user, short, limit, window) {
+            *role_reserve += short;
         }
     }
-    if let Some(left) = role_reserve.checked_sub(1) {
+    if let Some(left) = role_reserve.checked_sub(weight) {
         *role_reserve = left;
     } else {
         return Some(enforce::block(
