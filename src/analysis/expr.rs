@@ -381,10 +381,12 @@ impl Analyzer<'_> {
             // the value: the arguments decide how many rows there are.
             self.predicate(lin.clone());
         }
-        if f.over.is_some() || keeps_row_values(&parts) {
+        let aggregate = f.over.is_some() || f.filter.is_some() || !f.within_group.is_empty();
+        if aggregate || keeps_row_values(&parts) {
             // `lag(email, 5) OVER w`, `max(CASE WHEN id = 5 THEN email
-            // END)`: each call puts a value of another row into the row
-            // returned, as one more scan of its relations would.
+            // END)`, `range_intersect_agg(...) FILTER (WHERE id = 5)`:
+            // each call puts a value of another row into the row returned,
+            // as one more scan of its relations would.
             self.scan_again(&lin);
         }
         if packs_rows(&parts) && computed_arg {
@@ -499,27 +501,31 @@ pub(crate) fn variant(value: &impl std::fmt::Debug) -> String {
     out.0
 }
 
-/// Aggregates whose value is one of the rows' values, or computed from
-/// them: each call carries values of other rows than the one returned.
+/// The built-in aggregates guarded statements may call (the policy's
+/// allowlist takes them from here).
+#[rustfmt::skip]
+pub(crate) const AGGREGATES: &[&str] = &[
+    "count", "sum", "avg", "min", "max", "bool_and", "bool_or", "every", "bit_and", "bit_or",
+    "bit_xor", "string_agg", "array_agg", "json_agg", "jsonb_agg", "json_agg_strict",
+    "jsonb_agg_strict", "json_object_agg", "jsonb_object_agg", "json_object_agg_strict",
+    "jsonb_object_agg_strict", "json_object_agg_unique", "jsonb_object_agg_unique",
+    "json_object_agg_unique_strict", "jsonb_object_agg_unique_strict", "json_arrayagg",
+    "json_objectagg", "stddev", "stddev_pop", "stddev_samp", "variance", "var_pop", "var_samp",
+    "corr", "covar_pop", "covar_samp", "regr_avgx", "regr_avgy", "regr_count", "regr_intercept",
+    "regr_r2", "regr_slope", "regr_sxx", "regr_sxy", "regr_syy", "mode", "percentile_cont",
+    "percentile_disc", "any_value", "range_agg", "range_intersect_agg",
+];
+
+/// Aggregates whose value carries values of the rows they read: every
+/// built-in one but the counts. Each call puts values of other rows than
+/// the one returned into it.
 fn keeps_row_values(parts: &[String]) -> bool {
     let name = match parts {
         [name] => name,
         [schema, name] if schema == "pg_catalog" => name,
         _ => return false,
     };
-    packs_rows(parts)
-        || matches!(
-            name.as_str(),
-            "min"
-                | "max"
-                | "any_value"
-                | "mode"
-                | "percentile_disc"
-                | "percentile_cont"
-                | "bool_and"
-                | "bool_or"
-                | "every"
-        )
+    !matches!(name.as_str(), "count" | "regr_count") && AGGREGATES.contains(&name.as_str())
 }
 
 /// Arithmetic aggregates that can pack many rows into one value when each

@@ -37,6 +37,7 @@ mod statement;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use expr::AGGREGATES;
 pub use facts::*;
 pub use input::{tokenize_bounded, CUT_MARK, LONG_TOKEN, MAX_TOKENS};
 

@@ -1,6 +1,8 @@
 //! The built-in function lists: pure functions and catalog introspection
 //! guarded statements may call, and why well-known others are left out.
 
+use crate::analysis::AGGREGATES;
+
 /// Pure built-ins in `pg_catalog`: operators' friends a developer needs.
 #[rustfmt::skip]
 const PURE: &[&str] = &[
@@ -70,16 +72,7 @@ const PURE: &[&str] = &[
     "tsvector_to_array", "array_to_tsvector", "ts_delete", "ts_filter",
     // the ARRAY(subquery) constructor, which analysis records as a call
     "array",
-    // aggregates
-    "count", "sum", "avg", "min", "max", "bool_and", "bool_or", "every", "bit_and", "bit_or",
-    "bit_xor", "string_agg", "array_agg", "json_agg", "jsonb_agg", "json_agg_strict",
-    "jsonb_agg_strict", "json_object_agg", "jsonb_object_agg", "json_object_agg_strict",
-    "jsonb_object_agg_strict", "json_object_agg_unique", "jsonb_object_agg_unique",
-    "json_object_agg_unique_strict", "jsonb_object_agg_unique_strict", "json_arrayagg",
-    "json_objectagg", "stddev", "stddev_pop", "stddev_samp", "variance", "var_pop", "var_samp",
-    "corr", "covar_pop", "covar_samp", "regr_avgx", "regr_avgy", "regr_count", "regr_intercept",
-    "regr_r2", "regr_slope", "regr_sxx", "regr_sxy", "regr_syy", "mode", "percentile_cont",
-    "percentile_disc", "any_value", "range_agg", "range_intersect_agg",
+    // aggregates: crate::analysis::AGGREGATES
     // window functions
     "row_number", "rank", "dense_rank", "percent_rank", "cume_dist", "ntile", "lag", "lead",
     "first_value", "last_value", "nth_value",
@@ -243,6 +236,7 @@ pub(crate) fn is_builtin(name: &str) -> bool {
     BUILTIN
         .get_or_init(|| {
             PURE.iter()
+                .chain(AGGREGATES)
                 .chain(INTROSPECTION)
                 .chain(STATISTICS)
                 .copied()
@@ -270,6 +264,7 @@ pub(crate) fn not_allowed_reason(name: &str) -> Option<&'static str> {
 /// The built-in allowlist as `(schema, name)`, for documentation.
 pub fn builtin_allowlist() -> impl Iterator<Item = (&'static str, &'static str)> {
     PURE.iter()
+        .chain(AGGREGATES)
         .chain(INTROSPECTION)
         .chain(STATISTICS)
         .map(|n| ("pg_catalog", *n))

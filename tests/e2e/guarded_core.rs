@@ -202,19 +202,8 @@ async fn notification_payloads_are_blanked_for_guarded_listeners() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ordinary_work_passes_unchanged() {
-    let proxy = guarded_proxy(limited_policy(20, 110, 1000));
+    let proxy = guarded_proxy(limited_policy(20, 200, 1000));
     let dev = connect_to(proxy.port(), DEV).await;
-    // A value per fraction: a whole column in one row.
-    let percentiles = client_error(
-        &dev,
-        "SELECT percentile_disc(ARRAY[0.1, 0.5, 0.9]::float8[]) WITHIN GROUP (ORDER BY email) \
-         FROM users",
-    )
-    .await;
-    assert!(
-        percentiles.contains("classified.aggregated"),
-        "{percentiles}"
-    );
     let direct = connect_to(cluster().db.port(), PROD).await;
     let mut refused = Vec::new();
     for sql in ORDINARY {
@@ -265,6 +254,25 @@ async fn ordinary_work_passes_unchanged() {
 async fn rows_gathering_other_rows_count_as_those_rows() {
     let proxy = guarded_proxy(limited_policy(20, 110, 1000));
     let dev = connect_to(proxy.port(), DEV).await;
+    // A value per fraction: a whole column in one row.
+    let percentiles = client_error(
+        &dev,
+        "SELECT percentile_disc(ARRAY[0.1, 0.5, 0.9]::float8[]) WITHIN GROUP (ORDER BY email) \
+         FROM users",
+    )
+    .await;
+    assert!(
+        percentiles.contains("classified.aggregated"),
+        "{percentiles}"
+    );
+    // An aggregate per row, each picking its row by FILTER.
+    let picks: Vec<String> = (1..=30)
+        .map(|k| {
+            format!("range_intersect_agg(daterange(birth_date, birth_date, '[]')) FILTER (WHERE id = {k})")
+        })
+        .collect();
+    let picked = client_error(&dev, &format!("SELECT {} FROM users", picks.join(", "))).await;
+    assert!(picked.contains("limit.rows"), "{picked}");
     let columns: Vec<String> = (1..=10)
         .map(|k| format!("(SELECT email FROM users x WHERE x.id = g * 10 + {k})"))
         .collect();

@@ -856,6 +856,15 @@ fn window_and_aggregate_calls_count_as_scans() {
         ),
         3
     );
+    assert_eq!(
+        scans(
+            "SELECT range_intersect_agg(daterange(birth_date, birth_date, '[]')) FILTER (WHERE id = 1), \
+                    range_intersect_agg(daterange(birth_date, birth_date, '[]')) FILTER (WHERE id = 2) \
+             FROM users"
+        ),
+        3,
+        "every aggregate but the counts"
+    );
     assert_eq!(scans("SELECT count(*), row_number() OVER () FROM users"), 1);
     assert_eq!(scans("SELECT count(email) FROM users"), 1);
 }
