@@ -105,6 +105,10 @@ pub(crate) struct Analyzer<'a> {
     pub view_stack: Vec<Oid>,
     /// Views and materialized view definitions already expanded.
     pub expansions: HashMap<Oid, Expansion>,
+    /// Per SELECT being analyzed, innermost last: the scans of its FROM
+    /// list and WHERE clause, which each window or aggregate call of its
+    /// select list adds once more ([`Analyzer::scan_again`]).
+    pub call_bases: Vec<BTreeMap<Oid, u32>>,
     depth: usize,
 }
 
@@ -122,6 +126,7 @@ impl<'a> Analyzer<'a> {
             levels: Vec::new(),
             ctes: Vec::new(),
             into_allowed: false,
+            call_bases: Vec::new(),
             view_stack: Vec::new(),
             expansions: HashMap::new(),
             depth: 0,
@@ -134,6 +139,7 @@ impl<'a> Analyzer<'a> {
         self.levels.clear();
         self.ctes.clear();
         self.into_allowed = false;
+        self.call_bases.clear();
         self.depth = 0;
     }
 
@@ -188,10 +194,22 @@ impl<'a> Analyzer<'a> {
         }
     }
 
-    /// Records one more scan of every relation `lin` reads: a window or
-    /// aggregate call that brings values of other rows into the row.
+    /// Records the scans of every relation `lin` reads once more, as many
+    /// as the FROM list of the SELECT making the call has: a window or
+    /// aggregate call brings a value of another row of that FROM list into
+    /// the row, and such a row may itself carry values of several rows
+    /// (`x || lag(x, 4) OVER w` over a subquery whose `x` is `x || lag(x,
+    /// 2)` over another: each layer doubles what one row carries).
     pub fn scan_again(&mut self, lin: &Lin) {
-        let rels: BTreeMap<Oid, u32> = lin.cols.iter().map(|c| (c.rel, 1)).collect();
+        let base = self.call_bases.last();
+        let rels: BTreeMap<Oid, u32> = lin
+            .cols
+            .iter()
+            .map(|c| {
+                let n = base.and_then(|b| b.get(&c.rel)).copied().unwrap_or(1);
+                (c.rel, n.max(1))
+            })
+            .collect();
         add_scans(&mut self.acc.scans, &rels);
     }
 

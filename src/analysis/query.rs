@@ -251,6 +251,19 @@ impl Analyzer<'_> {
         if let Some(selection) = &s.selection {
             self.predicate_expr(selection)?;
         }
+        self.call_bases.push(self.acc.scans.clone());
+        let outputs = self.select_rest(s, order_by);
+        self.call_bases.pop();
+        outputs
+    }
+
+    /// The select list and the clauses after it, with the scans of the
+    /// FROM list on [`Analyzer::call_bases`].
+    fn select_rest(
+        &mut self,
+        s: &Select,
+        order_by: Option<&OrderBy>,
+    ) -> Result<Vec<Col>, AnalysisError> {
         let outputs = self.select_list(&s.projection)?;
         match &s.group_by {
             GroupByExpr::Expressions(exprs, modifiers) if modifiers.is_empty() => {

@@ -868,3 +868,25 @@ fn window_and_aggregate_calls_count_as_scans() {
     assert_eq!(scans("SELECT count(*), row_number() OVER () FROM users"), 1);
     assert_eq!(scans("SELECT count(email) FROM users"), 1);
 }
+
+/// A window call over a subquery whose rows already carry values of
+/// several rows brings all of them: nested layers multiply (found by a
+/// red-team round: ten layers of `x || lag(x, 2^k)` put 1,024 rows into
+/// one, counted as 11).
+#[test]
+fn nested_window_layers_multiply() {
+    let scans = |sql: &str| one(sql).scans.get(&USERS).copied().unwrap_or(0);
+    let mut sql = "SELECT id, email AS x FROM users".to_owned();
+    for k in 0..4 {
+        sql = format!(
+            "SELECT id, x || coalesce(lag(x, {}) OVER (ORDER BY id), '-') AS x FROM ({sql}) s{k}",
+            1 << k
+        );
+    }
+    assert_eq!(scans(&sql), 16);
+    assert_eq!(
+        scans("SELECT lag(email, 1) OVER w, lag(email, 2) OVER w FROM users WINDOW w AS (ORDER BY id)"),
+        3,
+        "calls side by side add"
+    );
+}
