@@ -22,10 +22,11 @@ pub struct StatementFacts {
     pub reads: BTreeSet<Oid>,
     /// How many times each relation is scanned: once per reference in
     /// FROM, a view's or CTE's relations once per reference to the view or
-    /// CTE (a recursive CTE's once per round of its analysis), and once
-    /// more per window call or value-keeping aggregate (`lag`, `max`) over
-    /// its columns. One output row can carry values of that many rows of
-    /// the relation (a self-join, scalar subqueries in the select list,
+    /// CTE (a recursive CTE's once per round of its analysis), and, for
+    /// each window or aggregate call over its columns (`lag`, `max`), as
+    /// many times again as the calling SELECT's FROM list scans it (nested
+    /// layers multiply). One output row can carry values of that many rows
+    /// of the relation (a self-join, scalar subqueries in the select list,
     /// `lag(email, k)` for many `k`).
     pub scans: BTreeMap<Oid, u32>,
     /// Every relation written (INSERT, UPDATE, DELETE, MERGE, COPY FROM,

@@ -837,8 +837,8 @@ fn scans_count_every_reference() {
     );
 }
 
-/// Window calls and value-keeping aggregates bring other rows' values into
-/// the row returned: one more scan each.
+/// Window calls and aggregates (but counts) bring other rows' values into
+/// the row returned: one more scan of their FROM list each.
 #[test]
 fn window_and_aggregate_calls_count_as_scans() {
     let scans = |sql: &str| one(sql).scans.get(&USERS).copied().unwrap_or(0);
