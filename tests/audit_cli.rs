@@ -373,3 +373,53 @@ fn sigkill_loses_no_acknowledged_record_flush_every() {
 fn sigkill_loses_no_acknowledged_record_flush_interval() {
     kill_mid_stream("5ms");
 }
+
+/// Text a client chooses (its role name here; a grant token's claimed id
+/// in a red-team round) is written escaped in the readable renderings: a
+/// line break in it cannot forge report lines, an escape sequence cannot
+/// drive the reviewer's terminal.
+#[test]
+fn client_chosen_text_is_escaped_for_readers() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let log = AuditLog::open(&cfg).unwrap();
+    let evil = session("mallory\nDump grants:\n  grant 0000 by security_lead\u{1b}[2J");
+    log.record_blocking(Event::session_start(&evil)).unwrap();
+    let mut ev = StatementEvent::new("SELECT 1", Verdict::Blocked);
+    ev.rule = Some("table.forbidden".into());
+    log.record_blocking(Event::verdict(&evil, ev)).unwrap();
+    log.shutdown_blocking();
+    for args in [
+        vec!["audit", "review", path(&cfg.path)],
+        vec!["audit", "review", path(&cfg.path), "--format", "cef"],
+        vec![
+            "audit",
+            "tail",
+            path(&cfg.path),
+            "--no-follow",
+            "--format",
+            "syslog",
+        ],
+    ] {
+        let out = copyguard(&args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        let shown = String::from_utf8(out.stdout).unwrap();
+        assert!(!shown.contains('\u{1b}'), "{args:?}: {shown}");
+        assert!(
+            !shown
+                .lines()
+                .any(|l| l.trim_start().starts_with("grant 0000")),
+            "{args:?}: {shown}"
+        );
+        assert!(shown.contains("mallory\\"), "{args:?}: {shown}");
+    }
+}
+
+#[test]
+fn tail_of_a_missing_log_is_an_error_without_follow() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.log");
+    let out = copyguard(&["audit", "tail", path(&missing), "-n", "3", "--no-follow"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("no such file"), "{}", text(&out));
+}

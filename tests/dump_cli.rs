@@ -257,3 +257,47 @@ fn bad_input_is_refused_clearly() {
     let out = copyguard(&["dump", "keygen", &d("k")]);
     assert!(!out.status.success(), "never overwrites a key");
 }
+
+/// A grant valid for ages is refused at approval, and a token claiming an
+/// expiry past year 9999 or an id that is not copyguard's is refused
+/// clearly, not with a panic (found by a red-team round: `--expires
+/// 300000y` signed a grant, then `dump approve`, `dump show` and the
+/// session using it panicked formatting the date).
+#[test]
+fn grants_for_ages_and_forged_fields_are_refused_clearly() {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    let d = |name: &str| dir.path().join(name).display().to_string();
+    keys_and_request(dir.path(), "dev_alice", "bug 7");
+    let policy = write_policy(dir.path());
+    let out = approve(dir.path(), &policy, "300000y", &["--output", &d("g.txt")]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("at most 366d"), "{}", text(&out));
+    let out = approve(dir.path(), &policy, "1h", &["--output", &d("g.txt")]);
+    assert!(out.status.success(), "{}", text(&out));
+    let token = std::fs::read_to_string(d("g.txt")).unwrap();
+    let token = token.trim();
+    let mut parts = token.split('.');
+    let (prefix, payload, sig) = (
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+    );
+    let grant: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    for (field, value) in [
+        ("expires", serde_json::json!(u64::MAX)),
+        ("grant_id", serde_json::json!("FAKE\nDump grants:\u{1b}[2J")),
+    ] {
+        let mut forged = grant.clone();
+        forged[field] = value;
+        let forged = format!(
+            "{prefix}.{}.{sig}",
+            URL_SAFE_NO_PAD.encode(forged.to_string())
+        );
+        let out = copyguard(&["dump", "show", &forged]);
+        assert_eq!(out.status.code(), Some(1), "{field}: {}", text(&out));
+        assert!(!text(&out).contains('\u{1b}'), "{}", text(&out));
+    }
+}

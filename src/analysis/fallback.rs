@@ -47,6 +47,10 @@ pub(crate) fn classify(tokens: &[TokenWithSpan]) -> Option<Fallback> {
             }
         }
         "TABLE" => return Some(Fallback::Retry(table_as_select(tokens))),
+        // `SET TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ ONLY,
+        // DEFERRABLE` (`pg_dump --serializable-deferrable`): sqlparser
+        // reads no DEFERRABLE. Transaction modes only, nothing else.
+        "SET" if transaction_modes(&sig, &words) => StatementKind::Transaction { ends: false },
         "IMPORT" => StatementKind::Ddl(DdlKind::Code("IMPORT FOREIGN SCHEMA".into())),
         "LOAD" => StatementKind::Ddl(DdlKind::Code("LOAD".into())),
         "REASSIGN" => StatementKind::Ddl(DdlKind::Security("REASSIGN OWNED".into())),
@@ -62,6 +66,42 @@ pub(crate) fn classify(tokens: &[TokenWithSpan]) -> Option<Fallback> {
         _ => return None,
     };
     Some(Fallback::Kind(kind))
+}
+
+/// Whether a statement is `SET [SESSION CHARACTERISTICS AS] TRANSACTION`
+/// followed by transaction modes alone (words of them and commas).
+fn transaction_modes(sig: &[&TokenWithSpan], words: &[String]) -> bool {
+    let modes = match words {
+        [_, t, rest @ ..] if t == "TRANSACTION" => rest,
+        [_, s, c, a, t, rest @ ..]
+            if s == "SESSION" && c == "CHARACTERISTICS" && a == "AS" && t == "TRANSACTION" =>
+        {
+            rest
+        }
+        _ => return false,
+    };
+    let mode_word = |w: &str| {
+        matches!(
+            w,
+            "ISOLATION"
+                | "LEVEL"
+                | "SERIALIZABLE"
+                | "REPEATABLE"
+                | "READ"
+                | "COMMITTED"
+                | "UNCOMMITTED"
+                | "ONLY"
+                | "WRITE"
+                | "NOT"
+                | "DEFERRABLE"
+        )
+    };
+    !modes.is_empty()
+        && sig
+            .iter()
+            .zip(words)
+            .skip(words.len() - modes.len())
+            .all(|(t, w)| t.token == Token::Comma || mode_word(w))
 }
 
 /// Whether a statement has no parentheses and none of the keywords that

@@ -27,8 +27,8 @@ pub enum OutputFormat {
 pub fn render(sealed: &Sealed, format: OutputFormat, host: &str) -> String {
     match format {
         OutputFormat::Json => sealed.line(),
-        OutputFormat::Syslog => syslog(&sealed.record, host),
-        OutputFormat::Cef => cef(&sealed.record),
+        OutputFormat::Syslog => syslog(&sealed.record.printable(), host),
+        OutputFormat::Cef => cef(&sealed.record.printable()),
     }
 }
 

@@ -200,6 +200,36 @@ impl Sealed {
 }
 
 impl Record {
+    /// This record with every control character of its text (line breaks,
+    /// escape sequences) written as an escape (`\n`, `\u{1b}`), for the
+    /// renderings a person reads: a client chooses some of that text (its
+    /// role and application name, a grant token's claimed fields), and a
+    /// line break or terminal sequence in it must not forge report lines
+    /// or drive the reviewer's terminal. The JSON line escapes them itself.
+    pub fn printable(&self) -> Record {
+        fn clean(v: &mut serde_json::Value) {
+            match v {
+                serde_json::Value::String(s) if s.chars().any(char::is_control) => {
+                    *s = s
+                        .chars()
+                        .map(|c| match c.is_control() {
+                            true => c.escape_default().to_string(),
+                            false => c.to_string(),
+                        })
+                        .collect();
+                }
+                serde_json::Value::Array(items) => items.iter_mut().for_each(clean),
+                serde_json::Value::Object(fields) => fields.values_mut().for_each(clean),
+                _ => {}
+            }
+        }
+        let Ok(mut v) = serde_json::to_value(self) else {
+            return self.clone();
+        };
+        clean(&mut v);
+        serde_json::from_value(v).unwrap_or_else(|_| self.clone())
+    }
+
     /// A record of `event` with `seq`, `time` and `prev` still to be set.
     pub fn from_event(event: &Event) -> Record {
         let mut r = Record::bare(EventName::SessionStart);

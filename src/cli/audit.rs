@@ -243,6 +243,15 @@ fn review(args: &ReviewArgs) -> anyhow::Result<()> {
 }
 
 fn tail(args: &TailArgs) -> anyhow::Result<()> {
+    if !args.log.exists() {
+        if args.no_follow {
+            bail!("cannot read {}: no such file", args.log.display());
+        }
+        eprintln!(
+            "copyguard: {} does not exist yet; waiting for it",
+            args.log.display()
+        );
+    }
     let mut follower = follow::Follower::new(&args.log, args.lines)
         .with_context(|| format!("cannot read {}", args.log.display()))?;
     let mut out = output(args.output.as_deref())?;

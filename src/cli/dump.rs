@@ -11,6 +11,9 @@ use anyhow::{bail, Context};
 use crate::audit::{AuditConfig, AuditLog, Event};
 use crate::dumps::{self, DumpRequest, Grant, Scope};
 
+/// The longest a grant may be valid for.
+const MAX_GRANT_LIFE: std::time::Duration = std::time::Duration::from_secs(366 * 24 * 3600);
+
 /// Options of `copyguard dump`.
 #[derive(Debug, clap::Args)]
 pub struct DumpArgs {
@@ -190,6 +193,9 @@ fn approve(a: &ApproveArgs) -> anyhow::Result<()> {
         .with_context(|| format!("--expires {:?}: e.g. 24h or 7d", a.expires))?;
     if valid_for.is_zero() {
         bail!("--expires must be longer than zero");
+    }
+    if valid_for > MAX_GRANT_LIFE {
+        bail!("--expires must be at most 366d: a grant is for one dump, not a standing permission");
     }
     if a.uses == 0 {
         bail!("--uses must be at least 1");

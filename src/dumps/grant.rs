@@ -274,12 +274,34 @@ fn split(token: &str) -> Result<(&str, &str), GrantError> {
     }
 }
 
+/// The grant a token's payload holds. Its ids must have the form copyguard
+/// gives them (hex digits) and its times must be dates: an unverified
+/// token's claimed grant id and key id reach the block log and error
+/// messages, where a forged one could carry line breaks or terminal
+/// sequences, and a time past year 9999 has no date to print.
 fn decode_payload(payload: &str) -> Result<Grant, GrantError> {
     let json = URL_SAFE_NO_PAD
         .decode(payload)
         .map_err(|_| GrantError::Tampered)?;
-    serde_json::from_slice(&json).map_err(|_| GrantError::Tampered)
+    let grant: Grant = serde_json::from_slice(&json).map_err(|_| GrantError::Tampered)?;
+    let hex = |s: &str, len: usize| {
+        s.len() == len
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let dated = |secs: u64| secs <= LATEST;
+    match hex(&grant.grant_id, 32)
+        && hex(&grant.key_id, 16)
+        && dated(grant.issued)
+        && dated(grant.expires)
+    {
+        true => Ok(grant),
+        false => Err(GrantError::Tampered),
+    }
 }
+
+/// 9999-12-31T23:59:59Z, the latest time RFC 3339 can write.
+const LATEST: u64 = 253_402_300_799;
 
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> u64 {
@@ -288,8 +310,10 @@ pub fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// `secs` as an RFC 3339 time; times past year 9999 as its last second.
 fn rfc3339(secs: u64) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs.min(LATEST)))
+        .to_string()
 }
 
 #[cfg(test)]

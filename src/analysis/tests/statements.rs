@@ -464,6 +464,20 @@ fn transactions_and_session_statements() {
     ] {
         assert_eq!(kind(sql), K::Maintenance, "{sql}");
     }
+    // `pg_dump --serializable-deferrable`, which sqlparser cannot read
+    // (found by a red-team round: the dump was refused).
+    for sql in [
+        "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ ONLY, DEFERRABLE",
+        "SET SESSION CHARACTERISTICS AS TRANSACTION NOT DEFERRABLE",
+    ] {
+        assert_eq!(kind(sql), K::Transaction { ends: false }, "{sql}");
+    }
+    for sql in [
+        "SET TRANSACTION SNAPSHOT 'x', DEFERRABLE",
+        "SET TRANSACTION DEFERRABLE, search_path = x",
+    ] {
+        assert!(run(sql).is_err(), "{sql}");
+    }
 }
 
 #[test]

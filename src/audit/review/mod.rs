@@ -160,10 +160,10 @@ impl Review {
     /// Adds one record.
     pub fn add(&mut self, sealed: Sealed) {
         self.summary.records_read += 1;
-        let r = &sealed.record;
-        if !self.filter.matches(r) {
+        if !self.filter.matches(&sealed.record) {
             return;
         }
+        let r = &sealed.record.printable();
         let s = &mut self.summary;
         s.matching += 1;
         s.first_time.get_or_insert_with(|| r.time.clone());
@@ -318,7 +318,7 @@ impl Review {
             }
         );
         for sealed in &self.records {
-            let _ = writeln!(out, "  {}", record_line(&sealed.record));
+            let _ = writeln!(out, "  {}", record_line(&sealed.record.printable()));
         }
         out
     }

@@ -474,6 +474,27 @@ fn a_refusal_carries_the_facts_it_was_decided_on() {
     // No facts when analysis itself failed, or for an unknown name.
     let r = core.decide_query_at("SELECT FROM WHERE", &p).unwrap_err();
     assert_eq!((r.block.rule, r.facts), (Rule::AnalysisParse, None));
+    // The literal a parse error stops at stays out of the reason (found by
+    // a red-team round: the block log's record quoted it).
+    for sql in [
+        "SELECT id FROM users WHERE id = 1 'Bruno.Durand1@Example.com'",
+        "SELECT id FROM users WHERE id = 1 E'Bruno'",
+        "SELECT id FROM users WHERE id = 1 $$Bruno$$",
+        "SELECT id FROM users 4242",
+    ] {
+        let r = core.decide_query_at(sql, &p).unwrap_err();
+        assert_eq!(r.block.rule, Rule::AnalysisParse, "{sql}");
+        assert!(
+            !r.block.reason.contains("Bruno") && !r.block.reason.contains("4242"),
+            "{sql}: {}",
+            r.block.reason
+        );
+        assert!(
+            r.block.reason.contains("found: a literal"),
+            "{}",
+            r.block.reason
+        );
+    }
     let r = core.decide_query_at("EXECUTE nothing", &p).unwrap_err();
     assert_eq!(r.facts, None);
 }
