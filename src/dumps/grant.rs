@@ -296,7 +296,9 @@ fn decode_payload(payload: &str) -> Result<Grant, GrantError> {
         && dated(grant.expires)
     {
         true => Ok(grant),
-        false => Err(GrantError::Tampered),
+        false => Err(GrantError::Malformed(
+            "its grant id or key id is not copyguard's hex, or a time is past year 9999".into(),
+        )),
     }
 }
 
