@@ -124,10 +124,18 @@ fn parse_startup(packet: Bytes, version: u32) -> Result<InitialPacket, WireError
         }
     };
     let mut body = body;
-    let mut params = Vec::new();
+    let mut params: Vec<(String, String)> = Vec::new();
     while body.has_remaining() {
         let key = take_cstr(&mut body)?;
         let value = take_cstr(&mut body)?;
+        // PostgreSQL takes the last of repeated parameters, and copyguard
+        // reads one: `user=app_prod, user=dev_alice` would be classified as
+        // the first and logged in as the second.
+        if params.iter().any(|(k, _)| *k == key) {
+            return Err(WireError::InvalidStartup(format!(
+                "startup packet names parameter {key:?} more than once"
+            )));
+        }
         params.push((key, value));
     }
     Ok(InitialPacket::Startup(StartupMessage {
@@ -171,6 +179,28 @@ mod tests {
         assert_eq!((s.major, s.minor), (3, 0));
         assert_eq!(s.param("user"), Some("alice"));
         assert_eq!(s.param("database"), Some("shop"));
+    }
+
+    /// A repeated parameter is refused: PostgreSQL logs in the last `user`
+    /// where copyguard would classify by one of them (found by a red-team
+    /// round: `user=app_prod, user=dev_alice` with dev_alice's password
+    /// gave an unguarded session).
+    #[test]
+    fn repeated_parameters_are_refused() {
+        let mut raw = vec![0, 0, 0, 0, 0, 3, 0, 0];
+        for (k, v) in [("user", "app_prod"), ("user", "dev_alice")] {
+            raw.extend_from_slice(k.as_bytes());
+            raw.push(0);
+            raw.extend_from_slice(v.as_bytes());
+            raw.push(0);
+        }
+        raw.push(0);
+        let len = (raw.len() as u32).to_be_bytes();
+        raw[..4].copy_from_slice(&len);
+        match InitialPacket::parse(Bytes::from(raw)) {
+            Err(WireError::InvalidStartup(m)) => assert!(m.contains("\"user\""), "{m}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -62,6 +62,49 @@ async fn version_only_startup_packet_gets_an_error() {
     still_serving(proxy.port()).await;
 }
 
+/// PostgreSQL logs in the last of repeated `user` parameters; copyguard
+/// must not classify the session by another one. Found by a red-team
+/// round: `user=<production role>, user=<guarded role>` with the guarded
+/// role's password gave an unguarded session. Refused before anything
+/// reaches the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_startup_parameters_are_refused() {
+    let proxy = TestProxy::plain();
+    for params in [
+        [
+            ("user", "postgres"),
+            ("user", "nobody"),
+            ("database", "postgres"),
+        ],
+        [
+            ("user", "postgres"),
+            ("database", "postgres"),
+            ("database", "template1"),
+        ],
+        [
+            ("user", "postgres"),
+            ("replication", "false"),
+            ("replication", "database"),
+        ],
+    ] {
+        let mut raw = Raw::connect(proxy.port()).await;
+        raw.send(&startup_packet(0, &params)).await;
+        let msgs = raw.drain().await;
+        let err = fatal(&msgs);
+        assert_eq!(
+            err.sqlstate().as_deref(),
+            Some("08P01"),
+            "{params:?}: {msgs:?}"
+        );
+        assert!(
+            err.field(b'M').unwrap().contains("more than once"),
+            "{params:?}: {msgs:?}"
+        );
+        assert!(!msgs.iter().any(|m| m.tag == b'R'), "{params:?}: {msgs:?}");
+    }
+    still_serving(proxy.port()).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_or_truncated_clients_time_out() {
     let mut args = proxy_args();
