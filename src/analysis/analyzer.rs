@@ -56,9 +56,14 @@ impl Acc {
 /// Adds the scans of `more` to `scans`.
 pub(crate) fn add_scans(scans: &mut BTreeMap<Oid, u32>, more: &BTreeMap<Oid, u32>) {
     for (&oid, &n) in more {
-        let count = scans.entry(oid).or_default();
-        *count = count.saturating_add(n);
+        add_scan(scans, oid, n);
     }
+}
+
+/// Adds `n` scans of `oid` to `scans`.
+fn add_scan(scans: &mut BTreeMap<Oid, u32>, oid: Oid, n: u32) {
+    let count = scans.entry(oid).or_default();
+    *count = count.saturating_add(n);
 }
 
 /// A CTE in scope.
@@ -202,22 +207,23 @@ impl<'a> Analyzer<'a> {
     /// 2)` over another: each layer doubles what one row carries).
     pub fn scan_again(&mut self, lin: &Lin) {
         let base = self.call_bases.last();
-        let rels: BTreeMap<Oid, u32> = lin
+        let mut last = None;
+        // The columns are sorted by relation: each relation once.
+        for c in lin
             .cols
             .iter()
-            .map(|c| {
-                let n = base.and_then(|b| b.get(&c.rel)).copied().unwrap_or(1);
-                (c.rel, n.max(1))
-            })
-            .collect();
-        add_scans(&mut self.acc.scans, &rels);
+            .filter(|c| last.replace(c.rel) != Some(c.rel))
+        {
+            let n = base.and_then(|b| b.get(&c.rel)).copied().unwrap_or(1);
+            add_scan(&mut self.acc.scans, c.rel, n.max(1));
+        }
     }
 
     /// Records a read of `oid` and, unless `only`, of every descendant
     /// (partitions, inheritance children).
     pub fn read(&mut self, oid: Oid, only: bool) {
         self.acc.reads.insert(oid);
-        add_scans(&mut self.acc.scans, &BTreeMap::from([(oid, 1)]));
+        add_scan(&mut self.acc.scans, oid, 1);
         if !only {
             let descendants = self.descendants(oid);
             self.acc.reads.extend(descendants);

@@ -127,6 +127,31 @@ pub const PERSONAL_CATEGORIES: &[&str] = &[
 /// classified rows per statement; `columns` holds the `[columns]` entries
 /// and any section after them (such as `[forbidden]`).
 pub fn pseudonymizing_policy_with(max_rows: u64, pseudonymize: &[&str], columns: &str) -> PathBuf {
+    testers_policy(max_rows, pseudonymize, "", columns)
+}
+
+/// [`pseudonymizing_policy_with`] for a class that also gets values
+/// computed from those columns (`derived = "pseudonymize"`).
+pub fn derived_pseudonymizing_policy(
+    max_rows: u64,
+    pseudonymize: &[&str],
+    columns: &str,
+) -> PathBuf {
+    testers_policy(
+        max_rows,
+        pseudonymize,
+        "derived = \"pseudonymize\"\n",
+        columns,
+    )
+}
+
+/// The testers' policy, with `class_extra` lines added to their class.
+fn testers_policy(
+    max_rows: u64,
+    pseudonymize: &[&str],
+    class_extra: &str,
+    columns: &str,
+) -> PathBuf {
     policy_dir(&format!(
         r#"
 [classes.production]
@@ -144,7 +169,7 @@ window = "1h"
 copy_to = "pseudonymize"
 classified_predicates = true
 pseudonymize = {pseudonymize:?}
-
+{class_extra}
 [columns]
 {columns}"#
     ))

@@ -63,9 +63,14 @@ fn key_file() -> PathBuf {
 }
 
 fn pseudonymizing_proxy() -> TestProxy {
+    proxy_under(pseudonymizing_policy())
+}
+
+/// copyguard in front of the fixture under `policy`, with the test key.
+fn proxy_under(policy: PathBuf) -> TestProxy {
     fixture();
     let mut args = proxy_args();
-    args.policy = Some(pseudonymizing_policy().display().to_string());
+    args.policy = Some(policy.display().to_string());
     args.pseudonym_key_file = Some(key_file().display().to_string());
     TestProxy::start(args)
 }
@@ -248,33 +253,11 @@ mod chrono_free {
 /// exactly when the email starts with `B` (a codebook).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn computed_values_carry_nothing_of_the_raw_value() {
-    fixture();
-    let policy = policy_dir(&format!(
-        r#"
-[classes.production]
-mode = "production"
-roles = ["{PROD}"]
-
-[classes.testers]
-mode = "guarded"
-roles = ["{DEV}"]
-max_rows_per_statement = 100000
-max_bytes_per_statement = "64MiB"
-max_rows_per_session = 1000000
-max_rows_per_window = 1000000
-window = "1h"
-copy_to = "pseudonymize"
-classified_predicates = true
-pseudonymize = ["email", "person_name", "date_of_birth", "phone"]
-derived = "pseudonymize"
-
-[columns]
-{USERS_PERSONAL_COLUMNS}"#
+    let proxy = proxy_under(derived_pseudonymizing_policy(
+        100_000,
+        &["email", "person_name", "date_of_birth", "phone"],
+        USERS_PERSONAL_COLUMNS,
     ));
-    let mut args = proxy_args();
-    args.policy = Some(policy.display().to_string());
-    args.pseudonym_key_file = Some(key_file().display().to_string());
-    let proxy = TestProxy::start(args);
     let tap = Tap::start(proxy.port());
     let dev = connect_to(tap.port, DEV).await;
     let rows = text_rows(
