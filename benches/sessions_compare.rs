@@ -59,10 +59,19 @@ fn run() -> Result<()> {
         .context("creating a temporary directory")?;
     let max_connections = (sessions + 50) as u32;
     let (db, bench) = pgbench_setup::start_db(max_connections, SCALE)?;
-    let mut proxy_env = vec![(
-        "COPYGUARD_MAX_CONNECTIONS".to_owned(),
-        (sessions * 2).to_string(),
-    )];
+    // Every client here comes from one address, and they all log in at
+    // once: the per-address cap on connections still starting must fit
+    // them.
+    let mut proxy_env = vec![
+        (
+            "COPYGUARD_MAX_CONNECTIONS".to_owned(),
+            (sessions * 2).to_string(),
+        ),
+        (
+            "COPYGUARD_MAX_STARTUPS_PER_CLIENT".to_owned(),
+            sessions.to_string(),
+        ),
+    ];
     if let Ok(bin) = std::env::var("COPYGUARD_BENCH_BIN") {
         println!("copyguard binary: {bin}");
         proxy_env.push(("COPYGUARD_BENCH_BIN".to_owned(), bin));

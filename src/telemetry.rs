@@ -32,6 +32,9 @@ pub const SESSION_ERRORS: &str = "copyguard_session_errors_total";
 /// Catalog loads run for guarded sessions, one per database at a time
 /// (label `database`).
 pub const CATALOG_LOADS: &str = "copyguard_catalog_loads_total";
+/// Schema changes made outside copyguard that a probe found, each dating
+/// the database's catalog (label `database`).
+pub const CATALOG_CHANGES: &str = "copyguard_catalog_changes_total";
 
 /// Verdicts on guarded statements (labels `verdict`, `rule`).
 pub const VERDICTS: &str = "copyguard_verdicts_total";
@@ -223,6 +226,10 @@ fn describe() {
     describe_counter!(
         CATALOG_LOADS,
         "Catalog loads for guarded sessions (label `database`)"
+    );
+    describe_counter!(
+        CATALOG_CHANGES,
+        "Schema changes made outside copyguard found by a catalog probe (label `database`)"
     );
     describe_counter!(POLICY_RELOADS, "Policy reloads");
     describe_counter!(AUDIT_RECORDS, "Records written to the audit log");

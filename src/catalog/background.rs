@@ -8,33 +8,97 @@
 //! are turned into a catalog and published off the session's task
 //! ([`load_in_background`]), and every session adopts it at its next idle
 //! cycle start.
+//!
+//! Schema changes made outside copyguard (migrations run on the server,
+//! DDL of other clients) are found by a probe: at most once per
+//! `limits.catalog_check` for a database, the session starting an idle
+//! cycle reads [`super::STAMP_SQL`] before it decides. A stamp other than
+//! the catalog's dates the catalog ([`CatalogCache::note_stamp`]), and
+//! every session then loads or waits for a newer one before it decides
+//! again. So a change committed more than `catalog_check` before a
+//! decision is seen by it.
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tracing::warn;
 
-use super::cache::SeenVersion;
+use super::cache::{is_dated, SeenVersion};
 use super::{Catalog, CatalogCache, CatalogRows, LoadTicket, Row};
 use crate::analysis::StatementKind;
 
 /// A session's claimed refresh, waiting for the end of a cycle after
 /// which the load may run without touching the client's transaction, and
-/// the shared cache's version the session last looked at.
+/// what the session last saw of the shared cache and when it probes next.
 #[derive(Debug, Default)]
 pub struct BackgroundRefresh {
     claimed: Option<LoadTicket>,
     /// Every statement run since the claim leaves the server idle.
     plain: bool,
     seen: SeenVersion,
+    /// A catalog published while the session was in a transaction, for
+    /// its next idle cycle.
+    pending: Option<Arc<Catalog>>,
+    /// Catalogs asked for before this are out of date.
+    dated_before: Option<Instant>,
+    /// The session claims no probe before this, unless one is wanted
+    /// sooner.
+    next_probe: Option<Instant>,
+    /// A probe is wanted at the next idle cycle
+    /// ([`BackgroundRefresh::probe_soon`]).
+    wanted: bool,
+    /// The session's catalog was loaded inside a transaction: it shows that
+    /// transaction's snapshot (under REPEATABLE READ, one older than the
+    /// server's), so it is replaced once the session is idle again.
+    transaction_view: bool,
 }
 
 impl BackgroundRefresh {
-    /// `database`'s shared catalog when one was published since the
-    /// session's last look ([`CatalogCache::changed`]); `None` otherwise,
-    /// at the cost of one atomic load.
-    pub fn published(&mut self, cache: &CatalogCache, database: &str) -> Option<Arc<Catalog>> {
-        cache.changed(database, &mut self.seen)
+    /// Looks at what `database`'s cache entry got since the session's last
+    /// look ([`CatalogCache::changed`], one atomic load when nothing): notes
+    /// when catalogs were dated, and returns the newest catalog when the
+    /// session is `idle` (kept for its next idle look otherwise).
+    pub fn look(
+        &mut self,
+        cache: &CatalogCache,
+        database: &str,
+        idle: bool,
+    ) -> Option<Arc<Catalog>> {
+        if let Some(published) = cache.changed(database, &mut self.seen) {
+            self.dated_before = self.dated_before.max(published.dated_before);
+            if published.catalog.is_some() {
+                self.pending = published.catalog;
+            }
+        }
+        if idle {
+            self.pending.take()
+        } else {
+            None
+        }
+    }
+
+    /// Catalogs asked for before this are out of date.
+    pub fn dated_before(&self) -> Option<Instant> {
+        self.dated_before
+    }
+
+    /// Whether the session's `catalog` misses a change a probe found, or
+    /// was read inside a transaction that has ended (`idle`).
+    pub fn is_dated(&self, catalog: &Catalog, idle: bool) -> bool {
+        is_dated(catalog, self.dated_before) || (idle && self.transaction_view)
+    }
+
+    /// Dates the session's catalogs asked for before `at` (a probe sent
+    /// then found another stamp than the session's).
+    pub fn date(&mut self, at: Instant) {
+        self.dated_before = self.dated_before.max(Some(at));
+    }
+
+    /// Notes that the session took a new catalog, idle or inside a
+    /// transaction.
+    pub fn took_catalog(&mut self, idle: bool) {
+        self.transaction_view = !idle;
     }
 
     /// Holds `ticket` until the end of the cycle starting now (the server
@@ -42,6 +106,26 @@ impl BackgroundRefresh {
     pub fn defer(&mut self, ticket: LoadTicket) {
         self.claimed = Some(ticket);
         self.plain = true;
+    }
+
+    /// At the start of an idle cycle: whether to probe now, because
+    /// `database` was not probed for `every` (by any session) or a probe is
+    /// wanted sooner. The session looks at the cache at most once per
+    /// `every`.
+    pub fn probe_due(&mut self, cache: &CatalogCache, database: &str, every: Duration) -> bool {
+        let now = Instant::now();
+        if !self.wanted && self.next_probe.is_some_and(|t| now < t) {
+            return false;
+        }
+        self.next_probe = Some(now + every);
+        std::mem::take(&mut self.wanted) || cache.claim_probe(database, every, now)
+    }
+
+    /// Wants a probe at the next idle cycle, whenever the last one was: a
+    /// statement named a relation or column the catalog does not have, so
+    /// the retry the refusal suggests finds it.
+    pub fn probe_soon(&mut self) {
+        self.wanted = true;
     }
 
     /// Notes a statement the cycle runs.
@@ -90,17 +174,23 @@ fn leaves_server_idle(kind: &StatementKind) -> bool {
     )
 }
 
-/// Waits for the result sets of a load sent in the background (`None`
-/// when it failed or the session ended), builds the catalog and publishes
-/// it in `cache`; the load counts as in flight until then.
-pub fn load_in_background<F>(cache: CatalogCache, database: String, ticket: LoadTicket, sets: F)
-where
+/// Waits for the result sets of a load sent in the background at
+/// `asked_at` (`None` when it failed or the session ended), builds the
+/// catalog and publishes it in `cache`; the load counts as in flight until
+/// then.
+pub fn load_in_background<F>(
+    cache: CatalogCache,
+    database: String,
+    ticket: LoadTicket,
+    asked_at: Instant,
+    sets: F,
+) where
     F: Future<Output = Option<Vec<Vec<Row>>>> + Send + 'static,
 {
     tokio::spawn(async move {
         if let Some(sets) = sets.await {
             match CatalogRows::from_sets(sets).and_then(|r| r.into_catalog()) {
-                Ok(catalog) => cache.put(&database, Arc::new(catalog)),
+                Ok(catalog) => cache.put(&database, Arc::new(catalog.asked_at(asked_at))),
                 Err(e) => warn!(error = %e, "catalog reload failed"),
             }
         }
@@ -153,12 +243,62 @@ mod tests {
         assert!(matches!(cache.claim("db", true), Claim::Load(_)));
     }
 
+    #[test]
+    fn a_probe_is_due_once_per_interval_and_sooner_when_wanted() {
+        let cache = CatalogCache::new(Duration::from_secs(300));
+        let every = Duration::from_secs(3600);
+        let (mut one, mut two) = (BackgroundRefresh::default(), BackgroundRefresh::default());
+        assert!(one.probe_due(&cache, "db", every));
+        assert!(
+            !two.probe_due(&cache, "db", every),
+            "the database was just probed"
+        );
+        assert!(
+            !one.probe_due(&cache, "db", every),
+            "nor is it due for this session"
+        );
+        let mut elsewhere = BackgroundRefresh::default();
+        assert!(
+            elsewhere.probe_due(&cache, "other", every),
+            "another database is"
+        );
+        one.probe_soon();
+        assert!(one.probe_due(&cache, "db", every));
+        assert!(!one.probe_due(&cache, "db", every), "once");
+    }
+
+    #[test]
+    fn a_dated_catalog_is_seen_in_a_transaction_and_a_new_one_adopted_when_idle() {
+        let cache = CatalogCache::new(Duration::from_secs(300));
+        let mut refresh = BackgroundRefresh::default();
+        let old = Arc::new(Catalog::new(Vec::new(), Vec::new()).with_stamp(Some("a".into())));
+        cache.put("db", old.clone());
+        assert!(refresh.look(&cache, "db", true).is_some());
+        assert!(cache.note_stamp("db", Instant::now(), "b"));
+        assert!(refresh.look(&cache, "db", false).is_none());
+        assert!(refresh.is_dated(&old, false));
+        let new = Arc::new(Catalog::new(Vec::new(), Vec::new()).with_stamp(Some("b".into())));
+        cache.put("db", new.clone());
+        assert!(
+            refresh.look(&cache, "db", false).is_none(),
+            "not adopted in a transaction"
+        );
+        let adopted = refresh
+            .look(&cache, "db", true)
+            .expect("kept for the idle cycle");
+        assert!(Arc::ptr_eq(&adopted, &new));
+        assert!(!refresh.is_dated(&new, true));
+    }
+
     #[tokio::test]
     async fn the_load_publishes_without_the_session_and_then_frees_the_claim() {
         let cache = CatalogCache::new(Duration::from_secs(1));
         let t = ticket(&cache);
         let (tx, rx) = tokio::sync::oneshot::channel::<Vec<Vec<Row>>>();
-        load_in_background(cache.clone(), "db".into(), t, async move { rx.await.ok() });
+        let asked_at = Instant::now();
+        load_in_background(cache.clone(), "db".into(), t, asked_at, async move {
+            rx.await.ok()
+        });
         assert!(matches!(cache.claim("db", true), Claim::Keep));
         tx.send(vec![Vec::new(); 5]).unwrap();
         for _ in 0..100 {

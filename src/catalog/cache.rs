@@ -1,7 +1,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -13,12 +13,14 @@ use super::Catalog;
 /// database is in flight: the other sessions wait for it when they have no
 /// catalog yet, and keep using the one they have when it is only old.
 /// Sessions that ran DDL load their own view (see [`CatalogCache::claim`]).
+/// A probe ([`super::STAMP_SQL`]) that finds a catalog's stamp changed
+/// dates it: no session decides with it again ([`Published::dated_before`]).
 /// Clones share the same entries.
 #[derive(Clone, Debug)]
 pub struct CatalogCache {
     entries: Arc<Mutex<HashMap<String, Slot>>>,
-    /// Bumped, under the lock, each time a catalog is published: a session
-    /// that saw this version has nothing newer to look at.
+    /// Bumped, under the lock, each time a catalog is published or dated:
+    /// a session that saw this version has nothing newer to look at.
     version: Arc<AtomicU64>,
     max_age: Duration,
 }
@@ -33,6 +35,10 @@ struct Slot {
     /// The load in flight: its sender is dropped when it ends, published
     /// or not.
     loading: Option<watch::Receiver<()>>,
+    /// Catalogs asked for before this miss a change a probe found.
+    dated_before: Option<Instant>,
+    /// When the last probe was claimed.
+    probed_at: Option<Instant>,
 }
 
 impl Slot {
@@ -55,6 +61,20 @@ pub enum Claim {
     Wait(LoadWait),
     /// Keep the catalog it has: another session is loading a newer one.
     Keep,
+}
+
+/// What was published for a database since a session last looked.
+#[derive(Debug, Default)]
+pub struct Published {
+    /// The newest catalog, if any.
+    pub catalog: Option<Arc<Catalog>>,
+    /// Catalogs asked for before this are out of date.
+    pub dated_before: Option<Instant>,
+}
+
+/// Whether `catalog` is out of date by `dated_before`.
+pub fn is_dated(catalog: &Catalog, dated_before: Option<Instant>) -> bool {
+    dated_before.is_some_and(|t| catalog.loaded_at < t)
 }
 
 /// The right to load a database's catalog; dropping it ends the load.
@@ -92,21 +112,59 @@ impl CatalogCache {
         self.lock().get(database).and_then(|s| s.catalog.clone())
     }
 
-    /// The newest catalog of `database` when a catalog was published
-    /// since `seen`, which it updates; `None` without taking the lock when
-    /// nothing was (the common case: one atomic load). A catalog published
-    /// for another database also counts as a change, so the answer may be
-    /// the catalog already seen.
-    pub fn changed(&self, database: &str, seen: &mut SeenVersion) -> Option<Arc<Catalog>> {
+    /// What `database` has when a catalog was published or dated since
+    /// `seen`, which it updates; `None` without taking the lock when
+    /// nothing was (the common case: one atomic load). A change for another
+    /// database also counts, so the answer may be what was already seen.
+    pub fn changed(&self, database: &str, seen: &mut SeenVersion) -> Option<Published> {
         let version = self.version.load(Ordering::Acquire);
         if version == seen.0 {
             return None;
         }
-        let catalog = self.get(database);
-        // A catalog published between the load and the lock is read
-        // here already and looked at once more next time.
+        let published = self
+            .lock()
+            .get(database)
+            .map_or_else(Published::default, |s| Published {
+                catalog: s.catalog.clone(),
+                dated_before: s.dated_before,
+            });
+        // A change made between the load and the lock is read here
+        // already and looked at once more next time.
         seen.0 = version;
-        catalog
+        Some(published)
+    }
+
+    /// Claims `database`'s next probe when none was claimed for `every`.
+    pub fn claim_probe(&self, database: &str, every: Duration, now: Instant) -> bool {
+        let mut entries = self.lock();
+        let slot = entries.entry(database.to_owned()).or_default();
+        let due = slot
+            .probed_at
+            .is_none_or(|t| now.duration_since(t) >= every);
+        if due {
+            slot.probed_at = Some(now);
+        }
+        due
+    }
+
+    /// Takes a probe's answer: the stamp `database` had when the probe was
+    /// sent at `asked_at`. When the shared catalog was asked for before
+    /// that with another stamp, every catalog asked for before `asked_at`
+    /// is dated; returns whether it was.
+    pub fn note_stamp(&self, database: &str, asked_at: Instant, stamp: &str) -> bool {
+        let mut entries = self.lock();
+        let Some(slot) = entries.get_mut(database) else {
+            return false;
+        };
+        let dated = slot
+            .catalog
+            .as_ref()
+            .is_some_and(|c| c.loaded_at < asked_at && c.stamp.as_deref() != Some(stamp));
+        if dated && slot.dated_before.is_none_or(|t| t < asked_at) {
+            slot.dated_before = Some(asked_at);
+            self.version.fetch_add(1, Ordering::Release);
+        }
+        dated
     }
 
     /// Whether `catalog` is older than the cache's maximum age.
@@ -134,7 +192,8 @@ impl CatalogCache {
         }
     }
 
-    /// Publishes a freshly loaded catalog unless a newer one is there.
+    /// Publishes a freshly loaded catalog unless a newer one is there or
+    /// it is already dated; its load counts as the database's last probe.
     pub fn put(&self, database: &str, catalog: Arc<Catalog>) {
         let mut entries = self.lock();
         let slot = entries.entry(database.to_owned()).or_default();
@@ -142,7 +201,9 @@ impl CatalogCache {
             .catalog
             .as_ref()
             .is_some_and(|c| c.loaded_at > catalog.loaded_at);
-        if !newer {
+        if !newer && !is_dated(&catalog, slot.dated_before) {
+            // A load reads the stamp too: it counts as the last probe.
+            slot.probed_at = slot.probed_at.max(Some(catalog.loaded_at));
             slot.catalog = Some(catalog);
             self.version.fetch_add(1, Ordering::Release);
         }
@@ -211,6 +272,74 @@ mod tests {
         Arc::new(Catalog::new(Vec::new(), Vec::new()))
     }
 
+    /// The newest catalog a look finds.
+    fn newest(cache: &CatalogCache, seen: &mut SeenVersion) -> Arc<Catalog> {
+        let published = cache.changed("db", seen).expect("a change");
+        published.catalog.expect("a catalog")
+    }
+
+    fn stamped(stamp: &str, asked_at: Instant) -> Arc<Catalog> {
+        let catalog = Catalog::new(Vec::new(), Vec::new());
+        Arc::new(catalog.with_stamp(Some(stamp.into())).asked_at(asked_at))
+    }
+
+    #[test]
+    fn a_probe_finding_another_stamp_dates_what_was_asked_for_before_it() {
+        let cache = CatalogCache::new(Duration::from_secs(300));
+        let t0 = Instant::now();
+        let (t1, t2) = (t0 + Duration::from_secs(1), t0 + Duration::from_secs(2));
+        assert!(
+            !cache.note_stamp("db", t1, "b"),
+            "no catalog, nothing to date"
+        );
+        let first = stamped("a", t0);
+        cache.put("db", first.clone());
+        let mut seen = SeenVersion::default();
+        assert!(cache
+            .changed("db", &mut seen)
+            .unwrap()
+            .dated_before
+            .is_none());
+        assert!(!cache.note_stamp("db", t1, "a"), "the same stamp");
+        assert!(cache.changed("db", &mut seen).is_none());
+        assert!(
+            !cache.note_stamp("db", t0, "b"),
+            "a probe older than the catalog"
+        );
+        assert!(cache.note_stamp("db", t1, "b"));
+        let published = cache.changed("db", &mut seen).expect("dating is a change");
+        assert_eq!(published.dated_before, Some(t1));
+        assert!(is_dated(&first, published.dated_before));
+        cache.put("db", stamped("a", t0 + Duration::from_millis(500)));
+        assert!(
+            Arc::ptr_eq(&cache.get("db").unwrap(), &first),
+            "a load asked for before the probe is not published"
+        );
+        let second = stamped("b", t2);
+        cache.put("db", second.clone());
+        assert!(!is_dated(&second, Some(t1)));
+        assert!(Arc::ptr_eq(&newest(&cache, &mut seen), &second));
+        assert!(!cache.note_stamp("db", t2 + Duration::from_secs(1), "b"));
+    }
+
+    #[test]
+    fn a_database_is_probed_once_per_interval() {
+        let cache = CatalogCache::new(Duration::from_secs(300));
+        let every = Duration::from_secs(1);
+        let t0 = Instant::now();
+        assert!(cache.claim_probe("db", every, t0));
+        assert!(!cache.claim_probe("db", every, t0 + Duration::from_millis(999)));
+        assert!(cache.claim_probe("other", every, t0));
+        assert!(cache.claim_probe("db", every, t0 + every));
+        let t1 = t0 + every * 3;
+        cache.put("db", stamped("a", t1));
+        assert!(
+            !cache.claim_probe("db", every, t1 + every / 2),
+            "a load reads the stamp too"
+        );
+        assert!(cache.claim_probe("db", every, t1 + every));
+    }
+
     #[tokio::test]
     async fn one_load_per_database_is_in_flight() {
         let cache = CatalogCache::new(Duration::from_secs(300));
@@ -254,30 +383,18 @@ mod tests {
         assert!(cache.changed("db", &mut seen).is_none());
         let first = catalog();
         cache.put("db", first.clone());
-        assert!(Arc::ptr_eq(
-            &cache.changed("db", &mut seen).unwrap(),
-            &first
-        ));
+        assert!(Arc::ptr_eq(&newest(&cache, &mut seen), &first));
         assert!(cache.changed("db", &mut seen).is_none());
         let mut late = SeenVersion::default();
-        assert!(Arc::ptr_eq(
-            &cache.changed("db", &mut late).unwrap(),
-            &first
-        ));
+        assert!(Arc::ptr_eq(&newest(&cache, &mut late), &first));
         cache.put("other", catalog());
-        assert!(Arc::ptr_eq(
-            &cache.changed("db", &mut seen).unwrap(),
-            &first
-        ));
+        assert!(Arc::ptr_eq(&newest(&cache, &mut seen), &first));
         assert!(cache.changed("db", &mut seen).is_none());
         let older = Arc::new(Catalog::new(Vec::new(), Vec::new()));
         let second = catalog();
         cache.put("db", second.clone());
         cache.put("db", older);
-        assert!(Arc::ptr_eq(
-            &cache.changed("db", &mut seen).unwrap(),
-            &second
-        ));
+        assert!(Arc::ptr_eq(&newest(&cache, &mut seen), &second));
         assert!(
             cache.changed("db", &mut seen).is_none(),
             "an older catalog is not published"
@@ -285,10 +402,7 @@ mod tests {
         let clone = cache.clone();
         let third = catalog();
         clone.put("db", third.clone());
-        assert!(Arc::ptr_eq(
-            &cache.changed("db", &mut seen).unwrap(),
-            &third
-        ));
+        assert!(Arc::ptr_eq(&newest(&cache, &mut seen), &third));
     }
 
     #[test]

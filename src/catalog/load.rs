@@ -5,9 +5,53 @@ use std::collections::{BTreeSet, HashMap};
 
 use super::{Catalog, Column, ColumnId, Oid, RelKind, Relation, WriteEffects};
 
-/// The catalog queries, one simple-query string with five statements whose
-/// result sets, in order, make a [`CatalogRows`].
-pub const LOAD_SQL: &str = "\
+/// The stamp of what the catalog load reads, one row of one text value
+/// that changes with every committed change to it: relations, their
+/// columns, views' rules, inheritance, user functions' names, schemas,
+/// foreign keys and triggers. It hashes the fields that matter rather than
+/// row versions, so GRANT, VACUUM FULL or TRUNCATE do not change it, and
+/// leaves temporary relations and schemas out (a session's own are seen
+/// through its DDL). Objects initdb made (OIDs below 16384) do not change,
+/// so the indexes skip them: the stamp costs well under a millisecond on
+/// a small database.
+macro_rules! stamp_sql {
+    () => {
+        "SELECT pg_catalog.concat_ws(' ', \
+ (SELECT pg_catalog.count(*) || ':' || pg_catalog.sum(pg_catalog.hashtext(\
+ c.oid || ' ' || c.relnamespace || ' ' || c.relname || ' ' || c.relkind::text || ' ' || c.relhasrules)) \
+ FROM pg_catalog.pg_class c WHERE c.oid >= 16384 AND c.relpersistence <> 't' \
+ AND c.relkind IN ('r','p','v','m','f','S')), \
+ (SELECT pg_catalog.count(*) || ':' || pg_catalog.sum(pg_catalog.hashtext(\
+ a.attrelid || ' ' || a.attnum || ' ' || a.attname || ' ' || a.atttypid || ' ' || a.atttypmod || ' ' || a.attisdropped)) \
+ FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
+ WHERE a.attrelid >= 16384 AND a.attnum > 0 AND c.relpersistence <> 't' \
+ AND c.relkind IN ('r','p','v','m','f','S')), \
+ (SELECT pg_catalog.count(*) || ':' || pg_catalog.sum(r.xmin::text::int8) FROM pg_catalog.pg_rewrite r \
+ WHERE r.ev_class >= 16384), \
+ (SELECT pg_catalog.count(*) || ':' || pg_catalog.sum(pg_catalog.hashtext(i.inhrelid || ' ' || i.inhparent || ' ' || i.inhseqno)) \
+ FROM pg_catalog.pg_inherits i), \
+ (SELECT pg_catalog.count(*) || ':' || pg_catalog.sum(pg_catalog.hashtext(p.pronamespace || ' ' || p.proname)) \
+ FROM pg_catalog.pg_proc p WHERE p.oid >= 16384), \
+ (SELECT pg_catalog.count(*) || ':' || pg_catalog.sum(pg_catalog.hashtext(n.oid || ' ' || n.nspname)) \
+ FROM pg_catalog.pg_namespace n WHERE n.nspname !~ '^pg_(toast_)?temp_'), \
+ (SELECT pg_catalog.count(*) || ':' || pg_catalog.sum(pg_catalog.hashtext(\
+ k.conrelid || ' ' || k.confrelid || ' ' || k.confdeltype::text || ' ' || k.confupdtype::text)) \
+ FROM pg_catalog.pg_constraint k WHERE k.contype = 'f'), \
+ (SELECT pg_catalog.count(*) || ':' || pg_catalog.sum(pg_catalog.hashtext(t.tgrelid || ' ' || t.tgname)) \
+ FROM pg_catalog.pg_trigger t WHERE NOT t.tgisinternal))"
+    };
+}
+
+/// The catalog's stamp alone: what sessions probe with, now and then, to
+/// see whether a schema change made outside copyguard dated the catalog.
+pub const STAMP_SQL: &str = stamp_sql!();
+
+/// The catalog queries, one simple-query string with six statements whose
+/// result sets, in order, make a [`CatalogRows`]: the stamp first, so any
+/// change after it is caught by the next probe.
+pub const LOAD_SQL: &str = concat!(
+    stamp_sql!(),
+    "; \
 SELECT c.oid::int8, n.nspname, c.relname, c.relkind::text, \
  CASE WHEN c.relkind IN ('v','m') THEN pg_catalog.pg_get_viewdef(c.oid, true) END, \
  f.cascades, (c.relkind IN ('r','p') AND c.relhasrules OR t.tgrelid IS NOT NULL)::text \
@@ -32,14 +76,17 @@ SELECT DISTINCT r.ev_class::int8, d.refobjid::int8, d.refobjsubid::int4 \
  AND d.refobjsubid >= 0 AND d.refobjid <> r.ev_class; \
 SELECT DISTINCT n.nspname, p.proname FROM pg_catalog.pg_proc p \
  JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
- WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')";
+ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')"
+);
 
 /// One text-format row (NULL is `None`).
 pub type Row = Vec<Option<String>>;
 
-/// The five result sets of [`LOAD_SQL`].
+/// The result sets of [`LOAD_SQL`].
 #[derive(Clone, Debug, Default)]
 pub struct CatalogRows {
+    /// The stamp ([`STAMP_SQL`]), when the rows came with one.
+    pub stamp: Option<String>,
     /// oid, schema, name, relkind, definition, the relations foreign-key
     /// actions on its keys change (`{oid,...}`), whether user triggers or
     /// rules run on writes (`true`/`false`); the last two may be absent.
@@ -67,7 +114,7 @@ pub enum LoadError {
         row: Row,
     },
     /// The query returned a different number of result sets.
-    #[error("catalog query returned {0} result sets, expected 5")]
+    #[error("catalog query returned {0} result sets, expected 6")]
     ResultSets(usize),
     /// The query failed upstream.
     #[error("catalog query failed: {0}")]
@@ -90,18 +137,33 @@ fn num<T: std::str::FromStr>(row: &Row, i: usize, set: &'static str) -> Result<T
     })
 }
 
+/// The stamp in the one-row, one-value result of [`STAMP_SQL`].
+pub fn stamp_of(set: &[Row]) -> Result<String, LoadError> {
+    match set {
+        [row] => field(row, 0, "stamp").map(str::to_owned),
+        _ => Err(LoadError::BadRow {
+            set: "stamp",
+            row: set.first().cloned().unwrap_or_default(),
+        }),
+    }
+}
+
 impl CatalogRows {
-    /// Splits five result sets, in [`LOAD_SQL`] order.
+    /// Splits the result sets, in [`LOAD_SQL`] order: six, or the five
+    /// without the stamp.
     pub fn from_sets(mut sets: Vec<Vec<Row>>) -> Result<CatalogRows, LoadError> {
-        if sets.len() != 5 {
-            return Err(LoadError::ResultSets(sets.len()));
-        }
+        let stamp = match sets.len() {
+            5 => None,
+            6 => Some(stamp_of(&sets.remove(0))?),
+            n => return Err(LoadError::ResultSets(n)),
+        };
         let functions = sets.pop().unwrap_or_default();
         let view_deps = sets.pop().unwrap_or_default();
         let inherits = sets.pop().unwrap_or_default();
         let columns = sets.pop().unwrap_or_default();
         let relations = sets.pop().unwrap_or_default();
         Ok(CatalogRows {
+            stamp,
             relations,
             columns,
             inherits,
@@ -177,7 +239,9 @@ impl CatalogRows {
                 field(row, 1, "functions")?.to_owned(),
             ));
         }
-        Ok(Catalog::new(relations.into_values(), functions).with_write_effects(write_effects))
+        Ok(Catalog::new(relations.into_values(), functions)
+            .with_write_effects(write_effects)
+            .with_stamp(self.stamp))
     }
 }
 

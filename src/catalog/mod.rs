@@ -14,8 +14,8 @@ use std::collections::BTreeSet;
 use std::time::Instant;
 
 pub use background::{load_in_background, BackgroundRefresh};
-pub use cache::{parse_name_array, CatalogCache, Claim, LoadTicket};
-pub use load::{CatalogRows, LoadError, Row, LOAD_SQL};
+pub use cache::{is_dated, parse_name_array, CatalogCache, Claim, LoadTicket, Published};
+pub use load::{stamp_of, CatalogRows, LoadError, Row, LOAD_SQL, STAMP_SQL};
 
 /// The catalog's indices hash with foldhash: several lookups per analyzed
 /// statement, where std's SipHash cost more than the lookups themselves.
@@ -137,8 +137,10 @@ pub struct Catalog {
     /// What writes to a relation set off beyond its own rows, for the
     /// relations where it is anything.
     write_effects: HashMap<Oid, WriteEffects>,
-    /// When the rows were read.
+    /// When the rows were asked for (the load sent).
     pub loaded_at: Instant,
+    /// The stamp read with the rows ([`STAMP_SQL`]), if any.
+    pub stamp: Option<String>,
 }
 
 /// What a write to a relation sets off beyond the rows it names.
@@ -187,7 +189,21 @@ impl Catalog {
             ),
             write_effects: HashMap::default(),
             loaded_at: Instant::now(),
+            stamp: None,
         }
+    }
+
+    /// Sets the stamp the rows were read with.
+    pub fn with_stamp(mut self, stamp: Option<String>) -> Catalog {
+        self.stamp = stamp;
+        self
+    }
+
+    /// Dates the catalog to when its load was sent: a change the server
+    /// committed before then is in it.
+    pub fn asked_at(mut self, at: Instant) -> Catalog {
+        self.loaded_at = at;
+        self
     }
 
     /// Sets what writes to each relation set off.

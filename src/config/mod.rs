@@ -25,7 +25,7 @@ mod tests;
 
 use parse::{
     parse_addr, parse_bytes, parse_dir, parse_duration, parse_file, parse_host_port,
-    parse_positive_duration, parse_size,
+    parse_positive_count, parse_positive_duration, parse_size,
 };
 use settings::FileConfig;
 pub use settings::{ConfigArgs, SETTINGS};
@@ -140,6 +140,9 @@ pub struct UpstreamTls {
 pub struct Limits {
     /// Concurrent client connections.
     pub max_connections: usize,
+    /// Connections from one client address that may be starting (not yet
+    /// logged in) at once.
+    pub max_startups_per_client: usize,
     /// From accept to the first ReadyForQuery.
     pub startup_timeout: Duration,
     /// To open the upstream TCP connection.
@@ -150,6 +153,9 @@ pub struct Limits {
     pub shutdown_timeout: Duration,
     /// Age after which a database's catalog is reloaded.
     pub catalog_refresh: Duration,
+    /// How often a database's catalog stamp is probed for schema changes
+    /// made outside copyguard.
+    pub catalog_check: Duration,
 }
 
 /// A validated `serve` configuration.
@@ -356,13 +362,11 @@ impl Config {
 
         let limits = Limits {
             max_connections: src
-                .parse("limits.max_connections", |s| {
-                    s.parse::<usize>()
-                        .ok()
-                        .filter(|n| *n > 0)
-                        .ok_or_else(|| format!("expected a positive number, got {s:?}"))
-                })?
+                .parse("limits.max_connections", parse_positive_count)?
                 .unwrap_or(1000),
+            max_startups_per_client: src
+                .parse("limits.max_startups_per_client", parse_positive_count)?
+                .unwrap_or(100),
             startup_timeout: src
                 .parse("limits.startup_timeout", parse_positive_duration)?
                 .unwrap_or(Duration::from_secs(30)),
@@ -378,6 +382,9 @@ impl Config {
             catalog_refresh: src
                 .parse("limits.catalog_refresh", parse_positive_duration)?
                 .unwrap_or(Duration::from_secs(300)),
+            catalog_check: src
+                .parse("limits.catalog_check", parse_positive_duration)?
+                .unwrap_or(Duration::from_secs(1)),
         };
         let log_format = src
             .parse("log.format", |s| match s {

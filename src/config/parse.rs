@@ -43,6 +43,14 @@ pub(super) fn parse_dir(s: &str) -> Result<PathBuf, String> {
     }
 }
 
+/// A count that must be more than zero.
+pub(super) fn parse_positive_count(s: &str) -> Result<usize, String> {
+    s.parse::<usize>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("expected a positive number, got {s:?}"))
+}
+
 /// A duration that must be more than zero: a zero timeout would fail
 /// every login, a zero refresh reload the catalog for every statement.
 pub(super) fn parse_positive_duration(s: &str) -> Result<Duration, String> {

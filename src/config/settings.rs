@@ -108,11 +108,13 @@ settings! {
     }
     limits: LimitsSection {
         max_connections => max_connections, "--max-connections", "COPYGUARD_MAX_CONNECTIONS", "concurrent client connections [1000]";
+        max_startups_per_client => max_startups_per_client, "--max-startups-per-client", "COPYGUARD_MAX_STARTUPS_PER_CLIENT", "connections from one client address still logging in [100]";
         startup_timeout => startup_timeout, "--startup-timeout", "COPYGUARD_STARTUP_TIMEOUT", "time from connect to ready-for-query [30s]";
         connect_timeout => connect_timeout, "--connect-timeout", "COPYGUARD_CONNECT_TIMEOUT", "time to reach the upstream [10s]";
         max_message_size => max_message_size, "--max-message-size", "COPYGUARD_MAX_MESSAGE_SIZE", "largest client message [128MiB]";
         shutdown_timeout => shutdown_timeout, "--shutdown-timeout", "COPYGUARD_SHUTDOWN_TIMEOUT", "grace period for sessions on SIGTERM/SIGINT [30s]";
         catalog_refresh => catalog_refresh, "--catalog-refresh", "COPYGUARD_CATALOG_REFRESH", "reload a database's catalog after this long [5m]";
+        catalog_check => catalog_check, "--catalog-check", "COPYGUARD_CATALOG_CHECK", "probe a database's schema for changes made outside copyguard this often [1s]";
     }
     log: LogSection {
         format => log_format, "--log-format", "COPYGUARD_LOG_FORMAT", "text | json [text]";

@@ -220,7 +220,12 @@ fn flags_follow_the_field_names_clap_derives_them_from() {
 #[test]
 fn zero_durations_are_refused_where_meaningless() {
     let err = |text: &str, args: ConfigArgs| load_toml(text, args).unwrap_err().to_string();
-    for key in ["startup_timeout", "connect_timeout", "catalog_refresh"] {
+    for key in [
+        "startup_timeout",
+        "connect_timeout",
+        "catalog_refresh",
+        "catalog_check",
+    ] {
         for zero in ["0s", "0", "0ms"] {
             let e = err(
                 &format!("upstream = \"db:5432\"\n[limits]\n{key} = \"{zero}\"\n"),

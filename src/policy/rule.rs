@@ -121,6 +121,9 @@ rules! {
     PseudonymDerived = "pseudonym.derived", Data, "values computed from pseudonymized columns when derived = \"block\", or in a COPY";
     /// A statement the SQL parser could not read.
     AnalysisParse = "analysis.parse", Analysis, "statements copyguard cannot parse";
+    /// A statement naming relations while the session's catalog could not
+    /// be checked against the server's.
+    CatalogUnverified = "catalog.unverified", Analysis, "statements naming relations while copyguard cannot check its catalog against the server's (the check or the load failed on the session's connection)";
     /// A relation the catalog does not know.
     AnalysisUnknownRelation = "analysis.unknown_relation", Analysis, "statements naming a relation copyguard does not know (yet)";
     /// A column the catalog does not know.
@@ -193,6 +196,7 @@ impl Rule {
             | Rule::GrantWrongRole
             | Rule::GrantWrongDatabase => "28000",
             Rule::AnalysisTooLarge => "54000",
+            Rule::CatalogUnverified => "55000",
             _ => "42501",
         }
     }
@@ -205,6 +209,9 @@ impl Rule {
             }
             Rule::StatementLimitedNotAlone => {
                 "Send the statement that returns classified rows as a query of its own."
+            }
+            Rule::CatalogUnverified => {
+                "copyguard reads the catalog on the session's own connection: a short statement_timeout or lock_timeout, or missing rights on pg_catalog, stop it. Retry, or raise the timeout."
             }
             Rule::AnalysisUnknownRelation | Rule::ResultUnknownRelation => {
                 "A relation created in the same request is not known yet: send the statements that use it separately, or retry."

@@ -10,6 +10,7 @@ mod guarded;
 mod info;
 pub mod relay;
 mod session;
+mod startups;
 mod upstream;
 mod workers;
 
@@ -108,6 +109,8 @@ pub(crate) struct Shared {
     /// other sessions wait for, a cancel request) is spawned here, never
     /// on the runtime of a session on a thread of its own.
     pub runtime: tokio::runtime::Handle,
+    /// Connections still starting, per client address.
+    pub startups: Arc<startups::Startups>,
     next_id: AtomicU64,
 }
 
@@ -232,6 +235,7 @@ impl Server {
             relay_runtimes: std::sync::OnceLock::new(),
             guarded_threads: std::sync::OnceLock::new(),
             runtime: tokio::runtime::Handle::current(),
+            startups: Arc::default(),
             next_id: AtomicU64::new(0),
         });
         let health = Health::new(audit).with_upstream(
@@ -345,8 +349,19 @@ impl Server {
                 accepted = listener.accept() => match accepted {
                     Ok((tcp, peer)) => {
                         metrics::counter!(telemetry::CONNECTIONS).increment(1);
+                        let per_client = shared.config.limits.max_startups_per_client;
                         match limit.clone().try_acquire_owned() {
                             Ok(permit) => {
+                                let Some(starting) = shared.startups.take(peer.ip(), per_client) else {
+                                    warn!(
+                                        peer = %peer,
+                                        max_startups_per_client = per_client,
+                                        "connection refused: too many connections from this address still starting (53300)"
+                                    );
+                                    drop(permit);
+                                    sessions.spawn(refuse(tcp, Refusal::StartingFromAddress));
+                                    continue;
+                                };
                                 let shared = shared.clone();
                                 let (limit, max) = (limit.clone(), shared.config.limits.max_connections);
                                 let done = move || {
@@ -358,7 +373,7 @@ impl Server {
                                 match &runtimes {
                                     None => {
                                         sessions.spawn(async move {
-                                            session::run(shared, tcp, peer).await;
+                                            session::run(shared, tcp, peer, starting).await;
                                             done();
                                         });
                                     }
@@ -366,7 +381,7 @@ impl Server {
                                         Ok(std) => {
                                             let (handle, task) = pool.place(move || async move {
                                                 if let Ok(tcp) = TcpStream::from_std(std) {
-                                                    session::run(shared, tcp, peer).await;
+                                                    session::run(shared, tcp, peer, starting).await;
                                                 }
                                                 done();
                                             });
@@ -382,7 +397,7 @@ impl Server {
                                     max_connections = shared.config.limits.max_connections,
                                     "connection refused: too many clients (53300)"
                                 );
-                                sessions.spawn(refuse_too_many(tcp));
+                                sessions.spawn(refuse(tcp, Refusal::TooMany));
                             }
                         }
                     }
@@ -472,12 +487,55 @@ fn release_memory() {
     }
 }
 
-async fn refuse_too_many(mut tcp: TcpStream) {
+/// Why a connection is refused at accept.
+#[derive(Clone, Copy, Debug)]
+enum Refusal {
+    /// Every connection slot is taken.
+    TooMany,
+    /// The client's address has its share of connections still starting.
+    StartingFromAddress,
+}
+
+async fn refuse(mut tcp: TcpStream, why: Refusal) {
     use tokio::io::AsyncWriteExt;
-    metrics::counter!(telemetry::CONNECTIONS_REFUSED, "reason" => "too_many").increment(1);
-    let msg = ErrorFields::new(Severity::Fatal, "53300", "sorry, too many clients already")
-        .with_hint("The limit is the limits.max_connections setting of copyguard.")
+    let (reason, message, hint) = match why {
+        Refusal::TooMany => (
+            "too_many",
+            "sorry, too many clients already",
+            "The limit is the limits.max_connections setting of copyguard.",
+        ),
+        Refusal::StartingFromAddress => (
+            "starting_from_address",
+            "sorry, too many connections from this address are still starting",
+            "Connections that have not finished logging in are limited per client address by the limits.max_startups_per_client setting of copyguard.",
+        ),
+    };
+    metrics::counter!(telemetry::CONNECTIONS_REFUSED, "reason" => reason).increment(1);
+    let msg = ErrorFields::new(Severity::Fatal, "53300", message)
+        .with_hint(hint)
         .encode();
+    decline_encryption(&mut tcp).await;
     let _ = tcp.write_all(&msg).await;
     let _ = tcp.shutdown().await;
+}
+
+/// Answers an SSLRequest or GSSENCRequest the client opens with by "N",
+/// waiting a moment for it, as PostgreSQL does before it refuses a login:
+/// libpq shows the error sent after that, where one sent in place of the
+/// answer is "server sent an error response during SSL exchange".
+async fn decline_encryption(tcp: &mut TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const WAIT: Duration = Duration::from_secs(1);
+    let mut first = [0u8; 8];
+    let read = tokio::time::timeout(WAIT, tcp.read_exact(&mut first)).await;
+    let asks_encryption = matches!(read, Ok(Ok(_)))
+        && first[..4] == 8u32.to_be_bytes()
+        && matches!(
+            u32::from_be_bytes([first[4], first[5], first[6], first[7]]),
+            crate::wire::SSL_REQUEST_CODE | crate::wire::GSSENC_REQUEST_CODE
+        );
+    if asks_encryption && tcp.write_all(b"N").await.is_ok() {
+        let mut startup = [0u8; 8];
+        let _ = tokio::time::timeout(WAIT, tcp.read(&mut startup)).await;
+    }
 }

@@ -18,6 +18,7 @@ use tracing::{info, warn, Instrument};
 
 use super::auth::{self, ProtocolPlan, Started};
 use super::relay::{Relay, RelayEnd};
+use super::startups::StartupSlot;
 use super::{audit, guarded, upstream, SessionError, SessionInfo, Shared};
 use crate::audit::{Event, SessionTotals};
 use crate::config::ClientTlsMode;
@@ -33,8 +34,14 @@ enum Opening {
     Cancel { pid: i32, secret: bytes::Bytes },
 }
 
-/// Runs a client connection to its end.
-pub(crate) async fn run(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
+/// Runs a client connection to its end; `starting` is held until the
+/// session is established or fails to be.
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    starting: StartupSlot,
+) {
     let _ = tcp.set_nodelay(true);
     let id = shared.next_session_id();
     let span = tracing::info_span!("session", id, %peer);
@@ -57,6 +64,7 @@ pub(crate) async fn run(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
             tokio::time::timeout_at(deadline, establish(&shared, &mut client, peer, id, startup))
                 .await
                 .unwrap_or(Err(SessionError::StartupTimeout));
+        drop(starting);
         match established {
             Ok(session) => relay(&shared, client, session).await,
             Err(err) => fail(&mut client, err).await,

@@ -20,7 +20,9 @@ pub use error::WireError;
 pub use kind::{BackendKind, FrontendKind};
 pub(crate) use scan::frame_len;
 pub use scan::FrameScanner;
-pub use startup::{InitialPacket, StartupMessage, MAX_STARTUP_PACKET_LEN};
+pub use startup::{
+    InitialPacket, StartupMessage, GSSENC_REQUEST_CODE, MAX_STARTUP_PACKET_LEN, SSL_REQUEST_CODE,
+};
 pub use stream::Stream;
 pub use writer::FrameWriter;
 

@@ -8,8 +8,10 @@ use super::WireError;
 /// PostgreSQL's own limit on startup-phase packets (`MAX_STARTUP_PACKET_LENGTH`).
 pub const MAX_STARTUP_PACKET_LEN: usize = 10_000;
 
-const SSL_REQUEST_CODE: u32 = 80_877_103;
-const GSSENC_REQUEST_CODE: u32 = 80_877_104;
+/// The code of an SSLRequest.
+pub const SSL_REQUEST_CODE: u32 = 80_877_103;
+/// The code of a GSSENCRequest.
+pub const GSSENC_REQUEST_CODE: u32 = 80_877_104;
 const CANCEL_REQUEST_CODE: u32 = 80_877_102;
 
 /// The first packet(s) a client sends, before the protocol proper starts.

@@ -140,11 +140,7 @@ async fn a_catalog_refresh_does_not_delay_the_statement() {
         .expect("first statement");
     let loads = catalog_loads(&proxy, &db);
 
-    let url = cluster().db.superuser_url(&db);
-    let (locker, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .expect("direct");
-    tokio::spawn(conn);
+    let locker = superuser(&db).await;
     locker
         .batch_execute(
             "CREATE TABLE bg_new (id int); GRANT SELECT ON bg_new TO PUBLIC;
@@ -152,10 +148,7 @@ async fn a_catalog_refresh_does_not_delay_the_statement() {
         )
         .await
         .expect("lock");
-    let (probe, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .expect("direct");
-    tokio::spawn(conn);
+    let probe = superuser(&db).await;
     let blocked = probe
         .batch_execute("SET statement_timeout = '300ms'; SELECT pg_get_viewdef('bg_v'::regclass)")
         .await;

@@ -121,6 +121,75 @@ async fn connection_limit_refuses_with_53300() {
     }
 }
 
+/// Connections that never log in hold at most
+/// `limits.max_startups_per_client` slots per client address: past that
+/// they are refused with 53300 (after an SSLRequest is declined, so libpq
+/// shows the message), and clients of other addresses, and the same
+/// address once a startup ends, still log in (red team: 1,500 idle TCP
+/// connections used to hold every slot for the startup timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_hold_at_most_their_address_share() {
+    use std::net::Ipv4Addr;
+    let mut args = proxy_args();
+    args.max_connections = Some("8".into());
+    args.max_startups_per_client = Some("5".into());
+    let proxy = TestProxy::start(args);
+    let port = proxy.port();
+    let attacker = Ipv4Addr::new(127, 0, 0, 1);
+    let mut idle = Vec::new();
+    for _ in 0..5 {
+        idle.push(Raw::connect_from(attacker, port).await);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for _ in 0..5 {
+        let mut refused = Raw::connect_from(attacker, port).await;
+        let msgs = refused.drain().await;
+        let first = msgs.first().expect("an answer");
+        assert_eq!(first.sqlstate().as_deref(), Some("53300"), "{msgs:?}");
+        let hint = String::from_utf8_lossy(&first.body).into_owned();
+        assert!(hint.contains("limits.max_startups_per_client"), "{hint}");
+    }
+    let libpq = tokio::task::spawn_blocking(move || {
+        psql(
+            &conninfo(port, "trust_user", "testdb", "sslmode=prefer"),
+            "SELECT 1",
+        )
+    })
+    .await
+    .expect("psql");
+    let (_, stderr) = text(&libpq);
+    assert!(
+        stderr.contains("too many connections from this address"),
+        "libpq shows the refusal, not an error in its SSL exchange: {stderr}"
+    );
+    let login = |from: Ipv4Addr| async move {
+        let mut raw = Raw::connect_from(from, port).await;
+        raw.send(&crate::raw::startup_packet(
+            0,
+            &[("user", "trust_user"), ("database", "testdb")],
+        ))
+        .await;
+        let msgs = raw.until_ready().await;
+        assert_eq!(msgs.last().map(|m| m.tag), Some(b'Z'), "{from}: {msgs:?}");
+        raw
+    };
+    let other = login(Ipv4Addr::new(127, 0, 0, 2)).await;
+    drop(idle.pop());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let same = login(attacker).await;
+    idle.push(Raw::connect_from(attacker, port).await);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut refused = Raw::connect_from(attacker, port).await;
+    let msgs = refused.drain().await;
+    let first = msgs.first().expect("an answer");
+    assert_eq!(first.sqlstate().as_deref(), Some("53300"), "{msgs:?}");
+    assert!(
+        String::from_utf8_lossy(&first.body).contains("max_startups_per_client"),
+        "a logged-in session no longer counts as starting, the new idle one does"
+    );
+    drop((other, same, idle));
+}
+
 #[test]
 fn admin_endpoint_serves_metrics_and_health() {
     let mut args = proxy_args();

@@ -14,6 +14,7 @@ mod audit_log;
 mod auth_tls;
 mod bad_input;
 mod block_log;
+mod catalog_changes;
 mod catalog_sharing;
 mod clients;
 mod decision_cache;

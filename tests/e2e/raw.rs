@@ -76,6 +76,19 @@ impl Raw {
         Raw { stream }
     }
 
+    /// Connects from the loopback address `from` (any of 127.0.0.0/8).
+    pub async fn connect_from(from: std::net::Ipv4Addr, port: u16) -> Raw {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind((from, 0).into())
+            .expect("bind to a loopback address");
+        let stream = socket
+            .connect(([127, 0, 0, 1], port).into())
+            .await
+            .expect("connect to copyguard");
+        Raw { stream }
+    }
+
     pub async fn send(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).await.expect("send");
     }

@@ -367,6 +367,17 @@ pub fn text(out: &Output) -> (String, String) {
 }
 
 /// Connects with tokio-postgres (no TLS).
+/// A direct superuser connection to the test cluster's `db`, its driver
+/// spawned.
+pub async fn superuser(db: &str) -> tokio_postgres::Client {
+    let url = cluster().db.superuser_url(db);
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("direct superuser connection");
+    tokio::spawn(conn);
+    client
+}
+
 pub async fn connect(port: u16, user: &str, dbname: &str) -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(
         &conninfo(port, user, dbname, &format!("password={PASSWORD}")),

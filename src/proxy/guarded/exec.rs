@@ -37,6 +37,9 @@ pub(super) struct SessionState {
     /// healthy: the client was told it failed, so the server transaction
     /// must be failed too before the next client message.
     pub abort_pending: AtomicBool,
+    /// A result named a relation the session's catalog lacks: the next
+    /// idle cycle probes the catalog's stamp.
+    pub probe_wanted: AtomicBool,
 }
 
 impl SessionState {

@@ -402,7 +402,12 @@ where
                         .unwrap_or_default(),
                 )
             }
-            BackendKind::NoticeResponse | BackendKind::EmptyQueryResponse => {}
+            BackendKind::NoticeResponse
+            | BackendKind::EmptyQueryResponse
+            | BackendKind::ParseComplete
+            | BackendKind::BindComplete
+            | BackendKind::CloseComplete
+            | BackendKind::NoData => {}
             _ => return Err(anomaly(frame)),
         }
         Ok(())
@@ -461,6 +466,9 @@ where
                 Err(b) => {
                     self.checked.forget();
                     exec.poison();
+                    if b.rule == Rule::ResultUnknownRelation {
+                        self.guard.state.probe_wanted.store(true, Ordering::Relaxed);
+                    }
                     return self.violation(&b, pop).await;
                 }
             }

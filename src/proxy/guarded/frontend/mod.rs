@@ -46,6 +46,9 @@ pub(super) struct Frontend<'a, R, W> {
     background: BackgroundRefresh,
     /// The search path read at the session's start, for the first cycle.
     search_path_read: Option<refresh::InternalReply>,
+    /// Why the session's catalog could not be checked or read (it decides
+    /// with an empty one meanwhile).
+    unverified: Option<String>,
     /// Bytes and messages read from the client and not counted yet
     /// ([`Guard::count_up`] at each flush and at the end).
     uncounted: (u64, u64),
@@ -85,6 +88,7 @@ where
             copy_in: false,
             background: BackgroundRefresh::default(),
             search_path_read: None,
+            unverified: None,
             uncounted: (0, 0),
         }
     }
@@ -202,9 +206,24 @@ where
     /// stand-in.
     fn refused(&self, r: &Refusal, sql: &SqlText) -> Refused {
         Refused::Record(Box::new(RefusedStatement {
-            refusal: r.clone(),
+            refusal: self.explained(r),
             sql: sql.clone(),
         }))
+    }
+
+    /// A refusal for a name the catalog lacks, said as what it is when the
+    /// catalog itself could not be checked.
+    fn explained(&self, r: &Refusal) -> Refusal {
+        match &self.unverified {
+            Some(why) if names_unknown(r) => Refusal {
+                block: Block::new(
+                    Rule::CatalogUnverified,
+                    format!("copyguard could not check its catalog against the server's ({why}); statements naming relations are refused until it can"),
+                ),
+                ..r.clone()
+            },
+            _ => r.clone(),
+        }
     }
 
     /// A refusal of a message of an extended-protocol batch: not even
@@ -221,7 +240,7 @@ where
         if seen {
             self.refused(r, sql)
         } else {
-            Refused::Error(enforce::block_error(&r.block))
+            Refused::Error(enforce::block_error(&self.explained(r).block))
         }
     }
 
@@ -247,6 +266,12 @@ where
         let policy = self.guard.shared.policy.current();
         let execs = match self.core.decide_query_text(&sql, &policy) {
             Ok(execs) => execs,
+            Err(r) if names_unknown(&r) && self.catch_up().await? => {
+                match self.core.decide_query_text(&sql, &policy) {
+                    Ok(execs) => execs,
+                    Err(r) => return self.refuse_cycle(&r, &sql).await,
+                }
+            }
             Err(r) => return self.refuse_cycle(&r, &sql).await,
         };
         for exec in &execs {
@@ -320,7 +345,12 @@ where
         let policy = self.guard.shared.policy.current();
         let sql = SqlText::shared(frame.bytes(), &msg.sql);
         let refused = match self.core.parse(&msg.name, &sql, &policy) {
-            Step::Refuse { refusal, seen } => Some(self.refused_seen(&refusal, seen, &sql)),
+            Step::Refuse { refusal, seen } => {
+                if names_unknown(&refusal) {
+                    self.background.probe_soon();
+                }
+                Some(self.refused_seen(&refusal, seen, &sql))
+            }
             Step::Forward { exec: None, .. } => None,
             Step::Forward {
                 exec: Some(exec), ..
@@ -533,4 +563,13 @@ fn failing_bind(portal: &str) -> bytes::Bytes {
 /// An Execute of a portal that does not exist: fails on the server.
 fn failing_execute() -> bytes::Bytes {
     messages::execute_message(BLOCKED_NAME, 0)
+}
+
+/// Whether a refusal is for a relation or column the catalog does not
+/// have, which a schema change made outside copyguard may explain.
+fn names_unknown(r: &Refusal) -> bool {
+    matches!(
+        r.block.rule,
+        Rule::AnalysisUnknownRelation | Rule::AnalysisUnknownColumn
+    )
 }

@@ -5,13 +5,15 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::{Frontend, BLOCKED_SQL};
 use crate::catalog::{
-    load_in_background, parse_name_array, CatalogRows, Claim, LoadTicket, LOAD_SQL,
+    is_dated, load_in_background, parse_name_array, stamp_of, Catalog, CatalogRows, Claim,
+    LoadTicket, LOAD_SQL, STAMP_SQL,
 };
 use crate::proxy::guarded::exec::{Expect, InternalResult};
 use crate::proxy::SessionError;
@@ -32,12 +34,13 @@ where
         internal_answer(rx).await
     }
 
-    /// Queues a query for copyguard itself without flushing or waiting;
-    /// its answer comes on the receiver.
+    /// Queues a query for copyguard itself without flushing or waiting,
+    /// in the extended protocol (the client's unnamed statement survives
+    /// it); its answer comes on the receiver.
     async fn send_internal(&mut self, sql: &str) -> Result<InternalReply, SessionError> {
         let (expect, rx) = Expect::internal();
         self.guard.state.queue.push(expect);
-        self.send(&messages::query(sql)).await?;
+        self.send(&messages::internal_batch(sql)).await?;
         Ok(rx)
     }
 
@@ -53,72 +56,187 @@ where
     /// protocol batch, never in a failed transaction). Inside a
     /// transaction block the session keeps its own view: it neither adopts
     /// nor publishes a shared catalog, since uncommitted DDL is visible to
-    /// one side only. A catalog that is only old is reloaded after the
-    /// cycle, not before it ([`BackgroundRefresh`]); inside a transaction
-    /// an old catalog is kept until the session is idle.
+    /// one side only, and replaces that view once idle again. A catalog
+    /// that is only old is reloaded after the cycle, not before it
+    /// ([`BackgroundRefresh`]); inside a transaction an old catalog is kept
+    /// until the session is idle. A catalog a probe dated is never decided
+    /// with again: the session loads a newer one or waits for the load in
+    /// flight, in a transaction too. An idle cycle with nothing in flight
+    /// then probes the stamp when the database's probe is due.
     pub(super) async fn refresh(&mut self) -> Result<(), SessionError> {
         self.background.give_up();
+        if self.guard.state.probe_wanted.swap(false, Ordering::Relaxed) {
+            self.background.probe_soon();
+        }
         let status = self.guard.state.status.load(Ordering::Relaxed);
         if status == b'E' {
             return Ok(());
         }
         let idle = status == b'I';
+        let updated = self.update_catalog(idle).await?;
+        self.refresh_search_path().await?;
+        if !updated && self.quiet(idle) {
+            let every = self.guard.shared.config.limits.catalog_check;
+            let cache = &self.guard.shared.catalogs;
+            if self
+                .background
+                .probe_due(cache, &self.guard.info.database, every)
+                && self.probe().await?
+            {
+                self.update_catalog(idle).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the server is idle outside a transaction with nothing of
+    /// the session's in flight: a query for copyguard may run now without
+    /// touching a transaction of the client's.
+    fn quiet(&self, idle: bool) -> bool {
+        idle && !self.in_batch && self.guard.state.queue.lock().is_empty()
+    }
+
+    /// Adopts, loads or claims a newer catalog when the session's may be
+    /// out of date; returns whether it needed one.
+    async fn update_catalog(&mut self, idle: bool) -> Result<bool, SessionError> {
         let cache = &self.guard.shared.catalogs;
         // Only a catalog published since the last idle look can be newer
         // than the session's: the one seen then was adopted or older, and
         // the session's own loads since are newer still.
-        let published = idle
-            .then(|| self.background.published(cache, &self.guard.info.database))
-            .flatten();
+        let published = self.background.look(cache, &self.guard.info.database, idle);
         if let Some(newer) = published {
             if newer.loaded_at > self.core.catalog.loaded_at || self.core.has_no_catalog() {
                 self.core.adopt_catalog(newer);
             }
         }
-        if self.core.catalog_dirty || (idle && cache.is_stale(&self.core.catalog)) {
-            let database = &self.guard.info.database;
-            let has_catalog = self.core.catalog.relations().next().is_some();
-            // After its own DDL the session loads its own view; otherwise
-            // one load per database is in flight at a time.
-            let own_change = self.core.catalog_dirty && has_catalog;
-            let claim = (idle && !own_change).then(|| cache.claim(database, has_catalog));
-            let quiet = idle && self.guard.state.queue.lock().is_empty();
-            let ticket = match claim {
-                None => None,
-                Some(Claim::Load(ticket)) if quiet && !self.core.catalog_dirty => {
-                    self.background.defer(ticket);
-                    return self.refresh_search_path().await;
-                }
-                Some(Claim::Load(ticket)) => Some(ticket),
-                Some(Claim::Keep) => return self.refresh_search_path().await,
-                Some(Claim::Wait(wait)) => {
-                    let limit = self.guard.shared.config.limits.connect_timeout;
-                    let _ = tokio::time::timeout(limit, wait.done()).await;
-                    if let Some(loaded) = cache.get(database) {
-                        self.core.set_catalog(loaded);
-                        return self.refresh_search_path().await;
-                    }
-                    None
-                }
-            };
-            metrics::counter!(crate::telemetry::CATALOG_LOADS, "database" => database.clone())
-                .increment(1);
-            match self.internal(LOAD_SQL).await? {
-                Ok(sets) => match CatalogRows::from_sets(sets).and_then(|r| r.into_catalog()) {
-                    Ok(catalog) => {
-                        let catalog = Arc::new(catalog);
-                        if idle {
-                            cache.put(database, catalog.clone());
-                        }
-                        self.core.set_catalog(catalog);
-                    }
-                    Err(e) => warn!(error = %e, "catalog reload failed"),
-                },
-                Err(e) => warn!(error = %e, "catalog reload failed"),
-            }
-            drop(ticket);
+        let dated = self.background.is_dated(&self.core.catalog, idle);
+        if !(self.core.catalog_dirty || dated || (idle && cache.is_stale(&self.core.catalog))) {
+            return Ok(false);
         }
-        self.refresh_search_path().await
+        let database = &self.guard.info.database;
+        let has_catalog = self.core.catalog.relations().next().is_some() && !dated;
+        // After its own DDL the session loads its own view; otherwise one
+        // load per database is in flight at a time.
+        let own_change = self.core.catalog_dirty && has_catalog;
+        let claim = (idle && !own_change).then(|| cache.claim(database, has_catalog));
+        let quiet = idle && self.guard.state.queue.lock().is_empty();
+        let ticket = match claim {
+            None => None,
+            Some(Claim::Load(ticket)) if quiet && has_catalog && !self.core.catalog_dirty => {
+                self.background.defer(ticket);
+                return Ok(true);
+            }
+            Some(Claim::Load(ticket)) => Some(ticket),
+            Some(Claim::Keep) => return Ok(true),
+            Some(Claim::Wait(wait)) => {
+                let limit = self.guard.shared.config.limits.connect_timeout;
+                let _ = tokio::time::timeout(limit, wait.done()).await;
+                let dated_before = self.background.dated_before();
+                let loaded = cache.get(database).filter(|c| !is_dated(c, dated_before));
+                if let Some(loaded) = loaded {
+                    self.take_catalog(loaded, idle);
+                    return Ok(true);
+                }
+                None
+            }
+        };
+        metrics::counter!(crate::telemetry::CATALOG_LOADS, "database" => database.clone())
+            .increment(1);
+        let asked_at = Instant::now();
+        let loaded = match self.internal(LOAD_SQL).await? {
+            Ok(sets) => CatalogRows::from_sets(sets)
+                .and_then(|r| r.into_catalog())
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        match loaded {
+            Ok(catalog) => {
+                let catalog = Arc::new(catalog.asked_at(asked_at));
+                if idle {
+                    self.guard.shared.catalogs.put(database, catalog.clone());
+                }
+                self.take_catalog(catalog, idle);
+            }
+            Err(e) => self.distrust(format!("catalog load failed: {e}")),
+        }
+        drop(ticket);
+        Ok(true)
+    }
+
+    /// Decides with `catalog` from now on.
+    fn take_catalog(&mut self, catalog: Arc<Catalog>, idle: bool) {
+        self.core.set_catalog(catalog);
+        self.background.took_catalog(idle);
+        self.unverified = None;
+    }
+
+    /// The catalog could not be checked or read: the session decides with
+    /// an empty one (statements naming relations are refused, prepared
+    /// ones analyzed again) until a probe and a load succeed, which the
+    /// next cycle tries.
+    fn distrust(&mut self, reason: String) {
+        warn!(error = %reason, "catalog unverified: statements naming relations are refused until it is read again");
+        self.core
+            .set_catalog(Arc::new(Catalog::new(Vec::new(), Vec::new())));
+        self.unverified = Some(reason);
+        self.background.probe_soon();
+    }
+
+    /// Reads the catalog's stamp now and gives it to the cache; returns
+    /// whether the session's catalog is dated by it (a schema change made
+    /// outside copyguard, or a catalog read in an older snapshot). A probe
+    /// that fails leaves the session without a trusted catalog.
+    async fn probe(&mut self) -> Result<bool, SessionError> {
+        let asked_at = Instant::now();
+        let stamp = match self.internal(STAMP_SQL).await? {
+            Ok(sets) => match sets.first() {
+                Some(set) => stamp_of(set).map_err(|e| e.to_string()),
+                None => Err("no result".to_owned()),
+            },
+            Err(e) => Err(e),
+        };
+        let stamp = match stamp {
+            Ok(stamp) => stamp,
+            Err(e) => {
+                self.distrust(format!("catalog check failed: {e}"));
+                return Ok(false);
+            }
+        };
+        let database = &self.guard.info.database;
+        if self
+            .guard
+            .shared
+            .catalogs
+            .note_stamp(database, asked_at, &stamp)
+        {
+            metrics::counter!(crate::telemetry::CATALOG_CHANGES, "database" => database.clone())
+                .increment(1);
+            info!(database = %database, "the schema changed outside copyguard: reloading the catalog before deciding");
+        }
+        let own = self.core.catalog.stamp.as_deref() != Some(stamp.as_str());
+        if own {
+            self.background.date(asked_at);
+        }
+        Ok(own)
+    }
+
+    /// After a statement named a relation or column the catalog does not
+    /// have: when the server is quiet, probes the stamp now and, when the
+    /// schema changed since the catalog was read, loads the new one
+    /// (otherwise the next idle cycle probes). Returns whether the catalog
+    /// changed, so the statement is decided again: a migration's new table
+    /// is usable at once.
+    pub(super) async fn catch_up(&mut self) -> Result<bool, SessionError> {
+        let idle = self.guard.state.status.load(Ordering::Relaxed) == b'I';
+        if !self.quiet(idle) {
+            self.background.probe_soon();
+            return Ok(false);
+        }
+        let before = self.core.context;
+        if self.probe().await? {
+            self.update_catalog(idle).await?;
+        }
+        Ok(self.core.context != before && self.unverified.is_none())
     }
 
     /// At the start of the session, before the client's first message
@@ -153,13 +271,14 @@ where
     /// Sends a catalog load whose result is published off the session's
     /// task, the load in flight until then.
     async fn send_load(&mut self, ticket: LoadTicket) -> Result<(), SessionError> {
+        let asked_at = Instant::now();
         let (reply, rx) = tokio::sync::oneshot::channel();
         self.guard.state.queue.push(Expect::Internal {
             reply,
             sets: Vec::new(),
             error: None,
         });
-        self.send(&messages::query(LOAD_SQL)).await?;
+        self.send(&messages::internal_batch(LOAD_SQL)).await?;
         let database = self.guard.info.database.clone();
         metrics::counter!(crate::telemetry::CATALOG_LOADS, "database" => database.clone())
             .increment(1);
@@ -168,7 +287,7 @@ where
         // is published, and other sessions wait for it.
         {
             let _server = self.guard.shared.runtime.enter();
-            load_in_background(cache, database, ticket, async move {
+            load_in_background(cache, database, ticket, asked_at, async move {
                 rx.await.ok().and_then(Result::ok)
             });
         }

@@ -3,6 +3,7 @@
 mod bind;
 mod check;
 mod execute;
+mod internal;
 mod parse;
 mod password;
 mod query;
@@ -11,6 +12,7 @@ mod target;
 pub use bind::*;
 pub use check::*;
 pub use execute::*;
+pub use internal::*;
 pub use parse::*;
 pub use password::*;
 pub use query::*;

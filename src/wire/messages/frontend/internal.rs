@@ -1,0 +1,57 @@
+//! Queries copyguard runs for itself on a session's connection, in the
+//! extended protocol: a simple Query would drop the client's unnamed
+//! prepared statement, which PostgreSQL keeps across Syncs until the next
+//! unnamed Parse or Query.
+
+use bytes::{Bytes, BytesMut};
+
+use super::{bind_message, execute_message, parse_message};
+use crate::wire::messages::frame;
+
+/// The statement name internal queries are prepared under, closed again
+/// in the same batch.
+pub const INTERNAL_STATEMENT: &str = "copyguard_internal";
+
+/// One extended-protocol batch running the `;`-separated statements of
+/// `sql` (which hold no `;` of their own) in order: for each, Parse under
+/// [`INTERNAL_STATEMENT`], Bind to the unnamed portal, Describe (so every
+/// result set starts with its RowDescription), Execute and Close; then one
+/// Sync. The answers are those of a simple Query of `sql`, with
+/// ParseComplete, BindComplete and CloseComplete between them.
+pub fn internal_batch(sql: &str) -> Bytes {
+    let mut out = BytesMut::new();
+    for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+        out.extend_from_slice(&parse_message(INTERNAL_STATEMENT, statement));
+        out.extend_from_slice(&bind_message("", INTERNAL_STATEMENT));
+        out.extend_from_slice(&frame(b'D', b"P\0"));
+        out.extend_from_slice(&execute_message("", 0));
+        let mut close = b"S".to_vec();
+        close.extend_from_slice(INTERNAL_STATEMENT.as_bytes());
+        close.push(0);
+        out.extend_from_slice(&frame(b'C', &close));
+    }
+    out.extend_from_slice(&frame(b'S', &[]));
+    out.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_statement_is_prepared_named_run_and_closed_before_one_sync() {
+        let batch = internal_batch("SELECT 1; SELECT 2;");
+        let mut tags = Vec::new();
+        let mut rest = &batch[..];
+        while let [tag, a, b, c, d, ..] = rest {
+            let len = u32::from_be_bytes([*a, *b, *c, *d]) as usize;
+            tags.push(*tag);
+            rest = &rest[1 + len..];
+        }
+        assert_eq!(tags, b"PBDECPBDECS");
+        let text = String::from_utf8_lossy(&batch);
+        assert!(text.contains("copyguard_internal\0SELECT 1\0"), "{text:?}");
+        assert!(text.contains("copyguard_internal\0SELECT 2\0"), "{text:?}");
+        assert!(!text.contains("SELECT 1;"), "{text:?}");
+    }
+}

@@ -1,0 +1,272 @@
+//! Schema changes made on the server, outside copyguard, reach guarded
+//! decisions: a probe of the catalog's stamp at most every
+//! `limits.catalog_check` dates a catalog the server has moved past, and
+//! a statement naming a relation the catalog lacks probes at once.
+
+use std::time::Duration;
+
+use crate::support::*;
+
+/// `trust_user` guarded, `cc_users.email` classified.
+fn policy() -> String {
+    format!("{GUARDED_TRUST_USER_CLASS}\n[columns]\n\"public.cc_users.email\" = \"email\"\n")
+}
+
+/// The text of every cell of a result.
+fn cells(rows: &[Vec<Option<String>>]) -> Vec<String> {
+    rows.iter().flatten().flatten().cloned().collect()
+}
+
+/// Runs `sql` directly on the test database as the superuser.
+fn on_server(db: &str, sql: &str) {
+    cluster().db.psql(db, sql).expect("DDL on the server");
+}
+
+/// A result that carries no raw email: refused by copyguard, or rows
+/// without one.
+fn assert_no_email(what: &str, result: Result<Vec<String>, tokio_postgres::Error>) {
+    match result {
+        Ok(values) => assert!(
+            values.iter().all(|v| !v.contains("@example.com")),
+            "{what}: raw emails came back: {values:?}"
+        ),
+        Err(e) => {
+            let db = e.as_db_error().unwrap_or_else(|| panic!("{what}: {e}"));
+            assert!(
+                db.message().starts_with("copyguard:"),
+                "{what}: refused by the server, not by copyguard: {db:?}"
+            );
+            assert_ne!(
+                db.code().code(),
+                "42P01",
+                "{what}: the relation must be known"
+            );
+        }
+    }
+}
+
+/// The notes table and the users whose emails are classified, behind a
+/// proxy probing every 200 ms: the database's name, the proxy and the
+/// DDL that swaps the notes table for a view over the emails.
+fn swap_fixture(name: &str) -> (String, TestProxy) {
+    let db = fresh_database(name);
+    on_server(
+        &db,
+        "CREATE TABLE cc_users (id int, email text);
+         INSERT INTO cc_users SELECT g, 'secret' || g || '@example.com' FROM generate_series(1, 20) g;
+         CREATE TABLE cc_notes (id int, note text);
+         INSERT INTO cc_notes SELECT g, 'note ' || g FROM generate_series(1, 20) g;
+         GRANT SELECT ON cc_users, cc_notes TO PUBLIC;",
+    );
+    (db, proxy_checking_every("200ms"))
+}
+
+/// A proxy under [`policy`] probing the catalog's stamp `every` so often.
+fn proxy_checking_every(every: &str) -> TestProxy {
+    let mut args = proxy_args();
+    args.policy = Some(policy_dir(&policy()).display().to_string());
+    args.catalog_check = Some(every.into());
+    TestProxy::start(args)
+}
+
+const SWAP: &str = "ALTER TABLE cc_notes RENAME TO cc_notes_old;
+     CREATE VIEW cc_notes AS SELECT id, email AS note FROM cc_users;
+     GRANT SELECT ON cc_notes TO PUBLIC;";
+
+/// The computed read of the notes, its cells.
+async fn computed_notes(
+    client: &tokio_postgres::Client,
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    let rows = client
+        .simple_query("SELECT note || '' FROM cc_notes")
+        .await?;
+    Ok(cells(&text_rows_of(rows)))
+}
+
+/// The reported case: a table replaced on the server by a view over a
+/// classified column was judged as the old unclassified table until the
+/// five-minute refresh, and a computed value of it returned every email.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_replaced_on_the_server_is_judged_as_what_replaced_it() {
+    let (db, proxy) = swap_fixture("catalog_changes");
+    let guarded = connect(proxy.port(), "trust_user", &db).await;
+    let simple = |sql: &'static str| {
+        let guarded = &guarded;
+        async move { guarded.simple_query(sql).await.map(text_rows_of) }
+    };
+    let extended = |sql: &'static str| {
+        let guarded = &guarded;
+        async move {
+            let rows = guarded.query(sql, &[]).await?;
+            Ok::<_, tokio_postgres::Error>(
+                rows.iter()
+                    .map(|r| vec![r.get::<_, Option<String>>(0)])
+                    .collect::<Vec<_>>(),
+            )
+        }
+    };
+    const COMPUTED: &str = "SELECT note || '' FROM cc_notes";
+    let before = simple(COMPUTED).await.expect("an unclassified table");
+    assert_eq!(before.len(), 20);
+
+    let to_view = SWAP;
+    let to_table = "DROP VIEW cc_notes; ALTER TABLE cc_notes_old RENAME TO cc_notes;";
+    on_server(&db, to_view);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_no_email(
+        "simple protocol after the change",
+        simple(COMPUTED).await.map(|r| cells(&r)),
+    );
+    assert_no_email(
+        "extended protocol after the change",
+        extended(COMPUTED).await.map(|r| cells(&r)),
+    );
+
+    on_server(&db, to_table);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let back = extended(COMPUTED).await.expect("the table is back");
+    assert_eq!(cells(&back).len(), 20, "{back:?}");
+    on_server(&db, to_view);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_no_email(
+        "extended protocol after the second change",
+        extended(COMPUTED).await.map(|r| cells(&r)),
+    );
+
+    let fresh = connect(proxy.port(), "trust_user", &db).await;
+    assert_no_email(
+        "a new session",
+        fresh
+            .simple_query(COMPUTED)
+            .await
+            .map(|m| cells(&text_rows_of(m))),
+    );
+}
+
+/// A table created on the server is usable by the very next statement
+/// that names it, whatever the probe interval: the unknown name makes the
+/// session probe before it refuses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_created_on_the_server_is_usable_at_once() {
+    let db = fresh_database("catalog_new_table");
+    on_server(
+        &db,
+        "CREATE TABLE cc_users (id int, email text); GRANT SELECT ON cc_users TO PUBLIC;",
+    );
+    let proxy = proxy_checking_every("1h");
+    let guarded = connect(proxy.port(), "trust_user", &db).await;
+    guarded
+        .simple_query("SELECT count(*) FROM cc_users")
+        .await
+        .expect("first statement");
+    on_server(
+        &db,
+        "CREATE TABLE cc_fresh (id int); INSERT INTO cc_fresh VALUES (7);
+         GRANT SELECT ON cc_fresh TO PUBLIC;",
+    );
+    let rows = guarded
+        .simple_query("SELECT id FROM cc_fresh")
+        .await
+        .map(text_rows_of)
+        .expect("a table created outside copyguard is known at once");
+    assert_eq!(cells(&rows), ["7"]);
+    let missing = guarded
+        .simple_query("SELECT id FROM cc_nowhere")
+        .await
+        .expect_err("a relation that does not exist");
+    let missing = missing.as_db_error().expect("an error response");
+    assert!(
+        missing.message().contains("analysis.unknown_relation")
+            || missing.message().contains("does not know"),
+        "{missing:?}"
+    );
+}
+
+/// Red team: a new session's first statement was never probed (the search
+/// path read at its start was still in flight), so with no other session
+/// busy, a client opening a connection per query kept the old catalog.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_statement_of_a_new_session_sees_a_change() {
+    let (db, proxy) = swap_fixture("catalog_first");
+    let first = connect(proxy.port(), "trust_user", &db).await;
+    assert_eq!(
+        computed_notes(&first).await.expect("unclassified").len(),
+        20
+    );
+    on_server(&db, SWAP);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let next = connect(proxy.port(), "trust_user", &db).await;
+    assert_no_email(
+        "a new session's first statement",
+        computed_notes(&next).await,
+    );
+}
+
+/// Red team: a probe the guarded session itself made fail (a short
+/// `lock_timeout` or `statement_timeout`, revoked rights) left the old
+/// catalog in use. Now the session's statements naming relations are
+/// refused (`catalog.unverified`) until a probe succeeds again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_that_fails_refuses_rather_than_guesses() {
+    let (db, proxy) = swap_fixture("catalog_unverified");
+    let guarded = connect(proxy.port(), "trust_user", &db).await;
+    assert_eq!(
+        computed_notes(&guarded).await.expect("unclassified").len(),
+        20
+    );
+    guarded
+        .batch_execute("SET lock_timeout = '50ms'")
+        .await
+        .expect("a setting of the session's own");
+    let locker = superuser(&db).await;
+    locker
+        .batch_execute(&format!(
+            "{SWAP} BEGIN; LOCK TABLE pg_catalog.pg_rewrite IN ACCESS EXCLUSIVE MODE;"
+        ))
+        .await
+        .expect("swap, then hold a catalog lock");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let refused = computed_notes(&guarded)
+        .await
+        .expect_err("the catalog cannot be checked");
+    let refused = refused.as_db_error().expect("an error response");
+    assert_eq!(refused.code().code(), "55000", "{refused:?}");
+    assert!(
+        refused.message().contains("catalog.unverified"),
+        "{refused:?}"
+    );
+    let plain = guarded
+        .simple_query("SELECT 1")
+        .await
+        .expect("statements naming no relation still run");
+    assert_eq!(cells(&text_rows_of(plain)), ["1"]);
+    locker.batch_execute("COMMIT").await.expect("unlock");
+    assert_no_email("after the lock", computed_notes(&guarded).await);
+    let users = guarded
+        .simple_query("SELECT count(*) FROM cc_users")
+        .await
+        .expect("the catalog is read again");
+    assert_eq!(cells(&text_rows_of(users)), ["20"]);
+}
+
+/// Red team: a session inside a REPEATABLE READ transaction reloaded the
+/// dated catalog in its old snapshot, kept that view after COMMIT, and
+/// returned every email from then on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catalog_read_inside_a_transaction_is_replaced_after_it() {
+    let (db, proxy) = swap_fixture("catalog_snapshot");
+    let a = connect(proxy.port(), "trust_user", &db).await;
+    assert_eq!(computed_notes(&a).await.expect("unclassified").len(), 20);
+    a.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1")
+        .await
+        .expect("a snapshot taken before the change");
+    on_server(&db, SWAP);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let b = connect(proxy.port(), "trust_user", &db).await;
+    assert_no_email("another session", computed_notes(&b).await);
+    a.batch_execute("SELECT 1; COMMIT")
+        .await
+        .expect("the transaction ends");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_no_email("after the transaction", computed_notes(&a).await);
+}
