@@ -177,7 +177,13 @@ fn read(sql: &str, located: bool, keep: usize) -> Result<Sink, Option<AnalysisEr
     let mut reader = Reader {
         sql,
         sink: Sink {
-            out: Vec::with_capacity((sql.len() / 2).min(input::LONG_TOKEN)),
+            // A text read in a window of `keep` tokens gets the window at
+            // once: growing it by doubling would hold the old room and the
+            // new one together, 1.5 times the window at its peak.
+            out: Vec::with_capacity(match keep {
+                usize::MAX => (sql.len() / 2).min(input::LONG_TOKEN),
+                window => window + 2,
+            }),
             dropped: 0,
             keep,
         },

@@ -10,13 +10,15 @@
 //! cycle start.
 //!
 //! Schema changes made outside copyguard (migrations run on the server,
-//! DDL of other clients) are found by a probe: at most once per
-//! `limits.catalog_check` for a database, the session starting an idle
-//! cycle reads [`super::STAMP_SQL`] before it decides. A stamp other than
-//! the catalog's dates the catalog ([`CatalogCache::note_stamp`]), and
-//! every session then loads or waits for a newer one before it decides
-//! again. So a change committed more than `catalog_check` before a
-//! decision is seen by it.
+//! DDL of other clients) are found by a probe: a session starting an idle
+//! cycle reads [`super::STAMP_SQL`] before it decides unless a probe or
+//! load of its database sent less than `limits.catalog_check` ago has been
+//! answered ([`CatalogCache::verified_at`]; sessions deciding while one is
+//! in flight probe too). A stamp other than the catalog's dates the
+//! catalog ([`CatalogCache::note_stamp`]), and every session then loads or
+//! waits for a newer one before it decides again. So a change committed
+//! more than `catalog_check` before an idle session's decision is seen by
+//! it.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -42,9 +44,9 @@ pub struct BackgroundRefresh {
     pending: Option<Arc<Catalog>>,
     /// Catalogs asked for before this are out of date.
     dated_before: Option<Instant>,
-    /// The session claims no probe before this, unless one is wanted
-    /// sooner.
-    next_probe: Option<Instant>,
+    /// Until then the database is known verified recently enough: the
+    /// session neither probes nor asks the cache, unless a probe is wanted.
+    fresh_until: Option<Instant>,
     /// A probe is wanted at the next idle cycle
     /// ([`BackgroundRefresh::probe_soon`]).
     wanted: bool,
@@ -108,17 +110,24 @@ impl BackgroundRefresh {
         self.plain = true;
     }
 
-    /// At the start of an idle cycle: whether to probe now, because
-    /// `database` was not probed for `every` (by any session) or a probe is
-    /// wanted sooner. The session looks at the cache at most once per
-    /// `every`.
-    pub fn probe_due(&mut self, cache: &CatalogCache, database: &str, every: Duration) -> bool {
+    /// At the start of an idle cycle: whether to probe now, because no
+    /// probe or load of `database` sent within `every` has been answered
+    /// (by any session), or a probe is wanted sooner.
+    pub fn probe_due(&mut self, cache: &CatalogCache, database: &str, every: Duration) -> Probe {
         let now = Instant::now();
-        if !self.wanted && self.next_probe.is_some_and(|t| now < t) {
-            return false;
+        if std::mem::take(&mut self.wanted) {
+            return Probe::Due;
         }
-        self.next_probe = Some(now + every);
-        std::mem::take(&mut self.wanted) || cache.claim_probe(database, every, now)
+        if self.fresh_until.is_some_and(|t| now < t) {
+            return Probe::Fresh;
+        }
+        match cache.verified_at(database).map(|t| t + every) {
+            Some(until) if now < until => {
+                self.fresh_until = Some(until);
+                Probe::FreshNow
+            }
+            _ => Probe::Due,
+        }
     }
 
     /// Wants a probe at the next idle cycle, whenever the last one was: a
@@ -150,6 +159,18 @@ impl BackgroundRefresh {
     pub fn is_claimed(&self) -> bool {
         self.claimed.is_some()
     }
+}
+
+/// What [`BackgroundRefresh::probe_due`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Probe {
+    /// Probe now.
+    Due,
+    /// Verified recently, as the session already knew.
+    Fresh,
+    /// Verified recently by a probe or load another session took in since
+    /// the session last looked: what it dated is to be looked at.
+    FreshNow,
 }
 
 /// Whether a statement run from an idle server outside a transaction
@@ -244,27 +265,25 @@ mod tests {
     }
 
     #[test]
-    fn a_probe_is_due_once_per_interval_and_sooner_when_wanted() {
+    fn a_probe_is_due_until_one_sent_within_the_interval_is_answered() {
         let cache = CatalogCache::new(Duration::from_secs(300));
         let every = Duration::from_secs(3600);
         let (mut one, mut two) = (BackgroundRefresh::default(), BackgroundRefresh::default());
-        assert!(one.probe_due(&cache, "db", every));
-        assert!(
-            !two.probe_due(&cache, "db", every),
-            "the database was just probed"
+        assert_eq!(one.probe_due(&cache, "db", every), Probe::Due);
+        assert_eq!(
+            two.probe_due(&cache, "db", every),
+            Probe::Due,
+            "one in flight, not answered: the other session probes too"
         );
-        assert!(
-            !one.probe_due(&cache, "db", every),
-            "nor is it due for this session"
-        );
+        cache.note_stamp("db", Instant::now(), "a");
+        assert_eq!(one.probe_due(&cache, "db", every), Probe::FreshNow);
+        assert_eq!(one.probe_due(&cache, "db", every), Probe::Fresh);
+        assert_eq!(two.probe_due(&cache, "db", every), Probe::FreshNow);
         let mut elsewhere = BackgroundRefresh::default();
-        assert!(
-            elsewhere.probe_due(&cache, "other", every),
-            "another database is"
-        );
+        assert_eq!(elsewhere.probe_due(&cache, "other", every), Probe::Due);
         one.probe_soon();
-        assert!(one.probe_due(&cache, "db", every));
-        assert!(!one.probe_due(&cache, "db", every), "once");
+        assert_eq!(one.probe_due(&cache, "db", every), Probe::Due);
+        assert_eq!(one.probe_due(&cache, "db", every), Probe::Fresh, "once");
     }
 
     #[test]

@@ -37,8 +37,9 @@ struct Slot {
     loading: Option<watch::Receiver<()>>,
     /// Catalogs asked for before this miss a change a probe found.
     dated_before: Option<Instant>,
-    /// When the last probe was claimed.
-    probed_at: Option<Instant>,
+    /// When the last probe or load whose stamp was taken in (the shared
+    /// catalog dated by it, or confirmed) was sent.
+    verified_at: Option<Instant>,
 }
 
 impl Slot {
@@ -134,28 +135,20 @@ impl CatalogCache {
         Some(published)
     }
 
-    /// Claims `database`'s next probe when none was claimed for `every`.
-    pub fn claim_probe(&self, database: &str, every: Duration, now: Instant) -> bool {
-        let mut entries = self.lock();
-        let slot = entries.entry(database.to_owned()).or_default();
-        let due = slot
-            .probed_at
-            .is_none_or(|t| now.duration_since(t) >= every);
-        if due {
-            slot.probed_at = Some(now);
-        }
-        due
+    /// When the last probe or published load of `database` whose answer
+    /// was taken in was sent: a change committed before then is known.
+    pub fn verified_at(&self, database: &str) -> Option<Instant> {
+        self.lock().get(database).and_then(|s| s.verified_at)
     }
 
     /// Takes a probe's answer: the stamp `database` had when the probe was
     /// sent at `asked_at`. When the shared catalog was asked for before
     /// that with another stamp, every catalog asked for before `asked_at`
-    /// is dated; returns whether it was.
+    /// is dated (published before the probe counts as verified); returns
+    /// whether it was.
     pub fn note_stamp(&self, database: &str, asked_at: Instant, stamp: &str) -> bool {
         let mut entries = self.lock();
-        let Some(slot) = entries.get_mut(database) else {
-            return false;
-        };
+        let slot = entries.entry(database.to_owned()).or_default();
         let dated = slot
             .catalog
             .as_ref()
@@ -164,6 +157,7 @@ impl CatalogCache {
             slot.dated_before = Some(asked_at);
             self.version.fetch_add(1, Ordering::Release);
         }
+        slot.verified_at = slot.verified_at.max(Some(asked_at));
         dated
     }
 
@@ -202,8 +196,8 @@ impl CatalogCache {
             .as_ref()
             .is_some_and(|c| c.loaded_at > catalog.loaded_at);
         if !newer && !is_dated(&catalog, slot.dated_before) {
-            // A load reads the stamp too: it counts as the last probe.
-            slot.probed_at = slot.probed_at.max(Some(catalog.loaded_at));
+            // A load reads the stamp too: it counts as a probe.
+            slot.verified_at = slot.verified_at.max(Some(catalog.loaded_at));
             slot.catalog = Some(catalog);
             self.version.fetch_add(1, Ordering::Release);
         }
@@ -323,21 +317,30 @@ mod tests {
     }
 
     #[test]
-    fn a_database_is_probed_once_per_interval() {
+    fn probes_and_published_loads_verify_the_database_as_of_their_sending() {
         let cache = CatalogCache::new(Duration::from_secs(300));
-        let every = Duration::from_secs(1);
         let t0 = Instant::now();
-        assert!(cache.claim_probe("db", every, t0));
-        assert!(!cache.claim_probe("db", every, t0 + Duration::from_millis(999)));
-        assert!(cache.claim_probe("other", every, t0));
-        assert!(cache.claim_probe("db", every, t0 + every));
-        let t1 = t0 + every * 3;
+        assert_eq!(cache.verified_at("db"), None);
+        cache.note_stamp("db", t0, "a");
+        assert_eq!(
+            cache.verified_at("db"),
+            Some(t0),
+            "a probe with no catalog yet"
+        );
+        let t1 = t0 + Duration::from_secs(1);
         cache.put("db", stamped("a", t1));
-        assert!(
-            !cache.claim_probe("db", every, t1 + every / 2),
+        assert_eq!(
+            cache.verified_at("db"),
+            Some(t1),
             "a load reads the stamp too"
         );
-        assert!(cache.claim_probe("db", every, t1 + every));
+        cache.note_stamp("db", t0, "a");
+        assert_eq!(
+            cache.verified_at("db"),
+            Some(t1),
+            "an older answer does not go back"
+        );
+        assert_eq!(cache.verified_at("other"), None);
     }
 
     #[tokio::test]

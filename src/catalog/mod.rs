@@ -13,7 +13,7 @@ mod load;
 use std::collections::BTreeSet;
 use std::time::Instant;
 
-pub use background::{load_in_background, BackgroundRefresh};
+pub use background::{load_in_background, BackgroundRefresh, Probe};
 pub use cache::{is_dated, parse_name_array, CatalogCache, Claim, LoadTicket, Published};
 pub use load::{stamp_of, CatalogRows, LoadError, Row, LOAD_SQL, STAMP_SQL};
 

@@ -250,8 +250,9 @@ async fn a_probe_that_fails_refuses_rather_than_guesses() {
 }
 
 /// Red team: a session inside a REPEATABLE READ transaction reloaded the
-/// dated catalog in its old snapshot, kept that view after COMMIT, and
-/// returned every email from then on.
+/// dated catalog in its old snapshot (while the server resolves names in
+/// the current one), kept that view after the transaction, and returned
+/// every email from then on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_catalog_read_inside_a_transaction_is_replaced_after_it() {
     let (db, proxy) = swap_fixture("catalog_snapshot");
@@ -264,9 +265,54 @@ async fn a_catalog_read_inside_a_transaction_is_replaced_after_it() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let b = connect(proxy.port(), "trust_user", &db).await;
     assert_no_email("another session", computed_notes(&b).await);
-    a.batch_execute("SELECT 1; COMMIT")
+    assert_no_email(
+        "inside the transaction, once another session found the change",
+        computed_notes(&a).await,
+    );
+    a.batch_execute("ROLLBACK")
         .await
         .expect("the transaction ends");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_no_email("after the transaction", computed_notes(&a).await);
+}
+
+/// Red team: sessions deciding while another session's probe was in
+/// flight skipped the check and used the old catalog (seven of eight
+/// concurrent statements returned every email).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_decided_while_a_probe_is_in_flight_wait_for_one() {
+    let (db, proxy) = swap_fixture("catalog_concurrent");
+    let mut sessions = Vec::new();
+    for _ in 0..6 {
+        let s = connect(proxy.port(), "trust_user", &db).await;
+        assert_eq!(computed_notes(&s).await.expect("unclassified").len(), 20);
+        sessions.push(s);
+    }
+    on_server(&db, SWAP);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let results = futures_util::future::join_all(sessions.iter().map(computed_notes)).await;
+    for (i, result) in results.into_iter().enumerate() {
+        assert_no_email(&format!("concurrent session {i}"), result);
+    }
+}
+
+/// Red team: a probe that failed after its Parse left copyguard's internal
+/// statement prepared, and every later probe failed on it (42P05): the
+/// session stayed refused for good. A statement of that name the client
+/// made itself shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leftover_internal_statement_does_not_block_the_next_probe() {
+    let (db, proxy) = swap_fixture("catalog_leftover");
+    let guarded = connect(proxy.port(), "trust_user", &db).await;
+    guarded
+        .batch_execute("PREPARE copyguard_internal AS SELECT 1")
+        .await
+        .expect("a statement of the internal name");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let users = guarded
+        .simple_query("SELECT count(*) FROM cc_users")
+        .await
+        .map(text_rows_of)
+        .expect("the probe runs");
+    assert_eq!(cells(&users), ["20"]);
 }

@@ -13,7 +13,7 @@ use tracing::{info, warn};
 use super::{Frontend, BLOCKED_SQL};
 use crate::catalog::{
     is_dated, load_in_background, parse_name_array, stamp_of, Catalog, CatalogRows, Claim,
-    LoadTicket, LOAD_SQL, STAMP_SQL,
+    LoadTicket, Probe, LOAD_SQL, STAMP_SQL,
 };
 use crate::proxy::guarded::exec::{Expect, InternalResult};
 use crate::proxy::SessionError;
@@ -78,11 +78,17 @@ where
         if !updated && self.quiet(idle) {
             let every = self.guard.shared.config.limits.catalog_check;
             let cache = &self.guard.shared.catalogs;
-            if self
+            let again = match self
                 .background
                 .probe_due(cache, &self.guard.info.database, every)
-                && self.probe().await?
             {
+                Probe::Due => self.probe().await?,
+                // What the probe that verified the database dated was
+                // published before it counted: look once more.
+                Probe::FreshNow => true,
+                Probe::Fresh => false,
+            };
+            if again {
                 self.update_catalog(idle).await?;
             }
         }
@@ -112,6 +118,16 @@ where
         let dated = self.background.is_dated(&self.core.catalog, idle);
         if !(self.core.catalog_dirty || dated || (idle && cache.is_stale(&self.core.catalog))) {
             return Ok(false);
+        }
+        if dated && !idle && !self.core.catalog_dirty {
+            // A catalog read now would show the transaction's snapshot
+            // (under REPEATABLE READ, one from before the change), while
+            // the server resolves names in the current one.
+            self.distrust(
+                "the schema changed on the server during this transaction; end it to go on"
+                    .to_owned(),
+            );
+            return Ok(true);
         }
         let database = &self.guard.info.database;
         let has_catalog = self.core.catalog.relations().next().is_some() && !dated;

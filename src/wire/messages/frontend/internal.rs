@@ -13,22 +13,27 @@ use crate::wire::messages::frame;
 pub const INTERNAL_STATEMENT: &str = "copyguard_internal";
 
 /// One extended-protocol batch running the `;`-separated statements of
-/// `sql` (which hold no `;` of their own) in order: for each, Parse under
-/// [`INTERNAL_STATEMENT`], Bind to the unnamed portal, Describe (so every
-/// result set starts with its RowDescription), Execute and Close; then one
-/// Sync. The answers are those of a simple Query of `sql`, with
-/// ParseComplete, BindComplete and CloseComplete between them.
+/// `sql` (which hold no `;` of their own) in order: a Close of
+/// [`INTERNAL_STATEMENT`] first (a batch that failed earlier skipped its
+/// own Close, and PostgreSQL takes a Close of a name it does not have),
+/// then for each statement Parse under that name, Bind to the unnamed
+/// portal, Describe (so every result set starts with its RowDescription),
+/// Execute and Close; then one Sync. The answers are those of a simple
+/// Query of `sql`, with ParseComplete, BindComplete and CloseComplete
+/// between them.
 pub fn internal_batch(sql: &str) -> Bytes {
+    let mut close = b"S".to_vec();
+    close.extend_from_slice(INTERNAL_STATEMENT.as_bytes());
+    close.push(0);
+    let close = frame(b'C', &close);
     let mut out = BytesMut::new();
+    out.extend_from_slice(&close);
     for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
         out.extend_from_slice(&parse_message(INTERNAL_STATEMENT, statement));
         out.extend_from_slice(&bind_message("", INTERNAL_STATEMENT));
         out.extend_from_slice(&frame(b'D', b"P\0"));
         out.extend_from_slice(&execute_message("", 0));
-        let mut close = b"S".to_vec();
-        close.extend_from_slice(INTERNAL_STATEMENT.as_bytes());
-        close.push(0);
-        out.extend_from_slice(&frame(b'C', &close));
+        out.extend_from_slice(&close);
     }
     out.extend_from_slice(&frame(b'S', &[]));
     out.freeze()
@@ -39,7 +44,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn each_statement_is_prepared_named_run_and_closed_before_one_sync() {
+    fn each_statement_is_prepared_named_run_and_closed_after_a_first_close() {
         let batch = internal_batch("SELECT 1; SELECT 2;");
         let mut tags = Vec::new();
         let mut rest = &batch[..];
@@ -48,7 +53,7 @@ mod tests {
             tags.push(*tag);
             rest = &rest[1 + len..];
         }
-        assert_eq!(tags, b"PBDECPBDECS");
+        assert_eq!(tags, b"CPBDECPBDECS");
         let text = String::from_utf8_lossy(&batch);
         assert!(text.contains("copyguard_internal\0SELECT 1\0"), "{text:?}");
         assert!(text.contains("copyguard_internal\0SELECT 2\0"), "{text:?}");
