@@ -16,7 +16,7 @@ mod workers;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -514,10 +514,20 @@ async fn refuse(mut tcp: TcpStream, why: Refusal) {
     let msg = ErrorFields::new(Severity::Fatal, "53300", message)
         .with_hint(hint)
         .encode();
-    decline_encryption(&mut tcp).await;
+    // A flood of refused connections must not pile up sockets waiting for
+    // their first bytes: past a few dozen, they get the error at once.
+    if DECLINING.fetch_add(1, Ordering::Relaxed) < MAX_DECLINING {
+        decline_encryption(&mut tcp).await;
+    }
+    DECLINING.fetch_sub(1, Ordering::Relaxed);
     let _ = tcp.write_all(&msg).await;
     let _ = tcp.shutdown().await;
 }
+
+/// Refused connections waiting for an encryption request to decline.
+static DECLINING: AtomicUsize = AtomicUsize::new(0);
+/// At most this many refused connections wait for one at a time.
+const MAX_DECLINING: usize = 64;
 
 /// Answers an SSLRequest or GSSENCRequest the client opens with by "N",
 /// waiting a moment for it, as PostgreSQL does before it refuses a login:
