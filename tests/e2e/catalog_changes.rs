@@ -73,14 +73,22 @@ const SWAP: &str = "ALTER TABLE cc_notes RENAME TO cc_notes_old;
      CREATE VIEW cc_notes AS SELECT id, email AS note FROM cc_users;
      GRANT SELECT ON cc_notes TO PUBLIC;";
 
-/// The computed read of the notes, its cells.
+/// The computed read of the notes.
+const COMPUTED: &str = "SELECT note || '' FROM cc_notes";
+
+/// The cells of `sql`'s result, by the simple protocol.
+async fn cells_of(
+    client: &tokio_postgres::Client,
+    sql: &str,
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    Ok(cells(&text_rows_of(client.simple_query(sql).await?)))
+}
+
+/// The cells of the computed read of the notes.
 async fn computed_notes(
     client: &tokio_postgres::Client,
 ) -> Result<Vec<String>, tokio_postgres::Error> {
-    let rows = client
-        .simple_query("SELECT note || '' FROM cc_notes")
-        .await?;
-    Ok(cells(&text_rows_of(rows)))
+    cells_of(client, COMPUTED).await
 }
 
 /// The reported case: a table replaced on the server by a view over a
@@ -90,23 +98,20 @@ async fn computed_notes(
 async fn a_table_replaced_on_the_server_is_judged_as_what_replaced_it() {
     let (db, proxy) = swap_fixture("catalog_changes");
     let guarded = connect(proxy.port(), "trust_user", &db).await;
-    let simple = |sql: &'static str| {
-        let guarded = &guarded;
-        async move { guarded.simple_query(sql).await.map(text_rows_of) }
-    };
-    let extended = |sql: &'static str| {
+    let extended = || {
         let guarded = &guarded;
         async move {
-            let rows = guarded.query(sql, &[]).await?;
+            let rows = guarded.query(COMPUTED, &[]).await?;
             Ok::<_, tokio_postgres::Error>(
                 rows.iter()
-                    .map(|r| vec![r.get::<_, Option<String>>(0)])
+                    .filter_map(|r| r.get::<_, Option<String>>(0))
                     .collect::<Vec<_>>(),
             )
         }
     };
-    const COMPUTED: &str = "SELECT note || '' FROM cc_notes";
-    let before = simple(COMPUTED).await.expect("an unclassified table");
+    let before = computed_notes(&guarded)
+        .await
+        .expect("an unclassified table");
     assert_eq!(before.len(), 20);
 
     let to_view = SWAP;
@@ -115,32 +120,23 @@ async fn a_table_replaced_on_the_server_is_judged_as_what_replaced_it() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_no_email(
         "simple protocol after the change",
-        simple(COMPUTED).await.map(|r| cells(&r)),
+        computed_notes(&guarded).await,
     );
-    assert_no_email(
-        "extended protocol after the change",
-        extended(COMPUTED).await.map(|r| cells(&r)),
-    );
+    assert_no_email("extended protocol after the change", extended().await);
 
     on_server(&db, to_table);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let back = extended(COMPUTED).await.expect("the table is back");
-    assert_eq!(cells(&back).len(), 20, "{back:?}");
+    let back = extended().await.expect("the table is back");
+    assert_eq!(back.len(), 20, "{back:?}");
     on_server(&db, to_view);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_no_email(
         "extended protocol after the second change",
-        extended(COMPUTED).await.map(|r| cells(&r)),
+        extended().await,
     );
 
     let fresh = connect(proxy.port(), "trust_user", &db).await;
-    assert_no_email(
-        "a new session",
-        fresh
-            .simple_query(COMPUTED)
-            .await
-            .map(|m| cells(&text_rows_of(m))),
-    );
+    assert_no_email("a new session", computed_notes(&fresh).await);
 }
 
 /// A table created on the server is usable by the very next statement
@@ -164,12 +160,10 @@ async fn a_table_created_on_the_server_is_usable_at_once() {
         "CREATE TABLE cc_fresh (id int); INSERT INTO cc_fresh VALUES (7);
          GRANT SELECT ON cc_fresh TO PUBLIC;",
     );
-    let rows = guarded
-        .simple_query("SELECT id FROM cc_fresh")
+    let rows = cells_of(&guarded, "SELECT id FROM cc_fresh")
         .await
-        .map(text_rows_of)
         .expect("a table created outside copyguard is known at once");
-    assert_eq!(cells(&rows), ["7"]);
+    assert_eq!(rows, ["7"]);
     let missing = guarded
         .simple_query("SELECT id FROM cc_nowhere")
         .await
@@ -235,18 +229,16 @@ async fn a_probe_that_fails_refuses_rather_than_guesses() {
         refused.message().contains("catalog.unverified"),
         "{refused:?}"
     );
-    let plain = guarded
-        .simple_query("SELECT 1")
+    let plain = cells_of(&guarded, "SELECT 1")
         .await
         .expect("statements naming no relation still run");
-    assert_eq!(cells(&text_rows_of(plain)), ["1"]);
+    assert_eq!(plain, ["1"]);
     locker.batch_execute("COMMIT").await.expect("unlock");
     assert_no_email("after the lock", computed_notes(&guarded).await);
-    let users = guarded
-        .simple_query("SELECT count(*) FROM cc_users")
+    let users = cells_of(&guarded, "SELECT count(*) FROM cc_users")
         .await
         .expect("the catalog is read again");
-    assert_eq!(cells(&text_rows_of(users)), ["20"]);
+    assert_eq!(users, ["20"]);
 }
 
 /// Red team: a session inside a REPEATABLE READ transaction reloaded the
@@ -309,10 +301,8 @@ async fn a_leftover_internal_statement_does_not_block_the_next_probe() {
         .await
         .expect("a statement of the internal name");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let users = guarded
-        .simple_query("SELECT count(*) FROM cc_users")
+    let users = cells_of(&guarded, "SELECT count(*) FROM cc_users")
         .await
-        .map(text_rows_of)
         .expect("the probe runs");
-    assert_eq!(cells(&users), ["20"]);
+    assert_eq!(users, ["20"]);
 }

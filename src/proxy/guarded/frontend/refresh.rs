@@ -135,7 +135,7 @@ where
         // load per database is in flight at a time.
         let own_change = self.core.catalog_dirty && has_catalog;
         let claim = (idle && !own_change).then(|| cache.claim(database, has_catalog));
-        let quiet = idle && self.guard.state.queue.lock().is_empty();
+        let quiet = self.quiet(idle);
         let ticket = match claim {
             None => None,
             Some(Claim::Load(ticket)) if quiet && has_catalog && !self.core.catalog_dirty => {
@@ -288,13 +288,7 @@ where
     /// task, the load in flight until then.
     async fn send_load(&mut self, ticket: LoadTicket) -> Result<(), SessionError> {
         let asked_at = Instant::now();
-        let (reply, rx) = tokio::sync::oneshot::channel();
-        self.guard.state.queue.push(Expect::Internal {
-            reply,
-            sets: Vec::new(),
-            error: None,
-        });
-        self.send(&messages::internal_batch(LOAD_SQL)).await?;
+        let rx = self.send_internal(LOAD_SQL).await?;
         let database = self.guard.info.database.clone();
         metrics::counter!(crate::telemetry::CATALOG_LOADS, "database" => database.clone())
             .increment(1);

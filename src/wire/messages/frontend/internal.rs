@@ -5,7 +5,7 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::{bind_message, execute_message, parse_message};
+use super::{bind_message, close, describe, execute_message, parse_message};
 use crate::wire::messages::frame;
 
 /// The statement name internal queries are prepared under, closed again
@@ -22,16 +22,14 @@ pub const INTERNAL_STATEMENT: &str = "copyguard_internal";
 /// Query of `sql`, with ParseComplete, BindComplete and CloseComplete
 /// between them.
 pub fn internal_batch(sql: &str) -> Bytes {
-    let mut close = b"S".to_vec();
-    close.extend_from_slice(INTERNAL_STATEMENT.as_bytes());
-    close.push(0);
-    let close = frame(b'C', &close);
+    let close = close(b'S', INTERNAL_STATEMENT);
+    let describe = describe(b'P', "");
     let mut out = BytesMut::new();
     out.extend_from_slice(&close);
     for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
         out.extend_from_slice(&parse_message(INTERNAL_STATEMENT, statement));
         out.extend_from_slice(&bind_message("", INTERNAL_STATEMENT));
-        out.extend_from_slice(&frame(b'D', b"P\0"));
+        out.extend_from_slice(&describe);
         out.extend_from_slice(&execute_message("", 0));
         out.extend_from_slice(&close);
     }

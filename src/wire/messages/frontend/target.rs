@@ -19,8 +19,18 @@ pub fn parse_target(frame: &Frame) -> Result<(u8, Cow<'_, str>), WireError> {
 
 /// A Describe message for a portal or statement.
 pub fn describe(kind: u8, name: &str) -> Bytes {
+    target(b'D', kind, name)
+}
+
+/// A Close message for a portal or statement.
+pub fn close(kind: u8, name: &str) -> Bytes {
+    target(b'C', kind, name)
+}
+
+/// A Describe or Close (`tag`) of the portal or statement (`kind`) `name`.
+fn target(tag: u8, kind: u8, name: &str) -> Bytes {
     let mut body = vec![kind];
     body.extend_from_slice(name.as_bytes());
     body.push(0);
-    frame(b'D', &body)
+    frame(tag, &body)
 }
