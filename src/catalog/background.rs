@@ -54,6 +54,10 @@ pub struct BackgroundRefresh {
     /// transaction's snapshot (under REPEATABLE READ, one older than the
     /// server's), so it is replaced once the session is idle again.
     transaction_view: bool,
+    /// The client's transaction has run a statement that took a snapshot,
+    /// so a query of copyguard's in it no longer comes before its first
+    /// (which `SET TRANSACTION` must).
+    snapshot_taken: bool,
 }
 
 impl BackgroundRefresh {
@@ -130,6 +134,12 @@ impl BackgroundRefresh {
         }
     }
 
+    /// Notes a probe of the session's own that verified its catalog (one
+    /// inside a transaction, kept from the cache): the next is due `until`.
+    pub fn checked_until(&mut self, until: Instant) {
+        self.fresh_until = self.fresh_until.max(Some(until));
+    }
+
     /// Wants a probe at the next idle cycle, whenever the last one was: a
     /// statement named a relation or column the catalog does not have, so
     /// the retry the refusal suggests finds it.
@@ -140,6 +150,26 @@ impl BackgroundRefresh {
     /// Notes a statement the cycle runs.
     pub fn note(&mut self, kind: &StatementKind) {
         self.plain &= leaves_server_idle(kind);
+        match kind {
+            StatementKind::Transaction { .. } => self.snapshot_taken = false,
+            StatementKind::Select
+            | StatementKind::Insert
+            | StatementKind::Update
+            | StatementKind::Delete
+            | StatementKind::Merge
+            | StatementKind::CopyTo { .. }
+            | StatementKind::CopyFrom { .. }
+            | StatementKind::CreateTableAs
+            | StatementKind::Declare { .. } => self.snapshot_taken = true,
+            _ => {}
+        }
+    }
+
+    /// Whether a query of copyguard's may run inside the client's
+    /// transaction now without taking its first snapshot: the last
+    /// transaction statement noted was followed by one that took it.
+    pub fn may_query_in_transaction(&self) -> bool {
+        self.snapshot_taken
     }
 
     /// At the start of a cycle: a claim not sent in the previous cycle is
@@ -253,6 +283,26 @@ mod tests {
         refresh.note(&StatementKind::Transaction { ends: false });
         assert!(refresh.take().is_none());
         assert!(matches!(cache.claim("db", true), Claim::Load(_)));
+    }
+
+    #[test]
+    fn queries_in_a_transaction_wait_for_its_first_snapshot() {
+        let mut refresh = BackgroundRefresh::default();
+        let begin = StatementKind::Transaction { ends: false };
+        refresh.note(&begin);
+        refresh.note(&StatementKind::Set {
+            name: "lock_timeout".into(),
+        });
+        refresh.note(&StatementKind::Show);
+        assert!(
+            !refresh.may_query_in_transaction(),
+            "SET TRANSACTION may follow"
+        );
+        refresh.note(&StatementKind::Select);
+        assert!(refresh.may_query_in_transaction());
+        refresh.note(&StatementKind::Transaction { ends: true });
+        refresh.note(&begin);
+        assert!(!refresh.may_query_in_transaction(), "a new transaction");
     }
 
     #[test]

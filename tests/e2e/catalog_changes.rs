@@ -306,3 +306,79 @@ async fn a_leftover_internal_statement_does_not_block_the_next_probe() {
         .expect("the probe runs");
     assert_eq!(users, ["20"]);
 }
+
+/// Red team: a READ COMMITTED transaction begun before a change, with no
+/// other session probing, kept deciding with the old catalog and returned
+/// every email. The session probes inside its transaction too and, since
+/// each statement there reads the latest catalog, loads the new one in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_committed_transaction_sees_a_change_made_during_it() {
+    let (db, proxy) = swap_fixture("catalog_read_committed");
+    let a = connect(proxy.port(), "trust_user", &db).await;
+    a.batch_execute("BEGIN").await.expect("begin");
+    let users = cells_of(&a, "SELECT count(*) FROM cc_users")
+        .await
+        .expect("a snapshot taken before the change");
+    assert_eq!(users, ["20"]);
+    on_server(&db, SWAP);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let users = cells_of(&a, "SELECT count(*) FROM cc_users")
+        .await
+        .expect("the transaction goes on with the catalog read in it");
+    assert_eq!(users, ["20"]);
+    assert_no_email("inside the transaction", computed_notes(&a).await);
+}
+
+/// A probe due inside a transaction waits for the client's first
+/// statement that takes a snapshot, so `SET TRANSACTION` (pg_dump's second
+/// statement) still comes first; a probe in a transaction that reads one
+/// snapshot finds nothing to refuse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_transaction_still_comes_first_in_a_transaction() {
+    let (db, proxy) = swap_fixture("catalog_set_transaction");
+    let a = connect(proxy.port(), "trust_user", &db).await;
+    a.batch_execute("BEGIN").await.expect("begin");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    a.batch_execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .await
+        .expect("the first statement of its transaction");
+    for _ in 0..2 {
+        assert_eq!(computed_notes(&a).await.expect("unclassified").len(), 20);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    a.batch_execute("COMMIT").await.expect("commit");
+}
+
+/// A probe inside the client's transaction that fails (here on the
+/// session's own `lock_timeout`) runs under a savepoint: the transaction
+/// goes on, and once the catalog can be read again the change is seen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_failing_inside_a_transaction_leaves_it_going() {
+    let (db, proxy) = swap_fixture("catalog_probe_savepoint");
+    let a = connect(proxy.port(), "trust_user", &db).await;
+    a.batch_execute("BEGIN; SET LOCAL lock_timeout = '50ms'")
+        .await
+        .expect("begin");
+    let users = cells_of(&a, "SELECT count(*) FROM cc_users")
+        .await
+        .expect("a snapshot taken before the change");
+    assert_eq!(users, ["20"]);
+    let locker = superuser(&db).await;
+    locker
+        .batch_execute(&format!(
+            "{SWAP} BEGIN; LOCK TABLE pg_catalog.pg_rewrite IN ACCESS EXCLUSIVE MODE;"
+        ))
+        .await
+        .expect("swap, then hold a catalog lock");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let plain = cells_of(&a, "SELECT 2")
+        .await
+        .expect("the transaction survives the failed probe");
+    assert_eq!(plain, ["2"]);
+    locker.batch_execute("COMMIT").await.expect("unlock");
+    let users = cells_of(&a, "SELECT count(*) FROM cc_users")
+        .await
+        .expect("the catalog is read again in the transaction");
+    assert_eq!(users, ["20"]);
+    assert_no_email("after the lock", computed_notes(&a).await);
+}

@@ -49,6 +49,9 @@ pub(super) struct Frontend<'a, R, W> {
     /// Why the session's catalog could not be checked or read (it decides
     /// with an empty one meanwhile).
     unverified: Option<String>,
+    /// Whether the client's transaction reads the latest committed catalog
+    /// (READ COMMITTED), when a query of this cycle asked.
+    reads_latest: Option<bool>,
     /// Bytes and messages read from the client and not counted yet
     /// ([`Guard::count_up`] at each flush and at the end).
     uncounted: (u64, u64),
@@ -89,6 +92,7 @@ where
             background: BackgroundRefresh::default(),
             search_path_read: None,
             unverified: None,
+            reads_latest: None,
             uncounted: (0, 0),
         }
     }

@@ -1,7 +1,9 @@
 //! The frontend's own queries on the session's upstream connection: the
 //! catalog and search path refreshed at the start of a request cycle, a
 //! catalog load sent behind the client's statement, and the silent failure
-//! of a transaction whose result was stopped.
+//! of a transaction whose result was stopped. Inside the client's
+//! transaction they run under a savepoint, so a failing one leaves that
+//! transaction as it was.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -21,6 +23,14 @@ use crate::wire::messages;
 
 /// What the search path is read with.
 const SEARCH_PATH_SQL: &str = "SELECT pg_catalog.current_schemas(true)::text";
+/// What the client's transaction's isolation level is read with.
+const ISOLATION_SQL: &str = "SELECT pg_catalog.current_setting('transaction_isolation')";
+/// Around a query for copyguard inside the client's transaction.
+const SAVEPOINT_SQL: &str = "SAVEPOINT copyguard_internal";
+const RELEASE_SQL: &str = "RELEASE SAVEPOINT copyguard_internal";
+/// After such a query failed: the transaction back to where it was.
+const UNDO_SQL: &str =
+    "ROLLBACK TO SAVEPOINT copyguard_internal; RELEASE SAVEPOINT copyguard_internal";
 
 impl<R, W> Frontend<'_, R, W>
 where
@@ -32,6 +42,35 @@ where
         let rx = self.send_internal(sql).await?;
         self.flush().await?;
         internal_answer(rx).await
+    }
+
+    /// [`internal`](Self::internal) that leaves the client's transaction,
+    /// when the server is in one (not `idle`), as it was: the query runs
+    /// under a savepoint, rolled back to when it fails.
+    async fn internal_kept(
+        &mut self,
+        sql: &str,
+        idle: bool,
+    ) -> Result<InternalResult, SessionError> {
+        if idle {
+            return self.internal(sql).await;
+        }
+        let wrapped = format!("{SAVEPOINT_SQL}; {sql}; {RELEASE_SQL}");
+        match self.internal(&wrapped).await? {
+            Ok(mut sets) => {
+                // The savepoint's completion opened an empty set.
+                if !sets.is_empty() {
+                    sets.remove(0);
+                }
+                Ok(Ok(sets))
+            }
+            Err(e) => {
+                if let Err(undo) = self.internal(UNDO_SQL).await? {
+                    warn!(error = %undo, "a failed query of copyguard's could not be rolled back: the client's transaction is aborted");
+                }
+                Ok(Err(e))
+            }
+        }
     }
 
     /// Queues a query for copyguard itself without flushing or waiting,
@@ -61,10 +100,14 @@ where
     /// ([`BackgroundRefresh`]); inside a transaction an old catalog is kept
     /// until the session is idle. A catalog a probe dated is never decided
     /// with again: the session loads a newer one or waits for the load in
-    /// flight, in a transaction too. An idle cycle with nothing in flight
-    /// then probes the stamp when the database's probe is due.
+    /// flight; inside a READ COMMITTED transaction it loads one in it,
+    /// inside a transaction reading one snapshot it refuses statements
+    /// naming relations until the transaction ends. A cycle with nothing
+    /// in flight then probes the stamp when the database's probe is due,
+    /// inside a transaction too.
     pub(super) async fn refresh(&mut self) -> Result<(), SessionError> {
         self.background.give_up();
+        self.reads_latest = None;
         if self.guard.state.probe_wanted.swap(false, Ordering::Relaxed) {
             self.background.probe_soon();
         }
@@ -75,14 +118,14 @@ where
         let idle = status == b'I';
         let updated = self.update_catalog(idle).await?;
         self.refresh_search_path().await?;
-        if !updated && self.quiet(idle) {
+        if !updated && self.settled() && (idle || self.background.may_query_in_transaction()) {
             let every = self.guard.shared.config.limits.catalog_check;
             let cache = &self.guard.shared.catalogs;
             let again = match self
                 .background
                 .probe_due(cache, &self.guard.info.database, every)
             {
-                Probe::Due => self.probe().await?,
+                Probe::Due => self.probe(idle).await?,
                 // What the probe that verified the database dated was
                 // published before it counted: look once more.
                 Probe::FreshNow => true,
@@ -99,7 +142,35 @@ where
     /// the session's in flight: a query for copyguard may run now without
     /// touching a transaction of the client's.
     fn quiet(&self, idle: bool) -> bool {
-        idle && !self.in_batch && self.guard.state.queue.lock().is_empty()
+        idle && self.settled()
+    }
+
+    /// Whether nothing of the session's is in flight and no extended
+    /// protocol batch is open: a query for copyguard may run now, inside
+    /// the client's transaction if the server is in one.
+    fn settled(&self) -> bool {
+        !self.in_batch && self.guard.state.queue.lock().is_empty()
+    }
+
+    /// Whether the client's transaction reads the latest committed catalog
+    /// (READ COMMITTED: each statement takes a new snapshot), so that a
+    /// catalog read in it is the one the server resolves names with. Asked
+    /// when no probe of this cycle told; not known (`false`) while
+    /// something is in flight or before the transaction's first snapshot
+    /// (asking would take it).
+    async fn reads_latest(&mut self) -> Result<bool, SessionError> {
+        if let Some(latest) = self.reads_latest {
+            return Ok(latest);
+        }
+        if !self.settled() || !self.background.may_query_in_transaction() {
+            return Ok(false);
+        }
+        let latest = match self.internal_kept(ISOLATION_SQL, false).await? {
+            Ok(sets) => sets.first().is_some_and(|set| is_read_committed(set)),
+            Err(_) => false,
+        };
+        self.reads_latest = Some(latest);
+        Ok(latest)
     }
 
     /// Adopts, loads or claims a newer catalog when the session's may be
@@ -119,10 +190,12 @@ where
         if !(self.core.catalog_dirty || dated || (idle && cache.is_stale(&self.core.catalog))) {
             return Ok(false);
         }
-        if dated && !idle && !self.core.catalog_dirty {
+        if dated && !idle && !self.core.catalog_dirty && !self.reads_latest().await? {
             // A catalog read now would show the transaction's snapshot
             // (under REPEATABLE READ, one from before the change), while
-            // the server resolves names in the current one.
+            // the server resolves names in the current one; before the
+            // first snapshot, reading would take it (SET TRANSACTION may
+            // still come).
             self.distrust(
                 "the schema changed on the server during this transaction; end it to go on"
                     .to_owned(),
@@ -159,7 +232,7 @@ where
         metrics::counter!(crate::telemetry::CATALOG_LOADS, "database" => database.clone())
             .increment(1);
         let asked_at = Instant::now();
-        let loaded = match self.internal(LOAD_SQL).await? {
+        let loaded = match self.internal_kept(LOAD_SQL, idle).await? {
             Ok(sets) => CatalogRows::from_sets(sets)
                 .and_then(|r| r.into_catalog())
                 .map_err(|e| e.to_string()),
@@ -198,17 +271,33 @@ where
         self.background.probe_soon();
     }
 
-    /// Reads the catalog's stamp now and gives it to the cache; returns
-    /// whether the session's catalog is dated by it (a schema change made
-    /// outside copyguard, or a catalog read in an older snapshot). A probe
-    /// that fails leaves the session without a trusted catalog.
-    async fn probe(&mut self) -> Result<bool, SessionError> {
+    /// Reads the catalog's stamp now; returns whether the session's
+    /// catalog is dated by it (a schema change made outside copyguard, or
+    /// a catalog read in an older snapshot). An `idle` probe gives the
+    /// stamp to the cache; one inside the client's transaction also reads
+    /// its isolation level and keeps what it saw to the session, since the
+    /// transaction's own uncommitted changes show in it. A probe that
+    /// fails leaves the session without a trusted catalog.
+    async fn probe(&mut self, idle: bool) -> Result<bool, SessionError> {
         let asked_at = Instant::now();
-        let stamp = match self.internal(STAMP_SQL).await? {
-            Ok(sets) => match sets.first() {
-                Some(set) => stamp_of(set).map_err(|e| e.to_string()),
-                None => Err("no result".to_owned()),
-            },
+        let sql = if idle {
+            STAMP_SQL.to_owned()
+        } else {
+            format!("{ISOLATION_SQL}; {STAMP_SQL}")
+        };
+        let stamp = match self.internal_kept(&sql, idle).await? {
+            Ok(sets) => {
+                let (isolation, stamp) = match &sets[..] {
+                    [stamp] if idle => (None, Some(stamp)),
+                    [isolation, stamp] if !idle => (Some(isolation), Some(stamp)),
+                    _ => (None, None),
+                };
+                self.reads_latest = isolation.map(|set| is_read_committed(set));
+                match stamp {
+                    Some(set) => stamp_of(set).map_err(|e| e.to_string()),
+                    None => Err(format!("{} result sets", sets.len())),
+                }
+            }
             Err(e) => Err(e),
         };
         let stamp = match stamp {
@@ -219,7 +308,10 @@ where
             }
         };
         let database = &self.guard.info.database;
-        if self
+        if !idle {
+            let every = self.guard.shared.config.limits.catalog_check;
+            self.background.checked_until(asked_at + every);
+        } else if self
             .guard
             .shared
             .catalogs
@@ -237,19 +329,22 @@ where
     }
 
     /// After a statement named a relation or column the catalog does not
-    /// have: when the server is quiet, probes the stamp now and, when the
+    /// have: when nothing is in flight, probes the stamp now and, when the
     /// schema changed since the catalog was read, loads the new one
-    /// (otherwise the next idle cycle probes). Returns whether the catalog
+    /// (otherwise the next cycle probes). Returns whether the catalog
     /// changed, so the statement is decided again: a migration's new table
     /// is usable at once.
     pub(super) async fn catch_up(&mut self) -> Result<bool, SessionError> {
-        let idle = self.guard.state.status.load(Ordering::Relaxed) == b'I';
-        if !self.quiet(idle) {
+        let status = self.guard.state.status.load(Ordering::Relaxed);
+        let idle = status == b'I';
+        if !self.settled()
+            || !(idle || status == b'T' && self.background.may_query_in_transaction())
+        {
             self.background.probe_soon();
             return Ok(false);
         }
         let before = self.core.context;
-        if self.probe().await? {
+        if self.probe(idle).await? {
             self.update_catalog(idle).await?;
         }
         Ok(self.core.context != before && self.unverified.is_none())
@@ -327,6 +422,18 @@ where
         }
         Ok(())
     }
+}
+
+/// Whether an isolation level's result set says READ COMMITTED (or READ
+/// UNCOMMITTED, the same in PostgreSQL).
+fn is_read_committed(set: &[crate::catalog::Row]) -> bool {
+    matches!(
+        set,
+        [row] if matches!(
+            row.first().and_then(|v| v.as_deref()),
+            Some("read committed" | "read uncommitted")
+        )
+    )
 }
 
 /// Where the answer of a query for copyguard itself comes.
