@@ -50,7 +50,9 @@ pub(crate) fn classify(tokens: &[TokenWithSpan]) -> Option<Fallback> {
         // `SET TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ ONLY,
         // DEFERRABLE` (`pg_dump --serializable-deferrable`): sqlparser
         // reads no DEFERRABLE. Transaction modes only, nothing else.
-        "SET" if transaction_modes(&sig, &words) => StatementKind::Transaction { ends: false },
+        "SET" | "BEGIN" | "START" if transaction_modes(&sig, &words) => {
+            StatementKind::Transaction { ends: false }
+        }
         "IMPORT" => StatementKind::Ddl(DdlKind::Code("IMPORT FOREIGN SCHEMA".into())),
         "LOAD" => StatementKind::Ddl(DdlKind::Code("LOAD".into())),
         "REASSIGN" => StatementKind::Ddl(DdlKind::Security("REASSIGN OWNED".into())),
@@ -68,10 +70,14 @@ pub(crate) fn classify(tokens: &[TokenWithSpan]) -> Option<Fallback> {
     Some(Fallback::Kind(kind))
 }
 
-/// Whether a statement is `SET [SESSION CHARACTERISTICS AS] TRANSACTION`
-/// followed by transaction modes alone (words of them and commas).
+/// Whether a statement is `SET [SESSION CHARACTERISTICS AS] TRANSACTION`,
+/// `START TRANSACTION` or `BEGIN [WORK | TRANSACTION]` followed by
+/// transaction modes alone (words of them and commas; PostgreSQL also
+/// takes them without commas).
 fn transaction_modes(sig: &[&TokenWithSpan], words: &[String]) -> bool {
     let modes = match words {
+        [b, w, rest @ ..] if b == "BEGIN" && (w == "WORK" || w == "TRANSACTION") => rest,
+        [b, rest @ ..] if b == "BEGIN" => rest,
         [_, t, rest @ ..] if t == "TRANSACTION" => rest,
         [_, s, c, a, t, rest @ ..]
             if s == "SESSION" && c == "CHARACTERISTICS" && a == "AS" && t == "TRANSACTION" =>

@@ -9,7 +9,9 @@
 //! (`relations`; views' parsed definitions are kept by `definitions`) and
 //! expressions (`expr`, `operands`, `operators`), resolving names the way
 //! PostgreSQL does (`scope`, `names`). Whatever it does not understand is
-//! an error, and guarded sessions refuse the statement.
+//! an error, and guarded sessions refuse the statement. `snapshot` tells
+//! from a statement's leading keyword whether it takes its transaction's
+//! snapshot (when copyguard may query inside the client's transaction).
 
 mod analyzer;
 mod colname;
@@ -32,6 +34,7 @@ mod scope;
 mod set_returning;
 mod settings;
 pub mod shape;
+mod snapshot;
 mod srf;
 mod statement;
 #[cfg(test)]
@@ -40,6 +43,7 @@ mod tests;
 pub(crate) use expr::AGGREGATES;
 pub use facts::*;
 pub use input::{tokenize_bounded, CUT_MARK, LONG_TOKEN, MAX_TOKENS};
+pub use snapshot::takes_snapshot;
 
 use crate::catalog::Catalog;
 

@@ -58,6 +58,10 @@ pub struct BackgroundRefresh {
     /// so a query of copyguard's in it no longer comes before its first
     /// (which `SET TRANSACTION` must).
     snapshot_taken: bool,
+    /// A probe inside the client's transaction found that it reads one
+    /// snapshot (REPEATABLE READ, SERIALIZABLE): probes in it cannot see
+    /// later changes.
+    one_snapshot: bool,
 }
 
 impl BackgroundRefresh {
@@ -134,12 +138,6 @@ impl BackgroundRefresh {
         }
     }
 
-    /// Notes a probe of the session's own that verified its catalog (one
-    /// inside a transaction, kept from the cache): the next is due `until`.
-    pub fn checked_until(&mut self, until: Instant) {
-        self.fresh_until = self.fresh_until.max(Some(until));
-    }
-
     /// Wants a probe at the next idle cycle, whenever the last one was: a
     /// statement named a relation or column the catalog does not have, so
     /// the retry the refusal suggests finds it.
@@ -151,7 +149,10 @@ impl BackgroundRefresh {
     pub fn note(&mut self, kind: &StatementKind) {
         self.plain &= leaves_server_idle(kind);
         match kind {
-            StatementKind::Transaction { .. } => self.snapshot_taken = false,
+            StatementKind::Transaction { .. } => {
+                self.snapshot_taken = false;
+                self.one_snapshot = false;
+            }
             StatementKind::Select
             | StatementKind::Insert
             | StatementKind::Update
@@ -166,10 +167,37 @@ impl BackgroundRefresh {
     }
 
     /// Whether a query of copyguard's may run inside the client's
-    /// transaction now without taking its first snapshot: the last
+    /// transaction now without taking its first snapshot: the statement
+    /// it would come before takes it anyway (`snapshot`), or the last
     /// transaction statement noted was followed by one that took it.
-    pub fn may_query_in_transaction(&self) -> bool {
-        self.snapshot_taken
+    pub fn may_query_in_transaction(&self, snapshot: bool) -> bool {
+        snapshot || self.snapshot_taken
+    }
+
+    /// Whether a probe inside the client's transaction may run now
+    /// ([`may_query_in_transaction`](Self::may_query_in_transaction)) and
+    /// may see a change (no probe in it found that it reads one snapshot).
+    pub fn probes_in_transaction(&self, snapshot: bool) -> bool {
+        self.may_query_in_transaction(snapshot) && !self.one_snapshot
+    }
+
+    /// At the start of a cycle with the server idle outside a
+    /// transaction: the next transaction has taken no snapshot.
+    pub fn idle(&mut self) {
+        self.snapshot_taken = false;
+        self.one_snapshot = false;
+    }
+
+    /// Notes what a probe inside the client's transaction found: whether
+    /// it reads the latest catalog (READ COMMITTED), so that the probe
+    /// verified the catalog until `until`, or one snapshot, so that no
+    /// probe in it can.
+    pub fn probed_in_transaction(&mut self, reads_latest: bool, until: Instant) {
+        if reads_latest {
+            self.fresh_until = self.fresh_until.max(Some(until));
+        } else {
+            self.one_snapshot = true;
+        }
     }
 
     /// At the start of a cycle: a claim not sent in the previous cycle is
@@ -295,14 +323,21 @@ mod tests {
         });
         refresh.note(&StatementKind::Show);
         assert!(
-            !refresh.may_query_in_transaction(),
+            !refresh.probes_in_transaction(false),
             "SET TRANSACTION may follow"
         );
         refresh.note(&StatementKind::Select);
-        assert!(refresh.may_query_in_transaction());
+        assert!(refresh.probes_in_transaction(false));
+        refresh.probed_in_transaction(false, Instant::now());
+        assert!(
+            !refresh.probes_in_transaction(false),
+            "a transaction reading one snapshot"
+        );
         refresh.note(&StatementKind::Transaction { ends: true });
         refresh.note(&begin);
-        assert!(!refresh.may_query_in_transaction(), "a new transaction");
+        assert!(!refresh.probes_in_transaction(false), "a new transaction");
+        refresh.note(&StatementKind::Select);
+        assert!(refresh.probes_in_transaction(false));
     }
 
     #[test]

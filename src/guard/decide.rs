@@ -164,6 +164,7 @@ impl Core {
 
     /// Adopts a newer catalog: decisions made before are made again.
     pub fn set_catalog(&mut self, catalog: Arc<Catalog>) {
+        self.note_schemas(&catalog);
         self.catalog = catalog;
         self.catalog_dirty = false;
         self.context += 1;
@@ -175,9 +176,19 @@ impl Core {
         if Arc::ptr_eq(&self.catalog, &catalog) {
             return;
         }
+        self.note_schemas(&catalog);
         self.catalog = catalog;
         self.catalog_dirty &= self.ddl_seen;
         self.context += 1;
+    }
+
+    /// Before `catalog` replaces the session's: when the schema changed
+    /// between them (another stamp), the search path is read again, since
+    /// schemas it names may have come or gone (`"$user"` among them).
+    fn note_schemas(&mut self, catalog: &Catalog) {
+        if catalog.stamp != self.catalog.stamp {
+            self.search_path_dirty = true;
+        }
     }
 
     /// Whether the session has had no catalog yet (it started before its

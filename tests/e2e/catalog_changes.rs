@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use crate::raw::{bind_msg, execute_rows, parse_msg, startup_packet, sync_msg, Raw};
 use crate::support::*;
 
 /// `trust_user` guarded, `cc_users.email` classified.
@@ -49,6 +50,11 @@ fn assert_no_email(what: &str, result: Result<Vec<String>, tokio_postgres::Error
 /// proxy probing every 200 ms: the database's name, the proxy and the
 /// DDL that swaps the notes table for a view over the emails.
 fn swap_fixture(name: &str) -> (String, TestProxy) {
+    swap_fixture_every(name, "200ms")
+}
+
+/// [`swap_fixture`] with a proxy probing `every` so often.
+fn swap_fixture_every(name: &str, every: &str) -> (String, TestProxy) {
     let db = fresh_database(name);
     on_server(
         &db,
@@ -58,7 +64,7 @@ fn swap_fixture(name: &str) -> (String, TestProxy) {
          INSERT INTO cc_notes SELECT g, 'note ' || g FROM generate_series(1, 20) g;
          GRANT SELECT ON cc_users, cc_notes TO PUBLIC;",
     );
-    (db, proxy_checking_every("200ms"))
+    (db, proxy_checking_every(every))
 }
 
 /// A proxy under [`policy`] probing the catalog's stamp `every` so often.
@@ -72,6 +78,8 @@ fn proxy_checking_every(every: &str) -> TestProxy {
 const SWAP: &str = "ALTER TABLE cc_notes RENAME TO cc_notes_old;
      CREATE VIEW cc_notes AS SELECT id, email AS note FROM cc_users;
      GRANT SELECT ON cc_notes TO PUBLIC;";
+/// The DDL that puts the notes table back.
+const UNSWAP: &str = "DROP VIEW cc_notes; ALTER TABLE cc_notes_old RENAME TO cc_notes;";
 
 /// The computed read of the notes.
 const COMPUTED: &str = "SELECT note || '' FROM cc_notes";
@@ -115,7 +123,7 @@ async fn a_table_replaced_on_the_server_is_judged_as_what_replaced_it() {
     assert_eq!(before.len(), 20);
 
     let to_view = SWAP;
-    let to_table = "DROP VIEW cc_notes; ALTER TABLE cc_notes_old RENAME TO cc_notes;";
+    let to_table = UNSWAP;
     on_server(&db, to_view);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_no_email(
@@ -381,4 +389,161 @@ async fn a_probe_failing_inside_a_transaction_leaves_it_going() {
         .expect("the catalog is read again in the transaction");
     assert_eq!(users, ["20"]);
     assert_no_email("after the lock", computed_notes(&a).await);
+}
+
+/// A probe inside a REPEATABLE READ transaction reads that transaction's
+/// snapshot: it verifies nothing committed after it, so the first
+/// statement after the transaction probes again (it was taken as a check
+/// of the latest catalog, and a change made during the transaction went
+/// unseen for another interval).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_inside_a_snapshot_verifies_nothing_after_it() {
+    let (db, proxy) = swap_fixture_every("catalog_snapshot_probe", "500ms");
+    let a = connect(proxy.port(), "trust_user", &db).await;
+    a.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1")
+        .await
+        .expect("a snapshot taken before the change");
+    on_server(&db, SWAP);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let plain = cells_of(&a, "SELECT 2")
+        .await
+        .expect("a probe in the snapshot");
+    assert_eq!(plain, ["2"]);
+    a.batch_execute("COMMIT").await.expect("commit");
+    assert_no_email("right after the transaction", computed_notes(&a).await);
+}
+
+/// Red team: a transaction whose last statement was a transaction control
+/// one (BEGIN, SAVEPOINT, ROLLBACK TO, COMMIT AND CHAIN) or took no
+/// snapshot (SHOW) was never probed, so its next statement was decided on
+/// the old catalog. A statement that takes the snapshot anyway is probed
+/// before, whatever came before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_shape_of_transaction_sees_a_change_made_during_it() {
+    let (db, proxy) = swap_fixture("catalog_transaction_shapes");
+    for opening in [
+        "BEGIN",
+        "BEGIN; SELECT 1; SAVEPOINT a",
+        "BEGIN; SELECT 1; SAVEPOINT a; SELECT 2; ROLLBACK TO a",
+        "BEGIN; SELECT 1; COMMIT AND CHAIN",
+        "BEGIN; SHOW work_mem",
+        "BEGIN; SET TRANSACTION READ ONLY",
+    ] {
+        let a = connect(proxy.port(), "trust_user", &db).await;
+        a.batch_execute(opening).await.expect(opening);
+        on_server(&db, SWAP);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_no_email(opening, computed_notes(&a).await);
+        drop(a);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        on_server(&db, UNSWAP);
+    }
+}
+
+/// Red team: a schema created on the server in the session's search path
+/// (`"$user"`) was never seen: the search path was read again only after
+/// the session's own changes, so a view there over classified columns,
+/// named like a public table, was judged as that table. A catalog change
+/// now reads the search path again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_created_in_the_search_path_is_seen() {
+    let (db, proxy) = swap_fixture("catalog_user_schema");
+    let a = connect(proxy.port(), "trust_user", &db).await;
+    assert_eq!(computed_notes(&a).await.expect("unclassified").len(), 20);
+    on_server(
+        &db,
+        "CREATE SCHEMA trust_user; GRANT USAGE ON SCHEMA trust_user TO PUBLIC;
+         CREATE VIEW trust_user.cc_notes AS SELECT id, email AS note FROM public.cc_users;
+         GRANT SELECT ON trust_user.cc_notes TO PUBLIC;",
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_no_email("computed", computed_notes(&a).await);
+    assert_no_email("plain", cells_of(&a, "SELECT note FROM cc_notes").await);
+}
+
+/// Red team: the probe ran its query through the unnamed portal, which a
+/// client inside a transaction was still fetching from: the client's next
+/// Execute failed (55000) and its transaction with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_leaves_the_clients_unnamed_portal_alone() {
+    let (db, proxy) = swap_fixture("catalog_portal");
+    let mut raw = Raw::connect(proxy.port()).await;
+    raw.send(&startup_packet(
+        0,
+        &[("user", "trust_user"), ("database", &db)],
+    ))
+    .await;
+    raw.until_ready().await;
+    raw.query("BEGIN").await;
+    let fetch = [execute_rows("", 1), sync_msg()].concat();
+    let first = [
+        parse_msg("", "SELECT id FROM cc_notes ORDER BY id"),
+        bind_msg("", ""),
+        fetch.clone(),
+    ]
+    .concat();
+    raw.send(&first).await;
+    let rows = |msgs: &[crate::raw::Msg]| -> Vec<u8> { msgs.iter().map(|m| m.tag).collect() };
+    let answer = raw.until_ready().await;
+    assert_eq!(rows(&answer), b"12DsZ", "{answer:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    raw.send(&fetch).await;
+    let answer = raw.until_ready().await;
+    assert_eq!(rows(&answer), b"DsZ", "the portal goes on: {answer:?}");
+    assert!(answer[0].body.ends_with(b"2"), "the second row: {answer:?}");
+}
+
+/// Red team: a `statement_timeout` the client set for its own statements
+/// failed the probe inside its transaction, and the refusal that followed
+/// aborted the transaction. The probe runs without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_statement_timeout_does_not_fail_the_probe() {
+    let (db, proxy) = swap_fixture("catalog_statement_timeout");
+    let a = connect(proxy.port(), "trust_user", &db).await;
+    a.batch_execute("BEGIN; SELECT 1; SET LOCAL statement_timeout = '1ms'")
+        .await
+        .expect("begin");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let users = cells_of(&a, "SELECT id FROM cc_users WHERE id = 1")
+        .await
+        .expect("the statement runs after the probe");
+    assert_eq!(users, ["1"]);
+    let timeout = cells_of(&a, "SHOW statement_timeout")
+        .await
+        .expect("the client's setting");
+    assert_eq!(timeout, ["1ms"]);
+    a.batch_execute("COMMIT").await.expect("commit");
+}
+
+/// A short `statement_timeout` the client set for its session does not
+/// fail the probe or the catalog load outside a transaction either: its
+/// statements are not refused for a check it made impossible.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_statement_timeout_does_not_fail_the_probe() {
+    let (db, proxy) = swap_fixture("catalog_session_timeout");
+    let a = connect(proxy.port(), "trust_user", &db).await;
+    a.batch_execute("SET statement_timeout = '1ms'")
+        .await
+        .expect("a setting of the session's own");
+    on_server(&db, SWAP);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The client's own statements may time out on a busy machine; none
+    // is refused by copyguard.
+    for _ in 0..20 {
+        match cells_of(&a, "SELECT count(*) FROM cc_users").await {
+            Ok(count) => {
+                assert_eq!(count, ["20"]);
+                return;
+            }
+            Err(e) => {
+                let db = e.as_db_error().expect("an error response");
+                assert_eq!(
+                    db.code().code(),
+                    "57014",
+                    "only the client's timeout: {db:?}"
+                );
+            }
+        }
+    }
+    panic!("every statement timed out");
 }

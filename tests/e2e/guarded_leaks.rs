@@ -20,7 +20,7 @@ use tokio_postgres::types::Type;
 use tokio_postgres::Client;
 
 use crate::guard_fixture::*;
-use crate::raw::{frame, startup_packet, Msg, Raw};
+use crate::raw::{bind_msg, execute_msg, frame, parse_msg, startup_packet, sync_msg, Msg, Raw};
 use crate::support::*;
 use crate::tap::{find_leak, forms, Tap};
 
@@ -830,36 +830,6 @@ async fn raw_session(port: u16) -> Raw {
     let (raw, seen) = scram_login(port, DEV, &[]).await;
     assert_eq!(seen.last().map(|m| m.tag), Some(b'Z'), "login: {seen:?}");
     raw
-}
-
-fn cstr(s: &str) -> Vec<u8> {
-    let mut v = s.as_bytes().to_vec();
-    v.push(0);
-    v
-}
-
-fn parse_msg(name: &str, sql: &str) -> Vec<u8> {
-    let mut b = cstr(name);
-    b.extend(cstr(sql));
-    b.extend(0u16.to_be_bytes());
-    frame(b'P', &b)
-}
-
-fn bind_msg(portal: &str, statement: &str) -> Vec<u8> {
-    let mut b = cstr(portal);
-    b.extend(cstr(statement));
-    b.extend([0u8; 6]);
-    frame(b'B', &b)
-}
-
-fn execute_msg(portal: &str) -> Vec<u8> {
-    let mut b = cstr(portal);
-    b.extend(0i32.to_be_bytes());
-    frame(b'E', &b)
-}
-
-fn sync_msg() -> Vec<u8> {
-    frame(b'S', &[])
 }
 
 /// A FunctionCall of `oid` with one int4 argument, binary.

@@ -196,3 +196,43 @@ impl Raw {
         self.until_ready().await
     }
 }
+
+/// `s` as a C string.
+pub fn cstr(s: &str) -> Vec<u8> {
+    let mut v = s.as_bytes().to_vec();
+    v.push(0);
+    v
+}
+
+/// A Parse of `sql` as statement `name`, no parameter types.
+pub fn parse_msg(name: &str, sql: &str) -> Vec<u8> {
+    let mut b = cstr(name);
+    b.extend(cstr(sql));
+    b.extend(0u16.to_be_bytes());
+    frame(b'P', &b)
+}
+
+/// A Bind of `statement` to `portal`, no parameters, text results.
+pub fn bind_msg(portal: &str, statement: &str) -> Vec<u8> {
+    let mut b = cstr(portal);
+    b.extend(cstr(statement));
+    b.extend([0u8; 6]);
+    frame(b'B', &b)
+}
+
+/// An Execute of `portal`, every row.
+pub fn execute_msg(portal: &str) -> Vec<u8> {
+    execute_rows(portal, 0)
+}
+
+/// An Execute of `portal`, at most `max_rows` rows (0: every row).
+pub fn execute_rows(portal: &str, max_rows: i32) -> Vec<u8> {
+    let mut b = cstr(portal);
+    b.extend(max_rows.to_be_bytes());
+    frame(b'E', &b)
+}
+
+/// A Sync.
+pub fn sync_msg() -> Vec<u8> {
+    frame(b'S', &[])
+}

@@ -469,12 +469,17 @@ fn transactions_and_session_statements() {
     for sql in [
         "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ ONLY, DEFERRABLE",
         "SET SESSION CHARACTERISTICS AS TRANSACTION NOT DEFERRABLE",
+        // Modes without commas (red team: refused with analysis.parse).
+        "BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY DEFERRABLE",
+        "BEGIN WORK READ ONLY NOT DEFERRABLE",
+        "START TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ ONLY, DEFERRABLE",
     ] {
         assert_eq!(kind(sql), K::Transaction { ends: false }, "{sql}");
     }
     for sql in [
         "SET TRANSACTION SNAPSHOT 'x', DEFERRABLE",
         "SET TRANSACTION DEFERRABLE, search_path = x",
+        "START DEFERRABLE",
     ] {
         assert!(run(sql).is_err(), "{sql}");
     }

@@ -22,8 +22,6 @@ pub(super) struct SessionState {
     pub pending_cancel: Mutex<Option<JoinHandle<()>>>,
     /// Classified rows relayed in this session.
     pub session_rows: AtomicU64,
-    /// Bytes of classified rows relayed in this session.
-    pub session_bytes: AtomicU64,
     /// Statements decided in this session, refused ones included.
     pub statements: AtomicU64,
     /// Statements refused and results stopped in this session.

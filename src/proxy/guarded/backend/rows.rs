@@ -126,10 +126,6 @@ pub(super) fn count(
     let class = &exec.class.limits;
     let weight = limits.row_weight.max(1);
     let (rows, total) = exec.count_rows(weight, bytes);
-    guard
-        .state
-        .session_bytes
-        .fetch_add(bytes as u64, Ordering::Relaxed);
     if rows > limits.max_rows {
         return Some(enforce::block(
             Rule::LimitRows,

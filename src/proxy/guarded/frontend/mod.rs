@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::exec::{Exec, Expect, Refused, RefusedStatement};
 use super::Guard;
-use crate::analysis::{CopyEndpoint, StatementFacts, StatementKind};
+use crate::analysis::{takes_snapshot, CopyEndpoint, StatementFacts, StatementKind};
 use crate::catalog::{BackgroundRefresh, Catalog};
 use crate::enforce;
 use crate::guard::{Core, Refusal, SqlText, Step};
@@ -52,6 +52,9 @@ pub(super) struct Frontend<'a, R, W> {
     /// Whether the client's transaction reads the latest committed catalog
     /// (READ COMMITTED), when a query of this cycle asked.
     reads_latest: Option<bool>,
+    /// Whether the first statement of this cycle takes its transaction's
+    /// snapshot.
+    snapshot: bool,
     /// Bytes and messages read from the client and not counted yet
     /// ([`Guard::count_up`] at each flush and at the end).
     uncounted: (u64, u64),
@@ -93,6 +96,7 @@ where
             search_path_read: None,
             unverified: None,
             reads_latest: None,
+            snapshot: false,
             uncounted: (0, 0),
         }
     }
@@ -264,13 +268,13 @@ where
     }
 
     async fn simple_query(&mut self, frame: &Frame) -> Result<(), SessionError> {
-        self.refresh().await?;
         let sql = messages::parse_query(frame).map_err(SessionError::Client)?;
+        self.refresh(takes_snapshot(&sql)).await?;
         let sql = SqlText::shared(frame.bytes(), &sql);
         let policy = self.guard.shared.policy.current();
         let execs = match self.core.decide_query_text(&sql, &policy) {
             Ok(execs) => execs,
-            Err(r) if names_unknown(&r) && self.catch_up().await? => {
+            Err(r) if names_unknown(&r) && self.catch_up(takes_snapshot(&sql)).await? => {
                 match self.core.decide_query_text(&sql, &policy) {
                     Ok(execs) => execs,
                     Err(r) => return self.refuse_cycle(&r, &sql).await,
@@ -335,17 +339,20 @@ where
         Ok(())
     }
 
-    async fn begin_batch(&mut self) -> Result<(), SessionError> {
+    /// Starts an extended protocol batch unless one is open; `snapshot`:
+    /// whether the message starting it takes its transaction's snapshot
+    /// ([`takes_snapshot`]).
+    async fn begin_batch(&mut self, snapshot: bool) -> Result<(), SessionError> {
         if !self.in_batch {
-            self.refresh().await?;
+            self.refresh(snapshot).await?;
             self.in_batch = true;
         }
         Ok(())
     }
 
     async fn parse(&mut self, frame: &Frame) -> Result<(), SessionError> {
-        self.begin_batch().await?;
         let msg = messages::parse_parse(frame).map_err(SessionError::Client)?;
+        self.begin_batch(takes_snapshot(&msg.sql)).await?;
         let policy = self.guard.shared.policy.current();
         let sql = SqlText::shared(frame.bytes(), &msg.sql);
         let refused = match self.core.parse(&msg.name, &sql, &policy) {
@@ -390,9 +397,10 @@ where
     }
 
     async fn bind(&mut self, frame: &Frame) -> Result<(), SessionError> {
-        self.begin_batch().await?;
         let (portal, statement) =
             messages::parse_bind_names(frame).map_err(SessionError::Client)?;
+        let snapshot = !self.in_batch && takes_snapshot(&self.statement_sql(&statement));
+        self.begin_batch(snapshot).await?;
         let policy = self.guard.shared.policy.current();
         let decided = match self.core.bind(&portal, &statement, &policy) {
             Step::Refuse { refusal, seen } => {
@@ -459,7 +467,7 @@ where
     }
 
     async fn describe(&mut self, frame: &Frame) -> Result<(), SessionError> {
-        self.begin_batch().await?;
+        self.begin_batch(false).await?;
         let (kind, name) = messages::parse_target(frame).map_err(SessionError::Client)?;
         let target = if kind == b'S' {
             self.core.statements.get(&*name).cloned()
@@ -494,7 +502,7 @@ where
         if !in_batch || self.copy_in {
             return Err(SessionError::Client(e));
         }
-        self.begin_batch().await?;
+        self.begin_batch(false).await?;
         self.core.batch_failed = true;
         let err = ErrorFields::new(
             Severity::Error,
@@ -509,7 +517,7 @@ where
     }
 
     async fn execute(&mut self, frame: &Frame) -> Result<(), SessionError> {
-        self.begin_batch().await?;
+        self.begin_batch(false).await?;
         let portal = messages::parse_execute_portal(frame).map_err(SessionError::Client)?;
         let exec = match self.core.execute(&portal) {
             Ok(exec) => exec,
@@ -551,7 +559,7 @@ where
     }
 
     async fn close(&mut self, frame: &Frame) -> Result<(), SessionError> {
-        self.begin_batch().await?;
+        self.begin_batch(false).await?;
         let (kind, name) = messages::parse_target(frame).map_err(SessionError::Client)?;
         self.core.close(kind, &name);
         self.guard.state.queue.push(Expect::Close);

@@ -25,12 +25,16 @@ use crate::wire::messages;
 const SEARCH_PATH_SQL: &str = "SELECT pg_catalog.current_schemas(true)::text";
 /// What the client's transaction's isolation level is read with.
 const ISOLATION_SQL: &str = "SELECT pg_catalog.current_setting('transaction_isolation')";
-/// Around a query for copyguard inside the client's transaction.
-const SAVEPOINT_SQL: &str = "SAVEPOINT copyguard_internal";
-const RELEASE_SQL: &str = "RELEASE SAVEPOINT copyguard_internal";
-/// After such a query failed: the transaction back to where it was.
+/// Before a query for copyguard inside the client's transaction: a
+/// savepoint, and no `statement_timeout` of the client's.
+const SAVEPOINT_SQL: &str = "SAVEPOINT copyguard_internal; SET LOCAL statement_timeout = 0";
+/// After it, answered or failed: the transaction back to where it was.
 const UNDO_SQL: &str =
     "ROLLBACK TO SAVEPOINT copyguard_internal; RELEASE SAVEPOINT copyguard_internal";
+/// Before a query for copyguard outside a transaction block: no
+/// `statement_timeout` of the client's until the batch's Sync ends its
+/// implicit transaction.
+const UNTIMED_SQL: &str = "SELECT pg_catalog.set_config('statement_timeout', '0', true)";
 
 impl<R, W> Frontend<'_, R, W>
 where
@@ -44,26 +48,25 @@ where
         internal_answer(rx).await
     }
 
-    /// [`internal`](Self::internal) that leaves the client's transaction,
-    /// when the server is in one (not `idle`), as it was: the query runs
-    /// under a savepoint, rolled back to when it fails.
+    /// [`internal`](Self::internal) of a query that only reads, run
+    /// without the client's `statement_timeout` (set for its own
+    /// statements, it would fail the check and then refuse them) and
+    /// leaving the client's transaction, when the server is in one (not
+    /// `idle`), as it was: there the query runs under a savepoint, rolled
+    /// back to after it.
     async fn internal_kept(
         &mut self,
         sql: &str,
         idle: bool,
     ) -> Result<InternalResult, SessionError> {
         if idle {
-            return self.internal(sql).await;
+            let answer = self.internal(&format!("{UNTIMED_SQL}; {sql}")).await?;
+            return Ok(answer.map(without_first));
         }
-        let wrapped = format!("{SAVEPOINT_SQL}; {sql}; {RELEASE_SQL}");
+        let wrapped = format!("{SAVEPOINT_SQL}; {sql}; {UNDO_SQL}");
         match self.internal(&wrapped).await? {
-            Ok(mut sets) => {
-                // The savepoint's completion opened an empty set.
-                if !sets.is_empty() {
-                    sets.remove(0);
-                }
-                Ok(Ok(sets))
-            }
+            // The savepoint's completion opened an empty set.
+            Ok(sets) => Ok(Ok(without_first(sets))),
             Err(e) => {
                 if let Err(undo) = self.internal(UNDO_SQL).await? {
                     warn!(error = %undo, "a failed query of copyguard's could not be rolled back: the client's transaction is aborted");
@@ -104,8 +107,10 @@ where
     /// inside a transaction reading one snapshot it refuses statements
     /// naming relations until the transaction ends. A cycle with nothing
     /// in flight then probes the stamp when the database's probe is due,
-    /// inside a transaction too.
-    pub(super) async fn refresh(&mut self) -> Result<(), SessionError> {
+    /// inside a transaction too when the cycle's first statement takes
+    /// the transaction's snapshot (`snapshot`,
+    /// [`crate::analysis::takes_snapshot`]) or one before it did.
+    pub(super) async fn refresh(&mut self, snapshot: bool) -> Result<(), SessionError> {
         self.background.give_up();
         self.reads_latest = None;
         if self.guard.state.probe_wanted.swap(false, Ordering::Relaxed) {
@@ -116,9 +121,13 @@ where
             return Ok(());
         }
         let idle = status == b'I';
+        if idle {
+            self.background.idle();
+        }
+        self.snapshot = snapshot;
         let updated = self.update_catalog(idle).await?;
-        self.refresh_search_path().await?;
-        if !updated && self.settled() && (idle || self.background.may_query_in_transaction()) {
+        self.refresh_search_path(idle).await?;
+        if !updated && self.settled() && (idle || self.background.probes_in_transaction(snapshot)) {
             let every = self.guard.shared.config.limits.catalog_check;
             let cache = &self.guard.shared.catalogs;
             let again = match self
@@ -133,6 +142,7 @@ where
             };
             if again {
                 self.update_catalog(idle).await?;
+                self.refresh_search_path(idle).await?;
             }
         }
         Ok(())
@@ -155,14 +165,15 @@ where
     /// Whether the client's transaction reads the latest committed catalog
     /// (READ COMMITTED: each statement takes a new snapshot), so that a
     /// catalog read in it is the one the server resolves names with. Asked
-    /// when no probe of this cycle told; not known (`false`) while
-    /// something is in flight or before the transaction's first snapshot
-    /// (asking would take it).
+    /// when no probe of this cycle told; `false` when a probe in the
+    /// transaction found it reads one snapshot, and while something is in
+    /// flight or before the transaction's first snapshot (asking would
+    /// take it).
     async fn reads_latest(&mut self) -> Result<bool, SessionError> {
         if let Some(latest) = self.reads_latest {
             return Ok(latest);
         }
-        if !self.settled() || !self.background.may_query_in_transaction() {
+        if !self.settled() || !self.background.probes_in_transaction(self.snapshot) {
             return Ok(false);
         }
         let latest = match self.internal_kept(ISOLATION_SQL, false).await? {
@@ -310,7 +321,9 @@ where
         let database = &self.guard.info.database;
         if !idle {
             let every = self.guard.shared.config.limits.catalog_check;
-            self.background.checked_until(asked_at + every);
+            let latest = self.reads_latest == Some(true);
+            self.background
+                .probed_in_transaction(latest, asked_at + every);
         } else if self
             .guard
             .shared
@@ -334,11 +347,11 @@ where
     /// (otherwise the next cycle probes). Returns whether the catalog
     /// changed, so the statement is decided again: a migration's new table
     /// is usable at once.
-    pub(super) async fn catch_up(&mut self) -> Result<bool, SessionError> {
+    pub(super) async fn catch_up(&mut self, snapshot: bool) -> Result<bool, SessionError> {
         let status = self.guard.state.status.load(Ordering::Relaxed);
         let idle = status == b'I';
         if !self.settled()
-            || !(idle || status == b'T' && self.background.may_query_in_transaction())
+            || !(idle || status == b'T' && self.background.probes_in_transaction(snapshot))
         {
             self.background.probe_soon();
             return Ok(false);
@@ -346,6 +359,7 @@ where
         let before = self.core.context;
         if self.probe(idle).await? {
             self.update_catalog(idle).await?;
+            self.refresh_search_path(idle).await?;
         }
         Ok(self.core.context != before && self.unverified.is_none())
     }
@@ -383,7 +397,9 @@ where
     /// task, the load in flight until then.
     async fn send_load(&mut self, ticket: LoadTicket) -> Result<(), SessionError> {
         let asked_at = Instant::now();
-        let rx = self.send_internal(LOAD_SQL).await?;
+        let rx = self
+            .send_internal(&format!("{UNTIMED_SQL}; {LOAD_SQL}"))
+            .await?;
         let database = self.guard.info.database.clone();
         metrics::counter!(crate::telemetry::CATALOG_LOADS, "database" => database.clone())
             .increment(1);
@@ -393,7 +409,7 @@ where
         {
             let _server = self.guard.shared.runtime.enter();
             load_in_background(cache, database, ticket, asked_at, async move {
-                rx.await.ok().and_then(Result::ok)
+                rx.await.ok().and_then(Result::ok).map(without_first)
             });
         }
         Ok(())
@@ -401,13 +417,17 @@ where
 
     /// Reads the session's search path again when it may have changed.
     /// The answer read at the session's start ([`Frontend::prefetch`])
-    /// serves the first cycle: no client statement ran before it.
-    async fn refresh_search_path(&mut self) -> Result<(), SessionError> {
+    /// serves the first cycle: no client statement ran before it. Inside
+    /// a transaction that has taken no snapshot it waits for a statement
+    /// that takes one (`SET TRANSACTION` may still come; the statements
+    /// before it name no data).
+    async fn refresh_search_path(&mut self, idle: bool) -> Result<(), SessionError> {
         let prefetched = self.search_path_read.take();
-        if self.core.search_path_dirty {
+        let may_query = idle || self.background.may_query_in_transaction(self.snapshot);
+        if self.core.search_path_dirty && (may_query || prefetched.is_some()) {
             let read = match prefetched {
                 Some(rx) => internal_answer(rx).await?,
-                None => self.internal(SEARCH_PATH_SQL).await?,
+                None => self.internal_kept(SEARCH_PATH_SQL, idle).await?,
             };
             if let Ok(sets) = read {
                 let path = sets
@@ -434,6 +454,15 @@ fn is_read_committed(set: &[crate::catalog::Row]) -> bool {
             Some("read committed" | "read uncommitted")
         )
     )
+}
+
+/// The result sets of an internal query after the first, which answered
+/// the statement put before the query ([`UNTIMED_SQL`], [`SAVEPOINT_SQL`]).
+fn without_first(mut sets: Vec<Vec<crate::catalog::Row>>) -> Vec<Vec<crate::catalog::Row>> {
+    if !sets.is_empty() {
+        sets.remove(0);
+    }
+    sets
 }
 
 /// Where the answer of a query for copyguard itself comes.

@@ -1,0 +1,132 @@
+//! Whether a statement takes its transaction's snapshot, told from its
+//! leading keyword alone: copyguard may run a query of its own inside the
+//! client's transaction before such a statement, since `SET TRANSACTION`
+//! (which must come before the first snapshot) can no longer follow it.
+
+/// Statements that run without a snapshot (PostgreSQL's
+/// `PlannedStmtRequiresSnapshot` and transaction control), by leading
+/// keyword: `SET TRANSACTION` may still follow them.
+const WITHOUT_SNAPSHOT: [&str; 16] = [
+    "begin",
+    "checkpoint",
+    "close",
+    "deallocate",
+    "discard",
+    "fetch",
+    "listen",
+    "lock",
+    "move",
+    "notify",
+    "prepare",
+    "reset",
+    "set",
+    "show",
+    "start",
+    "unlisten",
+];
+
+/// Whether the first statement of `sql` takes the transaction's snapshot
+/// (or ends the transaction): anything but the statements above, an
+/// empty text, or one that is only comments.
+pub fn takes_snapshot(sql: &str) -> bool {
+    match leading_keyword(sql) {
+        Some(word) => !WITHOUT_SNAPSHOT
+            .iter()
+            .any(|k| word.eq_ignore_ascii_case(k)),
+        None => false,
+    }
+}
+
+/// The first word of `sql` after whitespace, comments and opening
+/// parentheses, `None` when it starts with something else.
+fn leading_keyword(sql: &str) -> Option<&str> {
+    let mut rest = sql;
+    loop {
+        let trimmed = rest.trim_start_matches(|c: char| c.is_whitespace() || c == '(');
+        if let Some(after) = trimmed.strip_prefix("--") {
+            rest = after.split_once('\n').map_or("", |(_, next)| next);
+        } else if trimmed.starts_with("/*") {
+            rest = skip_block_comment(trimmed)?;
+        } else {
+            rest = trimmed;
+            break;
+        }
+    }
+    let end = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(rest.len());
+    (end > 0).then(|| &rest[..end])
+}
+
+/// What follows the (nested) block comment `text` starts with; `None`
+/// when it does not end.
+fn skip_block_comment(text: &str) -> Option<&str> {
+    let bytes = text.as_bytes();
+    let (mut depth, mut i) = (0usize, 0usize);
+    while i + 1 < bytes.len() {
+        match &bytes[i..i + 2] {
+            b"/*" => {
+                depth += 1;
+                i += 2;
+            }
+            b"*/" => {
+                depth -= 1;
+                i += 2;
+                if depth == 0 {
+                    return Some(&text[i..]);
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_reading_data_take_the_snapshot() {
+        for sql in [
+            "SELECT 1",
+            "  (select 1)",
+            "WITH x AS (SELECT 1) SELECT * FROM x",
+            "-- a comment\nEXECUTE p",
+            "/* a /* nested */ comment */ insert into t values (1)",
+            "TABLE t",
+            "values (1)",
+            "CALL p()",
+            "COPY t TO STDOUT",
+            "DECLARE c CURSOR FOR SELECT 1",
+            "EXPLAIN SELECT 1",
+            "CREATE TABLE t AS SELECT 1",
+            "SAVEPOINT a",
+            "COMMIT",
+        ] {
+            assert!(takes_snapshot(sql), "{sql}");
+        }
+    }
+
+    #[test]
+    fn what_may_come_before_set_transaction_does_not() {
+        for sql in [
+            "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+            "set local statement_timeout = 0; SELECT 1",
+            "SHOW work_mem",
+            "BEGIN",
+            "START TRANSACTION",
+            "LOCK TABLE t",
+            "RESET ALL",
+            "FETCH 10 FROM c",
+            "PREPARE TRANSACTION 'x'",
+            "",
+            "   ",
+            "-- only a comment",
+            "/* unended",
+            ";",
+        ] {
+            assert!(!takes_snapshot(sql), "{sql:?}");
+        }
+    }
+}
