@@ -239,7 +239,15 @@ impl Core {
             // leaves it reading the old one. Which is the case cannot be
             // told, so facts that changed are refused.
             if stmt.path_version == self.path_version && fresh != *stmt.facts {
-                return Err(unknown());
+                return Err(Refusal::on(
+                    enforce::block(
+                        Rule::StatementChanged,
+                        "the relations this prepared statement reads changed since it was prepared, so copyguard cannot tell which of them the server's plan reads now",
+                    ),
+                    &stmt.facts,
+                    &self.catalog,
+                    policy,
+                ));
             }
             return self.decide(fresh, policy, Some(sql.clone()));
         }

@@ -139,6 +139,9 @@ rules! {
     SettingLexer = "setting.lexer", Protocol, "settings that change how the server reads SQL text (standard_conforming_strings, unsafe client encodings)";
     /// A limited statement sent with others in one query string.
     StatementLimitedNotAlone = "statement.limited_not_alone", Protocol, "statements returning classified rows sent with others in one query string";
+    /// EXECUTE or Bind of a prepared statement whose relations changed
+    /// since it was prepared.
+    StatementChanged = "statement.changed", Protocol, "prepared statements whose relations changed since they were prepared (DDL on the server or in the session)";
     /// EXECUTE or Bind of a statement copyguard did not see prepared.
     StatementUnknown = "statement.unknown", Protocol, "prepared statements copyguard did not see (or refused)";
     /// Execute of a portal copyguard did not see bound.
@@ -197,6 +200,8 @@ impl Rule {
             | Rule::GrantWrongDatabase => "28000",
             Rule::AnalysisTooLarge => "54000",
             Rule::CatalogUnverified => "55000",
+            // As PostgreSQL's "cached plan must not change result type".
+            Rule::StatementChanged => "0A000",
             _ => "42501",
         }
     }
@@ -206,6 +211,9 @@ impl Rule {
         match self {
             Rule::AnalysisContextChange => {
                 "Send the statement as a separate query, or after a Sync."
+            }
+            Rule::StatementChanged => {
+                "Prepare the statement again (DEALLOCATE and PREPARE, or a new Parse): copyguard cannot tell which relations the server's plan reads now."
             }
             Rule::StatementLimitedNotAlone => {
                 "Send the statement that returns classified rows as a query of its own."
@@ -321,6 +329,7 @@ mod tests {
         assert!(Rule::LimitRows.hint().contains("anonymized dump"));
         for internal in [
             Rule::StatementUnknown,
+            Rule::StatementChanged,
             Rule::PortalUnknown,
             Rule::CursorUnknown,
             Rule::AnalysisContextChange,

@@ -321,6 +321,34 @@ fn statements_are_analyzed_again_in_a_new_context() {
 }
 
 #[test]
+fn a_prepared_statement_whose_relations_changed_is_refused_as_such() {
+    let (mut core, p) = dev();
+    parse_bind(&mut core, &p, "s", "SELECT country FROM users").unwrap();
+    // `users` replaced on the server by a relation of another oid.
+    core.set_catalog(Arc::new(Catalog::new(
+        [relation(
+            OTHER_USERS + 1000,
+            "public",
+            "users",
+            &["id", "email", "ssn", "country"],
+        )],
+        Vec::new(),
+    )));
+    refused(core.decide_bind("s", &p), Rule::StatementChanged);
+    // An unrelated change leaves it as it was.
+    core.set_catalog(catalog());
+    parse_bind(&mut core, &p, "t", "SELECT country FROM users").unwrap();
+    core.set_catalog(Arc::new(Catalog::new(
+        [
+            relation(USERS, "public", "users", &["id", "email", "ssn", "country"]),
+            relation(ORDERS + 1000, "public", "invoices", &["id"]),
+        ],
+        Vec::new(),
+    )));
+    assert!(core.decide_bind("t", &p).is_ok());
+}
+
+#[test]
 fn a_reloaded_policy_applies_to_prepared_statements() {
     let (mut core, p) = dev();
     parse_bind(&mut core, &p, "s", "SELECT country FROM users").unwrap();
