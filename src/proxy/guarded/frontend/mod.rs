@@ -399,7 +399,10 @@ where
     async fn bind(&mut self, frame: &Frame) -> Result<(), SessionError> {
         let (portal, statement) =
             messages::parse_bind_names(frame).map_err(SessionError::Client)?;
-        let snapshot = !self.in_batch && takes_snapshot(&self.statement_sql(&statement));
+        let snapshot = !self.in_batch
+            && (self.core.statements.get(&*statement))
+                .and_then(|s| s.sql.as_deref())
+                .is_some_and(takes_snapshot);
         self.begin_batch(snapshot).await?;
         let policy = self.guard.shared.policy.current();
         let decided = match self.core.bind(&portal, &statement, &policy) {
