@@ -92,6 +92,15 @@ async fn cells_of(
     Ok(cells(&text_rows_of(client.simple_query(sql).await?)))
 }
 
+/// Asserts that the session counts the 20 users (a plain read, allowed
+/// whatever the notes are), `what` saying when.
+async fn assert_counts_users(client: &tokio_postgres::Client, what: &str) {
+    let users = cells_of(client, "SELECT count(*) FROM cc_users")
+        .await
+        .expect(what);
+    assert_eq!(users, ["20"], "{what}");
+}
+
 /// The cells of the computed read of the notes.
 async fn computed_notes(
     client: &tokio_postgres::Client,
@@ -243,10 +252,7 @@ async fn a_probe_that_fails_refuses_rather_than_guesses() {
     assert_eq!(plain, ["1"]);
     locker.batch_execute("COMMIT").await.expect("unlock");
     assert_no_email("after the lock", computed_notes(&guarded).await);
-    let users = cells_of(&guarded, "SELECT count(*) FROM cc_users")
-        .await
-        .expect("the catalog is read again");
-    assert_eq!(users, ["20"]);
+    assert_counts_users(&guarded, "the catalog is read again").await;
 }
 
 /// Red team: a session inside a REPEATABLE READ transaction reloaded the
@@ -309,10 +315,7 @@ async fn a_leftover_internal_statement_does_not_block_the_next_probe() {
         .await
         .expect("a statement of the internal name");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let users = cells_of(&guarded, "SELECT count(*) FROM cc_users")
-        .await
-        .expect("the probe runs");
-    assert_eq!(users, ["20"]);
+    assert_counts_users(&guarded, "the probe runs").await;
 }
 
 /// Red team: a READ COMMITTED transaction begun before a change, with no
@@ -324,16 +327,10 @@ async fn a_read_committed_transaction_sees_a_change_made_during_it() {
     let (db, proxy) = swap_fixture("catalog_read_committed");
     let a = connect(proxy.port(), "trust_user", &db).await;
     a.batch_execute("BEGIN").await.expect("begin");
-    let users = cells_of(&a, "SELECT count(*) FROM cc_users")
-        .await
-        .expect("a snapshot taken before the change");
-    assert_eq!(users, ["20"]);
+    assert_counts_users(&a, "a snapshot taken before the change").await;
     on_server(&db, SWAP);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let users = cells_of(&a, "SELECT count(*) FROM cc_users")
-        .await
-        .expect("the transaction goes on with the catalog read in it");
-    assert_eq!(users, ["20"]);
+    assert_counts_users(&a, "the transaction goes on with the catalog read in it").await;
     assert_no_email("inside the transaction", computed_notes(&a).await);
 }
 
@@ -367,10 +364,7 @@ async fn a_probe_failing_inside_a_transaction_leaves_it_going() {
     a.batch_execute("BEGIN; SET LOCAL lock_timeout = '50ms'")
         .await
         .expect("begin");
-    let users = cells_of(&a, "SELECT count(*) FROM cc_users")
-        .await
-        .expect("a snapshot taken before the change");
-    assert_eq!(users, ["20"]);
+    assert_counts_users(&a, "a snapshot taken before the change").await;
     let locker = superuser(&db).await;
     locker
         .batch_execute(&format!(
@@ -384,10 +378,7 @@ async fn a_probe_failing_inside_a_transaction_leaves_it_going() {
         .expect("the transaction survives the failed probe");
     assert_eq!(plain, ["2"]);
     locker.batch_execute("COMMIT").await.expect("unlock");
-    let users = cells_of(&a, "SELECT count(*) FROM cc_users")
-        .await
-        .expect("the catalog is read again in the transaction");
-    assert_eq!(users, ["20"]);
+    assert_counts_users(&a, "the catalog is read again in the transaction").await;
     assert_no_email("after the lock", computed_notes(&a).await);
 }
 
