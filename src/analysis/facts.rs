@@ -240,6 +240,9 @@ pub enum StatementKind {
         /// or subtransaction, so `SET LOCAL`, uncommitted DDL and `ON COMMIT DROP` tables may
         /// change how names resolve afterwards.
         ends: bool,
+        /// BEGIN, START TRANSACTION, COMMIT or ROLLBACK AND CHAIN: a
+        /// transaction begins that has taken no snapshot yet.
+        begins: bool,
     },
     /// SET / SET LOCAL / RESET of a setting (not role or authorization).
     Set {

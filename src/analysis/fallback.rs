@@ -51,7 +51,10 @@ pub(crate) fn classify(tokens: &[TokenWithSpan]) -> Option<Fallback> {
         // DEFERRABLE` (`pg_dump --serializable-deferrable`): sqlparser
         // reads no DEFERRABLE. Transaction modes only, nothing else.
         "SET" | "BEGIN" | "START" if transaction_modes(&sig, &words) => {
-            StatementKind::Transaction { ends: false }
+            StatementKind::Transaction {
+                ends: false,
+                begins: first != "SET",
+            }
         }
         "IMPORT" => StatementKind::Ddl(DdlKind::Code("IMPORT FOREIGN SCHEMA".into())),
         "LOAD" => StatementKind::Ddl(DdlKind::Code("LOAD".into())),

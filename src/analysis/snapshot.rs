@@ -5,19 +5,16 @@
 
 /// Statements that run without a snapshot (PostgreSQL's
 /// `PlannedStmtRequiresSnapshot` and transaction control), by leading
-/// keyword: `SET TRANSACTION` may still follow them.
-const WITHOUT_SNAPSHOT: [&str; 16] = [
+/// keyword: `SET TRANSACTION` may still follow them. (`PREPARE`,
+/// `DEALLOCATE`, `DISCARD` and `CLOSE` take one.)
+const WITHOUT_SNAPSHOT: [&str; 12] = [
     "begin",
     "checkpoint",
-    "close",
-    "deallocate",
-    "discard",
     "fetch",
     "listen",
     "lock",
     "move",
     "notify",
-    "prepare",
     "reset",
     "set",
     "show",
@@ -103,6 +100,11 @@ mod tests {
             "CREATE TABLE t AS SELECT 1",
             "SAVEPOINT a",
             "COMMIT",
+            // Red team: PostgreSQL takes the snapshot for these.
+            "PREPARE x AS SELECT 1",
+            "DEALLOCATE ALL",
+            "DISCARD PLANS",
+            "CLOSE ALL",
         ] {
             assert!(takes_snapshot(sql), "{sql}");
         }
@@ -119,7 +121,6 @@ mod tests {
             "LOCK TABLE t",
             "RESET ALL",
             "FETCH 10 FROM c",
-            "PREPARE TRANSACTION 'x'",
             "",
             "   ",
             "-- only a comment",

@@ -271,14 +271,36 @@ impl Analyzer<'_> {
                 if !statements.is_empty() || exception.is_some() {
                     return Err(unsupported("BEGIN ... END block"));
                 }
-                (K::Transaction { ends: false }, none())
+                let begins = true;
+                (
+                    K::Transaction {
+                        ends: false,
+                        begins,
+                    },
+                    none(),
+                )
             }
-            Statement::Commit { .. } | Statement::Rollback { .. } => {
-                (K::Transaction { ends: true }, none())
-            }
-            Statement::Savepoint { .. } | Statement::ReleaseSavepoint { .. } => {
-                (K::Transaction { ends: false }, none())
-            }
+            Statement::Commit { chain, .. } => (
+                K::Transaction {
+                    ends: true,
+                    begins: *chain,
+                },
+                none(),
+            ),
+            Statement::Rollback { chain, savepoint } => (
+                K::Transaction {
+                    ends: true,
+                    begins: *chain && savepoint.is_none(),
+                },
+                none(),
+            ),
+            Statement::Savepoint { .. } | Statement::ReleaseSavepoint { .. } => (
+                K::Transaction {
+                    ends: false,
+                    begins: false,
+                },
+                none(),
+            ),
             Statement::LISTEN { .. } | Statement::UNLISTEN { .. } => (K::Listen, none()),
             Statement::NOTIFY { .. } => (K::Notify, none()),
             Statement::Discard { .. } => (K::Discard, none()),
@@ -387,7 +409,10 @@ fn set_kind(set: &Set) -> Result<StatementKind, AnalysisError> {
         Set::SetSessionAuthorization(_) => StatementKind::SetSessionAuthorization,
         Set::SetTimeZone { .. } => setting_kind("timezone"),
         Set::SetNames { .. } => setting_kind("client_encoding"),
-        Set::SetTransaction { .. } => StatementKind::Transaction { ends: false },
+        Set::SetTransaction { .. } => StatementKind::Transaction {
+            ends: false,
+            begins: false,
+        },
         other => return Err(unsupported(format!("SET form {}", variant(other)))),
     })
 }

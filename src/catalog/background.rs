@@ -149,10 +149,7 @@ impl BackgroundRefresh {
     pub fn note(&mut self, kind: &StatementKind) {
         self.plain &= leaves_server_idle(kind);
         match kind {
-            StatementKind::Transaction { .. } => {
-                self.snapshot_taken = false;
-                self.one_snapshot = false;
-            }
+            StatementKind::Transaction { begins: true, .. } => self.idle(),
             StatementKind::Select
             | StatementKind::Insert
             | StatementKind::Update
@@ -161,15 +158,19 @@ impl BackgroundRefresh {
             | StatementKind::CopyTo { .. }
             | StatementKind::CopyFrom { .. }
             | StatementKind::CreateTableAs
-            | StatementKind::Declare { .. } => self.snapshot_taken = true,
+            | StatementKind::Declare { .. }
+            | StatementKind::Execute { .. }
+            | StatementKind::Prepare { .. }
+            | StatementKind::Call
+            | StatementKind::Explain { .. } => self.snapshot_taken = true,
             _ => {}
         }
     }
 
     /// Whether a query of copyguard's may run inside the client's
     /// transaction now without taking its first snapshot: the statement
-    /// it would come before takes it anyway (`snapshot`), or the last
-    /// transaction statement noted was followed by one that took it.
+    /// it would come before takes it anyway (`snapshot`), or one noted
+    /// since the transaction began took it.
     pub fn may_query_in_transaction(&self, snapshot: bool) -> bool {
         snapshot || self.snapshot_taken
     }
@@ -182,7 +183,8 @@ impl BackgroundRefresh {
     }
 
     /// At the start of a cycle with the server idle outside a
-    /// transaction: the next transaction has taken no snapshot.
+    /// transaction, or at a statement beginning one: the next transaction
+    /// has taken no snapshot.
     pub fn idle(&mut self) {
         self.snapshot_taken = false;
         self.one_snapshot = false;
@@ -308,7 +310,10 @@ mod tests {
         refresh.defer(ticket(&cache));
         assert!(matches!(cache.claim("db", true), Claim::Keep));
         refresh.note(&StatementKind::Select);
-        refresh.note(&StatementKind::Transaction { ends: false });
+        refresh.note(&StatementKind::Transaction {
+            ends: false,
+            begins: true,
+        });
         assert!(refresh.take().is_none());
         assert!(matches!(cache.claim("db", true), Claim::Load(_)));
     }
@@ -316,7 +321,10 @@ mod tests {
     #[test]
     fn queries_in_a_transaction_wait_for_its_first_snapshot() {
         let mut refresh = BackgroundRefresh::default();
-        let begin = StatementKind::Transaction { ends: false };
+        let begin = StatementKind::Transaction {
+            ends: false,
+            begins: true,
+        };
         refresh.note(&begin);
         refresh.note(&StatementKind::Set {
             name: "lock_timeout".into(),
@@ -328,12 +336,35 @@ mod tests {
         );
         refresh.note(&StatementKind::Select);
         assert!(refresh.probes_in_transaction(false));
+        // Savepoints keep the snapshot (red team: they turned probes off).
+        for kind in [
+            StatementKind::Transaction {
+                ends: false,
+                begins: false,
+            },
+            StatementKind::Transaction {
+                ends: true,
+                begins: false,
+            },
+        ] {
+            refresh.note(&kind);
+            assert!(refresh.probes_in_transaction(false), "{kind:?}");
+        }
         refresh.probed_in_transaction(false, Instant::now());
         assert!(
             !refresh.probes_in_transaction(false),
             "a transaction reading one snapshot"
         );
-        refresh.note(&StatementKind::Transaction { ends: true });
+        refresh.note(&StatementKind::Transaction {
+            ends: true,
+            begins: true,
+        });
+        assert!(
+            !refresh.probes_in_transaction(false),
+            "a chained transaction"
+        );
+        refresh.note(&StatementKind::Execute { name: "p".into() });
+        assert!(refresh.probes_in_transaction(false));
         refresh.note(&begin);
         assert!(!refresh.probes_in_transaction(false), "a new transaction");
         refresh.note(&StatementKind::Select);

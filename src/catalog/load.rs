@@ -7,9 +7,11 @@ use super::{Catalog, Column, ColumnId, Oid, RelKind, Relation, WriteEffects};
 
 /// The stamp of what the catalog load reads, one row of one text value
 /// that changes with every committed change to it: relations, their
-/// columns, views' rules, inheritance, user functions' names, schemas,
-/// foreign keys and triggers. It hashes the fields that matter rather than
-/// row versions, so GRANT, VACUUM FULL or TRUNCATE do not change it, and
+/// columns, views' rules, inheritance, user functions' names, schemas and
+/// who may use them (a schema's USAGE, role memberships: they decide which
+/// schemas of the search path count), foreign keys and triggers. It
+/// hashes the fields that matter rather than row versions, so GRANT on
+/// tables, VACUUM FULL or TRUNCATE do not change it, and
 /// leaves temporary relations and schemas out (a session's own are seen
 /// through its DDL). Objects initdb made (OIDs below 16384) do not change,
 /// so the indexes skip them: the stamp costs well under a millisecond on
@@ -32,8 +34,11 @@ macro_rules! stamp_sql {
  FROM pg_catalog.pg_inherits i), \
  (SELECT pg_catalog.count(*) || ':' || pg_catalog.sum(pg_catalog.hashtext(p.pronamespace || ' ' || p.proname)) \
  FROM pg_catalog.pg_proc p WHERE p.oid >= 16384), \
- (SELECT pg_catalog.count(*) || ':' || pg_catalog.sum(pg_catalog.hashtext(n.oid || ' ' || n.nspname)) \
+ (SELECT pg_catalog.count(*) || ':' || pg_catalog.sum(pg_catalog.hashtext(\
+ n.oid || ' ' || n.nspname || ' ' || COALESCE(n.nspacl::text, ''))) \
  FROM pg_catalog.pg_namespace n WHERE n.nspname !~ '^pg_(toast_)?temp_'), \
+ (SELECT pg_catalog.count(*) || ':' || pg_catalog.sum(pg_catalog.hashtext(m.roleid || ' ' || m.member)) \
+ FROM pg_catalog.pg_auth_members m), \
  (SELECT pg_catalog.count(*) || ':' || pg_catalog.sum(pg_catalog.hashtext(\
  k.conrelid || ' ' || k.confrelid || ' ' || k.confdeltype::text || ' ' || k.confupdtype::text)) \
  FROM pg_catalog.pg_constraint k WHERE k.contype = 'f'), \

@@ -346,7 +346,7 @@ impl Core {
                 // writes fail at COMMIT: its error can quote their rows.
                 let scrub = scrub
                     || allowance.touches_classified
-                    || matches!(facts.kind, StatementKind::Transaction { ends: true });
+                    || matches!(facts.kind, StatementKind::Transaction { ends: true, .. });
                 let mut exec = Exec::new(
                     Arc::new(facts),
                     allowance,
@@ -410,7 +410,7 @@ impl Core {
                 self.clear(Names::Cursors, exec);
             }
             _ if exec.facts.sets_search_path() => self.search_path_dirty = true,
-            StatementKind::Transaction { ends: true } | StatementKind::Discard => {
+            StatementKind::Transaction { ends: true, .. } | StatementKind::Discard => {
                 self.search_path_dirty = true;
                 self.catalog_dirty |= self.ddl_seen;
             }
@@ -625,7 +625,7 @@ impl Core {
 pub fn changes_context(facts: &StatementFacts) -> bool {
     match &facts.kind {
         _ if facts.sets_search_path() => true,
-        StatementKind::Transaction { ends } => *ends,
+        StatementKind::Transaction { ends, .. } => *ends,
         StatementKind::Discard
         | StatementKind::Ddl(_)
         | StatementKind::CreateTableAs

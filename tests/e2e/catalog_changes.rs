@@ -538,3 +538,62 @@ async fn a_session_statement_timeout_does_not_fail_the_probe() {
     }
     panic!("every statement timed out");
 }
+
+/// Red team: a savepoint turned the in-transaction probe off until a
+/// statement that took a snapshot, so a request starting with one that
+/// takes none (`SET LOCAL ...; SELECT ...`) after it was decided on the
+/// old catalog; and `PREPARE`, `DEALLOCATE`, `DISCARD` and `CLOSE` were
+/// taken as taking none, though PostgreSQL takes the snapshot for them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_after_savepoints_or_prepare_see_a_change() {
+    let (db, proxy) = swap_fixture("catalog_after_savepoints");
+    let computed = "SELECT note || '' FROM cc_notes";
+    for (opening, payload) in [
+        ("BEGIN; SELECT 1; SAVEPOINT a", "SET LOCAL work_mem = '8MB'"),
+        ("BEGIN; SELECT 1; SAVEPOINT a; RELEASE a", "SHOW work_mem"),
+        (
+            "BEGIN; SELECT 1; SAVEPOINT a; ROLLBACK TO a",
+            "LOCK TABLE cc_users",
+        ),
+        (
+            "BEGIN",
+            "PREPARE x AS SELECT note || '' FROM cc_notes; EXECUTE x",
+        ),
+        ("BEGIN", "DEALLOCATE ALL"),
+        ("BEGIN", "CLOSE ALL"),
+    ] {
+        let a = connect(proxy.port(), "trust_user", &db).await;
+        a.batch_execute(opening).await.expect(opening);
+        on_server(&db, SWAP);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let request = format!("{payload}; {computed}");
+        assert_no_email(&request, cells_of(&a, &request).await);
+        drop(a);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        on_server(&db, UNSWAP);
+    }
+}
+
+/// Red team: USAGE granted on a schema already in the session's search
+/// path (`"$user"`) changed which relation a name resolves to, but not the
+/// catalog's stamp, so the session kept resolving it to the public table
+/// for good. Schema rights and role memberships are part of the stamp.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_the_session_may_use_later_is_seen() {
+    let (db, proxy) = swap_fixture("catalog_schema_usage");
+    on_server(
+        &db,
+        "CREATE SCHEMA trust_user;
+         CREATE VIEW trust_user.cc_notes AS SELECT id, email AS note FROM public.cc_users;
+         GRANT SELECT ON trust_user.cc_notes TO PUBLIC;",
+    );
+    let a = connect(proxy.port(), "trust_user", &db).await;
+    assert_eq!(
+        computed_notes(&a).await.expect("the public table").len(),
+        20
+    );
+    on_server(&db, "GRANT USAGE ON SCHEMA trust_user TO PUBLIC;");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_no_email("computed", computed_notes(&a).await);
+    assert_no_email("plain", cells_of(&a, "SELECT note FROM cc_notes").await);
+}

@@ -425,28 +425,34 @@ fn set_and_reset_settings() {
     assert_eq!(kind("SHOW search_path"), K::Show);
     assert_eq!(
         kind("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE"),
-        K::Transaction { ends: false }
+        K::Transaction {
+            ends: false,
+            begins: false
+        }
     );
 }
 
 #[test]
 fn transactions_and_session_statements() {
-    for sql in [
-        "BEGIN",
-        "START TRANSACTION READ ONLY",
-        "SAVEPOINT a",
-        "RELEASE SAVEPOINT a",
+    let transaction = |ends, begins| K::Transaction { ends, begins };
+    for (sql, begins) in [
+        ("BEGIN", true),
+        ("START TRANSACTION READ ONLY", true),
+        ("SAVEPOINT a", false),
+        ("RELEASE SAVEPOINT a", false),
     ] {
-        assert_eq!(kind(sql), K::Transaction { ends: false }, "{sql}");
+        assert_eq!(kind(sql), transaction(false, begins), "{sql}");
     }
-    for sql in [
-        "COMMIT",
-        "END",
-        "ROLLBACK",
-        "ABORT",
-        "ROLLBACK TO SAVEPOINT a",
+    for (sql, begins) in [
+        ("COMMIT", false),
+        ("END", false),
+        ("ROLLBACK", false),
+        ("ABORT", false),
+        ("ROLLBACK TO SAVEPOINT a", false),
+        ("COMMIT AND CHAIN", true),
+        ("ROLLBACK AND CHAIN", true),
     ] {
-        assert_eq!(kind(sql), K::Transaction { ends: true }, "{sql}");
+        assert_eq!(kind(sql), transaction(true, begins), "{sql}");
     }
     assert_eq!(kind("LISTEN ch"), K::Listen);
     assert_eq!(kind("UNLISTEN *"), K::Listen);
@@ -474,7 +480,15 @@ fn transactions_and_session_statements() {
         "BEGIN WORK READ ONLY NOT DEFERRABLE",
         "START TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ ONLY, DEFERRABLE",
     ] {
-        assert_eq!(kind(sql), K::Transaction { ends: false }, "{sql}");
+        let begins = !sql.starts_with("SET");
+        assert_eq!(
+            kind(sql),
+            K::Transaction {
+                ends: false,
+                begins
+            },
+            "{sql}"
+        );
     }
     for sql in [
         "SET TRANSACTION SNAPSHOT 'x', DEFERRABLE",
@@ -664,10 +678,16 @@ fn multi_statement_strings_give_facts_in_order() {
     assert_eq!(
         kinds,
         [
-            &K::Transaction { ends: false },
+            &K::Transaction {
+                ends: false,
+                begins: true
+            },
             &K::Select,
             &K::Update,
-            &K::Transaction { ends: true }
+            &K::Transaction {
+                ends: true,
+                begins: false
+            }
         ]
     );
     assert_eq!(f.statements[1].outputs[0].direct, Some(EMAIL));

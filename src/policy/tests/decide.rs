@@ -366,7 +366,10 @@ fn rows_flow_at_execute_and_fetch() {
 #[test]
 fn statements_without_data_pass() {
     for kind in [
-        StatementKind::Transaction { ends: true },
+        StatementKind::Transaction {
+            ends: true,
+            begins: false,
+        },
         StatementKind::Show,
         StatementKind::Listen,
         StatementKind::Notify,

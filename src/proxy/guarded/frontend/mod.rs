@@ -341,7 +341,9 @@ where
 
     /// Starts an extended protocol batch unless one is open; `snapshot`:
     /// whether the message starting it takes its transaction's snapshot
-    /// ([`takes_snapshot`]).
+    /// ([`takes_snapshot`] of a Parse's or a Bind's statement; taken as
+    /// so for a Describe, Execute or Close, which run what was prepared or
+    /// bound before: a `SET TRANSACTION` no longer follows them).
     async fn begin_batch(&mut self, snapshot: bool) -> Result<(), SessionError> {
         if !self.in_batch {
             self.refresh(snapshot).await?;
@@ -470,7 +472,7 @@ where
     }
 
     async fn describe(&mut self, frame: &Frame) -> Result<(), SessionError> {
-        self.begin_batch(false).await?;
+        self.begin_batch(true).await?;
         let (kind, name) = messages::parse_target(frame).map_err(SessionError::Client)?;
         let target = if kind == b'S' {
             self.core.statements.get(&*name).cloned()
@@ -520,7 +522,7 @@ where
     }
 
     async fn execute(&mut self, frame: &Frame) -> Result<(), SessionError> {
-        self.begin_batch(false).await?;
+        self.begin_batch(true).await?;
         let portal = messages::parse_execute_portal(frame).map_err(SessionError::Client)?;
         let exec = match self.core.execute(&portal) {
             Ok(exec) => exec,
@@ -562,7 +564,7 @@ where
     }
 
     async fn close(&mut self, frame: &Frame) -> Result<(), SessionError> {
-        self.begin_batch(false).await?;
+        self.begin_batch(true).await?;
         let (kind, name) = messages::parse_target(frame).map_err(SessionError::Client)?;
         self.core.close(kind, &name);
         self.guard.state.queue.push(Expect::Close);
