@@ -43,7 +43,7 @@ mod tests;
 pub(crate) use expr::AGGREGATES;
 pub use facts::*;
 pub use input::{tokenize_bounded, CUT_MARK, LONG_TOKEN, MAX_TOKENS};
-pub use snapshot::takes_snapshot;
+pub use snapshot::{kind_takes_snapshot, kinds_take_snapshot, takes_snapshot};
 
 use crate::catalog::Catalog;
 

@@ -1,7 +1,10 @@
 //! Whether a statement takes its transaction's snapshot, told from its
-//! leading keyword alone: copyguard may run a query of its own inside the
-//! client's transaction before such a statement, since `SET TRANSACTION`
-//! (which must come before the first snapshot) can no longer follow it.
+//! leading keyword alone or from its kind: copyguard may run a query of
+//! its own inside the client's transaction before such a statement, since
+//! `SET TRANSACTION` (which must come before the first snapshot) can no
+//! longer follow it.
+
+use super::StatementKind;
 
 /// Statements that run without a snapshot (PostgreSQL's
 /// `PlannedStmtRequiresSnapshot` and transaction control), by leading
@@ -32,6 +35,42 @@ pub fn takes_snapshot(sql: &str) -> bool {
             .any(|k| word.eq_ignore_ascii_case(k)),
         None => false,
     }
+}
+
+/// Whether a statement of `kind` takes its transaction's snapshot (those
+/// that read or write data, prepare or run statements).
+pub fn kind_takes_snapshot(kind: &StatementKind) -> bool {
+    matches!(
+        kind,
+        StatementKind::Select
+            | StatementKind::Insert
+            | StatementKind::Update
+            | StatementKind::Delete
+            | StatementKind::Merge
+            | StatementKind::CopyTo { .. }
+            | StatementKind::CopyFrom { .. }
+            | StatementKind::CreateTableAs
+            | StatementKind::Declare { .. }
+            | StatementKind::Execute { .. }
+            | StatementKind::Prepare { .. }
+            | StatementKind::Call
+            | StatementKind::Explain { .. }
+    )
+}
+
+/// Whether statements of `kinds`, run in order, take the transaction's
+/// snapshot before any transaction statement (`SET TRANSACTION` among
+/// them) could need to come first.
+pub fn kinds_take_snapshot<'a>(kinds: impl IntoIterator<Item = &'a StatementKind>) -> bool {
+    for kind in kinds {
+        if kind_takes_snapshot(kind) {
+            return true;
+        }
+        if matches!(kind, StatementKind::Transaction { .. }) {
+            return false;
+        }
+    }
+    false
 }
 
 /// The first word of `sql` after whitespace, comments and opening
@@ -108,6 +147,23 @@ mod tests {
         ] {
             assert!(takes_snapshot(sql), "{sql}");
         }
+    }
+
+    #[test]
+    fn a_request_takes_the_snapshot_unless_a_transaction_statement_comes_first() {
+        let set = StatementKind::Set {
+            name: "work_mem".into(),
+        };
+        let set_transaction = StatementKind::Transaction {
+            ends: false,
+            begins: false,
+        };
+        assert!(kinds_take_snapshot([&set, &StatementKind::Select]));
+        assert!(!kinds_take_snapshot([
+            &set_transaction,
+            &StatementKind::Select
+        ]));
+        assert!(!kinds_take_snapshot([&set, &StatementKind::Show]));
     }
 
     #[test]

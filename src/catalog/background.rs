@@ -28,7 +28,7 @@ use tracing::warn;
 
 use super::cache::{is_dated, SeenVersion};
 use super::{Catalog, CatalogCache, CatalogRows, LoadTicket, Row};
-use crate::analysis::StatementKind;
+use crate::analysis::{kind_takes_snapshot, StatementKind};
 
 /// A session's claimed refresh, waiting for the end of a cycle after
 /// which the load may run without touching the client's transaction, and
@@ -62,6 +62,9 @@ pub struct BackgroundRefresh {
     /// snapshot (REPEATABLE READ, SERIALIZABLE): probes in it cannot see
     /// later changes.
     one_snapshot: bool,
+    /// Until then the session's search path counts as read recently
+    /// enough ([`BackgroundRefresh::path_check_due`]).
+    path_checked_until: Option<Instant>,
 }
 
 impl BackgroundRefresh {
@@ -138,6 +141,20 @@ impl BackgroundRefresh {
         }
     }
 
+    /// Whether the session's search path is to be read again now, which
+    /// it is every `every`: what the server searches also changes with
+    /// what the catalog's stamp cannot show (a role's INHERIT, a
+    /// membership the server takes in only when it next recomputes the
+    /// path), and per session, since it depends on the role.
+    pub fn path_check_due(&mut self, every: Duration) -> bool {
+        let now = Instant::now();
+        if self.path_checked_until.is_some_and(|t| now < t) {
+            return false;
+        }
+        self.path_checked_until = Some(now + every);
+        true
+    }
+
     /// Wants a probe at the next idle cycle, whenever the last one was: a
     /// statement named a relation or column the catalog does not have, so
     /// the retry the refusal suggests finds it.
@@ -148,22 +165,10 @@ impl BackgroundRefresh {
     /// Notes a statement the cycle runs.
     pub fn note(&mut self, kind: &StatementKind) {
         self.plain &= leaves_server_idle(kind);
-        match kind {
-            StatementKind::Transaction { begins: true, .. } => self.idle(),
-            StatementKind::Select
-            | StatementKind::Insert
-            | StatementKind::Update
-            | StatementKind::Delete
-            | StatementKind::Merge
-            | StatementKind::CopyTo { .. }
-            | StatementKind::CopyFrom { .. }
-            | StatementKind::CreateTableAs
-            | StatementKind::Declare { .. }
-            | StatementKind::Execute { .. }
-            | StatementKind::Prepare { .. }
-            | StatementKind::Call
-            | StatementKind::Explain { .. } => self.snapshot_taken = true,
-            _ => {}
+        if matches!(kind, StatementKind::Transaction { begins: true, .. }) {
+            self.idle();
+        } else if kind_takes_snapshot(kind) {
+            self.snapshot_taken = true;
         }
     }
 

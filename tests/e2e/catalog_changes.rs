@@ -352,6 +352,17 @@ async fn set_transaction_still_comes_first_in_a_transaction() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     a.batch_execute("COMMIT").await.expect("commit");
+    // And with a statement behind it in the same request.
+    a.batch_execute("BEGIN").await.expect("begin");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rows = cells_of(
+        &a,
+        "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE; SELECT count(*) FROM cc_notes",
+    )
+    .await
+    .expect("SET TRANSACTION first in its request");
+    assert_eq!(rows, ["20"]);
+    a.batch_execute("COMMIT").await.expect("commit");
 }
 
 /// A probe inside the client's transaction that fails (here on the
@@ -561,6 +572,10 @@ async fn requests_after_savepoints_or_prepare_see_a_change() {
         ),
         ("BEGIN", "DEALLOCATE ALL"),
         ("BEGIN", "CLOSE ALL"),
+        // A transaction that has taken no snapshot yet (red team, third
+        // round): the request's statements say whether it takes one.
+        ("BEGIN", "SET LOCAL work_mem = '8MB'"),
+        ("BEGIN; SELECT 1; COMMIT AND CHAIN", "SHOW work_mem"),
     ] {
         let a = connect(proxy.port(), "trust_user", &db).await;
         a.batch_execute(opening).await.expect(opening);
@@ -593,6 +608,40 @@ async fn a_schema_the_session_may_use_later_is_seen() {
         20
     );
     on_server(&db, "GRANT USAGE ON SCHEMA trust_user TO PUBLIC;");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_no_email("computed", computed_notes(&a).await);
+    assert_no_email("plain", cells_of(&a, "SELECT note FROM cc_notes").await);
+}
+
+/// Red team: what the server searches also changes with what the stamp
+/// cannot show: a role membership it takes in only when it next
+/// recomputes the search path (here at a change of another schema's
+/// owner). The session now reads its search path again every interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_path_the_server_recomputes_is_read_again() {
+    let (db, proxy) = swap_fixture("catalog_path_recomputed");
+    on_server(
+        &db,
+        "CREATE SCHEMA trust_user;
+         CREATE VIEW trust_user.cc_notes AS SELECT id, email AS note FROM public.cc_users;
+         GRANT SELECT ON trust_user.cc_notes TO PUBLIC;
+         CREATE SCHEMA cc_other;
+         DO $$ BEGIN
+           IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'cc_schema_users') THEN
+             CREATE ROLE cc_schema_users;
+           END IF;
+         END $$;
+         GRANT USAGE ON SCHEMA trust_user TO cc_schema_users;",
+    );
+    let a = connect(proxy.port(), "trust_user", &db).await;
+    assert_eq!(
+        computed_notes(&a).await.expect("the public table").len(),
+        20
+    );
+    on_server(&db, "GRANT cc_schema_users TO trust_user;");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    computed_notes(&a).await.ok();
+    on_server(&db, "ALTER SCHEMA cc_other OWNER TO cc_schema_users;");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_no_email("computed", computed_notes(&a).await);
     assert_no_email("plain", cells_of(&a, "SELECT note FROM cc_notes").await);

@@ -109,7 +109,9 @@ where
     /// in flight then probes the stamp when the database's probe is due,
     /// inside a transaction too when the cycle's first statement takes
     /// the transaction's snapshot (`snapshot`,
-    /// [`crate::analysis::takes_snapshot`]) or one before it did.
+    /// [`crate::analysis::takes_snapshot`]) or one before it did. The
+    /// search path is read again when the catalog changed, and every
+    /// `limits.catalog_check` anyway.
     pub(super) async fn refresh(&mut self, snapshot: bool) -> Result<(), SessionError> {
         self.background.give_up();
         self.reads_latest = None;
@@ -125,10 +127,15 @@ where
             self.background.idle();
         }
         self.snapshot = snapshot;
+        let every = self.guard.shared.config.limits.catalog_check;
+        let may_query =
+            self.settled() && (idle || self.background.may_query_in_transaction(snapshot));
+        if may_query && self.background.path_check_due(every) {
+            self.core.search_path_dirty = true;
+        }
         let updated = self.update_catalog(idle).await?;
         self.refresh_search_path(idle).await?;
         if !updated && self.settled() && (idle || self.background.probes_in_transaction(snapshot)) {
-            let every = self.guard.shared.config.limits.catalog_check;
             let cache = &self.guard.shared.catalogs;
             let again = match self
                 .background
