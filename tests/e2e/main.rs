@@ -16,6 +16,7 @@ mod bad_input;
 mod block_log;
 mod catalog_changes;
 mod catalog_sharing;
+mod catalog_transactions;
 mod clients;
 mod decision_cache;
 mod demo_lines;

@@ -13,9 +13,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::exec::{Exec, Expect, Refused, RefusedStatement};
 use super::Guard;
-use crate::analysis::{
-    kinds_take_snapshot, takes_snapshot, CopyEndpoint, StatementFacts, StatementKind,
-};
+use crate::analysis::{takes_snapshot, CopyEndpoint, StatementFacts, StatementKind};
 use crate::catalog::{BackgroundRefresh, Catalog};
 use crate::enforce;
 use crate::guard::{Core, Refusal, SqlText, Step};
@@ -340,25 +338,6 @@ where
                 .await?;
         }
         Ok(())
-    }
-
-    /// Whether the simple Query `sql` takes its transaction's snapshot
-    /// before a transaction statement could need to come first, so that
-    /// copyguard may probe inside the transaction before it: told from the
-    /// leading keyword, and only where it matters (inside a transaction
-    /// that has taken none, a request such as `SET LOCAL ...; SELECT ...`)
-    /// from the kinds of all its statements.
-    fn request_takes_snapshot(&self, sql: &str) -> bool {
-        if takes_snapshot(sql) {
-            return true;
-        }
-        let in_transaction = self.guard.state.status.load(Ordering::Relaxed) == b'T';
-        in_transaction
-            && !self.background.may_query_in_transaction(false)
-            && self
-                .core
-                .analyze(sql)
-                .is_ok_and(|statements| kinds_take_snapshot(statements.iter().map(|s| &s.kind)))
     }
 
     /// Starts an extended protocol batch unless one is open; `snapshot`:

@@ -13,6 +13,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{info, warn};
 
 use super::{Frontend, BLOCKED_SQL};
+use crate::analysis::{kinds_take_snapshot, takes_snapshot};
 use crate::catalog::{
     is_dated, load_in_background, parse_name_array, stamp_of, Catalog, CatalogRows, Claim,
     LoadTicket, Probe, LOAD_SQL, STAMP_SQL,
@@ -153,6 +154,25 @@ where
             }
         }
         Ok(())
+    }
+
+    /// Whether the simple Query `sql` takes its transaction's snapshot
+    /// before a transaction statement could need to come first, so that
+    /// copyguard may probe inside the transaction before it: told from the
+    /// leading keyword, and only where it matters (inside a transaction
+    /// that has taken none, a request such as `SET LOCAL ...; SELECT ...`)
+    /// from the kinds of all its statements.
+    pub(super) fn request_takes_snapshot(&self, sql: &str) -> bool {
+        if takes_snapshot(sql) {
+            return true;
+        }
+        let in_transaction = self.guard.state.status.load(Ordering::Relaxed) == b'T';
+        in_transaction
+            && !self.background.may_query_in_transaction(false)
+            && self
+                .core
+                .analyze(sql)
+                .is_ok_and(|statements| kinds_take_snapshot(statements.iter().map(|s| &s.kind)))
     }
 
     /// Whether the server is idle outside a transaction with nothing of
