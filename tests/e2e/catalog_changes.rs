@@ -101,6 +101,34 @@ pub(crate) async fn assert_counts_users(client: &tokio_postgres::Client, what: &
     assert_eq!(users, ["20"], "{what}");
 }
 
+/// Swaps the notes table for the view over the emails, then holds a
+/// catalog table locked (so probes wait on it) until the returned
+/// superuser session commits.
+pub(crate) async fn swap_holding_the_catalog(db: &str) -> tokio_postgres::Client {
+    let locker = superuser(db).await;
+    locker
+        .batch_execute(&format!(
+            "{SWAP} BEGIN; LOCK TABLE pg_catalog.pg_rewrite IN ACCESS EXCLUSIVE MODE;"
+        ))
+        .await
+        .expect("swap, then hold a catalog lock");
+    locker
+}
+
+/// A schema named after the guarded role, which `"$user"` puts first in
+/// its search path, with a view named like the notes table over the
+/// emails; nobody but its owner may use the schema yet.
+const USER_SCHEMA_VIEW: &str = "CREATE SCHEMA trust_user;
+     CREATE VIEW trust_user.cc_notes AS SELECT id, email AS note FROM public.cc_users;
+     GRANT SELECT ON trust_user.cc_notes TO PUBLIC;";
+
+/// Asserts that neither the computed nor the plain read of the notes
+/// brings a raw email back.
+async fn assert_notes_hidden(client: &tokio_postgres::Client) {
+    assert_no_email("computed", computed_notes(client).await);
+    assert_no_email("plain", cells_of(client, "SELECT note FROM cc_notes").await);
+}
+
 /// The cells of the computed read of the notes.
 pub(crate) async fn computed_notes(
     client: &tokio_postgres::Client,
@@ -229,13 +257,7 @@ async fn a_probe_that_fails_refuses_rather_than_guesses() {
         .batch_execute("SET lock_timeout = '50ms'")
         .await
         .expect("a setting of the session's own");
-    let locker = superuser(&db).await;
-    locker
-        .batch_execute(&format!(
-            "{SWAP} BEGIN; LOCK TABLE pg_catalog.pg_rewrite IN ACCESS EXCLUSIVE MODE;"
-        ))
-        .await
-        .expect("swap, then hold a catalog lock");
+    let locker = swap_holding_the_catalog(&db).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let refused = computed_notes(&guarded)
         .await
@@ -303,13 +325,10 @@ async fn a_schema_created_in_the_search_path_is_seen() {
     assert_eq!(computed_notes(&a).await.expect("unclassified").len(), 20);
     on_server(
         &db,
-        "CREATE SCHEMA trust_user; GRANT USAGE ON SCHEMA trust_user TO PUBLIC;
-         CREATE VIEW trust_user.cc_notes AS SELECT id, email AS note FROM public.cc_users;
-         GRANT SELECT ON trust_user.cc_notes TO PUBLIC;",
+        &format!("{USER_SCHEMA_VIEW} GRANT USAGE ON SCHEMA trust_user TO PUBLIC;"),
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_no_email("computed", computed_notes(&a).await);
-    assert_no_email("plain", cells_of(&a, "SELECT note FROM cc_notes").await);
+    assert_notes_hidden(&a).await;
 }
 
 /// A short `statement_timeout` the client set for its session does not
@@ -352,12 +371,7 @@ async fn a_session_statement_timeout_does_not_fail_the_probe() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_schema_the_session_may_use_later_is_seen() {
     let (db, proxy) = swap_fixture("catalog_schema_usage");
-    on_server(
-        &db,
-        "CREATE SCHEMA trust_user;
-         CREATE VIEW trust_user.cc_notes AS SELECT id, email AS note FROM public.cc_users;
-         GRANT SELECT ON trust_user.cc_notes TO PUBLIC;",
-    );
+    on_server(&db, USER_SCHEMA_VIEW);
     let a = connect(proxy.port(), "trust_user", &db).await;
     assert_eq!(
         computed_notes(&a).await.expect("the public table").len(),
@@ -365,8 +379,7 @@ async fn a_schema_the_session_may_use_later_is_seen() {
     );
     on_server(&db, "GRANT USAGE ON SCHEMA trust_user TO PUBLIC;");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_no_email("computed", computed_notes(&a).await);
-    assert_no_email("plain", cells_of(&a, "SELECT note FROM cc_notes").await);
+    assert_notes_hidden(&a).await;
 }
 
 /// Red team: what the server searches also changes with what the stamp
@@ -378,16 +391,16 @@ async fn a_search_path_the_server_recomputes_is_read_again() {
     let (db, proxy) = swap_fixture("catalog_path_recomputed");
     on_server(
         &db,
-        "CREATE SCHEMA trust_user;
-         CREATE VIEW trust_user.cc_notes AS SELECT id, email AS note FROM public.cc_users;
-         GRANT SELECT ON trust_user.cc_notes TO PUBLIC;
+        &format!(
+            "{USER_SCHEMA_VIEW}
          CREATE SCHEMA cc_other;
          DO $$ BEGIN
            IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'cc_schema_users') THEN
              CREATE ROLE cc_schema_users;
            END IF;
          END $$;
-         GRANT USAGE ON SCHEMA trust_user TO cc_schema_users;",
+         GRANT USAGE ON SCHEMA trust_user TO cc_schema_users;"
+        ),
     );
     let a = connect(proxy.port(), "trust_user", &db).await;
     assert_eq!(
@@ -399,6 +412,5 @@ async fn a_search_path_the_server_recomputes_is_read_again() {
     computed_notes(&a).await.ok();
     on_server(&db, "ALTER SCHEMA cc_other OWNER TO cc_schema_users;");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_no_email("computed", computed_notes(&a).await);
-    assert_no_email("plain", cells_of(&a, "SELECT note FROM cc_notes").await);
+    assert_notes_hidden(&a).await;
 }

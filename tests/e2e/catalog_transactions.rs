@@ -96,13 +96,7 @@ async fn a_probe_failing_inside_a_transaction_leaves_it_going() {
         .await
         .expect("begin");
     assert_counts_users(&a, "a snapshot taken before the change").await;
-    let locker = superuser(&db).await;
-    locker
-        .batch_execute(&format!(
-            "{SWAP} BEGIN; LOCK TABLE pg_catalog.pg_rewrite IN ACCESS EXCLUSIVE MODE;"
-        ))
-        .await
-        .expect("swap, then hold a catalog lock");
+    let locker = swap_holding_the_catalog(&db).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let plain = cells_of(&a, "SELECT 2")
         .await
@@ -151,15 +145,22 @@ async fn every_shape_of_transaction_sees_a_change_made_during_it() {
         "BEGIN; SHOW work_mem",
         "BEGIN; SET TRANSACTION READ ONLY",
     ] {
-        let a = connect(proxy.port(), "trust_user", &db).await;
-        a.batch_execute(opening).await.expect(opening);
-        on_server(&db, SWAP);
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_no_email(opening, computed_notes(&a).await);
-        drop(a);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        on_server(&db, UNSWAP);
+        swapped_after(&proxy, &db, opening, COMPUTED, opening).await;
     }
+}
+
+/// In a new session: `opening`, then the swap on the server, then
+/// `request` once a probe is due, which must bring no raw email back
+/// (`what` says which case); the notes table is put back after.
+async fn swapped_after(proxy: &TestProxy, db: &str, opening: &str, request: &str, what: &str) {
+    let a = connect(proxy.port(), "trust_user", db).await;
+    a.batch_execute(opening).await.expect(opening);
+    on_server(db, SWAP);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_no_email(what, cells_of(&a, request).await);
+    drop(a);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    on_server(db, UNSWAP);
 }
 
 /// Red team: the probe ran its query through the unnamed portal, which a
@@ -224,7 +225,6 @@ async fn a_short_statement_timeout_does_not_fail_the_probe() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_after_savepoints_or_prepare_see_a_change() {
     let (db, proxy) = swap_fixture("catalog_after_savepoints");
-    let computed = "SELECT note || '' FROM cc_notes";
     for (opening, payload) in [
         ("BEGIN; SELECT 1; SAVEPOINT a", "SET LOCAL work_mem = '8MB'"),
         ("BEGIN; SELECT 1; SAVEPOINT a; RELEASE a", "SHOW work_mem"),
@@ -243,14 +243,7 @@ async fn requests_after_savepoints_or_prepare_see_a_change() {
         ("BEGIN", "SET LOCAL work_mem = '8MB'"),
         ("BEGIN; SELECT 1; COMMIT AND CHAIN", "SHOW work_mem"),
     ] {
-        let a = connect(proxy.port(), "trust_user", &db).await;
-        a.batch_execute(opening).await.expect(opening);
-        on_server(&db, SWAP);
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let request = format!("{payload}; {computed}");
-        assert_no_email(&request, cells_of(&a, &request).await);
-        drop(a);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        on_server(&db, UNSWAP);
+        let request = format!("{payload}; {COMPUTED}");
+        swapped_after(&proxy, &db, opening, &request, &request).await;
     }
 }
