@@ -136,6 +136,8 @@ where
         }
         let updated = self.update_catalog(idle).await?;
         self.refresh_search_path(idle).await?;
+        // Settled asked again: at a session's first cycle the loads sent at
+        // its start were in flight above and are answered by now.
         if !updated && self.settled() && (idle || self.background.probes_in_transaction(snapshot)) {
             let cache = &self.guard.shared.catalogs;
             let again = match self
